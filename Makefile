@@ -1,0 +1,110 @@
+# enclaver: one Makefile for the whole tree. Objects go out of tree under
+# build/<variant>/; `make` builds bin/enclaver (release), `make test` builds
+# the release and the ASan+UBSan variants and runs the whole suite on both.
+#
+#   make                 bin/enclaver, bin/enclaver-build
+#   make test            unit + CLI tests, release and sanitizer builds
+#   make fuzz            libFuzzer targets (clang) under build/fuzz/
+#   make bench           benchmarks: figures and ratios, no assertions
+#   make format          clang-format every source file
+#   VARIANT=asan make    any target against the sanitizer build
+
+VARIANT ?= release
+VERSION := $(shell cat VERSION 2>/dev/null || echo 0.0.0)
+BUILD := build/$(VARIANT)
+
+# Library modules: every .c directly under these folders goes into
+# libenclaver.a. The CLI (cli/) links on top.
+MODULES := common eif
+PKGS := openssl jansson zlib
+
+CC ?= cc
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS))
+PKG_LIBS := $(shell pkg-config --libs $(PKGS))
+WARN := -Wall -Wextra -Werror -Wshadow -Wformat=2 -Wno-format-nonliteral -Wvla
+BASE_CFLAGS := -std=gnu17 -D_GNU_SOURCE -D_FILE_OFFSET_BITS=64 $(WARN) -I. $(PKG_CFLAGS) \
+	-DENCLAVER_VERSION=\"$(VERSION)\"
+
+ifeq ($(VARIANT),asan)
+  OPT := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all
+  LDOPT := -fsanitize=address,undefined
+else ifeq ($(VARIANT),release)
+  OPT := -O2 -g
+  LDOPT :=
+else
+  $(error VARIANT must be release or asan)
+endif
+
+CFLAGS_ALL := $(BASE_CFLAGS) $(OPT) $(CFLAGS)
+LDFLAGS_ALL := $(LDOPT) $(LDFLAGS)
+LIBS := $(PKG_LIBS) -lpthread
+
+LIB_SRCS := $(foreach m,$(MODULES),$(wildcard $(m)/*.c))
+LIB_OBJS := $(patsubst %.c,$(BUILD)/obj/%.o,$(LIB_SRCS))
+CLI_SRCS := $(wildcard cli/*.c)
+CLI_OBJS := $(patsubst %.c,$(BUILD)/obj/%.o,$(CLI_SRCS))
+UNIT_SRCS := $(wildcard tests/unit/test_*.c)
+UNIT_BINS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRCS))
+HARNESS_OBJ := $(BUILD)/obj/tests/harness.o
+LIBENCLAVER := $(BUILD)/libenclaver.a
+ENCLAVER := $(BUILD)/bin/enclaver
+
+.PHONY: all test check unit-tests bench fuzz format clean
+all: bin/enclaver bin/enclaver-build
+
+ifeq ($(VARIANT),release)
+bin/enclaver: $(ENCLAVER)
+	@mkdir -p bin
+	cp $< $@
+bin/enclaver-build: bin/enclaver
+	ln -sf enclaver $@
+endif
+
+$(BUILD)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -MMD -MP -c $< -o $@
+
+$(LIBENCLAVER): $(LIB_OBJS)
+	@mkdir -p $(dir $@)
+	rm -f $@
+	ar rcs $@ $^
+
+$(ENCLAVER): $(CLI_OBJS) $(LIBENCLAVER)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS_ALL) -o $@ $(CLI_OBJS) $(LIBENCLAVER) $(LIBS)
+	ln -sf enclaver $(dir $@)enclaver-build
+
+$(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(HARNESS_OBJ) $(LIBENCLAVER)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS_ALL) -o $@ $< $(HARNESS_OBJ) $(LIBENCLAVER) $(LIBS)
+
+# Everything the test runner needs for one variant.
+unit-tests: $(UNIT_BINS) $(ENCLAVER)
+
+test check:
+	$(MAKE) VARIANT=release all unit-tests
+	$(MAKE) VARIANT=asan unit-tests
+	tests/run.sh release asan
+
+bench: all
+	scripts/bench.sh
+
+# libFuzzer targets: clang only. Each tests/fuzz/fuzz_*.c becomes a binary.
+FUZZ_SRCS := $(wildcard tests/fuzz/fuzz_*.c)
+fuzz:
+	$(MAKE) VARIANT=release CC=clang \
+		CFLAGS="-fsanitize=fuzzer-no-link,address,undefined -O1" \
+		BUILD=build/fuzz build/fuzz/libenclaver.a
+	@mkdir -p build/fuzz/bin
+	for f in $(FUZZ_SRCS); do \
+		clang $(BASE_CFLAGS) -O1 -g -fsanitize=fuzzer,address,undefined $$f \
+			build/fuzz/libenclaver.a $(LIBS) -o build/fuzz/bin/$$(basename $$f .c) || exit 1; \
+	done
+
+format:
+	clang-format -i $$(git ls-files '*.c' '*.h')
+
+clean:
+	rm -rf build bin
+
+-include $(LIB_OBJS:.o=.d) $(CLI_OBJS:.o=.d) $(patsubst %.c,$(BUILD)/obj/%.d,$(UNIT_SRCS)) $(HARNESS_OBJ:.o=.d)

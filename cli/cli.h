@@ -1,0 +1,23 @@
+/* cli: argument parsing and subcommands of the `enclaver` binary. Only this
+ * layer prints errors and chooses exit codes. */
+#ifndef ENCLAVER_CLI_H
+#define ENCLAVER_CLI_H
+
+#include "common/common.h"
+
+/* Exit codes shared by every subcommand. */
+enum { EXIT_OK = 0, EXIT_FAIL = 1, EXIT_USAGE = 2 };
+
+/* Prints the error once, as "enclaver: error: <chain>", frees it, returns EXIT_FAIL. */
+int cli_fail(struct err **err);
+/* Prints a usage complaint and the hint to run --help; returns EXIT_USAGE. */
+int cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Writes a JSON document to stdout as the reference tools do (serde_json pretty). */
+int cli_print_json(const json_t *doc, struct err **err);
+
+int cmd_eif(int argc, char **argv);
+int cmd_describe_eif(int argc, char **argv);
+int cmd_pcr(int argc, char **argv);
+int cmd_build(int argc, char **argv);
+
+#endif

@@ -1,0 +1,108 @@
+/* main: the `enclaver` entry point: global options, then one subcommand.
+ * Started as `enclaver-build` it runs `enclaver build`. */
+#include <getopt.h>
+#include <libgen.h>
+#include <string.h>
+
+#include "cli/cli.h"
+
+struct command {
+	const char *name;
+	int (*run)(int argc, char **argv);
+	const char *summary;
+};
+
+static const struct command commands[] = {
+	{"build", cmd_build, "build an enclave image from enclaver.yaml (see docs/cli.md)"},
+	{"eif", cmd_eif, "build or sign an EIF file from a kernel, cmdline and ramdisks"},
+	{"describe-eif", cmd_describe_eif, "print an EIF's measurements, metadata and checks"},
+	{"pcr", cmd_pcr, "print the PCR of a file or of a signing certificate"},
+};
+
+static void usage(FILE *f)
+{
+	fprintf(f, "Usage: enclaver [-v|-q] COMMAND [ARGS...]\n\n"
+		   "Build, inspect and run AWS Nitro Enclave images without a container daemon.\n\n"
+		   "Commands:\n");
+	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+		fprintf(f, "  %-14s %s\n", commands[i].name, commands[i].summary);
+	fprintf(f, "\nOptions:\n"
+		   "  -v, --verbose  more detail on stderr (repeat for debug)\n"
+		   "  -q, --quiet    only errors on stderr\n"
+		   "  -h, --help     this help; COMMAND --help for a command's\n"
+		   "      --version  print the version\n");
+}
+
+int cli_fail(struct err **err)
+{
+	if (err && *err) {
+		fprintf(stderr, "enclaver: error: %s\n", (*err)->msg);
+		err_free(err);
+	}
+	return EXIT_FAIL;
+}
+
+int cli_usage_error(const char *cmd, const char *fmt, ...)
+{
+	va_list ap;
+	fprintf(stderr, "enclaver %s: ", cmd);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "\nTry 'enclaver %s --help'.\n", cmd);
+	return EXIT_USAGE;
+}
+
+int cli_print_json(const json_t *doc, struct err **err)
+{
+	_cleanup_buf_ struct buf out = {0};
+	if (json_serde_write(&out, doc, JSON_SERDE_PRETTY, err) < 0)
+		return -1;
+	buf_putc(&out, '\n');
+	if (fwrite(out.data, 1, out.len, stdout) != out.len || fflush(stdout) != 0)
+		return err_sys(err, "write to stdout");
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	_cleanup_free_ char *self = xstrdup(argv[0]);
+	if (strcmp(basename(self), "enclaver-build") == 0) {
+		argv[0] = "build";
+		return cmd_build(argc, argv);
+	}
+	static const struct option opts[] = {
+		{"verbose", no_argument, NULL, 'v'},
+		{"quiet", no_argument, NULL, 'q'},
+		{"help", no_argument, NULL, 'h'},
+		{"version", no_argument, NULL, 'V'},
+		{0},
+	};
+	int verbosity = LOG_WARN, c;
+	/* '+': stop at the first non-option, the subcommand. */
+	while ((c = getopt_long(argc, argv, "+vqh", opts, NULL)) != -1) {
+		switch (c) {
+		case 'v': verbosity = verbosity < LOG_DEBUG ? verbosity + 1 : LOG_DEBUG; break;
+		case 'q': verbosity = LOG_ERROR; break;
+		case 'h': usage(stdout); return EXIT_OK;
+		case 'V': printf("enclaver %s\n", ENCLAVER_VERSION); return EXIT_OK;
+		default: usage(stderr); return EXIT_USAGE;
+		}
+	}
+	log_set_level((enum log_level)verbosity);
+	if (optind >= argc) {
+		usage(stderr);
+		return EXIT_USAGE;
+	}
+	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
+		if (strcmp(argv[optind], commands[i].name) == 0) {
+			int sub_argc = argc - optind;
+			char **sub_argv = argv + optind;
+			optind = 0; /* reset getopt for the subcommand's parser */
+			return commands[i].run(sub_argc, sub_argv);
+		}
+	}
+	fprintf(stderr, "enclaver: unknown command '%s'\n\n", argv[optind]);
+	usage(stderr);
+	return EXIT_USAGE;
+}

@@ -1,0 +1,145 @@
+/* common: the pieces every module shares: errors, logging, cleanup helpers,
+ * growable buffers, careful I/O, atomic files, hex, and serde-compatible JSON. */
+#ifndef ENCLAVER_COMMON_H
+#define ENCLAVER_COMMON_H
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/types.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+/* ---------------------------------------------------------------- errors
+ * One error type for the whole project (after crun's libcrun_error):
+ * functions take `struct err **err` last, return 0 on success and -1 on
+ * failure after filling *err. Callers add the context they know with
+ * err_wrap(), so the message reads outermost first:
+ *   "write out.eif: ramdisk 2 (b.cpio): read: Input/output error".
+ * Only the CLI prints an error, once. */
+struct err {
+	int code;  /* errno value, or 0 when the failure is not a system error */
+	char *msg; /* full message chain, outermost context first */
+};
+
+/* Set *err (which must be NULL) from a printf-style message; returns -1. */
+int err_set(struct err **err, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* Like err_set with code = errno, and ": strerror(errno)" appended. */
+int err_sys(struct err **err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Prefix an existing error with more context ("ctx: old message"); returns -1. */
+int err_wrap(struct err **err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void err_free(struct err **err);
+
+/* ---------------------------------------------------------------- logging
+ * Logs go to stderr. The level is the only process-wide mutable state. */
+enum log_level { LOG_ERROR = 0, LOG_WARN = 1, LOG_INFO = 2, LOG_DEBUG = 3 };
+void log_set_level(enum log_level level);
+enum log_level log_get_level(void);
+/* True when stderr is a terminal: progress bars only then. */
+bool log_stderr_is_tty(void);
+void log_msg(enum log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+#define log_error(...) log_msg(LOG_ERROR, __VA_ARGS__)
+#define log_warn(...) log_msg(LOG_WARN, __VA_ARGS__)
+#define log_info(...) log_msg(LOG_INFO, __VA_ARGS__)
+#define log_debug(...) log_msg(LOG_DEBUG, __VA_ARGS__)
+
+/* ---------------------------------------------------------------- cleanup
+ * Scope-bound release, so every early return frees what it owns. */
+void cleanup_freep(void *p);
+void cleanup_closep(int *fd);
+void cleanup_fclosep(FILE **f);
+void cleanup_json_decrefp(json_t **j);
+void cleanup_errp(struct err **e);
+#define _cleanup_(f) __attribute__((cleanup(f)))
+#define _cleanup_free_ _cleanup_(cleanup_freep)
+#define _cleanup_close_ _cleanup_(cleanup_closep)
+#define _cleanup_fclose_ _cleanup_(cleanup_fclosep)
+#define _cleanup_json_ _cleanup_(cleanup_json_decrefp)
+#define _cleanup_err_ _cleanup_(cleanup_errp)
+
+/* Hand ownership out of a _cleanup_ variable: returns the value, leaves NULL/-1. */
+#define steal_pointer(pp) ({ __typeof__(*(pp)) _v = *(pp); *(pp) = NULL; _v; })
+#define steal_fd(pfd) ({ int _v = *(pfd); *(pfd) = -1; _v; })
+
+/* Allocation that cannot fail quietly: aborts on out-of-memory, like most
+ * tools do; callers then need no NULL checks for small allocations. */
+void *xmalloc(size_t n);
+void *xcalloc(size_t n, size_t size);
+void *xrealloc(void *p, size_t n);
+char *xstrdup(const char *s);
+char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* ---------------------------------------------------------------- buffers */
+struct buf {
+	char *data; /* always NUL-terminated when len > 0 or after buf_str() */
+	size_t len;
+	size_t cap;
+};
+void buf_append(struct buf *b, const void *data, size_t len);
+void buf_puts(struct buf *b, const char *s);
+void buf_putc(struct buf *b, char c);
+void buf_printf(struct buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* The contents as a C string (never NULL). */
+const char *buf_str(struct buf *b);
+void buf_free(struct buf *b);
+void cleanup_bufp(struct buf *b);
+#define _cleanup_buf_ _cleanup_(cleanup_bufp)
+
+/* ---------------------------------------------------------------- I/O
+ * Loops over short reads/writes and EINTR. */
+/* Reads up to len bytes; returns the count (< len only at end of file) or -1. */
+ssize_t io_read_full(int fd, void *data, size_t len, struct err **err);
+int io_write_full(int fd, const void *data, size_t len, struct err **err);
+ssize_t io_pread_full(int fd, void *data, size_t len, off_t off, struct err **err);
+int io_pwrite_full(int fd, const void *data, size_t len, off_t off, struct err **err);
+/* Reads a whole small file (at most max_len bytes, else an error naming it).
+ * *out is NUL-terminated for convenience; *out_len excludes the NUL. */
+int io_read_file(const char *path, size_t max_len, char **out, size_t *out_len, struct err **err);
+
+/* A file that appears complete or not at all: written to a temporary file
+ * beside the target, fsync'd, then renamed over it. */
+struct atomic_file {
+	int fd;
+	char *tmp_path;
+	char *path;
+};
+int atomic_file_open(struct atomic_file *af, const char *path, mode_t mode, struct err **err);
+int atomic_file_commit(struct atomic_file *af, struct err **err);
+/* Removes the temporary file if not committed; safe to call twice. */
+void atomic_file_abort(struct atomic_file *af);
+#define _cleanup_atomic_file_ _cleanup_(atomic_file_abort)
+
+/* ---------------------------------------------------------------- text */
+/* Lowercase hex of data into out (2*len+1 bytes). */
+void hex_encode(const uint8_t *data, size_t len, char *out);
+/* Parses exactly 2*len hex digits; returns -1 on anything else. */
+int hex_decode(const char *hex, uint8_t *out, size_t len);
+bool str_has_prefix(const char *s, const char *prefix);
+/* The seconds since the epoch for reproducible builds: SOURCE_DATE_EPOCH when
+ * set (an error if malformed), else the current time. */
+int time_source_date_epoch(int64_t *out, struct err **err);
+/* RFC 3339 with "+00:00", as chrono's to_rfc3339() writes whole seconds. */
+void time_format_rfc3339(int64_t t, char out[32]);
+
+/* ---------------------------------------------------------------- JSON
+ * Byte-compatible with Rust's serde_json, which the reference tools use:
+ * escapes only '"', '\\' and control characters (\b \f \n \r \t, else
+ * \u00xx), keeps UTF-8 as is, prints floats in shortest round-trip form
+ * (ryu), and "pretty" means two-space indentation with ": ". */
+enum json_serde_flags {
+	JSON_SERDE_PRETTY = 1 << 0,
+	/* Sort object keys bytewise, as serde_json's Value (a BTreeMap) does.
+	 * Without it objects keep their insertion order, as a Rust struct does. */
+	JSON_SERDE_SORT_KEYS = 1 << 1,
+};
+int json_serde_write(struct buf *out, const json_t *value, unsigned flags, struct err **err);
+/* A deep copy whose objects list their keys in serde_json's (bytewise) order,
+ * for a serde_json::Value nested in a struct whose fields keep their order. */
+json_t *json_sorted_copy(const json_t *value);
+
+#endif

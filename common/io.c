@@ -1,0 +1,175 @@
+/* io: reads and writes that survive short transfers and EINTR, small-file
+ * reading with a size cap, and atomic files (temp + fsync + rename). */
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "common.h"
+
+ssize_t io_read_full(int fd, void *data, size_t len, struct err **err)
+{
+	size_t done = 0;
+	while (done < len) {
+		ssize_t r = read(fd, (char *)data + done, len - done);
+		if (r < 0) {
+			if (errno == EINTR)
+				continue;
+			return err_sys(err, "read");
+		}
+		if (r == 0)
+			break;
+		done += (size_t)r;
+	}
+	return (ssize_t)done;
+}
+
+int io_write_full(int fd, const void *data, size_t len, struct err **err)
+{
+	size_t done = 0;
+	while (done < len) {
+		ssize_t r = write(fd, (const char *)data + done, len - done);
+		if (r < 0) {
+			if (errno == EINTR)
+				continue;
+			return err_sys(err, "write");
+		}
+		done += (size_t)r;
+	}
+	return 0;
+}
+
+ssize_t io_pread_full(int fd, void *data, size_t len, off_t off, struct err **err)
+{
+	size_t done = 0;
+	while (done < len) {
+		ssize_t r = pread(fd, (char *)data + done, len - done, off + (off_t)done);
+		if (r < 0) {
+			if (errno == EINTR)
+				continue;
+			return err_sys(err, "read at offset %lld", (long long)(off + (off_t)done));
+		}
+		if (r == 0)
+			break;
+		done += (size_t)r;
+	}
+	return (ssize_t)done;
+}
+
+int io_pwrite_full(int fd, const void *data, size_t len, off_t off, struct err **err)
+{
+	size_t done = 0;
+	while (done < len) {
+		ssize_t r = pwrite(fd, (const char *)data + done, len - done, off + (off_t)done);
+		if (r < 0) {
+			if (errno == EINTR)
+				continue;
+			return err_sys(err, "write at offset %lld", (long long)(off + (off_t)done));
+		}
+		done += (size_t)r;
+	}
+	return 0;
+}
+
+int io_read_file(const char *path, size_t max_len, char **out, size_t *out_len, struct err **err)
+{
+	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return err_sys(err, "open %s", path);
+	struct stat st;
+	if (fstat(fd, &st) < 0)
+		return err_sys(err, "stat %s", path);
+	if (S_ISDIR(st.st_mode))
+		return err_set(err, EISDIR, "%s: is a directory, expected a file", path);
+	/* Read one byte past the cap to tell "exactly max_len" from "too big";
+	 * the size from fstat is only a hint (pipes, /proc files). */
+	struct buf b = {0};
+	char chunk[65536];
+	for (;;) {
+		ssize_t r = io_read_full(fd, chunk, sizeof(chunk), err);
+		if (r < 0) {
+			buf_free(&b);
+			return err_wrap(err, "%s", path);
+		}
+		buf_append(&b, chunk, (size_t)r);
+		if (b.len > max_len) {
+			buf_free(&b);
+			return err_set(err, EFBIG, "%s: larger than the limit of %zu bytes", path, max_len);
+		}
+		if ((size_t)r < sizeof(chunk))
+			break;
+	}
+	buf_str(&b);
+	*out = b.data;
+	if (out_len)
+		*out_len = b.len;
+	return 0;
+}
+
+int atomic_file_open(struct atomic_file *af, const char *path, mode_t mode, struct err **err)
+{
+	af->fd = -1;
+	af->path = xstrdup(path);
+	af->tmp_path = xasprintf("%s.tmp-XXXXXX", path);
+	af->fd = mkostemp(af->tmp_path, O_CLOEXEC);
+	if (af->fd < 0) {
+		int r = err_sys(err, "create a temporary file beside %s", path);
+		free(af->tmp_path);
+		free(af->path);
+		af->tmp_path = af->path = NULL;
+		return r;
+	}
+	/* mkostemp makes 0600; the result should look like any created file. */
+	mode_t mask = umask(0);
+	umask(mask);
+	if (fchmod(af->fd, mode & ~mask) < 0) {
+		int r = err_sys(err, "chmod %s", af->tmp_path);
+		atomic_file_abort(af);
+		return r;
+	}
+	return 0;
+}
+
+static int fsync_parent_dir(const char *path, struct err **err)
+{
+	_cleanup_free_ char *copy = xstrdup(path);
+	const char *dir = dirname(copy);
+	_cleanup_close_ int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd < 0)
+		return err_sys(err, "open directory %s", dir);
+	if (fsync(dfd) < 0 && errno != EINVAL)
+		return err_sys(err, "fsync directory %s", dir);
+	return 0;
+}
+
+int atomic_file_commit(struct atomic_file *af, struct err **err)
+{
+	if (fsync(af->fd) < 0)
+		return err_sys(err, "fsync %s", af->tmp_path);
+	if (close(af->fd) < 0) {
+		af->fd = -1;
+		return err_sys(err, "close %s", af->tmp_path);
+	}
+	af->fd = -1;
+	if (rename(af->tmp_path, af->path) < 0)
+		return err_sys(err, "rename %s to %s", af->tmp_path, af->path);
+	free(af->tmp_path);
+	af->tmp_path = NULL;
+	int r = fsync_parent_dir(af->path, err);
+	free(af->path);
+	af->path = NULL;
+	return r;
+}
+
+void atomic_file_abort(struct atomic_file *af)
+{
+	if (af->fd >= 0)
+		close(af->fd);
+	af->fd = -1;
+	if (af->tmp_path != NULL)
+		unlink(af->tmp_path);
+	free(af->tmp_path);
+	free(af->path);
+	af->tmp_path = af->path = NULL;
+}

@@ -1,0 +1,287 @@
+/* writer: builds an EIF in one streaming pass (each input read once, fed to
+ * the file, the CRC and the PCR hashes together) and re-signs existing ones.
+ * Output goes to a temporary file that is renamed into place when complete. */
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <zlib.h>
+
+#include "eif/internal.h"
+
+enum feed { FEED_NONE, FEED_BOOT, FEED_APP };
+
+struct writer {
+	struct atomic_file out;
+	uint64_t pos; /* where the next section header goes */
+	uint32_t body_crc; /* of everything after the header written so far */
+	uint32_t sec_crc;  /* of the section being written, its header included */
+	struct eif_header hdr;
+	struct eif_pcr_state pcr;
+	bool boot_ended;
+	uint8_t *chunk;
+};
+
+static int writer_open(struct writer *w, const char *path, uint16_t flags, enum eif_hash_alg alg, struct err **err)
+{
+	memset(w, 0, sizeof(*w));
+	w->out.fd = -1;
+	if (atomic_file_open(&w->out, path, 0644, err) < 0)
+		return -1;
+	if (eif_pcr_init(&w->pcr, alg, err) < 0) {
+		atomic_file_abort(&w->out);
+		return -1;
+	}
+	w->pos = EIF_HEADER_SIZE;
+	w->hdr.version = EIF_VERSION;
+	w->hdr.flags = flags;
+	w->hdr.default_mem = EIF_DEFAULT_MEM;
+	w->hdr.default_cpus = EIF_DEFAULT_CPUS;
+	w->chunk = xmalloc(EIF_IO_CHUNK);
+	return 0;
+}
+
+static void writer_close(struct writer *w)
+{
+	atomic_file_abort(&w->out);
+	eif_pcr_free(&w->pcr);
+	free(w->chunk);
+	w->chunk = NULL;
+}
+
+static int writer_feed(struct writer *w, enum feed feed, const void *data, size_t len, struct err **err)
+{
+	w->sec_crc = (uint32_t)crc32_z(w->sec_crc, data, len);
+	if (feed == FEED_BOOT)
+		return eif_pcr_feed_boot(&w->pcr, data, len, err);
+	if (feed == FEED_APP)
+		return eif_pcr_feed_app(&w->pcr, data, len, err);
+	return 0;
+}
+
+static int writer_begin_section(struct writer *w, uint16_t type, uint64_t size, struct err **err)
+{
+	int i = w->hdr.num_sections;
+	if (i == EIF_MAX_SECTIONS)
+		return err_set(err, E2BIG, "an EIF holds at most %d sections", EIF_MAX_SECTIONS);
+	uint8_t sh[EIF_SECTION_HEADER_SIZE];
+	eif_section_header_encode(type, size, sh);
+	if (io_pwrite_full(w->out.fd, sh, sizeof(sh), (off_t)w->pos, err) < 0)
+		return err_wrap(err, "%s", w->out.tmp_path);
+	w->sec_crc = (uint32_t)crc32_z(0L, sh, sizeof(sh));
+	w->hdr.offsets[i] = w->pos;
+	w->hdr.sizes[i] = size;
+	w->hdr.num_sections++;
+	w->pos += EIF_SECTION_HEADER_SIZE;
+	return 0;
+}
+
+/* Folds the finished section into the file CRC. Keeping a CRC per section
+ * lets eif_sign_file check the old file's CRC without a second read. */
+static void writer_end_section(struct writer *w)
+{
+	uint64_t len = EIF_SECTION_HEADER_SIZE + w->hdr.sizes[w->hdr.num_sections - 1];
+	w->body_crc = (uint32_t)crc32_combine64(w->body_crc, w->sec_crc, (z_off64_t)len);
+}
+
+static int writer_put_bytes(struct writer *w, uint16_t type, enum feed feed, const void *data, size_t len,
+			    struct err **err)
+{
+	if (writer_begin_section(w, type, len, err) < 0 || writer_feed(w, feed, data, len, err) < 0)
+		return -1;
+	if (io_pwrite_full(w->out.fd, data, len, (off_t)w->pos, err) < 0)
+		return err_wrap(err, "%s", w->out.tmp_path);
+	w->pos += len;
+	writer_end_section(w);
+	return 0;
+}
+
+/* Copies `size` bytes of in_fd from in_off into a new section. */
+static int writer_put_fd(struct writer *w, uint16_t type, enum feed feed, int in_fd, uint64_t in_off, uint64_t size,
+			 struct err **err)
+{
+	if (writer_begin_section(w, type, size, err) < 0)
+		return -1;
+	uint64_t done = 0;
+	while (done < size) {
+		size_t want = size - done < EIF_IO_CHUNK ? (size_t)(size - done) : EIF_IO_CHUNK;
+		ssize_t got = io_pread_full(in_fd, w->chunk, want, (off_t)(in_off + done), err);
+		if (got < 0)
+			return -1;
+		if ((size_t)got != want)
+			return err_set(err, EIO, "file shrank while being read (%llu of %llu bytes)",
+				       (unsigned long long)(done + (uint64_t)got), (unsigned long long)size);
+		if (writer_feed(w, feed, w->chunk, want, err) < 0)
+			return -1;
+		if (io_pwrite_full(w->out.fd, w->chunk, want, (off_t)w->pos, err) < 0)
+			return err_wrap(err, "%s", w->out.tmp_path);
+		w->pos += want;
+		done += want;
+	}
+	writer_end_section(w);
+	return 0;
+}
+
+static int writer_put_file(struct writer *w, uint16_t type, enum feed feed, const char *path, struct err **err)
+{
+	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return err_sys(err, "open %s", path);
+	struct stat st;
+	if (fstat(fd, &st) < 0)
+		return err_sys(err, "stat %s", path);
+	if (!S_ISREG(st.st_mode))
+		return err_set(err, EINVAL, "%s: not a regular file", path);
+	posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+	if (writer_put_fd(w, type, feed, fd, 0, (uint64_t)st.st_size, err) < 0)
+		return err_wrap(err, "%s", path);
+	/* A file that grew while we read it would be measured only in part. */
+	uint8_t probe;
+	ssize_t extra = pread(fd, &probe, 1, st.st_size);
+	if (extra > 0)
+		return err_set(err, EIO, "%s: file grew while being read", path);
+	return 0;
+}
+
+static int writer_end_boot(struct writer *w, struct err **err)
+{
+	w->boot_ended = true;
+	return eif_pcr_end_boot(&w->pcr, err);
+}
+
+/* Measures, signs when asked, writes the header and renames into place. */
+static int writer_finish(struct writer *w, const struct eif_signer *signer, struct eif_measurements *m,
+			 struct err **err)
+{
+	const uint8_t *der = NULL;
+	size_t der_len = 0;
+	if (signer != NULL)
+		eif_signer_cert_der(signer, &der, &der_len);
+	if (eif_pcr_finish(&w->pcr, der, der_len, m, err) < 0)
+		return -1;
+	if (signer != NULL) {
+		if (m->alg != EIF_HASH_SHA384)
+			return err_set(err, EINVAL, "signing needs SHA-384 measurements (PCR0 is what the enclave checks)");
+		_cleanup_buf_ struct buf sig = {0};
+		if (eif_signature_section_encode(signer, m->pcr0, &sig, err) < 0 ||
+		    writer_put_bytes(w, EIF_SECTION_SIGNATURE, FEED_NONE, sig.data, sig.len, err) < 0)
+			return err_wrap(err, "signature section");
+	}
+	uint8_t header[EIF_HEADER_SIZE];
+	eif_header_encode(&w->hdr, header);
+	w->hdr.crc = eif_crc_combine_header(header, w->body_crc, w->pos - EIF_HEADER_SIZE);
+	eif_header_encode(&w->hdr, header);
+	if (io_pwrite_full(w->out.fd, header, sizeof(header), 0, err) < 0 || atomic_file_commit(&w->out, err) < 0)
+		return -1;
+	return 0;
+}
+
+int eif_build(const char *output_path, const struct eif_build_spec *spec, struct eif_measurements *out,
+	      struct err **err)
+{
+	if (spec->n_ramdisks == 0)
+		return err_set(err, EINVAL, "an EIF needs at least one ramdisk");
+	if (3 + spec->n_ramdisks + (spec->signer ? 1 : 0) > EIF_MAX_SECTIONS)
+		return err_set(err, E2BIG, "%zu ramdisks: an EIF holds at most %d sections (%d ramdisks)", spec->n_ramdisks,
+			       EIF_MAX_SECTIONS, EIF_MAX_SECTIONS - 3 - (spec->signer ? 1 : 0));
+	_cleanup_buf_ struct buf meta = {0};
+	if (eif_metadata_encode(spec->identity, &meta, err) < 0)
+		return -1;
+	struct writer w;
+	if (writer_open(&w, output_path, spec->flags, spec->alg, err) < 0)
+		return err_wrap(err, "write %s", output_path);
+	int r = -1;
+	if (writer_put_file(&w, EIF_SECTION_KERNEL, FEED_BOOT, spec->kernel_path, err) < 0) {
+		err_wrap(err, "kernel");
+		goto done;
+	}
+	if (writer_put_bytes(&w, EIF_SECTION_CMDLINE, FEED_BOOT, spec->cmdline, strlen(spec->cmdline), err) < 0 ||
+	    writer_put_bytes(&w, EIF_SECTION_METADATA, FEED_NONE, meta.data, meta.len, err) < 0)
+		goto done;
+	for (size_t i = 0; i < spec->n_ramdisks; i++) {
+		if (writer_put_file(&w, EIF_SECTION_RAMDISK, i == 0 ? FEED_BOOT : FEED_APP, spec->ramdisk_paths[i], err) <
+		    0) {
+			err_wrap(err, "ramdisk %zu", i + 1);
+			goto done;
+		}
+		if (i == 0 && writer_end_boot(&w, err) < 0)
+			goto done;
+	}
+	r = writer_finish(&w, spec->signer, out, err);
+done:
+	writer_close(&w);
+	if (r < 0)
+		err_wrap(err, "write %s", output_path);
+	return r;
+}
+
+int eif_sign_file(const char *path, const struct eif_signer *signer, struct eif_measurements *out, struct err **err)
+{
+	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return err_sys(err, "open %s", path);
+	struct stat st;
+	if (fstat(fd, &st) < 0)
+		return err_sys(err, "stat %s", path);
+	struct eif_header h;
+	struct eif_section secs[EIF_MAX_SECTIONS];
+	if (eif_scan_layout(fd, (uint64_t)st.st_size, &h, secs, err) < 0)
+		return err_wrap(err, "%s", path);
+	struct writer w;
+	if (writer_open(&w, path, h.flags, EIF_HASH_SHA384, err) < 0)
+		return err_wrap(err, "sign %s", path);
+	/* The old file's CRC is checked on the way through: re-signing must not
+	 * bless an image that was damaged. */
+	uint8_t old_header[EIF_HEADER_SIZE];
+	uint32_t old_crc = 0;
+	int r = -1;
+	if (io_pread_full(fd, old_header, sizeof(old_header), 0, err) < 0)
+		goto done;
+	old_crc = (uint32_t)crc32(0L, old_header, 544);
+	w.hdr.default_mem = h.default_mem;
+	w.hdr.default_cpus = h.default_cpus;
+	w.hdr.version = h.version;
+	for (int i = 0; i < h.num_sections; i++) {
+		const struct eif_section *s = &secs[i];
+		if (s->type == EIF_SECTION_SIGNATURE) {
+			/* Read only for the CRC check: it is replaced. */
+			uint8_t sh[EIF_SECTION_HEADER_SIZE];
+			eif_section_header_encode(s->type, s->size, sh);
+			old_crc = (uint32_t)crc32(old_crc, sh, sizeof(sh));
+			if (s->size > EIF_MAX_SIGNATURE_SIZE) {
+				err_set(err, EFBIG, "offset %llu: signature section larger than %u bytes",
+					(unsigned long long)s->offset, EIF_MAX_SIGNATURE_SIZE);
+				goto done;
+			}
+			_cleanup_free_ uint8_t *old = xmalloc(s->size ? (size_t)s->size : 1);
+			if (io_pread_full(fd, old, (size_t)s->size, (off_t)(s->offset + EIF_SECTION_HEADER_SIZE), err) < 0)
+				goto done;
+			old_crc = (uint32_t)crc32_z(old_crc, old, (size_t)s->size);
+			continue;
+		}
+		enum feed feed = FEED_NONE;
+		if (s->type == EIF_SECTION_KERNEL || s->type == EIF_SECTION_CMDLINE)
+			feed = FEED_BOOT;
+		else if (s->type == EIF_SECTION_RAMDISK)
+			feed = w.boot_ended ? FEED_APP : FEED_BOOT;
+		if (writer_put_fd(&w, s->type, feed, fd, s->offset + EIF_SECTION_HEADER_SIZE, s->size, err) < 0) {
+			err_wrap(err, "section %d (%s)", i, eif_section_type_name(s->type));
+			goto done;
+		}
+		if (s->type == EIF_SECTION_RAMDISK && !w.boot_ended && writer_end_boot(&w, err) < 0)
+			goto done;
+		/* The section just copied is byte-identical in the old file. */
+		old_crc = (uint32_t)crc32_combine64(old_crc, w.sec_crc, (z_off64_t)(EIF_SECTION_HEADER_SIZE + s->size));
+	}
+	if (old_crc != h.crc) {
+		err_set(err, EINVAL, "CRC mismatch (stored %08x, computed %08x): refusing to sign a damaged image", h.crc,
+			old_crc);
+		goto done;
+	}
+	r = writer_finish(&w, signer, out, err);
+done:
+	writer_close(&w);
+	if (r < 0)
+		err_wrap(err, "sign %s", path);
+	return r;
+}

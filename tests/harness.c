@@ -1,0 +1,87 @@
+/* harness: runs the registered tests of one test program, optionally only
+ * those whose names contain argv[1], and prints the counts for tests/run.sh. */
+#define _GNU_SOURCE
+#include <ftw.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "harness.h"
+
+#define MAX_TESTS 1024
+static struct test_case cases[MAX_TESTS];
+static int n_cases;
+static char tmpdir[PATH_MAX];
+
+void test_register(const char *name, test_fn fn)
+{
+	if (n_cases == MAX_TESTS) {
+		fputs("too many tests\n", stderr);
+		abort();
+	}
+	cases[n_cases++] = (struct test_case){name, fn};
+}
+
+void test_fail(struct test_ctx *t, const char *file, int line, const char *fmt, ...)
+{
+	va_list ap;
+	fprintf(stdout, "    %s:%d: ", file, line);
+	va_start(ap, fmt);
+	vfprintf(stdout, fmt, ap);
+	va_end(ap);
+	fputc('\n', stdout);
+	t->failures++;
+}
+
+const char *test_data(const char *rel)
+{
+	static char path[PATH_MAX];
+	snprintf(path, sizeof(path), "testdata/%s", rel);
+	return path;
+}
+
+static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)st, (void)flag, (void)ftw;
+	return remove(path);
+}
+
+const char *test_tmpdir(struct test_ctx *t)
+{
+	if (tmpdir[0] == '\0') {
+		const char *base = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
+		snprintf(tmpdir, sizeof(tmpdir), "%s/enclaver-test-XXXXXX", base);
+		if (mkdtemp(tmpdir) == NULL) {
+			test_fail(t, __FILE__, __LINE__, "mkdtemp failed");
+			tmpdir[0] = '\0';
+			return "/nonexistent";
+		}
+	}
+	return tmpdir;
+}
+
+int main(int argc, char **argv)
+{
+	int passed = 0, failed = 0;
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	for (int i = 0; i < n_cases; i++) {
+		if (argc > 1 && strstr(cases[i].name, argv[1]) == NULL)
+			continue;
+		struct test_ctx t = {.name = cases[i].name};
+		cases[i].fn(&t);
+		if (tmpdir[0] != '\0') {
+			nftw(tmpdir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+			tmpdir[0] = '\0';
+		}
+		if (t.failures) {
+			printf("not ok - %s\n", t.name);
+			failed++;
+		} else {
+			printf("ok - %s\n", t.name);
+			passed++;
+		}
+	}
+	printf("# counts %d %d\n", passed, failed);
+	return failed ? 1 : 0;
+}
