@@ -4,6 +4,7 @@
 #
 #   make                 bin/enclaver, bin/enclaver-build
 #   make test            unit + CLI tests, release and sanitizer builds
+#   make example         build the built-in example EIF and print its measurements
 #   make fuzz            libFuzzer targets (clang) under build/fuzz/
 #   make bench           benchmarks: figures and ratios, no assertions
 #   make format          clang-format every source file
@@ -49,7 +50,7 @@ HARNESS_OBJ := $(BUILD)/obj/tests/harness.o
 LIBENCLAVER := $(BUILD)/libenclaver.a
 ENCLAVER := $(BUILD)/bin/enclaver
 
-.PHONY: all test check unit-tests bench fuzz format clean
+.PHONY: all test check unit-tests example bench fuzz format clean
 all: bin/enclaver bin/enclaver-build
 
 ifeq ($(VARIANT),release)
@@ -85,6 +86,9 @@ test check:
 	$(MAKE) VARIANT=release all unit-tests
 	$(MAKE) VARIANT=asan unit-tests
 	tests/run.sh release asan
+
+example: all
+	scripts/example.sh
 
 bench: all
 	scripts/bench.sh

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# install-deps.sh: installs every build and test dependency from Debian's
+# packages. Run as root on Debian bookworm; safe to run again (apt skips what
+# is installed, and the package lists are refreshed only when stale).
+set -euo pipefail
+
+packages=(
+	# build
+	build-essential pkg-config clang libclang-rt-14-dev
+	libssl-dev libjansson-dev zlib1g-dev libarchive-dev libzstd-dev libcurl4-openssl-dev libyaml-dev
+	# tests and tools the tests drive
+	openssl xxd python3 valgrind ca-certificates
+)
+
+if [ "$(id -u)" -ne 0 ]; then
+	echo "install-deps.sh: run as root (apt-get install)" >&2
+	exit 1
+fi
+
+missing=()
+for p in "${packages[@]}"; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+	echo "install-deps.sh: all ${#packages[@]} packages present"
+	exit 0
+fi
+export DEBIAN_FRONTEND=noninteractive
+# Refresh the lists when they are older than a day (or absent).
+if [ -z "$(find /var/lib/apt/lists -maxdepth 1 -name '*Packages*' -mtime -1 2>/dev/null | head -n 1)" ]; then
+	apt-get update -qq
+fi
+apt-get install -y -qq --no-install-recommends "${missing[@]}"

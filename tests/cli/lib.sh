@@ -1,0 +1,48 @@
+# lib.sh: helpers for CLI test scripts (sourced). Each check prints
+# "ok - name" or "not ok - name" and the script ends with done_testing,
+# which prints "# counts P F" for tests/run.sh.
+set -u
+: "${ENCLAVER:?ENCLAVER must name the enclaver binary under test}"
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+TESTDATA=$ROOT/testdata
+_pass=0
+_fail=0
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/enclaver-cli.XXXXXX")
+trap 'rm -rf "$TMP"' EXIT
+
+ok() { echo "ok - $1"; _pass=$((_pass + 1)); }
+not_ok() {
+	echo "not ok - $1"
+	shift
+	[ $# -gt 0 ] && printf '    %s\n' "$@"
+	_fail=$((_fail + 1))
+}
+# check NAME CMD...: passes when CMD exits 0.
+check() {
+	local name=$1
+	shift
+	if "$@" >"$TMP/.out" 2>&1; then ok "$name"; else not_ok "$name" "$(head -c 2000 "$TMP/.out")"; fi
+}
+# check_fails NAME PATTERN CMD...: passes when CMD exits non-zero, prints
+# PATTERN (grep -E) on stderr, and writes nothing to stdout.
+check_fails() {
+	local name=$1 pattern=$2
+	shift 2
+	"$@" >"$TMP/.stdout" 2>"$TMP/.stderr"
+	local rc=$?
+	if [ $rc -eq 0 ]; then
+		not_ok "$name" "expected failure, exit 0"
+	elif [ $rc -ge 128 ]; then
+		not_ok "$name" "killed by a signal (exit $rc)" "$(head -c 2000 "$TMP/.stderr")"
+	elif ! grep -Eq -- "$pattern" "$TMP/.stderr"; then
+		not_ok "$name" "stderr lacks /$pattern/:" "$(head -c 2000 "$TMP/.stderr")"
+	elif grep -q 'Sanitizer' "$TMP/.stderr"; then
+		not_ok "$name" "sanitizer report" "$(head -c 2000 "$TMP/.stderr")"
+	else
+		ok "$name"
+	fi
+}
+done_testing() {
+	echo "# counts $_pass $_fail"
+	[ $_fail -eq 0 ]
+}
