@@ -1,6 +1,7 @@
 /* reader: validates an EIF from outside (every size and offset checked
  * against the file before use), recomputes its CRC and PCRs from the
- * sections in file order, and checks its signature. */
+ * sections in file order (hashing on a worker thread, as the writer does),
+ * and checks its signature. */
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>
@@ -151,7 +152,7 @@ int eif_image_read(const char *path, struct eif_image **out, struct err **err)
 	struct eif_image *img = xcalloc(1, sizeof(*img));
 	struct eif_pcr_state pcr = {0};
 	struct eif_signature_section sig = {0};
-	_cleanup_free_ uint8_t *chunk = NULL;
+	struct eif_hash_pipe *pipe = NULL;
 	int r = -1;
 	if (eif_scan_layout(fd, (uint64_t)st.st_size, &h, img->sections, err) < 0)
 		goto done;
@@ -169,7 +170,8 @@ int eif_image_read(const char *path, struct eif_image **out, struct err **err)
 	uint32_t crc = (uint32_t)crc32(0L, raw, 544);
 	if (eif_pcr_init(&pcr, EIF_HASH_SHA384, err) < 0)
 		goto done;
-	chunk = xmalloc(EIF_IO_CHUNK);
+	if (eif_hash_pipe_start(&pipe, &pcr, err) < 0)
+		goto done;
 	bool boot_ended = false;
 	for (int i = 0; i < h.num_sections; i++) {
 		const struct eif_section *s = &img->sections[i];
@@ -192,28 +194,29 @@ int eif_image_read(const char *path, struct eif_image **out, struct err **err)
 			}
 			continue;
 		}
-		bool boot = s->type != EIF_SECTION_RAMDISK || !boot_ended;
+		enum eif_pipe_op op = s->type != EIF_SECTION_RAMDISK || !boot_ended ? EIF_PIPE_BOOT : EIF_PIPE_APP;
 		for (uint64_t done = 0; done < s->size;) {
 			size_t want = s->size - done < EIF_IO_CHUNK ? (size_t)(s->size - done) : EIF_IO_CHUNK;
 			uint64_t at = s->offset + EIF_SECTION_HEADER_SIZE + done;
+			uint8_t *chunk = eif_hash_pipe_buffer(pipe);
 			ssize_t got = io_pread_full(fd, chunk, want, (off_t)at, err);
-			if (got < 0)
-				goto done;
-			if ((size_t)got != want) {
-				err_set(err, EIO, "offset %llu: file shrank while being read", (ull)at);
+			if (got < 0 || (size_t)got != want) {
+				eif_hash_pipe_release(pipe, chunk);
+				if (got >= 0)
+					err_set(err, EIO, "offset %llu: file shrank while being read", (ull)at);
 				goto done;
 			}
 			crc = (uint32_t)crc32_z(crc, chunk, want);
-			if ((boot ? eif_pcr_feed_boot(&pcr, chunk, want, err) : eif_pcr_feed_app(&pcr, chunk, want, err)) < 0)
-				goto done;
+			eif_hash_pipe_submit(pipe, chunk, want, op);
 			done += want;
 		}
 		if (s->type == EIF_SECTION_RAMDISK && !boot_ended) {
-			if (eif_pcr_end_boot(&pcr, err) < 0)
-				goto done;
+			eif_hash_pipe_submit(pipe, NULL, 0, EIF_PIPE_END_BOOT);
 			boot_ended = true;
 		}
 	}
+	if (eif_hash_pipe_drain(pipe, err) < 0)
+		goto done;
 	img->crc_computed = crc;
 	if (eif_pcr_finish(&pcr, sig.cert_der, sig.cert_der_len, &img->measurements, err) < 0)
 		goto done;
@@ -231,6 +234,7 @@ int eif_image_read(const char *path, struct eif_image **out, struct err **err)
 	*out = steal_pointer(&img);
 	r = 0;
 done:
+	eif_hash_pipe_stop(pipe);
 	eif_pcr_free(&pcr);
 	eif_signature_section_free(&sig);
 	eif_image_free(img);

@@ -1,6 +1,7 @@
-/* writer: builds an EIF in one streaming pass (each input read once, fed to
- * the file, the CRC and the PCR hashes together) and re-signs existing ones.
- * Output goes to a temporary file that is renamed into place when complete. */
+/* writer: builds an EIF in one streaming pass (each input read once into a
+ * buffer that is CRC'd and written here while a worker thread hashes it for
+ * the PCRs) and re-signs existing ones. Output goes to a temporary file that
+ * is renamed into place when complete. */
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>
@@ -18,8 +19,8 @@ struct writer {
 	uint32_t sec_crc;  /* of the section being written, its header included */
 	struct eif_header hdr;
 	struct eif_pcr_state pcr;
+	struct eif_hash_pipe *pipe; /* owns the hashing of pcr until drained */
 	bool boot_ended;
-	uint8_t *chunk;
 };
 
 static int writer_open(struct writer *w, const char *path, uint16_t flags, enum eif_hash_alg alg, struct err **err)
@@ -32,31 +33,36 @@ static int writer_open(struct writer *w, const char *path, uint16_t flags, enum 
 		atomic_file_abort(&w->out);
 		return -1;
 	}
+	if (eif_hash_pipe_start(&w->pipe, &w->pcr, err) < 0) {
+		eif_pcr_free(&w->pcr);
+		atomic_file_abort(&w->out);
+		return -1;
+	}
 	w->pos = EIF_HEADER_SIZE;
 	w->hdr.version = EIF_VERSION;
 	w->hdr.flags = flags;
 	w->hdr.default_mem = EIF_DEFAULT_MEM;
 	w->hdr.default_cpus = EIF_DEFAULT_CPUS;
-	w->chunk = xmalloc(EIF_IO_CHUNK);
 	return 0;
 }
 
 static void writer_close(struct writer *w)
 {
 	atomic_file_abort(&w->out);
+	eif_hash_pipe_stop(w->pipe); /* before the state it hashes into goes */
+	w->pipe = NULL;
 	eif_pcr_free(&w->pcr);
-	free(w->chunk);
-	w->chunk = NULL;
 }
 
-static int writer_feed(struct writer *w, enum feed feed, const void *data, size_t len, struct err **err)
+/* CRCs a chunk of a pipe buffer here and hands the buffer over to the
+ * hashing thread (or back to the pipe when the section is not measured). */
+static void writer_feed(struct writer *w, enum feed feed, uint8_t *buf, size_t len)
 {
-	w->sec_crc = (uint32_t)crc32_z(w->sec_crc, data, len);
-	if (feed == FEED_BOOT)
-		return eif_pcr_feed_boot(&w->pcr, data, len, err);
-	if (feed == FEED_APP)
-		return eif_pcr_feed_app(&w->pcr, data, len, err);
-	return 0;
+	w->sec_crc = (uint32_t)crc32_z(w->sec_crc, buf, len);
+	if (feed == FEED_NONE)
+		eif_hash_pipe_release(w->pipe, buf);
+	else
+		eif_hash_pipe_submit(w->pipe, buf, len, feed == FEED_BOOT ? EIF_PIPE_BOOT : EIF_PIPE_APP);
 }
 
 static int writer_begin_section(struct writer *w, uint16_t type, uint64_t size, struct err **err)
@@ -87,11 +93,22 @@ static void writer_end_section(struct writer *w)
 static int writer_put_bytes(struct writer *w, uint16_t type, enum feed feed, const void *data, size_t len,
 			    struct err **err)
 {
-	if (writer_begin_section(w, type, len, err) < 0 || writer_feed(w, feed, data, len, err) < 0)
+	if (writer_begin_section(w, type, len, err) < 0)
 		return -1;
 	if (io_pwrite_full(w->out.fd, data, len, (off_t)w->pos, err) < 0)
 		return err_wrap(err, "%s", w->out.tmp_path);
 	w->pos += len;
+	if (feed == FEED_NONE) {
+		w->sec_crc = (uint32_t)crc32_z(w->sec_crc, data, len);
+	} else {
+		for (size_t done = 0; done < len;) {
+			size_t n = len - done < EIF_IO_CHUNK ? len - done : EIF_IO_CHUNK;
+			uint8_t *b = eif_hash_pipe_buffer(w->pipe);
+			memcpy(b, (const uint8_t *)data + done, n);
+			writer_feed(w, feed, b, n);
+			done += n;
+		}
+	}
 	writer_end_section(w);
 	return 0;
 }
@@ -105,16 +122,22 @@ static int writer_put_fd(struct writer *w, uint16_t type, enum feed feed, int in
 	uint64_t done = 0;
 	while (done < size) {
 		size_t want = size - done < EIF_IO_CHUNK ? (size_t)(size - done) : EIF_IO_CHUNK;
-		ssize_t got = io_pread_full(in_fd, w->chunk, want, (off_t)(in_off + done), err);
-		if (got < 0)
-			return -1;
-		if ((size_t)got != want)
+		uint8_t *b = eif_hash_pipe_buffer(w->pipe);
+		ssize_t got = io_pread_full(in_fd, b, want, (off_t)(in_off + done), err);
+		if (got < 0 || (size_t)got != want) {
+			eif_hash_pipe_release(w->pipe, b);
+			if (got < 0)
+				return -1;
 			return err_set(err, EIO, "file shrank while being read (%llu of %llu bytes)",
 				       (unsigned long long)(done + (uint64_t)got), (unsigned long long)size);
-		if (writer_feed(w, feed, w->chunk, want, err) < 0)
-			return -1;
-		if (io_pwrite_full(w->out.fd, w->chunk, want, (off_t)w->pos, err) < 0)
+		}
+		/* Written before it is handed over: the hashing thread may reuse
+		 * the buffer as soon as it has hashed it. */
+		if (io_pwrite_full(w->out.fd, b, want, (off_t)w->pos, err) < 0) {
+			eif_hash_pipe_release(w->pipe, b);
 			return err_wrap(err, "%s", w->out.tmp_path);
+		}
+		writer_feed(w, feed, b, want);
 		w->pos += want;
 		done += want;
 	}
@@ -143,10 +166,10 @@ static int writer_put_file(struct writer *w, uint16_t type, enum feed feed, cons
 	return 0;
 }
 
-static int writer_end_boot(struct writer *w, struct err **err)
+static void writer_end_boot(struct writer *w)
 {
 	w->boot_ended = true;
-	return eif_pcr_end_boot(&w->pcr, err);
+	eif_hash_pipe_submit(w->pipe, NULL, 0, EIF_PIPE_END_BOOT);
 }
 
 /* Measures, signs when asked, writes the header and renames into place. */
@@ -157,7 +180,7 @@ static int writer_finish(struct writer *w, const struct eif_signer *signer, stru
 	size_t der_len = 0;
 	if (signer != NULL)
 		eif_signer_cert_der(signer, &der, &der_len);
-	if (eif_pcr_finish(&w->pcr, der, der_len, m, err) < 0)
+	if (eif_hash_pipe_drain(w->pipe, err) < 0 || eif_pcr_finish(&w->pcr, der, der_len, m, err) < 0)
 		return -1;
 	if (signer != NULL) {
 		if (m->alg != EIF_HASH_SHA384)
@@ -204,8 +227,8 @@ int eif_build(const char *output_path, const struct eif_build_spec *spec, struct
 			err_wrap(err, "ramdisk %zu", i + 1);
 			goto done;
 		}
-		if (i == 0 && writer_end_boot(&w, err) < 0)
-			goto done;
+		if (i == 0)
+			writer_end_boot(&w);
 	}
 	r = writer_finish(&w, spec->signer, out, err);
 done:
@@ -268,8 +291,8 @@ int eif_sign_file(const char *path, const struct eif_signer *signer, struct eif_
 			err_wrap(err, "section %d (%s)", i, eif_section_type_name(s->type));
 			goto done;
 		}
-		if (s->type == EIF_SECTION_RAMDISK && !w.boot_ended && writer_end_boot(&w, err) < 0)
-			goto done;
+		if (s->type == EIF_SECTION_RAMDISK && !w.boot_ended)
+			writer_end_boot(&w);
 		/* The section just copied is byte-identical in the old file. */
 		old_crc = (uint32_t)crc32_combine64(old_crc, w.sec_crc, (z_off64_t)(EIF_SECTION_HEADER_SIZE + s->size));
 	}
