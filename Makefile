@@ -5,7 +5,8 @@
 #   make                 bin/enclaver, bin/enclaver-build
 #   make test            unit + CLI tests, release and sanitizer builds
 #   make example         build the built-in example EIF and print its measurements
-#   make fuzz            libFuzzer targets (clang) under build/fuzz/
+#   make fuzz            libFuzzer targets (clang) under build/fuzz/; `make test`
+#                        runs each for a bounded number of inputs (scripts/fuzz.sh)
 #   make bench           benchmarks: figures and ratios, no assertions
 #   make format          clang-format every source file
 #   VARIANT=asan make    any target against the sanitizer build
@@ -85,6 +86,7 @@ unit-tests: $(UNIT_BINS) $(ENCLAVER)
 test check:
 	$(MAKE) VARIANT=release all unit-tests
 	$(MAKE) VARIANT=asan unit-tests
+	$(MAKE) fuzz
 	tests/run.sh release asan
 
 example: all

@@ -21,7 +21,8 @@ struct eif_hash_pipe {
 	pthread_mutex_t lock;
 	pthread_cond_t changed;
 	struct eif_pcr_state *pcr;
-	uint8_t *buffers[RING];
+	size_t chunk;            /* bytes per buffer */
+	uint8_t *buffers[RING];  /* allocated on first use: small images need one */
 	struct item queue[RING]; /* submitted, not yet hashed; FIFO */
 	int head, count;         /* queue[head] is the oldest of `count` items */
 	int next_free;           /* buffers are handed out in ring order */
@@ -69,19 +70,16 @@ static void *worker(void *arg)
 	return NULL;
 }
 
-int eif_hash_pipe_start(struct eif_hash_pipe **out, struct eif_pcr_state *pcr, struct err **err)
+int eif_hash_pipe_start(struct eif_hash_pipe **out, struct eif_pcr_state *pcr, size_t chunk, struct err **err)
 {
 	struct eif_hash_pipe *p = xcalloc(1, sizeof(*p));
 	p->pcr = pcr;
-	for (int i = 0; i < RING; i++)
-		p->buffers[i] = xmalloc(EIF_IO_CHUNK);
+	p->chunk = chunk;
 	pthread_mutex_init(&p->lock, NULL);
 	pthread_cond_init(&p->changed, NULL);
 	int r = pthread_create(&p->thread, NULL, worker, p);
 	if (r != 0) {
 		errno = r;
-		for (int i = 0; i < RING; i++)
-			free(p->buffers[i]);
 		free(p);
 		return err_sys(err, "start the hashing thread");
 	}
@@ -94,6 +92,8 @@ uint8_t *eif_hash_pipe_buffer(struct eif_hash_pipe *p)
 	pthread_mutex_lock(&p->lock);
 	while (p->in_use[p->next_free])
 		pthread_cond_wait(&p->changed, &p->lock);
+	if (p->buffers[p->next_free] == NULL)
+		p->buffers[p->next_free] = xmalloc(p->chunk);
 	uint8_t *b = p->buffers[p->next_free];
 	p->in_use[p->next_free] = true;
 	p->next_free = (p->next_free + 1) % RING;

@@ -68,12 +68,12 @@ void eif_pcr_free(struct eif_pcr_state *s);
 const EVP_MD *eif_hash_md(enum eif_hash_alg alg);
 
 /* A worker thread that feeds section data to a PCR state while the caller
- * does the I/O. Take a buffer (EIF_IO_CHUNK bytes; blocks while all are in
+ * does the I/O. Take a buffer (`chunk` bytes; blocks while all are in
  * flight), fill it, submit it; or release it unsubmitted. Submissions are
  * hashed in order; drain waits for all of them and returns the first error. */
 enum eif_pipe_op { EIF_PIPE_BOOT, EIF_PIPE_APP, EIF_PIPE_END_BOOT };
 struct eif_hash_pipe;
-int eif_hash_pipe_start(struct eif_hash_pipe **out, struct eif_pcr_state *pcr, struct err **err);
+int eif_hash_pipe_start(struct eif_hash_pipe **out, struct eif_pcr_state *pcr, size_t chunk, struct err **err);
 uint8_t *eif_hash_pipe_buffer(struct eif_hash_pipe *p);
 void eif_hash_pipe_submit(struct eif_hash_pipe *p, uint8_t *buffer, size_t len, enum eif_pipe_op op);
 void eif_hash_pipe_release(struct eif_hash_pipe *p, uint8_t *buffer);

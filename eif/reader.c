@@ -170,7 +170,9 @@ int eif_image_read(const char *path, struct eif_image **out, struct err **err)
 	uint32_t crc = (uint32_t)crc32(0L, raw, 544);
 	if (eif_pcr_init(&pcr, EIF_HASH_SHA384, err) < 0)
 		goto done;
-	if (eif_hash_pipe_start(&pipe, &pcr, err) < 0)
+	/* Buffers no larger than the file needs: small images stay cheap. */
+	uint64_t chunk = img->file_size < EIF_IO_CHUNK ? img->file_size : EIF_IO_CHUNK;
+	if (eif_hash_pipe_start(&pipe, &pcr, (size_t)chunk, err) < 0)
 		goto done;
 	bool boot_ended = false;
 	for (int i = 0; i < h.num_sections; i++) {
@@ -196,18 +198,18 @@ int eif_image_read(const char *path, struct eif_image **out, struct err **err)
 		}
 		enum eif_pipe_op op = s->type != EIF_SECTION_RAMDISK || !boot_ended ? EIF_PIPE_BOOT : EIF_PIPE_APP;
 		for (uint64_t done = 0; done < s->size;) {
-			size_t want = s->size - done < EIF_IO_CHUNK ? (size_t)(s->size - done) : EIF_IO_CHUNK;
+			size_t want = s->size - done < chunk ? (size_t)(s->size - done) : (size_t)chunk;
 			uint64_t at = s->offset + EIF_SECTION_HEADER_SIZE + done;
-			uint8_t *chunk = eif_hash_pipe_buffer(pipe);
-			ssize_t got = io_pread_full(fd, chunk, want, (off_t)at, err);
+			uint8_t *b = eif_hash_pipe_buffer(pipe);
+			ssize_t got = io_pread_full(fd, b, want, (off_t)at, err);
 			if (got < 0 || (size_t)got != want) {
-				eif_hash_pipe_release(pipe, chunk);
+				eif_hash_pipe_release(pipe, b);
 				if (got >= 0)
 					err_set(err, EIO, "offset %llu: file shrank while being read", (ull)at);
 				goto done;
 			}
-			crc = (uint32_t)crc32_z(crc, chunk, want);
-			eif_hash_pipe_submit(pipe, chunk, want, op);
+			crc = (uint32_t)crc32_z(crc, b, want);
+			eif_hash_pipe_submit(pipe, b, want, op);
 			done += want;
 		}
 		if (s->type == EIF_SECTION_RAMDISK && !boot_ended) {

@@ -33,7 +33,7 @@ static int writer_open(struct writer *w, const char *path, uint16_t flags, enum 
 		atomic_file_abort(&w->out);
 		return -1;
 	}
-	if (eif_hash_pipe_start(&w->pipe, &w->pcr, err) < 0) {
+	if (eif_hash_pipe_start(&w->pipe, &w->pcr, EIF_IO_CHUNK, err) < 0) {
 		eif_pcr_free(&w->pcr);
 		atomic_file_abort(&w->out);
 		return -1;

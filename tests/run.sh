@@ -66,6 +66,12 @@ for v in "${variants[@]}"; do
 	done
 done
 
+# Fuzz targets (built by `make fuzz`): a bounded run each, seeded from
+# small EIFs; scripts/fuzz.sh prints the counts.
+if compgen -G "build/fuzz/bin/fuzz_*" >/dev/null; then
+	run_one fuzz scripts/fuzz.sh
+fi
+
 if [ ${#failed_names[@]} -gt 0 ]; then
 	echo "failing: ${failed_names[*]}"
 fi

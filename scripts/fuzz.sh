@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# fuzz.sh: runs every libFuzzer target built by `make fuzz`, seeded from
+# testdata, for a bounded number of runs (default 20000 each; FUZZ_RUNS
+# overrides, FUZZ_RUNS=-1 fuzzes until stopped). Prints "# counts P F" so
+# tests/run.sh counts one result per target. A crash keeps its input in
+# build/fuzz/crashes/ for reproduction.
+set -u
+cd "$(dirname "$0")/.."
+runs=${FUZZ_RUNS:-20000}
+pass=0
+fail=0
+mkdir -p build/fuzz/crashes
+export ASAN_OPTIONS="detect_leaks=1:${ASAN_OPTIONS:-}"
+for bin in build/fuzz/bin/fuzz_*; do
+	[ -x "$bin" ] || continue
+	name=$(basename "$bin")
+	corpus=build/fuzz/corpus/$name
+	mkdir -p "$corpus"
+	# Seeds: small EIFs (unsigned, signed, two ramdisks) made by the
+	# release binary, so runs stay fast; for the signature target, the
+	# signature section's payload.
+	seed_dir=build/fuzz/seeds
+	if [ ! -f "$seed_dir/signed.eif" ]; then
+		mkdir -p "$seed_dir"
+		head -c 64 testdata/eif/kernel.bin >"$seed_dir/k"
+		head -c 32 testdata/eif/ramdisk1.bin >"$seed_dir/r"
+		common=(--kernel "$seed_dir/k" --cmdline "console=ttyS0" --build-time 2024-01-01T00:00:00+00:00)
+		bin/enclaver eif build "${common[@]}" --ramdisk "$seed_dir/r" --output "$seed_dir/one.eif" >/dev/null
+		bin/enclaver eif build "${common[@]}" --ramdisk "$seed_dir/r" --ramdisk "$seed_dir/r" \
+			--output "$seed_dir/two.eif" >/dev/null
+		bin/enclaver eif build "${common[@]}" --ramdisk "$seed_dir/r" --output "$seed_dir/signed.eif" \
+			--signing-certificate testdata/eif/signing_cert.pem --private-key testdata/eif/signing_key.pem \
+			>/dev/null
+		rm -f "$seed_dir/k" "$seed_dir/r"
+	fi
+	if [ "$name" = fuzz_eif_signature ]; then
+		# The signature section is the last one; its offset is in the
+		# table entry of section 3 (header bytes 28+8*3).
+		off=$(od -An -tu8 --endian=big -j 52 -N 8 "$seed_dir/signed.eif" | tr -d ' ')
+		tail -c +$((off + 13)) "$seed_dir/signed.eif" >"$corpus/signed.sig"
+	else
+		cp -f "$seed_dir"/*.eif "$corpus/"
+	fi
+	if "$bin" -runs="$runs" -max_len=8192 -artifact_prefix=build/fuzz/crashes/"$name"- "$corpus" \
+		>build/fuzz/"$name".log 2>&1; then
+		echo "ok - $name ($runs runs)"
+		pass=$((pass + 1))
+	else
+		echo "not ok - $name: see build/fuzz/$name.log"
+		tail -n 30 build/fuzz/"$name".log | sed 's/^/    /'
+		fail=$((fail + 1))
+	fi
+done
+echo "# counts $pass $fail"
+[ $fail -eq 0 ]
