@@ -97,6 +97,9 @@ ssize_t io_read_full(int fd, void *data, size_t len, struct err **err);
 int io_write_full(int fd, const void *data, size_t len, struct err **err);
 ssize_t io_pread_full(int fd, void *data, size_t len, off_t off, struct err **err);
 int io_pwrite_full(int fd, const void *data, size_t len, off_t off, struct err **err);
+/* Opens a regular file for sequential reading; returns the fd (and its size)
+ * or -1 with an error naming the path. */
+int io_open_regular(const char *path, uint64_t *size, struct err **err);
 /* Reads a whole small file (at most max_len bytes, else an error naming it).
  * *out is NUL-terminated for convenience; *out_len excludes the NUL. */
 int io_read_file(const char *path, size_t max_len, char **out, size_t *out_len, struct err **err);

@@ -72,6 +72,21 @@ int io_pwrite_full(int fd, const void *data, size_t len, off_t off, struct err *
 	return 0;
 }
 
+int io_open_regular(const char *path, uint64_t *size, struct err **err)
+{
+	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return err_sys(err, "open %s", path);
+	struct stat st;
+	if (fstat(fd, &st) < 0)
+		return err_sys(err, "stat %s", path);
+	if (!S_ISREG(st.st_mode))
+		return err_set(err, EINVAL, "%s: not a regular file", path);
+	posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+	*size = (uint64_t)st.st_size;
+	return steal_fd(&fd);
+}
+
 int io_read_file(const char *path, size_t max_len, char **out, size_t *out_len, struct err **err)
 {
 	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);

@@ -138,15 +138,10 @@ static int parse_metadata(const uint8_t *data, const struct eif_section *s, json
 
 int eif_image_read(const char *path, struct eif_image **out, struct err **err)
 {
-	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+	uint64_t file_size;
+	_cleanup_close_ int fd = io_open_regular(path, &file_size, err);
 	if (fd < 0)
-		return err_sys(err, "open %s", path);
-	struct stat st;
-	if (fstat(fd, &st) < 0)
-		return err_sys(err, "stat %s", path);
-	if (!S_ISREG(st.st_mode))
-		return err_set(err, EINVAL, "%s: not a regular file", path);
-	posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+		return -1;
 
 	struct eif_header h;
 	struct eif_image *img = xcalloc(1, sizeof(*img));
@@ -154,14 +149,14 @@ int eif_image_read(const char *path, struct eif_image **out, struct err **err)
 	struct eif_signature_section sig = {0};
 	struct eif_hash_pipe *pipe = NULL;
 	int r = -1;
-	if (eif_scan_layout(fd, (uint64_t)st.st_size, &h, img->sections, err) < 0)
+	if (eif_scan_layout(fd, file_size, &h, img->sections, err) < 0)
 		goto done;
 	img->version = h.version;
 	img->flags = h.flags;
 	img->default_mem = h.default_mem;
 	img->default_cpus = h.default_cpus;
 	img->num_sections = h.num_sections;
-	img->file_size = (uint64_t)st.st_size;
+	img->file_size = file_size;
 	img->crc_stored = h.crc;
 
 	uint8_t raw[EIF_HEADER_SIZE];

@@ -147,20 +147,15 @@ static int writer_put_fd(struct writer *w, uint16_t type, enum feed feed, int in
 
 static int writer_put_file(struct writer *w, uint16_t type, enum feed feed, const char *path, struct err **err)
 {
-	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+	uint64_t size;
+	_cleanup_close_ int fd = io_open_regular(path, &size, err);
 	if (fd < 0)
-		return err_sys(err, "open %s", path);
-	struct stat st;
-	if (fstat(fd, &st) < 0)
-		return err_sys(err, "stat %s", path);
-	if (!S_ISREG(st.st_mode))
-		return err_set(err, EINVAL, "%s: not a regular file", path);
-	posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
-	if (writer_put_fd(w, type, feed, fd, 0, (uint64_t)st.st_size, err) < 0)
+		return -1;
+	if (writer_put_fd(w, type, feed, fd, 0, size, err) < 0)
 		return err_wrap(err, "%s", path);
 	/* A file that grew while we read it would be measured only in part. */
 	uint8_t probe;
-	ssize_t extra = pread(fd, &probe, 1, st.st_size);
+	ssize_t extra = pread(fd, &probe, 1, (off_t)size);
 	if (extra > 0)
 		return err_set(err, EIO, "%s: file grew while being read", path);
 	return 0;
@@ -240,15 +235,13 @@ done:
 
 int eif_sign_file(const char *path, const struct eif_signer *signer, struct eif_measurements *out, struct err **err)
 {
-	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+	uint64_t size;
+	_cleanup_close_ int fd = io_open_regular(path, &size, err);
 	if (fd < 0)
-		return err_sys(err, "open %s", path);
-	struct stat st;
-	if (fstat(fd, &st) < 0)
-		return err_sys(err, "stat %s", path);
+		return -1;
 	struct eif_header h;
 	struct eif_section secs[EIF_MAX_SECTIONS];
-	if (eif_scan_layout(fd, (uint64_t)st.st_size, &h, secs, err) < 0)
+	if (eif_scan_layout(fd, size, &h, secs, err) < 0)
 		return err_wrap(err, "%s", path);
 	struct writer w;
 	if (writer_open(&w, path, h.flags, EIF_HASH_SHA384, err) < 0)
