@@ -81,31 +81,6 @@ int eif_hash_pipe_drain(struct eif_hash_pipe *p, struct err **err);
 /* Stops the thread (after the queued work) and frees everything. */
 void eif_hash_pipe_stop(struct eif_hash_pipe *p);
 
-/* ---------------------------------------------------------------- CBOR
- * The small subset of CBOR (RFC 8949) the signature section uses: definite
- * lengths, major types 0-5, minimal heads on output. */
-enum cbor_major { CBOR_UINT = 0, CBOR_NINT = 1, CBOR_BSTR = 2, CBOR_TSTR = 3, CBOR_ARRAY = 4, CBOR_MAP = 5 };
-void cbor_put_head(struct buf *b, enum cbor_major major, uint64_t value);
-void cbor_put_bstr(struct buf *b, const void *data, size_t len);
-void cbor_put_tstr(struct buf *b, const char *s);
-/* serde_cbor's encoding of a Vec<u8>: an array of one uint per byte. */
-void cbor_put_byte_array(struct buf *b, const uint8_t *data, size_t len);
-
-struct cbor_reader {
-	const uint8_t *data;
-	size_t len;
-	size_t off;
-	uint64_t base; /* file offset of data[0], for messages */
-};
-int cbor_read_head(struct cbor_reader *r, enum cbor_major *major, uint64_t *value, struct err **err);
-/* Reads a head and requires the given major type. */
-int cbor_expect(struct cbor_reader *r, enum cbor_major major, uint64_t *value, const char *what, struct err **err);
-/* A bstr or tstr: points into the input. */
-int cbor_read_string(struct cbor_reader *r, enum cbor_major major, const uint8_t **data, size_t *len, const char *what,
-		     struct err **err);
-/* An array of uints each < 256 (serde_cbor's Vec<u8>); caller frees *out. */
-int cbor_read_byte_array(struct cbor_reader *r, uint8_t **out, size_t *len, const char *what, struct err **err);
-
 /* ---------------------------------------------------------------- signature */
 /* The signature section payload for a PCR0 (48 bytes, SHA-384). */
 int eif_signature_section_encode(const struct eif_signer *s, const uint8_t pcr0[48], struct buf *out,

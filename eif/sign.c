@@ -21,54 +21,18 @@ struct eif_signer {
 	EVP_PKEY *key;
 };
 
-/* COSE algorithm for an EC key's curve: ES256 (-7), ES384 (-35), ES512 (-36). */
-struct cose_alg {
-	int cose_id;
-	const char *name;
-	const EVP_MD *(*md)(void);
-	size_t coord_len; /* bytes of r and of s in the signature */
-};
-
-static int cose_alg_for_key(EVP_PKEY *key, struct cose_alg *out, struct err **err)
-{
-	char curve[64] = "";
-	size_t len = 0;
-	if (EVP_PKEY_get_base_id(key) != EVP_PKEY_EC ||
-	    EVP_PKEY_get_utf8_string_param(key, "group", curve, sizeof(curve), &len) != 1)
-		return err_set(err, EINVAL, "the key is not an EC key (P-256, P-384 or P-521 expected)");
-	if (strcmp(curve, "prime256v1") == 0)
-		*out = (struct cose_alg){-7, "ES256", EVP_sha256, 32};
-	else if (strcmp(curve, "secp384r1") == 0)
-		*out = (struct cose_alg){-35, "ES384", EVP_sha384, 48};
-	else if (strcmp(curve, "secp521r1") == 0)
-		*out = (struct cose_alg){-36, "ES512", EVP_sha512, 66};
-	else
-		return err_set(err, EINVAL, "unsupported EC curve %s (P-256, P-384 or P-521 expected)", curve);
-	return 0;
-}
-
-static int openssl_err(struct err **err, const char *what)
-{
-	char msg[256] = "unknown OpenSSL error";
-	unsigned long e = ERR_get_error();
-	if (e)
-		ERR_error_string_n(e, msg, sizeof(msg));
-	ERR_clear_error();
-	return err_set(err, EINVAL, "%s: %s", what, msg);
-}
-
 int eif_cert_pem_to_der(const uint8_t *pem, size_t len, uint8_t **der, size_t *der_len, struct err **err)
 {
 	BIO *bio = BIO_new_mem_buf(pem, (int)len);
 	X509 *cert = bio ? PEM_read_bio_X509(bio, NULL, NULL, NULL) : NULL;
 	BIO_free(bio);
 	if (cert == NULL)
-		return openssl_err(err, "not a PEM certificate");
+		return err_openssl(err, "not a PEM certificate");
 	*der = NULL;
 	int n = i2d_X509(cert, der);
 	X509_free(cert);
 	if (n <= 0)
-		return openssl_err(err, "encode certificate");
+		return err_openssl(err, "encode certificate");
 	*der_len = (size_t)n;
 	return 0;
 }
@@ -91,7 +55,7 @@ int eif_signer_load(const char *cert_path, const char *key_path, struct eif_sign
 	OPENSSL_cleanse(key_pem, key_len);
 	free(key_pem);
 	if (s->key == NULL) {
-		openssl_err(err, "not a PEM private key");
+		err_openssl(err, "not a PEM private key");
 		goto fail_wrap_key;
 	}
 	struct cose_alg alg;
@@ -160,67 +124,13 @@ static void encode_pcr_info(const uint8_t pcr0[48], struct buf *out)
 	cbor_put_byte_array(out, pcr0, 48);
 }
 
-/* Sig_structure = ["Signature1", protected, external_aad = h'', payload]. */
-static void encode_sig_structure(const uint8_t *prot, size_t prot_len, const uint8_t *payload, size_t payload_len,
-				 struct buf *out)
-{
-	cbor_put_head(out, CBOR_ARRAY, 4);
-	cbor_put_tstr(out, "Signature1");
-	cbor_put_bstr(out, prot, prot_len);
-	cbor_put_bstr(out, "", 0);
-	cbor_put_bstr(out, payload, payload_len);
-}
-
-static void encode_protected(const struct cose_alg *alg, struct buf *out)
-{
-	cbor_put_head(out, CBOR_MAP, 1);
-	cbor_put_head(out, CBOR_UINT, 1); /* label 1: alg */
-	cbor_put_head(out, CBOR_NINT, (uint64_t)(-1 - alg->cose_id));
-}
-
-static int ecdsa_sign_raw(EVP_PKEY *key, const struct cose_alg *alg, const struct buf *tbs, uint8_t *sig_out,
-			  struct err **err)
-{
-	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-	uint8_t der[160];
-	size_t der_len = sizeof(der);
-	int ok = ctx && EVP_DigestSignInit(ctx, NULL, alg->md(), NULL, key) == 1 &&
-		 EVP_DigestSign(ctx, der, &der_len, (const uint8_t *)tbs->data, tbs->len) == 1;
-	EVP_MD_CTX_free(ctx);
-	if (!ok)
-		return openssl_err(err, "ECDSA signing failed");
-	const uint8_t *p = der;
-	ECDSA_SIG *sig = d2i_ECDSA_SIG(NULL, &p, (long)der_len);
-	if (sig == NULL)
-		return openssl_err(err, "decode ECDSA signature");
-	/* COSE wants r || s, each left-padded to the curve's size. */
-	ok = BN_bn2binpad(ECDSA_SIG_get0_r(sig), sig_out, (int)alg->coord_len) > 0 &&
-	     BN_bn2binpad(ECDSA_SIG_get0_s(sig), sig_out + alg->coord_len, (int)alg->coord_len) > 0;
-	ECDSA_SIG_free(sig);
-	if (!ok)
-		return err_set(err, EINVAL, "ECDSA signature does not fit the curve size");
-	return 0;
-}
-
 int eif_signature_section_encode(const struct eif_signer *s, const uint8_t pcr0[48], struct buf *out,
 				 struct err **err)
 {
-	struct cose_alg alg;
-	if (cose_alg_for_key(s->key, &alg, err) < 0)
-		return -1;
-	_cleanup_buf_ struct buf prot = {0}, payload = {0}, tbs = {0}, cose = {0};
-	encode_protected(&alg, &prot);
+	_cleanup_buf_ struct buf payload = {0}, cose = {0};
 	encode_pcr_info(pcr0, &payload);
-	encode_sig_structure((uint8_t *)prot.data, prot.len, (uint8_t *)payload.data, payload.len, &tbs);
-	uint8_t sig[132];
-	if (ecdsa_sign_raw(s->key, &alg, &tbs, sig, err) < 0)
+	if (cose_sign1_sign(s->key, (uint8_t *)payload.data, payload.len, &cose, err) < 0)
 		return -1;
-	/* COSE_Sign1 without the CBOR tag 18, as the reference writes it. */
-	cbor_put_head(&cose, CBOR_ARRAY, 4);
-	cbor_put_bstr(&cose, prot.data, prot.len);
-	cbor_put_head(&cose, CBOR_MAP, 0);
-	cbor_put_bstr(&cose, payload.data, payload.len);
-	cbor_put_bstr(&cose, sig, 2 * alg.coord_len);
 	/* Vec<PcrSignature> with one element, struct fields as text keys. */
 	cbor_put_head(out, CBOR_ARRAY, 1);
 	cbor_put_head(out, CBOR_MAP, 2);
@@ -290,107 +200,24 @@ void eif_signature_section_free(struct eif_signature_section *s)
 	memset(s, 0, sizeof(*s));
 }
 
-/* Reads the COSE_Sign1 and the algorithm in its protected header. */
-struct cose_sign1 {
-	const uint8_t *prot, *payload, *sig;
-	size_t prot_len, payload_len, sig_len;
-	int64_t alg;
-};
-
-static int cose_decode(const uint8_t *data, size_t len, struct cose_sign1 *c, struct err **err)
-{
-	struct cbor_reader r = {.data = data, .len = len};
-	uint64_t n;
-	enum cbor_major m;
-	/* An optional tag 18 is not produced by the reference; not accepted. */
-	if (cbor_expect(&r, CBOR_ARRAY, &n, "COSE_Sign1", err) < 0)
-		return -1;
-	if (n != 4)
-		return err_set(err, EINVAL, "COSE_Sign1 has %llu elements, expected 4", (unsigned long long)n);
-	if (cbor_read_string(&r, CBOR_BSTR, &c->prot, &c->prot_len, "COSE protected header", err) < 0)
-		return -1;
-	if (cbor_expect(&r, CBOR_MAP, &n, "COSE unprotected header", err) < 0)
-		return -1;
-	if (n != 0)
-		return err_set(err, EINVAL, "COSE unprotected header is not empty");
-	if (cbor_read_string(&r, CBOR_BSTR, &c->payload, &c->payload_len, "COSE payload", err) < 0 ||
-	    cbor_read_string(&r, CBOR_BSTR, &c->sig, &c->sig_len, "COSE signature", err) < 0)
-		return -1;
-	if (r.off != r.len)
-		return err_set(err, EINVAL, "trailing bytes after COSE_Sign1");
-	struct cbor_reader p = {.data = c->prot, .len = c->prot_len};
-	uint64_t label, v;
-	if (cbor_expect(&p, CBOR_MAP, &n, "COSE protected header", err) < 0)
-		return -1;
-	if (n != 1 || cbor_expect(&p, CBOR_UINT, &label, "COSE protected header label", err) < 0 || label != 1)
-		return err_set(err, EINVAL, "COSE protected header must hold only the algorithm");
-	if (cbor_read_head(&p, &m, &v, err) < 0)
-		return -1;
-	if (m != CBOR_NINT || v > 1000 || p.off != p.len)
-		return err_set(err, EINVAL, "COSE algorithm is not a small negative integer");
-	c->alg = -1 - (int64_t)v;
-	return 0;
-}
-
 int eif_signature_verify(const struct eif_signature_section *s, const uint8_t pcr0[48], struct err **err)
 {
 	struct cose_sign1 c;
-	if (cose_decode(s->cose, s->cose_len, &c, err) < 0)
+	if (cose_sign1_decode(s->cose, s->cose_len, &c, err) < 0)
 		return err_wrap(err, "signature");
 	const uint8_t *p = s->cert_der;
 	X509 *cert = d2i_X509(NULL, &p, (long)s->cert_der_len);
 	EVP_PKEY *key = cert ? X509_get_pubkey(cert) : NULL;
 	X509_free(cert);
 	if (key == NULL)
-		return openssl_err(err, "certificate public key");
-	struct cose_alg alg;
-	int r = -1;
-	ECDSA_SIG *sig = NULL;
-	uint8_t *der = NULL;
-	EVP_MD_CTX *ctx = NULL;
-	_cleanup_buf_ struct buf tbs = {0}, expected = {0};
-	if (cose_alg_for_key(key, &alg, err) < 0) {
-		err_wrap(err, "certificate");
-		goto done;
-	}
-	if (c.alg != alg.cose_id) {
-		err_set(err, EINVAL, "COSE algorithm %lld does not match the certificate's key (%s)", (long long)c.alg,
-			alg.name);
-		goto done;
-	}
-	if (c.sig_len != 2 * alg.coord_len) {
-		err_set(err, EINVAL, "COSE signature is %zu bytes, expected %zu for %s", c.sig_len, 2 * alg.coord_len,
-			alg.name);
-		goto done;
-	}
-	sig = ECDSA_SIG_new();
-	BIGNUM *br = BN_bin2bn(c.sig, (int)alg.coord_len, NULL);
-	BIGNUM *bs = BN_bin2bn(c.sig + alg.coord_len, (int)alg.coord_len, NULL);
-	if (sig == NULL || br == NULL || bs == NULL || ECDSA_SIG_set0(sig, br, bs) != 1) {
-		BN_free(br);
-		BN_free(bs);
-		openssl_err(err, "ECDSA signature");
-		goto done;
-	}
-	int der_len = i2d_ECDSA_SIG(sig, &der);
-	encode_sig_structure(c.prot, c.prot_len, c.payload, c.payload_len, &tbs);
-	ctx = EVP_MD_CTX_new();
-	if (der_len <= 0 || ctx == NULL || EVP_DigestVerifyInit(ctx, NULL, alg.md(), NULL, key) != 1 ||
-	    EVP_DigestVerify(ctx, der, (size_t)der_len, (const uint8_t *)tbs.data, tbs.len) != 1) {
-		ERR_clear_error();
-		err_set(err, EINVAL, "the COSE signature does not verify with the certificate's key");
-		goto done;
-	}
-	encode_pcr_info(pcr0, &expected);
-	if (c.payload_len != expected.len || memcmp(c.payload, expected.data, expected.len) != 0) {
-		err_set(err, EINVAL, "the signature is valid but signs a different PCR0 than this image's");
-		goto done;
-	}
-	r = 0;
-done:
-	EVP_MD_CTX_free(ctx);
-	OPENSSL_free(der);
-	ECDSA_SIG_free(sig);
+		return err_openssl(err, "certificate public key");
+	int r = cose_sign1_verify(&c, key, err);
 	EVP_PKEY_free(key);
-	return r;
+	if (r < 0)
+		return err_wrap(err, "signature");
+	_cleanup_buf_ struct buf expected = {0};
+	encode_pcr_info(pcr0, &expected);
+	if (c.payload_len != expected.len || memcmp(c.payload, expected.data, expected.len) != 0)
+		return err_set(err, EINVAL, "the signature is valid but signs a different PCR0 than this image's");
+	return 0;
 }

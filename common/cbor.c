@@ -1,10 +1,10 @@
-/* cbor: the few CBOR (RFC 8949) pieces the EIF signature section needs. The
- * decoder reads untrusted bytes: every length is checked against what is
- * left before it is used, and errors name the file offset. */
+/* cbor: the CBOR (RFC 8949) subset used by EIF signatures, COSE and Nitro
+ * attestation documents. The decoder reads untrusted bytes: every length is
+ * checked against what is left before it is used, and errors name the offset. */
 #include <errno.h>
 #include <string.h>
 
-#include "eif/internal.h"
+#include "common/common.h"
 
 void cbor_put_head(struct buf *b, enum cbor_major major, uint64_t value)
 {
@@ -18,18 +18,12 @@ void cbor_put_head(struct buf *b, enum cbor_major major, uint64_t value)
 		h[0] = m | 24;
 		h[1] = (uint8_t)value;
 		n = 2;
-	} else if (value <= 0xffff) {
-		h[0] = m | 25;
-		put_be16(h + 1, (uint16_t)value);
-		n = 3;
-	} else if (value <= 0xffffffffu) {
-		h[0] = m | 26;
-		put_be32(h + 1, (uint32_t)value);
-		n = 5;
 	} else {
-		h[0] = m | 27;
-		put_be64(h + 1, value);
-		n = 9;
+		int bytes = value <= 0xffff ? 2 : value <= 0xffffffffu ? 4 : 8;
+		h[0] = m | (uint8_t)(bytes == 2 ? 25 : bytes == 4 ? 26 : 27);
+		for (int i = 0; i < bytes; i++)
+			h[1 + i] = (uint8_t)(value >> (8 * (bytes - 1 - i)));
+		n = 1 + (size_t)bytes;
 	}
 	buf_append(b, h, n);
 }
@@ -61,9 +55,9 @@ int cbor_read_head(struct cbor_reader *r, enum cbor_major *major, uint64_t *valu
 	uint8_t ib = r->data[r->off++];
 	uint8_t ai = ib & 31;
 	*major = (enum cbor_major)(ib >> 5);
-	if (*major > CBOR_MAP)
-		return err_set(err, EINVAL, "offset %llu: unsupported CBOR major type %u", (unsigned long long)at,
-			       (unsigned)*major);
+	if (*major == CBOR_SIMPLE && ai >= 25 && ai <= 27)
+		return err_set(err, EINVAL, "offset %llu: CBOR floating-point values are not supported",
+			       (unsigned long long)at);
 	if (ai < 24) {
 		*value = ai;
 		return 0;
@@ -84,8 +78,8 @@ int cbor_read_head(struct cbor_reader *r, enum cbor_major *major, uint64_t *valu
 
 static const char *major_name(enum cbor_major m)
 {
-	static const char *const names[] = {"unsigned integer", "negative integer", "byte string",
-					    "text string",      "array",            "map"};
+	static const char *const names[] = {"unsigned integer", "negative integer", "byte string", "text string",
+					    "array",            "map",              "tag",         "simple value"};
 	return names[m];
 }
 
@@ -140,5 +134,45 @@ int cbor_read_byte_array(struct cbor_reader *r, uint8_t **out, size_t *len, cons
 	}
 	*out = steal_pointer(&bytes);
 	*len = (size_t)n;
+	return 0;
+}
+
+int cbor_skip(struct cbor_reader *r, struct err **err)
+{
+	/* An explicit count of items still to skip instead of recursion, so a
+	 * hostile input cannot exhaust the stack; depth is capped all the same. */
+	uint64_t pending = 1;
+	int depth = 0;
+	while (pending > 0) {
+		enum cbor_major m;
+		uint64_t v;
+		uint64_t at = r->base + r->off;
+		if (cbor_read_head(r, &m, &v, err) < 0)
+			return -1;
+		pending--;
+		switch (m) {
+		case CBOR_BSTR:
+		case CBOR_TSTR:
+			if (v > r->len - r->off)
+				return err_set(err, EINVAL, "offset %llu: string of %llu bytes runs past the end",
+					       (unsigned long long)at, (unsigned long long)v);
+			r->off += (size_t)v;
+			break;
+		case CBOR_ARRAY:
+		case CBOR_MAP: {
+			uint64_t items = m == CBOR_MAP ? v * 2 : v;
+			if (v > r->len - r->off || items > r->len - r->off || ++depth > 16)
+				return err_set(err, EINVAL, "offset %llu: container too large or nested too deep",
+					       (unsigned long long)at);
+			pending += items;
+			break;
+		}
+		case CBOR_TAG:
+			pending++; /* the tagged item follows */
+			break;
+		default:
+			break;
+		}
+	}
 	return 0;
 }
