@@ -17,7 +17,7 @@ BUILD := build/$(VARIANT)
 
 # Library modules: every .c directly under these folders goes into
 # libenclaver.a. The CLI (cli/) links on top.
-MODULES := common eif
+MODULES := common eif attest
 PKGS := openssl jansson zlib
 
 CC ?= cc
@@ -48,6 +48,9 @@ CLI_OBJS := $(patsubst %.c,$(BUILD)/obj/%.o,$(CLI_SRCS))
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRCS))
 HARNESS_OBJ := $(BUILD)/obj/tests/harness.o
+# Helper programs the tests run (fixture generators): tests/tools/*.c.
+TOOL_SRCS := $(wildcard tests/tools/*.c)
+TOOL_BINS := $(patsubst tests/tools/%.c,$(BUILD)/tests/tools/%,$(TOOL_SRCS))
 LIBENCLAVER := $(BUILD)/libenclaver.a
 ENCLAVER := $(BUILD)/bin/enclaver
 
@@ -80,8 +83,12 @@ $(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(HARNESS_OBJ) $(LIBENCLAVER)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS_ALL) -o $@ $< $(HARNESS_OBJ) $(LIBENCLAVER) $(LIBS)
 
+$(BUILD)/tests/tools/%: $(BUILD)/obj/tests/tools/%.o $(LIBENCLAVER)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS_ALL) -o $@ $< $(LIBENCLAVER) $(LIBS)
+
 # Everything the test runner needs for one variant.
-unit-tests: $(UNIT_BINS) $(ENCLAVER)
+unit-tests: $(UNIT_BINS) $(TOOL_BINS) $(ENCLAVER)
 
 test check:
 	$(MAKE) VARIANT=release all unit-tests
@@ -113,4 +120,4 @@ format:
 clean:
 	rm -rf build bin
 
--include $(LIB_OBJS:.o=.d) $(CLI_OBJS:.o=.d) $(patsubst %.c,$(BUILD)/obj/%.d,$(UNIT_SRCS)) $(HARNESS_OBJ:.o=.d)
+-include $(LIB_OBJS:.o=.d) $(CLI_OBJS:.o=.d) $(patsubst %.c,$(BUILD)/obj/%.d,$(TOOL_SRCS)) $(patsubst %.c,$(BUILD)/obj/%.d,$(UNIT_SRCS)) $(HARNESS_OBJ:.o=.d)

@@ -17,6 +17,8 @@ static const struct command commands[] = {
 	{"eif", cmd_eif, "build or sign an EIF file from a kernel, cmdline and ramdisks"},
 	{"describe-eif", cmd_describe_eif, "print an EIF's measurements, metadata and checks"},
 	{"pcr", cmd_pcr, "print the PCR of a file or of a signing certificate"},
+	{"trust", cmd_trust, "print an EIF's measurements and a KMS key-policy condition for it"},
+	{"verify-attestation", cmd_verify_attestation, "verify a Nitro Enclaves attestation document"},
 };
 
 static void usage(FILE *f)
@@ -25,7 +27,7 @@ static void usage(FILE *f)
 		   "Build, inspect and run AWS Nitro Enclave images without a container daemon.\n\n"
 		   "Commands:\n");
 	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
-		fprintf(f, "  %-14s %s\n", commands[i].name, commands[i].summary);
+		fprintf(f, "  %-20s %s\n", commands[i].name, commands[i].summary);
 	fprintf(f, "\nOptions:\n"
 		   "  -v, --verbose  more detail on stderr (repeat for debug)\n"
 		   "  -q, --quiet    only errors on stderr\n"

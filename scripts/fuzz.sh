@@ -33,7 +33,12 @@ for bin in build/fuzz/bin/fuzz_*; do
 			>/dev/null
 		rm -f "$seed_dir/k" "$seed_dir/r"
 	fi
-	if [ "$name" = fuzz_eif_signature ]; then
+	if [ "$name" = fuzz_attest ]; then
+		if [ -x build/release/tests/tools/make_attestation ]; then
+			build/release/tests/tools/make_attestation "$corpus" "$(printf '00%.0s' $(seq 48))" 0011 >/dev/null
+			rm -f "$corpus"/*.pem
+		fi
+	elif [ "$name" = fuzz_eif_signature ]; then
 		# The signature section is the last one; its offset is in the
 		# table entry of section 3 (header bytes 28+8*3).
 		off=$(od -An -tu8 --endian=big -j 52 -N 8 "$seed_dir/signed.eif" | tr -d ' ')

@@ -1,0 +1,240 @@
+/* cmd_attest: `enclaver verify-attestation` (check an attestation document
+ * from outside the enclave) and `enclaver trust` (measurements plus the KMS
+ * key-policy condition that releases a key only to this image). */
+#include <getopt.h>
+#include <string.h>
+
+#include <openssl/evp.h>
+
+#include "attest/attest.h"
+#include "cli/cli.h"
+#include "eif/eif.h"
+
+#define MAX_DOC_SIZE (64u * 1024)
+
+/* Raw CBOR (starts with an array or the COSE tag) or base64 of it. */
+static int load_document(const char *path, uint8_t **out, size_t *out_len, struct err **err)
+{
+	_cleanup_free_ char *data = NULL;
+	size_t len;
+	if (io_read_file(strcmp(path, "-") == 0 ? "/dev/stdin" : path, MAX_DOC_SIZE, &data, &len, err) < 0)
+		return -1;
+	if (len > 0 && ((uint8_t)data[0] == 0x84 || (uint8_t)data[0] == 0xd2)) {
+		*out = (uint8_t *)steal_pointer(&data);
+		*out_len = len;
+		return 0;
+	}
+	/* base64: drop whitespace, then decode strictly. */
+	size_t n = 0;
+	for (size_t i = 0; i < len; i++)
+		if (!strchr(" \t\r\n", data[i]))
+			data[n++] = data[i];
+	if (n == 0 || n % 4 != 0)
+		return err_set(err, EINVAL, "%s: neither a CBOR attestation document nor base64 of one", path);
+	if (n < len)
+		data[n] = '\0';
+	uint8_t *raw = xmalloc(n / 4 * 3 + 1);
+	int m = EVP_DecodeBlock(raw, (const unsigned char *)data, (int)n);
+	if (m < 0) {
+		free(raw);
+		return err_set(err, EINVAL, "%s: not valid base64", path);
+	}
+	/* EVP_DecodeBlock counts '=' padding as zero bytes. */
+	if (data[n - 1] == '=')
+		m--;
+	if (data[n - 2] == '=')
+		m--;
+	*out = raw;
+	*out_len = (size_t)m;
+	return 0;
+}
+
+static int parse_hex_arg(const char *opt, const char *hex, uint8_t **out, size_t *len)
+{
+	size_t n = strlen(hex);
+	if (n == 0 || n % 2 != 0 || n > 1024)
+		return -1;
+	*out = xmalloc(n / 2);
+	*len = n / 2;
+	if (hex_decode(hex, *out, n / 2) < 0) {
+		free(*out);
+		*out = NULL;
+		return -1;
+	}
+	(void)opt;
+	return 0;
+}
+
+int cmd_verify_attestation(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{"pcr0", required_argument, NULL, 0x100}, {"pcr1", required_argument, NULL, 0x101},
+		{"pcr2", required_argument, NULL, 0x102}, {"pcr3", required_argument, NULL, 0x103},
+		{"pcr4", required_argument, NULL, 0x104}, {"pcr8", required_argument, NULL, 0x108},
+		{"pcr", required_argument, NULL, 'p'},    {"nonce", required_argument, NULL, 'n'},
+		{"root", required_argument, NULL, 'r'},   {"at-time", required_argument, NULL, 't'},
+		{"help", no_argument, NULL, 'h'},         {0},
+	};
+	struct attest_expect expect = {0};
+	uint8_t *owned[ATTEST_MAX_PCRS + 1] = {0};
+	int c, rc = EXIT_USAGE;
+	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		int index = -1;
+		const char *hex = optarg;
+		if (c >= 0x100 && c < 0x100 + ATTEST_MAX_PCRS) {
+			index = c - 0x100;
+		} else if (c == 'p') {
+			/* --pcr N=HEX for any register */
+			char *eq = strchr(optarg, '=');
+			char *end = NULL;
+			long v = eq ? strtol(optarg, &end, 10) : -1;
+			if (eq == NULL || end != eq || v < 0 || v >= ATTEST_MAX_PCRS) {
+				rc = cli_usage_error("verify-attestation", "--pcr %s: expected N=HEX with N from 0 to 31", optarg);
+				goto out;
+			}
+			index = (int)v;
+			hex = eq + 1;
+		}
+		if (index >= 0) {
+			free(owned[index]);
+			owned[index] = NULL;
+			if (parse_hex_arg("--pcr", hex, &owned[index], &expect.pcr_len[index]) < 0) {
+				rc = cli_usage_error("verify-attestation", "PCR%d: '%s' is not hex", index, hex);
+				goto out;
+			}
+			expect.pcr[index] = owned[index];
+			continue;
+		}
+		switch (c) {
+		case 'n':
+			free(owned[ATTEST_MAX_PCRS]);
+			owned[ATTEST_MAX_PCRS] = NULL;
+			if (parse_hex_arg("--nonce", optarg, &owned[ATTEST_MAX_PCRS], &expect.nonce_len) < 0) {
+				rc = cli_usage_error("verify-attestation", "--nonce '%s' is not hex", optarg);
+				goto out;
+			}
+			expect.nonce = owned[ATTEST_MAX_PCRS];
+			break;
+		case 'r': expect.root_pem_path = optarg; break;
+		case 't': {
+			char *end = NULL;
+			long long t = strtoll(optarg, &end, 10);
+			if (*optarg == '\0' || *end != '\0' || t <= 0) {
+				rc = cli_usage_error("verify-attestation", "--at-time %s: seconds since 1970", optarg);
+				goto out;
+			}
+			expect.at_time = t;
+			break;
+		}
+		case 'h':
+			puts("Usage: enclaver verify-attestation DOC [--pcr0 HEX] [--pcr1 HEX] [--pcr2 HEX] [--pcr8 HEX]\n"
+			     "                                   [--pcr N=HEX]... [--nonce HEX] [--root CERT.pem]\n"
+			     "                                   [--at-time SECONDS]\n\n"
+			     "Verifies a Nitro Enclaves attestation document (raw CBOR or base64; '-' reads stdin):\n"
+			     "its structure, the certificate chain to the AWS Nitro root (or --root) at the\n"
+			     "document's time (or --at-time), the ES384 signature, and the expected PCRs and\n"
+			     "nonce. Prints the verdict and the document as JSON; exits 0 when valid, 1 if not.");
+			rc = EXIT_OK;
+			goto out;
+		default: rc = cli_usage_error("verify-attestation", "unknown option"); goto out;
+		}
+	}
+	if (optind != argc - 1) {
+		rc = cli_usage_error("verify-attestation", "expected one attestation document");
+		goto out;
+	}
+	{
+		_cleanup_err_ struct err *err = NULL;
+		_cleanup_free_ uint8_t *doc = NULL;
+		size_t len = 0;
+		struct attest_verdict v;
+		if (load_document(argv[optind], &doc, &len, &err) < 0 || attest_verify(doc, len, &expect, &v, &err) < 0) {
+			rc = cli_fail(&err);
+			goto out;
+		}
+		_cleanup_json_ json_t *out = attest_verdict_json(&v);
+		if (cli_print_json(out, &err) < 0) {
+			attest_verdict_free(&v);
+			rc = cli_fail(&err);
+			goto out;
+		}
+		if (!v.valid)
+			fprintf(stderr, "enclaver: error: attestation document is not valid: %s\n", v.problem);
+		rc = v.valid ? EXIT_OK : EXIT_FAIL;
+		attest_verdict_free(&v);
+	}
+out:
+	for (size_t i = 0; i <= ATTEST_MAX_PCRS; i++)
+		free(owned[i]);
+	return rc;
+}
+
+int cmd_trust(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{"pcr1", no_argument, NULL, '1'}, {"pcr2", no_argument, NULL, '2'}, {"pcr8", no_argument, NULL, '8'},
+		{"all", no_argument, NULL, 'a'},  {"help", no_argument, NULL, 'h'}, {0},
+	};
+	bool want1 = false, want2 = false, want8 = false;
+	int c;
+	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		switch (c) {
+		case '1': want1 = true; break;
+		case '2': want2 = true; break;
+		case '8': want8 = true; break;
+		case 'a': want1 = want2 = want8 = true; break;
+		case 'h':
+			puts("Usage: enclaver trust EIF [--pcr1] [--pcr2] [--pcr8] [--all]\n\n"
+			     "Prints the EIF's measurements and a KMS key-policy condition that releases a key\n"
+			     "only to enclaves running this image (PCR0; add PCR1/PCR2/PCR8 as asked; PCR8\n"
+			     "only when the image is signed).");
+			return EXIT_OK;
+		default: return cli_usage_error("trust", "unknown option");
+		}
+	}
+	if (optind != argc - 1)
+		return cli_usage_error("trust", "expected one EIF file");
+	_cleanup_err_ struct err *err = NULL;
+	struct eif_image *img = NULL;
+	if (eif_image_read(argv[optind], &img, &err) < 0)
+		return cli_fail(&err);
+	if (img->crc_stored != img->crc_computed || (img->is_signed && !img->signature_ok)) {
+		err_set(&err, EINVAL, "%s: %s: refusing to derive a policy from a damaged image", argv[optind],
+			img->crc_stored != img->crc_computed ? "CRC mismatch" : "signature check failed");
+		eif_image_free(img);
+		return cli_fail(&err);
+	}
+	if (want8 && !img->is_signed) {
+		err_set(&err, EINVAL, "%s: --pcr8 asked for, but the image is not signed", argv[optind]);
+		eif_image_free(img);
+		return cli_fail(&err);
+	}
+	const struct eif_measurements *m = &img->measurements;
+	char hex[97];
+	json_t *cond = json_object();
+	const struct {
+		bool want;
+		const char *key;
+		const uint8_t *pcr;
+	} rows[] = {
+		{true, "kms:RecipientAttestation:PCR0", m->pcr0},
+		{want1, "kms:RecipientAttestation:PCR1", m->pcr1},
+		{want2, "kms:RecipientAttestation:PCR2", m->pcr2},
+		{want8, "kms:RecipientAttestation:PCR8", m->pcr8},
+	};
+	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+		if (!rows[i].want)
+			continue;
+		hex_encode(rows[i].pcr, 48, hex);
+		json_object_set_new(cond, rows[i].key, json_string(hex));
+	}
+	_cleanup_json_ json_t *doc = json_object();
+	json_object_set_new(doc, "Measurements", eif_measurements_json(m));
+	json_t *policy = json_object();
+	json_object_set_new(policy, "StringEqualsIgnoreCase", cond);
+	json_object_set_new(doc, "KeyPolicyCondition", policy);
+	eif_image_free(img);
+	if (cli_print_json(doc, &err) < 0)
+		return cli_fail(&err);
+	return EXIT_OK;
+}

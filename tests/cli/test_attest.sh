@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# test_attest: `enclaver verify-attestation` against documents signed by a
+# test PKI (tests/tools/make_attestation), and `enclaver trust`.
+. "$(dirname "$0")/lib.sh"
+
+make_att=$ROOT/build/${VARIANT:-release}/tests/tools/make_attestation
+PCR0=$(printf 'ab%.0s' $(seq 48))
+NONCE=0011223344556677
+"$make_att" "$TMP" "$PCR0" "$NONCE" || { not_ok "make test documents"; done_testing; exit; }
+va() { "$ENCLAVER" verify-attestation "$@"; }
+
+# The PKI itself is sound by OpenSSL's own verifier: our "valid" is not vacuous.
+check "test PKI verifies with openssl" openssl verify -CAfile "$TMP/root.pem" -untrusted "$TMP/intermediate.pem" \
+	"$TMP/leaf.pem"
+
+va "$TMP/valid.cbor" --root "$TMP/root.pem" --pcr0 "$PCR0" --nonce "$NONCE" >"$TMP/v.json"
+rc=$?
+if [ $rc -eq 0 ] && grep -q '"Valid": true' "$TMP/v.json" && grep -q "\"PCR0\": \"$PCR0\"" "$TMP/v.json" &&
+	grep -q '"UserData": "aGVsbG8="' "$TMP/v.json" && grep -q '"PublicKey": null' "$TMP/v.json"; then
+	ok "valid document, expected PCR0 and nonce"
+else
+	not_ok "valid document, expected PCR0 and nonce" "rc=$rc" "$(cat "$TMP/v.json")"
+fi
+check "--pcr N=HEX form" va "$TMP/valid.cbor" --root "$TMP/root.pem" --pcr "0=$PCR0" \
+	--pcr 1=010101010101010101010101010101010101010101010101010101010101010101010101010101010101010101010101
+base64 -w 76 "$TMP/valid.cbor" >"$TMP/valid.b64"
+check "base64 input" va "$TMP/valid.b64" --root "$TMP/root.pem"
+check "document on stdin" bash -c "'$ENCLAVER' verify-attestation - --root '$TMP/root.pem' <'$TMP/valid.cbor'"
+
+check_fails "PCR0 mismatch" "PCR0: expected 00ab" va "$TMP/valid.cbor" --root "$TMP/root.pem" --pcr0 "00${PCR0:2}"
+check_fails "PCR absent" "PCR20: expected .*the document has none" va "$TMP/valid.cbor" --root "$TMP/root.pem" \
+	--pcr "20=$PCR0"
+check_fails "nonce mismatch" "nonce: the document's nonce is not the expected one" \
+	va "$TMP/valid.cbor" --root "$TMP/root.pem" --nonce 00
+check_fails "tampered signature" "signature: the COSE signature does not verify" \
+	va "$TMP/tampered.cbor" --root "$TMP/root.pem"
+check_fails "signed by another key" "signature: the COSE signature does not verify" \
+	va "$TMP/wrong-key.cbor" --root "$TMP/root.pem"
+check_fails "leaf expired at the document's time" "certificate chain: certificate has expired" \
+	va "$TMP/expired.cbor" --root "$TMP/root.pem"
+check "--at-time moves the validity check" va "$TMP/expired.cbor" --root "$TMP/root.pem" --at-time "$(date +%s)"
+check_fails "another root" "cabundle starts with a root other than the trusted one" \
+	va "$TMP/valid.cbor" --root "$TMP/other-root.pem"
+check_fails "AWS root by default" "cabundle starts with a root other than the trusted one" va "$TMP/valid.cbor"
+check_fails "truncated document" "structure: .*(ends|past the end)" va "$TMP/truncated.cbor" --root "$TMP/root.pem"
+printf 'ab!d' >"$TMP/junk"
+check_fails "junk input" "not valid base64" va "$TMP/junk"
+printf 'abc' >"$TMP/short"
+check_fails "short junk input" "neither a CBOR attestation document nor base64" va "$TMP/short"
+printf 'notanattestation' >"$TMP/b64junk"
+check_fails "base64 that is not CBOR" "structure: COSE_Sign1: offset 0" va "$TMP/b64junk"
+check_fails "bad --pcr0 hex" "is not hex" va "$TMP/valid.cbor" --pcr0 xyz
+
+# A failing check still prints the verdict for scripts.
+va "$TMP/tampered.cbor" --root "$TMP/root.pem" >"$TMP/t.json" 2>/dev/null
+check "failed verdict is printed" grep -q '"Signature": false' "$TMP/t.json"
+
+# trust: the measurements and a policy condition naming them.
+G=$TESTDATA/eif
+"$ENCLAVER" trust "$G/case3/case3.eif" --pcr8 >"$TMP/trust.json"
+check "trust: PCR0 condition" grep -q '"kms:RecipientAttestation:PCR0": "bab6e924' "$TMP/trust.json"
+check "trust: PCR8 condition" grep -q '"kms:RecipientAttestation:PCR8": "4565d120' "$TMP/trust.json"
+check "trust: no PCR1 unless asked" bash -c "! grep -q PCR1\\\" '$TMP/trust.json' || ! grep -q 'RecipientAttestation:PCR1' '$TMP/trust.json'"
+check_fails "trust --pcr8 on an unsigned image" "not signed" "$ENCLAVER" trust "$G/case1/case1.eif" --pcr8
+cp "$G/case1/case1.eif" "$TMP/bad.eif"
+printf '\x00' | dd of="$TMP/bad.eif" bs=1 seek=2000 conv=notrunc 2>/dev/null
+check_fails "trust refuses a damaged image" "CRC mismatch: refusing" "$ENCLAVER" trust "$TMP/bad.eif"
+
+done_testing
