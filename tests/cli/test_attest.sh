@@ -60,7 +60,7 @@ G=$TESTDATA/eif
 "$ENCLAVER" trust "$G/case3/case3.eif" --pcr8 >"$TMP/trust.json"
 check "trust: PCR0 condition" grep -q '"kms:RecipientAttestation:PCR0": "bab6e924' "$TMP/trust.json"
 check "trust: PCR8 condition" grep -q '"kms:RecipientAttestation:PCR8": "4565d120' "$TMP/trust.json"
-check "trust: no PCR1 unless asked" bash -c "! grep -q PCR1\\\" '$TMP/trust.json' || ! grep -q 'RecipientAttestation:PCR1' '$TMP/trust.json'"
+check "trust: no PCR1 condition unless asked" bash -c "! grep -q 'RecipientAttestation:PCR1' '$TMP/trust.json'"
 check_fails "trust --pcr8 on an unsigned image" "not signed" "$ENCLAVER" trust "$G/case1/case1.eif" --pcr8
 cp "$G/case1/case1.eif" "$TMP/bad.eif"
 printf '\x00' | dd of="$TMP/bad.eif" bs=1 seek=2000 conv=notrunc 2>/dev/null
