@@ -1,0 +1,60 @@
+/* internal: what the files of oci/ share and nothing outside may use: image
+ * sources and destinations behind one interface, and small helpers. */
+#ifndef ENCLAVER_OCI_INTERNAL_H
+#define ENCLAVER_OCI_INTERNAL_H
+
+#include "oci/oci.h"
+
+/* mkdir -p; existing folders are fine. */
+int oci_mkdir_p(const char *path, struct err **err);
+
+/* Where an image is read from. Manifests are small (capped) and travel in
+ * memory; blobs travel as file descriptors. */
+struct oci_source {
+	const struct oci_source_ops *ops;
+	struct oci_ref ref;
+	const struct oci_opts *opts;
+	struct oci_cache *cache;
+};
+struct oci_source_ops {
+	/* digest NULL: the manifest the reference names. *media_type may stay
+	 * NULL when the transport has no content type. The bytes are verified
+	 * against digest (and the reference's digest) before they are returned. */
+	int (*get_manifest)(struct oci_source *s, const char *digest, struct buf *out, char **media_type,
+	                    struct err **err);
+	/* Optional: make these blobs ready (a registry downloads them in parallel). */
+	int (*prepare_blobs)(struct oci_source *s, const struct oci_desc *descs, size_t n, struct err **err);
+	/* An fd positioned at the start of the blob. */
+	int (*open_blob)(struct oci_source *s, const struct oci_desc *d, int *fd, struct err **err);
+	void (*free)(struct oci_source *s);
+};
+
+/* Where an image is written to. */
+struct oci_dest {
+	const struct oci_dest_ops *ops;
+	struct oci_ref ref;
+	const struct oci_opts *opts;
+	struct oci_cache *cache;
+};
+struct oci_dest_ops {
+	int (*has_blob)(struct oci_dest *d, const struct oci_desc *desc, bool *has, struct err **err);
+	/* May return 1 when it took the blob some cheaper way (a cross-repository mount). */
+	int (*try_mount)(struct oci_dest *d, const struct oci_desc *desc, const struct oci_ref *from, struct err **err);
+	/* fd at the start of the blob; the destination verifies the digest. */
+	int (*put_blob)(struct oci_dest *d, const struct oci_desc *desc, int fd, struct err **err);
+	int (*put_manifest)(struct oci_dest *d, const char *data, size_t len, const char *media_type,
+	                    const char *digest, struct err **err);
+	int (*commit)(struct oci_dest *d, struct err **err);
+	void (*free)(struct oci_dest *d);
+};
+
+int oci_layout_source_open(const struct oci_ref *ref, struct oci_source **out, struct err **err);
+int oci_layout_dest_open(const struct oci_ref *ref, struct oci_dest **out, struct err **err);
+int oci_docker_archive_source_open(const struct oci_ref *ref, struct oci_cache *cache, struct oci_source **out,
+                                   struct err **err);
+int oci_registry_source_open(const struct oci_ref *ref, const struct oci_opts *opts, struct oci_cache *cache,
+                             struct oci_source **out, struct err **err);
+int oci_registry_dest_open(const struct oci_ref *ref, const struct oci_opts *opts, struct oci_dest **out,
+                           struct err **err);
+
+#endif
