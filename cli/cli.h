@@ -19,5 +19,9 @@ int cmd_eif(int argc, char **argv);
 int cmd_describe_eif(int argc, char **argv);
 int cmd_pcr(int argc, char **argv);
 int cmd_build(int argc, char **argv);
+int cmd_pull(int argc, char **argv);
+int cmd_push(int argc, char **argv);
+int cmd_copy(int argc, char **argv);
+int cmd_inspect(int argc, char **argv);
 
 #endif

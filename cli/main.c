@@ -17,6 +17,10 @@ static const struct command commands[] = {
 	{"eif", cmd_eif, "build or sign an EIF file from a kernel, cmdline and ramdisks"},
 	{"describe-eif", cmd_describe_eif, "print an EIF's measurements, metadata and checks"},
 	{"pcr", cmd_pcr, "print the PCR of a file or of a signing certificate"},
+	{"pull", cmd_pull, "fetch an image into the cache or an OCI layout (see docs/oci.md)"},
+	{"push", cmd_push, "send an image to a registry"},
+	{"copy", cmd_copy, "copy an image between registries, OCI layouts and archives"},
+	{"inspect", cmd_inspect, "print an image's manifest, config and digests as JSON"},
 };
 
 static void usage(FILE *f)

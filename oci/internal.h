@@ -7,6 +7,10 @@
 
 /* mkdir -p; existing folders are fine. */
 int oci_mkdir_p(const char *path, struct err **err);
+/* A progress line on stderr ("enclaver: ..."), unless opts->quiet. */
+void oci_progress(const struct oci_opts *opts, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* "12.3 MiB" */
+void oci_human_size(int64_t n, char out[32]);
 
 /* Where an image is read from. Manifests are small (capped) and travel in
  * memory; blobs travel as file descriptors. */
