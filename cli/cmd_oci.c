@@ -125,6 +125,7 @@ static int run(int argc, char **argv)
 	if (o.creds && strchr(o.creds, ':') == NULL)
 		return cli_usage_error(cmd, "--creds takes USER:PASSWORD");
 	if (strcmp(cmd, "inspect") == 0) {
+		o.quiet = true; /* fetching a config is no news */
 		if (nargs != 1)
 			return cli_usage_error(cmd, "expected one image reference");
 		_cleanup_json_ json_t *doc = NULL;

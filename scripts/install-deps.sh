@@ -10,6 +10,8 @@ packages=(
 	libssl-dev libjansson-dev zlib1g-dev libarchive-dev libzstd-dev libcurl4-openssl-dev libyaml-dev
 	# tests and tools the tests drive
 	openssl xxd python3 valgrind ca-certificates
+	# OCI tests: a real registry, peers to cross-check, htpasswd for basic auth
+	docker-registry skopeo umoci apache2-utils curl
 )
 
 if [ "$(id -u)" -ne 0 ]; then
