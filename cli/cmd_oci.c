@@ -122,6 +122,15 @@ static int run(int argc, char **argv)
 		o.quiet = true; /* enclaver -q pull ... */
 	int nargs = argc - optind;
 	struct err *err = NULL;
+	if (o.platform) {
+		struct oci_platform p;
+		if (oci_platform_parse(o.platform, &p, &err) < 0) {
+			int rc = cli_usage_error(cmd, "--platform: %s", err->msg);
+			err_free(&err);
+			return rc;
+		}
+		oci_platform_free(&p);
+	}
 	if (o.creds && strchr(o.creds, ':') == NULL)
 		return cli_usage_error(cmd, "--creds takes USER:PASSWORD");
 	if (strcmp(cmd, "inspect") == 0) {

@@ -29,8 +29,8 @@ static int split_user_pass(const char *text, size_t len, const char *source, str
 	const char *colon = memchr(text, ':', len);
 	if (colon == NULL || colon == text)
 		return err_set(err, EINVAL, "%s: credentials must be USER:PASSWORD", source);
-	out->username = strndup(text, (size_t)(colon - text));
-	out->password = strndup(colon + 1, len - (size_t)(colon - text) - 1);
+	out->username = oci_memdup_str(text, (size_t)(colon - text));
+	out->password = oci_memdup_str(colon + 1, len - (size_t)(colon - text) - 1);
 	out->source = xstrdup(source);
 	return 0;
 }
@@ -127,13 +127,14 @@ static int decode_auth(const char *b64, const char *file, struct oci_creds *out,
 	size_t len = strlen(b64);
 	if (len == 0 || len % 4 != 0 || len > 8192)
 		return err_set(err, EBADMSG, "%s: \"auth\" is not valid base64", file);
-	_cleanup_free_ char *raw = xmalloc(len);
+	_cleanup_free_ char *raw = xcalloc(1, len + 1);
 	int n = EVP_DecodeBlock((unsigned char *)raw, (const unsigned char *)b64, (int)len);
 	if (n < 0)
 		return err_set(err, EBADMSG, "%s: \"auth\" is not valid base64", file);
 	/* EVP_DecodeBlock counts the padding as zero bytes. */
 	for (size_t i = len; i > 0 && b64[i - 1] == '='; i--)
 		n--;
+	raw[n] = '\0'; /* strndup below reads a string */
 	int r = split_user_pass(raw, (size_t)n, file, out, err);
 	explicit_bzero(raw, len);
 	return r;

@@ -75,7 +75,8 @@ static int source_open(const char *text, const struct oci_opts *opts, struct oci
 	case OCI_TRANSPORT_DOCKER: r = oci_registry_source_open(&ref, opts, cache, out, err); break;
 	case OCI_TRANSPORT_OCI: r = oci_layout_source_open(&ref, out, err); break;
 	case OCI_TRANSPORT_DOCKER_ARCHIVE: r = oci_docker_archive_source_open(&ref, cache, out, err); break;
-	default: r = err_set(err, ENOTSUP, "%s: oci-archive is not supported yet (unpack it and use oci:DIR)", text);
+	case OCI_TRANSPORT_OCI_ARCHIVE: r = oci_archive_source_open(&ref, cache, out, err); break;
+	default: r = err_set(err, ENOTSUP, "%s: unknown transport", text);
 	}
 	if (r < 0) {
 		oci_ref_free(&ref);
@@ -101,10 +102,13 @@ static int dest_open(const char *text, const struct oci_opts *opts, struct oci_c
 			return -1;
 		switch (ref.transport) {
 		case OCI_TRANSPORT_DOCKER: r = oci_registry_dest_open(&ref, opts, out, err); break;
-		case OCI_TRANSPORT_OCI: r = oci_layout_dest_open(&ref, out, err); break;
+		case OCI_TRANSPORT_OCI:
+		case OCI_TRANSPORT_OCI_ARCHIVE: r = oci_layout_dest_open(&ref, out, err); break;
 		default:
-			r = err_set(err, ENOTSUP, "%s: writing %s is not supported (use oci:DIR or a registry)", text,
-			            ref.transport == OCI_TRANSPORT_OCI_ARCHIVE ? "oci-archive" : "docker-archive");
+			r = err_set(
+			    err, ENOTSUP,
+			    "%s: writing docker-archive is not supported (use oci:DIR, oci-archive:FILE or a registry)",
+			    text);
 		}
 	}
 	if (r < 0) {
@@ -190,6 +194,50 @@ static int resolve(struct oci_source *src, const struct oci_opts *opts, struct r
 	if (res->manifest.kind != OCI_KIND_IMAGE)
 		return err_set(err, ENOTSUP, "%s: manifest %s: an index inside an index is not supported", name,
 		               pick->digest);
+	return 0;
+}
+
+static const char *oci_layer_type(const char *docker)
+{
+	if (strcmp(docker, DOCKER_MT_LAYER) == 0)
+		return OCI_MT_LAYER;
+	if (strcmp(docker, DOCKER_MT_LAYER_GZIP) == 0)
+		return OCI_MT_LAYER_GZIP;
+	if (str_has_prefix(docker, "application/vnd.oci.image.layer."))
+		return docker;
+	return NULL;
+}
+
+/* Docker schema 2 to an OCI manifest for destinations that take only OCI
+ * (skopeo does the same): the blobs stay byte for byte, the media types
+ * change, so the manifest gets a new digest. */
+static int manifest_to_oci(struct resolved *res, struct err **err)
+{
+	if (strcmp(res->image_type, DOCKER_MT_MANIFEST) != 0)
+		return 0;
+	const struct oci_manifest *m = &res->manifest;
+	_cleanup_json_ json_t *doc = json_pack("{s:i, s:s, s:{s:s, s:s, s:I}, s:[]}", "schemaVersion", 2, "mediaType",
+	                                       OCI_MT_MANIFEST, "config", "mediaType", OCI_MT_CONFIG, "digest",
+	                                       m->config.digest, "size", (json_int_t)m->config.size, "layers");
+	json_t *layers = json_object_get(doc, "layers");
+	for (size_t i = 0; i < m->n_layers; i++) {
+		const char *t = oci_layer_type(m->layers[i].media_type);
+		if (t == NULL)
+			return err_set(err, ENOTSUP, "layer %zu: media type %s has no OCI equivalent", i + 1,
+			               m->layers[i].media_type);
+		json_array_append_new(layers, json_pack("{s:s, s:s, s:I}", "mediaType", t, "digest",
+		                                        m->layers[i].digest, "size", (json_int_t)m->layers[i].size));
+	}
+	struct buf out = {0};
+	if (json_serde_write(&out, doc, 0, err) < 0) {
+		buf_free(&out);
+		return -1;
+	}
+	buf_free(&res->image);
+	res->image = out;
+	oci_digest_buf(res->image.data, res->image.len, res->image_digest);
+	free(res->image_type);
+	res->image_type = xstrdup(OCI_MT_MANIFEST);
 	return 0;
 }
 
@@ -284,6 +332,8 @@ int oci_copy(const char *src_text, const char *dst_text, const struct oci_opts *
 	free(names);
 	free(missing);
 	free(blobs);
+	if (r == 0 && dst->ops->oci_only)
+		r = manifest_to_oci(&res, err);
 	if (r == 0)
 		r = dst->ops->put_manifest(dst, res.image.data, res.image.len, res.image_type, res.image_digest, err);
 	if (r == 0)

@@ -9,6 +9,8 @@
 int oci_mkdir_p(const char *path, struct err **err);
 /* A progress line on stderr ("enclaver: ..."), unless opts->quiet. */
 void oci_progress(const struct oci_opts *opts, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* A NUL-terminated copy of len bytes that need not be a string (header lines). */
+char *oci_memdup_str(const void *data, size_t len);
 /* "12.3 MiB" */
 void oci_human_size(int64_t n, char out[32]);
 
@@ -41,6 +43,8 @@ struct oci_dest {
 	struct oci_cache *cache;
 };
 struct oci_dest_ops {
+	/* Takes only OCI manifests (an OCI layout): Docker schema 2 is converted. */
+	bool oci_only;
 	int (*has_blob)(struct oci_dest *d, const struct oci_desc *desc, bool *has, struct err **err);
 	/* May return 1 when it took the blob some cheaper way (a cross-repository mount). */
 	int (*try_mount)(struct oci_dest *d, const struct oci_desc *desc, const struct oci_ref *from, struct err **err);
@@ -52,6 +56,15 @@ struct oci_dest_ops {
 	void (*free)(struct oci_dest *d);
 };
 
+/* The index entry a layout reference names (the only one when untagged). */
+int oci_layout_index_pick(const struct oci_manifest *index, const char *transport, const char *where, const char *tag,
+                          const struct oci_desc **out, struct err **err);
+/* Tars an OCI layout folder into file (deterministic, atomic). */
+int oci_archive_write_dir(const char *dir, const char *file, struct err **err);
+int oci_archive_source_open(const struct oci_ref *ref, struct oci_cache *cache, struct oci_source **out,
+                            struct err **err);
+/* rm -rf, best effort. */
+void oci_remove_tree(const char *path);
 int oci_layout_source_open(const struct oci_ref *ref, struct oci_source **out, struct err **err);
 int oci_layout_dest_open(const struct oci_ref *ref, struct oci_dest **out, struct err **err);
 int oci_docker_archive_source_open(const struct oci_ref *ref, struct oci_cache *cache, struct oci_source **out,

@@ -64,6 +64,35 @@ static int read_manifest_blob(const char *dir, const char *digest, int64_t size,
 }
 
 /* ---------------------------------------------------------------- source */
+int oci_layout_index_pick(const struct oci_manifest *index, const char *transport, const char *where, const char *tag,
+                          const struct oci_desc **out, struct err **err)
+{
+	const struct oci_desc *pick = NULL;
+	for (size_t i = 0; i < index->n_manifests; i++) {
+		const struct oci_desc *d = &index->manifests[i];
+		if (tag ? (d->ref_name && strcmp(d->ref_name, tag) == 0) : true) {
+			if (pick && !tag)
+				return err_set(err, EINVAL,
+				               "%s holds %zu images: name one as %s:%s:NAME (see its index.json)",
+				               where, index->n_manifests, transport, where);
+			pick = d;
+		}
+	}
+	if (pick == NULL) {
+		_cleanup_buf_ struct buf names = {0};
+		for (size_t i = 0; i < index->n_manifests; i++) {
+			if (index->manifests[i].ref_name)
+				buf_printf(&names, "%s%s", names.len ? ", " : "", index->manifests[i].ref_name);
+		}
+		if (tag)
+			return err_set(err, ENOENT, "%s: no image named \"%s\" (it has: %s)", where, tag,
+			               names.len ? buf_str(&names) : "no named images");
+		return err_set(err, ENOENT, "%s: the layout holds no image", where);
+	}
+	*out = pick;
+	return 0;
+}
+
 struct layout_source {
 	struct oci_source base;
 	struct oci_manifest index;
@@ -77,28 +106,8 @@ static int layout_get_manifest(struct oci_source *s, const char *digest, struct 
 	if (digest)
 		return read_manifest_blob(dir, digest, -1, out, err);
 	const struct oci_desc *pick = NULL;
-	const char *tag = s->ref.local_tag;
-	for (size_t i = 0; i < ls->index.n_manifests; i++) {
-		const struct oci_desc *d = &ls->index.manifests[i];
-		if (tag ? (d->ref_name && strcmp(d->ref_name, tag) == 0) : true) {
-			if (pick && !tag)
-				return err_set(err, EINVAL,
-				               "%s holds %zu images: name one as oci:%s:NAME (see its index.json)", dir,
-				               ls->index.n_manifests, dir);
-			pick = d;
-		}
-	}
-	if (pick == NULL) {
-		_cleanup_buf_ struct buf names = {0};
-		for (size_t i = 0; i < ls->index.n_manifests; i++) {
-			if (ls->index.manifests[i].ref_name)
-				buf_printf(&names, "%s%s", names.len ? ", " : "", ls->index.manifests[i].ref_name);
-		}
-		if (tag)
-			return err_set(err, ENOENT, "%s: no image named \"%s\" (it has: %s)", dir, tag,
-			               names.len ? buf_str(&names) : "no named images");
-		return err_set(err, ENOENT, "%s: the layout holds no image", dir);
-	}
+	if (oci_layout_index_pick(&ls->index, "oci", dir, s->ref.local_tag, &pick, err) < 0)
+		return -1;
 	if (read_manifest_blob(dir, pick->digest, pick->size, out, err) < 0)
 		return -1;
 	*media_type = xstrdup(pick->media_type);
@@ -166,16 +175,19 @@ int oci_layout_source_open(const struct oci_ref *ref, struct oci_source **out, s
 }
 
 /* ---------------------------------------------------------------- destination */
+static int layout_dest_open_dir(const char *dir, struct oci_dest **out, struct err **err);
 struct layout_dest {
 	struct oci_dest base;
 	json_t *index; /* the index.json being built */
 	char *blob_dir;
+	char *archive;  /* oci-archive: the tar to write from the folder at commit */
+	char *work_dir; /* the folder written (ref.path, or a temporary one) */
 };
 
 static int layout_has_blob(struct oci_dest *d, const struct oci_desc *desc, bool *has, struct err **err)
 {
 	(void)err;
-	_cleanup_free_ char *path = blob_path(d->ref.path, desc->digest);
+	_cleanup_free_ char *path = blob_path(((struct layout_dest *)d)->work_dir, desc->digest);
 	struct stat st;
 	*has = stat(path, &st) == 0 && S_ISREG(st.st_mode) && st.st_size == desc->size;
 	return 0;
@@ -191,7 +203,7 @@ static int ensure_blob_dir(const char *dir, const char *digest, char **out, stru
 static int layout_put_blob(struct oci_dest *d, const struct oci_desc *desc, int fd, struct err **err)
 {
 	_cleanup_free_ char *dir = NULL;
-	if (ensure_blob_dir(d->ref.path, desc->digest, &dir, err) < 0)
+	if (ensure_blob_dir(((struct layout_dest *)d)->work_dir, desc->digest, &dir, err) < 0)
 		return -1;
 	struct oci_blob_writer *w;
 	if (oci_blob_writer_open(dir, desc->digest, desc->size, &w, err) < 0)
@@ -208,7 +220,7 @@ static int layout_put_manifest(struct oci_dest *d, const char *data, size_t len,
 {
 	struct layout_dest *ld = (struct layout_dest *)d;
 	_cleanup_free_ char *dir = NULL;
-	if (ensure_blob_dir(d->ref.path, digest, &dir, err) < 0)
+	if (ensure_blob_dir(ld->work_dir, digest, &dir, err) < 0)
 		return -1;
 	struct oci_blob_writer *w;
 	if (oci_blob_writer_open(dir, digest, (int64_t)len, &w, err) < 0)
@@ -255,8 +267,12 @@ static int write_json_file(const char *path, const json_t *doc, struct err **err
 static int layout_commit(struct oci_dest *d, struct err **err)
 {
 	struct layout_dest *ld = (struct layout_dest *)d;
-	_cleanup_free_ char *path = xasprintf("%s/index.json", d->ref.path);
-	return write_json_file(path, ld->index, err);
+	_cleanup_free_ char *path = xasprintf("%s/index.json", ld->work_dir);
+	if (write_json_file(path, ld->index, err) < 0)
+		return -1;
+	if (ld->archive)
+		return oci_archive_write_dir(ld->work_dir, ld->archive, err);
+	return 0;
 }
 
 static void layout_dest_free(struct oci_dest *d)
@@ -264,11 +280,16 @@ static void layout_dest_free(struct oci_dest *d)
 	struct layout_dest *ld = (struct layout_dest *)d;
 	json_decref(ld->index);
 	free(ld->blob_dir);
+	if (ld->archive)
+		oci_remove_tree(ld->work_dir);
+	free(ld->archive);
+	free(ld->work_dir);
 	oci_ref_free(&d->ref);
 	free(ld);
 }
 
 static const struct oci_dest_ops layout_dest_ops = {
+    .oci_only = true,
     .has_blob = layout_has_blob,
     .put_blob = layout_put_blob,
     .put_manifest = layout_put_manifest,
@@ -278,7 +299,28 @@ static const struct oci_dest_ops layout_dest_ops = {
 
 int oci_layout_dest_open(const struct oci_ref *ref, struct oci_dest **out, struct err **err)
 {
-	const char *dir = ref->path;
+	/* An oci-archive is written as a layout in a folder beside it, then tarred. */
+	_cleanup_free_ char *tmp_dir = NULL;
+	if (ref->transport == OCI_TRANSPORT_OCI_ARCHIVE) {
+		tmp_dir = xasprintf("%s.tmp-XXXXXX", ref->path);
+		if (mkdtemp(tmp_dir) == NULL)
+			return err_sys(err, "create a folder beside %s", ref->path);
+	}
+	const char *dir = tmp_dir ? tmp_dir : ref->path;
+	int r = layout_dest_open_dir(dir, out, err);
+	if (r < 0) {
+		if (tmp_dir)
+			oci_remove_tree(tmp_dir);
+		return -1;
+	}
+	struct layout_dest *ld = (struct layout_dest *)*out;
+	ld->work_dir = xstrdup(dir);
+	ld->archive = tmp_dir ? xstrdup(ref->path) : NULL;
+	return 0;
+}
+
+static int layout_dest_open_dir(const char *dir, struct oci_dest **out, struct err **err)
+{
 	_cleanup_free_ char *blobs = xasprintf("%s/blobs/sha256", dir);
 	if (oci_mkdir_p(blobs, err) < 0)
 		return err_wrap(err, "OCI layout %s", dir);

@@ -1,6 +1,7 @@
 /* progress: what a transfer tells the person watching: one line per blob on
  * stderr (results go to stdout), nothing with --quiet. */
 #include <stdarg.h>
+#include <string.h>
 
 #include "oci/internal.h"
 
@@ -24,4 +25,12 @@ void oci_human_size(int64_t n, char out[32])
 		snprintf(out, 32, "%.1f KiB", (double)n / (1 << 10));
 	else
 		snprintf(out, 32, "%lld B", (long long)n);
+}
+
+char *oci_memdup_str(const void *data, size_t len)
+{
+	char *s = xmalloc(len + 1);
+	memcpy(s, data, len);
+	s[len] = '\0';
+	return s;
 }

@@ -191,7 +191,7 @@ static size_t on_header(char *data, size_t size, size_t n, void *ud)
 	else if (klen == 16 && strncasecmp(data, "www-authenticate", 16) == 0)
 		slot = &x->resp->www_authenticate;
 	if (slot && *slot == NULL)
-		*slot = strndup(v, vlen);
+		*slot = oci_memdup_str(v, vlen);
 	return len;
 }
 
@@ -501,11 +501,11 @@ static int fetch_token(struct registry *r, const char *scope, struct err **err)
 			continue;
 		}
 		if (resp.status == 401 || resp.status == 403) {
+			long status = resp.status;
 			reg_resp_free(&resp);
-			return err_set(err, EACCES,
-			               "%s: unauthorized: the token server %s refused %s (HTTP %ld); credentials: %s",
-			               r->host, r->realm, have ? "the credentials" : "anonymous access", resp.status,
-			               creds_source(r));
+			return err_set(
+			    err, EACCES, "%s: unauthorized: the token server %s refused %s (HTTP %ld); credentials: %s",
+			    r->host, r->realm, have ? "the credentials" : "anonymous access", status, creds_source(r));
 		}
 		if (resp.status != 200) {
 			int rc = registry_status_error(r, "token request", &resp, err);

@@ -9,14 +9,60 @@
 for tool in docker-registry skopeo umoci htpasswd; do
 	if ! command -v "$tool" >/dev/null; then
 		not_ok "$tool is installed (scripts/install-deps.sh)"
-		done_testing
+		# ---------------------------------------------------------------- network faults
+# tests/cli/fault_proxy.py sits in front of the same registry and injects them.
+start_proxy() {
+	rm -f "$TMP/proxy.port" "$TMP/proxy.log"
+	python3 "$ROOT/tests/cli/fault_proxy.py" "$TMP/proxy.port" "$PORT" "$1" "$TMP/proxy.log" &
+	PROXY_PID=$!
+	for _ in $(seq 1 100); do
+		[ -s "$TMP/proxy.port" ] && break
+		sleep 0.05
+	done
+	PR=127.0.0.1:$(cat "$TMP/proxy.port")
+}
+stop_proxy() {
+	kill "$PROXY_PID" 2>/dev/null
+	wait "$PROXY_PID" 2>/dev/null
+	PROXY_PID=
+}
+WANT=$(json_get "$TMP/sk_raw.json" 'd["layers"][1]["digest"]')
+
+start_proxy fail500:2
+export ENCLAVER_CACHE_DIR=$TMP/cache-500
+check "500 twice, then the pull succeeds" "$ENCLAVER" pull -q --insecure "$PR/fault/app:v1"
+check "the failed GETs were retried" test "$(grep -c 'GET /v2/fault/app/blobs/' "$TMP/proxy.log")" -ge 5
+stop_proxy
+
+start_proxy fail429:2
+export ENCLAVER_CACHE_DIR=$TMP/cache-429
+check "429 (rate limit) twice, then the pull succeeds" "$ENCLAVER" pull -q --insecure "$PR/fault/app:v1"
+stop_proxy
+
+start_proxy fail500:1000
+export ENCLAVER_CACHE_DIR=$TMP/cache-500-forever
+check_fails "500 every time: gives up with the status" "unexpected HTTP 500: UNAVAILABLE injected fault" \
+	"$ENCLAVER" pull --insecure "$PR/fault/app:v1"
+check "no layer and nothing half-written in the cache" \
+	test -z "$(find "$ENCLAVER_CACHE_DIR/blobs" -name '.tmp-*' -o -name "${WANT:7}")"
+stop_proxy
+
+start_proxy drop
+export ENCLAVER_CACHE_DIR=$TMP/cache-drop
+check "a connection cut mid-blob: the pull resumes" "$ENCLAVER" pull -q --insecure "$PR/fault/app:v1"
+check "the retry asked for the rest with Range" grep -q "GET /v2/fault/app/blobs/$WANT range=bytes=[1-9][0-9]*-" "$TMP/proxy.log"
+check "the resumed blob is whole and verified" test "sha256:$(sha "$ENCLAVER_CACHE_DIR/blobs/sha256/${WANT:7}")" = "$WANT"
+stop_proxy
+
+done_testing
 		exit 1
 	fi
 done
 
 REG=$TMP/reg
 mkdir -p "$REG"
-trap '"$ROOT/scripts/test-registry.sh" stop "$REG"; rm -rf "$TMP"' EXIT
+PROXY_PID=
+trap '[ -n "$PROXY_PID" ] && kill "$PROXY_PID" 2>/dev/null; "$ROOT/scripts/test-registry.sh" stop "$REG"; rm -rf "$TMP"' EXIT
 PORT=$("$ROOT/scripts/test-registry.sh" start "$REG" plain) || { not_ok "registry starts"; done_testing; exit 1; }
 R=127.0.0.1:$PORT
 export ENCLAVER_CACHE_DIR=$TMP/cache
@@ -194,5 +240,50 @@ printf '{"schemaVersion":2,"manifests":[{"mediaType":"application/vnd.oci.image.
 check_fails "a truncated manifest is a clear error" "manifest sha256:$MD: manifest is not valid JSON" \
 	"$ENCLAVER" inspect "oci:$BADL"
 check_fails "not a layout" "is not an OCI image layout" "$ENCLAVER" inspect "oci:$TMP"
+
+# ---------------------------------------------------------------- network faults
+# tests/cli/fault_proxy.py sits in front of the same registry and injects them.
+start_proxy() {
+	rm -f "$TMP/proxy.port" "$TMP/proxy.log"
+	python3 "$ROOT/tests/cli/fault_proxy.py" "$TMP/proxy.port" "$PORT" "$1" "$TMP/proxy.log" &
+	PROXY_PID=$!
+	for _ in $(seq 1 100); do
+		[ -s "$TMP/proxy.port" ] && break
+		sleep 0.05
+	done
+	PR=127.0.0.1:$(cat "$TMP/proxy.port")
+}
+stop_proxy() {
+	kill "$PROXY_PID" 2>/dev/null
+	wait "$PROXY_PID" 2>/dev/null
+	PROXY_PID=
+}
+WANT=$(json_get "$TMP/sk_raw.json" 'd["layers"][1]["digest"]')
+
+start_proxy fail500:2
+export ENCLAVER_CACHE_DIR=$TMP/cache-500
+check "500 twice, then the pull succeeds" "$ENCLAVER" pull -q --insecure "$PR/fault/app:v1"
+check "the failed GETs were retried" test "$(grep -c 'GET /v2/fault/app/blobs/' "$TMP/proxy.log")" -ge 5
+stop_proxy
+
+start_proxy fail429:2
+export ENCLAVER_CACHE_DIR=$TMP/cache-429
+check "429 (rate limit) twice, then the pull succeeds" "$ENCLAVER" pull -q --insecure "$PR/fault/app:v1"
+stop_proxy
+
+start_proxy fail500:1000
+export ENCLAVER_CACHE_DIR=$TMP/cache-500-forever
+check_fails "500 every time: gives up with the status" "unexpected HTTP 500: UNAVAILABLE injected fault" \
+	"$ENCLAVER" pull --insecure "$PR/fault/app:v1"
+check "no layer and nothing half-written in the cache" \
+	test -z "$(find "$ENCLAVER_CACHE_DIR/blobs" -name '.tmp-*' -o -name "${WANT:7}")"
+stop_proxy
+
+start_proxy drop
+export ENCLAVER_CACHE_DIR=$TMP/cache-drop
+check "a connection cut mid-blob: the pull resumes" "$ENCLAVER" pull -q --insecure "$PR/fault/app:v1"
+check "the retry asked for the rest with Range" grep -q "GET /v2/fault/app/blobs/$WANT range=bytes=[1-9][0-9]*-" "$TMP/proxy.log"
+check "the resumed blob is whole and verified" test "sha256:$(sha "$ENCLAVER_CACHE_DIR/blobs/sha256/${WANT:7}")" = "$WANT"
+stop_proxy
 
 done_testing
