@@ -364,6 +364,7 @@ static void archive_source_free(struct oci_source *s)
 }
 
 static const struct oci_source_ops archive_source_ops = {
+    .blobs_verified = true,
     .get_manifest = archive_get_manifest,
     .open_blob = archive_open_blob,
     .free = archive_source_free,

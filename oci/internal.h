@@ -32,6 +32,8 @@ struct oci_source_ops {
 	int (*prepare_blobs)(struct oci_source *s, const struct oci_desc *descs, size_t n, struct err **err);
 	/* An fd positioned at the start of the blob. */
 	int (*open_blob)(struct oci_source *s, const struct oci_desc *d, int *fd, struct err **err);
+	/* Blobs come from the cache, verified when they entered it. */
+	bool blobs_verified;
 	void (*free)(struct oci_source *s);
 };
 
@@ -48,8 +50,9 @@ struct oci_dest_ops {
 	int (*has_blob)(struct oci_dest *d, const struct oci_desc *desc, bool *has, struct err **err);
 	/* May return 1 when it took the blob some cheaper way (a cross-repository mount). */
 	int (*try_mount)(struct oci_dest *d, const struct oci_desc *desc, const struct oci_ref *from, struct err **err);
-	/* fd at the start of the blob; the destination verifies the digest. */
-	int (*put_blob)(struct oci_dest *d, const struct oci_desc *desc, int fd, struct err **err);
+	/* fd at the start of the blob; the destination verifies the digest
+	 * unless `verified` says the blob came from the cache. */
+	int (*put_blob)(struct oci_dest *d, const struct oci_desc *desc, int fd, bool verified, struct err **err);
 	int (*put_manifest)(struct oci_dest *d, const char *data, size_t len, const char *media_type,
 	                    const char *digest, struct err **err);
 	int (*commit)(struct oci_dest *d, struct err **err);

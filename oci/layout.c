@@ -200,7 +200,7 @@ static int ensure_blob_dir(const char *dir, const char *digest, char **out, stru
 	return oci_mkdir_p(*out, err);
 }
 
-static int layout_put_blob(struct oci_dest *d, const struct oci_desc *desc, int fd, struct err **err)
+static int layout_put_blob(struct oci_dest *d, const struct oci_desc *desc, int fd, bool verified, struct err **err)
 {
 	_cleanup_free_ char *dir = NULL;
 	if (ensure_blob_dir(((struct layout_dest *)d)->work_dir, desc->digest, &dir, err) < 0)
@@ -208,7 +208,8 @@ static int layout_put_blob(struct oci_dest *d, const struct oci_desc *desc, int 
 	struct oci_blob_writer *w;
 	if (oci_blob_writer_open(dir, desc->digest, desc->size, &w, err) < 0)
 		return -1;
-	if (oci_blob_writer_copy_fd(w, fd, err) < 0) {
+	int r = verified ? oci_blob_writer_copy_verified(w, fd, err) : oci_blob_writer_copy_fd(w, fd, err);
+	if (r < 0) {
 		oci_blob_writer_abort(w);
 		return err_wrap(err, "blob %s", desc->digest);
 	}

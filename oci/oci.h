@@ -153,6 +153,9 @@ int oci_blob_writer_commit(struct oci_blob_writer *w, char digest_out[OCI_DIGEST
 void oci_blob_writer_abort(struct oci_blob_writer *w);
 /* Copies an fd through a writer. */
 int oci_blob_writer_copy_fd(struct oci_blob_writer *w, int fd, struct err **err);
+/* Copies a blob already verified (one from the cache) without hashing it
+ * again, in the kernel where it can; the size is still checked. */
+int oci_blob_writer_copy_verified(struct oci_blob_writer *w, int fd, struct err **err);
 
 /* ---------------------------------------------------------------- blob cache
  * Content-addressed, shared by all commands: DIR/blobs/sha256/<hex> holds

@@ -198,6 +198,7 @@ static void asrc_free(struct oci_source *s)
 }
 
 static const struct oci_source_ops archive_src_ops = {
+    .blobs_verified = true,
     .get_manifest = asrc_get_manifest,
     .open_blob = asrc_open_blob,
     .free = asrc_free,

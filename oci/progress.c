@@ -14,7 +14,8 @@ void oci_progress(const struct oci_opts *opts, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(line, sizeof(line), fmt, ap);
 	va_end(ap);
-	fprintf(stderr, "enclaver: %s\n", line);
+	/* "\r\033[K" clears a status line a terminal may be showing. */
+	fprintf(stderr, "%senclaver: %s\n", log_stderr_is_tty() ? "\r\033[K" : "", line);
 }
 
 void oci_human_size(int64_t n, char out[32])

@@ -214,6 +214,27 @@ static int dl_finish(struct dl *x, CURLcode cc, struct err **err)
 	return r;
 }
 
+static void draw_status(const struct dl *dls, size_t n, size_t finished)
+{
+	char line[512];
+	int64_t done = 0, total = 0;
+	for (size_t i = 0; i < n; i++) {
+		total += dls[i].d->size;
+		done += dls[i].done ? dls[i].d->size : dls[i].w ? oci_blob_writer_written(dls[i].w) : 0;
+	}
+	int len = snprintf(line, sizeof(line), "pulling %zu/%zu blobs, %.1f of %.1f MiB", finished, n,
+	                   (double)done / (1 << 20), (double)total / (1 << 20));
+	for (size_t i = 0; i < n && len < (int)sizeof(line) - 40; i++) {
+		if (!dls[i].running || dls[i].d->size == 0)
+			continue;
+		int64_t got = dls[i].w ? oci_blob_writer_written(dls[i].w) : 0;
+		len += snprintf(line + len, sizeof(line) - (size_t)len, "  %.12s %3d%%", dls[i].d->digest + 7,
+		                (int)(100 * got / dls[i].d->size));
+	}
+	fprintf(stderr, "\r\033[K%s", line);
+	fflush(stderr);
+}
+
 static int reg_prepare_blobs(struct oci_source *s, const struct oci_desc *descs, size_t n, struct err **err)
 {
 	struct reg_source *rs = (struct reg_source *)s;
@@ -238,6 +259,9 @@ static int reg_prepare_blobs(struct oci_source *s, const struct oci_desc *descs,
 		todo++;
 	}
 	int parallel = s->opts->parallel > 0 ? s->opts->parallel : 6;
+	/* On a terminal, a status line with every active blob's progress. */
+	bool tty = !s->opts->quiet && log_get_level() >= LOG_WARN && log_stderr_is_tty();
+	int64_t last_draw = 0;
 	CURLM *multi = curl_multi_init();
 	curl_multi_setopt(multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long)parallel);
 	int r = 0;
@@ -282,10 +306,17 @@ static int reg_prepare_blobs(struct oci_source *s, const struct oci_desc *descs,
 				finished++;
 			}
 		}
-		if (r == 0 && finished < todo)
+		if (r == 0 && finished < todo) {
+			if (tty && now_ms() - last_draw >= 200) {
+				draw_status(dls, todo, finished);
+				last_draw = now_ms();
+			}
 			curl_multi_poll(multi, NULL, 0,
-			                (int)(running ? (wait < 1000 ? wait : 1000) : (wait > 0 ? wait : 1)), NULL);
+			                (int)(running ? (wait < 200 ? wait : 200) : (wait > 0 ? wait : 1)), NULL);
+		}
 	}
+	if (tty)
+		fputs("\r\033[K", stderr);
 	for (size_t i = 0; i < todo; i++) {
 		if (dls[i].running)
 			curl_multi_remove_handle(multi, dls[i].h);
@@ -318,6 +349,7 @@ static void reg_source_free(struct oci_source *s)
 }
 
 static const struct oci_source_ops reg_source_ops = {
+    .blobs_verified = true,
     .get_manifest = reg_get_manifest,
     .prepare_blobs = reg_prepare_blobs,
     .open_blob = reg_open_blob,

@@ -12,6 +12,8 @@ packages=(
 	openssl xxd python3 valgrind ca-certificates
 	# OCI tests: a real registry, peers to cross-check, htpasswd for basic auth
 	docker-registry skopeo umoci apache2-utils curl
+	# make bench
+	bc time
 )
 
 if [ "$(id -u)" -ne 0 ]; then
