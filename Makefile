@@ -17,8 +17,8 @@ BUILD := build/$(VARIANT)
 
 # Library modules: every .c directly under these folders goes into
 # libenclaver.a. The CLI (cli/) links on top.
-MODULES := common eif attest
-PKGS := openssl jansson zlib
+MODULES := common eif attest oci
+PKGS := openssl jansson zlib libcurl libarchive
 
 CC ?= cc
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS))

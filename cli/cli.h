@@ -21,5 +21,9 @@ int cmd_pcr(int argc, char **argv);
 int cmd_build(int argc, char **argv);
 int cmd_verify_attestation(int argc, char **argv);
 int cmd_trust(int argc, char **argv);
+int cmd_pull(int argc, char **argv);
+int cmd_push(int argc, char **argv);
+int cmd_copy(int argc, char **argv);
+int cmd_inspect(int argc, char **argv);
 
 #endif

@@ -19,6 +19,10 @@ static const struct command commands[] = {
 	{"pcr", cmd_pcr, "print the PCR of a file or of a signing certificate"},
 	{"trust", cmd_trust, "print an EIF's measurements and a KMS key-policy condition for it"},
 	{"verify-attestation", cmd_verify_attestation, "verify a Nitro Enclaves attestation document"},
+	{"pull", cmd_pull, "fetch an image into the cache or an OCI layout (see docs/oci.md)"},
+	{"push", cmd_push, "send an image to a registry"},
+	{"copy", cmd_copy, "copy an image between registries, OCI layouts and archives"},
+	{"inspect", cmd_inspect, "print an image's manifest, config and digests as JSON"},
 };
 
 static void usage(FILE *f)

@@ -1,10 +1,9 @@
 #!/usr/bin/env bash
-# bench.sh: runs every benchmark in tests/bench/ (make bench). Benchmarks
-# print figures and ratios against peers; they assert nothing about time.
+# bench.sh: `make bench`: runs every scripts/bench-*.sh in turn. Each prints
+# figures and ratios; nothing here asserts a timing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-for b in tests/bench/bench_*.sh; do
-	echo "### $(basename "$b" .sh)"
-	bash "$b"
-	echo
+for b in scripts/bench-*.sh; do
+	echo "== $b"
+	"$b"
 done

@@ -3,7 +3,7 @@
 # `sha384sum` pass over the same bytes (the floor: every byte must be hashed
 # at least once). Prints medians of several runs, CPU time, peak RSS, ratios.
 set -euo pipefail
-cd "$(dirname "$0")/../.."
+cd "$(dirname "$0")/.."
 runs=${BENCH_RUNS:-5}
 size_mib=${BENCH_RAMDISK_MIB:-1024}
 dir=build/bench

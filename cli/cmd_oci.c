@@ -1,0 +1,185 @@
+/* cmd_oci: `enclaver pull`, `push`, `copy` and `inspect`: images between
+ * registries, OCI layouts, docker-archive tarballs and the blob cache. */
+#include <getopt.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "oci/oci.h"
+
+enum {
+	OPT_OUTPUT = 256,
+	OPT_PLATFORM,
+	OPT_CREDS,
+	OPT_INSECURE,
+	OPT_TLS_VERIFY,
+	OPT_CERT_DIR,
+	OPT_OFFLINE,
+	OPT_CACHE_DIR,
+	OPT_PARALLEL,
+	OPT_CHUNK_SIZE,
+	OPT_HELP,
+};
+
+static void oci_usage(const char *cmd, FILE *f)
+{
+	if (strcmp(cmd, "pull") == 0)
+		fputs("Usage: enclaver pull [options] REF [--output DEST]\n"
+		      "Fetches an image into the blob cache (and DEST, e.g. oci:DIR[:TAG], when given).\n",
+		      f);
+	else if (strcmp(cmd, "inspect") == 0)
+		fputs("Usage: enclaver inspect [options] REF\n"
+		      "Prints the image's digests, manifest, config, layers and platforms as JSON.\n",
+		      f);
+	else
+		fprintf(
+		    f,
+		    "Usage: enclaver %s [options] SRC DEST\n"
+		    "Copies an image from any transport to a registry or an OCI layout; only missing blobs travel.\n",
+		    cmd);
+	fputs("\nReferences: [docker://]NAME[:TAG][@DIGEST], oci:DIR[:TAG], docker-archive:FILE[:NAME:TAG|:@N]\n"
+	      "\nOptions:\n"
+	      "  --platform OS/ARCH[/VARIANT]  image to take from a multi-platform index (default: this host)\n"
+	      "  --creds USER:PASSWORD        registry credentials (else auth.json / docker config; see docs/oci.md)\n"
+	      "  --tls-verify=false, --insecure  no TLS verification; plain HTTP allowed (test registries)\n"
+	      "  --cert-dir DIR               trust the CA certificates (*.crt) in DIR\n"
+	      "  --offline                    use only the blob cache\n"
+	      "  --cache-dir DIR              blob cache (default $XDG_CACHE_HOME/enclaver)\n"
+	      "  --parallel N                 concurrent blob downloads (default 6)\n"
+	      "  --chunk-size BYTES           push blobs above this size in PATCH chunks (default 64 MiB)\n"
+	      "  -q, --quiet                  no progress lines\n",
+	      f);
+}
+
+static int print_result(const char *src, const char *dst, const struct oci_copy_result *res, struct err **err)
+{
+	_cleanup_json_ json_t *doc =
+	    json_pack("{s:s, s:s?, s:s, s:s, s:{s:i, s:i, s:i}, s:I}", "source", src, "destination", dst, "digest",
+	              res->manifest_digest, "mediaType", res->media_type, "blobs", "copied", res->blobs_sent, "skipped",
+	              res->blobs_skipped, "mounted", res->blobs_mounted, "bytesCopied", (json_int_t)res->bytes_sent);
+	return cli_print_json(doc, err);
+}
+
+static int run(int argc, char **argv)
+{
+	const char *cmd = argv[0];
+	static const struct option opts[] = {
+	    {"output", required_argument, NULL, OPT_OUTPUT},
+	    {"platform", required_argument, NULL, OPT_PLATFORM},
+	    {"creds", required_argument, NULL, OPT_CREDS},
+	    {"insecure", no_argument, NULL, OPT_INSECURE},
+	    {"tls-verify", required_argument, NULL, OPT_TLS_VERIFY},
+	    {"cert-dir", required_argument, NULL, OPT_CERT_DIR},
+	    {"offline", no_argument, NULL, OPT_OFFLINE},
+	    {"cache-dir", required_argument, NULL, OPT_CACHE_DIR},
+	    {"parallel", required_argument, NULL, OPT_PARALLEL},
+	    {"chunk-size", required_argument, NULL, OPT_CHUNK_SIZE},
+	    {"quiet", no_argument, NULL, 'q'},
+	    {"help", no_argument, NULL, OPT_HELP},
+	    {0},
+	};
+	struct oci_opts o = {0};
+	const char *output = NULL;
+	int c;
+	while ((c = getopt_long(argc, argv, "qo:", opts, NULL)) != -1) {
+		switch (c) {
+		case 'o':
+		case OPT_OUTPUT: output = optarg; break;
+		case OPT_PLATFORM: o.platform = optarg; break;
+		case OPT_CREDS: o.creds = optarg; break;
+		case OPT_INSECURE: o.insecure = true; break;
+		case OPT_TLS_VERIFY:
+			if (strcmp(optarg, "false") == 0)
+				o.insecure = true;
+			else if (strcmp(optarg, "true") != 0)
+				return cli_usage_error(cmd, "--tls-verify takes true or false, not \"%s\"", optarg);
+			break;
+		case OPT_CERT_DIR: o.cert_dir = optarg; break;
+		case OPT_OFFLINE: o.offline = true; break;
+		case OPT_CACHE_DIR: o.cache_dir = optarg; break;
+		case OPT_PARALLEL: {
+			char *end;
+			long n = strtol(optarg, &end, 10);
+			if (*end || n < 1 || n > 64)
+				return cli_usage_error(cmd, "--parallel takes 1 to 64, not \"%s\"", optarg);
+			o.parallel = (int)n;
+			break;
+		}
+		case OPT_CHUNK_SIZE: {
+			char *end;
+			long long n = strtoll(optarg, &end, 10);
+			if (*end || n < 1024)
+				return cli_usage_error(
+				    cmd, "--chunk-size takes a byte count of at least 1024, not \"%s\"", optarg);
+			o.chunk_size = n;
+			break;
+		}
+		case 'q': o.quiet = true; break;
+		case OPT_HELP: oci_usage(cmd, stdout); return EXIT_OK;
+		default: return cli_usage_error(cmd, "unknown option");
+		}
+	}
+	if (log_get_level() < LOG_WARN)
+		o.quiet = true; /* enclaver -q pull ... */
+	int nargs = argc - optind;
+	struct err *err = NULL;
+	if (o.platform) {
+		struct oci_platform p;
+		if (oci_platform_parse(o.platform, &p, &err) < 0) {
+			int rc = cli_usage_error(cmd, "--platform: %s", err->msg);
+			err_free(&err);
+			return rc;
+		}
+		oci_platform_free(&p);
+	}
+	if (o.creds && strchr(o.creds, ':') == NULL)
+		return cli_usage_error(cmd, "--creds takes USER:PASSWORD");
+	if (strcmp(cmd, "inspect") == 0) {
+		o.quiet = true; /* fetching a config is no news */
+		if (nargs != 1)
+			return cli_usage_error(cmd, "expected one image reference");
+		_cleanup_json_ json_t *doc = NULL;
+		if (oci_inspect(argv[optind], &o, &doc, &err) < 0 || cli_print_json(doc, &err) < 0)
+			return cli_fail(&err);
+		return EXIT_OK;
+	}
+	const char *src, *dst;
+	if (strcmp(cmd, "pull") == 0) {
+		if (nargs != 1)
+			return cli_usage_error(cmd, "expected one image reference");
+		src = argv[optind];
+		dst = output;
+	} else {
+		if (nargs != 2)
+			return cli_usage_error(cmd, "expected SRC and DEST");
+		if (output)
+			return cli_usage_error(cmd, "--output is for pull; give DEST as the second argument");
+		src = argv[optind];
+		dst = argv[optind + 1];
+	}
+	struct oci_copy_result res;
+	if (oci_copy(src, dst, &o, &res, &err) < 0)
+		return cli_fail(&err);
+	int r = print_result(src, dst, &res, &err);
+	oci_copy_result_free(&res);
+	return r < 0 ? cli_fail(&err) : EXIT_OK;
+}
+
+int cmd_pull(int argc, char **argv)
+{
+	return run(argc, argv);
+}
+
+int cmd_push(int argc, char **argv)
+{
+	return run(argc, argv);
+}
+
+int cmd_copy(int argc, char **argv)
+{
+	return run(argc, argv);
+}
+
+int cmd_inspect(int argc, char **argv)
+{
+	return run(argc, argv);
+}

@@ -1,0 +1,185 @@
+/* blobfile: writes a blob into a content-addressed folder so that it is there
+ * complete and verified, or not at all (temp file, hash while streaming, fsync, rename). */
+#include <fcntl.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "oci/internal.h"
+
+struct oci_blob_writer {
+	int fd;
+	char *dir;
+	char *tmp_path;
+	char *expected;
+	int64_t expected_size;
+	int64_t written;
+	int64_t synced; /* bytes handed to writeback so far */
+	bool trusted;   /* filled from an already verified blob: no hash to compare */
+	struct oci_digester *digester;
+};
+
+#define SYNC_STEP (8 << 20)
+
+int oci_blob_writer_open(const char *dir, const char *expected, int64_t expected_size, struct oci_blob_writer **out,
+                         struct err **err)
+{
+	const char *algo = "sha256";
+	_cleanup_free_ char *algo_buf = NULL;
+	if (expected) {
+		if (oci_digest_check(expected, err) < 0)
+			return -1;
+		algo = algo_buf = strndup(expected, (size_t)(strchr(expected, ':') - expected));
+	}
+	struct oci_blob_writer *w = xcalloc(1, sizeof(*w));
+	w->dir = xstrdup(dir);
+	w->tmp_path = xasprintf("%s/.tmp-XXXXXX", dir);
+	w->fd = mkostemp(w->tmp_path, O_CLOEXEC);
+	if (w->fd < 0) {
+		int r = err_sys(err, "create a temporary blob in %s", dir);
+		free(w->tmp_path);
+		w->tmp_path = NULL;
+		oci_blob_writer_abort(w);
+		return r;
+	}
+	/* Blobs are shared read-only content: 0644 whatever mkostemp chose. */
+	if (fchmod(w->fd, 0644) < 0) {
+		int r = err_sys(err, "chmod %s", w->tmp_path);
+		oci_blob_writer_abort(w);
+		return r;
+	}
+	w->expected = expected ? xstrdup(expected) : NULL;
+	w->expected_size = expected_size;
+	w->digester = oci_digester_new(algo);
+	*out = w;
+	return 0;
+}
+
+int oci_blob_writer_write(struct oci_blob_writer *w, const void *data, size_t len, struct err **err)
+{
+	if (w->expected_size >= 0 && w->written + (int64_t)len > w->expected_size)
+		return err_set(err, EBADMSG, "blob %s: more data than the expected %lld bytes",
+		               w->expected ? w->expected : "(new)", (long long)w->expected_size);
+	if (io_write_full(w->fd, data, len, err) < 0)
+		return err_wrap(err, "%s", w->tmp_path);
+	oci_digester_update(w->digester, data, len);
+	w->written += (int64_t)len;
+	/* Start writeback as we go, so the fsync at commit has little left to do
+	 * and a large blob does not stall the pull at the end. */
+	if (w->written - w->synced >= SYNC_STEP) {
+		(void)sync_file_range(w->fd, w->synced, w->written - w->synced, SYNC_FILE_RANGE_WRITE);
+		w->synced = w->written;
+	}
+	return 0;
+}
+
+int64_t oci_blob_writer_written(const struct oci_blob_writer *w)
+{
+	return w->written;
+}
+
+int oci_blob_writer_copy_fd(struct oci_blob_writer *w, int fd, struct err **err)
+{
+	char *chunk = xmalloc(1 << 20);
+	int r = 0;
+	for (;;) {
+		ssize_t n = io_read_full(fd, chunk, 1 << 20, err);
+		if (n < 0 || (n > 0 && oci_blob_writer_write(w, chunk, (size_t)n, err) < 0)) {
+			r = -1;
+			break;
+		}
+		if (n < (1 << 20))
+			break;
+	}
+	free(chunk);
+	return r;
+}
+
+static int writer_finish(struct oci_blob_writer *w, char digest_out[OCI_DIGEST_MAX], struct err **err)
+{
+	char got[OCI_DIGEST_MAX];
+	oci_digester_final(w->digester, got);
+	if (w->expected_size >= 0 && w->written != w->expected_size)
+		return err_set(err, EBADMSG, "blob %s: size mismatch: expected %lld bytes, got %lld",
+		               w->expected ? w->expected : got, (long long)w->expected_size, (long long)w->written);
+	if (w->trusted)
+		memcpy(got, w->expected, strlen(w->expected) + 1);
+	else if (w->expected && strcmp(w->expected, got) != 0)
+		return err_set(err, EBADMSG, "digest mismatch: expected %s, got %s", w->expected, got);
+	if (fsync(w->fd) < 0)
+		return err_sys(err, "fsync %s", w->tmp_path);
+	_cleanup_free_ char *final = xasprintf("%s/%s", w->dir, oci_digest_hex(got));
+	if (rename(w->tmp_path, final) < 0)
+		return err_sys(err, "rename %s to %s", w->tmp_path, final);
+	free(w->tmp_path);
+	w->tmp_path = NULL;
+	_cleanup_close_ int dfd = open(w->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd >= 0)
+		(void)fsync(dfd);
+	if (digest_out)
+		memcpy(digest_out, got, strlen(got) + 1);
+	return 0;
+}
+
+int oci_blob_writer_copy_verified(struct oci_blob_writer *w, int fd, struct err **err)
+{
+	if (w->expected == NULL || w->written != 0)
+		return err_set(err, EINVAL, "a verified copy needs a fresh writer with an expected digest");
+	/* In-kernel copy (a reflink on filesystems that share extents). */
+	for (;;) {
+		ssize_t n = copy_file_range(fd, NULL, w->fd, NULL, 1 << 30, 0);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			if (w->written == 0 &&
+			    (errno == EXDEV || errno == ENOSYS || errno == EOPNOTSUPP || errno == EINVAL))
+				return oci_blob_writer_copy_fd(w, fd, err); /* not here: hash on the way */
+			return err_sys(err, "copy into %s", w->tmp_path);
+		}
+		if (n == 0)
+			break;
+		w->written += n;
+		if (w->expected_size >= 0 && w->written > w->expected_size)
+			return err_set(err, EBADMSG, "blob %s: more data than the expected %lld bytes", w->expected,
+			               (long long)w->expected_size);
+	}
+	w->trusted = true;
+	return 0;
+}
+
+int oci_blob_writer_commit(struct oci_blob_writer *w, char digest_out[OCI_DIGEST_MAX], struct err **err)
+{
+	int r = writer_finish(w, digest_out, err);
+	oci_blob_writer_abort(w);
+	return r;
+}
+
+void oci_blob_writer_abort(struct oci_blob_writer *w)
+{
+	if (w == NULL)
+		return;
+	if (w->fd >= 0)
+		close(w->fd);
+	if (w->tmp_path)
+		unlink(w->tmp_path);
+	free(w->tmp_path);
+	free(w->dir);
+	free(w->expected);
+	oci_digester_free(w->digester);
+	free(w);
+}
+
+int oci_mkdir_p(const char *path, struct err **err)
+{
+	_cleanup_free_ char *p = xstrdup(path);
+	for (char *s = p + 1; *s; s++) {
+		if (*s != '/')
+			continue;
+		*s = '\0';
+		if (mkdir(p, 0755) < 0 && errno != EEXIST)
+			return err_sys(err, "create directory %s", p);
+		*s = '/';
+	}
+	if (mkdir(p, 0755) < 0 && errno != EEXIST)
+		return err_sys(err, "create directory %s", p);
+	return 0;
+}

@@ -1,0 +1,125 @@
+/* cache: the content-addressed blob cache every command shares. Blobs enter
+ * only through the verifying blob writer, so a file named by a digest holds it. */
+#include <fcntl.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "oci/internal.h"
+
+int oci_cache_open(const char *dir, struct oci_cache *out, struct err **err)
+{
+	memset(out, 0, sizeof(*out));
+	if (dir == NULL || *dir == '\0') {
+		const char *env = getenv("ENCLAVER_CACHE_DIR");
+		const char *xdg = getenv("XDG_CACHE_HOME");
+		const char *home = getenv("HOME");
+		if (env && *env)
+			out->dir = xstrdup(env);
+		else if (xdg && *xdg == '/')
+			out->dir = xasprintf("%s/enclaver", xdg);
+		else if (home && *home)
+			out->dir = xasprintf("%s/.cache/enclaver", home);
+		else
+			return err_set(err, EINVAL, "no cache directory: set XDG_CACHE_HOME or HOME");
+	} else {
+		out->dir = xstrdup(dir);
+	}
+	out->blob_dir = xasprintf("%s/blobs/sha256", out->dir);
+	if (oci_mkdir_p(out->blob_dir, err) < 0) {
+		err_wrap(err, "blob cache");
+		oci_cache_close(out);
+		return -1;
+	}
+	return 0;
+}
+
+void oci_cache_close(struct oci_cache *c)
+{
+	if (c == NULL)
+		return;
+	free(c->dir);
+	free(c->blob_dir);
+	memset(c, 0, sizeof(*c));
+}
+
+char *oci_cache_blob_path(const struct oci_cache *c, const char *digest)
+{
+	return xasprintf("%s/%s", c->blob_dir, oci_digest_hex(digest));
+}
+
+/* Only sha256 blobs are cached; other algorithms always travel. */
+static bool cacheable(const char *digest)
+{
+	return str_has_prefix(digest, "sha256:") && oci_digest_check(digest, NULL) == 0;
+}
+
+bool oci_cache_has(const struct oci_cache *c, const char *digest, int64_t size)
+{
+	if (!cacheable(digest))
+		return false;
+	_cleanup_free_ char *path = oci_cache_blob_path(c, digest);
+	struct stat st;
+	if (stat(path, &st) < 0 || !S_ISREG(st.st_mode))
+		return false;
+	return size < 0 || st.st_size == size;
+}
+
+int oci_cache_open_blob(const struct oci_cache *c, const char *digest, int *fd, struct err **err)
+{
+	if (!cacheable(digest))
+		return err_set(err, EINVAL, "blob %s: only sha256 blobs are cached", digest);
+	_cleanup_free_ char *path = oci_cache_blob_path(c, digest);
+	*fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (*fd < 0)
+		return err_sys(err, "blob %s: open %s", digest, path);
+	return 0;
+}
+
+int oci_cache_put_buf(const struct oci_cache *c, const void *data, size_t len, const char *expected,
+                      char digest_out[OCI_DIGEST_MAX], struct err **err)
+{
+	struct oci_blob_writer *w;
+	if (oci_blob_writer_open(c->blob_dir, expected, (int64_t)len, &w, err) < 0)
+		return -1;
+	if (oci_blob_writer_write(w, data, len, err) < 0) {
+		oci_blob_writer_abort(w);
+		return -1;
+	}
+	return oci_blob_writer_commit(w, digest_out, err);
+}
+
+static char *tag_path(const struct oci_cache *c, const struct oci_ref *ref)
+{
+	return xasprintf("%s/refs/%s/%s/%s", c->dir, ref->registry, ref->repository, ref->tag);
+}
+
+int oci_cache_tag_set(const struct oci_cache *c, const struct oci_ref *ref, const char *digest, struct err **err)
+{
+	if (ref->transport != OCI_TRANSPORT_DOCKER || ref->tag == NULL)
+		return 0;
+	_cleanup_free_ char *path = tag_path(c, ref);
+	_cleanup_free_ char *dir = strndup(path, (size_t)(strrchr(path, '/') - path));
+	if (oci_mkdir_p(dir, err) < 0)
+		return -1;
+	_cleanup_atomic_file_ struct atomic_file af = {.fd = -1};
+	if (atomic_file_open(&af, path, 0644, err) < 0)
+		return -1;
+	_cleanup_free_ char *line = xasprintf("%s\n", digest);
+	if (io_write_full(af.fd, line, strlen(line), err) < 0)
+		return err_wrap(err, "%s", path);
+	return atomic_file_commit(&af, err);
+}
+
+int oci_cache_tag_get(const struct oci_cache *c, const struct oci_ref *ref, char **digest_out, struct err **err)
+{
+	_cleanup_free_ char *path = tag_path(c, ref);
+	_cleanup_free_ char *text = NULL;
+	size_t len;
+	if (io_read_file(path, 256, &text, &len, err) < 0)
+		return -1;
+	text[strcspn(text, "\n")] = '\0';
+	if (oci_digest_check(text, err) < 0)
+		return err_wrap(err, "cached tag %s", path);
+	*digest_out = steal_pointer(&text);
+	return 0;
+}

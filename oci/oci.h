@@ -1,0 +1,231 @@
+/* oci: container images without a daemon: references, digests, manifests,
+ * the blob cache, OCI layouts, docker-archive tarballs and the registry client. */
+#ifndef ENCLAVER_OCI_H
+#define ENCLAVER_OCI_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "common/common.h"
+
+/* ---------------------------------------------------------------- media types */
+#define OCI_MT_MANIFEST      "application/vnd.oci.image.manifest.v1+json"
+#define OCI_MT_INDEX         "application/vnd.oci.image.index.v1+json"
+#define OCI_MT_CONFIG        "application/vnd.oci.image.config.v1+json"
+#define OCI_MT_LAYER         "application/vnd.oci.image.layer.v1.tar"
+#define OCI_MT_LAYER_GZIP    "application/vnd.oci.image.layer.v1.tar+gzip"
+#define OCI_MT_LAYER_ZSTD    "application/vnd.oci.image.layer.v1.tar+zstd"
+#define DOCKER_MT_MANIFEST   "application/vnd.docker.distribution.manifest.v2+json"
+#define DOCKER_MT_LIST       "application/vnd.docker.distribution.manifest.list.v2+json"
+#define DOCKER_MT_CONFIG     "application/vnd.docker.container.image.v1+json"
+#define DOCKER_MT_LAYER      "application/vnd.docker.image.rootfs.diff.tar"
+#define DOCKER_MT_LAYER_GZIP "application/vnd.docker.image.rootfs.diff.tar.gzip"
+
+/* Manifests above this size are refused (the distribution server's own cap). */
+#define OCI_MANIFEST_MAX (4 * 1024 * 1024)
+
+/* ---------------------------------------------------------------- references
+ * Docker-style names with a transport in front:
+ *   [docker://]NAME[:TAG][@DIGEST]   a registry (the default transport)
+ *   oci:DIR[:TAG]                    an OCI image layout
+ *   oci-archive:FILE[:TAG]           a tar of an OCI image layout
+ *   docker-archive:FILE[:NAME:TAG|:@N]  a `docker save` tarball
+ * NAME gets docker's defaults: docker.io as the registry and library/ for
+ * one-component names there; a name with neither tag nor digest means :latest. */
+enum oci_transport {
+	OCI_TRANSPORT_DOCKER,
+	OCI_TRANSPORT_OCI,
+	OCI_TRANSPORT_OCI_ARCHIVE,
+	OCI_TRANSPORT_DOCKER_ARCHIVE,
+};
+
+struct oci_ref {
+	enum oci_transport transport;
+	/* docker: */
+	char *registry;   /* "docker.io", "127.0.0.1:5000", "[::1]:5000" */
+	char *repository; /* "library/alpine" */
+	char *tag;        /* NULL when only a digest was given */
+	char *digest;     /* "sha256:<hex>" or NULL */
+	/* local transports: */
+	char *path;        /* the directory or tar file */
+	char *local_tag;   /* oci: the ref.name; docker-archive: "name:tag"; NULL if none */
+	int archive_index; /* docker-archive ":@N", else -1 */
+};
+
+/* Parses a reference; on error names what is wrong ("invalid reference
+ * \"x\": tag ..."). Free with oci_ref_free. */
+int oci_ref_parse(const char *text, struct oci_ref *out, struct err **err);
+void oci_ref_free(struct oci_ref *ref);
+/* The canonical form: "docker://docker.io/library/alpine:3.19@sha256:..." or
+ * "oci:DIR:TAG". Caller frees. */
+char *oci_ref_format(const struct oci_ref *ref);
+/* A docker reference without transport ("docker.io/library/alpine:3.19"). */
+char *oci_ref_name(const struct oci_ref *ref);
+/* Checks a tag against docker's grammar ([A-Za-z0-9_][A-Za-z0-9_.-]{0,127}). */
+bool oci_tag_valid(const char *tag);
+
+/* ---------------------------------------------------------------- digests */
+#define OCI_DIGEST_MAX 136 /* "sha512:" + 128 hex + NUL, rounded */
+
+/* Checks "sha256:<64 lowercase hex>" (or sha512 with 128); the error says
+ * which part is wrong. */
+int oci_digest_check(const char *digest, struct err **err);
+/* The hex part of a valid digest (after the ':'). */
+const char *oci_digest_hex(const char *digest);
+
+/* Streaming digester (sha256 or sha512, chosen by the expected digest). */
+struct oci_digester;
+struct oci_digester *oci_digester_new(const char *algorithm); /* "sha256" or "sha512"; NULL if unknown */
+void oci_digester_update(struct oci_digester *d, const void *data, size_t len);
+/* Writes "algo:hex" into out; the digester can not be used afterwards. */
+void oci_digester_final(struct oci_digester *d, char out[OCI_DIGEST_MAX]);
+void oci_digester_free(struct oci_digester *d);
+/* sha256 of a buffer as "sha256:<hex>". */
+void oci_digest_buf(const void *data, size_t len, char out[OCI_DIGEST_MAX]);
+/* Verifies a buffer against an expected digest: "digest mismatch: expected X, got Y". */
+int oci_digest_verify_buf(const void *data, size_t len, const char *expected, struct err **err);
+
+/* ---------------------------------------------------------------- manifests */
+struct oci_platform {
+	char *os;           /* "linux" */
+	char *architecture; /* "amd64", "arm64" (normalised) */
+	char *variant;      /* "v8" or NULL */
+};
+/* "os/arch[/variant]"; arch aliases (x86_64, aarch64) normalised. */
+int oci_platform_parse(const char *text, struct oci_platform *out, struct err **err);
+/* The platform this binary runs on. */
+void oci_platform_host(struct oci_platform *out);
+void oci_platform_free(struct oci_platform *p);
+/* "linux/arm64/v8". Caller frees. */
+char *oci_platform_format(const struct oci_platform *p);
+
+struct oci_desc {
+	char *media_type;
+	char *digest;
+	int64_t size;
+	struct oci_platform platform; /* index entries only; os NULL when absent */
+	char *ref_name;               /* annotation org.opencontainers.image.ref.name, or NULL */
+};
+void oci_desc_free(struct oci_desc *d);
+/* Parses a descriptor object; `where` names it in errors ("layers[2]"). */
+int oci_desc_parse(const json_t *obj, const char *where, struct oci_desc *out, struct err **err);
+
+enum oci_manifest_kind { OCI_KIND_IMAGE, OCI_KIND_INDEX };
+struct oci_manifest {
+	enum oci_manifest_kind kind;
+	char *media_type; /* from the document, else the transport's, else inferred */
+	/* image: */
+	struct oci_desc config;
+	struct oci_desc *layers;
+	size_t n_layers;
+	/* index: */
+	struct oci_desc *manifests;
+	size_t n_manifests;
+	json_t *json; /* the parsed document */
+};
+/* Parses an image manifest or index (OCI or Docker schema 2). content_type
+ * is the transport's (HTTP Content-Type) or NULL. Schema 1 and unknown
+ * documents are refused with a message saying so. */
+int oci_manifest_parse(const char *data, size_t len, const char *content_type, struct oci_manifest *out,
+                       struct err **err);
+void oci_manifest_free(struct oci_manifest *m);
+/* Picks the index entry for a platform (architecture variants normalised:
+ * arm64 without a variant is v8). The error lists what the index offers. */
+int oci_index_select(const struct oci_manifest *index, const struct oci_platform *want, const struct oci_desc **out,
+                     struct err **err);
+bool oci_media_type_is_index(const char *mt);
+bool oci_media_type_is_manifest(const char *mt);
+
+/* ---------------------------------------------------------------- blob files
+ * A blob written where it belongs only once its digest checks out: streamed
+ * into a temp file beside the target, hashed on the way, fsync'd, renamed.
+ * On mismatch (or abort) nothing is left. */
+struct oci_blob_writer;
+/* dir is the folder of blobs named by hex (".../blobs/sha256"); expected may
+ * be NULL (then the blob is named by what it hashes to), expected_size -1 if unknown. */
+int oci_blob_writer_open(const char *dir, const char *expected, int64_t expected_size, struct oci_blob_writer **out,
+                         struct err **err);
+int oci_blob_writer_write(struct oci_blob_writer *w, const void *data, size_t len, struct err **err);
+int64_t oci_blob_writer_written(const struct oci_blob_writer *w);
+/* Verifies and renames; *digest_out (optional) gets the digest. Frees w. */
+int oci_blob_writer_commit(struct oci_blob_writer *w, char digest_out[OCI_DIGEST_MAX], struct err **err);
+/* Throws the partial blob away and frees w (NULL is fine). */
+void oci_blob_writer_abort(struct oci_blob_writer *w);
+/* Copies an fd through a writer. */
+int oci_blob_writer_copy_fd(struct oci_blob_writer *w, int fd, struct err **err);
+/* Copies a blob already verified (one from the cache) without hashing it
+ * again, in the kernel where it can; the size is still checked. */
+int oci_blob_writer_copy_verified(struct oci_blob_writer *w, int fd, struct err **err);
+
+/* ---------------------------------------------------------------- blob cache
+ * Content-addressed, shared by all commands: DIR/blobs/sha256/<hex> holds
+ * verified blobs; DIR/refs/<registry>/<repository>/<tag> the last digest a
+ * tag resolved to (for --offline). Default DIR: $ENCLAVER_CACHE_DIR, else
+ * $XDG_CACHE_HOME/enclaver, else ~/.cache/enclaver. */
+struct oci_cache {
+	char *dir;
+	char *blob_dir; /* DIR/blobs/sha256 */
+};
+int oci_cache_open(const char *dir, struct oci_cache *out, struct err **err);
+void oci_cache_close(struct oci_cache *c);
+/* Path of a blob (whether present or not). Caller frees. */
+char *oci_cache_blob_path(const struct oci_cache *c, const char *digest);
+/* True when the blob is present with the given size (-1: any size). */
+bool oci_cache_has(const struct oci_cache *c, const char *digest, int64_t size);
+/* Opens a cached blob for reading. */
+int oci_cache_open_blob(const struct oci_cache *c, const char *digest, int *fd, struct err **err);
+int oci_cache_put_buf(const struct oci_cache *c, const void *data, size_t len, const char *expected,
+                      char digest_out[OCI_DIGEST_MAX], struct err **err);
+int oci_cache_tag_set(const struct oci_cache *c, const struct oci_ref *ref, const char *digest, struct err **err);
+/* *digest_out is malloc'd; ENOENT when not cached. */
+int oci_cache_tag_get(const struct oci_cache *c, const struct oci_ref *ref, char **digest_out, struct err **err);
+
+/* ---------------------------------------------------------------- credentials */
+struct oci_creds {
+	char *username;
+	char *password; /* or an identity (refresh) token when identity_token */
+	bool identity_token;
+	char *source; /* where they came from, for messages: "--creds", "/path/auth.json" */
+};
+void oci_creds_free(struct oci_creds *c);
+/* Finds credentials for a registry host in docker/podman order: cli (the
+ * --creds "user:pass", may be NULL), $REGISTRY_AUTH_FILE,
+ * $XDG_RUNTIME_DIR/containers/auth.json, $XDG_CONFIG_HOME/containers/auth.json,
+ * $DOCKER_CONFIG/config.json (default ~/.docker/config.json). In a file:
+ * credHelpers[host], then auths[host].auth, then credsStore. Found nothing:
+ * returns 0 with out->username NULL and out->source listing what was tried. */
+int oci_creds_lookup(const char *registry, const char *cli, struct oci_creds *out, struct err **err);
+
+/* ---------------------------------------------------------------- copying */
+struct oci_progress;
+struct oci_opts {
+	const char *cache_dir; /* NULL: the default */
+	const char *creds;     /* "user:pass" or NULL */
+	const char *platform;  /* "os/arch[/variant]" or NULL for the host */
+	const char *cert_dir;  /* extra CA certificates (*.crt), or NULL */
+	bool insecure;         /* no TLS verification; plain HTTP allowed */
+	bool offline;          /* the cache only */
+	bool quiet;            /* no progress lines */
+	int parallel;          /* concurrent blob transfers; 0: default (6) */
+	int64_t chunk_size;    /* push: blobs above this go up in PATCH chunks; 0: default */
+};
+
+/* What a copy did, for the CLI's report. */
+struct oci_copy_result {
+	char *manifest_digest; /* what the destination now holds */
+	char *media_type;
+	int64_t bytes_sent; /* blob bytes transferred to the destination */
+	int blobs_sent, blobs_skipped, blobs_mounted;
+};
+void oci_copy_result_free(struct oci_copy_result *r);
+
+/* Copies one image (the platform's, when src is an index) from any
+ * transport to any transport. dst may be NULL: pull into the cache only. */
+int oci_copy(const char *src, const char *dst, const struct oci_opts *opts, struct oci_copy_result *result,
+             struct err **err);
+
+/* Describes an image as JSON: name, digest, media type, manifest, config,
+ * layers, and the platforms when the reference is an index. */
+int oci_inspect(const char *ref, const struct oci_opts *opts, json_t **out, struct err **err);
+
+#endif

@@ -1,0 +1,316 @@
+/* oci_archive: oci-archive tarballs (a tar of an OCI layout). Reading streams
+ * every blob straight into the cache through the digest check, so nothing
+ * from the tar is written under a name it chose; writing tars a layout folder
+ * deterministically (sorted names, zero times and owners). */
+#include <archive.h>
+#include <archive_entry.h>
+#include <dirent.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "oci/internal.h"
+
+static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)st, (void)flag, (void)ftw;
+	remove(path);
+	return 0;
+}
+
+void oci_remove_tree(const char *path)
+{
+	nftw(path, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+/* ---------------------------------------------------------------- reading */
+struct archive_src {
+	struct oci_source base;
+	struct oci_manifest index;
+};
+
+static int read_member(struct archive *a, const char *file, const char *name, int64_t size, char **out, size_t *len,
+                       struct err **err)
+{
+	if (size < 0 || size > OCI_MANIFEST_MAX)
+		return err_set(err, EFBIG, "%s: %s is larger than %d bytes", file, name, OCI_MANIFEST_MAX);
+	*out = xmalloc((size_t)size + 1);
+	la_ssize_t got = archive_read_data(a, *out, (size_t)size);
+	if (got != size)
+		return err_set(err, EBADMSG, "%s: %s: truncated", file, name);
+	(*out)[size] = '\0';
+	*len = (size_t)size;
+	return 0;
+}
+
+static int cache_member(struct archive *a, struct oci_cache *cache, const char *file, const char *digest, int64_t size,
+                        struct err **err)
+{
+	if (oci_cache_has(cache, digest, size)) {
+		archive_read_data_skip(a);
+		return 0;
+	}
+	struct oci_blob_writer *w;
+	if (oci_blob_writer_open(cache->blob_dir, digest, size, &w, err) < 0)
+		return err_wrap(err, "%s", file);
+	char *chunk = xmalloc(1 << 20);
+	int r = 0;
+	for (;;) {
+		la_ssize_t n = archive_read_data(a, chunk, 1 << 20);
+		if (n < 0) {
+			r = err_set(err, EBADMSG, "%s: blob %s: %s", file, digest, archive_error_string(a));
+			break;
+		}
+		if (n == 0)
+			break;
+		if (oci_blob_writer_write(w, chunk, (size_t)n, err) < 0) {
+			r = err_wrap(err, "%s", file);
+			break;
+		}
+	}
+	free(chunk);
+	if (r < 0) {
+		oci_blob_writer_abort(w);
+		return -1;
+	}
+	if (oci_blob_writer_commit(w, NULL, err) < 0)
+		return err_wrap(err, "%s", file);
+	return 0;
+}
+
+static int scan(struct archive_src *as, const char *file, struct err **err)
+{
+	struct archive *a = archive_read_new();
+	archive_read_support_format_tar(a);
+	archive_read_support_format_gnutar(a);
+	archive_read_support_filter_gzip(a);
+	archive_read_support_filter_zstd(a);
+	archive_read_support_filter_none(a);
+	if (archive_read_open_filename(a, file, 1 << 16) != ARCHIVE_OK) {
+		int r = err_set(err, archive_errno(a) ? archive_errno(a) : EIO, "open %s: %s", file,
+		                archive_error_string(a));
+		archive_read_free(a);
+		return r;
+	}
+	_cleanup_free_ char *index = NULL, *marker = NULL;
+	size_t index_len = 0, marker_len = 0;
+	int r = 0;
+	for (;;) {
+		struct archive_entry *e;
+		int rc = archive_read_next_header(a, &e);
+		if (rc == ARCHIVE_EOF)
+			break;
+		if (rc != ARCHIVE_OK && rc != ARCHIVE_WARN) {
+			r = err_set(err, EBADMSG, "%s: %s", file, archive_error_string(a));
+			break;
+		}
+		if (archive_entry_filetype(e) != AE_IFREG)
+			continue;
+		const char *name = archive_entry_pathname(e);
+		while (str_has_prefix(name, "./"))
+			name += 2;
+		int64_t size = archive_entry_size(e);
+		if (strcmp(name, "index.json") == 0) {
+			free(index);
+			index = NULL;
+			r = read_member(a, file, name, size, &index, &index_len, err);
+		} else if (strcmp(name, "oci-layout") == 0) {
+			free(marker);
+			marker = NULL;
+			r = read_member(a, file, name, size, &marker, &marker_len, err);
+		} else if (str_has_prefix(name, "blobs/")) {
+			const char *rest = name + 6;
+			const char *slash = strchr(rest, '/');
+			if (slash == NULL)
+				continue;
+			_cleanup_free_ char *digest = xasprintf("%.*s:%s", (int)(slash - rest), rest, slash + 1);
+			if (oci_digest_check(digest, err) < 0) {
+				r = err_wrap(err, "%s: member %s", file, name);
+				break;
+			}
+			if (!str_has_prefix(digest, "sha256:")) {
+				r = err_set(err, ENOTSUP, "%s: member %s: only sha256 blobs are supported", file, name);
+				break;
+			}
+			r = cache_member(a, as->base.cache, file, digest, size, err);
+		}
+		if (r < 0)
+			break;
+	}
+	archive_read_free(a);
+	if (r < 0)
+		return -1;
+	if (marker == NULL || strstr(marker, "\"1.0.0\"") == NULL)
+		return err_set(err, EBADMSG, "%s is not an oci-archive: no oci-layout with imageLayoutVersion 1.0.0",
+		               file);
+	if (index == NULL)
+		return err_set(err, EBADMSG, "%s is not an oci-archive: no index.json", file);
+	if (oci_manifest_parse(index, index_len, OCI_MT_INDEX, &as->index, err) < 0)
+		return err_wrap(err, "%s: index.json", file);
+	if (as->index.kind != OCI_KIND_INDEX)
+		return err_set(err, EBADMSG, "%s: index.json is not an image index", file);
+	return 0;
+}
+
+static int from_cache(struct oci_source *s, const char *digest, int64_t size, struct buf *out, struct err **err)
+{
+	if (!oci_cache_has(s->cache, digest, size))
+		return err_set(err, ENOENT, "%s: the archive lacks manifest %s", s->ref.path, digest);
+	_cleanup_free_ char *path = oci_cache_blob_path(s->cache, digest);
+	_cleanup_free_ char *text = NULL;
+	size_t len;
+	if (io_read_file(path, OCI_MANIFEST_MAX, &text, &len, err) < 0)
+		return -1;
+	buf_append(out, text, len);
+	return 0;
+}
+
+static int asrc_get_manifest(struct oci_source *s, const char *digest, struct buf *out, char **media_type,
+                             struct err **err)
+{
+	struct archive_src *as = (struct archive_src *)s;
+	if (digest)
+		return from_cache(s, digest, -1, out, err);
+	const struct oci_desc *pick;
+	if (oci_layout_index_pick(&as->index, "oci-archive", s->ref.path, s->ref.local_tag, &pick, err) < 0)
+		return -1;
+	if (from_cache(s, pick->digest, pick->size, out, err) < 0)
+		return -1;
+	*media_type = xstrdup(pick->media_type);
+	return 0;
+}
+
+static int asrc_open_blob(struct oci_source *s, const struct oci_desc *d, int *fd, struct err **err)
+{
+	if (!oci_cache_has(s->cache, d->digest, d->size))
+		return err_set(err, ENOENT, "%s: the archive lacks blob %s (%lld bytes)", s->ref.path, d->digest,
+		               (long long)d->size);
+	return oci_cache_open_blob(s->cache, d->digest, fd, err);
+}
+
+static void asrc_free(struct oci_source *s)
+{
+	struct archive_src *as = (struct archive_src *)s;
+	oci_manifest_free(&as->index);
+	oci_ref_free(&s->ref);
+	free(as);
+}
+
+static const struct oci_source_ops archive_src_ops = {
+    .blobs_verified = true,
+    .get_manifest = asrc_get_manifest,
+    .open_blob = asrc_open_blob,
+    .free = asrc_free,
+};
+
+int oci_archive_source_open(const struct oci_ref *ref, struct oci_cache *cache, struct oci_source **out,
+                            struct err **err)
+{
+	struct archive_src *as = xcalloc(1, sizeof(*as));
+	as->base.ops = &archive_src_ops;
+	as->base.cache = cache;
+	if (scan(as, ref->path, err) < 0) {
+		oci_manifest_free(&as->index);
+		free(as);
+		return -1;
+	}
+	*out = &as->base;
+	return 0;
+}
+
+/* ---------------------------------------------------------------- writing */
+static int add_entry(struct archive *a, const char *dir, const char *name, bool is_dir, struct err **err)
+{
+	struct archive_entry *e = archive_entry_new();
+	archive_entry_set_pathname(e, name);
+	archive_entry_set_mtime(e, 0, 0);
+	archive_entry_set_uid(e, 0);
+	archive_entry_set_gid(e, 0);
+	int r = 0;
+	_cleanup_close_ int fd = -1;
+	if (is_dir) {
+		archive_entry_set_filetype(e, AE_IFDIR);
+		archive_entry_set_perm(e, 0755);
+	} else {
+		_cleanup_free_ char *path = xasprintf("%s/%s", dir, name);
+		fd = open(path, O_RDONLY | O_CLOEXEC);
+		struct stat st;
+		if (fd < 0 || fstat(fd, &st) < 0) {
+			archive_entry_free(e);
+			return err_sys(err, "%s", path);
+		}
+		archive_entry_set_filetype(e, AE_IFREG);
+		archive_entry_set_perm(e, 0644);
+		archive_entry_set_size(e, st.st_size);
+	}
+	if (archive_write_header(a, e) != ARCHIVE_OK)
+		r = err_set(err, EIO, "tar %s: %s", name, archive_error_string(a));
+	archive_entry_free(e);
+	if (r < 0 || is_dir)
+		return r;
+	char *chunk = xmalloc(1 << 20);
+	for (;;) {
+		ssize_t n = io_read_full(fd, chunk, 1 << 20, err);
+		if (n < 0) {
+			r = -1;
+			break;
+		}
+		if (n > 0 && archive_write_data(a, chunk, (size_t)n) != n) {
+			r = err_set(err, EIO, "tar %s: %s", name, archive_error_string(a));
+			break;
+		}
+		if (n < (1 << 20))
+			break;
+	}
+	free(chunk);
+	return r;
+}
+
+static int name_cmp(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+int oci_archive_write_dir(const char *dir, const char *file, struct err **err)
+{
+	_cleanup_free_ char *blob_dir = xasprintf("%s/blobs/sha256", dir);
+	DIR *d = opendir(blob_dir);
+	if (d == NULL)
+		return err_sys(err, "%s", blob_dir);
+	char **names = NULL;
+	size_t n = 0;
+	for (struct dirent *de; (de = readdir(d));) {
+		if (de->d_name[0] == '.')
+			continue; /* ".", "..", and unfinished ".tmp-" blobs */
+		names = xrealloc(names, (n + 1) * sizeof(*names));
+		names[n++] = xasprintf("blobs/sha256/%s", de->d_name);
+	}
+	closedir(d);
+	qsort(names, n, sizeof(*names), name_cmp);
+	_cleanup_atomic_file_ struct atomic_file af = {.fd = -1};
+	int r = atomic_file_open(&af, file, 0644, err);
+	struct archive *a = archive_write_new();
+	archive_write_set_format_pax_restricted(a);
+	if (r == 0 && archive_write_open_fd(a, af.fd) != ARCHIVE_OK)
+		r = err_set(err, EIO, "%s: %s", file, archive_error_string(a));
+	if (r == 0)
+		r = add_entry(a, dir, "oci-layout", false, err);
+	if (r == 0)
+		r = add_entry(a, dir, "index.json", false, err);
+	if (r == 0)
+		r = add_entry(a, dir, "blobs", true, err);
+	if (r == 0)
+		r = add_entry(a, dir, "blobs/sha256", true, err);
+	for (size_t i = 0; r == 0 && i < n; i++)
+		r = add_entry(a, dir, names[i], false, err);
+	if (r == 0 && archive_write_close(a) != ARCHIVE_OK)
+		r = err_set(err, EIO, "%s: %s", file, archive_error_string(a));
+	archive_write_free(a);
+	for (size_t i = 0; i < n; i++)
+		free(names[i]);
+	free(names);
+	if (r == 0)
+		r = atomic_file_commit(&af, err);
+	return r < 0 ? err_wrap(err, "write %s", file) : 0;
+}

@@ -1,0 +1,373 @@
+/* registry_pull: a registry as an image source: manifests by tag or digest
+ * (verified, then cached), and blobs downloaded in parallel with curl multi,
+ * streamed through the digest check into the cache, retried and resumed. */
+#include <string.h>
+#include <time.h>
+
+#include "oci/registry.h"
+
+static const char ACCEPT_ALL[] = OCI_MT_MANIFEST ", " OCI_MT_INDEX ", " DOCKER_MT_MANIFEST ", " DOCKER_MT_LIST;
+
+struct reg_source {
+	struct oci_source base;
+	struct registry *reg;
+	char *scope;
+};
+
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* ---------------------------------------------------------------- manifests */
+static int manifest_from_cache(struct oci_source *s, const char *digest, struct buf *out, struct err **err)
+{
+	_cleanup_free_ char *path = oci_cache_blob_path(s->cache, digest);
+	_cleanup_free_ char *text = NULL;
+	size_t len;
+	if (io_read_file(path, OCI_MANIFEST_MAX, &text, &len, err) < 0)
+		return -1;
+	buf_append(out, text, len);
+	return 0;
+}
+
+static int reg_get_manifest(struct oci_source *s, const char *digest, struct buf *out, char **media_type,
+                            struct err **err)
+{
+	struct reg_source *rs = (struct reg_source *)s;
+	const char *expected = digest ? digest : s->ref.digest;
+	_cleanup_free_ char *cached_tag = NULL;
+	if (expected == NULL && s->opts->offline) {
+		if (oci_cache_tag_get(s->cache, &s->ref, &cached_tag, err) < 0)
+			return err_wrap(err, "--offline: %s:%s was never pulled", s->ref.repository, s->ref.tag);
+		expected = cached_tag;
+	}
+	/* Manifests are content-addressed too: a digest already cached needs no request. */
+	if (expected && str_has_prefix(expected, "sha256:") && oci_cache_has(s->cache, expected, -1))
+		return manifest_from_cache(s, expected, out, err);
+	if (s->opts->offline)
+		return err_set(err, ENOENT, "--offline: manifest %s is not in the cache", expected);
+	const char *ref = expected ? expected : s->ref.tag;
+	_cleanup_free_ char *path = xasprintf("/v2/%s/manifests/%s", s->ref.repository, ref);
+	struct reg_req req = {
+	    .url = path, .scope = rs->scope, .accept = ACCEPT_ALL, .out = out, .out_max = OCI_MANIFEST_MAX};
+	struct reg_resp resp;
+	if (registry_do(rs->reg, &req, &resp, err) < 0)
+		return -1;
+	int r = 0;
+	if (resp.status != 200) {
+		_cleanup_free_ char *what = xasprintf("manifest %s%s%s", s->ref.repository, expected ? "@" : ":", ref);
+		r = registry_status_error(rs->reg, what, &resp, err);
+	}
+	char got[OCI_DIGEST_MAX];
+	if (r == 0) {
+		oci_digest_buf(out->data, out->len, got);
+		if (expected && str_has_prefix(expected, "sha256:") && strcmp(expected, got) != 0)
+			r = err_set(err, EBADMSG, "manifest %s:%s: digest mismatch: expected %s, got %s",
+			            s->ref.repository, ref, expected, got);
+		else if (expected && !str_has_prefix(expected, "sha256:"))
+			r = oci_digest_verify_buf(out->data, out->len, expected, err);
+		else if (resp.docker_digest && str_has_prefix(resp.docker_digest, "sha256:") &&
+		         strcmp(resp.docker_digest, got) != 0)
+			r = err_set(err, EBADMSG,
+			            "manifest %s:%s: digest mismatch: the registry says %s, the content hashes to %s",
+			            s->ref.repository, ref, resp.docker_digest, got);
+	}
+	if (r == 0 && resp.content_type)
+		*media_type = strndup(resp.content_type, strcspn(resp.content_type, "; "));
+	if (r == 0)
+		r = oci_cache_put_buf(s->cache, out->data, out->len, got, NULL, err);
+	reg_resp_free(&resp);
+	return r;
+}
+
+/* ---------------------------------------------------------------- blobs */
+struct dl {
+	struct reg_source *rs;
+	const struct oci_desc *d;
+	CURL *h;
+	struct curl_slist *hdrs;
+	struct oci_blob_writer *w;
+	int attempts;
+	int64_t not_before; /* ms: backoff before the next attempt */
+	bool running, done;
+	bool restart;       /* the server ignored our Range: start over */
+	int64_t range_from; /* bytes asked to skip in this attempt */
+	struct buf errbody; /* a non-2xx body, for the message */
+	struct err *werr;   /* a write failure inside the callback */
+	char errbuf[CURL_ERROR_SIZE];
+};
+
+static size_t dl_write(char *data, size_t size, size_t n, void *ud)
+{
+	struct dl *x = ud;
+	size_t len = size * n;
+	long status = 0;
+	curl_easy_getinfo(x->h, CURLINFO_RESPONSE_CODE, &status);
+	if (status != 200 && status != 206) {
+		if (x->errbody.len < 65536)
+			buf_append(&x->errbody, data, len);
+		return len;
+	}
+	if (status == 200 && x->range_from > 0 && !x->restart) {
+		/* Asked for a range, got the whole blob: begin again. */
+		x->restart = true;
+		oci_blob_writer_abort(x->w);
+		x->w = NULL;
+		if (oci_blob_writer_open(x->rs->base.cache->blob_dir, x->d->digest, x->d->size, &x->w, &x->werr) < 0)
+			return 0;
+	}
+	if (oci_blob_writer_write(x->w, data, len, &x->werr) < 0)
+		return 0;
+	return len;
+}
+
+static int dl_start(struct dl *x, CURLM *multi, struct err **err)
+{
+	struct registry *reg = x->rs->reg;
+	_cleanup_free_ char *auth = NULL;
+	if (registry_auth_header(reg, x->rs->scope, &auth, err) < 0)
+		return -1;
+	if (x->w == NULL && oci_blob_writer_open(x->rs->base.cache->blob_dir, x->d->digest, x->d->size, &x->w, err) < 0)
+		return -1;
+	if (x->h == NULL)
+		x->h = registry_easy_new(reg);
+	else {
+		curl_easy_reset(x->h);
+		curl_easy_cleanup(x->h);
+		x->h = registry_easy_new(reg);
+	}
+	curl_slist_free_all(x->hdrs);
+	x->hdrs = NULL;
+	if (auth)
+		x->hdrs = curl_slist_append(x->hdrs, auth);
+	x->range_from = oci_blob_writer_written(x->w);
+	x->restart = false;
+	x->errbody.len = 0;
+	if (x->range_from > 0) {
+		char range[64];
+		snprintf(range, sizeof(range), "Range: bytes=%lld-", (long long)x->range_from);
+		x->hdrs = curl_slist_append(x->hdrs, range);
+		log_debug("blob %s: resuming at byte %lld", x->d->digest, (long long)x->range_from);
+	}
+	_cleanup_free_ char *path = xasprintf("/v2/%s/blobs/%s", x->rs->base.ref.repository, x->d->digest);
+	_cleanup_free_ char *url = registry_url(reg, path);
+	curl_easy_setopt(x->h, CURLOPT_URL, url);
+	curl_easy_setopt(x->h, CURLOPT_HTTPHEADER, x->hdrs);
+	curl_easy_setopt(x->h, CURLOPT_WRITEFUNCTION, dl_write);
+	curl_easy_setopt(x->h, CURLOPT_WRITEDATA, x);
+	curl_easy_setopt(x->h, CURLOPT_PRIVATE, x);
+	curl_easy_setopt(x->h, CURLOPT_ERRORBUFFER, x->errbuf);
+	x->errbuf[0] = '\0';
+	curl_multi_add_handle(multi, x->h);
+	x->running = true;
+	return 0;
+}
+
+/* After a transfer ends: 1 done, 0 to retry, -1 failed. */
+static int dl_finish(struct dl *x, CURLcode cc, struct err **err)
+{
+	struct reg_source *rs = x->rs;
+	long status = 0;
+	curl_easy_getinfo(x->h, CURLINFO_RESPONSE_CODE, &status);
+	if (x->werr) {
+		/* Too much data, or the disk: not something a retry fixes. */
+		*err = x->werr;
+		x->werr = NULL;
+		return err_wrap(err, "blob %s", x->d->digest);
+	}
+	if (cc == CURLE_OK && (status == 200 || status == 206)) {
+		struct oci_blob_writer *w = x->w;
+		x->w = NULL;
+		if (oci_blob_writer_commit(w, NULL, err) < 0)
+			return err_wrap(err, "%s: blob %s", rs->reg->host, x->d->digest);
+		char size[32];
+		oci_human_size(x->d->size, size);
+		oci_progress(rs->base.opts, "blob %.19s: downloaded %s", x->d->digest, size);
+		return 1;
+	}
+	x->attempts++;
+	if (cc == CURLE_OK && status == 401 && x->attempts < REG_MAX_ATTEMPTS) {
+		registry_token_drop(rs->reg, rs->scope);
+		return 0;
+	}
+	bool retry = cc != CURLE_OK || registry_retryable_status(status);
+	if (retry && x->attempts < REG_MAX_ATTEMPTS) {
+		long ms = 250L << (x->attempts - 1);
+		x->not_before = now_ms() + (ms > 4000 ? 4000 : ms);
+		log_debug("blob %s: %s (attempt %d), retrying", x->d->digest,
+		          cc != CURLE_OK ? (x->errbuf[0] ? x->errbuf : curl_easy_strerror(cc)) : "server error",
+		          x->attempts);
+		if (cc == CURLE_OK) {
+			/* An error reply carried no blob bytes; keep what we have. */
+		}
+		return 0;
+	}
+	if (cc != CURLE_OK)
+		return err_set(err, EHOSTUNREACH, "%s: blob %s: %s (after %d attempts)", rs->reg->host, x->d->digest,
+		               x->errbuf[0] ? x->errbuf : curl_easy_strerror(cc), x->attempts);
+	struct reg_resp resp = {.status = status, .body = x->errbody};
+	_cleanup_free_ char *what = xasprintf("blob %s of %s", x->d->digest, rs->base.ref.repository);
+	int r = registry_status_error(rs->reg, what, &resp, err);
+	return r;
+}
+
+static void draw_status(const struct dl *dls, size_t n, size_t finished)
+{
+	char line[512];
+	int64_t done = 0, total = 0;
+	for (size_t i = 0; i < n; i++) {
+		total += dls[i].d->size;
+		done += dls[i].done ? dls[i].d->size : dls[i].w ? oci_blob_writer_written(dls[i].w) : 0;
+	}
+	int len = snprintf(line, sizeof(line), "pulling %zu/%zu blobs, %.1f of %.1f MiB", finished, n,
+	                   (double)done / (1 << 20), (double)total / (1 << 20));
+	for (size_t i = 0; i < n && len < (int)sizeof(line) - 40; i++) {
+		if (!dls[i].running || dls[i].d->size == 0)
+			continue;
+		int64_t got = dls[i].w ? oci_blob_writer_written(dls[i].w) : 0;
+		len += snprintf(line + len, sizeof(line) - (size_t)len, "  %.12s %3d%%", dls[i].d->digest + 7,
+		                (int)(100 * got / dls[i].d->size));
+	}
+	fprintf(stderr, "\r\033[K%s", line);
+	fflush(stderr);
+}
+
+static int reg_prepare_blobs(struct oci_source *s, const struct oci_desc *descs, size_t n, struct err **err)
+{
+	struct reg_source *rs = (struct reg_source *)s;
+	struct dl *dls = xcalloc(n ? n : 1, sizeof(*dls));
+	size_t todo = 0;
+	for (size_t i = 0; i < n; i++) {
+		bool dup = false;
+		for (size_t j = 0; j < todo; j++)
+			dup = dup || strcmp(dls[j].d->digest, descs[i].digest) == 0;
+		if (dup || oci_cache_has(s->cache, descs[i].digest, descs[i].size))
+			continue;
+		if (s->opts->offline) {
+			free(dls);
+			return err_set(err, ENOENT, "--offline: blob %s is not in the cache", descs[i].digest);
+		}
+		if (!str_has_prefix(descs[i].digest, "sha256:")) {
+			free(dls);
+			return err_set(err, ENOTSUP, "blob %s: only sha256 blobs can be pulled", descs[i].digest);
+		}
+		dls[todo].rs = rs;
+		dls[todo].d = &descs[i];
+		todo++;
+	}
+	int parallel = s->opts->parallel > 0 ? s->opts->parallel : 6;
+	/* On a terminal, a status line with every active blob's progress. */
+	bool tty = !s->opts->quiet && log_get_level() >= LOG_WARN && log_stderr_is_tty();
+	int64_t last_draw = 0;
+	CURLM *multi = curl_multi_init();
+	curl_multi_setopt(multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long)parallel);
+	int r = 0;
+	size_t finished = 0;
+	while (r == 0 && finished < todo) {
+		int running = 0;
+		int64_t now = now_ms(), wait = 1000;
+		for (size_t i = 0; r == 0 && i < todo; i++) {
+			struct dl *x = &dls[i];
+			if (x->done || x->running)
+				continue;
+			int active = 0;
+			for (size_t j = 0; j < todo; j++)
+				active += dls[j].running;
+			if (active >= parallel)
+				break;
+			if (x->not_before > now) {
+				wait = x->not_before - now < wait ? x->not_before - now : wait;
+				continue;
+			}
+			r = dl_start(x, multi, err);
+		}
+		if (r < 0)
+			break;
+		curl_multi_perform(multi, &running);
+		int left;
+		for (CURLMsg *msg; (msg = curl_multi_info_read(multi, &left));) {
+			if (msg->msg != CURLMSG_DONE)
+				continue;
+			struct dl *x;
+			curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&x);
+			CURLcode cc = msg->data.result;
+			curl_multi_remove_handle(multi, x->h);
+			x->running = false;
+			int f = dl_finish(x, cc, err);
+			if (f < 0) {
+				r = -1;
+				break;
+			}
+			if (f == 1) {
+				x->done = true;
+				finished++;
+			}
+		}
+		if (r == 0 && finished < todo) {
+			if (tty && now_ms() - last_draw >= 200) {
+				draw_status(dls, todo, finished);
+				last_draw = now_ms();
+			}
+			curl_multi_poll(multi, NULL, 0,
+			                (int)(running ? (wait < 200 ? wait : 200) : (wait > 0 ? wait : 1)), NULL);
+		}
+	}
+	if (tty)
+		fputs("\r\033[K", stderr);
+	for (size_t i = 0; i < todo; i++) {
+		if (dls[i].running)
+			curl_multi_remove_handle(multi, dls[i].h);
+		if (dls[i].h)
+			curl_easy_cleanup(dls[i].h);
+		curl_slist_free_all(dls[i].hdrs);
+		oci_blob_writer_abort(dls[i].w); /* a failed pull keeps nothing */
+		buf_free(&dls[i].errbody);
+		err_free(&dls[i].werr);
+	}
+	curl_multi_cleanup(multi);
+	free(dls);
+	return r;
+}
+
+static int reg_open_blob(struct oci_source *s, const struct oci_desc *d, int *fd, struct err **err)
+{
+	if (!oci_cache_has(s->cache, d->digest, d->size) && reg_prepare_blobs(s, d, 1, err) < 0)
+		return -1;
+	return oci_cache_open_blob(s->cache, d->digest, fd, err);
+}
+
+static void reg_source_free(struct oci_source *s)
+{
+	struct reg_source *rs = (struct reg_source *)s;
+	registry_free(rs->reg);
+	free(rs->scope);
+	oci_ref_free(&s->ref);
+	free(rs);
+}
+
+static const struct oci_source_ops reg_source_ops = {
+    .blobs_verified = true,
+    .get_manifest = reg_get_manifest,
+    .prepare_blobs = reg_prepare_blobs,
+    .open_blob = reg_open_blob,
+    .free = reg_source_free,
+};
+
+int oci_registry_source_open(const struct oci_ref *ref, const struct oci_opts *opts, struct oci_cache *cache,
+                             struct oci_source **out, struct err **err)
+{
+	struct reg_source *rs = xcalloc(1, sizeof(*rs));
+	if (registry_new(ref->registry, opts, &rs->reg, err) < 0) {
+		free(rs);
+		return -1;
+	}
+	rs->scope = xasprintf("repository:%s:pull", ref->repository);
+	rs->base.ops = &reg_source_ops;
+	rs->base.cache = cache;
+	rs->base.opts = opts;
+	*out = &rs->base;
+	return 0;
+}

@@ -1,0 +1,84 @@
+#!/usr/bin/env python3
+# fault_proxy: a reverse proxy in front of the test registry that injects
+# the faults a real network has, for the retry and resume tests:
+#   fail500:N  the first N blob GETs answer 500
+#   fail429:N  the first N blob GETs answer 429
+#   drop       the first blob GET over 1 MB is cut after half its body
+# Every request is logged (method, path, Range) to LOG so tests can see what
+# the client did. Usage: fault_proxy.py PORT_FILE UPSTREAM_PORT MODE LOG
+import http.client
+import http.server
+import sys
+import threading
+
+port_file, upstream, mode, log_path = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+lock = threading.Lock()
+state = {"left": int(mode.split(":")[1]) if ":" in mode else 1}
+
+
+def take_fault():
+    with lock:
+        if state["left"] > 0:
+            state["left"] -= 1
+            return True
+        return False
+
+
+class Proxy(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args):
+        pass
+
+    def relay(self):
+        with lock, open(log_path, "a") as log:
+            log.write(f"{self.command} {self.path} range={self.headers.get('Range', '-')}\n")
+        is_blob_get = self.command == "GET" and "/blobs/sha256:" in self.path
+        kind = mode.split(":")[0]
+        if is_blob_get and kind in ("fail500", "fail429") and take_fault():
+            code = 500 if kind == "fail500" else 429
+            body = b'{"errors":[{"code":"UNAVAILABLE","message":"injected fault"}]}'
+            self.send_response(code)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+            return
+        length = int(self.headers.get("Content-Length", "0") or 0)
+        body = self.rfile.read(length) if length else None
+        conn = http.client.HTTPConnection("127.0.0.1", upstream, timeout=60)
+        headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "connection")}
+        headers["Host"] = f"127.0.0.1:{upstream}"
+        conn.request(self.command, self.path, body=body, headers=headers)
+        resp = conn.getresponse()
+        data = resp.read()
+        cut = (is_blob_get and kind == "drop" and "Range" not in self.headers and len(data) > 1 << 20
+               and take_fault())
+        self.send_response(resp.status)
+        for k, v in resp.getheaders():
+            if k.lower() in ("connection", "transfer-encoding"):
+                continue
+            if k.lower() == "location" and v.startswith(f"http://127.0.0.1:{upstream}"):
+                v = v.replace(f":{upstream}", f":{self.server.server_port}", 1)
+            self.send_header(k, v)
+        if cut:
+            self.send_header("Connection", "close")
+        self.end_headers()
+        if cut:
+            self.wfile.write(data[: len(data) // 2])
+            self.wfile.flush()
+            self.close_connection = True
+            return
+        if self.command != "HEAD":
+            self.wfile.write(data)
+
+    do_GET = do_HEAD = do_PUT = do_POST = do_PATCH = do_DELETE = relay
+
+
+server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Proxy)
+with open(port_file + ".tmp", "w") as f:
+    f.write(str(server.server_port))
+import os
+
+os.rename(port_file + ".tmp", port_file)
+server.serve_forever()
