@@ -16,7 +16,7 @@ BUILD := build/$(VARIANT)
 
 # Library modules: every .c directly under these folders goes into
 # libenclaver.a. The CLI (cli/) links on top.
-MODULES := common eif
+MODULES := common eif runtime
 PKGS := openssl jansson zlib
 
 CC ?= cc

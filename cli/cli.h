@@ -19,5 +19,6 @@ int cmd_eif(int argc, char **argv);
 int cmd_describe_eif(int argc, char **argv);
 int cmd_pcr(int argc, char **argv);
 int cmd_build(int argc, char **argv);
+int cmd_emulate(int argc, char **argv);
 
 #endif

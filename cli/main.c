@@ -17,6 +17,7 @@ static const struct command commands[] = {
 	{"eif", cmd_eif, "build or sign an EIF file from a kernel, cmdline and ramdisks"},
 	{"describe-eif", cmd_describe_eif, "print an EIF's measurements, metadata and checks"},
 	{"pcr", cmd_pcr, "print the PCR of a file or of a signing certificate"},
+	{"emulate", cmd_emulate, "boot an EIF in QEMU's nitro-enclave machine (docs/emulator.md)"},
 };
 
 static void usage(FILE *f)

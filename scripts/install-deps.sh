@@ -10,6 +10,8 @@ packages=(
 	libssl-dev libjansson-dev zlib1g-dev libarchive-dev libzstd-dev libcurl4-openssl-dev libyaml-dev
 	# tests and tools the tests drive
 	openssl xxd python3 valgrind ca-certificates
+	# emulator end-to-end tests (QEMU's own build deps are installed by scripts/build-qemu.sh)
+	cpio xz-utils
 )
 
 if [ "$(id -u)" -ne 0 ]; then
