@@ -33,8 +33,10 @@ cc -static -O2 -Wall -Wextra -Werror -o "$TMP/rd/init" "$E2E/init.c" 2>"$TMP/cc.
 cp "$kernel"/modules/*.ko "$TMP/rd/modules/"
 (cd "$TMP/rd" && find . -mindepth 1 | LC_ALL=C sort | cpio -o -H newc --reproducible --quiet) >"$TMP/rd.cpio"
 cmdline="console=ttyS0 reboot=k panic=30 pci=off random.trust_cpu=on"
+# Signed, so that QEMU's PCR8 (from the signing certificate) checks ours too.
 check "eif build of the test image" env SOURCE_DATE_EPOCH=0 "$ENCLAVER" eif build --kernel "$kernel/vmlinuz" \
-	--cmdline "$cmdline" --ramdisk "$TMP/rd.cpio" --output "$TMP/test.eif"
+	--cmdline "$cmdline" --ramdisk "$TMP/rd.cpio" --output "$TMP/test.eif" \
+	--signing-certificate "$TESTDATA/eif/signing_cert.pem" --private-key "$TESTDATA/eif/signing_key.pem"
 "$ENCLAVER" describe-eif "$TMP/test.eif" >"$TMP/describe.json" 2>"$TMP/describe.err"
 pcr() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["Measurements"]["PCR"+sys.argv[2]])' "$TMP/describe.json" "$1"; }
 
@@ -69,7 +71,7 @@ rc=$?
 if [ $rc -eq 0 ]; then ok "emulate exits 0 when the enclave stops"; else not_ok "emulate exits 0 when the enclave stops (got $rc)" "$(tail -20 "$TMP/emulate.log")"; fi
 grep -q 'E2E: done' "$TMP/console.log" && ok "test init ran to the end" || not_ok "test init ran to the end" "$(tail -20 "$TMP/console.log")"
 
-for i in 0 1 2; do
+for i in 0 1 2 8; do
 	want=$(pcr $i)
 	got=$(sed -n "s/^E2E: PCR$i \([0-9a-f]*\) .*/\1/p" "$TMP/console.log" | tr -d '\r')
 	if [ -n "$want" ] && [ "$got" = "$want" ]; then
