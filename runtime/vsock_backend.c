@@ -637,7 +637,9 @@ static void *backend_thread(void *arg)
 				ev |= POLLIN;
 			if (c->out_len > c->out_off)
 				ev |= POLLOUT;
-			ADD(c->fd, ev, SLOT_CONN, c);
+			/* poll() reports hangups even for no events: leave out sockets we cannot serve
+			 * now (no credit, no rx room), or a closed one would spin this loop. */
+			ADD(ev ? c->fd : -1, ev, SLOT_CONN, c);
 		}
 #undef ADD
 		/* With data waiting for rx room and room now, do not sleep. */

@@ -442,3 +442,90 @@ out:
 	fake_stop(&f);
 	vsock_backend_stop(b);
 }
+
+/* Several connections at once stay apart, and data towards the guest respects its credit. */
+TEST(backend_many_connections_and_guest_credit)
+{
+	const char *dir = test_tmpdir(t);
+	_cleanup_free_ char *vhost = xasprintf("%s/vhost.sock", dir), *p = xasprintf("%s/p.sock", dir);
+	_cleanup_close_ int lfd = unix_listen(p);
+	REQUIRE(lfd >= 0);
+	struct vsock_forward fw = {.port = 5000, .to = {.unix_path = p}};
+	struct vsock_backend_config cfg = {
+	    .vhost_socket = vhost, .guest_cid = GUEST_CID, .forwards = &fw, .n_forwards = 1};
+	struct vsock_backend *b = NULL;
+	struct err *err = NULL;
+	REQUIRE(vsock_backend_start(&cfg, &b, &err) == 0);
+	struct fake f = {.vu = -1, .memfd = -1};
+	int host[3] = {-1, -1, -1};
+	struct vsock_hdr h, got;
+	uint8_t payload[BUF_SIZE];
+	if (!fake_start(&f, vhost)) {
+		CHECK(!"vhost-user negotiation");
+		goto out;
+	}
+	for (int i = 0; i < 3; i++) {
+		rx_give(&f);
+		h = guest_hdr(3001 + (uint32_t)i, 5000, VSOCK_OP_REQUEST, 0);
+		h.buf_alloc = 10; /* the guest can hold 10 bytes per connection */
+		tx_send(&f, &h, NULL);
+		CHECK(rx_take(&f, &got, NULL) && got.op == VSOCK_OP_RESPONSE && got.dst_port == 3001 + (uint32_t)i);
+		host[i] = accept_wait(lfd);
+		REQUIRE(host[i] >= 0);
+	}
+	/* Each host socket writes 25 bytes; each guest connection gets at most its 10 bytes. */
+	for (int i = 0; i < 3; i++) {
+		char msg[40];
+		snprintf(msg, sizeof(msg), "conn%d-abcdefghijklmnopqrs", i);
+		CHECK(write(host[i], msg, 25) == 25);
+	}
+	unsigned seen[3] = {0, 0, 0};
+	for (int k = 0; k < 3; k++) {
+		rx_give(&f);
+		if (!rx_take(&f, &got, payload) || got.op != VSOCK_OP_RW || got.dst_port < 3001 ||
+		    got.dst_port > 3003) {
+			CHECK(!"an RW for one of the three connections");
+			goto out;
+		}
+		unsigned i = got.dst_port - 3001;
+		CHECK(got.len == 10);
+		char want[16];
+		snprintf(want, sizeof(want), "conn%u", i);
+		CHECK(memcmp(payload, want, 5) == 0);
+		seen[i] += got.len;
+	}
+	CHECK(seen[0] == 10 && seen[1] == 10 && seen[2] == 10);
+	/* Out of credit: nothing more arrives until the guest reports it consumed the bytes. */
+	rx_give(&f);
+	struct pollfd pc = {.fd = f.rx.call, .events = POLLIN};
+	poll(&pc, 1, 300);
+	CHECK(used_idx(&f.rx) == f.rx.used_seen);
+	h = guest_hdr(3002, 5000, VSOCK_OP_CREDIT_UPDATE, 0);
+	h.buf_alloc = 10;
+	h.fwd_cnt = 10;
+	tx_send(&f, &h, NULL);
+	CHECK(rx_take(&f, &got, payload) && got.op == VSOCK_OP_RW && got.dst_port == 3002 && got.len == 10 &&
+	      memcmp(payload, "efghijklmn", 10) == 0);
+	/* Guest data to each connection lands on its own host socket. */
+	for (int i = 0; i < 3; i++) {
+		char msg[16];
+		snprintf(msg, sizeof(msg), "to-%d", i);
+		h = guest_hdr(3001 + (uint32_t)i, 5000, VSOCK_OP_RW, 4);
+		tx_send(&f, &h, msg);
+		if (i % 2 == 1)
+			wait_used(&f.tx, 0); /* let the backend take them as they come */
+	}
+	for (int i = 0; i < 3; i++) {
+		char buf[16] = {0}, want[16];
+		snprintf(want, sizeof(want), "to-%d", i);
+		struct err *e2 = NULL;
+		CHECK(io_read_full(host[i], buf, 4, &e2) == 4 && strcmp(buf, want) == 0);
+		err_free(&e2);
+	}
+out:
+	for (int i = 0; i < 3; i++)
+		if (host[i] >= 0)
+			close(host[i]);
+	fake_stop(&f);
+	vsock_backend_stop(b);
+}
