@@ -1,6 +1,7 @@
 /* cmd_emulate: `enclaver emulate --eif FILE`: boot an EIF without Nitro hardware, in QEMU's
  * nitro-enclave machine with our vsock backend (docs/emulator.md). */
 #include <getopt.h>
+#include <signal.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -203,6 +204,8 @@ int cmd_emulate(int argc, char **argv)
 		return cli_fail(&err);
 	}
 	cfg.qemu = qemu;
+	/* A reader of the console that goes away must not kill us with QEMU still running. */
+	signal(SIGPIPE, SIG_IGN);
 	cfg.forwards = forwards;
 	cfg.n_forwards = n_forwards;
 	cfg.listens = listens;

@@ -185,6 +185,7 @@ static int qemu_spawn(struct emu *e, struct err **err)
 		 * default signal handling. */
 		setpgid(0, 0);
 		sigprocmask(SIG_SETMASK, &e->old_mask, NULL);
+		signal(SIGPIPE, SIG_DFL);
 		int null = open("/dev/null", O_RDONLY);
 		if (null < 0 || dup2(null, 0) < 0 || dup2(out[1], 1) < 0 || dup2(errp[1], 2) < 0)
 			_exit(127);
