@@ -140,10 +140,13 @@ if grep -q 'unpack_edk2_blobs = bzip2' meson.build; then
 	exit 1
 fi
 # Only what the nitro-enclave machine needs: TCG (and KVM where available), vhost-user for the
-# vsock backend, libcbor + gnutls for the NSM device, fdt.
+# vsock backend, libcbor + gnutls for the NSM device, fdt; and only the devices that machine
+# selects (microvm, virtio-mmio, vhost-user-vsock, virtio-nsm, serial), not every x86 board's.
+echo "CONFIG_NITRO_ENCLAVE=y" >configs/devices/x86_64-softmmu/nitro.mak
 mkdir build && cd build
 nice -n 10 ../configure --python=/usr/bin/python3 --target-list=x86_64-softmmu \
-	--without-default-features --enable-libcbor --enable-gnutls --enable-fdt=system \
+	--without-default-features --without-default-devices --with-devices-x86_64=nitro \
+	--enable-libcbor --enable-gnutls --enable-fdt=system \
 	--enable-vhost-user --enable-tcg --enable-kvm --disable-docs --disable-werror \
 	--disable-install-blobs >&2
 nice -n 10 ninja -j"$(nproc)" qemu-system-x86_64 >&2
