@@ -17,7 +17,7 @@ BUILD := build/$(VARIANT)
 
 # Library modules: every .c directly under these folders goes into
 # libenclaver.a. The CLI (cli/) links on top.
-MODULES := common eif attest oci
+MODULES := common eif attest oci runtime
 PKGS := openssl jansson zlib libcurl libarchive
 
 CC ?= cc

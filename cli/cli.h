@@ -25,5 +25,6 @@ int cmd_pull(int argc, char **argv);
 int cmd_push(int argc, char **argv);
 int cmd_copy(int argc, char **argv);
 int cmd_inspect(int argc, char **argv);
+int cmd_emulate(int argc, char **argv);
 
 #endif

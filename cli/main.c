@@ -23,6 +23,7 @@ static const struct command commands[] = {
 	{"push", cmd_push, "send an image to a registry"},
 	{"copy", cmd_copy, "copy an image between registries, OCI layouts and archives"},
 	{"inspect", cmd_inspect, "print an image's manifest, config and digests as JSON"},
+	{"emulate", cmd_emulate, "boot an EIF in QEMU's nitro-enclave machine (docs/emulator.md)"},
 };
 
 static void usage(FILE *f)

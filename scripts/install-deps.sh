@@ -14,6 +14,8 @@ packages=(
 	docker-registry skopeo umoci apache2-utils curl
 	# make bench
 	bc time
+	# emulator end-to-end tests (QEMU's own build deps are installed by scripts/build-qemu.sh)
+	cpio xz-utils
 )
 
 if [ "$(id -u)" -ne 0 ]; then

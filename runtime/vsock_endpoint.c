@@ -1,0 +1,86 @@
+/* vsock_endpoint: the host side of forwarded vsock ports: unix sockets, or TCP on 127.0.0.1 only
+ * (the emulator never exposes a guest port beyond this machine). */
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+
+#include "runtime/internal.h"
+
+const char *vsock_endpoint_name(const struct vsock_endpoint *ep, char *out, size_t out_len)
+{
+	if (ep->unix_path)
+		snprintf(out, out_len, "unix:%s", ep->unix_path);
+	else
+		snprintf(out, out_len, "tcp:127.0.0.1:%u", ep->tcp_port);
+	return out;
+}
+
+static int endpoint_addr(const struct vsock_endpoint *ep, struct sockaddr_storage *ss, socklen_t *len, struct err **err)
+{
+	memset(ss, 0, sizeof(*ss));
+	if (ep->unix_path) {
+		struct sockaddr_un *un = (struct sockaddr_un *)ss;
+		if (strlen(ep->unix_path) >= sizeof(un->sun_path))
+			return err_set(err, ENAMETOOLONG, "unix socket path %s is longer than %zu bytes", ep->unix_path,
+			               sizeof(un->sun_path) - 1);
+		un->sun_family = AF_UNIX;
+		strcpy(un->sun_path, ep->unix_path);
+		*len = sizeof(*un);
+		return AF_UNIX;
+	}
+	struct sockaddr_in *in = (struct sockaddr_in *)ss;
+	in->sin_family = AF_INET;
+	in->sin_port = htons(ep->tcp_port);
+	in->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	*len = sizeof(*in);
+	return AF_INET;
+}
+
+int vsock_endpoint_connect(const struct vsock_endpoint *ep, struct err **err)
+{
+	struct sockaddr_storage ss;
+	socklen_t len;
+	char name[160];
+	int family = endpoint_addr(ep, &ss, &len, err);
+	if (family < 0)
+		return -1;
+	_cleanup_close_ int fd = socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return err_sys(err, "socket");
+	/* A local connect completes at once (or is refused); only then go non-blocking. */
+	if (connect(fd, (struct sockaddr *)&ss, len) < 0)
+		return err_sys(err, "connect %s", vsock_endpoint_name(ep, name, sizeof(name)));
+	if (fcntl(fd, F_SETFL, O_NONBLOCK) < 0)
+		return err_sys(err, "fcntl");
+	return steal_fd(&fd);
+}
+
+int vsock_endpoint_listen(const struct vsock_endpoint *ep, struct err **err)
+{
+	struct sockaddr_storage ss;
+	socklen_t len;
+	char name[160];
+	int family = endpoint_addr(ep, &ss, &len, err);
+	if (family < 0)
+		return -1;
+	_cleanup_close_ int fd = socket(family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0)
+		return err_sys(err, "socket");
+	if (family == AF_UNIX) {
+		struct stat st;
+		if (lstat(ep->unix_path, &st) == 0 && S_ISSOCK(st.st_mode))
+			unlink(ep->unix_path);
+	} else {
+		int one = 1;
+		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	}
+	if (bind(fd, (struct sockaddr *)&ss, len) < 0)
+		return err_sys(err, "bind %s", vsock_endpoint_name(ep, name, sizeof(name)));
+	if (listen(fd, 64) < 0)
+		return err_sys(err, "listen %s", vsock_endpoint_name(ep, name, sizeof(name)));
+	return steal_fd(&fd);
+}

@@ -1,0 +1,161 @@
+#!/usr/bin/env bash
+# build-qemu.sh: prints the path of a qemu-system-x86_64 that has the nitro-enclave machine.
+# Uses the system QEMU when it has the machine; otherwise builds QEMU 10.0.2 with libcbor from
+# Debian's bookworm-backports source tarball once, cached by version under
+# ${XDG_CACHE_HOME:-$HOME/.cache}/enclaver/qemu-10.0.2/ (see docs/emulator.md).
+#
+#   scripts/build-qemu.sh            print the path (build when needed; needs root to install deps)
+#   scripts/build-qemu.sh --check    print the path only if one is available now, else exit 1
+#
+# Build logs go to stderr; stdout carries only the path.
+set -euo pipefail
+
+QEMU_VERSION=10.0.2
+QEMU_DEB_VERSION='1:10.0.2+ds-2+deb13u1~bpo12+1'
+CACHE=${XDG_CACHE_HOME:-$HOME/.cache}/enclaver/qemu-$QEMU_VERSION
+OUT=$CACHE/bin/qemu-system-x86_64
+
+say() { echo "build-qemu.sh: $*" >&2; }
+
+has_machine() {
+	[ -x "$1" ] && "$1" -machine help 2>/dev/null | grep -q '^nitro-enclave '
+}
+
+find_qemu() {
+	local sys
+	sys=$(command -v qemu-system-x86_64 || true)
+	if [ -n "$sys" ] && has_machine "$sys"; then
+		echo "$sys"
+		return 0
+	fi
+	if has_machine "$OUT"; then
+		echo "$OUT"
+		return 0
+	fi
+	return 1
+}
+
+if find_qemu; then
+	exit 0
+fi
+if [ "${1:-}" = "--check" ]; then
+	exit 1
+fi
+
+as_root() {
+	if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+# Enables bookworm-backports (binary and source) by extending the machine's own Debian source
+# entry, so no mirror host is ever written here. Handles deb822 (.sources) and one-line lists.
+enable_backports() {
+	local f
+	for f in /etc/apt/sources.list.d/*.sources; do
+		[ -f "$f" ] || continue
+		grep -qE '^Suites:.*\bbookworm\b' "$f" || continue
+		as_root python3 - "$f" <<'EOF'
+import sys
+path = sys.argv[1]
+stanzas = open(path).read().split("\n\n")
+have_src = any("Types: deb-src" in s and "bookworm-backports" in s for s in stanzas)
+out = []
+for s in stanzas:
+    lines = s.strip("\n").split("\n")
+    fields = {l.split(":", 1)[0]: i for i, l in enumerate(lines) if ":" in l and not l.startswith("#")}
+    suites_i = fields.get("Suites")
+    if suites_i is None:
+        out.append(s.strip("\n"))
+        continue
+    suites = lines[suites_i].split(":", 1)[1].split()
+    if "bookworm" not in suites:
+        out.append(s.strip("\n"))
+        continue
+    if "bookworm-backports" not in suites:
+        suites.append("bookworm-backports")
+        lines[suites_i] = "Suites: " + " ".join(suites)
+    out.append("\n".join(lines))
+    if have_src:
+        continue
+    have_src = True
+    # A source entry for bookworm-backports only (the QEMU tarball), same mirror and key.
+    src = [l for l in lines if not l.startswith(("Types:", "Suites:", "#"))]
+    out.append("\n".join(["Types: deb-src", "Suites: bookworm-backports"] + src))
+open(path + ".tmp", "w").write("\n\n".join(out) + "\n")
+import os
+os.rename(path + ".tmp", path)
+EOF
+		return 0
+	done
+	if [ -f /etc/apt/sources.list ] && grep -qE '^deb [^ ]+ bookworm main' /etc/apt/sources.list; then
+		local line
+		line=$(grep -m1 -E '^deb [^ ]+ bookworm main' /etc/apt/sources.list)
+		{
+			echo "${line/ bookworm / bookworm-backports }"
+			echo "${line/#deb /deb-src }" | sed 's/ bookworm / bookworm-backports /'
+		} | as_root tee /etc/apt/sources.list.d/enclaver-backports.list >/dev/null
+		return 0
+	fi
+	say "no Debian bookworm source entry found under /etc/apt; cannot enable bookworm-backports"
+	exit 1
+}
+
+build_deps=(ninja-build python3-tomli python3-venv libcbor-dev libgnutls28-dev libglib2.0-dev
+	libpixman-1-dev libfdt-dev pkg-config flex bison xz-utils gcc make)
+bpo_deps=(meson python3-pycotap)
+# Firmware: QEMU's option ROMs and qboot (bios-microvm.bin) from Debian's packages.
+run_deps=(qemu-system-data seabios)
+
+start=$(date +%s)
+say "no qemu-system-x86_64 with the nitro-enclave machine; building QEMU $QEMU_VERSION into $CACHE"
+enable_backports
+export DEBIAN_FRONTEND=noninteractive
+as_root apt-get update -qq
+as_root apt-get install -y -qq --no-install-recommends "${build_deps[@]}" "${run_deps[@]}" >&2
+as_root apt-get install -y -qq --no-install-recommends -t bookworm-backports "${bpo_deps[@]}" >&2
+
+mkdir -p "$CACHE"
+work=$(mktemp -d "$CACHE/build.XXXXXX")
+trap 'rm -rf "$work"' EXIT
+mkdir -p "$CACHE/src"
+cd "$CACHE/src"
+# Only the orig tarball is needed: no dpkg-source, no Debian patches (none touch this machine).
+# Some mirrors serve the tarball but not the .dsc/.debian.tar: apt-get then fails after fetching
+# what we need, so judge by the tarball's presence.
+[ -n "$(ls qemu_*.orig.tar.* 2>/dev/null)" ] ||
+	apt-get source --download-only "qemu=$QEMU_DEB_VERSION" >&2 || true
+tarball=$(ls qemu_*.orig.tar.* 2>/dev/null | head -n 1)
+[ -n "$tarball" ] || {
+	say "could not download the QEMU $QEMU_DEB_VERSION source tarball"
+	exit 1
+}
+cd "$work"
+tar xf "$CACHE/src/$tarball"
+src=$(find . -maxdepth 1 -type d -name 'qemu-*' | head -n 1)
+cd "$src"
+# The +ds tarball has no firmware blobs; meson would otherwise try to unpack edk2's (it sets
+# unpack_edk2_blobs = bzip2.found() inside a loop over targets).
+sed -i 's/^\( *\)unpack_edk2_blobs = bzip2.found()/\1unpack_edk2_blobs = false/' meson.build
+if grep -q 'unpack_edk2_blobs = bzip2' meson.build; then
+	say "meson.build: could not turn off unpack_edk2_blobs (QEMU source layout changed?)"
+	exit 1
+fi
+# Only what the nitro-enclave machine needs: TCG (and KVM where available), vhost-user for the
+# vsock backend, libcbor + gnutls for the NSM device, fdt; and only the devices that machine
+# selects (microvm, virtio-mmio, vhost-user-vsock, virtio-nsm, serial), not every x86 board's.
+echo "CONFIG_NITRO_ENCLAVE=y" >configs/devices/x86_64-softmmu/nitro.mak
+mkdir build && cd build
+nice -n 10 ../configure --python=/usr/bin/python3 --target-list=x86_64-softmmu \
+	--without-default-features --without-default-devices --with-devices-x86_64=nitro \
+	--enable-libcbor --enable-gnutls --enable-fdt=system \
+	--enable-vhost-user --enable-tcg --enable-kvm --disable-docs --disable-werror \
+	--disable-install-blobs >&2
+nice -n 10 ninja -j"$(nproc)" qemu-system-x86_64 >&2
+mkdir -p "$CACHE/bin"
+cp qemu-system-x86_64 "$CACHE/bin/.qemu-system-x86_64.tmp"
+mv "$CACHE/bin/.qemu-system-x86_64.tmp" "$OUT"
+has_machine "$OUT" || {
+	say "built $OUT but it lacks the nitro-enclave machine"
+	exit 1
+}
+say "built in $(($(date +%s) - start)) s"
+echo "$OUT"
