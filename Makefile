@@ -16,8 +16,8 @@ BUILD := build/$(VARIANT)
 
 # Library modules: every .c directly under these folders goes into
 # libenclaver.a. The CLI (cli/) links on top.
-MODULES := common eif
-PKGS := openssl jansson zlib
+MODULES := common eif builder
+PKGS := openssl jansson zlib yaml-0.1 libarchive libzstd
 
 CC ?= cc
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS))

@@ -1,0 +1,60 @@
+/* builder: the pieces of `enclaver build` that turn a manifest, an app image's
+ * layers and a kernel bundle into the ramdisks of an EIF (cpio, manifest, flatten, initramfs, bundle). */
+#ifndef ENCLAVER_BUILDER_H
+#define ENCLAVER_BUILDER_H
+
+#include "common/common.h"
+
+/* ================================================================ cpio
+ * A streaming writer of the newc ("070701") cpio format with linuxkit's
+ * conventions (eif-format.md §6), so the bootstrap ramdisk is byte-identical
+ * to what nitro-cli's linuxkit writes: inode numbers from 721 up by one per
+ * entry (the trailer too), devmajor 3 / devminor 1 on every entry, check 0,
+ * header+name and data each padded to 4 bytes, a "TRAILER!!!" entry, and the
+ * whole archive zero-padded to a multiple of 512 bytes. */
+
+/* The mtime linuxkit gives to the files it adds itself (2017-04-18T16:30:00Z). */
+#define BLD_LINUXKIT_MTIME 1492533000
+
+struct bld_cpio_entry {
+	const char *name; /* as stored: no leading "/" */
+	uint32_t mode;    /* permission bits | file type (S_IFDIR, S_IFREG...) */
+	uint32_t uid, gid;
+	uint32_t nlink; /* 0: 2 for directories, else 1 (linuxkit's rule) */
+	int64_t mtime;  /* seconds since the epoch, 0..2^32-1 */
+	uint64_t size;  /* bytes of data that follow (regular files, symlinks) */
+	uint32_t rdev_major, rdev_minor;
+	uint32_t ino; /* 0: the next number in sequence */
+};
+
+struct bld_cpio; /* opaque; owns a write buffer, not the descriptor */
+/* Starts an archive written sequentially to fd (which the caller owns). */
+struct bld_cpio *bld_cpio_new(int fd);
+void bld_cpio_free(struct bld_cpio *c);
+/* Writes an entry's header and name; then exactly e->size bytes of data must
+ * follow through bld_cpio_data (for symlinks: the target, no NUL). */
+int bld_cpio_header(struct bld_cpio *c, const struct bld_cpio_entry *e, struct err **err);
+int bld_cpio_data(struct bld_cpio *c, const void *data, size_t len, struct err **err);
+/* Copies the next e->size bytes of fd (from offset off) as the entry's data. */
+int bld_cpio_data_from_fd(struct bld_cpio *c, int fd, off_t off, uint64_t len, struct err **err);
+/* Takes the next inode number without writing (for hardlink groups). */
+uint32_t bld_cpio_next_ino(struct bld_cpio *c);
+/* Writes the trailer and the padding to 512 and flushes. */
+int bld_cpio_finish(struct bld_cpio *c, struct err **err);
+/* Bytes written so far (after finish: the archive's size). */
+uint64_t bld_cpio_size(const struct bld_cpio *c);
+
+/* The bootstrap ramdisk nitro-cli makes with linuxkit: `dev` (dir 0755),
+ * `init` (0755), `nsm.ko` (0755, when nsm_path is not NULL), then, when the
+ * kernel bundle has modules, a `modules` dir (0755) and each module as
+ * `modules/NAME` (0644) in the given order (our extension: odyn's init loads
+ * them; linuxkit has no such entries). Written atomically to out_path. */
+struct bld_bootstrap_spec {
+	const char *init_path;
+	const char *nsm_path;            /* NULL: none */
+	const char *const *module_paths; /* n_modules files; stored under their base names */
+	size_t n_modules;
+};
+int bld_bootstrap_write(const char *out_path, const struct bld_bootstrap_spec *spec, struct err **err);
+
+#endif
