@@ -132,4 +132,71 @@ void bld_manifest_free(struct bld_manifest *m);
  * optionally followed by `:PORT` (IPv6 then in brackets). *why says what is wrong. */
 bool bld_egress_pattern_valid(const char *pattern, const char **why);
 
+/* ================================================================ flatten
+ * An image's layers applied in order to an in-memory file tree with OCI
+ * whiteout semantics (builder/flatten.c has the rules). Nothing touches the
+ * host's file system but one unlinked temporary file, the content store,
+ * where regular files' bytes are appended as the layers stream by; nodes keep
+ * only (offset, size) into it. Names are cleaned: absolute names become
+ * relative, "." and empty parts vanish, and ".." that would leave the root is
+ * an error; symlinks are stored, never followed on the host. */
+struct bld_xattr {
+	char *name;
+	void *value;
+	size_t size;
+};
+
+struct bld_node {
+	char *name; /* one path component; "" for the root */
+	struct bld_node *parent;
+	uint32_t mode; /* file type | permission bits (07777) */
+	uint32_t uid, gid;
+	int64_t mtime;
+	uint32_t rdev_major, rdev_minor; /* character and block devices */
+	uint64_t size;                   /* regular files: bytes in the content store */
+	uint64_t content_off;            /* regular files: where they start there */
+	char *link_target;               /* symlinks */
+	uint32_t link_group;             /* != 0: hardlinked with every node of this group */
+	uint32_t layer;                  /* index of the layer that last wrote this entry */
+	struct bld_xattr *xattrs;
+	size_t n_xattrs;
+	struct bld_node **children; /* directories: sorted by name (bytewise) */
+	size_t n_children, cap_children;
+};
+
+struct bld_tree;
+/* A tree holding only a root directory (0755, root-owned, mtime 0). The
+ * content store is created in tmp_dir (NULL: $TMPDIR, else /tmp). */
+int bld_tree_new(const char *tmp_dir, struct bld_tree **out, struct err **err);
+void bld_tree_free(struct bld_tree *t);
+/* Applies one layer blob. media_type chooses the decompression and must match
+ * the data: application/vnd.oci.image.layer.v1.tar[+gzip|+zstd] (and the
+ * .nondistributable variants), application/vnd.docker.image.rootfs.diff.tar.gzip
+ * (which may also be an uncompressed tar, as docker-archive layers are). On
+ * failure the tree is left part-applied: throw it away. */
+int bld_tree_apply_layer(struct bld_tree *t, const char *path, const char *media_type, struct err **err);
+struct bld_node *bld_tree_root(struct bld_tree *t);
+/* The node at a cleaned relative path ("" is the root); symlinks are not
+ * followed. NULL when absent. */
+struct bld_node *bld_tree_lookup(struct bld_tree *t, const char *path);
+/* The descriptor of the content store, for pread at node->content_off. */
+int bld_tree_content_fd(const struct bld_tree *t);
+/* Bytes appended to the content store so far (replaced files included). */
+uint64_t bld_tree_content_size(const struct bld_tree *t);
+/* Adds or replaces entries made by the builder itself (not from a layer);
+ * missing parents become 0755 root-owned directories with this mtime. A
+ * directory that already exists keeps its metadata and children. */
+int bld_tree_add_dir(struct bld_tree *t, const char *path, uint32_t perm, int64_t mtime, struct err **err);
+int bld_tree_add_data(struct bld_tree *t, const char *path, const void *data, size_t len, uint32_t perm, int64_t mtime,
+                      struct err **err);
+/* Copies a host file's bytes into the store (streamed). */
+int bld_tree_add_file(struct bld_tree *t, const char *path, const char *src_path, uint32_t perm, int64_t mtime,
+                      struct err **err);
+/* Visits every node but the root, parents before children, siblings in name
+ * order; `path` is the node's full relative path. A non-zero return stops. */
+typedef int (*bld_tree_visit_fn)(struct bld_node *node, const char *path, void *ctx, struct err **err);
+int bld_tree_walk(struct bld_tree *t, bld_tree_visit_fn fn, void *ctx, struct err **err);
+/* Cleans a layer entry name as described above into *out (caller frees). */
+int bld_path_clean(const char *name, char **out, struct err **err);
+
 #endif
