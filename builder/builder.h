@@ -55,6 +55,8 @@ struct bld_bootstrap_spec {
 	const char *const *module_paths; /* n_modules files; stored under their base names */
 	size_t n_modules;
 };
+/* With modules, `odyn-modules` (0644) lists "/modules/NAME" one per line in
+ * the given (dependency) order: odyn's init loads them from that list. */
 int bld_bootstrap_write(const char *out_path, const struct bld_bootstrap_spec *spec, struct err **err);
 
 /* ================================================================ manifest
@@ -198,5 +200,42 @@ typedef int (*bld_tree_visit_fn)(struct bld_node *node, const char *path, void *
 int bld_tree_walk(struct bld_tree *t, bld_tree_visit_fn fn, void *ctx, struct err **err);
 /* Cleans a layer entry name as described above into *out (caller frees). */
 int bld_path_clean(const char *name, char **out, struct err **err);
+
+/* ================================================================ initramfs
+ * The customer ramdisk: the flattened image under rootfs/, with what
+ * nitro-cli's linuxkit adds (rootfs/{dev,run,sys,var,proc,tmp} when the image
+ * lacks them) plus odyn at rootfs/sbin/odyn, the manifest at
+ * rootfs/etc/enclaver/enclaver.yaml, and /cmd and /env for the init. Written
+ * in name order (parents first) so the same inputs give the same bytes. */
+struct bld_app_config {
+	/* From the image config; arrays of n strings, borrowed. */
+	const char *const *entrypoint;
+	size_t n_entrypoint;
+	const char *const *cmd;
+	size_t n_cmd;
+	const char *const *env; /* "KEY=VALUE" */
+	size_t n_env;
+	const char *working_dir; /* NULL or "": none */
+	const char *user;        /* NULL or "": none */
+};
+
+struct bld_initramfs_spec {
+	struct bld_tree *tree; /* the flattened image; odyn and the manifest are added to it */
+	const char *odyn_path;
+	const char *manifest_data;
+	size_t manifest_len;
+	const struct bld_app_config *config;
+	/* SOURCE_DATE_EPOCH, or < 0 when unset: the mtime of every entry the
+	 * builder adds, and a ceiling for the image's own mtimes. Unset, added
+	 * entries get linuxkit's constant mtime and image entries keep theirs. */
+	int64_t source_date_epoch;
+};
+
+/* The contents of /cmd and /env, one entry per line, each '\n'-terminated:
+ * cmd = /sbin/odyn --config-dir /etc/enclaver [--workdir DIR] [--user USER]
+ * -- ENTRYPOINT... CMD... (joined as a container runtime would); env = Env. */
+int bld_initramfs_cmd_env(const struct bld_app_config *cfg, struct buf *cmd, struct buf *env, struct err **err);
+/* Writes the customer ramdisk atomically to out_path. */
+int bld_initramfs_write(const char *out_path, const struct bld_initramfs_spec *spec, struct err **err);
 
 #endif

@@ -211,6 +211,15 @@ static int bootstrap_entries(struct bld_cpio *c, const struct bld_bootstrap_spec
 		if (bootstrap_add_file(c, name, spec->module_paths[i], 0644, err) < 0)
 			return -1;
 	}
+	_cleanup_buf_ struct buf list = {0};
+	for (size_t i = 0; i < spec->n_modules; i++) {
+		_cleanup_free_ char *copy = xstrdup(spec->module_paths[i]);
+		buf_printf(&list, "/modules/%s\n", basename(copy));
+	}
+	struct bld_cpio_entry e = {
+	    .name = "odyn-modules", .mode = S_IFREG | 0644, .mtime = BLD_LINUXKIT_MTIME, .size = list.len};
+	if (bld_cpio_header(c, &e, err) < 0 || bld_cpio_data(c, list.data, list.len, err) < 0)
+		return err_wrap(err, "odyn-modules");
 	return 0;
 }
 

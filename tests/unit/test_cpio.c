@@ -85,6 +85,9 @@ TEST(bootstrap_with_modules_adds_dir_and_files)
 	REQUIRE(got);
 	CHECK(len % 512 == 0);
 	CHECK(memmem(got, len, "modules/vsock.ko", 17) != NULL);
+	/* The list odyn's init reads, after the modules. */
+	char *list = memmem(got, len, "odyn-modules", 13);
+	CHECK(list != NULL && memmem(list, len - (size_t)(list - got), "/modules/vsock.ko\n", 18) != NULL);
 	/* "modules" dir follows init (no nsm.ko): ino 721 dev, 722 init, 723 modules. */
 	CHECK(memmem(got, len, "070701000002d3000041ed", 22) != NULL);
 }
