@@ -238,4 +238,28 @@ int bld_initramfs_cmd_env(const struct bld_app_config *cfg, struct buf *cmd, str
 /* Writes the customer ramdisk atomically to out_path. */
 int bld_initramfs_write(const char *out_path, const struct bld_initramfs_spec *spec, struct err **err);
 
+/* ================================================================ kernel bundles
+ * A folder with what the EIF needs besides the app (docs/builder.md):
+ * bzImage (x86_64) or Image (aarch64), cmdline, optionally init, nsm.ko,
+ * modules/ (with modules.order) and the kernel config (bzImage.config,
+ * Image.config or config). AWS's blobs folder on Nitro hosts is one;
+ * scripts/kernel-bundle-debian.sh makes one from Debian's 6.12 kernel. */
+#define BLD_CMDLINE_MAX 2048 /* x86's COMMAND_LINE_SIZE */
+
+struct bld_kernel_bundle {
+	char *dir;
+	char *kernel_path;
+	bool aarch64;        /* the kernel is an arm64 Image */
+	char *cmdline;       /* trimmed, as nitro-cli does */
+	char *init_path;     /* NULL: the bundle has none (use odyn's init) */
+	char *nsm_path;      /* NULL: none at the top level */
+	char **module_paths; /* in load order: modules.order, else by name */
+	size_t n_modules;
+	char *config_path; /* NULL: none */
+	char *os;          /* from the config's third line; NULL without one */
+	char *kernel_version;
+};
+int bld_kernel_bundle_load(const char *dir, struct bld_kernel_bundle **out, struct err **err);
+void bld_kernel_bundle_free(struct bld_kernel_bundle *b);
+
 #endif

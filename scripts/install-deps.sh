@@ -10,6 +10,8 @@ packages=(
 	libssl-dev libjansson-dev zlib1g-dev libarchive-dev libzstd-dev libcurl4-openssl-dev libyaml-dev
 	# tests and tools the tests drive
 	openssl xxd python3 valgrind ca-certificates
+	# scripts/kernel-bundle-debian.sh
+	xz-utils
 )
 
 if [ "$(id -u)" -ne 0 ]; then
