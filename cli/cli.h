@@ -19,5 +19,7 @@ int cmd_eif(int argc, char **argv);
 int cmd_describe_eif(int argc, char **argv);
 int cmd_pcr(int argc, char **argv);
 int cmd_build(int argc, char **argv);
+int cmd_ramdisk(int argc, char **argv);
+int cmd_manifest(int argc, char **argv);
 
 #endif

@@ -17,6 +17,8 @@ static const struct command commands[] = {
 	{"eif", cmd_eif, "build or sign an EIF file from a kernel, cmdline and ramdisks"},
 	{"describe-eif", cmd_describe_eif, "print an EIF's measurements, metadata and checks"},
 	{"pcr", cmd_pcr, "print the PCR of a file or of a signing certificate"},
+	{"ramdisk", cmd_ramdisk, "write an EIF's bootstrap or customer ramdisk from local files (docs/builder.md)"},
+	{"manifest", cmd_manifest, "check an enclaver.yaml and print it as JSON (docs/enclaver-yaml.md)"},
 };
 
 static void usage(FILE *f)
