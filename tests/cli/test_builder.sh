@@ -96,12 +96,12 @@ SOURCE_DATE_EPOCH=1600000000 customer "$TMP/c3.cpio" "$TMP/t3" 2>/dev/null
 check "customer ramdisk is reproducible (other tmpdir, same bytes)" cmp "$TMP/c2.cpio" "$TMP/c3.cpio"
 $NEWC "$TMP/c2.cpio" >"$TMP/c2.list" 2>&1
 check "independent reader accepts the framing" test -s "$TMP/c2.list"
-names=$(awk '{print $1}' "$TMP/c2.list" | tr '\n' ' ')
+names=$(awk -F'\t' '{print $1}' "$TMP/c2.list" | tr '\n' ' ')
 check "entries and order" test "$names" = "cmd env rootfs rootfs/bin rootfs/cache rootfs/cache/b rootfs/dev rootfs/etc rootfs/etc/enclaver rootfs/etc/enclaver/enclaver.yaml rootfs/etc/motd rootfs/proc rootfs/run rootfs/sbin rootfs/sbin/odyn rootfs/sys rootfs/tmp rootfs/usr rootfs/usr/bin rootfs/usr/bin/app rootfs/usr/bin/app-link rootfs/var "
-check "all mtimes clamped to SOURCE_DATE_EPOCH" test -z "$(awk '$6 != 1600000000' "$TMP/c2.list")"
-check "symlink kept" grep -q '^rootfs/bin 120777 0 0 1 1600000000 7 [0-9]* 0:0 usr/bin$' "$TMP/c2.list"
-app_ino=$(awk '$1=="rootfs/usr/bin/app" {print $8 " " $5}' "$TMP/c2.list")
-link_ino=$(awk '$1=="rootfs/usr/bin/app-link" {print $8 " " $5}' "$TMP/c2.list")
+check "all mtimes clamped to SOURCE_DATE_EPOCH" test -z "$(awk -F'\t' '$6 != 1600000000' "$TMP/c2.list")"
+check "symlink kept" grep -qP '^rootfs/bin\t120777\t0\t0\t1\t1600000000\t7\t[0-9]+\t0:0\tusr/bin$' "$TMP/c2.list"
+app_ino=$(awk -F'\t' '$1=="rootfs/usr/bin/app" {print $8 " " $5}' "$TMP/c2.list")
+link_ino=$(awk -F'\t' '$1=="rootfs/usr/bin/app-link" {print $8 " " $5}' "$TMP/c2.list")
 check "hardlink is one inode with nlink 2" test "$app_ino" = "$link_ino" -a "${app_ino#* }" = 2
 python3 - "$TMP/c2.cpio" "$TMP" >"$TMP/files.out" 2>&1 <<'PY'
 import sys

@@ -20,7 +20,7 @@ printf 'stand-in init\n' >"$TMP/init"
 check "bootstrap ramdisk written" test -s "$TMP/boot.cpio"
 check "bundle read: Linux 6.12, 5 modules" grep -Eq "Linux 6\.12\.[0-9]+, x86_64 kernel, 5 module" "$TMP/boot.err"
 $NEWC "$TMP/boot.cpio" >"$TMP/boot.list"
-check "bootstrap entries" test "$(awk '{print $1}' "$TMP/boot.list" | tr '\n' ' ')" = \
+check "bootstrap entries" test "$(awk -F'\t' '{print $1}' "$TMP/boot.list" | tr '\n' ' ')" = \
 	"dev init modules modules/nsm.ko modules/virtio_mmio.ko modules/vsock.ko modules/vmw_vsock_virtio_transport_common.ko modules/vmw_vsock_virtio_transport.ko odyn-modules "
 check_fails "the Debian bundle has no init of its own" "has no init" \
 	"$ENCLAVER" ramdisk bootstrap --kernel-bundle "$KB" -o "$TMP/x.cpio"

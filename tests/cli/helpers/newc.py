@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """newc.py: an independent reader of newc cpio archives for the CLI tests.
-Usage: newc.py ARCHIVE  -> one line per entry:
+Usage: newc.py ARCHIVE  -> one line per entry, tab-separated:
   name mode(octal) uid gid nlink mtime size ino rdevmajor:rdevminor sha256-of-data(or symlink target)
 and checks the framing (magic, 4-byte padding, trailer, 512-byte total) on the way."""
 import hashlib, sys
@@ -25,6 +25,6 @@ while True:
         break
     kind = mode & 0o170000
     extra = body.decode() if kind == 0o120000 else hashlib.sha256(body).hexdigest()[:16]
-    print(f"{name} {mode:o} {uid} {gid} {nlink} {mtime} {size} {ino} {rmaj}:{rmin} {extra}")
+    print("\t".join(str(v) for v in (name, f"{mode:o}", uid, gid, nlink, mtime, size, ino, f"{rmaj}:{rmin}", extra)))
 if len(data) % 512 != 0 or any(data[off:]):
     sys.exit("archive not zero-padded to 512 bytes")
