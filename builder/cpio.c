@@ -95,8 +95,11 @@ int bld_cpio_header(struct bld_cpio *c, const struct bld_cpio_entry *e, struct e
 		return err_set(err, EINVAL, "cpio: entry %s started with %llu bytes of the previous one missing",
 		               e->name, (unsigned long long)c->pending);
 	size_t name_len = strlen(e->name);
-	if (name_len == 0 || name_len >= 4096)
-		return err_set(err, EINVAL, "cpio: bad entry name length %zu", name_len);
+	if (name_len == 0)
+		return err_set(err, EINVAL, "cpio: an entry without a name");
+	if (name_len >= 4096) /* the kernel's PATH_MAX, NUL included */
+		return err_set(err, ENAMETOOLONG, "cpio: %.64s...: a name of %zu bytes (the kernel takes at most 4095)",
+		               e->name, name_len);
 	/* newc has 32-bit fields: refuse what it cannot say rather than wrap. */
 	if (e->size > UINT32_MAX)
 		return err_set(err, EFBIG, "cpio: %s: %llu bytes is over newc's 4 GiB limit", e->name,

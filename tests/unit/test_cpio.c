@@ -151,5 +151,13 @@ TEST(cpio_rejects_misuse)
 	CHECK(bld_cpio_header(c, &big, &e) < 0);
 	CHECK_ERR_CONTAINS(e, "4 GiB");
 	err_free(&e);
+	char *long_name = xmalloc(5000);
+	memset(long_name, 'a', 4999);
+	long_name[4999] = '\0';
+	struct bld_cpio_entry longe = {.name = long_name, .mode = S_IFREG | 0644};
+	CHECK(bld_cpio_header(c, &longe, &e) < 0);
+	CHECK_ERR_CONTAINS(e, "at most 4095");
+	err_free(&e);
+	free(long_name);
 	bld_cpio_free(c);
 }
