@@ -174,8 +174,7 @@ static int initramfs_entries(struct writer *w, const struct bld_initramfs_spec *
 	if (bld_tree_walk(spec->tree, count_links, w, err) < 0 || bld_tree_walk(spec->tree, write_node, w, err) < 0)
 		return -1;
 	if (w->n_xattr_nodes)
-		log_warn("%zu entries have extended attributes, which newc cpio cannot carry (first: %s); they are "
-		         "dropped",
+		log_warn("newc cpio cannot carry extended attributes: dropped them from %zu entries (first: %s)",
 		         w->n_xattr_nodes, w->xattr_example);
 	return bld_cpio_finish(w->cpio, err);
 }

@@ -81,6 +81,10 @@ layer("l1.tar.gz", [("d", "usr/"), ("d", "usr/bin/"), ("f", "usr/bin/app", "#!/b
 layer("l2.tar", [("f", "etc/.wh.gone", ""), ("f", "etc/motd", "new motd\n"), ("f", "cache/.wh..wh..opq", ""),
                  ("f", "cache/b", "b"), ("h", "usr/bin/app-link", "usr/bin/app")])
 layer("evil.tar", [("f", "../../evil", "x")])
+with tarfile.open(f"{d}/caps.tar", "w", format=tarfile.PAX_FORMAT) as t:
+    ti = tarfile.TarInfo("usr/bin/ping"); ti.size = 4; ti.mode = 0o755
+    ti.pax_headers = {"SCHILY.xattr.security.capability": "\x01\x00\x00\x02"}
+    t.addfile(ti, io.BytesIO(b"ping"))
 open(f"{d}/config.json", "w").write('{"config": {"Entrypoint": ["/usr/bin/app"], "Cmd": ["--flag"], '
     '"Env": ["PATH=/usr/bin:/bin", "GREETING=hi there"], "WorkingDir": "/srv", "User": "1000"}}')
 PY
@@ -129,6 +133,11 @@ check "no partial ramdisk" test ! -e "$TMP/evil.cpio"
 check_fails "layer whose data is not its media type" "media type says zstd but the data is gzip" \
 	"$ENCLAVER" ramdisk customer --layer "application/vnd.oci.image.layer.v1.tar+zstd=$TMP/l1.tar.gz" \
 	--image-config "$TMP/config.json" --odyn "$TMP/odyn" -f "$TMP/enclaver.yaml" -o "$TMP/x2.cpio"
+
+"$ENCLAVER" ramdisk customer --layer "$TMP/caps.tar" --image-config "$TMP/config.json" --odyn "$TMP/odyn" \
+	-f "$TMP/enclaver.yaml" -o "$TMP/caps.cpio" 2>"$TMP/caps.err"
+check "file capabilities cannot be carried: the build says so" \
+	grep -q "cannot carry extended attributes: dropped them from 1 entries (first: usr/bin/ping (security.capability))" "$TMP/caps.err"
 
 # ---- both ramdisks into an EIF; PCR2 must be the customer ramdisk's own PCR
 check "EIF from kernel, bootstrap and customer ramdisks" "$ENCLAVER" eif build --kernel "$B/bzImage" \
