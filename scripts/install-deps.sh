@@ -12,6 +12,8 @@ packages=(
 	openssl xxd python3 valgrind ca-certificates
 	# scripts/kernel-bundle-debian.sh
 	xz-utils
+	# scripts/kernel-bundle-custom.sh (building a kernel)
+	flex bison bc libelf-dev
 	# tests/unit/test_flatten_umoci.c: the daemonless peer our flatten is compared with
 	umoci
 )
