@@ -9,13 +9,13 @@
 #define GOLDEN_TIME "2024-01-01T00:00:00+00:00"
 
 static const struct eif_identity golden_identity = {
-    .image_name = "kernel.bin",
-    .image_version = "1.0",
-    .build_time = GOLDEN_TIME,
-    .build_tool = "eif_build",
-    .build_tool_version = "0.3.1",
-    .os = "OS",
-    .kernel_version = "kernel",
+	.image_name = "kernel.bin",
+	.image_version = "1.0",
+	.build_time = GOLDEN_TIME,
+	.build_tool = "eif_build",
+	.build_tool_version = "0.3.1",
+	.os = "OS",
+	.kernel_version = "kernel",
 };
 
 static char *read_all(const char *path, size_t *len)
@@ -52,12 +52,8 @@ static int build_case1(const char *out, const struct eif_signer *signer, struct 
 	const char *ramdisks[] = {r1, r2};
 	char kernel[256];
 	snprintf(kernel, sizeof(kernel), "%s", test_data("eif/kernel.bin"));
-	struct eif_build_spec spec = {.kernel_path = kernel,
-	                              .cmdline = cmdline,
-	                              .ramdisk_paths = ramdisks,
-	                              .n_ramdisks = 2,
-	                              .identity = &golden_identity,
-	                              .signer = signer};
+	struct eif_build_spec spec = {.kernel_path = kernel, .cmdline = cmdline, .ramdisk_paths = ramdisks,
+				      .n_ramdisks = 2, .identity = &golden_identity, .signer = signer};
 	return eif_build(out, &spec, m, err);
 }
 
@@ -75,11 +71,9 @@ TEST(writer_reproduces_golden_case1)
 	CHECK(files_equal(out, test_data("eif/case1/case1.eif")));
 	char h[129];
 	hex_of(m.pcr0, 48, h);
-	CHECK_STR_EQ(
-	    h, "bab6e924e4cdf70f57a29ad788092e1b79614ef820073e6a6d52c9244994fd948dd5eecb202986dfc8ee17c891e10e28");
+	CHECK_STR_EQ(h, "bab6e924e4cdf70f57a29ad788092e1b79614ef820073e6a6d52c9244994fd948dd5eecb202986dfc8ee17c891e10e28");
 	hex_of(m.pcr2, 48, h);
-	CHECK_STR_EQ(
-	    h, "c8cb7411f0a41d0b85298451bb2929b4ea5243c7b8956164c21d9175213b332ebe62843ca11a8a5c2113e97882e67068");
+	CHECK_STR_EQ(h, "c8cb7411f0a41d0b85298451bb2929b4ea5243c7b8956164c21d9175213b332ebe62843ca11a8a5c2113e97882e67068");
 	CHECK(!m.has_pcr8);
 }
 
@@ -93,8 +87,7 @@ TEST(reader_recomputes_golden_measurements)
 	CHECK(!img->is_signed);
 	char h[129];
 	hex_of(img->measurements.pcr1, 48, h);
-	CHECK_STR_EQ(
-	    h, "69395cda75ad3b00948c4b72712350f89009fdeeb541d44a79acf9326926356c7e1f813e665a04fd0fc382c4a739366c");
+	CHECK_STR_EQ(h, "69395cda75ad3b00948c4b72712350f89009fdeeb541d44a79acf9326926356c7e1f813e665a04fd0fc382c4a739366c");
 	CHECK_STR_EQ(json_string_value(json_object_get(img->metadata, "ImageName")), "kernel.bin");
 	eif_image_free(img);
 }
@@ -108,8 +101,7 @@ TEST(reader_verifies_golden_signed_case3)
 	CHECK(img->measurements.has_pcr8);
 	char h[129];
 	hex_of(img->measurements.pcr8, 48, h);
-	CHECK_STR_EQ(
-	    h, "4565d120c57d27c31760569d9091d9ef5b36cef981f169e51256512be7772033371cfb7ff9afaa39d24bca20c7cbfb3c");
+	CHECK_STR_EQ(h, "4565d120c57d27c31760569d9091d9ef5b36cef981f169e51256512be7772033371cfb7ff9afaa39d24bca20c7cbfb3c");
 	eif_image_free(img);
 }
 
@@ -199,11 +191,8 @@ TEST(build_failure_leaves_nothing_behind)
 	const char *dir = test_tmpdir(t);
 	_cleanup_free_ char *out = xasprintf("%s/out.eif", dir);
 	const char *ramdisks[] = {"/nonexistent/ramdisk"};
-	struct eif_build_spec spec = {.kernel_path = test_data("eif/kernel.bin"),
-	                              .cmdline = "x",
-	                              .ramdisk_paths = ramdisks,
-	                              .n_ramdisks = 1,
-	                              .identity = &golden_identity};
+	struct eif_build_spec spec = {.kernel_path = test_data("eif/kernel.bin"), .cmdline = "x",
+				      .ramdisk_paths = ramdisks, .n_ramdisks = 1, .identity = &golden_identity};
 	struct eif_measurements m;
 	struct err *e = NULL;
 	CHECK(eif_build(out, &spec, &m, &e) < 0);
@@ -219,11 +208,8 @@ TEST(build_rejects_too_many_ramdisks)
 	const char *ramdisks[30];
 	for (int i = 0; i < 30; i++)
 		ramdisks[i] = "x";
-	struct eif_build_spec spec = {.kernel_path = "k",
-	                              .cmdline = "",
-	                              .ramdisk_paths = ramdisks,
-	                              .n_ramdisks = 30,
-	                              .identity = &golden_identity};
+	struct eif_build_spec spec = {.kernel_path = "k", .cmdline = "", .ramdisk_paths = ramdisks, .n_ramdisks = 30,
+				      .identity = &golden_identity};
 	struct eif_measurements m;
 	struct err *e = NULL;
 	CHECK(eif_build("/nonexistent/out", &spec, &m, &e) < 0);
@@ -256,46 +242,14 @@ static void expect_reject(struct test_ctx *t, const char *needle, void (*mutate)
 	err_free(&e);
 }
 
-static void truncate_header(char *d, size_t *len)
-{
-	(void)d;
-	*len = 100;
-}
-static void truncate_body(char *d, size_t *len)
-{
-	(void)d;
-	*len -= 10;
-}
-static void bad_magic(char *d, size_t *len)
-{
-	(void)len;
-	d[0] = 'X';
-}
-static void bad_version(char *d, size_t *len)
-{
-	(void)len;
-	put_be16((uint8_t *)d + 4, 9);
-}
-static void too_many_sections(char *d, size_t *len)
-{
-	(void)len;
-	put_be16((uint8_t *)d + 26, 33);
-}
-static void zero_sections(char *d, size_t *len)
-{
-	(void)len;
-	put_be16((uint8_t *)d + 26, 0);
-}
-static void unknown_type(char *d, size_t *len)
-{
-	(void)len;
-	put_be16((uint8_t *)d + 300560, 9);
-}
-static void type_zero(char *d, size_t *len)
-{
-	(void)len;
-	put_be16((uint8_t *)d + 300560, 0);
-}
+static void truncate_header(char *d, size_t *len) { (void)d; *len = 100; }
+static void truncate_body(char *d, size_t *len) { (void)d; *len -= 10; }
+static void bad_magic(char *d, size_t *len) { (void)len; d[0] = 'X'; }
+static void bad_version(char *d, size_t *len) { (void)len; put_be16((uint8_t *)d + 4, 9); }
+static void too_many_sections(char *d, size_t *len) { (void)len; put_be16((uint8_t *)d + 26, 33); }
+static void zero_sections(char *d, size_t *len) { (void)len; put_be16((uint8_t *)d + 26, 0); }
+static void unknown_type(char *d, size_t *len) { (void)len; put_be16((uint8_t *)d + 300560, 9); }
+static void type_zero(char *d, size_t *len) { (void)len; put_be16((uint8_t *)d + 300560, 0); }
 /* Ramdisk 2's size grows past EOF, in the table and its own header. */
 static void section_past_eof(char *d, size_t *len)
 {
@@ -309,11 +263,7 @@ static void overlapping(char *d, size_t *len)
 	(void)len;
 	put_be64((uint8_t *)d + 28 + 8 * 2, 300600);
 }
-static void table_size_mismatch(char *d, size_t *len)
-{
-	(void)len;
-	put_be64((uint8_t *)d + 284 + 8 * 3, 4095);
-}
+static void table_size_mismatch(char *d, size_t *len) { (void)len; put_be64((uint8_t *)d + 284 + 8 * 3, 4095); }
 static void trailing_garbage(char *d, size_t *len)
 {
 	memset(d + *len, 0, 20);
@@ -324,68 +274,22 @@ static void ramdisk_first(char *d, size_t *len)
 	(void)len;
 	put_be16((uint8_t *)d + 548, EIF_SECTION_RAMDISK); /* the kernel section claims to be a ramdisk */
 }
-static void bad_metadata(char *d, size_t *len)
-{
-	(void)len;
-	d[300691 + 12] = '[';
-}
+static void bad_metadata(char *d, size_t *len) { (void)len; d[300691 + 12] = '['; }
 
-TEST(reader_rejects_truncated_header)
-{
-	expect_reject(t, "truncated: 100 bytes, shorter than the 548-byte", truncate_header);
-}
-TEST(reader_rejects_truncated_body)
-{
-	expect_reject(t, "offset 305055: section 4 (ramdisk) of 5003 bytes runs past the end", truncate_body);
-}
-TEST(reader_rejects_bad_magic)
-{
-	expect_reject(t, "offset 0: bad magic", bad_magic);
-}
-TEST(reader_rejects_bad_version)
-{
-	expect_reject(t, "offset 4: EIF version 9", bad_version);
-}
-TEST(reader_rejects_too_many_sections)
-{
-	expect_reject(t, "offset 26: num_sections is 33", too_many_sections);
-}
-TEST(reader_rejects_zero_sections)
-{
-	expect_reject(t, "offset 26: num_sections is 0", zero_sections);
-}
-TEST(reader_rejects_unknown_section_type)
-{
-	expect_reject(t, "offset 300560: section 1 has unknown type 9", unknown_type);
-}
-TEST(reader_rejects_invalid_section_type)
-{
-	expect_reject(t, "unknown type 0", type_zero);
-}
-TEST(reader_rejects_section_past_eof)
-{
-	expect_reject(t, "runs past the end of the file (310070 bytes)", section_past_eof);
-}
-TEST(reader_rejects_overlapping_sections)
-{
-	expect_reject(t, "overlapping section 1", overlapping);
-}
-TEST(reader_rejects_table_size_mismatch)
-{
-	expect_reject(t, "offset 308: section 3 (ramdisk) is 4095 bytes in the table", table_size_mismatch);
-}
-TEST(reader_rejects_trailing_bytes)
-{
-	expect_reject(t, "20 bytes after the last section", trailing_garbage);
-}
-TEST(reader_rejects_ramdisk_before_kernel)
-{
-	expect_reject(t, "ramdisk before the kernel", ramdisk_first);
-}
-TEST(reader_rejects_bad_metadata_json)
-{
-	expect_reject(t, "offset 300716: metadata is not valid JSON (byte 13", bad_metadata);
-}
+TEST(reader_rejects_truncated_header) { expect_reject(t, "truncated: 100 bytes, shorter than the 548-byte", truncate_header); }
+TEST(reader_rejects_truncated_body) { expect_reject(t, "offset 305055: section 4 (ramdisk) of 5003 bytes runs past the end", truncate_body); }
+TEST(reader_rejects_bad_magic) { expect_reject(t, "offset 0: bad magic", bad_magic); }
+TEST(reader_rejects_bad_version) { expect_reject(t, "offset 4: EIF version 9", bad_version); }
+TEST(reader_rejects_too_many_sections) { expect_reject(t, "offset 26: num_sections is 33", too_many_sections); }
+TEST(reader_rejects_zero_sections) { expect_reject(t, "offset 26: num_sections is 0", zero_sections); }
+TEST(reader_rejects_unknown_section_type) { expect_reject(t, "offset 300560: section 1 has unknown type 9", unknown_type); }
+TEST(reader_rejects_invalid_section_type) { expect_reject(t, "unknown type 0", type_zero); }
+TEST(reader_rejects_section_past_eof) { expect_reject(t, "runs past the end of the file (310070 bytes)", section_past_eof); }
+TEST(reader_rejects_overlapping_sections) { expect_reject(t, "overlapping section 1", overlapping); }
+TEST(reader_rejects_table_size_mismatch) { expect_reject(t, "offset 308: section 3 (ramdisk) is 4095 bytes in the table", table_size_mismatch); }
+TEST(reader_rejects_trailing_bytes) { expect_reject(t, "20 bytes after the last section", trailing_garbage); }
+TEST(reader_rejects_ramdisk_before_kernel) { expect_reject(t, "ramdisk before the kernel", ramdisk_first); }
+TEST(reader_rejects_bad_metadata_json) { expect_reject(t, "offset 300716: metadata is not valid JSON (byte 13", bad_metadata); }
 
 TEST(reader_reports_crc_mismatch_without_failing)
 {
@@ -422,23 +326,17 @@ TEST(reader_rejects_bad_signature_cbor)
 		size_t len;
 		const char *needle;
 	} cases[] = {
-	    {"empty", {0}, 0, "offset 310082: CBOR ends early"},
-	    {"not an array", {0xa0}, 1, "expected a CBOR array, found a map"},
-	    {"two entries", {0x82, 0xa0, 0xa0}, 3, "has 2 entries, expected 1"},
-	    {"indefinite", {0x81, 0xbf}, 2, "indefinite length"},
-	    {"huge array",
-	     {0x81, 0xa1, 0x69, 's', 'i', 'g', 'n', 'a', 't', 'u', 'r', 'e', 0x9b, 0xff, 0xff, 0xff},
-	     16,
-	     "CBOR ends inside"},
-	    {"unknown key", {0x81, 0xa1, 0x61, 'x', 0x80}, 5, "unexpected or repeated key \"x\""},
-	    {"missing cert",
-	     {0x81, 0xa1, 0x69, 's', 'i', 'g', 'n', 'a', 't', 'u', 'r', 'e', 0x80},
-	     13,
-	     "lacks \"signing_certificate\""},
-	    {"big element",
-	     {0x81, 0xa1, 0x69, 's', 'i', 'g', 'n', 'a', 't', 'u', 'r', 'e', 0x81, 0x19, 0x01, 0x00},
-	     16,
-	     "is 256, not a byte"},
+		{"empty", {0}, 0, "offset 310082: CBOR ends early"},
+		{"not an array", {0xa0}, 1, "expected a CBOR array, found a map"},
+		{"two entries", {0x82, 0xa0, 0xa0}, 3, "has 2 entries, expected 1"},
+		{"indefinite", {0x81, 0xbf}, 2, "indefinite length"},
+		{"huge array", {0x81, 0xa1, 0x69, 's', 'i', 'g', 'n', 'a', 't', 'u', 'r', 'e', 0x9b, 0xff, 0xff, 0xff}, 16,
+		 "CBOR ends inside"},
+		{"unknown key", {0x81, 0xa1, 0x61, 'x', 0x80}, 5, "unexpected or repeated key \"x\""},
+		{"missing cert", {0x81, 0xa1, 0x69, 's', 'i', 'g', 'n', 'a', 't', 'u', 'r', 'e', 0x80}, 13,
+		 "lacks \"signing_certificate\""},
+		{"big element", {0x81, 0xa1, 0x69, 's', 'i', 'g', 'n', 'a', 't', 'u', 'r', 'e', 0x81, 0x19, 0x01, 0x00}, 16,
+		 "is 256, not a byte"},
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		size_t len;
@@ -492,8 +390,7 @@ TEST(cbor_heads_are_minimal)
 TEST(kernel_config_identity)
 {
 	_cleanup_free_ char *path = xasprintf("%s/config", test_tmpdir(t));
-	const char *text =
-	    "#\n# Automatically generated file; DO NOT EDIT.\n# Linux/x86_64 6.12.9 Kernel Configuration\n";
+	const char *text = "#\n# Automatically generated file; DO NOT EDIT.\n# Linux/x86_64 6.12.9 Kernel Configuration\n";
 	write_all(path, text, strlen(text));
 	_cleanup_free_ char *os = NULL, *ver = NULL;
 	REQUIRE(eif_kernel_config_identity(path, &os, &ver, NULL) == 0);
