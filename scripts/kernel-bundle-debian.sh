@@ -15,8 +15,9 @@
 #   init             only with --init: Debian has no enclave init, so the builder uses
 #                    odyn's init unless the bundle carries one
 # The .deb is downloaded with `apt-get download` (never installed) and cached under
-# ${XDG_CACHE_HOME:-~/.cache}/enclaver/debian-kernel/. Needs bookworm-backports in the
-# apt sources (add it to the Suites: line of the Debian entry) and dpkg, xz.
+# ${XDG_CACHE_HOME:-~/.cache}/enclaver/debian-kernel/. Takes bookworm-backports' kernel when
+# the apt sources have it (add it to the Suites: line of the Debian entry), else the newest
+# linux-image-6.12.*+deb12-amd64 bookworm itself has. Needs dpkg and xz.
 # ENCLAVER_DEBIAN_KERNEL_PKG names another linux-image package.
 set -euo pipefail
 
@@ -43,12 +44,16 @@ mkdir -p "$cache"
 pkg=${ENCLAVER_DEBIAN_KERNEL_PKG:-}
 if [ -z "$pkg" ]; then
 	meta_version=$(apt-cache madison linux-image-amd64 | awk -F'|' '$2 ~ /^ *6\.12\..*bpo12/ {gsub(/ /, "", $2); print $2; exit}')
-	if [ -z "$meta_version" ]; then
-		echo "kernel-bundle-debian.sh: no linux-image-amd64 6.12 in the apt sources: enable bookworm-backports and run apt-get update" >&2
+	if [ -n "$meta_version" ]; then
+		pkg=$(apt-cache depends "linux-image-amd64=$meta_version" | awk '/Depends: linux-image-6\.12/ {print $2; exit}')
+	else
+		# Without backports: bookworm's own 6.12 images (its security updates carry them).
+		pkg=$(apt-cache search --names-only '^linux-image-6\.12\.[0-9]+\+deb12-amd64$' | awk '{print $1}' | sort -V | tail -n 1)
+	fi
+	if [ -z "$pkg" ]; then
+		echo "kernel-bundle-debian.sh: no linux-image 6.12 in the apt sources: enable bookworm-backports and run apt-get update" >&2
 		exit 1
 	fi
-	pkg=$(apt-cache depends "linux-image-amd64=$meta_version" | awk '/Depends: linux-image-6\.12/ {print $2; exit}')
-	[ -n "$pkg" ] || { echo "kernel-bundle-debian.sh: cannot resolve linux-image-amd64=$meta_version" >&2; exit 1; }
 fi
 
 deb=$(ls "$cache/${pkg}_"*.deb 2>/dev/null | head -n 1 || true)
