@@ -17,8 +17,8 @@ BUILD := build/$(VARIANT)
 
 # Library modules: every .c directly under these folders goes into
 # libenclaver.a. The CLI (cli/) links on top.
-MODULES := common eif attest oci runtime
-PKGS := openssl jansson zlib libcurl libarchive
+MODULES := common eif attest oci runtime builder
+PKGS := openssl jansson zlib libcurl libarchive yaml-0.1 libzstd
 
 CC ?= cc
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS))

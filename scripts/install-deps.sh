@@ -16,6 +16,8 @@ packages=(
 	bc time
 	# emulator end-to-end tests (QEMU's own build deps are installed by scripts/build-qemu.sh)
 	cpio xz-utils
+	# scripts/kernel-bundle-custom.sh (building a kernel)
+	flex bison libelf-dev
 )
 
 if [ "$(id -u)" -ne 0 ]; then

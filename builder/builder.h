@@ -1,0 +1,265 @@
+/* builder: the pieces of `enclaver build` that turn a manifest, an app image's
+ * layers and a kernel bundle into the ramdisks of an EIF (cpio, manifest, flatten, initramfs, bundle). */
+#ifndef ENCLAVER_BUILDER_H
+#define ENCLAVER_BUILDER_H
+
+#include "common/common.h"
+
+/* ================================================================ cpio
+ * A streaming writer of the newc ("070701") cpio format with linuxkit's
+ * conventions (eif-format.md §6), so the bootstrap ramdisk is byte-identical
+ * to what nitro-cli's linuxkit writes: inode numbers from 721 up by one per
+ * entry (the trailer too), devmajor 3 / devminor 1 on every entry, check 0,
+ * header+name and data each padded to 4 bytes, a "TRAILER!!!" entry, and the
+ * whole archive zero-padded to a multiple of 512 bytes. */
+
+/* The mtime linuxkit gives to the files it adds itself (2017-04-18T16:30:00Z). */
+#define BLD_LINUXKIT_MTIME 1492533000
+
+struct bld_cpio_entry {
+	const char *name; /* as stored: no leading "/" */
+	uint32_t mode;    /* permission bits | file type (S_IFDIR, S_IFREG...) */
+	uint32_t uid, gid;
+	uint32_t nlink; /* 0: 2 for directories, else 1 (linuxkit's rule) */
+	int64_t mtime;  /* seconds since the epoch, 0..2^32-1 */
+	uint64_t size;  /* bytes of data that follow (regular files, symlinks) */
+	uint32_t rdev_major, rdev_minor;
+	uint32_t ino; /* 0: the next number in sequence */
+};
+
+struct bld_cpio; /* opaque; owns a write buffer, not the descriptor */
+/* Starts an archive written sequentially to fd (which the caller owns). */
+struct bld_cpio *bld_cpio_new(int fd);
+void bld_cpio_free(struct bld_cpio *c);
+/* Writes an entry's header and name; then exactly e->size bytes of data must
+ * follow through bld_cpio_data (for symlinks: the target, no NUL). */
+int bld_cpio_header(struct bld_cpio *c, const struct bld_cpio_entry *e, struct err **err);
+int bld_cpio_data(struct bld_cpio *c, const void *data, size_t len, struct err **err);
+/* Copies the next e->size bytes of fd (from offset off) as the entry's data. */
+int bld_cpio_data_from_fd(struct bld_cpio *c, int fd, off_t off, uint64_t len, struct err **err);
+/* Takes the next inode number without writing (for hardlink groups). */
+uint32_t bld_cpio_next_ino(struct bld_cpio *c);
+/* Writes the trailer and the padding to 512 and flushes. */
+int bld_cpio_finish(struct bld_cpio *c, struct err **err);
+/* Bytes written so far (after finish: the archive's size). */
+uint64_t bld_cpio_size(const struct bld_cpio *c);
+
+/* The bootstrap ramdisk nitro-cli makes with linuxkit: `dev` (dir 0755),
+ * `init` (0755), `nsm.ko` (0755, when nsm_path is not NULL), then, when the
+ * kernel bundle has modules, a `modules` dir (0755) and each module as
+ * `modules/NAME` (0644) in the given order (our extension: odyn's init loads
+ * them; linuxkit has no such entries). Written atomically to out_path. */
+struct bld_bootstrap_spec {
+	const char *init_path;
+	const char *nsm_path;            /* NULL: none */
+	const char *const *module_paths; /* n_modules files; stored under their base names */
+	size_t n_modules;
+};
+/* With modules, `odyn-modules` (0644) lists "/modules/NAME" one per line in
+ * the given (dependency) order: odyn's init loads them from that list. */
+int bld_bootstrap_write(const char *out_path, const struct bld_bootstrap_spec *spec, struct err **err);
+
+/* ================================================================ manifest
+ * enclaver.yaml, parsed strictly (enclaver-compat.md; docs/enclaver-yaml.md):
+ * unknown keys, duplicate keys, wrong types and out-of-range values are
+ * errors naming the file, line and column. Strings are owned by the
+ * manifest; absent optional strings are NULL. */
+#define BLD_MANIFEST_MAX_BYTES        (1u << 20)
+#define BLD_EGRESS_DEFAULT_PROXY_PORT 10000
+#define BLD_DEFAULT_CPU_COUNT         2
+#define BLD_DEFAULT_MEMORY_MB         4096
+/* The vsock ports odyn and enclaver-run use for status, logs and egress. */
+#define BLD_INTERNAL_PORT_FIRST 17000
+#define BLD_INTERNAL_PORT_LAST  17002
+
+struct bld_ingress {
+	uint16_t listen_port;
+	char *tls_key_file; /* both or neither; as written (paths inside the enclave) */
+	char *tls_cert_file;
+};
+
+struct bld_kms_endpoint {
+	char *region;
+	char *host;
+};
+
+struct bld_manifest {
+	char *path; /* as given ("-" for stdin) */
+	char *dir;  /* the manifest's folder: relative paths resolve here */
+	char *raw;  /* the bytes read, for rootfs/etc/enclaver/enclaver.yaml */
+	size_t raw_len;
+
+	char *version; /* "v1" */
+	char *name;
+	char *target;
+	char *source_app;
+	char *source_odyn;   /* also read from the old key `supervisor` */
+	char *source_sleeve; /* also read from the old key `wrapper` */
+
+	/* signature: both paths already joined to dir; NULL when absent. */
+	char *signature_certificate;
+	char *signature_key;
+
+	int64_t cpu_count; /* 0: not set (the runtime falls back to 2) */
+	int64_t memory_mb; /* 0: not set (the runtime falls back to 4096) */
+
+	struct bld_ingress *ingress;
+	size_t n_ingress;
+
+	bool has_egress;
+	uint16_t egress_proxy_port; /* 10000 unless set */
+	char **egress_allow;
+	size_t n_egress_allow;
+	char **egress_deny;
+	size_t n_egress_deny;
+
+	bool has_kms_proxy;
+	uint16_t kms_listen_port;
+	struct bld_kms_endpoint *kms_endpoints;
+	size_t n_kms_endpoints;
+
+	bool has_api;
+	uint16_t api_listen_port;
+};
+
+/* Reads and validates a manifest from a file, or from stdin when path is "-"
+ * (relative paths then resolve against the current folder). */
+int bld_manifest_load(const char *path, struct bld_manifest **out, struct err **err);
+/* The same from bytes in memory; `name` is used in messages, `dir` for paths. */
+int bld_manifest_parse(const char *name, const char *dir, const char *data, size_t len, struct bld_manifest **out,
+                       struct err **err);
+void bld_manifest_free(struct bld_manifest *m);
+/* Checks one egress pattern: an IPv4/IPv6 address, a CIDR, or a domain
+ * pattern whose labels may be `*` (one label) or `**` (one or more), each
+ * optionally followed by `:PORT` (IPv6 then in brackets). *why says what is wrong. */
+bool bld_egress_pattern_valid(const char *pattern, const char **why);
+
+/* ================================================================ flatten
+ * An image's layers applied in order to an in-memory file tree with OCI
+ * whiteout semantics (builder/flatten.c has the rules). Nothing touches the
+ * host's file system but one unlinked temporary file, the content store,
+ * where regular files' bytes are appended as the layers stream by; nodes keep
+ * only (offset, size) into it. Names are cleaned: absolute names become
+ * relative, "." and empty parts vanish, and ".." that would leave the root is
+ * an error; symlinks are stored, never followed on the host. */
+struct bld_xattr {
+	char *name;
+	void *value;
+	size_t size;
+};
+
+struct bld_node {
+	char *name; /* one path component; "" for the root */
+	struct bld_node *parent;
+	uint32_t mode; /* file type | permission bits (07777) */
+	uint32_t uid, gid;
+	int64_t mtime;
+	uint32_t rdev_major, rdev_minor; /* character and block devices */
+	uint64_t size;                   /* regular files: bytes in the content store */
+	uint64_t content_off;            /* regular files: where they start there */
+	char *link_target;               /* symlinks */
+	uint32_t link_group;             /* != 0: hardlinked with every node of this group */
+	uint32_t layer;                  /* index of the layer that last wrote this entry */
+	struct bld_xattr *xattrs;
+	size_t n_xattrs;
+	struct bld_node **children; /* directories: sorted by name (bytewise) */
+	size_t n_children, cap_children;
+};
+
+struct bld_tree;
+/* A tree holding only a root directory (0755, root-owned, mtime 0). The
+ * content store is created in tmp_dir (NULL: $TMPDIR, else /tmp). */
+int bld_tree_new(const char *tmp_dir, struct bld_tree **out, struct err **err);
+void bld_tree_free(struct bld_tree *t);
+/* Applies one layer blob. media_type chooses the decompression and must match
+ * the data: application/vnd.oci.image.layer.v1.tar[+gzip|+zstd] (and the
+ * .nondistributable variants), application/vnd.docker.image.rootfs.diff.tar.gzip
+ * (which may also be an uncompressed tar, as docker-archive layers are). On
+ * failure the tree is left part-applied: throw it away. */
+int bld_tree_apply_layer(struct bld_tree *t, const char *path, const char *media_type, struct err **err);
+struct bld_node *bld_tree_root(struct bld_tree *t);
+/* The node at a cleaned relative path ("" is the root); symlinks are not
+ * followed. NULL when absent. */
+struct bld_node *bld_tree_lookup(struct bld_tree *t, const char *path);
+/* The descriptor of the content store, for pread at node->content_off. */
+int bld_tree_content_fd(const struct bld_tree *t);
+/* Bytes appended to the content store so far (replaced files included). */
+uint64_t bld_tree_content_size(const struct bld_tree *t);
+/* Adds or replaces entries made by the builder itself (not from a layer);
+ * missing parents become 0755 root-owned directories with this mtime. A
+ * directory that already exists keeps its metadata and children. */
+int bld_tree_add_dir(struct bld_tree *t, const char *path, uint32_t perm, int64_t mtime, struct err **err);
+int bld_tree_add_data(struct bld_tree *t, const char *path, const void *data, size_t len, uint32_t perm, int64_t mtime,
+                      struct err **err);
+/* Copies a host file's bytes into the store (streamed). */
+int bld_tree_add_file(struct bld_tree *t, const char *path, const char *src_path, uint32_t perm, int64_t mtime,
+                      struct err **err);
+/* Visits every node but the root, parents before children, siblings in name
+ * order; `path` is the node's full relative path. A non-zero return stops. */
+typedef int (*bld_tree_visit_fn)(struct bld_node *node, const char *path, void *ctx, struct err **err);
+int bld_tree_walk(struct bld_tree *t, bld_tree_visit_fn fn, void *ctx, struct err **err);
+/* Cleans a layer entry name as described above into *out (caller frees). */
+int bld_path_clean(const char *name, char **out, struct err **err);
+
+/* ================================================================ initramfs
+ * The customer ramdisk: the flattened image under rootfs/, with what
+ * nitro-cli's linuxkit adds (rootfs/{dev,run,sys,var,proc,tmp} when the image
+ * lacks them) plus odyn at rootfs/sbin/odyn, the manifest at
+ * rootfs/etc/enclaver/enclaver.yaml, and /cmd and /env for the init. Written
+ * in name order (parents first) so the same inputs give the same bytes. */
+struct bld_app_config {
+	/* From the image config; arrays of n strings, borrowed. */
+	const char *const *entrypoint;
+	size_t n_entrypoint;
+	const char *const *cmd;
+	size_t n_cmd;
+	const char *const *env; /* "KEY=VALUE" */
+	size_t n_env;
+	const char *working_dir; /* NULL or "": none */
+	const char *user;        /* NULL or "": none */
+};
+
+struct bld_initramfs_spec {
+	struct bld_tree *tree; /* the flattened image; odyn and the manifest are added to it */
+	const char *odyn_path;
+	const char *manifest_data;
+	size_t manifest_len;
+	const struct bld_app_config *config;
+	/* SOURCE_DATE_EPOCH, or < 0 when unset: the mtime of every entry the
+	 * builder adds, and a ceiling for the image's own mtimes. Unset, added
+	 * entries get linuxkit's constant mtime and image entries keep theirs. */
+	int64_t source_date_epoch;
+};
+
+/* The contents of /cmd and /env, one entry per line, each '\n'-terminated:
+ * cmd = /sbin/odyn --config-dir /etc/enclaver [--workdir DIR] [--user USER]
+ * -- ENTRYPOINT... CMD... (joined as a container runtime would); env = Env. */
+int bld_initramfs_cmd_env(const struct bld_app_config *cfg, struct buf *cmd, struct buf *env, struct err **err);
+/* Writes the customer ramdisk atomically to out_path. */
+int bld_initramfs_write(const char *out_path, const struct bld_initramfs_spec *spec, struct err **err);
+
+/* ================================================================ kernel bundles
+ * A folder with what the EIF needs besides the app (docs/builder.md):
+ * bzImage (x86_64) or Image (aarch64), cmdline, optionally init, nsm.ko,
+ * modules/ (with modules.order) and the kernel config (bzImage.config,
+ * Image.config or config). AWS's blobs folder on Nitro hosts is one;
+ * scripts/kernel-bundle-debian.sh makes one from Debian's 6.12 kernel. */
+#define BLD_CMDLINE_MAX 2048 /* x86's COMMAND_LINE_SIZE */
+
+struct bld_kernel_bundle {
+	char *dir;
+	char *kernel_path;
+	bool aarch64;        /* the kernel is an arm64 Image */
+	char *cmdline;       /* trimmed, as nitro-cli does */
+	char *init_path;     /* NULL: the bundle has none (use odyn's init) */
+	char *nsm_path;      /* NULL: none at the top level */
+	char **module_paths; /* in load order: modules.order, else by name */
+	size_t n_modules;
+	char *config_path; /* NULL: none */
+	char *os;          /* from the config's third line; NULL without one */
+	char *kernel_version;
+};
+int bld_kernel_bundle_load(const char *dir, struct bld_kernel_bundle **out, struct err **err);
+void bld_kernel_bundle_free(struct bld_kernel_bundle *b);
+
+#endif

@@ -1,0 +1,698 @@
+/* flatten: OCI layers (tar, gzip, zstd) applied in order to an in-memory tree
+ * with whiteouts, hardlinks and cleaned names; file bytes go to a content store.
+ *
+ * The rules, in the OCI image spec's terms (image-layout "changesets"):
+ * - An entry replaces whatever a lower layer had at its path, except that a
+ *   directory over a directory only updates the metadata and keeps the
+ *   children. A file replacing a directory drops the directory's subtree.
+ * - `.wh.NAME` deletes NAME of lower layers; `.wh..wh..opq` hides every
+ *   lower-layer child of its directory. Whiteouts never hide what their own
+ *   layer added (each node remembers the layer that last wrote it). Other
+ *   `.wh..wh.*` names are AUFS bookkeeping and are skipped, as Docker does.
+ * - A hardlink names an entry of this or an earlier layer; both then share
+ *   the content and a link group (written as one inode in the cpio).
+ * - Parents that are symlinks are followed inside the tree (never on the
+ *   host), with ".." stopping at the root, as a chroot would; missing parents
+ *   are created as 0755 directories. */
+#include <fcntl.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <archive.h>
+#include <archive_entry.h>
+
+#include "builder/builder.h"
+
+#define MAX_SYMLINK_HOPS 40
+#define MAX_NAME         255
+#define MAX_PATH         4095
+
+struct bld_tree {
+	struct bld_node *root;
+	int store_fd;
+	uint64_t store_size;
+	uint32_t n_layers; /* layers applied (or being applied) so far */
+	uint32_t next_link_group;
+};
+
+/* ---------------------------------------------------------------- nodes */
+
+static struct bld_node *node_new(const char *name, uint32_t mode)
+{
+	struct bld_node *n = xcalloc(1, sizeof(*n));
+	n->name = xstrdup(name);
+	n->mode = mode;
+	return n;
+}
+
+static void node_clear_xattrs(struct bld_node *n)
+{
+	for (size_t i = 0; i < n->n_xattrs; i++)
+		free(n->xattrs[i].name), free(n->xattrs[i].value);
+	free(n->xattrs);
+	n->xattrs = NULL;
+	n->n_xattrs = 0;
+}
+
+static void node_free(struct bld_node *n)
+{
+	if (!n)
+		return;
+	for (size_t i = 0; i < n->n_children; i++)
+		node_free(n->children[i]);
+	free(n->children);
+	node_clear_xattrs(n);
+	free(n->link_target);
+	free(n->name);
+	free(n);
+}
+
+/* Binary search; returns the child or NULL and, in *at, where it is or goes. */
+static struct bld_node *child_find(const struct bld_node *dir, const char *name, size_t *at)
+{
+	size_t lo = 0, hi = dir->n_children;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		int c = strcmp(dir->children[mid]->name, name);
+		if (c == 0) {
+			if (at)
+				*at = mid;
+			return dir->children[mid];
+		}
+		if (c < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	if (at)
+		*at = lo;
+	return NULL;
+}
+
+static void child_insert(struct bld_node *dir, struct bld_node *n, size_t at)
+{
+	if (dir->n_children == dir->cap_children) {
+		dir->cap_children = dir->cap_children ? dir->cap_children * 2 : 4;
+		dir->children = xrealloc(dir->children, dir->cap_children * sizeof(*dir->children));
+	}
+	memmove(dir->children + at + 1, dir->children + at, (dir->n_children - at) * sizeof(*dir->children));
+	dir->children[at] = n;
+	dir->n_children++;
+	n->parent = dir;
+}
+
+static void child_remove(struct bld_node *dir, size_t at)
+{
+	node_free(dir->children[at]);
+	memmove(dir->children + at, dir->children + at + 1, (dir->n_children - at - 1) * sizeof(*dir->children));
+	dir->n_children--;
+}
+
+/* Drops every descendant a lower layer wrote (for an opaque directory). */
+static void prune_lower(struct bld_node *dir, uint32_t layer)
+{
+	for (size_t i = dir->n_children; i-- > 0;) {
+		struct bld_node *c = dir->children[i];
+		if (c->layer < layer)
+			child_remove(dir, i);
+		else if (S_ISDIR(c->mode))
+			prune_lower(c, layer);
+	}
+}
+
+static bool node_is_within(const struct bld_node *n, const struct bld_node *ancestor)
+{
+	for (; n; n = n->parent)
+		if (n == ancestor)
+			return true;
+	return false;
+}
+
+/* ---------------------------------------------------------------- tree */
+
+int bld_tree_new(const char *tmp_dir, struct bld_tree **out, struct err **err)
+{
+	*out = NULL;
+	const char *dir = tmp_dir ? tmp_dir : getenv("TMPDIR") && *getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
+	int fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+	if (fd < 0 && (errno == EOPNOTSUPP || errno == EISDIR || errno == EINVAL)) {
+		/* File systems without O_TMPFILE: a named file, unlinked at once. */
+		_cleanup_free_ char *tmpl = xasprintf("%s/enclaver-store-XXXXXX", dir);
+		fd = mkostemp(tmpl, O_CLOEXEC);
+		if (fd >= 0)
+			unlink(tmpl);
+	}
+	if (fd < 0)
+		return err_sys(err, "create the content store in %s", dir);
+	struct bld_tree *t = xcalloc(1, sizeof(*t));
+	t->store_fd = fd;
+	t->root = node_new("", S_IFDIR | 0755);
+	*out = t;
+	return 0;
+}
+
+void bld_tree_free(struct bld_tree *t)
+{
+	if (!t)
+		return;
+	node_free(t->root);
+	if (t->store_fd >= 0)
+		close(t->store_fd);
+	free(t);
+}
+
+struct bld_node *bld_tree_root(struct bld_tree *t)
+{
+	return t->root;
+}
+
+int bld_tree_content_fd(const struct bld_tree *t)
+{
+	return t->store_fd;
+}
+
+uint64_t bld_tree_content_size(const struct bld_tree *t)
+{
+	return t->store_size;
+}
+
+int bld_path_clean(const char *name, char **out, struct err **err)
+{
+	*out = NULL;
+	_cleanup_buf_ struct buf b = {0};
+	size_t depth = 0;
+	const char *p = name;
+	while (*p) {
+		const char *slash = strchr(p, '/');
+		size_t len = slash ? (size_t)(slash - p) : strlen(p);
+		if (len == 0 || (len == 1 && p[0] == '.')) {
+			/* empty or "." component: nothing */
+		} else if (len == 2 && p[0] == '.' && p[1] == '.') {
+			if (depth == 0)
+				return err_set(err, EINVAL, "\"%s\" leaves the root with \"..\"", name);
+			char *last = memrchr(b.data, '/', b.len);
+			b.len = last ? (size_t)(last - b.data) : 0;
+			b.data[b.len] = '\0';
+			depth--;
+		} else {
+			if (len > MAX_NAME)
+				return err_set(err, ENAMETOOLONG, "\"%.64s...\": a component is over %d bytes", name,
+				               MAX_NAME);
+			if (b.len)
+				buf_putc(&b, '/');
+			buf_append(&b, p, len);
+			depth++;
+		}
+		p += len;
+		if (*p == '/')
+			p++;
+	}
+	if (b.len > MAX_PATH)
+		return err_set(err, ENAMETOOLONG, "\"%.64s...\" is over %d bytes", name, MAX_PATH);
+	*out = xstrdup(buf_str(&b));
+	return 0;
+}
+
+/* Walks `rel` (components separated by '/', possibly with "." and "..")
+ * from `start`; every component must end up a directory. Missing ones are
+ * created when `mk` is not NULL (with its metadata), else *out is NULL. */
+static int walk_dirs(struct bld_tree *t, struct bld_node *start, const char *rel, const struct bld_node *mk, int *hops,
+                     struct bld_node **out, struct err **err)
+{
+	_cleanup_free_ char *copy = xstrdup(rel);
+	struct bld_node *cur = start;
+	char *save = NULL;
+	*out = NULL;
+	for (char *comp = strtok_r(copy, "/", &save); comp; comp = strtok_r(NULL, "/", &save)) {
+		if (!strcmp(comp, "."))
+			continue;
+		if (!strcmp(comp, "..")) {
+			cur = cur->parent ? cur->parent : cur; /* the root's ".." is the root */
+			continue;
+		}
+		size_t at;
+		struct bld_node *child = child_find(cur, comp, &at);
+		if (!child) {
+			if (!mk)
+				return 0;
+			child = node_new(comp, S_IFDIR | 0755);
+			child->mtime = mk->mtime;
+			child->layer = mk->layer;
+			child_insert(cur, child, at);
+		} else if (S_ISLNK(child->mode)) {
+			if (++*hops > MAX_SYMLINK_HOPS)
+				return err_set(err, ELOOP, "too many symlinks at \"%s\"", comp);
+			const char *target = child->link_target;
+			struct bld_node *next = NULL;
+			if (walk_dirs(t, target[0] == '/' ? t->root : cur, target, mk, hops, &next, err) < 0)
+				return err_wrap(err, "symlink %s -> %s", comp, target);
+			if (!next)
+				return 0;
+			child = next;
+		} else if (!S_ISDIR(child->mode)) {
+			return err_set(err, ENOTDIR, "\"%s\" is not a directory", comp);
+		}
+		cur = child;
+	}
+	*out = cur;
+	return 0;
+}
+
+/* Splits a cleaned non-empty path into its parent ("" for the root) and base. */
+static void path_split(char *path, const char **parent, const char **base)
+{
+	char *slash = strrchr(path, '/');
+	if (slash) {
+		*slash = '\0';
+		*parent = path;
+		*base = slash + 1;
+	} else {
+		*parent = "";
+		*base = path;
+	}
+}
+
+struct bld_node *bld_tree_lookup(struct bld_tree *t, const char *path)
+{
+	struct bld_node *cur = t->root;
+	_cleanup_free_ char *copy = xstrdup(path);
+	char *save = NULL;
+	for (char *comp = strtok_r(copy, "/", &save); comp && cur; comp = strtok_r(NULL, "/", &save))
+		cur = S_ISDIR(cur->mode) ? child_find(cur, comp, NULL) : NULL;
+	return cur;
+}
+
+static int store_append_fd(struct bld_tree *t, int fd, uint64_t *size, struct err **err)
+{
+	char chunk[65536];
+	uint64_t total = 0;
+	for (;;) {
+		ssize_t n = io_read_full(fd, chunk, sizeof(chunk), err);
+		if (n < 0)
+			return -1;
+		if (n > 0 && io_pwrite_full(t->store_fd, chunk, (size_t)n, (off_t)(t->store_size + total), err) < 0)
+			return err_wrap(err, "content store");
+		total += (uint64_t)n;
+		if ((size_t)n < sizeof(chunk))
+			break;
+	}
+	*size = total;
+	return 0;
+}
+
+/* ---------------------------------------------------------------- layers */
+
+static int set_meta(struct bld_node *n, struct archive_entry *ae, struct err **err)
+{
+	la_int64_t uid = archive_entry_uid(ae), gid = archive_entry_gid(ae);
+	if (uid < 0 || uid > UINT32_MAX || gid < 0 || gid > UINT32_MAX)
+		return err_set(err, ERANGE, "uid/gid %lld/%lld out of range", (long long)uid, (long long)gid);
+	n->mode = (n->mode & S_IFMT) | (archive_entry_perm(ae) & 07777);
+	n->uid = (uint32_t)uid;
+	n->gid = (uint32_t)gid;
+	n->mtime = archive_entry_mtime(ae);
+	node_clear_xattrs(n);
+	const char *xname;
+	const void *xval;
+	size_t xsize;
+	if (archive_entry_xattr_reset(ae) > 0)
+		while (archive_entry_xattr_next(ae, &xname, &xval, &xsize) == ARCHIVE_OK) {
+			/* libarchive's pax writer stores each xattr twice (LIBARCHIVE.
+			 * and SCHILY. keys) and its reader reports both: keep one. */
+			bool dup = false;
+			for (size_t i = 0; i < n->n_xattrs && !dup; i++)
+				dup = !strcmp(n->xattrs[i].name, xname);
+			if (dup)
+				continue;
+			n->xattrs = xrealloc(n->xattrs, (n->n_xattrs + 1) * sizeof(*n->xattrs));
+			struct bld_xattr *x = &n->xattrs[n->n_xattrs++];
+			x->name = xstrdup(xname);
+			x->value = xmalloc(xsize ? xsize : 1);
+			memcpy(x->value, xval, xsize);
+			x->size = xsize;
+		}
+	return 0;
+}
+
+static int apply_whiteout(struct bld_tree *t, const char *parent, const char *base, uint32_t layer, struct err **err)
+{
+	int hops = 0;
+	struct bld_node *dir = NULL;
+	if (!strcmp(base, ".wh..wh..opq")) {
+		/* The marker implies its directory: make it if a lower layer had none. */
+		struct bld_node mk = {.layer = layer};
+		if (walk_dirs(t, t->root, parent, &mk, &hops, &dir, err) < 0)
+			return -1;
+		prune_lower(dir, layer);
+		return 0;
+	}
+	if (str_has_prefix(base, ".wh..wh.")) {
+		log_debug("skipping AUFS metadata entry %s/%s", parent, base);
+		return 0;
+	}
+	const char *victim = base + 4;
+	if (!*victim || !strcmp(victim, ".") || !strcmp(victim, ".."))
+		return err_set(err, EINVAL, "whiteout \"%s\" names nothing", base);
+	if (walk_dirs(t, t->root, parent, NULL, &hops, &dir, err) < 0)
+		return -1;
+	size_t at;
+	struct bld_node *n = dir ? child_find(dir, victim, &at) : NULL;
+	if (n && n->layer < layer)
+		child_remove(dir, at);
+	return 0;
+}
+
+static int apply_hardlink(struct bld_tree *t, struct bld_node *dir, const char *base, struct bld_node *existing,
+                          size_t at, const char *link, uint32_t layer, struct err **err)
+{
+	_cleanup_free_ char *clean = NULL;
+	if (bld_path_clean(link, &clean, err) < 0)
+		return err_wrap(err, "hardlink target");
+	if (!*clean)
+		return err_set(err, EINVAL, "hardlink to the root");
+	const char *tparent, *tbase;
+	path_split(clean, &tparent, &tbase);
+	int hops = 0;
+	struct bld_node *tdir = NULL;
+	if (walk_dirs(t, t->root, tparent, NULL, &hops, &tdir, err) < 0)
+		return err_wrap(err, "hardlink target");
+	struct bld_node *target = tdir ? child_find(tdir, tbase, NULL) : NULL;
+	if (!target)
+		return err_set(err, ENOENT, "hardlink to \"%s\", which no earlier entry made", link);
+	if (S_ISDIR(target->mode))
+		return err_set(err, EPERM, "hardlink to the directory \"%s\"", link);
+	if (target == existing)
+		return 0;
+	if (existing && node_is_within(target, existing))
+		return err_set(err, EINVAL, "hardlink replaces its own target's directory");
+	if (!target->link_group)
+		target->link_group = ++t->next_link_group;
+	struct bld_node *n = node_new(base, target->mode);
+	n->uid = target->uid, n->gid = target->gid, n->mtime = target->mtime;
+	n->rdev_major = target->rdev_major, n->rdev_minor = target->rdev_minor;
+	n->size = target->size, n->content_off = target->content_off;
+	n->link_target = target->link_target ? xstrdup(target->link_target) : NULL;
+	n->link_group = target->link_group;
+	n->layer = layer;
+	for (size_t i = 0; i < target->n_xattrs; i++) {
+		n->xattrs = xrealloc(n->xattrs, (n->n_xattrs + 1) * sizeof(*n->xattrs));
+		struct bld_xattr *x = &n->xattrs[n->n_xattrs++];
+		x->name = xstrdup(target->xattrs[i].name);
+		x->value = xmalloc(target->xattrs[i].size ? target->xattrs[i].size : 1);
+		memcpy(x->value, target->xattrs[i].value, target->xattrs[i].size);
+		x->size = target->xattrs[i].size;
+	}
+	if (existing)
+		child_remove(dir, at);
+	child_find(dir, base, &at);
+	child_insert(dir, n, at);
+	return 0;
+}
+
+static int store_append_archive(struct bld_tree *t, struct archive *a, uint64_t *size, struct err **err)
+{
+	char chunk[65536];
+	uint64_t total = 0;
+	for (;;) {
+		la_ssize_t n = archive_read_data(a, chunk, sizeof(chunk));
+		if (n < 0)
+			return err_set(err, EIO, "data: %s", archive_error_string(a));
+		if (n == 0)
+			break;
+		if (io_pwrite_full(t->store_fd, chunk, (size_t)n, (off_t)(t->store_size + total), err) < 0)
+			return err_wrap(err, "content store");
+		total += (uint64_t)n;
+	}
+	*size = total;
+	return 0;
+}
+
+static int apply_entry(struct bld_tree *t, struct archive *a, struct archive_entry *ae, uint32_t layer,
+                       struct err **err)
+{
+	const char *raw = archive_entry_pathname(ae);
+	if (!raw)
+		return err_set(err, EINVAL, "an entry without a usable name");
+	_cleanup_free_ char *path = NULL;
+	if (bld_path_clean(raw, &path, err) < 0)
+		return -1;
+	mode_t type = archive_entry_filetype(ae);
+	const char *hardlink = archive_entry_hardlink(ae);
+	if (!*path) {
+		/* "./" itself: the root directory's metadata. */
+		if (hardlink || type != AE_IFDIR)
+			return err_set(err, EINVAL, "the root is not a directory here");
+		return set_meta(t->root, ae, err);
+	}
+	const char *parent, *base;
+	path_split(path, &parent, &base);
+	if (str_has_prefix(base, ".wh."))
+		return apply_whiteout(t, parent, base, layer, err);
+
+	int hops = 0;
+	struct bld_node mk = {.layer = layer, .mtime = archive_entry_mtime(ae)};
+	struct bld_node *dir = NULL;
+	if (walk_dirs(t, t->root, parent, &mk, &hops, &dir, err) < 0)
+		return -1;
+	size_t at;
+	struct bld_node *existing = child_find(dir, base, &at);
+	if (hardlink)
+		return apply_hardlink(t, dir, base, existing, at, hardlink, layer, err);
+
+	switch (type) {
+	case AE_IFREG:
+	case AE_IFDIR:
+	case AE_IFLNK:
+	case AE_IFCHR:
+	case AE_IFBLK:
+	case AE_IFIFO: break;
+	default: return err_set(err, EINVAL, "unsupported entry type 0%o", (unsigned)type);
+	}
+	if (existing && S_ISDIR(existing->mode) && type == AE_IFDIR) {
+		existing->layer = layer;
+		return set_meta(existing, ae, err);
+	}
+	struct bld_node *n = node_new(base, type);
+	n->layer = layer;
+	if (set_meta(n, ae, err) < 0) {
+		node_free(n);
+		return -1;
+	}
+	if (type == AE_IFLNK) {
+		const char *target = archive_entry_symlink(ae);
+		if (!target || !*target || strlen(target) > MAX_PATH) {
+			node_free(n);
+			return err_set(err, EINVAL, "symlink with an empty or over-long target");
+		}
+		n->link_target = xstrdup(target);
+		n->size = strlen(target);
+	} else if (type == AE_IFCHR || type == AE_IFBLK) {
+		n->rdev_major = archive_entry_rdevmajor(ae);
+		n->rdev_minor = archive_entry_rdevminor(ae);
+	} else if (type == AE_IFREG) {
+		n->content_off = t->store_size;
+		if (store_append_archive(t, a, &n->size, err) < 0) {
+			node_free(n);
+			return -1;
+		}
+		t->store_size += n->size;
+	}
+	if (existing)
+		child_remove(dir, at);
+	child_insert(dir, n, at);
+	return 0;
+}
+
+/* Which decompression a media type implies; the data must agree. */
+static int media_filters(const char *mt, int *want, int *also, struct err **err)
+{
+	static const char oci[] = "application/vnd.oci.image.layer.";
+	*also = -1;
+	if (str_has_prefix(mt, oci)) {
+		const char *rest = mt + strlen(oci);
+		if (str_has_prefix(rest, "nondistributable."))
+			rest += strlen("nondistributable.");
+		if (!strcmp(rest, "v1.tar"))
+			return *want = ARCHIVE_FILTER_NONE, 0;
+		if (!strcmp(rest, "v1.tar+gzip"))
+			return *want = ARCHIVE_FILTER_GZIP, 0;
+		if (!strcmp(rest, "v1.tar+zstd"))
+			return *want = ARCHIVE_FILTER_ZSTD, 0;
+	}
+	if (!strcmp(mt, "application/vnd.docker.image.rootfs.diff.tar.gzip") ||
+	    !strcmp(mt, "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip")) {
+		*want = ARCHIVE_FILTER_GZIP;
+		*also = ARCHIVE_FILTER_NONE; /* docker save writes plain tars */
+		return 0;
+	}
+	return err_set(err, EINVAL, "unsupported layer media type \"%s\"", mt);
+}
+
+static const char *filter_label(int code)
+{
+	return code == ARCHIVE_FILTER_NONE   ? "uncompressed"
+	       : code == ARCHIVE_FILTER_GZIP ? "gzip"
+	       : code == ARCHIVE_FILTER_ZSTD ? "zstd"
+	                                     : "another compression";
+}
+
+static int apply_archive(struct bld_tree *t, struct archive *a, const char *path, int want, int also, uint32_t layer,
+                         struct err **err)
+{
+	if (archive_read_open_filename(a, path, 256 * 1024) != ARCHIVE_OK)
+		return err_set(err, archive_errno(a) > 0 ? archive_errno(a) : EIO, "%s", archive_error_string(a));
+	bool checked = false;
+	for (uint64_t index = 0;; index++) {
+		struct archive_entry *ae;
+		int r = archive_read_next_header(a, &ae);
+		if (r == ARCHIVE_EOF)
+			break;
+		if (!checked) {
+			int got = archive_filter_code(a, 0);
+			if (got != want && got != also)
+				return err_set(err, EINVAL, "the media type says %s but the data is %s",
+				               filter_label(want), filter_label(got));
+			checked = true;
+		}
+		if (r < ARCHIVE_WARN)
+			return err_set(err, EINVAL, "entry %llu: %s", (unsigned long long)index,
+			               archive_error_string(a));
+		if (r == ARCHIVE_WARN)
+			log_debug("%s: entry %llu: %s", path, (unsigned long long)index, archive_error_string(a));
+		if (apply_entry(t, a, ae, layer, err) < 0) {
+			const char *name = archive_entry_pathname(ae);
+			return err_wrap(err, "entry %llu (%s)", (unsigned long long)index, name ? name : "?");
+		}
+	}
+	if (!checked) {
+		/* An empty layer is legal only as a real (empty) tar. */
+		int got = archive_filter_code(a, 0);
+		if (got != want && got != also)
+			return err_set(err, EINVAL, "the media type says %s but the data is %s", filter_label(want),
+			               filter_label(got));
+	}
+	return 0;
+}
+
+int bld_tree_apply_layer(struct bld_tree *t, const char *path, const char *media_type, struct err **err)
+{
+	uint32_t layer = ++t->n_layers;
+	int want = ARCHIVE_FILTER_NONE, also = -1;
+	if (media_filters(media_type, &want, &also, err) < 0)
+		return err_wrap(err, "layer %u (%s)", layer, path);
+	struct archive *a = archive_read_new();
+	if (!a)
+		abort();
+	archive_read_support_format_tar(a);
+	archive_read_support_format_gnutar(a);
+	archive_read_support_filter_gzip(a);
+	archive_read_support_filter_zstd(a);
+	int rc = apply_archive(t, a, path, want, also, layer, err);
+	archive_read_free(a);
+	if (rc < 0)
+		return err_wrap(err, "layer %u (%s)", layer, path);
+	return 0;
+}
+
+/* ---------------------------------------------------------------- builder entries */
+
+static int put_node(struct bld_tree *t, const char *path, struct bld_node *n, struct err **err)
+{
+	_cleanup_free_ char *clean = NULL;
+	if (bld_path_clean(path, &clean, err) < 0 || !*clean) {
+		node_free(n);
+		return *err ? -1 : err_set(err, EINVAL, "cannot replace the root");
+	}
+	const char *parent, *base;
+	path_split(clean, &parent, &base);
+	free(n->name);
+	n->name = xstrdup(base);
+	n->layer = t->n_layers + 1;
+	int hops = 0;
+	struct bld_node mk = {.layer = n->layer, .mtime = n->mtime};
+	struct bld_node *dir = NULL;
+	if (walk_dirs(t, t->root, parent, &mk, &hops, &dir, err) < 0) {
+		node_free(n);
+		return err_wrap(err, "%s", path);
+	}
+	size_t at;
+	struct bld_node *existing = child_find(dir, base, &at);
+	if (existing && S_ISDIR(n->mode) && (S_ISDIR(existing->mode) || S_ISLNK(existing->mode))) {
+		node_free(n);
+		return 0;
+	}
+	if (existing)
+		child_remove(dir, at);
+	child_insert(dir, n, at);
+	return 0;
+}
+
+int bld_tree_add_dir(struct bld_tree *t, const char *path, uint32_t perm, int64_t mtime, struct err **err)
+{
+	struct bld_node *n = node_new("", S_IFDIR | (perm & 07777));
+	n->mtime = mtime;
+	return put_node(t, path, n, err);
+}
+
+int bld_tree_add_data(struct bld_tree *t, const char *path, const void *data, size_t len, uint32_t perm, int64_t mtime,
+                      struct err **err)
+{
+	if (len && io_pwrite_full(t->store_fd, data, len, (off_t)t->store_size, err) < 0)
+		return err_wrap(err, "%s: content store", path);
+	struct bld_node *n = node_new("", S_IFREG | (perm & 07777));
+	n->mtime = mtime;
+	n->content_off = t->store_size;
+	n->size = len;
+	t->store_size += len;
+	return put_node(t, path, n, err);
+}
+
+int bld_tree_add_file(struct bld_tree *t, const char *path, const char *src_path, uint32_t perm, int64_t mtime,
+                      struct err **err)
+{
+	_cleanup_close_ int fd = open(src_path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return err_sys(err, "open %s", src_path);
+	struct stat st;
+	if (fstat(fd, &st) < 0)
+		return err_sys(err, "stat %s", src_path);
+	if (!S_ISREG(st.st_mode))
+		return err_set(err, EINVAL, "%s is not a regular file", src_path);
+	uint64_t size = 0;
+	if (store_append_fd(t, fd, &size, err) < 0)
+		return err_wrap(err, "copy %s", src_path);
+	struct bld_node *n = node_new("", S_IFREG | (perm & 07777));
+	n->mtime = mtime;
+	n->content_off = t->store_size;
+	n->size = size;
+	t->store_size += size;
+	return put_node(t, path, n, err);
+}
+
+/* ---------------------------------------------------------------- walking */
+
+static int walk_node(struct bld_node *dir, struct buf *path, bld_tree_visit_fn fn, void *ctx, struct err **err)
+{
+	for (size_t i = 0; i < dir->n_children; i++) {
+		struct bld_node *c = dir->children[i];
+		size_t mark = path->len;
+		if (mark)
+			buf_putc(path, '/');
+		buf_puts(path, c->name);
+		int r = fn(c, buf_str(path), ctx, err);
+		if (r == 0 && S_ISDIR(c->mode))
+			r = walk_node(c, path, fn, ctx, err);
+		path->len = mark;
+		if (path->data)
+			path->data[mark] = '\0';
+		if (r != 0)
+			return r;
+	}
+	return 0;
+}
+
+int bld_tree_walk(struct bld_tree *t, bld_tree_visit_fn fn, void *ctx, struct err **err)
+{
+	_cleanup_buf_ struct buf path = {0};
+	return walk_node(t->root, &path, fn, ctx, err);
+}

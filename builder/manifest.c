@@ -1,0 +1,651 @@
+/* manifest: enclaver.yaml read with libyaml into struct bld_manifest, strictly:
+ * every error names the file, line and column, and the field's path. */
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <libgen.h>
+#include <string.h>
+
+#include <yaml.h>
+
+#include "builder/builder.h"
+
+struct mctx {
+	const char *file;
+	yaml_document_t *doc;
+	struct bld_manifest *m;
+	struct err **err;
+};
+
+/* "file:LINE:COL: PATH: message" (libyaml counts from 0, editors from 1). */
+static int perr(struct mctx *c, const yaml_node_t *node, const char *path, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static int perr(struct mctx *c, const yaml_node_t *node, const char *path, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	_cleanup_free_ char *msg = NULL;
+	if (vasprintf(&msg, fmt, ap) < 0)
+		abort();
+	va_end(ap);
+	return err_set(c->err, EINVAL, "%s:%zu:%zu: %s%s%s", c->file, node->start_mark.line + 1,
+	               node->start_mark.column + 1, path, *path ? ": " : "", msg);
+}
+
+static yaml_node_t *node_at(struct mctx *c, int id)
+{
+	return yaml_document_get_node(c->doc, id);
+}
+
+static const char *node_kind(const yaml_node_t *n)
+{
+	switch (n->type) {
+	case YAML_SCALAR_NODE: return "a scalar";
+	case YAML_SEQUENCE_NODE: return "a list";
+	case YAML_MAPPING_NODE: return "a mapping";
+	default: return "nothing";
+	}
+}
+
+static bool scalar_is_null(const yaml_node_t *n)
+{
+	if (n->type != YAML_SCALAR_NODE || n->data.scalar.style != YAML_PLAIN_SCALAR_STYLE)
+		return false;
+	const char *v = (const char *)n->data.scalar.value;
+	return !*v || !strcmp(v, "~") || !strcmp(v, "null") || !strcmp(v, "Null") || !strcmp(v, "NULL");
+}
+
+static int get_string(struct mctx *c, yaml_node_t *n, const char *path, char **out)
+{
+	if (n->type != YAML_SCALAR_NODE || scalar_is_null(n))
+		return perr(c, n, path, "expected a string, got %s", scalar_is_null(n) ? "null" : node_kind(n));
+	if (strlen((const char *)n->data.scalar.value) != n->data.scalar.length)
+		return perr(c, n, path, "contains a NUL character");
+	if (*out != NULL)
+		return perr(c, n, path, "given twice (old and new key names?)");
+	*out = xstrdup((const char *)n->data.scalar.value);
+	return 0;
+}
+
+/* An integer in [min, max]; quoted scalars are strings, not numbers. */
+static int get_int(struct mctx *c, yaml_node_t *n, const char *path, int64_t min, int64_t max, int64_t *out)
+{
+	if (n->type != YAML_SCALAR_NODE || n->data.scalar.style != YAML_PLAIN_SCALAR_STYLE || scalar_is_null(n))
+		return perr(c, n, path, "expected an integer, got %s",
+		            scalar_is_null(n)             ? "null"
+		            : n->type == YAML_SCALAR_NODE ? "a string"
+		                                          : node_kind(n));
+	const char *v = (const char *)n->data.scalar.value;
+	const char *p = v;
+	if (*p == '+')
+		p++;
+	bool neg = *p == '-';
+	if (neg)
+		p++;
+	if (!isdigit((unsigned char)*p))
+		return perr(c, n, path, "expected an integer, got \"%s\"", v);
+	int64_t val = 0;
+	for (; *p; p++) {
+		if (!isdigit((unsigned char)*p))
+			return perr(c, n, path, "expected an integer, got \"%s\"", v);
+		if (val > (INT64_MAX - 9) / 10)
+			return perr(c, n, path, "%s is out of range %lld..%lld", v, (long long)min, (long long)max);
+		val = val * 10 + (*p - '0');
+	}
+	if (neg)
+		val = -val;
+	if (val < min || val > max)
+		return perr(c, n, path, "%s is out of range %lld..%lld", v, (long long)min, (long long)max);
+	*out = val;
+	return 0;
+}
+
+static int get_port(struct mctx *c, yaml_node_t *n, const char *path, uint16_t *out)
+{
+	int64_t v;
+	if (get_int(c, n, path, 1, 65535, &v) < 0)
+		return -1;
+	*out = (uint16_t)v;
+	return 0;
+}
+
+static int expect(struct mctx *c, yaml_node_t *n, yaml_node_type_t type, const char *path)
+{
+	if (n->type == type)
+		return 0;
+	const char *want = type == YAML_MAPPING_NODE ? "a mapping" : type == YAML_SEQUENCE_NODE ? "a list" : "a scalar";
+	return perr(c, n, path, "expected %s, got %s", want, scalar_is_null(n) ? "null" : node_kind(n));
+}
+
+/* Walks a mapping: keys must be scalars and unique; each pair goes to fn,
+ * which returns 1 when it knows the key, 0 when not, -1 on error. */
+typedef int (*pair_fn)(struct mctx *c, const char *key, yaml_node_t *value, const char *path);
+
+static int each_pair(struct mctx *c, yaml_node_t *map, const char *path, const char *allowed, pair_fn fn)
+{
+	if (expect(c, map, YAML_MAPPING_NODE, *path ? path : "document") < 0)
+		return -1;
+	for (yaml_node_pair_t *p = map->data.mapping.pairs.start; p < map->data.mapping.pairs.top; p++) {
+		yaml_node_t *k = node_at(c, p->key), *v = node_at(c, p->value);
+		if (k->type != YAML_SCALAR_NODE)
+			return perr(c, k, path, "a key must be a string, got %s", node_kind(k));
+		const char *key = (const char *)k->data.scalar.value;
+		for (yaml_node_pair_t *q = map->data.mapping.pairs.start; q < p; q++) {
+			yaml_node_t *k2 = node_at(c, q->key);
+			if (k2->type == YAML_SCALAR_NODE && !strcmp((const char *)k2->data.scalar.value, key))
+				return perr(c, k, path, "duplicate key \"%s\"", key);
+		}
+		_cleanup_free_ char *sub = *path ? xasprintf("%s.%s", path, key) : xstrdup(key);
+		int r = fn(c, key, v, sub);
+		if (r < 0)
+			return -1;
+		if (r == 0)
+			return perr(c, k, path, "unknown key \"%s\" (expected one of: %s)", key, allowed);
+	}
+	return 0;
+}
+
+static int on_sources(struct mctx *c, const char *key, yaml_node_t *v, const char *path)
+{
+	if (!strcmp(key, "app"))
+		return get_string(c, v, path, &c->m->source_app) < 0 ? -1 : 1;
+	bool old_odyn = !strcmp(key, "supervisor"), old_sleeve = !strcmp(key, "wrapper");
+	if (old_odyn || old_sleeve)
+		log_warn("%s:%zu:%zu: sources.%s is the old name of sources.%s", c->file, v->start_mark.line + 1,
+		         v->start_mark.column + 1, key, old_odyn ? "odyn" : "sleeve");
+	if (!strcmp(key, "odyn") || old_odyn)
+		return get_string(c, v, path, &c->m->source_odyn) < 0 ? -1 : 1;
+	if (!strcmp(key, "sleeve") || old_sleeve)
+		return get_string(c, v, path, &c->m->source_sleeve) < 0 ? -1 : 1;
+	return 0;
+}
+
+static int on_signature(struct mctx *c, const char *key, yaml_node_t *v, const char *path)
+{
+	if (!strcmp(key, "certificate"))
+		return get_string(c, v, path, &c->m->signature_certificate) < 0 ? -1 : 1;
+	if (!strcmp(key, "key"))
+		return get_string(c, v, path, &c->m->signature_key) < 0 ? -1 : 1;
+	return 0;
+}
+
+static int on_defaults(struct mctx *c, const char *key, yaml_node_t *v, const char *path)
+{
+	/* Upper bounds: far above any Nitro host, low enough to catch typos. */
+	if (!strcmp(key, "cpu_count"))
+		return get_int(c, v, path, 1, 4096, &c->m->cpu_count) < 0 ? -1 : 1;
+	if (!strcmp(key, "memory_mb"))
+		return get_int(c, v, path, 64, 64 * 1024 * 1024, &c->m->memory_mb) < 0 ? -1 : 1;
+	return 0;
+}
+
+static int on_tls(struct mctx *c, const char *key, yaml_node_t *v, const char *path)
+{
+	struct bld_ingress *in = &c->m->ingress[c->m->n_ingress - 1];
+	if (!strcmp(key, "key_file"))
+		return get_string(c, v, path, &in->tls_key_file) < 0 ? -1 : 1;
+	if (!strcmp(key, "cert_file"))
+		return get_string(c, v, path, &in->tls_cert_file) < 0 ? -1 : 1;
+	return 0;
+}
+
+static int on_ingress_item(struct mctx *c, const char *key, yaml_node_t *v, const char *path)
+{
+	struct bld_ingress *in = &c->m->ingress[c->m->n_ingress - 1];
+	if (!strcmp(key, "listen_port"))
+		return get_port(c, v, path, &in->listen_port) < 0 ? -1 : 1;
+	if (!strcmp(key, "tls")) {
+		if (each_pair(c, v, path, "key_file, cert_file", on_tls) < 0)
+			return -1;
+		if (!in->tls_key_file || !in->tls_cert_file)
+			return perr(c, v, path, "needs both key_file and cert_file");
+		return 1;
+	}
+	return 0;
+}
+
+static int get_pattern_list(struct mctx *c, yaml_node_t *v, const char *path, char ***out, size_t *n)
+{
+	if (expect(c, v, YAML_SEQUENCE_NODE, path) < 0)
+		return -1;
+	size_t count = (size_t)(v->data.sequence.items.top - v->data.sequence.items.start);
+	*out = xcalloc(count + 1, sizeof(char *));
+	for (size_t i = 0; i < count; i++) {
+		yaml_node_t *item = node_at(c, v->data.sequence.items.start[i]);
+		_cleanup_free_ char *ipath = xasprintf("%s[%zu]", path, i);
+		if (get_string(c, item, ipath, &(*out)[i]) < 0)
+			return -1;
+		(*n)++;
+		const char *why = NULL;
+		if (!bld_egress_pattern_valid((*out)[i], &why))
+			return perr(c, item, ipath, "\"%s\" is not an IP, CIDR or domain pattern: %s", (*out)[i], why);
+	}
+	return 0;
+}
+
+static int on_egress(struct mctx *c, const char *key, yaml_node_t *v, const char *path)
+{
+	if (!strcmp(key, "proxy_port"))
+		return get_port(c, v, path, &c->m->egress_proxy_port) < 0 ? -1 : 1;
+	if (!strcmp(key, "allow"))
+		return get_pattern_list(c, v, path, &c->m->egress_allow, &c->m->n_egress_allow) < 0 ? -1 : 1;
+	if (!strcmp(key, "deny"))
+		return get_pattern_list(c, v, path, &c->m->egress_deny, &c->m->n_egress_deny) < 0 ? -1 : 1;
+	return 0;
+}
+
+static bool host_name_valid(const char *h)
+{
+	if (!*h || strlen(h) > 253)
+		return false;
+	for (const char *p = h; *p; p++)
+		if (!isalnum((unsigned char)*p) && !strchr(".-_:[]", *p))
+			return false;
+	return true;
+}
+
+static int on_kms_endpoints(struct mctx *c, const char *key, yaml_node_t *v, const char *path)
+{
+	struct bld_manifest *m = c->m;
+	m->kms_endpoints = xrealloc(m->kms_endpoints, (m->n_kms_endpoints + 1) * sizeof(*m->kms_endpoints));
+	struct bld_kms_endpoint *ep = &m->kms_endpoints[m->n_kms_endpoints++];
+	*ep = (struct bld_kms_endpoint){.region = xstrdup(key)};
+	if (get_string(c, v, path, &ep->host) < 0)
+		return -1;
+	if (!host_name_valid(ep->host))
+		return perr(c, v, path, "\"%s\" is not a host name", ep->host);
+	return 1;
+}
+
+static int on_kms(struct mctx *c, const char *key, yaml_node_t *v, const char *path)
+{
+	if (!strcmp(key, "listen_port"))
+		return get_port(c, v, path, &c->m->kms_listen_port) < 0 ? -1 : 1;
+	if (!strcmp(key, "endpoints"))
+		return each_pair(c, v, path, "a region name", on_kms_endpoints) < 0 ? -1 : 1;
+	return 0;
+}
+
+static int on_api(struct mctx *c, const char *key, yaml_node_t *v, const char *path)
+{
+	if (!strcmp(key, "listen_port"))
+		return get_port(c, v, path, &c->m->api_listen_port) < 0 ? -1 : 1;
+	return 0;
+}
+
+static int on_top(struct mctx *c, const char *key, yaml_node_t *v, const char *path)
+{
+	struct bld_manifest *m = c->m;
+	if (!strcmp(key, "version")) {
+		if (get_string(c, v, path, &m->version) < 0)
+			return -1;
+		if (strcmp(m->version, "v1") != 0)
+			return perr(c, v, path, "unsupported version \"%s\" (this enclaver reads v1)", m->version);
+		return 1;
+	}
+	if (!strcmp(key, "name"))
+		return get_string(c, v, path, &m->name) < 0 ? -1 : 1;
+	if (!strcmp(key, "target"))
+		return get_string(c, v, path, &m->target) < 0 ? -1 : 1;
+	if (!strcmp(key, "sources")) {
+		if (each_pair(c, v, path, "app, odyn, sleeve", on_sources) < 0)
+			return -1;
+		if (!m->source_app)
+			return perr(c, v, path, "missing required key \"app\"");
+		return 1;
+	}
+	if (!strcmp(key, "signature")) {
+		if (each_pair(c, v, path, "certificate, key", on_signature) < 0)
+			return -1;
+		if (!m->signature_certificate || !m->signature_key)
+			return perr(c, v, path, "needs both certificate and key");
+		return 1;
+	}
+	if (!strcmp(key, "defaults"))
+		return each_pair(c, v, path, "cpu_count, memory_mb", on_defaults) < 0 ? -1 : 1;
+	if (!strcmp(key, "ingress")) {
+		if (expect(c, v, YAML_SEQUENCE_NODE, path) < 0)
+			return -1;
+		size_t count = (size_t)(v->data.sequence.items.top - v->data.sequence.items.start);
+		m->ingress = xcalloc(count ? count : 1, sizeof(*m->ingress));
+		for (size_t i = 0; i < count; i++) {
+			yaml_node_t *item = node_at(c, v->data.sequence.items.start[i]);
+			_cleanup_free_ char *ipath = xasprintf("%s[%zu]", path, i);
+			m->n_ingress++;
+			if (each_pair(c, item, ipath, "listen_port, tls", on_ingress_item) < 0)
+				return -1;
+			if (m->ingress[i].listen_port == 0)
+				return perr(c, item, ipath, "missing required key \"listen_port\"");
+		}
+		return 1;
+	}
+	if (!strcmp(key, "egress")) {
+		m->has_egress = true;
+		return each_pair(c, v, path, "proxy_port, allow, deny", on_egress) < 0 ? -1 : 1;
+	}
+	if (!strcmp(key, "kms_proxy")) {
+		m->has_kms_proxy = true;
+		if (each_pair(c, v, path, "listen_port, endpoints", on_kms) < 0)
+			return -1;
+		if (m->kms_listen_port == 0)
+			return perr(c, v, path, "missing required key \"listen_port\"");
+		return 1;
+	}
+	if (!strcmp(key, "api")) {
+		m->has_api = true;
+		if (each_pair(c, v, path, "listen_port", on_api) < 0)
+			return -1;
+		if (m->api_listen_port == 0)
+			return perr(c, v, path, "missing required key \"listen_port\"");
+		return 1;
+	}
+	return 0;
+}
+
+/* Every port odyn or the app listens on inside the enclave must be distinct
+ * and clear of the internal vsock ports. */
+static int check_ports(struct mctx *c)
+{
+	struct bld_manifest *m = c->m;
+	struct {
+		uint16_t port;
+		char *what;
+	} ports[256];
+	size_t n = 0;
+	if (m->n_ingress > 200)
+		return err_set(c->err, EINVAL, "%s: ingress: %zu entries is too many", c->file, m->n_ingress);
+	for (size_t i = 0; i < m->n_ingress; i++)
+		ports[n].port = m->ingress[i].listen_port, ports[n++].what = xasprintf("ingress[%zu].listen_port", i);
+	if (m->has_egress)
+		ports[n].port = m->egress_proxy_port, ports[n++].what = xstrdup("egress.proxy_port");
+	if (m->has_kms_proxy)
+		ports[n].port = m->kms_listen_port, ports[n++].what = xstrdup("kms_proxy.listen_port");
+	if (m->has_api)
+		ports[n].port = m->api_listen_port, ports[n++].what = xstrdup("api.listen_port");
+	int rc = 0;
+	for (size_t i = 0; i < n && rc == 0; i++) {
+		if (ports[i].port >= BLD_INTERNAL_PORT_FIRST && ports[i].port <= BLD_INTERNAL_PORT_LAST)
+			rc = err_set(
+			    c->err, EINVAL,
+			    "%s: %s: port %u is reserved for enclaver's status, log and egress channels (%d-%d)",
+			    c->file, ports[i].what, ports[i].port, BLD_INTERNAL_PORT_FIRST, BLD_INTERNAL_PORT_LAST);
+		for (size_t j = 0; j < i && rc == 0; j++)
+			if (ports[i].port == ports[j].port)
+				rc = err_set(c->err, EINVAL, "%s: %s: port %u is already used by %s", c->file,
+				             ports[i].what, ports[i].port, ports[j].what);
+	}
+	for (size_t i = 0; i < n; i++)
+		free(ports[i].what);
+	return rc;
+}
+
+static char *join_dir(const char *dir, const char *p)
+{
+	return p[0] == '/' ? xstrdup(p) : xasprintf("%s/%s", dir, p);
+}
+
+static int parse_document(struct mctx *c, yaml_parser_t *parser)
+{
+	if (!yaml_parser_load(parser, c->doc))
+		return err_set(c->err, EINVAL, "%s:%zu:%zu: %s%s%s", c->file, parser->problem_mark.line + 1,
+		               parser->problem_mark.column + 1, parser->problem ? parser->problem : "YAML syntax error",
+		               parser->context ? " " : "", parser->context ? parser->context : "");
+	yaml_node_t *root = yaml_document_get_root_node(c->doc);
+	if (root == NULL)
+		return err_set(c->err, EINVAL, "%s: the manifest is empty", c->file);
+	if (each_pair(c, root, "",
+	              "version, name, target, sources, signature, defaults, ingress, egress, kms_proxy, api",
+	              on_top) < 0)
+		return -1;
+	struct bld_manifest *m = c->m;
+	const char *missing = !m->version      ? "version"
+	                      : !m->name       ? "name"
+	                      : !m->target     ? "target"
+	                      : !m->source_app ? "sources"
+	                                       : NULL;
+	if (missing)
+		return perr(c, root, "", "missing required key \"%s\"", missing);
+	/* A second document would be silently ignored by a lenient reader. */
+	yaml_document_t next;
+	if (!yaml_parser_load(parser, &next))
+		return err_set(c->err, EINVAL, "%s:%zu:%zu: %s", c->file, parser->problem_mark.line + 1,
+		               parser->problem_mark.column + 1,
+		               parser->problem ? parser->problem : "YAML syntax error");
+	bool more = yaml_document_get_root_node(&next) != NULL;
+	size_t line = more ? yaml_document_get_root_node(&next)->start_mark.line + 1 : 0;
+	yaml_document_delete(&next);
+	if (more)
+		return err_set(c->err, EINVAL, "%s:%zu: a second YAML document; the manifest must be one document",
+		               c->file, line);
+	return check_ports(c);
+}
+
+int bld_manifest_parse(const char *name, const char *dir, const char *data, size_t len, struct bld_manifest **out,
+                       struct err **err)
+{
+	*out = NULL;
+	if (len > BLD_MANIFEST_MAX_BYTES)
+		return err_set(err, EFBIG, "%s: over %u bytes", name, BLD_MANIFEST_MAX_BYTES);
+	const char *nul = memchr(data, '\0', len);
+	if (nul)
+		return err_set(err, EINVAL, "%s: NUL byte at offset %td", name, nul - data);
+	struct bld_manifest *m = xcalloc(1, sizeof(*m));
+	m->path = xstrdup(name);
+	m->dir = xstrdup(dir);
+	m->raw = xmalloc(len + 1);
+	memcpy(m->raw, data, len);
+	m->raw[len] = '\0';
+	m->raw_len = len;
+	m->egress_proxy_port = BLD_EGRESS_DEFAULT_PROXY_PORT;
+
+	yaml_parser_t parser;
+	yaml_document_t doc;
+	memset(&doc, 0, sizeof(doc));
+	if (!yaml_parser_initialize(&parser))
+		abort();
+	yaml_parser_set_input_string(&parser, (const unsigned char *)m->raw, len);
+	struct mctx c = {.file = name, .doc = &doc, .m = m, .err = err};
+	int rc = parse_document(&c, &parser);
+	yaml_document_delete(&doc);
+	yaml_parser_delete(&parser);
+	if (rc < 0) {
+		bld_manifest_free(m);
+		return -1;
+	}
+	if (m->signature_certificate) {
+		char *cert = join_dir(dir, m->signature_certificate), *key = join_dir(dir, m->signature_key);
+		free(m->signature_certificate);
+		free(m->signature_key);
+		m->signature_certificate = cert;
+		m->signature_key = key;
+	}
+	*out = m;
+	return 0;
+}
+
+int bld_manifest_load(const char *path, struct bld_manifest **out, struct err **err)
+{
+	*out = NULL;
+	if (strcmp(path, "-") == 0) {
+		_cleanup_buf_ struct buf b = {0};
+		char chunk[65536];
+		for (;;) {
+			ssize_t n = io_read_full(STDIN_FILENO, chunk, sizeof(chunk), err);
+			if (n < 0)
+				return err_wrap(err, "read the manifest from stdin");
+			buf_append(&b, chunk, (size_t)n);
+			if (b.len > BLD_MANIFEST_MAX_BYTES)
+				return err_set(err, EFBIG, "<stdin>: over %u bytes", BLD_MANIFEST_MAX_BYTES);
+			if ((size_t)n < sizeof(chunk))
+				break;
+		}
+		return bld_manifest_parse("<stdin>", ".", b.len ? b.data : "", b.len, out, err);
+	}
+	_cleanup_free_ char *data = NULL;
+	size_t len = 0;
+	if (io_read_file(path, BLD_MANIFEST_MAX_BYTES, &data, &len, err) < 0)
+		return err_wrap(err, "manifest");
+	_cleanup_free_ char *copy = xstrdup(path);
+	return bld_manifest_parse(path, dirname(copy), data, len, out, err);
+}
+
+static void free_strv(char **v, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(v[i]);
+	free(v);
+}
+
+void bld_manifest_free(struct bld_manifest *m)
+{
+	if (!m)
+		return;
+	free(m->path), free(m->dir), free(m->raw);
+	free(m->version), free(m->name), free(m->target);
+	free(m->source_app), free(m->source_odyn), free(m->source_sleeve);
+	free(m->signature_certificate), free(m->signature_key);
+	for (size_t i = 0; i < m->n_ingress; i++)
+		free(m->ingress[i].tls_key_file), free(m->ingress[i].tls_cert_file);
+	free(m->ingress);
+	free_strv(m->egress_allow, m->n_egress_allow);
+	free_strv(m->egress_deny, m->n_egress_deny);
+	for (size_t i = 0; i < m->n_kms_endpoints; i++)
+		free(m->kms_endpoints[i].region), free(m->kms_endpoints[i].host);
+	free(m->kms_endpoints);
+	free(m);
+}
+
+/* ---------------------------------------------------------------- egress patterns */
+
+static bool port_valid(const char *p)
+{
+	if (!*p || strlen(p) > 5)
+		return false;
+	for (const char *q = p; *q; q++)
+		if (!isdigit((unsigned char)*q))
+			return false;
+	long v = strtol(p, NULL, 10);
+	return v >= 1 && v <= 65535;
+}
+
+static bool ip_or_cidr_valid(const char *s, bool *is_ip, const char **why)
+{
+	char addr[64];
+	const char *slash = strchr(s, '/');
+	size_t alen = slash ? (size_t)(slash - s) : strlen(s);
+	*is_ip = false;
+	if (alen >= sizeof(addr))
+		return false;
+	memcpy(addr, s, alen);
+	addr[alen] = '\0';
+	unsigned char tmp[16];
+	int max_prefix = inet_pton(AF_INET, addr, tmp) == 1 ? 32 : inet_pton(AF_INET6, addr, tmp) == 1 ? 128 : -1;
+	if (max_prefix < 0)
+		return false;
+	*is_ip = true;
+	if (!slash)
+		return true;
+	const char *pre = slash + 1;
+	if (!*pre || strlen(pre) > 3 || strspn(pre, "0123456789") != strlen(pre) || atoi(pre) > max_prefix) {
+		*why = "bad CIDR prefix length";
+		return false;
+	}
+	return true;
+}
+
+static bool domain_valid(const char *s, const char **why)
+{
+	if (strlen(s) > 253) {
+		*why = "longer than 253 characters";
+		return false;
+	}
+	const char *label = s;
+	for (;;) {
+		const char *dot = strchr(label, '.');
+		size_t len = dot ? (size_t)(dot - label) : strlen(label);
+		if (len == 0) {
+			*why = "empty label";
+			return false;
+		}
+		if (len > 63) {
+			*why = "label longer than 63 characters";
+			return false;
+		}
+		bool wild = (len == 1 && label[0] == '*') || (len == 2 && label[0] == '*' && label[1] == '*');
+		if (!wild)
+			for (size_t i = 0; i < len; i++) {
+				char ch = label[i];
+				if (ch == '*') {
+					*why = "'*' and '**' must be whole labels";
+					return false;
+				}
+				if (!isalnum((unsigned char)ch) && ch != '-' && ch != '_') {
+					*why = "invalid character in a domain name";
+					return false;
+				}
+			}
+		if (!dot)
+			return true;
+		label = dot + 1;
+	}
+}
+
+bool bld_egress_pattern_valid(const char *pattern, const char **why)
+{
+	const char *dummy;
+	if (!why)
+		why = &dummy;
+	*why = NULL;
+	if (!*pattern) {
+		*why = "empty";
+		return false;
+	}
+	char host[300];
+	const char *port = NULL;
+	if (pattern[0] == '[') {
+		const char *close = strchr(pattern, ']');
+		if (!close || (size_t)(close - pattern - 1) >= sizeof(host)) {
+			*why = "unclosed '['";
+			return false;
+		}
+		memcpy(host, pattern + 1, (size_t)(close - pattern - 1));
+		host[close - pattern - 1] = '\0';
+		if (close[1] != '\0') {
+			if (close[1] != ':') {
+				*why = "text after ']'";
+				return false;
+			}
+			port = close + 2;
+		}
+		struct in6_addr a;
+		if (!strchr(host, '/') && inet_pton(AF_INET6, host, &a) != 1) {
+			*why = "brackets hold an IPv6 address";
+			return false;
+		}
+	} else {
+		if (strlen(pattern) >= sizeof(host)) {
+			*why = "too long";
+			return false;
+		}
+		strcpy(host, pattern);
+		char *colon = strchr(host, ':');
+		/* One colon: host:port. More: a bare IPv6 address or CIDR. */
+		if (colon && !strchr(colon + 1, ':')) {
+			*colon = '\0';
+			port = colon + 1 - host + pattern;
+		}
+	}
+	if (port && !port_valid(port)) {
+		*why = "bad port (1-65535)";
+		return false;
+	}
+	bool is_ip;
+	if (ip_or_cidr_valid(host, &is_ip, why))
+		return true;
+	if (is_ip || *why)
+		return false;
+	if (strchr(host, '/') || strchr(host, ':')) {
+		*why = "neither an IP address nor a CIDR";
+		return false;
+	}
+	return domain_valid(host, why);
+}

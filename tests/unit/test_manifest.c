@@ -1,0 +1,263 @@
+/* test_manifest: enclaver.yaml parsing: a full manifest read back field by
+ * field, old key names, and bad input naming file, line and column. */
+#include <fcntl.h>
+#include <sys/stat.h>
+
+#include "builder/builder.h"
+#include "tests/harness.h"
+
+static const char full[] = "version: v1\n"
+                           "name: \"example\"\n"
+                           "target: \"registry.example/app:enclave\"\n"
+                           "sources:\n"
+                           "  app: \"app:latest\"\n"
+                           "  odyn: odyn:1\n"
+                           "  sleeve: sleeve:1\n"
+                           "signature:\n"
+                           "  certificate: keys/cert.pem\n"
+                           "  key: /abs/key.pem\n"
+                           "defaults:\n"
+                           "  cpu_count: 4\n"
+                           "  memory_mb: 2048\n"
+                           "ingress:\n"
+                           "  - listen_port: 8080\n"
+                           "  - listen_port: 443\n"
+                           "    tls:\n"
+                           "      key_file: /etc/tls/key.pem\n"
+                           "      cert_file: /etc/tls/cert.pem\n"
+                           "egress:\n"
+                           "  proxy_port: 10001\n"
+                           "  allow:\n"
+                           "    - \"*.amazonaws.com\"\n"
+                           "    - \"**.example.org:443\"\n"
+                           "    - 169.254.169.254\n"
+                           "    - 10.0.0.0/8\n"
+                           "    - \"[::1]:80\"\n"
+                           "    - fd00::/8\n"
+                           "  deny:\n"
+                           "    - bad.example.org\n"
+                           "kms_proxy:\n"
+                           "  listen_port: 9999\n"
+                           "  endpoints:\n"
+                           "    us-east-1: kms.us-east-1.amazonaws.com\n"
+                           "api:\n"
+                           "  listen_port: 9000\n";
+
+static int parse(const char *text, struct bld_manifest **m, struct err **e)
+{
+	return bld_manifest_parse("enclaver.yaml", "/proj", text, strlen(text), m, e);
+}
+
+TEST(manifest_full_reads_every_field)
+{
+	struct bld_manifest *m = NULL;
+	struct err *e = NULL;
+	REQUIRE(parse(full, &m, &e) == 0);
+	CHECK_STR_EQ(m->version, "v1");
+	CHECK_STR_EQ(m->name, "example");
+	CHECK_STR_EQ(m->target, "registry.example/app:enclave");
+	CHECK_STR_EQ(m->source_app, "app:latest");
+	CHECK_STR_EQ(m->source_odyn, "odyn:1");
+	CHECK_STR_EQ(m->source_sleeve, "sleeve:1");
+	CHECK_STR_EQ(m->signature_certificate, "/proj/keys/cert.pem");
+	CHECK_STR_EQ(m->signature_key, "/abs/key.pem");
+	CHECK_INT_EQ(m->cpu_count, 4);
+	CHECK_INT_EQ(m->memory_mb, 2048);
+	REQUIRE(m->n_ingress == 2);
+	CHECK_INT_EQ(m->ingress[0].listen_port, 8080);
+	CHECK(m->ingress[0].tls_key_file == NULL);
+	CHECK_INT_EQ(m->ingress[1].listen_port, 443);
+	CHECK_STR_EQ(m->ingress[1].tls_cert_file, "/etc/tls/cert.pem");
+	CHECK(m->has_egress);
+	CHECK_INT_EQ(m->egress_proxy_port, 10001);
+	REQUIRE(m->n_egress_allow == 6);
+	CHECK_STR_EQ(m->egress_allow[1], "**.example.org:443");
+	REQUIRE(m->n_egress_deny == 1);
+	CHECK(m->has_kms_proxy);
+	CHECK_INT_EQ(m->kms_listen_port, 9999);
+	REQUIRE(m->n_kms_endpoints == 1);
+	CHECK_STR_EQ(m->kms_endpoints[0].region, "us-east-1");
+	CHECK(m->has_api);
+	CHECK_INT_EQ(m->api_listen_port, 9000);
+	CHECK_INT_EQ(m->raw_len, strlen(full));
+	bld_manifest_free(m);
+}
+
+TEST(manifest_minimal_and_defaults)
+{
+	struct bld_manifest *m = NULL;
+	struct err *e = NULL;
+	REQUIRE(parse("version: v1\nname: a\ntarget: t\nsources:\n  app: x\negress: {}\n", &m, &e) == 0);
+	CHECK_INT_EQ(m->cpu_count, 0);
+	CHECK(m->has_egress);
+	CHECK_INT_EQ(m->egress_proxy_port, 10000);
+	CHECK(!m->has_api && !m->has_kms_proxy && m->n_ingress == 0);
+	CHECK(m->signature_certificate == NULL);
+	bld_manifest_free(m);
+}
+
+TEST(manifest_old_names_accepted)
+{
+	struct bld_manifest *m = NULL;
+	struct err *e = NULL;
+	REQUIRE(parse("version: v1\nname: a\ntarget: t\nsources:\n  app: x\n  supervisor: s\n  wrapper: w\n", &m, &e) ==
+	        0);
+	CHECK_STR_EQ(m->source_odyn, "s");
+	CHECK_STR_EQ(m->source_sleeve, "w");
+	bld_manifest_free(m);
+	CHECK(parse("version: v1\nname: a\ntarget: t\nsources:\n  app: x\n  supervisor: s\n  odyn: o\n", &m, &e) < 0);
+	CHECK_ERR_CONTAINS(e, "given twice");
+	err_free(&e);
+}
+
+/* Each bad manifest must fail with a message containing every needle. */
+static void bad(struct test_ctx *t, const char *text, const char *needle1, const char *needle2)
+{
+	struct bld_manifest *m = NULL;
+	struct err *e = NULL;
+	if (parse(text, &m, &e) == 0) {
+		test_fail(t, __FILE__, __LINE__, "accepted:\n%s", text);
+		bld_manifest_free(m);
+		return;
+	}
+	CHECK(m == NULL);
+	CHECK_ERR_CONTAINS(e, needle1);
+	if (needle2)
+		CHECK_ERR_CONTAINS(e, needle2);
+	err_free(&e);
+}
+
+#define HEAD "version: v1\nname: a\ntarget: t\nsources:\n  app: x\n"
+
+TEST(manifest_bad_input)
+{
+	bad(t, "", "manifest is empty", NULL);
+	bad(t, "- a\n- b\n", "enclaver.yaml:1:1", "expected a mapping");
+	bad(t, "version: v1\nname: [\n", "enclaver.yaml:", NULL);
+	bad(t, HEAD "colour: blue\n", "enclaver.yaml:6:1", "unknown key \"colour\"");
+	bad(t, HEAD "version: v1\n", "enclaver.yaml:6:1", "duplicate key \"version\"");
+	bad(t, "version: v2\nname: a\ntarget: t\nsources:\n  app: x\n", "enclaver.yaml:1:10", "unsupported version");
+	bad(t, "name: a\ntarget: t\nsources:\n  app: x\n", "missing required key \"version\"", NULL);
+	bad(t, "version: v1\nname: a\nsources:\n  app: x\n", "missing required key \"target\"", NULL);
+	bad(t, "version: v1\nname: a\ntarget: t\nsources:\n  odyn: x\n", "enclaver.yaml:5:3",
+	    "sources: missing required key \"app\"");
+	bad(t, "version: v1\nname: a\ntarget: t\nsources: app\n", "enclaver.yaml:4:10", "sources: expected a mapping");
+	bad(t, "version: v1\nname:\ntarget: t\nsources:\n  app: x\n", "name: expected a string, got null", NULL);
+	bad(t, "version: v1\nname: [a]\ntarget: t\nsources:\n  app: x\n", "name: expected a string, got a list", NULL);
+	bad(t, HEAD "sources2: {}\n", "unknown key \"sources2\"", NULL);
+	bad(t, HEAD "defaults:\n  cpu_count: 0\n", "enclaver.yaml:7:14", "defaults.cpu_count: 0 is out of range 1..");
+	bad(t, HEAD "defaults:\n  memory_mb: 63\n", "defaults.memory_mb: 63 is out of range 64..", NULL);
+	bad(t, HEAD "defaults:\n  memory_mb: \"128\"\n", "defaults.memory_mb: expected an integer, got a string", NULL);
+	bad(t, HEAD "defaults:\n  memory_mb: 12x\n", "expected an integer, got \"12x\"", NULL);
+	bad(t, HEAD "defaults:\n  memory_mb: 99999999999999999999999\n", "out of range", NULL);
+	bad(t, HEAD "defaults:\n  cpus: 2\n", "defaults: unknown key \"cpus\"", NULL);
+	bad(t, HEAD "ingress:\n  listen_port: 80\n", "ingress: expected a list, got a mapping", NULL);
+	bad(t, HEAD "ingress:\n  - listen_port: 0\n", "ingress[0].listen_port: 0 is out of range 1..65535", NULL);
+	bad(t, HEAD "ingress:\n  - listen_port: 65536\n", "out of range 1..65535", NULL);
+	bad(t, HEAD "ingress:\n  - listen_port: -5\n", "out of range", NULL);
+	bad(t, HEAD "ingress:\n  - tls: {key_file: a, cert_file: b}\n",
+	    "ingress[0]: missing required key \"listen_port\"", NULL);
+	bad(t, HEAD "ingress:\n  - listen_port: 80\n    tls: {key_file: a}\n", "ingress[0].tls: needs both", NULL);
+	bad(t, HEAD "ingress:\n  - listen_port: 80\n    tls: {key_file: a, cert_file: b, ca: c}\n",
+	    "unknown key \"ca\"", NULL);
+	bad(t, HEAD "ingress:\n  - listen_port: 17001\n", "ingress[0].listen_port: port 17001 is reserved", NULL);
+	bad(t, HEAD "ingress:\n  - listen_port: 80\n  - listen_port: 80\n",
+	    "ingress[1].listen_port: port 80 is already used by ingress[0].listen_port", NULL);
+	bad(t, HEAD "ingress:\n  - listen_port: 10000\negress: {}\n", "egress.proxy_port: port 10000 is already used",
+	    NULL);
+	bad(t, HEAD "api:\n  listen_port: 17000\n", "api.listen_port: port 17000 is reserved", NULL);
+	bad(t, HEAD "api: {}\n", "api: missing required key \"listen_port\"", NULL);
+	bad(t, HEAD "kms_proxy:\n  listen_port: 80\n  endpoints:\n    us-east-1: \"bad host\"\n",
+	    "kms_proxy.endpoints.us-east-1", "not a host name");
+	bad(t, HEAD "kms_proxy:\n  endpoints: {}\n", "kms_proxy: missing required key \"listen_port\"", NULL);
+	bad(t, HEAD "egress:\n  allow: \"*.com\"\n", "egress.allow: expected a list", NULL);
+	bad(t, HEAD "egress:\n  allow:\n    - \"foo*.com\"\n", "enclaver.yaml:8:7",
+	    "egress.allow[0]: \"foo*.com\" is not an IP, CIDR or domain pattern");
+	bad(t, HEAD "egress:\n  deny:\n    - \"a..b\"\n", "egress.deny[0]", "empty label");
+	bad(t, HEAD "egress:\n  deny:\n    - 10.0.0.0/33\n", "bad CIDR prefix", NULL);
+	bad(t, HEAD "egress:\n  deny:\n    - example.com:0\n", "bad port", NULL);
+	bad(t, HEAD "egress:\n  deny:\n    - [1, 2]\n", "egress.deny[0]: expected a string, got a list", NULL);
+	bad(t, HEAD "signature:\n  certificate: c.pem\n", "signature: needs both certificate and key", NULL);
+	bad(t, HEAD "---\nversion: v1\n", "second YAML document", NULL);
+	bad(t, HEAD "? [a]\n: b\n", "a key must be a string", NULL);
+}
+
+TEST(manifest_nul_and_size_limits)
+{
+	struct bld_manifest *m = NULL;
+	struct err *e = NULL;
+	CHECK(bld_manifest_parse("x.yaml", ".", "version: v1\0", 12, &m, &e) < 0);
+	CHECK_ERR_CONTAINS(e, "NUL byte at offset 11");
+	err_free(&e);
+	size_t big = BLD_MANIFEST_MAX_BYTES + 1;
+	char *data = xcalloc(1, big);
+	memset(data, '#', big);
+	CHECK(bld_manifest_parse("x.yaml", ".", data, big, &m, &e) < 0);
+	CHECK_ERR_CONTAINS(e, "over");
+	err_free(&e);
+	free(data);
+}
+
+TEST(manifest_load_from_file_resolves_signature_paths)
+{
+	const char *dir = test_tmpdir(t);
+	_cleanup_free_ char *path = xasprintf("%s/enclaver.yaml", dir);
+	int fd = open(path, O_CREAT | O_TRUNC | O_WRONLY, 0644);
+	REQUIRE(fd >= 0);
+	const char *text = HEAD "signature:\n  certificate: c.pem\n  key: sub/k.pem\n";
+	io_write_full(fd, text, strlen(text), NULL);
+	close(fd);
+	struct bld_manifest *m = NULL;
+	struct err *e = NULL;
+	REQUIRE(bld_manifest_load(path, &m, &e) == 0);
+	_cleanup_free_ char *want = xasprintf("%s/sub/k.pem", dir);
+	CHECK_STR_EQ(m->signature_key, want);
+	bld_manifest_free(m);
+	_cleanup_free_ char *missing = xasprintf("%s/none.yaml", dir);
+	CHECK(bld_manifest_load(missing, &m, &e) < 0);
+	CHECK_ERR_CONTAINS(e, "none.yaml");
+	err_free(&e);
+}
+
+TEST(egress_patterns)
+{
+	const char *good[] = {"example.com", "*.example.com", "**.example.com", "a.*.b",      "**",
+	                      "*",           "1.2.3.4",       "1.2.3.4:443",    "10.0.0.0/8", "::1",
+	                      "fd00::/8",    "[::1]:8443",    "x_y-z.example:1"};
+	const char *badp[] = {"",           "a..b",      ".a",          "a.",      "f*o.com", "***.com",
+	                      "1.2.3.4/40", "a.com:",    "a.com:99999", "a.com:x", "[::1",    "[nothost]:1",
+	                      "a b.com",    "1.2.3.4/x", "a/8",         "[::1]x"};
+	for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+		const char *why = NULL;
+		if (!bld_egress_pattern_valid(good[i], &why))
+			test_fail(t, __FILE__, __LINE__, "rejected good pattern \"%s\": %s", good[i], why ? why : "?");
+	}
+	for (size_t i = 0; i < sizeof(badp) / sizeof(badp[0]); i++) {
+		const char *why = NULL;
+		if (bld_egress_pattern_valid(badp[i], &why))
+			test_fail(t, __FILE__, __LINE__, "accepted bad pattern \"%s\"", badp[i]);
+		else if (why == NULL)
+			test_fail(t, __FILE__, __LINE__, "no reason for \"%s\"", badp[i]);
+	}
+}
+
+TEST(manifest_load_from_stdin)
+{
+	int p[2];
+	REQUIRE(pipe(p) == 0);
+	const char *text = HEAD "signature:\n  certificate: c.pem\n  key: k.pem\n";
+	io_write_full(p[1], text, strlen(text), NULL);
+	close(p[1]);
+	int saved = dup(STDIN_FILENO);
+	dup2(p[0], STDIN_FILENO);
+	close(p[0]);
+	struct bld_manifest *m = NULL;
+	struct err *e = NULL;
+	int rc = bld_manifest_load("-", &m, &e);
+	dup2(saved, STDIN_FILENO);
+	close(saved);
+	REQUIRE(rc == 0);
+	CHECK_STR_EQ(m->path, "<stdin>");
+	CHECK_STR_EQ(m->signature_certificate, "./c.pem");
+	bld_manifest_free(m);
+}
