@@ -1,10 +1,30 @@
 /* cache: the content-addressed blob cache every command shares. Blobs enter
  * only through the verifying blob writer, so a file named by a digest holds it. */
+#include <dirent.h>
 #include <fcntl.h>
+#include <time.h>
 #include <string.h>
 #include <sys/stat.h>
 
 #include "oci/internal.h"
+
+/* Temporary blobs of pulls killed long ago: nothing trusts them (they are
+ * not named by a digest), but they take space. A day-old one is no live pull. */
+static void sweep_stale_temps(const char *blob_dir)
+{
+	DIR *d = opendir(blob_dir);
+	if (d == NULL)
+		return;
+	time_t now = time(NULL);
+	for (struct dirent *de; (de = readdir(d));) {
+		if (!str_has_prefix(de->d_name, ".tmp-"))
+			continue;
+		struct stat st;
+		if (fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 && now - st.st_mtime > 24 * 3600)
+			unlinkat(dirfd(d), de->d_name, 0);
+	}
+	closedir(d);
+}
 
 int oci_cache_open(const char *dir, struct oci_cache *out, struct err **err)
 {
@@ -30,6 +50,7 @@ int oci_cache_open(const char *dir, struct oci_cache *out, struct err **err)
 		oci_cache_close(out);
 		return -1;
 	}
+	sweep_stale_temps(out->blob_dir);
 	return 0;
 }
 

@@ -4,12 +4,14 @@
 #   fail500:N  the first N blob GETs answer 500
 #   fail429:N  the first N blob GETs answer 429
 #   drop       the first blob GET over 1 MB is cut after half its body
+#   stall      the first blob GET over 1 MB sends half its body, then hangs
 # Every request is logged (method, path, Range) to LOG so tests can see what
 # the client did. Usage: fault_proxy.py PORT_FILE UPSTREAM_PORT MODE LOG
 import http.client
 import http.server
 import sys
 import threading
+import time
 
 port_file, upstream, mode, log_path = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
 lock = threading.Lock()
@@ -52,8 +54,8 @@ class Proxy(http.server.BaseHTTPRequestHandler):
         conn.request(self.command, self.path, body=body, headers=headers)
         resp = conn.getresponse()
         data = resp.read()
-        cut = (is_blob_get and kind == "drop" and "Range" not in self.headers and len(data) > 1 << 20
-               and take_fault())
+        cut = (is_blob_get and kind in ("drop", "stall") and "Range" not in self.headers
+               and len(data) > 1 << 20 and take_fault())
         self.send_response(resp.status)
         for k, v in resp.getheaders():
             if k.lower() in ("connection", "transfer-encoding"):
@@ -67,6 +69,8 @@ class Proxy(http.server.BaseHTTPRequestHandler):
         if cut:
             self.wfile.write(data[: len(data) // 2])
             self.wfile.flush()
+            if kind == "stall":
+                time.sleep(60)
             self.close_connection = True
             return
         if self.command != "HEAD":

@@ -54,6 +54,25 @@ check "the retry asked for the rest with Range" grep -q "GET /v2/fault/app/blobs
 check "the resumed blob is whole and verified" test "sha256:$(sha "$ENCLAVER_CACHE_DIR/blobs/sha256/${WANT:7}")" = "$WANT"
 stop_proxy
 
+# A pull killed mid-blob (SIGKILL while the server stalls halfway): what it
+# leaves is a temporary file, never a blob under its digest; the next pull
+# fetches it whole.
+start_proxy stall
+export ENCLAVER_CACHE_DIR=$TMP/cache-killed
+"$ENCLAVER" pull -q --insecure "$PR/fault/app:v1" >/dev/null 2>&1 &
+PULL_PID=$!
+for _ in $(seq 1 100); do
+	[ -n "$(find "$ENCLAVER_CACHE_DIR/blobs/sha256" -name '.tmp-*' -size +1k 2>/dev/null)" ] && break
+	sleep 0.1
+done
+kill -9 "$PULL_PID" 2>/dev/null
+wait "$PULL_PID" 2>/dev/null
+check "killed mid-blob: a partial temporary file is all there is" \
+	test -n "$(find "$ENCLAVER_CACHE_DIR/blobs/sha256" -name '.tmp-*' -size +1k)" -a ! -e "$ENCLAVER_CACHE_DIR/blobs/sha256/${WANT:7}"
+stop_proxy
+check "the next pull fetches the blob whole" "$ENCLAVER" pull -q --insecure "$R/fault/app:v1"
+check "and it hashes to its name" test "sha256:$(sha "$ENCLAVER_CACHE_DIR/blobs/sha256/${WANT:7}")" = "$WANT"
+
 done_testing
 		exit 1
 	fi
@@ -285,5 +304,24 @@ check "a connection cut mid-blob: the pull resumes" "$ENCLAVER" pull -q --insecu
 check "the retry asked for the rest with Range" grep -q "GET /v2/fault/app/blobs/$WANT range=bytes=[1-9][0-9]*-" "$TMP/proxy.log"
 check "the resumed blob is whole and verified" test "sha256:$(sha "$ENCLAVER_CACHE_DIR/blobs/sha256/${WANT:7}")" = "$WANT"
 stop_proxy
+
+# A pull killed mid-blob (SIGKILL while the server stalls halfway): what it
+# leaves is a temporary file, never a blob under its digest; the next pull
+# fetches it whole.
+start_proxy stall
+export ENCLAVER_CACHE_DIR=$TMP/cache-killed
+"$ENCLAVER" pull -q --insecure "$PR/fault/app:v1" >/dev/null 2>&1 &
+PULL_PID=$!
+for _ in $(seq 1 100); do
+	[ -n "$(find "$ENCLAVER_CACHE_DIR/blobs/sha256" -name '.tmp-*' -size +1k 2>/dev/null)" ] && break
+	sleep 0.1
+done
+kill -9 "$PULL_PID" 2>/dev/null
+wait "$PULL_PID" 2>/dev/null
+check "killed mid-blob: a partial temporary file is all there is" \
+	test -n "$(find "$ENCLAVER_CACHE_DIR/blobs/sha256" -name '.tmp-*' -size +1k)" -a ! -e "$ENCLAVER_CACHE_DIR/blobs/sha256/${WANT:7}"
+stop_proxy
+check "the next pull fetches the blob whole" "$ENCLAVER" pull -q --insecure "$R/fault/app:v1"
+check "and it hashes to its name" test "sha256:$(sha "$ENCLAVER_CACHE_DIR/blobs/sha256/${WANT:7}")" = "$WANT"
 
 done_testing

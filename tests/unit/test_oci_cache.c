@@ -3,6 +3,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include "oci/oci.h"
 #include "tests/harness.h"
@@ -167,4 +168,26 @@ TEST(cache_default_location)
 		setenv("ENCLAVER_CACHE_DIR", old_env, 1);
 	free(old_xdg);
 	free(old_env);
+}
+
+TEST(cache_sweeps_day_old_temporaries)
+{
+	char *dir = xasprintf("%s/cache", test_tmpdir(t));
+	struct oci_cache c;
+	struct err *e = NULL;
+	REQUIRE(oci_cache_open(dir, &c, &e) == 0);
+	char *old = xasprintf("%s/.tmp-old", c.blob_dir);
+	char *fresh = xasprintf("%s/.tmp-fresh", c.blob_dir);
+	close(open(old, O_CREAT | O_WRONLY, 0600));
+	close(open(fresh, O_CREAT | O_WRONLY, 0600));
+	struct timespec times[2] = {{.tv_sec = time(NULL) - 2 * 86400}, {.tv_sec = time(NULL) - 2 * 86400}};
+	utimensat(AT_FDCWD, old, times, 0);
+	oci_cache_close(&c);
+	REQUIRE(oci_cache_open(dir, &c, &e) == 0);
+	CHECK(access(old, F_OK) != 0);   /* a killed pull's leftovers */
+	CHECK(access(fresh, F_OK) == 0); /* maybe a pull running now */
+	oci_cache_close(&c);
+	free(old);
+	free(fresh);
+	free(dir);
 }

@@ -1,4 +1,4 @@
-/* test_oci_auth: where registry credentials come from: --creds, the auth
+/* test_oci_creds: where registry credentials come from: --creds, the auth
  * files in podman/docker order, base64 "auth" entries (every padding), host
  * matching, identity tokens, and malformed files named in the error. */
 #include <fcntl.h>
