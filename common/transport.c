@@ -196,7 +196,12 @@ int transport_connect(const struct transport_addr *addr, bool nonblock, struct e
 	return steal_fd(&fd);
 }
 
-int transport_accept(int listen_fd, struct err **err)
+int transport_reserve_fd(void)
+{
+	return open("/dev/null", O_RDONLY | O_CLOEXEC);
+}
+
+int transport_accept(int listen_fd, int *reserve_fd, struct err **err)
 {
 	for (;;) {
 		int fd = accept4(listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
@@ -206,6 +211,18 @@ int transport_accept(int listen_fd, struct err **err)
 		case EINTR:
 		case ECONNABORTED: continue;
 		case EAGAIN: return -1;
+		case EMFILE:
+		case ENFILE:
+			if (reserve_fd && *reserve_fd >= 0) {
+				close(*reserve_fd);
+				fd = accept4(listen_fd, NULL, NULL, SOCK_CLOEXEC);
+				if (fd >= 0)
+					close(fd);
+				*reserve_fd = transport_reserve_fd();
+				errno = EMFILE;
+				return err_sys(err, "accept: connection refused for want of descriptors");
+			}
+			return err_sys(err, "accept");
 		default: return err_sys(err, "accept");
 		}
 	}

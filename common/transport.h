@@ -35,9 +35,14 @@ void transport_unlink(const struct transport_addr *addr);
  * wait for EPOLLOUT and then check transport_connect_finish(). */
 int transport_connect_start(const struct transport_addr *addr, bool *in_progress, struct err **err);
 int transport_connect_finish(int fd, const struct transport_addr *addr, struct err **err);
-/* accept4 with NONBLOCK|CLOEXEC; returns -1 with errno EAGAIN when none is waiting
- * (and no *err), or -1 with *err on a real failure. */
-int transport_accept(int listen_fd, struct err **err);
+/* accept4 with NONBLOCK|CLOEXEC; returns -1 without *err when none is
+ * waiting, or -1 with *err on a failure. Out of descriptors (EMFILE/ENFILE)
+ * with a reserve descriptor given (an open /dev/null, -1 if none), the waiting
+ * connection is accepted and closed at once, so a level-triggered listener
+ * does not spin; *err then says so. */
+int transport_accept(int listen_fd, int *reserve_fd, struct err **err);
+/* A descriptor to keep in reserve for transport_accept (-1 on failure). */
+int transport_reserve_fd(void);
 /* The port of a bound inet or vsock socket (for tcp:127.0.0.1:0 in tests). */
 int transport_local_port(int fd, uint32_t *port, struct err **err);
 

@@ -13,6 +13,7 @@ struct egress_proxy {
 	struct ev_handler h;
 	struct evloop *loop;
 	int lfd;
+	int reserve_fd; /* spare descriptor for shedding at EMFILE */
 	struct transport_addr host;
 	const struct egress_policy *policy;
 	struct pconn *conns;
@@ -486,7 +487,7 @@ static void on_accept(struct ev_handler *h, uint32_t events)
 	(void)events;
 	for (;;) {
 		_cleanup_err_ struct err *e = NULL;
-		int fd = transport_accept(px->lfd, &e);
+		int fd = transport_accept(px->lfd, &px->reserve_fd, &e);
 		if (fd < 0) {
 			if (e)
 				log_warn("egress: %s", e->msg);
@@ -521,11 +522,14 @@ int egress_proxy_start(struct evloop *loop, const struct transport_addr *listen,
 	px->h.fn = on_accept;
 	px->loop = loop;
 	px->lfd = lfd;
+	px->reserve_fd = transport_reserve_fd();
 	px->host = *host;
 	px->listen = *listen;
 	px->policy = policy;
 	if (evloop_add(loop, lfd, EPOLLIN, &px->h, err) < 0) {
 		close(lfd);
+		if (px->reserve_fd >= 0)
+			close(px->reserve_fd);
 		free(px);
 		return err_wrap(err, "egress proxy");
 	}
@@ -543,6 +547,8 @@ void egress_proxy_free(struct egress_proxy *px)
 	relay_list_close_all(&px->tunnels);
 	evloop_del(px->loop, px->lfd);
 	close(px->lfd);
+	if (px->reserve_fd >= 0)
+		close(px->reserve_fd);
 	transport_unlink(&px->listen);
 	free(px);
 }

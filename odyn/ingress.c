@@ -9,6 +9,7 @@ struct ingress {
 	struct ev_handler h;
 	struct evloop *loop;
 	int lfd;
+	int reserve_fd; /* spare descriptor for shedding at EMFILE */
 	struct odyn_ingress spec;
 	struct relay_list relays;
 };
@@ -19,7 +20,7 @@ static void on_accept(struct ev_handler *h, uint32_t events)
 	(void)events;
 	for (;;) {
 		_cleanup_err_ struct err *e = NULL;
-		int fd = transport_accept(in->lfd, &e);
+		int fd = transport_accept(in->lfd, &in->reserve_fd, &e);
 		if (fd < 0) {
 			if (e)
 				log_warn("ingress %s: %s", in->spec.listen.text, e->msg);
@@ -46,9 +47,12 @@ int ingress_start(struct evloop *loop, const struct odyn_ingress *spec, struct i
 	in->h.fn = on_accept;
 	in->loop = loop;
 	in->lfd = lfd;
+	in->reserve_fd = transport_reserve_fd();
 	in->spec = *spec;
 	if (evloop_add(loop, lfd, EPOLLIN, &in->h, err) < 0) {
 		close(lfd);
+		if (in->reserve_fd >= 0)
+			close(in->reserve_fd);
 		free(in);
 		return err_wrap(err, "ingress");
 	}
@@ -64,6 +68,8 @@ void ingress_free(struct ingress *in)
 	relay_list_close_all(&in->relays);
 	evloop_del(in->loop, in->lfd);
 	close(in->lfd);
+	if (in->reserve_fd >= 0)
+		close(in->reserve_fd);
 	transport_unlink(&in->spec.listen);
 	free(in);
 }

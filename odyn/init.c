@@ -250,7 +250,9 @@ int odyn_init_main(struct err **err)
 	console_setup();
 	mount_one("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL, NULL);
 	modules_load();
-	_cleanup_err_ struct err *hb = NULL;
+	_cleanup_err_ struct err *hb = NULL, *rnd = NULL;
+	if (odyn_nsm_seed_entropy(&rnd) < 0)
+		log_warn("init: entropy from NSM: %s", rnd->msg);
 	if (heartbeat(&hb) < 0)
 		log_error("init: %s", hb->msg); /* the host will time out and say so */
 	char **cmd = NULL, **env = NULL;

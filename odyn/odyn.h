@@ -140,6 +140,11 @@ void odyn_strv_free(char **v);
 /* From the kernel command line, the parameters for one module
  * ("nsm.foo=1 nsm.bar" -> "foo=1 bar"); '-' and '_' are the same in names. */
 char *odyn_init_module_params(const char *cmdline, const char *module);
+/* NSM GetRandom: the random bytes of a response ({"GetRandom": {"random":
+ * bytes}}), at most cap of them; and init's use of it: seed the kernel's
+ * entropy pool (RNDADDENTROPY, needs /dev/nsm). */
+ssize_t odyn_nsm_random_parse(const uint8_t *resp, size_t len, uint8_t *out, size_t cap, struct err **err);
+int odyn_nsm_seed_entropy(struct err **err);
 /* The whole init: mounts, modules, heartbeat, /cmd and /env, switch root;
  * then supervises and powers off. Never returns on success. */
 int odyn_init_main(struct err **err);

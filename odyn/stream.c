@@ -24,6 +24,7 @@ struct stream {
 	struct ev_handler h; /* the listening socket */
 	struct evloop *loop;
 	int lfd;
+	int reserve_fd; /* spare descriptor for shedding at EMFILE */
 	char *ring;
 	size_t cap;
 	uint64_t head; /* bytes ever written */
@@ -127,7 +128,7 @@ static void on_listen(struct ev_handler *h, uint32_t events)
 	(void)events;
 	for (;;) {
 		_cleanup_err_ struct err *e = NULL;
-		int fd = transport_accept(s->lfd, &e);
+		int fd = transport_accept(s->lfd, &s->reserve_fd, &e);
 		if (fd < 0) {
 			if (e)
 				log_warn("stream: %s", e->msg);
@@ -163,11 +164,14 @@ int stream_new(struct evloop *loop, const struct transport_addr *addr, size_t ca
 	s->h.fn = on_listen;
 	s->loop = loop;
 	s->lfd = lfd;
+	s->reserve_fd = transport_reserve_fd();
 	s->cap = cap;
 	s->addr = *addr;
 	s->ring = xmalloc(cap);
 	if (evloop_add(loop, lfd, EPOLLIN, &s->h, err) < 0) {
 		close(lfd);
+		if (s->reserve_fd >= 0)
+			close(s->reserve_fd);
 		free(s->ring);
 		free(s);
 		return -1;
@@ -251,6 +255,8 @@ void stream_free(struct stream *s)
 		client_drop(s->clients);
 	evloop_del(s->loop, s->lfd);
 	close(s->lfd);
+	if (s->reserve_fd >= 0)
+		close(s->reserve_fd);
 	transport_unlink(&s->addr);
 	free(s->ring);
 	free(s);

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/timerfd.h>
 #include <sys/wait.h>
@@ -471,6 +472,13 @@ int odyn_run(const struct odyn_config *c, struct err **err)
 	if (getpid() != 1 && prctl(PR_SET_CHILD_SUBREAPER, 1) < 0)
 		log_warn("PR_SET_CHILD_SUBREAPER: %s (orphans will not be reaped)", strerror(errno));
 
+	/* Every proxied connection costs two descriptors: allow what the
+	 * kernel allows. The app inherits the raised soft limit. */
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &rl);
+	}
 	s.envp = env_build(c);
 	s.ingress = xcalloc(c->n_ingress + 1, sizeof(*s.ingress));
 	if (evloop_new(&s.loop, err) < 0)

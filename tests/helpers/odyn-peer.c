@@ -2,6 +2,7 @@
  * host's egress endpoint (every name resolves to 127.0.0.1), runs a TCP echo
  * server, sends bytes. Not a test itself; tests/cli/test_odyn*.sh drive it. */
 #include <errno.h>
+#include <poll.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -50,22 +51,55 @@ static int cmd_read(const char *addr)
 	return 0;
 }
 
-/* send ADDR: connects, sends stdin, half-closes, prints the answer. */
+/* send ADDR: connects, sends stdin while printing what comes back (both
+ * at once, or an echoing peer would deadlock), half-closes at the end of
+ * stdin, and stops at the peer's EOF. */
 static int cmd_send(const char *addr)
 {
 	struct err *e = NULL;
 	int fd = connect_retry(addr, &e);
 	if (fd < 0)
 		return die(e);
-	char b[65536];
-	ssize_t n;
-	while ((n = read(0, b, sizeof(b))) > 0)
-		if (io_write_full(fd, b, (size_t)n, &e) < 0)
-			return die(e);
-	shutdown(fd, SHUT_WR);
-	while ((n = read(fd, b, sizeof(b))) > 0)
-		if (io_write_full(1, b, (size_t)n, &e) < 0)
-			return die(e);
+	static char b[65536], out[65536];
+	size_t out_len = 0, out_off = 0;
+	bool in_open = true;
+	for (;;) {
+		struct pollfd p[2] = {{.fd = fd, .events = POLLIN | (out_len ? POLLOUT : 0)},
+		                      {.fd = in_open && !out_len ? 0 : -1, .events = POLLIN}};
+		if (poll(p, 2, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			return 1;
+		}
+		if (p[0].revents & (POLLIN | POLLHUP | POLLERR)) {
+			ssize_t n = read(fd, b, sizeof(b));
+			if (n <= 0)
+				break;
+			if (io_write_full(1, b, (size_t)n, &e) < 0)
+				return die(e);
+		}
+		if (out_len && (p[0].revents & POLLOUT)) {
+			ssize_t n = send(fd, out + out_off, out_len, MSG_DONTWAIT | MSG_NOSIGNAL);
+			if (n < 0 && errno != EAGAIN && errno != EINTR)
+				return 1;
+			if (n > 0) {
+				out_off += (size_t)n;
+				out_len -= (size_t)n;
+			}
+			if (out_len == 0 && !in_open)
+				shutdown(fd, SHUT_WR);
+		}
+		if (in_open && !out_len && p[1].revents) {
+			ssize_t n = read(0, out, sizeof(out));
+			if (n <= 0) {
+				in_open = false;
+				shutdown(fd, SHUT_WR);
+			} else {
+				out_len = (size_t)n;
+				out_off = 0;
+			}
+		}
+	}
 	close(fd);
 	return 0;
 }
@@ -163,7 +197,7 @@ static void on_ehost(struct ev_handler *h, uint32_t events)
 	struct ehost *eh = (struct ehost *)h;
 	(void)events;
 	int fd;
-	while ((fd = transport_accept(eh->lfd, NULL)) >= 0) {
+	while ((fd = transport_accept(eh->lfd, NULL, NULL)) >= 0) {
 		struct pending *pd = xcalloc(1, sizeof(*pd));
 		pd->h.fn = on_pending;
 		pd->eh = eh;
@@ -256,7 +290,7 @@ static void on_echo_accept(struct ev_handler *h, uint32_t events)
 	struct ehost *eh = (struct ehost *)h;
 	(void)events;
 	int fd;
-	while ((fd = transport_accept(eh->lfd, NULL)) >= 0) {
+	while ((fd = transport_accept(eh->lfd, NULL, NULL)) >= 0) {
 		struct echo *ec = xcalloc(1, sizeof(*ec));
 		ec->h.fn = on_echo;
 		ec->eh = eh;

@@ -524,3 +524,31 @@ TEST(config_user_lookup)
 	err_free(&e);
 	odyn_config_free(&c);
 }
+
+TEST(nsm_random_parse)
+{
+	/* {"GetRandom": {"random": h'0102ff'}} as nsm-api sends it */
+	static const uint8_t bstr[] = {0xa1, 0x69, 'G', 'e', 't', 'R', 'a', 'n',  'd',  'o',  'm', 0xa1,
+	                               0x66, 'r',  'a', 'n', 'd', 'o', 'm', 0x43, 0x01, 0x02, 0xff};
+	uint8_t out[64];
+	struct err *e = NULL;
+	REQUIRE(odyn_nsm_random_parse(bstr, sizeof(bstr), out, sizeof(out), &e) == 3);
+	CHECK(out[0] == 1 && out[1] == 2 && out[2] == 0xff);
+	/* the same as an array of integers (serde without serde_bytes) */
+	static const uint8_t arr[] = {0xa1, 0x69, 'G', 'e', 't', 'R', 'a', 'n',  'd',  'o',  'm', 0xa1,
+	                              0x66, 'r',  'a', 'n', 'd', 'o', 'm', 0x82, 0x07, 0x18, 0xc8};
+	REQUIRE(odyn_nsm_random_parse(arr, sizeof(arr), out, sizeof(out), &e) == 2);
+	CHECK(out[0] == 7 && out[1] == 200);
+	/* every truncation and an error response are refused */
+	for (size_t i = 0; i < sizeof(bstr); i++) {
+		CHECK(odyn_nsm_random_parse(bstr, i, out, sizeof(out), &e) == -1);
+		err_free(&e);
+	}
+	static const uint8_t errresp[] = {0xa1, 0x65, 'E', 'r', 'r', 'o', 'r', 0x6d, 'I', 'n', 'v',
+	                                  'a',  'l',  'i', 'd', 'A', 'r', 'g', 'u',  'm', 'e'};
+	CHECK(odyn_nsm_random_parse(errresp, sizeof(errresp), out, sizeof(out), &e) == -1);
+	CHECK_ERR_CONTAINS(e, "not a GetRandom response");
+	err_free(&e);
+	CHECK(odyn_nsm_random_parse(bstr, sizeof(bstr), out, 2, &e) == -1); /* more than the caller can take */
+	err_free(&e);
+}

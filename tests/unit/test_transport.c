@@ -89,7 +89,7 @@ static void roundtrip(struct test_ctx *t, const char *text)
 	REQUIRE(c >= 0);
 	int s = -1;
 	for (int i = 0; i < 1000 && s < 0; i++)
-		s = transport_accept(l, &e);
+		s = transport_accept(l, NULL, &e);
 	REQUIRE(s >= 0);
 	CHECK(write(c, "ping", 4) == 4);
 	char b[8] = {0};
