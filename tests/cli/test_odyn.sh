@@ -197,6 +197,23 @@ wait
 check "setup failure: exit 108" test $rc -eq 108
 check "setup failure: fatal status names the cause" grep -q '^{"status":"fatal","error":"egress proxy: listen on tcp:127.0.0.1:[0-9]*: bind: Address already in use"}$' "$TMP/st"
 
+# --- the manifest: egress settings from --config-dir
+mkdir -p "$TMP/conf"
+printf 'version: v1\nname: t\negress:\n  proxy_port: 3129\n  allow: [example.com]\n' >"$TMP/conf/enclaver.yaml"
+"${O[@]}" --linger-ms 0 --config-dir "$TMP/conf" --egress-host "unix:$TMP/none" --workdir "$TMP/wd" \
+	-- sh -c 'echo "$HTTPS_PROXY" >from-manifest'
+check "proxy port from the manifest reaches the app" diff "$TMP/wd/from-manifest" <(echo http://127.0.0.1:3129)
+printf 'egress: {allow: [bad..name]}\n' >"$TMP/conf/enclaver.yaml"
+check_fails "bad manifest: odyn refuses to start" 'egress.allow\[0\]' "${O[@]}" --config-dir "$TMP/conf" -- true
+
+# --- the release binary is static (the app's file system may have no libc)
+if [ "${VARIANT:-release}" = release ]; then
+	# No program interpreter and no dynamic section: nothing to load at run time.
+	check "release odyn is statically linked" sh -c "! readelf -lW '$ODYN' | grep -q INTERP && readelf -d '$ODYN' | grep -q 'no dynamic section'"
+else
+	ok "static check only for the release build"
+fi
+
 # --- bad command lines
 check_fails "unknown restart policy" 'want never or on-failure' "$ODYN" --restart sometimes -- true
 check_fails "bad transport" 'unknown transport' "$ODYN" --status foo:bar -- true

@@ -94,6 +94,30 @@ for i in $(seq 1 40); do
 done
 check "ingress: 40 concurrent requests all complete" test $okc -eq 40
 
+# ingress with half-close and back-pressure: 1 MiB each way through odyn to
+# an echo server that answers until our EOF, 20 connections at once
+"$PEER" echo tcp:127.0.0.1:0 >"$TMP/echo.port" 2>/dev/null &
+bg_track $!
+wait_for test -s "$TMP/echo.port"
+head -c 1048576 /dev/urandom >"$TMP/mib"
+"$ODYN" --no-console --status "unix:$TMP/st3" --log "unix:$TMP/log3" --linger-ms 0 \
+	--ingress "unix:$TMP/in3=tcp:127.0.0.1:$(cat "$TMP/echo.port")" \
+	-- sh -c "while [ ! -e '$TMP/stop3' ]; do sleep 0.05; done" &
+op3=$!
+bg_track $op3
+send_pids=()
+for i in $(seq 1 20); do
+	"$PEER" send "unix:$TMP/in3" <"$TMP/mib" >"$TMP/echo.$i" 2>&1 &
+	send_pids+=($!)
+done
+for p in "${send_pids[@]}"; do wait "$p"; done
+okc=0
+for i in $(seq 1 20); do cmp -s "$TMP/echo.$i" "$TMP/mib" && okc=$((okc + 1)); done
+check "ingress: 20 x 1 MiB echoed intact through half-close" test $okc -eq 20
+touch "$TMP/stop3"
+wait $op3
+check "ingress odyn ends cleanly" test $? -eq 0
+
 # The app was told where the proxy is.
 "$PEER" read "unix:$TMP/log" >"$TMP/applog" 2>"$TMP/applog.err" &
 rp=$!
