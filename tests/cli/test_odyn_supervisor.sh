@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# test_odyn: the supervisor as a normal process over unix sockets: status
+# test_odyn_supervisor: the supervisor as a normal process over unix sockets: status
 # lines, exit codes, signals, escalation, orphans, log replay, restarts,
 # environment, working directory and user.
 . "$(dirname "$0")/lib.sh"
