@@ -18,6 +18,8 @@ packages=(
 	cpio xz-utils
 	# scripts/kernel-bundle-custom.sh (building a kernel)
 	flex bison libelf-dev
+	# odyn tests: a peer to compare the ingress relay with
+	socat
 )
 
 if [ "$(id -u)" -ne 0 ]; then
