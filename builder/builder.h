@@ -120,6 +120,11 @@ struct bld_manifest {
 
 	bool has_api;
 	uint16_t api_listen_port;
+
+	/* restart (odyn's restart policy): NULL / 0 when not set. */
+	char *restart_policy; /* "never" | "on-failure" */
+	int64_t restart_max;
+	int64_t restart_backoff_ms;
 };
 
 /* Reads and validates a manifest from a file, or from stdin when path is "-"

@@ -272,6 +272,25 @@ static int on_api(struct mctx *c, const char *key, yaml_node_t *v, const char *p
 	return 0;
 }
 
+/* restart: odyn's restart policy for the app (our extension; docs/odyn.md).
+ * Bounds match odyn's own reading of the same file. */
+static int on_restart(struct mctx *c, const char *key, yaml_node_t *v, const char *path)
+{
+	struct bld_manifest *m = c->m;
+	if (!strcmp(key, "policy")) {
+		if (get_string(c, v, path, &m->restart_policy) < 0)
+			return -1;
+		if (strcmp(m->restart_policy, "never") != 0 && strcmp(m->restart_policy, "on-failure") != 0)
+			return perr(c, v, path, "\"%s\" is not never or on-failure", m->restart_policy);
+		return 1;
+	}
+	if (!strcmp(key, "max_restarts"))
+		return get_int(c, v, path, 0, 1000000, &m->restart_max) < 0 ? -1 : 1;
+	if (!strcmp(key, "backoff_ms"))
+		return get_int(c, v, path, 0, 3600000, &m->restart_backoff_ms) < 0 ? -1 : 1;
+	return 0;
+}
+
 static int on_top(struct mctx *c, const char *key, yaml_node_t *v, const char *path)
 {
 	struct bld_manifest *m = c->m;
@@ -330,6 +349,8 @@ static int on_top(struct mctx *c, const char *key, yaml_node_t *v, const char *p
 			return perr(c, v, path, "missing required key \"listen_port\"");
 		return 1;
 	}
+	if (!strcmp(key, "restart"))
+		return each_pair(c, v, path, "policy, max_restarts, backoff_ms", on_restart) < 0 ? -1 : 1;
 	if (!strcmp(key, "api")) {
 		m->has_api = true;
 		if (each_pair(c, v, path, "listen_port", on_api) < 0)
@@ -393,7 +414,7 @@ static int parse_document(struct mctx *c, yaml_parser_t *parser)
 	if (root == NULL)
 		return err_set(c->err, EINVAL, "%s: the manifest is empty", c->file);
 	if (each_pair(c, root, "",
-	              "version, name, target, sources, signature, defaults, ingress, egress, kms_proxy, api",
+	              "version, name, target, sources, signature, defaults, ingress, egress, kms_proxy, api, restart",
 	              on_top) < 0)
 		return -1;
 	struct bld_manifest *m = c->m;
@@ -500,7 +521,7 @@ void bld_manifest_free(struct bld_manifest *m)
 	if (!m)
 		return;
 	free(m->path), free(m->dir), free(m->raw);
-	free(m->version), free(m->name), free(m->target);
+	free(m->version), free(m->name), free(m->target), free(m->restart_policy);
 	free(m->source_app), free(m->source_odyn), free(m->source_sleeve);
 	free(m->signature_certificate), free(m->signature_key);
 	for (size_t i = 0; i < m->n_ingress; i++)

@@ -96,6 +96,19 @@ TEST(manifest_minimal_and_defaults)
 	bld_manifest_free(m);
 }
 
+TEST(manifest_restart_policy)
+{
+	struct bld_manifest *m = NULL;
+	struct err *e = NULL;
+	static const char text[] = "version: v1\nname: a\ntarget: t\nsources:\n  app: x\n"
+				   "restart:\n  policy: on-failure\n  max_restarts: 5\n  backoff_ms: 250\n";
+	REQUIRE(parse(text, &m, &e) == 0);
+	CHECK_STR_EQ(m->restart_policy, "on-failure");
+	CHECK_INT_EQ(m->restart_max, 5);
+	CHECK_INT_EQ(m->restart_backoff_ms, 250);
+	bld_manifest_free(m);
+}
+
 TEST(manifest_old_names_accepted)
 {
 	struct bld_manifest *m = NULL;
@@ -151,6 +164,9 @@ TEST(manifest_bad_input)
 	bad(t, HEAD "defaults:\n  memory_mb: 12x\n", "expected an integer, got \"12x\"", NULL);
 	bad(t, HEAD "defaults:\n  memory_mb: 99999999999999999999999\n", "out of range", NULL);
 	bad(t, HEAD "defaults:\n  cpus: 2\n", "defaults: unknown key \"cpus\"", NULL);
+	bad(t, HEAD "restart:\n  policy: always\n", "restart.policy: \"always\" is not never or on-failure", NULL);
+	bad(t, HEAD "restart:\n  max_restarts: -1\n", "restart.max_restarts: -1 is out of range", NULL);
+	bad(t, HEAD "restart:\n  backoff: 5\n", "restart: unknown key \"backoff\"", NULL);
 	bad(t, HEAD "ingress:\n  listen_port: 80\n", "ingress: expected a list, got a mapping", NULL);
 	bad(t, HEAD "ingress:\n  - listen_port: 0\n", "ingress[0].listen_port: 0 is out of range 1..65535", NULL);
 	bad(t, HEAD "ingress:\n  - listen_port: 65536\n", "out of range 1..65535", NULL);
