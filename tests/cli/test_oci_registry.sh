@@ -9,7 +9,7 @@
 for tool in docker-registry skopeo umoci htpasswd; do
 	if ! command -v "$tool" >/dev/null; then
 		not_ok "$tool is installed (scripts/install-deps.sh)"
-done_testing
+		done_testing
 		exit 1
 	fi
 done
