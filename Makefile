@@ -17,7 +17,7 @@ BUILD := build/$(VARIANT)
 
 # Library modules: every .c directly under these folders goes into
 # libenclaver.a. The CLI (cli/) links on top.
-MODULES := common eif attest oci runtime builder
+MODULES := common eif attest oci runtime builder odyn
 PKGS := openssl jansson zlib libcurl libarchive yaml-0.1 libzstd
 
 CC ?= cc
@@ -53,9 +53,10 @@ TOOL_SRCS := $(wildcard tests/tools/*.c)
 TOOL_BINS := $(patsubst tests/tools/%.c,$(BUILD)/tests/tools/%,$(TOOL_SRCS))
 LIBENCLAVER := $(BUILD)/libenclaver.a
 ENCLAVER := $(BUILD)/bin/enclaver
+ODYN := $(BUILD)/bin/odyn
 
 .PHONY: all test check unit-tests example bench fuzz format clean
-all: bin/enclaver bin/enclaver-build
+all: bin/enclaver bin/enclaver-build bin/odyn
 
 ifeq ($(VARIANT),release)
 bin/enclaver: $(ENCLAVER)
@@ -63,6 +64,9 @@ bin/enclaver: $(ENCLAVER)
 	cp $< $@
 bin/enclaver-build: bin/enclaver
 	ln -sf enclaver $@
+bin/odyn: $(ODYN)
+	@mkdir -p bin
+	cp $< $@
 endif
 
 $(BUILD)/obj/%.o: %.c
@@ -79,6 +83,24 @@ $(ENCLAVER): $(CLI_OBJS) $(LIBENCLAVER)
 	$(CC) $(LDFLAGS_ALL) -o $@ $(CLI_OBJS) $(LIBENCLAVER) $(LIBS)
 	ln -sf enclaver $(dir $@)enclaver-build
 
+# odyn runs inside the enclave on any (or no) distribution: one static
+# binary with only libc, jansson and libyaml. ASan cannot link statically, so
+# the asan variant (which the tests also run) is dynamic.
+ODYN_LIBS := -Wl,-Bstatic -ljansson -lyaml -Wl,-Bdynamic
+ifeq ($(VARIANT),release)
+  ODYN_LIBS := -static -ljansson -lyaml
+endif
+$(ODYN): $(BUILD)/obj/odyn/main/main.o $(LIBENCLAVER)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS_ALL) -o $@ $< $(LIBENCLAVER) $(ODYN_LIBS)
+
+# Test helpers: programs the CLI tests drive (not tests themselves).
+HELPER_SRCS := $(wildcard tests/helpers/*.c)
+HELPERS := $(patsubst tests/helpers/%.c,$(BUILD)/helpers/%,$(HELPER_SRCS))
+$(BUILD)/helpers/%: $(BUILD)/obj/tests/helpers/%.o $(LIBENCLAVER)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS_ALL) -o $@ $< $(LIBENCLAVER) $(LIBS)
+
 $(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(HARNESS_OBJ) $(LIBENCLAVER)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS_ALL) -o $@ $< $(HARNESS_OBJ) $(LIBENCLAVER) $(LIBS)
@@ -88,7 +110,7 @@ $(BUILD)/tests/tools/%: $(BUILD)/obj/tests/tools/%.o $(LIBENCLAVER)
 	$(CC) $(LDFLAGS_ALL) -o $@ $< $(LIBENCLAVER) $(LIBS)
 
 # Everything the test runner needs for one variant.
-unit-tests: $(UNIT_BINS) $(TOOL_BINS) $(ENCLAVER)
+unit-tests: $(UNIT_BINS) $(TOOL_BINS) $(ENCLAVER) $(ODYN) $(HELPERS)
 
 test check:
 	$(MAKE) VARIANT=release all unit-tests
@@ -120,4 +142,4 @@ format:
 clean:
 	rm -rf build bin
 
--include $(LIB_OBJS:.o=.d) $(CLI_OBJS:.o=.d) $(patsubst %.c,$(BUILD)/obj/%.d,$(TOOL_SRCS)) $(patsubst %.c,$(BUILD)/obj/%.d,$(UNIT_SRCS)) $(HARNESS_OBJ:.o=.d)
+-include $(LIB_OBJS:.o=.d) $(CLI_OBJS:.o=.d) $(BUILD)/obj/odyn/main/main.d $(patsubst %.c,$(BUILD)/obj/%.d,$(HELPER_SRCS)) $(patsubst %.c,$(BUILD)/obj/%.d,$(TOOL_SRCS)) $(patsubst %.c,$(BUILD)/obj/%.d,$(UNIT_SRCS)) $(HARNESS_OBJ:.o=.d)

@@ -9,7 +9,7 @@ packages=(
 	build-essential pkg-config clang libclang-rt-14-dev
 	libssl-dev libjansson-dev zlib1g-dev libarchive-dev libzstd-dev libcurl4-openssl-dev libyaml-dev
 	# tests and tools the tests drive
-	openssl xxd python3 valgrind ca-certificates
+	openssl xxd python3 valgrind ca-certificates socat
 	# OCI tests: a real registry, peers to cross-check, htpasswd for basic auth
 	docker-registry skopeo umoci apache2-utils curl
 	# make bench

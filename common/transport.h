@@ -1,0 +1,73 @@
+/* transport: socket endpoints named by text ("vsock:CID:PORT", "unix:PATH",
+ * "tcp:HOST:PORT"), so every vsock endpoint can be a unix socket in tests;
+ * plus the small epoll event loop the proxies and the supervisor share. */
+#ifndef ENCLAVER_TRANSPORT_H
+#define ENCLAVER_TRANSPORT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "common.h"
+
+/* ---------------------------------------------------------------- addresses
+ * vsock:CID:PORT   CID a number or "any" (VMADDR_CID_ANY), PORT a u32
+ * unix:PATH        a filesystem socket (no abstract names)
+ * tcp:HOST:PORT    HOST a numeric IPv4 address, "[v6]" or "localhost";
+ *                  no name resolution (static binaries, no resolver inside
+ *                  an enclave). */
+struct transport_addr {
+	struct sockaddr_storage sa;
+	socklen_t len;
+	int family;     /* AF_VSOCK, AF_UNIX, AF_INET or AF_INET6 */
+	char text[128]; /* canonical text, for messages */
+};
+
+int transport_parse(const char *text, struct transport_addr *out, struct err **err);
+/* A listening socket, non-blocking and close-on-exec. A unix socket path
+ * that already names a socket is replaced (a stale one from a crash). */
+int transport_listen(const struct transport_addr *addr, int backlog, struct err **err);
+/* A connected socket (blocking connect), then set non-blocking when asked. */
+int transport_connect(const struct transport_addr *addr, bool nonblock, struct err **err);
+/* Removes a unix socket's file after its listener closed; no-op otherwise. */
+void transport_unlink(const struct transport_addr *addr);
+/* Starts a non-blocking connect; *in_progress is set when the caller must
+ * wait for EPOLLOUT and then check transport_connect_finish(). */
+int transport_connect_start(const struct transport_addr *addr, bool *in_progress, struct err **err);
+int transport_connect_finish(int fd, const struct transport_addr *addr, struct err **err);
+/* accept4 with NONBLOCK|CLOEXEC; returns -1 without *err when none is
+ * waiting, or -1 with *err on a failure. Out of descriptors (EMFILE/ENFILE)
+ * with a reserve descriptor given (an open /dev/null, -1 if none), the waiting
+ * connection is accepted and closed at once, so a level-triggered listener
+ * does not spin; *err then says so. */
+int transport_accept(int listen_fd, int *reserve_fd, struct err **err);
+/* A descriptor to keep in reserve for transport_accept (-1 on failure). */
+int transport_reserve_fd(void);
+/* The port of a bound inet or vsock socket (for tcp:127.0.0.1:0 in tests). */
+int transport_local_port(int fd, uint32_t *port, struct err **err);
+
+/* ---------------------------------------------------------------- event loop
+ * Level-triggered epoll. Each watched descriptor has a handler; the loop
+ * calls handler->fn with the ready events. Objects freed from a callback
+ * must go through evloop_defer_free: other events of the same batch may
+ * still point at them. */
+struct evloop;
+struct ev_handler {
+	void (*fn)(struct ev_handler *h, uint32_t events);
+};
+
+int evloop_new(struct evloop **out, struct err **err);
+void evloop_free(struct evloop *loop);
+int evloop_add(struct evloop *loop, int fd, uint32_t events, struct ev_handler *h, struct err **err);
+int evloop_mod(struct evloop *loop, int fd, uint32_t events, struct ev_handler *h, struct err **err);
+void evloop_del(struct evloop *loop, int fd);
+/* Frees ptr with fn(ptr) once the current batch of events is dispatched. */
+void evloop_defer_free(struct evloop *loop, void *ptr, void (*fn)(void *));
+/* Waits up to timeout_ms (-1 forever) and dispatches one batch. */
+int evloop_run_once(struct evloop *loop, int timeout_ms, struct err **err);
+/* Runs until evloop_stop. */
+int evloop_run(struct evloop *loop, struct err **err);
+void evloop_stop(struct evloop *loop);
+bool evloop_stopped(const struct evloop *loop);
+
+#endif

@@ -1,0 +1,318 @@
+/* config: odyn's command line, the user lookup in the app's /etc/passwd and
+ * /etc/group, and the defaults that match enclaver-compat.md's ports. */
+#include <errno.h>
+#include <limits.h>
+#include <string.h>
+
+#include "odyn/internal.h"
+
+static void set_default_addr(struct transport_addr *a, const char *text)
+{
+	struct err *e = NULL;
+	if (transport_parse(text, a, &e) < 0)
+		abort(); /* our own constants */
+}
+
+void odyn_config_init(struct odyn_config *c)
+{
+	memset(c, 0, sizeof(*c));
+	c->grace_ms = 10000;
+	c->linger_ms = 1000;
+	c->backoff_ms = 1000;
+	c->console = true;
+	c->proxy_port = 10000;
+	set_default_addr(&c->status_addr, "vsock:any:17000");
+	set_default_addr(&c->log_addr, "vsock:any:17001");
+	set_default_addr(&c->egress_addr, "vsock:3:17002");
+}
+
+void odyn_strv_free(char **v)
+{
+	if (v == NULL)
+		return;
+	for (char **p = v; *p; p++)
+		free(*p);
+	free(v);
+}
+
+static void strv_push(char ***v, const char *s)
+{
+	size_t n = 0;
+	while (*v && (*v)[n])
+		n++;
+	*v = xrealloc(*v, (n + 2) * sizeof(**v));
+	(*v)[n] = xstrdup(s);
+	(*v)[n + 1] = NULL;
+}
+
+void odyn_config_free(struct odyn_config *c)
+{
+	odyn_strv_free(c->argv);
+	odyn_strv_free(c->env);
+	free(c->workdir);
+	free(c->groups);
+	free(c->ingress);
+	egress_policy_free(&c->policy);
+	memset(c, 0, sizeof(*c));
+}
+
+static int parse_int(const char *s, long min, long max, long *out)
+{
+	char *end;
+	errno = 0;
+	long v = strtol(s, &end, 10);
+	if (errno || end == s || *end != '\0' || v < min || v > max)
+		return -1;
+	*out = v;
+	return 0;
+}
+
+static int add_ingress(struct odyn_config *c, const char *spec, struct err **err)
+{
+	struct odyn_ingress in;
+	const char *eq = strchr(spec, '=');
+	if (eq == NULL) {
+		long port;
+		if (parse_int(spec, 1, 65535, &port) < 0)
+			return err_set(err, EINVAL, "--ingress \"%s\": want PORT or LISTEN=TARGET", spec);
+		if (port >= ODYN_PORT_STATUS && port <= ODYN_PORT_EGRESS)
+			return err_set(err, EINVAL, "--ingress %ld: ports 17000-17002 are odyn's own", port);
+		_cleanup_free_ char *l = xasprintf("vsock:any:%ld", port);
+		_cleanup_free_ char *t = xasprintf("tcp:127.0.0.1:%ld", port);
+		set_default_addr(&in.listen, l);
+		set_default_addr(&in.target, t);
+	} else {
+		_cleanup_free_ char *l = strndup(spec, (size_t)(eq - spec));
+		if (transport_parse(l, &in.listen, err) < 0 || transport_parse(eq + 1, &in.target, err) < 0)
+			return err_wrap(err, "--ingress");
+	}
+	c->ingress = xrealloc(c->ingress, (c->n_ingress + 1) * sizeof(*c->ingress));
+	c->ingress[c->n_ingress++] = in;
+	return 0;
+}
+
+int odyn_config_add_ingress_port(struct odyn_config *c, uint16_t port, struct err **err)
+{
+	char s[8];
+	snprintf(s, sizeof(s), "%u", port);
+	return add_ingress(c, s, err);
+}
+
+/* Options that take a value. Each returns -1 with *err on a bad value. */
+static int apply_option(struct odyn_config *c, const char *name, const char *val, struct err **err)
+{
+	long n;
+	if (strcmp(name, "--config-dir") == 0) {
+		_cleanup_free_ char *path = xasprintf("%s/enclaver.yaml", val);
+		if (access(path, F_OK) < 0)
+			return 0; /* odyn runs without a manifest too */
+		return odyn_config_load_manifest(c, path, err);
+	}
+	if (strcmp(name, "--manifest") == 0)
+		return odyn_config_load_manifest(c, val, err);
+	if (strcmp(name, "--env") == 0) {
+		if (strchr(val, '=') == NULL || val[0] == '=')
+			return err_set(err, EINVAL, "--env \"%s\": want KEY=VALUE", val);
+		strv_push(&c->env, val);
+		return 0;
+	}
+	if (strcmp(name, "--workdir") == 0) {
+		free(c->workdir);
+		c->workdir = xstrdup(val);
+		return 0;
+	}
+	if (strcmp(name, "--user") == 0)
+		return odyn_config_set_user(c, val, "", err);
+	if (strcmp(name, "--grace-ms") == 0 || strcmp(name, "--linger-ms") == 0 ||
+	    strcmp(name, "--restart-backoff-ms") == 0 || strcmp(name, "--max-restarts") == 0) {
+		if (parse_int(val, 0, 24L * 3600 * 1000, &n) < 0)
+			return err_set(err, EINVAL, "%s \"%s\": want a non-negative number", name, val);
+		if (strcmp(name, "--grace-ms") == 0)
+			c->grace_ms = (int)n;
+		else if (strcmp(name, "--linger-ms") == 0)
+			c->linger_ms = (int)n;
+		else if (strcmp(name, "--restart-backoff-ms") == 0)
+			c->backoff_ms = n > 0 ? (int)n : 1;
+		else
+			c->max_restarts = (int)n;
+		return 0;
+	}
+	if (strcmp(name, "--restart") == 0) {
+		if (strcmp(val, "never") == 0)
+			c->restart = ODYN_RESTART_NEVER;
+		else if (strcmp(val, "on-failure") == 0)
+			c->restart = ODYN_RESTART_ON_FAILURE;
+		else
+			return err_set(err, EINVAL, "--restart \"%s\": want never or on-failure", val);
+		return 0;
+	}
+	if (strcmp(name, "--status") == 0)
+		return transport_parse(val, &c->status_addr, err) < 0 ? err_wrap(err, "--status") : 0;
+	if (strcmp(name, "--log") == 0)
+		return transport_parse(val, &c->log_addr, err) < 0 ? err_wrap(err, "--log") : 0;
+	if (strcmp(name, "--egress-host") == 0) {
+		c->egress_enabled = true;
+		return transport_parse(val, &c->egress_addr, err) < 0 ? err_wrap(err, "--egress-host") : 0;
+	}
+	if (strcmp(name, "--proxy-port") == 0) {
+		if (parse_int(val, 1, 65535, &n) < 0)
+			return err_set(err, EINVAL, "--proxy-port \"%s\": want 1-65535", val);
+		c->egress_enabled = true;
+		c->proxy_port = (uint16_t)n;
+		return 0;
+	}
+	if (strcmp(name, "--egress-allow") == 0 || strcmp(name, "--egress-deny") == 0) {
+		c->egress_enabled = true;
+		return egress_policy_add(&c->policy, name[9] == 'd', val, err) < 0 ? err_wrap(err, "%s", name) : 0;
+	}
+	if (strcmp(name, "--ingress") == 0)
+		return add_ingress(c, val, err);
+	return err_set(err, EINVAL, "unknown option %s", name);
+}
+
+int odyn_config_parse_args(struct odyn_config *c, int argc, char **argv, struct err **err)
+{
+	int i;
+	for (i = 0; i < argc; i++) {
+		const char *a = argv[i];
+		if (strcmp(a, "--") == 0) {
+			i++;
+			break;
+		}
+		if (strcmp(a, "-v") == 0) {
+			log_set_level(LOG_DEBUG);
+			continue;
+		}
+		if (strcmp(a, "-q") == 0) {
+			log_set_level(LOG_WARN);
+			continue;
+		}
+		if (strcmp(a, "--no-console") == 0) {
+			c->console = false;
+			continue;
+		}
+		if (a[0] != '-')
+			break; /* the app's command without "--" */
+		const char *eq = strchr(a, '=');
+		_cleanup_free_ char *name = eq ? strndup(a, (size_t)(eq - a)) : xstrdup(a);
+		const char *val = eq ? eq + 1 : NULL;
+		if (val == NULL) {
+			if (i + 1 >= argc)
+				return err_set(err, EINVAL, "option %s needs a value", name);
+			val = argv[++i];
+		}
+		if (apply_option(c, name, val, err) < 0)
+			return -1;
+	}
+	for (; i < argc; i++)
+		strv_push(&c->argv, argv[i]);
+	{
+		/* The proxy listens on loopback inside; tests may move it. */
+		_cleanup_free_ char *p = xasprintf("tcp:127.0.0.1:%u", c->proxy_port);
+		if (c->proxy_addr.len == 0)
+			set_default_addr(&c->proxy_addr, p);
+	}
+	return 0;
+}
+
+/* ---------------------------------------------------------------- users */
+
+/* Finds the line of a passwd/group file whose field 0 (name) or field 2 (id)
+ * equals key; returns its fields split in place. */
+static int db_find(const char *path, const char *key, char *line, size_t cap, char **fields, int nf)
+{
+	_cleanup_fclose_ FILE *f = fopen(path, "re");
+	if (f == NULL)
+		return -1;
+	while (fgets(line, (int)cap, f)) {
+		line[strcspn(line, "\n")] = '\0';
+		int k = 0;
+		char *p = line;
+		for (; k < nf; k++) {
+			fields[k] = p;
+			char *colon = strchr(p, ':');
+			if (colon == NULL) {
+				k++;
+				break;
+			}
+			*colon = '\0';
+			p = colon + 1;
+		}
+		if (k < 3)
+			continue;
+		if (strcmp(fields[0], key) == 0 || strcmp(fields[2], key) == 0)
+			return k;
+	}
+	return -1;
+}
+
+static bool is_number(const char *s)
+{
+	return *s && strspn(s, "0123456789") == strlen(s);
+}
+
+int odyn_config_set_user(struct odyn_config *c, const char *spec, const char *root, struct err **err)
+{
+	_cleanup_free_ char *user = xstrdup(spec);
+	char *group = strchr(user, ':');
+	if (group)
+		*group++ = '\0';
+	if (*user == '\0' || (group && *group == '\0'))
+		return err_set(err, EINVAL, "user \"%s\": want USER[:GROUP]", spec);
+	_cleanup_free_ char *passwd = xasprintf("%s/etc/passwd", root);
+	_cleanup_free_ char *groupf = xasprintf("%s/etc/group", root);
+	char line[1024];
+	char *f[7];
+	long id;
+	const char *uname = NULL;
+	_cleanup_free_ char *uname_copy = NULL;
+	free(c->groups);
+	c->groups = NULL;
+	c->n_groups = 0;
+	if (db_find(passwd, user, line, sizeof(line), f, 7) >= 4) {
+		if (parse_int(f[2], 0, UINT32_MAX - 1, &id) < 0 || (!is_number(user) && strcmp(f[0], user) != 0))
+			return err_set(err, EINVAL, "user \"%s\": bad entry in %s", spec, passwd);
+		c->uid = (uid_t)id;
+		if (parse_int(f[3], 0, UINT32_MAX - 1, &id) < 0)
+			return err_set(err, EINVAL, "user \"%s\": bad group id in %s", spec, passwd);
+		c->gid = (gid_t)id;
+		uname_copy = xstrdup(f[0]);
+		uname = uname_copy;
+	} else if (is_number(user) && parse_int(user, 0, UINT32_MAX - 1, &id) == 0) {
+		c->uid = (uid_t)id;
+		c->gid = 0; /* as Docker does for a numeric user without a passwd entry */
+	} else {
+		return err_set(err, ENOENT, "user \"%s\" not found in %s", user, passwd);
+	}
+	if (group) {
+		if (db_find(groupf, group, line, sizeof(line), f, 4) >= 3) {
+			if (parse_int(f[2], 0, UINT32_MAX - 1, &id) < 0)
+				return err_set(err, EINVAL, "group \"%s\": bad entry in %s", group, groupf);
+			c->gid = (gid_t)id;
+		} else if (is_number(group) && parse_int(group, 0, UINT32_MAX - 1, &id) == 0) {
+			c->gid = (gid_t)id;
+		} else {
+			return err_set(err, ENOENT, "group \"%s\" not found in %s", group, groupf);
+		}
+	}
+	/* Supplementary groups: the primary one, then every group listing the user. */
+	c->groups = xmalloc(sizeof(gid_t));
+	c->groups[c->n_groups++] = c->gid;
+	_cleanup_fclose_ FILE *gf = uname ? fopen(groupf, "re") : NULL;
+	while (gf && fgets(line, sizeof(line), gf)) {
+		line[strcspn(line, "\n")] = '\0';
+		char *name = strtok(line, ":");
+		strtok(NULL, ":");
+		char *gid_s = strtok(NULL, ":");
+		char *members = strtok(NULL, ":");
+		if (!name || !gid_s || !members || parse_int(gid_s, 0, UINT32_MAX - 1, &id) < 0)
+			continue;
+		for (char *m = strtok(members, ","); m; m = strtok(NULL, ","))
+			if (strcmp(m, uname) == 0 && (gid_t)id != c->gid && c->n_groups < 64) {
+				c->groups = xrealloc(c->groups, (c->n_groups + 1) * sizeof(gid_t));
+				c->groups[c->n_groups++] = (gid_t)id;
+			}
+	}
+	c->has_user = true;
+	return 0;
+}

@@ -1,0 +1,51 @@
+/* odyn internals shared between odyn's own files: the relay, the broadcast
+ * stream, and the proxies' entry points. Not for other modules. */
+#ifndef ENCLAVER_ODYN_INTERNAL_H
+#define ENCLAVER_ODYN_INTERNAL_H
+
+#include <stddef.h>
+
+#include "odyn/odyn.h"
+
+#define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
+
+/* relay: owns both descriptors from the call on (closes them on failure too). */
+struct relay;
+struct relay_list {
+	struct relay *head;
+	size_t n;
+};
+int relay_start(struct evloop *loop, int fd_a, int fd_b, const void *a_to_b, size_t n_a_to_b, const void *b_to_a,
+                size_t n_b_to_a, struct relay_list *list, struct err **err);
+/* Closes every relay of the list (at shutdown). */
+void relay_list_close_all(struct relay_list *list);
+
+struct stream;
+int stream_new(struct evloop *loop, const struct transport_addr *addr, size_t cap, struct stream **out,
+               struct err **err);
+void stream_write(struct stream *s, const void *data, size_t len);
+bool stream_flushed(const struct stream *s);
+uint64_t stream_readers_served(const struct stream *s);
+/* Back-pressure support: the largest number of bytes a reader is behind,
+ * a callback when a reader took bytes, and dropping readers that stayed
+ * more than `lag` behind without progress for stall_ms. */
+uint64_t stream_max_lag(const struct stream *s);
+size_t stream_capacity(const struct stream *s);
+void stream_set_drain_cb(struct stream *s, void (*fn)(void *arg), void *arg);
+void stream_drop_stalled(struct stream *s, uint64_t lag, unsigned stall_ms);
+void stream_free(struct stream *s);
+
+/* egress proxy and ingress forwarders, living on the supervisor's loop. */
+struct egress_proxy;
+int egress_proxy_start(struct evloop *loop, const struct transport_addr *listen, const struct transport_addr *host,
+                       const struct egress_policy *policy, struct egress_proxy **out, struct err **err);
+void egress_proxy_free(struct egress_proxy *p);
+
+struct ingress;
+int ingress_start(struct evloop *loop, const struct odyn_ingress *spec, struct ingress **out, struct err **err);
+void ingress_free(struct ingress *in);
+
+/* config: an ingress port from the manifest (vsock:any:P -> 127.0.0.1:P). */
+int odyn_config_add_ingress_port(struct odyn_config *c, uint16_t port, struct err **err);
+
+#endif

@@ -1,0 +1,144 @@
+#!/usr/bin/env bash
+# test_odyn_net: odyn's egress proxy and ingress end to end over unix
+# sockets: curl through the proxy to a local HTTP server via the test egress
+# host (odyn-peer, which resolves every name to 127.0.0.1), allowed, denied
+# and refused cases, CONNECT, keep-alive; ingress with many concurrent
+# connections to an echo server.
+. "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/odyn_lib.sh"
+
+# A plain HTTP server with known content.
+mkdir -p "$TMP/www"
+head -c 100000 /dev/urandom >"$TMP/www/blob"
+echo hello-from-origin >"$TMP/www/hello.txt"
+python3 -u -m http.server 0 --protocol HTTP/1.1 --bind 127.0.0.1 --directory "$TMP/www" >"$TMP/http.out" 2>"$TMP/http.err" &
+bg_track $!
+wait_for grep -q "port" "$TMP/http.out"
+HP=$(sed -n 's/.* port \([0-9]*\) .*/\1/p' "$TMP/http.out" | head -n 1)
+CLOSED=$(free_port) # nothing listens there
+
+"$PEER" egress-host "unix:$TMP/egress" >/dev/null 2>"$TMP/egress.log" &
+bg_track $!
+wait_for test -S "$TMP/egress"
+
+PP=$(free_port)
+"$ODYN" --no-console --status "unix:$TMP/st" --log "unix:$TMP/log" --linger-ms 0 \
+	--egress-host "unix:$TMP/egress" --proxy-port "$PP" \
+	--egress-allow allowed.test --egress-allow '**.wild.test' --egress-deny bad.wild.test \
+	--egress-allow "127.0.0.1:$HP" --egress-allow "refused.test:$CLOSED" \
+	--ingress "unix:$TMP/in=tcp:127.0.0.1:$HP" \
+	-- sh -c "echo \"proxy=\$http_proxy\"; while [ ! -e '$TMP/stop' ]; do sleep 0.05; done" &
+op=$!
+bg_track $op
+wait_for python3 -c "import socket; socket.create_connection(('127.0.0.1', $PP))"
+
+X=(curl -s -S --max-time 20 -x "http://127.0.0.1:$PP")
+code() { "${X[@]}" -o "$TMP/body" -w '%{http_code}' "$@"; }
+
+# plain HTTP (absolute-form)
+check "allowed name: content arrives" cmp <("${X[@]}" "http://allowed.test:$HP/blob") "$TMP/www/blob"
+check "allowed by ** pattern" cmp <("${X[@]}" "http://a.b.wild.test:$HP/hello.txt") "$TMP/www/hello.txt"
+check "allowed IP with port" cmp <("${X[@]}" "http://127.0.0.1:$HP/hello.txt") "$TMP/www/hello.txt"
+check "mixed case and trailing dot" cmp <("${X[@]}" "http://ALLOWED.Test.:$HP/hello.txt") "$TMP/www/hello.txt"
+c=$(code "http://denied.test:$HP/hello.txt")
+check "unlisted name: 401" test "$c" = 401
+check "401 body names the reason" grep -q "denied.test:$HP matches no allow rule" "$TMP/body"
+c=$(code "http://bad.wild.test:$HP/hello.txt")
+check "deny rule beats ** allow: 401" test "$c" = 401
+check "401 body names the deny rule" grep -q 'deny rule "bad.wild.test"' "$TMP/body"
+c=$(code "http://127.0.0.1:$CLOSED/")
+check "IP allowed only on its port: 401 elsewhere" test "$c" = 401
+c=$(code "http://127.1:$HP/hello.txt")
+check "legacy address forms are addresses (allowed as 127.0.0.1)" test "$c" = 200
+c=$(code "http://refused.test:$CLOSED/")
+check "upstream refuses: 503" test "$c" = 503
+check "503 body carries the host's error" grep -q "refused.test:$CLOSED" "$TMP/body"
+c=$("${X[@]}" -o /dev/null -w '%{http_code}' -d 'some=body' "http://allowed.test:$HP/hello.txt")
+check "request with a body is forwarded (server answers 501 to POST)" test "$c" = 501
+
+# keep-alive: two requests to one origin use one tunnel
+before=$(grep -c "tunnel to" "$TMP/egress.log")
+"${X[@]}" "http://allowed.test:$HP/hello.txt" "http://allowed.test:$HP/hello.txt" >"$TMP/two"
+after=$(grep -c "tunnel to" "$TMP/egress.log")
+check "keep-alive: both responses" test "$(grep -c hello-from-origin "$TMP/two")" -eq 2
+check "keep-alive: one tunnel for two requests" test $((after - before)) -eq 1
+"${X[@]}" "http://allowed.test:$HP/hello.txt" "http://x.wild.test:$HP/hello.txt" >"$TMP/two"
+check "one proxy connection, two origins" test "$(grep -c hello-from-origin "$TMP/two")" -eq 2
+
+# CONNECT
+check "CONNECT to an allowed host" cmp <("${X[@]}" -p "http://x.wild.test:$HP/blob") "$TMP/www/blob"
+"${X[@]}" -p -o /dev/null "http://denied.test:$HP/" 2>"$TMP/cerr"
+check "CONNECT to a denied host: 401" grep -q "401" "$TMP/cerr"
+"${X[@]}" -p -o /dev/null "http://refused.test:$CLOSED/" 2>"$TMP/cerr"
+check "CONNECT refused upstream: 503" grep -q "503" "$TMP/cerr"
+
+# garbage and oversized requests
+printf 'NOT HTTP\r\n\r\n' | "$PEER" send "tcp:127.0.0.1:$PP" >"$TMP/g" 2>&1
+check "garbage request: 400" grep -q "^HTTP/1.1 400" "$TMP/g"
+python3 -c "import sys; sys.stdout.write('GET http://allowed.test/ HTTP/1.1\r\nX: ' + 'a'*70000 + '\r\n\r\n')" |
+	"$PEER" send "tcp:127.0.0.1:$PP" >"$TMP/g" 2>&1
+check "oversized head: 431" grep -q "^HTTP/1.1 431" "$TMP/g"
+printf 'GET https://allowed.test/ HTTP/1.1\r\n\r\n' | "$PEER" send "tcp:127.0.0.1:$PP" >"$TMP/g" 2>&1
+check "https:// absolute-form: 400" grep -q "^HTTP/1.1 400" "$TMP/g"
+
+# ingress: many concurrent connections through unix -> 127.0.0.1:HP (HTTP GETs)
+send_pids=()
+for i in $(seq 1 40); do
+	printf 'GET /blob HTTP/1.0\r\n\r\n' | "$PEER" send "unix:$TMP/in" >"$TMP/in.$i" 2>&1 &
+	send_pids+=($!)
+done
+for p in "${send_pids[@]}"; do wait "$p"; done
+okc=0
+for i in $(seq 1 40); do
+	tail -c 100000 "$TMP/in.$i" | cmp -s - "$TMP/www/blob" && okc=$((okc + 1))
+done
+check "ingress: 40 concurrent requests all complete" test $okc -eq 40
+
+# ingress with half-close and back-pressure: 1 MiB each way through odyn to
+# an echo server that answers until our EOF, 20 connections at once
+"$PEER" echo tcp:127.0.0.1:0 >"$TMP/echo.port" 2>/dev/null &
+bg_track $!
+wait_for test -s "$TMP/echo.port"
+head -c 1048576 /dev/urandom >"$TMP/mib"
+"$ODYN" --no-console --status "unix:$TMP/st3" --log "unix:$TMP/log3" --linger-ms 0 \
+	--ingress "unix:$TMP/in3=tcp:127.0.0.1:$(cat "$TMP/echo.port")" \
+	-- sh -c "while [ ! -e '$TMP/stop3' ]; do sleep 0.05; done" &
+op3=$!
+bg_track $op3
+send_pids=()
+for i in $(seq 1 20); do
+	"$PEER" send "unix:$TMP/in3" <"$TMP/mib" >"$TMP/echo.$i" 2>&1 &
+	send_pids+=($!)
+done
+for p in "${send_pids[@]}"; do wait "$p"; done
+okc=0
+for i in $(seq 1 20); do cmp -s "$TMP/echo.$i" "$TMP/mib" && okc=$((okc + 1)); done
+check "ingress: 20 x 1 MiB echoed intact through half-close" test $okc -eq 20
+touch "$TMP/stop3"
+wait $op3
+check "ingress odyn ends cleanly" test $? -eq 0
+
+# The app was told where the proxy is.
+"$PEER" read "unix:$TMP/log" >"$TMP/applog" 2>"$TMP/applog.err" &
+rp=$!
+wait_for grep -q connected "$TMP/applog.err"
+touch "$TMP/stop"
+wait $rp
+check "app sees http_proxy" grep -q "proxy=http://127.0.0.1:$PP" "$TMP/applog"
+wait $op
+check "odyn ends cleanly" test $? -eq 0
+
+# Host egress endpoint gone: 502
+PP2=$(free_port)
+"$ODYN" --no-console --status "unix:$TMP/st2" --log "unix:$TMP/log2" --linger-ms 0 --egress-host "unix:$TMP/nothing" \
+	--proxy-port "$PP2" --egress-allow allowed.test -- sh -c "while [ ! -e '$TMP/stop2' ]; do sleep 0.05; done" &
+op=$!
+bg_track $op
+wait_for python3 -c "import socket; socket.create_connection(('127.0.0.1', $PP2))"
+c=$(curl -s --max-time 20 -x "http://127.0.0.1:$PP2" -o /dev/null -w '%{http_code}' "http://allowed.test:$HP/")
+check "egress endpoint unreachable: 502" test "$c" = 502
+touch "$TMP/stop2"
+wait $op
+check "second odyn ends cleanly" test $? -eq 0
+
+done_testing
