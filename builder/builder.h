@@ -267,4 +267,53 @@ struct bld_kernel_bundle {
 int bld_kernel_bundle_load(const char *dir, struct bld_kernel_bundle **out, struct err **err);
 void bld_kernel_bundle_free(struct bld_kernel_bundle *b);
 
+/* ================================================================ the pipeline
+ * `enclaver build`: manifest -> app image (any oci/ transport, through the
+ * cache) -> flattened tree -> customer ramdisk -> bootstrap ramdisk from a
+ * kernel bundle -> EIF (signed when the manifest says so) -> release image.
+ * Everything intermediate lives in a private temporary folder removed on
+ * return; the outputs appear whole or not at all (builder/pipeline.c). */
+#include "oci/oci.h"
+
+struct bld_build_opts {
+	const char *manifest_path; /* "-": stdin */
+	const char *odyn_path;     /* the odyn binary (required; the CLI resolves the default) */
+	const char *kernel_bundle; /* NULL: ENCLAVER_KERNEL_BUNDLE, the AWS blobs, the cache's bundle */
+	const char *platform;      /* NULL: the kernel bundle's architecture */
+	const char *eif_only;      /* write the EIF here and stop (no release image) */
+	const char *output;        /* release image to this reference (oci:DIR[:TAG]...), or NULL */
+	const char *push;          /* release image pushed to this reference, or NULL */
+	const char *tmp_dir;       /* NULL: $TMPDIR, else /tmp */
+	struct oci_opts oci;       /* cache, credentials, TLS, offline */
+};
+
+/* Runs the build; *result is the JSON `enclaver build` prints
+ * ({"Sources", "Measurements", "Image"}). */
+int bld_build(const struct bld_build_opts *opts, json_t **result, struct err **err);
+/* The kernel bundle folder a build uses when none is given: $ENCLAVER_KERNEL_BUNDLE,
+ * else /usr/share/nitro_enclaves/blobs when it has a kernel, else CACHE/kernel-bundle.
+ * Caller frees; the error lists where it looked. */
+int bld_kernel_bundle_default(const char *cache_dir, char **out, struct err **err);
+
+/* ================================================================ release image
+ * The OCI image `enclaver build` ships: one deterministic uncompressed layer
+ * holding /enclave/application.eif and /enclave/enclaver.yaml, a config whose
+ * Entrypoint is /usr/local/bin/enclaver-run and whose labels carry the PCRs
+ * and the source digest (builder/release.c). The enclaver-run runtime layer is
+ * not added yet: that binary does not exist in this version. */
+struct bld_release_spec {
+	const char *eif_path;
+	const char *manifest_data;
+	size_t manifest_len;
+	const struct oci_platform *platform;
+	int64_t created;               /* the build's epoch: every mtime and the config's "created" */
+	const char *const *label_keys; /* n_labels labels, also written as manifest annotations */
+	const char *const *label_values;
+	size_t n_labels;
+};
+/* Writes the image as an OCI layout in layout_dir (created; tagged `tag`);
+ * *digest_out gets the manifest digest. */
+int bld_release_write(const char *layout_dir, const char *tag, const struct bld_release_spec *spec,
+                      char digest_out[OCI_DIGEST_MAX], struct err **err);
+
 #endif

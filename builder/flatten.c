@@ -525,6 +525,9 @@ static int media_filters(const char *mt, int *want, int *also, struct err **err)
 		*also = ARCHIVE_FILTER_NONE; /* docker save writes plain tars */
 		return 0;
 	}
+	/* skopeo's docker-archive and our oci/ docker-archive reader name plain tars so. */
+	if (!strcmp(mt, "application/vnd.docker.image.rootfs.diff.tar"))
+		return *want = ARCHIVE_FILTER_NONE, 0;
 	return err_set(err, EINVAL, "unsupported layer media type \"%s\"", mt);
 }
 

@@ -86,12 +86,3 @@ int cmd_pcr(int argc, char **argv)
 		return cli_fail(&err);
 	return EXIT_OK;
 }
-
-int cmd_build(int argc, char **argv)
-{
-	(void)argc, (void)argv;
-	fputs("enclaver build: building from enclaver.yaml and an app image is not in this version yet.\n"
-	      "To make an EIF from a kernel and ramdisks, use 'enclaver eif build --help'.\n",
-	      stderr);
-	return EXIT_USAGE;
-}

@@ -1,5 +1,5 @@
-/* cmd_ramdisk: developer entry points to the builder's pieces until `enclaver
- * build` is wired up: `enclaver ramdisk bootstrap|customer` and `enclaver manifest check`. */
+/* cmd_ramdisk: developer entry points to the builder's pieces, one at a time (`enclaver
+ * build` runs them all): `enclaver ramdisk bootstrap|customer` and `enclaver manifest check`. */
 #include <getopt.h>
 #include <string.h>
 

@@ -1,19 +1,24 @@
 #!/usr/bin/env bash
-# example.sh: the built-in example: builds an enclave image file from the
-# sample kernel, cmdline and ramdisks in testdata/eif and prints its
-# measurements, then describes it as nitro-cli describe-eif would.
+# example.sh: the built-in example (`make example`): writes a tiny app image as an OCI
+# layout (testdata/example/make_app_image.py, no Docker), runs `enclaver build` on
+# testdata/example/enclaver.yaml into the release image build/example/release (an OCI
+# layout) and prints what `enclaver build` prints: the sources and the measurements.
+#
+# The kernel: --kernel-bundle's defaults (ENCLAVER_KERNEL_BUNDLE, the AWS blobs, the
+# cache's kernel-bundle); with none of them, scripts/kernel-bundle-debian.sh makes the
+# cache's from Debian's kernel package first (one download, then cached).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-out=${1:-build/example.eif}
-mkdir -p "$(dirname "$out")"
+out=build/example
+mkdir -p "$out"
 export SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-1704067200}
-echo "== enclaver eif build -> $out" >&2
-bin/enclaver eif build \
-	--kernel testdata/eif/kernel.bin \
-	--cmdline "$(cat testdata/eif/cmdline.txt)" \
-	--ramdisk testdata/eif/ramdisk1.bin \
-	--ramdisk testdata/eif/ramdisk2.bin \
-	--name example --version 1.0 \
-	--output "$out"
-echo "== enclaver describe-eif $out" >&2
-bin/enclaver describe-eif "$out"
+cache=${ENCLAVER_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/enclaver}
+if [ -z "${ENCLAVER_KERNEL_BUNDLE:-}" ] && [ ! -e /usr/share/nitro_enclaves/blobs/bzImage ] &&
+	[ ! -e "$cache/kernel-bundle/bzImage" ]; then
+	echo "== no kernel bundle yet: scripts/kernel-bundle-debian.sh $cache/kernel-bundle" >&2
+	scripts/kernel-bundle-debian.sh "$cache/kernel-bundle" >&2
+fi
+rm -rf "$out/app" "$out/release"
+python3 testdata/example/make_app_image.py "$out/app" latest >/dev/null
+echo "== enclaver build -f testdata/example/enclaver.yaml --output oci:$out/release:enclave" >&2
+bin/enclaver build -f testdata/example/enclaver.yaml --output "oci:$out/release:enclave"

@@ -1,0 +1,432 @@
+/* pipeline: `enclaver build` end to end: manifest, app image through the cache, flatten,
+ * both ramdisks, the EIF, the release image and the JSON report, in a private temporary folder. */
+#define _XOPEN_SOURCE 700
+#include <ftw.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "builder/builder.h"
+#include "eif/eif.h"
+
+#define AWS_BLOBS_DIR "/usr/share/nitro_enclaves/blobs"
+#define CONFIG_MAX    (16u << 20)
+
+static bool bundle_has_kernel(const char *dir)
+{
+	_cleanup_free_ char *x86 = xasprintf("%s/bzImage", dir);
+	_cleanup_free_ char *arm = xasprintf("%s/Image", dir);
+	return access(x86, R_OK) == 0 || access(arm, R_OK) == 0;
+}
+
+int bld_kernel_bundle_default(const char *cache_dir, char **out, struct err **err)
+{
+	const char *env = getenv("ENCLAVER_KERNEL_BUNDLE");
+	if (env && *env) {
+		*out = xstrdup(env);
+		return 0;
+	}
+	if (bundle_has_kernel(AWS_BLOBS_DIR)) {
+		*out = xstrdup(AWS_BLOBS_DIR);
+		return 0;
+	}
+	_cleanup_free_ char *cached = xasprintf("%s/kernel-bundle", cache_dir);
+	if (bundle_has_kernel(cached)) {
+		*out = steal_pointer(&cached);
+		return 0;
+	}
+	return err_set(err, ENOENT,
+	               "no kernel bundle: pass --kernel-bundle DIR or set ENCLAVER_KERNEL_BUNDLE (looked in %s and %s; "
+	               "scripts/kernel-bundle-debian.sh %s makes one)",
+	               AWS_BLOBS_DIR, cached, cached);
+}
+
+static int rm_entry(const char *path, const struct stat *st, int type, struct FTW *ftw)
+{
+	(void)st, (void)type, (void)ftw;
+	remove(path);
+	return 0;
+}
+
+/* sha256 of a file, streamed. */
+static int file_digest(const char *path, char out[OCI_DIGEST_MAX], struct err **err)
+{
+	uint64_t size;
+	_cleanup_close_ int fd = io_open_regular(path, &size, err);
+	if (fd < 0)
+		return -1;
+	struct oci_digester *d = oci_digester_new("sha256");
+	static char chunk[1 << 16];
+	for (;;) {
+		ssize_t n = io_read_full(fd, chunk, sizeof(chunk), err);
+		if (n < 0) {
+			oci_digester_free(d);
+			return -1;
+		}
+		oci_digester_update(d, chunk, (size_t)n);
+		if ((size_t)n < sizeof(chunk))
+			break;
+	}
+	oci_digester_final(d, out);
+	oci_digester_free(d);
+	return 0;
+}
+
+/* An array of strings of the image config, or none; anything else is an error. */
+static int config_strings(const json_t *cfg, const char *key, const char ***out, size_t *n, struct err **err)
+{
+	json_t *v = json_object_get(cfg, key);
+	*out = NULL;
+	*n = 0;
+	if (!v || json_is_null(v))
+		return 0;
+	if (!json_is_array(v))
+		return err_set(err, EINVAL, "config.%s is not an array", key);
+	*out = xcalloc(json_array_size(v) + 1, sizeof(char *));
+	for (size_t i = 0; i < json_array_size(v); i++) {
+		const char *s = json_string_value(json_array_get(v, i));
+		if (!s)
+			return err_set(err, EINVAL, "config.%s[%zu] is not a string", key, i);
+		(*out)[(*n)++] = s;
+	}
+	return 0;
+}
+
+/* The image config's "created" as seconds, or -1 when absent or unparsable. */
+static int64_t config_created(const json_t *doc)
+{
+	const char *s = json_string_value(json_object_get(doc, "created"));
+	struct tm tm = {0};
+	if (!s || !strptime(s, "%Y-%m-%dT%H:%M:%S", &tm))
+		return -1;
+	time_t t = timegm(&tm);
+	return t < 0 ? -1 : (int64_t)t;
+}
+
+/* State of one build, freed by build_free. */
+struct build {
+	const struct bld_build_opts *opts;
+	char *tmp;
+	struct oci_cache cache;
+	bool cache_open;
+	struct bld_manifest *manifest;
+	struct bld_kernel_bundle *bundle;
+	char *bundle_dir;
+	struct oci_platform platform;
+	char *platform_text;
+	struct oci_copy_result pulled;
+	struct oci_manifest image;
+	bool image_parsed;
+	json_t *config; /* the image config document */
+	char odyn_digest[OCI_DIGEST_MAX];
+	int64_t sde;   /* SOURCE_DATE_EPOCH or -1 */
+	int64_t epoch; /* the build's time: SOURCE_DATE_EPOCH, else the image's created, else 0 */
+	struct eif_measurements measurements;
+};
+
+static void build_free(struct build *b)
+{
+	if (b->tmp) {
+		nftw(b->tmp, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+		free(b->tmp);
+	}
+	if (b->cache_open)
+		oci_cache_close(&b->cache);
+	bld_manifest_free(b->manifest);
+	bld_kernel_bundle_free(b->bundle);
+	free(b->bundle_dir);
+	oci_platform_free(&b->platform);
+	free(b->platform_text);
+	oci_copy_result_free(&b->pulled);
+	if (b->image_parsed)
+		oci_manifest_free(&b->image);
+	json_decref(b->config);
+}
+
+static int step_kernel_bundle(struct build *b, struct err **err)
+{
+	if (b->opts->kernel_bundle)
+		b->bundle_dir = xstrdup(b->opts->kernel_bundle);
+	else if (bld_kernel_bundle_default(b->cache.dir, &b->bundle_dir, err) < 0)
+		return -1;
+	if (bld_kernel_bundle_load(b->bundle_dir, &b->bundle, err) < 0)
+		return -1;
+	const char *arch = b->bundle->aarch64 ? "arm64" : "amd64";
+	if (b->opts->platform) {
+		if (oci_platform_parse(b->opts->platform, &b->platform, err) < 0)
+			return err_wrap(err, "--platform");
+		if (strcmp(b->platform.architecture, arch) != 0)
+			return err_set(err, EINVAL, "--platform %s does not match the kernel bundle %s (an %s kernel)",
+			               b->opts->platform, b->bundle_dir, arch);
+	} else {
+		_cleanup_free_ char *text = xasprintf("linux/%s", arch);
+		if (oci_platform_parse(text, &b->platform, err) < 0)
+			return -1;
+	}
+	b->platform_text = oci_platform_format(&b->platform);
+	log_info("kernel bundle %s: %s %s, %s kernel, %zu module(s)", b->bundle_dir, b->bundle->os ? b->bundle->os : "",
+	         b->bundle->kernel_version ? b->bundle->kernel_version : "(no config)", arch, b->bundle->n_modules);
+	return 0;
+}
+
+/* Pulls sources.app into the cache and reads its manifest and config from there. */
+static int step_pull(struct build *b, struct err **err)
+{
+	const char *app = b->manifest->source_app;
+	struct oci_opts o = b->opts->oci;
+	o.platform = b->platform_text;
+	log_info("pulling %s (%s)", app, b->platform_text);
+	if (oci_copy(app, NULL, &o, &b->pulled, err) < 0)
+		return err_wrap(err, "sources.app %s", app);
+	_cleanup_free_ char *mpath = oci_cache_blob_path(&b->cache, b->pulled.manifest_digest);
+	_cleanup_free_ char *mtext = NULL;
+	size_t mlen;
+	if (io_read_file(mpath, OCI_MANIFEST_MAX, &mtext, &mlen, err) < 0 ||
+	    oci_manifest_parse(mtext, mlen, b->pulled.media_type, &b->image, err) < 0)
+		return err_wrap(err, "sources.app %s: manifest %s", app, b->pulled.manifest_digest);
+	b->image_parsed = true;
+	if (b->image.kind != OCI_KIND_IMAGE)
+		return err_set(err, EINVAL, "sources.app %s: %s is an index, not an image", app,
+		               b->pulled.manifest_digest);
+	_cleanup_free_ char *cpath = oci_cache_blob_path(&b->cache, b->image.config.digest);
+	_cleanup_free_ char *ctext = NULL;
+	size_t clen;
+	if (io_read_file(cpath, CONFIG_MAX, &ctext, &clen, err) < 0)
+		return err_wrap(err, "sources.app %s: config", app);
+	json_error_t jerr;
+	b->config = json_loadb(ctext, clen, 0, &jerr);
+	if (!b->config || !json_is_object(b->config))
+		return err_set(err, EINVAL, "sources.app %s: config %s: not a JSON object (%s)", app,
+		               b->image.config.digest, b->config ? "" : jerr.text);
+	return 0;
+}
+
+/* Flattens the layers and writes the customer ramdisk. */
+static int step_customer(struct build *b, const char *out, struct err **err)
+{
+	const json_t *cfg = json_object_get(b->config, "config");
+	_cleanup_free_ const char **ep = NULL, **cmd = NULL, **env = NULL;
+	struct bld_app_config app = {0};
+	if (cfg && (config_strings(cfg, "Entrypoint", &ep, &app.n_entrypoint, err) < 0 ||
+	            config_strings(cfg, "Cmd", &cmd, &app.n_cmd, err) < 0 ||
+	            config_strings(cfg, "Env", &env, &app.n_env, err) < 0))
+		return err_wrap(err, "sources.app %s: image config", b->manifest->source_app);
+	if (app.n_entrypoint + app.n_cmd == 0)
+		return err_set(err, EINVAL, "sources.app %s: the image has neither Entrypoint nor Cmd: nothing to run",
+		               b->manifest->source_app);
+	app.entrypoint = ep, app.cmd = cmd, app.env = env;
+	app.working_dir = json_string_value(json_object_get(cfg, "WorkingDir"));
+	app.user = json_string_value(json_object_get(cfg, "User"));
+
+	struct bld_tree *tree = NULL;
+	if (bld_tree_new(b->tmp, &tree, err) < 0)
+		return -1;
+	int r = 0;
+	for (size_t i = 0; r == 0 && i < b->image.n_layers; i++) {
+		const struct oci_desc *d = &b->image.layers[i];
+		_cleanup_free_ char *path = oci_cache_blob_path(&b->cache, d->digest);
+		log_info("flattening layer %zu/%zu %.19s", i + 1, b->image.n_layers, d->digest);
+		r = bld_tree_apply_layer(tree, path, d->media_type, err);
+		if (r < 0)
+			err_wrap(err, "sources.app %s: layer %zu (%s)", b->manifest->source_app, i + 1, d->digest);
+	}
+	if (r == 0) {
+		struct bld_initramfs_spec spec = {.tree = tree,
+		                                  .odyn_path = b->opts->odyn_path,
+		                                  .manifest_data = b->manifest->raw,
+		                                  .manifest_len = b->manifest->raw_len,
+		                                  .config = &app,
+		                                  .source_date_epoch = b->sde};
+		r = bld_initramfs_write(out, &spec, err);
+	}
+	bld_tree_free(tree);
+	return r;
+}
+
+static int step_bootstrap(struct build *b, const char *out, struct err **err)
+{
+	/* Debian's kernel has no enclave init: odyn is one when it runs as PID 1. */
+	struct bld_bootstrap_spec spec = {.init_path = b->bundle->init_path ? b->bundle->init_path : b->opts->odyn_path,
+	                                  .nsm_path = b->bundle->nsm_path,
+	                                  .module_paths = (const char *const *)b->bundle->module_paths,
+	                                  .n_modules = b->bundle->n_modules};
+	return bld_bootstrap_write(out, &spec, err);
+}
+
+static int step_eif(struct build *b, const char *out, const char *bootstrap, const char *customer, struct err **err)
+{
+	const struct bld_manifest *m = b->manifest;
+	_cleanup_json_ json_t *docker_info =
+	    json_pack("{s:s, s:s, s:s, s:s}", "Image", m->source_app, "Digest", b->pulled.manifest_digest, "ImageID",
+	              b->image.config.digest, "Platform", b->platform_text);
+	/* The image version is the target's tag, as nitro-cli takes the docker tag. */
+	_cleanup_free_ char *version = NULL;
+	struct oci_ref target = {0};
+	struct err *ignored = NULL;
+	if (m->target && oci_ref_parse(m->target, &target, &ignored) == 0 && target.tag)
+		version = xstrdup(target.tag);
+	oci_ref_free(&target);
+	err_free(&ignored);
+	char build_time[32];
+	time_format_rfc3339(b->epoch, build_time);
+	struct eif_identity id = {.image_name = m->name ? m->name : "enclave",
+	                          .image_version = version ? version : "latest",
+	                          .build_time = build_time,
+	                          .build_tool = "enclaver",
+	                          .build_tool_version = ENCLAVER_VERSION,
+	                          .os = b->bundle->os ? b->bundle->os : "OS",
+	                          .kernel_version = b->bundle->kernel_version ? b->bundle->kernel_version : "kernel",
+	                          .docker_info = docker_info};
+	struct eif_signer *signer = NULL;
+	if (m->signature_certificate && eif_signer_load(m->signature_certificate, m->signature_key, &signer, err) < 0)
+		return err_wrap(err, "%s: signature", m->path);
+	const char *ramdisks[] = {bootstrap, customer};
+	struct eif_build_spec spec = {.kernel_path = b->bundle->kernel_path,
+	                              .cmdline = b->bundle->cmdline,
+	                              .ramdisk_paths = ramdisks,
+	                              .n_ramdisks = 2,
+	                              .flags = b->bundle->aarch64 ? EIF_FLAG_ARCH_AARCH64 : 0,
+	                              .identity = &id,
+	                              .signer = signer,
+	                              .alg = EIF_HASH_SHA384};
+	int r = eif_build(out, &spec, &b->measurements, err);
+	eif_signer_free(signer);
+	return r;
+}
+
+/* Writes the release image into the temporary folder, then copies it to
+ * --output and --push; *image gets the report's "Image". */
+static int step_release(struct build *b, const char *eif, json_t **image, struct err **err)
+{
+	const struct eif_measurements *me = &b->measurements;
+	size_t hl = eif_hash_len(me->alg);
+	char pcr[4][2 * EIF_PCR_MAX + 1];
+	hex_encode(me->pcr0, hl, pcr[0]);
+	hex_encode(me->pcr1, hl, pcr[1]);
+	hex_encode(me->pcr2, hl, pcr[2]);
+	if (me->has_pcr8)
+		hex_encode(me->pcr8, hl, pcr[3]);
+	const char *keys[] = {"io.enclaver.source.app", "io.enclaver.source.app.digest",
+	                      "io.enclaver.pcr0",       "io.enclaver.pcr1",
+	                      "io.enclaver.pcr2",       "io.enclaver.pcr8"};
+	const char *values[] = {b->manifest->source_app, b->pulled.manifest_digest, pcr[0], pcr[1], pcr[2], pcr[3]};
+	struct bld_release_spec spec = {.eif_path = eif,
+	                                .manifest_data = b->manifest->raw,
+	                                .manifest_len = b->manifest->raw_len,
+	                                .platform = &b->platform,
+	                                .created = b->epoch,
+	                                .label_keys = keys,
+	                                .label_values = values,
+	                                .n_labels = me->has_pcr8 ? 6 : 5};
+	_cleanup_free_ char *layout = xasprintf("%s/release", b->tmp);
+	char digest[OCI_DIGEST_MAX];
+	if (bld_release_write(layout, "release", &spec, digest, err) < 0)
+		return -1;
+	json_t *written = json_array();
+	*image = json_pack("{s:s, s:o, s:s}", "Digest", digest, "Written", written, "Runtime",
+	                   "not included: enclaver-run is not built yet, the image holds the EIF and manifest only");
+	_cleanup_free_ char *src = xasprintf("oci:%s:release", layout);
+	const char *push = b->opts->push;
+	if (push && !*push) {
+		if (!b->manifest->target)
+			return err_set(err, EINVAL, "--push without a reference needs `target` in %s",
+			               b->manifest->path);
+		push = b->manifest->target;
+	}
+	const char *dsts[] = {b->opts->output, push};
+	for (size_t i = 0; i < 2; i++) {
+		if (!dsts[i])
+			continue;
+		struct oci_copy_result res;
+		log_info("%s release image to %s", i ? "pushing" : "writing", dsts[i]);
+		if (oci_copy(src, dsts[i], &b->opts->oci, &res, err) < 0)
+			return err_wrap(err, "release image to %s", dsts[i]);
+		if (strcmp(res.manifest_digest, digest) != 0) {
+			/* A destination that only takes Docker media types would change the digest. */
+			log_warn("%s holds the release image as %s", dsts[i], res.manifest_digest);
+		}
+		json_array_append_new(written,
+		                      json_pack("{s:s, s:s}", "Reference", dsts[i], "Digest", res.manifest_digest));
+		oci_copy_result_free(&res);
+	}
+	if (!b->opts->output && !push)
+		log_info("release image %s not written anywhere: pass --output oci:DIR[:TAG] or --push[=REF]", digest);
+	return 0;
+}
+
+static json_t *report_sources(const struct build *b)
+{
+	json_t *app =
+	    json_pack("{s:s, s:s, s:s, s:s}", "Image", b->manifest->source_app, "Digest", b->pulled.manifest_digest,
+	              "ImageID", b->image.config.digest, "Platform", b->platform_text);
+	json_t *odyn = json_pack("{s:s, s:s}", "Path", b->opts->odyn_path, "Digest", b->odyn_digest);
+	json_t *kernel = json_pack("{s:s, s:s?}", "Bundle", b->bundle_dir, "KernelVersion", b->bundle->kernel_version);
+	return json_pack("{s:o, s:o, s:o}", "App", app, "Odyn", odyn, "Kernel", kernel);
+}
+
+int bld_build(const struct bld_build_opts *opts, json_t **result, struct err **err)
+{
+	*result = NULL;
+	struct build b = {.opts = opts, .sde = -1};
+	/* Declared before the first goto: cleanups must not see uninitialised pointers. */
+	_cleanup_free_ char *customer = NULL, *bootstrap = NULL, *eif = NULL;
+	_cleanup_json_ json_t *image = NULL;
+	int r = -1;
+	if (!opts->odyn_path) {
+		err_set(err, EINVAL, "no odyn binary given");
+		goto out;
+	}
+	if (bld_manifest_load(opts->manifest_path, &b.manifest, err) < 0)
+		goto out;
+	if (b.manifest->source_odyn)
+		log_warn("%s: sources.odyn (%s) is an image reference; this build uses the odyn binary %s",
+		         b.manifest->path, b.manifest->source_odyn, opts->odyn_path);
+	if (b.manifest->source_sleeve)
+		log_warn("%s: sources.sleeve (%s) is not supported yet and is ignored", b.manifest->path,
+		         b.manifest->source_sleeve);
+	if (file_digest(opts->odyn_path, b.odyn_digest, err) < 0) {
+		err_wrap(err, "odyn binary");
+		goto out;
+	}
+	if (getenv("SOURCE_DATE_EPOCH") && time_source_date_epoch(&b.sde, err) < 0)
+		goto out;
+	if (oci_cache_open(opts->oci.cache_dir, &b.cache, err) < 0)
+		goto out;
+	b.cache_open = true;
+	if (step_kernel_bundle(&b, err) < 0)
+		goto out;
+
+	const char *base = opts->tmp_dir ? opts->tmp_dir : getenv("TMPDIR");
+	b.tmp = xasprintf("%s/enclaver-build.XXXXXX", base && *base ? base : "/tmp");
+	if (!mkdtemp(b.tmp)) {
+		err_sys(err, "creating a temporary folder %s", b.tmp);
+		free(steal_pointer(&b.tmp));
+		goto out;
+	}
+	if (step_pull(&b, err) < 0)
+		goto out;
+	int64_t created = config_created(b.config);
+	b.epoch = b.sde >= 0 ? b.sde : created >= 0 ? created : 0;
+
+	customer = xasprintf("%s/customer.cpio", b.tmp);
+	bootstrap = xasprintf("%s/bootstrap.cpio", b.tmp);
+	eif = opts->eif_only ? xstrdup(opts->eif_only) : xasprintf("%s/application.eif", b.tmp);
+	if (step_customer(&b, customer, err) < 0 || step_bootstrap(&b, bootstrap, err) < 0)
+		goto out;
+	log_info("writing the EIF");
+	if (step_eif(&b, eif, bootstrap, customer, err) < 0)
+		goto out;
+	if (!opts->eif_only && step_release(&b, eif, &image, err) < 0)
+		goto out;
+	if (opts->eif_only)
+		image = json_pack("{s:s}", "EIF", opts->eif_only);
+	*result = json_pack("{s:o, s:o, s:O}", "Sources", report_sources(&b), "Measurements",
+	                    eif_measurements_json(&b.measurements), "Image", image);
+	r = 0;
+out:
+	build_free(&b);
+	return r;
+}

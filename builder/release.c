@@ -1,0 +1,197 @@
+/* release: the release image `enclaver build` ships, written as an OCI layout:
+ * one deterministic tar layer (/enclave/application.eif, /enclave/enclaver.yaml) and its config. */
+#include <archive.h>
+#include <archive_entry.h>
+#include <fcntl.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "builder/builder.h"
+
+#define RELEASE_ENTRYPOINT "/usr/local/bin/enclaver-run"
+
+struct tar_sink {
+	struct oci_blob_writer *w;
+	struct err **err;
+	int failed;
+};
+
+static la_ssize_t sink_write(struct archive *a, void *ctx, const void *data, size_t len)
+{
+	(void)a;
+	struct tar_sink *s = ctx;
+	if (oci_blob_writer_write(s->w, data, len, s->err) < 0) {
+		s->failed = 1;
+		return -1;
+	}
+	return (la_ssize_t)len;
+}
+
+/* One entry with normalised metadata: root-owned, no user/group names, the build's mtime. */
+static struct archive_entry *tar_entry(const char *name, mode_t type, mode_t perm, int64_t size, int64_t mtime)
+{
+	struct archive_entry *e = archive_entry_new();
+	archive_entry_set_pathname(e, name);
+	archive_entry_set_filetype(e, type);
+	archive_entry_set_perm(e, perm);
+	archive_entry_set_size(e, size);
+	archive_entry_set_mtime(e, mtime, 0);
+	archive_entry_set_uid(e, 0);
+	archive_entry_set_gid(e, 0);
+	return e;
+}
+
+static int tar_fail(struct archive *a, struct tar_sink *s, const char *what, struct err **err)
+{
+	if (s->failed)
+		return err_wrap(err, "release layer: %s", what);
+	return err_set(err, EIO, "release layer: %s: %s", what, archive_error_string(a));
+}
+
+/* Streams the layer into the blob folder; gives its digest and size. */
+static int layer_write(const char *blob_dir, const struct bld_release_spec *spec, char digest[OCI_DIGEST_MAX],
+                       int64_t *size, struct err **err)
+{
+	uint64_t eif_size;
+	_cleanup_close_ int fd = io_open_regular(spec->eif_path, &eif_size, err);
+	if (fd < 0)
+		return -1;
+	struct oci_blob_writer *w = NULL;
+	if (oci_blob_writer_open(blob_dir, NULL, -1, &w, err) < 0)
+		return -1;
+	struct tar_sink sink = {.w = w, .err = err};
+	struct archive *a = archive_write_new();
+	/* pax-restricted writes plain ustar headers unless an entry needs more
+	 * (an EIF over 8 GiB), and never the time or pid based pax names. */
+	archive_write_set_format_pax_restricted(a);
+	archive_write_set_bytes_in_last_block(a, 1);
+	int r = 0;
+	if (archive_write_open2(a, &sink, NULL, sink_write, NULL, NULL) != ARCHIVE_OK)
+		r = tar_fail(a, &sink, "open", err);
+	struct {
+		const char *name;
+		mode_t type, perm;
+		int64_t size;
+	} entries[] = {
+	    {"enclave/", AE_IFDIR, 0755, 0},
+	    {"enclave/application.eif", AE_IFREG, 0644, (int64_t)eif_size},
+	    {"enclave/enclaver.yaml", AE_IFREG, 0644, (int64_t)spec->manifest_len},
+	};
+	for (size_t i = 0; r == 0 && i < sizeof(entries) / sizeof(entries[0]); i++) {
+		struct archive_entry *e =
+		    tar_entry(entries[i].name, entries[i].type, entries[i].perm, entries[i].size, spec->created);
+		if (archive_write_header(a, e) != ARCHIVE_OK)
+			r = tar_fail(a, &sink, entries[i].name, err);
+		archive_entry_free(e);
+		if (r == 0 && i == 1) {
+			static char chunk[1 << 16];
+			for (uint64_t done = 0; r == 0 && done < eif_size;) {
+				size_t want =
+				    eif_size - done < sizeof(chunk) ? (size_t)(eif_size - done) : sizeof(chunk);
+				ssize_t n = io_read_full(fd, chunk, want, err);
+				if (n < 0)
+					r = err_wrap(err, "%s", spec->eif_path);
+				else if ((size_t)n != want)
+					r = err_set(err, EIO, "%s: shrank while being read", spec->eif_path);
+				else if (archive_write_data(a, chunk, want) != (la_ssize_t)want)
+					r = tar_fail(a, &sink, entries[i].name, err);
+				done += want;
+			}
+		} else if (r == 0 && i == 2 && spec->manifest_len &&
+		           archive_write_data(a, spec->manifest_data, spec->manifest_len) !=
+		               (la_ssize_t)spec->manifest_len)
+			r = tar_fail(a, &sink, entries[i].name, err);
+	}
+	if (r == 0 && archive_write_close(a) != ARCHIVE_OK)
+		r = tar_fail(a, &sink, "close", err);
+	archive_write_free(a);
+	if (r < 0) {
+		oci_blob_writer_abort(w);
+		return -1;
+	}
+	*size = oci_blob_writer_written(w);
+	return oci_blob_writer_commit(w, digest, err);
+}
+
+/* A small JSON document as a blob: compact, keys sorted, so its digest is stable. */
+static int json_blob_write(const char *blob_dir, const json_t *doc, char digest[OCI_DIGEST_MAX], int64_t *size,
+                           struct err **err)
+{
+	_cleanup_free_ char *text = json_dumps(doc, JSON_COMPACT | JSON_SORT_KEYS);
+	if (!text)
+		return err_set(err, ENOMEM, "encoding JSON");
+	struct oci_blob_writer *w = NULL;
+	if (oci_blob_writer_open(blob_dir, NULL, -1, &w, err) < 0)
+		return -1;
+	*size = (int64_t)strlen(text);
+	if (oci_blob_writer_write(w, text, strlen(text), err) < 0) {
+		oci_blob_writer_abort(w);
+		return -1;
+	}
+	return oci_blob_writer_commit(w, digest, err);
+}
+
+static int file_put(const char *path, const json_t *doc, struct err **err)
+{
+	_cleanup_free_ char *text = json_dumps(doc, JSON_COMPACT | JSON_SORT_KEYS);
+	struct atomic_file af;
+	if (atomic_file_open(&af, path, 0644, err) < 0)
+		return -1;
+	if (io_write_full(af.fd, text, strlen(text), err) < 0) {
+		atomic_file_abort(&af);
+		return -1;
+	}
+	return atomic_file_commit(&af, err);
+}
+
+int bld_release_write(const char *layout_dir, const char *tag, const struct bld_release_spec *spec,
+                      char digest_out[OCI_DIGEST_MAX], struct err **err)
+{
+	_cleanup_free_ char *blobs = xasprintf("%s/blobs", layout_dir);
+	_cleanup_free_ char *blob_dir = xasprintf("%s/blobs/sha256", layout_dir);
+	if ((mkdir(layout_dir, 0755) < 0 && errno != EEXIST) || (mkdir(blobs, 0755) < 0 && errno != EEXIST) ||
+	    (mkdir(blob_dir, 0755) < 0 && errno != EEXIST))
+		return err_sys(err, "creating %s", blob_dir);
+
+	char layer_digest[OCI_DIGEST_MAX], config_digest[OCI_DIGEST_MAX], manifest_digest[OCI_DIGEST_MAX];
+	int64_t layer_size, config_size, manifest_size;
+	if (layer_write(blob_dir, spec, layer_digest, &layer_size, err) < 0)
+		return -1;
+
+	char created[32];
+	time_format_rfc3339(spec->created, created);
+	json_t *labels = json_object();
+	for (size_t i = 0; i < spec->n_labels; i++)
+		json_object_set_new(labels, spec->label_keys[i], json_string(spec->label_values[i]));
+	_cleanup_json_ json_t *config = json_pack(
+	    "{s:s, s:s, s:s, s:{s:[s], s:o}, s:{s:s, s:[s]}, s:[{s:s, s:s}]}", "created", created, "architecture",
+	    spec->platform->architecture, "os", spec->platform->os, "config", "Entrypoint", RELEASE_ENTRYPOINT,
+	    "Labels", json_deep_copy(labels), "rootfs", "type", "layers", "diff_ids", layer_digest, "history",
+	    "created", created, "created_by", "enclaver build: /enclave/application.eif, /enclave/enclaver.yaml");
+	if (spec->platform->variant)
+		json_object_set_new(config, "variant", json_string(spec->platform->variant));
+	if (json_blob_write(blob_dir, config, config_digest, &config_size, err) < 0) {
+		json_decref(labels);
+		return err_wrap(err, "release image config");
+	}
+
+	_cleanup_json_ json_t *manifest = json_pack(
+	    "{s:i, s:s, s:{s:s, s:s, s:I}, s:[{s:s, s:s, s:I}], s:o}", "schemaVersion", 2, "mediaType", OCI_MT_MANIFEST,
+	    "config", "mediaType", OCI_MT_CONFIG, "digest", config_digest, "size", (json_int_t)config_size, "layers",
+	    "mediaType", OCI_MT_LAYER, "digest", layer_digest, "size", (json_int_t)layer_size, "annotations", labels);
+	if (json_blob_write(blob_dir, manifest, manifest_digest, &manifest_size, err) < 0)
+		return err_wrap(err, "release image manifest");
+
+	_cleanup_json_ json_t *index =
+	    json_pack("{s:i, s:s, s:[{s:s, s:s, s:I, s:{s:s}}]}", "schemaVersion", 2, "mediaType", OCI_MT_INDEX,
+	              "manifests", "mediaType", OCI_MT_MANIFEST, "digest", manifest_digest, "size",
+	              (json_int_t)manifest_size, "annotations", "org.opencontainers.image.ref.name", tag);
+	_cleanup_json_ json_t *marker = json_pack("{s:s}", "imageLayoutVersion", "1.0.0");
+	_cleanup_free_ char *marker_path = xasprintf("%s/oci-layout", layout_dir);
+	_cleanup_free_ char *index_path = xasprintf("%s/index.json", layout_dir);
+	if (file_put(marker_path, marker, err) < 0 || file_put(index_path, index, err) < 0)
+		return err_wrap(err, "release image layout %s", layout_dir);
+	memcpy(digest_out, manifest_digest, OCI_DIGEST_MAX);
+	return 0;
+}

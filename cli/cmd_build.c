@@ -1,0 +1,149 @@
+/* cmd_build: `enclaver build` (also run as `enclaver-build`): options, the odyn
+ * binary's default location, then builder/pipeline.c; prints the report JSON on stdout. */
+#include <getopt.h>
+#include <limits.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "builder/builder.h"
+#include "cli/cli.h"
+
+static void build_usage(FILE *f)
+{
+	fputs("Usage: enclaver build [-f FILE|-] [options]\n"
+	      "\n"
+	      "Builds an enclave from enclaver.yaml (default ./enclaver.yaml; - reads stdin): pulls\n"
+	      "sources.app through the blob cache, flattens it, adds odyn and the manifest, makes the EIF\n"
+	      "with a kernel bundle (signed when the manifest has `signature`) and a release image holding\n"
+	      "it. Prints {\"Sources\", \"Measurements\", \"Image\"} as JSON; progress goes to stderr.\n"
+	      "\n"
+	      "Options:\n"
+	      "  -f, --file FILE              the manifest (- for stdin)\n"
+	      "  --eif-only FILE              write the EIF to FILE and stop (no release image)\n"
+	      "  -o, --output REF             write the release image there (oci:DIR[:TAG], oci-archive:FILE...)\n"
+	      "  --push[=REF]                 push the release image to REF (default: the manifest's target)\n"
+	      "  --kernel-bundle DIR          kernel, cmdline[, init, nsm.ko, modules] (default: "
+	      "$ENCLAVER_KERNEL_BUNDLE,\n"
+	      "                               /usr/share/nitro_enclaves/blobs, then CACHE/kernel-bundle)\n"
+	      "  --odyn FILE                  the odyn binary (default: $ENCLAVER_ODYN, then odyn next to enclaver)\n"
+	      "  --platform OS/ARCH[/VARIANT] image platform (default: the kernel bundle's architecture)\n"
+	      "  --creds USER:PASSWORD        registry credentials (else auth.json / docker config)\n"
+	      "  --tls-verify=false, --insecure  no TLS verification; plain HTTP allowed (test registries)\n"
+	      "  --cert-dir DIR               trust the CA certificates (*.crt) in DIR\n"
+	      "  --offline                    no network: sources from the cache or local layouts only\n"
+	      "  --cache-dir DIR              blob cache (default $XDG_CACHE_HOME/enclaver)\n"
+	      "  --tmpdir DIR                 where the private temporary folder goes (default $TMPDIR or /tmp)\n"
+	      "\n"
+	      "SOURCE_DATE_EPOCH sets the build time and every added file's mtime; unset, the app image's\n"
+	      "`created` is used, so the same inputs give the same EIF bytes and release image digest.\n",
+	      f);
+}
+
+enum {
+	OPT_EIF_ONLY = 256,
+	OPT_PUSH,
+	OPT_BUNDLE,
+	OPT_ODYN,
+	OPT_PLATFORM,
+	OPT_CREDS,
+	OPT_INSECURE,
+	OPT_TLS_VERIFY,
+	OPT_CERT_DIR,
+	OPT_OFFLINE,
+	OPT_CACHE_DIR,
+	OPT_TMPDIR,
+	OPT_HELP,
+};
+
+/* odyn from the option, ENCLAVER_ODYN, or beside the running binary. */
+static char *odyn_default(void)
+{
+	const char *env = getenv("ENCLAVER_ODYN");
+	if (env && *env)
+		return xstrdup(env);
+	char self[PATH_MAX];
+	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+	if (n <= 0)
+		return NULL;
+	self[n] = '\0';
+	char *slash = strrchr(self, '/');
+	if (!slash)
+		return NULL;
+	*slash = '\0';
+	return xasprintf("%s/odyn", self);
+}
+
+int cmd_build(int argc, char **argv)
+{
+	static const struct option opts[] = {
+	    {"file", required_argument, NULL, 'f'},
+	    {"eif-only", required_argument, NULL, OPT_EIF_ONLY},
+	    {"output", required_argument, NULL, 'o'},
+	    {"push", optional_argument, NULL, OPT_PUSH},
+	    {"kernel-bundle", required_argument, NULL, OPT_BUNDLE},
+	    {"odyn", required_argument, NULL, OPT_ODYN},
+	    {"platform", required_argument, NULL, OPT_PLATFORM},
+	    {"creds", required_argument, NULL, OPT_CREDS},
+	    {"insecure", no_argument, NULL, OPT_INSECURE},
+	    {"tls-verify", required_argument, NULL, OPT_TLS_VERIFY},
+	    {"cert-dir", required_argument, NULL, OPT_CERT_DIR},
+	    {"offline", no_argument, NULL, OPT_OFFLINE},
+	    {"cache-dir", required_argument, NULL, OPT_CACHE_DIR},
+	    {"tmpdir", required_argument, NULL, OPT_TMPDIR},
+	    {"help", no_argument, NULL, OPT_HELP},
+	    {0},
+	};
+	struct bld_build_opts o = {.manifest_path = "enclaver.yaml"};
+	_cleanup_free_ char *odyn = NULL;
+	int c;
+	while ((c = getopt_long(argc, argv, "f:o:h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'f': o.manifest_path = optarg; break;
+		case OPT_EIF_ONLY: o.eif_only = optarg; break;
+		case 'o': o.output = optarg; break;
+		case OPT_PUSH: o.push = optarg ? optarg : ""; break;
+		case OPT_BUNDLE: o.kernel_bundle = optarg; break;
+		case OPT_ODYN: o.odyn_path = optarg; break;
+		case OPT_PLATFORM: o.platform = optarg; break;
+		case OPT_CREDS: o.oci.creds = optarg; break;
+		case OPT_INSECURE: o.oci.insecure = true; break;
+		case OPT_TLS_VERIFY:
+			if (strcmp(optarg, "false") == 0)
+				o.oci.insecure = true;
+			else if (strcmp(optarg, "true") != 0)
+				return cli_usage_error("build", "--tls-verify takes true or false, not \"%s\"", optarg);
+			break;
+		case OPT_CERT_DIR: o.oci.cert_dir = optarg; break;
+		case OPT_OFFLINE: o.oci.offline = true; break;
+		case OPT_CACHE_DIR: o.oci.cache_dir = optarg; break;
+		case OPT_TMPDIR: o.tmp_dir = optarg; break;
+		case 'h':
+		case OPT_HELP: build_usage(stdout); return EXIT_OK;
+		default: return cli_usage_error("build", "unknown option");
+		}
+	}
+	if (optind != argc)
+		return cli_usage_error("build", "unexpected argument \"%s\"", argv[optind]);
+	if (o.eif_only && (o.output || o.push))
+		return cli_usage_error("build", "--eif-only makes no release image: drop --output/--push");
+	if (o.oci.creds && strchr(o.oci.creds, ':') == NULL)
+		return cli_usage_error("build", "--creds takes USER:PASSWORD");
+	if (log_get_level() < LOG_WARN)
+		o.oci.quiet = true;
+	struct err *err = NULL;
+	if (!o.odyn_path) {
+		odyn = odyn_default();
+		if (!odyn || access(odyn, R_OK) != 0) {
+			err_set(&err, ENOENT,
+			        "no odyn binary: pass --odyn FILE or set ENCLAVER_ODYN (looked for %s; `make` builds "
+			        "bin/odyn)",
+			        odyn ? odyn : "odyn next to enclaver");
+			return cli_fail(&err);
+		}
+		o.odyn_path = odyn;
+	}
+	_cleanup_json_ json_t *report = NULL;
+	if (bld_build(&o, &report, &err) < 0 || cli_print_json(report, &err) < 0)
+		return cli_fail(&err);
+	return EXIT_OK;
+}
