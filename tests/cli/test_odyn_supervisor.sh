@@ -81,9 +81,14 @@ import sys
 full=open(sys.argv[1],"rb").read(); got=open(sys.argv[2],"rb").read()
 assert len(got) >= 131072 and full.endswith(got), (len(full), len(got))' "$TMP/full" "$TMP/late$i"
 done
-"$PEER" read "$L" >"$TMP/after" 2>/dev/null &
+# The app writes only once the reader is connected: a reader that connects after more
+# than the 128 KiB ring was written would rightly miss the start (a race, not a bug).
+"$PEER" read "$L" >"$TMP/after" 2>"$TMP/after.err" &
 "$PEER" read "$S" >/dev/null 2>&1 &
-"${O[@]}" --linger-ms 30000 -- sh -c 'head -c 200000 /dev/zero | tr "\0" x; echo' >/dev/null
+"${O[@]}" --linger-ms 30000 -- sh -c 'while [ ! -e "$1" ]; do sleep 0.01; done; head -c 200000 /dev/zero | tr "\0" x; echo' \
+	sh "$TMP/go3" >/dev/null &
+wait_for grep -q connected "$TMP/after.err"
+touch "$TMP/go3"
 wait
 check "an early reader gets all 200001 bytes" test "$(wc -c <"$TMP/after")" -eq 200001
 
