@@ -128,7 +128,7 @@ bench: all
 FUZZ_SRCS := $(wildcard tests/fuzz/fuzz_*.c)
 fuzz:
 	$(MAKE) VARIANT=release CC=clang \
-		CFLAGS="-fsanitize=fuzzer-no-link,address,undefined -O1 -Wno-gnu-variable-sized-type-not-at-end" \
+		CFLAGS="-fsanitize=fuzzer-no-link,address,undefined -O1" \
 		BUILD=build/fuzz build/fuzz/libenclaver.a
 	@mkdir -p build/fuzz/bin
 	for f in $(FUZZ_SRCS); do \
