@@ -316,4 +316,9 @@ struct bld_release_spec {
 int bld_release_write(const char *layout_dir, const char *tag, const struct bld_release_spec *spec,
                       char digest_out[OCI_DIGEST_MAX], struct err **err);
 
+/* An array of strings from an image config object (Entrypoint, Cmd, Env), or
+ * none when absent or null; anything else is an error naming config.KEY. The
+ * strings are borrowed from cfg; free only the array (*out). */
+int bld_config_strings(const json_t *cfg, const char *key, const char ***out, size_t *n, struct err **err);
+
 #endif

@@ -75,8 +75,7 @@ static int file_digest(const char *path, char out[OCI_DIGEST_MAX], struct err **
 	return 0;
 }
 
-/* An array of strings of the image config, or none; anything else is an error. */
-static int config_strings(const json_t *cfg, const char *key, const char ***out, size_t *n, struct err **err)
+int bld_config_strings(const json_t *cfg, const char *key, const char ***out, size_t *n, struct err **err)
 {
 	json_t *v = json_object_get(cfg, key);
 	*out = NULL;
@@ -210,9 +209,9 @@ static int step_customer(struct build *b, const char *out, struct err **err)
 	const json_t *cfg = json_object_get(b->config, "config");
 	_cleanup_free_ const char **ep = NULL, **cmd = NULL, **env = NULL;
 	struct bld_app_config app = {0};
-	if (cfg && (config_strings(cfg, "Entrypoint", &ep, &app.n_entrypoint, err) < 0 ||
-	            config_strings(cfg, "Cmd", &cmd, &app.n_cmd, err) < 0 ||
-	            config_strings(cfg, "Env", &env, &app.n_env, err) < 0))
+	if (cfg && (bld_config_strings(cfg, "Entrypoint", &ep, &app.n_entrypoint, err) < 0 ||
+	            bld_config_strings(cfg, "Cmd", &cmd, &app.n_cmd, err) < 0 ||
+	            bld_config_strings(cfg, "Env", &env, &app.n_env, err) < 0))
 		return err_wrap(err, "sources.app %s: image config", b->manifest->source_app);
 	if (app.n_entrypoint + app.n_cmd == 0)
 		return err_set(err, EINVAL, "sources.app %s: the image has neither Entrypoint nor Cmd: nothing to run",

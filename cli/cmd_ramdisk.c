@@ -85,26 +85,6 @@ static const char *media_type_of(const char *path)
 #undef ENDS
 }
 
-/* An array of strings of the image config, or none; anything else is an error. */
-static int config_strings(json_t *cfg, const char *key, const char ***out, size_t *n, struct err **err)
-{
-	json_t *v = json_object_get(cfg, key);
-	*out = NULL;
-	*n = 0;
-	if (!v || json_is_null(v))
-		return 0;
-	if (!json_is_array(v))
-		return err_set(err, EINVAL, "config.%s is not an array", key);
-	*out = xcalloc(json_array_size(v) + 1, sizeof(char *));
-	for (size_t i = 0; i < json_array_size(v); i++) {
-		const char *s = json_string_value(json_array_get(v, i));
-		if (!s)
-			return err_set(err, EINVAL, "config.%s[%zu] is not a string", key, i);
-		(*out)[(*n)++] = s;
-	}
-	return 0;
-}
-
 static int customer_run(const char *const *layers, size_t n_layers, const char *config_path, const char *odyn,
                         const char *manifest_path, const char *output, const char *tmpdir, struct err **err)
 {
@@ -120,9 +100,9 @@ static int customer_run(const char *const *layers, size_t n_layers, const char *
 	json_t *cfg = json_object_get(doc, "config");
 	_cleanup_free_ const char **ep = NULL, **cmd = NULL, **env = NULL;
 	struct bld_app_config app = {0};
-	if (cfg && (config_strings(cfg, "Entrypoint", &ep, &app.n_entrypoint, err) < 0 ||
-	            config_strings(cfg, "Cmd", &cmd, &app.n_cmd, err) < 0 ||
-	            config_strings(cfg, "Env", &env, &app.n_env, err) < 0))
+	if (cfg && (bld_config_strings(cfg, "Entrypoint", &ep, &app.n_entrypoint, err) < 0 ||
+	            bld_config_strings(cfg, "Cmd", &cmd, &app.n_cmd, err) < 0 ||
+	            bld_config_strings(cfg, "Env", &env, &app.n_env, err) < 0))
 		return err_wrap(err, "%s", config_path);
 	app.entrypoint = ep, app.cmd = cmd, app.env = env;
 	app.working_dir = json_string_value(json_object_get(cfg, "WorkingDir"));
