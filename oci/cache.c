@@ -144,3 +144,14 @@ int oci_cache_tag_get(const struct oci_cache *c, const struct oci_ref *ref, char
 	*digest_out = steal_pointer(&text);
 	return 0;
 }
+
+int oci_cache_read_manifest(const struct oci_cache *c, const char *digest, struct buf *out, struct err **err)
+{
+	_cleanup_free_ char *path = oci_cache_blob_path(c, digest);
+	_cleanup_free_ char *text = NULL;
+	size_t len;
+	if (io_read_file(path, OCI_MANIFEST_MAX, &text, &len, err) < 0)
+		return -1;
+	buf_append(out, text, len);
+	return 0;
+}

@@ -170,6 +170,8 @@ int oci_cache_open(const char *dir, struct oci_cache *out, struct err **err);
 void oci_cache_close(struct oci_cache *c);
 /* Path of a blob (whether present or not). Caller frees. */
 char *oci_cache_blob_path(const struct oci_cache *c, const char *digest);
+/* Appends a cached manifest (at most OCI_MANIFEST_MAX bytes) to out. */
+int oci_cache_read_manifest(const struct oci_cache *c, const char *digest, struct buf *out, struct err **err);
 /* True when the blob is present with the given size (-1: any size). */
 bool oci_cache_has(const struct oci_cache *c, const char *digest, int64_t size);
 /* Opens a cached blob for reading. */

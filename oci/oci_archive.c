@@ -157,13 +157,7 @@ static int from_cache(struct oci_source *s, const char *digest, int64_t size, st
 {
 	if (!oci_cache_has(s->cache, digest, size))
 		return err_set(err, ENOENT, "%s: the archive lacks manifest %s", s->ref.path, digest);
-	_cleanup_free_ char *path = oci_cache_blob_path(s->cache, digest);
-	_cleanup_free_ char *text = NULL;
-	size_t len;
-	if (io_read_file(path, OCI_MANIFEST_MAX, &text, &len, err) < 0)
-		return -1;
-	buf_append(out, text, len);
-	return 0;
+	return oci_cache_read_manifest(s->cache, digest, out, err);
 }
 
 static int asrc_get_manifest(struct oci_source *s, const char *digest, struct buf *out, char **media_type,

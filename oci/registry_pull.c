@@ -24,13 +24,7 @@ static int64_t now_ms(void)
 /* ---------------------------------------------------------------- manifests */
 static int manifest_from_cache(struct oci_source *s, const char *digest, struct buf *out, struct err **err)
 {
-	_cleanup_free_ char *path = oci_cache_blob_path(s->cache, digest);
-	_cleanup_free_ char *text = NULL;
-	size_t len;
-	if (io_read_file(path, OCI_MANIFEST_MAX, &text, &len, err) < 0)
-		return -1;
-	buf_append(out, text, len);
-	return 0;
+	return oci_cache_read_manifest(s->cache, digest, out, err);
 }
 
 static int reg_get_manifest(struct oci_source *s, const char *digest, struct buf *out, char **media_type,
