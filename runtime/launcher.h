@@ -1,0 +1,116 @@
+/* launcher: the one seam between "start an enclave and reach its vsock ports" and everything the
+ * outer side does with it (ingress, egress, status, log, console, exit codes). Implementations:
+ * the Nitro driver (/dev/nitro_enclaves + AF_VSOCK) and the emulator (QEMU nitro-enclave + our
+ * vhost-user-vsock backend). The outer side (enclaver run / enclaver-run) uses only this. */
+#ifndef ENCLAVER_RUNTIME_LAUNCHER_H
+#define ENCLAVER_RUNTIME_LAUNCHER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "common/common.h"
+
+/* What to start. Zero values mean the launcher's documented default. */
+struct launch_request {
+	const char *eif_path;
+	const char *name;             /* EnclaveName in listings; default: the EIF's file name */
+	unsigned cpu_count;           /* vCPUs; default 2 */
+	unsigned memory_mb;           /* MiB; default 4096 on Nitro (1024 in the emulator) */
+	uint64_t cid;                 /* 0: the launcher picks one */
+	bool debug_mode;              /* console readable; PCRs read as zeros inside (Nitro) */
+	unsigned heartbeat_timeout_s; /* 0: nitro-cli's formula on Nitro, 300 s in the emulator */
+};
+
+#define LAUNCH_MAX_CPUS 256
+
+/* What was started: the fields of nitro-cli's run-enclave JSON. */
+struct launch_info {
+	char enclave_id[128]; /* "<board asset tag>-enc<slot uid hex>", or the emulator's own */
+	char name[256];
+	uint64_t cid;
+	pid_t process_id; /* the process that owns the enclave (ours) */
+	unsigned cpu_count;
+	unsigned cpu_ids[LAUNCH_MAX_CPUS];
+	uint64_t memory_mib;
+	bool debug_mode;
+	double heartbeat_s; /* seconds from start to the heartbeat */
+};
+
+struct launcher;
+
+struct launcher_ops {
+	const char *name; /* "nitro", "emulator" */
+	/* A listening stream socket for the enclave's connections to the parent (CID 3) on `port`
+	 * (egress 17002, ...). Call before start: the enclave may connect at once. accept() on *fd
+	 * gives one connection each; the caller owns *fd. */
+	int (*listen_parent)(struct launcher *l, uint32_t port, int *fd, struct err **err);
+	/* Boots the EIF and returns once the heartbeat (vsock 9000) was answered; on failure
+	 * nothing is left running. */
+	int (*start)(struct launcher *l, const struct launch_request *req, struct launch_info *info,
+	             struct err **err);
+	/* A connected stream to the enclave's `port` (status 17000, log 17001, ingress ports).
+	 * ECONNREFUSED/ECONNRESET when nothing listens there yet: callers retry. The caller owns *fd. */
+	int (*connect_guest)(struct launcher *l, uint32_t port, int *fd, struct err **err);
+	/* Polls readable or POLLHUP once the enclave has stopped; owned by the launcher. */
+	int (*exit_fd)(struct launcher *l);
+	/* The debug console as a readable stream (debug mode only), -1 otherwise; owned by the
+	 * launcher. */
+	int (*console_fd)(struct launcher *l);
+	/* Terminates the enclave (closing its slot); idempotent. */
+	int (*stop)(struct launcher *l, struct err **err);
+	/* Stops the enclave if still running and frees everything. NULL is fine. */
+	void (*free)(struct launcher *l);
+};
+
+struct launcher {
+	const struct launcher_ops *ops;
+};
+
+static inline int launcher_listen_parent(struct launcher *l, uint32_t port, int *fd, struct err **err)
+{
+	return l->ops->listen_parent(l, port, fd, err);
+}
+static inline int launcher_start(struct launcher *l, const struct launch_request *req, struct launch_info *info,
+                                 struct err **err)
+{
+	return l->ops->start(l, req, info, err);
+}
+static inline int launcher_connect_guest(struct launcher *l, uint32_t port, int *fd, struct err **err)
+{
+	return l->ops->connect_guest(l, port, fd, err);
+}
+static inline int launcher_exit_fd(struct launcher *l)
+{
+	return l->ops->exit_fd(l);
+}
+static inline int launcher_console_fd(struct launcher *l)
+{
+	return l->ops->console_fd(l);
+}
+static inline int launcher_stop(struct launcher *l, struct err **err)
+{
+	return l->ops->stop(l, err);
+}
+static inline void launcher_free(struct launcher *l)
+{
+	if (l)
+		l->ops->free(l);
+}
+
+/* The Nitro launcher: /dev/nitro_enclaves (or `device` when set, for tests) and AF_VSOCK.
+ * Implemented in runtime/launcher_nitro.c. */
+struct launcher_nitro_options {
+	const char *device; /* NULL: /dev/nitro_enclaves */
+};
+int launcher_nitro_new(const struct launcher_nitro_options *opt, struct launcher **out, struct err **err);
+
+/* The emulator launcher: QEMU's nitro-enclave machine with our vsock backend.
+ * Implemented in runtime/launcher_emulator.c. */
+struct launcher_emulator_options {
+	const char *qemu; /* NULL: $ENCLAVER_QEMU, then the build-qemu.sh cache, then PATH */
+	bool acpi;        /* machine acpi=on (Debian's kernel needs it) */
+};
+int launcher_emulator_new(const struct launcher_emulator_options *opt, struct launcher **out, struct err **err);
+
+#endif
