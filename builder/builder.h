@@ -284,6 +284,7 @@ struct bld_build_opts {
 	const char *output;        /* release image to this reference (oci:DIR[:TAG]...), or NULL */
 	const char *push;          /* release image pushed to this reference, or NULL */
 	const char *tmp_dir;       /* NULL: $TMPDIR, else /tmp */
+	bool no_ramdisk_cache;     /* always flatten; neither read nor keep a cached customer ramdisk */
 	struct oci_opts oci;       /* cache, credentials, TLS, offline */
 };
 
@@ -294,6 +295,27 @@ int bld_build(const struct bld_build_opts *opts, json_t **result, struct err **e
  * else /usr/share/nitro_enclaves/blobs when it has a kernel, else CACHE/kernel-bundle.
  * Caller frees; the error lists where it looked. */
 int bld_kernel_bundle_default(const char *cache_dir, char **out, struct err **err);
+
+/* ================================================================ ramdisk cache
+ * The customer ramdisks of the last few builds, kept under CACHE/ramdisks/<key>.cpio
+ * (builder/ramdisk_cache.c). The key is a SHA-256 over every input of the ramdisk: this
+ * enclaver's version, the layers' digests and media types, the image config's digest, odyn's
+ * digest, the manifest's bytes and SOURCE_DATE_EPOCH. The folder is trusted as the blob cache is:
+ * it belongs to the user running the build. */
+struct bld_ramdisk_key;
+struct bld_ramdisk_key *bld_ramdisk_key_new(void);
+void bld_ramdisk_key_add(struct bld_ramdisk_key *k, const char *text);
+void bld_ramdisk_key_add_bytes(struct bld_ramdisk_key *k, const void *data, size_t len);
+/* Writes "sha256:<hex>" and frees k. */
+void bld_ramdisk_key_final(struct bld_ramdisk_key *k, char out[OCI_DIGEST_MAX]);
+/* The path the ramdisk of `key` has in the cache (present or not). Caller frees. */
+char *bld_ramdisk_cache_path(const char *cache_dir, const char *key);
+/* True when the ramdisk of `key` is cached; *path (caller frees) is set either way. */
+bool bld_ramdisk_cache_lookup(const char *cache_dir, const char *key, char **path);
+/* Creates CACHE/ramdisks. */
+int bld_ramdisk_cache_prepare(const char *cache_dir, struct err **err);
+/* Keeps the most recently used few ramdisks and removes the others. */
+void bld_ramdisk_cache_prune(const char *cache_dir);
 
 /* ================================================================ release image
  * The OCI image `enclaver build` ships: one deterministic uncompressed layer

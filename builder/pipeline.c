@@ -245,6 +245,41 @@ static int step_customer(struct build *b, const char *out, struct err **err)
 	return r;
 }
 
+/* The customer ramdisk's cache key: every input step_customer reads. */
+static void customer_key(const struct build *b, char key[OCI_DIGEST_MAX])
+{
+	struct bld_ramdisk_key *k = bld_ramdisk_key_new();
+	for (size_t i = 0; i < b->image.n_layers; i++) {
+		bld_ramdisk_key_add(k, b->image.layers[i].digest);
+		bld_ramdisk_key_add(k, b->image.layers[i].media_type);
+	}
+	bld_ramdisk_key_add(k, b->image.config.digest);
+	bld_ramdisk_key_add(k, b->odyn_digest);
+	bld_ramdisk_key_add_bytes(k, b->manifest->raw, b->manifest->raw_len);
+	bld_ramdisk_key_add_bytes(k, &b->sde, sizeof(b->sde));
+	bld_ramdisk_key_final(k, key);
+}
+
+/* The customer ramdisk from the cache when a build with the same inputs made it, else made now
+ * (into the cache, or the temporary folder with --no-ramdisk-cache). *path: where it is. */
+static int step_customer_cached(struct build *b, char **path, struct err **err)
+{
+	if (b->opts->no_ramdisk_cache) {
+		*path = xasprintf("%s/customer.cpio", b->tmp);
+		return step_customer(b, *path, err);
+	}
+	char key[OCI_DIGEST_MAX];
+	customer_key(b, key);
+	if (bld_ramdisk_cache_lookup(b->cache.dir, key, path)) {
+		log_info("customer ramdisk unchanged: reusing %s", *path);
+		return 0;
+	}
+	if (bld_ramdisk_cache_prepare(b->cache.dir, err) < 0 || step_customer(b, *path, err) < 0)
+		return -1;
+	bld_ramdisk_cache_prune(b->cache.dir);
+	return 0;
+}
+
 static int step_bootstrap(struct build *b, const char *out, struct err **err)
 {
 	/* Debian's kernel has no enclave init: odyn is one when it runs as PID 1. */
@@ -410,10 +445,9 @@ int bld_build(const struct bld_build_opts *opts, json_t **result, struct err **e
 	int64_t created = config_created(b.config);
 	b.epoch = b.sde >= 0 ? b.sde : created >= 0 ? created : 0;
 
-	customer = xasprintf("%s/customer.cpio", b.tmp);
 	bootstrap = xasprintf("%s/bootstrap.cpio", b.tmp);
 	eif = opts->eif_only ? xstrdup(opts->eif_only) : xasprintf("%s/application.eif", b.tmp);
-	if (step_customer(&b, customer, err) < 0 || step_bootstrap(&b, bootstrap, err) < 0)
+	if (step_customer_cached(&b, &customer, err) < 0 || step_bootstrap(&b, bootstrap, err) < 0)
 		goto out;
 	log_info("writing the EIF");
 	if (step_eif(&b, eif, bootstrap, customer, err) < 0)

@@ -33,6 +33,8 @@ static void build_usage(FILE *f)
 	      "  --offline                    no network: sources from the cache or local layouts only\n"
 	      "  --cache-dir DIR              blob cache (default $XDG_CACHE_HOME/enclaver)\n"
 	      "  --tmpdir DIR                 where the private temporary folder goes (default $TMPDIR or /tmp)\n"
+	      "  --no-ramdisk-cache           always flatten; do not reuse or keep the customer ramdisk in\n"
+	      "                               the cache (by default the last 3 are kept, keyed by their inputs)\n"
 	      "\n"
 	      "SOURCE_DATE_EPOCH sets the build time and every added file's mtime; unset, the app image's\n"
 	      "`created` is used, so the same inputs give the same EIF bytes and release image digest.\n",
@@ -52,6 +54,7 @@ enum {
 	OPT_OFFLINE,
 	OPT_CACHE_DIR,
 	OPT_TMPDIR,
+	OPT_NO_RAMDISK_CACHE,
 	OPT_HELP,
 };
 
@@ -90,6 +93,7 @@ int cmd_build(int argc, char **argv)
 	    {"offline", no_argument, NULL, OPT_OFFLINE},
 	    {"cache-dir", required_argument, NULL, OPT_CACHE_DIR},
 	    {"tmpdir", required_argument, NULL, OPT_TMPDIR},
+	    {"no-ramdisk-cache", no_argument, NULL, OPT_NO_RAMDISK_CACHE},
 	    {"help", no_argument, NULL, OPT_HELP},
 	    {0},
 	};
@@ -117,6 +121,7 @@ int cmd_build(int argc, char **argv)
 		case OPT_OFFLINE: o.oci.offline = true; break;
 		case OPT_CACHE_DIR: o.oci.cache_dir = optarg; break;
 		case OPT_TMPDIR: o.tmp_dir = optarg; break;
+		case OPT_NO_RAMDISK_CACHE: o.no_ramdisk_cache = true; break;
 		case 'h':
 		case OPT_HELP: build_usage(stdout); return EXIT_OK;
 		default: return cli_usage_error("build", "unknown option");

@@ -59,8 +59,28 @@ check "customer ramdisk: cmd passes User" grep -qx -- "1000:1000" "$TMP/cx/cmd"
 check "customer ramdisk: env holds the image's Env" grep -qx "GREETING=hi" "$TMP/cx/env"
 
 # ---------------------------------------------------------------- reproducible
-"${B[@]}" -f "$TMP/enclaver.yaml" --eif-only "$TMP/b.eif" --tmpdir "$TMP" >/dev/null 2>&1
-check "two builds give identical EIF bytes (different temp folders)" cmp "$TMP/a.eif" "$TMP/b.eif"
+"${B[@]}" -f "$TMP/enclaver.yaml" --eif-only "$TMP/b.eif" --tmpdir "$TMP" --no-ramdisk-cache >/dev/null 2>&1
+check "two builds give identical EIF bytes (different temp folders, flattened again)" cmp "$TMP/a.eif" "$TMP/b.eif"
+
+# ---------------------------------------------------------------- ramdisk cache
+# A rebuild with nothing changed reuses the customer ramdisk kept in CACHE/ramdisks; any
+# changed input (here the manifest) makes a new one; only the last 3 stay.
+rd=$ENCLAVER_CACHE_DIR/ramdisks
+check "the first build kept its customer ramdisk in the cache" test "$(ls "$rd"/*.cpio | wc -l)" = 1
+check "the kept ramdisk is the EIF's customer ramdisk" cmp "$(ls "$rd"/*.cpio)" "$TMP/customer.cpio"
+"$ENCLAVER" -v build --kernel-bundle "$KB" -f "$TMP/enclaver.yaml" --eif-only "$TMP/r.eif" >/dev/null 2>"$TMP/r.log"
+check "a rebuild with nothing changed reuses it" grep -q "customer ramdisk unchanged: reusing" "$TMP/r.log"
+check "the rebuild gives identical EIF bytes" cmp "$TMP/a.eif" "$TMP/r.eif"
+check "a rebuild with --no-ramdisk-cache does not keep another" test "$(ls "$rd"/*.cpio | wc -l)" = 1
+for n in 1 2 3; do
+	manifest "$TMP/changed$n.yaml" "oci:$TMP/app:v1" $'defaults:\n  cpu_count: '"$((n + 1))"$'\n'
+	"$ENCLAVER" -v build --kernel-bundle "$KB" -f "$TMP/changed$n.yaml" --eif-only "$TMP/changed$n.eif" >/dev/null 2>"$TMP/changed$n.log"
+done
+check "a changed manifest makes a new ramdisk" bash -c "! grep -q reusing '$TMP/changed1.log'"
+customer_of "$TMP/changed3.eif" "$TMP/changed3.cpio"
+check "its ramdisk carries the changed manifest" cmp "$rd/$(ls -t "$rd" | head -1)" "$TMP/changed3.cpio"
+check "only the 3 most recent ramdisks stay" test "$(ls "$rd"/*.cpio | wc -l)" = 3
+check "no temporary files left in the ramdisk cache" test "$(ls "$rd" | grep -vc '\.cpio$')" = 0
 rm -rf "$ENCLAVER_CACHE_DIR"
 "${B[@]}" -f "$TMP/enclaver.yaml" --eif-only "$TMP/c.eif" >/dev/null 2>&1
 check "a build with an empty cache gives the same bytes" cmp "$TMP/a.eif" "$TMP/c.eif"
