@@ -277,7 +277,8 @@ void bld_kernel_bundle_free(struct bld_kernel_bundle *b);
 
 struct bld_build_opts {
 	const char *manifest_path; /* "-": stdin */
-	const char *odyn_path;     /* the odyn binary (required; the CLI resolves the default) */
+	const char *odyn_path;     /* the odyn binary given by the user (--odyn, $ENCLAVER_ODYN): beats sources.odyn */
+	const char *odyn_default;  /* without either: the odyn shipped with enclaver (next to the binary) */
 	const char *kernel_bundle; /* NULL: ENCLAVER_KERNEL_BUNDLE, the AWS blobs, the cache's bundle */
 	const char *platform;      /* NULL: the kernel bundle's architecture */
 	const char *eif_only;      /* write the EIF here and stop (no release image) */
@@ -295,6 +296,20 @@ int bld_build(const struct bld_build_opts *opts, json_t **result, struct err **e
  * else /usr/share/nitro_enclaves/blobs when it has a kernel, else CACHE/kernel-bundle.
  * Caller frees; the error lists where it looked. */
 int bld_kernel_bundle_default(const char *cache_dir, char **out, struct err **err);
+
+/* ================================================================ files out of an image
+ * builder/image_files.c: pulls an image (any oci/ transport, through the cache), applies its
+ * layers to a flatten tree and copies the named regular files out, each atomically. Nothing is
+ * extracted to disk but the wanted files; symlinks are not followed. */
+struct bld_image_file {
+	const char *path; /* in the image: "/enclave/application.eif" */
+	const char *out;  /* written here */
+	bool optional;    /* absent is fine (found tells) rather than an error */
+	bool found;       /* out: the image had it */
+};
+/* digest_out (may be NULL) gets the image's manifest digest. */
+int bld_image_files_extract(const char *ref, const struct oci_opts *opts, struct bld_image_file *files, size_t n,
+                            const char *tmp_dir, char digest_out[OCI_DIGEST_MAX], struct err **err);
 
 /* ================================================================ ramdisk cache
  * The customer ramdisks of the last few builds, kept under CACHE/ramdisks/<key>.cpio

@@ -25,7 +25,8 @@ static void build_usage(FILE *f)
 	      "  --kernel-bundle DIR          kernel, cmdline[, init, nsm.ko, modules] (default: "
 	      "$ENCLAVER_KERNEL_BUNDLE,\n"
 	      "                               /usr/share/nitro_enclaves/blobs, then CACHE/kernel-bundle)\n"
-	      "  --odyn FILE                  the odyn binary (default: $ENCLAVER_ODYN, then odyn next to enclaver)\n"
+	      "  --odyn FILE                  the odyn binary (default: $ENCLAVER_ODYN, then the manifest's\n"
+	      "                               sources.odyn image, then odyn next to enclaver)\n"
 	      "  --platform OS/ARCH[/VARIANT] image platform (default: the kernel bundle's architecture)\n"
 	      "  --creds USER:PASSWORD        registry credentials (else auth.json / docker config)\n"
 	      "  --tls-verify=false, --insecure  no TLS verification; plain HTTP allowed (test registries)\n"
@@ -58,12 +59,9 @@ enum {
 	OPT_HELP,
 };
 
-/* odyn from the option, ENCLAVER_ODYN, or beside the running binary. */
-static char *odyn_default(void)
+/* The odyn shipped with enclaver: beside the running binary (`make` puts both in bin/). */
+static char *odyn_beside_self(void)
 {
-	const char *env = getenv("ENCLAVER_ODYN");
-	if (env && *env)
-		return xstrdup(env);
 	char self[PATH_MAX];
 	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
 	if (n <= 0)
@@ -136,17 +134,12 @@ int cmd_build(int argc, char **argv)
 	if (log_get_level() < LOG_WARN)
 		o.oci.quiet = true;
 	struct err *err = NULL;
-	if (!o.odyn_path) {
-		odyn = odyn_default();
-		if (!odyn || access(odyn, R_OK) != 0) {
-			err_set(&err, ENOENT,
-			        "no odyn binary: pass --odyn FILE or set ENCLAVER_ODYN (looked for %s; `make` builds "
-			        "bin/odyn)",
-			        odyn ? odyn : "odyn next to enclaver");
-			return cli_fail(&err);
-		}
-		o.odyn_path = odyn;
-	}
+	const char *env_odyn = getenv("ENCLAVER_ODYN");
+	if (!o.odyn_path && env_odyn && *env_odyn)
+		o.odyn_path = env_odyn;
+	odyn = odyn_beside_self();
+	if (odyn && access(odyn, R_OK) == 0)
+		o.odyn_default = odyn;
 	_cleanup_json_ json_t *report = NULL;
 	if (bld_build(&o, &report, &err) < 0 || cli_print_json(report, &err) < 0)
 		return cli_fail(&err);

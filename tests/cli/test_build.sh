@@ -143,6 +143,37 @@ check "the release image holds the manifest" cmp "$TMP/relx/enclave/enclaver.yam
 check "the release EIF's PCR0 equals the build output" test "$(json_get "$TMP/relx.desc" "d['Measurements']['PCR0']")" = "$(json_get "$TMP/r1.json" "d['Measurements']['PCR0']")"
 check "the output says the runtime layer is missing" grep -q "enclaver-run is not built yet" "$TMP/r1.json"
 
+# ---------------------------------------------------------------- sources.odyn
+# An odyn image (a one-layer OCI layout holding /usr/local/bin/odyn): the build puts that odyn in;
+# --odyn beats it; an image without odyn is a clear error.
+mkdir -p "$TMP/odyn-root/usr/local/bin" "$TMP/empty-root/etc"
+cp "$(dirname "$ENCLAVER")/odyn" "$TMP/odyn-root/usr/local/bin/odyn"
+printf 'marker\n' >>"$TMP/odyn-root/usr/local/bin/odyn" # a different odyn than the default
+printf 'x\n' >"$TMP/empty-root/etc/x"
+for r in odyn empty; do
+	tar -C "$TMP/$r-root" --sort=name --mtime=@1700000000 --owner=0 --group=0 -czf "$TMP/$r.tar.gz" .
+	python3 "$ROOT/scripts/lib/layout-from-layer.py" "$TMP/$r.tar.gz" "$TMP/$r-image" v1
+done
+manifest "$TMP/odyn.yaml" "oci:$TMP/app:v1"
+sed -i "s|^  app: .*|&\n  odyn: oci:$TMP/odyn-image:v1|" "$TMP/odyn.yaml"
+"${B[@]}" -f "$TMP/odyn.yaml" --eif-only "$TMP/odyn.eif" >"$TMP/odyn.json" 2>"$TMP/odyn.log"
+check "sources.odyn: the build succeeds" test -s "$TMP/odyn.eif"
+customer_of "$TMP/odyn.eif" "$TMP/odyn.cpio"
+mkdir -p "$TMP/odyn-x" && (cd "$TMP/odyn-x" && cpio -idm --quiet <"$TMP/odyn.cpio" 2>/dev/null)
+check "sources.odyn: the image's odyn is rootfs/sbin/odyn" cmp "$TMP/odyn-x/rootfs/sbin/odyn" "$TMP/odyn-root/usr/local/bin/odyn"
+check "sources.odyn: the report names the image" test "$(json_get "$TMP/odyn.json" "d['Sources']['Odyn']['Image']")" = "oci:$TMP/odyn-image:v1"
+"${B[@]}" --odyn "$(dirname "$ENCLAVER")/odyn" -f "$TMP/odyn.yaml" --eif-only "$TMP/odyn2.eif" >/dev/null 2>"$TMP/odyn2.log"
+customer_of "$TMP/odyn2.eif" "$TMP/odyn2.cpio"
+mkdir -p "$TMP/odyn2-x" && (cd "$TMP/odyn2-x" && cpio -idm --quiet <"$TMP/odyn2.cpio" 2>/dev/null)
+check "--odyn beats sources.odyn" cmp "$TMP/odyn2-x/rootfs/sbin/odyn" "$(dirname "$ENCLAVER")/odyn"
+check "--odyn over sources.odyn is said" grep -q "sources.odyn.*overridden" "$TMP/odyn2.log"
+sed -i "s|odyn-image|empty-image|" "$TMP/odyn.yaml"
+check_fails "sources.odyn: an image without odyn" 'sources.odyn.*neither /usr/local/bin/odyn nor /sbin/odyn' \
+	"${B[@]}" -f "$TMP/odyn.yaml" --eif-only "$TMP/out.eif"
+sed -i "s|empty-image:v1|no-such-image:v1|" "$TMP/odyn.yaml"
+check_fails "sources.odyn: an image that does not exist" 'sources.odyn.*no-such-image' \
+	"${B[@]}" -f "$TMP/odyn.yaml" --eif-only "$TMP/out.eif"
+
 # ---------------------------------------------------------------- bad input
 printf 'version: v1\nname: x\ntarget: x:e\nsources:\n  app: oci:%s\nbogus: 1\n' "$TMP/app:v1" >"$TMP/bad.yaml"
 check_fails "bad manifest: names the key, line and column" 'bogus.*|line 5' "${B[@]}" -f "$TMP/bad.yaml" --eif-only "$TMP/out.eif"
