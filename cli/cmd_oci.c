@@ -17,6 +17,7 @@ enum {
 	OPT_CACHE_DIR,
 	OPT_PARALLEL,
 	OPT_CHUNK_SIZE,
+	OPT_ALL,
 	OPT_HELP,
 };
 
@@ -44,7 +45,8 @@ static void oci_usage(const char *cmd, FILE *f)
 	      "  --cert-dir DIR               trust the CA certificates (*.crt) in DIR\n"
 	      "  --offline                    use only the blob cache\n"
 	      "  --cache-dir DIR              blob cache (default $XDG_CACHE_HOME/enclaver)\n"
-	      "  --parallel N                 concurrent blob downloads (default 6)\n"
+	      "  --all                        copy a multi-platform index whole: every image, same index digest\n"
+	      "  --parallel N                 concurrent blob transfers, downloads and uploads (default 6)\n"
 	      "  --chunk-size BYTES           push blobs above this size in PATCH chunks (default 64 MiB)\n"
 	      "  -q, --quiet                  no progress lines\n",
 	      f);
@@ -73,6 +75,7 @@ static int run(int argc, char **argv)
 	    {"cache-dir", required_argument, NULL, OPT_CACHE_DIR},
 	    {"parallel", required_argument, NULL, OPT_PARALLEL},
 	    {"chunk-size", required_argument, NULL, OPT_CHUNK_SIZE},
+	    {"all", no_argument, NULL, OPT_ALL},
 	    {"quiet", no_argument, NULL, 'q'},
 	    {"help", no_argument, NULL, OPT_HELP},
 	    {0},
@@ -113,6 +116,7 @@ static int run(int argc, char **argv)
 			o.chunk_size = n;
 			break;
 		}
+		case OPT_ALL: o.all = true; break;
 		case 'q': o.quiet = true; break;
 		case OPT_HELP: oci_usage(cmd, stdout); return EXIT_OK;
 		default: return cli_usage_error(cmd, "unknown option");

@@ -2,6 +2,7 @@
  * complete and verified, or not at all (temp file, hash while streaming, fsync, rename). */
 #include <fcntl.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 
 #include "oci/internal.h"
@@ -15,6 +16,7 @@ struct oci_blob_writer {
 	int64_t written;
 	int64_t synced; /* bytes handed to writeback so far */
 	bool trusted;   /* filled from an already verified blob: no hash to compare */
+	bool partial;   /* tmp_path is the digest's resumable .partial- file */
 	struct oci_digester *digester;
 };
 
@@ -52,6 +54,77 @@ int oci_blob_writer_open(const char *dir, const char *expected, int64_t expected
 	w->digester = oci_digester_new(algo);
 	*out = w;
 	return 0;
+}
+
+/* The partial file of an earlier download, hashed so far: the digest is
+ * still taken over every byte at commit, so a partial whose bytes went bad
+ * fails the check and is thrown away like any other mismatch. */
+static int partial_load(struct oci_blob_writer *w, struct err **err)
+{
+	struct stat st;
+	if (fstat(w->fd, &st) < 0)
+		return err_sys(err, "stat %s", w->tmp_path);
+	if (w->expected_size >= 0 && st.st_size > w->expected_size) {
+		if (ftruncate(w->fd, 0) < 0)
+			return err_sys(err, "truncate %s", w->tmp_path);
+		st.st_size = 0;
+	}
+	char *chunk = xmalloc(1 << 20);
+	int64_t off = 0;
+	while (off < st.st_size) {
+		ssize_t n = pread(w->fd, chunk, 1 << 20, off);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		oci_digester_update(w->digester, chunk, (size_t)n);
+		off += n;
+	}
+	free(chunk);
+	if (off != st.st_size || lseek(w->fd, off, SEEK_SET) < 0)
+		return err_sys(err, "read %s", w->tmp_path);
+	w->written = w->synced = off;
+	return 0;
+}
+
+int oci_blob_writer_resume(const char *dir, const char *expected, int64_t expected_size, struct oci_blob_writer **out,
+                           struct err **err)
+{
+	if (oci_digest_check(expected, err) < 0)
+		return -1;
+	_cleanup_free_ char *path = xasprintf("%s/.partial-%s", dir, oci_digest_hex(expected));
+	_cleanup_close_ int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
+	/* Another process downloading the same blob holds it: go on alone. */
+	if (fd < 0 || flock(fd, LOCK_EX | LOCK_NB) < 0)
+		return oci_blob_writer_open(dir, expected, expected_size, out, err);
+	struct oci_blob_writer *w = xcalloc(1, sizeof(*w));
+	w->fd = steal_fd(&fd);
+	w->dir = xstrdup(dir);
+	w->tmp_path = steal_pointer(&path);
+	w->partial = true;
+	w->expected = xstrdup(expected);
+	w->expected_size = expected_size;
+	_cleanup_free_ char *algo = strndup(expected, (size_t)(strchr(expected, ':') - expected));
+	w->digester = oci_digester_new(algo);
+	if (partial_load(w, err) < 0) {
+		oci_blob_writer_abort(w);
+		return -1;
+	}
+	if (w->written)
+		log_debug("blob %s: %lld bytes from an earlier download", expected, (long long)w->written);
+	*out = w;
+	return 0;
+}
+
+void oci_blob_writer_keep(struct oci_blob_writer *w)
+{
+	if (w == NULL)
+		return;
+	if (w->partial && w->written > 0 && fsync(w->fd) == 0) {
+		free(w->tmp_path);
+		w->tmp_path = NULL; /* so abort leaves the file */
+	}
+	oci_blob_writer_abort(w);
 }
 
 int oci_blob_writer_write(struct oci_blob_writer *w, const void *data, size_t len, struct err **err)
@@ -182,4 +255,30 @@ int oci_mkdir_p(const char *path, struct err **err)
 	if (mkdir(p, 0755) < 0 && errno != EEXIST)
 		return err_sys(err, "create directory %s", p);
 	return 0;
+}
+
+int oci_blob_write_buf(const char *dir, const char *expected, const void *data, size_t len,
+                       char digest_out[OCI_DIGEST_MAX], struct err **err)
+{
+	struct oci_blob_writer *w;
+	if (oci_blob_writer_open(dir, expected, (int64_t)len, &w, err) < 0)
+		return -1;
+	if (oci_blob_writer_write(w, data, len, err) < 0) {
+		oci_blob_writer_abort(w);
+		return -1;
+	}
+	return oci_blob_writer_commit(w, digest_out, err);
+}
+
+int oci_blob_write_fd(const char *dir, const char *expected, int64_t size, int fd, bool verified, struct err **err)
+{
+	struct oci_blob_writer *w;
+	if (oci_blob_writer_open(dir, expected, size, &w, err) < 0)
+		return -1;
+	int r = verified ? oci_blob_writer_copy_verified(w, fd, err) : oci_blob_writer_copy_fd(w, fd, err);
+	if (r < 0) {
+		oci_blob_writer_abort(w);
+		return -1;
+	}
+	return oci_blob_writer_commit(w, NULL, err);
 }

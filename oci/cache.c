@@ -17,7 +17,7 @@ static void sweep_stale_temps(const char *blob_dir)
 		return;
 	time_t now = time(NULL);
 	for (struct dirent *de; (de = readdir(d));) {
-		if (!str_has_prefix(de->d_name, ".tmp-"))
+		if (!str_has_prefix(de->d_name, ".tmp-") && !str_has_prefix(de->d_name, ".partial-"))
 			continue;
 		struct stat st;
 		if (fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 && now - st.st_mtime > 24 * 3600)
@@ -99,14 +99,14 @@ int oci_cache_open_blob(const struct oci_cache *c, const char *digest, int *fd, 
 int oci_cache_put_buf(const struct oci_cache *c, const void *data, size_t len, const char *expected,
                       char digest_out[OCI_DIGEST_MAX], struct err **err)
 {
-	struct oci_blob_writer *w;
-	if (oci_blob_writer_open(c->blob_dir, expected, (int64_t)len, &w, err) < 0)
-		return -1;
-	if (oci_blob_writer_write(w, data, len, err) < 0) {
-		oci_blob_writer_abort(w);
-		return -1;
+	/* Content-addressed: a blob already there is these bytes (a re-pull
+	 * would otherwise write and fsync the same manifest again). */
+	if (expected && oci_cache_has(c, expected, (int64_t)len)) {
+		if (digest_out)
+			memcpy(digest_out, expected, strlen(expected) + 1);
+		return 0;
 	}
-	return oci_blob_writer_commit(w, digest_out, err);
+	return oci_blob_write_buf(c->blob_dir, expected, data, len, digest_out, err);
 }
 
 static char *tag_path(const struct oci_cache *c, const struct oci_ref *ref)
@@ -118,6 +118,9 @@ int oci_cache_tag_set(const struct oci_cache *c, const struct oci_ref *ref, cons
 {
 	if (ref->transport != OCI_TRANSPORT_DOCKER || ref->tag == NULL)
 		return 0;
+	_cleanup_free_ char *now = NULL;
+	if (oci_cache_tag_get(c, ref, &now, NULL) == 0 && strcmp(now, digest) == 0)
+		return 0; /* unchanged: no rewrite, no fsync */
 	_cleanup_free_ char *path = tag_path(c, ref);
 	_cleanup_free_ char *dir = strndup(path, (size_t)(strrchr(path, '/') - path));
 	if (oci_mkdir_p(dir, err) < 0)
@@ -154,4 +157,12 @@ int oci_cache_read_manifest(const struct oci_cache *c, const char *digest, struc
 		return -1;
 	buf_append(out, text, len);
 	return 0;
+}
+
+int oci_cache_put_fd(const struct oci_cache *c, const struct oci_desc *desc, int fd, struct err **err)
+{
+	/* A registry source already streamed it here (verified). */
+	if (oci_cache_has(c, desc->digest, desc->size))
+		return 0;
+	return oci_blob_write_fd(c->blob_dir, desc->digest, desc->size, fd, false, err);
 }

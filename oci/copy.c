@@ -1,6 +1,8 @@
-/* copy: moves one image between any two transports (registry, OCI layout,
- * archives, the cache), skipping blobs the destination has; and inspect. */
+/* copy: moves an image (or a whole index) between any two transports, blobs
+ * checked and sent in parallel, skipping what the destination has; and inspect. */
+#include <pthread.h>
 #include <string.h>
+#include <time.h>
 
 #include "oci/internal.h"
 
@@ -21,26 +23,18 @@ static int cache_has_blob(struct oci_dest *d, const struct oci_desc *desc, bool 
 	return 0;
 }
 
-static int cache_put_blob(struct oci_dest *d, const struct oci_desc *desc, int fd, bool verified, struct err **err)
+static int cache_put_blob(struct oci_dest *d, const struct oci_desc *desc, int fd, bool verified, int64_t *sent,
+                          struct err **err)
 {
+	(void)sent;
 	(void)verified; /* a blob from elsewhere is hashed on its way in */
-	/* A registry source already streamed it here (verified). */
-	if (oci_cache_has(d->cache, desc->digest, desc->size))
-		return 0;
-	struct oci_blob_writer *w;
-	if (oci_blob_writer_open(d->cache->blob_dir, desc->digest, desc->size, &w, err) < 0)
-		return -1;
-	if (oci_blob_writer_copy_fd(w, fd, err) < 0) {
-		oci_blob_writer_abort(w);
-		return -1;
-	}
-	return oci_blob_writer_commit(w, NULL, err);
+	return oci_cache_put_fd(d->cache, desc, fd, err);
 }
 
 static int cache_put_manifest(struct oci_dest *d, const char *data, size_t len, const char *media_type,
-                              const char *digest, struct err **err)
+                              const char *digest, bool child, struct err **err)
 {
-	(void)media_type;
+	(void)media_type, (void)child;
 	return oci_cache_put_buf(d->cache, data, len, digest, NULL, err);
 }
 
@@ -65,15 +59,15 @@ static const struct oci_dest_ops cache_dest_ops = {
 };
 
 /* ---------------------------------------------------------------- opening */
-static int source_open(const char *text, const struct oci_opts *opts, struct oci_cache *cache, struct oci_source **out,
-                       struct err **err)
+static int source_open(const char *text, const struct oci_opts *opts, bool insecure, struct oci_cache *cache,
+                       struct oci_source **out, struct err **err)
 {
 	struct oci_ref ref;
 	if (oci_ref_parse(text, &ref, err) < 0)
 		return -1;
 	int r;
 	switch (ref.transport) {
-	case OCI_TRANSPORT_DOCKER: r = oci_registry_source_open(&ref, opts, cache, out, err); break;
+	case OCI_TRANSPORT_DOCKER: r = oci_registry_source_open(&ref, opts, insecure, cache, out, err); break;
 	case OCI_TRANSPORT_OCI: r = oci_layout_source_open(&ref, out, err); break;
 	case OCI_TRANSPORT_DOCKER_ARCHIVE: r = oci_docker_archive_source_open(&ref, cache, out, err); break;
 	case OCI_TRANSPORT_OCI_ARCHIVE: r = oci_archive_source_open(&ref, cache, out, err); break;
@@ -102,14 +96,23 @@ static int dest_open(const char *text, const struct oci_opts *opts, struct oci_c
 		if (oci_ref_parse(text, &ref, err) < 0)
 			return -1;
 		switch (ref.transport) {
-		case OCI_TRANSPORT_DOCKER: r = oci_registry_dest_open(&ref, opts, out, err); break;
+		case OCI_TRANSPORT_DOCKER: {
+			/* registries.conf may mark the registry insecure; its mirrors and
+			 * locations are for pulls only, as in podman. */
+			struct oci_registries conf;
+			r = oci_registries_load(&conf, err);
+			if (r == 0) {
+				_cleanup_free_ char *name = oci_ref_name(&ref);
+				bool insecure = opts->insecure || oci_registries_insecure(&conf, name);
+				r = oci_registry_dest_open(&ref, opts, insecure, out, err);
+			}
+			oci_registries_free(&conf);
+			break;
+		}
 		case OCI_TRANSPORT_OCI:
 		case OCI_TRANSPORT_OCI_ARCHIVE: r = oci_layout_dest_open(&ref, out, err); break;
-		default:
-			r = err_set(
-			    err, ENOTSUP,
-			    "%s: writing docker-archive is not supported (use oci:DIR, oci-archive:FILE or a registry)",
-			    text);
+		case OCI_TRANSPORT_DOCKER_ARCHIVE: r = oci_docker_archive_dest_open(&ref, out, err); break;
+		default: r = err_set(err, ENOTSUP, "%s: unknown transport", text);
 		}
 	}
 	if (r < 0) {
@@ -156,7 +159,8 @@ static void resolved_free(struct resolved *r)
 	oci_manifest_free(&r->manifest);
 }
 
-static int resolve(struct oci_source *src, const struct oci_opts *opts, struct resolved *res, struct err **err)
+/* The manifest the reference names. */
+static int resolve_top(struct oci_source *src, struct resolved *res, struct err **err)
 {
 	_cleanup_free_ char *name = oci_ref_format(&src->ref);
 	if (src->ops->get_manifest(src, NULL, &res->top, &res->top_type, err) < 0)
@@ -164,24 +168,13 @@ static int resolve(struct oci_source *src, const struct oci_opts *opts, struct r
 	oci_digest_buf(res->top.data, res->top.len, res->top_digest);
 	if (oci_manifest_parse(res->top.data, res->top.len, res->top_type, &res->top_parsed, err) < 0)
 		return err_wrap(err, "%s: manifest %s", name, res->top_digest);
-	if (res->top_parsed.kind == OCI_KIND_IMAGE) {
-		buf_append(&res->image, res->top.data, res->top.len);
-		memcpy(res->image_digest, res->top_digest, sizeof(res->image_digest));
-		res->image_type = xstrdup(res->top_parsed.media_type);
-		return oci_manifest_parse(res->image.data, res->image.len, res->image_type, &res->manifest, err);
-	}
-	struct oci_platform want;
-	if (opts->platform) {
-		if (oci_platform_parse(opts->platform, &want, err) < 0)
-			return -1;
-	} else {
-		oci_platform_host(&want);
-	}
-	const struct oci_desc *pick;
-	int r = oci_index_select(&res->top_parsed, &want, &pick, err);
-	oci_platform_free(&want);
-	if (r < 0)
-		return err_wrap(err, "%s", name);
+	return 0;
+}
+
+/* An image manifest an index names, checked against its descriptor. */
+static int resolve_child(struct oci_source *src, const struct oci_desc *pick, const char *name, struct resolved *res,
+                         struct err **err)
+{
 	_cleanup_free_ char *child_type = NULL;
 	if (src->ops->get_manifest(src, pick->digest, &res->image, &child_type, err) < 0)
 		return err_wrap(err, "%s", name);
@@ -196,6 +189,119 @@ static int resolve(struct oci_source *src, const struct oci_opts *opts, struct r
 		return err_set(err, ENOTSUP, "%s: manifest %s: an index inside an index is not supported", name,
 		               pick->digest);
 	return 0;
+}
+
+/* The image to copy: the top manifest, or the platform's entry of an index. */
+static int resolve_image(struct oci_source *src, const struct oci_opts *opts, struct resolved *res, struct err **err)
+{
+	if (res->top_parsed.kind == OCI_KIND_IMAGE) {
+		buf_append(&res->image, res->top.data, res->top.len);
+		memcpy(res->image_digest, res->top_digest, sizeof(res->image_digest));
+		res->image_type = xstrdup(res->top_parsed.media_type);
+		return oci_manifest_parse(res->image.data, res->image.len, res->image_type, &res->manifest, err);
+	}
+	_cleanup_free_ char *name = oci_ref_format(&src->ref);
+	struct oci_platform want;
+	if (opts->platform) {
+		if (oci_platform_parse(opts->platform, &want, err) < 0)
+			return -1;
+	} else {
+		oci_platform_host(&want);
+	}
+	const struct oci_desc *pick;
+	int r = oci_index_select(&res->top_parsed, &want, &pick, err);
+	oci_platform_free(&want);
+	if (r < 0)
+		return err_wrap(err, "%s", name);
+	return resolve_child(src, pick, name, res, err);
+}
+
+/* The places a registry reference may be pulled from, in order, per
+ * registries.conf: a short name ("alpine") under each
+ * unqualified-search-registries entry (none configured: docker.io), and for
+ * each name its [[registry]] mirrors, then its location. */
+static int registry_candidates(const struct oci_registries *conf, const struct oci_ref *ref, struct oci_endpoint **out,
+                               size_t *n_out, struct err **err)
+{
+	*out = NULL;
+	*n_out = 0;
+	size_t n_names = ref->short_name && conf->n_search ? conf->n_search : 1;
+	for (size_t i = 0; i < n_names; i++) {
+		_cleanup_free_ char *name = NULL;
+		if (ref->short_name && conf->n_search)
+			name =
+			    xasprintf("%s/%s%s%s%s%s", conf->search[i], ref->short_name, ref->tag ? ":" : "",
+			              ref->tag ? ref->tag : "", ref->digest ? "@" : "", ref->digest ? ref->digest : "");
+		else
+			name = oci_ref_name(ref);
+		struct oci_endpoint *eps;
+		size_t n;
+		if (oci_registries_endpoints(conf, name, ref->digest != NULL, &eps, &n, err) < 0) {
+			oci_endpoints_free(*out, *n_out);
+			return -1;
+		}
+		*out = xrealloc(*out, (*n_out + n) * sizeof(**out));
+		memcpy(*out + *n_out, eps, n * sizeof(*eps));
+		*n_out += n;
+		free(eps);
+	}
+	return 0;
+}
+
+/* Opens the source and reads the manifest its reference names; for a
+ * registry, from the first candidate place that has it. */
+static int source_open_top(const char *text, const struct oci_opts *opts, struct oci_cache *cache,
+                           struct oci_source **out, struct resolved *res, struct err **err)
+{
+	struct oci_ref ref;
+	if (oci_ref_parse(text, &ref, err) < 0)
+		return -1;
+	bool registry = ref.transport == OCI_TRANSPORT_DOCKER;
+	if (!registry || opts->offline) {
+		oci_ref_free(&ref);
+		if (source_open(text, opts, opts->insecure, cache, out, err) < 0)
+			return -1;
+		return resolve_top(*out, res, err);
+	}
+	struct oci_registries conf;
+	struct oci_endpoint *eps = NULL;
+	size_t n = 0;
+	int r = oci_registries_load(&conf, err);
+	if (r == 0)
+		r = registry_candidates(&conf, &ref, &eps, &n, err);
+	struct err *last = NULL;
+	bool found = false;
+	for (size_t i = 0; r == 0 && i < n && !found; i++) {
+		_cleanup_free_ char *t = xasprintf("docker://%s", eps[i].name);
+		struct oci_source *s = NULL;
+		struct resolved tried = {0};
+		err_free(&last);
+		int q = source_open(t, opts, opts->insecure || eps[i].insecure, cache, &s, &last);
+		if (q == 0)
+			q = resolve_top(s, &tried, &last);
+		if (q == 0) {
+			found = true;
+			*out = s;
+			*res = tried;
+			if (n > 1)
+				oci_progress(opts, "pulling %s from %s", text, eps[i].name);
+			break;
+		}
+		if (s)
+			s->ops->free(s);
+		resolved_free(&tried);
+		if (i + 1 < n)
+			log_info("%s: %s; trying the next place", eps[i].name, last->msg);
+	}
+	if (r == 0 && !found) {
+		*err = steal_pointer(&last);
+		r = n > 1 ? err_wrap(err, "%s: tried %zu places (registries.conf), the last", text, n) : -1;
+	}
+	err_free(&last);
+	oci_endpoints_free(eps, n);
+	oci_registries_free(&conf);
+	oci_ref_free(&ref);
+	return r;
 }
 
 static const char *oci_layer_type(const char *docker)
@@ -242,47 +348,287 @@ static int manifest_to_oci(struct resolved *res, struct err **err)
 	return 0;
 }
 
-/* Phase one for a blob: 1 when the destination has it or mounted it, 0 when
- * it must travel. */
-static int blob_present(struct oci_source *src, struct oci_dest *dst, const struct oci_desc *d, const char *what,
-                        struct oci_copy_result *result, struct err **err)
+/* ---------------------------------------------------------------- blobs */
+enum blob_state { BLOB_MISSING, BLOB_PRESENT, BLOB_MOUNTED, BLOB_DUPLICATE };
+
+/* One image's blobs on their way: checked, then sent, each phase on up to
+ * opts->parallel threads when the destination allows it. */
+struct blob_batch {
+	struct oci_source *src;
+	struct oci_dest *dst;
+	const struct oci_desc *blobs; /* config, then the layers */
+	size_t n;
+	const char *label; /* "" or "linux/arm64 " (copying an index whole) */
+	enum blob_state *state;
+	size_t *jobs; /* the phase's work: indexes into blobs */
+	struct oci_copy_result *result;
+	pthread_mutex_t lock; /* result, and the source's open_blob */
+	/* Per blob, for the status line: bytes sent (atomic), 1 when done. */
+	int64_t *sent;
+	int *finished;
+};
+
+static char *blob_name(const struct blob_batch *b, size_t i)
 {
+	if (i == 0)
+		return xasprintf("%sconfig", b->label);
+	return xasprintf("%slayer %zu/%zu", b->label, i, b->n - 1);
+}
+
+static int blob_check(void *ctx, size_t k, struct err **err)
+{
+	struct blob_batch *b = ctx;
+	size_t i = b->jobs[k];
+	const struct oci_desc *d = &b->blobs[i];
+	struct oci_dest *dst = b->dst;
 	bool has = false;
 	if (dst->ops->has_blob(dst, d, &has, err) < 0)
 		return -1;
+	_cleanup_free_ char *what = blob_name(b, i);
 	if (has) {
-		result->blobs_skipped++;
+		b->state[i] = BLOB_PRESENT;
 		if (dst->ops != &cache_dest_ops)
 			oci_progress(dst->opts, "%s %.19s: already present", what, d->digest);
-		return 1;
+		return 0;
 	}
-	if (dst->ops->try_mount && src->ref.transport == OCI_TRANSPORT_DOCKER) {
-		int m = dst->ops->try_mount(dst, d, &src->ref, err);
+	if (dst->ops->try_mount && b->src->ref.transport == OCI_TRANSPORT_DOCKER) {
+		int m = dst->ops->try_mount(dst, d, &b->src->ref, err);
 		if (m < 0)
 			return -1;
 		if (m == 1) {
-			result->blobs_mounted++;
-			oci_progress(dst->opts, "%s %.19s: mounted from %s", what, d->digest, src->ref.repository);
-			return 1;
+			b->state[i] = BLOB_MOUNTED;
+			oci_progress(dst->opts, "%s %.19s: mounted from %s", what, d->digest, b->src->ref.repository);
+			return 0;
 		}
 	}
+	b->state[i] = BLOB_MISSING;
 	return 0;
 }
 
-static int blob_send(struct oci_source *src, struct oci_dest *dst, const struct oci_desc *d, const char *what,
-                     struct oci_copy_result *result, struct err **err)
+static int blob_send(void *ctx, size_t k, struct err **err)
 {
+	struct blob_batch *b = ctx;
+	size_t i = b->jobs[k];
+	const struct oci_desc *d = &b->blobs[i];
+	_cleanup_free_ char *what = blob_name(b, i);
 	_cleanup_close_ int fd = -1;
-	if (src->ops->open_blob(src, d, &fd, err) < 0)
-		return -1;
-	if (dst->ops->put_blob(dst, d, fd, src->ops->blobs_verified, err) < 0)
+	/* Sources are not made for threads; opening is quick, sending is not. */
+	pthread_mutex_lock(&b->lock);
+	int r = b->src->ops->open_blob(b->src, d, &fd, err);
+	pthread_mutex_unlock(&b->lock);
+	if (r < 0)
+		return err_wrap(err, "%s", what);
+	if (b->dst->ops->put_blob(b->dst, d, fd, b->src->ops->blobs_verified, &b->sent[i], err) < 0)
 		return err_wrap(err, "%s %s", what, d->digest);
-	result->blobs_sent++;
-	result->bytes_sent += d->size;
+	__atomic_store_n(&b->finished[i], 1, __ATOMIC_RELAXED);
+	pthread_mutex_lock(&b->lock);
+	b->result->blobs_sent++;
+	b->result->bytes_sent += d->size;
+	pthread_mutex_unlock(&b->lock);
 	char size[32];
 	oci_human_size(d->size, size);
-	if (dst->ops != &cache_dest_ops)
-		oci_progress(dst->opts, "%s %.19s: copied %s", what, d->digest, size);
+	if (b->dst->ops != &cache_dest_ops)
+		oci_progress(b->dst->opts, "%s %.19s: copied %s", what, d->digest, size);
+	return 0;
+}
+
+/* The uploads' status line on a terminal, redrawn from a thread of its own
+ * while the workers send. */
+struct status_thread {
+	struct blob_batch *b;
+	size_t n_jobs;
+	pthread_t tid;
+	pthread_mutex_t lock;
+	pthread_cond_t wake;
+	bool stop;
+};
+
+static void *status_loop(void *ud)
+{
+	struct status_thread *st = ud;
+	struct blob_batch *b = st->b;
+	struct oci_status_item *items = xcalloc(st->n_jobs, sizeof(*items));
+	pthread_mutex_lock(&st->lock);
+	while (!st->stop) {
+		size_t finished = 0;
+		for (size_t k = 0; k < st->n_jobs; k++) {
+			size_t i = b->jobs[k];
+			bool fin = __atomic_load_n(&b->finished[i], __ATOMIC_RELAXED);
+			items[k].digest = b->blobs[i].digest;
+			items[k].size = b->blobs[i].size;
+			items[k].done = fin ? b->blobs[i].size : __atomic_load_n(&b->sent[i], __ATOMIC_RELAXED);
+			items[k].active = !fin && items[k].done > 0;
+			finished += fin;
+		}
+		oci_status_draw("pushing", items, st->n_jobs, finished);
+		struct timespec until;
+		clock_gettime(CLOCK_REALTIME, &until);
+		until.tv_nsec += 200 * 1000000L;
+		if (until.tv_nsec >= 1000000000L) {
+			until.tv_sec++;
+			until.tv_nsec -= 1000000000L;
+		}
+		pthread_cond_timedwait(&st->wake, &st->lock, &until);
+	}
+	pthread_mutex_unlock(&st->lock);
+	oci_status_clear();
+	free(items);
+	return NULL;
+}
+
+static bool status_start(struct status_thread *st, struct blob_batch *b, size_t n_jobs)
+{
+	*st = (struct status_thread){.b = b, .n_jobs = n_jobs};
+	pthread_mutex_init(&st->lock, NULL);
+	pthread_cond_init(&st->wake, NULL);
+	if (pthread_create(&st->tid, NULL, status_loop, st) == 0)
+		return true;
+	pthread_mutex_destroy(&st->lock);
+	pthread_cond_destroy(&st->wake);
+	return false;
+}
+
+static void status_stop(struct status_thread *st)
+{
+	pthread_mutex_lock(&st->lock);
+	st->stop = true;
+	pthread_cond_signal(&st->wake);
+	pthread_mutex_unlock(&st->lock);
+	pthread_join(st->tid, NULL);
+	pthread_mutex_destroy(&st->lock);
+	pthread_cond_destroy(&st->wake);
+}
+
+/* What the destination lacks (HEAD, or a mount), then fetch only that (a
+ * registry source downloads in parallel), then send it. */
+static int copy_blobs(struct oci_source *src, struct oci_dest *dst, const struct oci_manifest *m, const char *label,
+                      struct oci_copy_result *result, struct err **err)
+{
+	size_t n = m->n_layers + 1;
+	struct oci_desc *blobs = xcalloc(n, sizeof(*blobs)); /* shallow copies */
+	blobs[0] = m->config;
+	for (size_t i = 1; i < n; i++)
+		blobs[i] = m->layers[i - 1];
+	struct blob_batch b = {.src = src,
+	                       .dst = dst,
+	                       .blobs = blobs,
+	                       .n = n,
+	                       .label = label,
+	                       .state = xcalloc(n, sizeof(*b.state)),
+	                       .jobs = xcalloc(n, sizeof(*b.jobs)),
+	                       .result = result,
+	                       .sent = xcalloc(n, sizeof(*b.sent)),
+	                       .finished = xcalloc(n, sizeof(*b.finished))};
+	pthread_mutex_init(&b.lock, NULL);
+	int threads = !dst->ops->concurrent ? 1 : dst->opts->parallel > 0 ? dst->opts->parallel : 6;
+	/* A layer repeated in one image travels once. */
+	size_t n_jobs = 0;
+	for (size_t i = 0; i < n; i++) {
+		bool dup = false;
+		for (size_t j = 0; j < i && !dup; j++)
+			dup = strcmp(blobs[j].digest, blobs[i].digest) == 0;
+		if (dup)
+			b.state[i] = BLOB_DUPLICATE;
+		else
+			b.jobs[n_jobs++] = i;
+	}
+	int r = oci_parallel_run(n_jobs, threads, blob_check, &b, err);
+	struct oci_desc *missing = xcalloc(n, sizeof(*missing));
+	n_jobs = 0;
+	for (size_t i = 0; r == 0 && i < n; i++) {
+		switch (b.state[i]) {
+		case BLOB_PRESENT:
+		case BLOB_DUPLICATE: result->blobs_skipped++; break;
+		case BLOB_MOUNTED: result->blobs_mounted++; break;
+		case BLOB_MISSING:
+			missing[n_jobs] = blobs[i];
+			b.jobs[n_jobs++] = i;
+			break;
+		}
+	}
+	if (r == 0 && n_jobs && src->ops->prepare_blobs)
+		r = src->ops->prepare_blobs(src, missing, n_jobs, err);
+	/* A registry destination shows the uploads on a terminal. */
+	struct status_thread st;
+	bool status =
+	    r == 0 && n_jobs && dst->ops->concurrent && oci_status_wanted(dst->opts) && status_start(&st, &b, n_jobs);
+	if (r == 0)
+		r = oci_parallel_run(n_jobs, threads, blob_send, &b, err);
+	if (status)
+		status_stop(&st);
+	pthread_mutex_destroy(&b.lock);
+	free(missing);
+	free(b.state);
+	free(b.jobs);
+	free(b.sent);
+	free(b.finished);
+	free(blobs);
+	return r;
+}
+/* One image: its blobs, then its manifest (converted first for a
+ * destination that takes OCI only). res->image* may change. */
+static int copy_image(struct oci_source *src, struct oci_dest *dst, struct resolved *res, const char *label, bool child,
+                      struct oci_copy_result *result, struct err **err)
+{
+	if (copy_blobs(src, dst, &res->manifest, label, result, err) < 0)
+		return -1;
+	if (dst->ops->oci_only && manifest_to_oci(res, err) < 0)
+		return -1;
+	return dst->ops->put_manifest(dst, res->image.data, res->image.len, res->image_type, res->image_digest, child,
+	                              err);
+}
+
+/* --all: every image of the index, then the index itself, unchanged when
+ * the destination takes it as it is (so its digest stays); for an OCI-only
+ * destination a Docker manifest list becomes an OCI index of the converted
+ * images, with a new digest. */
+static int copy_index(struct oci_source *src, struct oci_dest *dst, struct resolved *res,
+                      struct oci_copy_result *result, struct err **err)
+{
+	const struct oci_manifest *index = &res->top_parsed;
+	_cleanup_free_ char *name = oci_ref_format(&src->ref);
+	/* A Docker list, or an index with a Docker image in it, changes. */
+	bool convert = dst->ops->oci_only && strcmp(index->media_type, DOCKER_MT_LIST) == 0;
+	_cleanup_json_ json_t *doc = dst->ops->oci_only ? json_deep_copy(index->json) : NULL;
+	for (size_t i = 0; i < index->n_manifests; i++) {
+		const struct oci_desc *d = &index->manifests[i];
+		struct resolved child = {0};
+		_cleanup_free_ char *plat = d->platform.os ? oci_platform_format(&d->platform) : xasprintf("#%zu", i);
+		_cleanup_free_ char *label = xasprintf("%s ", plat);
+		int r = resolve_child(src, d, name, &child, err);
+		if (r == 0)
+			r = copy_image(src, dst, &child, label, true, result, err);
+		if (r == 0 && doc) {
+			convert = convert || strcmp(child.image_digest, d->digest) != 0;
+			json_t *e = json_array_get(json_object_get(doc, "manifests"), i);
+			json_object_set_new(e, "mediaType", json_string(child.image_type));
+			json_object_set_new(e, "digest", json_string(child.image_digest));
+			json_object_set_new(e, "size", json_integer((json_int_t)child.image.len));
+		}
+		resolved_free(&child);
+		if (r < 0)
+			return err_wrap(err, "%s", plat);
+	}
+	if (convert) {
+		json_object_set_new(doc, "mediaType", json_string(OCI_MT_INDEX));
+		struct buf out = {0};
+		if (json_serde_write(&out, doc, 0, err) < 0) {
+			buf_free(&out);
+			return -1;
+		}
+		buf_free(&res->top);
+		res->top = out;
+		oci_digest_buf(res->top.data, res->top.len, res->top_digest);
+		free(res->top_type);
+		res->top_type = xstrdup(OCI_MT_INDEX);
+	}
+	const char *type = convert ? OCI_MT_INDEX : index->media_type;
+	if (dst->ops->put_manifest(dst, res->top.data, res->top.len, type, res->top_digest, false, err) < 0)
+		return -1;
+	/* What the command reports. */
+	buf_append(&res->image, res->top.data, res->top.len);
+	memcpy(res->image_digest, res->top_digest, sizeof(res->image_digest));
+	res->image_type = xstrdup(type);
 	return 0;
 }
 
@@ -296,47 +642,19 @@ int oci_copy(const char *src_text, const char *dst_text, const struct oci_opts *
 	_cleanup_(source_freep) struct oci_source *src = NULL;
 	_cleanup_(dest_freep) struct oci_dest *dst = NULL;
 	struct resolved res = {0};
-	int r = source_open(src_text, opts, &cache, &src, err);
+	/* The source first: a bad one leaves no destination folder behind. */
+	int r = source_open_top(src_text, opts, &cache, &src, &res, err);
+	bool whole = false;
 	if (r == 0)
 		r = dest_open(dst_text, opts, &cache, &dst, err);
-	if (r == 0)
-		r = resolve(src, opts, &res, err);
-	size_t n = res.manifest.n_layers + 1, n_missing = 0;
-	struct oci_desc *blobs = NULL, *missing = NULL;
-	char **names = NULL;
 	if (r == 0) {
-		/* Shallow copies of the manifest's descriptors. */
-		blobs = xcalloc(n, sizeof(*blobs));
-		missing = xcalloc(n, sizeof(*missing));
-		names = xcalloc(n, sizeof(*names));
-		blobs[0] = res.manifest.config;
-		for (size_t i = 1; i < n; i++)
-			blobs[i] = res.manifest.layers[i - 1];
+		whole = opts->all && res.top_parsed.kind == OCI_KIND_INDEX;
+		if (!whole)
+			r = resolve_image(src, opts, &res, err);
 	}
-	/* What the destination lacks, then fetch only that (in parallel), then send. */
-	for (size_t i = 0; r == 0 && i < n; i++) {
-		_cleanup_free_ char *what = i == 0 ? xstrdup("config") : xasprintf("layer %zu/%zu", i, n - 1);
-		int p = blob_present(src, dst, &blobs[i], what, result, err);
-		if (p < 0)
-			r = -1;
-		else if (p == 0) {
-			names[n_missing] = steal_pointer(&what);
-			missing[n_missing++] = blobs[i];
-		}
-	}
-	if (r == 0 && n_missing && src->ops->prepare_blobs)
-		r = src->ops->prepare_blobs(src, missing, n_missing, err);
-	for (size_t i = 0; r == 0 && i < n_missing; i++)
-		r = blob_send(src, dst, &missing[i], names[i], result, err);
-	for (size_t i = 0; names && i < n; i++)
-		free(names[i]);
-	free(names);
-	free(missing);
-	free(blobs);
-	if (r == 0 && dst->ops->oci_only)
-		r = manifest_to_oci(&res, err);
 	if (r == 0)
-		r = dst->ops->put_manifest(dst, res.image.data, res.image.len, res.image_type, res.image_digest, err);
+		r = whole ? copy_index(src, dst, &res, result, err)
+		          : copy_image(src, dst, &res, "", false, result, err);
 	if (r == 0)
 		r = dst->ops->commit(dst, err);
 	if (r == 0) {
@@ -403,9 +721,9 @@ int oci_inspect(const char *text, const struct oci_opts *opts, json_t **out, str
 	_cleanup_(source_freep) struct oci_source *src = NULL;
 	struct resolved res = {0};
 	_cleanup_json_ json_t *config = NULL;
-	int r = source_open(text, opts, &cache, &src, err);
+	int r = source_open_top(text, opts, &cache, &src, &res, err);
 	if (r == 0)
-		r = resolve(src, opts, &res, err);
+		r = resolve_image(src, opts, &res, err);
 	if (r == 0)
 		r = read_config(src, &res.manifest.config, &config, err);
 	if (r == 0) {

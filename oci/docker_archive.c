@@ -61,31 +61,12 @@ static struct member *member_resolve(struct archive_source *as, const char *name
 	return m && m->link == NULL ? m : NULL;
 }
 
-static int archive_open_file(const char *path, struct archive **out, struct err **err)
-{
-	struct archive *a = archive_read_new();
-	archive_read_support_format_tar(a);
-	archive_read_support_format_gnutar(a);
-	/* `docker save | gzip` is common for transfers to air-gapped hosts. */
-	archive_read_support_filter_gzip(a);
-	archive_read_support_filter_zstd(a);
-	archive_read_support_filter_none(a);
-	if (archive_read_open_filename(a, path, 1 << 16) != ARCHIVE_OK) {
-		int r = err_set(err, archive_errno(a) ? archive_errno(a) : EIO, "open %s: %s", path,
-		                archive_error_string(a));
-		archive_read_free(a);
-		return r;
-	}
-	*out = a;
-	return 0;
-}
-
 /* Pass 1: the member list (links resolved to names) and manifest.json. */
 static int scan_archive(struct archive_source *as, const char *path, char **manifest_json, size_t *manifest_len,
                         struct err **err)
 {
 	struct archive *a;
-	if (archive_open_file(path, &a, err) < 0)
+	if (oci_tar_open(path, &a, err) < 0)
 		return -1;
 	int r = 0;
 	size_t cap = 0;
@@ -131,22 +112,10 @@ static int scan_archive(struct archive_source *as, const char *path, char **mani
 		}
 		m->name = steal_pointer(&name);
 		as->n_members++;
-		if (strcmp(m->name, "manifest.json") == 0 && m->link == NULL) {
-			int64_t size = archive_entry_size(e);
-			if (size < 0 || size > OCI_MANIFEST_MAX) {
-				r = err_set(err, EFBIG, "%s: manifest.json is larger than %d bytes", path,
-				            OCI_MANIFEST_MAX);
-				break;
-			}
-			free(*manifest_json);
-			*manifest_json = xmalloc((size_t)size + 1);
-			la_ssize_t got = archive_read_data(a, *manifest_json, (size_t)size);
-			if (got != size) {
-				r = err_set(err, EBADMSG, "%s: manifest.json: truncated", path);
-				break;
-			}
-			(*manifest_json)[size] = '\0';
-			*manifest_len = (size_t)size;
+		if (strcmp(m->name, "manifest.json") == 0 && m->link == NULL &&
+		    oci_tar_read_small(a, path, m->name, archive_entry_size(e), manifest_json, manifest_len, err) < 0) {
+			r = -1;
+			break;
 		}
 	}
 	archive_read_free(a);
@@ -202,9 +171,8 @@ static int pick_image(const struct oci_ref *ref, json_t *list, json_t **out, str
 static int cache_members(struct archive_source *as, const char *path, struct err **err)
 {
 	struct archive *a;
-	if (archive_open_file(path, &a, err) < 0)
+	if (oci_tar_open(path, &a, err) < 0)
 		return -1;
-	char *chunk = xmalloc(1 << 20);
 	int r = 0;
 	for (;;) {
 		struct archive_entry *e;
@@ -221,37 +189,13 @@ static int cache_members(struct archive_source *as, const char *path, struct err
 		struct member *m = member_find(as, name);
 		if (m == NULL || m->size != -2 || m->digest)
 			continue; /* not wanted (size -2 marks wanted), or a duplicate entry */
-		struct oci_blob_writer *w;
-		if (oci_blob_writer_open(as->base.cache->blob_dir, NULL, -1, &w, err) < 0) {
-			r = -1;
-			break;
-		}
-		for (;;) {
-			la_ssize_t n = archive_read_data(a, chunk, 1 << 20);
-			if (n < 0) {
-				r = err_set(err, EBADMSG, "%s: member %s: %s", path, name, archive_error_string(a));
-				break;
-			}
-			if (n == 0)
-				break;
-			if (oci_blob_writer_write(w, chunk, (size_t)n, err) < 0) {
-				r = -1;
-				break;
-			}
-		}
-		if (r < 0) {
-			oci_blob_writer_abort(w);
-			break;
-		}
-		m->size = oci_blob_writer_written(w);
 		char digest[OCI_DIGEST_MAX];
-		if (oci_blob_writer_commit(w, digest, err) < 0) {
+		if (oci_tar_member_to_cache(a, as->base.cache, path, name, NULL, -1, digest, &m->size, err) < 0) {
 			r = -1;
 			break;
 		}
 		m->digest = xstrdup(digest);
 	}
-	free(chunk);
 	archive_read_free(a);
 	return r;
 }
@@ -349,11 +293,6 @@ static int archive_get_manifest(struct oci_source *s, const char *digest, struct
 	return 0;
 }
 
-static int archive_open_blob(struct oci_source *s, const struct oci_desc *d, int *fd, struct err **err)
-{
-	return oci_cache_open_blob(s->cache, d->digest, fd, err);
-}
-
 static void archive_source_free(struct oci_source *s)
 {
 	struct archive_source *as = (struct archive_source *)s;
@@ -366,7 +305,7 @@ static void archive_source_free(struct oci_source *s)
 static const struct oci_source_ops archive_source_ops = {
     .blobs_verified = true,
     .get_manifest = archive_get_manifest,
-    .open_blob = archive_open_blob,
+    .open_blob = oci_tar_source_open_blob,
     .free = archive_source_free,
 };
 

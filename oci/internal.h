@@ -9,10 +9,27 @@
 int oci_mkdir_p(const char *path, struct err **err);
 /* A progress line on stderr ("enclaver: ..."), unless opts->quiet. */
 void oci_progress(const struct oci_opts *opts, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* The terminal status line of running transfers: wanted when stderr is a
+ * terminal and output is not quiet; redrawn in place ("\r"), one entry
+ * per blob with how much of it has travelled. */
+struct oci_status_item {
+	const char *digest;
+	int64_t size, done;
+	bool active;
+};
+bool oci_status_wanted(const struct oci_opts *opts);
+void oci_status_draw(const char *verb, const struct oci_status_item *items, size_t n, size_t finished);
+void oci_status_clear(void);
 /* A NUL-terminated copy of len bytes that need not be a string (header lines). */
 char *oci_memdup_str(const void *data, size_t len);
 /* "12.3 MiB" */
 void oci_human_size(int64_t n, char out[32]);
+
+/* Runs fn(ctx, i, err) for every i below n on up to `threads` threads (1:
+ * in order, on this one). After a failure no new job starts; running ones
+ * finish; the first error is returned. */
+typedef int (*oci_job_fn)(void *ctx, size_t i, struct err **err);
+int oci_parallel_run(size_t n, int threads, oci_job_fn fn, void *ctx, struct err **err);
 
 /* Where an image is read from. Manifests are small (capped) and travel in
  * memory; blobs travel as file descriptors. */
@@ -47,17 +64,38 @@ struct oci_dest {
 struct oci_dest_ops {
 	/* Takes only OCI manifests (an OCI layout): Docker schema 2 is converted. */
 	bool oci_only;
+	/* has_blob, try_mount and put_blob may run on several threads at once. */
+	bool concurrent;
 	int (*has_blob)(struct oci_dest *d, const struct oci_desc *desc, bool *has, struct err **err);
 	/* May return 1 when it took the blob some cheaper way (a cross-repository mount). */
 	int (*try_mount)(struct oci_dest *d, const struct oci_desc *desc, const struct oci_ref *from, struct err **err);
 	/* fd at the start of the blob; the destination verifies the digest
-	 * unless `verified` says the blob came from the cache. */
-	int (*put_blob)(struct oci_dest *d, const struct oci_desc *desc, int fd, bool verified, struct err **err);
+	 * unless `verified` says the blob came from the cache. A destination
+	 * that sends over the network counts the bytes sent in *sent (atomic
+	 * stores; NULL: not wanted) for the progress display. */
+	int (*put_blob)(struct oci_dest *d, const struct oci_desc *desc, int fd, bool verified, int64_t *sent,
+	                struct err **err);
+	/* `child`: a platform's manifest under an index being copied whole: stored
+	 * by digest only (the index that follows gets the tag). */
 	int (*put_manifest)(struct oci_dest *d, const char *data, size_t len, const char *media_type,
-	                    const char *digest, struct err **err);
+	                    const char *digest, bool child, struct err **err);
 	int (*commit)(struct oci_dest *d, struct err **err);
 	void (*free)(struct oci_dest *d);
 };
+
+/* Tars read by the archive sources (tar_read.c): a reader for a plain,
+ * gzip or zstd tar; a member of at most OCI_MANIFEST_MAX bytes into *out
+ * (replacing what it held); the current member streamed into the cache
+ * through the digest check (expected may be NULL: named by what it hashes
+ * to); and open_blob for sources whose blobs all went into the cache. */
+struct archive;
+int oci_tar_open(const char *path, struct archive **out, struct err **err);
+int oci_tar_read_small(struct archive *a, const char *file, const char *name, int64_t size, char **out, size_t *len,
+                       struct err **err);
+int oci_tar_member_to_cache(struct archive *a, const struct oci_cache *c, const char *file, const char *name,
+                            const char *expected, int64_t size, char digest_out[OCI_DIGEST_MAX], int64_t *size_out,
+                            struct err **err);
+int oci_tar_source_open_blob(struct oci_source *s, const struct oci_desc *d, int *fd, struct err **err);
 
 /* The index entry a layout reference names (the only one when untagged). */
 int oci_layout_index_pick(const struct oci_manifest *index, const char *transport, const char *where, const char *tag,
@@ -70,11 +108,16 @@ int oci_archive_source_open(const struct oci_ref *ref, struct oci_cache *cache, 
 void oci_remove_tree(const char *path);
 int oci_layout_source_open(const struct oci_ref *ref, struct oci_source **out, struct err **err);
 int oci_layout_dest_open(const struct oci_ref *ref, struct oci_dest **out, struct err **err);
+int oci_docker_archive_dest_open(const struct oci_ref *ref, struct oci_dest **out, struct err **err);
+/* Streams a blob into the cache through the digest check (nothing to do
+ * when it is there already). */
+int oci_cache_put_fd(const struct oci_cache *c, const struct oci_desc *desc, int fd, struct err **err);
 int oci_docker_archive_source_open(const struct oci_ref *ref, struct oci_cache *cache, struct oci_source **out,
                                    struct err **err);
-int oci_registry_source_open(const struct oci_ref *ref, const struct oci_opts *opts, struct oci_cache *cache,
-                             struct oci_source **out, struct err **err);
-int oci_registry_dest_open(const struct oci_ref *ref, const struct oci_opts *opts, struct oci_dest **out,
+/* insecure: opts->insecure or what registries.conf says for the registry. */
+int oci_registry_source_open(const struct oci_ref *ref, const struct oci_opts *opts, bool insecure,
+                             struct oci_cache *cache, struct oci_source **out, struct err **err);
+int oci_registry_dest_open(const struct oci_ref *ref, const struct oci_opts *opts, bool insecure, struct oci_dest **out,
                            struct err **err);
 
 #endif

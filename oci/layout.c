@@ -14,12 +14,21 @@ static char *blob_path(const char *dir, const char *digest)
 	return xasprintf("%s/blobs/%.*s/%s", dir, (int)(colon - digest), digest, colon + 1);
 }
 
+/* Every file of a layout read into memory (oci-layout, index.json,
+ * manifests) is at most a manifest's size. */
+static int read_doc(const char *path, const char *what, char **text, size_t *len, struct err **err)
+{
+	if (io_read_file(path, OCI_MANIFEST_MAX, text, len, err) < 0)
+		return err_wrap(err, "%s", what);
+	return 0;
+}
+
 static int read_small_json(const char *path, const char *what, json_t **out, struct err **err)
 {
 	_cleanup_free_ char *text = NULL;
 	size_t len;
-	if (io_read_file(path, OCI_MANIFEST_MAX, &text, &len, err) < 0)
-		return err_wrap(err, "%s", what);
+	if (read_doc(path, what, &text, &len, err) < 0)
+		return -1;
 	json_error_t je;
 	*out = json_loadb(text, len, JSON_REJECT_DUPLICATES, &je);
 	if (*out == NULL)
@@ -52,8 +61,9 @@ static int read_manifest_blob(const char *dir, const char *digest, int64_t size,
 	_cleanup_free_ char *path = blob_path(dir, digest);
 	_cleanup_free_ char *text = NULL;
 	size_t len;
-	if (io_read_file(path, OCI_MANIFEST_MAX, &text, &len, err) < 0)
-		return err_wrap(err, "manifest %s", digest);
+	_cleanup_free_ char *what = xasprintf("manifest %s", digest);
+	if (read_doc(path, what, &text, &len, err) < 0)
+		return -1;
 	if (size >= 0 && (int64_t)len != size)
 		return err_set(err, EBADMSG, "manifest %s: size mismatch: index says %lld bytes, file has %zu", digest,
 		               (long long)size, len);
@@ -149,7 +159,7 @@ static int load_index(const char *dir, struct oci_manifest *index, struct err **
 	_cleanup_free_ char *path = xasprintf("%s/index.json", dir);
 	_cleanup_free_ char *text = NULL;
 	size_t len;
-	if (io_read_file(path, OCI_MANIFEST_MAX, &text, &len, err) < 0)
+	if (read_doc(path, "index", &text, &len, err) < 0)
 		return -1;
 	if (oci_manifest_parse(text, len, OCI_MT_INDEX, index, err) < 0)
 		return err_wrap(err, "%s", path);
@@ -200,38 +210,29 @@ static int ensure_blob_dir(const char *dir, const char *digest, char **out, stru
 	return oci_mkdir_p(*out, err);
 }
 
-static int layout_put_blob(struct oci_dest *d, const struct oci_desc *desc, int fd, bool verified, struct err **err)
+static int layout_put_blob(struct oci_dest *d, const struct oci_desc *desc, int fd, bool verified, int64_t *sent,
+                           struct err **err)
 {
+	(void)sent;
 	_cleanup_free_ char *dir = NULL;
 	if (ensure_blob_dir(((struct layout_dest *)d)->work_dir, desc->digest, &dir, err) < 0)
 		return -1;
-	struct oci_blob_writer *w;
-	if (oci_blob_writer_open(dir, desc->digest, desc->size, &w, err) < 0)
-		return -1;
-	int r = verified ? oci_blob_writer_copy_verified(w, fd, err) : oci_blob_writer_copy_fd(w, fd, err);
-	if (r < 0) {
-		oci_blob_writer_abort(w);
+	if (oci_blob_write_fd(dir, desc->digest, desc->size, fd, verified, err) < 0)
 		return err_wrap(err, "blob %s", desc->digest);
-	}
-	return oci_blob_writer_commit(w, NULL, err);
+	return 0;
 }
 
 static int layout_put_manifest(struct oci_dest *d, const char *data, size_t len, const char *media_type,
-                               const char *digest, struct err **err)
+                               const char *digest, bool child, struct err **err)
 {
 	struct layout_dest *ld = (struct layout_dest *)d;
 	_cleanup_free_ char *dir = NULL;
 	if (ensure_blob_dir(ld->work_dir, digest, &dir, err) < 0)
 		return -1;
-	struct oci_blob_writer *w;
-	if (oci_blob_writer_open(dir, digest, (int64_t)len, &w, err) < 0)
+	if (oci_blob_write_buf(dir, digest, data, len, NULL, err) < 0)
 		return -1;
-	if (oci_blob_writer_write(w, data, len, err) < 0) {
-		oci_blob_writer_abort(w);
-		return -1;
-	}
-	if (oci_blob_writer_commit(w, NULL, err) < 0)
-		return -1;
+	if (child)
+		return 0; /* reached through the index that follows */
 	/* One entry per name: a new image under a name replaces the old one. */
 	const char *tag = d->ref.local_tag;
 	json_t *manifests = json_object_get(ld->index, "manifests");

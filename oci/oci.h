@@ -46,6 +46,7 @@ struct oci_ref {
 	char *repository; /* "library/alpine" */
 	char *tag;        /* NULL when only a digest was given */
 	char *digest;     /* "sha256:<hex>" or NULL */
+	char *short_name; /* the name as written when it named no registry ("alpine"), else NULL */
 	/* local transports: */
 	char *path;        /* the directory or tar file */
 	char *local_tag;   /* oci: the ref.name; docker-archive: "name:tag"; NULL if none */
@@ -146,11 +147,23 @@ struct oci_blob_writer;
 int oci_blob_writer_open(const char *dir, const char *expected, int64_t expected_size, struct oci_blob_writer **out,
                          struct err **err);
 int oci_blob_writer_write(struct oci_blob_writer *w, const void *data, size_t len, struct err **err);
+/* Like _open (expected required), but continues DIR/.partial-<hex>, what an
+ * earlier download of this blob kept, and _written says how far it got. */
+int oci_blob_writer_resume(const char *dir, const char *expected, int64_t expected_size, struct oci_blob_writer **out,
+                           struct err **err);
+/* Frees w keeping what it holds when it is a resumable partial (and not
+ * empty); otherwise the same as _abort. */
+void oci_blob_writer_keep(struct oci_blob_writer *w);
 int64_t oci_blob_writer_written(const struct oci_blob_writer *w);
 /* Verifies and renames; *digest_out (optional) gets the digest. Frees w. */
 int oci_blob_writer_commit(struct oci_blob_writer *w, char digest_out[OCI_DIGEST_MAX], struct err **err);
 /* Throws the partial blob away and frees w (NULL is fine). */
 void oci_blob_writer_abort(struct oci_blob_writer *w);
+/* One blob at once: a buffer, or an fd from its start (verified: a blob
+ * from the cache, only its size is checked), through a writer. */
+int oci_blob_write_buf(const char *dir, const char *expected, const void *data, size_t len,
+                       char digest_out[OCI_DIGEST_MAX], struct err **err);
+int oci_blob_write_fd(const char *dir, const char *expected, int64_t size, int fd, bool verified, struct err **err);
 /* Copies an fd through a writer. */
 int oci_blob_writer_copy_fd(struct oci_blob_writer *w, int fd, struct err **err);
 /* Copies a blob already verified (one from the cache) without hashing it
@@ -198,6 +211,52 @@ void oci_creds_free(struct oci_creds *c);
  * returns 0 with out->username NULL and out->source listing what was tried. */
 int oci_creds_lookup(const char *registry, const char *cli, struct oci_creds *out, struct err **err);
 
+/* ---------------------------------------------------------------- registries.conf
+ * containers-registries.conf(5) version 2, as podman reads it. */
+enum oci_mirror_pull { OCI_MIRROR_ALL, OCI_MIRROR_DIGEST_ONLY, OCI_MIRROR_TAG_ONLY };
+struct oci_registry_mirror {
+	char *location;
+	bool insecure;
+	enum oci_mirror_pull pull_from;
+};
+struct oci_registry_conf { /* one [[registry]] table */
+	char *prefix;      /* "example.com/ns", "*.example.com" (defaults to location) */
+	char *location;    /* where the prefix really lives; NULL for a wildcard without one */
+	bool insecure, blocked, mirror_by_digest_only;
+	struct oci_registry_mirror *mirrors;
+	size_t n_mirrors;
+	int line; /* where the table starts, for messages */
+};
+struct oci_registries {
+	char *path;    /* the file read, or NULL when there was none */
+	char **search; /* unqualified-search-registries */
+	size_t n_search;
+	struct oci_registry_conf *regs;
+	size_t n_regs;
+};
+/* Parses the text of a registries.conf; errors name path:line and what is
+ * wrong. Version 1 tables and unknown settings are refused. */
+int oci_registries_parse(const char *path, const char *text, size_t len, struct oci_registries *out, struct err **err);
+/* Reads $CONTAINERS_REGISTRIES_CONF, else $XDG_CONFIG_HOME/containers/registries.conf
+ * (~/.config/...), else /etc/containers/registries.conf: the first that
+ * exists. None: an empty configuration. Drop-in folders are not read. */
+int oci_registries_load(struct oci_registries *out, struct err **err);
+void oci_registries_free(struct oci_registries *c);
+/* The [[registry]] with the longest prefix of name ("host/repo[:tag|@digest]"),
+ * or NULL; *matched (optional) gets the prefix's length in name. */
+const struct oci_registry_conf *oci_registries_find(const struct oci_registries *c, const char *name, size_t *matched);
+/* Where a pull of name goes, in order: the mirrors that serve it (by
+ * digest or tag), then the location. Blocked names are an error. */
+struct oci_endpoint {
+	char *name; /* "host/repo[:tag|@digest]" */
+	bool insecure;
+	bool mirror;
+};
+int oci_registries_endpoints(const struct oci_registries *c, const char *name, bool by_digest,
+                             struct oci_endpoint **out, size_t *n_out, struct err **err);
+void oci_endpoints_free(struct oci_endpoint *e, size_t n);
+bool oci_registries_insecure(const struct oci_registries *c, const char *name);
+
 /* ---------------------------------------------------------------- copying */
 struct oci_progress;
 struct oci_opts {
@@ -208,6 +267,7 @@ struct oci_opts {
 	bool insecure;         /* no TLS verification; plain HTTP allowed */
 	bool offline;          /* the cache only */
 	bool quiet;            /* no progress lines */
+	bool all;              /* copy: a whole index, every platform's image (else the one platform's) */
 	int parallel;          /* concurrent blob transfers; 0: default (6) */
 	int64_t chunk_size;    /* push: blobs above this go up in PATCH chunks; 0: default */
 };
@@ -221,8 +281,9 @@ struct oci_copy_result {
 };
 void oci_copy_result_free(struct oci_copy_result *r);
 
-/* Copies one image (the platform's, when src is an index) from any
- * transport to any transport. dst may be NULL: pull into the cache only. */
+/* Copies one image (the platform's, when src is an index; with opts->all
+ * the whole index) from any transport to any transport. dst may be NULL:
+ * pull into the cache only. */
 int oci_copy(const char *src, const char *dst, const struct oci_opts *opts, struct oci_copy_result *result,
              struct err **err);
 

@@ -30,69 +30,21 @@ struct archive_src {
 	struct oci_manifest index;
 };
 
-static int read_member(struct archive *a, const char *file, const char *name, int64_t size, char **out, size_t *len,
-                       struct err **err)
-{
-	if (size < 0 || size > OCI_MANIFEST_MAX)
-		return err_set(err, EFBIG, "%s: %s is larger than %d bytes", file, name, OCI_MANIFEST_MAX);
-	*out = xmalloc((size_t)size + 1);
-	la_ssize_t got = archive_read_data(a, *out, (size_t)size);
-	if (got != size)
-		return err_set(err, EBADMSG, "%s: %s: truncated", file, name);
-	(*out)[size] = '\0';
-	*len = (size_t)size;
-	return 0;
-}
-
-static int cache_member(struct archive *a, struct oci_cache *cache, const char *file, const char *digest, int64_t size,
-                        struct err **err)
+static int cache_member(struct archive *a, struct oci_cache *cache, const char *file, const char *name,
+                        const char *digest, int64_t size, struct err **err)
 {
 	if (oci_cache_has(cache, digest, size)) {
 		archive_read_data_skip(a);
 		return 0;
 	}
-	struct oci_blob_writer *w;
-	if (oci_blob_writer_open(cache->blob_dir, digest, size, &w, err) < 0)
-		return err_wrap(err, "%s", file);
-	char *chunk = xmalloc(1 << 20);
-	int r = 0;
-	for (;;) {
-		la_ssize_t n = archive_read_data(a, chunk, 1 << 20);
-		if (n < 0) {
-			r = err_set(err, EBADMSG, "%s: blob %s: %s", file, digest, archive_error_string(a));
-			break;
-		}
-		if (n == 0)
-			break;
-		if (oci_blob_writer_write(w, chunk, (size_t)n, err) < 0) {
-			r = err_wrap(err, "%s", file);
-			break;
-		}
-	}
-	free(chunk);
-	if (r < 0) {
-		oci_blob_writer_abort(w);
-		return -1;
-	}
-	if (oci_blob_writer_commit(w, NULL, err) < 0)
-		return err_wrap(err, "%s", file);
-	return 0;
+	return oci_tar_member_to_cache(a, cache, file, name, digest, size, NULL, NULL, err);
 }
 
 static int scan(struct archive_src *as, const char *file, struct err **err)
 {
-	struct archive *a = archive_read_new();
-	archive_read_support_format_tar(a);
-	archive_read_support_format_gnutar(a);
-	archive_read_support_filter_gzip(a);
-	archive_read_support_filter_zstd(a);
-	archive_read_support_filter_none(a);
-	if (archive_read_open_filename(a, file, 1 << 16) != ARCHIVE_OK) {
-		int r = err_set(err, archive_errno(a) ? archive_errno(a) : EIO, "open %s: %s", file,
-		                archive_error_string(a));
-		archive_read_free(a);
-		return r;
-	}
+	struct archive *a;
+	if (oci_tar_open(file, &a, err) < 0)
+		return -1;
 	_cleanup_free_ char *index = NULL, *marker = NULL;
 	size_t index_len = 0, marker_len = 0;
 	int r = 0;
@@ -112,13 +64,9 @@ static int scan(struct archive_src *as, const char *file, struct err **err)
 			name += 2;
 		int64_t size = archive_entry_size(e);
 		if (strcmp(name, "index.json") == 0) {
-			free(index);
-			index = NULL;
-			r = read_member(a, file, name, size, &index, &index_len, err);
+			r = oci_tar_read_small(a, file, name, size, &index, &index_len, err);
 		} else if (strcmp(name, "oci-layout") == 0) {
-			free(marker);
-			marker = NULL;
-			r = read_member(a, file, name, size, &marker, &marker_len, err);
+			r = oci_tar_read_small(a, file, name, size, &marker, &marker_len, err);
 		} else if (str_has_prefix(name, "blobs/")) {
 			const char *rest = name + 6;
 			const char *slash = strchr(rest, '/');
@@ -133,7 +81,7 @@ static int scan(struct archive_src *as, const char *file, struct err **err)
 				r = err_set(err, ENOTSUP, "%s: member %s: only sha256 blobs are supported", file, name);
 				break;
 			}
-			r = cache_member(a, as->base.cache, file, digest, size, err);
+			r = cache_member(a, as->base.cache, file, name, digest, size, err);
 		}
 		if (r < 0)
 			break;
@@ -175,14 +123,6 @@ static int asrc_get_manifest(struct oci_source *s, const char *digest, struct bu
 	return 0;
 }
 
-static int asrc_open_blob(struct oci_source *s, const struct oci_desc *d, int *fd, struct err **err)
-{
-	if (!oci_cache_has(s->cache, d->digest, d->size))
-		return err_set(err, ENOENT, "%s: the archive lacks blob %s (%lld bytes)", s->ref.path, d->digest,
-		               (long long)d->size);
-	return oci_cache_open_blob(s->cache, d->digest, fd, err);
-}
-
 static void asrc_free(struct oci_source *s)
 {
 	struct archive_src *as = (struct archive_src *)s;
@@ -194,7 +134,7 @@ static void asrc_free(struct oci_source *s)
 static const struct oci_source_ops archive_src_ops = {
     .blobs_verified = true,
     .get_manifest = asrc_get_manifest,
-    .open_blob = asrc_open_blob,
+    .open_blob = oci_tar_source_open_blob,
     .free = asrc_free,
 };
 

@@ -35,3 +35,36 @@ char *oci_memdup_str(const void *data, size_t len)
 	s[len] = '\0';
 	return s;
 }
+
+bool oci_status_wanted(const struct oci_opts *opts)
+{
+	return !opts->quiet && log_get_level() >= LOG_WARN && log_stderr_is_tty();
+}
+
+void oci_status_draw(const char *verb, const struct oci_status_item *items, size_t n, size_t finished)
+{
+	char line[512];
+	int64_t done = 0, total = 0;
+	for (size_t i = 0; i < n; i++) {
+		total += items[i].size;
+		/* An upload sent again after a 401 counts its bytes twice. */
+		done += items[i].done < items[i].size ? items[i].done : items[i].size;
+	}
+	int len = snprintf(line, sizeof(line), "%s %zu/%zu blobs, %.1f of %.1f MiB", verb, finished, n,
+	                   (double)done / (1 << 20), (double)total / (1 << 20));
+	for (size_t i = 0; i < n && len < (int)sizeof(line) - 40; i++) {
+		if (!items[i].active || items[i].size <= 0)
+			continue;
+		int64_t got = items[i].done < items[i].size ? items[i].done : items[i].size;
+		len += snprintf(line + len, sizeof(line) - (size_t)len, "  %.12s %3d%%",
+		                oci_digest_hex(items[i].digest), (int)(100 * got / items[i].size));
+	}
+	fprintf(stderr, "\r\033[K%s", line);
+	fflush(stderr);
+}
+
+void oci_status_clear(void)
+{
+	fputs("\r\033[K", stderr);
+	fflush(stderr);
+}

@@ -16,6 +16,7 @@ void oci_ref_free(struct oci_ref *ref)
 	free(ref->repository);
 	free(ref->tag);
 	free(ref->digest);
+	free(ref->short_name);
 	free(ref->path);
 	free(ref->local_tag);
 	memset(ref, 0, sizeof(*ref));
@@ -187,8 +188,10 @@ static int parse_docker(const char *text, const char *s, struct oci_ref *out, st
 			path = first_slash + 1;
 		}
 	}
-	if (out->registry == NULL)
+	if (out->registry == NULL) {
 		out->registry = xstrdup("docker.io");
+		out->short_name = xstrdup(path);
+	}
 	if (*path == '\0')
 		return err_set(err, EINVAL, "invalid reference \"%s\": missing repository name after the registry",
 		               text);

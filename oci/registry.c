@@ -65,12 +65,38 @@ static int load_cert_dir(const char *dir, struct buf *out, struct err **err)
 	return r;
 }
 
-int registry_new(const char *host, const struct oci_opts *opts, struct registry **out, struct err **err)
+/* The share is used by handles on several threads: curl asks for these locks. */
+static void share_lock(CURL *h, curl_lock_data data, curl_lock_access access, void *ud)
+{
+	(void)h, (void)access;
+	struct registry *r = ud;
+	pthread_mutex_lock(&r->share_locks[data]);
+}
+
+static void share_unlock(CURL *h, curl_lock_data data, void *ud)
+{
+	(void)h;
+	struct registry *r = ud;
+	pthread_mutex_unlock(&r->share_locks[data]);
+}
+
+int registry_new(const char *host, const struct oci_opts *opts, bool insecure, struct registry **out, struct err **err)
 {
 	pthread_once(&curl_once, curl_init_once);
 	struct registry *r = xcalloc(1, sizeof(*r));
 	r->host = xstrdup(host);
 	r->opts = opts;
+	r->insecure = insecure;
+	/* Recursive: the token fetch, under the lock, reports errors through
+	 * registry_status_error, which takes it too. */
+	pthread_mutexattr_t attr;
+	pthread_mutexattr_init(&attr);
+	pthread_mutexattr_settype(&attr, PTHREAD_MUTEX_RECURSIVE);
+	pthread_mutex_init(&r->lock, &attr);
+	pthread_mutexattr_destroy(&attr);
+	pthread_mutex_init(&r->pool_lock, NULL);
+	for (int i = 0; i < CURL_LOCK_DATA_LAST; i++)
+		pthread_mutex_init(&r->share_locks[i], NULL);
 	const char *api = strcmp(host, "docker.io") == 0 ? "registry-1.docker.io" : host;
 	r->base = xasprintf("https://%s", api);
 	if (opts->cert_dir && load_cert_dir(opts->cert_dir, &r->ca_blob, err) < 0) {
@@ -78,10 +104,12 @@ int registry_new(const char *host, const struct oci_opts *opts, struct registry 
 		return -1;
 	}
 	r->share = curl_share_init();
+	curl_share_setopt(r->share, CURLSHOPT_LOCKFUNC, share_lock);
+	curl_share_setopt(r->share, CURLSHOPT_UNLOCKFUNC, share_unlock);
+	curl_share_setopt(r->share, CURLSHOPT_USERDATA, r);
 	curl_share_setopt(r->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_CONNECT);
 	curl_share_setopt(r->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS);
 	curl_share_setopt(r->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION);
-	r->easy = registry_easy_new(r);
 	*out = r;
 	return 0;
 }
@@ -90,10 +118,15 @@ void registry_free(struct registry *r)
 {
 	if (r == NULL)
 		return;
-	if (r->easy)
-		curl_easy_cleanup(r->easy);
+	for (size_t i = 0; i < r->n_idle; i++)
+		curl_easy_cleanup(r->idle[i]);
+	free(r->idle);
 	if (r->share)
 		curl_share_cleanup(r->share);
+	pthread_mutex_destroy(&r->lock);
+	pthread_mutex_destroy(&r->pool_lock);
+	for (int i = 0; i < CURL_LOCK_DATA_LAST; i++)
+		pthread_mutex_destroy(&r->share_locks[i]);
 	for (size_t i = 0; i < r->n_tokens; i++) {
 		free(r->tokens[i].scope);
 		explicit_bzero(r->tokens[i].value, strlen(r->tokens[i].value));
@@ -124,8 +157,8 @@ static void easy_configure(struct registry *r, CURL *h)
 	curl_easy_setopt(h, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
 	curl_easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L);
 	curl_easy_setopt(h, CURLOPT_BUFFERSIZE, 256L * 1024);
-	curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, r->opts->insecure ? 0L : 1L);
-	curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, r->opts->insecure ? 0L : 2L);
+	curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, r->insecure ? 0L : 1L);
+	curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, r->insecure ? 0L : 2L);
 	if (r->ca_blob.len) {
 		struct curl_blob blob = {.data = r->ca_blob.data, .len = r->ca_blob.len, .flags = CURL_BLOB_COPY};
 		curl_easy_setopt(h, CURLOPT_CAINFO_BLOB, &blob);
@@ -220,15 +253,37 @@ static size_t on_read(char *data, size_t size, size_t n, void *ud)
 	if (got <= 0)
 		return CURL_READFUNC_ABORT;
 	x->sent += got;
+	if (x->req->progress)
+		__atomic_add_fetch(x->req->progress, (int64_t)got, __ATOMIC_RELAXED);
 	return (size_t)got;
+}
+
+/* An easy handle for one request, from the pool (its connection state is
+ * what makes reuse worthwhile), and back. */
+static CURL *easy_borrow(struct registry *r)
+{
+	pthread_mutex_lock(&r->pool_lock);
+	CURL *h = r->n_idle ? r->idle[--r->n_idle] : NULL;
+	pthread_mutex_unlock(&r->pool_lock);
+	if (h == NULL)
+		return registry_easy_new(r);
+	curl_easy_reset(h);
+	easy_configure(r, h);
+	return h;
+}
+
+static void easy_return(struct registry *r, CURL *h)
+{
+	pthread_mutex_lock(&r->pool_lock);
+	r->idle = xrealloc(r->idle, (r->n_idle + 1) * sizeof(*r->idle));
+	r->idle[r->n_idle++] = h;
+	pthread_mutex_unlock(&r->pool_lock);
 }
 
 static CURLcode perform(struct registry *r, const struct reg_req *req, const char *auth, struct reg_resp *resp,
                         bool *overflow, char errbuf[CURL_ERROR_SIZE])
 {
-	CURL *h = r->easy;
-	curl_easy_reset(h);
-	easy_configure(r, h);
+	CURL *h = easy_borrow(r);
 	_cleanup_free_ char *url = registry_url(r, req->url);
 	curl_easy_setopt(h, CURLOPT_URL, url);
 	struct curl_slist *hdrs = NULL;
@@ -272,6 +327,7 @@ static CURLcode perform(struct registry *r, const struct reg_req *req, const cha
 	CURLcode cc = curl_easy_perform(h);
 	curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &resp->status);
 	curl_slist_free_all(hdrs);
+	easy_return(r, h);
 	*overflow = x.overflow;
 	return cc;
 }
@@ -363,7 +419,7 @@ static int ping(struct registry *r, struct err **err)
 		struct reg_resp resp = {0};
 		bool overflow;
 		CURLcode cc = perform(r, &req, NULL, &resp, &overflow, errbuf);
-		if (cc != CURLE_OK && r->opts->insecure && str_has_prefix(r->base, "https://")) {
+		if (cc != CURLE_OK && r->insecure && str_has_prefix(r->base, "https://")) {
 			/* --insecure: a registry that does not speak TLS is tried in plain HTTP. */
 			char *plain = xasprintf("http://%s", r->base + 8);
 			free(r->base);
@@ -406,16 +462,53 @@ static int ping(struct registry *r, struct err **err)
 	}
 }
 
-static void token_store(struct registry *r, const char *scope, const char *value)
+static int64_t mono_seconds(void)
 {
-	registry_token_drop(r, scope);
-	r->tokens = xrealloc(r->tokens, (r->n_tokens + 1) * sizeof(*r->tokens));
-	r->tokens[r->n_tokens].scope = xstrdup(scope ? scope : "");
-	r->tokens[r->n_tokens].value = xstrdup(value);
-	r->n_tokens++;
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec;
 }
 
-void registry_token_drop(struct registry *r, const char *scope)
+/* RFC 3339 as token servers write it: "2026-11-22T23:00:00Z", maybe with
+ * fractions and a numeric offset. -1 when it is not that. */
+static int64_t parse_rfc3339(const char *text)
+{
+	struct tm tm = {0};
+	const char *p = text ? strptime(text, "%Y-%m-%dT%H:%M:%S", &tm) : NULL;
+	if (p == NULL)
+		return -1;
+	if (*p == '.')
+		for (p++; *p >= '0' && *p <= '9'; p++)
+			;
+	int64_t t = (int64_t)timegm(&tm);
+	if (*p == 'Z' || *p == 'z')
+		return p[1] == '\0' ? t : -1;
+	int hh, mm;
+	if ((*p == '+' || *p == '-') && sscanf(p + 1, "%2d:%2d", &hh, &mm) == 2 && strlen(p) == 6)
+		return t - (*p == '+' ? 1 : -1) * (hh * 3600 + mm * 60);
+	return -1;
+}
+
+/* When to fetch a new token, in CLOCK_MONOTONIC seconds: expires_in
+ * (default 60, as the token spec says) counted from issued_at when the
+ * server says it was issued earlier than now (a token that already aged),
+ * less a margin so no request goes out with a token about to lapse. */
+static int64_t token_refresh_at(const json_t *doc)
+{
+	json_int_t lifetime = json_integer_value(json_object_get(doc, "expires_in"));
+	if (lifetime <= 0)
+		lifetime = 60;
+	int64_t age = 0;
+	int64_t issued = parse_rfc3339(json_string_value(json_object_get(doc, "issued_at")));
+	if (issued > 0) {
+		age = (int64_t)time(NULL) - issued;
+		age = age < 0 ? 0 : age > lifetime ? lifetime : age;
+	}
+	int64_t margin = lifetime / 4 < 30 ? lifetime / 4 : 30;
+	return mono_seconds() + (lifetime - age) - margin;
+}
+
+static void token_drop_locked(struct registry *r, const char *scope)
 {
 	for (size_t i = 0; i < r->n_tokens; i++) {
 		if (strcmp(r->tokens[i].scope, scope ? scope : "") == 0) {
@@ -428,9 +521,34 @@ void registry_token_drop(struct registry *r, const char *scope)
 	}
 }
 
-static void append_form(struct buf *b, CURL *h, const char *key, const char *value)
+void registry_token_drop(struct registry *r, const char *scope)
 {
-	char *e = curl_easy_escape(h, value, 0);
+	pthread_mutex_lock(&r->lock);
+	token_drop_locked(r, scope);
+	pthread_mutex_unlock(&r->lock);
+}
+
+static void token_store(struct registry *r, const char *scope, const char *value, int64_t refresh_at)
+{
+	token_drop_locked(r, scope);
+	r->tokens = xrealloc(r->tokens, (r->n_tokens + 1) * sizeof(*r->tokens));
+	r->tokens[r->n_tokens].scope = xstrdup(scope ? scope : "");
+	r->tokens[r->n_tokens].value = xstrdup(value);
+	r->tokens[r->n_tokens].refresh_at = refresh_at;
+	r->n_tokens++;
+}
+
+static struct reg_token *token_find(struct registry *r, const char *scope)
+{
+	for (size_t i = 0; i < r->n_tokens; i++)
+		if (strcmp(r->tokens[i].scope, scope ? scope : "") == 0)
+			return &r->tokens[i];
+	return NULL;
+}
+
+static void append_form(struct buf *b, const char *key, const char *value)
+{
+	char *e = curl_easy_escape(NULL, value, 0);
 	buf_printf(b, "%s%s=%s", b->len ? "&" : "", key, e);
 	curl_free(e);
 }
@@ -446,11 +564,11 @@ static int fetch_token(struct registry *r, const char *scope, struct err **err)
 	bool have = r->creds.username != NULL;
 	_cleanup_buf_ struct buf form = {0};
 	if (r->service)
-		append_form(&form, r->easy, "service", r->service);
+		append_form(&form, "service", r->service);
 	if (scope) {
 		_cleanup_free_ char *copy = xstrdup(scope);
 		for (char *save = NULL, *s = strtok_r(copy, " ", &save); s; s = strtok_r(NULL, " ", &save))
-			append_form(&form, r->easy, "scope", s);
+			append_form(&form, "scope", s);
 	}
 	bool post = have && r->creds.identity_token;
 	_cleanup_buf_ struct buf body = {0};
@@ -461,14 +579,14 @@ static int fetch_token(struct registry *r, const char *scope, struct err **err)
 		_cleanup_buf_ struct buf pf = {0};
 		if (post) {
 			buf_append(&pf, form.data, form.len);
-			append_form(&pf, r->easy, "client_id", "enclaver");
+			append_form(&pf, "client_id", "enclaver");
 			if (r->creds.identity_token) {
-				append_form(&pf, r->easy, "grant_type", "refresh_token");
-				append_form(&pf, r->easy, "refresh_token", r->creds.password);
+				append_form(&pf, "grant_type", "refresh_token");
+				append_form(&pf, "refresh_token", r->creds.password);
 			} else {
-				append_form(&pf, r->easy, "grant_type", "password");
-				append_form(&pf, r->easy, "username", r->creds.username);
-				append_form(&pf, r->easy, "password", r->creds.password);
+				append_form(&pf, "grant_type", "password");
+				append_form(&pf, "username", r->creds.username);
+				append_form(&pf, "password", r->creds.password);
 			}
 			url = xstrdup(r->realm);
 			req.method = "POST";
@@ -520,16 +638,15 @@ static int fetch_token(struct registry *r, const char *scope, struct err **err)
 			tok = json_string_value(json_object_get(doc, "access_token"));
 		if (tok == NULL || *tok == '\0')
 			return err_set(err, EBADMSG, "%s: the token server's reply has no token", r->host);
-		token_store(r, scope, tok);
+		token_store(r, scope, tok, token_refresh_at(doc));
 		explicit_bzero(body.data, body.len);
 		return 0;
 	}
 	return err_set(err, EPROTO, "%s: the token server %s accepts neither GET nor POST", r->host, r->realm);
 }
 
-int registry_auth_header(struct registry *r, const char *scope, char **header, struct err **err)
+static int auth_header_locked(struct registry *r, const char *scope, char **header, struct err **err)
 {
-	*header = NULL;
 	if (!r->pinged && ping(r, err) < 0)
 		return -1;
 	switch (r->scheme) {
@@ -540,20 +657,32 @@ int registry_auth_header(struct registry *r, const char *scope, char **header, s
 		if (r->creds.username)
 			*header = basic_header(&r->creds);
 		return 0;
-	case REG_AUTH_BEARER:
-		for (int round = 0; round < 2; round++) {
-			for (size_t i = 0; i < r->n_tokens; i++) {
-				if (strcmp(r->tokens[i].scope, scope ? scope : "") == 0) {
-					*header = xasprintf("Authorization: Bearer %s", r->tokens[i].value);
-					return 0;
-				}
-			}
-			if (round == 0 && fetch_token(r, scope, err) < 0)
-				return -1;
+	case REG_AUTH_BEARER: {
+		struct reg_token *t = token_find(r, scope);
+		if (t && t->refresh_at <= mono_seconds()) {
+			log_debug("%s: the token for %s is due for renewal", r->host, scope ? scope : "(no scope)");
+			t = NULL;
 		}
+		/* A token fresh from the server is used even if it is already due:
+		 * asking again would get the same. */
+		if (t == NULL && fetch_token(r, scope, err) < 0)
+			return -1;
+		t = token_find(r, scope);
+		if (t)
+			*header = xasprintf("Authorization: Bearer %s", t->value);
 		return 0;
 	}
+	}
 	return 0;
+}
+
+int registry_auth_header(struct registry *r, const char *scope, char **header, struct err **err)
+{
+	*header = NULL;
+	pthread_mutex_lock(&r->lock);
+	int rc = auth_header_locked(r, scope, header, err);
+	pthread_mutex_unlock(&r->lock);
+	return rc;
 }
 
 /* ---------------------------------------------------------------- requests */
@@ -573,9 +702,13 @@ int registry_status_error(struct registry *r, const char *what, const struct reg
 	const char *d = detail.len ? buf_str(&detail) : "";
 	switch (resp->status) {
 	case 401:
-	case 403:
+	case 403: {
+		pthread_mutex_lock(&r->lock);
+		_cleanup_free_ char *source = xstrdup(creds_source(r));
+		pthread_mutex_unlock(&r->lock);
 		return err_set(err, EACCES, "%s: %s: %s (HTTP %ld)%s; credentials: %s", r->host, what,
-		               resp->status == 401 ? "unauthorized" : "denied", resp->status, d, creds_source(r));
+		               resp->status == 401 ? "unauthorized" : "denied", resp->status, d, source);
+	}
 	case 404: return err_set(err, ENOENT, "%s: %s: not found (HTTP 404)%s", r->host, what, d);
 	case 429:
 		return err_set(err, EAGAIN,
@@ -618,19 +751,26 @@ int registry_do(struct registry *r, const struct reg_req *req, struct reg_resp *
 			return err_set(err, EHOSTUNREACH, "%s: %s %s: %s", r->host, req->method ? req->method : "GET",
 			               req->url, errbuf[0] ? errbuf : curl_easy_strerror(cc));
 		}
-		if (resp->status == 401 && !reauthed && r->scheme != REG_AUTH_NONE) {
+		pthread_mutex_lock(&r->lock);
+		bool authed = r->scheme != REG_AUTH_NONE;
+		pthread_mutex_unlock(&r->lock);
+		if (resp->status == 401 && !reauthed && authed) {
 			/* An expired token, or a scope the server wants widened. */
 			reauthed = true;
-			registry_token_drop(r, req->scope);
+			pthread_mutex_lock(&r->lock);
+			token_drop_locked(r, req->scope);
 			if (resp->www_authenticate)
 				parse_challenge(r, resp->www_authenticate);
+			pthread_mutex_unlock(&r->lock);
 			attempt--;
 			continue;
 		}
-		if (resp->status == 401 && r->scheme == REG_AUTH_NONE && resp->www_authenticate && !reauthed) {
+		if (resp->status == 401 && !authed && resp->www_authenticate && !reauthed) {
 			/* The ping needed no auth but this path does. */
 			reauthed = true;
+			pthread_mutex_lock(&r->lock);
 			parse_challenge(r, resp->www_authenticate);
+			pthread_mutex_unlock(&r->lock);
 			attempt--;
 			continue;
 		}

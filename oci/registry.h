@@ -5,19 +5,27 @@
 #define ENCLAVER_OCI_REGISTRY_H
 
 #include <curl/curl.h>
+#include <pthread.h>
 
 #include "oci/internal.h"
 
 struct reg_token {
 	char *scope;
 	char *value;
+	int64_t refresh_at; /* CLOCK_MONOTONIC seconds: fetch a new one from then on */
 };
 
+/* A client may be used from several threads at once (parallel uploads):
+ * `lock` guards the auth state below it (ping, challenge, credentials,
+ * tokens); each request borrows an easy handle from the pool; the share
+ * has its own locks. */
 struct registry {
 	char *host; /* as in the reference: "127.0.0.1:5000", "docker.io" */
 	char *base; /* "https://registry-1.docker.io" (scheme settled by the ping) */
 	const struct oci_opts *opts;
+	bool insecure;
 	struct oci_creds creds;
+	pthread_mutex_t lock;
 	bool creds_loaded;
 	bool pinged;
 	enum { REG_AUTH_NONE, REG_AUTH_BASIC, REG_AUTH_BEARER } scheme;
@@ -26,7 +34,10 @@ struct registry {
 	size_t n_tokens;
 	struct buf ca_blob; /* --cert-dir *.crt, concatenated */
 	CURLSH *share;      /* connections and DNS shared by every handle */
-	CURL *easy;         /* for one-at-a-time requests */
+	pthread_mutex_t share_locks[CURL_LOCK_DATA_LAST];
+	pthread_mutex_t pool_lock;
+	CURL **idle; /* easy handles between requests */
+	size_t n_idle;
 };
 
 struct reg_req {
@@ -42,8 +53,9 @@ struct reg_req {
 	int body_fd;
 	off_t body_off;
 	int64_t body_fd_len;
-	bool no_retry;   /* not idempotent: fail at the first network error */
-	struct buf *out; /* response body (NULL: kept only for error messages) */
+	bool no_retry;     /* not idempotent: fail at the first network error */
+	int64_t *progress; /* body_from_fd: bytes sent so far, added to atomically */
+	struct buf *out;   /* response body (NULL: kept only for error messages) */
 	size_t out_max;
 };
 
@@ -57,7 +69,11 @@ struct reg_resp {
 };
 void reg_resp_free(struct reg_resp *r);
 
-int registry_new(const char *host, const struct oci_opts *opts, struct registry **out, struct err **err);
+/* A client for a host. Every function below may be called from several
+ * threads at once on the same client. */
+/* insecure: no TLS verification and plain HTTP allowed (opts->insecure, or
+ * registries.conf says so for this registry). */
+int registry_new(const char *host, const struct oci_opts *opts, bool insecure, struct registry **out, struct err **err);
 void registry_free(struct registry *r);
 /* Does a request with authentication (fetching or refreshing a token on a
  * 401) and retries on network errors, 429 and 5xx. Any HTTP status returns 0;

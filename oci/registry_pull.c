@@ -110,7 +110,7 @@ static size_t dl_write(char *data, size_t size, size_t n, void *ud)
 		x->restart = true;
 		oci_blob_writer_abort(x->w);
 		x->w = NULL;
-		if (oci_blob_writer_open(x->rs->base.cache->blob_dir, x->d->digest, x->d->size, &x->w, &x->werr) < 0)
+		if (oci_blob_writer_resume(x->rs->base.cache->blob_dir, x->d->digest, x->d->size, &x->w, &x->werr) < 0)
 			return 0;
 	}
 	if (oci_blob_writer_write(x->w, data, len, &x->werr) < 0)
@@ -124,7 +124,9 @@ static int dl_start(struct dl *x, CURLM *multi, struct err **err)
 	_cleanup_free_ char *auth = NULL;
 	if (registry_auth_header(reg, x->rs->scope, &auth, err) < 0)
 		return -1;
-	if (x->w == NULL && oci_blob_writer_open(x->rs->base.cache->blob_dir, x->d->digest, x->d->size, &x->w, err) < 0)
+	/* What an earlier run (or attempt) got of this blob is kept and continued. */
+	if (x->w == NULL &&
+	    oci_blob_writer_resume(x->rs->base.cache->blob_dir, x->d->digest, x->d->size, &x->w, err) < 0)
 		return -1;
 	if (x->h == NULL)
 		x->h = registry_easy_new(reg);
@@ -210,23 +212,15 @@ static int dl_finish(struct dl *x, CURLcode cc, struct err **err)
 
 static void draw_status(const struct dl *dls, size_t n, size_t finished)
 {
-	char line[512];
-	int64_t done = 0, total = 0;
+	struct oci_status_item *items = xcalloc(n ? n : 1, sizeof(*items));
 	for (size_t i = 0; i < n; i++) {
-		total += dls[i].d->size;
-		done += dls[i].done ? dls[i].d->size : dls[i].w ? oci_blob_writer_written(dls[i].w) : 0;
+		items[i].digest = dls[i].d->digest;
+		items[i].size = dls[i].d->size;
+		items[i].done = dls[i].done ? dls[i].d->size : dls[i].w ? oci_blob_writer_written(dls[i].w) : 0;
+		items[i].active = dls[i].running;
 	}
-	int len = snprintf(line, sizeof(line), "pulling %zu/%zu blobs, %.1f of %.1f MiB", finished, n,
-	                   (double)done / (1 << 20), (double)total / (1 << 20));
-	for (size_t i = 0; i < n && len < (int)sizeof(line) - 40; i++) {
-		if (!dls[i].running || dls[i].d->size == 0)
-			continue;
-		int64_t got = dls[i].w ? oci_blob_writer_written(dls[i].w) : 0;
-		len += snprintf(line + len, sizeof(line) - (size_t)len, "  %.12s %3d%%", dls[i].d->digest + 7,
-		                (int)(100 * got / dls[i].d->size));
-	}
-	fprintf(stderr, "\r\033[K%s", line);
-	fflush(stderr);
+	oci_status_draw("pulling", items, n, finished);
+	free(items);
 }
 
 static int reg_prepare_blobs(struct oci_source *s, const struct oci_desc *descs, size_t n, struct err **err)
@@ -254,12 +248,14 @@ static int reg_prepare_blobs(struct oci_source *s, const struct oci_desc *descs,
 	}
 	int parallel = s->opts->parallel > 0 ? s->opts->parallel : 6;
 	/* On a terminal, a status line with every active blob's progress. */
-	bool tty = !s->opts->quiet && log_get_level() >= LOG_WARN && log_stderr_is_tty();
+	bool tty = oci_status_wanted(s->opts);
 	int64_t last_draw = 0;
 	CURLM *multi = curl_multi_init();
 	curl_multi_setopt(multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long)parallel);
 	int r = 0;
 	size_t finished = 0;
+	if (tty && todo)
+		draw_status(dls, todo, 0);
 	while (r == 0 && finished < todo) {
 		int running = 0;
 		int64_t now = now_ms(), wait = 1000;
@@ -310,14 +306,16 @@ static int reg_prepare_blobs(struct oci_source *s, const struct oci_desc *descs,
 		}
 	}
 	if (tty)
-		fputs("\r\033[K", stderr);
+		oci_status_clear();
 	for (size_t i = 0; i < todo; i++) {
 		if (dls[i].running)
 			curl_multi_remove_handle(multi, dls[i].h);
 		if (dls[i].h)
 			curl_easy_cleanup(dls[i].h);
 		curl_slist_free_all(dls[i].hdrs);
-		oci_blob_writer_abort(dls[i].w); /* a failed pull keeps nothing */
+		/* A failed pull leaves nothing anyone trusts, only the partial
+		 * downloads, which the next run continues and verifies. */
+		oci_blob_writer_keep(dls[i].w);
 		buf_free(&dls[i].errbody);
 		err_free(&dls[i].werr);
 	}
@@ -350,11 +348,11 @@ static const struct oci_source_ops reg_source_ops = {
     .free = reg_source_free,
 };
 
-int oci_registry_source_open(const struct oci_ref *ref, const struct oci_opts *opts, struct oci_cache *cache,
-                             struct oci_source **out, struct err **err)
+int oci_registry_source_open(const struct oci_ref *ref, const struct oci_opts *opts, bool insecure,
+                             struct oci_cache *cache, struct oci_source **out, struct err **err)
 {
 	struct reg_source *rs = xcalloc(1, sizeof(*rs));
-	if (registry_new(ref->registry, opts, &rs->reg, err) < 0) {
+	if (registry_new(ref->registry, opts, insecure, &rs->reg, err) < 0) {
 		free(rs);
 		return -1;
 	}

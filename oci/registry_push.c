@@ -87,8 +87,10 @@ static int start_upload(struct reg_dest *rd, char **location, struct err **err)
 }
 
 /* One upload attempt: monolithic PUT, or PATCH chunks then PUT. */
-static int upload_once(struct reg_dest *rd, const struct oci_desc *desc, int fd, struct err **err)
+static int upload_once(struct reg_dest *rd, const struct oci_desc *desc, int fd, int64_t *sent, struct err **err)
 {
+	if (sent)
+		__atomic_store_n(sent, 0, __ATOMIC_RELAXED);
 	_cleanup_free_ char *location = NULL;
 	if (start_upload(rd, &location, err) < 0)
 		return -1;
@@ -104,7 +106,8 @@ static int upload_once(struct reg_dest *rd, const struct oci_desc *desc, int fd,
 		                      .body_fd = fd,
 		                      .body_off = 0,
 		                      .body_fd_len = desc->size,
-		                      .no_retry = true};
+		                      .no_retry = true,
+		                      .progress = sent};
 		struct reg_resp resp;
 		if (registry_do(rd->reg, &req, &resp, err) < 0)
 			return -1;
@@ -126,7 +129,8 @@ static int upload_once(struct reg_dest *rd, const struct oci_desc *desc, int fd,
 		                      .body_fd = fd,
 		                      .body_off = off,
 		                      .body_fd_len = len,
-		                      .no_retry = true};
+		                      .no_retry = true,
+		                      .progress = sent};
 		struct reg_resp resp;
 		if (registry_do(rd->reg, &req, &resp, err) < 0)
 			return -1;
@@ -150,7 +154,8 @@ static int upload_once(struct reg_dest *rd, const struct oci_desc *desc, int fd,
 	return r;
 }
 
-static int reg_put_blob(struct oci_dest *d, const struct oci_desc *desc, int fd, bool verified, struct err **err)
+static int reg_put_blob(struct oci_dest *d, const struct oci_desc *desc, int fd, bool verified, int64_t *sent,
+                        struct err **err)
 {
 	(void)verified; /* the registry checks the digest itself */
 	struct reg_dest *rd = (struct reg_dest *)d;
@@ -163,7 +168,7 @@ static int reg_put_blob(struct oci_dest *d, const struct oci_desc *desc, int fd,
 	/* An upload is not idempotent halfway: on a network error start it over. */
 	for (int attempt = 1;; attempt++) {
 		struct err *e = NULL;
-		if (upload_once(rd, desc, fd, &e) == 0)
+		if (upload_once(rd, desc, fd, sent, &e) == 0)
 			return 0;
 		bool network = e->code == EHOSTUNREACH || e->code == EAGAIN;
 		if (!network || attempt >= 3) {
@@ -177,13 +182,13 @@ static int reg_put_blob(struct oci_dest *d, const struct oci_desc *desc, int fd,
 }
 
 static int reg_put_manifest(struct oci_dest *d, const char *data, size_t len, const char *media_type,
-                            const char *digest, struct err **err)
+                            const char *digest, bool child, struct err **err)
 {
 	struct reg_dest *rd = (struct reg_dest *)d;
-	if (d->ref.digest && strcmp(d->ref.digest, digest) != 0)
+	if (!child && d->ref.digest && strcmp(d->ref.digest, digest) != 0)
 		return err_set(err, EINVAL, "destination names digest %s but the manifest is %s", d->ref.digest,
 		               digest);
-	const char *target = d->ref.tag ? d->ref.tag : digest;
+	const char *target = d->ref.tag && !child ? d->ref.tag : digest;
 	_cleanup_free_ char *path = xasprintf("/v2/%s/manifests/%s", d->ref.repository, target);
 	struct reg_req req = {.method = "PUT",
 	                      .url = path,
@@ -225,6 +230,7 @@ static void reg_dest_free(struct oci_dest *d)
 }
 
 static const struct oci_dest_ops reg_dest_ops = {
+    .concurrent = true,
     .has_blob = reg_has_blob,
     .try_mount = reg_try_mount,
     .put_blob = reg_put_blob,
@@ -233,13 +239,13 @@ static const struct oci_dest_ops reg_dest_ops = {
     .free = reg_dest_free,
 };
 
-int oci_registry_dest_open(const struct oci_ref *ref, const struct oci_opts *opts, struct oci_dest **out,
+int oci_registry_dest_open(const struct oci_ref *ref, const struct oci_opts *opts, bool insecure, struct oci_dest **out,
                            struct err **err)
 {
 	if (opts->offline)
 		return err_set(err, EINVAL, "--offline: cannot push to a registry");
 	struct reg_dest *rd = xcalloc(1, sizeof(*rd));
-	if (registry_new(ref->registry, opts, &rd->reg, err) < 0) {
+	if (registry_new(ref->registry, opts, insecure, &rd->reg, err) < 0) {
 		free(rd);
 		return -1;
 	}

@@ -6,7 +6,10 @@
 # gets pull only; a wrong password gets 401. Both flows: GET /token?service=
 # &scope= (basic auth optional) and the OAuth2 POST form (grant_type=password
 # or refresh_token; the refresh token is "refresh-me"). Each request is
-# logged to DIR/token.log as "METHOD grant scopes".
+# logged to DIR/token.log as "METHOD grant scopes". A file DIR/token.lifetime
+# holding "EXPIRES_IN AGE" changes what replies advertise: expires_in, and an
+# issued_at AGE seconds in the past (the JWT itself stays valid 300 s), so
+# tests can hand out tokens that are already due for renewal.
 # Usage: test-token-server.py DIR SERVICE ISSUER
 import base64
 import hashlib
@@ -81,8 +84,14 @@ class Handler(http.server.BaseHTTPRequestHandler):
         claims = {"iss": issuer, "sub": USER if authed else "", "aud": service, "exp": now + 300,
                   "nbf": now - 10, "iat": now, "jti": str(uuid.uuid4()), "access": grant(scopes, authed)}
         token = sign(claims)
-        doc = {"token": token, "access_token": token, "expires_in": 300,
-               "issued_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now))}
+        expires_in, age = 300, 0
+        try:
+            with open(os.path.join(root, "token.lifetime")) as f:
+                expires_in, age = (int(v) for v in f.read().split())
+        except FileNotFoundError:
+            pass
+        doc = {"token": token, "access_token": token, "expires_in": expires_in,
+               "issued_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now - age))}
         if refresh:
             doc["refresh_token"] = REFRESH
         self.reply(200, doc)

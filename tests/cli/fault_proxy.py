@@ -5,6 +5,10 @@
 #   fail429:N  the first N blob GETs answer 429
 #   drop       the first blob GET over 1 MB is cut after half its body
 #   stall      the first blob GET over 1 MB sends half its body, then hangs
+#   together:N blob upload PUTs wait until N of them are in flight (or 30 s
+#              pass), then go on; each is logged with "inflight=K", the
+#              most that were waiting together, so a test can see that
+#              uploads ran at the same time
 # Every request is logged (method, path, Range) to LOG so tests can see what
 # the client did. Usage: fault_proxy.py PORT_FILE UPSTREAM_PORT MODE LOG
 import http.client
@@ -15,7 +19,8 @@ import time
 
 port_file, upstream, mode, log_path = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
 lock = threading.Lock()
-state = {"left": int(mode.split(":")[1]) if ":" in mode else 1}
+state = {"left": int(mode.split(":")[1]) if ":" in mode else 1, "inflight": 0, "most": 0}
+arrived = threading.Condition(lock)
 
 
 def take_fault():
@@ -48,6 +53,23 @@ class Proxy(http.server.BaseHTTPRequestHandler):
             return
         length = int(self.headers.get("Content-Length", "0") or 0)
         body = self.rfile.read(length) if length else None
+        if kind == "together" and self.command == "PUT" and "/blobs/uploads/" in self.path:
+            with arrived:
+                state["inflight"] += 1
+                state["most"] = max(state["most"], state["inflight"])
+                arrived.notify_all()
+                arrived.wait_for(lambda: state["most"] >= state["left"], timeout=30)
+                with open(log_path, "a") as log:
+                    log.write(f"upload inflight={state['most']}\n")
+            try:
+                self.forward(kind, is_blob_get, body)
+            finally:
+                with arrived:
+                    state["inflight"] -= 1
+            return
+        self.forward(kind, is_blob_get, body)
+
+    def forward(self, kind, is_blob_get, body):
         conn = http.client.HTTPConnection("127.0.0.1", upstream, timeout=60)
         headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "connection")}
         headers["Host"] = f"127.0.0.1:{upstream}"

@@ -139,8 +139,71 @@ check_fails "oci-archive: a blob whose bytes do not match its name" "digest mism
 check "oci-archive: the bad blob is not in the cache" test ! -e "$ENCLAVER_CACHE_DIR/blobs/sha256/$D1.bad" -a \
 	"$(sha "$ENCLAVER_CACHE_DIR/blobs/sha256/$D1")" = "$D1"
 check_fails "oci-archive: a tar that is no layout" "is not an oci-archive" "$ENCLAVER" inspect "oci-archive:$TMP/save.tar"
-check_fails "writing a docker-archive is refused clearly" "writing docker-archive is not supported" \
-	"$ENCLAVER" copy "oci:$TMP/out:v1" "docker-archive:$TMP/x.tar"
+
+# ---------------------------------------------------------------- docker-archive writing
+"$ENCLAVER" copy -q "oci:$TMP/out:v1" "docker-archive:$TMP/w1.tar:example.com/app:v1" >"$TMP/w1.json"
+tar -xOf "$TMP/w1.tar" manifest.json >"$TMP/w1-manifest.json"
+check "docker-archive write: manifest.json names the config by its digest" \
+	test "$(json_get "$TMP/w1-manifest.json" 'd[0]["Config"]')" = "$CFG.json"
+check "docker-archive write: layers named by diff_id, a repeated layer stored once" test \
+	"$(json_get "$TMP/w1-manifest.json" '" ".join(d[0]["Layers"])'),$(tar -tf "$TMP/w1.tar" | grep -c '\.tar$')" = "$D1.tar $D2.tar $D1.tar,2"
+check "docker-archive write: the RepoTag" test "$(json_get "$TMP/w1-manifest.json" 'd[0]["RepoTags"]')" = "['example.com/app:v1']"
+check "docker-archive write: the layer files are the original tars" \
+	test "$(tar -xOf "$TMP/w1.tar" "$D2.tar" | sha256sum | cut -d' ' -f1)" = "$D2"
+check "docker-archive write: the config byte for byte" test "$(tar -xOf "$TMP/w1.tar" "$CFG.json" | sha256sum | cut -d' ' -f1)" = "$CFG"
+tar -xOf "$TMP/w1.tar" repositories >"$TMP/w1-repos.json"
+check "docker-archive write: repositories points the tag at the top layer" \
+	test "$(json_get "$TMP/w1-repos.json" 'd["example.com/app"]["v1"]')" = "$D1"
+"$ENCLAVER" copy -q "docker-archive:$TMP/w1.tar" "oci:$TMP/w1back:v1" >"$TMP/w1back.json"
+check "docker-archive write: our reader gives back the same image" \
+	test "$(json_get "$TMP/w1back.json" 'd["digest"]')" = "$(json_get "$TMP/r1.json" 'd["digest"]')"
+check "docker-archive write: skopeo reads it, the same layers" test \
+	"$(skopeo --insecure-policy inspect "docker-archive:$TMP/w1.tar" | json_get /dev/stdin '" ".join(l[7:] for l in d["Layers"])')" = "$D1 $D2 $D1"
+"$ENCLAVER" copy -q "oci:$TMP/out:v1" "docker-archive:$TMP/w2.tar:example.com/app:v1" >/dev/null
+check "docker-archive write: byte-identical when written twice" cmp "$TMP/w1.tar" "$TMP/w2.tar"
+check "docker-archive write: entries dated 0 without SOURCE_DATE_EPOCH" \
+	test "$(tar -tvf "$TMP/w1.tar" --full-time | awk '{print $4}' | sort -u)" = "1970-01-01"
+SOURCE_DATE_EPOCH=1700000000 "$ENCLAVER" copy -q "oci:$TMP/out:v1" "docker-archive:$TMP/w3.tar" >/dev/null
+check "docker-archive write: entries dated SOURCE_DATE_EPOCH" \
+	test "$(TZ=UTC tar -tvf "$TMP/w3.tar" --full-time | awk '{print $4 " " $5}' | sort -u)" = "2023-11-14 22:13:20"
+check "docker-archive write: no name, no RepoTags and no repositories" test \
+	"$(tar -xOf "$TMP/w3.tar" manifest.json | json_get /dev/stdin 'd[0]["RepoTags"]'),$(tar -tf "$TMP/w3.tar" | grep -c '^repositories$')" = "[],0"
+# A gzip layer is written uncompressed, checked against the config's diff_ids.
+G=$TMP/gz
+mkdir -p "$G/blobs/sha256"
+echo '{"imageLayoutVersion":"1.0.0"}' >"$G/oci-layout"
+python3 - "$G" "$A/img/bbb/layer.tar" <<'PY'
+import gzip, hashlib, json, sys
+root, layer = sys.argv[1], sys.argv[2]
+def put(data):
+    d = hashlib.sha256(data).hexdigest()
+    open(f"{root}/blobs/sha256/{d}", "wb").write(data)
+    return "sha256:" + d, len(data)
+raw = open(layer, "rb").read()
+gz = gzip.compress(raw, mtime=0)
+def image(name, diff_id):
+    cfg = put(json.dumps({"architecture": "amd64", "os": "linux", "config": {},
+                          "rootfs": {"type": "layers", "diff_ids": [diff_id]}}).encode())
+    lay = put(gz)
+    m = put(json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cfg[0], "size": cfg[1]},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": lay[0], "size": lay[1]}]}).encode())
+    return {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": m[0], "size": m[1],
+            "annotations": {"org.opencontainers.image.ref.name": name}}
+good = image("good", "sha256:" + hashlib.sha256(raw).hexdigest())
+bad = image("bad", "sha256:" + "0" * 64)
+json.dump({"schemaVersion": 2, "manifests": [good, bad]}, open(f"{root}/index.json", "w"))
+PY
+"$ENCLAVER" copy -q "oci:$G:good" "docker-archive:$TMP/gz.tar:gz:v1" >/dev/null
+check "docker-archive write: a gzip layer goes in uncompressed, named by its diff_id" \
+	test "$(tar -xOf "$TMP/gz.tar" "$D2.tar" | sha256sum | cut -d' ' -f1)" = "$D2"
+check_fails "docker-archive write: a layer that does not match its diff_id is refused" \
+	"uncompresses to sha256:$D2, but the config's diff_ids say sha256:0000" \
+	"$ENCLAVER" copy "oci:$G:bad" "docker-archive:$TMP/never.tar:gz:v1"
+check "docker-archive write: nothing is left of the refused archive" \
+	test -z "$(find "$TMP" -maxdepth 1 -name 'never.tar*')"
+check_fails "docker-archive write: @N names no image to write" "name the image to write by NAME:TAG" \
+	"$ENCLAVER" copy "oci:$TMP/out:v1" "docker-archive:$TMP/x.tar:@0"
 check_fails "usage: copy needs two references" "expected SRC and DEST" "$ENCLAVER" copy "oci:$TMP/out:v1"
 check_fails "usage: --tls-verify takes a boolean" "--tls-verify takes true or false" \
 	"$ENCLAVER" pull --tls-verify=maybe x

@@ -70,6 +70,16 @@ check "skopeo verifies the chunked upload" test -s "$TMP/skchunk/index.json"
 check "copy within a registry mounts every blob" test "$(json_get "$TMP/mount.json" 'd["blobs"]["mounted"]')" = 3
 check "nothing was downloaded for the mount" test ! -e "$ENCLAVER_CACHE_DIR/blobs/sha256/$(json_get "$TMP/sk_raw.json" 'd["layers"][1]["digest"][7:]')"
 
+# On a terminal (script(1) gives one) a status line shows the transfers; not
+# with -q, and not when stderr is a file (push1.err above).
+script -qec "$ENCLAVER push --insecure oci:$L:v1 docker://$R/tty/app:v1" /dev/null >"$TMP/tty-push.out" 2>&1
+check "on a terminal, uploads show a status line" grep -q "pushing [0-3]/3 blobs, .* MiB" "$TMP/tty-push.out"
+script -qec "env ENCLAVER_CACHE_DIR=$TMP/cache-tty $ENCLAVER pull --insecure $R/tty/app:v1" /dev/null >"$TMP/tty-pull.out" 2>&1
+check "on a terminal, downloads show a status line" grep -q "pulling [0-3]/3 blobs, .* MiB" "$TMP/tty-pull.out"
+script -qec "$ENCLAVER push -q --insecure oci:$L:v1 docker://$R/tty2/app:v1" /dev/null >"$TMP/tty-quiet.out" 2>&1
+check "-q: no status line on a terminal either" test "$(grep -c 'pushing' "$TMP/tty-quiet.out")" = 0
+check "stderr not a terminal: no status line" test "$(grep -c 'pushing' "$TMP/push1.err")" = 0
+
 # ---------------------------------------------------------------- skopeo pushes, we pull
 "${SK[@]}" copy -q --dest-tls-verify=false --dest-compress-format zstd "oci:$L:other" "docker://$R/zstd/app:v1"
 "${SK[@]}" inspect --tls-verify=false --raw "docker://$R/zstd/app:v1" >"$TMP/zstd_raw.json"
@@ -130,6 +140,38 @@ check_fails "a platform the index lacks is named" "no image for platform linux/s
 "$ENCLAVER" pull -q --platform linux/arm64 "oci:$L:multi" --output "oci:$TMP/fromidx:arm" >"$TMP/idx.json"
 check "platform selection from a local layout index" test "$(json_get "$TMP/idx.json" 'd["digest"]')" = "$OTHER"
 
+# ---------------------------------------------------------------- --all: a whole index
+MULTI=$(python3 -c 'import json,sys; print([m for m in json.load(open(sys.argv[1]))["manifests"] if m["annotations"]["org.opencontainers.image.ref.name"]=="multi"][0]["digest"])' "$L/index.json")
+"$ENCLAVER" copy -q --all --insecure "oci:$L:multi" "docker://$R/all/app:v1" >"$TMP/all.json"
+check "copy --all reports the index digest" test "$(json_get "$TMP/all.json" 'd["digest"]')" = "$MULTI"
+"${SK[@]}" inspect --tls-verify=false --raw "docker://$R/all/app:v1" >"$TMP/all_raw.json"
+check "copy --all: the registry holds the index byte for byte" cmp "$TMP/all_raw.json" "$L/blobs/sha256/${MULTI:7}"
+check "copy --all: the amd64 image is there by digest" "${SK[@]}" inspect --tls-verify=false "docker://$R/all/app@$LAYOUT_V1"
+check "copy --all: the arm64 image is there by digest" "${SK[@]}" inspect --tls-verify=false "docker://$R/all/app@$OTHER"
+check "copy --all: every blob of both images went up" test "$(json_get "$TMP/all.json" 'd["blobs"]["copied"]')" = 5
+"${SK[@]}" copy -q --all --src-tls-verify=false "docker://$R/all/app:v1" "oci:$TMP/skall:v1"
+check "skopeo copies the whole index back, digests verified" test -s "$TMP/skall/blobs/sha256/${OTHER:7}"
+"$ENCLAVER" copy -q --all --insecure "docker://$R/all/app:v1" "oci:$TMP/allback:v1" >"$TMP/allback.json"
+check "copy --all registry to layout keeps the index digest" test "$(json_get "$TMP/allback/index.json" 'd["manifests"][0]["digest"]')" = "$MULTI"
+check "copy --all into a layout: both images' manifests" test -s "$TMP/allback/blobs/sha256/${LAYOUT_V1:7}" -a -s "$TMP/allback/blobs/sha256/${OTHER:7}"
+check "skopeo reads every platform of the layout we wrote" \
+	"${SK[@]}" copy -q --all "oci:$TMP/allback:v1" "oci:$TMP/allback2:v1"
+"$ENCLAVER" copy -q --all --insecure "docker://$R/all/app:v1" "docker://$R/all2/app:v1" >"$TMP/allmount.json"
+check "copy --all within a registry mounts every blob" test "$(json_get "$TMP/allmount.json" 'd["blobs"]["mounted"]')" = 5
+# A Docker manifest list (skopeo writes one with --format v2s2): kept as it is
+# by a registry, converted to an OCI index for a layout.
+"${SK[@]}" copy -q --all --format v2s2 --dest-tls-verify=false "oci:$L:multi" "docker://$R/dlist/app:v1"
+"${SK[@]}" inspect --tls-verify=false --raw "docker://$R/dlist/app:v1" >"$TMP/dlist_raw.json"
+check "skopeo made a Docker manifest list" grep -q 'manifest.list.v2+json' "$TMP/dlist_raw.json"
+"$ENCLAVER" copy -q --all --insecure "docker://$R/dlist/app:v1" "docker://$R/dlist2/app:v1" >"$TMP/dlist2.json"
+check "copy --all of a manifest list keeps its digest" test "$(json_get "$TMP/dlist2.json" 'd["digest"]')" = "sha256:$(sha "$TMP/dlist_raw.json")"
+"$ENCLAVER" copy -q --all --insecure "docker://$R/dlist/app:v1" "oci:$TMP/dlistoci:v1" >"$TMP/dlistoci.json"
+check "a manifest list into a layout becomes an OCI index" test "$(json_get "$TMP/dlistoci.json" 'd["mediaType"]')" = "application/vnd.oci.image.index.v1+json"
+check "skopeo reads every platform of the converted index" \
+	"${SK[@]}" copy -q --all "oci:$TMP/dlistoci:v1" "oci:$TMP/dlistoci2:v1"
+"$ENCLAVER" copy -q --all --insecure "docker://$R/test/app:v1" "oci:$TMP/allsingle:v1" >"$TMP/allsingle.json"
+check "copy --all of a single image copies that image" test "$(json_get "$TMP/allsingle.json" 'd["digest"]')" = "$LAYOUT_V1"
+
 # ---------------------------------------------------------------- docker-archive
 "${SK[@]}" copy -q "oci:$L:v1" "docker-archive:$TMP/saved.tar:test/app:v1"
 "$ENCLAVER" copy -q "docker-archive:$TMP/saved.tar" "oci:$TMP/fromarchive:v1" >"$TMP/da.json"
@@ -146,10 +188,68 @@ check "docker-archive: layers are the config's diff_ids" test \
 	"$(json_get "$M_OURS" '[l["digest"] for l in d["layers"]]')" = "$(json_get "$TMP/fromarchive/blobs/sha256/$(json_get "$M_OURS" 'd["config"]["digest"][7:]')" 'd["rootfs"]["diff_ids"]')"
 "$ENCLAVER" copy -q "docker-archive:$TMP/saved.tar:test/app:v1" "docker://$R/fromarchive/app:v1" --insecure >/dev/null
 check "docker-archive by name to the registry, skopeo reads it" "${SK[@]}" inspect --tls-verify=false "docker://$R/fromarchive/app:v1"
+# Writing one: from the registry (gzip layers) to what skopeo writes from the same image.
+"$ENCLAVER" copy -q --insecure "docker://$R/test/app:v1" "docker-archive:$TMP/ours.tar:test/app:v1" >/dev/null
+"${SK[@]}" inspect --raw "docker-archive:$TMP/ours.tar" >"$TMP/ours_raw.json"
+check "docker-archive write: skopeo sees the layers and config it writes itself" test \
+	"$(json_get "$TMP/ours_raw.json" '[(l["digest"], l["size"]) for l in d["layers"]] + [d["config"]["digest"]]')" = \
+	"$(json_get "$M_SK" '[(l["digest"], l["size"]) for l in d["layers"]] + [d["config"]["digest"]]')"
+"${SK[@]}" copy -q "docker-archive:$TMP/ours.tar" "docker://$R/viaarchive/app:v1" --dest-tls-verify=false
+check "docker-archive write: skopeo pushes from it, the registry checks every digest" \
+	"${SK[@]}" inspect --tls-verify=false "docker://$R/viaarchive/app:v1"
+check_fails "docker-archive write: --all is refused" "holds single images" \
+	"$ENCLAVER" copy --all --insecure "docker://$R/all/app:v1" "docker-archive:$TMP/never.tar"
+check "docker-archive write: nothing left of the refused one" test -z "$(find "$TMP" -maxdepth 1 -name 'never.tar*')"
 check_fails "docker-archive: an unknown name" "no image tagged docker.io/library/nope:v1" \
 	"$ENCLAVER" copy "docker-archive:$TMP/saved.tar:nope:v1" "oci:$TMP/x"
 check_fails "docker-archive: not an archive" "no manifest.json|Unrecognized archive" \
 	"$ENCLAVER" copy "docker-archive:$L/index.json" "oci:$TMP/x"
+
+# ---------------------------------------------------------------- registries.conf
+RC=$TMP/registries.conf
+cat >"$RC" <<EOF
+unqualified-search-registries = ["$R"]
+[[registry]]
+location = "$R"
+insecure = true
+[[registry]]
+prefix = "example.invalid/team"
+location = "$R/test"
+insecure = true
+[[registry]]
+prefix = "example.invalid/mirrored"
+location = "$R/nowhere"
+insecure = true
+[[registry.mirror]]
+location = "$R/nosuch"
+insecure = true
+[[registry.mirror]]
+location = "$R/test"
+insecure = true
+[[registry]]
+prefix = "$R/blocked"
+blocked = true
+EOF
+export CONTAINERS_REGISTRIES_CONF=$RC
+"$ENCLAVER" pull -q "$R/test/app:v1" >"$TMP/rc1.json"
+check "registries.conf: insecure = true stands in for --insecure" test "$(json_get "$TMP/rc1.json" 'd["digest"]')" = "$LAYOUT_V1"
+"$ENCLAVER" pull -q "example.invalid/team/app:v1" >"$TMP/rc2.json"
+check "registries.conf: a prefix is pulled from its location" test "$(json_get "$TMP/rc2.json" 'd["digest"]')" = "$LAYOUT_V1"
+"$ENCLAVER" pull "example.invalid/mirrored/app:v1" >"$TMP/rc3.json" 2>"$TMP/rc3.err"
+check "registries.conf: mirrors in order, the first that has the image" test "$(json_get "$TMP/rc3.json" 'd["digest"]')" = "$LAYOUT_V1"
+check "registries.conf: the progress says where it came from" grep -q "from $R/test/app:v1" "$TMP/rc3.err"
+"$ENCLAVER" pull -q "test/app:v1" >"$TMP/rc4.json"
+check "registries.conf: a short name goes to the unqualified-search registries" test "$(json_get "$TMP/rc4.json" 'd["digest"]')" = "$LAYOUT_V1"
+check_fails "registries.conf: a short name nobody has names what it tried" "$R: manifest no/such:v1: not found" \
+	"$ENCLAVER" pull "no/such:v1"
+check_fails "registries.conf: a blocked registry is refused" "$R/blocked/app:v1 is blocked by $RC" \
+	"$ENCLAVER" pull "$R/blocked/app:v1"
+"$ENCLAVER" push -q "oci:$L:v1" "docker://$R/rcpush/app:v1" >/dev/null
+check "registries.conf: insecure applies to pushes too" "${SK[@]}" inspect --tls-verify=false "docker://$R/rcpush/app:v1"
+printf '[[registry]]\nlocation = "%s"\ninsecure = maybe\n' "$R" >"$TMP/bad.conf"
+CONTAINERS_REGISTRIES_CONF=$TMP/bad.conf check_fails "registries.conf: a bad file is named with its line" \
+	"$TMP/bad.conf:3: expected a string, true/false or an array, not maybe" "$ENCLAVER" pull "$R/test/app:v1"
+unset CONTAINERS_REGISTRIES_CONF
 
 # ---------------------------------------------------------------- faults
 check_fails "unknown tag: not found, with the name" "not found.*MANIFEST_UNKNOWN|manifest test/app:nope" \
@@ -215,6 +315,15 @@ stop_proxy() {
 }
 WANT=$(json_get "$TMP/sk_raw.json" 'd["layers"][1]["digest"]')
 
+# Uploads run in parallel: the proxy holds each blob PUT until three are in
+# flight at once (the image has three blobs), so the push gets through only
+# if they were sent together.
+start_proxy together:3
+check "a push sends its blobs in parallel" "$ENCLAVER" push -q --insecure "oci:$L:v1" "docker://$PR/parallel/app:v1"
+check "three uploads were in flight at once" grep -q "upload inflight=3" "$TMP/proxy.log"
+check "skopeo reads the parallel push back" "${SK[@]}" inspect --tls-verify=false "docker://$R/parallel/app:v1"
+stop_proxy
+
 start_proxy fail500:2
 export ENCLAVER_CACHE_DIR=$TMP/cache-500
 check "500 twice, then the pull succeeds" "$ENCLAVER" pull -q --insecure "$PR/fault/app:v1"
@@ -242,22 +351,38 @@ check "the resumed blob is whole and verified" test "sha256:$(sha "$ENCLAVER_CAC
 stop_proxy
 
 # A pull killed mid-blob (SIGKILL while the server stalls halfway): what it
-# leaves is a temporary file, never a blob under its digest; the next pull
-# fetches it whole.
+# leaves is the blob's partial file, never a blob under its digest; the next
+# run continues it with Range from where it stopped and verifies the whole.
 start_proxy stall
 export ENCLAVER_CACHE_DIR=$TMP/cache-killed
+PARTIAL=$ENCLAVER_CACHE_DIR/blobs/sha256/.partial-${WANT:7}
 "$ENCLAVER" pull -q --insecure "$PR/fault/app:v1" >/dev/null 2>&1 &
 PULL_PID=$!
 for _ in $(seq 1 100); do
-	[ -n "$(find "$ENCLAVER_CACHE_DIR/blobs/sha256" -name '.tmp-*' -size +1k 2>/dev/null)" ] && break
+	[ -n "$(find "$PARTIAL" -size +1k 2>/dev/null)" ] && break
 	sleep 0.1
 done
 kill -9 "$PULL_PID" 2>/dev/null
 wait "$PULL_PID" 2>/dev/null
-check "killed mid-blob: a partial temporary file is all there is" \
-	test -n "$(find "$ENCLAVER_CACHE_DIR/blobs/sha256" -name '.tmp-*' -size +1k)" -a ! -e "$ENCLAVER_CACHE_DIR/blobs/sha256/${WANT:7}"
+check "killed mid-blob: a partial file is all there is" \
+	test -n "$(find "$PARTIAL" -size +1k)" -a ! -e "$ENCLAVER_CACHE_DIR/blobs/sha256/${WANT:7}"
 stop_proxy
-check "the next pull fetches the blob whole" "$ENCLAVER" pull -q --insecure "$R/fault/app:v1"
-check "and it hashes to its name" test "sha256:$(sha "$ENCLAVER_CACHE_DIR/blobs/sha256/${WANT:7}")" = "$WANT"
+HAVE=$(stat -c %s "$PARTIAL")
+start_proxy fail500:0
+check "the next run pulls the image" "$ENCLAVER" pull -q --insecure "$PR/fault/app:v1"
+check "it asked only for the rest of the blob, with Range" \
+	grep -q "GET /v2/fault/app/blobs/$WANT range=bytes=$HAVE-" "$TMP/proxy.log"
+check "the resumed blob hashes to its name" test "sha256:$(sha "$ENCLAVER_CACHE_DIR/blobs/sha256/${WANT:7}")" = "$WANT"
+check "and its partial file is gone" test ! -e "$PARTIAL"
+stop_proxy
+# A partial whose bytes went bad is caught by the digest over the whole blob,
+# thrown away, and the pull after that starts from zero.
+export ENCLAVER_CACHE_DIR=$TMP/cache-badpartial
+mkdir -p "$ENCLAVER_CACHE_DIR/blobs/sha256"
+head -c 100000 /dev/urandom >"$ENCLAVER_CACHE_DIR/blobs/sha256/.partial-${WANT:7}"
+check_fails "a corrupt partial fails the digest check" "digest mismatch: expected $WANT" \
+	"$ENCLAVER" pull --insecure "$R/fault/app:v1"
+check "the corrupt partial is gone" test ! -e "$ENCLAVER_CACHE_DIR/blobs/sha256/.partial-${WANT:7}"
+check "the next pull starts over and succeeds" "$ENCLAVER" pull -q --insecure "$R/fault/app:v1"
 
 done_testing

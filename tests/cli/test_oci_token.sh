@@ -72,4 +72,15 @@ check_fails "a stale identity token is refused, the file named" \
 	"refused the credentials.*credentials: $XDG_RUNTIME_DIR/containers/auth.json" \
 	"${E[@]}" pull --cert-dir "$CERTS" "$R/tok/app:v1"
 
+# Tokens are renewed before they run out. This token server says its tokens
+# were issued 55 s into a 60 s life, so each one is due at once and every
+# request asks for a fresh one (the push above, with 300 s tokens, used one).
+echo "60 55" >"$REG/token.lifetime"
+: >"$LOG"
+check "push with tokens that are already due" \
+	"${E[@]}" push -q --cert-dir "$CERTS" --creds tester:s3cret-pass "oci:$L:v1" "docker://$R/tok/expiry:v1"
+check "a fresh token for each request, none used past its time" \
+	test "$(grep -c '^GET basic repository:tok/expiry:pull,push$' "$LOG")" -ge 7
+rm -f "$REG/token.lifetime"
+
 done_testing
