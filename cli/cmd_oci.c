@@ -4,17 +4,11 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "cli/oci_opts.h"
 #include "oci/oci.h"
 
 enum {
 	OPT_OUTPUT = 256,
-	OPT_PLATFORM,
-	OPT_CREDS,
-	OPT_INSECURE,
-	OPT_TLS_VERIFY,
-	OPT_CERT_DIR,
-	OPT_OFFLINE,
-	OPT_CACHE_DIR,
 	OPT_PARALLEL,
 	OPT_CHUNK_SIZE,
 	OPT_ALL,
@@ -39,12 +33,8 @@ static void oci_usage(const char *cmd, FILE *f)
 		    cmd);
 	fputs("\nReferences: [docker://]NAME[:TAG][@DIGEST], oci:DIR[:TAG], docker-archive:FILE[:NAME:TAG|:@N]\n"
 	      "\nOptions:\n"
-	      "  --platform OS/ARCH[/VARIANT]  image to take from a multi-platform index (default: this host)\n"
-	      "  --creds USER:PASSWORD        registry credentials (else auth.json / docker config; see docs/oci.md)\n"
-	      "  --tls-verify=false, --insecure  no TLS verification; plain HTTP allowed (test registries)\n"
-	      "  --cert-dir DIR               trust the CA certificates (*.crt) in DIR\n"
-	      "  --offline                    use only the blob cache\n"
-	      "  --cache-dir DIR              blob cache (default $XDG_CACHE_HOME/enclaver)\n"
+	      CLI_OCI_USAGE
+	      "                               (--platform defaults to this host's)\n"
 	      "  --all                        copy a multi-platform index whole: every image, same index digest\n"
 	      "  --parallel N                 concurrent blob transfers, downloads and uploads (default 6)\n"
 	      "  --chunk-size BYTES           push blobs above this size in PATCH chunks (default 64 MiB)\n"
@@ -66,13 +56,7 @@ static int run(int argc, char **argv)
 	const char *cmd = argv[0];
 	static const struct option opts[] = {
 	    {"output", required_argument, NULL, OPT_OUTPUT},
-	    {"platform", required_argument, NULL, OPT_PLATFORM},
-	    {"creds", required_argument, NULL, OPT_CREDS},
-	    {"insecure", no_argument, NULL, OPT_INSECURE},
-	    {"tls-verify", required_argument, NULL, OPT_TLS_VERIFY},
-	    {"cert-dir", required_argument, NULL, OPT_CERT_DIR},
-	    {"offline", no_argument, NULL, OPT_OFFLINE},
-	    {"cache-dir", required_argument, NULL, OPT_CACHE_DIR},
+	    CLI_OCI_LONG_OPTIONS,
 	    {"parallel", required_argument, NULL, OPT_PARALLEL},
 	    {"chunk-size", required_argument, NULL, OPT_CHUNK_SIZE},
 	    {"all", no_argument, NULL, OPT_ALL},
@@ -87,18 +71,6 @@ static int run(int argc, char **argv)
 		switch (c) {
 		case 'o':
 		case OPT_OUTPUT: output = optarg; break;
-		case OPT_PLATFORM: o.platform = optarg; break;
-		case OPT_CREDS: o.creds = optarg; break;
-		case OPT_INSECURE: o.insecure = true; break;
-		case OPT_TLS_VERIFY:
-			if (strcmp(optarg, "false") == 0)
-				o.insecure = true;
-			else if (strcmp(optarg, "true") != 0)
-				return cli_usage_error(cmd, "--tls-verify takes true or false, not \"%s\"", optarg);
-			break;
-		case OPT_CERT_DIR: o.cert_dir = optarg; break;
-		case OPT_OFFLINE: o.offline = true; break;
-		case OPT_CACHE_DIR: o.cache_dir = optarg; break;
 		case OPT_PARALLEL: {
 			char *end;
 			long n = strtol(optarg, &end, 10);
@@ -119,24 +91,19 @@ static int run(int argc, char **argv)
 		case OPT_ALL: o.all = true; break;
 		case 'q': o.quiet = true; break;
 		case OPT_HELP: oci_usage(cmd, stdout); return EXIT_OK;
-		default: return cli_usage_error(cmd, "unknown option");
+		default: {
+			int r = cli_oci_option(cmd, c, optarg, &o);
+			if (r != 1)
+				return r == 0 ? cli_usage_error(cmd, "unknown option") : r;
+			break;
+		}
 		}
 	}
-	if (log_get_level() < LOG_WARN)
-		o.quiet = true; /* enclaver -q pull ... */
+	int rc = cli_oci_options_check(cmd, &o);
+	if (rc)
+		return rc;
 	int nargs = argc - optind;
 	struct err *err = NULL;
-	if (o.platform) {
-		struct oci_platform p;
-		if (oci_platform_parse(o.platform, &p, &err) < 0) {
-			int rc = cli_usage_error(cmd, "--platform: %s", err->msg);
-			err_free(&err);
-			return rc;
-		}
-		oci_platform_free(&p);
-	}
-	if (o.creds && strchr(o.creds, ':') == NULL)
-		return cli_usage_error(cmd, "--creds takes USER:PASSWORD");
 	if (strcmp(cmd, "inspect") == 0) {
 		o.quiet = true; /* fetching a config is no news */
 		if (nargs != 1)
