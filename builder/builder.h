@@ -316,6 +316,14 @@ struct bld_release_spec {
 int bld_release_write(const char *layout_dir, const char *tag, const struct bld_release_spec *spec,
                       char digest_out[OCI_DIGEST_MAX], struct err **err);
 
+/* Where a release image keeps its EIF (no leading slash, as in the layer). */
+#define BLD_RELEASE_EIF_PATH "enclave/application.eif"
+/* Copies one regular file out of an image (any oci/ reference; pulled
+ * into the blob cache and flattened with whiteouts) to out_path, written
+ * atomically. For a release image's EIF: BLD_RELEASE_EIF_PATH. */
+int bld_image_file_extract(const char *ref, const struct oci_opts *opts, const char *path_in_image,
+                           const char *out_path, struct err **err);
+
 /* An array of strings from an image config object (Entrypoint, Cmd, Env), or
  * none when absent or null; anything else is an error naming config.KEY. The
  * strings are borrowed from cfg; free only the array (*out). */
