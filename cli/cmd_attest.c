@@ -12,6 +12,7 @@
 #include "attest/attest.h"
 #include "builder/builder.h"
 #include "cli/cli.h"
+#include "cli/oci_opts.h"
 #include "eif/eif.h"
 #include "oci/oci.h"
 
@@ -176,8 +177,6 @@ out:
 
 static int trust_eif(const char *name, const char *path, bool want1, bool want2, bool want8);
 
-enum { OPT_PLATFORM = 256, OPT_CREDS, OPT_INSECURE, OPT_TLS_VERIFY, OPT_CERT_DIR, OPT_OFFLINE, OPT_CACHE_DIR };
-
 /* The release image's EIF, copied out to a private temporary folder. */
 static int trust_fetch_eif(const char *ref, const struct oci_opts *o, char **dir_out, char **eif_out,
                            struct err **err)
@@ -187,7 +186,8 @@ static int trust_fetch_eif(const char *ref, const struct oci_opts *o, char **dir
 	if (mkdtemp(dir) == NULL)
 		return err_sys(err, "mkdtemp %s", dir);
 	_cleanup_free_ char *eif = xasprintf("%s/application.eif", dir);
-	if (bld_image_file_extract(ref, o, BLD_RELEASE_EIF_PATH, eif, err) < 0) {
+	struct bld_image_file f = {.path = BLD_RELEASE_EIF_PATH, .out = eif};
+	if (bld_image_files_extract(ref, o, &f, 1, dir, NULL, err) < 0) {
 		rmdir(dir);
 		return -1;
 	}
@@ -203,13 +203,7 @@ int cmd_trust(int argc, char **argv)
 		{"pcr2", no_argument, NULL, '2'},
 		{"pcr8", no_argument, NULL, '8'},
 		{"all", no_argument, NULL, 'a'},
-		{"platform", required_argument, NULL, OPT_PLATFORM},
-		{"creds", required_argument, NULL, OPT_CREDS},
-		{"insecure", no_argument, NULL, OPT_INSECURE},
-		{"tls-verify", required_argument, NULL, OPT_TLS_VERIFY},
-		{"cert-dir", required_argument, NULL, OPT_CERT_DIR},
-		{"offline", no_argument, NULL, OPT_OFFLINE},
-		{"cache-dir", required_argument, NULL, OPT_CACHE_DIR},
+		CLI_OCI_LONG_OPTIONS,
 		{"help", no_argument, NULL, 'h'},
 		{0},
 	};
@@ -222,36 +216,27 @@ int cmd_trust(int argc, char **argv)
 		case '2': want2 = true; break;
 		case '8': want8 = true; break;
 		case 'a': want1 = want2 = want8 = true; break;
-		case OPT_PLATFORM: o.platform = optarg; break;
-		case OPT_CREDS:
-			if (strchr(optarg, ':') == NULL)
-				return cli_usage_error("trust", "--creds takes USER:PASSWORD");
-			o.creds = optarg;
-			break;
-		case OPT_INSECURE: o.insecure = true; break;
-		case OPT_TLS_VERIFY:
-			if (strcmp(optarg, "false") == 0)
-				o.insecure = true;
-			else if (strcmp(optarg, "true") != 0)
-				return cli_usage_error("trust", "--tls-verify takes true or false, not \"%s\"", optarg);
-			break;
-		case OPT_CERT_DIR: o.cert_dir = optarg; break;
-		case OPT_OFFLINE: o.offline = true; break;
-		case OPT_CACHE_DIR: o.cache_dir = optarg; break;
 		case 'h':
 			puts("Usage: enclaver trust EIF|IMAGE [--pcr1] [--pcr2] [--pcr8] [--all] [image options]\n\n"
 			     "Prints the measurements of an EIF file, or of the EIF inside a release image\n"
 			     "(/enclave/application.eif; any reference: registry, oci:DIR[:TAG], oci-archive:,\n"
 			     "docker-archive:), and a KMS key-policy condition that releases a key only to\n"
 			     "enclaves running it (PCR0; add PCR1/PCR2/PCR8 as asked; PCR8 only when signed).\n\n"
-			     "Image options: --platform OS/ARCH[/VARIANT], --creds USER:PASSWORD,\n"
-			     "--tls-verify=false (or --insecure), --cert-dir DIR, --offline, --cache-dir DIR.");
+			     "Image options:\n" CLI_OCI_USAGE);
 			return EXIT_OK;
-		default: return cli_usage_error("trust", "unknown option");
+		default: {
+			int r = cli_oci_option("trust", c, optarg, &o);
+			if (r == 1)
+				break;
+			return r == 0 ? cli_usage_error("trust", "unknown option") : r;
+		}
 		}
 	}
 	if (optind != argc - 1)
 		return cli_usage_error("trust", "expected one EIF file or release image");
+	int orc = cli_oci_options_check("trust", &o);
+	if (orc != 0)
+		return orc;
 	const char *arg = argv[optind];
 	/* An existing file is an EIF; anything else is an image reference. */
 	struct stat st;
