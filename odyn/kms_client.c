@@ -191,13 +191,12 @@ int kms_http_exchange(const struct kms_target *t, const struct buf *request, str
 	}
 	buf_putc(&raw, '\0');
 	raw.len--;
-	resp->raw = steal_pointer(&raw.data);
-	if (kms_http_response_parse(resp->raw, raw.len, resp, err) < 0) {
-		free(resp->raw);
-		resp->raw = NULL;
+	/* The parser clears *resp: the buffer is handed over after it. */
+	if (kms_http_response_parse(raw.data, raw.len, resp, err) < 0) {
 		err_wrap(err, "%s:%u", t->host, t->port);
 		goto out;
 	}
+	resp->raw = steal_pointer(&raw.data);
 	raw.len = raw.cap = 0;
 	rc = 0;
 out:

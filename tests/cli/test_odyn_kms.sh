@@ -132,6 +132,7 @@ touch "$TMP/stop.$KP" "$TMP/stop.$KP2" "$TMP/stop.$KP3"
 wait $rp
 check "the app gets AWS_KMS_ENDPOINT" grep -q "endpoint=http://127.0.0.1:$KP" "$TMP/applog"
 wait $op
-check "odyn ends cleanly" test $? -eq 0
+rc=$?
+if [ $rc -eq 0 ]; then ok "odyn ends cleanly"; else not_ok "odyn ends cleanly" "exit $rc" "$(tail -c 3000 "$TMP/odyn.err")"; fi
 
 done_testing
