@@ -353,6 +353,9 @@ struct bld_release_spec {
 int bld_release_write(const char *layout_dir, const char *tag, const struct bld_release_spec *spec,
                       char digest_out[OCI_DIGEST_MAX], struct err **err);
 
+/* Where a release image keeps its EIF. */
+#define BLD_RELEASE_EIF_PATH "/enclave/application.eif"
+
 /* An array of strings from an image config object (Entrypoint, Cmd, Env), or
  * none when absent or null; anything else is an error naming config.KEY. The
  * strings are borrowed from cfg; free only the array (*out). */

@@ -1,14 +1,20 @@
 /* cmd_attest: `enclaver verify-attestation` (check an attestation document
  * from outside the enclave) and `enclaver trust` (measurements plus the KMS
- * key-policy condition that releases a key only to this image). */
+ * key-policy condition that releases a key only to this EIF or release image). */
 #include <getopt.h>
 #include <string.h>
 
 #include <openssl/evp.h>
 
+#include <stdlib.h>
+#include <sys/stat.h>
+
 #include "attest/attest.h"
+#include "builder/builder.h"
 #include "cli/cli.h"
+#include "cli/oci_opts.h"
 #include "eif/eif.h"
+#include "oci/oci.h"
 
 #define MAX_DOC_SIZE (64u * 1024)
 
@@ -169,13 +175,40 @@ out:
 	return rc;
 }
 
+static int trust_eif(const char *name, const char *path, bool want1, bool want2, bool want8);
+
+/* The release image's EIF, copied out to a private temporary folder. */
+static int trust_fetch_eif(const char *ref, const struct oci_opts *o, char **dir_out, char **eif_out,
+                           struct err **err)
+{
+	const char *tmp = getenv("TMPDIR");
+	_cleanup_free_ char *dir = xasprintf("%s/enclaver-trust.XXXXXX", tmp && *tmp ? tmp : "/tmp");
+	if (mkdtemp(dir) == NULL)
+		return err_sys(err, "mkdtemp %s", dir);
+	_cleanup_free_ char *eif = xasprintf("%s/application.eif", dir);
+	struct bld_image_file f = {.path = BLD_RELEASE_EIF_PATH, .out = eif};
+	if (bld_image_files_extract(ref, o, &f, 1, dir, NULL, err) < 0) {
+		rmdir(dir);
+		return -1;
+	}
+	*dir_out = steal_pointer(&dir);
+	*eif_out = steal_pointer(&eif);
+	return 0;
+}
+
 int cmd_trust(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{"pcr1", no_argument, NULL, '1'}, {"pcr2", no_argument, NULL, '2'}, {"pcr8", no_argument, NULL, '8'},
-		{"all", no_argument, NULL, 'a'},  {"help", no_argument, NULL, 'h'}, {0},
+		{"pcr1", no_argument, NULL, '1'},
+		{"pcr2", no_argument, NULL, '2'},
+		{"pcr8", no_argument, NULL, '8'},
+		{"all", no_argument, NULL, 'a'},
+		CLI_OCI_LONG_OPTIONS,
+		{"help", no_argument, NULL, 'h'},
+		{0},
 	};
 	bool want1 = false, want2 = false, want8 = false;
+	struct oci_opts o = {.quiet = true};
 	int c;
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		switch (c) {
@@ -184,28 +217,59 @@ int cmd_trust(int argc, char **argv)
 		case '8': want8 = true; break;
 		case 'a': want1 = want2 = want8 = true; break;
 		case 'h':
-			puts("Usage: enclaver trust EIF [--pcr1] [--pcr2] [--pcr8] [--all]\n\n"
-			     "Prints the EIF's measurements and a KMS key-policy condition that releases a key\n"
-			     "only to enclaves running this image (PCR0; add PCR1/PCR2/PCR8 as asked; PCR8\n"
-			     "only when the image is signed).");
+			puts("Usage: enclaver trust EIF|IMAGE [--pcr1] [--pcr2] [--pcr8] [--all] [image options]\n\n"
+			     "Prints the measurements of an EIF file, or of the EIF inside a release image\n"
+			     "(/enclave/application.eif; any reference: registry, oci:DIR[:TAG], oci-archive:,\n"
+			     "docker-archive:), and a KMS key-policy condition that releases a key only to\n"
+			     "enclaves running it (PCR0; add PCR1/PCR2/PCR8 as asked; PCR8 only when signed).\n\n"
+			     "Image options:\n" CLI_OCI_USAGE);
 			return EXIT_OK;
-		default: return cli_usage_error("trust", "unknown option");
+		default: {
+			int r = cli_oci_option("trust", c, optarg, &o);
+			if (r == 1)
+				break;
+			return r == 0 ? cli_usage_error("trust", "unknown option") : r;
+		}
 		}
 	}
 	if (optind != argc - 1)
-		return cli_usage_error("trust", "expected one EIF file");
+		return cli_usage_error("trust", "expected one EIF file or release image");
+	int orc = cli_oci_options_check("trust", &o);
+	if (orc != 0)
+		return orc;
+	const char *arg = argv[optind];
+	/* An existing file is an EIF; anything else is an image reference. */
+	struct stat st;
+	_cleanup_free_ char *tmp_dir = NULL, *tmp_eif = NULL;
+	const char *eif_path = arg;
+	if (stat(arg, &st) != 0 || !S_ISREG(st.st_mode)) {
+		_cleanup_err_ struct err *ferr = NULL;
+		if (trust_fetch_eif(arg, &o, &tmp_dir, &tmp_eif, &ferr) < 0)
+			return cli_fail(&ferr);
+		eif_path = tmp_eif;
+	}
+	int rc = trust_eif(arg, eif_path, want1, want2, want8);
+	if (tmp_dir) {
+		unlink(tmp_eif);
+		rmdir(tmp_dir);
+	}
+	return rc;
+}
+
+static int trust_eif(const char *name, const char *path, bool want1, bool want2, bool want8)
+{
 	_cleanup_err_ struct err *err = NULL;
 	struct eif_image *img = NULL;
-	if (eif_image_read(argv[optind], &img, &err) < 0)
+	if (eif_image_read(path, &img, &err) < 0)
 		return cli_fail(&err);
 	if (img->crc_stored != img->crc_computed || (img->is_signed && !img->signature_ok)) {
-		err_set(&err, EINVAL, "%s: %s: refusing to derive a policy from a damaged image", argv[optind],
+		err_set(&err, EINVAL, "%s: %s: refusing to derive a policy from a damaged image", name,
 			img->crc_stored != img->crc_computed ? "CRC mismatch" : "signature check failed");
 		eif_image_free(img);
 		return cli_fail(&err);
 	}
 	if (want8 && !img->is_signed) {
-		err_set(&err, EINVAL, "%s: --pcr8 asked for, but the image is not signed", argv[optind]);
+		err_set(&err, EINVAL, "%s: --pcr8 asked for, but the image is not signed", name);
 		eif_image_free(img);
 		return cli_fail(&err);
 	}

@@ -129,6 +129,11 @@ bool str_has_prefix(const char *s, const char *prefix);
 int time_source_date_epoch(int64_t *out, struct err **err);
 /* RFC 3339 with "+00:00", as chrono's to_rfc3339() writes whole seconds. */
 void time_format_rfc3339(int64_t t, char out[32]);
+/* base64 (RFC 4648, standard alphabet, padded). Encoding returns a string
+ * the caller frees; decoding is strict (padding required, no whitespace,
+ * canonical final bits) and returns -1 on anything else. */
+char *base64_encode(const void *data, size_t len);
+int base64_decode(const char *s, size_t len, uint8_t **out, size_t *out_len);
 
 /* ---------------------------------------------------------------- JSON
  * Byte-compatible with Rust's serde_json, which the reference tools use:

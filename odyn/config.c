@@ -4,6 +4,7 @@
 #include <limits.h>
 #include <string.h>
 
+#include "builder/builder.h"
 #include "odyn/internal.h"
 
 static void set_default_addr(struct transport_addr *a, const char *text)
@@ -56,6 +57,13 @@ void odyn_config_free(struct odyn_config *c)
 		free(c->ingress[i].tls_key_file);
 	}
 	free(c->ingress);
+	free(c->nsm_path);
+	free(c->kms_region);
+	free(c->kms_ca_file);
+	free(c->imds);
+	for (size_t i = 0; i < c->n_kms_endpoints; i++)
+		free(c->kms_endpoints[i].region), free(c->kms_endpoints[i].host);
+	free(c->kms_endpoints);
 	egress_policy_free(&c->policy);
 	memset(c, 0, sizeof(*c));
 }
@@ -123,6 +131,63 @@ int odyn_config_add_ingress_port(struct odyn_config *c, uint16_t port, struct er
 	char s[8];
 	snprintf(s, sizeof(s), "%u", port);
 	return add_ingress(c, s, err);
+}
+
+void odyn_config_add_kms_endpoint(struct odyn_config *c, const char *region, const char *host)
+{
+	for (size_t i = 0; i < c->n_kms_endpoints; i++)
+		if (strcmp(c->kms_endpoints[i].region, region) == 0) {
+			free(c->kms_endpoints[i].host);
+			c->kms_endpoints[i].host = xstrdup(host);
+			return;
+		}
+	c->kms_endpoints = xrealloc(c->kms_endpoints, (c->n_kms_endpoints + 1) * sizeof(*c->kms_endpoints));
+	c->kms_endpoints[c->n_kms_endpoints++] = (struct odyn_kms_endpoint){xstrdup(region), xstrdup(host)};
+}
+
+/* The manifest is read by the builder's strict parser (the same one that
+ * checked it at build time); odyn applies the parts it acts on. */
+int odyn_config_load_manifest(struct odyn_config *c, const char *path, struct err **err)
+{
+	struct bld_manifest *m = NULL;
+	if (bld_manifest_load(path, &m, err) < 0)
+		return -1;
+	int rc = 0;
+	if (m->has_egress) {
+		c->egress_enabled = true;
+		c->proxy_port = m->egress_proxy_port;
+		for (size_t i = 0; rc == 0 && i < m->n_egress_allow; i++)
+			if (egress_policy_add(&c->policy, false, m->egress_allow[i], err) < 0)
+				rc = err_wrap(err, "%s: egress.allow[%zu]", path, i);
+		for (size_t i = 0; rc == 0 && i < m->n_egress_deny; i++)
+			if (egress_policy_add(&c->policy, true, m->egress_deny[i], err) < 0)
+				rc = err_wrap(err, "%s: egress.deny[%zu]", path, i);
+	}
+	for (size_t i = 0; rc == 0 && i < m->n_ingress; i++) {
+		if (odyn_config_add_ingress_port(c, m->ingress[i].listen_port, err) < 0)
+			rc = err_wrap(err, "%s: ingress[%zu]", path, i);
+		else if (m->ingress[i].tls_cert_file &&
+		         odyn_config_set_ingress_tls(c, m->ingress[i].tls_cert_file, m->ingress[i].tls_key_file, err) < 0)
+			rc = err_wrap(err, "%s: ingress[%zu].tls", path, i);
+	}
+	if (m->restart_policy)
+		c->restart = strcmp(m->restart_policy, "on-failure") == 0 ? ODYN_RESTART_ON_FAILURE : ODYN_RESTART_NEVER;
+	if (m->restart_max)
+		c->max_restarts = (int)m->restart_max;
+	if (m->restart_backoff_ms)
+		c->backoff_ms = (int)m->restart_backoff_ms;
+	if (m->has_api) {
+		c->api_enabled = true;
+		c->api_port = m->api_listen_port;
+	}
+	if (m->has_kms_proxy) {
+		c->kms_enabled = true;
+		c->kms_port = m->kms_listen_port;
+		for (size_t i = 0; i < m->n_kms_endpoints; i++)
+			odyn_config_add_kms_endpoint(c, m->kms_endpoints[i].region, m->kms_endpoints[i].host);
+	}
+	bld_manifest_free(m);
+	return rc;
 }
 
 /* Options that take a value. Each returns -1 with *err on a bad value. */
@@ -194,6 +259,34 @@ static int apply_option(struct odyn_config *c, const char *name, const char *val
 	}
 	if (strcmp(name, "--ingress") == 0)
 		return add_ingress(c, val, err);
+	if (strcmp(name, "--nsm") == 0) {
+		free(c->nsm_path);
+		c->nsm_path = xstrdup(val);
+		return 0;
+	}
+	if (strcmp(name, "--api-port") == 0 || strcmp(name, "--kms-proxy-port") == 0) {
+		if (parse_int(val, 1, 65535, &n) < 0)
+			return err_set(err, EINVAL, "%s \"%s\": want 1-65535", name, val);
+		if (name[2] == 'a')
+			c->api_enabled = true, c->api_port = (uint16_t)n;
+		else
+			c->kms_enabled = true, c->kms_port = (uint16_t)n;
+		return 0;
+	}
+	if (strcmp(name, "--kms-region") == 0 || strcmp(name, "--kms-ca-file") == 0 || strcmp(name, "--imds") == 0) {
+		char **slot = name[2] == 'i' ? &c->imds : name[6] == 'r' ? &c->kms_region : &c->kms_ca_file;
+		free(*slot);
+		*slot = xstrdup(val);
+		return 0;
+	}
+	if (strcmp(name, "--kms-endpoint") == 0) {
+		const char *eq = strchr(val, '=');
+		if (eq == NULL || eq == val || eq[1] == '\0')
+			return err_set(err, EINVAL, "--kms-endpoint \"%s\": want REGION=HOST[:PORT]", val);
+		_cleanup_free_ char *region = strndup(val, (size_t)(eq - val));
+		odyn_config_add_kms_endpoint(c, region, eq + 1);
+		return 0;
+	}
 	if (strcmp(name, "--ingress-tls") == 0)
 		return add_ingress_tls(c, val, err);
 	return err_set(err, EINVAL, "unknown option %s", name);
@@ -241,6 +334,18 @@ int odyn_config_parse_args(struct odyn_config *c, int argc, char **argv, struct 
 		if (c->proxy_addr.len == 0)
 			set_default_addr(&c->proxy_addr, p);
 	}
+	if (c->api_enabled) {
+		_cleanup_free_ char *p = xasprintf("tcp:127.0.0.1:%u", c->api_port);
+		set_default_addr(&c->api_addr, p);
+	}
+	if (c->kms_enabled) {
+		_cleanup_free_ char *p = xasprintf("tcp:127.0.0.1:%u", c->kms_port);
+		set_default_addr(&c->kms_addr, p);
+	}
+	if (c->nsm_path == NULL)
+		c->nsm_path = xstrdup("/dev/nsm");
+	if (c->imds == NULL)
+		c->imds = xstrdup("169.254.169.254:80");
 	return 0;
 }
 

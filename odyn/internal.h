@@ -4,6 +4,9 @@
 #define ENCLAVER_ODYN_INTERNAL_H
 
 #include <stddef.h>
+#include <time.h>
+
+#include <openssl/evp.h>
 
 #include "odyn/odyn.h"
 
@@ -73,6 +76,102 @@ void egress_proxy_free(struct egress_proxy *p);
 struct ingress;
 int ingress_start(struct evloop *loop, const struct odyn_ingress *spec, struct ingress **out, struct err **err);
 void ingress_free(struct ingress *in);
+
+/* httpd: odyn's local HTTP endpoints, one request per connection. The
+ * handler gets the whole request (body by Content-Length, at most body_max)
+ * and answers with httpd_respond now or later; a connection that ends first
+ * calls the cancel function given to httpd_set_pending. */
+struct httpd;
+struct httpd_conn;
+typedef void (*httpd_handler_fn)(void *arg, struct httpd_conn *c, const struct http_request *req,
+                                 const uint8_t *body, size_t len);
+int httpd_start(struct evloop *loop, const struct transport_addr *addr, const char *name, size_t body_max,
+                httpd_handler_fn handler, void *arg, struct httpd **out, struct err **err);
+void httpd_free(struct httpd *s);
+void httpd_respond(struct httpd_conn *c, int code, const char *reason, const char *content_type, const void *body,
+                   size_t len);
+void httpd_respond_text(struct httpd_conn *c, int code, const char *reason, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+void httpd_set_pending(struct httpd_conn *c, void *user, void (*cancel)(void *user));
+
+/* api: POST /v1/attestation on the supervisor's loop. */
+struct odyn_api;
+int odyn_api_start(struct evloop *loop, const struct transport_addr *addr, const char *nsm_path,
+                   struct odyn_api **out, struct err **err);
+void odyn_api_free(struct odyn_api *api);
+
+/* sigv4: AWS Signature Version 4. headers must include Host and X-Amz-Date
+ * (and X-Amz-Security-Token with temporary credentials); path and query
+ * are given already canonical. *authorization gets the header's value. */
+struct sigv4_header {
+	const char *name, *value;
+};
+struct sigv4_request {
+	const char *method, *path, *query;
+	const struct sigv4_header *headers;
+	size_t n_headers;
+	const char *amz_date; /* YYYYMMDDTHHMMSSZ, the X-Amz-Date value */
+	const void *body;
+	size_t body_len;
+};
+struct sigv4_key {
+	const char *access_key, *secret_key, *region, *service;
+};
+int sigv4_sign(const struct sigv4_request *r, const struct sigv4_key *k, char **authorization, struct err **err);
+
+/* kms_client: the KMS proxy's blocking I/O (worker threads). */
+struct kms_target {
+	const struct transport_addr *egress; /* the host's egress endpoint */
+	const char *host;
+	uint16_t port;
+	bool tls;
+	const char *ca_file; /* NULL: the system's CA certificates */
+};
+struct kms_http_response {
+	char *raw; /* owns the bytes body points into */
+	int status;
+	char content_type[96];
+	const char *body;
+	size_t body_len;
+};
+struct kms_creds {
+	char *access_key, *secret_key, *token;
+	time_t expires;
+};
+/* A connected tunnel to host:port through the egress endpoint. */
+int kms_tunnel_open(const struct transport_addr *egress, const char *host, uint16_t port, struct err **err);
+/* Sends a whole request (Connection: close) and reads the whole response. */
+int kms_http_exchange(const struct kms_target *t, const struct buf *request, struct kms_http_response *resp,
+                      struct err **err);
+int kms_http_response_parse(char *raw, size_t len, struct kms_http_response *out, struct err **err);
+void kms_http_response_free(struct kms_http_response *r);
+/* IMDSv2: session token, the instance role, its credentials; and the
+ * region when *region is NULL. */
+int kms_imds_credentials(const struct kms_target *imds, struct kms_creds *out, char **region, struct err **err);
+void kms_creds_free(struct kms_creds *c);
+/* CMS EnvelopedData (DER) decrypted with key; the plaintext is appended. */
+int kms_cms_decrypt(EVP_PKEY *key, const uint8_t *der, size_t len, struct buf *out, struct err **err);
+
+/* kms: the proxy on the supervisor's loop. */
+struct odyn_kms_opts {
+	struct transport_addr egress;
+	const char *nsm_path;
+	const char *region; /* NULL: from IMDS */
+	const struct odyn_kms_endpoint *endpoints;
+	size_t n_endpoints;
+	const char *imds_host; /* 169.254.169.254 */
+	uint16_t imds_port;    /* 80 */
+	const char *ca_file;   /* NULL: the system's */
+};
+struct odyn_kms;
+/* Copies imds_host; the other strings must live as long as the proxy. */
+int odyn_kms_start(struct evloop *loop, const struct transport_addr *addr, const struct odyn_kms_opts *o,
+                   struct odyn_kms **out, struct err **err);
+void odyn_kms_free(struct odyn_kms *k);
+/* The app's request: POST /, X-Amz-Target TrentService.<Action> (letters),
+ * Content-Type application/x-amz-json-1.1, a JSON object body. */
+int odyn_kms_check_request(const struct http_request *req, const uint8_t *body, size_t len, char action[64],
+                           struct err **err);
 
 /* config: an ingress port from the manifest (vsock:any:P -> 127.0.0.1:P). */
 int odyn_config_add_ingress_port(struct odyn_config *c, uint16_t port, struct err **err);

@@ -35,6 +35,8 @@ struct sup {
 	struct evloop *loop;
 	struct stream *status, *log;
 	struct egress_proxy *egress;
+	struct odyn_api *api;
+	struct odyn_kms *kms;
 	struct ingress **ingress;
 	struct ev_handler sig_h, timer_h;
 	int sigfd, timerfd;
@@ -429,6 +431,8 @@ static char **env_build(const struct odyn_config *c)
 		proxy_vars[n_proxy++] = xstrdup("no_proxy=localhost,127.0.0.1");
 		proxy_vars[n_proxy++] = xstrdup("NO_PROXY=localhost,127.0.0.1");
 	}
+	if (c->kms_enabled)
+		proxy_vars[n_proxy++] = xasprintf("AWS_KMS_ENDPOINT=http://127.0.0.1:%u", c->kms_port);
 	char **sources[3] = {environ, proxy_vars, c->env};
 	for (int si = 0; si < 3; si++) {
 		for (char **e = sources[si]; e && *e; e++) {
@@ -453,6 +457,26 @@ static char **env_build(const struct odyn_config *c)
 		free(proxy_vars[i]);
 	v[n] = NULL;
 	return v;
+}
+
+static int kms_start(struct sup *s, struct err **err)
+{
+	const struct odyn_config *c = s->c;
+	_cleanup_free_ char *imds_host = NULL;
+	uint16_t imds_port = 0;
+	if (http_authority_split(c->imds, &imds_host, &imds_port, err) < 0)
+		return err_wrap(err, "--imds");
+	struct odyn_kms_opts o = {
+	    .egress = c->egress_addr,
+	    .nsm_path = c->nsm_path,
+	    .region = c->kms_region,
+	    .endpoints = c->kms_endpoints,
+	    .n_endpoints = c->n_kms_endpoints,
+	    .imds_host = imds_host,
+	    .imds_port = imds_port ? imds_port : 80,
+	    .ca_file = c->kms_ca_file,
+	};
+	return odyn_kms_start(s->loop, &c->kms_addr, &o, &s->kms, err);
 }
 
 int odyn_run(const struct odyn_config *c, struct err **err)
@@ -505,6 +529,10 @@ int odyn_run(const struct odyn_config *c, struct err **err)
 		_cleanup_err_ struct err *e = NULL;
 		bool setup_ok = !c->egress_enabled || egress_proxy_start(s.loop, &c->proxy_addr, &c->egress_addr,
 		                                                         &c->policy, &s.egress, &e) == 0;
+		if (setup_ok && c->api_enabled)
+			setup_ok = odyn_api_start(s.loop, &c->api_addr, c->nsm_path, &s.api, &e) == 0;
+		if (setup_ok && c->kms_enabled)
+			setup_ok = kms_start(&s, &e) == 0;
 		for (size_t i = 0; setup_ok && i < c->n_ingress; i++)
 			setup_ok = ingress_start(s.loop, &c->ingress[i], &s.ingress[i], &e) == 0;
 		if (!setup_ok) {
@@ -532,6 +560,8 @@ out:
 		ingress_free(s.ingress[i]);
 	free(s.ingress);
 	egress_proxy_free(s.egress);
+	odyn_api_free(s.api);
+	odyn_kms_free(s.kms);
 	while (s.pipes)
 		logpipe_close(s.pipes);
 	stream_free(s.log);

@@ -38,6 +38,16 @@ for bin in build/fuzz/bin/fuzz_*; do
 			build/release/tests/tools/make_attestation "$corpus" "$(printf '00%.0s' $(seq 48))" 0011 >/dev/null
 			rm -f "$corpus"/*.pem
 		fi
+	elif [ "$name" = fuzz_nsm ]; then
+		# NSM responses of each kind, written out byte by byte.
+		printf '\xa1\x69GetRandom\xa1\x66random\x43\x01\x02\xff' >"$corpus/random"
+		printf '\xa1\x65Error\x6cInvalidIndex' >"$corpus/error"
+		printf '\xa1\x6bDescribePCR\xa2\x64lock\xf5\x64data\x58\x30%048d' 0 >"$corpus/pcr"
+		printf '\xa1\x6bAttestation\xa1\x68document\x45\x84\x40\xa0\x40\x40' >"$corpus/att"
+		printf '\xa1\x6bDescribeNSM\xa7\x6dversion_major\x01\x6dversion_minor\x00\x6dversion_patch\x00' \
+			>"$corpus/describe"
+		printf '\x69module_id\x61m\x68max_pcrs\x18\x20\x6blocked_pcrs\x82\x00\x01\x66digest\x66SHA384' \
+			>>"$corpus/describe"
 	elif [ "$name" = fuzz_eif_signature ]; then
 		# The signature section is the last one; its offset is in the
 		# table entry of section 3 (header bytes 28+8*3).

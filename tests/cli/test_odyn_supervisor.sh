@@ -206,11 +206,14 @@ check "setup failure: fatal status names the cause" grep -q '^{"status":"fatal",
 
 # --- the manifest: egress settings from --config-dir
 mkdir -p "$TMP/conf"
-printf 'version: v1\nname: t\negress:\n  proxy_port: 3129\n  allow: [example.com]\n' >"$TMP/conf/enclaver.yaml"
+# A whole manifest: odyn reads it with the builder's strict parser.
+printf 'version: v1\nname: t\ntarget: t:enclave\nsources: {app: t}\negress:\n  proxy_port: 3129\n  allow: [example.com]\n' \
+	>"$TMP/conf/enclaver.yaml"
 "${O[@]}" --linger-ms 0 --config-dir "$TMP/conf" --egress-host "unix:$TMP/none" --workdir "$TMP/wd" \
 	-- sh -c 'echo "$HTTPS_PROXY" >from-manifest'
 check "proxy port from the manifest reaches the app" diff "$TMP/wd/from-manifest" <(echo http://127.0.0.1:3129)
-printf 'egress: {allow: [bad..name]}\n' >"$TMP/conf/enclaver.yaml"
+printf 'version: v1\nname: t\ntarget: t:enclave\nsources: {app: t}\negress: {allow: [bad..name]}\n' \
+	>"$TMP/conf/enclaver.yaml"
 check_fails "bad manifest: odyn refuses to start" 'egress.allow\[0\]' "${O[@]}" --config-dir "$TMP/conf" -- true
 
 # --- the release binary is static (the app's file system may have no libc)
