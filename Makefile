@@ -56,13 +56,15 @@ ENCLAVER := $(BUILD)/bin/enclaver
 ODYN := $(BUILD)/bin/odyn
 
 .PHONY: all test check unit-tests example bench fuzz format clean
-all: bin/enclaver bin/enclaver-build bin/odyn
+all: bin/enclaver bin/enclaver-build bin/enclaver-run bin/odyn
 
 ifeq ($(VARIANT),release)
 bin/enclaver: $(ENCLAVER)
 	@mkdir -p bin
 	cp $< $@
 bin/enclaver-build: bin/enclaver
+	ln -sf enclaver $@
+bin/enclaver-run: bin/enclaver
 	ln -sf enclaver $@
 bin/odyn: $(ODYN)
 	@mkdir -p bin
@@ -82,6 +84,7 @@ $(ENCLAVER): $(CLI_OBJS) $(LIBENCLAVER)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS_ALL) -o $@ $(CLI_OBJS) $(LIBENCLAVER) $(LIBS)
 	ln -sf enclaver $(dir $@)enclaver-build
+	ln -sf enclaver $(dir $@)enclaver-run
 
 # odyn runs inside the enclave on any (or no) distribution: one static
 # binary with only libc, jansson and libyaml. ASan cannot link statically, so
