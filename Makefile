@@ -98,11 +98,16 @@ $(ODYN): $(BUILD)/obj/odyn/main/main.o $(LIBENCLAVER)
 	$(CC) $(LDFLAGS_ALL) -o $@ $< $(LIBENCLAVER) $(ODYN_LIBS)
 
 # Test helpers: programs the CLI tests drive (not tests themselves).
-HELPER_SRCS := $(wildcard tests/helpers/*.c)
-HELPERS := $(patsubst tests/helpers/%.c,$(BUILD)/helpers/%,$(HELPER_SRCS))
+HELPER_SRCS := $(filter-out tests/helpers/launcher_local.c,$(wildcard tests/helpers/*.c))
+HELPERS := $(patsubst tests/helpers/%.c,$(BUILD)/helpers/%,$(HELPER_SRCS)) $(BUILD)/helpers/enclaver-local
 $(BUILD)/helpers/%: $(BUILD)/obj/tests/helpers/%.o $(LIBENCLAVER)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS_ALL) -o $@ $< $(LIBENCLAVER) $(LIBS)
+# The enclaver CLI plus a test-only launcher (odyn as a host process over unix sockets):
+# `enclaver-local run --launcher local ...` drives the real outer side in tests.
+$(BUILD)/helpers/enclaver-local: $(CLI_OBJS) $(BUILD)/obj/tests/helpers/launcher_local.o $(LIBENCLAVER)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS_ALL) -o $@ $(CLI_OBJS) $(BUILD)/obj/tests/helpers/launcher_local.o $(LIBENCLAVER) $(LIBS)
 
 $(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(HARNESS_OBJ) $(LIBENCLAVER)
 	@mkdir -p $(dir $@)
@@ -145,4 +150,4 @@ format:
 clean:
 	rm -rf build bin
 
--include $(LIB_OBJS:.o=.d) $(CLI_OBJS:.o=.d) $(BUILD)/obj/odyn/main/main.d $(patsubst %.c,$(BUILD)/obj/%.d,$(TOOL_SRCS)) $(patsubst %.c,$(BUILD)/obj/%.d,$(HELPER_SRCS)) $(patsubst %.c,$(BUILD)/obj/%.d,$(UNIT_SRCS)) $(HARNESS_OBJ:.o=.d)
+-include $(LIB_OBJS:.o=.d) $(CLI_OBJS:.o=.d) $(BUILD)/obj/odyn/main/main.d $(patsubst %.c,$(BUILD)/obj/%.d,$(TOOL_SRCS)) $(patsubst %.c,$(BUILD)/obj/%.d,$(HELPER_SRCS) tests/helpers/launcher_local.c) $(patsubst %.c,$(BUILD)/obj/%.d,$(UNIT_SRCS)) $(HARNESS_OBJ:.o=.d)

@@ -11,8 +11,7 @@
 #define RELEASE_MANIFEST_PATH "enclave/enclaver.yaml"
 
 /* Copies a regular file of the tree to out_path (atomically). */
-static int tree_extract(struct bld_tree *t, const char *ref, const char *path, const char *out_path,
-                        struct err **err)
+static int tree_extract(struct bld_tree *t, const char *ref, const char *path, const char *out_path, struct err **err)
 {
 	struct bld_node *n = bld_tree_lookup(t, path);
 	if (!n)

@@ -13,9 +13,11 @@ static json_t *state_json(const struct outer_state *s)
 {
 	json_t *ports = json_array();
 	for (size_t i = 0; i < s->n_ports; i++) {
-		char *p = strchr(s->ports[i].host_addr, ':')
-		              ? xasprintf("[%s]:%u:%u", s->ports[i].host_addr, s->ports[i].host_port, s->ports[i].enclave_port)
-		              : xasprintf("%s:%u:%u", s->ports[i].host_addr, s->ports[i].host_port, s->ports[i].enclave_port);
+		char *p =
+		    strchr(s->ports[i].host_addr, ':')
+		        ? xasprintf("[%s]:%u:%u", s->ports[i].host_addr, s->ports[i].host_port,
+		                    s->ports[i].enclave_port)
+		        : xasprintf("%s:%u:%u", s->ports[i].host_addr, s->ports[i].host_port, s->ports[i].enclave_port);
 		json_array_append_new(ports, json_string(p));
 		free(p);
 	}

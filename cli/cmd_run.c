@@ -244,10 +244,10 @@ static void print_launch_info(const struct launch_info *info)
 	json_t *cpus = json_array();
 	for (unsigned i = 0; i < info->cpu_count && i < LAUNCH_MAX_CPUS; i++)
 		json_array_append_new(cpus, json_integer(info->cpu_ids[i]));
-	_cleanup_json_ json_t *doc = json_pack(
-	    "{s:s, s:s, s:I, s:I, s:I, s:o, s:I}", "EnclaveName", info->name, "EnclaveID", info->enclave_id, "ProcessID",
-	    (json_int_t)info->process_id, "EnclaveCID", (json_int_t)info->cid, "NumberOfCPUs",
-	    (json_int_t)info->cpu_count, "CPUIDs", cpus, "MemoryMiB", (json_int_t)info->memory_mib);
+	_cleanup_json_ json_t *doc =
+	    json_pack("{s:s, s:s, s:I, s:I, s:I, s:o, s:I}", "EnclaveName", info->name, "EnclaveID", info->enclave_id,
+	              "ProcessID", (json_int_t)info->process_id, "EnclaveCID", (json_int_t)info->cid, "NumberOfCPUs",
+	              (json_int_t)info->cpu_count, "CPUIDs", cpus, "MemoryMiB", (json_int_t)info->memory_mib);
 	_cleanup_buf_ struct buf b = {0};
 	if (json_serde_write(&b, doc, JSON_SERDE_PRETTY, NULL) == 0) {
 		buf_putc(&b, '\n');

@@ -88,8 +88,7 @@ int outer_state_list(struct outer_state **out, size_t *n, struct err **err);
 void outer_state_list_free(struct outer_state *v, size_t n);
 /* Under the folder's lock: refuses a name, CID or host port a live entry holds (the message names the
  * enclave holding it). cid 0 and an empty name are not checked. */
-int outer_state_check(const char *name, uint64_t cid, const struct outer_port *ports, size_t n_ports,
-                      struct err **err);
+int outer_state_check(const char *name, uint64_t cid, const struct outer_port *ports, size_t n_ports, struct err **err);
 /* Writes the entry (atomically, under the lock, rechecking conflicts); *path gets its file. */
 int outer_state_add(const struct outer_state *s, char **path, struct err **err);
 /* Finds a live entry by id, id prefix (unique) or name. */

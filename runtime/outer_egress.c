@@ -190,15 +190,16 @@ static void handle_request(struct egress_req *r)
 	/* A name the policy allows may resolve to an address a deny rule names. */
 	for (struct addrinfo *a = r->ai; a; a = a->ai_next) {
 		char text[INET6_ADDRSTRLEN];
-		const void *src = a->ai_family == AF_INET ? (const void *)&((struct sockaddr_in *)a->ai_addr)->sin_addr
-		                                          : (const void *)&((struct sockaddr_in6 *)a->ai_addr)->sin6_addr;
+		const void *src = a->ai_family == AF_INET
+		                      ? (const void *)&((struct sockaddr_in *)a->ai_addr)->sin_addr
+		                      : (const void *)&((struct sockaddr_in6 *)a->ai_addr)->sin6_addr;
 		if (!inet_ntop(a->ai_family, src, text, sizeof(text)))
 			continue;
 		const char *rule = NULL;
 		if (strcmp(text, norm) != 0 && p && egress_policy_check(p, text, r->port, &rule) == EGRESS_DENY_RULE) {
 			_cleanup_free_ char *m = xasprintf(
-			    "blocked by egress security policy: %s resolves to %s, which matches deny rule \"%s\"", norm, text,
-			    rule);
+			    "blocked by egress security policy: %s resolves to %s, which matches deny rule \"%s\"",
+			    norm, text, rule);
 			log_warn("egress (host side): %s", m);
 			refuse(r, EACCES, m);
 			return;
@@ -279,7 +280,8 @@ int outer_egress_open(struct outer *o, struct outer_egress **out, struct err **e
 	eg->o = o;
 	eg->lfd = lfd;
 	/* accept4 in transport_accept needs a non-blocking listener. */
-	if (fcntl(lfd, F_SETFL, fcntl(lfd, F_GETFL) | O_NONBLOCK) < 0 || evloop_add(o->loop, lfd, EPOLLIN, &eg->h, err) < 0) {
+	if (fcntl(lfd, F_SETFL, fcntl(lfd, F_GETFL) | O_NONBLOCK) < 0 ||
+	    evloop_add(o->loop, lfd, EPOLLIN, &eg->h, err) < 0) {
 		close(lfd);
 		free(eg);
 		return err_wrap(err, "egress endpoint");

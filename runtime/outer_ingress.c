@@ -37,9 +37,8 @@ int outer_ingress_open(struct outer *o, const struct outer_port *p, struct outer
 {
 	memset(in, 0, sizeof(*in));
 	in->lfd = -1;
-	_cleanup_free_ char *text =
-	    strchr(p->host_addr, ':') ? xasprintf("tcp:[%s]:%u", p->host_addr, p->host_port)
-	                              : xasprintf("tcp:%s:%u", p->host_addr, p->host_port);
+	_cleanup_free_ char *text = strchr(p->host_addr, ':') ? xasprintf("tcp:[%s]:%u", p->host_addr, p->host_port)
+	                                                      : xasprintf("tcp:%s:%u", p->host_addr, p->host_port);
 	struct transport_addr a;
 	if (transport_parse(text, &a, err) < 0)
 		return err_wrap(err, "ingress -p %s:%u:%u", p->host_addr, p->host_port, p->enclave_port);

@@ -49,8 +49,8 @@ int outer_port_parse(const char *spec, struct outer_port *out, struct err **err)
 			memcpy(out->host_addr, spec, n);
 			if (inet_pton(AF_INET, out->host_addr, &a4) != 1)
 				return err_set(err, EINVAL,
-				               "-p %s: \"%s\" is not a numeric IPv4 address (IPv6 goes in brackets)", spec,
-				               out->host_addr);
+				               "-p %s: \"%s\" is not a numeric IPv4 address (IPv6 goes in brackets)",
+				               spec, out->host_addr);
 			ports = c + 1;
 		} else if (colons != 1) {
 			return err_set(err, EINVAL, "-p %s: want [HOST_ADDR:]HOST_PORT:ENCLAVE_PORT", spec);

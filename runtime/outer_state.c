@@ -156,24 +156,26 @@ static int conflicts(const struct outer_state *v, size_t n, const char *name, ui
 	for (size_t i = 0; i < n; i++) {
 		const struct outer_state *s = &v[i];
 		if (name && *name && strcmp(s->name, name) == 0)
-			return err_set(err, EEXIST, "the name %s is taken by enclave %s (process %d): pick another with --name",
+			return err_set(err, EEXIST,
+			               "the name %s is taken by enclave %s (process %d): pick another with --name",
 			               name, s->id, (int)s->pid);
 		if (cid && s->cid == cid)
-			return err_set(err, EADDRINUSE, "CID %llu is in use by enclave %s (%s): pick another with --cid",
+			return err_set(err, EADDRINUSE,
+			               "CID %llu is in use by enclave %s (%s): pick another with --cid",
 			               (unsigned long long)cid, s->id, s->name);
 		for (size_t a = 0; a < n_ports; a++)
 			for (size_t b = 0; b < s->n_ports; b++)
 				if (ports[a].host_port && ports[a].host_port == s->ports[b].host_port &&
 				    (strcmp(ports[a].host_addr, s->ports[b].host_addr) == 0 ||
-				     strcmp(ports[a].host_addr, "0.0.0.0") == 0 || strcmp(s->ports[b].host_addr, "0.0.0.0") == 0))
+				     strcmp(ports[a].host_addr, "0.0.0.0") == 0 ||
+				     strcmp(s->ports[b].host_addr, "0.0.0.0") == 0))
 					return err_set(err, EADDRINUSE, "host port %s:%u is in use by enclave %s (%s)",
 					               ports[a].host_addr, ports[a].host_port, s->id, s->name);
 	}
 	return 0;
 }
 
-int outer_state_check(const char *name, uint64_t cid, const struct outer_port *ports, size_t n_ports,
-                      struct err **err)
+int outer_state_check(const char *name, uint64_t cid, const struct outer_port *ports, size_t n_ports, struct err **err)
 {
 	struct outer_state *v;
 	size_t n;
@@ -202,8 +204,8 @@ int outer_state_add(const struct outer_state *s, char **path_out, struct err **e
 		return -1;
 	json_t *ports = json_array();
 	for (size_t i = 0; i < s->n_ports; i++)
-		json_array_append_new(ports, json_pack("{s:s, s:i, s:i}", "host_addr", s->ports[i].host_addr, "host_port",
-		                                       (int)s->ports[i].host_port, "enclave_port",
+		json_array_append_new(ports, json_pack("{s:s, s:i, s:i}", "host_addr", s->ports[i].host_addr,
+		                                       "host_port", (int)s->ports[i].host_port, "enclave_port",
 		                                       (int)s->ports[i].enclave_port));
 	_cleanup_json_ json_t *doc = json_pack("{s:s, s:s, s:I, s:i, s:s, s:o, s:s, s:I}", "id", s->id, "name", s->name,
 	                                       "cid", (json_int_t)s->cid, "pid", (int)s->pid, "launcher", s->launcher,

@@ -35,16 +35,18 @@ int outer_measurements_verify(const char *eif_path, const char *json_path, struc
 			continue;
 		const char *s = json_string_value(v);
 		if (strcmp(key, "PCR0") && strcmp(key, "PCR1") && strcmp(key, "PCR2") && strcmp(key, "PCR8"))
-			return err_set(err, EINVAL, "--verify-before-run %s: unknown key \"%s\" (want PCR0, PCR1, PCR2, PCR8)",
+			return err_set(err, EINVAL,
+			               "--verify-before-run %s: unknown key \"%s\" (want PCR0, PCR1, PCR2, PCR8)",
 			               json_path, key);
 		uint8_t raw[48];
 		if (!s || strlen(s) != 96 || hex_decode(s, raw, sizeof(raw)) < 0)
-			return err_set(err, EINVAL, "--verify-before-run %s: %s: want 96 hex digits (SHA-384)", json_path,
-			               key);
+			return err_set(err, EINVAL, "--verify-before-run %s: %s: want 96 hex digits (SHA-384)",
+			               json_path, key);
 		n_pcrs++;
 	}
 	if (n_pcrs == 0)
-		return err_set(err, EINVAL, "--verify-before-run %s: no PCR0, PCR1, PCR2 or PCR8 to compare", json_path);
+		return err_set(err, EINVAL, "--verify-before-run %s: no PCR0, PCR1, PCR2 or PCR8 to compare",
+		               json_path);
 
 	struct eif_image *img = NULL;
 	if (eif_image_read(eif_path, &img, err) < 0)
@@ -54,7 +56,9 @@ int outer_measurements_verify(const char *eif_path, const char *json_path, struc
 		const char *key;
 		const uint8_t *pcr;
 		bool present;
-	} rows[] = {{"PCR0", me->pcr0, true}, {"PCR1", me->pcr1, true}, {"PCR2", me->pcr2, true},
+	} rows[] = {{"PCR0", me->pcr0, true},
+	            {"PCR1", me->pcr1, true},
+	            {"PCR2", me->pcr2, true},
 	            {"PCR8", me->pcr8, me->has_pcr8}};
 	struct buf bad = {0};
 	for (size_t i = 0; i < 4; i++) {
@@ -65,7 +69,8 @@ int outer_measurements_verify(const char *eif_path, const char *json_path, struc
 		if (rows[i].present)
 			hex_encode(rows[i].pcr, 48, have);
 		if (!rows[i].present || strcasecmp(want, have) != 0)
-			buf_printf(&bad, "%s%s: expected %s, the EIF has %s", bad.len ? "; " : "", rows[i].key, want, have);
+			buf_printf(&bad, "%s%s: expected %s, the EIF has %s", bad.len ? "; " : "", rows[i].key, want,
+			           have);
 	}
 	eif_image_free(img);
 	if (bad.len) {
