@@ -50,6 +50,8 @@ int bld_release_extract(const char *ref, const struct oci_opts *opts, const char
 	struct oci_manifest m;
 	bool have_m = false;
 	struct bld_tree *tree = NULL;
+	struct buf text = {0};
+	char *eif = NULL, *yaml = NULL;
 	int r = -1;
 	if (oci_cache_open(opts->cache_dir, &cache, err) < 0)
 		return -1;
@@ -57,7 +59,6 @@ int bld_release_extract(const char *ref, const struct oci_opts *opts, const char
 		err_wrap(err, "release image %s", ref);
 		goto out;
 	}
-	_cleanup_buf_ struct buf text = {0};
 	if (oci_cache_read_manifest(&cache, pulled.manifest_digest, &text, err) < 0 ||
 	    oci_manifest_parse(text.data, text.len, pulled.media_type, &m, err) < 0) {
 		err_wrap(err, "release image %s", ref);
@@ -77,8 +78,8 @@ int bld_release_extract(const char *ref, const struct oci_opts *opts, const char
 			goto out;
 		}
 	}
-	_cleanup_free_ char *eif = xasprintf("%s/application.eif", dir);
-	_cleanup_free_ char *yaml = xasprintf("%s/enclaver.yaml", dir);
+	eif = xasprintf("%s/application.eif", dir);
+	yaml = xasprintf("%s/enclaver.yaml", dir);
 	if (tree_extract(tree, ref, RELEASE_EIF_PATH, eif, err) < 0 ||
 	    tree_extract(tree, ref, RELEASE_MANIFEST_PATH, yaml, err) < 0)
 		goto out;
@@ -87,6 +88,9 @@ int bld_release_extract(const char *ref, const struct oci_opts *opts, const char
 	r = 0;
 out:
 	bld_tree_free(tree);
+	buf_free(&text);
+	free(eif);
+	free(yaml);
 	if (have_m)
 		oci_manifest_free(&m);
 	oci_copy_result_free(&pulled);

@@ -162,7 +162,8 @@ check "stop by name" "$ENCLAVER" stop web
 wait $wp
 rc=$?
 check "stopped run exits 109" test $rc -eq 109
-check "the app's server is gone after stop" bash -c "! kill -0 $(cat "$TMP/app-server.pid") 2>/dev/null"
+# (a bounded wait: the killed server may be a zombie until init reaps it)
+check "the app's server is gone after stop" wait_for bash -c "! kill -0 $(cat "$TMP/app-server.pid") 2>/dev/null"
 check "no odyn left from the stopped run" bash -c "! pgrep -f '[s]ock1/guest-17000' >/dev/null"
 check "ps is empty after stop" test "$("$ENCLAVER" ps)" = "[]"
 check "the app's log reached stdout before the stop" test -s "$TMP/w.out" -o -e "$TMP/app-ready"
@@ -244,6 +245,64 @@ check_fails "verify: a JSON array is refused" 'want an object' \
 	"$ENCLAVER" run --eif "$EIF" --manifest "$TMP/plain.yaml" --verify-before-run "$TMP/array.json"
 check_fails "verify: a missing file is named" 'nothing.json' \
 	"$ENCLAVER" run --eif "$EIF" --manifest "$TMP/plain.yaml" --verify-before-run "$TMP/nothing.json"
+
+# --- a release image on an oci: layout (made here with Python's tarfile): EIF and manifest read
+# from the flattened layers; a later layer's manifest wins; a whiteout removes the EIF.
+cat >"$TMP/mkimage.py" <<'PY'
+import hashlib, io, json, os, sys, tarfile
+out, eif, old_yaml, new_yaml, tag, whiteout = sys.argv[1:7]
+os.makedirs(out + "/blobs/sha256", exist_ok=True)
+def blob(data):
+    d = hashlib.sha256(data).hexdigest()
+    open(out + "/blobs/sha256/" + d, "wb").write(data)
+    return "sha256:" + d, len(data)
+def layer(files):
+    b = io.BytesIO()
+    with tarfile.open(fileobj=b, mode="w", format=tarfile.PAX_FORMAT) as t:
+        for name, data in files:
+            ti = tarfile.TarInfo(name); ti.size = len(data); ti.mode = 0o644
+            t.addfile(ti, io.BytesIO(data))
+    return b.getvalue()
+layers = [layer([("enclave/application.eif", open(eif, "rb").read()), ("enclave/enclaver.yaml", open(old_yaml, "rb").read())]),
+          layer([("enclave/enclaver.yaml", open(new_yaml, "rb").read())])]
+if whiteout == "1":
+    layers.append(layer([("enclave/.wh.application.eif", b"")]))
+descs = []
+for l in layers:
+    d, n = blob(l)
+    descs.append({"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": d, "size": n})
+cfg = {"architecture": "amd64", "os": "linux", "config": {"Entrypoint": ["/usr/local/bin/enclaver-run"]},
+       "rootfs": {"type": "layers", "diff_ids": [x["digest"] for x in descs]}}
+cd, cn = blob(json.dumps(cfg).encode())
+man = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+       "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cd, "size": cn}, "layers": descs}
+md, mn = blob(json.dumps(man).encode())
+idx_path = out + "/index.json"
+idx = json.load(open(idx_path)) if os.path.exists(idx_path) else {"schemaVersion": 2, "manifests": []}
+idx["manifests"].append({"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": md, "size": mn,
+                         "annotations": {"org.opencontainers.image.ref.name": tag}})
+json.dump(idx, open(idx_path, "w"))
+open(out + "/oci-layout", "w").write('{"imageLayoutVersion":"1.0.0"}')
+PY
+sed 's/^name: plain/name: old-layer/' "$TMP/plain.yaml" >"$TMP/old.yaml"
+sed 's/^name: plain/name: from-image/' "$TMP/plain.yaml" >"$TMP/new.yaml"
+python3 "$TMP/mkimage.py" "$TMP/rel" "$EIF" "$TMP/old.yaml" "$TMP/new.yaml" rel 0
+python3 "$TMP/mkimage.py" "$TMP/rel" "$EIF" "$TMP/old.yaml" "$TMP/new.yaml" gone 1
+mkdir -p "$TMP/tmpdir"
+TMPDIR=$TMP/tmpdir ENCLAVER_LOCAL_CMD='echo from-release-image' "$RUNL" run --launcher local --cache-dir "$TMP/cache" \
+	--verify-before-run "$TMP/build.json" "oci:$TMP/rel:rel" >"$TMP/img.out" 2>"$TMP/img.err"
+check "release image: runs, and the extracted EIF verifies" test $? -eq 0 -a "$(cat "$TMP/img.out")" = "[app] from-release-image"
+check "release image: the later layer's manifest is used" grep -q '"EnclaveName": "from-image"' "$TMP/img.err"
+check "release image: the temporary folder is removed" test -z "$(ls -A "$TMP/tmpdir")"
+printf 'version: v1\nname: by-target\ntarget: "oci:%s:rel"\nsources:\n  app: "oci:x:y"\n' "$TMP/rel" >"$TMP/bytarget.yaml"
+ENCLAVER_LOCAL_CMD='echo by-target' "$RUNL" run --launcher local --cache-dir "$TMP/cache" -f "$TMP/bytarget.yaml" \
+	>"$TMP/t.out" 2>"$TMP/t.err"
+check "run -f FILE runs the manifest's target" test $? -eq 0 -a "$(cat "$TMP/t.out")" = "[app] by-target"
+check_fails "release image: a whited-out EIF is reported" 'has no /enclave/application.eif' \
+	env ENCLAVER_LOCAL_CMD=true "$RUNL" run --launcher local --cache-dir "$TMP/cache" "oci:$TMP/rel:gone"
+check_fails "release image: a missing image is reported" 'release image oci:.*nope' \
+	"$ENCLAVER" run --cache-dir "$TMP/cache" "oci:$TMP/nope:rel"
+check_fails "run -f with a missing manifest names it" 'nonexistent.yaml' "$ENCLAVER" run -f "$TMP/nonexistent.yaml"
 
 # --- bad -p strings and other usage errors
 for bad in 80 a:80 80:b 1.2.3:80:80 80:80:80:80 70000:80 80:0 80:17001 '[::1:80:80' '[zz]:80:80' ':80' '80:' \
