@@ -22,6 +22,9 @@ uint64_t stream_readers_served(const struct stream *s);
 uint64_t stream_max_lag(const struct stream *s);
 size_t stream_capacity(const struct stream *s);
 void stream_set_drain_cb(struct stream *s, void (*fn)(void *arg), void *arg);
+/* Lines (at most 15 bytes, '\n'-terminated; longer ones are cut) that readers write are passed to
+ * fn; the status stream takes "stop" from the host (odyn.md). */
+void stream_set_command_cb(struct stream *s, void (*fn)(void *arg, const char *line), void *arg);
 void stream_drop_stalled(struct stream *s, uint64_t lag, unsigned stall_ms);
 void stream_free(struct stream *s);
 

@@ -5,6 +5,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/signalfd.h>
+#include <sys/socket.h>
 #include <sys/timerfd.h>
 
 #include "runtime/outer_internal.h"
@@ -81,6 +82,17 @@ static void on_console(struct ev_handler *h, uint32_t events)
 	o->console_fd = -1;
 }
 
+static void on_stop_timer(struct ev_handler *h, uint32_t events)
+{
+	struct outer *o = outer_container_of(h, struct outer, stop_h);
+	(void)events;
+	log_warn("the app did not stop within %u ms: stopping the enclave", o->cfg.stop_timeout_ms);
+	evloop_stop(o->loop);
+}
+
+/* The first SIGINT/SIGTERM asks odyn (on the status stream) to stop the app, which then reports
+ * and ends the enclave; the run ends at exit_fd as usual. Without a status connection, after the
+ * timeout, or at a second signal, the enclave is stopped at once. */
 static void on_signal(struct ev_handler *h, uint32_t events)
 {
 	struct outer *o = outer_container_of(h, struct outer, sig_h);
@@ -88,9 +100,20 @@ static void on_signal(struct ev_handler *h, uint32_t events)
 	(void)events;
 	if (read(o->sigfd, &si, sizeof(si)) != sizeof(si))
 		return;
+	bool again = o->signo != 0;
 	o->signo = (int)si.ssi_signo;
-	log_info("signal %d: stopping the enclave", o->signo);
-	evloop_stop(o->loop);
+	for (size_t i = 0; i < o->n_ingress; i++)
+		outer_ingress_close(o, &o->ingress[i]);
+	if (again || o->status.fd < 0 || send(o->status.fd, "stop\n", 5, MSG_NOSIGNAL) != 5) {
+		log_info("signal %d: stopping the enclave", o->signo);
+		evloop_stop(o->loop);
+		return;
+	}
+	log_info("signal %d: asking the app to stop (again to stop the enclave at once)", o->signo);
+	o->stop_asked = true;
+	struct itimerspec its = {.it_value = {.tv_sec = o->cfg.stop_timeout_ms / 1000,
+	                                      .tv_nsec = (long)(o->cfg.stop_timeout_ms % 1000) * 1000000}};
+	timerfd_settime(o->stop_timerfd, 0, &its, NULL);
 }
 
 int outer_new(const struct outer_config *cfg, struct outer **out, struct err **err)
@@ -99,7 +122,9 @@ int outer_new(const struct outer_config *cfg, struct outer **out, struct err **e
 	o->cfg = *cfg;
 	if (!o->cfg.log_prefix)
 		o->cfg.log_prefix = "[app] ";
-	o->sigfd = o->timerfd = o->exit_fd = o->console_fd = -1;
+	if (!o->cfg.stop_timeout_ms)
+		o->cfg.stop_timeout_ms = 30000;
+	o->sigfd = o->timerfd = o->stop_timerfd = o->exit_fd = o->console_fd = -1;
 	o->reserve_fd = transport_reserve_fd();
 	gstream_init(o, &o->status, GSTREAM_STATUS);
 	gstream_init(o, &o->log, GSTREAM_LOG);
@@ -124,14 +149,17 @@ int outer_new(const struct outer_config *cfg, struct outer **out, struct err **e
 	o->blocked = true;
 	o->sigfd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
 	o->timerfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
-	if (o->sigfd < 0 || o->timerfd < 0) {
+	o->stop_timerfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+	if (o->sigfd < 0 || o->timerfd < 0 || o->stop_timerfd < 0) {
 		err_sys(err, "signalfd/timerfd");
 		goto fail;
 	}
 	o->sig_h.fn = on_signal;
 	o->timer_h.fn = on_timer;
+	o->stop_h.fn = on_stop_timer;
 	if (evloop_add(o->loop, o->sigfd, EPOLLIN, &o->sig_h, err) < 0 ||
-	    evloop_add(o->loop, o->timerfd, EPOLLIN, &o->timer_h, err) < 0)
+	    evloop_add(o->loop, o->timerfd, EPOLLIN, &o->timer_h, err) < 0 ||
+	    evloop_add(o->loop, o->stop_timerfd, EPOLLIN, &o->stop_h, err) < 0)
 		goto fail;
 	*out = o;
 	return 0;
@@ -185,10 +213,7 @@ int outer_run(struct outer *o, struct outer_result *res, struct err **err)
 		evloop_del(o->loop, o->exit_fd);
 	if (o->console_fd >= 0)
 		evloop_del(o->loop, o->console_fd);
-	if (o->signo) {
-		/* No new connections while stopping. */
-		for (size_t i = 0; i < o->n_ingress; i++)
-			outer_ingress_close(o, &o->ingress[i]);
+	if (o->signo && !o->done) {
 		_cleanup_err_ struct err *e = NULL;
 		if (launcher_stop(l, &e) < 0)
 			log_warn("stopping the enclave: %s", e->msg);
@@ -228,6 +253,8 @@ void outer_free(struct outer *o)
 	}
 	if (o->timerfd >= 0)
 		close(o->timerfd);
+	if (o->stop_timerfd >= 0)
+		close(o->stop_timerfd);
 	if (o->reserve_fd >= 0)
 		close(o->reserve_fd);
 	evloop_free(o->loop);

@@ -35,6 +35,8 @@ struct outer_config {
 	bool debug_mode;                    /* stream the console (to stderr) */
 	int log_fd;                         /* where the app's lines go (stdout) */
 	const char *log_prefix;             /* before each app line; NULL: "[app] " */
+	unsigned stop_timeout_ms;           /* SIGINT/SIGTERM: how long the app gets to stop (odyn's "stop"
+	                                       on the status stream) before launcher_stop; 0: 30000 */
 };
 
 enum outer_outcome {

@@ -59,15 +59,16 @@ struct outer {
 	size_t n_ingress;
 	struct outer_egress *egress;
 	struct gstream status, log;
-	struct ev_handler exit_h, console_h, sig_h, timer_h;
-	int sigfd, timerfd, exit_fd, console_fd;
+	struct ev_handler exit_h, console_h, sig_h, timer_h, stop_h;
+	int sigfd, timerfd, stop_timerfd, exit_fd, console_fd;
 	bool blocked; /* SIGINT/SIGTERM blocked by outer_new */
 	sigset_t old_mask;
 	/* what odyn reported last */
 	bool have_final;
 	struct outer_result final;
-	bool started; /* a "running" status was seen */
-	int signo;    /* SIGINT/SIGTERM received */
+	bool started;    /* a "running" status was seen */
+	int signo;       /* SIGINT/SIGTERM received */
+	bool stop_asked; /* "stop" sent to odyn; waiting for the enclave to end */
 	bool done;
 };
 

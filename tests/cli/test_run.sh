@@ -173,11 +173,12 @@ check "the app's log reached stdout before the stop" test -s "$TMP/w.out" -o -e 
 
 # --- several enclaves at once; conflicts refused; SIGTERM to the run process
 cat >"$TMP/loop.sh" <<'APP'
+trap 'echo got-term; exit 5' TERM
 echo started
 while :; do sleep 0.05; done
 APP
 H1=$(free_port)
-ENCLAVER_LOCAL_CMD="sh $TMP/loop.sh" "$RUNL" run --launcher local --eif "$EIF" --manifest "$TMP/m.yaml" \
+ENCLAVER_LOCAL_CMD="exec sh $TMP/loop.sh" "$RUNL" run --launcher local --eif "$EIF" --manifest "$TMP/m.yaml" \
 	--name one --cid 77 -p "$H1:$EP" >"$TMP/one.out" 2>"$TMP/one.err" &
 p1=$!
 bg_track $p1
@@ -198,6 +199,8 @@ check_fails "a name in use is refused" 'the name two is taken' \
 kill -TERM $p1
 wait $p1
 check "SIGTERM: graceful stop, exit 109" test $? -eq 109
+check "SIGTERM: the app got its own SIGTERM and its last words were printed" grep -qx '\[app\] got-term' "$TMP/one.out"
+check "SIGTERM: reported as a stop by signal 15" grep -q 'stopped by signal 15' "$TMP/one.err"
 check "the other enclave still runs" kill -0 $p2
 check "ps shows only the other one" python3 -c '
 import json,subprocess,sys
