@@ -89,9 +89,9 @@ $(ENCLAVER): $(CLI_OBJS) $(LIBENCLAVER)
 # odyn runs inside the enclave on any (or no) distribution: one static
 # binary with only libc, jansson and libyaml. ASan cannot link statically, so
 # the asan variant (which the tests also run) is dynamic.
-ODYN_LIBS := -Wl,-Bstatic -ljansson -lyaml -Wl,-Bdynamic
+ODYN_LIBS := -Wl,-Bstatic -ljansson -lyaml -lssl -lcrypto -Wl,-Bdynamic -lpthread
 ifeq ($(VARIANT),release)
-  ODYN_LIBS := -static -ljansson -lyaml
+  ODYN_LIBS := -static -ljansson -lyaml -lssl -lcrypto -lpthread
 endif
 $(ODYN): $(BUILD)/obj/odyn/main/main.o $(LIBENCLAVER)
 	@mkdir -p $(dir $@)

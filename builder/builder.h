@@ -277,13 +277,15 @@ void bld_kernel_bundle_free(struct bld_kernel_bundle *b);
 
 struct bld_build_opts {
 	const char *manifest_path; /* "-": stdin */
-	const char *odyn_path;     /* the odyn binary (required; the CLI resolves the default) */
+	const char *odyn_path;     /* the odyn binary given by the user (--odyn, $ENCLAVER_ODYN): beats sources.odyn */
+	const char *odyn_default;  /* without either: the odyn shipped with enclaver (next to the binary) */
 	const char *kernel_bundle; /* NULL: ENCLAVER_KERNEL_BUNDLE, the AWS blobs, the cache's bundle */
 	const char *platform;      /* NULL: the kernel bundle's architecture */
 	const char *eif_only;      /* write the EIF here and stop (no release image) */
 	const char *output;        /* release image to this reference (oci:DIR[:TAG]...), or NULL */
 	const char *push;          /* release image pushed to this reference, or NULL */
 	const char *tmp_dir;       /* NULL: $TMPDIR, else /tmp */
+	bool no_ramdisk_cache;     /* always flatten; neither read nor keep a cached customer ramdisk */
 	struct oci_opts oci;       /* cache, credentials, TLS, offline */
 };
 
@@ -294,6 +296,41 @@ int bld_build(const struct bld_build_opts *opts, json_t **result, struct err **e
  * else /usr/share/nitro_enclaves/blobs when it has a kernel, else CACHE/kernel-bundle.
  * Caller frees; the error lists where it looked. */
 int bld_kernel_bundle_default(const char *cache_dir, char **out, struct err **err);
+
+/* ================================================================ files out of an image
+ * builder/image_files.c: pulls an image (any oci/ transport, through the cache), applies its
+ * layers to a flatten tree and copies the named regular files out, each atomically. Nothing is
+ * extracted to disk but the wanted files; symlinks are not followed. */
+struct bld_image_file {
+	const char *path; /* in the image: "/enclave/application.eif" */
+	const char *out;  /* written here */
+	bool optional;    /* absent is fine (found tells) rather than an error */
+	bool found;       /* out: the image had it */
+};
+/* digest_out (may be NULL) gets the image's manifest digest. */
+int bld_image_files_extract(const char *ref, const struct oci_opts *opts, struct bld_image_file *files, size_t n,
+                            const char *tmp_dir, char digest_out[OCI_DIGEST_MAX], struct err **err);
+
+/* ================================================================ ramdisk cache
+ * The customer ramdisks of the last few builds, kept under CACHE/ramdisks/<key>.cpio
+ * (builder/ramdisk_cache.c). The key is a SHA-256 over every input of the ramdisk: this
+ * enclaver's version, the layers' digests and media types, the image config's digest, odyn's
+ * digest, the manifest's bytes and SOURCE_DATE_EPOCH. The folder is trusted as the blob cache is:
+ * it belongs to the user running the build. */
+struct bld_ramdisk_key;
+struct bld_ramdisk_key *bld_ramdisk_key_new(void);
+void bld_ramdisk_key_add(struct bld_ramdisk_key *k, const char *text);
+void bld_ramdisk_key_add_bytes(struct bld_ramdisk_key *k, const void *data, size_t len);
+/* Writes "sha256:<hex>" and frees k. */
+void bld_ramdisk_key_final(struct bld_ramdisk_key *k, char out[OCI_DIGEST_MAX]);
+/* The path the ramdisk of `key` has in the cache (present or not). Caller frees. */
+char *bld_ramdisk_cache_path(const char *cache_dir, const char *key);
+/* True when the ramdisk of `key` is cached; *path (caller frees) is set either way. */
+bool bld_ramdisk_cache_lookup(const char *cache_dir, const char *key, char **path);
+/* Creates CACHE/ramdisks. */
+int bld_ramdisk_cache_prepare(const char *cache_dir, struct err **err);
+/* Keeps the most recently used few ramdisks and removes the others. */
+void bld_ramdisk_cache_prune(const char *cache_dir);
 
 /* ================================================================ release image
  * The OCI image `enclaver build` ships: one deterministic uncompressed layer
@@ -315,12 +352,6 @@ struct bld_release_spec {
  * *digest_out gets the manifest digest. */
 int bld_release_write(const char *layout_dir, const char *tag, const struct bld_release_spec *spec,
                       char digest_out[OCI_DIGEST_MAX], struct err **err);
-
-/* The reverse, for `enclaver run IMAGE`: fetches the release image (any oci/ transport, through the
- * cache) and writes its /enclave/application.eif and /enclave/enclaver.yaml into dir (which must
- * exist) as dir/application.eif and dir/enclaver.yaml; the paths are returned (caller frees). */
-int bld_release_extract(const char *ref, const struct oci_opts *opts, const char *dir, char **eif_path,
-                        char **manifest_path, struct err **err);
 
 /* An array of strings from an image config object (Entrypoint, Cmd, Env), or
  * none when absent or null; anything else is an error naming config.KEY. The

@@ -177,16 +177,11 @@ int bld_cpio_finish(struct bld_cpio *c, struct err **err)
 
 static int bootstrap_add_file(struct bld_cpio *c, const char *name, const char *path, uint32_t perm, struct err **err)
 {
-	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+	uint64_t size;
+	_cleanup_close_ int fd = io_open_regular(path, &size, err);
 	if (fd < 0)
-		return err_sys(err, "open %s", path);
-	struct stat st;
-	if (fstat(fd, &st) < 0)
-		return err_sys(err, "stat %s", path);
-	if (!S_ISREG(st.st_mode))
-		return err_set(err, EINVAL, "%s is not a regular file", path);
-	struct bld_cpio_entry e = {
-	    .name = name, .mode = S_IFREG | perm, .mtime = BLD_LINUXKIT_MTIME, .size = (uint64_t)st.st_size};
+		return -1;
+	struct bld_cpio_entry e = {.name = name, .mode = S_IFREG | perm, .mtime = BLD_LINUXKIT_MTIME, .size = size};
 	if (bld_cpio_header(c, &e, err) < 0 || bld_cpio_data_from_fd(c, fd, 0, e.size, err) < 0)
 		return err_wrap(err, "%s", path);
 	return 0;

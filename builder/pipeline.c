@@ -120,6 +120,9 @@ struct build {
 	struct oci_manifest image;
 	bool image_parsed;
 	json_t *config; /* the image config document */
+	const char *odyn_path; /* the odyn this build puts in: the user's, sources.odyn's, or the default */
+	char *odyn_extracted;  /* b->tmp/odyn when it came from sources.odyn */
+	char odyn_image_digest[OCI_DIGEST_MAX];
 	char odyn_digest[OCI_DIGEST_MAX];
 	int64_t sde;   /* SOURCE_DATE_EPOCH or -1 */
 	int64_t epoch; /* the build's time: SOURCE_DATE_EPOCH, else the image's created, else 0 */
@@ -143,6 +146,7 @@ static void build_free(struct build *b)
 	if (b->image_parsed)
 		oci_manifest_free(&b->image);
 	json_decref(b->config);
+	free(b->odyn_extracted);
 }
 
 static int step_kernel_bundle(struct build *b, struct err **err)
@@ -168,6 +172,44 @@ static int step_kernel_bundle(struct build *b, struct err **err)
 	b->platform_text = oci_platform_format(&b->platform);
 	log_info("kernel bundle %s: %s %s, %s kernel, %zu module(s)", b->bundle_dir, b->bundle->os ? b->bundle->os : "",
 	         b->bundle->kernel_version ? b->bundle->kernel_version : "(no config)", arch, b->bundle->n_modules);
+	return 0;
+}
+
+/* Where odyn comes from: --odyn or $ENCLAVER_ODYN, else the manifest's sources.odyn image (its
+ * /usr/local/bin/odyn, else /sbin/odyn, as the original's odyn images and our release images
+ * hold it), else the odyn shipped with enclaver. Sets b->odyn_path and its digest. */
+static int step_odyn(struct build *b, struct err **err)
+{
+	const char *src = b->manifest->source_odyn;
+	if (b->opts->odyn_path) {
+		b->odyn_path = b->opts->odyn_path;
+		if (src)
+			log_warn("%s: sources.odyn (%s) is overridden by the odyn binary %s", b->manifest->path, src,
+			         b->odyn_path);
+	} else if (src) {
+		_cleanup_free_ char *local = xasprintf("%s/odyn.usr-local-bin", b->tmp);
+		_cleanup_free_ char *sbin = xasprintf("%s/odyn.sbin", b->tmp);
+		struct bld_image_file files[] = {{.path = "/usr/local/bin/odyn", .out = local, .optional = true},
+		                                 {.path = "/sbin/odyn", .out = sbin, .optional = true}};
+		struct oci_opts o = b->opts->oci;
+		o.platform = b->platform_text;
+		log_info("pulling odyn from %s (%s)", src, b->platform_text);
+		if (bld_image_files_extract(src, &o, files, 2, b->tmp, b->odyn_image_digest, err) < 0)
+			return err_wrap(err, "%s: sources.odyn", b->manifest->path);
+		if (!files[0].found && !files[1].found)
+			return err_set(err, ENOENT, "%s: sources.odyn %s: the image has neither /usr/local/bin/odyn nor /sbin/odyn",
+			               b->manifest->path, src);
+		b->odyn_extracted = steal_pointer(files[0].found ? &local : &sbin);
+		b->odyn_path = b->odyn_extracted;
+	} else if (b->opts->odyn_default) {
+		b->odyn_path = b->opts->odyn_default;
+	} else {
+		return err_set(err, ENOENT,
+		               "no odyn binary: pass --odyn FILE, set ENCLAVER_ODYN or name an odyn image in sources.odyn "
+		               "(`make` builds bin/odyn next to enclaver)");
+	}
+	if (file_digest(b->odyn_path, b->odyn_digest, err) < 0)
+		return err_wrap(err, "odyn binary %s", b->odyn_path);
 	return 0;
 }
 
@@ -234,7 +276,7 @@ static int step_customer(struct build *b, const char *out, struct err **err)
 	}
 	if (r == 0) {
 		struct bld_initramfs_spec spec = {.tree = tree,
-		                                  .odyn_path = b->opts->odyn_path,
+		                                  .odyn_path = b->odyn_path,
 		                                  .manifest_data = b->manifest->raw,
 		                                  .manifest_len = b->manifest->raw_len,
 		                                  .config = &app,
@@ -245,10 +287,45 @@ static int step_customer(struct build *b, const char *out, struct err **err)
 	return r;
 }
 
+/* The customer ramdisk's cache key: every input step_customer reads. */
+static void customer_key(const struct build *b, char key[OCI_DIGEST_MAX])
+{
+	struct bld_ramdisk_key *k = bld_ramdisk_key_new();
+	for (size_t i = 0; i < b->image.n_layers; i++) {
+		bld_ramdisk_key_add(k, b->image.layers[i].digest);
+		bld_ramdisk_key_add(k, b->image.layers[i].media_type);
+	}
+	bld_ramdisk_key_add(k, b->image.config.digest);
+	bld_ramdisk_key_add(k, b->odyn_digest);
+	bld_ramdisk_key_add_bytes(k, b->manifest->raw, b->manifest->raw_len);
+	bld_ramdisk_key_add_bytes(k, &b->sde, sizeof(b->sde));
+	bld_ramdisk_key_final(k, key);
+}
+
+/* The customer ramdisk from the cache when a build with the same inputs made it, else made now
+ * (into the cache, or the temporary folder with --no-ramdisk-cache). *path: where it is. */
+static int step_customer_cached(struct build *b, char **path, struct err **err)
+{
+	if (b->opts->no_ramdisk_cache) {
+		*path = xasprintf("%s/customer.cpio", b->tmp);
+		return step_customer(b, *path, err);
+	}
+	char key[OCI_DIGEST_MAX];
+	customer_key(b, key);
+	if (bld_ramdisk_cache_lookup(b->cache.dir, key, path)) {
+		log_info("customer ramdisk unchanged: reusing %s", *path);
+		return 0;
+	}
+	if (bld_ramdisk_cache_prepare(b->cache.dir, err) < 0 || step_customer(b, *path, err) < 0)
+		return -1;
+	bld_ramdisk_cache_prune(b->cache.dir);
+	return 0;
+}
+
 static int step_bootstrap(struct build *b, const char *out, struct err **err)
 {
 	/* Debian's kernel has no enclave init: odyn is one when it runs as PID 1. */
-	struct bld_bootstrap_spec spec = {.init_path = b->bundle->init_path ? b->bundle->init_path : b->opts->odyn_path,
+	struct bld_bootstrap_spec spec = {.init_path = b->bundle->init_path ? b->bundle->init_path : b->odyn_path,
 	                                  .nsm_path = b->bundle->nsm_path,
 	                                  .module_paths = (const char *const *)b->bundle->module_paths,
 	                                  .n_modules = b->bundle->n_modules};
@@ -361,7 +438,10 @@ static json_t *report_sources(const struct build *b)
 	json_t *app =
 	    json_pack("{s:s, s:s, s:s, s:s}", "Image", b->manifest->source_app, "Digest", b->pulled.manifest_digest,
 	              "ImageID", b->image.config.digest, "Platform", b->platform_text);
-	json_t *odyn = json_pack("{s:s, s:s}", "Path", b->opts->odyn_path, "Digest", b->odyn_digest);
+	json_t *odyn = b->odyn_extracted
+	                   ? json_pack("{s:s, s:s, s:s}", "Image", b->manifest->source_odyn, "ImageDigest",
+	                               b->odyn_image_digest, "Digest", b->odyn_digest)
+	                   : json_pack("{s:s, s:s}", "Path", b->odyn_path, "Digest", b->odyn_digest);
 	json_t *kernel = json_pack("{s:s, s:s?}", "Bundle", b->bundle_dir, "KernelVersion", b->bundle->kernel_version);
 	return json_pack("{s:o, s:o, s:o}", "App", app, "Odyn", odyn, "Kernel", kernel);
 }
@@ -374,22 +454,11 @@ int bld_build(const struct bld_build_opts *opts, json_t **result, struct err **e
 	_cleanup_free_ char *customer = NULL, *bootstrap = NULL, *eif = NULL;
 	_cleanup_json_ json_t *image = NULL;
 	int r = -1;
-	if (!opts->odyn_path) {
-		err_set(err, EINVAL, "no odyn binary given");
-		goto out;
-	}
 	if (bld_manifest_load(opts->manifest_path, &b.manifest, err) < 0)
 		goto out;
-	if (b.manifest->source_odyn)
-		log_warn("%s: sources.odyn (%s) is an image reference; this build uses the odyn binary %s",
-		         b.manifest->path, b.manifest->source_odyn, opts->odyn_path);
 	if (b.manifest->source_sleeve)
 		log_warn("%s: sources.sleeve (%s) is not supported yet and is ignored", b.manifest->path,
 		         b.manifest->source_sleeve);
-	if (file_digest(opts->odyn_path, b.odyn_digest, err) < 0) {
-		err_wrap(err, "odyn binary");
-		goto out;
-	}
 	if (getenv("SOURCE_DATE_EPOCH") && time_source_date_epoch(&b.sde, err) < 0)
 		goto out;
 	if (oci_cache_open(opts->oci.cache_dir, &b.cache, err) < 0)
@@ -405,15 +474,14 @@ int bld_build(const struct bld_build_opts *opts, json_t **result, struct err **e
 		free(steal_pointer(&b.tmp));
 		goto out;
 	}
-	if (step_pull(&b, err) < 0)
+	if (step_odyn(&b, err) < 0 || step_pull(&b, err) < 0)
 		goto out;
 	int64_t created = config_created(b.config);
 	b.epoch = b.sde >= 0 ? b.sde : created >= 0 ? created : 0;
 
-	customer = xasprintf("%s/customer.cpio", b.tmp);
 	bootstrap = xasprintf("%s/bootstrap.cpio", b.tmp);
 	eif = opts->eif_only ? xstrdup(opts->eif_only) : xasprintf("%s/application.eif", b.tmp);
-	if (step_customer(&b, customer, err) < 0 || step_bootstrap(&b, bootstrap, err) < 0)
+	if (step_customer_cached(&b, &customer, err) < 0 || step_bootstrap(&b, bootstrap, err) < 0)
 		goto out;
 	log_info("writing the EIF");
 	if (step_eif(&b, eif, bootstrap, customer, err) < 0)

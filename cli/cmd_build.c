@@ -7,6 +7,7 @@
 
 #include "builder/builder.h"
 #include "cli/cli.h"
+#include "cli/oci_opts.h"
 
 static void build_usage(FILE *f)
 {
@@ -25,14 +26,13 @@ static void build_usage(FILE *f)
 	      "  --kernel-bundle DIR          kernel, cmdline[, init, nsm.ko, modules] (default: "
 	      "$ENCLAVER_KERNEL_BUNDLE,\n"
 	      "                               /usr/share/nitro_enclaves/blobs, then CACHE/kernel-bundle)\n"
-	      "  --odyn FILE                  the odyn binary (default: $ENCLAVER_ODYN, then odyn next to enclaver)\n"
-	      "  --platform OS/ARCH[/VARIANT] image platform (default: the kernel bundle's architecture)\n"
-	      "  --creds USER:PASSWORD        registry credentials (else auth.json / docker config)\n"
-	      "  --tls-verify=false, --insecure  no TLS verification; plain HTTP allowed (test registries)\n"
-	      "  --cert-dir DIR               trust the CA certificates (*.crt) in DIR\n"
-	      "  --offline                    no network: sources from the cache or local layouts only\n"
-	      "  --cache-dir DIR              blob cache (default $XDG_CACHE_HOME/enclaver)\n"
+	      "  --odyn FILE                  the odyn binary (default: $ENCLAVER_ODYN, then the manifest's\n"
+	      "                               sources.odyn image, then odyn next to enclaver)\n"
+	      CLI_OCI_USAGE
+	      "                               (--platform defaults to the kernel bundle's architecture)\n"
 	      "  --tmpdir DIR                 where the private temporary folder goes (default $TMPDIR or /tmp)\n"
+	      "  --no-ramdisk-cache           always flatten; do not reuse or keep the customer ramdisk in\n"
+	      "                               the cache (by default the last 3 are kept, keyed by their inputs)\n"
 	      "\n"
 	      "SOURCE_DATE_EPOCH sets the build time and every added file's mtime; unset, the app image's\n"
 	      "`created` is used, so the same inputs give the same EIF bytes and release image digest.\n",
@@ -44,23 +44,14 @@ enum {
 	OPT_PUSH,
 	OPT_BUNDLE,
 	OPT_ODYN,
-	OPT_PLATFORM,
-	OPT_CREDS,
-	OPT_INSECURE,
-	OPT_TLS_VERIFY,
-	OPT_CERT_DIR,
-	OPT_OFFLINE,
-	OPT_CACHE_DIR,
 	OPT_TMPDIR,
+	OPT_NO_RAMDISK_CACHE,
 	OPT_HELP,
 };
 
-/* odyn from the option, ENCLAVER_ODYN, or beside the running binary. */
-static char *odyn_default(void)
+/* The odyn shipped with enclaver: beside the running binary (`make` puts both in bin/). */
+static char *odyn_beside_self(void)
 {
-	const char *env = getenv("ENCLAVER_ODYN");
-	if (env && *env)
-		return xstrdup(env);
 	char self[PATH_MAX];
 	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
 	if (n <= 0)
@@ -82,14 +73,9 @@ int cmd_build(int argc, char **argv)
 	    {"push", optional_argument, NULL, OPT_PUSH},
 	    {"kernel-bundle", required_argument, NULL, OPT_BUNDLE},
 	    {"odyn", required_argument, NULL, OPT_ODYN},
-	    {"platform", required_argument, NULL, OPT_PLATFORM},
-	    {"creds", required_argument, NULL, OPT_CREDS},
-	    {"insecure", no_argument, NULL, OPT_INSECURE},
-	    {"tls-verify", required_argument, NULL, OPT_TLS_VERIFY},
-	    {"cert-dir", required_argument, NULL, OPT_CERT_DIR},
-	    {"offline", no_argument, NULL, OPT_OFFLINE},
-	    {"cache-dir", required_argument, NULL, OPT_CACHE_DIR},
+	    CLI_OCI_LONG_OPTIONS,
 	    {"tmpdir", required_argument, NULL, OPT_TMPDIR},
+	    {"no-ramdisk-cache", no_argument, NULL, OPT_NO_RAMDISK_CACHE},
 	    {"help", no_argument, NULL, OPT_HELP},
 	    {0},
 	};
@@ -104,44 +90,35 @@ int cmd_build(int argc, char **argv)
 		case OPT_PUSH: o.push = optarg ? optarg : ""; break;
 		case OPT_BUNDLE: o.kernel_bundle = optarg; break;
 		case OPT_ODYN: o.odyn_path = optarg; break;
-		case OPT_PLATFORM: o.platform = optarg; break;
-		case OPT_CREDS: o.oci.creds = optarg; break;
-		case OPT_INSECURE: o.oci.insecure = true; break;
-		case OPT_TLS_VERIFY:
-			if (strcmp(optarg, "false") == 0)
-				o.oci.insecure = true;
-			else if (strcmp(optarg, "true") != 0)
-				return cli_usage_error("build", "--tls-verify takes true or false, not \"%s\"", optarg);
-			break;
-		case OPT_CERT_DIR: o.oci.cert_dir = optarg; break;
-		case OPT_OFFLINE: o.oci.offline = true; break;
-		case OPT_CACHE_DIR: o.oci.cache_dir = optarg; break;
 		case OPT_TMPDIR: o.tmp_dir = optarg; break;
+		case OPT_NO_RAMDISK_CACHE: o.no_ramdisk_cache = true; break;
 		case 'h':
 		case OPT_HELP: build_usage(stdout); return EXIT_OK;
-		default: return cli_usage_error("build", "unknown option");
+		default: {
+			int r = cli_oci_option("build", c, optarg, &o.oci);
+			if (r != 1)
+				return r == 0 ? cli_usage_error("build", "unknown option") : r;
+			break;
+		}
 		}
 	}
 	if (optind != argc)
 		return cli_usage_error("build", "unexpected argument \"%s\"", argv[optind]);
 	if (o.eif_only && (o.output || o.push))
 		return cli_usage_error("build", "--eif-only makes no release image: drop --output/--push");
-	if (o.oci.creds && strchr(o.oci.creds, ':') == NULL)
-		return cli_usage_error("build", "--creds takes USER:PASSWORD");
-	if (log_get_level() < LOG_WARN)
-		o.oci.quiet = true;
+	int rc = cli_oci_options_check("build", &o.oci);
+	if (rc)
+		return rc;
+	/* The build pulls each source for the platform it settles on (the bundle's by default). */
+	o.platform = o.oci.platform;
+	o.oci.platform = NULL;
 	struct err *err = NULL;
-	if (!o.odyn_path) {
-		odyn = odyn_default();
-		if (!odyn || access(odyn, R_OK) != 0) {
-			err_set(&err, ENOENT,
-			        "no odyn binary: pass --odyn FILE or set ENCLAVER_ODYN (looked for %s; `make` builds "
-			        "bin/odyn)",
-			        odyn ? odyn : "odyn next to enclaver");
-			return cli_fail(&err);
-		}
-		o.odyn_path = odyn;
-	}
+	const char *env_odyn = getenv("ENCLAVER_ODYN");
+	if (!o.odyn_path && env_odyn && *env_odyn)
+		o.odyn_path = env_odyn;
+	odyn = odyn_beside_self();
+	if (odyn && access(odyn, R_OK) == 0)
+		o.odyn_default = odyn;
 	_cleanup_json_ json_t *report = NULL;
 	if (bld_build(&o, &report, &err) < 0 || cli_print_json(report, &err) < 0)
 		return cli_fail(&err);

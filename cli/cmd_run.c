@@ -10,6 +10,7 @@
 
 #include "builder/builder.h"
 #include "cli/cli.h"
+#include "cli/oci_opts.h"
 #include "eif/eif.h"
 #include "runtime/outer.h"
 
@@ -76,11 +77,6 @@ enum {
 	OPT_EMULATE,
 	OPT_LAUNCHER,
 	OPT_NAME,
-	OPT_CACHE_DIR,
-	OPT_INSECURE,
-	OPT_CERT_DIR,
-	OPT_CREDS,
-	OPT_OFFLINE,
 	OPT_HELP,
 };
 
@@ -122,6 +118,7 @@ static void run_usage(FILE *f, bool entrypoint)
 	      "                          enclaver build or describe-eif)\n"
 	      "  --emulate               QEMU's nitro-enclave machine instead of /dev/nitro_enclaves\n"
 	      "  -v                      more detail on stderr\n"
+	      "Pulling IMAGE:\n" CLI_OCI_USAGE
 	      "The launch information (nitro-cli's run-enclave JSON) is printed on stderr; stdout carries the\n"
 	      "app's output, each line prefixed with \"[app] \".\n",
 	      f);
@@ -156,11 +153,7 @@ static int run_parse(int argc, char **argv, bool entrypoint, struct run_opts *o)
 	    {"emulate", no_argument, NULL, OPT_EMULATE},
 	    {"launcher", required_argument, NULL, OPT_LAUNCHER},
 	    {"name", required_argument, NULL, OPT_NAME},
-	    {"cache-dir", required_argument, NULL, OPT_CACHE_DIR},
-	    {"insecure", no_argument, NULL, OPT_INSECURE},
-	    {"cert-dir", required_argument, NULL, OPT_CERT_DIR},
-	    {"creds", required_argument, NULL, OPT_CREDS},
-	    {"offline", no_argument, NULL, OPT_OFFLINE},
+	    CLI_OCI_LONG_OPTIONS,
 	    {"verbose", no_argument, NULL, 'v'},
 	    {"help", no_argument, NULL, OPT_HELP},
 	    {0},
@@ -199,15 +192,16 @@ static int run_parse(int argc, char **argv, bool entrypoint, struct run_opts *o)
 		case OPT_EMULATE: o->launcher = "emulator"; break;
 		case OPT_LAUNCHER: o->launcher = optarg; break;
 		case OPT_NAME: o->name = optarg; break;
-		case OPT_CACHE_DIR: o->oci.cache_dir = optarg; break;
-		case OPT_INSECURE: o->oci.insecure = true; break;
-		case OPT_CERT_DIR: o->oci.cert_dir = optarg; break;
-		case OPT_CREDS: o->oci.creds = optarg; break;
-		case OPT_OFFLINE: o->oci.offline = true; break;
 		case 'v': log_set_level(log_get_level() < LOG_DEBUG ? log_get_level() + 1 : LOG_DEBUG); break;
 		case 'h':
 		case OPT_HELP: run_usage(stdout, entrypoint); return EXIT_OK;
-		default: return cli_usage_error(o->cmd, "unknown option");
+		default: {
+			int r = cli_oci_option(o->cmd, c, optarg, &o->oci);
+			if (r == 0)
+				return cli_usage_error(o->cmd, "unknown option");
+			if (r != 1)
+				return r;
+		}
 		}
 	}
 	if (!entrypoint && optind < argc)
@@ -226,9 +220,8 @@ static int run_parse(int argc, char **argv, bool entrypoint, struct run_opts *o)
 		o->launcher = "nitro";
 	if (!launcher_lookup(o->launcher))
 		return cli_usage_error(o->cmd, "--launcher %s: not a launcher of this build", o->launcher);
-	if (log_get_level() < LOG_WARN)
-		o->oci.quiet = true;
-	return -1;
+	int r = cli_oci_options_check(o->cmd, &o->oci);
+	return r ? r : -1;
 }
 
 /* ---------------------------------------------------------------- running */
@@ -301,8 +294,14 @@ static int run_main(struct run_opts *o)
 			goto fail;
 		}
 		log_info("reading the release image %s", image);
-		if (bld_release_extract(image, &o->oci, tmp, &eif, &yaml, &err) < 0)
+		eif = xasprintf("%s/application.eif", tmp);
+		yaml = xasprintf("%s/enclaver.yaml", tmp);
+		struct bld_image_file files[] = {{.path = "/enclave/application.eif", .out = eif},
+		                                 {.path = "/enclave/enclaver.yaml", .out = yaml}};
+		if (bld_image_files_extract(image, &o->oci, files, 2, tmp, NULL, &err) < 0) {
+			err_wrap(&err, "release image");
 			goto fail;
+		}
 	}
 	if (bld_manifest_load(yaml, &m, &err) < 0 || policy_from_manifest(m, &policy, &err) < 0)
 		goto fail;

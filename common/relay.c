@@ -1,18 +1,23 @@
 /* relay: copies bytes both ways between two non-blocking sockets on the
  * event loop, with back-pressure (a side is not read while the other side
- * has unsent bytes) and half-close (EOF one way becomes shutdown(SHUT_WR)). */
+ * has unsent bytes) and half-close (EOF one way becomes shutdown(SHUT_WR)).
+ * One side may speak TLS (ingress termination, common/tls.c): its reads and
+ * writes then go through the TLS connection's memory buffers. */
 #include <errno.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
 
 #include "relay.h"
+#include "tls.h"
 
 struct relay_end {
 	struct ev_handler h;
 	struct relay *r;
 	int fd;
-	uint32_t events; /* what epoll currently watches */
+	uint32_t events;      /* what epoll currently watches */
+	struct tls_conn *tls; /* NULL: plain bytes */
+	bool shut_pending;    /* TLS: close_notify queued; shutdown(SHUT_WR) once it is sent */
 };
 
 /* Bytes read from end[i], not yet written to end[1 - i]. Allocated only
@@ -38,6 +43,8 @@ static void relay_free(void *p)
 	struct relay *r = p;
 	free(r->dir[0].pending);
 	free(r->dir[1].pending);
+	tls_conn_free(r->end[0].tls);
+	tls_conn_free(r->end[1].tls);
 	free(r);
 }
 
@@ -57,20 +64,118 @@ static void relay_close(struct relay *r)
 	evloop_defer_free(r->loop, r, relay_free);
 }
 
+/* Plaintext from an end: > 0 bytes, 0 at its end of stream, -1 with errno (EAGAIN: not now). */
+static ssize_t end_read(struct relay_end *e, char *buf, size_t n)
+{
+	for (;;) {
+		if (!e->tls) {
+			ssize_t k = recv(e->fd, buf, n, 0);
+			if (k < 0 && errno == EINTR)
+				continue;
+			return k;
+		}
+		_cleanup_err_ struct err *err = NULL;
+		ssize_t k = tls_conn_read(e->tls, buf, n, &err);
+		/* Reading may have produced handshake messages or alerts for the peer. */
+		if (tls_conn_flush(e->tls, e->fd) < 0 && k != TLS_EOF)
+			return -1;
+		if (k > 0)
+			return k;
+		if (k == TLS_EOF)
+			return 0;
+		if (k == TLS_FAILED) {
+			log_debug("ingress: %s", err ? err->msg : "TLS failed");
+			errno = EPROTO;
+			return -1;
+		}
+		char raw[16384];
+		ssize_t m = recv(e->fd, raw, sizeof(raw), 0);
+		if (m < 0) {
+			if (errno == EINTR)
+				continue;
+			return -1;
+		}
+		if (m == 0)
+			tls_conn_feed_eof(e->tls);
+		else
+			tls_conn_feed(e->tls, raw, (size_t)m);
+	}
+}
+
+/* Plaintext to an end: bytes taken (TLS takes all or none), or -1 with errno (EAGAIN: full). */
+static ssize_t end_write(struct relay_end *e, const char *data, size_t n)
+{
+	if (!e->tls) {
+		for (;;) {
+			ssize_t k = send(e->fd, data, n, MSG_NOSIGNAL);
+			if (k < 0 && errno == EINTR)
+				continue;
+			return k;
+		}
+	}
+	int f = tls_conn_flush(e->tls, e->fd);
+	if (f < 0)
+		return -1;
+	/* Bounded buffering: new records only once the previous ones are out, and only after the
+	 * handshake (which the reads drive). */
+	if (f == 1 || !tls_conn_established(e->tls)) {
+		errno = EAGAIN;
+		return -1;
+	}
+	_cleanup_err_ struct err *err = NULL;
+	if (tls_conn_write(e->tls, data, n, &err) < 0) {
+		log_debug("ingress: %s", err->msg);
+		errno = EPROTO;
+		return -1;
+	}
+	return tls_conn_flush(e->tls, e->fd) < 0 ? -1 : (ssize_t)n;
+}
+
+/* Passes an end of stream on to an end: shutdown(SHUT_WR), after close_notify for TLS. */
+static void end_shutdown(struct relay_end *e)
+{
+	if (e->tls) {
+		tls_conn_close_notify(e->tls);
+		if (tls_conn_flush(e->tls, e->fd) == 1) {
+			e->shut_pending = true;
+			return;
+		}
+	}
+	shutdown(e->fd, SHUT_WR);
+}
+
+/* TLS: sends queued records (and a pending shutdown); -1 when broken. */
+static int end_flush_raw(struct relay_end *e)
+{
+	if (!e->tls)
+		return 0;
+	int f = tls_conn_flush(e->tls, e->fd);
+	if (f < 0)
+		return -1;
+	if (f == 0 && e->shut_pending) {
+		shutdown(e->fd, SHUT_WR);
+		e->shut_pending = false;
+	}
+	return 0;
+}
+
 static void update(struct relay *r)
 {
 	for (int i = 0; i < 2; i++) {
+		struct relay_end *e = &r->end[i];
 		uint32_t ev = 0;
 		if (!r->dir[i].eof && r->dir[i].len == 0)
 			ev |= EPOLLIN;
-		if (r->dir[1 - i].len > 0)
+		if (r->dir[1 - i].len > 0 && (!e->tls || tls_conn_established(e->tls)))
 			ev |= EPOLLOUT;
-		if (ev != r->end[i].events) {
-			if (evloop_mod(r->loop, r->end[i].fd, ev, &r->end[i].h, NULL) < 0) {
+		if (e->tls && tls_conn_pending_out(e->tls) > 0)
+			ev |= EPOLLOUT;
+		if (ev != e->events) {
+			if (evloop_mod(r->loop, e->fd, ev, &e->h, NULL) < 0) {
 				relay_close(r);
 				return;
 			}
-			r->end[i].events = ev;
+			e->events = ev;
 		}
 	}
 }
@@ -80,14 +185,9 @@ static int flush_dir(struct relay *r, int i)
 {
 	struct relay_dir *d = &r->dir[i];
 	while (d->len > 0) {
-		ssize_t n = send(r->end[1 - i].fd, d->pending + d->off, d->len, MSG_NOSIGNAL);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			if (errno == EAGAIN)
-				return 0;
-			return -1;
-		}
+		ssize_t n = end_write(&r->end[1 - i], d->pending + d->off, d->len);
+		if (n < 0)
+			return errno == EAGAIN ? 0 : -1;
 		d->off += (size_t)n;
 		d->len -= (size_t)n;
 	}
@@ -95,7 +195,7 @@ static int flush_dir(struct relay *r, int i)
 	d->pending = NULL;
 	d->off = 0;
 	if (d->eof && !d->done) {
-		shutdown(r->end[1 - i].fd, SHUT_WR);
+		end_shutdown(&r->end[1 - i]);
 		d->done = true;
 	}
 	return 0;
@@ -116,24 +216,17 @@ static int pump(struct relay *r, int i)
 	char buf[65536];
 	struct relay_dir *d = &r->dir[i];
 	while (!d->eof && d->len == 0) {
-		ssize_t n = recv(r->end[i].fd, buf, sizeof(buf), 0);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			if (errno == EAGAIN)
-				return 0;
-			return -1;
-		}
+		ssize_t n = end_read(&r->end[i], buf, sizeof(buf));
+		if (n < 0)
+			return errno == EAGAIN ? 0 : -1;
 		if (n == 0) {
 			d->eof = true;
 			return flush_dir(r, i);
 		}
 		size_t off = 0;
 		while (off < (size_t)n) {
-			ssize_t w = send(r->end[1 - i].fd, buf + off, (size_t)n - off, MSG_NOSIGNAL);
+			ssize_t w = end_write(&r->end[1 - i], buf + off, (size_t)n - off);
 			if (w < 0) {
-				if (errno == EINTR)
-					continue;
 				if (errno == EAGAIN)
 					break;
 				return -1;
@@ -142,8 +235,10 @@ static int pump(struct relay *r, int i)
 		}
 		if (off < (size_t)n)
 			queue(d, buf + off, (size_t)n - off);
-		if ((size_t)n < sizeof(buf))
-			return 0; /* probably drained; epoll will say otherwise */
+		/* Probably drained (epoll will say otherwise), unless TLS holds decrypted or undecrypted
+		 * input that no readiness event will announce. */
+		if ((size_t)n < sizeof(buf) && !(r->end[i].tls && tls_conn_buffered(r->end[i].tls)))
+			return 0;
 	}
 	return 0;
 }
@@ -159,7 +254,7 @@ static void on_event(struct ev_handler *h, uint32_t events)
 		relay_close(r);
 		return;
 	}
-	if ((events & EPOLLOUT) && flush_dir(r, 1 - i) < 0) {
+	if ((events & EPOLLOUT) && (end_flush_raw(e) < 0 || flush_dir(r, 1 - i) < 0)) {
 		relay_close(r);
 		return;
 	}
@@ -180,13 +275,13 @@ static void on_event(struct ev_handler *h, uint32_t events)
 	update(r);
 }
 
-int relay_start(struct evloop *loop, int fd_a, int fd_b, const void *a_to_b, size_t n_a_to_b, const void *b_to_a,
-                size_t n_b_to_a, struct relay_list *list, struct err **err)
+static int relay_begin(struct evloop *loop, int fd_a, struct tls_conn *tls_a, int fd_b, const void *a_to_b,
+                       size_t n_a_to_b, const void *b_to_a, size_t n_b_to_a, struct relay_list *list, struct err **err)
 {
 	struct relay *r = xcalloc(1, sizeof(*r));
 	r->loop = loop;
 	r->list = list;
-	r->end[0] = (struct relay_end){.h.fn = on_event, .r = r, .fd = fd_a};
+	r->end[0] = (struct relay_end){.h.fn = on_event, .r = r, .fd = fd_a, .tls = tls_a};
 	r->end[1] = (struct relay_end){.h.fn = on_event, .r = r, .fd = fd_b};
 	if (n_a_to_b)
 		queue(&r->dir[0], a_to_b, n_a_to_b);
@@ -210,6 +305,18 @@ int relay_start(struct evloop *loop, int fd_a, int fd_b, const void *a_to_b, siz
 	list->n++;
 	update(r);
 	return 0;
+}
+
+int relay_start(struct evloop *loop, int fd_a, int fd_b, const void *a_to_b, size_t n_a_to_b, const void *b_to_a,
+                size_t n_b_to_a, struct relay_list *list, struct err **err)
+{
+	return relay_begin(loop, fd_a, NULL, fd_b, a_to_b, n_a_to_b, b_to_a, n_b_to_a, list, err);
+}
+
+int relay_start_tls(struct evloop *loop, int fd_tls, struct tls_conn *tls, int fd_plain, struct relay_list *list,
+                    struct err **err)
+{
+	return relay_begin(loop, fd_tls, tls, fd_plain, NULL, 0, NULL, 0, list, err);
 }
 
 void relay_list_close_all(struct relay_list *list)

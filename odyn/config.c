@@ -51,6 +51,10 @@ void odyn_config_free(struct odyn_config *c)
 	odyn_strv_free(c->env);
 	free(c->workdir);
 	free(c->groups);
+	for (size_t i = 0; i < c->n_ingress; i++) {
+		free(c->ingress[i].tls_cert_file);
+		free(c->ingress[i].tls_key_file);
+	}
 	free(c->ingress);
 	egress_policy_free(&c->policy);
 	memset(c, 0, sizeof(*c));
@@ -69,7 +73,7 @@ static int parse_int(const char *s, long min, long max, long *out)
 
 static int add_ingress(struct odyn_config *c, const char *spec, struct err **err)
 {
-	struct odyn_ingress in;
+	struct odyn_ingress in = {0};
 	const char *eq = strchr(spec, '=');
 	if (eq == NULL) {
 		long port;
@@ -89,6 +93,29 @@ static int add_ingress(struct odyn_config *c, const char *spec, struct err **err
 	c->ingress = xrealloc(c->ingress, (c->n_ingress + 1) * sizeof(*c->ingress));
 	c->ingress[c->n_ingress++] = in;
 	return 0;
+}
+
+int odyn_config_set_ingress_tls(struct odyn_config *c, const char *cert_file, const char *key_file, struct err **err)
+{
+	if (c->n_ingress == 0)
+		return err_set(err, EINVAL, "TLS for an ingress port given before any ingress port");
+	struct odyn_ingress *in = &c->ingress[c->n_ingress - 1];
+	if (!*cert_file || !*key_file)
+		return err_set(err, EINVAL, "ingress TLS needs both a certificate and a key file");
+	free(in->tls_cert_file);
+	free(in->tls_key_file);
+	in->tls_cert_file = xstrdup(cert_file);
+	in->tls_key_file = xstrdup(key_file);
+	return 0;
+}
+
+static int add_ingress_tls(struct odyn_config *c, const char *spec, struct err **err)
+{
+	const char *comma = strchr(spec, ',');
+	if (!comma)
+		return err_set(err, EINVAL, "--ingress-tls \"%s\": want CERT_FILE,KEY_FILE", spec);
+	_cleanup_free_ char *cert = strndup(spec, (size_t)(comma - spec));
+	return odyn_config_set_ingress_tls(c, cert, comma + 1, err) < 0 ? err_wrap(err, "--ingress-tls") : 0;
 }
 
 int odyn_config_add_ingress_port(struct odyn_config *c, uint16_t port, struct err **err)
@@ -167,6 +194,8 @@ static int apply_option(struct odyn_config *c, const char *name, const char *val
 	}
 	if (strcmp(name, "--ingress") == 0)
 		return add_ingress(c, val, err);
+	if (strcmp(name, "--ingress-tls") == 0)
+		return add_ingress_tls(c, val, err);
 	return err_set(err, EINVAL, "unknown option %s", name);
 }
 

@@ -1,5 +1,6 @@
 /* ingress: for each ingress port, accept on the outside address (vsock in
- * production) and relay each connection to the app on 127.0.0.1:PORT. */
+ * production) and relay each connection to the app on 127.0.0.1:PORT,
+ * terminating TLS first when the manifest gives the port a certificate. */
 #include <errno.h>
 #include <sys/epoll.h>
 
@@ -11,6 +12,7 @@ struct ingress {
 	int lfd;
 	int reserve_fd; /* spare descriptor for shedding at EMFILE */
 	struct odyn_ingress spec;
+	struct tls_server *tls; /* NULL: plain TCP */
 	struct relay_list relays;
 };
 
@@ -33,30 +35,39 @@ static void on_accept(struct ev_handler *h, uint32_t events)
 			close(fd);
 			continue;
 		}
-		if (relay_start(in->loop, fd, up, NULL, 0, NULL, 0, &in->relays, &e) < 0)
+		int r = in->tls ? relay_start_tls(in->loop, fd, tls_conn_new(in->tls), up, &in->relays, &e)
+		                : relay_start(in->loop, fd, up, NULL, 0, NULL, 0, &in->relays, &e);
+		if (r < 0)
 			log_warn("ingress %s: %s", in->spec.listen.text, e->msg);
 	}
 }
 
 int ingress_start(struct evloop *loop, const struct odyn_ingress *spec, struct ingress **out, struct err **err)
 {
+	struct tls_server *tls = NULL;
+	if (spec->tls_cert_file && tls_server_new(spec->tls_cert_file, spec->tls_key_file, &tls, err) < 0)
+		return err_wrap(err, "ingress %s", spec->listen.text);
 	int lfd = transport_listen(&spec->listen, 1024, err);
-	if (lfd < 0)
+	if (lfd < 0) {
+		tls_server_free(tls);
 		return err_wrap(err, "ingress");
+	}
 	struct ingress *in = xcalloc(1, sizeof(*in));
 	in->h.fn = on_accept;
 	in->loop = loop;
 	in->lfd = lfd;
 	in->reserve_fd = transport_reserve_fd();
 	in->spec = *spec;
+	in->tls = tls;
 	if (evloop_add(loop, lfd, EPOLLIN, &in->h, err) < 0) {
 		close(lfd);
+		tls_server_free(tls);
 		if (in->reserve_fd >= 0)
 			close(in->reserve_fd);
 		free(in);
 		return err_wrap(err, "ingress");
 	}
-	log_info("ingress %s -> %s", spec->listen.text, spec->target.text);
+	log_info("ingress %s -> %s%s", spec->listen.text, spec->target.text, tls ? " (TLS terminated here)" : "");
 	*out = in;
 	return 0;
 }
@@ -71,5 +82,6 @@ void ingress_free(struct ingress *in)
 	if (in->reserve_fd >= 0)
 		close(in->reserve_fd);
 	transport_unlink(&in->spec.listen);
+	tls_server_free(in->tls);
 	free(in);
 }

@@ -6,6 +6,7 @@
 #include <stddef.h>
 
 #include "common/relay.h"
+#include "common/tls.h"
 #include "odyn/odyn.h"
 
 #define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
@@ -40,5 +41,7 @@ void ingress_free(struct ingress *in);
 
 /* config: an ingress port from the manifest (vsock:any:P -> 127.0.0.1:P). */
 int odyn_config_add_ingress_port(struct odyn_config *c, uint16_t port, struct err **err);
+/* TLS termination for the ingress port added last (PEM certificate chain and key). */
+int odyn_config_set_ingress_tls(struct odyn_config *c, const char *cert_file, const char *key_file, struct err **err);
 
 #endif

@@ -93,6 +93,15 @@ static int apply(struct odyn_config *c, yaml_document_t *doc, struct err **err)
 				return -1;
 			if (odyn_config_add_ingress_port(c, (uint16_t)v, err) < 0)
 				return err_wrap(err, "ingress[%d]", i);
+			yaml_node_t *tls = map_get(doc, yaml_document_get_node(doc, *it), "tls");
+			if (tls) {
+				const char *cert = scalar(map_get(doc, tls, "cert_file"));
+				const char *key = scalar(map_get(doc, tls, "key_file"));
+				if (!cert || !key)
+					return err_set(err, EINVAL, "ingress[%d].tls: want cert_file and key_file", i);
+				if (odyn_config_set_ingress_tls(c, cert, key, err) < 0)
+					return err_wrap(err, "ingress[%d].tls", i);
+			}
 		}
 	}
 	yaml_node_t *rs = map_get(doc, root, "restart");

@@ -50,6 +50,7 @@ enum odyn_restart { ODYN_RESTART_NEVER = 0, ODYN_RESTART_ON_FAILURE };
 
 struct odyn_ingress {
 	struct transport_addr listen, target;
+	char *tls_cert_file, *tls_key_file; /* both set: TLS is terminated here (PEM files) */
 };
 
 struct odyn_config {

@@ -59,8 +59,28 @@ check "customer ramdisk: cmd passes User" grep -qx -- "1000:1000" "$TMP/cx/cmd"
 check "customer ramdisk: env holds the image's Env" grep -qx "GREETING=hi" "$TMP/cx/env"
 
 # ---------------------------------------------------------------- reproducible
-"${B[@]}" -f "$TMP/enclaver.yaml" --eif-only "$TMP/b.eif" --tmpdir "$TMP" >/dev/null 2>&1
-check "two builds give identical EIF bytes (different temp folders)" cmp "$TMP/a.eif" "$TMP/b.eif"
+"${B[@]}" -f "$TMP/enclaver.yaml" --eif-only "$TMP/b.eif" --tmpdir "$TMP" --no-ramdisk-cache >/dev/null 2>&1
+check "two builds give identical EIF bytes (different temp folders, flattened again)" cmp "$TMP/a.eif" "$TMP/b.eif"
+
+# ---------------------------------------------------------------- ramdisk cache
+# A rebuild with nothing changed reuses the customer ramdisk kept in CACHE/ramdisks; any
+# changed input (here the manifest) makes a new one; only the last 3 stay.
+rd=$ENCLAVER_CACHE_DIR/ramdisks
+check "the first build kept its customer ramdisk in the cache" test "$(ls "$rd"/*.cpio | wc -l)" = 1
+check "the kept ramdisk is the EIF's customer ramdisk" cmp "$(ls "$rd"/*.cpio)" "$TMP/customer.cpio"
+"$ENCLAVER" -v build --kernel-bundle "$KB" -f "$TMP/enclaver.yaml" --eif-only "$TMP/r.eif" >/dev/null 2>"$TMP/r.log"
+check "a rebuild with nothing changed reuses it" grep -q "customer ramdisk unchanged: reusing" "$TMP/r.log"
+check "the rebuild gives identical EIF bytes" cmp "$TMP/a.eif" "$TMP/r.eif"
+check "a rebuild with --no-ramdisk-cache does not keep another" test "$(ls "$rd"/*.cpio | wc -l)" = 1
+for n in 1 2 3; do
+	manifest "$TMP/changed$n.yaml" "oci:$TMP/app:v1" $'defaults:\n  cpu_count: '"$((n + 1))"$'\n'
+	"$ENCLAVER" -v build --kernel-bundle "$KB" -f "$TMP/changed$n.yaml" --eif-only "$TMP/changed$n.eif" >/dev/null 2>"$TMP/changed$n.log"
+done
+check "a changed manifest makes a new ramdisk" bash -c "! grep -q reusing '$TMP/changed1.log'"
+customer_of "$TMP/changed3.eif" "$TMP/changed3.cpio"
+check "its ramdisk carries the changed manifest" cmp "$rd/$(ls -t "$rd" | head -1)" "$TMP/changed3.cpio"
+check "only the 3 most recent ramdisks stay" test "$(ls "$rd"/*.cpio | wc -l)" = 3
+check "no temporary files left in the ramdisk cache" test "$(ls "$rd" | grep -vc '\.cpio$')" = 0
 rm -rf "$ENCLAVER_CACHE_DIR"
 "${B[@]}" -f "$TMP/enclaver.yaml" --eif-only "$TMP/c.eif" >/dev/null 2>&1
 check "a build with an empty cache gives the same bytes" cmp "$TMP/a.eif" "$TMP/c.eif"
@@ -122,6 +142,37 @@ check "the release image holds the manifest" cmp "$TMP/relx/enclave/enclaver.yam
 "$ENCLAVER" describe-eif "$TMP/relx/enclave/application.eif" >"$TMP/relx.desc" 2>/dev/null
 check "the release EIF's PCR0 equals the build output" test "$(json_get "$TMP/relx.desc" "d['Measurements']['PCR0']")" = "$(json_get "$TMP/r1.json" "d['Measurements']['PCR0']")"
 check "the output says the runtime layer is missing" grep -q "enclaver-run is not built yet" "$TMP/r1.json"
+
+# ---------------------------------------------------------------- sources.odyn
+# An odyn image (a one-layer OCI layout holding /usr/local/bin/odyn): the build puts that odyn in;
+# --odyn beats it; an image without odyn is a clear error.
+mkdir -p "$TMP/odyn-root/usr/local/bin" "$TMP/empty-root/etc"
+cp "$(dirname "$ENCLAVER")/odyn" "$TMP/odyn-root/usr/local/bin/odyn"
+printf 'marker\n' >>"$TMP/odyn-root/usr/local/bin/odyn" # a different odyn than the default
+printf 'x\n' >"$TMP/empty-root/etc/x"
+for r in odyn empty; do
+	tar -C "$TMP/$r-root" --sort=name --mtime=@1700000000 --owner=0 --group=0 -czf "$TMP/$r.tar.gz" .
+	python3 "$ROOT/scripts/lib/layout-from-layer.py" "$TMP/$r.tar.gz" "$TMP/$r-image" v1
+done
+manifest "$TMP/odyn.yaml" "oci:$TMP/app:v1"
+sed -i "s|^  app: .*|&\n  odyn: oci:$TMP/odyn-image:v1|" "$TMP/odyn.yaml"
+"${B[@]}" -f "$TMP/odyn.yaml" --eif-only "$TMP/odyn.eif" >"$TMP/odyn.json" 2>"$TMP/odyn.log"
+check "sources.odyn: the build succeeds" test -s "$TMP/odyn.eif"
+customer_of "$TMP/odyn.eif" "$TMP/odyn.cpio"
+mkdir -p "$TMP/odyn-x" && (cd "$TMP/odyn-x" && cpio -idm --quiet <"$TMP/odyn.cpio" 2>/dev/null)
+check "sources.odyn: the image's odyn is rootfs/sbin/odyn" cmp "$TMP/odyn-x/rootfs/sbin/odyn" "$TMP/odyn-root/usr/local/bin/odyn"
+check "sources.odyn: the report names the image" test "$(json_get "$TMP/odyn.json" "d['Sources']['Odyn']['Image']")" = "oci:$TMP/odyn-image:v1"
+"${B[@]}" --odyn "$(dirname "$ENCLAVER")/odyn" -f "$TMP/odyn.yaml" --eif-only "$TMP/odyn2.eif" >/dev/null 2>"$TMP/odyn2.log"
+customer_of "$TMP/odyn2.eif" "$TMP/odyn2.cpio"
+mkdir -p "$TMP/odyn2-x" && (cd "$TMP/odyn2-x" && cpio -idm --quiet <"$TMP/odyn2.cpio" 2>/dev/null)
+check "--odyn beats sources.odyn" cmp "$TMP/odyn2-x/rootfs/sbin/odyn" "$(dirname "$ENCLAVER")/odyn"
+check "--odyn over sources.odyn is said" grep -q "sources.odyn.*overridden" "$TMP/odyn2.log"
+sed -i "s|odyn-image|empty-image|" "$TMP/odyn.yaml"
+check_fails "sources.odyn: an image without odyn" 'sources.odyn.*neither /usr/local/bin/odyn nor /sbin/odyn' \
+	"${B[@]}" -f "$TMP/odyn.yaml" --eif-only "$TMP/out.eif"
+sed -i "s|empty-image:v1|no-such-image:v1|" "$TMP/odyn.yaml"
+check_fails "sources.odyn: an image that does not exist" 'sources.odyn.*no-such-image' \
+	"${B[@]}" -f "$TMP/odyn.yaml" --eif-only "$TMP/out.eif"
 
 # ---------------------------------------------------------------- bad input
 printf 'version: v1\nname: x\ntarget: x:e\nsources:\n  app: oci:%s\nbogus: 1\n' "$TMP/app:v1" >"$TMP/bad.yaml"

@@ -42,11 +42,20 @@ egress:
 YAML
 printf 'version: v1\nname: plain\ntarget: "oci:x:y"\nsources:\n  app: "oci:x:y"\n' >"$TMP/plain.yaml"
 
+# reap PID: waits for a background run to end, at most 60 s (then kills it: a hung run fails the
+# checks that follow instead of hanging the suite); returns its exit status.
+reap() {
+	wait_for bash -c "! kill -0 $1 2>/dev/null" || wait_for bash -c "! kill -0 $1 2>/dev/null" ||
+		{ echo "run $1 still there: killing it"; kill -KILL "$1"; }
+	wait "$1"
+}
+
 # run_local NAME_OF_OUT CMD [ARGS...]: enclaver run with the local launcher in the foreground.
 run_local() {
 	local out=$1 cmd=$2
 	shift 2
-	ENCLAVER_LOCAL_CMD=$cmd "$RUNL" run --launcher local --eif "$EIF" "$@" >"$TMP/$out.out" 2>"$TMP/$out.err"
+	# (timeout: a hung run fails instead of hanging the suite; how long it takes is not tested)
+	ENCLAVER_LOCAL_CMD=$cmd timeout -k 10 300 "$RUNL" run --launcher local --eif "$EIF" "$@" >"$TMP/$out.out" 2>"$TMP/$out.err"
 }
 
 # --- output and exit codes
@@ -82,8 +91,8 @@ python3 -m http.server "$DP" --bind 127.0.0.1 --directory "$TMP" >/dev/null 2>&1
 bg_track $!
 echo allowed-body >"$TMP/hello.txt"
 mkdir -p "$TMP/www" && echo "from-the-enclave" >"$TMP/www/index.html"
-wait_for curl -sf "http://127.0.0.1:$AP/hello.txt"
-wait_for curl -sf "http://127.0.0.1:$DP/hello.txt"
+wait_for curl -sf --max-time 30 "http://127.0.0.1:$AP/hello.txt"
+wait_for curl -sf --max-time 30 "http://127.0.0.1:$DP/hello.txt"
 cat >"$TMP/app.sh" <<APP
 python3 -m http.server $EP --bind 127.0.0.1 --directory "$TMP/www" >/dev/null 2>&1 &
 echo \$! >"$TMP/app-server.pid"
@@ -100,9 +109,9 @@ ENCLAVER_LOCAL_DIR=$TMP/sock1 ENCLAVER_LOCAL_MANIFEST=$TMP/m.yaml ENCLAVER_LOCAL
 wp=$!
 bg_track $wp
 wait_for test -e "$TMP/app-ready"
-wait_for curl -sf "http://127.0.0.1:$HP/index.html"
+wait_for curl -sf --max-time 30 "http://127.0.0.1:$HP/index.html"
 check "ingress: a request to the host port gets the app's answer" \
-	test "$(curl -s "http://127.0.0.1:$HP/index.html")" = from-the-enclave
+	test "$(curl -s --max-time 60 "http://127.0.0.1:$HP/index.html")" = from-the-enclave
 check "egress: allowed target through odyn and the host: 200" test "$(cat "$TMP/eg-allowed.code")" = 200
 check "egress: the allowed body arrived" grep -qx allowed-body "$TMP/eg-allowed.body"
 check "egress: denied target refused by odyn: 401" test "$(cat "$TMP/eg-denied.code")" = 401
@@ -110,7 +119,7 @@ check "egress: denied target refused by odyn: 401" test "$(cat "$TMP/eg-denied.c
 frame() { # frame SOCKET JSON [PAYLOAD]: prints the reply frame's JSON, then what follows
 	python3 - "$@" <<'PY'
 import socket, struct, sys
-s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1])
+s = socket.socket(socket.AF_UNIX); s.settimeout(60); s.connect(sys.argv[1])
 body = sys.argv[2].encode()
 s.sendall(struct.pack("<H", len(body)) + body + (sys.argv[3].encode() if len(sys.argv) > 3 else b""))
 def read(n):
@@ -162,7 +171,7 @@ import json,sys
 v=json.load(open(sys.argv[1])); assert len(v)==1 and v[0]["EnclaveName"]=="web" and v[0]["ProcessID"]==int(sys.argv[2]), v
 assert v[0]["Ports"]==["127.0.0.1:%s:%s" % (sys.argv[3], sys.argv[4])], v' "$TMP/ps1.json" "$wp" "$HP" "$EP"
 check "stop by name" "$ENCLAVER" stop web
-wait $wp
+reap $wp
 rc=$?
 check "stopped run exits 109" test $rc -eq 109
 # (a bounded wait: the killed server may be a zombie until init reaps it)
@@ -197,7 +206,7 @@ check_fails "a host port in use is refused" "host port 127.0.0.1:$H1 is in use b
 check_fails "a name in use is refused" 'the name two is taken' \
 	env ENCLAVER_LOCAL_CMD=true "$RUNL" run --launcher local --eif "$EIF" --manifest "$TMP/m.yaml" --name two -p 0:$EP
 kill -TERM $p1
-wait $p1
+reap $p1
 check "SIGTERM: graceful stop, exit 109" test $? -eq 109
 check "SIGTERM: the app got its own SIGTERM and its last words were printed" grep -qx '\[app\] got-term' "$TMP/one.out"
 check "SIGTERM: reported as a stop by signal 15" grep -q 'stopped by signal 15' "$TMP/one.err"
@@ -306,7 +315,7 @@ ENCLAVER_LOCAL_CMD='echo by-target' "$RUNL" run --launcher local --cache-dir "$T
 check "run -f FILE runs the manifest's target" test $? -eq 0 -a "$(cat "$TMP/t.out")" = "[app] by-target"
 check_fails "release image: a whited-out EIF is reported" 'has no /enclave/application.eif' \
 	env ENCLAVER_LOCAL_CMD=true "$RUNL" run --launcher local --cache-dir "$TMP/cache" "oci:$TMP/rel:gone"
-check_fails "release image: a missing image is reported" 'release image oci:.*nope' \
+check_fails "release image: a missing image is reported" 'release image: oci:.*nope' \
 	"$ENCLAVER" run --cache-dir "$TMP/cache" "oci:$TMP/nope:rel"
 check_fails "run -f with a missing manifest names it" 'nonexistent.yaml' "$ENCLAVER" run -f "$TMP/nonexistent.yaml"
 

@@ -439,6 +439,10 @@ TEST(manifest_fields)
 	REQUIRE(c.n_ingress == 2);
 	CHECK_STR_EQ(c.ingress[0].listen.text, "vsock:any:8080");
 	CHECK_STR_EQ(c.ingress[1].target.text, "tcp:127.0.0.1:8443");
+	CHECK(c.ingress[0].tls_cert_file == NULL && c.ingress[0].tls_key_file == NULL);
+	REQUIRE(c.ingress[1].tls_cert_file && c.ingress[1].tls_key_file);
+	CHECK_STR_EQ(c.ingress[1].tls_cert_file, "c");
+	CHECK_STR_EQ(c.ingress[1].tls_key_file, "k");
 	CHECK(c.restart == ODYN_RESTART_ON_FAILURE);
 	CHECK_INT_EQ(c.max_restarts, 4);
 	CHECK_INT_EQ(c.backoff_ms, 250);
@@ -459,6 +463,7 @@ TEST(manifest_bad_input)
 	    {"ingress: [{listen_port: 17000}]\n", "ingress[0]"},
 	    {"ingress: [{listen_port: x}]\n", "ingress[0].listen_port"},
 	    {"ingress: [{}]\n", "ingress[0].listen_port"},
+	    {"ingress: [{listen_port: 443, tls: {cert_file: c}}]\n", "ingress[0].tls: want cert_file and key_file"},
 	    {"restart: {policy: always}\n", "restart.policy"},
 	    {"restart: {max_restarts: -1}\n", "restart.max_restarts"},
 	    {"egress: {allow: [\n", "line"},
