@@ -35,6 +35,7 @@ sources:
 ingress:
   - listen_port: $EP
 egress:
+  proxy_port: $(free_port)
   allow:
     - 127.0.0.1
   deny:
