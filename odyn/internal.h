@@ -8,24 +8,11 @@
 
 #include <openssl/evp.h>
 
+#include "common/relay.h"
+#include "common/tls.h"
 #include "odyn/odyn.h"
 
 #define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
-
-/* relay: owns both descriptors from the call on (closes them on failure too). */
-struct relay;
-struct relay_list {
-	struct relay *head;
-	size_t n;
-};
-int relay_start(struct evloop *loop, int fd_a, int fd_b, const void *a_to_b, size_t n_a_to_b, const void *b_to_a,
-                size_t n_b_to_a, struct relay_list *list, struct err **err);
-/* The same, with end A speaking TLS (ingress termination): the relay owns `tls` too. */
-struct tls_conn;
-int relay_start_tls(struct evloop *loop, int fd_tls, struct tls_conn *tls, int fd_plain, struct relay_list *list,
-                    struct err **err);
-/* Closes every relay of the list (at shutdown). */
-void relay_list_close_all(struct relay_list *list);
 
 struct stream;
 int stream_new(struct evloop *loop, const struct transport_addr *addr, size_t cap, struct stream **out,
@@ -39,33 +26,11 @@ uint64_t stream_readers_served(const struct stream *s);
 uint64_t stream_max_lag(const struct stream *s);
 size_t stream_capacity(const struct stream *s);
 void stream_set_drain_cb(struct stream *s, void (*fn)(void *arg), void *arg);
+/* Lines (at most 15 bytes, '\n'-terminated; longer ones are cut) that readers write are passed to
+ * fn; the status stream takes "stop" from the host (odyn.md). */
+void stream_set_command_cb(struct stream *s, void (*fn)(void *arg, const char *line), void *arg);
 void stream_drop_stalled(struct stream *s, uint64_t lag, unsigned stall_ms);
 void stream_free(struct stream *s);
-
-/* tls: TLS termination over memory BIOs (odyn/tls.c). */
-struct tls_server;
-int tls_server_new(const char *cert_file, const char *key_file, struct tls_server **out, struct err **err);
-void tls_server_free(struct tls_server *s);
-struct tls_conn *tls_conn_new(struct tls_server *s);
-void tls_conn_free(struct tls_conn *c);
-/* Raw bytes read from the peer, and the end of its stream. */
-void tls_conn_feed(struct tls_conn *c, const void *data, size_t n);
-void tls_conn_feed_eof(struct tls_conn *c);
-/* Plaintext the peer sent: > 0 bytes, or one of these. */
-#define TLS_WANT_INPUT (-1) /* feed more raw bytes first */
-#define TLS_EOF        (-2) /* the peer's stream ended (close_notify or end of input) */
-#define TLS_FAILED     (-3) /* handshake or record error; *err says which */
-ssize_t tls_conn_read(struct tls_conn *c, void *buf, size_t n, struct err **err);
-/* Encrypts all of data into the output buffer (never partial). */
-int tls_conn_write(struct tls_conn *c, const void *data, size_t n, struct err **err);
-void tls_conn_close_notify(struct tls_conn *c);
-/* True when input is buffered that a read would return without new raw bytes. */
-bool tls_conn_buffered(const struct tls_conn *c);
-bool tls_conn_established(const struct tls_conn *c);
-/* Raw bytes waiting to go to the peer, and sending them: 0 all sent, 1 the socket is full, -1
- * broken (errno). */
-size_t tls_conn_pending_out(const struct tls_conn *c);
-int tls_conn_flush(struct tls_conn *c, int fd);
 
 /* egress proxy and ingress forwarders, living on the supervisor's loop. */
 struct egress_proxy;

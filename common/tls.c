@@ -7,7 +7,7 @@
 #include <openssl/ssl.h>
 #include <sys/socket.h>
 
-#include "odyn/internal.h"
+#include "tls.h"
 
 struct tls_server {
 	SSL_CTX *ctx;

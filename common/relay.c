@@ -1,14 +1,15 @@
 /* relay: copies bytes both ways between two non-blocking sockets on the
  * event loop, with back-pressure (a side is not read while the other side
  * has unsent bytes) and half-close (EOF one way becomes shutdown(SHUT_WR)).
- * One side may speak TLS (ingress termination, odyn/tls.c): its reads and
+ * One side may speak TLS (ingress termination, common/tls.c): its reads and
  * writes then go through the TLS connection's memory buffers. */
 #include <errno.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
 
-#include "odyn/internal.h"
+#include "relay.h"
+#include "tls.h"
 
 struct relay_end {
 	struct ev_handler h;
