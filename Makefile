@@ -56,13 +56,15 @@ ENCLAVER := $(BUILD)/bin/enclaver
 ODYN := $(BUILD)/bin/odyn
 
 .PHONY: all test check unit-tests example bench fuzz format clean
-all: bin/enclaver bin/enclaver-build bin/odyn
+all: bin/enclaver bin/enclaver-build bin/enclaver-run bin/odyn
 
 ifeq ($(VARIANT),release)
 bin/enclaver: $(ENCLAVER)
 	@mkdir -p bin
 	cp $< $@
 bin/enclaver-build: bin/enclaver
+	ln -sf enclaver $@
+bin/enclaver-run: bin/enclaver
 	ln -sf enclaver $@
 bin/odyn: $(ODYN)
 	@mkdir -p bin
@@ -82,6 +84,7 @@ $(ENCLAVER): $(CLI_OBJS) $(LIBENCLAVER)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS_ALL) -o $@ $(CLI_OBJS) $(LIBENCLAVER) $(LIBS)
 	ln -sf enclaver $(dir $@)enclaver-build
+	ln -sf enclaver $(dir $@)enclaver-run
 
 # odyn runs inside the enclave on any (or no) distribution: one static
 # binary with only libc, jansson and libyaml. ASan cannot link statically, so
@@ -95,11 +98,16 @@ $(ODYN): $(BUILD)/obj/odyn/main/main.o $(LIBENCLAVER)
 	$(CC) $(LDFLAGS_ALL) -o $@ $< $(LIBENCLAVER) $(ODYN_LIBS)
 
 # Test helpers: programs the CLI tests drive (not tests themselves).
-HELPER_SRCS := $(wildcard tests/helpers/*.c)
-HELPERS := $(patsubst tests/helpers/%.c,$(BUILD)/helpers/%,$(HELPER_SRCS))
+HELPER_SRCS := $(filter-out tests/helpers/launcher_local.c,$(wildcard tests/helpers/*.c))
+HELPERS := $(patsubst tests/helpers/%.c,$(BUILD)/helpers/%,$(HELPER_SRCS)) $(BUILD)/helpers/enclaver-local
 $(BUILD)/helpers/%: $(BUILD)/obj/tests/helpers/%.o $(LIBENCLAVER)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS_ALL) -o $@ $< $(LIBENCLAVER) $(LIBS)
+# The enclaver CLI plus a test-only launcher (odyn as a host process over unix sockets):
+# `enclaver-local run --launcher local ...` drives the real outer side in tests.
+$(BUILD)/helpers/enclaver-local: $(CLI_OBJS) $(BUILD)/obj/tests/helpers/launcher_local.o $(LIBENCLAVER)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS_ALL) -o $@ $(CLI_OBJS) $(BUILD)/obj/tests/helpers/launcher_local.o $(LIBENCLAVER) $(LIBS)
 
 $(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(HARNESS_OBJ) $(LIBENCLAVER)
 	@mkdir -p $(dir $@)
@@ -142,4 +150,4 @@ format:
 clean:
 	rm -rf build bin
 
--include $(LIB_OBJS:.o=.d) $(CLI_OBJS:.o=.d) $(BUILD)/obj/odyn/main/main.d $(patsubst %.c,$(BUILD)/obj/%.d,$(TOOL_SRCS)) $(patsubst %.c,$(BUILD)/obj/%.d,$(HELPER_SRCS)) $(patsubst %.c,$(BUILD)/obj/%.d,$(UNIT_SRCS)) $(HARNESS_OBJ:.o=.d)
+-include $(LIB_OBJS:.o=.d) $(CLI_OBJS:.o=.d) $(BUILD)/obj/odyn/main/main.d $(patsubst %.c,$(BUILD)/obj/%.d,$(TOOL_SRCS)) $(patsubst %.c,$(BUILD)/obj/%.d,$(HELPER_SRCS) tests/helpers/launcher_local.c) $(patsubst %.c,$(BUILD)/obj/%.d,$(UNIT_SRCS)) $(HARNESS_OBJ:.o=.d)

@@ -316,6 +316,12 @@ struct bld_release_spec {
 int bld_release_write(const char *layout_dir, const char *tag, const struct bld_release_spec *spec,
                       char digest_out[OCI_DIGEST_MAX], struct err **err);
 
+/* The reverse, for `enclaver run IMAGE`: fetches the release image (any oci/ transport, through the
+ * cache) and writes its /enclave/application.eif and /enclave/enclaver.yaml into dir (which must
+ * exist) as dir/application.eif and dir/enclaver.yaml; the paths are returned (caller frees). */
+int bld_release_extract(const char *ref, const struct oci_opts *opts, const char *dir, char **eif_path,
+                        char **manifest_path, struct err **err);
+
 /* An array of strings from an image config object (Entrypoint, Cmd, Env), or
  * none when absent or null; anything else is an error naming config.KEY. The
  * strings are borrowed from cfg; free only the array (*out). */

@@ -28,5 +28,15 @@ int cmd_inspect(int argc, char **argv);
 int cmd_emulate(int argc, char **argv);
 int cmd_ramdisk(int argc, char **argv);
 int cmd_manifest(int argc, char **argv);
+int cmd_run(int argc, char **argv);
+int cmd_enclaver_run(int argc, char **argv); /* the binary started as enclaver-run */
+int cmd_ps(int argc, char **argv);
+int cmd_stop(int argc, char **argv);
+
+/* Launchers `enclaver run --launcher NAME` can use: nitro and emulator are built in; a test binary
+ * registers its own (tests/helpers/launcher_local.c) before main runs. */
+struct launcher;
+typedef int (*cli_launcher_new_fn)(struct launcher **out, struct err **err);
+void cli_launcher_register(const char *name, cli_launcher_new_fn fn);
 
 #endif

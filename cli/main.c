@@ -26,6 +26,9 @@ static const struct command commands[] = {
 	{"emulate", cmd_emulate, "boot an EIF in QEMU's nitro-enclave machine (docs/emulator.md)"},
 	{"ramdisk", cmd_ramdisk, "write an EIF's bootstrap or customer ramdisk from local files (docs/builder.md)"},
 	{"manifest", cmd_manifest, "check an enclaver.yaml and print it as JSON (docs/enclaver-yaml.md)"},
+	{"run", cmd_run, "start an enclave and run its host side until it stops (docs/run.md)"},
+	{"ps", cmd_ps, "list the enclaves this host runs (docs/run.md)"},
+	{"stop", cmd_stop, "stop a running enclave by id or name (docs/run.md)"},
 };
 
 static void usage(FILE *f)
@@ -79,6 +82,10 @@ int main(int argc, char **argv)
 	if (strcmp(basename(self), "enclaver-build") == 0) {
 		argv[0] = "build";
 		return cmd_build(argc, argv);
+	}
+	if (strcmp(basename(self), "enclaver-run") == 0) {
+		argv[0] = "enclaver-run";
+		return cmd_enclaver_run(argc, argv);
 	}
 	static const struct option opts[] = {
 		{"verbose", no_argument, NULL, 'v'},

@@ -5,20 +5,10 @@
 
 #include <stddef.h>
 
+#include "common/relay.h"
 #include "odyn/odyn.h"
 
 #define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
-
-/* relay: owns both descriptors from the call on (closes them on failure too). */
-struct relay;
-struct relay_list {
-	struct relay *head;
-	size_t n;
-};
-int relay_start(struct evloop *loop, int fd_a, int fd_b, const void *a_to_b, size_t n_a_to_b, const void *b_to_a,
-                size_t n_b_to_a, struct relay_list *list, struct err **err);
-/* Closes every relay of the list (at shutdown). */
-void relay_list_close_all(struct relay_list *list);
 
 struct stream;
 int stream_new(struct evloop *loop, const struct transport_addr *addr, size_t cap, struct stream **out,
@@ -32,6 +22,9 @@ uint64_t stream_readers_served(const struct stream *s);
 uint64_t stream_max_lag(const struct stream *s);
 size_t stream_capacity(const struct stream *s);
 void stream_set_drain_cb(struct stream *s, void (*fn)(void *arg), void *arg);
+/* Lines (at most 15 bytes, '\n'-terminated; longer ones are cut) that readers write are passed to
+ * fn; the status stream takes "stop" from the host (odyn.md). */
+void stream_set_command_cb(struct stream *s, void (*fn)(void *arg, const char *line), void *arg);
 void stream_drop_stalled(struct stream *s, uint64_t lag, unsigned stall_ms);
 void stream_free(struct stream *s);
 

@@ -8,6 +8,7 @@
 #include <sys/types.h>
 
 #include "common/common.h"
+#include "common/egress.h"
 #include "common/transport.h"
 
 /* Well-known vsock ports (enclaver-compat.md). */
@@ -17,47 +18,6 @@
 #define ODYN_LOG_RING    (128 * 1024)
 /* odyn's own exit code when the app could not be started. */
 #define ODYN_EXIT_FATAL 108
-
-/* ---------------------------------------------------------------- egress policy
- * A pattern is an IPv4/IPv6 address, a CIDR, or a domain pattern (labels
- * compared right to left, case-insensitive, one trailing dot ignored; `*` is
- * exactly one label, `**` one or more), each optionally followed by `:PORT`
- * (IPv6 forms then in brackets: "[::1]:443", "[2001:db8::/32]:443").
- * Deny wins over allow; nothing matches by default. */
-struct egress_rule;
-struct egress_policy {
-	struct egress_rule *allow;
-	struct egress_rule *deny;
-	size_t n_allow, n_deny;
-};
-enum egress_verdict { EGRESS_DENY_DEFAULT = 0, EGRESS_ALLOW, EGRESS_DENY_RULE, EGRESS_BAD_HOST };
-int egress_policy_add(struct egress_policy *p, bool deny, const char *pattern, struct err **err);
-/* host: a name, an IPv4 address, or an IPv6 address with or without brackets.
- * *rule (may be NULL) gets the text of the deciding rule. */
-enum egress_verdict egress_policy_check(const struct egress_policy *p, const char *host, uint16_t port,
-                                        const char **rule);
-/* The host as it will be sent to the host side: lowercase, no trailing
- * dot, IPv4 in dotted-quad form (so "127.1" cannot dodge an IP rule), IPv6
- * without brackets. NULL when it is not a valid host. Caller frees. */
-char *egress_host_normalize(const char *host);
-void egress_policy_free(struct egress_policy *p);
-
-/* ---------------------------------------------------------------- egress frames
- * To the host: u16 little-endian length, then JSON {"host": "...", "port": N}.
- * Reply: the same framing around "Ok" or {"Err": {"os_code": N, "message": "..."}}. */
-#define EGRESS_FRAME_MAX 4096
-void egress_frame_request(struct buf *out, const char *host, uint16_t port);
-void egress_frame_reply_ok(struct buf *out);
-void egress_frame_reply_err(struct buf *out, int os_code, const char *message);
-/* Each returns 0 when more bytes are needed, the frame's total length when
- * complete, -1 on a malformed frame. */
-struct egress_reply {
-	bool ok;
-	int os_code;
-	char *message; /* caller frees */
-};
-ssize_t egress_frame_parse_reply(const void *data, size_t len, struct egress_reply *out, struct err **err);
-ssize_t egress_frame_parse_request(const void *data, size_t len, char **host, uint16_t *port, struct err **err);
 
 /* ---------------------------------------------------------------- HTTP request heads */
 #define HTTP_HEAD_MAX    (64 * 1024)

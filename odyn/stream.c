@@ -17,6 +17,8 @@ struct stream_client {
 	bool want_out;
 	bool dead;
 	uint64_t progress_ms; /* when it last took bytes (or connected) */
+	char cmd[16];         /* a command line being received (stream_set_command_cb) */
+	size_t cmd_len;
 	struct stream_client *next;
 };
 
@@ -34,6 +36,8 @@ struct stream {
 	struct transport_addr addr;
 	void (*on_drain)(void *arg);
 	void *drain_arg;
+	void (*on_command)(void *arg, const char *line);
+	void *command_arg;
 };
 
 static uint64_t now_ms(void)
@@ -103,12 +107,25 @@ static void on_client(struct ev_handler *h, uint32_t events)
 	if (c->dead)
 		return;
 	if (events & EPOLLIN) {
-		/* Readers send nothing; EOF or anything else ends them. */
+		/* Readers send nothing, or short command lines where a callback takes them; EOF or an
+		 * error ends them. */
 		char b[256];
 		ssize_t n = recv(c->fd, b, sizeof(b), 0);
 		if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
 			client_drop(c);
 			return;
+		}
+		for (ssize_t i = 0; i < n && c->s->on_command; i++) {
+			if (b[i] != '\n') {
+				if (c->cmd_len < sizeof(c->cmd) - 1)
+					c->cmd[c->cmd_len++] = b[i];
+				continue;
+			}
+			c->cmd[c->cmd_len] = '\0';
+			c->cmd_len = 0;
+			c->s->on_command(c->s->command_arg, c->cmd);
+			if (c->dead)
+				return;
 		}
 	}
 	if (events & (EPOLLERR | EPOLLHUP)) {
@@ -228,6 +245,12 @@ void stream_set_drain_cb(struct stream *s, void (*fn)(void *arg), void *arg)
 {
 	s->on_drain = fn;
 	s->drain_arg = arg;
+}
+
+void stream_set_command_cb(struct stream *s, void (*fn)(void *arg, const char *line), void *arg)
+{
+	s->on_command = fn;
+	s->command_arg = arg;
 }
 
 void stream_drop_stalled(struct stream *s, uint64_t lag, unsigned stall_ms)

@@ -355,6 +355,24 @@ static void reap(struct sup *s)
 	}
 }
 
+/* A signal for the app: SIGTERM/SIGINT also stop restarts and start the grace timer. */
+static void app_signal(struct sup *s, int sig)
+{
+	if (sig == SIGTERM || sig == SIGINT) {
+		s->stopping = true;
+		if (s->state == SUP_BACKOFF) {
+			finish(s);
+			return;
+		}
+	}
+	if (s->pid > 0) {
+		log_info("forwarding signal %d to the app", sig);
+		kill(-s->pid, sig);
+		if ((sig == SIGTERM || sig == SIGINT) && s->timer_use != TIMER_GRACE)
+			timer_arm(s, TIMER_GRACE, s->c->grace_ms);
+	}
+}
+
 static void on_signal(struct ev_handler *h, uint32_t events)
 {
 	struct sup *s = container_of(h, struct sup, sig_h);
@@ -362,24 +380,24 @@ static void on_signal(struct ev_handler *h, uint32_t events)
 	struct signalfd_siginfo si;
 	while (read(s->sigfd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
 		int sig = (int)si.ssi_signo;
-		if (sig == SIGCHLD) {
+		if (sig == SIGCHLD)
 			reap(s);
-			continue;
-		}
-		if (sig == SIGTERM || sig == SIGINT) {
-			s->stopping = true;
-			if (s->state == SUP_BACKOFF) {
-				finish(s);
-				continue;
-			}
-		}
-		if (s->pid > 0) {
-			log_info("forwarding signal %d to the app", sig);
-			kill(-s->pid, sig);
-			if ((sig == SIGTERM || sig == SIGINT) && s->timer_use != TIMER_GRACE)
-				timer_arm(s, TIMER_GRACE, s->c->grace_ms);
-		}
+		else
+			app_signal(s, sig);
 	}
+}
+
+/* The host asks for a graceful stop by writing "stop" on the status stream (enclaver run on
+ * SIGINT/SIGTERM): the same as SIGTERM to odyn. Only the parent can reach that port. */
+static void on_status_command(void *arg, const char *line)
+{
+	struct sup *s = arg;
+	if (strcmp(line, "stop") != 0) {
+		log_warn("status stream: unknown command \"%s\" ignored", line);
+		return;
+	}
+	log_info("the host asks the app to stop");
+	app_signal(s, SIGTERM);
 }
 
 static void on_timer(struct ev_handler *h, uint32_t events)
@@ -517,6 +535,7 @@ int odyn_run(const struct odyn_config *c, struct err **err)
 		}
 	}
 	stream_set_drain_cb(s.log, pipes_update, &s);
+	stream_set_command_cb(s.status, on_status_command, &s);
 	while (s.state != SUP_DONE || (s.lingering && !linger_over(&s))) {
 		bool backed_up = log_backed_up(&s);
 		if (evloop_run_once(s.loop, backed_up ? 250 : -1, err) < 0)

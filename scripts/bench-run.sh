@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # bench-run.sh: the whole emulated enclave path, figures only (nothing asserted): boot time to
 # the heartbeat and to the app's start, then ingress and egress throughput and connection rate
-# through the emulator (host listener, vsock backend, QEMU's virtio-vsock, odyn, the app) next to
-# the same traffic over a direct loopback connection to the same server program, in the same run.
+# through `enclaver run --emulate` (the outer side's ingress listener and egress endpoint, the
+# vsock backend, QEMU's virtio-vsock, odyn's relay and proxy, the app) next to the same traffic
+# over a direct loopback connection to the same server program, in the same run.
 # One boot. Needs a release build, QEMU (scripts/build-qemu.sh) and Debian's kernel package
 # (scripts/kernel-bundle-debian.sh); without QEMU it says so and exits 0.
 #   BENCH_RUN_MB (default 64): bytes per throughput figure; BENCH_RUN_CONNS (default 100).
@@ -11,8 +12,7 @@ cd "$(dirname "$0")/.."
 ROOT=$PWD
 ENCLAVER=$ROOT/build/release/bin/enclaver
 ODYN=$ROOT/build/release/bin/odyn
-PEER=$ROOT/build/release/helpers/odyn-peer
-[ -x "$ENCLAVER" ] && [ -x "$ODYN" ] && [ -x "$PEER" ] || { echo "build first: make VARIANT=release unit-tests" >&2; exit 1; }
+[ -x "$ENCLAVER" ] && [ -x "$ODYN" ] || { echo "build first: make" >&2; exit 1; }
 if ! QEMU=$(scripts/build-qemu.sh --check 2>/dev/null); then
 	echo "bench-run: no qemu-system-x86_64 with the nitro-enclave machine (scripts/build-qemu.sh): skipped"
 	exit 0
@@ -50,12 +50,11 @@ ENCLAVER_CACHE_DIR=$T/cache "$ENCLAVER" build --odyn "$ODYN" --kernel-bundle "$T
 
 "$T/app-bin" serve "$HOST_PORT" none none >"$T/host-app.log" 2>&1 &
 pids+=($!)
-# The host's egress endpoint: tests/helpers/odyn-peer (connects wherever the enclave asks).
-"$PEER" egress-host "unix:$T/egress" >"$T/egress.log" 2>&1 &
-pids+=($!)
+export ENCLAVER_QEMU=$QEMU ENCLAVER_STATE_DIR=$T/state
+mkdir -p "$ENCLAVER_STATE_DIR"
 t_start=$(date +%s.%N)
-"$ENCLAVER" -v emulate --eif "$T/app.eif" --qemu "$QEMU" --memory-mb 1024 --uds "$T/v.sock" \
-	--listen "tcp:$INGRESS_PORT=8080" --forward "17002=unix:$T/egress" >"$T/console.log" 2>"$T/emulate.log" &
+"$ENCLAVER" -v run --emulate --eif "$T/app.eif" --manifest "$T/enclaver.yaml" --memory-mb 1024 \
+	-p "$INGRESS_PORT:8080" >"$T/app.out" 2>"$T/run.log" &
 emu=$!
 pids+=($emu)
 
@@ -71,33 +70,17 @@ def alive():
     except OSError:
         return False
 
-# Boot: the heartbeat from emulate's log, the app's start from the status stream (17000).
-hb = None
-while hb is None and alive():
-    m = re.search(r"heartbeat after ([0-9.]+) s", open(T + "/emulate.log").read())
+# Boot: the heartbeat from the launcher's log, the app's start from its first line on stdout.
+hb = running = None
+while (hb is None or running is None) and alive():
+    m = re.search(r"heartbeat after ([0-9.]+) s", open(T + "/run.log").read())
     hb = float(m.group(1)) if m else None
+    if running is None and "app: serving" in open(T + "/app.out").read():
+        running = time.time() - t_start
     time.sleep(0.05)
-if hb is None:
-    sys.exit("bench-run: the enclave did not boot:\n" + open(T + "/emulate.log").read()[-2000:])
-running = None
-while running is None:
-    try:
-        s = socket.socket(socket.AF_UNIX)
-        s.connect(T + "/v.sock")
-        s.sendall(b"CONNECT 17000\n")
-        data = b""
-        while b'"running"' not in data:
-            chunk = s.recv(4096)
-            if not chunk:
-                break
-            data += chunk
-        if b'"running"' in data:
-            running = time.time() - t_start
-    except OSError:
-        pass
-    if running is None:
-        time.sleep(0.1)
-print(f"boot (TCG): heartbeat {hb:.1f} s after QEMU's start; app running (status stream) {running:.1f} s after `enclaver emulate` started")
+if hb is None or running is None:
+    sys.exit("bench-run: the enclave did not boot:\n" + open(T + "/run.log").read()[-2000:])
+print(f"boot (TCG): heartbeat {hb:.1f} s after QEMU's start; the app's first output line on the host {running:.1f} s after `enclaver run --emulate` started")
 
 def connect(port):
     for _ in range(600):
@@ -165,8 +148,9 @@ for _ in range(CONNS):
     request(host, "GET / HTTP/1.0")
 d = time.time() - t0
 row(f"ingress connections (request + answer each), {CONNS}", e, d, "conn/s")
-# Egress: the app sends through odyn's proxy, the vsock backend and the host's egress endpoint
-# to the host app; the direct figure is the same transfer from a host client.
+# Egress: the app sends through odyn's proxy, the vsock backend and the outer side's egress
+# endpoint (policy checked) to the host app; the direct figure is the same transfer from a host
+# client.
 e, _, ans = request(ingress, f"EGRESS 127.0.0.1:{host} {N}"); d, _, _ = request(host, "SINK", N)
 assert ans.strip() == str(N).encode(), ans
 row(f"egress enclave->host, {MB} MiB", e, d, "MiB/s")
@@ -184,4 +168,4 @@ for name, a, b, unit in rows:
 PY
 kill -TERM $emu 2>/dev/null || true
 wait $emu 2>/dev/null || true
-grep -E 'vsock: [0-9]+ connections' "$T/emulate.log" | sed 's/^.*emulator: /backend: /' || true
+grep -E 'vsock: [0-9]+ connections' "$T/run.log" | sed 's/^.*emulator: /backend: /' || true

@@ -29,6 +29,26 @@ wait $rp
 check "killed app: odyn exits 128+9" test $rc -eq 137
 check "status: signaled with the number" diff "$TMP/st" <(printf '%s\n' '{"status":"running"}' '{"status":"signaled","signal":9}')
 
+# --- the host's "stop" line on the status stream: the app gets SIGTERM (as on SIGTERM to odyn)
+"${O[@]}" --linger-ms 30000 -- sh -c 'trap "echo bye; exit 4" TERM; touch "$0.ready"; while :; do sleep 0.05; done' "$TMP/stopper" &
+op=$!
+wait_for test -e "$TMP/stopper.ready"
+python3 - "$TMP/status" >"$TMP/st" <<'PY'
+import socket, sys
+s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1])
+s.sendall(b"bogus\nstop\n")
+data = b""
+while True:
+    c = s.recv(4096)
+    if not c: break
+    data += c
+sys.stdout.write(data.decode())
+PY
+wait $op
+rc=$?
+check "status stream 'stop': the app's TERM trap ran (exit 4)" test $rc -eq 4
+check "status stream 'stop': reported as exited 4" diff "$TMP/st" <(printf '%s\n' '{"status":"running"}' '{"status":"exited","code":4}')
+
 # --- fatal: a command that cannot start, with characters that need escaping
 bad=$'/nonexistent/"quoted"\\back\nline'
 "$PEER" read "$S" >"$TMP/st" 2>/dev/null &

@@ -86,6 +86,8 @@ wait $run
 rc=$?
 check "SIGTERM stops enclaver run --emulate with 109" test $rc -eq 109
 [ $rc -eq 109 ] || echo "# run: $(tail -20 "$TMP/serve.err")"
+check "the app itself was asked to stop (its SIGTERM line reached the host)" \
+	grep -qx '\[app\] app: SIGTERM: stopping' "$TMP/serve.out"
 
 # ---------------------------------------------------------------- the exit code
 timeout -k 30 -s INT 900 "$ENCLAVER" run --emulate --eif "$TMP/exit42.eif" --manifest "$TMP/exit42.yaml" \

@@ -6,7 +6,7 @@
 #include <errno.h>
 #include <string.h>
 
-#include "odyn/internal.h"
+#include "egress.h"
 
 #define MAX_LABELS 128
 

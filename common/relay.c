@@ -6,7 +6,7 @@
 #include <sys/epoll.h>
 #include <sys/socket.h>
 
-#include "odyn/internal.h"
+#include "relay.h"
 
 struct relay_end {
 	struct ev_handler h;

@@ -4,7 +4,7 @@
 #include <errno.h>
 #include <string.h>
 
-#include "odyn/internal.h"
+#include "egress.h"
 
 static void frame_put(struct buf *out, json_t *v)
 {

@@ -1,0 +1,265 @@
+/* outer: the run loop of the host side: binds ingress and egress before the enclave boots, then
+ * follows status, log, console and the launcher's exit descriptor until the enclave stops. */
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/timerfd.h>
+
+#include "runtime/outer_internal.h"
+
+int outer_exit_code(const struct outer_result *r)
+{
+	switch (r->outcome) {
+	case OUTER_APP_EXITED: return r->code;
+	case OUTER_APP_SIGNALED: return OUTER_EXIT_SIGNALED;
+	case OUTER_INTERRUPTED: return OUTER_EXIT_INTERRUPTED;
+	case OUTER_APP_FATAL:
+	case OUTER_ENCLAVE_GONE: break;
+	}
+	return OUTER_EXIT_FATAL;
+}
+
+void outer_retry_arm(struct outer *o, unsigned ms)
+{
+	struct itimerspec its = {.it_value = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000}};
+	timerfd_settime(o->timerfd, 0, &its, NULL);
+}
+
+static void on_timer(struct ev_handler *h, uint32_t events)
+{
+	struct outer *o = outer_container_of(h, struct outer, timer_h);
+	uint64_t ticks;
+	(void)events;
+	if (read(o->timerfd, &ticks, sizeof(ticks)) < 0 && errno == EAGAIN)
+		return;
+	/* The log first: odyn only waits for a status reader before it closes, so the log reader must
+	 * be connected before the status reader can let odyn go. */
+	unsigned next = 0;
+	struct gstream *order[] = {&o->log, &o->status};
+	for (size_t i = 0; i < 2; i++) {
+		struct gstream *g = order[i];
+		if (!g->wanted)
+			continue;
+		if (i == 1 && o->log.wanted) {
+			next = 20;
+			continue;
+		}
+		if (!gstream_try_connect(g)) {
+			unsigned d = g->failures < 5 ? 20u << g->failures : 500;
+			next = next == 0 || d < next ? d : next;
+		}
+	}
+	if (next)
+		outer_retry_arm(o, next);
+}
+
+static void on_exit_fd(struct ev_handler *h, uint32_t events)
+{
+	struct outer *o = outer_container_of(h, struct outer, exit_h);
+	(void)events;
+	log_info("the enclave stopped");
+	o->done = true;
+	evloop_stop(o->loop);
+}
+
+static void on_console(struct ev_handler *h, uint32_t events)
+{
+	struct outer *o = outer_container_of(h, struct outer, console_h);
+	char b[16384];
+	ssize_t n = read(o->console_fd, b, sizeof(b));
+	if (n > 0) {
+		io_write_full(STDERR_FILENO, b, (size_t)n, NULL);
+		return;
+	}
+	if (n < 0 && (errno == EAGAIN || errno == EINTR))
+		return;
+	(void)events;
+	/* The console ended (or failed): stop watching it, the run goes on. */
+	evloop_del(o->loop, o->console_fd);
+	o->console_fd = -1;
+}
+
+static void on_stop_timer(struct ev_handler *h, uint32_t events)
+{
+	struct outer *o = outer_container_of(h, struct outer, stop_h);
+	(void)events;
+	log_warn("the app did not stop within %u ms: stopping the enclave", o->cfg.stop_timeout_ms);
+	evloop_stop(o->loop);
+}
+
+/* The first SIGINT/SIGTERM asks odyn (on the status stream) to stop the app, which then reports
+ * and ends the enclave; the run ends at exit_fd as usual. Without a status connection, after the
+ * timeout, or at a second signal, the enclave is stopped at once. */
+static void on_signal(struct ev_handler *h, uint32_t events)
+{
+	struct outer *o = outer_container_of(h, struct outer, sig_h);
+	struct signalfd_siginfo si;
+	(void)events;
+	if (read(o->sigfd, &si, sizeof(si)) != sizeof(si))
+		return;
+	bool again = o->signo != 0;
+	o->signo = (int)si.ssi_signo;
+	for (size_t i = 0; i < o->n_ingress; i++)
+		outer_ingress_close(o, &o->ingress[i]);
+	if (again || o->status.fd < 0 || send(o->status.fd, "stop\n", 5, MSG_NOSIGNAL) != 5) {
+		log_info("signal %d: stopping the enclave", o->signo);
+		evloop_stop(o->loop);
+		return;
+	}
+	log_info("signal %d: asking the app to stop (again to stop the enclave at once)", o->signo);
+	o->stop_asked = true;
+	struct itimerspec its = {.it_value = {.tv_sec = o->cfg.stop_timeout_ms / 1000,
+	                                      .tv_nsec = (long)(o->cfg.stop_timeout_ms % 1000) * 1000000}};
+	timerfd_settime(o->stop_timerfd, 0, &its, NULL);
+}
+
+int outer_new(const struct outer_config *cfg, struct outer **out, struct err **err)
+{
+	struct outer *o = xcalloc(1, sizeof(*o));
+	o->cfg = *cfg;
+	if (!o->cfg.log_prefix)
+		o->cfg.log_prefix = "[app] ";
+	if (!o->cfg.stop_timeout_ms)
+		o->cfg.stop_timeout_ms = 30000;
+	o->sigfd = o->timerfd = o->stop_timerfd = o->exit_fd = o->console_fd = -1;
+	o->reserve_fd = transport_reserve_fd();
+	gstream_init(o, &o->status, GSTREAM_STATUS);
+	gstream_init(o, &o->log, GSTREAM_LOG);
+	if (evloop_new(&o->loop, err) < 0)
+		goto fail;
+	o->ingress = xcalloc(cfg->n_ports ? cfg->n_ports : 1, sizeof(*o->ingress));
+	for (size_t i = 0; i < cfg->n_ports; i++) {
+		if (outer_ingress_open(o, &cfg->ports[i], &o->ingress[i], err) < 0)
+			goto fail;
+		o->n_ingress++;
+	}
+	if (outer_egress_open(o, &o->egress, err) < 0)
+		goto fail;
+	sigset_t mask;
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGINT);
+	sigaddset(&mask, SIGTERM);
+	if (sigprocmask(SIG_BLOCK, &mask, &o->old_mask) < 0) {
+		err_sys(err, "sigprocmask");
+		goto fail;
+	}
+	o->blocked = true;
+	o->sigfd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
+	o->timerfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+	o->stop_timerfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+	if (o->sigfd < 0 || o->timerfd < 0 || o->stop_timerfd < 0) {
+		err_sys(err, "signalfd/timerfd");
+		goto fail;
+	}
+	o->sig_h.fn = on_signal;
+	o->timer_h.fn = on_timer;
+	o->stop_h.fn = on_stop_timer;
+	if (evloop_add(o->loop, o->sigfd, EPOLLIN, &o->sig_h, err) < 0 ||
+	    evloop_add(o->loop, o->timerfd, EPOLLIN, &o->timer_h, err) < 0 ||
+	    evloop_add(o->loop, o->stop_timerfd, EPOLLIN, &o->stop_h, err) < 0)
+		goto fail;
+	*out = o;
+	return 0;
+fail:
+	outer_free(o);
+	return -1;
+}
+
+uint16_t outer_port_bound(const struct outer *o, size_t i)
+{
+	return i < o->n_ingress ? o->ingress[i].bound_port : 0;
+}
+
+/* How the run ended, from what odyn said and what happened. */
+static void result_fill(struct outer *o, struct outer_result *res)
+{
+	memset(res, 0, sizeof(*res));
+	if (o->signo) {
+		res->outcome = OUTER_INTERRUPTED;
+		res->code = o->signo;
+		res->message = xasprintf("stopped by signal %d", o->signo);
+	} else if (o->have_final) {
+		*res = o->final;
+		res->message = o->final.message ? xstrdup(o->final.message) : NULL;
+	} else {
+		res->outcome = OUTER_ENCLAVE_GONE;
+		res->message = xstrdup(o->started ? "the enclave stopped without reporting the app's exit status"
+		                                  : "the enclave stopped before the app started");
+	}
+}
+
+int outer_run(struct outer *o, struct outer_result *res, struct err **err)
+{
+	struct launcher *l = o->cfg.launcher;
+	o->exit_fd = launcher_exit_fd(l);
+	o->exit_h.fn = on_exit_fd;
+	if (o->exit_fd >= 0 && evloop_add(o->loop, o->exit_fd, EPOLLIN, &o->exit_h, err) < 0)
+		return -1;
+	if (o->cfg.debug_mode && (o->console_fd = launcher_console_fd(l)) >= 0) {
+		fcntl(o->console_fd, F_SETFL, fcntl(o->console_fd, F_GETFL) | O_NONBLOCK);
+		o->console_h.fn = on_console;
+		if (evloop_add(o->loop, o->console_fd, EPOLLIN, &o->console_h, err) < 0)
+			return -1;
+	}
+	o->log.wanted = o->status.wanted = true;
+	outer_retry_arm(o, 1);
+	if (evloop_run(o->loop, err) < 0)
+		return -1;
+	/* The enclave's descriptor may be closed by launcher_stop: stop watching it first. */
+	if (o->exit_fd >= 0)
+		evloop_del(o->loop, o->exit_fd);
+	if (o->console_fd >= 0)
+		evloop_del(o->loop, o->console_fd);
+	if (o->signo && !o->done) {
+		_cleanup_err_ struct err *e = NULL;
+		if (launcher_stop(l, &e) < 0)
+			log_warn("stopping the enclave: %s", e->msg);
+	}
+	/* What odyn sent before the end is in our buffers: read it, never wait for more. */
+	gstream_drain(&o->log);
+	gstream_drain(&o->status);
+	if (o->console_fd >= 0) {
+		char b[16384];
+		ssize_t n;
+		while ((n = read(o->console_fd, b, sizeof(b))) > 0)
+			io_write_full(STDERR_FILENO, b, (size_t)n, NULL);
+	}
+	result_fill(o, res);
+	return 0;
+}
+
+void outer_free(struct outer *o)
+{
+	if (o == NULL)
+		return;
+	gstream_close(&o->status);
+	gstream_close(&o->log);
+	buf_free(&o->status.line);
+	buf_free(&o->log.line);
+	relay_list_close_all(&o->relays);
+	for (size_t i = 0; i < o->n_ingress; i++)
+		outer_ingress_close(o, &o->ingress[i]);
+	free(o->ingress);
+	outer_egress_free(o->egress);
+	if (o->sigfd >= 0) {
+		/* A signal that came after the first would kill us once unblocked: consume it. */
+		struct signalfd_siginfo si;
+		while (read(o->sigfd, &si, sizeof(si)) == sizeof(si))
+			;
+		close(o->sigfd);
+	}
+	if (o->timerfd >= 0)
+		close(o->timerfd);
+	if (o->stop_timerfd >= 0)
+		close(o->stop_timerfd);
+	if (o->reserve_fd >= 0)
+		close(o->reserve_fd);
+	evloop_free(o->loop);
+	if (o->blocked)
+		sigprocmask(SIG_SETMASK, &o->old_mask, NULL);
+	free(o->final.message);
+	free(o);
+}

@@ -1,0 +1,99 @@
+/* outer: the host side of a running enclave, on top of any launcher (launcher.h): ingress TCP
+ * listeners, the egress endpoint (policy enforced again here), status/log/console clients, exit codes,
+ * plus the state folder behind `enclaver ps`/`stop` and the --verify-before-run check. docs/run.md. */
+#ifndef ENCLAVER_RUNTIME_OUTER_H
+#define ENCLAVER_RUNTIME_OUTER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "common/egress.h"
+#include "runtime/launcher.h"
+
+/* enclaver-run's exit codes beyond the app's own (enclaver-compat.md). */
+#define OUTER_EXIT_SIGNALED    107
+#define OUTER_EXIT_FATAL       108
+#define OUTER_EXIT_INTERRUPTED 109
+
+/* ---------------------------------------------------------------- port mappings
+ * `-p [HOST_ADDR:]HOST_PORT:ENCLAVE_PORT` as docker takes it; HOST_ADDR a numeric IPv4 address or
+ * [IPv6], default 127.0.0.1 (0.0.0.0 only when asked). The enclave's own ports 17000-17002 are refused. */
+struct outer_port {
+	char host_addr[64]; /* numeric, without brackets */
+	uint16_t host_port;
+	uint16_t enclave_port;
+};
+int outer_port_parse(const char *spec, struct outer_port *out, struct err **err);
+
+/* ---------------------------------------------------------------- running */
+struct outer_config {
+	struct launcher *launcher;
+	const struct outer_port *ports;
+	size_t n_ports;
+	const struct egress_policy *policy; /* the manifest's; NULL or empty: every egress request is refused */
+	bool debug_mode;                    /* stream the console (to stderr) */
+	int log_fd;                         /* where the app's lines go (stdout) */
+	const char *log_prefix;             /* before each app line; NULL: "[app] " */
+	unsigned stop_timeout_ms;           /* SIGINT/SIGTERM: how long the app gets to stop (odyn's "stop"
+	                                       on the status stream) before launcher_stop; 0: 30000 */
+};
+
+enum outer_outcome {
+	OUTER_APP_EXITED,   /* code = the app's exit code */
+	OUTER_APP_SIGNALED, /* code = the signal number */
+	OUTER_APP_FATAL,    /* odyn could not run the app; message says why */
+	OUTER_ENCLAVE_GONE, /* the enclave stopped without a final status */
+	OUTER_INTERRUPTED,  /* SIGINT/SIGTERM; code = the signal */
+};
+struct outer_result {
+	enum outer_outcome outcome;
+	int code;
+	char *message; /* caller frees; may be NULL */
+};
+/* enclaver-run's exit code for a result: the app's code, 107, 108 or 109. */
+int outer_exit_code(const struct outer_result *r);
+
+struct outer;
+/* Binds the ingress listeners and the egress endpoint (launcher_listen_parent), so a port in use
+ * fails before anything boots. Blocks SIGINT/SIGTERM (delivered to outer_run through a signalfd). */
+int outer_new(const struct outer_config *cfg, struct outer **out, struct err **err);
+/* After launcher_start: runs until the enclave stops (exit_fd), or SIGINT/SIGTERM (the launcher is
+ * then stopped). Returns -1 only for the loop's own failures. */
+int outer_run(struct outer *o, struct outer_result *res, struct err **err);
+/* The bound host port of mapping i (for HOST_PORT 0 in tests). */
+uint16_t outer_port_bound(const struct outer *o, size_t i);
+void outer_free(struct outer *o);
+
+/* ---------------------------------------------------------------- --verify-before-run
+ * Compares an EIF's measurements with a JSON file: `enclaver build`'s output or describe-eif's (both
+ * have "Measurements"), or a bare {"PCR0": hex, ...} object. Every PCRn given must match; the error
+ * names each one that differs. */
+int outer_measurements_verify(const char *eif_path, const char *json_path, struct err **err);
+
+/* ---------------------------------------------------------------- state folder
+ * One JSON file per running enclave in /run/enclaver (root) or $XDG_RUNTIME_DIR/enclaver, written
+ * atomically by the run process that owns it and removed when it ends. */
+struct outer_state {
+	char *id, *name, *launcher, *eif;
+	uint64_t cid;
+	pid_t pid; /* the run process */
+	struct outer_port *ports;
+	size_t n_ports;
+	int64_t started; /* seconds since the epoch */
+};
+void outer_state_free(struct outer_state *s);
+/* The folder (created 0700 when missing); caller frees. ENCLAVER_STATE_DIR overrides (tests). */
+int outer_state_dir(char **out, struct err **err);
+/* Every entry whose process is alive; entries of dead processes are removed. */
+int outer_state_list(struct outer_state **out, size_t *n, struct err **err);
+void outer_state_list_free(struct outer_state *v, size_t n);
+/* Under the folder's lock: refuses a name, CID or host port a live entry holds (the message names the
+ * enclave holding it). cid 0 and an empty name are not checked. */
+int outer_state_check(const char *name, uint64_t cid, const struct outer_port *ports, size_t n_ports, struct err **err);
+/* Writes the entry (atomically, under the lock, rechecking conflicts); *path gets its file. */
+int outer_state_add(const struct outer_state *s, char **path, struct err **err);
+/* Finds a live entry by id, id prefix (unique) or name. */
+int outer_state_find(const char *id_or_name, struct outer_state *out, struct err **err);
+
+#endif

@@ -1,0 +1,72 @@
+/* outer_ingress: the host's TCP listeners (`-p [ADDR:]HOST_PORT:ENCLAVE_PORT`); every connection
+ * is relayed to the enclave's port through the launcher (vsock on Nitro). */
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <sys/epoll.h>
+
+#include "runtime/outer_internal.h"
+
+static void on_accept(struct ev_handler *h, uint32_t events)
+{
+	struct outer_ingress *in = (struct outer_ingress *)h;
+	struct outer *o = in->o;
+	(void)events;
+	for (;;) {
+		_cleanup_err_ struct err *e = NULL;
+		int fd = transport_accept(in->lfd, &o->reserve_fd, &e);
+		if (fd < 0) {
+			if (e)
+				log_warn("ingress %s:%u: %s", in->port->host_addr, in->bound_port, e->msg);
+			return;
+		}
+		int gfd;
+		if (launcher_connect_guest(o->cfg.launcher, in->port->enclave_port, &gfd, &e) < 0) {
+			log_warn("ingress %s:%u -> enclave port %u: %s", in->port->host_addr, in->bound_port,
+			         in->port->enclave_port, e->msg);
+			close(fd);
+			continue;
+		}
+		fcntl(gfd, F_SETFL, fcntl(gfd, F_GETFL) | O_NONBLOCK);
+		if (relay_start(o->loop, fd, gfd, NULL, 0, NULL, 0, &o->relays, &e) < 0)
+			log_warn("ingress: %s", e->msg);
+	}
+}
+
+int outer_ingress_open(struct outer *o, const struct outer_port *p, struct outer_ingress *in, struct err **err)
+{
+	memset(in, 0, sizeof(*in));
+	in->lfd = -1;
+	_cleanup_free_ char *text = strchr(p->host_addr, ':') ? xasprintf("tcp:[%s]:%u", p->host_addr, p->host_port)
+	                                                      : xasprintf("tcp:%s:%u", p->host_addr, p->host_port);
+	struct transport_addr a;
+	if (transport_parse(text, &a, err) < 0)
+		return err_wrap(err, "ingress -p %s:%u:%u", p->host_addr, p->host_port, p->enclave_port);
+	int fd = transport_listen(&a, 1024, err);
+	if (fd < 0)
+		return err_wrap(err, "ingress -p %s:%u:%u (is the port in use?)", p->host_addr, p->host_port,
+		                p->enclave_port);
+	uint32_t bound = p->host_port;
+	transport_local_port(fd, &bound, NULL);
+	in->h.fn = on_accept;
+	in->o = o;
+	in->lfd = fd;
+	in->port = p;
+	in->bound_port = (uint16_t)bound;
+	if (evloop_add(o->loop, fd, EPOLLIN, &in->h, err) < 0) {
+		close(fd);
+		in->lfd = -1;
+		return -1;
+	}
+	log_info("ingress %s:%u -> enclave port %u", p->host_addr, in->bound_port, p->enclave_port);
+	return 0;
+}
+
+void outer_ingress_close(struct outer *o, struct outer_ingress *in)
+{
+	if (in->lfd < 0)
+		return;
+	evloop_del(o->loop, in->lfd);
+	close(in->lfd);
+	in->lfd = -1;
+}

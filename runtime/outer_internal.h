@@ -1,0 +1,82 @@
+/* outer_internal: the pieces of the outer side shared between its files (the run loop, ingress
+ * listeners, the egress endpoint, the guest stream clients). Not for other modules. */
+#ifndef ENCLAVER_RUNTIME_OUTER_INTERNAL_H
+#define ENCLAVER_RUNTIME_OUTER_INTERNAL_H
+
+#include <signal.h>
+#include <stddef.h>
+
+#include "common/relay.h"
+#include "common/transport.h"
+#include "runtime/outer.h"
+
+#define outer_container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
+
+struct outer;
+
+/* ingress: one TCP listener per port mapping; each connection is relayed to the enclave's port. */
+struct outer_ingress {
+	struct ev_handler h;
+	struct outer *o;
+	int lfd;
+	uint16_t bound_port;
+	const struct outer_port *port;
+};
+int outer_ingress_open(struct outer *o, const struct outer_port *p, struct outer_ingress *in, struct err **err);
+void outer_ingress_close(struct outer *o, struct outer_ingress *in);
+
+/* egress: the endpoint the enclave's odyn connects to (vsock 17002). */
+struct outer_egress;
+int outer_egress_open(struct outer *o, struct outer_egress **out, struct err **err);
+void outer_egress_free(struct outer_egress *e);
+
+/* guest streams: status (17000) and log (17001) clients, reconnecting while the enclave is up. */
+enum gstream_kind { GSTREAM_STATUS, GSTREAM_LOG };
+struct gstream {
+	struct ev_handler h;
+	struct outer *o;
+	enum gstream_kind kind;
+	uint32_t port;
+	int fd;
+	struct buf line; /* a line not yet complete */
+	bool wanted;     /* not connected, should be */
+	unsigned failures;
+};
+void gstream_init(struct outer *o, struct gstream *g, enum gstream_kind kind);
+/* Tries to connect once; false when it should be retried later. */
+bool gstream_try_connect(struct gstream *g);
+/* Reads what is there without waiting (at the end, after the enclave stopped), then closes. */
+void gstream_drain(struct gstream *g);
+void gstream_close(struct gstream *g);
+
+/* What the loop shares with its parts. */
+struct outer {
+	struct outer_config cfg;
+	struct evloop *loop;
+	struct relay_list relays; /* ingress and egress connections */
+	int reserve_fd;           /* for shedding connections at EMFILE */
+	struct outer_ingress *ingress;
+	size_t n_ingress;
+	struct outer_egress *egress;
+	struct gstream status, log;
+	struct ev_handler exit_h, console_h, sig_h, timer_h, stop_h;
+	int sigfd, timerfd, stop_timerfd, exit_fd, console_fd;
+	bool blocked; /* SIGINT/SIGTERM blocked by outer_new */
+	sigset_t old_mask;
+	/* what odyn reported last */
+	bool have_final;
+	struct outer_result final;
+	bool started;    /* a "running" status was seen */
+	int signo;       /* SIGINT/SIGTERM received */
+	bool stop_asked; /* "stop" sent to odyn; waiting for the enclave to end */
+	bool done;
+};
+
+/* A status line from odyn: updates o->final / o->started; a malformed line is logged and skipped. */
+void outer_status_line(struct outer *o, const char *line, size_t len);
+/* Writes an app line with the prefix to the log descriptor. */
+void outer_log_line(struct outer *o, const char *line, size_t len);
+/* Arms the retry timer (streams to connect). */
+void outer_retry_arm(struct outer *o, unsigned ms);
+
+#endif

@@ -1,0 +1,176 @@
+/* outer_streams: the clients of odyn's status (17000) and log (17001) streams: newline-delimited
+ * JSON status lines become the run's result, app output lines go to our stdout with a prefix. */
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+
+#include "runtime/outer_internal.h"
+
+/* A line longer than this is passed on in pieces (the app printed no newline for a while). */
+#define LINE_MAX_BYTES (64 * 1024)
+
+void outer_log_line(struct outer *o, const char *line, size_t len)
+{
+	struct buf b = {0};
+	buf_puts(&b, o->cfg.log_prefix);
+	buf_append(&b, line, len);
+	buf_putc(&b, '\n');
+	_cleanup_err_ struct err *e = NULL;
+	if (io_write_full(o->cfg.log_fd, b.data, b.len, &e) < 0)
+		log_warn("app log: %s", e->msg);
+	buf_free(&b);
+}
+
+void outer_status_line(struct outer *o, const char *line, size_t len)
+{
+	json_error_t je;
+	_cleanup_json_ json_t *v = json_loadb(line, len, JSON_REJECT_DUPLICATES, &je);
+	const char *st = json_string_value(json_object_get(v, "status"));
+	if (!st) {
+		log_warn("status stream: ignoring a malformed line (%.*s)", (int)(len > 200 ? 200 : len), line);
+		return;
+	}
+	json_t *code = json_object_get(v, "code"), *sig = json_object_get(v, "signal"),
+	       *msg = json_object_get(v, "error");
+	if (strcmp(st, "running") == 0) {
+		/* Also after a restart: the earlier end was not the last. */
+		o->started = true;
+		o->have_final = false;
+		free(o->final.message);
+		o->final.message = NULL;
+		log_info("the app is running");
+		return;
+	}
+	struct outer_result r = {0};
+	if (strcmp(st, "exited") == 0 && json_is_integer(code)) {
+		r.outcome = OUTER_APP_EXITED;
+		r.code = (int)json_integer_value(code);
+		r.message = xasprintf("the app exited with code %d", r.code);
+	} else if (strcmp(st, "signaled") == 0 && json_is_integer(sig)) {
+		r.outcome = OUTER_APP_SIGNALED;
+		r.code = (int)json_integer_value(sig);
+		r.message = xasprintf("the app was killed by signal %d", r.code);
+	} else if (strcmp(st, "fatal") == 0) {
+		r.outcome = OUTER_APP_FATAL;
+		r.message = xasprintf("odyn: %s", json_is_string(msg) ? json_string_value(msg) : "fatal error");
+	} else {
+		log_warn("status stream: ignoring an unknown status (%.*s)", (int)(len > 200 ? 200 : len), line);
+		return;
+	}
+	log_info("%s", r.message);
+	free(o->final.message);
+	o->final = r;
+	o->have_final = true;
+}
+
+static void stream_lines(struct gstream *g, const char *data, size_t n, bool eof)
+{
+	struct outer *o = g->o;
+	buf_append(&g->line, data, n);
+	size_t start = 0;
+	for (;;) {
+		char *nl = memchr(g->line.data + start, '\n', g->line.len - start);
+		size_t end = nl ? (size_t)(nl - g->line.data) : g->line.len;
+		bool take = nl || (end - start) >= LINE_MAX_BYTES || (eof && end > start);
+		if (!take)
+			break;
+		if (g->kind == GSTREAM_STATUS)
+			outer_status_line(o, g->line.data + start, end - start);
+		else
+			outer_log_line(o, g->line.data + start, end - start);
+		start = nl ? end + 1 : end;
+		if (start >= g->line.len)
+			break;
+	}
+	memmove(g->line.data, g->line.data + start, g->line.len - start);
+	g->line.len -= start;
+}
+
+void gstream_close(struct gstream *g)
+{
+	if (g->fd < 0)
+		return;
+	evloop_del(g->o->loop, g->fd);
+	close(g->fd);
+	g->fd = -1;
+}
+
+/* Reads what is ready; true at EOF or on an error. */
+static bool stream_read(struct gstream *g)
+{
+	char b[65536];
+	for (;;) {
+		ssize_t n = recv(g->fd, b, sizeof(b), 0);
+		if (n > 0) {
+			stream_lines(g, b, (size_t)n, false);
+			continue;
+		}
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && errno == EAGAIN)
+			return false;
+		stream_lines(g, "", 0, true); /* a last line without a newline */
+		return true;
+	}
+}
+
+static void on_stream(struct ev_handler *h, uint32_t events)
+{
+	struct gstream *g = (struct gstream *)h;
+	(void)events;
+	if (g->fd < 0 || !stream_read(g))
+		return;
+	gstream_close(g);
+	struct outer *o = g->o;
+	/* The log is replayed from odyn's ring on reconnect: after the app's end that would repeat it. */
+	if (o->done || (g->kind == GSTREAM_LOG && o->have_final))
+		return;
+	log_debug("%s stream closed: reconnecting", g->kind == GSTREAM_STATUS ? "status" : "log");
+	g->wanted = true;
+	g->failures = 0;
+	outer_retry_arm(o, 20);
+}
+
+void gstream_init(struct outer *o, struct gstream *g, enum gstream_kind kind)
+{
+	memset(g, 0, sizeof(*g));
+	g->h.fn = on_stream;
+	g->o = o;
+	g->kind = kind;
+	g->port = kind == GSTREAM_STATUS ? 17000 : 17001;
+	g->fd = -1;
+}
+
+bool gstream_try_connect(struct gstream *g)
+{
+	_cleanup_err_ struct err *e = NULL;
+	int fd;
+	if (launcher_connect_guest(g->o->cfg.launcher, g->port, &fd, &e) < 0) {
+		if (g->failures++ == 0 || log_get_level() >= LOG_DEBUG)
+			log_debug("%s stream (port %u): %s; retrying", g->kind == GSTREAM_STATUS ? "status" : "log",
+			          g->port, e->msg);
+		return false;
+	}
+	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+	if (evloop_add(g->o->loop, fd, EPOLLIN, &g->h, &e) < 0) {
+		log_warn("%s", e->msg);
+		close(fd);
+		return false;
+	}
+	g->fd = fd;
+	g->wanted = false;
+	g->failures = 0;
+	return true;
+}
+
+void gstream_drain(struct gstream *g)
+{
+	g->wanted = false;
+	if (g->fd >= 0)
+		stream_read(g);
+	gstream_close(g);
+	if (g->line.len)
+		stream_lines(g, "", 0, true);
+}

@@ -1,0 +1,255 @@
+/* test_outer: the outer side's parsers and bookkeeping: -p mappings, odyn's status lines, exit
+ * codes, the state folder (conflicts, pruning, lookup) and --verify-before-run's JSON checks. */
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+
+#include "runtime/outer_internal.h"
+#include "tests/harness.h"
+
+TEST(port_parse_good)
+{
+	static const struct {
+		const char *in, *addr;
+		unsigned host, enclave;
+	} cases[] = {
+	    {"8080:80", "127.0.0.1", 8080, 80},         {"0.0.0.0:443:8443", "0.0.0.0", 443, 8443},
+	    {"[::1]:9000:9001", "::1", 9000, 9001},     {"0:80", "127.0.0.1", 0, 80},
+	    {"10.1.2.3:65535:1", "10.1.2.3", 65535, 1}, {"[2001:db8::7]:1:16999", "2001:db8::7", 1, 16999},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct outer_port p;
+		struct err *e = NULL;
+		REQUIRE(outer_port_parse(cases[i].in, &p, &e) == 0);
+		CHECK_STR_EQ(p.host_addr, cases[i].addr);
+		CHECK_INT_EQ(p.host_port, cases[i].host);
+		CHECK_INT_EQ(p.enclave_port, cases[i].enclave);
+	}
+}
+
+TEST(port_parse_bad)
+{
+	static const struct {
+		const char *in, *msg;
+	} cases[] = {
+	    {"80", "want [HOST_ADDR:]HOST_PORT:ENCLAVE_PORT"},
+	    {"", "want [HOST_ADDR:]HOST_PORT:ENCLAVE_PORT"},
+	    {"1:2:3:4", "want [HOST_ADDR:]HOST_PORT:ENCLAVE_PORT"},
+	    {"x:80", "host port \"x\""},
+	    {"80:y", "enclave port \"y\""},
+	    {"65536:80", "host port \"65536\""},
+	    {"80:0", "enclave port \"0\""},
+	    {"80:-1", "enclave port \"-1\""},
+	    {"80:17000", "one of odyn's own"},
+	    {"80:17002", "one of odyn's own"},
+	    {"localhost:80:80", "not a numeric IPv4 address"},
+	    {"1.2.3:80:80", "not a numeric IPv4 address"},
+	    {":80:80", "empty or overlong host address"},
+	    {"[::1:80:80", "want [IPv6]"},
+	    {"[]:80:80", "want [IPv6]"},
+	    {"[1.2.3.4]:80:80", "is not an IPv6 address"},
+	    {"[::1]:80", "want [HOST_ADDR:]HOST_PORT:ENCLAVE_PORT"},
+	    {"123456:80", "host port"},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct outer_port p;
+		struct err *e = NULL;
+		CHECK(outer_port_parse(cases[i].in, &p, &e) < 0);
+		CHECK_ERR_CONTAINS(e, cases[i].msg);
+		err_free(&e);
+	}
+}
+
+TEST(exit_codes)
+{
+	struct outer_result r = {.outcome = OUTER_APP_EXITED, .code = 0};
+	CHECK_INT_EQ(outer_exit_code(&r), 0);
+	r.code = 3;
+	CHECK_INT_EQ(outer_exit_code(&r), 3);
+	r = (struct outer_result){.outcome = OUTER_APP_SIGNALED, .code = 9};
+	CHECK_INT_EQ(outer_exit_code(&r), 107);
+	r.outcome = OUTER_APP_FATAL;
+	CHECK_INT_EQ(outer_exit_code(&r), 108);
+	r.outcome = OUTER_ENCLAVE_GONE;
+	CHECK_INT_EQ(outer_exit_code(&r), 108);
+	r.outcome = OUTER_INTERRUPTED;
+	CHECK_INT_EQ(outer_exit_code(&r), 109);
+}
+
+static void line(struct outer *o, const char *s)
+{
+	outer_status_line(o, s, strlen(s));
+}
+
+TEST(status_lines)
+{
+	struct outer o = {0};
+	line(&o, "{\"status\":\"running\"}");
+	CHECK(o.started && !o.have_final);
+	line(&o, "{\"status\":\"exited\",\"code\":3}");
+	CHECK(o.have_final && o.final.outcome == OUTER_APP_EXITED && o.final.code == 3);
+	/* A restart: the earlier end was not the last one. */
+	line(&o, "{\"status\":\"running\"}");
+	CHECK(!o.have_final);
+	line(&o, "{\"status\":\"signaled\",\"signal\":15}");
+	CHECK(o.have_final && o.final.outcome == OUTER_APP_SIGNALED && o.final.code == 15);
+	line(&o, "{\"status\":\"fatal\",\"error\":\"start \\\"x\\\"\\n: exec\"}");
+	CHECK(o.final.outcome == OUTER_APP_FATAL);
+	CHECK_STR_EQ(o.final.message, "odyn: start \"x\"\n: exec");
+	/* Malformed or unknown lines change nothing (and do not crash). */
+	const char *junk[] = {"",
+	                      "{",
+	                      "null",
+	                      "[]",
+	                      "{\"status\":3}",
+	                      "{\"status\":\"exited\"}",
+	                      "{\"status\":\"exited\",\"code\":\"3\"}",
+	                      "{\"status\":\"signaled\",\"signal\":\"SIGTERM\"}",
+	                      "{\"status\":\"paused\"}",
+	                      "{\"status\":\"running\",\"status\":\"exited\"}"};
+	for (size_t i = 0; i < sizeof(junk) / sizeof(junk[0]); i++)
+		line(&o, junk[i]);
+	CHECK(o.have_final && o.final.outcome == OUTER_APP_FATAL);
+	free(o.final.message);
+}
+
+static pid_t dead_pid(void)
+{
+	pid_t p = fork();
+	if (p == 0)
+		_exit(0);
+	waitpid(p, NULL, 0);
+	return p;
+}
+
+TEST(state_folder)
+{
+	setenv("ENCLAVER_STATE_DIR", test_tmpdir(t), 1);
+	struct outer_port ports[] = {{"127.0.0.1", 8080, 80}, {"0.0.0.0", 9443, 443}};
+	struct outer_state a = {.id = "i-abc-enc1",
+	                        .name = "alpha",
+	                        .launcher = "nitro",
+	                        .eif = "/x.eif",
+	                        .cid = 16,
+	                        .pid = getpid(),
+	                        .ports = ports,
+	                        .n_ports = 2,
+	                        .started = 1};
+	struct err *e = NULL;
+	char *path = NULL;
+	REQUIRE(outer_state_add(&a, &path, &e) == 0);
+	free(path);
+	struct outer_port other[] = {{"127.0.0.1", 8081, 80}};
+	CHECK(outer_state_check("beta", 17, other, 1, &e) == 0);
+	CHECK(outer_state_check("alpha", 17, other, 1, &e) < 0);
+	CHECK_ERR_CONTAINS(e, "the name alpha is taken by enclave i-abc-enc1");
+	err_free(&e);
+	CHECK(outer_state_check("beta", 16, other, 1, &e) < 0);
+	CHECK_ERR_CONTAINS(e, "CID 16 is in use by enclave i-abc-enc1");
+	err_free(&e);
+	struct outer_port same[] = {{"127.0.0.1", 8080, 81}};
+	CHECK(outer_state_check("beta", 0, same, 1, &e) < 0);
+	CHECK_ERR_CONTAINS(e, "host port 127.0.0.1:8080 is in use");
+	err_free(&e);
+	/* 0.0.0.0 overlaps every address of the same port. */
+	struct outer_port any[] = {{"127.0.0.1", 9443, 1}};
+	CHECK(outer_state_check("beta", 0, any, 1, &e) < 0);
+	CHECK_ERR_CONTAINS(e, "host port 127.0.0.1:9443 is in use");
+	err_free(&e);
+	/* The same entry again is refused when written, not only when checked. */
+	CHECK(outer_state_add(&a, &path, &e) < 0);
+	err_free(&e);
+
+	struct outer_state b = {
+	    .id = "i-abc-enc2", .name = "gone", .launcher = "nitro", .eif = "/y.eif", .cid = 17, .pid = dead_pid()};
+	REQUIRE(outer_state_add(&b, &path, &e) == 0);
+	free(path);
+	struct outer_state *v;
+	size_t n;
+	REQUIRE(outer_state_list(&v, &n, &e) == 0);
+	CHECK_INT_EQ(n, 1); /* the dead process's entry is pruned */
+	if (n == 1) {
+		CHECK_STR_EQ(v[0].name, "alpha");
+		CHECK_INT_EQ(v[0].n_ports, 2);
+		CHECK_STR_EQ(v[0].ports[1].host_addr, "0.0.0.0");
+		CHECK_INT_EQ(v[0].ports[1].enclave_port, 443);
+	}
+	outer_state_list_free(v, n);
+
+	struct outer_state f;
+	REQUIRE(outer_state_find("i-abc", &f, &e) == 0); /* a unique prefix */
+	CHECK_STR_EQ(f.name, "alpha");
+	outer_state_free(&f);
+	REQUIRE(outer_state_find("alpha", &f, &e) == 0);
+	outer_state_free(&f);
+	CHECK(outer_state_find("gone", &f, &e) < 0);
+	CHECK_ERR_CONTAINS(e, "no running enclave has the id or name \"gone\"");
+	err_free(&e);
+	unsetenv("ENCLAVER_STATE_DIR");
+}
+
+TEST(state_folder_bad_files)
+{
+	setenv("ENCLAVER_STATE_DIR", test_tmpdir(t), 1);
+	const char *bad[] = {
+	    "", "{", "[]", "{\"id\": 3, \"pid\": 1}", "{\"id\": \"x\"}", "{\"id\":\"x\",\"pid\":1,\"ports\":3}"};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		char path[512];
+		snprintf(path, sizeof(path), "%s/bad%zu.json", test_tmpdir(t), i);
+		FILE *f = fopen(path, "w");
+		REQUIRE(f);
+		fputs(bad[i], f);
+		fclose(f);
+	}
+	struct outer_state *v;
+	size_t n;
+	struct err *e = NULL;
+	REQUIRE(outer_state_list(&v, &n, &e) == 0); /* skipped with a warning, no crash */
+	CHECK_INT_EQ(n, 0);
+	outer_state_list_free(v, n);
+	unsetenv("ENCLAVER_STATE_DIR");
+}
+
+static void verify_json(struct test_ctx *t, const char *json, const char *msg)
+{
+	char path[512];
+	snprintf(path, sizeof(path), "%s/m.json", test_tmpdir(t));
+	FILE *f = fopen(path, "w");
+	REQUIRE(f);
+	fputs(json, f);
+	fclose(f);
+	struct err *e = NULL;
+	/* The JSON is checked before the EIF is opened: no EIF needed for these. */
+	CHECK(outer_measurements_verify("/nonexistent.eif", path, &e) < 0);
+	CHECK_ERR_CONTAINS(e, msg);
+	err_free(&e);
+}
+
+TEST(verify_bad_json)
+{
+	char pcr[97];
+	memset(pcr, 'a', 96);
+	pcr[96] = '\0';
+	char buf[512];
+	verify_json(t, "", "line 1 column");
+	verify_json(t, "{\"PCR0\": ", "line 1 column");
+	verify_json(t, "[]", "want an object");
+	verify_json(t, "{\"Measurements\": 3}", "want an object");
+	verify_json(t, "{}", "no PCR0, PCR1, PCR2 or PCR8");
+	verify_json(t, "{\"HashAlgorithm\": \"Sha384 { ... }\"}", "no PCR0");
+	verify_json(t, "{\"PCR3\": \"00\"}", "unknown key \"PCR3\"");
+	verify_json(t, "{\"PCR0\": 5}", "PCR0: want 96 hex digits");
+	verify_json(t, "{\"PCR1\": \"abc\"}", "PCR1: want 96 hex digits");
+	snprintf(buf, sizeof(buf), "{\"PCR2\": \"%.95sz\"}", pcr);
+	verify_json(t, buf, "PCR2: want 96 hex digits");
+	snprintf(buf, sizeof(buf), "{\"PCR0\": \"%s\", \"PCR0\": \"%s\"}", pcr, pcr);
+	verify_json(t, buf, "duplicate");
+	/* Well-formed: then the EIF is read, and its absence named. */
+	snprintf(buf, sizeof(buf), "{\"Measurements\": {\"PCR0\": \"%s\"}}", pcr);
+	verify_json(t, buf, "/nonexistent.eif");
+	struct err *e = NULL;
+	CHECK(outer_measurements_verify("/nonexistent.eif", "/nonexistent.json", &e) < 0);
+	CHECK_ERR_CONTAINS(e, "/nonexistent.json");
+	err_free(&e);
+}
