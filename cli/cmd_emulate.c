@@ -80,29 +80,6 @@ static int parse_endpoint(const char *s, struct vsock_endpoint *ep)
 	return -1;
 }
 
-static char *default_qemu(void)
-{
-	const char *env = getenv("ENCLAVER_QEMU");
-	if (env && *env)
-		return xstrdup(env);
-	const char *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
-	char *cached = xdg && *xdg
-	                   ? xasprintf("%s/enclaver/qemu-10.0.2/bin/qemu-system-x86_64", xdg)
-	                   : xasprintf("%s/.cache/enclaver/qemu-10.0.2/bin/qemu-system-x86_64", home ? home : "");
-	if (access(cached, X_OK) == 0)
-		return cached;
-	free(cached);
-	const char *path = getenv("PATH");
-	_cleanup_free_ char *copy = xstrdup(path ? path : "/usr/bin");
-	for (char *save = NULL, *dir = strtok_r(copy, ":", &save); dir; dir = strtok_r(NULL, ":", &save)) {
-		char *p = xasprintf("%s/qemu-system-x86_64", dir);
-		if (access(p, X_OK) == 0)
-			return p;
-		free(p);
-	}
-	return NULL;
-}
-
 int cmd_emulate(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -194,16 +171,8 @@ int cmd_emulate(int argc, char **argv)
 		return cli_usage_error("emulate", "unexpected argument '%s'", argv[optind]);
 	if (!cfg.eif_path)
 		return cli_usage_error("emulate", "--eif is required");
-	if (!qemu)
-		qemu = default_qemu();
 	_cleanup_err_ struct err *err = NULL;
-	if (!qemu) {
-		err_set(&err, ENOENT,
-		        "no qemu-system-x86_64 with the nitro-enclave machine: run scripts/build-qemu.sh "
-		        "or pass --qemu");
-		return cli_fail(&err);
-	}
-	cfg.qemu = qemu;
+	cfg.qemu = qemu; /* NULL: the launcher looks for one */
 	/* A reader of the console that goes away must not kill us with QEMU still running. */
 	signal(SIGPIPE, SIG_IGN);
 	cfg.forwards = forwards;

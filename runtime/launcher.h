@@ -107,9 +107,20 @@ int launcher_nitro_new(const struct launcher_nitro_options *opt, struct launcher
 
 /* The emulator launcher: QEMU's nitro-enclave machine with our vsock backend.
  * Implemented in runtime/launcher_emulator.c. */
+struct vsock_forward;
+struct vsock_listen;
 struct launcher_emulator_options {
 	const char *qemu; /* NULL: $ENCLAVER_QEMU, then the build-qemu.sh cache, then PATH */
 	bool acpi;        /* machine acpi=on (Debian's kernel needs it) */
+	/* Optional, for `enclaver emulate` (runtime/runtime.h has the types): fixed forwards and
+	 * host listeners of the vsock backend, its Firecracker-style uds_path, and an fd (> 0) the
+	 * debug console is written to live from QEMU's start (console_fd() then gives -1). */
+	const struct vsock_forward *forwards;
+	size_t n_forwards;
+	const struct vsock_listen *listens;
+	size_t n_listens;
+	const char *uds_path;
+	int console_stream_fd;
 };
 int launcher_emulator_new(const struct launcher_emulator_options *opt, struct launcher **out, struct err **err);
 

@@ -1,5 +1,5 @@
-/* runtime: running enclaves. For now the emulator: a vhost-user-vsock backend for QEMU's
- * nitro-enclave machine and the code that boots an EIF in QEMU (see docs/emulator.md). */
+/* runtime: running enclaves. The emulator: a vhost-user-vsock backend for QEMU's nitro-enclave
+ * machine, its launcher (launcher.h) and `enclaver emulate`'s run loop (see docs/emulator.md). */
 #ifndef ENCLAVER_RUNTIME_H
 #define ENCLAVER_RUNTIME_H
 
@@ -65,7 +65,7 @@ void vsock_backend_stats(struct vsock_backend *b, struct vsock_backend_stats *ou
 /* ---------------------------------------------------------------- emulator */
 struct emulate_config {
 	const char *eif_path;
-	const char *qemu;             /* qemu-system-x86_64 with the nitro-enclave machine */
+	const char *qemu;             /* NULL: found as launcher_emulator_new finds it */
 	uint64_t guest_cid;           /* default 16 */
 	unsigned cpu_count;           /* default 2 */
 	unsigned memory_mb;           /* default 1024 */
@@ -84,6 +84,11 @@ struct emulate_result {
 	int qemu_status;    /* QEMU's wait status, -1 when we stopped it */
 	bool interrupted;   /* stopped by SIGINT/SIGTERM */
 };
+
+struct launcher;
+/* The emulator launcher's QEMU: its wait status once it ended on its own and stop() reaped it;
+ * -1 while it runs or when stop() had to end it. */
+int launcher_emulator_qemu_status(struct launcher *l);
 
 /* Boots the EIF in QEMU with our vsock backend, answers the heartbeat, streams the console when
  * asked, and returns when QEMU exits or on SIGINT/SIGTERM (QEMU is then stopped). An error when

@@ -2,6 +2,7 @@
  * connections to host sockets and back with credit flow control, in one poll() loop. */
 #include <poll.h>
 #include <pthread.h>
+#include <signal.h>
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
@@ -809,7 +810,12 @@ int vsock_backend_start(const struct vsock_backend_config *cfg, struct vsock_bac
 		}
 		b->listeners[b->n_listeners++] = (struct listener){.fd = fd, .connect_line = true};
 	}
+	/* Every signal blocked in the thread: they are the caller's (its signalfd, its handlers). */
+	sigset_t all, old;
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
 	int e = pthread_create(&b->thread, NULL, backend_thread, b);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	if (e != 0) {
 		errno = e;
 		err_sys(err, "start the vsock thread");

@@ -5,7 +5,8 @@
 Usage: make_app_image.py LAYOUT_DIR [TAG [BINARY]]   (TAG defaults to "latest")
 The image: /app/hello.sh (the Entrypoint), /app/data.txt, /etc/motd removed by a
 whiteout in layer 2; Cmd ["world"], Env, WorkingDir /app, User 1000:1000. With BINARY
-(a static executable) it is /app/hello and the Entrypoint instead: the image has no shell."""
+(a static executable) it is /app/hello and the Entrypoint instead: the image has no shell.
+APP_CMD in the environment (a JSON list) replaces the Cmd."""
 import gzip
 import hashlib
 import io
@@ -67,7 +68,7 @@ def main():
         "created": "2023-11-14T22:13:20Z",
         "architecture": "amd64",
         "os": "linux",
-        "config": {"Entrypoint": ["/app/hello" if binary is not None else "/app/hello.sh"], "Cmd": ["world"], "Env": ["PATH=/usr/bin:/bin", "GREETING=hi"],
+        "config": {"Entrypoint": ["/app/hello" if binary is not None else "/app/hello.sh"], "Cmd": json.loads(os.environ.get("APP_CMD", '["world"]')), "Env": ["PATH=/usr/bin:/bin", "GREETING=hi"],
                    "WorkingDir": "/app", "User": "1000:1000"},
         "rootfs": {"type": "layers", "diff_ids": diff_ids},
     }
