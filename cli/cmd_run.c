@@ -355,8 +355,13 @@ static int run_main(struct run_opts *o)
 	                             .cid = o->cid,
 	                             .debug_mode = o->debug_mode};
 	struct launch_info info = {0};
-	if (launcher_start(l, &req, &info, &err) < 0)
+	if (launcher_start(l, &req, &info, &err) < 0) {
+		/* SIGINT/SIGTERM during the boot: the launcher stopped the enclave; that is a stop by
+		 * signal (109) like one after the heartbeat, not a failure. */
+		if (err->code == EINTR)
+			rc = OUTER_EXIT_INTERRUPTED;
 		goto fail;
+	}
 	if (log_get_level() >= LOG_WARN)
 		print_launch_info(&info);
 	struct outer_state st = {.id = info.enclave_id,
