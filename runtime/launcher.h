@@ -14,7 +14,7 @@
 /* What to start. Zero values mean the launcher's documented default. */
 struct launch_request {
 	const char *eif_path;
-	const char *name;             /* EnclaveName in listings; default: the EIF's file name */
+	const char *name;             /* EnclaveName in listings; default: the EIF's file name without .eif */
 	unsigned cpu_count;           /* vCPUs; default 2 */
 	unsigned memory_mb;           /* MiB; default 4096 on Nitro (1024 in the emulator) */
 	uint64_t cid;                 /* 0: the launcher picks one */
