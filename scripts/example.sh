@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# example.sh: the built-in example (`make example`): writes a tiny app image as an OCI
-# layout (testdata/example/make_app_image.py, no Docker), runs `enclaver build` on
+# example.sh: the built-in example (`make example`): writes a tiny app image (the static
+# testdata/example/hello.c) as an OCI layout (testdata/example/make_app_image.py, no
+# Docker), runs `enclaver build` on
 # testdata/example/enclaver.yaml into the release image build/example/release (an OCI
 # layout) and prints what `enclaver build` prints: the sources and the measurements.
 #
@@ -19,6 +20,8 @@ if [ -z "${ENCLAVER_KERNEL_BUNDLE:-}" ] && [ ! -e /usr/share/nitro_enclaves/blob
 	scripts/kernel-bundle-debian.sh "$cache/kernel-bundle" >&2
 fi
 rm -rf "$out/app" "$out/release"
-python3 testdata/example/make_app_image.py "$out/app" latest >/dev/null
+# The app: testdata/example/hello.c as a static binary (the image needs no shell or libc).
+cc -static -Os -o "$out/hello" testdata/example/hello.c
+python3 testdata/example/make_app_image.py "$out/app" latest "$out/hello" >/dev/null
 echo "== enclaver build -f testdata/example/enclaver.yaml --output oci:$out/release:enclave" >&2
 bin/enclaver build -f testdata/example/enclaver.yaml --output "oci:$out/release:enclave"
