@@ -54,9 +54,10 @@ TOOL_BINS := $(patsubst tests/tools/%.c,$(BUILD)/tests/tools/%,$(TOOL_SRCS))
 LIBENCLAVER := $(BUILD)/libenclaver.a
 ENCLAVER := $(BUILD)/bin/enclaver
 ODYN := $(BUILD)/bin/odyn
+RUN_STATIC := $(BUILD)/bin/enclaver-run.static
 
 .PHONY: all test check unit-tests example bench fuzz format clean
-all: bin/enclaver bin/enclaver-build bin/enclaver-run bin/odyn
+all: bin/enclaver bin/enclaver-build bin/enclaver-run bin/enclaver-run.static bin/odyn
 
 ifeq ($(VARIANT),release)
 bin/enclaver: $(ENCLAVER)
@@ -67,6 +68,9 @@ bin/enclaver-build: bin/enclaver
 bin/enclaver-run: bin/enclaver
 	ln -sf enclaver $@
 bin/odyn: $(ODYN)
+	@mkdir -p bin
+	cp $< $@
+bin/enclaver-run.static: $(RUN_STATIC)
 	@mkdir -p bin
 	cp $< $@
 endif
@@ -97,6 +101,13 @@ $(ODYN): $(BUILD)/obj/odyn/main/main.o $(LIBENCLAVER)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS_ALL) -o $@ $< $(LIBENCLAVER) $(ODYN_LIBS)
 
+# The enclaver-run release images carry: only the runner (no registry client, so no libcurl),
+# static like odyn so it runs on any base image or none. `enclaver build` puts it in the image.
+RUN_STATIC_OBJS := $(patsubst %,$(BUILD)/obj/cli/%.o,main/enclaver_run cmd_run cmd_describe oci_opts output)
+$(RUN_STATIC): $(RUN_STATIC_OBJS) $(LIBENCLAVER)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS_ALL) -o $@ $(RUN_STATIC_OBJS) $(LIBENCLAVER) $(ODYN_LIBS) -lz
+
 # Test helpers: programs the CLI tests drive (not tests themselves).
 HELPER_SRCS := $(filter-out tests/helpers/launcher_local.c,$(wildcard tests/helpers/*.c))
 HELPERS := $(patsubst tests/helpers/%.c,$(BUILD)/helpers/%,$(HELPER_SRCS)) $(BUILD)/helpers/enclaver-local
@@ -118,7 +129,7 @@ $(BUILD)/tests/tools/%: $(BUILD)/obj/tests/tools/%.o $(LIBENCLAVER)
 	$(CC) $(LDFLAGS_ALL) -o $@ $< $(LIBENCLAVER) $(LIBS)
 
 # Everything the test runner needs for one variant.
-unit-tests: $(UNIT_BINS) $(TOOL_BINS) $(ENCLAVER) $(ODYN) $(HELPERS)
+unit-tests: $(UNIT_BINS) $(TOOL_BINS) $(ENCLAVER) $(ODYN) $(RUN_STATIC) $(HELPERS)
 
 test check:
 	$(MAKE) VARIANT=release all unit-tests

@@ -279,6 +279,7 @@ struct bld_build_opts {
 	const char *manifest_path; /* "-": stdin */
 	const char *odyn_path;     /* the odyn binary given by the user (--odyn, $ENCLAVER_ODYN): beats sources.odyn */
 	const char *odyn_default;  /* without either: the odyn shipped with enclaver (next to the binary) */
+	const char *runtime_path;  /* the static enclaver-run put in the release image, or NULL: none */
 	const char *kernel_bundle; /* NULL: ENCLAVER_KERNEL_BUNDLE, the AWS blobs, the cache's bundle */
 	const char *platform;      /* NULL: the kernel bundle's architecture */
 	const char *eif_only;      /* write the EIF here and stop (no release image) */
@@ -339,6 +340,7 @@ void bld_ramdisk_cache_prune(const char *cache_dir);
  * and the source digest (builder/release.c). The enclaver-run runtime layer is
  * not added yet: that binary does not exist in this version. */
 struct bld_release_spec {
+	const char *runtime_path; /* the static enclaver-run for /usr/local/bin (its own layer), or NULL */
 	const char *eif_path;
 	const char *manifest_data;
 	size_t manifest_len;

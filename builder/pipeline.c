@@ -389,7 +389,8 @@ static int step_release(struct build *b, const char *eif, json_t **image, struct
 	                      "io.enclaver.pcr0",       "io.enclaver.pcr1",
 	                      "io.enclaver.pcr2",       "io.enclaver.pcr8"};
 	const char *values[] = {b->manifest->source_app, b->pulled.manifest_digest, pcr[0], pcr[1], pcr[2], pcr[3]};
-	struct bld_release_spec spec = {.eif_path = eif,
+	struct bld_release_spec spec = {.runtime_path = b->opts->runtime_path,
+	                                .eif_path = eif,
 	                                .manifest_data = b->manifest->raw,
 	                                .manifest_len = b->manifest->raw_len,
 	                                .platform = &b->platform,
@@ -402,8 +403,15 @@ static int step_release(struct build *b, const char *eif, json_t **image, struct
 	if (bld_release_write(layout, "release", &spec, digest, err) < 0)
 		return -1;
 	json_t *written = json_array();
-	*image = json_pack("{s:s, s:o, s:s}", "Digest", digest, "Written", written, "Runtime",
-	                   "not included: enclaver-run is not built yet, the image holds the EIF and manifest only");
+	char runtime_digest[OCI_DIGEST_MAX];
+	if (b->opts->runtime_path && file_digest(b->opts->runtime_path, runtime_digest, err) < 0)
+		return err_wrap(err, "enclaver-run");
+	*image = b->opts->runtime_path
+	             ? json_pack("{s:s, s:o, s:{s:s, s:s}}", "Digest", digest, "Written", written, "Runtime", "Path",
+	                         b->opts->runtime_path, "Digest", runtime_digest)
+	             : json_pack("{s:s, s:o, s:s}", "Digest", digest, "Written", written, "Runtime",
+	                         "not included: no static enclaver-run was found (ENCLAVER_RUN, or enclaver-run.static "
+	                         "next to enclaver); the image holds the EIF and manifest only");
 	_cleanup_free_ char *src = xasprintf("oci:%s:release", layout);
 	const char *push = b->opts->push;
 	if (push && !*push) {

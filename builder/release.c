@@ -49,14 +49,40 @@ static int tar_fail(struct archive *a, struct tar_sink *s, const char *what, str
 	return err_set(err, EIO, "release layer: %s: %s", what, archive_error_string(a));
 }
 
-/* Streams the layer into the blob folder; gives its digest and size. */
-static int layer_write(const char *blob_dir, const struct bld_release_spec *spec, char digest[OCI_DIGEST_MAX],
-                       int64_t *size, struct err **err)
+/* One entry of a release layer: a directory, or a file whose bytes come from a host file (path)
+ * or from memory (data). */
+struct layer_entry {
+	const char *name;
+	mode_t type, perm;
+	const char *path;
+	const void *data;
+	size_t len;
+};
+
+/* Streams a host file's bytes into the archive entry just written. */
+static int copy_file_data(struct archive *a, struct tar_sink *sink, const char *name, const char *path, int fd,
+                          uint64_t size, struct err **err)
 {
-	uint64_t eif_size;
-	_cleanup_close_ int fd = io_open_regular(spec->eif_path, &eif_size, err);
-	if (fd < 0)
-		return -1;
+	static char chunk[1 << 16];
+	for (uint64_t done = 0; done < size;) {
+		size_t want = size - done < sizeof(chunk) ? (size_t)(size - done) : sizeof(chunk);
+		ssize_t n = io_read_full(fd, chunk, want, err);
+		if (n < 0)
+			return err_wrap(err, "%s", path);
+		if ((size_t)n != want)
+			return err_set(err, EIO, "%s: shrank while being read", path);
+		if (archive_write_data(a, chunk, want) != (la_ssize_t)want)
+			return tar_fail(a, sink, name, err);
+		done += want;
+	}
+	return 0;
+}
+
+/* Streams one deterministic uncompressed tar layer into the blob folder; gives its digest (which
+ * is also its diff_id) and size. */
+static int layer_write(const char *blob_dir, const struct layer_entry *entries, size_t n, int64_t mtime,
+                       char digest[OCI_DIGEST_MAX], int64_t *size, struct err **err)
+{
 	struct oci_blob_writer *w = NULL;
 	if (oci_blob_writer_open(blob_dir, NULL, -1, &w, err) < 0)
 		return -1;
@@ -69,39 +95,22 @@ static int layer_write(const char *blob_dir, const struct bld_release_spec *spec
 	int r = 0;
 	if (archive_write_open2(a, &sink, NULL, sink_write, NULL, NULL) != ARCHIVE_OK)
 		r = tar_fail(a, &sink, "open", err);
-	struct {
-		const char *name;
-		mode_t type, perm;
-		int64_t size;
-	} entries[] = {
-	    {"enclave/", AE_IFDIR, 0755, 0},
-	    {"enclave/application.eif", AE_IFREG, 0644, (int64_t)eif_size},
-	    {"enclave/enclaver.yaml", AE_IFREG, 0644, (int64_t)spec->manifest_len},
-	};
-	for (size_t i = 0; r == 0 && i < sizeof(entries) / sizeof(entries[0]); i++) {
-		struct archive_entry *e =
-		    tar_entry(entries[i].name, entries[i].type, entries[i].perm, entries[i].size, spec->created);
+	for (size_t i = 0; r == 0 && i < n; i++) {
+		const struct layer_entry *le = &entries[i];
+		uint64_t fsize = le->len;
+		_cleanup_close_ int fd = -1;
+		if (le->path && (fd = io_open_regular(le->path, &fsize, err)) < 0) {
+			r = -1;
+			break;
+		}
+		struct archive_entry *e = tar_entry(le->name, le->type, le->perm, (int64_t)fsize, mtime);
 		if (archive_write_header(a, e) != ARCHIVE_OK)
-			r = tar_fail(a, &sink, entries[i].name, err);
+			r = tar_fail(a, &sink, le->name, err);
 		archive_entry_free(e);
-		if (r == 0 && i == 1) {
-			static char chunk[1 << 16];
-			for (uint64_t done = 0; r == 0 && done < eif_size;) {
-				size_t want =
-				    eif_size - done < sizeof(chunk) ? (size_t)(eif_size - done) : sizeof(chunk);
-				ssize_t n = io_read_full(fd, chunk, want, err);
-				if (n < 0)
-					r = err_wrap(err, "%s", spec->eif_path);
-				else if ((size_t)n != want)
-					r = err_set(err, EIO, "%s: shrank while being read", spec->eif_path);
-				else if (archive_write_data(a, chunk, want) != (la_ssize_t)want)
-					r = tar_fail(a, &sink, entries[i].name, err);
-				done += want;
-			}
-		} else if (r == 0 && i == 2 && spec->manifest_len &&
-		           archive_write_data(a, spec->manifest_data, spec->manifest_len) !=
-		               (la_ssize_t)spec->manifest_len)
-			r = tar_fail(a, &sink, entries[i].name, err);
+		if (r == 0 && le->path)
+			r = copy_file_data(a, &sink, le->name, le->path, fd, fsize, err);
+		else if (r == 0 && le->len && archive_write_data(a, le->data, le->len) != (la_ssize_t)le->len)
+			r = tar_fail(a, &sink, le->name, err);
 	}
 	if (r == 0 && archive_write_close(a) != ARCHIVE_OK)
 		r = tar_fail(a, &sink, "close", err);
@@ -154,32 +163,62 @@ int bld_release_write(const char *layout_dir, const char *tag, const struct bld_
 	    (mkdir(blob_dir, 0755) < 0 && errno != EEXIST))
 		return err_sys(err, "creating %s", blob_dir);
 
-	char layer_digest[OCI_DIGEST_MAX], config_digest[OCI_DIGEST_MAX], manifest_digest[OCI_DIGEST_MAX];
-	int64_t layer_size, config_size, manifest_size;
-	if (layer_write(blob_dir, spec, layer_digest, &layer_size, err) < 0)
-		return -1;
+	/* Layers, bottom first: the runtime (when given), then the EIF and the manifest. */
+	const struct layer_entry runtime[] = {
+	    {"usr/", AE_IFDIR, 0755, NULL, NULL, 0},
+	    {"usr/local/", AE_IFDIR, 0755, NULL, NULL, 0},
+	    {"usr/local/bin/", AE_IFDIR, 0755, NULL, NULL, 0},
+	    {"usr/local/bin/enclaver-run", AE_IFREG, 0755, spec->runtime_path, NULL, 0},
+	};
+	const struct layer_entry enclave[] = {
+	    {"enclave/", AE_IFDIR, 0755, NULL, NULL, 0},
+	    {"enclave/application.eif", AE_IFREG, 0644, spec->eif_path, NULL, 0},
+	    {"enclave/enclaver.yaml", AE_IFREG, 0644, NULL, spec->manifest_data, spec->manifest_len},
+	};
+	char layer_digest[2][OCI_DIGEST_MAX], config_digest[OCI_DIGEST_MAX], manifest_digest[OCI_DIGEST_MAX];
+	int64_t layer_size[2], config_size, manifest_size;
+	size_t n_layers = 0;
+	if (spec->runtime_path &&
+	    layer_write(blob_dir, runtime, sizeof(runtime) / sizeof(runtime[0]), spec->created, layer_digest[n_layers++],
+	                &layer_size[0], err) < 0)
+		return err_wrap(err, "release image: runtime layer");
+	if (layer_write(blob_dir, enclave, sizeof(enclave) / sizeof(enclave[0]), spec->created, layer_digest[n_layers],
+	                &layer_size[n_layers], err) < 0)
+		return err_wrap(err, "release image: EIF layer");
+	n_layers++;
 
 	char created[32];
 	time_format_rfc3339(spec->created, created);
 	json_t *labels = json_object();
 	for (size_t i = 0; i < spec->n_labels; i++)
 		json_object_set_new(labels, spec->label_keys[i], json_string(spec->label_values[i]));
-	_cleanup_json_ json_t *config = json_pack(
-	    "{s:s, s:s, s:s, s:{s:[s], s:o}, s:{s:s, s:[s]}, s:[{s:s, s:s}]}", "created", created, "architecture",
-	    spec->platform->architecture, "os", spec->platform->os, "config", "Entrypoint", RELEASE_ENTRYPOINT,
-	    "Labels", json_deep_copy(labels), "rootfs", "type", "layers", "diff_ids", layer_digest, "history",
-	    "created", created, "created_by", "enclaver build: /enclave/application.eif, /enclave/enclaver.yaml");
+	json_t *diff_ids = json_array(), *history = json_array(), *layers = json_array();
+	for (size_t i = 0; i < n_layers; i++) {
+		bool is_runtime = spec->runtime_path && i == 0;
+		json_array_append_new(diff_ids, json_string(layer_digest[i]));
+		json_array_append_new(history,
+		                      json_pack("{s:s, s:s}", "created", created, "created_by",
+		                                is_runtime ? "enclaver build: /usr/local/bin/enclaver-run"
+		                                           : "enclaver build: /enclave/application.eif, /enclave/enclaver.yaml"));
+		json_array_append_new(layers, json_pack("{s:s, s:s, s:I}", "mediaType", OCI_MT_LAYER, "digest",
+		                                        layer_digest[i], "size", (json_int_t)layer_size[i]));
+	}
+	_cleanup_json_ json_t *config =
+	    json_pack("{s:s, s:s, s:s, s:{s:[s], s:o}, s:{s:s, s:o}, s:o}", "created", created, "architecture",
+	              spec->platform->architecture, "os", spec->platform->os, "config", "Entrypoint", RELEASE_ENTRYPOINT,
+	              "Labels", json_deep_copy(labels), "rootfs", "type", "layers", "diff_ids", diff_ids, "history", history);
 	if (spec->platform->variant)
 		json_object_set_new(config, "variant", json_string(spec->platform->variant));
 	if (json_blob_write(blob_dir, config, config_digest, &config_size, err) < 0) {
 		json_decref(labels);
+		json_decref(layers);
 		return err_wrap(err, "release image config");
 	}
 
 	_cleanup_json_ json_t *manifest = json_pack(
-	    "{s:i, s:s, s:{s:s, s:s, s:I}, s:[{s:s, s:s, s:I}], s:o}", "schemaVersion", 2, "mediaType", OCI_MT_MANIFEST,
-	    "config", "mediaType", OCI_MT_CONFIG, "digest", config_digest, "size", (json_int_t)config_size, "layers",
-	    "mediaType", OCI_MT_LAYER, "digest", layer_digest, "size", (json_int_t)layer_size, "annotations", labels);
+	    "{s:i, s:s, s:{s:s, s:s, s:I}, s:o, s:o}", "schemaVersion", 2, "mediaType", OCI_MT_MANIFEST, "config",
+	    "mediaType", OCI_MT_CONFIG, "digest", config_digest, "size", (json_int_t)config_size, "layers", layers,
+	    "annotations", labels);
 	if (json_blob_write(blob_dir, manifest, manifest_digest, &manifest_size, err) < 0)
 		return err_wrap(err, "release image manifest");
 

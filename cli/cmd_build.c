@@ -80,7 +80,7 @@ int cmd_build(int argc, char **argv)
 	    {0},
 	};
 	struct bld_build_opts o = {.manifest_path = "enclaver.yaml"};
-	_cleanup_free_ char *odyn = NULL;
+	_cleanup_free_ char *odyn = NULL, *runtime = NULL;
 	int c;
 	while ((c = getopt_long(argc, argv, "f:o:h", opts, NULL)) != -1) {
 		switch (c) {
@@ -119,6 +119,15 @@ int cmd_build(int argc, char **argv)
 	odyn = odyn_beside_self();
 	if (odyn && access(odyn, R_OK) == 0)
 		o.odyn_default = odyn;
+	/* The release image's runtime: $ENCLAVER_RUN, else enclaver-run.static next to enclaver. */
+	const char *env_run = getenv("ENCLAVER_RUN");
+	if (env_run && *env_run) {
+		o.runtime_path = env_run;
+	} else if (odyn) {
+		runtime = xasprintf("%.*s/enclaver-run.static", (int)(strrchr(odyn, '/') - odyn), odyn);
+		if (access(runtime, R_OK) == 0)
+			o.runtime_path = runtime;
+	}
 	_cleanup_json_ json_t *report = NULL;
 	if (bld_build(&o, &report, &err) < 0 || cli_print_json(report, &err) < 0)
 		return cli_fail(&err);

@@ -9,8 +9,8 @@
 #include <time.h>
 
 #include "builder/builder.h"
-#include "cli/cli.h"
 #include "cli/oci_opts.h"
+#include "cli/run.h"
 #include "eif/eif.h"
 #include "runtime/outer.h"
 
@@ -52,19 +52,6 @@ static cli_launcher_new_fn launcher_lookup(const char *name)
 }
 
 /* ---------------------------------------------------------------- options */
-struct run_opts {
-	const char *cmd; /* "run" or "enclaver-run", for messages */
-	const char *image, *manifest_file, *eif, *manifest;
-	struct outer_port *ports;
-	size_t n_ports;
-	unsigned cpu_count, memory_mb;
-	uint64_t cid;
-	bool debug_mode;
-	const char *verify;
-	const char *launcher;
-	const char *name;
-	struct oci_opts oci;
-};
 
 enum {
 	OPT_EIF = 256,
@@ -136,7 +123,7 @@ static int parse_num(const char *s, unsigned long long min, unsigned long long m
 }
 
 /* Parses options into o; returns -1 to continue, else an exit code. */
-static int run_parse(int argc, char **argv, bool entrypoint, struct run_opts *o)
+int run_parse(int argc, char **argv, bool entrypoint, struct run_opts *o)
 {
 	static const struct option opts[] = {
 	    {"file", required_argument, NULL, 'f'},
@@ -260,7 +247,7 @@ static int policy_from_manifest(const struct bld_manifest *m, struct egress_poli
 }
 
 /* Everything after the options; returns the process's exit code. */
-static int run_main(struct run_opts *o)
+int run_main(struct run_opts *o)
 {
 	_cleanup_err_ struct err *err = NULL;
 	_cleanup_free_ char *tmp = NULL, *eif = NULL, *yaml = NULL, *state_path = NULL, *name = NULL;
@@ -296,9 +283,11 @@ static int run_main(struct run_opts *o)
 		log_info("reading the release image %s", image);
 		eif = xasprintf("%s/application.eif", tmp);
 		yaml = xasprintf("%s/enclaver.yaml", tmp);
-		struct bld_image_file files[] = {{.path = "/enclave/application.eif", .out = eif},
-		                                 {.path = "/enclave/enclaver.yaml", .out = yaml}};
-		if (bld_image_files_extract(image, &o->oci, files, 2, tmp, NULL, &err) < 0) {
+		if (!o->fetch_release) {
+			err_set(&err, ENOTSUP, "%s reads local files only: give --eif-file and --manifest-file", o->cmd);
+			goto fail;
+		}
+		if (o->fetch_release(image, &o->oci, tmp, eif, yaml, &err) < 0) {
 			err_wrap(&err, "release image");
 			goto fail;
 		}
@@ -402,17 +391,6 @@ out:
 		nftw(tmp, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
 	free(o->ports);
 	return rc;
-}
-
-int cmd_run(int argc, char **argv)
-{
-	struct run_opts o = {.cmd = "run"};
-	int r = run_parse(argc, argv, false, &o);
-	if (r >= 0) {
-		free(o.ports);
-		return r;
-	}
-	return run_main(&o);
 }
 
 /* enclaver-run print-manifest | describe-eif, with the same file options. */

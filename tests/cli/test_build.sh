@@ -141,7 +141,25 @@ check "the release image holds the EIF" test -s "$TMP/relx/enclave/application.e
 check "the release image holds the manifest" cmp "$TMP/relx/enclave/enclaver.yaml" "$TMP/enclaver.yaml"
 "$ENCLAVER" describe-eif "$TMP/relx/enclave/application.eif" >"$TMP/relx.desc" 2>/dev/null
 check "the release EIF's PCR0 equals the build output" test "$(json_get "$TMP/relx.desc" "d['Measurements']['PCR0']")" = "$(json_get "$TMP/r1.json" "d['Measurements']['PCR0']")"
-check "the output says the runtime layer is missing" grep -q "enclaver-run is not built yet" "$TMP/r1.json"
+# The runtime layer under the EIF layer: the static enclaver-run, which runs from the image.
+check "two layers: the runtime, then the EIF" test "$(json_get "$TMP/rel.config" "len(d['rootfs']['diff_ids'])")" = 2
+run_layer=$(python3 -c "
+import json; root='$TMP/rel1'
+idx = json.load(open(root + '/index.json'))
+man = json.load(open(root + '/blobs/sha256/' + idx['manifests'][0]['digest'][7:]))
+print(man['layers'][0]['digest'][7:])")
+mkdir -p "$TMP/runx" && tar -C "$TMP/runx" -xf "$TMP/rel1/blobs/sha256/$run_layer"
+check "the runtime layer holds enclaver-run.static at /usr/local/bin/enclaver-run" \
+	cmp "$TMP/runx/usr/local/bin/enclaver-run" "$(dirname "$ENCLAVER")/enclaver-run.static"
+check "enclaver-run in the image is executable" test -x "$TMP/runx/usr/local/bin/enclaver-run"
+"$TMP/runx/usr/local/bin/enclaver-run" describe-eif --eif-file "$TMP/relx/enclave/application.eif" >"$TMP/runx.desc" 2>/dev/null
+check "the image's enclaver-run reads the image's EIF (describe-eif: same PCR0)" test \
+	"$(json_get "$TMP/runx.desc" "d['Measurements']['PCR0']")" = "$(json_get "$TMP/r1.json" "d['Measurements']['PCR0']")"
+"$TMP/runx/usr/local/bin/enclaver-run" print-manifest --manifest-file "$TMP/relx/enclave/enclaver.yaml" >"$TMP/runx.yaml" 2>/dev/null
+check "the image's enclaver-run prints the image's manifest" cmp "$TMP/runx.yaml" "$TMP/enclaver.yaml"
+check "the report names the runtime" test "$(json_get "$TMP/r1.json" "d['Image']['Runtime']['Path']")" = "$(dirname "$ENCLAVER")/enclaver-run.static"
+check_fails "ENCLAVER_RUN pointing nowhere" 'runtime layer.*no-such-run' env ENCLAVER_RUN="$TMP/no-such-run" \
+	"${B[@]}" -f "$TMP/enclaver.yaml" --output "oci:$TMP/out-layout"
 
 # ---------------------------------------------------------------- sources.odyn
 # An odyn image (a one-layer OCI layout holding /usr/local/bin/odyn): the build puts that odyn in;
