@@ -49,8 +49,9 @@ enum {
 	OPT_HELP,
 };
 
-/* The odyn shipped with enclaver: beside the running binary (`make` puts both in bin/). */
-static char *odyn_beside_self(void)
+/* A file shipped with enclaver: NAME beside the running binary (`make` puts odyn and
+ * enclaver-run.static in bin/ with enclaver). NULL when /proc/self/exe is unreadable. */
+static char *beside_self(const char *name)
 {
 	char self[PATH_MAX];
 	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
@@ -61,7 +62,7 @@ static char *odyn_beside_self(void)
 	if (!slash)
 		return NULL;
 	*slash = '\0';
-	return xasprintf("%s/odyn", self);
+	return xasprintf("%s/%s", self, name);
 }
 
 int cmd_build(int argc, char **argv)
@@ -116,16 +117,16 @@ int cmd_build(int argc, char **argv)
 	const char *env_odyn = getenv("ENCLAVER_ODYN");
 	if (!o.odyn_path && env_odyn && *env_odyn)
 		o.odyn_path = env_odyn;
-	odyn = odyn_beside_self();
+	odyn = beside_self("odyn");
 	if (odyn && access(odyn, R_OK) == 0)
 		o.odyn_default = odyn;
 	/* The release image's runtime: $ENCLAVER_RUN, else enclaver-run.static next to enclaver. */
 	const char *env_run = getenv("ENCLAVER_RUN");
 	if (env_run && *env_run) {
 		o.runtime_path = env_run;
-	} else if (odyn) {
-		runtime = xasprintf("%.*s/enclaver-run.static", (int)(strrchr(odyn, '/') - odyn), odyn);
-		if (access(runtime, R_OK) == 0)
+	} else {
+		runtime = beside_self("enclaver-run.static");
+		if (runtime && access(runtime, R_OK) == 0)
 			o.runtime_path = runtime;
 	}
 	_cleanup_json_ json_t *report = NULL;
