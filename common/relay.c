@@ -268,6 +268,17 @@ static void on_event(struct ev_handler *h, uint32_t events)
 		relay_close(r);
 		return;
 	}
+	/* TLS input read ahead while the other side was full (whole records in the memory buffer)
+	 * gets no readiness event once the socket behind it is empty: go back to it as soon as
+	 * there is room for it. */
+	for (int j = 0; j < 2; j++) {
+		struct relay_end *te = &r->end[j];
+		if (te->tls && !r->dir[j].eof && r->dir[j].len == 0 && tls_conn_buffered(te->tls) &&
+		    pump(r, j) < 0) {
+			relay_close(r);
+			return;
+		}
+	}
 	if (r->dir[0].done && r->dir[1].done) {
 		relay_close(r);
 		return;

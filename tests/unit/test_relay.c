@@ -1,0 +1,214 @@
+/* test_relay: the relay (common/relay.c) between a TLS end and a plain end, driven step by step
+ * on one event loop with socket pairs, so the interleavings that matter are forced rather than
+ * hoped for: the plain side full while TLS input is already buffered, back-pressure both ways. */
+#include <fcntl.h>
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "../../common/relay.h"
+#include "../../common/tls.h"
+#include "../harness.h"
+
+/* A self-signed P-256 certificate and its key, written as PEM files into dir. */
+static bool write_cert(const char *dir, char *cert_path, char *key_path, size_t n)
+{
+	snprintf(cert_path, n, "%s/cert.pem", dir);
+	snprintf(key_path, n, "%s/key.pem", dir);
+	EVP_PKEY *key = EVP_EC_gen("prime256v1");
+	X509 *x = X509_new();
+	bool ok = false;
+	if (!key || !x)
+		goto out;
+	ASN1_INTEGER_set(X509_get_serialNumber(x), 1);
+	X509_gmtime_adj(X509_getm_notBefore(x), -3600);
+	X509_gmtime_adj(X509_getm_notAfter(x), 86400);
+	X509_NAME *name = X509_get_subject_name(x);
+	X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, (const unsigned char *)"localhost", -1, -1, 0);
+	X509_set_issuer_name(x, name);
+	X509_set_pubkey(x, key);
+	if (!X509_sign(x, key, EVP_sha256()))
+		goto out;
+	FILE *fc = fopen(cert_path, "w"), *fk = fopen(key_path, "w");
+	ok = fc && fk && PEM_write_X509(fc, x) && PEM_write_PrivateKey(fk, key, NULL, NULL, 0, NULL, NULL);
+	if (fc)
+		fclose(fc);
+	if (fk)
+		fclose(fk);
+out:
+	X509_free(x);
+	EVP_PKEY_free(key);
+	return ok;
+}
+
+static void set_nonblock(int fd)
+{
+	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+}
+
+/* The fixture: client <-> [tls_fd  relay  plain_fd] <-> backend. The client is an OpenSSL client
+ * on a non-blocking socket, stepped between turns of the loop. */
+struct fixture {
+	struct evloop *loop;
+	struct relay_list list;
+	struct tls_server *server;
+	SSL_CTX *client_ctx;
+	SSL *client;
+	int client_fd, backend_fd;
+};
+
+static void fixture_free(struct fixture *f)
+{
+	relay_list_close_all(&f->list);
+	if (f->loop)
+		evloop_run_once(f->loop, 0, NULL); /* runs the deferred frees */
+	evloop_free(f->loop);
+	SSL_free(f->client);
+	SSL_CTX_free(f->client_ctx);
+	tls_server_free(f->server);
+	if (f->client_fd >= 0)
+		close(f->client_fd);
+	if (f->backend_fd >= 0)
+		close(f->backend_fd);
+}
+
+/* Turns the loop a few times (socket pairs deliver at once; each turn waits at most 1 ms). */
+static void settle(struct fixture *f)
+{
+	for (int i = 0; i < 10; i++)
+		evloop_run_once(f->loop, 1, NULL);
+}
+
+static bool fixture_new(struct test_ctx *t, struct fixture *f, int plain_sndbuf)
+{
+	*f = (struct fixture){.client_fd = -1, .backend_fd = -1};
+	char cert[512], key[512];
+	if (!write_cert(test_tmpdir(t), cert, key, sizeof(cert)))
+		return false;
+	struct err *e = NULL;
+	if (evloop_new(&f->loop, &e) < 0 || tls_server_new(cert, key, &f->server, &e) < 0) {
+		err_free(&e);
+		return false;
+	}
+	int a[2], b[2];
+	if (socketpair(AF_UNIX, SOCK_STREAM, 0, a) < 0 || socketpair(AF_UNIX, SOCK_STREAM, 0, b) < 0)
+		return false;
+	f->client_fd = a[0];
+	f->backend_fd = b[1];
+	set_nonblock(a[0]);
+	set_nonblock(a[1]);
+	set_nonblock(b[0]);
+	set_nonblock(b[1]);
+	if (plain_sndbuf > 0)
+		setsockopt(b[0], SOL_SOCKET, SO_SNDBUF, &plain_sndbuf, sizeof(plain_sndbuf));
+	if (relay_start_tls(f->loop, a[1], tls_conn_new(f->server), b[0], &f->list, &e) < 0) {
+		err_free(&e);
+		return false;
+	}
+	f->client_ctx = SSL_CTX_new(TLS_client_method());
+	f->client = SSL_new(f->client_ctx);
+	SSL_set_fd(f->client, f->client_fd);
+	SSL_set_connect_state(f->client);
+	for (int i = 0; i < 200; i++) {
+		int r = SSL_do_handshake(f->client);
+		if (r == 1)
+			return true;
+		int why = SSL_get_error(f->client, r);
+		if (why != SSL_ERROR_WANT_READ && why != SSL_ERROR_WANT_WRITE)
+			return false;
+		evloop_run_once(f->loop, 20, &e);
+		err_free(&e);
+		e = NULL;
+	}
+	return false;
+}
+
+/* One scenario: the client sends `total` bytes as small records (several whole records per raw
+ * read of the relay) while the backend reads nothing, then (then_close) ends its stream with
+ * close_notify and a half-close; then the backend reads. Returns the bytes that arrived intact
+ * and whether the backend saw the end of the stream after them. */
+static size_t buffered_then_drained(struct test_ctx *t, size_t total, bool then_close, bool *eof_seen)
+{
+	struct fixture f;
+	size_t received = 0;
+	if (!fixture_new(t, &f, 4096)) {
+		fixture_free(&f);
+		return 0;
+	}
+	enum { RECORD = 700 };
+	unsigned char *data = malloc(total), *got = calloc(1, total + 1);
+	for (size_t i = 0; i < total; i++)
+		data[i] = (unsigned char)(i * 7 + i / 251);
+	size_t sent = 0;
+	for (int turn = 0; sent < total && turn < 5000; turn++) {
+		size_t n = total - sent < RECORD ? total - sent : RECORD;
+		int k = SSL_write(f.client, data + sent, (int)n);
+		if (k > 0)
+			sent += (size_t)k;
+		else
+			evloop_run_once(f.loop, 5, NULL);
+	}
+	if (then_close) {
+		SSL_shutdown(f.client);
+		shutdown(f.client_fd, SHUT_WR);
+	}
+	settle(&f);
+	*eof_seen = false;
+	for (int quiet = 0; !*eof_seen && quiet < 100;) {
+		ssize_t k = recv(f.backend_fd, got + received, total + 1 - received, 0);
+		if (k > 0) {
+			received += (size_t)k;
+			quiet = 0;
+		} else if (k == 0) {
+			*eof_seen = true;
+		} else {
+			quiet++;
+			if (!then_close && received == total)
+				break;
+		}
+		evloop_run_once(f.loop, 10, NULL);
+	}
+	if (sent != total || received > total || memcmp(got, data, received) != 0)
+		received = 0;
+	free(data);
+	free(got);
+	fixture_free(&f);
+	return received;
+}
+
+/* The relay's plain side fills while whole records wait in its TLS buffer and the client's
+ * socket is already empty: no readiness event will announce that input, so the relay must go
+ * back to it itself once the plain side drains. Totals from a few records to a few TLS reads'
+ * worth, so one of them leaves the buffer in exactly that state whatever the kernel's socket
+ * buffer sizes are. */
+TEST(tls_input_buffered_while_plain_side_is_full)
+{
+	for (size_t total = 2000; total <= 80000; total += 3100) {
+		bool eof;
+		size_t got = buffered_then_drained(t, total, false, &eof);
+		if (got != total) {
+			test_fail(t, __FILE__, __LINE__, "%zu bytes sent, %zu arrived", total, got);
+			break;
+		}
+	}
+}
+
+/* The same with the client ending its stream right after its last record: every byte still
+ * arrives, then the end of stream (the half-close passed on), in that order. */
+TEST(tls_close_after_buffered_input)
+{
+	for (size_t total = 2000; total <= 80000; total += 3100) {
+		bool eof;
+		size_t got = buffered_then_drained(t, total, true, &eof);
+		if (got != total || !eof) {
+			test_fail(t, __FILE__, __LINE__, "%zu bytes sent, %zu arrived, %s", total, got,
+			          eof ? "then the end of stream" : "no end of stream");
+			break;
+		}
+	}
+}
