@@ -79,6 +79,7 @@ int cmd_verify_attestation(int argc, char **argv)
 		{"pcr4", required_argument, NULL, 0x104}, {"pcr8", required_argument, NULL, 0x108},
 		{"pcr", required_argument, NULL, 'p'},    {"nonce", required_argument, NULL, 'n'},
 		{"root", required_argument, NULL, 'r'},   {"at-time", required_argument, NULL, 't'},
+		{"insecure-skip-signature", no_argument, NULL, 'S'},
 		{"help", no_argument, NULL, 'h'},         {0},
 	};
 	struct attest_expect expect = {0};
@@ -122,6 +123,7 @@ int cmd_verify_attestation(int argc, char **argv)
 			expect.nonce = owned[ATTEST_MAX_PCRS];
 			break;
 		case 'r': expect.root_pem_path = optarg; break;
+		case 'S': expect.skip_signature = true; break;
 		case 't': {
 			char *end = NULL;
 			long long t = strtoll(optarg, &end, 10);
@@ -135,11 +137,14 @@ int cmd_verify_attestation(int argc, char **argv)
 		case 'h':
 			puts("Usage: enclaver verify-attestation DOC [--pcr0 HEX] [--pcr1 HEX] [--pcr2 HEX] [--pcr8 HEX]\n"
 			     "                                   [--pcr N=HEX]... [--nonce HEX] [--root CERT.pem]\n"
-			     "                                   [--at-time SECONDS]\n\n"
+			     "                                   [--at-time SECONDS] [--insecure-skip-signature]\n\n"
 			     "Verifies a Nitro Enclaves attestation document (raw CBOR or base64; '-' reads stdin):\n"
 			     "its structure, the certificate chain to the AWS Nitro root (or --root) at the\n"
 			     "document's time (or --at-time), the ES384 signature, and the expected PCRs and\n"
-			     "nonce. Prints the verdict and the document as JSON; exits 0 when valid, 1 if not.");
+			     "nonce. Prints the verdict and the document as JSON; exits 0 when valid, 1 if not.\n\n"
+			     "--insecure-skip-signature checks only the structure, PCRs and nonce: for documents\n"
+			     "that carry no signature, such as those of the emulator's NSM (QEMU). Such a\n"
+			     "verdict proves nothing about who made the document (\"Valid\" is null).");
 			rc = EXIT_OK;
 			goto out;
 		default: rc = cli_usage_error("verify-attestation", "unknown option"); goto out;
@@ -164,6 +169,11 @@ int cmd_verify_attestation(int argc, char **argv)
 			rc = cli_fail(&err);
 			goto out;
 		}
+		if (v.skipped)
+			fputs("enclaver: warning: --insecure-skip-signature: the certificate chain and the signature were NOT "
+			      "checked; anyone could have made this document (only its structure, PCRs and nonce were "
+			      "checked)\n",
+			      stderr);
 		if (!v.valid)
 			fprintf(stderr, "enclaver: error: attestation document is not valid: %s\n", v.problem);
 		rc = v.valid ? EXIT_OK : EXIT_FAIL;

@@ -51,6 +51,37 @@ printf 'notanattestation' >"$TMP/b64junk"
 check_fails "base64 that is not CBOR" "structure: COSE_Sign1: offset 0" va "$TMP/b64junk"
 check_fails "bad --pcr0 hex" "is not hex" va "$TMP/valid.cbor" --pcr0 xyz
 
+# QEMU's emulated NSM signs nothing (emulated.cbor has its shape): refused with the reason named,
+# while structure, PCRs and nonce pass; --insecure-skip-signature checks only those, loudly.
+va "$TMP/emulated.cbor" --pcr0 "$PCR0" --nonce "$NONCE" >"$TMP/e.json" 2>"$TMP/e.err"
+rc=$?
+if [ $rc -eq 1 ] && grep -q 'signature: 64 zero bytes (algorithm -1): the document is unsigned, as an emulated NSM' \
+	"$TMP/e.err" && grep -q '"Structure": true' "$TMP/e.json" && grep -q '"PCRs": true' "$TMP/e.json" &&
+	grep -q '"Nonce": true' "$TMP/e.json" && grep -q '"Signature": false' "$TMP/e.json" &&
+	grep -q '"CertificateChain": false' "$TMP/e.json" && grep -q '"Valid": false' "$TMP/e.json"; then
+	ok "an unsigned (emulated NSM) document: refused as unsigned, structure/PCRs/nonce pass"
+else
+	not_ok "an unsigned (emulated NSM) document: refused as unsigned, structure/PCRs/nonce pass" "rc=$rc" \
+		"$(cat "$TMP/e.err" "$TMP/e.json")"
+fi
+va "$TMP/emulated.cbor" --insecure-skip-signature --pcr0 "$PCR0" --nonce "$NONCE" >"$TMP/s.json" 2>"$TMP/s.err"
+rc=$?
+if [ $rc -eq 0 ] && grep -q 'warning: --insecure-skip-signature: the certificate chain and the signature were NOT checked' \
+	"$TMP/s.err" && grep -q '"Valid": null' "$TMP/s.json" && grep -q '"Signature": null' "$TMP/s.json" &&
+	grep -q '"CertificateChain": null' "$TMP/s.json" && grep -q '"Unverified": "certificate chain and signature' \
+	"$TMP/s.json" && grep -q '"PCRs": true' "$TMP/s.json"; then
+	ok "--insecure-skip-signature: exit 0 on structure/PCRs/nonce, Valid null, a warning"
+else
+	not_ok "--insecure-skip-signature: exit 0 on structure/PCRs/nonce, Valid null, a warning" "rc=$rc" \
+		"$(cat "$TMP/s.err" "$TMP/s.json")"
+fi
+check_fails "--insecure-skip-signature still checks PCRs" "PCR0: expected 00ab" \
+	va "$TMP/emulated.cbor" --insecure-skip-signature --pcr0 "00${PCR0:2}"
+check_fails "--insecure-skip-signature still checks the nonce" "nonce: the document's nonce is not the expected one" \
+	va "$TMP/emulated.cbor" --insecure-skip-signature --nonce 00
+check_fails "--insecure-skip-signature still checks the structure" "structure: " \
+	va "$TMP/truncated.cbor" --insecure-skip-signature
+
 # A failing check still prints the verdict for scripts.
 va "$TMP/tampered.cbor" --root "$TMP/root.pem" >"$TMP/t.json" 2>/dev/null
 check "failed verdict is printed" grep -q '"Signature": false' "$TMP/t.json"

@@ -1,7 +1,11 @@
 /* app: the sample app of the end-to-end tests, run by odyn inside the emulated enclave (a static
  * test fixture, not product code). Modes:
- *   report PORT CODE   print who it runs as and PCR0/1/2/8 from /dev/nsm, tell the parent on vsock
- *                      PORT, wait for its answer, exit CODE (tests/e2e/odyn.sh)
+ *   report PORT CODE [API_PORT BODY BAD_BODY]
+ *                      print who it runs as and PCR0/1/2/8 from /dev/nsm; with API_PORT, POST BODY
+ *                      to odyn's attestation API (127.0.0.1:API_PORT/v1/attestation) and send the
+ *                      document to the parent as "attestation HEX", then POST BAD_BODY and print
+ *                      the answer; tell the parent on vsock PORT, wait for its answer, exit CODE
+ *                      (tests/e2e/odyn.sh)
  *   serve PORT ALLOW_HOST:PORT DENY_HOST:PORT
  *                      serve 127.0.0.1:PORT (ingress), try one allowed and one denied plain-HTTP
  *                      request through odyn's egress proxy and the denied one straight to the
@@ -101,7 +105,75 @@ static void print_pcrs(void)
 	close(fd);
 }
 
-static int report(unsigned port, int code)
+/* POST body to 127.0.0.1:port/v1/attestation; the whole answer (odyn closes after one) into
+ * resp; returns its length, -1 on error. */
+static ssize_t api_post(unsigned port, const char *body, char *resp, size_t cap)
+{
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof(a)) < 0) {
+		if (fd >= 0)
+			close(fd);
+		return -1;
+	}
+	char head[256];
+	int n = snprintf(head, sizeof(head),
+	                 "POST /v1/attestation HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+	                 "Content-Length: %zu\r\nConnection: close\r\n\r\n",
+	                 strlen(body));
+	if (write_all(fd, head, (size_t)n) < 0 || write_all(fd, body, strlen(body)) < 0) {
+		close(fd);
+		return -1;
+	}
+	size_t got = 0;
+	ssize_t r;
+	while (got < cap && (r = read(fd, resp + got, cap - got)) != 0) {
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0) {
+			close(fd);
+			return -1;
+		}
+		got += (size_t)r;
+	}
+	close(fd);
+	return (ssize_t)got;
+}
+
+/* Asks the API for a document (sent to the parent on fd as "attestation HEX") and sends a bad
+ * request (its status line and body printed). */
+static void api_report(int parent, unsigned port, const char *body, const char *bad_body)
+{
+	static char resp[65536], line[2 * 65536 + 32];
+	ssize_t n = api_post(port, body, resp, sizeof(resp));
+	char *sep = n > 0 ? memmem(resp, (size_t)n, "\r\n\r\n", 4) : NULL;
+	if (sep == NULL) {
+		say("FAIL attestation API: %s", n < 0 ? strerror(errno) : "no HTTP answer");
+	} else {
+		say("api status: %.*s", (int)strcspn(resp, "\r\n"), resp);
+		const uint8_t *doc = (const uint8_t *)sep + 4;
+		size_t len = (size_t)(resp + n - (sep + 4)), k = 0;
+		k += (size_t)snprintf(line, sizeof(line), "attestation ");
+		for (size_t i = 0; i < len; i++)
+			k += (size_t)snprintf(line + k, sizeof(line) - k, "%02x", doc[i]);
+		line[k++] = '\n';
+		if (parent >= 0 && write_all(parent, line, k) < 0)
+			say("FAIL send the document to the parent: %s", strerror(errno));
+		say("api document: %zu bytes", len);
+	}
+	n = api_post(port, bad_body, resp, sizeof(resp) - 1);
+	sep = n > 0 ? memmem(resp, (size_t)n, "\r\n\r\n", 4) : NULL;
+	if (sep == NULL) {
+		say("FAIL attestation API (bad request): %s", n < 0 ? strerror(errno) : "no HTTP answer");
+		return;
+	}
+	resp[n] = '\0';
+	say("api bad request: %.*s", (int)strcspn(resp, "\r\n"), resp);
+	say("api bad request body: %.*s", (int)strcspn(sep + 4, "\r\n"), sep + 4);
+}
+
+static int report(unsigned port, int code, unsigned api_port, const char *body, const char *bad_body)
 {
 	char cwd[256];
 	const char *greeting = getenv("GREETING");
@@ -116,6 +188,8 @@ static int report(unsigned port, int code)
 	} else {
 		char line[128];
 		static const char msg[] = "report done\n";
+		if (api_port)
+			api_report(fd, api_port, body, bad_body);
 		if (write_all(fd, msg, sizeof(msg) - 1) < 0 || read_line(fd, line, sizeof(line)) < 0)
 			say("FAIL talk to the parent: %s", strerror(errno));
 		else
@@ -386,7 +460,9 @@ static int serve(unsigned port, const char *allow, const char *deny)
 int main(int argc, char **argv)
 {
 	if (argc == 4 && strcmp(argv[1], "report") == 0)
-		return report((unsigned)atoi(argv[2]), atoi(argv[3]));
+		return report((unsigned)atoi(argv[2]), atoi(argv[3]), 0, NULL, NULL);
+	if (argc == 7 && strcmp(argv[1], "report") == 0)
+		return report((unsigned)atoi(argv[2]), atoi(argv[3]), (unsigned)atoi(argv[4]), argv[5], argv[6]);
 	if (argc == 5 && strcmp(argv[1], "serve") == 0)
 		return serve((unsigned)atoi(argv[2]), argv[3], argv[4]);
 	say("usage: app report PORT CODE | app serve PORT ALLOW_HOST:PORT DENY_HOST:PORT");

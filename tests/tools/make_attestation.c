@@ -1,7 +1,8 @@
 /* make_attestation: writes a test PKI and Nitro-style attestation documents
  * signed by it, for the verify-attestation tests: a root and an intermediate
  * CA and a short-lived leaf (all P-384, as AWS's), and documents that are
- * valid, tampered, expired, truncated, or name another root.
+ * valid, tampered, expired, truncated, or name another root, and one
+ * unsigned as QEMU's emulated NSM writes them.
  * Usage: make_attestation DIR PCR0_HEX NONCE_HEX */
 #include <openssl/ec.h>
 #include <openssl/pem.h>
@@ -65,45 +66,81 @@ static void write_pem(const char *dir, const char *name, X509 *x)
 	fclose(f);
 }
 
-/* The document payload and its COSE_Sign1, signed by leaf_key. */
-static void make_doc(struct buf *out, EVP_PKEY *leaf_key, X509 *leaf, X509 *root, X509 *inter, uint64_t ts_ms,
-		     const uint8_t *pcr0, const uint8_t *nonce, size_t nonce_len)
+/* The payload's fields before the certificates: module_id, digest, timestamp, 16 PCRs. */
+static void payload_head(struct buf *p, uint64_t ts_ms, const uint8_t *pcr0)
 {
-	_cleanup_buf_ struct buf p = {0};
-	cbor_put_head(&p, CBOR_MAP, 9);
-	cbor_put_tstr(&p, "module_id");
-	cbor_put_tstr(&p, "i-0123456789abcdef0-enc0123456789abcdef");
-	cbor_put_tstr(&p, "digest");
-	cbor_put_tstr(&p, "SHA384");
-	cbor_put_tstr(&p, "timestamp");
-	cbor_put_head(&p, CBOR_UINT, ts_ms);
-	cbor_put_tstr(&p, "pcrs");
-	cbor_put_head(&p, CBOR_MAP, 16);
+	cbor_put_head(p, CBOR_MAP, 9);
+	cbor_put_tstr(p, "module_id");
+	cbor_put_tstr(p, "i-0123456789abcdef0-enc0123456789abcdef");
+	cbor_put_tstr(p, "digest");
+	cbor_put_tstr(p, "SHA384");
+	cbor_put_tstr(p, "timestamp");
+	cbor_put_head(p, CBOR_UINT, ts_ms);
+	cbor_put_tstr(p, "pcrs");
+	cbor_put_head(p, CBOR_MAP, 16);
 	for (int i = 0; i < 16; i++) {
 		uint8_t v[48] = {0};
 		if (i == 0)
 			memcpy(v, pcr0, 48);
 		else if (i < 5)
 			memset(v, i, 48);
-		cbor_put_head(&p, CBOR_UINT, (uint64_t)i);
-		cbor_put_bstr(&p, v, 48);
+		cbor_put_head(p, CBOR_UINT, (uint64_t)i);
+		cbor_put_bstr(p, v, 48);
 	}
+}
+
+/* The fields after the certificates: public_key (null), user_data "hello", nonce. */
+static void payload_tail(struct buf *p, const uint8_t *nonce, size_t nonce_len)
+{
+	cbor_put_tstr(p, "public_key");
+	buf_putc(p, (char)0xf6); /* null, as the NSM writes an absent field */
+	cbor_put_tstr(p, "user_data");
+	cbor_put_bstr(p, "hello", 5);
+	cbor_put_tstr(p, "nonce");
+	cbor_put_bstr(p, nonce, nonce_len);
+}
+
+/* The document payload and its COSE_Sign1, signed by leaf_key. */
+static void make_doc(struct buf *out, EVP_PKEY *leaf_key, X509 *leaf, X509 *root, X509 *inter, uint64_t ts_ms,
+		     const uint8_t *pcr0, const uint8_t *nonce, size_t nonce_len)
+{
+	_cleanup_buf_ struct buf p = {0};
+	payload_head(&p, ts_ms, pcr0);
 	cbor_put_tstr(&p, "certificate");
 	put_der(&p, leaf);
 	cbor_put_tstr(&p, "cabundle");
 	cbor_put_head(&p, CBOR_ARRAY, 2);
 	put_der(&p, root);
 	put_der(&p, inter);
-	cbor_put_tstr(&p, "public_key");
-	buf_putc(&p, (char)0xf6); /* null, as the NSM writes an absent field */
-	cbor_put_tstr(&p, "user_data");
-	cbor_put_bstr(&p, "hello", 5);
-	cbor_put_tstr(&p, "nonce");
-	cbor_put_bstr(&p, nonce, nonce_len);
+	payload_tail(&p, nonce, nonce_len);
 	if (cose_sign1_sign(leaf_key, (uint8_t *)p.data, p.len, out, NULL) < 0) {
 		fputs("signing failed\n", stderr);
 		exit(1);
 	}
+}
+
+/* A document shaped as QEMU's emulated NSM writes one (hw/virtio/virtio-nsm.c
+ * in QEMU 10.0): protected header {1: -1}, an empty unprotected header, the
+ * certificate and the one cabundle entry 64 zero bytes, the signature 64 zero
+ * bytes. The e2e test checks the real one (tests/e2e/odyn.sh). */
+static void make_emulated_doc(struct buf *out, uint64_t ts_ms, const uint8_t *pcr0, const uint8_t *nonce,
+			      size_t nonce_len)
+{
+	static const uint8_t zero[64];
+	static const uint8_t prot[] = {0xa1, 0x01, 0x20};
+	_cleanup_buf_ struct buf p = {0};
+	payload_head(&p, ts_ms, pcr0);
+	cbor_put_tstr(&p, "certificate");
+	cbor_put_bstr(&p, zero, sizeof(zero));
+	cbor_put_tstr(&p, "cabundle");
+	cbor_put_head(&p, CBOR_ARRAY, 1);
+	cbor_put_bstr(&p, zero, sizeof(zero));
+	payload_tail(&p, nonce, nonce_len);
+	cbor_put_head(out, CBOR_ARRAY, 4);
+	cbor_put_bstr(out, prot, sizeof(prot));
+	cbor_put_head(out, CBOR_MAP, 0);
+	cbor_put_bstr(out, p.data, p.len);
+	cbor_put_bstr(out, zero, sizeof(zero));
 }
 
 int main(int argc, char **argv)
@@ -147,6 +184,9 @@ int main(int argc, char **argv)
 	_cleanup_buf_ struct buf wrongkey = {0};
 	make_doc(&wrongkey, other_key, leaf, root, inter, now_ms, pcr0, nonce, nonce_len);
 	write_file(dir, "wrong-key.cbor", wrongkey.data, wrongkey.len);
+	_cleanup_buf_ struct buf emulated = {0};
+	make_emulated_doc(&emulated, now_ms, pcr0, nonce, nonce_len);
+	write_file(dir, "emulated.cbor", emulated.data, emulated.len);
 
 	X509_free(root);
 	X509_free(inter);
