@@ -87,6 +87,7 @@ int sigv4_sign(const struct sigv4_request *r, const struct sigv4_key *k, char **
 /* kms_client: the KMS proxy's blocking I/O (worker threads). */
 struct kms_target {
 	const struct transport_addr *egress; /* the host's egress endpoint */
+	const struct egress_policy *policy;  /* the app's egress policy: checked before connecting */
 	const char *host;
 	uint16_t port;
 	bool tls;
@@ -105,10 +106,17 @@ struct kms_creds {
 };
 /* A connected tunnel to host:port through the egress endpoint. */
 int kms_tunnel_open(const struct transport_addr *egress, const char *host, uint16_t port, struct err **err);
-/* Sends a whole request (Connection: close) and reads the whole response. */
+/* Sends a whole request (Connection: close) and reads the whole response. A host:port the
+ * policy does not allow fails with EPERM before any connection is made. */
 int kms_http_exchange(const struct kms_target *t, const struct buf *request, struct kms_http_response *resp,
                       struct err **err);
+/* A whole response (read to EOF): status, Content-Type, and the body framed by Content-Length or
+ * Transfer-Encoding: chunked (decoded in place, at most max bytes); both at once are refused. */
 int kms_http_response_parse(char *raw, size_t len, struct kms_http_response *out, struct err **err);
+/* chunked: a whole chunked body (RFC 9112 7.1) decoded in place; *out_len gets the data's length.
+ * Strict: hex sizes, CRLF only, extensions and trailer fields checked then dropped, nothing after
+ * the end, at most max bytes of data. */
+int http_chunked_decode(char *data, size_t len, size_t max, size_t *out_len, struct err **err);
 void kms_http_response_free(struct kms_http_response *r);
 /* IMDSv2: session token, the instance role, its credentials; and the
  * region when *region is NULL. */
@@ -127,6 +135,7 @@ struct odyn_kms_opts {
 	const char *imds_host; /* 169.254.169.254 */
 	uint16_t imds_port;    /* 80 */
 	const char *ca_file;   /* NULL: the system's */
+	const struct egress_policy *policy; /* the app's egress policy, which IMDS and KMS must pass too */
 };
 struct odyn_kms;
 /* Copies imds_host; the other strings must live as long as the proxy. */

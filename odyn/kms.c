@@ -3,7 +3,8 @@
  * proxy's RSA-2048 key) where KMS supports one, re-signs with the instance
  * role's credentials (IMDSv2), sends it over HTTPS through the egress
  * tunnel, and decrypts CiphertextForRecipient for the app. The blocking
- * work runs on a thread per request; the answer returns through a pipe. */
+ * work runs on a thread per request, at most KMS_MAX_JOBS at once (more get
+ * 503, which AWS SDKs retry); the answer returns through a pipe. */
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -18,6 +19,10 @@
 #include "odyn/internal.h"
 
 #define KMS_BODY_MAX (64 * 1024)
+/* Requests in progress at once: each holds a thread, a tunnel and, for
+ * Recipient actions, an NSM call; a stuck upstream must not make odyn grow
+ * without bound. */
+#define KMS_MAX_JOBS 16
 /* Credentials are refreshed this long before they expire. */
 #define CREDS_MARGIN_S 300
 
@@ -80,7 +85,8 @@ static int get_credentials(struct odyn_kms *k, struct kms_creds *out, char **reg
 	int rc = 0;
 	if (k->creds.access_key == NULL || k->creds.expires - CREDS_MARGIN_S <= time(NULL)) {
 		struct kms_creds fresh = {0};
-		struct kms_target imds = {.egress = &k->o.egress, .host = k->o.imds_host, .port = k->o.imds_port};
+		struct kms_target imds = {
+		    .egress = &k->o.egress, .policy = k->o.policy, .host = k->o.imds_host, .port = k->o.imds_port};
 		rc = kms_imds_credentials(&imds, &fresh, &k->region, err);
 		if (rc == 0) {
 			kms_creds_free(&k->creds);
@@ -187,7 +193,10 @@ static void job_run(struct kms_job *j)
 	_cleanup_json_ json_t *req = json_loadb(j->body, j->body_len, JSON_REJECT_DUPLICATES, &je);
 	if (get_credentials(k, &creds, &region, &e) < 0) {
 		log_warn("kms: %s", e->msg);
-		job_error(j, 502, "EnclaverCredentialsError", e->msg);
+		if (e->code == EPERM)
+			job_error(j, 403, "EnclaverEgressDenied", e->msg);
+		else
+			job_error(j, 502, "EnclaverCredentialsError", e->msg);
 		return;
 	}
 	if (k->o.region) {
@@ -240,11 +249,19 @@ static void job_run(struct kms_job *j)
 		job_error(j, 500, "EnclaverSigningError", e->msg);
 		return;
 	}
-	struct kms_target t = {.egress = &k->o.egress, .host = h, .port = port, .tls = true, .ca_file = k->o.ca_file};
+	struct kms_target t = {.egress = &k->o.egress,
+	                       .policy = k->o.policy,
+	                       .host = h,
+	                       .port = port,
+	                       .tls = true,
+	                       .ca_file = k->o.ca_file};
 	struct kms_http_response r = {0};
 	if (kms_http_exchange(&t, &out, &r, &e) < 0) {
 		log_warn("kms: %s: %s", j->action, e->msg);
-		job_error(j, 502, "EnclaverUpstreamError", e->msg);
+		if (e->code == EPERM)
+			job_error(j, 403, "EnclaverEgressDenied", e->msg);
+		else
+			job_error(j, 502, "EnclaverUpstreamError", e->msg);
 		return;
 	}
 	j->status = r.status;
@@ -354,6 +371,17 @@ static void on_request(void *arg, struct httpd_conn *c, const struct http_reques
 		buf_free(&tmp.out);
 		return;
 	}
+	if (k->running >= KMS_MAX_JOBS) {
+		struct kms_job tmp = {0};
+		char msg[128];
+		snprintf(msg, sizeof(msg),
+		         "kms proxy: %d requests already in progress (the most it runs at once); retry", KMS_MAX_JOBS);
+		job_error(&tmp, 503, "EnclaverBusy", msg);
+		log_warn("kms: %s refused: %d requests in progress", action, KMS_MAX_JOBS);
+		httpd_respond(c, 503, "Service Unavailable", tmp.content_type, tmp.out.data, tmp.out.len);
+		buf_free(&tmp.out);
+		return;
+	}
 	struct kms_job *j = xcalloc(1, sizeof(*j));
 	j->kms = k;
 	j->conn = c;
@@ -369,7 +397,10 @@ static void on_request(void *arg, struct httpd_conn *c, const struct http_reques
 	pthread_attr_destroy(&attr);
 	if (rc != 0) {
 		job_free(j);
-		httpd_respond_text(c, 503, "Service Unavailable", "kms proxy: cannot start a worker");
+		struct kms_job tmp = {0};
+		job_error(&tmp, 503, "EnclaverBusy", "kms proxy: cannot start a worker thread");
+		httpd_respond(c, 503, "Service Unavailable", tmp.content_type, tmp.out.data, tmp.out.len);
+		buf_free(&tmp.out);
 		return;
 	}
 	k->running++;
@@ -407,6 +438,25 @@ int odyn_kms_start(struct evloop *loop, const struct transport_addr *addr, const
 	k->pipe_rd = p[0], k->pipe_wr = p[1];
 	/* Workers block on the write end only if the loop stops reading. */
 	fcntl(k->pipe_wr, F_SETFL, 0);
+	/* No policy allows nothing, as on the host. */
+	static const struct egress_policy no_policy;
+	if (k->o.policy == NULL)
+		k->o.policy = &no_policy;
+	/* Said once at start: otherwise the first sign would be every request failing. */
+	if (egress_policy_check(k->o.policy, o->imds_host, o->imds_port, NULL) != EGRESS_ALLOW)
+		log_warn("kms proxy: the egress policy does not allow IMDS (%s:%u), where the credentials come from: "
+		         "add it to egress.allow",
+		         o->imds_host, o->imds_port);
+	for (size_t i = 0; i < o->n_endpoints; i++) {
+		_cleanup_free_ char *h = NULL;
+		uint16_t port = 443;
+		_cleanup_err_ struct err *e = NULL;
+		if (http_authority_split(o->endpoints[i].host, &h, &port, &e) == 0 &&
+		    egress_policy_check(k->o.policy, h, port ? port : 443, NULL) != EGRESS_ALLOW)
+			log_warn(
+			    "kms proxy: the egress policy does not allow the KMS endpoint %s: add it to egress.allow",
+			    o->endpoints[i].host);
+	}
 	k->pipe_h.fn = on_pipe;
 	if (evloop_add(loop, k->pipe_rd, EPOLLIN, &k->pipe_h, err) < 0 ||
 	    httpd_start(loop, addr, "kms proxy", KMS_BODY_MAX, on_request, k, &k->srv, err) < 0) {

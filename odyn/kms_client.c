@@ -58,7 +58,7 @@ void kms_http_response_free(struct kms_http_response *r)
 	memset(r, 0, sizeof(*r));
 }
 
-/* Parses a whole response (read until EOF; Content-Length respected). */
+/* Parses a whole response (read until EOF; Content-Length or chunked framing respected). */
 int kms_http_response_parse(char *raw, size_t len, struct kms_http_response *out, struct err **err)
 {
 	memset(out, 0, sizeof(*out));
@@ -72,8 +72,10 @@ int kms_http_response_parse(char *raw, size_t len, struct kms_http_response *out
 	if (out->status < 100 || out->status > 599)
 		return err_set(err, EPROTO, "bad status code");
 	*end = '\0';
-	out->body = end + 4;
-	out->body_len = len - (size_t)(out->body - raw);
+	char *body = end + 4;
+	out->body = body;
+	out->body_len = len - (size_t)(body - raw);
+	bool chunked = false, have_length = false;
 	for (char *line = strstr(raw, "\r\n"); line && line < end; line = strstr(line + 2, "\r\n")) {
 		char *h = line + 2;
 		if (strncasecmp(h, "content-length:", 15) == 0) {
@@ -81,8 +83,22 @@ int kms_http_response_parse(char *raw, size_t len, struct kms_http_response *out
 			if (cl < 0 || (size_t)cl > out->body_len)
 				return err_set(err, EPROTO, "response body shorter than its Content-Length");
 			out->body_len = (size_t)cl;
+			have_length = true;
 		} else if (strncasecmp(h, "transfer-encoding:", 18) == 0) {
-			return err_set(err, EPROTO, "chunked responses are not supported");
+			char *v = h + 18;
+			while (*v == ' ' || *v == '\t')
+				v++;
+			size_t n = strcspn(v, "\r");
+			while (n > 0 && (v[n - 1] == ' ' || v[n - 1] == '\t'))
+				n--;
+			if (chunked)
+				return err_set(err, EPROTO, "Transfer-Encoding given twice");
+			/* Only chunked alone: a compressed body is no use to the proxy. */
+			if (n != 7 || strncasecmp(v, "chunked", 7) != 0)
+				return err_set(err, EPROTO,
+				               "Transfer-Encoding \"%.*s\" is not supported (only chunked)",
+				               (int)(n < 64 ? n : 64), v);
+			chunked = true;
 		} else if (strncasecmp(h, "content-type:", 13) == 0) {
 			char *v = h + 13;
 			while (*v == ' ')
@@ -90,6 +106,14 @@ int kms_http_response_parse(char *raw, size_t len, struct kms_http_response *out
 			size_t n = strcspn(v, "\r");
 			snprintf(out->content_type, sizeof(out->content_type), "%.*s", (int)n, v);
 		}
+	}
+	if (chunked && have_length)
+		return err_set(err, EPROTO,
+		               "response has both Content-Length and Transfer-Encoding (ambiguous framing)");
+	if (chunked) {
+		if (http_chunked_decode(body, len - (size_t)(body - raw), RESPONSE_MAX, &out->body_len, err) < 0)
+			return -1;
+		body[out->body_len] = '\0'; /* the encoding is longer than the data: there is room */
 	}
 	return 0;
 }
@@ -123,9 +147,31 @@ static int read_all(int fd, SSL *ssl, struct buf *out, struct err **err)
 	}
 }
 
+/* The same decision the app's proxy makes (and the host makes again): odyn's own connections
+ * get no way around the manifest's egress rules. */
+static int policy_allows(const struct kms_target *t, struct err **err)
+{
+	static const struct egress_policy none;
+	const char *rule = NULL;
+	switch (egress_policy_check(t->policy ? t->policy : &none, t->host, t->port, &rule)) {
+	case EGRESS_ALLOW: return 0;
+	case EGRESS_DENY_RULE:
+		return err_set(err, EPERM, "%s:%u is blocked by the egress policy: it matches deny rule \"%s\"",
+		               t->host, t->port, rule);
+	case EGRESS_BAD_HOST: return err_set(err, EPERM, "\"%s\" is not a valid host for the egress policy", t->host);
+	default:
+		return err_set(err, EPERM,
+		               "%s:%u is blocked by the egress policy: it matches no allow rule (the KMS proxy's "
+		               "connections need egress.allow too)",
+		               t->host, t->port);
+	}
+}
+
 int kms_http_exchange(const struct kms_target *t, const struct buf *request, struct kms_http_response *resp,
                       struct err **err)
 {
+	if (policy_allows(t, err) < 0)
+		return -1;
 	_cleanup_close_ int fd = kms_tunnel_open(t->egress, t->host, t->port, err);
 	if (fd < 0)
 		return -1;

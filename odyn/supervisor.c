@@ -493,6 +493,7 @@ static int kms_start(struct sup *s, struct err **err)
 	    .imds_host = imds_host,
 	    .imds_port = imds_port ? imds_port : 80,
 	    .ca_file = c->kms_ca_file,
+	    .policy = &c->policy,
 	};
 	return odyn_kms_start(s->loop, &c->kms_addr, &o, &s->kms, err);
 }

@@ -48,6 +48,13 @@ for bin in build/fuzz/bin/fuzz_*; do
 			>"$corpus/describe"
 		printf '\x69module_id\x61m\x68max_pcrs\x18\x20\x6blocked_pcrs\x82\x00\x01\x66digest\x66SHA384' \
 			>>"$corpus/describe"
+	elif [ "$name" = fuzz_kms_response ]; then
+		# Upstream answers: Content-Length, chunked with an extension and a trailer, an error.
+		printf 'HTTP/1.1 200 OK\r\nContent-Type: application/x-amz-json-1.1\r\nContent-Length: 2\r\n\r\n{}' \
+			>"$corpus/length"
+		printf 'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n4;a=b\r\n{"a"\r\n5\r\n:"b"}\r\n0\r\nX-T: 1\r\n\r\n' \
+			>"$corpus/chunked"
+		printf 'HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n' >"$corpus/error"
 	elif [ "$name" = fuzz_eif_signature ]; then
 		# The signature section is the last one; its offset is in the
 		# table entry of section 3 (header bytes 28+8*3).

@@ -17,6 +17,11 @@
 
 Credentials: access key AKIDTEST<n>, secret "secret-<n>", token "token-<n>".
 Decrypt's plaintext is b"plain:" + CiphertextBlob, so tests know it.
+An EncryptionContext {"test-reply": "chunked"} makes the answer chunked
+(uneven chunks, an extension, a trailer); "bad-chunked" makes it chunked
+with a chunk longer than its size. The action TestHold answers chunked at
+once but holds the JSON (sending a space chunk every second, so no reader
+times out) until the file named by its ReleaseFile exists.
 """
 import base64
 import datetime
@@ -166,6 +171,34 @@ class KMS(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
+    def send_chunked_head(self, code):
+        self.send_response(code)
+        self.send_header("Content-Type", "application/x-amz-json-1.1")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+
+    def reply_chunked(self, code, obj, bad=False):
+        data = json.dumps(obj).encode()
+        self.send_chunked_head(code)
+        cuts = sorted({0, 1, 7, len(data) // 2, len(data)})
+        for i, (a, b) in enumerate(zip(cuts, cuts[1:])):
+            size = b - a - (1 if bad and i == 1 else 0)
+            ext = ";part=%d" % i if i == 1 else ""
+            self.wfile.write(b"%X%s\r\n%s\r\n" % (size, ext.encode(), data[a:b]))
+        self.wfile.write(b"0\r\nX-Test-Trailer: done\r\n\r\n")
+
+    def hold(self, release):
+        log("kms TestHold waiting")
+        self.send_chunked_head(200)
+        for _ in range(600):
+            if os.path.exists(release):
+                break
+            self.wfile.write(b"1\r\n \r\n")
+            self.wfile.flush()
+            threading.Event().wait(1)
+        data = json.dumps({"Action": "TestHold"}).encode()
+        self.wfile.write(b"%X\r\n%s\r\n0\r\n\r\n" % (len(data), data))
+
     def do_POST(self):
         body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
         target = self.headers.get("X-Amz-Target", "")
@@ -180,6 +213,13 @@ class KMS(BaseHTTPRequestHandler):
                                                   "yes" if recipient else "no"))
         if recipient and recipient.get("KeyEncryptionAlgorithm") != "RSAES_OAEP_SHA_256":
             return self.reply(400, {"__type": "ValidationException", "message": "bad KeyEncryptionAlgorithm"})
+        if action == "TestHold":
+            return self.hold(req["ReleaseFile"])
+        how = (req.get("EncryptionContext") or {}).get("test-reply")
+        reply = self.reply
+        if how in ("chunked", "bad-chunked"):
+            log("kms %s replied %s" % (action, how))
+            reply = lambda code, obj: self.reply_chunked(code, obj, bad=how == "bad-chunked")
         out = {"KeyId": req.get("KeyId", "arn:aws:kms:us-test-1:111122223333:key/test")}
         if action == "Decrypt":
             secret, field = b"plain:" + base64.b64decode(req["CiphertextBlob"]), "Plaintext"
@@ -195,7 +235,7 @@ class KMS(BaseHTTPRequestHandler):
         elif action == "DeriveSharedSecret":
             secret, field = b"shared-secret", "SharedSecret"
         else:
-            return self.reply(200, {"Keys": [], "Action": action})
+            return reply(200, {"Keys": [], "Action": action})
         if recipient:
             ct, why = cms_encrypt_to(recipient["AttestationDocument"], secret)
             if why:
@@ -204,14 +244,24 @@ class KMS(BaseHTTPRequestHandler):
             out["CiphertextForRecipient"] = ct
         else:
             out[field] = base64.b64encode(secret).decode()
-        self.reply(200, out)
+        reply(200, out)
 
 
-srv = ThreadingHTTPServer(("127.0.0.1", 0), IMDS if MODE == "imds" else KMS)
+# Many requests at once (the proxy's concurrency limit is tested): a deep backlog, and the TLS
+# handshake in each request's own thread rather than in the accepting one.
+class Server(ThreadingHTTPServer):
+    request_queue_size = 64
+
+    def handle_error(self, request, client_address):
+        # A client that refuses the certificate (a tested case) ends here: a line, not a trace.
+        log("server: connection from %s:%d ended with %s" % (client_address + (sys.exc_info()[1],)))
+
+
+srv = Server(("127.0.0.1", 0), IMDS if MODE == "imds" else KMS)
 if MODE == "kms":
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.load_cert_chain(sys.argv[4], sys.argv[5])
-    srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
+    srv.socket = ctx.wrap_socket(srv.socket, server_side=True, do_handshake_on_connect=False)
 with open(PORTFILE + ".tmp", "w") as f:
     f.write(str(srv.server_address[1]))
 os.rename(PORTFILE + ".tmp", PORTFILE)

@@ -38,8 +38,10 @@ wait_for test -S "$TMP/egress"
 IMDS_PORT=$(cat "$TMP/imds.port")
 KMS_PORT=$(cat "$TMP/kms.port")
 
+# The KMS proxy's own connections pass the egress policy like the app's: IMDS and KMS allowed.
+ALLOW=(--egress-allow 169.254.169.254 --egress-allow kms.test)
 start_odyn() { # PORT CA-FILE LOGFILE
-	"$ODYN" --no-console --status "unix:$TMP/st.$1" --log "unix:$TMP/log.$1" --linger-ms 0 \
+	"$ODYN" --no-console --status "unix:$TMP/st.$1" --log "unix:$TMP/log.$1" --linger-ms 0 "${ALLOW[@]}" \
 		--nsm "unix:$TMP/nsm" --egress-host "unix:$TMP/egress" --proxy-port "$(free_port)" --kms-proxy-port "$1" \
 		--imds "169.254.169.254:$IMDS_PORT" --kms-endpoint "us-test-1=kms.test:$KMS_PORT" \
 		--kms-ca-file "$2" \
@@ -82,6 +84,49 @@ check "... without a Recipient" grep -q "kms ListKeys signed-by AKIDTEST1 recipi
 check "credentials fetched once while valid" test "$(grep -c 'imds issued' "$TMP/aws.log")" -eq 1
 check "IMDSv2: a session token first" grep -q "imds PUT /latest/api/token" "$TMP/aws.log"
 
+# Chunked answers from upstream (as load balancers may send them) are decoded: a Decrypt whose
+# CiphertextForRecipient arrives in uneven chunks with an extension and a trailer field.
+c=$(kms Decrypt "{\"CiphertextBlob\": \"$(b64 blob-c)\", \"EncryptionContext\": {\"test-reply\": \"chunked\"}}")
+check "chunked KMS answer: 200" test "$c" = 200
+check "... the Plaintext decrypted from its CiphertextForRecipient" test "$(field Plaintext)" = "$(b64 plain:blob-c)"
+check "... KMS did answer chunked" grep -q "kms Decrypt replied chunked" "$TMP/aws.log"
+c=$(kms ListKeys '{"EncryptionContext": {"test-reply": "chunked"}}')
+check "a chunked answer to a forwarded action passes through decoded" test "$c" = 200 -a "$(field Action)" = ListKeys
+c=$(kms Decrypt "{\"CiphertextBlob\": \"$(b64 blob-d)\", \"EncryptionContext\": {\"test-reply\": \"bad-chunked\"}}")
+check "a chunk longer than its size: 502" test "$c" = 502
+check "... naming the chunked body's problem" grep -q "chunked body: offset [0-9]*: chunk 1 is longer than its size" "$TMP/r"
+
+# At most 16 requests at once: 16 TestHold requests are held by the test KMS (it answers chunked
+# at once and sends the JSON when released), the 17th is refused with 503 without leaving the
+# enclave, and once they are released a new request is served again.
+rm -f "$TMP/release"
+hold_pids=()
+for i in $(seq 16); do
+	curl -s -S --max-time 600 -o "$TMP/hold.$i" -w '%{http_code}' -X POST "http://127.0.0.1:$KP/" \
+		-H "X-Amz-Target: TrentService.TestHold" -H 'Content-Type: application/x-amz-json-1.1' \
+		--data-binary "{\"ReleaseFile\": \"$TMP/release\"}" >"$TMP/hold.$i.code" 2>&1 &
+	hold_pids+=($!)
+done
+held() { [ "$(grep -c 'kms TestHold waiting' "$TMP/aws.log")" -ge 16 ]; }
+for _ in 1 2 3 4 5 6 7 8; do wait_for held && break; done
+check "16 requests in progress at KMS" held
+before=$(grep -c '^kms ' "$TMP/aws.log")
+c=$(kms TestHold "{\"ReleaseFile\": \"$TMP/release\"}")
+check "the 17th at once: 503" test "$c" = 503
+check "... with a JSON error naming the limit" test "$(field __type)" = EnclaverBusy -a \
+	"$(field message)" = "kms proxy: 16 requests already in progress (the most it runs at once); retry"
+check "... and it never reached KMS" test "$(grep -c '^kms ' "$TMP/aws.log")" -eq "$before"
+touch "$TMP/release"
+wait "${hold_pids[@]}"
+good=0
+for i in $(seq 16); do
+	[ "$(cat "$TMP/hold.$i.code")" = 200 ] && python3 -c 'import json,sys; sys.exit(json.load(open(sys.argv[1]))["Action"] != "TestHold")' \
+		"$TMP/hold.$i" 2>/dev/null && good=$((good + 1))
+done
+check "the 16 held requests complete: 200 with KMS's JSON" test $good -eq 16
+c=$(kms GenerateRandom '{"NumberOfBytes": 3}')
+check "then a new request is served again" test "$c" = 200 -a "$(field Plaintext)" = "$(b64 rrr)"
+
 # The caller's request is checked before anything leaves.
 before=$(grep -c '^kms ' "$TMP/aws.log")
 c=$(curl -s -o "$TMP/r" -w '%{http_code}' -X POST "http://127.0.0.1:$KP/" -H 'Content-Type: application/x-amz-json-1.1' --data '{}')
@@ -123,12 +168,38 @@ KP=$KP3
 c=$(kms Decrypt "{\"CiphertextBlob\": \"$(b64 blob-2)\"}")
 check "untrusted KMS certificate: 502" test "$c" = 502
 check "... naming the certificate problem" grep -q "certificate" "$TMP/r"
+
+# The egress policy holds for the proxy too: a KMS endpoint it does not allow is refused inside
+# with 403 and the reason, before any connection (KMS sees nothing); likewise IMDS.
+KP4=$(free_port)
+ALLOW=(--egress-allow 169.254.169.254 --egress-allow '*.amazonaws.com')
+start_odyn "$KP4" "$TMP/ca.pem" "$TMP/odyn4.err"
+KP=$KP4
+before=$(grep -c '^kms ' "$TMP/aws.log")
+c=$(kms Decrypt "{\"CiphertextBlob\": \"$(b64 blob-3)\"}")
+check "a KMS endpoint the egress policy does not allow: 403" test "$c" = 403
+check "... EnclaverEgressDenied, naming the endpoint and the missing rule" test "$(field __type)" = EnclaverEgressDenied -a \
+	"$(field message)" = "kms.test:$KMS_PORT is blocked by the egress policy: it matches no allow rule (the KMS proxy's connections need egress.allow too)"
+check "... and nothing reached KMS" test "$(grep -c '^kms ' "$TMP/aws.log")" -eq "$before"
+check "odyn warned at start that the endpoint is not allowed" \
+	grep -q "the egress policy does not allow the KMS endpoint kms.test:$KMS_PORT" "$TMP/odyn4.err"
+KP5=$(free_port)
+ALLOW=(--egress-allow kms.test --egress-deny 169.254.0.0/16)
+start_odyn "$KP5" "$TMP/ca.pem" "$TMP/odyn5.err"
+KP=$KP5
+imds_before=$(grep -c '^imds ' "$TMP/aws.log")
+c=$(kms Decrypt "{\"CiphertextBlob\": \"$(b64 blob-4)\"}")
+check "IMDS denied by a rule: 403 naming the rule" test "$c" = 403 -a "$(field __type)" = EnclaverEgressDenied -a \
+	"$(field message)" = "IMDS PUT /latest/api/token: 169.254.169.254:$IMDS_PORT is blocked by the egress policy: it matches deny rule \"169.254.0.0/16\""
+check "... and IMDS saw nothing" test "$(grep -c '^imds ' "$TMP/aws.log")" -eq "$imds_before"
+check "odyn warned at start that IMDS is not allowed" grep -q "does not allow IMDS (169.254.169.254:$IMDS_PORT)" \
+	"$TMP/odyn5.err"
 KP=$KP_SAVE
 
 "$PEER" read "unix:$TMP/log.$KP" >"$TMP/applog" 2>"$TMP/applog.err" &
 rp=$!
 wait_for grep -q connected "$TMP/applog.err"
-touch "$TMP/stop.$KP" "$TMP/stop.$KP2" "$TMP/stop.$KP3"
+touch "$TMP/stop.$KP" "$TMP/stop.$KP2" "$TMP/stop.$KP3" "$TMP/stop.$KP4" "$TMP/stop.$KP5"
 wait $rp
 check "the app gets AWS_KMS_ENDPOINT" grep -q "endpoint=http://127.0.0.1:$KP" "$TMP/applog"
 wait $op

@@ -1,6 +1,6 @@
 /* test_kms: the KMS proxy's pieces: SigV4 against AWS's published
  * Signature Version 4 test suite, the app request check, HTTP response
- * parsing, and CMS decryption of an envelope made by the openssl tool. */
+ * parsing (Content-Length and chunked), and CMS decryption of an envelope made by the openssl tool. */
 #include <openssl/pem.h>
 
 #include "odyn/internal.h"
@@ -145,12 +145,96 @@ TEST(kms_http_response)
 	CHECK_INT_EQ(r.status, 200);
 	CHECK(r.body_len == 2 && memcmp(r.body, "{}", 2) == 0);
 	CHECK_STR_EQ(r.content_type, "application/x-amz-json-1.1");
-	const char *bad[] = {"garbage", "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort",
-	                     "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
-	                     "HTTP/1.1 999 X\r\n\r\n"};
+	/* Chunked, as KMS's load balancers may answer: decoded for the caller. */
+	char ch[] = "HTTP/1.1 200 OK\r\nTransfer-Encoding:  Chunked \r\nContent-Type: application/json\r\n\r\n"
+	            "4\r\n{\"a\"\r\n5;x=y\r\n:\"b\"}\r\n0\r\n\r\n";
+	REQUIRE(kms_http_response_parse(ch, strlen(ch), &r, &e) == 0);
+	CHECK(r.body_len == 9 && memcmp(r.body, "{\"a\":\"b\"}", 9) == 0 && r.body[9] == '\0');
+	CHECK_STR_EQ(r.content_type, "application/json");
+	struct {
+		const char *in, *msg;
+	} bad[] = {
+	    {"garbage", "not an HTTP response"},
+	    {"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort", "shorter than its Content-Length"},
+	    {"HTTP/1.1 999 X\r\n\r\n", "bad status code"},
+	    {"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\nxx", "Transfer-Encoding \"gzip\" is not supported"},
+	    {"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n", "is not supported (only chunked)"},
+	    {"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+	     "Transfer-Encoding given twice"},
+	    {"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n0\r\n\r\n",
+	     "both Content-Length and Transfer-Encoding"},
+	    {"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nab\r\n", "ends at offset 7 in the size line"},
+	};
 	for (size_t i = 0; i < N(bad); i++) {
-		char *copy = xstrdup(bad[i]);
-		CHECK(kms_http_response_parse(copy, strlen(copy), &r, &e) == -1);
+		char *copy = xstrdup(bad[i].in);
+		if (kms_http_response_parse(copy, strlen(copy), &r, &e) == 0)
+			test_fail(t, __FILE__, __LINE__, "accepted case %zu", i);
+		else
+			CHECK_ERR_CONTAINS(e, bad[i].msg);
+		err_free(&e);
+		free(copy);
+	}
+}
+
+/* The chunked decoder on its own: what it accepts and how it names what it refuses. */
+TEST(http_chunked)
+{
+	struct err *e = NULL;
+	struct {
+		const char *in, *out;
+	} good[] = {
+	    {"0\r\n\r\n", ""},
+	    {"3\r\nabc\r\n0\r\n\r\n", "abc"},
+	    {"A\r\n0123456789\r\n1\r\nx\r\n0\r\n\r\n", "0123456789x"},
+	    {"000a\r\n0123456789\r\n0\r\n\r\n", "0123456789"},
+	    {"2 ; name=\"v;x\"\r\nab\r\n0;last\r\n\r\n", "ab"},
+	    {"2\r\nab\r\n0\r\nX-Checksum: 1234\r\nExpires: never\r\n\r\n", "ab"},
+	    {"2\r\n\r\n\r\n0\r\n\r\n", "\r\n"}, /* CRLF as data */
+	};
+	for (size_t i = 0; i < N(good); i++) {
+		char *copy = xstrdup(good[i].in);
+		size_t n = 99;
+		if (http_chunked_decode(copy, strlen(copy), 64, &n, &e) < 0) {
+			test_fail(t, __FILE__, __LINE__, "good case %zu: %s", i, e->msg);
+			err_free(&e);
+		} else {
+			CHECK(n == strlen(good[i].out) && memcmp(copy, good[i].out, n) == 0);
+		}
+		free(copy);
+	}
+	struct {
+		const char *in, *msg;
+	} bad[] = {
+	    {"", "ends at offset 0 in the size line of chunk 0"},
+	    {"\r\n", "offset 0: expected a hex chunk size"},
+	    {"x\r\n", "offset 0: expected a hex chunk size"},
+	    {"-1\r\n", "expected a hex chunk size"},
+	    {"3g\r\nabc\r\n0\r\n\r\n", "offset 1: expected ';' or CRLF after the chunk size"},
+	    {"3\nabc\n0\n\n", "offset 1: bad byte 0x0a in the size line of chunk 0"},
+	    {"3\rabc\r\n0\r\n\r\n", "offset 1: bad byte 0x0d"},
+	    {"3;a\x01\r\nabc\r\n0\r\n\r\n", "offset 3: bad byte 0x01"},
+	    {"3\r\nab", "ends at offset 5 inside chunk 0 (2 of 3 bytes)"},
+	    {"3\r\nabc", "ends at offset 6 after the data of chunk 0"},
+	    {"3\r\nabcd\r\n0\r\n\r\n", "offset 6: chunk 0 is longer than its size (3)"},
+	    {"3\r\nabc\r\n", "ends at offset 8 in the size line of chunk 1"},
+	    {"3\r\nabc\r\n0\r\n", "ends at offset 11 in the trailer"},
+	    {"0\r\n\r\nextra", "5 bytes after the last chunk"},
+	    {"0\r\nnot a field\r\n\r\n", "offset 3: a trailer line that is not a field"},
+	    {"0\r\n: empty name\r\n\r\n", "a trailer line that is not a field"},
+	    {"0\r\nX-A: 1\n\r\n", "bad byte 0x0a in the trailer"},
+	    {"00000000000000001\r\nx\r\n0\r\n\r\n", "more than 16 hex digits"},
+	    {"ffffffffffffffff\r\nx\r\n0\r\n\r\n", "takes the body over 64 bytes"},
+	    {"41\r\n", "chunk 0 of 65 bytes takes the body over 64 bytes"},
+	    {"40\r\n0123456789012345678901234567890123456789012345678901234567890123\r\n1\r\nx\r\n0\r\n\r\n",
+	     "chunk 1 of 1 bytes takes the body over 64 bytes"},
+	};
+	for (size_t i = 0; i < N(bad); i++) {
+		char *copy = xstrdup(bad[i].in);
+		size_t n = 0;
+		if (http_chunked_decode(copy, strlen(copy), 64, &n, &e) == 0)
+			test_fail(t, __FILE__, __LINE__, "accepted bad case %zu", i);
+		else
+			CHECK_ERR_CONTAINS(e, bad[i].msg);
 		err_free(&e);
 		free(copy);
 	}
