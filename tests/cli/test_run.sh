@@ -187,7 +187,8 @@ rc=$?
 check "stopped run exits 109" test $rc -eq 109
 # (a bounded wait: the killed server may be a zombie until init reaps it)
 check "the app's server is gone after stop" wait_for bash -c "! kill -0 $(cat "$TMP/app-server.pid") 2>/dev/null"
-check "no odyn left from the stopped run" bash -c "! pgrep -f '[s]ock1/guest-17000' >/dev/null"
+# (this run's own socket path: other test runs on the machine have odyns of their own)
+check "no odyn left from the stopped run" bash -c "! pgrep -f '$TMP/[s]ock1/guest-17000' >/dev/null"
 check "ps is empty after stop" test "$("$ENCLAVER" ps)" = "[]"
 check "the app's log reached stdout before the stop" test -s "$TMP/w.out" -o -e "$TMP/app-ready"
 
