@@ -217,35 +217,42 @@ static int resolve_image(struct oci_source *src, const struct oci_opts *opts, st
 }
 
 /* The places a registry reference may be pulled from, in order, per
- * registries.conf: a short name ("alpine") under each
- * unqualified-search-registries entry (none configured: docker.io), and for
- * each name its [[registry]] mirrors, then its location. */
-static int registry_candidates(const struct oci_registries *conf, const struct oci_ref *ref, struct oci_endpoint **out,
-                               size_t *n_out, struct err **err)
+ * registries.conf: the names it may mean (a short name's alias, or its
+ * unqualified-search registries; see oci_registries_resolve), and for each
+ * name its [[registry]] mirrors, then its location (offline: the name). */
+static int registry_candidates(const struct oci_registries *conf, const struct oci_ref *ref, bool offline,
+                               struct oci_endpoint **out, size_t *n_out, char **why, struct err **err)
 {
 	*out = NULL;
 	*n_out = 0;
-	size_t n_names = ref->short_name && conf->n_search ? conf->n_search : 1;
-	for (size_t i = 0; i < n_names; i++) {
-		_cleanup_free_ char *name = NULL;
-		if (ref->short_name && conf->n_search)
-			name =
-			    xasprintf("%s/%s%s%s%s%s", conf->search[i], ref->short_name, ref->tag ? ":" : "",
-			              ref->tag ? ref->tag : "", ref->digest ? "@" : "", ref->digest ? ref->digest : "");
-		else
-			name = oci_ref_name(ref);
+	char **names;
+	size_t n_names;
+	if (oci_registries_resolve(conf, ref, &names, &n_names, why, err) < 0)
+		return -1;
+	int r = 0;
+	for (size_t i = 0; i < n_names && r == 0; i++) {
 		struct oci_endpoint *eps;
 		size_t n;
-		if (oci_registries_endpoints(conf, name, ref->digest != NULL, &eps, &n, err) < 0) {
-			oci_endpoints_free(*out, *n_out);
-			return -1;
+		if (offline) {
+			eps = xcalloc(1, sizeof(*eps));
+			eps->name = xstrdup(names[i]);
+			n = 1;
+		} else if (oci_registries_endpoints(conf, names[i], ref->digest != NULL, &eps, &n, err) < 0) {
+			r = -1;
+			break;
 		}
 		*out = xrealloc(*out, (*n_out + n) * sizeof(**out));
 		memcpy(*out + *n_out, eps, n * sizeof(*eps));
 		*n_out += n;
 		free(eps);
 	}
-	return 0;
+	oci_names_free(names, n_names);
+	if (r < 0) {
+		oci_endpoints_free(*out, *n_out);
+		*out = NULL;
+		*n_out = 0;
+	}
+	return r;
 }
 
 /* Opens the source and reads the manifest its reference names; for a
@@ -256,8 +263,7 @@ static int source_open_top(const char *text, const struct oci_opts *opts, struct
 	struct oci_ref ref;
 	if (oci_ref_parse(text, &ref, err) < 0)
 		return -1;
-	bool registry = ref.transport == OCI_TRANSPORT_DOCKER;
-	if (!registry || opts->offline) {
+	if (ref.transport != OCI_TRANSPORT_DOCKER) {
 		oci_ref_free(&ref);
 		if (source_open(text, opts, opts->insecure, cache, out, err) < 0)
 			return -1;
@@ -266,9 +272,12 @@ static int source_open_top(const char *text, const struct oci_opts *opts, struct
 	struct oci_registries conf;
 	struct oci_endpoint *eps = NULL;
 	size_t n = 0;
+	_cleanup_free_ char *why = NULL;
 	int r = oci_registries_load(&conf, err);
 	if (r == 0)
-		r = registry_candidates(&conf, &ref, &eps, &n, err);
+		r = registry_candidates(&conf, &ref, opts->offline, &eps, &n, &why, err);
+	if (r == 0 && why)
+		oci_progress(opts, "%s", why);
 	struct err *last = NULL;
 	bool found = false;
 	for (size_t i = 0; r == 0 && i < n && !found; i++) {
@@ -283,7 +292,7 @@ static int source_open_top(const char *text, const struct oci_opts *opts, struct
 			found = true;
 			*out = s;
 			*res = tried;
-			if (n > 1)
+			if (n > 1 || why)
 				oci_progress(opts, "pulling %s from %s", text, eps[i].name);
 			break;
 		}
@@ -550,8 +559,8 @@ static int copy_blobs(struct oci_source *src, struct oci_dest *dst, const struct
 		r = src->ops->prepare_blobs(src, missing, n_jobs, err);
 	/* A registry destination shows the uploads on a terminal. */
 	struct status_thread st;
-	bool status =
-	    r == 0 && n_jobs && dst->ops->concurrent && oci_status_wanted(dst->opts) && status_start(&st, &b, n_jobs);
+	bool status = r == 0 && n_jobs && dst->ops->concurrent && dst->ops->try_mount /* only a registry mounts */ &&
+	              oci_status_wanted(dst->opts) && status_start(&st, &b, n_jobs);
 	if (r == 0)
 		r = oci_parallel_run(n_jobs, threads, blob_send, &b, err);
 	if (status)

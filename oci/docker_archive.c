@@ -147,10 +147,23 @@ static int pick_image(const struct oci_ref *ref, json_t *list, json_t **out, str
 		return 0;
 	}
 	if (ref->local_tag == NULL) {
-		if (n > 1)
-			return err_set(err, EINVAL,
-			               "%s holds %zu images: name one as docker-archive:%s:NAME:TAG or :@N", path, n,
-			               path);
+		if (n > 1) {
+			/* Say what there is to choose from: @N and the tags of each. */
+			struct buf b = {0};
+			for (size_t i = 0; i < n; i++) {
+				json_t *tags = json_object_get(json_array_get(list, i), "RepoTags");
+				buf_printf(&b, "%s@%zu (", i ? ", " : "", i);
+				for (size_t j = 0; j < json_array_size(tags); j++) {
+					const char *t = json_string_value(json_array_get(tags, j));
+					buf_printf(&b, "%s%s", j ? " " : "", t ? t : "?");
+				}
+				buf_printf(&b, "%s)", json_array_size(tags) ? "" : "untagged");
+			}
+			err_set(err, EINVAL, "%s holds %zu images: %s; name one as docker-archive:%s:NAME:TAG or :@N",
+			        path, n, buf_str(&b), path);
+			buf_free(&b);
+			return -1;
+		}
 		*out = json_array_get(list, 0);
 		return 0;
 	}

@@ -212,7 +212,8 @@ void oci_creds_free(struct oci_creds *c);
 int oci_creds_lookup(const char *registry, const char *cli, struct oci_creds *out, struct err **err);
 
 /* ---------------------------------------------------------------- registries.conf
- * containers-registries.conf(5) version 2, as podman reads it. */
+ * containers-registries.conf(5) version 2 with its drop-in folders
+ * (containers-registries.conf.d(5)), as podman reads them. */
 enum oci_mirror_pull { OCI_MIRROR_ALL, OCI_MIRROR_DIGEST_ONLY, OCI_MIRROR_TAG_ONLY };
 struct oci_registry_mirror {
 	char *location;
@@ -225,26 +226,73 @@ struct oci_registry_conf { /* one [[registry]] table */
 	bool insecure, blocked, mirror_by_digest_only;
 	struct oci_registry_mirror *mirrors;
 	size_t n_mirrors;
-	int line; /* where the table starts, for messages */
+	char *path; /* the file it came from, and */
+	int line;   /* where the table starts, for messages */
+};
+/* short-name-mode; UNSET behaves as PERMISSIVE (podman's default). */
+enum oci_short_name_mode {
+	OCI_SHORT_NAME_UNSET,
+	OCI_SHORT_NAME_ENFORCING,
+	OCI_SHORT_NAME_PERMISSIVE,
+	OCI_SHORT_NAME_DISABLED,
+};
+struct oci_registry_alias { /* one [aliases] entry */
+	char *name;         /* the short name: "myapp", "team/app" */
+	char *value;        /* "quay.io/team/app" (docker.io names get library/); NULL: erased by a later file */
+	char *path;
+	int line;
+};
+/* Where a setting came from: "FILE:LINE", or NULL when it was never set. */
+struct oci_conf_origin {
+	char *path;
+	int line;
 };
 struct oci_registries {
-	char *path;    /* the file read, or NULL when there was none */
+	char *path;    /* the main file read, or NULL when there was none */
 	char **search; /* unqualified-search-registries */
 	size_t n_search;
+	struct oci_conf_origin search_from; /* which file set it (a later file replaces it whole) */
+	enum oci_short_name_mode short_name_mode;
+	struct oci_conf_origin mode_from;
 	struct oci_registry_conf *regs;
 	size_t n_regs;
+	struct oci_registry_alias *aliases;
+	size_t n_aliases;
+	char **files; /* every file read, in order: the main file, then the drop-ins */
+	size_t n_files;
 };
-/* Parses the text of a registries.conf; errors name path:line and what is
+/* Parses the text of one registries.conf; errors name path:line and what is
  * wrong. Version 1 tables and unknown settings are refused. */
 int oci_registries_parse(const char *path, const char *text, size_t len, struct oci_registries *out, struct err **err);
-/* Reads $CONTAINERS_REGISTRIES_CONF, else $XDG_CONFIG_HOME/containers/registries.conf
- * (~/.config/...), else /etc/containers/registries.conf: the first that
- * exists. None: an empty configuration. Drop-in folders are not read. */
+/* Reads what podman reads, `etc` being the system folder (normally
+ * "/etc/containers"): the main file is $CONTAINERS_REGISTRIES_CONF (which
+ * must exist), else $HOME/.config/containers/registries.conf, else
+ * ETC/registries.conf (none: an empty configuration). Then the drop-ins,
+ * `*.conf` in lexical order from ETC/registries.conf.d and then
+ * $HOME/.config/containers/registries.conf.d, except that a user main file
+ * brings only the user's drop-ins. A later file replaces the settings it
+ * sets, the [[registry]] tables with its prefixes and the aliases it names. */
+int oci_registries_load_at(const char *etc, struct oci_registries *out, struct err **err);
+/* oci_registries_load_at("/etc/containers"). */
 int oci_registries_load(struct oci_registries *out, struct err **err);
 void oci_registries_free(struct oci_registries *c);
+/* Merges a later file into c (as a drop-in does); `later` is emptied. */
+void oci_registries_merge(struct oci_registries *c, struct oci_registries *later);
 /* The [[registry]] with the longest prefix of name ("host/repo[:tag|@digest]"),
  * or NULL; *matched (optional) gets the prefix's length in name. */
 const struct oci_registry_conf *oci_registries_find(const struct oci_registries *c, const char *name, size_t *matched);
+/* The full names a registry reference may mean, in the order to try them,
+ * as podman resolves a short name in a session without a terminal: a name
+ * with a registry is itself; a short name ("myapp", "team/app") is its alias
+ * when one is set, else its name under the one unqualified-search registry,
+ * else (several) an error in enforcing mode and all of them in order in
+ * permissive or disabled mode; with no search registries, docker.io as
+ * docker does. *why (may be NULL) says how a short name was resolved, with
+ * the file and line. Names are "host/repo:tag[@digest]", docker.io's with
+ * library/. */
+int oci_registries_resolve(const struct oci_registries *c, const struct oci_ref *ref, char ***names, size_t *n,
+                           char **why, struct err **err);
+void oci_names_free(char **names, size_t n);
 /* Where a pull of name goes, in order: the mirrors that serve it (by
  * digest or tag), then the location. Blocked names are an error. */
 struct oci_endpoint {

@@ -1,8 +1,10 @@
-/* registries_conf: containers-registries.conf(5) version 2, the file podman
- * and skopeo read: unqualified-search-registries and [[registry]] tables
- * (prefix, location, insecure, blocked, mirrors), with a strict reader of
- * the TOML subset it is written in; and what a pull should try, in order. */
+/* registries_conf: containers-registries.conf(5) version 2, the files podman
+ * reads (the main one and its registries.conf.d drop-ins, merged):
+ * unqualified-search-registries, short-name-mode, [aliases] and [[registry]]
+ * tables (prefix, location, insecure, blocked, mirrors), with a strict reader
+ * of the TOML subset they are written in; and what a pull should try. */
 #include <ctype.h>
+#include <dirent.h>
 #include <string.h>
 #include <sys/stat.h>
 
@@ -10,22 +12,44 @@
 
 #define CONF_MAX (1 << 20)
 
+static void registry_conf_free(struct oci_registry_conf *r)
+{
+	free(r->prefix);
+	free(r->location);
+	for (size_t j = 0; j < r->n_mirrors; j++)
+		free(r->mirrors[j].location);
+	free(r->mirrors);
+	free(r->path);
+}
+
+static void alias_free(struct oci_registry_alias *a)
+{
+	free(a->name);
+	free(a->value);
+	free(a->path);
+}
+
+void oci_names_free(char **names, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(names[i]);
+	free(names);
+}
+
 void oci_registries_free(struct oci_registries *c)
 {
 	if (c == NULL)
 		return;
-	for (size_t i = 0; i < c->n_search; i++)
-		free(c->search[i]);
-	free(c->search);
-	for (size_t i = 0; i < c->n_regs; i++) {
-		struct oci_registry_conf *r = &c->regs[i];
-		free(r->prefix);
-		free(r->location);
-		for (size_t j = 0; j < r->n_mirrors; j++)
-			free(r->mirrors[j].location);
-		free(r->mirrors);
-	}
+	oci_names_free(c->search, c->n_search);
+	free(c->search_from.path);
+	free(c->mode_from.path);
+	for (size_t i = 0; i < c->n_regs; i++)
+		registry_conf_free(&c->regs[i]);
 	free(c->regs);
+	for (size_t i = 0; i < c->n_aliases; i++)
+		alias_free(&c->aliases[i]);
+	free(c->aliases);
+	oci_names_free(c->files, c->n_files);
 	free(c->path);
 	memset(c, 0, sizeof(*c));
 }
@@ -173,11 +197,79 @@ static int want_kind(struct reader *r, const char *key, const struct val *v, enu
 	return err_set(err, EINVAL, "%s:%d: %s must be %s", r->path, r->line, key, names[k]);
 }
 
+static void origin_set(struct oci_conf_origin *o, const struct reader *r)
+{
+	free(o->path);
+	o->path = xstrdup(r->path);
+	o->line = r->line;
+}
+
+/* True when s (a name without its registry part checked) carries a tag:
+ * a ':' in its last component. */
+static bool name_has_tag(const char *s)
+{
+	const char *slash = strrchr(s, '/');
+	return strchr(slash ? slash : s, ':') != NULL;
+}
+
+/* An [aliases] entry: the name must be a short name without tag or digest;
+ * the value a name with a registry, without tag or digest, or "" (which
+ * erases what an earlier file set). A name appears once per file. */
+static int alias_add(struct reader *r, struct oci_registries *c, const char *name, const char *value, struct err **err)
+{
+	for (size_t i = 0; i < c->n_aliases; i++)
+		if (strcmp(c->aliases[i].name, name) == 0)
+			return err_set(err, EINVAL, "%s:%d: alias \"%s\" is already set at line %d", r->path, r->line,
+			               name, c->aliases[i].line);
+	if (strchr(name, '@') || name_has_tag(name))
+		return err_set(err, EINVAL, "%s:%d: alias \"%s\": a short name has no tag or digest", r->path, r->line,
+		               name);
+	_cleanup_free_ char *text = xasprintf("docker://%s", name);
+	struct oci_ref ref;
+	struct err *perr = NULL;
+	if (oci_ref_parse(text, &ref, &perr) < 0) {
+		err_set(err, EINVAL, "%s:%d: alias \"%s\": %s", r->path, r->line, name, perr->msg);
+		err_free(&perr);
+		return -1;
+	}
+	bool is_short = ref.short_name != NULL;
+	oci_ref_free(&ref);
+	if (!is_short)
+		return err_set(err, EINVAL, "%s:%d: alias \"%s\": a short name names no registry", r->path, r->line,
+		               name);
+	char *norm = NULL;
+	if (value[0] != '\0') {
+		if (strchr(value, '@') || name_has_tag(value))
+			return err_set(err, EINVAL, "%s:%d: alias \"%s\" = \"%s\": the value has no tag or digest",
+			               r->path, r->line, name, value);
+		_cleanup_free_ char *vtext = xasprintf("docker://%s", value);
+		if (oci_ref_parse(vtext, &ref, &perr) < 0) {
+			err_set(err, EINVAL, "%s:%d: alias \"%s\": %s", r->path, r->line, name, perr->msg);
+			err_free(&perr);
+			return -1;
+		}
+		if (ref.short_name == NULL)
+			norm = xasprintf("%s/%s", ref.registry, ref.repository);
+		oci_ref_free(&ref);
+		if (norm == NULL)
+			return err_set(err, EINVAL,
+			               "%s:%d: alias \"%s\" = \"%s\": the value must name a registry and a repository",
+			               r->path, r->line, name, value);
+	}
+	c->aliases = xrealloc(c->aliases, (c->n_aliases + 1) * sizeof(*c->aliases));
+	c->aliases[c->n_aliases++] = (struct oci_registry_alias){
+	    .name = xstrdup(name), .value = norm, .path = xstrdup(r->path), .line = r->line};
+	return 0;
+}
+
 static int set_key(struct reader *r, struct oci_registries *c, enum section sec, const char *key, struct val *v,
                    struct err **err)
 {
-	if (sec == SEC_ALIASES)
-		return want_kind(r, key, v, VAL_STRING, err); /* short names are not used here */
+	if (sec == SEC_ALIASES) {
+		if (want_kind(r, key, v, VAL_STRING, err) < 0)
+			return -1;
+		return alias_add(r, c, key, v->str, err);
+	}
 	if (sec == SEC_TOP) {
 		if (strcmp(key, "unqualified-search-registries") == 0) {
 			if (want_kind(r, key, v, VAL_ARRAY, err) < 0)
@@ -191,12 +283,28 @@ static int set_key(struct reader *r, struct oci_registries *c, enum section sec,
 			c->n_search = v->n;
 			v->arr = NULL;
 			v->n = 0;
+			origin_set(&c->search_from, r);
 			return 0;
 		}
 		if (strcmp(key, "credential-helpers") == 0)
 			return want_kind(r, key, v, VAL_ARRAY, err);
-		if (strcmp(key, "short-name-mode") == 0)
-			return want_kind(r, key, v, VAL_STRING, err);
+		if (strcmp(key, "short-name-mode") == 0) {
+			if (want_kind(r, key, v, VAL_STRING, err) < 0)
+				return -1;
+			static const char *const modes[] = {"", "enforcing", "permissive", "disabled"};
+			for (size_t i = 0; i < sizeof(modes) / sizeof(modes[0]); i++) {
+				if (strcmp(v->str, modes[i]) == 0) {
+					c->short_name_mode = (enum oci_short_name_mode)i;
+					if (i)
+						origin_set(&c->mode_from, r);
+					return 0;
+				}
+			}
+			return err_set(err, EINVAL,
+			               "%s:%d: short-name-mode must be \"enforcing\", \"permissive\" or \"disabled\", "
+			               "not \"%s\"",
+			               r->path, r->line, v->str);
+		}
 		return err_set(err, EINVAL, "%s:%d: unknown setting \"%s\"", r->path, r->line, key);
 	}
 	struct oci_registry_conf *reg = &c->regs[c->n_regs - 1];
@@ -263,6 +371,7 @@ static int parse_header(struct reader *r, struct oci_registries *c, enum section
 	if (array && strcmp(name, "registry") == 0) {
 		c->regs = xrealloc(c->regs, (c->n_regs + 1) * sizeof(*c->regs));
 		memset(&c->regs[c->n_regs], 0, sizeof(*c->regs));
+		c->regs[c->n_regs].path = xstrdup(r->path);
 		c->regs[c->n_regs++].line = r->line;
 		*sec = SEC_REGISTRY;
 	} else if (array && strcmp(name, "registry.mirror") == 0) {
@@ -340,6 +449,8 @@ int oci_registries_parse(const char *path, const char *text, size_t len, struct 
 {
 	memset(out, 0, sizeof(*out));
 	out->path = xstrdup(path);
+	out->files = xcalloc(1, sizeof(*out->files));
+	out->files[out->n_files++] = xstrdup(path);
 	struct reader r = {.path = path, .p = text, .end = text + len, .line = 1};
 	enum section sec = SEC_TOP;
 	struct seen seen = {0};
@@ -408,36 +519,263 @@ int oci_registries_parse(const char *path, const char *text, size_t len, struct 
 	return rc;
 }
 
-int oci_registries_load(struct oci_registries *out, struct err **err)
+/* ---------------------------------------------------------------- loading */
+static void origin_take(struct oci_conf_origin *into, struct oci_conf_origin *from)
 {
-	memset(out, 0, sizeof(*out));
-	/* podman's order: $CONTAINERS_REGISTRIES_CONF, else the user's file,
-	 * else the system's; the first found is the only one read. */
-	const char *env = getenv("CONTAINERS_REGISTRIES_CONF");
-	_cleanup_free_ char *user = NULL;
-	const char *path = NULL;
-	if (env && *env) {
-		path = env;
-	} else {
-		const char *xdg = getenv("XDG_CONFIG_HOME");
-		const char *home = getenv("HOME");
-		if (xdg && *xdg == '/')
-			user = xasprintf("%s/containers/registries.conf", xdg);
-		else if (home && *home)
-			user = xasprintf("%s/.config/containers/registries.conf", home);
-		struct stat st;
-		if (user && stat(user, &st) == 0)
-			path = user;
-		else if (stat("/etc/containers/registries.conf", &st) == 0)
-			path = "/etc/containers/registries.conf";
+	free(into->path);
+	*into = *from;
+	memset(from, 0, sizeof(*from));
+}
+
+void oci_registries_merge(struct oci_registries *c, struct oci_registries *later)
+{
+	/* Settings the later file sets replace ours whole. */
+	if (later->search_from.path) {
+		oci_names_free(c->search, c->n_search);
+		c->search = steal_pointer(&later->search);
+		c->n_search = later->n_search;
+		later->n_search = 0;
+		origin_take(&c->search_from, &later->search_from);
 	}
-	if (path == NULL)
-		return 0;
+	if (later->short_name_mode != OCI_SHORT_NAME_UNSET) {
+		c->short_name_mode = later->short_name_mode;
+		origin_take(&c->mode_from, &later->mode_from);
+	}
+	/* [[registry]] tables by prefix, aliases by name: replaced or added. */
+	for (size_t i = 0; i < later->n_regs; i++) {
+		size_t j = 0;
+		while (j < c->n_regs && strcmp(c->regs[j].prefix, later->regs[i].prefix) != 0)
+			j++;
+		if (j == c->n_regs)
+			c->regs = xrealloc(c->regs, ++c->n_regs * sizeof(*c->regs));
+		else
+			registry_conf_free(&c->regs[j]);
+		c->regs[j] = later->regs[i];
+	}
+	later->n_regs = 0;
+	for (size_t i = 0; i < later->n_aliases; i++) {
+		size_t j = 0;
+		while (j < c->n_aliases && strcmp(c->aliases[j].name, later->aliases[i].name) != 0)
+			j++;
+		if (j == c->n_aliases)
+			c->aliases = xrealloc(c->aliases, ++c->n_aliases * sizeof(*c->aliases));
+		else
+			alias_free(&c->aliases[j]);
+		c->aliases[j] = later->aliases[i];
+	}
+	later->n_aliases = 0;
+	c->files = xrealloc(c->files, (c->n_files + later->n_files) * sizeof(*c->files));
+	for (size_t i = 0; i < later->n_files; i++)
+		c->files[c->n_files++] = later->files[i];
+	later->n_files = 0;
+	oci_registries_free(later);
+}
+
+/* Reads and parses one file; ENOENT is reported as such (not wrapped) so a
+ * caller can choose to ignore a file that is not there. */
+static int load_file(const char *path, struct oci_registries *out, struct err **err)
+{
 	_cleanup_free_ char *text = NULL;
 	size_t len;
 	if (io_read_file(path, CONF_MAX, &text, &len, err) < 0)
-		return err_wrap(err, "registries.conf");
+		return -1;
 	return oci_registries_parse(path, text, len, out, err);
+}
+
+static int name_cmp(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* The *.conf files of a drop-in folder (not its sub-folders), in lexical
+ * (byte) order; a missing folder has none. */
+static int dropins_list(const char *dir, char ***out, size_t *n_out, struct err **err)
+{
+	*out = NULL;
+	*n_out = 0;
+	DIR *d = opendir(dir);
+	if (d == NULL)
+		return errno == ENOENT || errno == ENOTDIR ? 0 : err_sys(err, "registries.conf.d: %s", dir);
+	struct dirent *e;
+	while ((e = readdir(d)) != NULL) {
+		size_t n = strlen(e->d_name);
+		if (n < 5 || strcmp(e->d_name + n - 5, ".conf") != 0)
+			continue;
+		char *path = xasprintf("%s/%s", dir, e->d_name);
+		struct stat st;
+		if (stat(path, &st) < 0 || S_ISDIR(st.st_mode)) {
+			free(path);
+			continue;
+		}
+		*out = xrealloc(*out, (*n_out + 1) * sizeof(**out));
+		(*out)[(*n_out)++] = path;
+	}
+	closedir(d);
+	if (*n_out)
+		qsort(*out, *n_out, sizeof(**out), name_cmp);
+	return 0;
+}
+
+static int regs_cmp(const void *a, const void *b)
+{
+	return strcmp(((const struct oci_registry_conf *)a)->prefix, ((const struct oci_registry_conf *)b)->prefix);
+}
+
+int oci_registries_load_at(const char *etc, struct oci_registries *out, struct err **err)
+{
+	memset(out, 0, sizeof(*out));
+	/* podman's choice of files (containers-registries.conf.d(5)). */
+	const char *env = getenv("CONTAINERS_REGISTRIES_CONF");
+	if (env == NULL || *env == '\0')
+		env = getenv("REGISTRIES_CONFIG_PATH");
+	const char *home = getenv("HOME");
+	_cleanup_free_ char *user = home && *home ? xasprintf("%s/.config/containers/registries.conf", home) : NULL;
+	_cleanup_free_ char *user_d = user ? xasprintf("%s.d", user) : NULL;
+	_cleanup_free_ char *sys = xasprintf("%s/registries.conf", etc);
+	_cleanup_free_ char *sys_d = xasprintf("%s/registries.conf.d", etc);
+	const char *main_path = sys;
+	bool required = false;
+	const char *dirs[2] = {sys_d, user_d};
+	struct stat st;
+	if (env && *env) {
+		main_path = env;
+		required = true;
+	} else if (user && stat(user, &st) == 0) {
+		main_path = user;
+		dirs[0] = NULL; /* the user's own file: the system's drop-ins do not apply */
+	}
+	struct err *e = NULL;
+	if (load_file(main_path, out, &e) < 0) {
+		if (required || e->code != ENOENT) {
+			*err = e;
+			return err_wrap(err, "registries.conf");
+		}
+		err_free(&e);
+		memset(out, 0, sizeof(*out));
+	}
+	for (size_t k = 0; k < 2; k++) {
+		if (dirs[k] == NULL)
+			continue;
+		char **files;
+		size_t n;
+		if (dropins_list(dirs[k], &files, &n, err) < 0) {
+			oci_registries_free(out);
+			return -1;
+		}
+		int r = 0;
+		for (size_t i = 0; i < n && r == 0; i++) {
+			struct oci_registries later;
+			if (load_file(files[i], &later, &e) == 0) {
+				oci_registries_merge(out, &later);
+			} else if (e->code == ENOENT) {
+				err_free(&e); /* removed since the listing */
+			} else {
+				*err = e;
+				r = err_wrap(err, "registries.conf drop-in");
+			}
+		}
+		oci_names_free(files, n);
+		if (r < 0) {
+			oci_registries_free(out);
+			return -1;
+		}
+	}
+	/* podman keeps the tables sorted by prefix; ties of equally long
+	 * matches then go the same way. */
+	if (out->n_regs)
+		qsort(out->regs, out->n_regs, sizeof(*out->regs), regs_cmp);
+	return 0;
+}
+
+int oci_registries_load(struct oci_registries *out, struct err **err)
+{
+	return oci_registries_load_at("/etc/containers", out, err);
+}
+
+/* ---------------------------------------------------------------- short names */
+static char *origin_text(const struct oci_conf_origin *o)
+{
+	return o->path ? xasprintf("%s:%d", o->path, o->line) : xstrdup("the default");
+}
+
+/* "name:tag@digest" as a full name, docker.io's library/ added. */
+static int full_name(const char *text, char **out, struct err **err)
+{
+	_cleanup_free_ char *t = xasprintf("docker://%s", text);
+	struct oci_ref ref;
+	if (oci_ref_parse(t, &ref, err) < 0)
+		return -1;
+	*out = oci_ref_name(&ref);
+	oci_ref_free(&ref);
+	return 0;
+}
+
+int oci_registries_resolve(const struct oci_registries *c, const struct oci_ref *ref, char ***names, size_t *n,
+                           char **why, struct err **err)
+{
+	*names = NULL;
+	*n = 0;
+	if (why)
+		*why = NULL;
+	if (ref->short_name == NULL) {
+		*names = xcalloc(1, sizeof(**names));
+		(*names)[(*n)++] = oci_ref_name(ref);
+		return 0;
+	}
+	_cleanup_free_ char *suffix = xasprintf("%s%s%s%s", ref->tag ? ":" : "", ref->tag ? ref->tag : "",
+	                                        ref->digest ? "@" : "", ref->digest ? ref->digest : "");
+	/* An alias first: it is used whatever the mode and the search list say. */
+	for (size_t i = 0; i < c->n_aliases; i++) {
+		const struct oci_registry_alias *a = &c->aliases[i];
+		if (a->value == NULL || strcmp(a->name, ref->short_name) != 0)
+			continue;
+		_cleanup_free_ char *text = xasprintf("%s%s", a->value, suffix);
+		char *name;
+		if (full_name(text, &name, err) < 0)
+			return err_wrap(err, "alias \"%s\" (%s:%d)", a->name, a->path, a->line);
+		*names = xcalloc(1, sizeof(**names));
+		(*names)[(*n)++] = name;
+		if (why)
+			*why = xasprintf("short name \"%s\" is an alias (%s:%d) for %s", ref->short_name, a->path,
+			                 a->line, name);
+		return 0;
+	}
+	if (c->n_search == 0) {
+		/* podman would stop here; enclaver keeps docker's rule: docker.io. */
+		*names = xcalloc(1, sizeof(**names));
+		(*names)[(*n)++] = oci_ref_name(ref);
+		return 0;
+	}
+	char **list = xcalloc(c->n_search, sizeof(*list));
+	for (size_t i = 0; i < c->n_search; i++) {
+		_cleanup_free_ char *text = xasprintf("%s/%s%s", c->search[i], ref->short_name, suffix);
+		if (full_name(text, &list[i], err) < 0) {
+			oci_names_free(list, i);
+			return err_wrap(err, "unqualified-search-registries entry \"%s\"", c->search[i]);
+		}
+	}
+	_cleanup_free_ char *from = origin_text(&c->search_from);
+	/* Several places and no one to ask: enforcing refuses to guess. */
+	if (c->n_search > 1 && c->short_name_mode == OCI_SHORT_NAME_ENFORCING) {
+		struct buf b = {0};
+		for (size_t i = 0; i < c->n_search; i++)
+			buf_printf(&b, "%s%s", i ? ", " : "", list[i]);
+		_cleanup_free_ char *mode = origin_text(&c->mode_from);
+		err_set(err, EINVAL,
+		        "short name \"%s\" is ambiguous: short-name-mode is \"enforcing\" (%s) and the "
+		        "unqualified-search-registries (%s) give %zu candidates: %s; use a full name or add an "
+		        "[aliases] entry",
+		        ref->short_name, mode, from, c->n_search, buf_str(&b));
+		buf_free(&b);
+		oci_names_free(list, c->n_search);
+		return -1;
+	}
+	*names = list;
+	*n = c->n_search;
+	if (why)
+		*why = xasprintf("short name \"%s\": unqualified-search-registries (%s): %zu to try", ref->short_name,
+		                 from, c->n_search);
+	return 0;
 }
 
 /* ---------------------------------------------------------------- lookups */
@@ -493,7 +831,8 @@ int oci_registries_endpoints(const struct oci_registries *c, const char *name, b
 	size_t matched;
 	const struct oci_registry_conf *reg = oci_registries_find(c, name, &matched);
 	if (reg && reg->blocked)
-		return err_set(err, EACCES, "%s is blocked by %s (registry %s)", name, c->path, reg->prefix);
+		return err_set(err, EACCES, "%s is blocked by %s:%d (registry %s)", name, reg->path, reg->line,
+		               reg->prefix);
 	struct oci_endpoint *e = xcalloc(reg ? reg->n_mirrors + 1 : 1, sizeof(*e));
 	size_t n = 0;
 	const char *rest = name + matched;

@@ -49,6 +49,38 @@ check "picked by @0" "$ENCLAVER" copy -q "docker-archive:$TMP/save.tar:@0" "oci:
 check "inspect a docker-archive" test "$(json_get "$TMP/insp.json" 'd["config"]["rootfs"]["diff_ids"][1]')" = "sha256:$D2"
 check "the archive itself reads as Docker schema 2" test "$(json_get "$TMP/insp.json" 'd["mediaType"]')" = "application/vnd.docker.distribution.manifest.v2+json"
 
+# ---------------------------------------------------------------- several images in one archive
+# What `docker save a b` writes: one manifest.json entry per image.
+mkdir -p "$A/img/ddd"
+head -c 50000 /dev/urandom >"$A/src2/usr/more"
+tar -C "$A/src2" -cf "$A/img/ddd/layer.tar" .
+D3=$(sha "$A/img/ddd/layer.tar")
+printf '{"architecture":"amd64","os":"linux","config":{},"rootfs":{"type":"layers","diff_ids":["sha256:%s"]}}' "$D3" >"$A/img/cfg2.json"
+CFG2=$(sha "$A/img/cfg2.json")
+mv "$A/img/cfg2.json" "$A/img/$CFG2.json"
+printf '[{"Config":"%s.json","RepoTags":["example.com/app:v1","app:latest"],"Layers":["aaa/layer.tar","bbb/layer.tar","ccc/layer.tar"]},{"Config":"%s.json","RepoTags":["other:v2"],"Layers":["ddd/layer.tar"]}]' \
+	"$CFG" "$CFG2" >"$A/img/manifest.json"
+tar -C "$A/img" -cf "$TMP/save2.tar" manifest.json "$CFG.json" "$CFG2.json" aaa bbb ccc ddd
+"$ENCLAVER" inspect "docker-archive:$TMP/save2.tar:other:v2" >"$TMP/two-tag.json"
+check "several images: picked by a RepoTag" test "$(json_get "$TMP/two-tag.json" 'd["config"]["rootfs"]["diff_ids"]')" = "['sha256:$D3']"
+check "several images: the manifest names the second config" test \
+	"$(json_get "$TMP/two-tag.json" 'd["manifest"]["config"]["digest"]')" = "sha256:$CFG2"
+"$ENCLAVER" inspect "docker-archive:$TMP/save2.tar:docker.io/library/other:v2" >"$TMP/two-full.json"
+check "several images: the full name finds the same image" test \
+	"$(json_get "$TMP/two-full.json" 'd["digest"]')" = "$(json_get "$TMP/two-tag.json" 'd["digest"]')"
+"$ENCLAVER" inspect "docker-archive:$TMP/save2.tar:@1" >"$TMP/two-idx.json"
+check "several images: @1 is the second" test "$(json_get "$TMP/two-idx.json" 'd["digest"]')" = "$(json_get "$TMP/two-tag.json" 'd["digest"]')"
+"$ENCLAVER" copy -q "docker-archive:$TMP/save2.tar:example.com/app:v1" "oci:$TMP/two-first:v1" >"$TMP/two-first.json"
+check "several images: the first, copied, is the single-image archive's image" test \
+	"$(json_get "$TMP/two-first.json" 'd["digest"]')" = "$(json_get "$TMP/r1.json" 'd["digest"]')"
+check "several images: skopeo reads the same layers by tag" test \
+	"$(skopeo --insecure-policy inspect "docker-archive:$TMP/save2.tar:other:v2" | json_get /dev/stdin '" ".join(l[7:] for l in d["Layers"])')" = "$D3"
+check_fails "several images: no name is an error listing the tags" \
+	"save2.tar holds 2 images: @0 \(example.com/app:v1 app:latest\), @1 \(other:v2\); name one" \
+	"$ENCLAVER" inspect "docker-archive:$TMP/save2.tar"
+check_fails "several images: an unknown tag" "no image tagged docker.io/library/other:v3" \
+	"$ENCLAVER" inspect "docker-archive:$TMP/save2.tar:other:v3"
+
 # ---------------------------------------------------------------- bad archives
 bad_archive() { # NAME: builds $TMP/bad-NAME.tar from $A/bad
 	tar -C "$A/bad" -cf "$TMP/bad-$1.tar" .
@@ -67,7 +99,7 @@ printf '[{"Config":"layer.tar","Layers":["missing/layer.tar"]}]' >"$A/bad/manife
 check_fails "a layer the archive lacks is named" "names missing/layer.tar, which the archive lacks" \
 	"$ENCLAVER" copy "docker-archive:$TMP/bad-missing.tar" "oci:$TMP/never"
 printf '[{"Config":"layer.tar","Layers":[]},{"Config":"layer.tar","Layers":[]}]' >"$A/bad/manifest.json" && bad_archive two
-check_fails "two images need a name" "holds 2 images: name one" \
+check_fails "two images need a name" "holds 2 images: @0 \\(untagged\\), @1 \\(untagged\\); name one" \
 	"$ENCLAVER" copy "docker-archive:$TMP/bad-two.tar" "oci:$TMP/never"
 check_fails "an index past the end" "no image @5 \(the archive holds 2\)" \
 	"$ENCLAVER" copy "docker-archive:$TMP/bad-two.tar:@5" "oci:$TMP/never"

@@ -251,6 +251,52 @@ CONTAINERS_REGISTRIES_CONF=$TMP/bad.conf check_fails "registries.conf: a bad fil
 	"$TMP/bad.conf:3: expected a string, true/false or an array, not maybe" "$ENCLAVER" pull "$R/test/app:v1"
 unset CONTAINERS_REGISTRIES_CONF
 
+# ---------------------------------------------------------------- drop-ins and short-name aliases
+# The user's own registries.conf (so the host's /etc/containers is not read),
+# its registries.conf.d drop-ins applied in lexical order.
+UC=$HOME/.config/containers
+mkdir -p "$UC/registries.conf.d"
+cat >"$UC/registries.conf" <<EOF
+unqualified-search-registries = ["localhost:$PORT", "$R"]
+short-name-mode = "enforcing"
+[[registry]]
+location = "$R"
+insecure = true
+[[registry]]
+prefix = "localhost:$PORT"
+location = "$R/nowhere"
+insecure = true
+EOF
+printf '# aliases\n[aliases]\n"myapp" = "%s/test/app"\n"other" = "%s/nowhere/other"\n' "$R" "$R" >"$UC/registries.conf.d/50-alias.conf"
+printf '[aliases]\n"other" = "%s/test/app"\n' "$R" >"$UC/registries.conf.d/60-later.conf"
+printf 'this is not read\n' >"$UC/registries.conf.d/README"
+"$ENCLAVER" pull "myapp:v1" >"$TMP/al1.json" 2>"$TMP/al1.err"
+check "short names: an alias from a drop-in is pulled" test "$(json_get "$TMP/al1.json" 'd["digest"]')" = "$LAYOUT_V1"
+check "short names: the alias is named with its file and line" \
+	grep -qF "short name \"myapp\" is an alias ($UC/registries.conf.d/50-alias.conf:3) for $R/test/app:v1" "$TMP/al1.err"
+check "short names: and where it was pulled from" grep -qF "pulling myapp:v1 from $R/test/app:v1" "$TMP/al1.err"
+"$ENCLAVER" pull -q "other:v1" >"$TMP/al2.json"
+check "short names: a later drop-in replaces an alias" test "$(json_get "$TMP/al2.json" 'd["digest"]')" = "$LAYOUT_V1"
+check_fails "short names: enforcing with two search registries is an error listing them" \
+	"short name \"test/app\" is ambiguous: short-name-mode is \"enforcing\" \\($UC/registries.conf:2\\).*candidates: localhost:$PORT/test/app:v1, $R/test/app:v1" \
+	"$ENCLAVER" pull "test/app:v1"
+printf 'short-name-mode = "permissive"\n' >"$UC/registries.conf.d/70-mode.conf"
+"$ENCLAVER" pull "test/app:v1" >"$TMP/al3.json" 2>"$TMP/al3.err"
+check "short names: permissive tries the search registries in order" test "$(json_get "$TMP/al3.json" 'd["digest"]')" = "$LAYOUT_V1"
+check "short names: the first had nothing, the second is named" grep -qF "pulling test/app:v1 from $R/test/app:v1" "$TMP/al3.err"
+check "short names: the resolution is named with its file" \
+	grep -qF "short name \"test/app\": unqualified-search-registries ($UC/registries.conf:1): 2 to try" "$TMP/al3.err"
+printf '\n[aliases]\n"bad" = "no-registry"\n' >"$UC/registries.conf.d/80-bad.conf"
+check_fails "short names: a bad drop-in is named with its line" \
+	"$UC/registries.conf.d/80-bad.conf:3: alias \"bad\" = \"no-registry\": the value must name a registry" \
+	"$ENCLAVER" pull "$R/test/app:v1"
+rm "$UC/registries.conf.d/80-bad.conf"
+# $CONTAINERS_REGISTRIES_CONF replaces the main file, not the drop-ins.
+CONTAINERS_REGISTRIES_CONF=$RC "$ENCLAVER" pull -q "myapp:v1" >"$TMP/al4.json"
+check "short names: \$CONTAINERS_REGISTRIES_CONF still takes the user's drop-ins" \
+	test "$(json_get "$TMP/al4.json" 'd["digest"]')" = "$LAYOUT_V1"
+rm -rf "$UC"
+
 # ---------------------------------------------------------------- faults
 check_fails "unknown tag: not found, with the name" "not found.*MANIFEST_UNKNOWN|manifest test/app:nope" \
 	"$ENCLAVER" pull --insecure "$R/test/app:nope"

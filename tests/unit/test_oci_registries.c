@@ -1,6 +1,7 @@
 /* test_oci_registries: registries.conf (containers-registries.conf v2):
  * what a good file says, which registry a name falls under, where a pull
  * goes, and bad input refused with the file and line named. */
+#include <dirent.h>
 #include <stdlib.h>
 #include <sys/stat.h>
 
@@ -148,40 +149,303 @@ TEST(registries_bad_input_names_file_and_line)
 	err_free(&e);
 }
 
+static void write_file(const char *dir, const char *name, const char *text)
+{
+	char path[1024];
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	/* parents as needed */
+	for (char *p = strchr(path + 1, '/'); p; p = strchr(p + 1, '/')) {
+		*p = '\0';
+		mkdir(path, 0755);
+		*p = '/';
+	}
+	FILE *f = fopen(path, "w");
+	if (f) {
+		fputs(text, f);
+		fclose(f);
+	}
+}
+
+/* podman's choice of files: $CONTAINERS_REGISTRIES_CONF, else the user's
+ * file (and then only the user's drop-ins), else the system's file with
+ * the system's and then the user's drop-ins. */
 TEST(registries_load_precedence)
 {
 	const char *dir = test_tmpdir(t);
-	char path[512], user[512];
-	snprintf(path, sizeof(path), "%s/env.conf", dir);
-	FILE *f = fopen(path, "w");
-	REQUIRE(f);
-	fputs("unqualified-search-registries = [\"env.example\"]\n", f);
-	fclose(f);
-	snprintf(user, sizeof(user), "%s/containers", dir);
-	REQUIRE(mkdir(user, 0755) == 0);
-	snprintf(user, sizeof(user), "%s/containers/registries.conf", dir);
-	f = fopen(user, "w");
-	REQUIRE(f);
-	fputs("unqualified-search-registries = [\"user.example\"]\n", f);
-	fclose(f);
-	setenv("XDG_CONFIG_HOME", dir, 1);
-	setenv("CONTAINERS_REGISTRIES_CONF", path, 1);
+	char etc[512], home[512], env[512], path[600];
+	snprintf(etc, sizeof(etc), "%s/etc", dir);
+	snprintf(home, sizeof(home), "%s/home", dir);
+	snprintf(env, sizeof(env), "%s/env.conf", dir);
+	write_file(dir, "env.conf", "unqualified-search-registries = [\"env.example\"]\n");
+	write_file(etc, "registries.conf",
+	           "unqualified-search-registries = [\"sys.example\"]\n[aliases]\n\"a\" = \"sys.example/a\"\n");
+	write_file(etc, "registries.conf.d/10-b.conf", "[aliases]\n\"b\" = \"sysdrop.example/b\"\n");
+	write_file(home, ".config/containers/registries.conf.d/20-c.conf",
+	           "[aliases]\n\"c\" = \"userdrop.example/c\"\n");
+	setenv("HOME", home, 1);
+	unsetenv("REGISTRIES_CONFIG_PATH");
+	setenv("CONTAINERS_REGISTRIES_CONF", env, 1);
 	struct oci_registries c;
 	struct err *e = NULL;
-	REQUIRE(oci_registries_load(&c, &e) == 0);
+	/* The override replaces the main file only: both drop-in folders apply. */
+	REQUIRE(oci_registries_load_at(etc, &c, &e) == 0);
 	REQUIRE(c.n_search == 1);
 	CHECK_STR_EQ(c.search[0], "env.example");
+	CHECK_STR_EQ(c.path, env);
+	CHECK_INT_EQ(c.n_files, 3);
+	CHECK_INT_EQ(c.n_aliases, 2);
 	oci_registries_free(&c);
+	/* No user file: the system's, then its drop-ins, then the user's. */
 	unsetenv("CONTAINERS_REGISTRIES_CONF");
-	REQUIRE(oci_registries_load(&c, &e) == 0);
+	REQUIRE(oci_registries_load_at(etc, &c, &e) == 0);
+	REQUIRE(c.n_search == 1);
+	CHECK_STR_EQ(c.search[0], "sys.example");
+	REQUIRE(c.n_aliases == 3);
+	CHECK_STR_EQ(c.aliases[1].value, "sysdrop.example/b");
+	CHECK_STR_EQ(c.aliases[2].value, "userdrop.example/c");
+	REQUIRE(c.n_files == 3);
+	snprintf(path, sizeof(path), "%s/registries.conf.d/10-b.conf", etc);
+	CHECK_STR_EQ(c.files[1], path);
+	oci_registries_free(&c);
+	/* A user file: the system's file and drop-ins are left alone. */
+	write_file(home, ".config/containers/registries.conf", "unqualified-search-registries = [\"user.example\"]\n");
+	REQUIRE(oci_registries_load_at(etc, &c, &e) == 0);
 	REQUIRE(c.n_search == 1);
 	CHECK_STR_EQ(c.search[0], "user.example");
-	CHECK_STR_EQ(c.path, user);
+	snprintf(path, sizeof(path), "%s/.config/containers/registries.conf", home);
+	CHECK_STR_EQ(c.path, path);
+	REQUIRE(c.n_aliases == 1);
+	CHECK_STR_EQ(c.aliases[0].name, "c");
 	oci_registries_free(&c);
+	/* An override that is not there is an error; the defaults may be absent. */
 	setenv("CONTAINERS_REGISTRIES_CONF", "/nonexistent/registries.conf", 1);
-	CHECK(oci_registries_load(&c, &e) < 0);
+	CHECK(oci_registries_load_at(etc, &c, &e) < 0);
 	CHECK_ERR_CONTAINS(e, "/nonexistent/registries.conf");
 	err_free(&e);
 	unsetenv("CONTAINERS_REGISTRIES_CONF");
-	unsetenv("XDG_CONFIG_HOME");
+	setenv("HOME", dir, 1);
+	snprintf(path, sizeof(path), "%s/none", dir);
+	REQUIRE(oci_registries_load_at(path, &c, &e) == 0);
+	CHECK(c.path == NULL && c.n_files == 0);
+	oci_registries_free(&c);
+	unsetenv("HOME");
+}
+
+/* Drop-ins in lexical order, only *.conf, each replacing what it sets. */
+TEST(registries_dropins_merge)
+{
+	const char *dir = test_tmpdir(t);
+	char etc[512];
+	snprintf(etc, sizeof(etc), "%s/etc", dir);
+	write_file(etc, "registries.conf",
+	           "unqualified-search-registries = [\"one.example\", \"two.example\"]\n"
+	           "short-name-mode = \"enforcing\"\n"
+	           "[[registry]]\nprefix = \"x.example/team\"\nlocation = \"main.example/team\"\n"
+	           "[[registry]]\nlocation = \"keep.example\"\ninsecure = true\n"
+	           "[aliases]\n\"app\" = \"main.example/app\"\n\"gone\" = \"main.example/gone\"\n");
+	write_file(etc, "registries.conf.d/b.conf",
+	           "[[registry]]\nprefix = \"x.example/team\"\nlocation = \"b.example/team\"\n"
+	           "[aliases]\n\"app\" = \"b.example/app\"\n");
+	write_file(etc, "registries.conf.d/a.conf",
+	           "short-name-mode = \"permissive\"\n"
+	           "[aliases]\n\"app\" = \"a.example/app\"\n\"gone\" = \"\"\n");
+	write_file(etc, "registries.conf.d/c.conf.off", "bad = syntax here\n");
+	write_file(etc, "registries.conf.d/sub.conf/x.conf", "bad = syntax here\n");
+	write_file(etc, "registries.conf.d/d.conf", "unqualified-search-registries = []\n");
+	setenv("HOME", dir, 1);
+	unsetenv("CONTAINERS_REGISTRIES_CONF");
+	unsetenv("REGISTRIES_CONFIG_PATH");
+	struct oci_registries c;
+	struct err *e = NULL;
+	REQUIRE(oci_registries_load_at(etc, &c, &e) == 0);
+	CHECK_INT_EQ(c.n_files, 4);  /* the main file, a, b, d */
+	CHECK_INT_EQ(c.n_search, 0); /* d.conf set it to [] */
+	CHECK(strstr(c.search_from.path, "d.conf") != NULL);
+	CHECK_INT_EQ(c.short_name_mode, OCI_SHORT_NAME_PERMISSIVE);
+	CHECK(strstr(c.mode_from.path, "a.conf") != NULL);
+	REQUIRE(c.n_regs == 2);
+	const struct oci_registry_conf *reg = oci_registries_find(&c, "x.example/team/app:1", NULL);
+	REQUIRE(reg != NULL);
+	CHECK_STR_EQ(reg->location, "b.example/team"); /* b.conf came last */
+	CHECK(strstr(reg->path, "b.conf") != NULL);
+	CHECK(oci_registries_insecure(&c, "keep.example/x"));
+	REQUIRE(c.n_aliases == 2);
+	CHECK_STR_EQ(c.aliases[0].value, "b.example/app");
+	CHECK(c.aliases[1].value == NULL); /* erased by a.conf */
+	oci_registries_free(&c);
+	/* A bad drop-in is named with its line. */
+	write_file(etc, "registries.conf.d/e.conf", "\n[aliases]\n\"x\" = \"y\"\n");
+	CHECK(oci_registries_load_at(etc, &c, &e) < 0);
+	CHECK_ERR_CONTAINS(e, "registries.conf.d/e.conf:3: alias \"x\" = \"y\": the value must name a registry");
+	err_free(&e);
+	unsetenv("HOME");
+}
+
+static struct oci_registries conf_of(const char *text)
+{
+	struct oci_registries c;
+	struct err *e = NULL;
+	if (parse(text, &c, &e) < 0) {
+		fprintf(stderr, "%s\n", e->msg);
+		abort();
+	}
+	return c;
+}
+
+/* Resolves `name` and returns the candidates joined by spaces (or the
+ * error's message), with *why. */
+static char *resolve(const struct oci_registries *c, const char *name, char **why)
+{
+	struct oci_ref ref;
+	struct err *e = NULL;
+	if (oci_ref_parse(name, &ref, &e) < 0)
+		abort();
+	char **names;
+	size_t n;
+	struct buf b = {0};
+	if (oci_registries_resolve(c, &ref, &names, &n, why, &e) < 0) {
+		buf_printf(&b, "error: %s", e->msg);
+		err_free(&e);
+	} else {
+		for (size_t i = 0; i < n; i++)
+			buf_printf(&b, "%s%s", i ? " " : "", names[i]);
+		oci_names_free(names, n);
+	}
+	oci_ref_free(&ref);
+	buf_str(&b);
+	return b.data;
+}
+
+TEST(registries_short_names)
+{
+	struct oci_registries c = conf_of("unqualified-search-registries = [\"a.example\", \"docker.io\"]\n"
+	                                  "[aliases]\n"
+	                                  "\"myapp\" = \"quay.io/team/myapp\"\n"
+	                                  "\"library/alpine\" = \"docker.io/alpine\"\n"
+	                                  "\"tools/x\" = \"localhost:5000/x\"\n");
+	char *why = NULL;
+	/* An alias wins over the search list; the tag or digest is carried over. */
+	char *got = resolve(&c, "myapp", &why);
+	CHECK_STR_EQ(got, "quay.io/team/myapp:latest");
+	CHECK_STR_EQ(why, "short name \"myapp\" is an alias (r.conf:3) for quay.io/team/myapp:latest");
+	free(got), free(why);
+	got = resolve(&c, "myapp:v2", NULL);
+	CHECK_STR_EQ(got, "quay.io/team/myapp:v2");
+	free(got);
+	char dig[80];
+	snprintf(dig, sizeof(dig), "myapp@sha256:%064d", 0);
+	got = resolve(&c, dig, NULL);
+	CHECK(str_has_prefix(got, "quay.io/team/myapp@sha256:0000"));
+	free(got);
+	/* Names are matched as written; docker.io values get library/. */
+	got = resolve(&c, "library/alpine:3", NULL);
+	CHECK_STR_EQ(got, "docker.io/library/alpine:3");
+	free(got);
+	got = resolve(&c, "tools/x", NULL);
+	CHECK_STR_EQ(got, "localhost:5000/x:latest");
+	free(got);
+	/* No alias: every search registry in order (permissive by default). */
+	got = resolve(&c, "alpine", &why);
+	CHECK_STR_EQ(got, "a.example/alpine:latest docker.io/library/alpine:latest");
+	CHECK_STR_EQ(why, "short name \"alpine\": unqualified-search-registries (r.conf:1): 2 to try");
+	free(got), free(why);
+	/* A full name is itself, whatever the aliases say. */
+	got = resolve(&c, "docker.io/myapp", &why);
+	CHECK_STR_EQ(got, "docker.io/library/myapp:latest");
+	CHECK(why == NULL);
+	free(got);
+	oci_registries_free(&c);
+
+	/* Enforcing with several registries: an error listing them. */
+	c = conf_of("unqualified-search-registries = [\"a.example\", \"b.example:5000\"]\n"
+	            "short-name-mode = \"enforcing\"\n");
+	got = resolve(&c, "team/app:1", NULL);
+	CHECK_STR_EQ(got, "error: short name \"team/app\" is ambiguous: short-name-mode is \"enforcing\" (r.conf:2) "
+	                  "and the unqualified-search-registries (r.conf:1) give 2 candidates: a.example/team/app:1, "
+	                  "b.example:5000/team/app:1; use a full name or add an [aliases] entry");
+	free(got);
+	oci_registries_free(&c);
+	/* ... and with one there is nothing to guess. */
+	c = conf_of("unqualified-search-registries = [\"a.example\"]\nshort-name-mode = \"enforcing\"\n");
+	got = resolve(&c, "app", NULL);
+	CHECK_STR_EQ(got, "a.example/app:latest");
+	free(got);
+	oci_registries_free(&c);
+	/* disabled: all of them, like permissive without a terminal. */
+	c = conf_of("unqualified-search-registries = [\"a.example\", \"b.example\"]\nshort-name-mode = \"disabled\"\n");
+	got = resolve(&c, "app", NULL);
+	CHECK_STR_EQ(got, "a.example/app:latest b.example/app:latest");
+	free(got);
+	oci_registries_free(&c);
+	/* No search registries: docker's rule. An erased alias is no alias. */
+	c = conf_of("[aliases]\n\"app\" = \"\"\n");
+	got = resolve(&c, "app", &why);
+	CHECK_STR_EQ(got, "docker.io/library/app:latest");
+	CHECK(why == NULL);
+	free(got);
+	oci_registries_free(&c);
+}
+
+TEST(registries_bad_aliases_and_modes)
+{
+	static const struct {
+		const char *text, *want;
+	} cases[] = {
+	    {"[aliases]\n\"quay.io/app\" = \"quay.io/app\"\n",
+	     "r.conf:2: alias \"quay.io/app\": a short name names no registry"},
+	    {"[aliases]\n\"localhost/app\" = \"quay.io/app\"\n", "a short name names no registry"},
+	    {"[aliases]\n\"app:1\" = \"quay.io/app\"\n",
+	     "r.conf:2: alias \"app:1\": a short name has no tag or digest"},
+	    {"[aliases]\n\"App\" = \"quay.io/app\"\n", "r.conf:2: alias \"App\": invalid reference"},
+	    {"[aliases]\n\"app\" = \"quay.io/app:1\"\n",
+	     "r.conf:2: alias \"app\" = \"quay.io/app:1\": the value has no tag"},
+	    {"[aliases]\n\"app\" = \"team/app\"\n", "the value must name a registry and a repository"},
+	    {"[aliases]\n\"app\" = \"quay.io\"\n", "the value must name a registry and a repository"},
+	    {"[aliases]\n\"app\" = true\n", "r.conf:2: app must be a string"},
+	    {"[aliases]\n\"app\" = \"quay.io/a\"\n[aliases]\n\"app\" = \"quay.io/b\"\n",
+	     "r.conf:4: alias \"app\" is already set at line 2"},
+	    {"short-name-mode = \"strict\"\n", "r.conf:1: short-name-mode must be \"enforcing\", \"permissive\" or "
+	                                       "\"disabled\", not \"strict\""},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct oci_registries c;
+		struct err *e = NULL;
+		CHECK(parse(cases[i].text, &c, &e) < 0);
+		CHECK_ERR_CONTAINS(e, cases[i].want);
+		err_free(&e);
+	}
+}
+
+/* The system's own drop-in (Debian ships shortnames.conf) parses. */
+TEST(registries_real_dropins_parse)
+{
+	DIR *d = opendir("/etc/containers/registries.conf.d");
+	if (d == NULL)
+		return;
+	struct dirent *de;
+	while ((de = readdir(d)) != NULL) {
+		size_t n = strlen(de->d_name);
+		if (n < 5 || strcmp(de->d_name + n - 5, ".conf") != 0)
+			continue;
+		char path[512];
+		snprintf(path, sizeof(path), "/etc/containers/registries.conf.d/%s", de->d_name);
+		char *text = NULL;
+		size_t len;
+		struct err *e = NULL;
+		if (io_read_file(path, 1 << 20, &text, &len, &e) < 0) {
+			err_free(&e);
+			continue;
+		}
+		struct oci_registries c;
+		int r = oci_registries_parse(path, text, len, &c, &e);
+		CHECK(r == 0);
+		if (r < 0) {
+			fprintf(stderr, "%s\n", e->msg);
+			err_free(&e);
+		} else {
+			oci_registries_free(&c);
+		}
+		free(text);
+	}
+	closedir(d);
 }
