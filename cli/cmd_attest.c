@@ -4,7 +4,6 @@
 #include <getopt.h>
 #include <string.h>
 
-#include <openssl/evp.h>
 
 #include <stdlib.h>
 #include <sys/stat.h>
@@ -37,21 +36,8 @@ static int load_document(const char *path, uint8_t **out, size_t *out_len, struc
 			data[n++] = data[i];
 	if (n == 0 || n % 4 != 0)
 		return err_set(err, EINVAL, "%s: neither a CBOR attestation document nor base64 of one", path);
-	if (n < len)
-		data[n] = '\0';
-	uint8_t *raw = xmalloc(n / 4 * 3 + 1);
-	int m = EVP_DecodeBlock(raw, (const unsigned char *)data, (int)n);
-	if (m < 0) {
-		free(raw);
+	if (base64_decode(data, n, out, out_len) < 0)
 		return err_set(err, EINVAL, "%s: not valid base64", path);
-	}
-	/* EVP_DecodeBlock counts '=' padding as zero bytes. */
-	if (data[n - 1] == '=')
-		m--;
-	if (data[n - 2] == '=')
-		m--;
-	*out = raw;
-	*out_len = (size_t)m;
 	return 0;
 }
 

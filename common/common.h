@@ -145,7 +145,8 @@ int time_source_date_epoch(int64_t *out, struct err **err);
 void time_format_rfc3339(int64_t t, char out[32]);
 /* base64 (RFC 4648, standard alphabet, padded). Encoding returns a string
  * the caller frees; decoding is strict (padding required, no whitespace,
- * canonical final bits) and returns -1 on anything else. */
+ * canonical final bits) and returns -1 on anything else; its buffer has room
+ * for one more byte, so (*out)[*out_len] may be set to '\0'. */
 char *base64_encode(const void *data, size_t len);
 int base64_decode(const char *s, size_t len, uint8_t **out, size_t *out_len);
 

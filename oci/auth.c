@@ -6,7 +6,6 @@
 #include <string.h>
 #include <sys/wait.h>
 
-#include <openssl/evp.h>
 
 #include "oci/internal.h"
 
@@ -124,19 +123,14 @@ static int helper_get(const char *name, const char *registry, const char *file, 
 
 static int decode_auth(const char *b64, const char *file, struct oci_creds *out, struct err **err)
 {
-	size_t len = strlen(b64);
-	if (len == 0 || len % 4 != 0 || len > 8192)
+	size_t len = strlen(b64), n;
+	uint8_t *raw = NULL;
+	if (len == 0 || len > 8192 || base64_decode(b64, len, &raw, &n) < 0)
 		return err_set(err, EBADMSG, "%s: \"auth\" is not valid base64", file);
-	_cleanup_free_ char *raw = xcalloc(1, len + 1);
-	int n = EVP_DecodeBlock((unsigned char *)raw, (const unsigned char *)b64, (int)len);
-	if (n < 0)
-		return err_set(err, EBADMSG, "%s: \"auth\" is not valid base64", file);
-	/* EVP_DecodeBlock counts the padding as zero bytes. */
-	for (size_t i = len; i > 0 && b64[i - 1] == '='; i--)
-		n--;
-	raw[n] = '\0'; /* strndup below reads a string */
-	int r = split_user_pass(raw, (size_t)n, file, out, err);
-	explicit_bzero(raw, len);
+	raw[n] = '\0'; /* base64_decode leaves room for it; strndup below reads a string */
+	int r = split_user_pass((char *)raw, n, file, out, err);
+	explicit_bzero(raw, n);
+	free(raw);
 	return r;
 }
 

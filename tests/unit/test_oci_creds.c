@@ -144,6 +144,8 @@ TEST(creds_bad_files_are_named)
 	    {"{\"auths\":", "line 1"},
 	    {"[]", "not an object"},
 	    {"{\"auths\":{\"r.example\":{\"auth\":\"abc\"}}}", "\"auth\" is not valid base64"},
+	    {"{\"auths\":{\"r.example\":{\"auth\":\"dTpw=A==\"}}}", "\"auth\" is not valid base64"},
+	    {"{\"auths\":{\"r.example\":{\"auth\":\"dTpw\\ncA==\"}}}", "\"auth\" is not valid base64"},
 	    {"{\"auths\":{\"r.example\":{\"auth\":\"bm9jb2xvbg==\"}}}", "credentials must be USER:PASSWORD"},
 	    {"{\"credsStore\":\"enclaver-no-such-helper\"}", "docker-credential-enclaver-no-such-helper"},
 	};
