@@ -7,6 +7,7 @@
 #include <linux/vm_sockets.h>
 #include <netinet/in.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 
@@ -240,4 +241,39 @@ int transport_local_port(int fd, uint32_t *port, struct err **err)
 	case AF_VSOCK: *port = ((struct sockaddr_vm *)&ss)->svm_port; return 0;
 	default: return err_set(err, EINVAL, "socket has no port");
 	}
+}
+
+int listener_open(struct listener *l, struct evloop *loop, const struct transport_addr *addr, int backlog,
+                  void (*on_accept)(struct ev_handler *h, uint32_t events), struct err **err)
+{
+	int fd = transport_listen(addr, backlog, err);
+	if (fd < 0)
+		return -1;
+	*l = (struct listener){.h.fn = on_accept, .loop = loop, .fd = fd, .reserve_fd = transport_reserve_fd(),
+	                       .open = true, .addr = *addr};
+	if (evloop_add(loop, fd, EPOLLIN, &l->h, err) < 0) {
+		close(fd);
+		if (l->reserve_fd >= 0)
+			close(l->reserve_fd);
+		l->open = false;
+		return -1;
+	}
+	return 0;
+}
+
+int listener_accept(struct listener *l, struct err **err)
+{
+	return transport_accept(l->fd, &l->reserve_fd, err);
+}
+
+void listener_close(struct listener *l)
+{
+	if (!l->open)
+		return;
+	evloop_del(l->loop, l->fd);
+	close(l->fd);
+	if (l->reserve_fd >= 0)
+		close(l->reserve_fd);
+	transport_unlink(&l->addr);
+	l->open = false;
 }

@@ -70,4 +70,25 @@ int evloop_run(struct evloop *loop, struct err **err);
 void evloop_stop(struct evloop *loop);
 bool evloop_stopped(const struct evloop *loop);
 
+/* ---------------------------------------------------------------- listener
+ * A listening socket watched by the loop, with its spare descriptor for
+ * shedding at EMFILE: what each of odyn's servers (ingress, egress proxy,
+ * status/log streams, attestation API) starts with. Put it first in the
+ * server's struct: the accept callback gets &listener.h. */
+struct listener {
+	struct ev_handler h;
+	struct evloop *loop;
+	int fd;
+	int reserve_fd;
+	bool open;
+	struct transport_addr addr;
+};
+/* Listens on addr (backlog) and watches it with on_accept. Nothing is left open on failure. */
+int listener_open(struct listener *l, struct evloop *loop, const struct transport_addr *addr, int backlog,
+                  void (*on_accept)(struct ev_handler *h, uint32_t events), struct err **err);
+/* transport_accept on it with its reserve. */
+int listener_accept(struct listener *l, struct err **err);
+/* Stops watching, closes, removes a unix socket's file; safe on one never opened. */
+void listener_close(struct listener *l);
+
 #endif

@@ -10,15 +10,12 @@
 #include "odyn/internal.h"
 
 struct egress_proxy {
-	struct ev_handler h;
+	struct listener l; /* first: on_accept gets &l.h */
 	struct evloop *loop;
-	int lfd;
-	int reserve_fd; /* spare descriptor for shedding at EMFILE */
 	struct transport_addr host;
 	const struct egress_policy *policy;
 	struct pconn *conns;
 	struct relay_list tunnels;
-	struct transport_addr listen;
 };
 
 enum pc_state {
@@ -487,7 +484,7 @@ static void on_accept(struct ev_handler *h, uint32_t events)
 	(void)events;
 	for (;;) {
 		_cleanup_err_ struct err *e = NULL;
-		int fd = transport_accept(px->lfd, &px->reserve_fd, &e);
+		int fd = listener_accept(&px->l, &e);
 		if (fd < 0) {
 			if (e)
 				log_warn("egress: %s", e->msg);
@@ -515,24 +512,14 @@ static void on_accept(struct ev_handler *h, uint32_t events)
 int egress_proxy_start(struct evloop *loop, const struct transport_addr *listen, const struct transport_addr *host,
                        const struct egress_policy *policy, struct egress_proxy **out, struct err **err)
 {
-	int lfd = transport_listen(listen, 128, err);
-	if (lfd < 0)
-		return err_wrap(err, "egress proxy");
 	struct egress_proxy *px = xcalloc(1, sizeof(*px));
-	px->h.fn = on_accept;
-	px->loop = loop;
-	px->lfd = lfd;
-	px->reserve_fd = transport_reserve_fd();
-	px->host = *host;
-	px->listen = *listen;
-	px->policy = policy;
-	if (evloop_add(loop, lfd, EPOLLIN, &px->h, err) < 0) {
-		close(lfd);
-		if (px->reserve_fd >= 0)
-			close(px->reserve_fd);
+	if (listener_open(&px->l, loop, listen, 128, on_accept, err) < 0) {
 		free(px);
 		return err_wrap(err, "egress proxy");
 	}
+	px->loop = loop;
+	px->host = *host;
+	px->policy = policy;
 	log_info("egress proxy on %s, tunnels via %s", listen->text, host->text);
 	*out = px;
 	return 0;
@@ -545,10 +532,6 @@ void egress_proxy_free(struct egress_proxy *px)
 	while (px->conns)
 		pc_close(px->conns);
 	relay_list_close_all(&px->tunnels);
-	evloop_del(px->loop, px->lfd);
-	close(px->lfd);
-	if (px->reserve_fd >= 0)
-		close(px->reserve_fd);
-	transport_unlink(&px->listen);
+	listener_close(&px->l);
 	free(px);
 }

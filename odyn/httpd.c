@@ -9,15 +9,12 @@
 #include "odyn/internal.h"
 
 struct httpd {
-	struct ev_handler h;
+	struct listener l; /* first: on_accept gets &l.h */
 	struct evloop *loop;
-	int lfd;
-	int reserve_fd;
 	size_t body_max;
 	httpd_handler_fn handler;
 	void *arg;
 	char *name;
-	struct transport_addr addr;
 	struct httpd_conn *conns;
 };
 
@@ -214,7 +211,7 @@ static void on_accept(struct ev_handler *h, uint32_t events)
 	(void)events;
 	for (;;) {
 		_cleanup_err_ struct err *e = NULL;
-		int fd = transport_accept(s->lfd, &s->reserve_fd, &e);
+		int fd = listener_accept(&s->l, &e);
 		if (fd < 0) {
 			if (e)
 				log_warn("%s: %s", s->name, e->msg);
@@ -241,23 +238,16 @@ static void on_accept(struct ev_handler *h, uint32_t events)
 int httpd_start(struct evloop *loop, const struct transport_addr *addr, const char *name, size_t body_max,
                 httpd_handler_fn handler, void *arg, struct httpd **out, struct err **err)
 {
-	int lfd = transport_listen(addr, 64, err);
-	if (lfd < 0)
-		return err_wrap(err, "%s", name);
 	struct httpd *s = xcalloc(1, sizeof(*s));
-	s->h.fn = on_accept;
+	if (listener_open(&s->l, loop, addr, 64, on_accept, err) < 0) {
+		free(s);
+		return err_wrap(err, "%s", name);
+	}
 	s->loop = loop;
-	s->lfd = lfd;
-	s->reserve_fd = transport_reserve_fd();
 	s->body_max = body_max;
 	s->handler = handler;
 	s->arg = arg;
 	s->name = xstrdup(name);
-	s->addr = *addr;
-	if (evloop_add(loop, lfd, EPOLLIN, &s->h, err) < 0) {
-		httpd_free(s);
-		return err_wrap(err, "%s", name);
-	}
 	log_info("%s on %s", name, addr->text);
 	*out = s;
 	return 0;
@@ -269,11 +259,7 @@ void httpd_free(struct httpd *s)
 		return;
 	while (s->conns)
 		conn_close(s->conns);
-	evloop_del(s->loop, s->lfd);
-	close(s->lfd);
-	if (s->reserve_fd >= 0)
-		close(s->reserve_fd);
-	transport_unlink(&s->addr);
+	listener_close(&s->l);
 	free(s->name);
 	free(s);
 }

@@ -7,10 +7,8 @@
 #include "odyn/internal.h"
 
 struct ingress {
-	struct ev_handler h;
+	struct listener l; /* first: on_accept gets &l.h */
 	struct evloop *loop;
-	int lfd;
-	int reserve_fd; /* spare descriptor for shedding at EMFILE */
 	struct odyn_ingress spec;
 	struct tls_server *tls; /* NULL: plain TCP */
 	struct relay_list relays;
@@ -22,7 +20,7 @@ static void on_accept(struct ev_handler *h, uint32_t events)
 	(void)events;
 	for (;;) {
 		_cleanup_err_ struct err *e = NULL;
-		int fd = transport_accept(in->lfd, &in->reserve_fd, &e);
+		int fd = listener_accept(&in->l, &e);
 		if (fd < 0) {
 			if (e)
 				log_warn("ingress %s: %s", in->spec.listen.text, e->msg);
@@ -47,26 +45,15 @@ int ingress_start(struct evloop *loop, const struct odyn_ingress *spec, struct i
 	struct tls_server *tls = NULL;
 	if (spec->tls_cert_file && tls_server_new(spec->tls_cert_file, spec->tls_key_file, &tls, err) < 0)
 		return err_wrap(err, "ingress %s", spec->listen.text);
-	int lfd = transport_listen(&spec->listen, 1024, err);
-	if (lfd < 0) {
-		tls_server_free(tls);
-		return err_wrap(err, "ingress");
-	}
 	struct ingress *in = xcalloc(1, sizeof(*in));
-	in->h.fn = on_accept;
-	in->loop = loop;
-	in->lfd = lfd;
-	in->reserve_fd = transport_reserve_fd();
-	in->spec = *spec;
-	in->tls = tls;
-	if (evloop_add(loop, lfd, EPOLLIN, &in->h, err) < 0) {
-		close(lfd);
+	if (listener_open(&in->l, loop, &spec->listen, 1024, on_accept, err) < 0) {
 		tls_server_free(tls);
-		if (in->reserve_fd >= 0)
-			close(in->reserve_fd);
 		free(in);
 		return err_wrap(err, "ingress");
 	}
+	in->loop = loop;
+	in->spec = *spec;
+	in->tls = tls;
 	log_info("ingress %s -> %s%s", spec->listen.text, spec->target.text, tls ? " (TLS terminated here)" : "");
 	*out = in;
 	return 0;
@@ -77,11 +64,7 @@ void ingress_free(struct ingress *in)
 	if (in == NULL)
 		return;
 	relay_list_close_all(&in->relays);
-	evloop_del(in->loop, in->lfd);
-	close(in->lfd);
-	if (in->reserve_fd >= 0)
-		close(in->reserve_fd);
-	transport_unlink(&in->spec.listen);
+	listener_close(&in->l);
 	tls_server_free(in->tls);
 	free(in);
 }

@@ -23,17 +23,14 @@ struct stream_client {
 };
 
 struct stream {
-	struct ev_handler h; /* the listening socket */
+	struct listener l; /* first: on_listen gets &l.h */
 	struct evloop *loop;
-	int lfd;
-	int reserve_fd; /* spare descriptor for shedding at EMFILE */
 	char *ring;
 	size_t cap;
 	uint64_t head; /* bytes ever written */
 	struct stream_client *clients;
 	size_t n_clients;
 	uint64_t n_accepted;
-	struct transport_addr addr;
 	void (*on_drain)(void *arg);
 	void *drain_arg;
 	void (*on_command)(void *arg, const char *line);
@@ -145,7 +142,7 @@ static void on_listen(struct ev_handler *h, uint32_t events)
 	(void)events;
 	for (;;) {
 		_cleanup_err_ struct err *e = NULL;
-		int fd = transport_accept(s->lfd, &s->reserve_fd, &e);
+		int fd = listener_accept(&s->l, &e);
 		if (fd < 0) {
 			if (e)
 				log_warn("stream: %s", e->msg);
@@ -174,25 +171,14 @@ static void on_listen(struct ev_handler *h, uint32_t events)
 int stream_new(struct evloop *loop, const struct transport_addr *addr, size_t cap, struct stream **out,
                struct err **err)
 {
-	int lfd = transport_listen(addr, 64, err);
-	if (lfd < 0)
-		return -1;
 	struct stream *s = xcalloc(1, sizeof(*s));
-	s->h.fn = on_listen;
-	s->loop = loop;
-	s->lfd = lfd;
-	s->reserve_fd = transport_reserve_fd();
-	s->cap = cap;
-	s->addr = *addr;
-	s->ring = xmalloc(cap);
-	if (evloop_add(loop, lfd, EPOLLIN, &s->h, err) < 0) {
-		close(lfd);
-		if (s->reserve_fd >= 0)
-			close(s->reserve_fd);
-		free(s->ring);
+	if (listener_open(&s->l, loop, addr, 64, on_listen, err) < 0) {
 		free(s);
 		return -1;
 	}
+	s->loop = loop;
+	s->cap = cap;
+	s->ring = xmalloc(cap);
 	*out = s;
 	return 0;
 }
@@ -276,11 +262,7 @@ void stream_free(struct stream *s)
 		return;
 	while (s->clients)
 		client_drop(s->clients);
-	evloop_del(s->loop, s->lfd);
-	close(s->lfd);
-	if (s->reserve_fd >= 0)
-		close(s->reserve_fd);
-	transport_unlink(&s->addr);
+	listener_close(&s->l);
 	free(s->ring);
 	free(s);
 }
