@@ -334,12 +334,27 @@ int bld_ramdisk_cache_prepare(const char *cache_dir, struct err **err);
 void bld_ramdisk_cache_prune(const char *cache_dir);
 
 /* ================================================================ release image
- * The OCI image `enclaver build` ships: one deterministic uncompressed layer
- * holding /enclave/application.eif and /enclave/enclaver.yaml, a config whose
+ * The OCI image `enclaver build` ships (builder/release.c): the sleeve's layers
+ * when there is one (its blobs as they are), a deterministic uncompressed layer
+ * with the static enclaver-run at /usr/local/bin, and one holding
+ * /enclave/application.eif and /enclave/enclaver.yaml; a config whose
  * Entrypoint is /usr/local/bin/enclaver-run and whose labels carry the PCRs
- * and the source digest (builder/release.c). The enclaver-run runtime layer is
- * not added yet: that binary does not exist in this version. */
+ * and the source digest. */
+
+/* sources.sleeve: a base image under the release image. Its config is the
+ * starting point (Env, WorkingDir, User, Labels... kept; Cmd dropped; history
+ * and rootfs.diff_ids extended); its layer blobs are copied unchanged. */
+struct bld_release_sleeve {
+	const char *ref;      /* as the manifest names it */
+	const char *digest;   /* its manifest digest */
+	const json_t *config; /* its image config document */
+	const struct oci_desc *layers;
+	size_t n_layers;
+	const struct oci_cache *cache; /* holds every layer blob */
+};
+
 struct bld_release_spec {
+	const struct bld_release_sleeve *sleeve; /* NULL: none */
 	const char *runtime_path; /* the static enclaver-run for /usr/local/bin (its own layer), or NULL */
 	const char *eif_path;
 	const char *manifest_data;

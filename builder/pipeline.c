@@ -120,6 +120,11 @@ struct build {
 	struct oci_manifest image;
 	bool image_parsed;
 	json_t *config; /* the image config document */
+	/* sources.sleeve, when the manifest names one. */
+	struct oci_copy_result sleeve_pulled;
+	struct oci_manifest sleeve_image;
+	bool sleeve_parsed;
+	json_t *sleeve_config;
 	const char *odyn_path; /* the odyn this build puts in: the user's, sources.odyn's, or the default */
 	char *odyn_extracted;  /* b->tmp/odyn when it came from sources.odyn */
 	char odyn_image_digest[OCI_DIGEST_MAX];
@@ -146,6 +151,10 @@ static void build_free(struct build *b)
 	if (b->image_parsed)
 		oci_manifest_free(&b->image);
 	json_decref(b->config);
+	oci_copy_result_free(&b->sleeve_pulled);
+	if (b->sleeve_parsed)
+		oci_manifest_free(&b->sleeve_image);
+	json_decref(b->sleeve_config);
 	free(b->odyn_extracted);
 }
 
@@ -213,35 +222,71 @@ static int step_odyn(struct build *b, struct err **err)
 	return 0;
 }
 
-/* Pulls sources.app into the cache and reads its manifest and config from there. */
-static int step_pull(struct build *b, struct err **err)
+/* Pulls an image (sources.KEY) for the build's platform into the cache and reads its manifest
+ * and config from there; *parsed says when *image needs freeing. */
+static int pull_image(struct build *b, const char *key, const char *ref, struct oci_copy_result *pulled,
+                      struct oci_manifest *image, bool *parsed, json_t **config, struct err **err)
 {
-	const char *app = b->manifest->source_app;
 	struct oci_opts o = b->opts->oci;
 	o.platform = b->platform_text;
-	log_info("pulling %s (%s)", app, b->platform_text);
-	if (oci_copy(app, NULL, &o, &b->pulled, err) < 0)
-		return err_wrap(err, "sources.app %s", app);
-	_cleanup_free_ char *mpath = oci_cache_blob_path(&b->cache, b->pulled.manifest_digest);
+	log_info("pulling %s (%s)", ref, b->platform_text);
+	if (oci_copy(ref, NULL, &o, pulled, err) < 0)
+		return err_wrap(err, "sources.%s %s", key, ref);
+	_cleanup_free_ char *mpath = oci_cache_blob_path(&b->cache, pulled->manifest_digest);
 	_cleanup_free_ char *mtext = NULL;
 	size_t mlen;
 	if (io_read_file(mpath, OCI_MANIFEST_MAX, &mtext, &mlen, err) < 0 ||
-	    oci_manifest_parse(mtext, mlen, b->pulled.media_type, &b->image, err) < 0)
-		return err_wrap(err, "sources.app %s: manifest %s", app, b->pulled.manifest_digest);
-	b->image_parsed = true;
-	if (b->image.kind != OCI_KIND_IMAGE)
-		return err_set(err, EINVAL, "sources.app %s: %s is an index, not an image", app,
-		               b->pulled.manifest_digest);
-	_cleanup_free_ char *cpath = oci_cache_blob_path(&b->cache, b->image.config.digest);
+	    oci_manifest_parse(mtext, mlen, pulled->media_type, image, err) < 0)
+		return err_wrap(err, "sources.%s %s: manifest %s", key, ref, pulled->manifest_digest);
+	*parsed = true;
+	if (image->kind != OCI_KIND_IMAGE)
+		return err_set(err, EINVAL, "sources.%s %s: %s is an index, not an image", key, ref,
+		               pulled->manifest_digest);
+	_cleanup_free_ char *cpath = oci_cache_blob_path(&b->cache, image->config.digest);
 	_cleanup_free_ char *ctext = NULL;
 	size_t clen;
 	if (io_read_file(cpath, CONFIG_MAX, &ctext, &clen, err) < 0)
-		return err_wrap(err, "sources.app %s: config", app);
+		return err_wrap(err, "sources.%s %s: config", key, ref);
 	json_error_t jerr;
-	b->config = json_loadb(ctext, clen, 0, &jerr);
-	if (!b->config || !json_is_object(b->config))
-		return err_set(err, EINVAL, "sources.app %s: config %s: not a JSON object (%s)", app,
-		               b->image.config.digest, b->config ? "" : jerr.text);
+	*config = json_loadb(ctext, clen, 0, &jerr);
+	if (!*config || !json_is_object(*config))
+		return err_set(err, EINVAL, "sources.%s %s: config %s: not a JSON object (%s)", key, ref,
+		               image->config.digest, *config ? "" : jerr.text);
+	return 0;
+}
+
+/* Pulls sources.app. */
+static int step_pull(struct build *b, struct err **err)
+{
+	return pull_image(b, "app", b->manifest->source_app, &b->pulled, &b->image, &b->image_parsed, &b->config, err);
+}
+
+/* Pulls sources.sleeve and checks it is an image for the build's platform: its config's os,
+ * architecture (and variant, when both name one) are the release image's. */
+static int step_sleeve(struct build *b, struct err **err)
+{
+	const char *ref = b->manifest->source_sleeve;
+	if (pull_image(b, "sleeve", ref, &b->sleeve_pulled, &b->sleeve_image, &b->sleeve_parsed, &b->sleeve_config,
+	               err) < 0)
+		return err_wrap(err, "%s", b->manifest->path);
+	const char *os = json_string_value(json_object_get(b->sleeve_config, "os"));
+	const char *arch = json_string_value(json_object_get(b->sleeve_config, "architecture"));
+	const char *variant = json_string_value(json_object_get(b->sleeve_config, "variant"));
+	_cleanup_free_ char *text = xasprintf("%s/%s%s%s", os ? os : "", arch ? arch : "", variant ? "/" : "",
+	                                      variant ? variant : "");
+	struct oci_platform p;
+	struct err *bad = NULL;
+	if (!os || !arch || oci_platform_parse(text, &p, &bad) < 0) {
+		err_free(&bad);
+		return err_set(err, EINVAL, "%s: sources.sleeve %s: config has no valid os/architecture (\"%s\")",
+		               b->manifest->path, ref, text);
+	}
+	bool same = strcmp(p.os, b->platform.os) == 0 && strcmp(p.architecture, b->platform.architecture) == 0 &&
+	            (!p.variant || !b->platform.variant || strcmp(p.variant, b->platform.variant) == 0);
+	oci_platform_free(&p);
+	if (!same)
+		return err_set(err, EINVAL, "%s: sources.sleeve %s is a %s image; the release image is %s",
+		               b->manifest->path, ref, text, b->platform_text);
 	return 0;
 }
 
@@ -385,11 +430,23 @@ static int step_release(struct build *b, const char *eif, json_t **image, struct
 	hex_encode(me->pcr2, hl, pcr[2]);
 	if (me->has_pcr8)
 		hex_encode(me->pcr8, hl, pcr[3]);
-	const char *keys[] = {"io.enclaver.source.app", "io.enclaver.source.app.digest",
-	                      "io.enclaver.pcr0",       "io.enclaver.pcr1",
-	                      "io.enclaver.pcr2",       "io.enclaver.pcr8"};
-	const char *values[] = {b->manifest->source_app, b->pulled.manifest_digest, pcr[0], pcr[1], pcr[2], pcr[3]};
-	struct bld_release_spec spec = {.runtime_path = b->opts->runtime_path,
+	const char *keys[8] = {"io.enclaver.source.app", "io.enclaver.source.app.digest",
+	                       "io.enclaver.pcr0",       "io.enclaver.pcr1",
+	                       "io.enclaver.pcr2",       "io.enclaver.pcr8"};
+	const char *values[8] = {b->manifest->source_app, b->pulled.manifest_digest, pcr[0], pcr[1], pcr[2], pcr[3]};
+	size_t n_labels = me->has_pcr8 ? 6 : 5;
+	if (b->sleeve_config) {
+		keys[n_labels] = "io.enclaver.source.sleeve", values[n_labels++] = b->manifest->source_sleeve;
+		keys[n_labels] = "io.enclaver.source.sleeve.digest", values[n_labels++] = b->sleeve_pulled.manifest_digest;
+	}
+	struct bld_release_sleeve sleeve = {.ref = b->manifest->source_sleeve,
+	                                    .digest = b->sleeve_pulled.manifest_digest,
+	                                    .config = b->sleeve_config,
+	                                    .layers = b->sleeve_image.layers,
+	                                    .n_layers = b->sleeve_image.n_layers,
+	                                    .cache = &b->cache};
+	struct bld_release_spec spec = {.sleeve = b->sleeve_parsed ? &sleeve : NULL,
+	                                .runtime_path = b->opts->runtime_path,
 	                                .eif_path = eif,
 	                                .manifest_data = b->manifest->raw,
 	                                .manifest_len = b->manifest->raw_len,
@@ -397,7 +454,7 @@ static int step_release(struct build *b, const char *eif, json_t **image, struct
 	                                .created = b->epoch,
 	                                .label_keys = keys,
 	                                .label_values = values,
-	                                .n_labels = me->has_pcr8 ? 6 : 5};
+	                                .n_labels = n_labels};
 	_cleanup_free_ char *layout = xasprintf("%s/release", b->tmp);
 	char digest[OCI_DIGEST_MAX];
 	if (bld_release_write(layout, "release", &spec, digest, err) < 0)
@@ -426,7 +483,9 @@ static int step_release(struct build *b, const char *eif, json_t **image, struct
 			continue;
 		struct oci_copy_result res;
 		log_info("%s release image to %s", i ? "pushing" : "writing", dsts[i]);
-		if (oci_copy(src, dsts[i], &b->opts->oci, &res, err) < 0)
+		struct oci_opts o = b->opts->oci;
+		o.mount_from = b->sleeve_config ? b->manifest->source_sleeve : NULL; /* its blobs need not travel */
+		if (oci_copy(src, dsts[i], &o, &res, err) < 0)
 			return err_wrap(err, "release image to %s", dsts[i]);
 		if (strcmp(res.manifest_digest, digest) != 0) {
 			/* A destination that only takes Docker media types would change the digest. */
@@ -451,7 +510,12 @@ static json_t *report_sources(const struct build *b)
 	                               b->odyn_image_digest, "Digest", b->odyn_digest)
 	                   : json_pack("{s:s, s:s}", "Path", b->odyn_path, "Digest", b->odyn_digest);
 	json_t *kernel = json_pack("{s:s, s:s?}", "Bundle", b->bundle_dir, "KernelVersion", b->bundle->kernel_version);
-	return json_pack("{s:o, s:o, s:o}", "App", app, "Odyn", odyn, "Kernel", kernel);
+	json_t *sources = json_pack("{s:o, s:o, s:o}", "App", app, "Odyn", odyn, "Kernel", kernel);
+	if (b->sleeve_config)
+		json_object_set_new(sources, "Sleeve",
+		                    json_pack("{s:s, s:s, s:s}", "Image", b->manifest->source_sleeve, "Digest",
+		                              b->sleeve_pulled.manifest_digest, "ImageID", b->sleeve_image.config.digest));
+	return sources;
 }
 
 int bld_build(const struct bld_build_opts *opts, json_t **result, struct err **err)
@@ -464,9 +528,6 @@ int bld_build(const struct bld_build_opts *opts, json_t **result, struct err **e
 	int r = -1;
 	if (bld_manifest_load(opts->manifest_path, &b.manifest, err) < 0)
 		goto out;
-	if (b.manifest->source_sleeve)
-		log_warn("%s: sources.sleeve (%s) is not supported yet and is ignored", b.manifest->path,
-		         b.manifest->source_sleeve);
 	if (getenv("SOURCE_DATE_EPOCH") && time_source_date_epoch(&b.sde, err) < 0)
 		goto out;
 	if (oci_cache_open(opts->oci.cache_dir, &b.cache, err) < 0)
@@ -483,6 +544,9 @@ int bld_build(const struct bld_build_opts *opts, json_t **result, struct err **e
 		goto out;
 	}
 	if (step_odyn(&b, err) < 0 || step_pull(&b, err) < 0)
+		goto out;
+	/* The sleeve before the long steps: a bad one fails the build early. */
+	if (b.manifest->source_sleeve && !opts->eif_only && step_sleeve(&b, err) < 0)
 		goto out;
 	int64_t created = config_created(b.config);
 	b.epoch = b.sde >= 0 ? b.sde : created >= 0 ? created : 0;

@@ -270,6 +270,9 @@ struct oci_opts {
 	bool all;              /* copy: a whole index, every platform's image (else the one platform's) */
 	int parallel;          /* concurrent blob transfers; 0: default (6) */
 	int64_t chunk_size;    /* push: blobs above this go up in PATCH chunks; 0: default */
+	/* push: a registry reference whose repository holds some of the blobs (a base image): those
+	 * the destination lacks are mounted from it when the source is not that registry. NULL: none. */
+	const char *mount_from;
 };
 
 /* What a copy did, for the CLI's report. */
