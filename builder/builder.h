@@ -203,6 +203,10 @@ int bld_tree_add_file(struct bld_tree *t, const char *path, const char *src_path
  * order; `path` is the node's full relative path. A non-zero return stops. */
 typedef int (*bld_tree_visit_fn)(struct bld_node *node, const char *path, void *ctx, struct err **err);
 int bld_tree_walk(struct bld_tree *t, bld_tree_visit_fn fn, void *ctx, struct err **err);
+/* Called while a layer is applied with how many bytes of the layer blob (as
+ * stored: compressed) have been read; for a progress display, which limits its own rate. */
+typedef void (*bld_tree_progress_fn)(void *ctx, uint64_t blob_bytes);
+void bld_tree_set_progress(struct bld_tree *t, bld_tree_progress_fn fn, void *ctx);
 /* Cleans a layer entry name as described above into *out (caller frees). */
 int bld_path_clean(const char *name, char **out, struct err **err);
 
