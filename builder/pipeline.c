@@ -332,9 +332,13 @@ static void flatten_status_draw(void *ctx, uint64_t blob_bytes)
 		return;
 	s->last_ms = now;
 	int64_t done = s->before + (int64_t)blob_bytes;
-	oci_status_line("flattening layer %zu/%zu: %.1f of %.1f MiB (%d%%)", s->layer, s->n_layers,
-	                (double)done / (1 << 20), (double)s->total / (1 << 20),
-	                s->total > 0 ? (int)(100 * (done < s->total ? done : s->total) / s->total) : 100);
+	if (done > s->total)
+		done = s->total; /* the reader's buffer runs ahead of the entries */
+	char a[32], b[32];
+	oci_human_size(done, a);
+	oci_human_size(s->total, b);
+	oci_status_line("flattening layer %zu/%zu: %s of %s (%d%%)", s->layer, s->n_layers, a, b,
+	                s->total > 0 ? (int)(100 * done / s->total) : 100);
 }
 
 /* Flattens the layers and writes the customer ramdisk. */

@@ -61,7 +61,7 @@ if command -v script >/dev/null && script -qec true /dev/null >/dev/null 2>&1; t
 	script -qec "$(printf '%q ' "${B[@]}") --output oci:$TMP/rel-tty:enclave >$TMP/tty.json" "$TMP/tty.log" >/dev/null 2>&1
 	check "terminal: stdout is the JSON report alone" is_json "$TMP/tty.json"
 	check "terminal: the same report" cmp "$TMP/tty.json" <(sed "s|rel:enclave|rel-tty:enclave|" "$TMP/out.json")
-	check "terminal: a flatten status line, redrawn in place" grep -Eaq $'\r\033\\[Kflattening layer [12]/2: [0-9.]+ of [0-9.]+ MiB' "$TMP/tty.log"
+	check "terminal: a flatten status line, redrawn in place" grep -Eaq $'\r\033\\[Kflattening layer [12]/2: [0-9.]+ (B|KiB|MiB) of [0-9.]+ (B|KiB|MiB) \([0-9]+%\)' "$TMP/tty.log"
 	check "terminal: status lines are cleared before the step lines" grep -aq $'\r\033\\[Kenclaver: EIF written' "$TMP/tty.log"
 	check "terminal: the step lines too" grep -aq "release image written to oci:$TMP/rel-tty:enclave" "$TMP/tty.log"
 	script -qec "$(printf '%q ' "${B[@]}") -q --eif-only $TMP/tty-q.eif >$TMP/tty-q.json" "$TMP/tty-q.log" >/dev/null 2>&1
