@@ -108,11 +108,25 @@ int io_read_file(const char *path, size_t max_len, char **out, size_t *out_len, 
 /* A file that appears complete or not at all: written to a temporary file
  * beside the target, fsync'd, then renamed over it. */
 struct atomic_file {
-	int fd;
+	int fd;         /* the temporary file; -1 while comparing (keep mode) */
 	char *tmp_path;
 	char *path;
+	/* Keep mode (atomic_file_open_keep): while comparing, old_fd is the
+	 * existing file the writes have matched so far. */
+	bool comparing;
+	int old_fd;
+	uint64_t old_size;
+	uint64_t end; /* the furthest byte written so far */
+	mode_t mode;
+	bool unchanged; /* after commit: the existing file already held these bytes */
 };
 int atomic_file_open(struct atomic_file *af, const char *path, mode_t mode, struct err **err);
+/* The same for big outputs that are often rebuilt unchanged: while path exists as a regular file
+ * with that mode, writes (atomic_file_pwrite only) are compared with it instead of written; at the
+ * first difference its compared part is copied into a temporary file and writing goes on there.
+ * When every byte matched, commit leaves the file untouched (inode, mtime) and sets unchanged. */
+int atomic_file_open_keep(struct atomic_file *af, const char *path, mode_t mode, struct err **err);
+int atomic_file_pwrite(struct atomic_file *af, const void *data, size_t len, uint64_t off, struct err **err);
 int atomic_file_commit(struct atomic_file *af, struct err **err);
 /* Removes the temporary file if not committed; safe to call twice. */
 void atomic_file_abort(struct atomic_file *af);

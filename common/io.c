@@ -122,27 +122,101 @@ int io_read_file(const char *path, size_t max_len, char **out, size_t *out_len, 
 	return 0;
 }
 
-int atomic_file_open(struct atomic_file *af, const char *path, mode_t mode, struct err **err)
+/* Creates the temporary file beside af->path. */
+static int atomic_file_create_tmp(struct atomic_file *af, struct err **err)
 {
-	af->fd = -1;
-	af->path = xstrdup(path);
-	af->tmp_path = xasprintf("%s.tmp-XXXXXX", path);
+	af->tmp_path = xasprintf("%s.tmp-XXXXXX", af->path);
 	af->fd = mkostemp(af->tmp_path, O_CLOEXEC);
 	if (af->fd < 0) {
-		int r = err_sys(err, "create a temporary file beside %s", path);
+		int r = err_sys(err, "create a temporary file beside %s", af->path);
 		free(af->tmp_path);
-		free(af->path);
-		af->tmp_path = af->path = NULL;
+		af->tmp_path = NULL;
 		return r;
 	}
 	/* mkostemp makes 0600; the result should look like any created file. */
 	mode_t mask = umask(0);
 	umask(mask);
-	if (fchmod(af->fd, mode & ~mask) < 0) {
-		int r = err_sys(err, "chmod %s", af->tmp_path);
+	if (fchmod(af->fd, af->mode & ~mask) < 0)
+		return err_sys(err, "chmod %s", af->tmp_path);
+	return 0;
+}
+
+int atomic_file_open(struct atomic_file *af, const char *path, mode_t mode, struct err **err)
+{
+	*af = (struct atomic_file){.fd = -1, .mode = mode, .path = xstrdup(path)};
+	if (atomic_file_create_tmp(af, err) < 0) {
 		atomic_file_abort(af);
-		return r;
+		return -1;
 	}
+	return 0;
+}
+
+int atomic_file_open_keep(struct atomic_file *af, const char *path, mode_t mode, struct err **err)
+{
+	int old = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	struct stat st;
+	mode_t mask = umask(0);
+	umask(mask);
+	if (old < 0 || fstat(old, &st) < 0 || !S_ISREG(st.st_mode) || (st.st_mode & 07777) != (mode & ~mask)) {
+		if (old >= 0)
+			close(old);
+		return atomic_file_open(af, path, mode, err);
+	}
+	*af = (struct atomic_file){.fd = -1, .comparing = true, .old_fd = old, .old_size = (uint64_t)st.st_size, .mode = mode,
+	                           .path = xstrdup(path)};
+	return 0;
+}
+
+/* Leaves keep mode: the bytes compared so far (equal to what was written) go into a new
+ * temporary file, which takes every later write. */
+static int atomic_file_diverge(struct atomic_file *af, struct err **err)
+{
+	if (atomic_file_create_tmp(af, err) < 0)
+		return -1;
+	uint64_t n = af->end < af->old_size ? af->end : af->old_size;
+	char buf[1 << 16];
+	for (uint64_t done = 0; done < n;) {
+		size_t want = n - done < sizeof(buf) ? (size_t)(n - done) : sizeof(buf);
+		ssize_t got = io_pread_full(af->old_fd, buf, want, (off_t)done, err);
+		if (got < 0)
+			return err_wrap(err, "%s", af->path);
+		if ((size_t)got != want)
+			return err_set(err, EIO, "%s: shrank while being compared", af->path);
+		if (io_pwrite_full(af->fd, buf, want, (off_t)done, err) < 0)
+			return err_wrap(err, "%s", af->tmp_path);
+		done += want;
+	}
+	close(af->old_fd);
+	af->comparing = false;
+	return 0;
+}
+
+int atomic_file_pwrite(struct atomic_file *af, const void *data, size_t len, uint64_t off, struct err **err)
+{
+	if (af->comparing) {
+		/* Compare in pieces: a match costs a page-cache read, far less than a write. */
+		bool same = off + len <= af->old_size;
+		char buf[1 << 16];
+		for (size_t done = 0; same && done < len;) {
+			size_t want = len - done < sizeof(buf) ? len - done : sizeof(buf);
+			ssize_t got = io_pread_full(af->old_fd, buf, want, (off_t)(off + done), err);
+			if (got < 0)
+				return err_wrap(err, "%s", af->path);
+			same = (size_t)got == want && memcmp(buf, (const char *)data + done, want) == 0;
+			done += want;
+		}
+		if (same) {
+			if (off + len > af->end)
+				af->end = off + len;
+			return 0;
+		}
+		if (atomic_file_diverge(af, err) < 0)
+			return -1;
+	}
+	if (io_pwrite_full(af->fd, data, len, (off_t)off, err) < 0)
+		return err_wrap(err, "%s", af->tmp_path);
+	if (off + len > af->end)
+		af->end = off + len;
 	return 0;
 }
 
@@ -160,6 +234,19 @@ static int fsync_parent_dir(const char *path, struct err **err)
 
 int atomic_file_commit(struct atomic_file *af, struct err **err)
 {
+	if (af->comparing) {
+		/* Every write matched: unchanged if the old file is no longer than what was written. */
+		if (af->end == af->old_size) {
+			close(af->old_fd);
+			af->comparing = false;
+			af->unchanged = true;
+			free(af->path);
+			af->path = NULL;
+			return 0;
+		}
+		if (atomic_file_diverge(af, err) < 0)
+			return -1;
+	}
 	if (fsync(af->fd) < 0)
 		return err_sys(err, "fsync %s", af->tmp_path);
 	if (close(af->fd) < 0) {
@@ -182,6 +269,9 @@ void atomic_file_abort(struct atomic_file *af)
 	if (af->fd >= 0)
 		close(af->fd);
 	af->fd = -1;
+	if (af->comparing)
+		close(af->old_fd);
+	af->comparing = false;
 	if (af->tmp_path != NULL)
 		unlink(af->tmp_path);
 	free(af->tmp_path);

@@ -26,8 +26,8 @@ struct writer {
 static int writer_open(struct writer *w, const char *path, uint16_t flags, enum eif_hash_alg alg, struct err **err)
 {
 	memset(w, 0, sizeof(*w));
-	w->out.fd = -1;
-	if (atomic_file_open(&w->out, path, 0644, err) < 0)
+	/* An unchanged rebuild leaves the existing EIF as it is (no 1 GB rewrite and fsync). */
+	if (atomic_file_open_keep(&w->out, path, 0644, err) < 0)
 		return -1;
 	if (eif_pcr_init(&w->pcr, alg, err) < 0) {
 		atomic_file_abort(&w->out);
@@ -72,8 +72,8 @@ static int writer_begin_section(struct writer *w, uint16_t type, uint64_t size, 
 		return err_set(err, E2BIG, "an EIF holds at most %d sections", EIF_MAX_SECTIONS);
 	uint8_t sh[EIF_SECTION_HEADER_SIZE];
 	eif_section_header_encode(type, size, sh);
-	if (io_pwrite_full(w->out.fd, sh, sizeof(sh), (off_t)w->pos, err) < 0)
-		return err_wrap(err, "%s", w->out.tmp_path);
+	if (atomic_file_pwrite(&w->out, sh, sizeof(sh), w->pos, err) < 0)
+		return -1;
 	w->sec_crc = (uint32_t)crc32_z(0L, sh, sizeof(sh));
 	w->hdr.offsets[i] = w->pos;
 	w->hdr.sizes[i] = size;
@@ -95,8 +95,8 @@ static int writer_put_bytes(struct writer *w, uint16_t type, enum feed feed, con
 {
 	if (writer_begin_section(w, type, len, err) < 0)
 		return -1;
-	if (io_pwrite_full(w->out.fd, data, len, (off_t)w->pos, err) < 0)
-		return err_wrap(err, "%s", w->out.tmp_path);
+	if (atomic_file_pwrite(&w->out, data, len, w->pos, err) < 0)
+		return -1;
 	w->pos += len;
 	if (feed == FEED_NONE) {
 		w->sec_crc = (uint32_t)crc32_z(w->sec_crc, data, len);
@@ -133,9 +133,9 @@ static int writer_put_fd(struct writer *w, uint16_t type, enum feed feed, int in
 		}
 		/* Written before it is handed over: the hashing thread may reuse
 		 * the buffer as soon as it has hashed it. */
-		if (io_pwrite_full(w->out.fd, b, want, (off_t)w->pos, err) < 0) {
+		if (atomic_file_pwrite(&w->out, b, want, w->pos, err) < 0) {
 			eif_hash_pipe_release(w->pipe, b);
-			return err_wrap(err, "%s", w->out.tmp_path);
+			return -1;
 		}
 		writer_feed(w, feed, b, want);
 		w->pos += want;
@@ -189,8 +189,10 @@ static int writer_finish(struct writer *w, const struct eif_signer *signer, stru
 	eif_header_encode(&w->hdr, header);
 	w->hdr.crc = eif_crc_combine_header(header, w->body_crc, w->pos - EIF_HEADER_SIZE);
 	eif_header_encode(&w->hdr, header);
-	if (io_pwrite_full(w->out.fd, header, sizeof(header), 0, err) < 0 || atomic_file_commit(&w->out, err) < 0)
+	if (atomic_file_pwrite(&w->out, header, sizeof(header), 0, err) < 0 || atomic_file_commit(&w->out, err) < 0)
 		return -1;
+	if (w->out.unchanged)
+		log_info("EIF unchanged: the existing file already holds these bytes");
 	return 0;
 }
 

@@ -11,6 +11,7 @@
 
 #include "odyn/odyn.h"
 #include "runtime/outer_internal.h"
+#include "runtime/resolve.h"
 
 struct egress_req;
 
@@ -19,6 +20,7 @@ struct outer_egress {
 	struct outer *o;
 	int lfd;
 	struct egress_req *reqs;
+	unsigned resolving; /* resolver threads running for these requests */
 };
 
 struct egress_req {
@@ -29,7 +31,8 @@ struct egress_req {
 	struct buf in;
 	char *host;
 	uint16_t port;
-	struct addrinfo *ai, *next_ai; /* addresses still to try */
+	struct resolve_job *resolving; /* the name is being resolved */
+	struct addrinfo *ai, *next_ai;  /* addresses still to try */
 	int last_errno;
 	bool dead;
 	struct egress_req *next, **pprev;
@@ -52,6 +55,8 @@ static void req_done(struct egress_req *r)
 		return;
 	r->dead = true;
 	struct evloop *loop = r->eg->o->loop;
+	resolve_cancel(r->resolving);
+	r->resolving = NULL;
 	if (r->fd >= 0) {
 		evloop_del(loop, r->fd);
 		close(r->fd);
@@ -165,29 +170,21 @@ static char *policy_refusal(const struct egress_policy *p, const char *host, uin
 	return xasprintf("blocked by egress security policy: %s:%u matches no allow rule", host, port);
 }
 
-static void handle_request(struct egress_req *r)
+/* The resolver's answer: refuse when any address matches a deny rule, else connect. */
+static void on_resolved(void *ctx, struct addrinfo *ai, int gai, int sys_errno)
 {
-	const struct egress_policy *p = r->eg->o->cfg.policy;
-	_cleanup_free_ char *why = policy_refusal(p, r->host, r->port);
-	if (why) {
-		log_warn("egress (host side): %s", why);
-		refuse(r, EACCES, why);
-		return;
-	}
+	struct egress_req *r = ctx;
+	r->resolving = NULL;
+	r->ai = ai;
 	_cleanup_free_ char *norm = egress_host_normalize(r->host);
-	char port[8];
-	snprintf(port, sizeof(port), "%u", r->port);
-	struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV};
-	/* Blocking resolution on the loop: simple, and the tunnel's first bytes wait for it anyway;
-	 * a slow resolver delays other connections (docs/run.md). */
-	int gr = getaddrinfo(norm, port, &hints, &r->ai);
-	if (gr != 0) {
-		_cleanup_free_ char *m = xasprintf("resolving %s: %s", norm, gai_strerror(gr));
+	if (gai != 0) {
+		_cleanup_free_ char *m = xasprintf("resolving %s: %s", norm, gai_strerror(gai));
 		log_info("egress: %s", m);
-		refuse(r, gr == EAI_SYSTEM ? errno : EHOSTUNREACH, m);
+		refuse(r, gai == EAI_SYSTEM ? sys_errno : EHOSTUNREACH, m);
 		return;
 	}
 	/* A name the policy allows may resolve to an address a deny rule names. */
+	const struct egress_policy *p = r->eg->o->cfg.policy;
 	for (struct addrinfo *a = r->ai; a; a = a->ai_next) {
 		char text[INET6_ADDRSTRLEN];
 		const void *src = a->ai_family == AF_INET
@@ -207,6 +204,27 @@ static void handle_request(struct egress_req *r)
 	}
 	r->next_ai = r->ai;
 	try_next(r);
+}
+
+static void handle_request(struct egress_req *r)
+{
+	const struct egress_policy *p = r->eg->o->cfg.policy;
+	_cleanup_free_ char *why = policy_refusal(p, r->host, r->port);
+	if (why) {
+		log_warn("egress (host side): %s", why);
+		refuse(r, EACCES, why);
+		return;
+	}
+	_cleanup_free_ char *norm = egress_host_normalize(r->host);
+	char port[8];
+	snprintf(port, sizeof(port), "%u", r->port);
+	/* On a thread: a slow resolver holds up this request only (runtime/resolve.c). */
+	_cleanup_err_ struct err *e = NULL;
+	if (resolve_start(r->eg->o->loop, norm, port, &r->eg->resolving, on_resolved, r, &r->resolving, &e) < 0) {
+		_cleanup_free_ char *m = xasprintf("resolving %s: %s", norm, e->msg);
+		log_warn("egress: %s", m);
+		refuse(r, e->code ? e->code : EAGAIN, m);
+	}
 }
 
 static void on_req(struct ev_handler *h, uint32_t events)

@@ -25,6 +25,21 @@ golden_build "$TMP/case4.eif" --ramdisk "$G/ramdisk2.bin" --arch aarch64 --algo 
 check "case4 EIF is byte-identical (aarch64)" cmp "$TMP/case4.eif" "$G/case4/case4.eif"
 check "case4 SHA-256 measurements as eif_build" diff "$TMP/case4.out" <(tail -n +2 "$G/case4/eif_build_stdout.txt")
 
+# Rebuilding onto an existing EIF: the same bytes leave the file as it is (same inode, no rewrite);
+# different bytes replace it, whole and atomically.
+cp "$TMP/case1.eif" "$TMP/again.eif"
+ino() { stat -c %i "$1"; }
+before=$(ino "$TMP/again.eif")
+golden_build "$TMP/again.eif" --ramdisk "$G/ramdisk2.bin" >/dev/null
+check "an unchanged rebuild leaves the EIF in place" test "$(ino "$TMP/again.eif")" = "$before"
+check "... and it is still case1's bytes" cmp "$TMP/again.eif" "$G/case1/case1.eif"
+golden_build "$TMP/again.eif" --ramdisk "$G/ramdisk2.bin" --arch aarch64 --algo sha256 >/dev/null
+check "a changed rebuild replaces it (case4's bytes)" cmp "$TMP/again.eif" "$G/case4/case4.eif"
+golden_build "$TMP/one-ramdisk.eif" >/dev/null
+golden_build "$TMP/again.eif" >/dev/null
+check "a shorter EIF replaces a longer one exactly" cmp "$TMP/again.eif" "$TMP/one-ramdisk.eif"
+check "no temporary file left beside it" test -z "$(ls "$TMP" | grep 'again.eif.tmp')"
+
 for c in 1 2 3 4; do
 	"$ENCLAVER" describe-eif "$G/case$c/case$c.eif" >"$TMP/d$c.json" 2>"$TMP/d$c.err"
 	check "describe-eif case$c matches nitro-cli" diff "$TMP/d$c.json" "$G/case$c/describe_eif.json"

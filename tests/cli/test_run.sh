@@ -38,6 +38,7 @@ egress:
   proxy_port: $(free_port)
   allow:
     - 127.0.0.1
+    - localhost
   deny:
     - "127.0.0.1:$DP"
 YAML
@@ -159,6 +160,15 @@ check "host side tunnels an allowed target" python3 -c '
 import sys
 t=open(sys.argv[1]).read().split("\n")
 assert t[0]=="\"Ok\"" and "200" in t[1] and "allowed-body" in "\n".join(t), t' "$TMP/raw-ok"
+# Names are resolved on a resolver thread (runtime/resolve.c), then the addresses re-checked.
+frame "$E" "{\"host\":\"localhost\",\"port\":$AP}" $'GET /hello.txt HTTP/1.0\r\n\r\n' >"$TMP/raw-name" 2>&1
+check "host side resolves an allowed name and tunnels to it" python3 -c '
+import sys
+t=open(sys.argv[1]).read().split("\n")
+assert t[0]=="\"Ok\"" and "allowed-body" in "\n".join(t), t' "$TMP/raw-name"
+frame "$E" "{\"host\":\"localhost\",\"port\":$DP}" >"$TMP/raw-name-denied" 2>&1
+check "host side refuses an allowed name resolving to a denied address" \
+	grep -q 'localhost resolves to 127.0.0.1, which matches deny rule' "$TMP/raw-name-denied"
 CLOSED=$(free_port)
 frame "$E" "{\"host\":\"127.0.0.1\",\"port\":$CLOSED}" >"$TMP/raw-refused" 2>&1
 check "host side reports a refused connection as Err 111" python3 -c '
@@ -177,7 +187,8 @@ rc=$?
 check "stopped run exits 109" test $rc -eq 109
 # (a bounded wait: the killed server may be a zombie until init reaps it)
 check "the app's server is gone after stop" wait_for bash -c "! kill -0 $(cat "$TMP/app-server.pid") 2>/dev/null"
-check "no odyn left from the stopped run" bash -c "! pgrep -f '[s]ock1/guest-17000' >/dev/null"
+# (this run's own socket path: other test runs on the machine have odyns of their own)
+check "no odyn left from the stopped run" bash -c "! pgrep -f '$TMP/[s]ock1/guest-17000' >/dev/null"
 check "ps is empty after stop" test "$("$ENCLAVER" ps)" = "[]"
 check "the app's log reached stdout before the stop" test -s "$TMP/w.out" -o -e "$TMP/app-ready"
 

@@ -1,4 +1,5 @@
 /* test_common: errors, buffers, atomic files and serde-compatible JSON. */
+#include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 
@@ -126,6 +127,135 @@ TEST(atomic_file_commit_and_abort)
 	got = NULL;
 	REQUIRE(io_read_file(path, 100, &got, &len, NULL) == 0);
 	CHECK_STR_EQ(got, "hello"); /* the old file is untouched */
+}
+
+/* Keep mode: writes `n` pieces (offset, text) through atomic_file_open_keep in the given order,
+ * commits, and says whether the existing file was left as it was. */
+struct piece {
+	uint64_t off;
+	const char *text;
+};
+static int keep_write(const char *path, const struct piece *p, size_t n, bool commit, bool *unchanged)
+{
+	struct atomic_file af;
+	if (atomic_file_open_keep(&af, path, 0644, NULL) < 0)
+		return -1;
+	for (size_t i = 0; i < n; i++)
+		if (atomic_file_pwrite(&af, p[i].text, strlen(p[i].text), p[i].off, NULL) < 0) {
+			atomic_file_abort(&af);
+			return -1;
+		}
+	if (!commit) {
+		atomic_file_abort(&af);
+		return 0;
+	}
+	int r = atomic_file_commit(&af, NULL);
+	*unchanged = af.unchanged;
+	atomic_file_abort(&af);
+	return r;
+}
+
+static char *slurp(const char *path)
+{
+	char *got = NULL;
+	size_t len;
+	return io_read_file(path, 1000, &got, &len, NULL) == 0 ? got : NULL;
+}
+
+static int entries(const char *dir)
+{
+	int n = 0;
+	DIR *d = opendir(dir);
+	for (struct dirent *e; d && (e = readdir(d));)
+		n += e->d_name[0] != '.';
+	if (d)
+		closedir(d);
+	return n;
+}
+
+TEST(atomic_file_keep_leaves_identical_files_alone)
+{
+	const char *dir = test_tmpdir(t);
+	_cleanup_free_ char *path = xasprintf("%s/out", dir);
+	bool unchanged = false;
+	/* No file yet: written as usual. The header goes last, as the EIF writer does. */
+	const struct piece first[] = {{4, "body-of-the-file"}, {0, "HEAD"}};
+	REQUIRE(keep_write(path, first, 2, true, &unchanged) == 0);
+	CHECK(!unchanged);
+	_cleanup_free_ char *a = slurp(path);
+	CHECK_STR_EQ(a, "HEADbody-of-the-file");
+	struct stat before, after;
+	REQUIRE(stat(path, &before) == 0);
+
+	/* The same bytes again: the file is not replaced (same inode, same mtime). */
+	REQUIRE(keep_write(path, first, 2, true, &unchanged) == 0);
+	CHECK(unchanged);
+	REQUIRE(stat(path, &after) == 0);
+	CHECK(before.st_ino == after.st_ino);
+	CHECK(before.st_mtim.tv_sec == after.st_mtim.tv_sec && before.st_mtim.tv_nsec == after.st_mtim.tv_nsec);
+	CHECK_INT_EQ(entries(dir), 1);
+}
+
+TEST(atomic_file_keep_replaces_on_any_difference)
+{
+	const char *dir = test_tmpdir(t);
+	_cleanup_free_ char *path = xasprintf("%s/out", dir);
+	bool unchanged = true;
+	const struct piece orig[] = {{4, "body-of-the-file"}, {0, "HEAD"}};
+	REQUIRE(keep_write(path, orig, 2, true, &unchanged) == 0);
+	struct {
+		const char *name;
+		struct piece p[4];
+		size_t n;
+		const char *want;
+	} cases[] = {
+		{"differs in the middle", {{4, "body-"}, {9, "XX"}, {11, "-the-file"}, {0, "HEAD"}}, 4, "HEADbody-XX-the-file"},
+		{"differs only in the header written last", {{4, "body-of-the-file"}, {0, "head"}}, 2, "headbody-of-the-file"},
+		{"longer", {{4, "body-of-the-file-and-more"}, {0, "HEAD"}}, 2, "HEADbody-of-the-file-and-more"},
+		{"shorter (a prefix of the old)", {{4, "body"}, {0, "HEAD"}}, 2, "HEADbody"},
+		{"back to the original", {{4, "body-of-the-file"}, {0, "HEAD"}}, 2, "HEADbody-of-the-file"},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		REQUIRE(keep_write(path, cases[i].p, cases[i].n, true, &unchanged) == 0);
+		_cleanup_free_ char *got = slurp(path);
+		if (!got || strcmp(got, cases[i].want) != 0 || unchanged)
+			test_fail(t, __FILE__, __LINE__, "%s: got \"%s\"%s", cases[i].name, got ? got : "(null)",
+			          unchanged ? " (reported unchanged)" : "");
+	}
+	CHECK_INT_EQ(entries(dir), 1);
+}
+
+TEST(atomic_file_keep_abort_and_odd_targets)
+{
+	const char *dir = test_tmpdir(t);
+	_cleanup_free_ char *path = xasprintf("%s/out", dir);
+	bool unchanged = false;
+	const struct piece orig[] = {{0, "original"}};
+	REQUIRE(keep_write(path, orig, 1, true, &unchanged) == 0);
+	/* Aborted after diverging: the old file stays, no temporary file is left. */
+	const struct piece other[] = {{0, "changed!"}};
+	REQUIRE(keep_write(path, other, 1, false, &unchanged) == 0);
+	_cleanup_free_ char *got = slurp(path);
+	CHECK_STR_EQ(got, "original");
+	CHECK_INT_EQ(entries(dir), 1);
+	/* A different mode is a difference: the file is replaced with the mode asked for. */
+	REQUIRE(chmod(path, 0600) == 0);
+	REQUIRE(keep_write(path, orig, 1, true, &unchanged) == 0);
+	CHECK(!unchanged);
+	struct stat st;
+	REQUIRE(stat(path, &st) == 0);
+	mode_t mask = umask(0);
+	umask(mask);
+	CHECK_INT_EQ(st.st_mode & 0777, 0644 & ~mask);
+	/* A symlink at the path is replaced, never compared through or written through. */
+	_cleanup_free_ char *target = xasprintf("%s/target", dir);
+	_cleanup_free_ char *link = xasprintf("%s/link", dir);
+	REQUIRE(keep_write(target, orig, 1, true, &unchanged) == 0);
+	REQUIRE(symlink(target, link) == 0);
+	REQUIRE(keep_write(link, orig, 1, true, &unchanged) == 0);
+	CHECK(!unchanged);
+	REQUIRE(lstat(link, &st) == 0);
+	CHECK(S_ISREG(st.st_mode));
 }
 
 TEST(read_file_enforces_limit)
