@@ -203,6 +203,10 @@ int bld_tree_add_file(struct bld_tree *t, const char *path, const char *src_path
  * order; `path` is the node's full relative path. A non-zero return stops. */
 typedef int (*bld_tree_visit_fn)(struct bld_node *node, const char *path, void *ctx, struct err **err);
 int bld_tree_walk(struct bld_tree *t, bld_tree_visit_fn fn, void *ctx, struct err **err);
+/* Called while a layer is applied with how many bytes of the layer blob (as
+ * stored: compressed) have been read; for a progress display, which limits its own rate. */
+typedef void (*bld_tree_progress_fn)(void *ctx, uint64_t blob_bytes);
+void bld_tree_set_progress(struct bld_tree *t, bld_tree_progress_fn fn, void *ctx);
 /* Cleans a layer entry name as described above into *out (caller frees). */
 int bld_path_clean(const char *name, char **out, struct err **err);
 
@@ -334,12 +338,27 @@ int bld_ramdisk_cache_prepare(const char *cache_dir, struct err **err);
 void bld_ramdisk_cache_prune(const char *cache_dir);
 
 /* ================================================================ release image
- * The OCI image `enclaver build` ships: one deterministic uncompressed layer
- * holding /enclave/application.eif and /enclave/enclaver.yaml, a config whose
+ * The OCI image `enclaver build` ships (builder/release.c): the sleeve's layers
+ * when there is one (its blobs as they are), a deterministic uncompressed layer
+ * with the static enclaver-run at /usr/local/bin, and one holding
+ * /enclave/application.eif and /enclave/enclaver.yaml; a config whose
  * Entrypoint is /usr/local/bin/enclaver-run and whose labels carry the PCRs
- * and the source digest (builder/release.c). The enclaver-run runtime layer is
- * not added yet: that binary does not exist in this version. */
+ * and the source digest. */
+
+/* sources.sleeve: a base image under the release image. Its config is the
+ * starting point (Env, WorkingDir, User, Labels... kept; Cmd dropped; history
+ * and rootfs.diff_ids extended); its layer blobs are copied unchanged. */
+struct bld_release_sleeve {
+	const char *ref;      /* as the manifest names it */
+	const char *digest;   /* its manifest digest */
+	const json_t *config; /* its image config document */
+	const struct oci_desc *layers;
+	size_t n_layers;
+	const struct oci_cache *cache; /* holds every layer blob */
+};
+
 struct bld_release_spec {
+	const struct bld_release_sleeve *sleeve; /* NULL: none */
 	const char *runtime_path; /* the static enclaver-run for /usr/local/bin (its own layer), or NULL */
 	const char *eif_path;
 	const char *manifest_data;

@@ -33,7 +33,22 @@ struct bld_tree {
 	uint64_t store_size;
 	uint32_t n_layers; /* layers applied (or being applied) so far */
 	uint32_t next_link_group;
+	bld_tree_progress_fn progress; /* NULL: none */
+	void *progress_ctx;
 };
+
+void bld_tree_set_progress(struct bld_tree *t, bld_tree_progress_fn fn, void *ctx)
+{
+	t->progress = fn;
+	t->progress_ctx = ctx;
+}
+
+/* Tells the watcher how far into the layer blob (compressed bytes) the reader is. */
+static void progress_report(const struct bld_tree *t, struct archive *a)
+{
+	if (t->progress)
+		t->progress(t->progress_ctx, (uint64_t)archive_filter_bytes(a, -1));
+}
 
 /* ---------------------------------------------------------------- nodes */
 
@@ -422,6 +437,7 @@ static int store_append_archive(struct bld_tree *t, struct archive *a, uint64_t 
 		if (io_pwrite_full(t->store_fd, chunk, (size_t)n, (off_t)(t->store_size + total), err) < 0)
 			return err_wrap(err, "content store");
 		total += (uint64_t)n;
+		progress_report(t, a);
 	}
 	*size = total;
 	return 0;
@@ -566,6 +582,7 @@ static int apply_archive(struct bld_tree *t, struct archive *a, const char *path
 			const char *name = archive_entry_pathname(ae);
 			return err_wrap(err, "entry %llu (%s)", (unsigned long long)index, name ? name : "?");
 		}
+		progress_report(t, a);
 	}
 	if (!checked) {
 		/* An empty layer is legal only as a real (empty) tar. */

@@ -105,6 +105,26 @@ static int64_t config_created(const json_t *doc)
 	return t < 0 ? -1 : (int64_t)t;
 }
 
+/* A step's line on stderr (oci_progress: nothing when quiet). */
+#define say(b, ...) oci_progress(&(b)->opts->oci, __VA_ARGS__)
+
+static int64_t monotonic_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* A file's size in words ("12.3 MiB"), "?" when it cannot be read. */
+static void file_size_text(const char *path, char out[32])
+{
+	struct stat st;
+	if (stat(path, &st) == 0)
+		oci_human_size((int64_t)st.st_size, out);
+	else
+		snprintf(out, 32, "?");
+}
+
 /* State of one build, freed by build_free. */
 struct build {
 	const struct bld_build_opts *opts;
@@ -120,6 +140,11 @@ struct build {
 	struct oci_manifest image;
 	bool image_parsed;
 	json_t *config; /* the image config document */
+	/* sources.sleeve, when the manifest names one. */
+	struct oci_copy_result sleeve_pulled;
+	struct oci_manifest sleeve_image;
+	bool sleeve_parsed;
+	json_t *sleeve_config;
 	const char *odyn_path; /* the odyn this build puts in: the user's, sources.odyn's, or the default */
 	char *odyn_extracted;  /* b->tmp/odyn when it came from sources.odyn */
 	char odyn_image_digest[OCI_DIGEST_MAX];
@@ -146,6 +171,10 @@ static void build_free(struct build *b)
 	if (b->image_parsed)
 		oci_manifest_free(&b->image);
 	json_decref(b->config);
+	oci_copy_result_free(&b->sleeve_pulled);
+	if (b->sleeve_parsed)
+		oci_manifest_free(&b->sleeve_image);
+	json_decref(b->sleeve_config);
 	free(b->odyn_extracted);
 }
 
@@ -170,8 +199,8 @@ static int step_kernel_bundle(struct build *b, struct err **err)
 			return -1;
 	}
 	b->platform_text = oci_platform_format(&b->platform);
-	log_info("kernel bundle %s: %s %s, %s kernel, %zu module(s)", b->bundle_dir, b->bundle->os ? b->bundle->os : "",
-	         b->bundle->kernel_version ? b->bundle->kernel_version : "(no config)", arch, b->bundle->n_modules);
+	say(b, "kernel bundle %s: %s %s, %s kernel, %zu module(s)", b->bundle_dir, b->bundle->os ? b->bundle->os : "",
+	    b->bundle->kernel_version ? b->bundle->kernel_version : "(no config)", arch, b->bundle->n_modules);
 	return 0;
 }
 
@@ -193,7 +222,7 @@ static int step_odyn(struct build *b, struct err **err)
 		                                 {.path = "/sbin/odyn", .out = sbin, .optional = true}};
 		struct oci_opts o = b->opts->oci;
 		o.platform = b->platform_text;
-		log_info("pulling odyn from %s (%s)", src, b->platform_text);
+		say(b, "pulling odyn from %s (%s)", src, b->platform_text);
 		if (bld_image_files_extract(src, &o, files, 2, b->tmp, b->odyn_image_digest, err) < 0)
 			return err_wrap(err, "%s: sources.odyn", b->manifest->path);
 		if (!files[0].found && !files[1].found)
@@ -213,36 +242,103 @@ static int step_odyn(struct build *b, struct err **err)
 	return 0;
 }
 
-/* Pulls sources.app into the cache and reads its manifest and config from there. */
-static int step_pull(struct build *b, struct err **err)
+/* Pulls an image (sources.KEY) for the build's platform into the cache and reads its manifest
+ * and config from there; *parsed says when *image needs freeing. */
+static int pull_image(struct build *b, const char *key, const char *ref, struct oci_copy_result *pulled,
+                      struct oci_manifest *image, bool *parsed, json_t **config, struct err **err)
 {
-	const char *app = b->manifest->source_app;
 	struct oci_opts o = b->opts->oci;
 	o.platform = b->platform_text;
-	log_info("pulling %s (%s)", app, b->platform_text);
-	if (oci_copy(app, NULL, &o, &b->pulled, err) < 0)
-		return err_wrap(err, "sources.app %s", app);
-	_cleanup_free_ char *mpath = oci_cache_blob_path(&b->cache, b->pulled.manifest_digest);
+	say(b, "pulling sources.%s %s (%s)", key, ref, b->platform_text);
+	if (oci_copy(ref, NULL, &o, pulled, err) < 0)
+		return err_wrap(err, "sources.%s %s", key, ref);
+	_cleanup_free_ char *mpath = oci_cache_blob_path(&b->cache, pulled->manifest_digest);
 	_cleanup_free_ char *mtext = NULL;
 	size_t mlen;
 	if (io_read_file(mpath, OCI_MANIFEST_MAX, &mtext, &mlen, err) < 0 ||
-	    oci_manifest_parse(mtext, mlen, b->pulled.media_type, &b->image, err) < 0)
-		return err_wrap(err, "sources.app %s: manifest %s", app, b->pulled.manifest_digest);
-	b->image_parsed = true;
-	if (b->image.kind != OCI_KIND_IMAGE)
-		return err_set(err, EINVAL, "sources.app %s: %s is an index, not an image", app,
-		               b->pulled.manifest_digest);
-	_cleanup_free_ char *cpath = oci_cache_blob_path(&b->cache, b->image.config.digest);
+	    oci_manifest_parse(mtext, mlen, pulled->media_type, image, err) < 0)
+		return err_wrap(err, "sources.%s %s: manifest %s", key, ref, pulled->manifest_digest);
+	*parsed = true;
+	if (image->kind != OCI_KIND_IMAGE)
+		return err_set(err, EINVAL, "sources.%s %s: %s is an index, not an image", key, ref,
+		               pulled->manifest_digest);
+	_cleanup_free_ char *cpath = oci_cache_blob_path(&b->cache, image->config.digest);
 	_cleanup_free_ char *ctext = NULL;
 	size_t clen;
 	if (io_read_file(cpath, CONFIG_MAX, &ctext, &clen, err) < 0)
-		return err_wrap(err, "sources.app %s: config", app);
+		return err_wrap(err, "sources.%s %s: config", key, ref);
 	json_error_t jerr;
-	b->config = json_loadb(ctext, clen, 0, &jerr);
-	if (!b->config || !json_is_object(b->config))
-		return err_set(err, EINVAL, "sources.app %s: config %s: not a JSON object (%s)", app,
-		               b->image.config.digest, b->config ? "" : jerr.text);
+	*config = json_loadb(ctext, clen, 0, &jerr);
+	if (!*config || !json_is_object(*config))
+		return err_set(err, EINVAL, "sources.%s %s: config %s: not a JSON object (%s)", key, ref,
+		               image->config.digest, *config ? "" : jerr.text);
+	int64_t total = 0;
+	for (size_t i = 0; i < image->n_layers; i++)
+		total += image->layers[i].size;
+	char size[32];
+	oci_human_size(total, size);
+	say(b, "sources.%s %s: image %.19s, %zu layer(s), %s", key, ref, pulled->manifest_digest, image->n_layers,
+	    size);
 	return 0;
+}
+
+/* Pulls sources.app. */
+static int step_pull(struct build *b, struct err **err)
+{
+	return pull_image(b, "app", b->manifest->source_app, &b->pulled, &b->image, &b->image_parsed, &b->config, err);
+}
+
+/* Pulls sources.sleeve and checks it is an image for the build's platform: its config's os,
+ * architecture (and variant, when both name one) are the release image's. */
+static int step_sleeve(struct build *b, struct err **err)
+{
+	const char *ref = b->manifest->source_sleeve;
+	if (pull_image(b, "sleeve", ref, &b->sleeve_pulled, &b->sleeve_image, &b->sleeve_parsed, &b->sleeve_config,
+	               err) < 0)
+		return err_wrap(err, "%s", b->manifest->path);
+	const char *os = json_string_value(json_object_get(b->sleeve_config, "os"));
+	const char *arch = json_string_value(json_object_get(b->sleeve_config, "architecture"));
+	const char *variant = json_string_value(json_object_get(b->sleeve_config, "variant"));
+	_cleanup_free_ char *text =
+	    xasprintf("%s/%s%s%s", os ? os : "", arch ? arch : "", variant ? "/" : "", variant ? variant : "");
+	struct oci_platform p;
+	struct err *bad = NULL;
+	if (!os || !arch || oci_platform_parse(text, &p, &bad) < 0) {
+		err_free(&bad);
+		return err_set(err, EINVAL, "%s: sources.sleeve %s: config has no valid os/architecture (\"%s\")",
+		               b->manifest->path, ref, text);
+	}
+	bool same = strcmp(p.os, b->platform.os) == 0 && strcmp(p.architecture, b->platform.architecture) == 0 &&
+	            (!p.variant || !b->platform.variant || strcmp(p.variant, b->platform.variant) == 0);
+	oci_platform_free(&p);
+	if (!same)
+		return err_set(err, EINVAL, "%s: sources.sleeve %s is a %s image; the release image is %s",
+		               b->manifest->path, ref, text, b->platform_text);
+	return 0;
+}
+
+/* The flatten's status line on a terminal: the layer, and bytes of all the layers read. */
+struct flatten_status {
+	size_t layer, n_layers;
+	int64_t before, total; /* bytes of the layers done, of all of them */
+	int64_t last_ms;
+};
+
+static void flatten_status_draw(void *ctx, uint64_t blob_bytes)
+{
+	struct flatten_status *s = ctx;
+	int64_t now = monotonic_ms();
+	if (now - s->last_ms < 200)
+		return;
+	s->last_ms = now;
+	int64_t done = s->before + (int64_t)blob_bytes;
+	if (done > s->total)
+		done = s->total; /* the reader's buffer runs ahead of the entries */
+	char a[32], b[32];
+	oci_human_size(done, a);
+	oci_human_size(s->total, b);
+	oci_status_line("flattening layer %zu/%zu: %s of %s (%d%%)", s->layer, s->n_layers, a, b,
+	                s->total > 0 ? (int)(100 * done / s->total) : 100);
 }
 
 /* Flattens the layers and writes the customer ramdisk. */
@@ -265,16 +361,32 @@ static int step_customer(struct build *b, const char *out, struct err **err)
 	struct bld_tree *tree = NULL;
 	if (bld_tree_new(b->tmp, &tree, err) < 0)
 		return -1;
+	struct flatten_status st = {.n_layers = b->image.n_layers};
+	for (size_t i = 0; i < b->image.n_layers; i++)
+		st.total += b->image.layers[i].size;
+	bool status = oci_status_wanted(&b->opts->oci);
+	if (status)
+		bld_tree_set_progress(tree, flatten_status_draw, &st);
 	int r = 0;
 	for (size_t i = 0; r == 0 && i < b->image.n_layers; i++) {
 		const struct oci_desc *d = &b->image.layers[i];
 		_cleanup_free_ char *path = oci_cache_blob_path(&b->cache, d->digest);
-		log_info("flattening layer %zu/%zu %.19s", i + 1, b->image.n_layers, d->digest);
+		st.layer = i + 1;
 		r = bld_tree_apply_layer(tree, path, d->media_type, err);
-		if (r < 0)
+		if (r < 0) {
 			err_wrap(err, "sources.app %s: layer %zu (%s)", b->manifest->source_app, i + 1, d->digest);
+			break;
+		}
+		st.before += d->size;
+		char size[32];
+		oci_human_size(d->size, size);
+		say(b, "flattened layer %zu/%zu %.19s (%s)", i + 1, b->image.n_layers, d->digest, size);
 	}
+	if (status)
+		oci_status_clear();
 	if (r == 0) {
+		if (status)
+			oci_status_line("writing the customer ramdisk");
 		struct bld_initramfs_spec spec = {.tree = tree,
 		                                  .odyn_path = b->odyn_path,
 		                                  .manifest_data = b->manifest->raw,
@@ -282,8 +394,15 @@ static int step_customer(struct build *b, const char *out, struct err **err)
 		                                  .config = &app,
 		                                  .source_date_epoch = b->sde};
 		r = bld_initramfs_write(out, &spec, err);
+		if (status)
+			oci_status_clear();
 	}
 	bld_tree_free(tree);
+	if (r == 0) {
+		char size[32];
+		file_size_text(out, size);
+		say(b, "customer ramdisk written: %s", size);
+	}
 	return r;
 }
 
@@ -313,7 +432,7 @@ static int step_customer_cached(struct build *b, char **path, struct err **err)
 	char key[OCI_DIGEST_MAX];
 	customer_key(b, key);
 	if (bld_ramdisk_cache_lookup(b->cache.dir, key, path)) {
-		log_info("customer ramdisk unchanged: reusing %s", *path);
+		say(b, "customer ramdisk unchanged: reusing %s", *path);
 		return 0;
 	}
 	if (bld_ramdisk_cache_prepare(b->cache.dir, err) < 0 || step_customer(b, *path, err) < 0)
@@ -329,7 +448,12 @@ static int step_bootstrap(struct build *b, const char *out, struct err **err)
 	                                  .nsm_path = b->bundle->nsm_path,
 	                                  .module_paths = (const char *const *)b->bundle->module_paths,
 	                                  .n_modules = b->bundle->n_modules};
-	return bld_bootstrap_write(out, &spec, err);
+	if (bld_bootstrap_write(out, &spec, err) < 0)
+		return -1;
+	char size[32];
+	file_size_text(out, size);
+	say(b, "bootstrap ramdisk written: %s", size);
+	return 0;
 }
 
 static int step_eif(struct build *b, const char *out, const char *bootstrap, const char *customer, struct err **err)
@@ -368,9 +492,27 @@ static int step_eif(struct build *b, const char *out, const char *bootstrap, con
 	                              .identity = &id,
 	                              .signer = signer,
 	                              .alg = EIF_HASH_SHA384};
+	bool status = oci_status_wanted(&b->opts->oci);
+	if (status)
+		oci_status_line("writing the EIF%s", signer ? " (signed)" : "");
 	int r = eif_build(out, &spec, &b->measurements, err);
+	if (status)
+		oci_status_clear();
 	eif_signer_free(signer);
-	return r;
+	if (r < 0)
+		return -1;
+	char size[32], hex[2 * EIF_PCR_MAX + 1];
+	file_size_text(out, size);
+	say(b, "EIF written: %s%s", size, signer ? ", signed" : "");
+	size_t hl = eif_hash_len(b->measurements.alg);
+	const uint8_t *pcrs[] = {b->measurements.pcr0, b->measurements.pcr1, b->measurements.pcr2,
+	                         b->measurements.pcr8};
+	const int ids[] = {0, 1, 2, 8};
+	for (size_t i = 0; i < (b->measurements.has_pcr8 ? 4u : 3u); i++) {
+		hex_encode(pcrs[i], hl, hex);
+		say(b, "PCR%d %s", ids[i], hex);
+	}
+	return 0;
 }
 
 /* Writes the release image into the temporary folder, then copies it to
@@ -385,11 +527,25 @@ static int step_release(struct build *b, const char *eif, json_t **image, struct
 	hex_encode(me->pcr2, hl, pcr[2]);
 	if (me->has_pcr8)
 		hex_encode(me->pcr8, hl, pcr[3]);
-	const char *keys[] = {"io.enclaver.source.app", "io.enclaver.source.app.digest",
-	                      "io.enclaver.pcr0",       "io.enclaver.pcr1",
-	                      "io.enclaver.pcr2",       "io.enclaver.pcr8"};
-	const char *values[] = {b->manifest->source_app, b->pulled.manifest_digest, pcr[0], pcr[1], pcr[2], pcr[3]};
-	struct bld_release_spec spec = {.runtime_path = b->opts->runtime_path,
+	const char *keys[8] = {"io.enclaver.source.app", "io.enclaver.source.app.digest",
+	                       "io.enclaver.pcr0",       "io.enclaver.pcr1",
+	                       "io.enclaver.pcr2",       "io.enclaver.pcr8"};
+	const char *values[8] = {b->manifest->source_app, b->pulled.manifest_digest, pcr[0], pcr[1], pcr[2], pcr[3]};
+	size_t n_labels = me->has_pcr8 ? 6 : 5;
+	if (b->sleeve_config) {
+		keys[n_labels] = "io.enclaver.source.sleeve";
+		values[n_labels++] = b->manifest->source_sleeve;
+		keys[n_labels] = "io.enclaver.source.sleeve.digest";
+		values[n_labels++] = b->sleeve_pulled.manifest_digest;
+	}
+	struct bld_release_sleeve sleeve = {.ref = b->manifest->source_sleeve,
+	                                    .digest = b->sleeve_pulled.manifest_digest,
+	                                    .config = b->sleeve_config,
+	                                    .layers = b->sleeve_image.layers,
+	                                    .n_layers = b->sleeve_image.n_layers,
+	                                    .cache = &b->cache};
+	struct bld_release_spec spec = {.sleeve = b->sleeve_parsed ? &sleeve : NULL,
+	                                .runtime_path = b->opts->runtime_path,
 	                                .eif_path = eif,
 	                                .manifest_data = b->manifest->raw,
 	                                .manifest_len = b->manifest->raw_len,
@@ -397,11 +553,13 @@ static int step_release(struct build *b, const char *eif, json_t **image, struct
 	                                .created = b->epoch,
 	                                .label_keys = keys,
 	                                .label_values = values,
-	                                .n_labels = me->has_pcr8 ? 6 : 5};
+	                                .n_labels = n_labels};
 	_cleanup_free_ char *layout = xasprintf("%s/release", b->tmp);
 	char digest[OCI_DIGEST_MAX];
 	if (bld_release_write(layout, "release", &spec, digest, err) < 0)
 		return -1;
+	say(b, "release image %.19s: %zu layer(s)", digest,
+	    (b->sleeve_parsed ? b->sleeve_image.n_layers : 0) + (b->opts->runtime_path ? 2 : 1));
 	json_t *written = json_array();
 	char runtime_digest[OCI_DIGEST_MAX];
 	if (b->opts->runtime_path && file_digest(b->opts->runtime_path, runtime_digest, err) < 0)
@@ -425,19 +583,23 @@ static int step_release(struct build *b, const char *eif, json_t **image, struct
 		if (!dsts[i])
 			continue;
 		struct oci_copy_result res;
-		log_info("%s release image to %s", i ? "pushing" : "writing", dsts[i]);
-		if (oci_copy(src, dsts[i], &b->opts->oci, &res, err) < 0)
+		say(b, "%s the release image to %s", i ? "pushing" : "writing", dsts[i]);
+		struct oci_opts o = b->opts->oci;
+		o.mount_from = b->sleeve_config ? b->manifest->source_sleeve : NULL; /* its blobs need not travel */
+		if (oci_copy(src, dsts[i], &o, &res, err) < 0)
 			return err_wrap(err, "release image to %s", dsts[i]);
 		if (strcmp(res.manifest_digest, digest) != 0) {
 			/* A destination that only takes Docker media types would change the digest. */
 			log_warn("%s holds the release image as %s", dsts[i], res.manifest_digest);
 		}
+		say(b, "release image %s to %s (%d blob(s) sent, %d mounted, %d already there)",
+		    i ? "pushed" : "written", dsts[i], res.blobs_sent, res.blobs_mounted, res.blobs_skipped);
 		json_array_append_new(written,
 		                      json_pack("{s:s, s:s}", "Reference", dsts[i], "Digest", res.manifest_digest));
 		oci_copy_result_free(&res);
 	}
 	if (!b->opts->output && !push)
-		log_info("release image %s not written anywhere: pass --output oci:DIR[:TAG] or --push[=REF]", digest);
+		say(b, "release image %.19s not written anywhere: pass --output oci:DIR[:TAG] or --push[=REF]", digest);
 	return 0;
 }
 
@@ -451,7 +613,12 @@ static json_t *report_sources(const struct build *b)
 	                               b->odyn_image_digest, "Digest", b->odyn_digest)
 	                   : json_pack("{s:s, s:s}", "Path", b->odyn_path, "Digest", b->odyn_digest);
 	json_t *kernel = json_pack("{s:s, s:s?}", "Bundle", b->bundle_dir, "KernelVersion", b->bundle->kernel_version);
-	return json_pack("{s:o, s:o, s:o}", "App", app, "Odyn", odyn, "Kernel", kernel);
+	json_t *sources = json_pack("{s:o, s:o, s:o}", "App", app, "Odyn", odyn, "Kernel", kernel);
+	if (b->sleeve_config)
+		json_object_set_new(sources, "Sleeve",
+		                    json_pack("{s:s, s:s, s:s}", "Image", b->manifest->source_sleeve, "Digest",
+		                              b->sleeve_pulled.manifest_digest, "ImageID", b->sleeve_image.config.digest));
+	return sources;
 }
 
 int bld_build(const struct bld_build_opts *opts, json_t **result, struct err **err)
@@ -464,9 +631,6 @@ int bld_build(const struct bld_build_opts *opts, json_t **result, struct err **e
 	int r = -1;
 	if (bld_manifest_load(opts->manifest_path, &b.manifest, err) < 0)
 		goto out;
-	if (b.manifest->source_sleeve)
-		log_warn("%s: sources.sleeve (%s) is not supported yet and is ignored", b.manifest->path,
-		         b.manifest->source_sleeve);
 	if (getenv("SOURCE_DATE_EPOCH") && time_source_date_epoch(&b.sde, err) < 0)
 		goto out;
 	if (oci_cache_open(opts->oci.cache_dir, &b.cache, err) < 0)
@@ -484,6 +648,9 @@ int bld_build(const struct bld_build_opts *opts, json_t **result, struct err **e
 	}
 	if (step_odyn(&b, err) < 0 || step_pull(&b, err) < 0)
 		goto out;
+	/* The sleeve before the long steps: a bad one fails the build early. */
+	if (b.manifest->source_sleeve && !opts->eif_only && step_sleeve(&b, err) < 0)
+		goto out;
 	int64_t created = config_created(b.config);
 	b.epoch = b.sde >= 0 ? b.sde : created >= 0 ? created : 0;
 
@@ -491,7 +658,6 @@ int bld_build(const struct bld_build_opts *opts, json_t **result, struct err **e
 	eif = opts->eif_only ? xstrdup(opts->eif_only) : xasprintf("%s/application.eif", b.tmp);
 	if (step_customer_cached(&b, &customer, err) < 0 || step_bootstrap(&b, bootstrap, err) < 0)
 		goto out;
-	log_info("writing the EIF");
 	if (step_eif(&b, eif, bootstrap, customer, err) < 0)
 		goto out;
 	if (!opts->eif_only && step_release(&b, eif, &image, err) < 0)

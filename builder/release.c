@@ -1,5 +1,5 @@
-/* release: the release image `enclaver build` ships, written as an OCI layout:
- * one deterministic tar layer (/enclave/application.eif, /enclave/enclaver.yaml) and its config. */
+/* release: the release image `enclaver build` ships, written as an OCI layout: the sleeve's
+ * layers (when there is one), the runtime layer, the EIF layer, and a config built on the sleeve's. */
 #include <archive.h>
 #include <archive_entry.h>
 #include <fcntl.h>
@@ -154,6 +154,99 @@ static int file_put(const char *path, const json_t *doc, struct err **err)
 	return atomic_file_commit(&af, err);
 }
 
+/* The OCI media type of a sleeve layer: Docker's become their OCI twins (the bytes, and so the
+ * digest, stay), as for any copy to an OCI-only destination. */
+static const char *sleeve_layer_type(const char *mt)
+{
+	if (strcmp(mt, DOCKER_MT_LAYER) == 0)
+		return OCI_MT_LAYER;
+	if (strcmp(mt, DOCKER_MT_LAYER_GZIP) == 0)
+		return OCI_MT_LAYER_GZIP;
+	if (str_has_prefix(mt, "application/vnd.oci.image.layer."))
+		return mt;
+	return NULL;
+}
+
+/* Puts a blob of the cache into the layout: a hard link when both are on one file system
+ * (blobs are never written in place), else a copy (verified when it entered the cache). */
+static int sleeve_blob_put(const char *blob_dir, const struct oci_cache *cache, const struct oci_desc *d,
+                           struct err **err)
+{
+	_cleanup_free_ char *src = oci_cache_blob_path(cache, d->digest);
+	_cleanup_free_ char *dst = xasprintf("%s/%s", blob_dir, oci_digest_hex(d->digest));
+	if (access(dst, F_OK) == 0 || link(src, dst) == 0)
+		return 0;
+	_cleanup_close_ int fd = -1;
+	if (oci_cache_open_blob(cache, d->digest, &fd, err) < 0)
+		return -1;
+	return oci_blob_write_fd(blob_dir, d->digest, d->size, fd, true, err);
+}
+
+/* The sleeve's rootfs.diff_ids and history, checked against its layers. The history gets one
+ * entry per layer when the sleeve has none, so ours stays consistent with diff_ids. */
+static int sleeve_rootfs(const struct bld_release_sleeve *sl, json_t **diff_ids, json_t **history, struct err **err)
+{
+	const json_t *ids = json_object_get(json_object_get(sl->config, "rootfs"), "diff_ids");
+	if (!json_is_array(ids) || json_array_size(ids) != sl->n_layers)
+		return err_set(err, EINVAL, "%s: config rootfs.diff_ids has %zu entries for %zu layers", sl->ref,
+		               json_is_array(ids) ? json_array_size(ids) : 0, sl->n_layers);
+	for (size_t i = 0; i < sl->n_layers; i++) {
+		const char *id = json_string_value(json_array_get(ids, i));
+		struct err *bad = NULL;
+		if (!id || oci_digest_check(id, &bad) < 0) {
+			err_free(&bad);
+			return err_set(err, EINVAL, "%s: config rootfs.diff_ids[%zu] is not a digest", sl->ref, i);
+		}
+	}
+	const json_t *h = json_object_get(sl->config, "history");
+	if (h && !json_is_null(h) && !json_is_array(h))
+		return err_set(err, EINVAL, "%s: config history is not an array", sl->ref);
+	*diff_ids = json_deep_copy(ids);
+	if (json_array_size(h)) {
+		*history = json_deep_copy(h);
+		return 0;
+	}
+	*history = json_array();
+	const char *created = json_string_value(json_object_get(sl->config, "created"));
+	for (size_t i = 0; i < sl->n_layers; i++) {
+		json_t *e = json_pack("{s:s}", "created_by", "sources.sleeve layer (no history in its config)");
+		if (created)
+			json_object_set_new(e, "created", json_string(created));
+		json_array_append_new(*history, e);
+	}
+	return 0;
+}
+
+/* The image config: the sleeve's (when there is one) with our platform, time, Entrypoint and
+ * labels, Cmd dropped, diff_ids and history extended; else a fresh one. Takes diff_ids, history. */
+static json_t *config_make(const struct bld_release_spec *spec, const char *created, json_t *diff_ids, json_t *history,
+                           const json_t *labels)
+{
+	json_t *config = spec->sleeve ? json_deep_copy(spec->sleeve->config) : json_object();
+	json_object_set_new(config, "created", json_string(created));
+	json_object_set_new(config, "architecture", json_string(spec->platform->architecture));
+	json_object_set_new(config, "os", json_string(spec->platform->os));
+	if (spec->platform->variant)
+		json_object_set_new(config, "variant", json_string(spec->platform->variant));
+	json_t *run = json_object_get(config, "config");
+	if (!json_is_object(run)) {
+		run = json_object();
+		json_object_set_new(config, "config", run);
+	}
+	/* The sleeve's Cmd would become enclaver-run's arguments. */
+	json_object_del(run, "Cmd");
+	json_object_set_new(run, "Entrypoint", json_pack("[s]", RELEASE_ENTRYPOINT));
+	json_t *all = json_object_get(run, "Labels");
+	if (!json_is_object(all)) {
+		all = json_object();
+		json_object_set_new(run, "Labels", all);
+	}
+	json_object_update(all, (json_t *)labels);
+	json_object_set_new(config, "rootfs", json_pack("{s:s, s:o}", "type", "layers", "diff_ids", diff_ids));
+	json_object_set_new(config, "history", history);
+	return config;
+}
+
 int bld_release_write(const char *layout_dir, const char *tag, const struct bld_release_spec *spec,
                       char digest_out[OCI_DIGEST_MAX], struct err **err)
 {
@@ -175,16 +268,42 @@ int bld_release_write(const char *layout_dir, const char *tag, const struct bld_
 	    {"enclave/application.eif", AE_IFREG, 0644, spec->eif_path, NULL, 0},
 	    {"enclave/enclaver.yaml", AE_IFREG, 0644, NULL, spec->manifest_data, spec->manifest_len},
 	};
+	const struct bld_release_sleeve *sl = spec->sleeve;
+	json_t *diff_ids = NULL, *history = NULL, *layers = json_array();
+	if (sl && sleeve_rootfs(sl, &diff_ids, &history, err) < 0) {
+		json_decref(layers);
+		return err_wrap(err, "sources.sleeve");
+	}
+	if (!sl) {
+		diff_ids = json_array();
+		history = json_array();
+	}
+	for (size_t i = 0; sl && i < sl->n_layers; i++) {
+		const struct oci_desc *d = &sl->layers[i];
+		const char *mt = sleeve_layer_type(d->media_type);
+		int r = mt ? sleeve_blob_put(blob_dir, sl->cache, d, err)
+		           : err_set(err, ENOTSUP, "media type %s has no OCI equivalent", d->media_type);
+		if (r < 0) {
+			json_decref(diff_ids), json_decref(history), json_decref(layers);
+			return err_wrap(err, "sources.sleeve %s: layer %zu (%s)", sl->ref, i + 1, d->digest);
+		}
+		json_array_append_new(layers, json_pack("{s:s, s:s, s:I}", "mediaType", mt, "digest", d->digest, "size",
+		                                        (json_int_t)d->size));
+	}
 	char layer_digest[2][OCI_DIGEST_MAX], config_digest[OCI_DIGEST_MAX], manifest_digest[OCI_DIGEST_MAX];
 	int64_t layer_size[2], config_size, manifest_size;
 	size_t n_layers = 0;
-	if (spec->runtime_path &&
-	    layer_write(blob_dir, runtime, sizeof(runtime) / sizeof(runtime[0]), spec->created, layer_digest[n_layers++],
-	                &layer_size[0], err) < 0)
-		return err_wrap(err, "release image: runtime layer");
-	if (layer_write(blob_dir, enclave, sizeof(enclave) / sizeof(enclave[0]), spec->created, layer_digest[n_layers],
-	                &layer_size[n_layers], err) < 0)
-		return err_wrap(err, "release image: EIF layer");
+	const char *failed = NULL;
+	if (spec->runtime_path && layer_write(blob_dir, runtime, sizeof(runtime) / sizeof(runtime[0]), spec->created,
+	                                      layer_digest[n_layers++], &layer_size[0], err) < 0)
+		failed = "runtime layer";
+	else if (layer_write(blob_dir, enclave, sizeof(enclave) / sizeof(enclave[0]), spec->created,
+	                     layer_digest[n_layers], &layer_size[n_layers], err) < 0)
+		failed = "EIF layer";
+	if (failed) {
+		json_decref(diff_ids), json_decref(history), json_decref(layers);
+		return err_wrap(err, "release image: %s", failed);
+	}
 	n_layers++;
 
 	char created[32];
@@ -192,7 +311,6 @@ int bld_release_write(const char *layout_dir, const char *tag, const struct bld_
 	json_t *labels = json_object();
 	for (size_t i = 0; i < spec->n_labels; i++)
 		json_object_set_new(labels, spec->label_keys[i], json_string(spec->label_values[i]));
-	json_t *diff_ids = json_array(), *history = json_array(), *layers = json_array();
 	for (size_t i = 0; i < n_layers; i++) {
 		bool is_runtime = spec->runtime_path && i == 0;
 		json_array_append_new(diff_ids, json_string(layer_digest[i]));
@@ -203,12 +321,12 @@ int bld_release_write(const char *layout_dir, const char *tag, const struct bld_
 		json_array_append_new(layers, json_pack("{s:s, s:s, s:I}", "mediaType", OCI_MT_LAYER, "digest",
 		                                        layer_digest[i], "size", (json_int_t)layer_size[i]));
 	}
-	_cleanup_json_ json_t *config =
-	    json_pack("{s:s, s:s, s:s, s:{s:[s], s:o}, s:{s:s, s:o}, s:o}", "created", created, "architecture",
-	              spec->platform->architecture, "os", spec->platform->os, "config", "Entrypoint", RELEASE_ENTRYPOINT,
-	              "Labels", json_deep_copy(labels), "rootfs", "type", "layers", "diff_ids", diff_ids, "history", history);
-	if (spec->platform->variant)
-		json_object_set_new(config, "variant", json_string(spec->platform->variant));
+	_cleanup_json_ json_t *config = config_make(spec, created, diff_ids, history, labels);
+	/* The manifest names its base image with the OCI annotations for that. */
+	if (sl) {
+		json_object_set_new(labels, "org.opencontainers.image.base.name", json_string(sl->ref));
+		json_object_set_new(labels, "org.opencontainers.image.base.digest", json_string(sl->digest));
+	}
 	if (json_blob_write(blob_dir, config, config_digest, &config_size, err) < 0) {
 		json_decref(labels);
 		json_decref(layers);

@@ -16,7 +16,8 @@ static void build_usage(FILE *f)
 	      "Builds an enclave from enclaver.yaml (default ./enclaver.yaml; - reads stdin): pulls\n"
 	      "sources.app through the blob cache, flattens it, adds odyn and the manifest, makes the EIF\n"
 	      "with a kernel bundle (signed when the manifest has `signature`) and a release image holding\n"
-	      "it. Prints {\"Sources\", \"Measurements\", \"Image\"} as JSON; progress goes to stderr.\n"
+	      "it. Prints {\"Sources\", \"Measurements\", \"Image\"} as JSON on stdout; progress goes to\n"
+	      "stderr: a line per step, and on a terminal a status line for downloads and the flatten.\n"
 	      "\n"
 	      "Options:\n"
 	      "  -f, --file FILE              the manifest (- for stdin)\n"
@@ -33,6 +34,7 @@ static void build_usage(FILE *f)
 	      "  --tmpdir DIR                 where the private temporary folder goes (default $TMPDIR or /tmp)\n"
 	      "  --no-ramdisk-cache           always flatten; do not reuse or keep the customer ramdisk in\n"
 	      "                               the cache (by default the last 3 are kept, keyed by their inputs)\n"
+	      "  -q, --quiet                  no progress on stderr (warnings and errors only)\n"
 	      "\n"
 	      "SOURCE_DATE_EPOCH sets the build time and every added file's mtime; unset, the app image's\n"
 	      "`created` is used, so the same inputs give the same EIF bytes and release image digest.\n",
@@ -77,13 +79,14 @@ int cmd_build(int argc, char **argv)
 	    CLI_OCI_LONG_OPTIONS,
 	    {"tmpdir", required_argument, NULL, OPT_TMPDIR},
 	    {"no-ramdisk-cache", no_argument, NULL, OPT_NO_RAMDISK_CACHE},
+	    {"quiet", no_argument, NULL, 'q'},
 	    {"help", no_argument, NULL, OPT_HELP},
 	    {0},
 	};
 	struct bld_build_opts o = {.manifest_path = "enclaver.yaml"};
 	_cleanup_free_ char *odyn = NULL, *runtime = NULL;
 	int c;
-	while ((c = getopt_long(argc, argv, "f:o:h", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "f:o:qh", opts, NULL)) != -1) {
 		switch (c) {
 		case 'f': o.manifest_path = optarg; break;
 		case OPT_EIF_ONLY: o.eif_only = optarg; break;
@@ -93,6 +96,7 @@ int cmd_build(int argc, char **argv)
 		case OPT_ODYN: o.odyn_path = optarg; break;
 		case OPT_TMPDIR: o.tmp_dir = optarg; break;
 		case OPT_NO_RAMDISK_CACHE: o.no_ramdisk_cache = true; break;
+		case 'q': o.oci.quiet = true; break;
 		case 'h':
 		case OPT_HELP: build_usage(stdout); return EXIT_OK;
 		default: {

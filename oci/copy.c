@@ -367,7 +367,8 @@ struct blob_batch {
 	struct oci_dest *dst;
 	const struct oci_desc *blobs; /* config, then the layers */
 	size_t n;
-	const char *label; /* "" or "linux/arm64 " (copying an index whole) */
+	const char *label;                /* "" or "linux/arm64 " (copying an index whole) */
+	const struct oci_ref *mount_from; /* opts->mount_from parsed, when a registry reference */
 	enum blob_state *state;
 	size_t *jobs; /* the phase's work: indexes into blobs */
 	struct oci_copy_result *result;
@@ -400,13 +401,14 @@ static int blob_check(void *ctx, size_t k, struct err **err)
 			oci_progress(dst->opts, "%s %.19s: already present", what, d->digest);
 		return 0;
 	}
-	if (dst->ops->try_mount && b->src->ref.transport == OCI_TRANSPORT_DOCKER) {
-		int m = dst->ops->try_mount(dst, d, &b->src->ref, err);
+	const struct oci_ref *from = b->src->ref.transport == OCI_TRANSPORT_DOCKER ? &b->src->ref : b->mount_from;
+	if (dst->ops->try_mount && from) {
+		int m = dst->ops->try_mount(dst, d, from, err);
 		if (m < 0)
 			return -1;
 		if (m == 1) {
 			b->state[i] = BLOB_MOUNTED;
-			oci_progress(dst->opts, "%s %.19s: mounted from %s", what, d->digest, b->src->ref.repository);
+			oci_progress(dst->opts, "%s %.19s: mounted from %s", what, d->digest, from->repository);
 			return 0;
 		}
 	}
@@ -528,6 +530,12 @@ static int copy_blobs(struct oci_source *src, struct oci_dest *dst, const struct
 	                       .result = result,
 	                       .sent = xcalloc(n, sizeof(*b.sent)),
 	                       .finished = xcalloc(n, sizeof(*b.finished))};
+	struct oci_ref hint = {0};
+	struct err *bad = NULL;
+	if (dst->opts->mount_from && oci_ref_parse(dst->opts->mount_from, &hint, &bad) == 0 &&
+	    hint.transport == OCI_TRANSPORT_DOCKER)
+		b.mount_from = &hint;
+	err_free(&bad);
 	pthread_mutex_init(&b.lock, NULL);
 	int threads = !dst->ops->concurrent ? 1 : dst->opts->parallel > 0 ? dst->opts->parallel : 6;
 	/* A layer repeated in one image travels once. */
@@ -572,6 +580,7 @@ static int copy_blobs(struct oci_source *src, struct oci_dest *dst, const struct
 	free(b.sent);
 	free(b.finished);
 	free(blobs);
+	oci_ref_free(&hint);
 	return r;
 }
 /* One image: its blobs, then its manifest (converted first for a

@@ -7,23 +7,16 @@
 
 /* mkdir -p; existing folders are fine. */
 int oci_mkdir_p(const char *path, struct err **err);
-/* A progress line on stderr ("enclaver: ..."), unless opts->quiet. */
-void oci_progress(const struct oci_opts *opts, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-/* The terminal status line of running transfers: wanted when stderr is a
- * terminal and output is not quiet; redrawn in place ("\r"), one entry
- * per blob with how much of it has travelled. */
+/* The transfers' status line (oci_status_wanted, in oci.h): one entry per
+ * blob with how much of it has travelled. */
 struct oci_status_item {
 	const char *digest;
 	int64_t size, done;
 	bool active;
 };
-bool oci_status_wanted(const struct oci_opts *opts);
 void oci_status_draw(const char *verb, const struct oci_status_item *items, size_t n, size_t finished);
-void oci_status_clear(void);
 /* A NUL-terminated copy of len bytes that need not be a string (header lines). */
 char *oci_memdup_str(const void *data, size_t len);
-/* "12.3 MiB" */
-void oci_human_size(int64_t n, char out[32]);
 
 /* Runs fn(ctx, i, err) for every i below n on up to `threads` threads (1:
  * in order, on this one). After a failure no new job starts; running ones

@@ -318,6 +318,9 @@ struct oci_opts {
 	bool all;              /* copy: a whole index, every platform's image (else the one platform's) */
 	int parallel;          /* concurrent blob transfers; 0: default (6) */
 	int64_t chunk_size;    /* push: blobs above this go up in PATCH chunks; 0: default */
+	/* push: a registry reference whose repository holds some of the blobs (a base image): those
+	 * the destination lacks are mounted from it when the source is not that registry. NULL: none. */
+	const char *mount_from;
 };
 
 /* What a copy did, for the CLI's report. */
@@ -334,6 +337,20 @@ void oci_copy_result_free(struct oci_copy_result *r);
  * pull into the cache only. */
 int oci_copy(const char *src, const char *dst, const struct oci_opts *opts, struct oci_copy_result *result,
              struct err **err);
+
+/* ---------------------------------------------------------------- progress
+ * What long commands tell the person watching, on stderr (results go to
+ * stdout); nothing with opts->quiet or `enclaver -q`. Lines otherwise; on a
+ * terminal also one status line redrawn in place ("\r") while a long step
+ * runs (transfers, the build's flatten), cleared before the next line. */
+void oci_progress(const struct oci_opts *opts, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* True when a status line is wanted: stderr is a terminal and output is not quiet. */
+bool oci_status_wanted(const struct oci_opts *opts);
+/* Draws the status line (callers check oci_status_wanted and limit the rate). */
+void oci_status_line(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void oci_status_clear(void);
+/* "12.3 MiB" */
+void oci_human_size(int64_t n, char out[32]);
 
 /* Describes an image as JSON: name, digest, media type, manifest, config,
  * layers, and the platforms when the reference is an index. */

@@ -1,5 +1,5 @@
-/* progress: what a transfer tells the person watching: one line per blob on
- * stderr (results go to stdout), nothing with --quiet. */
+/* progress: what a transfer (or a build) tells the person watching: lines on
+ * stderr (results go to stdout), a status line on a terminal, nothing with --quiet. */
 #include <stdarg.h>
 #include <string.h>
 
@@ -59,6 +59,16 @@ void oci_status_draw(const char *verb, const struct oci_status_item *items, size
 		len += snprintf(line + len, sizeof(line) - (size_t)len, "  %.12s %3d%%",
 		                oci_digest_hex(items[i].digest), (int)(100 * got / items[i].size));
 	}
+	oci_status_line("%s", line);
+}
+
+void oci_status_line(const char *fmt, ...)
+{
+	char line[512];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
 	fprintf(stderr, "\r\033[K%s", line);
 	fflush(stderr);
 }

@@ -63,6 +63,22 @@ check "a rebuild pushes the same release image digest" test "$(json_get "$TMP/ag
 "${B[@]}" --offline --output "oci:$TMP/offline:enclave" >"$TMP/offline.json" 2>"$TMP/offline.err"
 check "--offline builds from the cache alone" test "$(json_get "$TMP/offline.json" "d['Image']['Digest']")" = "$digest"
 
+# sources.sleeve from the same registry: its layers are mounted into the target repository, not
+# uploaded; the pushed image has them first.
+make_sleeve "$TMP/sleeve" amd64
+check "skopeo pushes the sleeve" "${SK[@]}" copy -q --dest-tls-verify=false "oci:$TMP/sleeve:v1" "docker://$R/base/sleeve:v1"
+printf 'version: v1\nname: hello\ntarget: %s/hello/sleeved:enclave\nsources:\n  app: %s/hello/app:v1\n  sleeve: %s/base/sleeve:v1\n' \
+	"$R" "$R" "$R" >"$TMP/sleeve.yaml"
+"$ENCLAVER" build --kernel-bundle "$KB" --tls-verify=false -f "$TMP/sleeve.yaml" --push >"$TMP/sleeve.json" 2>"$TMP/sleeve.err"
+check "build --push with a registry sleeve exits 0" test -s "$TMP/sleeve.json"
+check "the sleeve's two layers are mounted from its repository" test "$(grep -c 'mounted from base/sleeve' "$TMP/sleeve.err")" = 2
+"${SK[@]}" inspect --raw --tls-verify=false "docker://$R/hello/sleeved:enclave" >"$TMP/sleeved.manifest" 2>/dev/null
+"${SK[@]}" inspect --raw --tls-verify=false "docker://$R/base/sleeve:v1" >"$TMP/base.manifest" 2>/dev/null
+check "the pushed image starts with the sleeve's layers" test \
+	"$(json_get "$TMP/sleeved.manifest" "[l['digest'] for l in d['layers'][:-2]]")" = "$(json_get "$TMP/base.manifest" "[l['digest'] for l in d['layers']]")"
+check "the registry holds the printed digest" test "$("${SK[@]}" inspect --tls-verify=false "docker://$R/hello/sleeved:enclave" | \
+	python3 -c 'import json,sys; print(json.load(sys.stdin)["Digest"])')" = "$(json_get "$TMP/sleeve.json" "d['Image']['Digest']")"
+
 printf 'version: v1\nname: hello\ntarget: %s/hello/app:x\nsources:\n  app: %s/hello/nope:v1\n' "$R" "$R" >"$TMP/missing.yaml"
 check_fails "an image that is not in the registry" 'sources.app.*hello/nope' "$ENCLAVER" build --kernel-bundle "$KB" \
 	--tls-verify=false -f "$TMP/missing.yaml" --push

@@ -1,6 +1,6 @@
 # build_fixtures.sh: fixtures for the `enclaver build` tests (sourced after lib.sh):
-# a real kernel bundle from Debian's kernel package, a sample app image written by
-# python (no Docker), and json_get. Needs $TMP and $ROOT.
+# a real kernel bundle from Debian's kernel package, a sample app image and a sleeve (base)
+# image written by python (no Docker), and json_get. Needs $TMP and $ROOT.
 
 # json_get FILE EXPR: a value from a JSON file (python3 expression on `d`).
 json_get() { python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print($2)" "$1"; }
@@ -47,5 +47,45 @@ for off in offs:
     if t == 3:
         ramdisks.append(data[off + 12:off + 12 + size])
 open(sys.argv[2], "wb").write(ramdisks[1])
+PY
+}
+
+# make_sleeve DIR ARCH: a two-layer base image (gzip layers made by tar) with Env, WorkingDir,
+# Labels, Cmd and a history, as an OCI layout tagged v1; its files are under $TMP/sl1, $TMP/sl2.
+make_sleeve() {
+	mkdir -p "$TMP/sl1/etc" "$TMP/sl1/usr/bin" "$TMP/sl2/srv/www"
+	printf 'sleeve base\n' >"$TMP/sl1/etc/sleeve-release"
+	printf '#!/bin/sh\necho helper\n' >"$TMP/sl1/usr/bin/helper" && chmod 755 "$TMP/sl1/usr/bin/helper"
+	printf '<h1>hi</h1>\n' >"$TMP/sl2/srv/www/index.html"
+	for l in sl1 sl2; do
+		tar -C "$TMP/$l" --sort=name --mtime=@1600000000 --owner=0 --group=0 --numeric-owner -cf - . | gzip -n >"$TMP/$l.tar.gz"
+	done
+	python3 - "$1" "$2" "$TMP/sl1.tar.gz" "$TMP/sl2.tar.gz" <<'PY'
+import gzip, hashlib, json, os, sys
+lay, arch, layers = sys.argv[1], sys.argv[2], sys.argv[3:]
+blobs = os.path.join(lay, "blobs", "sha256")
+os.makedirs(blobs, exist_ok=True)
+def put(data):
+    d = hashlib.sha256(data).hexdigest()
+    open(os.path.join(blobs, d), "wb").write(data)
+    return {"digest": "sha256:" + d, "size": len(data)}
+descs, diff_ids = [], []
+for l in layers:
+    data = open(l, "rb").read()
+    descs.append(dict(put(data), mediaType="application/vnd.oci.image.layer.v1.tar+gzip"))
+    diff_ids.append("sha256:" + hashlib.sha256(gzip.decompress(data)).hexdigest())
+config = put(json.dumps({
+    "created": "2020-09-13T12:26:40Z", "architecture": arch, "os": "linux",
+    "config": {"Env": ["PATH=/usr/local/bin:/usr/bin:/bin", "SLEEVE=1"], "WorkingDir": "/srv/www",
+               "Cmd": ["/bin/sh"], "Labels": {"org.example.sleeve": "yes"}},
+    "rootfs": {"type": "layers", "diff_ids": diff_ids},
+    "history": [{"created": "2020-09-13T12:26:40Z", "created_by": "base layer"},
+                {"created": "2020-09-13T12:26:40Z", "created_by": "ENV SLEEVE=1", "empty_layer": True},
+                {"created": "2020-09-13T12:26:40Z", "created_by": "www layer"}]}).encode())
+manifest = put(json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+    "config": dict(config, mediaType="application/vnd.oci.image.config.v1+json"), "layers": descs}).encode())
+json.dump({"schemaVersion": 2, "manifests": [dict(manifest, mediaType="application/vnd.oci.image.manifest.v1+json",
+           annotations={"org.opencontainers.image.ref.name": "v1"})]}, open(os.path.join(lay, "index.json"), "w"))
+open(os.path.join(lay, "oci-layout"), "w").write('{"imageLayoutVersion":"1.0.0"}')
 PY
 }
