@@ -107,7 +107,9 @@ int registry_new(const char *host, const struct oci_opts *opts, bool insecure, s
 	curl_share_setopt(r->share, CURLSHOPT_LOCKFUNC, share_lock);
 	curl_share_setopt(r->share, CURLSHOPT_UNLOCKFUNC, share_unlock);
 	curl_share_setopt(r->share, CURLSHOPT_USERDATA, r);
-	curl_share_setopt(r->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_CONNECT);
+	/* Not CURL_LOCK_DATA_CONNECT: libcurl does not support one connection cache used by
+	 * concurrent threads (the blob downloads run one per thread); a pulled blob then failed
+	 * with "transfer closed with N bytes remaining". Each pooled handle keeps its own. */
 	curl_share_setopt(r->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS);
 	curl_share_setopt(r->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION);
 	*out = r;

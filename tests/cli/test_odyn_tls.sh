@@ -61,24 +61,35 @@ for i in $(seq 1 10); do cmp -s "$TMP/dl.$i" "$TMP/www/blob" && okc=$((okc + 1))
 check "10 concurrent HTTPS downloads intact" test $okc -eq 10
 head -c 1048576 /dev/urandom >"$TMP/mib"
 cat >"$TMP/echo_client.py" <<'PY'
-import socket, ssl, sys, threading
+# One thread, non-blocking: sends and reads as the socket allows. (Not a reader thread beside
+# sendall: an OpenSSL connection must not be used from two threads at once.)
+import select, socket, ssl, sys, time
 path, ca, data_file, out_file = sys.argv[1:5]
 data = open(data_file, "rb").read()
 ctx = ssl.create_default_context(cafile=ca)
-s = ctx.wrap_socket(socket.socket(socket.AF_UNIX), server_hostname="localhost")
-s.settimeout(60)
-s.connect(path)
-got = bytearray()
-def reader():
-    while len(got) < len(data):
-        chunk = s.recv(65536)
-        if not chunk:
-            break
-        got.extend(chunk)
-t = threading.Thread(target=reader)
-t.start()
-s.sendall(data)
-t.join()
+raw = socket.socket(socket.AF_UNIX)
+raw.settimeout(60)
+raw.connect(path)
+s = ctx.wrap_socket(raw, server_hostname="localhost")
+s.setblocking(False)
+got, sent = bytearray(), 0
+deadline = time.monotonic() + 120
+while len(got) < len(data) and time.monotonic() < deadline:
+    select.select([s], [s] if sent < len(data) else [], [], 0.5)
+    if sent < len(data):
+        try:
+            sent += s.send(data[sent:sent + 65536])
+        except (ssl.SSLWantWriteError, ssl.SSLWantReadError):
+            pass
+    try:
+        while len(got) < len(data):
+            chunk = s.recv(65536)
+            if not chunk:
+                deadline = 0
+                break
+            got.extend(chunk)
+    except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
+        pass
 open(out_file, "wb").write(got)
 PY
 pids=()
