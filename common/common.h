@@ -137,6 +137,8 @@ void atomic_file_abort(struct atomic_file *af);
 void hex_encode(const uint8_t *data, size_t len, char *out);
 /* Parses exactly 2*len hex digits; returns -1 on anything else. */
 int hex_decode(const char *hex, uint8_t *out, size_t len);
+/* The value of one hex digit (either case), or -1. */
+int hex_digit_value(char c);
 bool str_has_prefix(const char *s, const char *prefix);
 /* The seconds since the epoch for reproducible builds: SOURCE_DATE_EPOCH when
  * set (an error if malformed), else the current time. */

@@ -8,17 +8,6 @@
 /* At most 16 hex digits: a size past that cannot be real (and would overflow). */
 #define SIZE_DIGITS_MAX 16
 
-static int hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 static bool is_tchar(char c)
 {
 	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
@@ -57,7 +46,7 @@ int http_chunked_decode(char *data, size_t len, size_t max, size_t *out_len, str
 		/* chunk-size [ chunk-ext ] CRLF */
 		size_t start = pos, size = 0;
 		int v;
-		while (pos < len && (v = hexval(data[pos])) >= 0) {
+		while (pos < len && (v = hex_digit_value(data[pos])) >= 0) {
 			if (pos - start == SIZE_DIGITS_MAX)
 				return err_set(err, EPROTO,
 				               "chunked body: offset %zu: chunk size has more than %d hex digits",
