@@ -41,29 +41,36 @@ skopeo --insecure-policy copy -q --dest-tls-verify=false "oci:$W/img:v1" "docker
 BLOBS=$(ls "$W/img/blobs/sha256")
 TOTAL=$(du -cb "$W"/img/blobs/sha256/* | tail -n 1 | cut -f1)
 
-now() { date +%s.%N; }
 # median of the numbers on stdin
 median() { sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
-# timed CMD...: prints seconds
+# timed CMD...: prints "wall cpu" in seconds, cpu being user+sys of CMD and
+# its children (the fair figure on a shared, loaded machine).
 timed() {
-	local t0 t1
-	t0=$(now)
-	"$@" >/dev/null 2>&1
-	t1=$(now)
-	echo "$t1 - $t0" | bc -l
+	local f
+	f=$(mktemp)
+	if [ "$(type -t "$1")" = function ]; then # time runs programs: a function goes through bash
+		set -- bash -c "$(declare -p BLOBS W R N PR 2>/dev/null); $(declare -f "$1"); $*"
+	fi
+	/usr/bin/time -o "$f" -f '%e %U %S' "$@" >/dev/null 2>&1 || true # as before: figures even when a run fails
+	awk 'END {printf "%s %.2f\n", $1, $2 + $3}' "$f"
+	rm -f "$f"
 }
 
-declare -A T
+declare -A T C
 run() { # NAME SETUP-FN CMD...
 	local name=$1 setup=$2
 	shift 2
-	local xs=()
+	local ws=() cs=() w c
 	for i in $(seq 1 "$RUNS"); do
 		$setup "$i"
-		xs+=("$(timed "$@")")
+		read -r w c < <(timed "$@")
+		ws+=("$w")
+		cs+=("$c")
 	done
-	T[$name]=$(printf '%s\n' "${xs[@]}" | median)
-	printf '%-34s %8.3f s  (%s)\n' "$name" "${T[$name]}" "$(printf '%.3f ' "${xs[@]}")"
+	T[$name]=$(printf '%s\n' "${ws[@]}" | median)
+	C[$name]=$(printf '%s\n' "${cs[@]}" | median)
+	printf '%-34s %7.2f s wall (%s) %6.2f s cpu (%s)\n' "$name" "${T[$name]}" "$(printf '%.2f ' "${ws[@]}")" \
+		"${C[$name]}" "$(printf '%.2f ' "${cs[@]}")"
 }
 
 fresh_pull() { rm -rf "$ENCLAVER_CACHE_DIR" "$W/out" "$W/skout" "$W/curl"; mkdir -p "$W/curl"; }
@@ -115,10 +122,12 @@ PULL_KB=$( { /usr/bin/time -f %M "$ENCLAVER" pull -q --insecure "$R/bench/img:v1
 PUSH_KB=$( { /usr/bin/time -f %M "$ENCLAVER" push -q --insecure "oci:$W/img:v1" "docker://$R/mem/img:v1" >/dev/null; } 2>&1 | tail -n 1)
 
 ratio() { echo "scale=2; $1 / $2" | bc -l; }
+# both KEY NUM DEN: "wall Wx, cpu Cx"
+both() { echo "wall $(ratio "${T[$1]}" "${T[$2]}")x, cpu $(ratio "${C[$1]}" "${C[$2]}")x"; }
 echo
-echo "pull: enclaver/skopeo $(ratio "${T[pull: enclaver -> cache + oci:]}" "${T[pull: skopeo copy -> oci:]}")x (target <= 0.7)," \
-	"enclaver/curl $(ratio "${T[pull: enclaver -> cache]}" "${T[pull: curl, 6 parallel (floor)]}")x (target <= 1.5)"
-echo "pull from cache: $(ratio "${T[pull: enclaver -> cache]}" "${T[pull again: enclaver from the cache]}")x faster than the first (target >= 10)"
-echo "push: enclaver/skopeo $(ratio "${T[push: enclaver oci: ->]}" "${T[push: skopeo copy oci: ->]}")x (target <= 1.0)," \
-	"enclaver/curl $(ratio "${T[push: enclaver oci: ->]}" "${T[push: curl uploads, parallel (floor)]}")x (target <= 1.1)"
+echo "pull: enclaver/skopeo $(both "pull: enclaver -> cache + oci:" "pull: skopeo copy -> oci:") (target <= 0.7)"
+echo "pull: enclaver/curl $(both "pull: enclaver -> cache" "pull: curl, 6 parallel (floor)") (target <= 1.5)"
+echo "pull from cache: $(both "pull: enclaver -> cache" "pull again: enclaver from the cache") faster than the first (target >= 10)"
+echo "push: enclaver/skopeo $(both "push: enclaver oci: ->" "push: skopeo copy oci: ->") (target <= 1.0)"
+echo "push: enclaver/curl $(both "push: enclaver oci: ->" "push: curl uploads, parallel (floor)") (target <= 1.1)"
 echo "peak RSS: pull $((PULL_KB / 1024)) MiB, push $((PUSH_KB / 1024)) MiB (target < 64)"
