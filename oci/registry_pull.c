@@ -174,6 +174,20 @@ static int dl_start(struct dl *x, struct err **err)
 	return 0;
 }
 
+/* Verifies and files the blob the writer holds: 1, or -1 when it is not the
+ * blob named (the partial is removed, so the next run starts over). */
+static int dl_commit(struct dl *x, const char *how, struct err **err)
+{
+	struct reg_source *rs = x->rs;
+	struct oci_blob_writer *w = steal_pointer(&x->w);
+	if (oci_blob_writer_commit(w, NULL, err) < 0)
+		return err_wrap(err, "%s: blob %s", rs->reg->host, x->d->digest);
+	char size[32];
+	oci_human_size(x->d->size, size);
+	oci_progress(rs->base.opts, "blob %.19s: %s %s", x->d->digest, how, size);
+	return 1;
+}
+
 /* After a transfer ends: 1 done, 0 to retry, -1 failed. */
 static int dl_finish(struct dl *x, CURLcode cc, struct err **err)
 {
@@ -186,17 +200,18 @@ static int dl_finish(struct dl *x, CURLcode cc, struct err **err)
 		x->werr = NULL;
 		return err_wrap(err, "blob %s", x->d->digest);
 	}
-	if (cc == CURLE_OK && (status == 200 || status == 206)) {
-		struct oci_blob_writer *w = x->w;
-		x->w = NULL;
-		if (oci_blob_writer_commit(w, NULL, err) < 0)
-			return err_wrap(err, "%s: blob %s", rs->reg->host, x->d->digest);
-		char size[32];
-		oci_human_size(x->d->size, size);
-		oci_progress(rs->base.opts, "blob %.19s: downloaded %s", x->d->digest, size);
-		return 1;
-	}
+	if (cc == CURLE_OK && (status == 200 || status == 206))
+		return dl_commit(x, "downloaded", err);
 	x->attempts++;
+	if (status == 416 && x->range_from > 0 && x->attempts < REG_MAX_ATTEMPTS) {
+		/* The server has nothing after our partial's end (its reply may even
+		 * announce a length it never sends): the partial cannot be continued,
+		 * so it is dropped and the blob fetched from its first byte. */
+		log_debug("blob %s: range from %lld refused (416): starting over", x->d->digest, (long long)x->range_from);
+		oci_blob_writer_abort(x->w);
+		x->w = NULL;
+		return 0;
+	}
 	if (cc == CURLE_OK && status == 401 && x->attempts < REG_MAX_ATTEMPTS) {
 		registry_token_drop(rs->reg, rs->scope);
 		return 0;
@@ -252,10 +267,22 @@ static int dl_run(struct dl *x, struct err **err)
 			return err_set(err, ECANCELED, "blob %s: stopped", x->d->digest);
 		if (dl_start(x, err) < 0)
 			return -1;
-		CURLcode cc = curl_easy_perform(x->h);
-		if (__atomic_load_n(x->stop, __ATOMIC_RELAXED))
-			return err_set(err, ECANCELED, "blob %s: stopped", x->d->digest);
-		int f = dl_finish(x, cc, err);
+		int f;
+		if (x->range_from == x->d->size) {
+			/* An earlier run got every byte but stopped before filing it:
+			 * nothing to ask the server for (a Range from the end is a 416). */
+			f = dl_commit(x, "completed from an earlier download:", err);
+		} else {
+			CURLcode cc = curl_easy_perform(x->h);
+			long status = 0;
+			curl_easy_getinfo(x->h, CURLINFO_RESPONSE_CODE, &status);
+			/* A transfer that got to its end is filed even when a sibling
+			 * failed meanwhile: otherwise it stays a partial holding the whole blob. */
+			bool complete = cc == CURLE_OK && (status == 200 || status == 206);
+			if (!complete && __atomic_load_n(x->stop, __ATOMIC_RELAXED))
+				return err_set(err, ECANCELED, "blob %s: stopped", x->d->digest);
+			f = dl_finish(x, cc, err);
+		}
 		if (f < 0)
 			return -1;
 		if (f == 1) {

@@ -431,4 +431,38 @@ check_fails "a corrupt partial fails the digest check" "digest mismatch: expecte
 check "the corrupt partial is gone" test ! -e "$ENCLAVER_CACHE_DIR/blobs/sha256/.partial-${WANT:7}"
 check "the next pull starts over and succeeds" "$ENCLAVER" pull -q --insecure "$R/fault/app:v1"
 
+# A partial that already holds every byte (a run stopped after the last byte
+# but before filing it): verified and filed without asking the server, which
+# would answer a Range from the blob's end with 416.
+export ENCLAVER_CACHE_DIR=$TMP/cache-wholepartial
+"$ENCLAVER" pull -q --insecure "$R/fault/app:v1" >/dev/null
+BLOBS=$ENCLAVER_CACHE_DIR/blobs/sha256
+mv "$BLOBS/${WANT:7}" "$BLOBS/.partial-${WANT:7}"
+start_proxy fail500:0
+check "a partial holding the whole blob: the pull succeeds" "$ENCLAVER" pull -q --insecure "$PR/fault/app:v1"
+check "without a request for that blob" test "$(grep -c "GET /v2/fault/app/blobs/$WANT" "$TMP/proxy.log")" = 0
+check "the blob is filed under its digest" test "sha256:$(sha "$BLOBS/${WANT:7}")" = "$WANT"
+check "and its partial is gone" test ! -e "$BLOBS/.partial-${WANT:7}"
+stop_proxy
+mv "$BLOBS/${WANT:7}" "$BLOBS/.partial-${WANT:7}"
+printf 'X' | dd of="$BLOBS/.partial-${WANT:7}" bs=1 seek=5000 conv=notrunc status=none
+check_fails "a whole-length partial with a bad byte fails the digest check" "digest mismatch: expected $WANT" \
+	"$ENCLAVER" pull --insecure "$R/fault/app:v1"
+check "that partial is gone" test ! -e "$BLOBS/.partial-${WANT:7}"
+check "and the next pull fetches the blob" "$ENCLAVER" pull -q --insecure "$R/fault/app:v1"
+
+# A 416 to a ranged GET (the registry's reply also announces a length it never
+# sends): the partial cannot be continued, so it is dropped and the blob
+# fetched from byte 0 in the same pull.
+export ENCLAVER_CACHE_DIR=$TMP/cache-416
+mkdir -p "$ENCLAVER_CACHE_DIR/blobs/sha256"
+head -c 100000 "$BLOBS/${WANT:7}" >"$ENCLAVER_CACHE_DIR/blobs/sha256/.partial-${WANT:7}"
+start_proxy range416
+check "a ranged GET answered 416: the pull succeeds" "$ENCLAVER" pull -q --insecure "$PR/fault/app:v1"
+check "it asked for the rest first" grep -q "GET /v2/fault/app/blobs/$WANT range=bytes=100000-" "$TMP/proxy.log"
+check "then for the whole blob" grep -q "GET /v2/fault/app/blobs/$WANT range=-" "$TMP/proxy.log"
+check "the blob hashes to its name" \
+	test "sha256:$(sha "$ENCLAVER_CACHE_DIR/blobs/sha256/${WANT:7}")" = "$WANT"
+stop_proxy
+
 done_testing
