@@ -160,7 +160,8 @@ int oci_blob_writer_commit(struct oci_blob_writer *w, char digest_out[OCI_DIGEST
 /* Throws the partial blob away and frees w (NULL is fine). */
 void oci_blob_writer_abort(struct oci_blob_writer *w);
 /* One blob at once: a buffer, or an fd from its start (verified: a blob
- * from the cache, only its size is checked), through a writer. */
+ * from the cache, only its size is checked, and it is hard-linked instead
+ * of copied when dir is on the cache's file system), through a writer. */
 int oci_blob_write_buf(const char *dir, const char *expected, const void *data, size_t len,
                        char digest_out[OCI_DIGEST_MAX], struct err **err);
 int oci_blob_write_fd(const char *dir, const char *expected, int64_t size, int fd, bool verified, struct err **err);

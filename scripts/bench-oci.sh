@@ -19,18 +19,21 @@ export ENCLAVER_CACHE_DIR=$W/cache
 export HOME=$W/home
 
 # The image: 5 incompressible layers written straight into an OCI layout
-# (the registry does not look inside layers, so random bytes stand in).
+# (the registry does not look inside layers, so random bytes stand in). They
+# are real gzip streams (level 0, stored blocks): skopeo would otherwise
+# compress them on the way in and the registry would hold other digests.
 python3 - "$W/img" "$LAYER_MB" <<'PY'
-import hashlib, json, os, sys
+import gzip, hashlib, json, os, sys
 root, mb = sys.argv[1], int(sys.argv[2])
 os.makedirs(f"{root}/blobs/sha256")
 def put(data):
     d = hashlib.sha256(data).hexdigest()
     open(f"{root}/blobs/sha256/{d}", "wb").write(data)
     return {"digest": "sha256:" + d, "size": len(data)}
-layers = [dict(mediaType="application/vnd.oci.image.layer.v1.tar+gzip", **put(os.urandom(mb << 20))) for _ in range(5)]
+raws = [os.urandom(mb << 20) for _ in range(5)]
+layers = [dict(mediaType="application/vnd.oci.image.layer.v1.tar+gzip", **put(gzip.compress(r, 0, mtime=0))) for r in raws]
 config = put(json.dumps({"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers",
-              "diff_ids": [l["digest"] for l in layers]}}).encode())
+              "diff_ids": ["sha256:" + hashlib.sha256(r).hexdigest() for r in raws]}}).encode())
 m = put(json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
          "config": dict(mediaType="application/vnd.oci.image.config.v1+json", **config), "layers": layers}).encode())
 json.dump({"imageLayoutVersion": "1.0.0"}, open(f"{root}/oci-layout", "w"))
@@ -38,7 +41,14 @@ json.dump({"schemaVersion": 2, "manifests": [dict(mediaType="application/vnd.oci
           annotations={"org.opencontainers.image.ref.name": "v1"}, **m)]}, open(f"{root}/index.json", "w"))
 PY
 skopeo --insecure-policy copy -q --dest-tls-verify=false "oci:$W/img:v1" "docker://$R/bench/img:v1"
-BLOBS=$(ls "$W/img/blobs/sha256")
+# The config and the layers (the manifest is fetched as a manifest, not a blob).
+BLOBS=$(python3 -c 'import json,sys; m=json.load(open(sys.argv[1])); print(" ".join(d["digest"][7:] for d in [m["config"]] + m["layers"]))' \
+	"$W/img/blobs/sha256/$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["manifests"][0]["digest"][7:])' "$W/img/index.json")")
+# The floor must fetch what the registry holds: every blob of the layout must be there.
+for b in $BLOBS; do
+	curl -sfI -o /dev/null "http://$R/v2/bench/img/blobs/sha256:$b" ||
+		{ echo "bench-oci: blob $b is not in the registry (did skopeo rewrite the image?)" >&2; exit 1; }
+done
 TOTAL=$(du -cb "$W"/img/blobs/sha256/* | tail -n 1 | cut -f1)
 
 # median of the numbers on stdin

@@ -91,6 +91,17 @@ for b in "$TMP"/pulled/blobs/sha256/*; do
 	[ "$(sha "$b")" = "$(basename "$b")" ] || ok_all=0
 done
 check "every pulled blob hashes to its name" test $ok_all = 1
+# On the cache's file system the layout's blobs are hard links to the cache
+# (no second copy of the bytes); on another file system they are copies.
+ZLAYER=$(json_get "$TMP/zstd_raw.json" 'd["layers"][0]["digest"][7:]')
+check "a pulled layer is the cache's file, linked" \
+	test "$TMP/pulled/blobs/sha256/$ZLAYER" -ef "$ENCLAVER_CACHE_DIR/blobs/sha256/$ZLAYER"
+if SHM=$(mktemp -d /dev/shm/enclaver-test.XXXXXX 2>/dev/null) && [ "$(stat -f -c %T "$SHM")" != "$(stat -f -c %T "$TMP")" ]; then
+	"$ENCLAVER" pull -q --insecure "$R/zstd/app:v1" --output "oci:$SHM/out:z" >/dev/null
+	check "on another file system the layer is a copy" \
+		test "$(sha "$SHM/out/blobs/sha256/$ZLAYER")" = "$ZLAYER" -a "$(stat -c %h "$SHM/out/blobs/sha256/$ZLAYER")" = 1
+	rm -rf "$SHM"
+fi
 check "skopeo reads the layout we wrote" "${SK[@]}" inspect "oci:$TMP/pulled:z"
 "${SK[@]}" copy -q "oci:$TMP/pulled:z" "oci:$TMP/skcopy:z"
 check "skopeo copies our layout with the same manifest" cmp "$TMP/pulled/blobs/sha256/$(json_get "$TMP/pull1.json" 'd["digest"][7:]')" "$TMP/zstd_raw.json"
