@@ -70,12 +70,6 @@ int oci_blob_writer_open(const char *dir, const char *expected, int64_t expected
 		oci_blob_writer_abort(w);
 		return r;
 	}
-	/* Blobs are shared read-only content: 0644 whatever mkostemp chose. */
-	if (fchmod(w->fd, 0644) < 0) {
-		int r = err_sys(err, "chmod %s", w->tmp_path);
-		oci_blob_writer_abort(w);
-		return r;
-	}
 	w->expected = expected ? xstrdup(expected) : NULL;
 	w->expected_size = expected_size;
 	w->digester = oci_digester_new(algo);
@@ -220,6 +214,11 @@ static int writer_finish(struct oci_blob_writer *w, char digest_out[OCI_DIGEST_M
 		memcpy(got, w->expected, strlen(w->expected) + 1);
 	else if (w->expected && strcmp(w->expected, got) != 0)
 		return err_set(err, EBADMSG, "digest mismatch: expected %s, got %s", w->expected, got);
+	/* Blobs are content named by their digest: read-only for everyone,
+	 * so nothing edits one in place (a layout's blob may be the cache's
+	 * file, hard-linked), whatever mode mkostemp or a partial had. */
+	if (fchmod(w->fd, 0444) < 0)
+		return err_sys(err, "chmod %s", w->tmp_path);
 	if (fsync(w->fd) < 0)
 		return err_sys(err, "fsync %s", w->tmp_path);
 	_cleanup_free_ char *final = xasprintf("%s/%s", w->dir, oci_digest_hex(got));

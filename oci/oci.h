@@ -272,9 +272,15 @@ int oci_registries_parse(const char *path, const char *text, size_t len, struct 
  * `*.conf` in lexical order from ETC/registries.conf.d and then
  * $HOME/.config/containers/registries.conf.d, except that a user main file
  * brings only the user's drop-ins. A later file replaces the settings it
- * sets, the [[registry]] tables with its prefixes and the aliases it names. */
-int oci_registries_load_at(const char *etc, struct oci_registries *out, struct err **err);
-/* oci_registries_load_at("/etc/containers"). */
+ * sets, the [[registry]] tables with its prefixes and the aliases it names.
+ * Last, the aliases of recorded_aliases (podman's short-name-aliases.conf;
+ * NULL: none), which win over the others; a missing file has none. */
+int oci_registries_load_at(const char *etc, const char *recorded_aliases, struct oci_registries *out,
+                           struct err **err);
+/* Where podman records short-name choices: /var/cache/containers/ for root,
+ * else $XDG_CACHE_HOME (or ~/.cache)/containers/short-name-aliases.conf. */
+char *oci_short_name_aliases_path(void);
+/* oci_registries_load_at("/etc/containers", oci_short_name_aliases_path()). */
 int oci_registries_load(struct oci_registries *out, struct err **err);
 void oci_registries_free(struct oci_registries *c);
 /* Merges a later file into c (as a drop-in does); `later` is emptied. */
