@@ -167,15 +167,11 @@ static const char *sleeve_layer_type(const char *mt)
 	return NULL;
 }
 
-/* Puts a blob of the cache into the layout: a hard link when both are on one file system
- * (blobs are never written in place), else a copy (verified when it entered the cache). */
+/* Puts a blob of the cache into the layout: a hard link when both are on one file system,
+ * else a copy (verified when it entered the cache). */
 static int sleeve_blob_put(const char *blob_dir, const struct oci_cache *cache, const struct oci_desc *d,
                            struct err **err)
 {
-	_cleanup_free_ char *src = oci_cache_blob_path(cache, d->digest);
-	_cleanup_free_ char *dst = xasprintf("%s/%s", blob_dir, oci_digest_hex(d->digest));
-	if (access(dst, F_OK) == 0 || link(src, dst) == 0)
-		return 0;
 	_cleanup_close_ int fd = -1;
 	if (oci_cache_open_blob(cache, d->digest, &fd, err) < 0)
 		return -1;

@@ -567,8 +567,8 @@ static int copy_blobs(struct oci_source *src, struct oci_dest *dst, const struct
 		r = src->ops->prepare_blobs(src, missing, n_jobs, err);
 	/* A registry destination shows the uploads on a terminal. */
 	struct status_thread st;
-	bool status =
-	    r == 0 && n_jobs && dst->ops->concurrent && oci_status_wanted(dst->opts) && status_start(&st, &b, n_jobs);
+	bool status = r == 0 && n_jobs && dst->ops->concurrent && dst->ops->try_mount /* only a registry mounts */ &&
+	              oci_status_wanted(dst->opts) && status_start(&st, &b, n_jobs);
 	if (r == 0)
 		r = oci_parallel_run(n_jobs, threads, blob_send, &b, err);
 	if (status)

@@ -292,6 +292,8 @@ static void layout_dest_free(struct oci_dest *d)
 
 static const struct oci_dest_ops layout_dest_ops = {
     .oci_only = true,
+    /* Each blob is its own file: copies (and their fsyncs) overlap. */
+    .concurrent = true,
     .has_blob = layout_has_blob,
     .put_blob = layout_put_blob,
     .put_manifest = layout_put_manifest,

@@ -160,7 +160,8 @@ int oci_blob_writer_commit(struct oci_blob_writer *w, char digest_out[OCI_DIGEST
 /* Throws the partial blob away and frees w (NULL is fine). */
 void oci_blob_writer_abort(struct oci_blob_writer *w);
 /* One blob at once: a buffer, or an fd from its start (verified: a blob
- * from the cache, only its size is checked), through a writer. */
+ * from the cache, only its size is checked, and it is hard-linked instead
+ * of copied when dir is on the cache's file system), through a writer. */
 int oci_blob_write_buf(const char *dir, const char *expected, const void *data, size_t len,
                        char digest_out[OCI_DIGEST_MAX], struct err **err);
 int oci_blob_write_fd(const char *dir, const char *expected, int64_t size, int fd, bool verified, struct err **err);
@@ -271,9 +272,15 @@ int oci_registries_parse(const char *path, const char *text, size_t len, struct 
  * `*.conf` in lexical order from ETC/registries.conf.d and then
  * $HOME/.config/containers/registries.conf.d, except that a user main file
  * brings only the user's drop-ins. A later file replaces the settings it
- * sets, the [[registry]] tables with its prefixes and the aliases it names. */
-int oci_registries_load_at(const char *etc, struct oci_registries *out, struct err **err);
-/* oci_registries_load_at("/etc/containers"). */
+ * sets, the [[registry]] tables with its prefixes and the aliases it names.
+ * Last, the aliases of recorded_aliases (podman's short-name-aliases.conf;
+ * NULL: none), which win over the others; a missing file has none. */
+int oci_registries_load_at(const char *etc, const char *recorded_aliases, struct oci_registries *out,
+                           struct err **err);
+/* Where podman records short-name choices: /var/cache/containers/ for root,
+ * else $XDG_CACHE_HOME (or ~/.cache)/containers/short-name-aliases.conf. */
+char *oci_short_name_aliases_path(void);
+/* oci_registries_load_at("/etc/containers", oci_short_name_aliases_path()). */
 int oci_registries_load(struct oci_registries *out, struct err **err);
 void oci_registries_free(struct oci_registries *c);
 /* Merges a later file into c (as a drop-in does); `later` is emptied. */

@@ -621,12 +621,49 @@ static int regs_cmp(const void *a, const void *b)
 	return strcmp(((const struct oci_registry_conf *)a)->prefix, ((const struct oci_registry_conf *)b)->prefix);
 }
 
-int oci_registries_load_at(const char *etc, struct oci_registries *out, struct err **err)
+/* The aliases podman records after an interactive choice: only [aliases],
+ * and they win over registries.conf's (containers-registries.conf(5)). */
+static int load_recorded_aliases(const char *path, struct oci_registries *c, struct err **err)
+{
+	struct oci_registries rec;
+	struct err *e = NULL;
+	if (load_file(path, &rec, &e) < 0) {
+		if (e->code == ENOENT) {
+			err_free(&e);
+			return 0;
+		}
+		*err = e;
+		return err_wrap(err, "short-name aliases");
+	}
+	if (rec.search_from.path || rec.mode_from.path || rec.n_regs) {
+		oci_registries_free(&rec);
+		return err_set(err, EINVAL, "%s: only [aliases] belongs in this file (podman records short-name choices there)",
+		               path);
+	}
+	oci_registries_merge(c, &rec);
+	return 0;
+}
+
+char *oci_short_name_aliases_path(void)
+{
+	if (geteuid() == 0)
+		return xstrdup("/var/cache/containers/short-name-aliases.conf");
+	const char *cache = getenv("XDG_CACHE_HOME");
+	if (cache && *cache == '/')
+		return xasprintf("%s/containers/short-name-aliases.conf", cache);
+	const char *home = getenv("HOME");
+	return home && *home ? xasprintf("%s/.cache/containers/short-name-aliases.conf", home) : NULL;
+}
+
+int oci_registries_load_at(const char *etc, const char *recorded_aliases, struct oci_registries *out,
+                           struct err **err)
 {
 	memset(out, 0, sizeof(*out));
-	/* podman's choice of files (containers-registries.conf.d(5)). */
+	/* podman's choice of files (containers-registries.conf.d(5)). Set but
+	 * empty, CONTAINERS_REGISTRIES_CONF means the defaults, as in podman
+	 * (REGISTRIES_CONFIG_PATH is only read when it is not set at all). */
 	const char *env = getenv("CONTAINERS_REGISTRIES_CONF");
-	if (env == NULL || *env == '\0')
+	if (env == NULL)
 		env = getenv("REGISTRIES_CONFIG_PATH");
 	const char *home = getenv("HOME");
 	_cleanup_free_ char *user = home && *home ? xasprintf("%s/.config/containers/registries.conf", home) : NULL;
@@ -680,6 +717,10 @@ int oci_registries_load_at(const char *etc, struct oci_registries *out, struct e
 			return -1;
 		}
 	}
+	if (recorded_aliases && load_recorded_aliases(recorded_aliases, out, err) < 0) {
+		oci_registries_free(out);
+		return -1;
+	}
 	/* podman keeps the tables sorted by prefix; ties of equally long
 	 * matches then go the same way. */
 	if (out->n_regs)
@@ -689,7 +730,8 @@ int oci_registries_load_at(const char *etc, struct oci_registries *out, struct e
 
 int oci_registries_load(struct oci_registries *out, struct err **err)
 {
-	return oci_registries_load_at("/etc/containers", out, err);
+	_cleanup_free_ char *recorded = oci_short_name_aliases_path();
+	return oci_registries_load_at("/etc/containers", recorded, out, err);
 }
 
 /* ---------------------------------------------------------------- short names */

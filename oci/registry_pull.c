@@ -1,6 +1,7 @@
 /* registry_pull: a registry as an image source: manifests by tag or digest
- * (verified, then cached), and blobs downloaded in parallel with curl multi,
- * streamed through the digest check into the cache, retried and resumed. */
+ * (verified, then cached), and blobs downloaded in parallel, one thread per
+ * transfer, streamed through the digest check into the cache, retried and resumed. */
+#include <pthread.h>
 #include <string.h>
 #include <time.h>
 
@@ -86,12 +87,14 @@ struct dl {
 	struct oci_blob_writer *w;
 	int attempts;
 	int64_t not_before; /* ms: backoff before the next attempt */
-	bool running, done;
+	bool done;          /* atomic: the status line reads it */
 	bool restart;       /* the server ignored our Range: start over */
 	int64_t range_from; /* bytes asked to skip in this attempt */
 	struct buf errbody; /* a non-2xx body, for the message */
 	struct err *werr;   /* a write failure inside the callback */
 	char errbuf[CURL_ERROR_SIZE];
+	int64_t got;     /* bytes written (atomic: the status line reads it) */
+	const int *stop; /* set (atomic) when another blob failed: give up */
 };
 
 static size_t dl_write(char *data, size_t size, size_t n, void *ud)
@@ -115,10 +118,18 @@ static size_t dl_write(char *data, size_t size, size_t n, void *ud)
 	}
 	if (oci_blob_writer_write(x->w, data, len, &x->werr) < 0)
 		return 0;
+	__atomic_store_n(&x->got, oci_blob_writer_written(x->w), __ATOMIC_RELAXED);
 	return len;
 }
 
-static int dl_start(struct dl *x, CURLM *multi, struct err **err)
+static int dl_progress(void *ud, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal, curl_off_t ulnow)
+{
+	(void)dltotal, (void)dlnow, (void)ultotal, (void)ulnow;
+	const struct dl *x = ud;
+	return __atomic_load_n(x->stop, __ATOMIC_RELAXED) ? 1 : 0;
+}
+
+static int dl_start(struct dl *x, struct err **err)
 {
 	struct registry *reg = x->rs->reg;
 	_cleanup_free_ char *auth = NULL;
@@ -156,10 +167,25 @@ static int dl_start(struct dl *x, CURLM *multi, struct err **err)
 	curl_easy_setopt(x->h, CURLOPT_WRITEDATA, x);
 	curl_easy_setopt(x->h, CURLOPT_PRIVATE, x);
 	curl_easy_setopt(x->h, CURLOPT_ERRORBUFFER, x->errbuf);
+	curl_easy_setopt(x->h, CURLOPT_XFERINFOFUNCTION, dl_progress);
+	curl_easy_setopt(x->h, CURLOPT_XFERINFODATA, x);
+	curl_easy_setopt(x->h, CURLOPT_NOPROGRESS, 0L);
 	x->errbuf[0] = '\0';
-	curl_multi_add_handle(multi, x->h);
-	x->running = true;
 	return 0;
+}
+
+/* Verifies and files the blob the writer holds: 1, or -1 when it is not the
+ * blob named (the partial is removed, so the next run starts over). */
+static int dl_commit(struct dl *x, const char *how, struct err **err)
+{
+	struct reg_source *rs = x->rs;
+	struct oci_blob_writer *w = steal_pointer(&x->w);
+	if (oci_blob_writer_commit(w, NULL, err) < 0)
+		return err_wrap(err, "%s: blob %s", rs->reg->host, x->d->digest);
+	char size[32];
+	oci_human_size(x->d->size, size);
+	oci_progress(rs->base.opts, "blob %.19s: %s %s", x->d->digest, how, size);
+	return 1;
 }
 
 /* After a transfer ends: 1 done, 0 to retry, -1 failed. */
@@ -174,17 +200,18 @@ static int dl_finish(struct dl *x, CURLcode cc, struct err **err)
 		x->werr = NULL;
 		return err_wrap(err, "blob %s", x->d->digest);
 	}
-	if (cc == CURLE_OK && (status == 200 || status == 206)) {
-		struct oci_blob_writer *w = x->w;
-		x->w = NULL;
-		if (oci_blob_writer_commit(w, NULL, err) < 0)
-			return err_wrap(err, "%s: blob %s", rs->reg->host, x->d->digest);
-		char size[32];
-		oci_human_size(x->d->size, size);
-		oci_progress(rs->base.opts, "blob %.19s: downloaded %s", x->d->digest, size);
-		return 1;
-	}
+	if (cc == CURLE_OK && (status == 200 || status == 206))
+		return dl_commit(x, "downloaded", err);
 	x->attempts++;
+	if (status == 416 && x->range_from > 0 && x->attempts < REG_MAX_ATTEMPTS) {
+		/* The server has nothing after our partial's end (its reply may even
+		 * announce a length it never sends): the partial cannot be continued,
+		 * so it is dropped and the blob fetched from its first byte. */
+		log_debug("blob %s: range from %lld refused (416): starting over", x->d->digest, (long long)x->range_from);
+		oci_blob_writer_abort(x->w);
+		x->w = NULL;
+		return 0;
+	}
 	if (cc == CURLE_OK && status == 401 && x->attempts < REG_MAX_ATTEMPTS) {
 		registry_token_drop(rs->reg, rs->scope);
 		return 0;
@@ -210,23 +237,102 @@ static int dl_finish(struct dl *x, CURLcode cc, struct err **err)
 	return r;
 }
 
-static void draw_status(const struct dl *dls, size_t n, size_t finished)
+static void draw_status(const struct dl *dls, size_t n)
 {
 	struct oci_status_item *items = xcalloc(n ? n : 1, sizeof(*items));
+	size_t finished = 0;
 	for (size_t i = 0; i < n; i++) {
+		bool done = __atomic_load_n(&dls[i].done, __ATOMIC_RELAXED);
 		items[i].digest = dls[i].d->digest;
 		items[i].size = dls[i].d->size;
-		items[i].done = dls[i].done ? dls[i].d->size : dls[i].w ? oci_blob_writer_written(dls[i].w) : 0;
-		items[i].active = dls[i].running;
+		items[i].done = done ? dls[i].d->size : __atomic_load_n(&dls[i].got, __ATOMIC_RELAXED);
+		items[i].active = !done && items[i].done > 0;
+		finished += done;
 	}
 	oci_status_draw("pulling", items, n, finished);
 	free(items);
 }
 
+/* One blob from start to end on the calling thread: attempts, backoff,
+ * resumes; 0 when it is in the cache. */
+static int dl_run(struct dl *x, struct err **err)
+{
+	for (;;) {
+		int64_t wait = x->not_before - now_ms();
+		if (wait > 0) {
+			struct timespec ts = {.tv_sec = wait / 1000, .tv_nsec = (wait % 1000) * 1000000L};
+			nanosleep(&ts, NULL);
+		}
+		if (__atomic_load_n(x->stop, __ATOMIC_RELAXED))
+			return err_set(err, ECANCELED, "blob %s: stopped", x->d->digest);
+		if (dl_start(x, err) < 0)
+			return -1;
+		int f;
+		if (x->range_from == x->d->size) {
+			/* An earlier run got every byte but stopped before filing it:
+			 * nothing to ask the server for (a Range from the end is a 416). */
+			f = dl_commit(x, "completed from an earlier download:", err);
+		} else {
+			CURLcode cc = curl_easy_perform(x->h);
+			long status = 0;
+			curl_easy_getinfo(x->h, CURLINFO_RESPONSE_CODE, &status);
+			/* A transfer that got to its end is filed even when a sibling
+			 * failed meanwhile: otherwise it stays a partial holding the whole blob. */
+			bool complete = cc == CURLE_OK && (status == 200 || status == 206);
+			if (!complete && __atomic_load_n(x->stop, __ATOMIC_RELAXED))
+				return err_set(err, ECANCELED, "blob %s: stopped", x->d->digest);
+			f = dl_finish(x, cc, err);
+		}
+		if (f < 0)
+			return -1;
+		if (f == 1) {
+			__atomic_store_n(&x->done, true, __ATOMIC_RELAXED);
+			return 0;
+		}
+	}
+}
+
+/* The downloads of one prepare_blobs call: workers claim blobs in order
+ * and run each to its end (each thread hashes and writes its own, so the
+ * cores share the work and a blob's fsync stalls only its thread). The
+ * first failure stops the rest. */
+struct pull_run {
+	struct dl *dls;
+	size_t todo;
+	size_t next;          /* atomic: the next blob to claim */
+	int stop;             /* atomic */
+	int left;             /* atomic: workers still running */
+	pthread_mutex_t lock; /* err */
+	struct err *err;
+};
+
+static void *pull_worker(void *ud)
+{
+	struct pull_run *run = ud;
+	for (;;) {
+		size_t i = __atomic_fetch_add(&run->next, 1, __ATOMIC_RELAXED);
+		if (i >= run->todo || __atomic_load_n(&run->stop, __ATOMIC_RELAXED))
+			break;
+		struct err *e = NULL;
+		if (dl_run(&run->dls[i], &e) < 0) {
+			pthread_mutex_lock(&run->lock);
+			/* The first real failure is the one to report, not a "stopped". */
+			if (run->err == NULL && !__atomic_load_n(&run->stop, __ATOMIC_RELAXED))
+				run->err = steal_pointer(&e);
+			__atomic_store_n(&run->stop, 1, __ATOMIC_RELAXED);
+			pthread_mutex_unlock(&run->lock);
+			err_free(&e);
+		}
+	}
+	__atomic_fetch_sub(&run->left, 1, __ATOMIC_RELEASE);
+	return NULL;
+}
+
 static int reg_prepare_blobs(struct oci_source *s, const struct oci_desc *descs, size_t n, struct err **err)
 {
 	struct reg_source *rs = (struct reg_source *)s;
-	struct dl *dls = xcalloc(n ? n : 1, sizeof(*dls));
+	struct pull_run run = {.dls = xcalloc(n ? n : 1, sizeof(struct dl))};
+	struct dl *dls = run.dls;
 	size_t todo = 0;
 	for (size_t i = 0; i < n; i++) {
 		bool dup = false;
@@ -244,72 +350,43 @@ static int reg_prepare_blobs(struct oci_source *s, const struct oci_desc *descs,
 		}
 		dls[todo].rs = rs;
 		dls[todo].d = &descs[i];
+		dls[todo].stop = &run.stop;
 		todo++;
 	}
+	run.todo = todo;
 	int parallel = s->opts->parallel > 0 ? s->opts->parallel : 6;
-	/* On a terminal, a status line with every active blob's progress. */
-	bool tty = oci_status_wanted(s->opts);
-	int64_t last_draw = 0;
-	CURLM *multi = curl_multi_init();
-	curl_multi_setopt(multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long)parallel);
-	int r = 0;
-	size_t finished = 0;
-	if (tty && todo)
-		draw_status(dls, todo, 0);
-	while (r == 0 && finished < todo) {
-		int running = 0;
-		int64_t now = now_ms(), wait = 1000;
-		for (size_t i = 0; r == 0 && i < todo; i++) {
-			struct dl *x = &dls[i];
-			if (x->done || x->running)
-				continue;
-			int active = 0;
-			for (size_t j = 0; j < todo; j++)
-				active += dls[j].running;
-			if (active >= parallel)
-				break;
-			if (x->not_before > now) {
-				wait = x->not_before - now < wait ? x->not_before - now : wait;
-				continue;
-			}
-			r = dl_start(x, multi, err);
-		}
-		if (r < 0)
+	size_t n_threads = todo < (size_t)parallel ? todo : (size_t)parallel;
+	pthread_t *threads = xcalloc(n_threads ? n_threads : 1, sizeof(*threads));
+	pthread_mutex_init(&run.lock, NULL);
+	size_t started = 0;
+	for (; started < n_threads; started++) {
+		__atomic_fetch_add(&run.left, 1, __ATOMIC_RELAXED);
+		if (pthread_create(&threads[started], NULL, pull_worker, &run) != 0) {
+			__atomic_fetch_sub(&run.left, 1, __ATOMIC_RELAXED);
 			break;
-		curl_multi_perform(multi, &running);
-		int left;
-		for (CURLMsg *msg; (msg = curl_multi_info_read(multi, &left));) {
-			if (msg->msg != CURLMSG_DONE)
-				continue;
-			struct dl *x;
-			curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&x);
-			CURLcode cc = msg->data.result;
-			curl_multi_remove_handle(multi, x->h);
-			x->running = false;
-			int f = dl_finish(x, cc, err);
-			if (f < 0) {
-				r = -1;
-				break;
-			}
-			if (f == 1) {
-				x->done = true;
-				finished++;
-			}
-		}
-		if (r == 0 && finished < todo) {
-			if (tty && now_ms() - last_draw >= 200) {
-				draw_status(dls, todo, finished);
-				last_draw = now_ms();
-			}
-			curl_multi_poll(multi, NULL, 0,
-			                (int)(running ? (wait < 200 ? wait : 200) : (wait > 0 ? wait : 1)), NULL);
 		}
 	}
-	if (tty)
+	if (started == 0 && todo)
+		pull_worker(&run); /* no thread to be had: here, one at a time */
+	/* On a terminal, a status line with every active blob's progress. */
+	if (oci_status_wanted(s->opts) && todo) {
+		while (__atomic_load_n(&run.left, __ATOMIC_ACQUIRE) > 0) {
+			draw_status(dls, todo);
+			struct timespec ts = {.tv_sec = 0, .tv_nsec = 200 * 1000000L};
+			nanosleep(&ts, NULL);
+		}
 		oci_status_clear();
+	}
+	for (size_t i = 0; i < started; i++)
+		pthread_join(threads[i], NULL);
+	free(threads);
+	pthread_mutex_destroy(&run.lock);
+	int r = 0;
+	if (run.err) {
+		*err = steal_pointer(&run.err);
+		r = -1;
+	}
 	for (size_t i = 0; i < todo; i++) {
-		if (dls[i].running)
-			curl_multi_remove_handle(multi, dls[i].h);
 		if (dls[i].h)
 			curl_easy_cleanup(dls[i].h);
 		curl_slist_free_all(dls[i].hdrs);
@@ -319,7 +396,6 @@ static int reg_prepare_blobs(struct oci_source *s, const struct oci_desc *descs,
 		buf_free(&dls[i].errbody);
 		err_free(&dls[i].werr);
 	}
-	curl_multi_cleanup(multi);
 	free(dls);
 	return r;
 }

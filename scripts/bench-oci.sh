@@ -19,18 +19,21 @@ export ENCLAVER_CACHE_DIR=$W/cache
 export HOME=$W/home
 
 # The image: 5 incompressible layers written straight into an OCI layout
-# (the registry does not look inside layers, so random bytes stand in).
+# (the registry does not look inside layers, so random bytes stand in). They
+# are real gzip streams (level 0, stored blocks): skopeo would otherwise
+# compress them on the way in and the registry would hold other digests.
 python3 - "$W/img" "$LAYER_MB" <<'PY'
-import hashlib, json, os, sys
+import gzip, hashlib, json, os, sys
 root, mb = sys.argv[1], int(sys.argv[2])
 os.makedirs(f"{root}/blobs/sha256")
 def put(data):
     d = hashlib.sha256(data).hexdigest()
     open(f"{root}/blobs/sha256/{d}", "wb").write(data)
     return {"digest": "sha256:" + d, "size": len(data)}
-layers = [dict(mediaType="application/vnd.oci.image.layer.v1.tar+gzip", **put(os.urandom(mb << 20))) for _ in range(5)]
+raws = [os.urandom(mb << 20) for _ in range(5)]
+layers = [dict(mediaType="application/vnd.oci.image.layer.v1.tar+gzip", **put(gzip.compress(r, 0, mtime=0))) for r in raws]
 config = put(json.dumps({"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers",
-              "diff_ids": [l["digest"] for l in layers]}}).encode())
+              "diff_ids": ["sha256:" + hashlib.sha256(r).hexdigest() for r in raws]}}).encode())
 m = put(json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
          "config": dict(mediaType="application/vnd.oci.image.config.v1+json", **config), "layers": layers}).encode())
 json.dump({"imageLayoutVersion": "1.0.0"}, open(f"{root}/oci-layout", "w"))
@@ -38,32 +41,46 @@ json.dump({"schemaVersion": 2, "manifests": [dict(mediaType="application/vnd.oci
           annotations={"org.opencontainers.image.ref.name": "v1"}, **m)]}, open(f"{root}/index.json", "w"))
 PY
 skopeo --insecure-policy copy -q --dest-tls-verify=false "oci:$W/img:v1" "docker://$R/bench/img:v1"
-BLOBS=$(ls "$W/img/blobs/sha256")
+# The config and the layers (the manifest is fetched as a manifest, not a blob).
+BLOBS=$(python3 -c 'import json,sys; m=json.load(open(sys.argv[1])); print(" ".join(d["digest"][7:] for d in [m["config"]] + m["layers"]))' \
+	"$W/img/blobs/sha256/$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["manifests"][0]["digest"][7:])' "$W/img/index.json")")
+# The floor must fetch what the registry holds: every blob of the layout must be there.
+for b in $BLOBS; do
+	curl -sfI -o /dev/null "http://$R/v2/bench/img/blobs/sha256:$b" ||
+		{ echo "bench-oci: blob $b is not in the registry (did skopeo rewrite the image?)" >&2; exit 1; }
+done
 TOTAL=$(du -cb "$W"/img/blobs/sha256/* | tail -n 1 | cut -f1)
 
-now() { date +%s.%N; }
 # median of the numbers on stdin
 median() { sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
-# timed CMD...: prints seconds
+# timed CMD...: prints "wall cpu" in seconds, cpu being user+sys of CMD and
+# its children (the fair figure on a shared, loaded machine).
 timed() {
-	local t0 t1
-	t0=$(now)
-	"$@" >/dev/null 2>&1
-	t1=$(now)
-	echo "$t1 - $t0" | bc -l
+	local f
+	f=$(mktemp)
+	if [ "$(type -t "$1")" = function ]; then # time runs programs: a function goes through bash
+		set -- bash -c "$(declare -p BLOBS W R N PR 2>/dev/null); $(declare -f "$1"); $*"
+	fi
+	/usr/bin/time -o "$f" -f '%e %U %S' "$@" >/dev/null 2>&1 || true # as before: figures even when a run fails
+	awk 'END {printf "%s %.2f\n", $1, $2 + $3}' "$f"
+	rm -f "$f"
 }
 
-declare -A T
+declare -A T C
 run() { # NAME SETUP-FN CMD...
 	local name=$1 setup=$2
 	shift 2
-	local xs=()
+	local ws=() cs=() w c
 	for i in $(seq 1 "$RUNS"); do
 		$setup "$i"
-		xs+=("$(timed "$@")")
+		read -r w c < <(timed "$@")
+		ws+=("$w")
+		cs+=("$c")
 	done
-	T[$name]=$(printf '%s\n' "${xs[@]}" | median)
-	printf '%-34s %8.3f s  (%s)\n' "$name" "${T[$name]}" "$(printf '%.3f ' "${xs[@]}")"
+	T[$name]=$(printf '%s\n' "${ws[@]}" | median)
+	C[$name]=$(printf '%s\n' "${cs[@]}" | median)
+	printf '%-34s %7.2f s wall (%s) %6.2f s cpu (%s)\n' "$name" "${T[$name]}" "$(printf '%.2f ' "${ws[@]}")" \
+		"${C[$name]}" "$(printf '%.2f ' "${cs[@]}")"
 }
 
 fresh_pull() { rm -rf "$ENCLAVER_CACHE_DIR" "$W/out" "$W/skout" "$W/curl"; mkdir -p "$W/curl"; }
@@ -115,10 +132,12 @@ PULL_KB=$( { /usr/bin/time -f %M "$ENCLAVER" pull -q --insecure "$R/bench/img:v1
 PUSH_KB=$( { /usr/bin/time -f %M "$ENCLAVER" push -q --insecure "oci:$W/img:v1" "docker://$R/mem/img:v1" >/dev/null; } 2>&1 | tail -n 1)
 
 ratio() { echo "scale=2; $1 / $2" | bc -l; }
+# both KEY NUM DEN: "wall Wx, cpu Cx"
+both() { echo "wall $(ratio "${T[$1]}" "${T[$2]}")x, cpu $(ratio "${C[$1]}" "${C[$2]}")x"; }
 echo
-echo "pull: enclaver/skopeo $(ratio "${T[pull: enclaver -> cache + oci:]}" "${T[pull: skopeo copy -> oci:]}")x (target <= 0.7)," \
-	"enclaver/curl $(ratio "${T[pull: enclaver -> cache]}" "${T[pull: curl, 6 parallel (floor)]}")x (target <= 1.5)"
-echo "pull from cache: $(ratio "${T[pull: enclaver -> cache]}" "${T[pull again: enclaver from the cache]}")x faster than the first (target >= 10)"
-echo "push: enclaver/skopeo $(ratio "${T[push: enclaver oci: ->]}" "${T[push: skopeo copy oci: ->]}")x (target <= 1.0)," \
-	"enclaver/curl $(ratio "${T[push: enclaver oci: ->]}" "${T[push: curl uploads, parallel (floor)]}")x (target <= 1.1)"
+echo "pull: enclaver/skopeo $(both "pull: enclaver -> cache + oci:" "pull: skopeo copy -> oci:") (target <= 0.7)"
+echo "pull: enclaver/curl $(both "pull: enclaver -> cache" "pull: curl, 6 parallel (floor)") (target <= 1.5)"
+echo "pull from cache: $(both "pull: enclaver -> cache" "pull again: enclaver from the cache") faster than the first (target >= 10)"
+echo "push: enclaver/skopeo $(both "push: enclaver oci: ->" "push: skopeo copy oci: ->") (target <= 1.0)"
+echo "push: enclaver/curl $(both "push: enclaver oci: ->" "push: curl uploads, parallel (floor)") (target <= 1.1)"
 echo "peak RSS: pull $((PULL_KB / 1024)) MiB, push $((PUSH_KB / 1024)) MiB (target < 64)"

@@ -55,6 +55,12 @@ for bin in build/fuzz/bin/fuzz_*; do
 		printf 'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n4;a=b\r\n{"a"\r\n5\r\n:"b"}\r\n0\r\nX-T: 1\r\n\r\n' \
 			>"$corpus/chunked"
 		printf 'HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n' >"$corpus/error"
+	elif [ "$name" = fuzz_registries_conf ]; then
+		# A main file with every table, a drop-in, and version 1 (refused).
+		printf 'unqualified-search-registries = ["a.example", "docker.io"]\nshort-name-mode = "enforcing"\n[[registry]]\nprefix = "x.example/team"\nlocation = "y.example:5000/t"\ninsecure = true\n[[registry.mirror]]\nlocation = "m.example"\npull-from-mirror = "digest-only"\n[aliases]\n"app" = "quay.io/team/app"\n' \
+			>"$corpus/main.conf"
+		printf '# drop-in\n[[registry]]\nlocation = "*.example"\nblocked = true\n[aliases]\n"app" = ""\n' >"$corpus/dropin.conf"
+		printf '[registries.search]\nregistries = ["a"]\n' >"$corpus/v1.conf"
 	elif [ "$name" = fuzz_eif_signature ]; then
 		# The signature section is the last one; its offset is in the
 		# table entry of section 3 (header bytes 28+8*3).

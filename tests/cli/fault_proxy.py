@@ -5,6 +5,9 @@
 #   fail429:N  the first N blob GETs answer 429
 #   drop       the first blob GET over 1 MB is cut after half its body
 #   stall      the first blob GET over 1 MB sends half its body, then hangs
+#   range416   the first blob GET with a Range answers 416 the way the
+#              registry does when a range starts at the blob's end: with the
+#              blob's length as Content-Length, a short body, then a close
 #   together:N blob upload PUTs wait until N of them are in flight (or 30 s
 #              pass), then go on; each is logged with "inflight=K", the
 #              most that were waiting together, so a test can see that
@@ -50,6 +53,17 @@ class Proxy(http.server.BaseHTTPRequestHandler):
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             self.wfile.write(body)
+            return
+        if is_blob_get and kind == "range416" and "Range" in self.headers and take_fault():
+            msg = b"invalid range: failed to overlap\n"
+            self.send_response(416)
+            self.send_header("Content-Type", "text/plain; charset=utf-8")
+            self.send_header("Content-Length", str(len(msg) + 100000))
+            self.send_header("Connection", "close")
+            self.end_headers()
+            self.wfile.write(msg)
+            self.wfile.flush()
+            self.close_connection = True
             return
         length = int(self.headers.get("Content-Length", "0") or 0)
         body = self.rfile.read(length) if length else None

@@ -91,6 +91,17 @@ for b in "$TMP"/pulled/blobs/sha256/*; do
 	[ "$(sha "$b")" = "$(basename "$b")" ] || ok_all=0
 done
 check "every pulled blob hashes to its name" test $ok_all = 1
+# On the cache's file system the layout's blobs are hard links to the cache
+# (no second copy of the bytes); on another file system they are copies.
+ZLAYER=$(json_get "$TMP/zstd_raw.json" 'd["layers"][0]["digest"][7:]')
+check "a pulled layer is the cache's file, linked" \
+	test "$TMP/pulled/blobs/sha256/$ZLAYER" -ef "$ENCLAVER_CACHE_DIR/blobs/sha256/$ZLAYER"
+if SHM=$(mktemp -d /dev/shm/enclaver-test.XXXXXX 2>/dev/null) && [ "$(stat -f -c %T "$SHM")" != "$(stat -f -c %T "$TMP")" ]; then
+	"$ENCLAVER" pull -q --insecure "$R/zstd/app:v1" --output "oci:$SHM/out:z" >/dev/null
+	check "on another file system the layer is a copy" \
+		test "$(sha "$SHM/out/blobs/sha256/$ZLAYER")" = "$ZLAYER" -a "$(stat -c %h "$SHM/out/blobs/sha256/$ZLAYER")" = 1
+	rm -rf "$SHM"
+fi
 check "skopeo reads the layout we wrote" "${SK[@]}" inspect "oci:$TMP/pulled:z"
 "${SK[@]}" copy -q "oci:$TMP/pulled:z" "oci:$TMP/skcopy:z"
 check "skopeo copies our layout with the same manifest" cmp "$TMP/pulled/blobs/sha256/$(json_get "$TMP/pull1.json" 'd["digest"][7:]')" "$TMP/zstd_raw.json"
@@ -430,5 +441,39 @@ check_fails "a corrupt partial fails the digest check" "digest mismatch: expecte
 	"$ENCLAVER" pull --insecure "$R/fault/app:v1"
 check "the corrupt partial is gone" test ! -e "$ENCLAVER_CACHE_DIR/blobs/sha256/.partial-${WANT:7}"
 check "the next pull starts over and succeeds" "$ENCLAVER" pull -q --insecure "$R/fault/app:v1"
+
+# A partial that already holds every byte (a run stopped after the last byte
+# but before filing it): verified and filed without asking the server, which
+# would answer a Range from the blob's end with 416.
+export ENCLAVER_CACHE_DIR=$TMP/cache-wholepartial
+"$ENCLAVER" pull -q --insecure "$R/fault/app:v1" >/dev/null
+BLOBS=$ENCLAVER_CACHE_DIR/blobs/sha256
+mv "$BLOBS/${WANT:7}" "$BLOBS/.partial-${WANT:7}"
+start_proxy fail500:0
+check "a partial holding the whole blob: the pull succeeds" "$ENCLAVER" pull -q --insecure "$PR/fault/app:v1"
+check "without a request for that blob" test "$(grep -c "GET /v2/fault/app/blobs/$WANT" "$TMP/proxy.log")" = 0
+check "the blob is filed under its digest" test "sha256:$(sha "$BLOBS/${WANT:7}")" = "$WANT"
+check "and its partial is gone" test ! -e "$BLOBS/.partial-${WANT:7}"
+stop_proxy
+mv "$BLOBS/${WANT:7}" "$BLOBS/.partial-${WANT:7}"
+printf 'X' | dd of="$BLOBS/.partial-${WANT:7}" bs=1 seek=5000 conv=notrunc status=none
+check_fails "a whole-length partial with a bad byte fails the digest check" "digest mismatch: expected $WANT" \
+	"$ENCLAVER" pull --insecure "$R/fault/app:v1"
+check "that partial is gone" test ! -e "$BLOBS/.partial-${WANT:7}"
+check "and the next pull fetches the blob" "$ENCLAVER" pull -q --insecure "$R/fault/app:v1"
+
+# A 416 to a ranged GET (the registry's reply also announces a length it never
+# sends): the partial cannot be continued, so it is dropped and the blob
+# fetched from byte 0 in the same pull.
+export ENCLAVER_CACHE_DIR=$TMP/cache-416
+mkdir -p "$ENCLAVER_CACHE_DIR/blobs/sha256"
+head -c 100000 "$BLOBS/${WANT:7}" >"$ENCLAVER_CACHE_DIR/blobs/sha256/.partial-${WANT:7}"
+start_proxy range416
+check "a ranged GET answered 416: the pull succeeds" "$ENCLAVER" pull -q --insecure "$PR/fault/app:v1"
+check "it asked for the rest first" grep -q "GET /v2/fault/app/blobs/$WANT range=bytes=100000-" "$TMP/proxy.log"
+check "then for the whole blob" grep -q "GET /v2/fault/app/blobs/$WANT range=-" "$TMP/proxy.log"
+check "the blob hashes to its name" \
+	test "sha256:$(sha "$ENCLAVER_CACHE_DIR/blobs/sha256/${WANT:7}")" = "$WANT"
+stop_proxy
 
 done_testing

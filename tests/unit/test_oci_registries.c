@@ -188,7 +188,7 @@ TEST(registries_load_precedence)
 	struct oci_registries c;
 	struct err *e = NULL;
 	/* The override replaces the main file only: both drop-in folders apply. */
-	REQUIRE(oci_registries_load_at(etc, &c, &e) == 0);
+	REQUIRE(oci_registries_load_at(etc, NULL, &c, &e) == 0);
 	REQUIRE(c.n_search == 1);
 	CHECK_STR_EQ(c.search[0], "env.example");
 	CHECK_STR_EQ(c.path, env);
@@ -197,7 +197,7 @@ TEST(registries_load_precedence)
 	oci_registries_free(&c);
 	/* No user file: the system's, then its drop-ins, then the user's. */
 	unsetenv("CONTAINERS_REGISTRIES_CONF");
-	REQUIRE(oci_registries_load_at(etc, &c, &e) == 0);
+	REQUIRE(oci_registries_load_at(etc, NULL, &c, &e) == 0);
 	REQUIRE(c.n_search == 1);
 	CHECK_STR_EQ(c.search[0], "sys.example");
 	REQUIRE(c.n_aliases == 3);
@@ -209,7 +209,7 @@ TEST(registries_load_precedence)
 	oci_registries_free(&c);
 	/* A user file: the system's file and drop-ins are left alone. */
 	write_file(home, ".config/containers/registries.conf", "unqualified-search-registries = [\"user.example\"]\n");
-	REQUIRE(oci_registries_load_at(etc, &c, &e) == 0);
+	REQUIRE(oci_registries_load_at(etc, NULL, &c, &e) == 0);
 	REQUIRE(c.n_search == 1);
 	CHECK_STR_EQ(c.search[0], "user.example");
 	snprintf(path, sizeof(path), "%s/.config/containers/registries.conf", home);
@@ -219,13 +219,13 @@ TEST(registries_load_precedence)
 	oci_registries_free(&c);
 	/* An override that is not there is an error; the defaults may be absent. */
 	setenv("CONTAINERS_REGISTRIES_CONF", "/nonexistent/registries.conf", 1);
-	CHECK(oci_registries_load_at(etc, &c, &e) < 0);
+	CHECK(oci_registries_load_at(etc, NULL, &c, &e) < 0);
 	CHECK_ERR_CONTAINS(e, "/nonexistent/registries.conf");
 	err_free(&e);
 	unsetenv("CONTAINERS_REGISTRIES_CONF");
 	setenv("HOME", dir, 1);
 	snprintf(path, sizeof(path), "%s/none", dir);
-	REQUIRE(oci_registries_load_at(path, &c, &e) == 0);
+	REQUIRE(oci_registries_load_at(path, NULL, &c, &e) == 0);
 	CHECK(c.path == NULL && c.n_files == 0);
 	oci_registries_free(&c);
 	unsetenv("HOME");
@@ -257,7 +257,7 @@ TEST(registries_dropins_merge)
 	unsetenv("REGISTRIES_CONFIG_PATH");
 	struct oci_registries c;
 	struct err *e = NULL;
-	REQUIRE(oci_registries_load_at(etc, &c, &e) == 0);
+	REQUIRE(oci_registries_load_at(etc, NULL, &c, &e) == 0);
 	CHECK_INT_EQ(c.n_files, 4);  /* the main file, a, b, d */
 	CHECK_INT_EQ(c.n_search, 0); /* d.conf set it to [] */
 	CHECK(strstr(c.search_from.path, "d.conf") != NULL);
@@ -275,9 +275,105 @@ TEST(registries_dropins_merge)
 	oci_registries_free(&c);
 	/* A bad drop-in is named with its line. */
 	write_file(etc, "registries.conf.d/e.conf", "\n[aliases]\n\"x\" = \"y\"\n");
-	CHECK(oci_registries_load_at(etc, &c, &e) < 0);
+	CHECK(oci_registries_load_at(etc, NULL, &c, &e) < 0);
 	CHECK_ERR_CONTAINS(e, "registries.conf.d/e.conf:3: alias \"x\" = \"y\": the value must name a registry");
 	err_free(&e);
+	unsetenv("HOME");
+}
+
+/* Set but empty, CONTAINERS_REGISTRIES_CONF means the defaults (podman:
+ * REGISTRIES_CONFIG_PATH only counts when the other is not set at all). */
+TEST(registries_empty_env_means_defaults)
+{
+	const char *dir = test_tmpdir(t);
+	char etc[512], old[512];
+	snprintf(etc, sizeof(etc), "%s/etc", dir);
+	write_file(etc, "registries.conf", "unqualified-search-registries = [\"sys.example\"]\n");
+	write_file(dir, "old.conf", "unqualified-search-registries = [\"old.example\"]\n");
+	snprintf(old, sizeof(old), "%s/old.conf", dir);
+	setenv("HOME", dir, 1);
+	setenv("CONTAINERS_REGISTRIES_CONF", "", 1);
+	setenv("REGISTRIES_CONFIG_PATH", old, 1);
+	struct oci_registries c;
+	struct err *e = NULL;
+	REQUIRE(oci_registries_load_at(etc, NULL, &c, &e) == 0);
+	REQUIRE(c.n_search == 1);
+	CHECK_STR_EQ(c.search[0], "sys.example");
+	oci_registries_free(&c);
+	/* Not set at all: the old variable is read. */
+	unsetenv("CONTAINERS_REGISTRIES_CONF");
+	REQUIRE(oci_registries_load_at(etc, NULL, &c, &e) == 0);
+	REQUIRE(c.n_search == 1);
+	CHECK_STR_EQ(c.search[0], "old.example");
+	oci_registries_free(&c);
+	unsetenv("REGISTRIES_CONFIG_PATH");
+	unsetenv("HOME");
+}
+
+/* podman's short-name-aliases.conf: read last, its aliases win; anything but
+ * [aliases] in it is refused; a missing one is no error. */
+TEST(registries_recorded_aliases)
+{
+	const char *dir = test_tmpdir(t);
+	char etc[512], rec[512];
+	snprintf(etc, sizeof(etc), "%s/etc", dir);
+	snprintf(rec, sizeof(rec), "%s/cache/containers/short-name-aliases.conf", dir);
+	write_file(etc, "registries.conf",
+	           "[aliases]\n\"app\" = \"conf.example/app\"\n\"other\" = \"conf.example/other\"\n");
+	write_file(dir, "cache/containers/short-name-aliases.conf",
+	           "[aliases]\n  \"app\" = \"recorded.example/team/app\"\n  \"new\" = \"docker.io/new\"\n");
+	setenv("HOME", dir, 1);
+	unsetenv("CONTAINERS_REGISTRIES_CONF");
+	unsetenv("REGISTRIES_CONFIG_PATH");
+	struct oci_registries c;
+	struct err *e = NULL;
+	REQUIRE(oci_registries_load_at(etc, rec, &c, &e) == 0);
+	struct oci_ref ref;
+	REQUIRE(oci_ref_parse("docker://app:v2", &ref, &e) == 0);
+	char **names = NULL, *why = NULL;
+	size_t n = 0;
+	REQUIRE(oci_registries_resolve(&c, &ref, &names, &n, &why, &e) == 0);
+	REQUIRE(n == 1);
+	CHECK_STR_EQ(names[0], "recorded.example/team/app:v2");
+	CHECK(strstr(why, "short-name-aliases.conf:2") != NULL);
+	oci_names_free(names, n);
+	free(why);
+	oci_ref_free(&ref);
+	REQUIRE(oci_ref_parse("docker://other", &ref, &e) == 0);
+	REQUIRE(oci_registries_resolve(&c, &ref, &names, &n, NULL, &e) == 0);
+	REQUIRE(n == 1);
+	CHECK_STR_EQ(names[0], "conf.example/other:latest");
+	oci_names_free(names, n);
+	oci_ref_free(&ref);
+	oci_registries_free(&c);
+	/* Missing: nothing, no error. */
+	snprintf(rec, sizeof(rec), "%s/nowhere/short-name-aliases.conf", dir);
+	REQUIRE(oci_registries_load_at(etc, rec, &c, &e) == 0);
+	CHECK_INT_EQ(c.n_aliases, 2);
+	oci_registries_free(&c);
+	/* Other settings do not belong there; bad aliases name file:line. */
+	write_file(dir, "bad1.conf", "unqualified-search-registries = [\"x.example\"]\n");
+	snprintf(rec, sizeof(rec), "%s/bad1.conf", dir);
+	CHECK(oci_registries_load_at(etc, rec, &c, &e) < 0);
+	CHECK_ERR_CONTAINS(e, "bad1.conf: only [aliases] belongs in this file");
+	err_free(&e);
+	write_file(dir, "bad2.conf", "[aliases]\n\"x\" = \"y\"\n");
+	snprintf(rec, sizeof(rec), "%s/bad2.conf", dir);
+	CHECK(oci_registries_load_at(etc, rec, &c, &e) < 0);
+	CHECK_ERR_CONTAINS(e, "bad2.conf:2: alias \"x\" = \"y\"");
+	err_free(&e);
+	/* Where it is looked for. */
+	if (geteuid() != 0) {
+		setenv("XDG_CACHE_HOME", "/xdg", 1);
+		char *p = oci_short_name_aliases_path();
+		CHECK_STR_EQ(p, "/xdg/containers/short-name-aliases.conf");
+		free(p);
+		unsetenv("XDG_CACHE_HOME");
+	} else {
+		char *p = oci_short_name_aliases_path();
+		CHECK_STR_EQ(p, "/var/cache/containers/short-name-aliases.conf");
+		free(p);
+	}
 	unsetenv("HOME");
 }
 
