@@ -109,10 +109,19 @@ static int inflate_some(struct bld_gzip_feed *f, uint8_t *out, size_t *len, bool
 			f->st.next_out = next_out, f->st.avail_out = avail_out;
 			continue;
 		}
-		/* All input read, no progress and no end: the file stops inside the stream. */
-		if (f->in_eof && f->st.avail_in == 0 && before_in == 0 && f->st.avail_out == before_out)
+		if (f->st.avail_in != before_in || f->st.avail_out != before_out)
+			continue;
+		/* No progress and no end: it needs input there is none of (the file stops inside the
+		 * stream), or more than the buffer holds (ISA-L takes what it is given, so this is a
+		 * guard against looping, not a case seen). */
+		if (f->in_eof)
 			return err_set(err, EINVAL, "gzip: the data stops inside the stream, at compressed byte %llu",
 			               (unsigned long long)input_pos(f));
+		if (f->st.avail_in == IN)
+			return err_set(err, EINVAL, "gzip: stream not understood at compressed byte %llu",
+			               (unsigned long long)input_pos(f));
+		if (input_refill(f, err) < 0)
+			return -1;
 	}
 	*len = SLOT - f->st.avail_out;
 	return 0;
