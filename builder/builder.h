@@ -246,6 +246,8 @@ struct bld_initramfs_spec {
 int bld_initramfs_cmd_env(const struct bld_app_config *cfg, struct buf *cmd, struct buf *env, struct err **err);
 /* Writes the customer ramdisk atomically to out_path. */
 int bld_initramfs_write(const char *out_path, const struct bld_initramfs_spec *spec, struct err **err);
+/* The same into an atomic file the caller opened and commits (or aborts). */
+int bld_initramfs_write_to(struct atomic_file *af, const struct bld_initramfs_spec *spec, struct err **err);
 
 /* ================================================================ kernel bundles
  * A folder with what the EIF needs besides the app (docs/builder.md):
@@ -336,6 +338,14 @@ bool bld_ramdisk_cache_lookup(const char *cache_dir, const char *key, char **pat
 int bld_ramdisk_cache_prepare(const char *cache_dir, struct err **err);
 /* Keeps the most recently used few ramdisks and removes the others. */
 void bld_ramdisk_cache_prune(const char *cache_dir);
+/* A ramdisk on its way into the cache: its temporary file (written, not committed) is flushed to
+ * disk on a thread of its own while the build reads it for the EIF, then renamed into place by
+ * commit. Takes over *af. free joins the thread and, before commit, removes the file. */
+struct bld_ramdisk_pending;
+struct bld_ramdisk_pending *bld_ramdisk_pending_start(struct atomic_file *af);
+const char *bld_ramdisk_pending_path(const struct bld_ramdisk_pending *p); /* the temporary file */
+int bld_ramdisk_pending_commit(struct bld_ramdisk_pending *p, struct err **err);
+void bld_ramdisk_pending_free(struct bld_ramdisk_pending *p);
 
 /* ================================================================ release image
  * The OCI image `enclaver build` ships (builder/release.c): the sleeve's layers

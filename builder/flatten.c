@@ -22,6 +22,7 @@
 #include <archive_entry.h>
 
 #include "builder/builder.h"
+#include "builder/gzip_feed.h"
 
 #define MAX_SYMLINK_HOPS 40
 #define MAX_NAME         255
@@ -33,6 +34,7 @@ struct bld_tree {
 	uint64_t store_size;
 	uint32_t n_layers; /* layers applied (or being applied) so far */
 	uint32_t next_link_group;
+	struct bld_gzip_feed *feed;    /* the layer being applied, when gzip_feed inflates it */
 	bld_tree_progress_fn progress; /* NULL: none */
 	void *progress_ctx;
 };
@@ -47,7 +49,8 @@ void bld_tree_set_progress(struct bld_tree *t, bld_tree_progress_fn fn, void *ct
 static void progress_report(const struct bld_tree *t, struct archive *a)
 {
 	if (t->progress)
-		t->progress(t->progress_ctx, (uint64_t)archive_filter_bytes(a, -1));
+		t->progress(t->progress_ctx,
+		            t->feed ? bld_gzip_feed_consumed(t->feed) : (uint64_t)archive_filter_bytes(a, -1));
 }
 
 /* ---------------------------------------------------------------- nodes */
@@ -555,11 +558,22 @@ static const char *filter_label(int code)
 	                                     : "another compression";
 }
 
+/* The compression the layer data had: gzip_feed hands libarchive what it inflated. */
+static int filter_got(const struct bld_tree *t, struct archive *a)
+{
+	int got = archive_filter_code(a, 0);
+	return t->feed && got == ARCHIVE_FILTER_NONE ? ARCHIVE_FILTER_GZIP : got;
+}
+
 static int apply_archive(struct bld_tree *t, struct archive *a, const char *path, int want, int also, uint32_t layer,
                          struct err **err)
 {
-	if (archive_read_open_filename(a, path, 256 * 1024) != ARCHIVE_OK)
+	if (t->feed) {
+		if (bld_gzip_feed_attach(t->feed, a, err) < 0)
+			return -1;
+	} else if (archive_read_open_filename(a, path, 256 * 1024) != ARCHIVE_OK) {
 		return err_set(err, archive_errno(a) > 0 ? archive_errno(a) : EIO, "%s", archive_error_string(a));
+	}
 	bool checked = false;
 	for (uint64_t index = 0;; index++) {
 		struct archive_entry *ae;
@@ -567,7 +581,7 @@ static int apply_archive(struct bld_tree *t, struct archive *a, const char *path
 		if (r == ARCHIVE_EOF)
 			break;
 		if (!checked) {
-			int got = archive_filter_code(a, 0);
+			int got = filter_got(t, a);
 			if (got != want && got != also)
 				return err_set(err, EINVAL, "the media type says %s but the data is %s",
 				               filter_label(want), filter_label(got));
@@ -584,9 +598,12 @@ static int apply_archive(struct bld_tree *t, struct archive *a, const char *path
 		}
 		progress_report(t, a);
 	}
+	/* The tar may end before the gzip stream does: its CRC is checked all the same. */
+	if (t->feed && bld_gzip_feed_finish(t->feed, err) < 0)
+		return -1;
 	if (!checked) {
 		/* An empty layer is legal only as a real (empty) tar. */
-		int got = archive_filter_code(a, 0);
+		int got = filter_got(t, a);
 		if (got != want && got != also)
 			return err_set(err, EINVAL, "the media type says %s but the data is %s", filter_label(want),
 			               filter_label(got));
@@ -607,8 +624,16 @@ int bld_tree_apply_layer(struct bld_tree *t, const char *path, const char *media
 	archive_read_support_format_gnutar(a);
 	archive_read_support_filter_gzip(a);
 	archive_read_support_filter_zstd(a);
-	int rc = apply_archive(t, a, path, want, also, layer, err);
+	int rc = 0;
+	/* gzip layers (nearly all of them) are inflated on a second core; anything else, or data
+	 * that is not what its media type says, goes through libarchive's own filters. */
+	if (want == ARCHIVE_FILTER_GZIP)
+		rc = bld_gzip_feed_open(path, &t->feed, err);
+	if (rc == 0)
+		rc = apply_archive(t, a, path, want, also, layer, err);
 	archive_read_free(a);
+	bld_gzip_feed_free(t->feed);
+	t->feed = NULL;
 	if (rc < 0)
 		return err_wrap(err, "layer %u (%s)", layer, path);
 	return 0;

@@ -179,17 +179,22 @@ static int initramfs_entries(struct writer *w, const struct bld_initramfs_spec *
 	return bld_cpio_finish(w->cpio, err);
 }
 
+int bld_initramfs_write_to(struct atomic_file *af, const struct bld_initramfs_spec *spec, struct err **err)
+{
+	struct writer w = {.cpio = bld_cpio_new(af->fd), .tree = spec->tree, .sde = spec->source_date_epoch};
+	int rc = initramfs_entries(&w, spec, err);
+	bld_cpio_free(w.cpio);
+	free(w.links);
+	free(w.xattr_example_own);
+	return rc;
+}
+
 int bld_initramfs_write(const char *out_path, const struct bld_initramfs_spec *spec, struct err **err)
 {
 	_cleanup_atomic_file_ struct atomic_file af = {.fd = -1};
 	if (atomic_file_open(&af, out_path, 0644, err) < 0)
 		return err_wrap(err, "customer ramdisk");
-	struct writer w = {.cpio = bld_cpio_new(af.fd), .tree = spec->tree, .sde = spec->source_date_epoch};
-	int rc = initramfs_entries(&w, spec, err);
-	bld_cpio_free(w.cpio);
-	free(w.links);
-	free(w.xattr_example_own);
-	if (rc < 0 || atomic_file_commit(&af, err) < 0)
+	if (bld_initramfs_write_to(&af, spec, err) < 0 || atomic_file_commit(&af, err) < 0)
 		return err_wrap(err, "customer ramdisk %s", out_path);
 	return 0;
 }

@@ -152,10 +152,12 @@ struct build {
 	int64_t sde;   /* SOURCE_DATE_EPOCH or -1 */
 	int64_t epoch; /* the build's time: SOURCE_DATE_EPOCH, else the image's created, else 0 */
 	struct eif_measurements measurements;
+	struct bld_ramdisk_pending *customer_pending; /* a new cache entry until the EIF is written */
 };
 
 static void build_free(struct build *b)
 {
+	bld_ramdisk_pending_free(b->customer_pending); /* before the folders go */
 	if (b->tmp) {
 		nftw(b->tmp, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
 		free(b->tmp);
@@ -341,8 +343,8 @@ static void flatten_status_draw(void *ctx, uint64_t blob_bytes)
 	                s->total > 0 ? (int)(100 * done / s->total) : 100);
 }
 
-/* Flattens the layers and writes the customer ramdisk. */
-static int step_customer(struct build *b, const char *out, struct err **err)
+/* Flattens the layers and writes the customer ramdisk into af (opened, not committed). */
+static int step_customer(struct build *b, struct atomic_file *af, struct err **err)
 {
 	const json_t *cfg = json_object_get(b->config, "config");
 	_cleanup_free_ const char **ep = NULL, **cmd = NULL, **env = NULL;
@@ -393,14 +395,16 @@ static int step_customer(struct build *b, const char *out, struct err **err)
 		                                  .manifest_len = b->manifest->raw_len,
 		                                  .config = &app,
 		                                  .source_date_epoch = b->sde};
-		r = bld_initramfs_write(out, &spec, err);
+		r = bld_initramfs_write_to(af, &spec, err);
+		if (r < 0)
+			err_wrap(err, "customer ramdisk %s", af->path);
 		if (status)
 			oci_status_clear();
 	}
 	bld_tree_free(tree);
 	if (r == 0) {
 		char size[32];
-		file_size_text(out, size);
+		file_size_text(af->tmp_path, size);
 		say(b, "customer ramdisk written: %s", size);
 	}
 	return r;
@@ -425,9 +429,16 @@ static void customer_key(const struct build *b, char key[OCI_DIGEST_MAX])
  * (into the cache, or the temporary folder with --no-ramdisk-cache). *path: where it is. */
 static int step_customer_cached(struct build *b, char **path, struct err **err)
 {
+	_cleanup_atomic_file_ struct atomic_file af = {.fd = -1};
 	if (b->opts->no_ramdisk_cache) {
 		*path = xasprintf("%s/customer.cpio", b->tmp);
-		return step_customer(b, *path, err);
+		if (atomic_file_open(&af, *path, 0644, err) < 0)
+			return err_wrap(err, "customer ramdisk");
+		if (step_customer(b, &af, err) < 0)
+			return -1;
+		if (atomic_file_commit(&af, err) < 0)
+			return err_wrap(err, "customer ramdisk %s", *path);
+		return 0;
 	}
 	char key[OCI_DIGEST_MAX];
 	customer_key(b, key);
@@ -435,8 +446,31 @@ static int step_customer_cached(struct build *b, char **path, struct err **err)
 		say(b, "customer ramdisk unchanged: reusing %s", *path);
 		return 0;
 	}
-	if (bld_ramdisk_cache_prepare(b->cache.dir, err) < 0 || step_customer(b, *path, err) < 0)
+	if (bld_ramdisk_cache_prepare(b->cache.dir, err) < 0)
 		return -1;
+	if (atomic_file_open(&af, *path, 0644, err) < 0)
+		return err_wrap(err, "customer ramdisk");
+	if (step_customer(b, &af, err) < 0)
+		return -1;
+	/* Into the cache once the EIF is written from its temporary file (step_customer_commit);
+	 * flushing it to disk meanwhile takes that off the build's time. */
+	b->customer_pending = bld_ramdisk_pending_start(&af);
+	free(*path);
+	*path = xstrdup(bld_ramdisk_pending_path(b->customer_pending));
+	return 0;
+}
+
+/* The new customer ramdisk into the cache, whatever became of the EIF: it is complete. */
+static int step_customer_commit(struct build *b, struct err **err)
+{
+	if (!b->customer_pending)
+		return 0;
+	_cleanup_free_ char *tmp = xstrdup(bld_ramdisk_pending_path(b->customer_pending));
+	int r = bld_ramdisk_pending_commit(b->customer_pending, err);
+	bld_ramdisk_pending_free(b->customer_pending);
+	b->customer_pending = NULL;
+	if (r < 0)
+		return err_wrap(err, "customer ramdisk %s", tmp);
 	bld_ramdisk_cache_prune(b->cache.dir);
 	return 0;
 }
@@ -658,7 +692,13 @@ int bld_build(const struct bld_build_opts *opts, json_t **result, struct err **e
 	eif = opts->eif_only ? xstrdup(opts->eif_only) : xasprintf("%s/application.eif", b.tmp);
 	if (step_customer_cached(&b, &customer, err) < 0 || step_bootstrap(&b, bootstrap, err) < 0)
 		goto out;
-	if (step_eif(&b, eif, bootstrap, customer, err) < 0)
+	if (step_eif(&b, eif, bootstrap, customer, err) < 0) {
+		struct err *ignored = NULL;
+		step_customer_commit(&b, &ignored);
+		err_free(&ignored);
+		goto out;
+	}
+	if (step_customer_commit(&b, err) < 0)
 		goto out;
 	if (!opts->eif_only && step_release(&b, eif, &image, err) < 0)
 		goto out;

@@ -2,6 +2,7 @@
  * everything that goes into them, so a rebuild with nothing changed skips the flatten and the
  * cpio write and costs only the EIF write (its hashing floor). */
 #include <dirent.h>
+#include <pthread.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -117,4 +118,66 @@ void bld_ramdisk_cache_prune(const char *cache_dir)
 		free(list[i].path);
 	}
 	free(list);
+}
+
+/* ---------------------------------------------------------------- pending entries */
+
+struct bld_ramdisk_pending {
+	struct atomic_file af;
+	pthread_t thread;
+	bool joined;
+	int sync_errno; /* the thread's fsync: 0 or errno */
+};
+
+/* Flushing a few hundred MiB takes a while on most disks: the EIF write goes on meanwhile. */
+static void *pending_sync(void *arg)
+{
+	struct bld_ramdisk_pending *p = arg;
+	p->sync_errno = fsync(p->af.fd) == 0 ? 0 : errno;
+	return NULL;
+}
+
+static void pending_join(struct bld_ramdisk_pending *p)
+{
+	if (!p->joined)
+		pthread_join(p->thread, NULL);
+	p->joined = true;
+}
+
+struct bld_ramdisk_pending *bld_ramdisk_pending_start(struct atomic_file *af)
+{
+	struct bld_ramdisk_pending *p = xcalloc(1, sizeof(*p));
+	p->af = *af;
+	*af = (struct atomic_file){.fd = -1};
+	int r = pthread_create(&p->thread, NULL, pending_sync, p);
+	if (r != 0) {
+		p->joined = true; /* commit's own fsync does the work */
+		log_debug("ramdisk cache: no flush thread (%s)", strerror(r));
+	}
+	return p;
+}
+
+const char *bld_ramdisk_pending_path(const struct bld_ramdisk_pending *p)
+{
+	return p->af.tmp_path;
+}
+
+int bld_ramdisk_pending_commit(struct bld_ramdisk_pending *p, struct err **err)
+{
+	pending_join(p);
+	if (p->sync_errno != 0) {
+		errno = p->sync_errno;
+		return err_sys(err, "fsync %s", p->af.tmp_path);
+	}
+	/* Its fsync finds nothing left to write; then the rename and the folder's fsync. */
+	return atomic_file_commit(&p->af, err);
+}
+
+void bld_ramdisk_pending_free(struct bld_ramdisk_pending *p)
+{
+	if (!p)
+		return;
+	pending_join(p);
+	atomic_file_abort(&p->af);
+	free(p);
 }

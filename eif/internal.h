@@ -61,14 +61,18 @@ int eif_pcr_init(struct eif_pcr_state *s, enum eif_hash_alg alg, struct err **er
 int eif_pcr_feed_boot(struct eif_pcr_state *s, const void *data, size_t len, struct err **err);
 int eif_pcr_end_boot(struct eif_pcr_state *s, struct err **err);
 int eif_pcr_feed_app(struct eif_pcr_state *s, const void *data, size_t len, struct err **err);
+/* The two halves of eif_pcr_feed_app (PCR0's and PCR2's), which touch disjoint state: two
+ * threads may run them at once on the same data. */
+int eif_pcr_feed_app_image(struct eif_pcr_state *s, const void *data, size_t len, struct err **err);
+int eif_pcr_feed_app_pcr2(struct eif_pcr_state *s, const void *data, size_t len, struct err **err);
 /* cert_der may be NULL (unsigned). Frees the state. */
 int eif_pcr_finish(struct eif_pcr_state *s, const uint8_t *cert_der, size_t cert_len, struct eif_measurements *out,
 		   struct err **err);
 void eif_pcr_free(struct eif_pcr_state *s);
 const EVP_MD *eif_hash_md(enum eif_hash_alg alg);
 
-/* A worker thread that feeds section data to a PCR state while the caller
- * does the I/O. Take a buffer (`chunk` bytes; blocks while all are in
+/* Worker threads that feed section data to a PCR state while the caller
+ * does the I/O (one for PCR0/PCR1, one for PCR2: app data is hashed twice). Take a buffer (`chunk` bytes; blocks while all are in
  * flight), fill it, submit it; or release it unsubmitted. Submissions are
  * hashed in order; drain waits for all of them and returns the first error. */
 enum eif_pipe_op { EIF_PIPE_BOOT, EIF_PIPE_APP, EIF_PIPE_END_BOOT };
@@ -78,7 +82,7 @@ uint8_t *eif_hash_pipe_buffer(struct eif_hash_pipe *p);
 void eif_hash_pipe_submit(struct eif_hash_pipe *p, uint8_t *buffer, size_t len, enum eif_pipe_op op);
 void eif_hash_pipe_release(struct eif_hash_pipe *p, uint8_t *buffer);
 int eif_hash_pipe_drain(struct eif_hash_pipe *p, struct err **err);
-/* Stops the thread (after the queued work) and frees everything. */
+/* Stops the threads (after the queued work) and frees everything. */
 void eif_hash_pipe_stop(struct eif_hash_pipe *p);
 
 /* ---------------------------------------------------------------- signature */

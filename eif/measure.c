@@ -79,8 +79,18 @@ int eif_pcr_end_boot(struct eif_pcr_state *s, struct err **err)
 
 int eif_pcr_feed_app(struct eif_pcr_state *s, const void *data, size_t len, struct err **err)
 {
-	if (update(s->image, data, len, err) < 0)
+	if (eif_pcr_feed_app_image(s, data, len, err) < 0)
 		return -1;
+	return eif_pcr_feed_app_pcr2(s, data, len, err);
+}
+
+int eif_pcr_feed_app_image(struct eif_pcr_state *s, const void *data, size_t len, struct err **err)
+{
+	return update(s->image, data, len, err);
+}
+
+int eif_pcr_feed_app_pcr2(struct eif_pcr_state *s, const void *data, size_t len, struct err **err)
+{
 	return update(s->app, data, len, err);
 }
 

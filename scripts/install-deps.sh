@@ -8,6 +8,8 @@ packages=(
 	# build
 	build-essential pkg-config clang libclang-rt-14-dev
 	libssl-dev libjansson-dev zlib1g-dev libarchive-dev libzstd-dev libcurl4-openssl-dev libyaml-dev
+	# ISA-L: gzip layers inflated (and EIF CRC32s) several times faster than zlib
+	libisal-dev
 	# tests and tools the tests drive
 	openssl xxd python3 valgrind ca-certificates
 	# OCI tests: a real registry, peers to cross-check, htpasswd for basic auth

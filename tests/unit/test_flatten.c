@@ -3,6 +3,7 @@
  * and hostile or corrupt layers refused with the layer and entry named. */
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <zlib.h>
 
 #include "builder/builder.h"
 #include "tests/harness.h"
@@ -315,6 +316,168 @@ TEST(flatten_bad_blobs_refused)
 	CHECK_ERR_CONTAINS(e, "cut.tar");
 	err_free(&e);
 	bld_tree_free(tree);
+}
+
+/* Writes `len` bytes as gzip members (zlib's, independent of the ISA-L reader), a new member
+ * starting at each offset of `splits` (ascending, 0-terminated), then `tail` bytes as they are. */
+static int gzip_members(const char *path, const char *data, size_t len, const size_t *splits, const char *tail,
+                        size_t tail_len)
+{
+	FILE *out = fopen(path, "wb");
+	if (!out)
+		return -1;
+	size_t start = 0;
+	for (size_t i = 0; start < len; i++) {
+		size_t end = splits && splits[i] ? splits[i] : len;
+		z_stream z = {0};
+		if (deflateInit2(&z, 6, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) != Z_OK)
+			return fclose(out), -1;
+		unsigned char chunk[65536];
+		z.next_in = (unsigned char *)data + start;
+		z.avail_in = (uInt)(end - start);
+		int r;
+		do {
+			z.next_out = chunk;
+			z.avail_out = sizeof(chunk);
+			r = deflate(&z, Z_FINISH);
+			fwrite(chunk, 1, sizeof(chunk) - z.avail_out, out);
+		} while (r == Z_OK);
+		deflateEnd(&z);
+		if (r != Z_STREAM_END)
+			return fclose(out), -1;
+		start = end;
+	}
+	if (tail_len)
+		fwrite(tail, 1, tail_len, out);
+	return fclose(out) == 0 ? 0 : -1;
+}
+
+/* A layer big enough to take the gzip reader through several of its buffers: a 3 MiB file of
+ * pseudo-random letters (compressible, not trivially) and a small one after it. */
+static char *big_layer(struct test_ctx *t, char **big, size_t *len)
+{
+	size_t n = 3 << 20;
+	*big = xmalloc(n + 1);
+	uint32_t x = 12345;
+	for (size_t i = 0; i < n; i++) {
+		x = x * 1103515245u + 12345u;
+		(*big)[i] = (char)('a' + (x >> 16) % 16);
+	}
+	(*big)[n] = '\0';
+	struct fx_entry e[] = {{'f', "big", *big}, {'f', "small", "after the big one"}};
+	char *plain = layer_path(t, "big.tar");
+	char *data = NULL;
+	if (fx_layer(plain, FX_NONE, e, N(e)) < 0 || io_read_file(plain, 8 << 20, &data, len, NULL) < 0) {
+		free(plain);
+		return NULL;
+	}
+	free(plain);
+	return data;
+}
+
+static void gzip_layer_reads(struct test_ctx *t, const char *path, const char *big)
+{
+	struct bld_tree *tree = tree_new(t);
+	if (!tree)
+		return;
+	struct err *e = NULL;
+	CHECK(bld_tree_apply_layer(tree, path, MT_GZ, &e) == 0);
+	if (e)
+		test_fail(t, __FILE__, __LINE__, "%s: %s", path, e->msg);
+	err_free(&e);
+	CHECK_FILE(tree, "big", big);
+	CHECK_FILE(tree, "small", "after the big one");
+	bld_tree_free(tree);
+}
+
+TEST(flatten_gzip_members_and_trailing_bytes)
+{
+	_cleanup_free_ char *big = NULL;
+	size_t len = 0;
+	_cleanup_free_ char *tar = big_layer(t, &big, &len);
+	REQUIRE(tar);
+	_cleanup_free_ char *one = layer_path(t, "one.tar.gz"), *two = layer_path(t, "two.tar.gz"),
+	                    *tail = layer_path(t, "tail.tar.gz"), *lib = layer_path(t, "lib.tar.gz");
+	REQUIRE(gzip_members(one, tar, len, NULL, NULL, 0) == 0);
+	gzip_layer_reads(t, one, big);
+	/* Members may split the tar anywhere, as `cat a.gz b.gz` does. */
+	const size_t splits[] = {(1 << 20) + 123, (1 << 20) + 124, 2 << 20, 0};
+	REQUIRE(gzip_members(two, tar, len, splits, NULL, 0) == 0);
+	gzip_layer_reads(t, two, big);
+	/* Bytes after the last member that start no other one are ignored, as libarchive's filter does. */
+	REQUIRE(gzip_members(tail, tar, len, NULL, "\0\0junk\n", 7) == 0);
+	gzip_layer_reads(t, tail, big);
+	/* libarchive's own gzip writer (the other fixtures') reads the same. */
+	struct fx_entry e[] = {{'f', "big", big}, {'f', "small", "after the big one"}};
+	REQUIRE(fx_layer(lib, FX_GZIP, e, N(e)) == 0);
+	gzip_layer_reads(t, lib, big);
+}
+
+/* Writes `len` bytes of data to path. */
+static int write_bytes(const char *path, const char *data, size_t len)
+{
+	int fd = open(path, O_CREAT | O_TRUNC | O_WRONLY, 0644);
+	if (fd < 0)
+		return -1;
+	int r = io_write_full(fd, data, len, NULL);
+	close(fd);
+	return r;
+}
+
+static void gzip_refused(struct test_ctx *t, const char *path, const char *want)
+{
+	struct bld_tree *tree = tree_new(t);
+	if (!tree)
+		return;
+	struct err *e = NULL;
+	CHECK(bld_tree_apply_layer(tree, path, MT_GZ, &e) < 0);
+	CHECK_ERR_CONTAINS(e, want);
+	CHECK_ERR_CONTAINS(e, path);
+	err_free(&e);
+	bld_tree_free(tree);
+}
+
+TEST(flatten_gzip_damage_refused)
+{
+	_cleanup_free_ char *big = NULL;
+	size_t len = 0;
+	_cleanup_free_ char *tar = big_layer(t, &big, &len);
+	REQUIRE(tar);
+	_cleanup_free_ char *good = layer_path(t, "good.tar.gz");
+	REQUIRE(gzip_members(good, tar, len, NULL, NULL, 0) == 0);
+	_cleanup_free_ char *gz = NULL;
+	size_t gz_len = 0;
+	REQUIRE(io_read_file(good, 8 << 20, &gz, &gz_len, NULL) == 0 && gz_len > 1000);
+
+	/* Cut short: in the middle of the big file's data, then inside the 8-byte trailer. */
+	_cleanup_free_ char *cut = layer_path(t, "cut.tar.gz"), *cut_trailer = layer_path(t, "cut-trailer.tar.gz");
+	REQUIRE(write_bytes(cut, gz, gz_len / 2) == 0);
+	gzip_refused(t, cut, "gzip: the data stops inside the stream, at compressed byte");
+	REQUIRE(write_bytes(cut_trailer, gz, gz_len - 3) == 0);
+	gzip_refused(t, cut_trailer, "gzip: the data stops inside the stream");
+
+	/* A wrong CRC32 in the trailer: the data inflates but is not what was compressed. libarchive's
+	 * filter never checked it; the reader does, even though the tar ended before the trailer. */
+	_cleanup_free_ char *crc = layer_path(t, "crc.tar.gz");
+	gz[gz_len - 8] ^= 0x01;
+	REQUIRE(write_bytes(crc, gz, gz_len) == 0);
+	gz[gz_len - 8] ^= 0x01;
+	gzip_refused(t, crc, "the CRC32 or length in the trailer does not match the data");
+
+	/* Damage in the deflate data: refused whatever the damage decodes to (an invalid code, a tar
+	 * reader error, or the CRC), and always with the layer named. */
+	_cleanup_free_ char *bad = layer_path(t, "bad.tar.gz");
+	for (size_t i = gz_len / 3; i < gz_len / 3 + 64; i++)
+		gz[i] ^= 0x5a;
+	REQUIRE(write_bytes(bad, gz, gz_len) == 0);
+	gzip_refused(t, bad, "bad.tar.gz");
+
+	/* The header names an unknown compression method: libarchive's filter does not take such
+	 * data as gzip either, so it says what it always said. */
+	_cleanup_free_ char *method = layer_path(t, "method.tar.gz");
+	memcpy(gz, "\x1f\x8b\x07", 3);
+	REQUIRE(write_bytes(method, gz, gz_len) == 0);
+	gzip_refused(t, method, "method.tar.gz");
 }
 
 static int count_visit(struct bld_node *n, const char *path, void *ctx, struct err **err)
