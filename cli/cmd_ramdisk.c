@@ -123,7 +123,7 @@ static int customer_run(const char *const *layers, size_t n_layers, const char *
 		_cleanup_free_ char *mt = NULL;
 		const char *path = spec;
 		if (eq && str_has_prefix(spec, "application/")) {
-			mt = strndup(spec, (size_t)(eq - spec));
+			mt = xstrndup(spec, (size_t)(eq - spec));
 			path = eq + 1;
 		}
 		rc = bld_tree_apply_layer(tree, path, mt ? mt : media_type_of(path), err);

@@ -69,7 +69,7 @@ static int split_labels(const char *name, bool wildcards, char ***out, size_t *n
 			return -1;
 		}
 		v = xrealloc(v, (n + 1) * sizeof(*v));
-		v[n++] = strndup(p, len);
+		v[n++] = xstrndup(p, len);
 		if (!dot)
 			break;
 		p = dot + 1;
@@ -87,7 +87,7 @@ static char *name_fold(const char *s)
 		n--;
 	if (n == 0 || n > 253)
 		return NULL;
-	char *r = strndup(s, n);
+	char *r = xstrndup(s, n);
 	for (char *p = r; *p; p++)
 		*p = (char)tolower((unsigned char)*p);
 	return r;
@@ -119,7 +119,7 @@ static void unmap_v4(int *family, uint8_t addr[16])
 static int parse_addr_rule(const char *s, struct egress_rule *r)
 {
 	const char *slash = strchr(s, '/');
-	_cleanup_free_ char *ip = slash ? strndup(s, (size_t)(slash - s)) : xstrdup(s);
+	_cleanup_free_ char *ip = slash ? xstrndup(s, (size_t)(slash - s)) : xstrdup(s);
 	if (inet_pton(AF_INET, ip, r->addr) == 1)
 		r->family = AF_INET;
 	else if (inet_pton(AF_INET6, ip, r->addr) == 1)
@@ -165,13 +165,13 @@ int egress_policy_add(struct egress_policy *p, bool deny, const char *pattern, s
 			rule_free(&r);
 			return err_set(err, EINVAL, "pattern \"%s\": want [IPv6] or [IPv6]:PORT", pattern);
 		}
-		host = strndup(pattern + 1, (size_t)(close - pattern - 1));
+		host = xstrndup(pattern + 1, (size_t)(close - pattern - 1));
 	} else if (n_colons == 1) {
 		if (parse_port(colon + 1, &r.port) < 0) {
 			rule_free(&r);
 			return err_set(err, EINVAL, "pattern \"%s\": bad port \"%s\"", pattern, colon + 1);
 		}
-		host = strndup(pattern, (size_t)(colon - pattern));
+		host = xstrndup(pattern, (size_t)(colon - pattern));
 	} else {
 		host = xstrdup(pattern); /* a bare IPv6 form has several colons and no port */
 	}
@@ -269,7 +269,7 @@ static int host_parse(const char *in, struct host *h)
 	size_t n = strlen(in);
 	_cleanup_free_ char *s = NULL;
 	if (n >= 2 && in[0] == '[' && in[n - 1] == ']')
-		s = strndup(in + 1, n - 2);
+		s = xstrndup(in + 1, n - 2);
 	else
 		s = xstrdup(in);
 	struct in_addr v4;

@@ -43,6 +43,19 @@ char *xstrdup(const char *s)
 	return p;
 }
 
+char *xstrndup(const char *s, size_t n)
+{
+	/* Not strndup: parsers pass buffers that have no NUL after their
+	 * last byte, and nothing here may look past s[n - 1]. */
+	size_t len = 0;
+	while (len < n && s[len] != '\0')
+		len++;
+	char *p = xmalloc(len + 1);
+	memcpy(p, s, len);
+	p[len] = '\0';
+	return p;
+}
+
 char *xasprintf(const char *fmt, ...)
 {
 	char *s = NULL;

@@ -31,7 +31,7 @@ static int parse_vsock(const char *rest, struct transport_addr *out, struct err 
 	const char *colon = strchr(rest, ':');
 	if (colon == NULL)
 		return err_set(err, EINVAL, "expected vsock:CID:PORT");
-	_cleanup_free_ char *cid_s = strndup(rest, (size_t)(colon - rest));
+	_cleanup_free_ char *cid_s = xstrndup(rest, (size_t)(colon - rest));
 	uint32_t cid, port;
 	if (strcmp(cid_s, "any") == 0)
 		cid = VMADDR_CID_ANY;
@@ -73,7 +73,7 @@ static int parse_tcp(const char *rest, struct transport_addr *out, struct err **
 	const char *colon = strrchr(rest, ':');
 	if (colon == NULL)
 		return err_set(err, EINVAL, "expected tcp:HOST:PORT");
-	_cleanup_free_ char *host = strndup(rest, (size_t)(colon - rest));
+	_cleanup_free_ char *host = xstrndup(rest, (size_t)(colon - rest));
 	uint32_t port;
 	if (parse_u32(colon + 1, &port) < 0 || port > 65535)
 		return err_set(err, EINVAL, "bad tcp port \"%s\"", colon + 1);

@@ -39,7 +39,7 @@ static char *key_host(const char *key)
 {
 	const char *p = strstr(key, "://");
 	p = p ? p + 3 : key;
-	return strndup(p, strcspn(p, "/"));
+	return xstrndup(p, strcspn(p, "/"));
 }
 
 static bool host_matches(const char *key, const char *registry)

@@ -57,7 +57,7 @@ int oci_blob_writer_open(const char *dir, const char *expected, int64_t expected
 	if (expected) {
 		if (oci_digest_check(expected, err) < 0)
 			return -1;
-		algo = algo_buf = strndup(expected, (size_t)(strchr(expected, ':') - expected));
+		algo = algo_buf = xstrndup(expected, (size_t)(strchr(expected, ':') - expected));
 	}
 	struct oci_blob_writer *w = xcalloc(1, sizeof(*w));
 	w->dir = xstrdup(dir);
@@ -125,7 +125,7 @@ int oci_blob_writer_resume(const char *dir, const char *expected, int64_t expect
 	w->partial = true;
 	w->expected = xstrdup(expected);
 	w->expected_size = expected_size;
-	_cleanup_free_ char *algo = strndup(expected, (size_t)(strchr(expected, ':') - expected));
+	_cleanup_free_ char *algo = xstrndup(expected, (size_t)(strchr(expected, ':') - expected));
 	w->digester = oci_digester_new(algo);
 	if (partial_load(w, err) < 0) {
 		oci_blob_writer_abort(w);

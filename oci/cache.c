@@ -122,7 +122,7 @@ int oci_cache_tag_set(const struct oci_cache *c, const struct oci_ref *ref, cons
 	if (oci_cache_tag_get(c, ref, &now, NULL) == 0 && strcmp(now, digest) == 0)
 		return 0; /* unchanged: no rewrite, no fsync */
 	_cleanup_free_ char *path = tag_path(c, ref);
-	_cleanup_free_ char *dir = strndup(path, (size_t)(strrchr(path, '/') - path));
+	_cleanup_free_ char *dir = xstrndup(path, (size_t)(strrchr(path, '/') - path));
 	if (oci_mkdir_p(dir, err) < 0)
 		return -1;
 	_cleanup_atomic_file_ struct atomic_file af = {.fd = -1};

@@ -29,7 +29,7 @@ int oci_digest_check(const char *digest, struct err **err)
 	const char *colon = strchr(digest, ':');
 	if (colon == NULL)
 		return err_set(err, EINVAL, "digest \"%s\" lacks the algorithm prefix (sha256:...)", digest);
-	_cleanup_free_ char *algo = strndup(digest, (size_t)(colon - digest));
+	_cleanup_free_ char *algo = xstrndup(digest, (size_t)(colon - digest));
 	size_t hex_len;
 	if (md_for(algo, &hex_len) == NULL)
 		return err_set(err, EINVAL, "digest \"%s\": unsupported algorithm \"%s\" (sha256 or sha512)", digest,
@@ -101,7 +101,7 @@ int oci_digest_verify_buf(const void *data, size_t len, const char *expected, st
 {
 	if (oci_digest_check(expected, err) < 0)
 		return -1;
-	_cleanup_free_ char *algo = strndup(expected, (size_t)(strchr(expected, ':') - expected));
+	_cleanup_free_ char *algo = xstrndup(expected, (size_t)(strchr(expected, ':') - expected));
 	struct oci_digester *d = oci_digester_new(algo);
 	char got[OCI_DIGEST_MAX];
 	oci_digester_update(d, data, len);

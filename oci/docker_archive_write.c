@@ -248,9 +248,9 @@ static int da_commit(struct oci_dest *d, struct err **err)
 	/* The pre-1.10 index of names: repository -> tag -> top layer id. */
 	if (r == 0 && tag && json_array_size(names)) {
 		const char *colon = strrchr(tag, ':');
-		_cleanup_free_ char *repo = strndup(tag, (size_t)(colon - tag));
+		_cleanup_free_ char *repo = xstrndup(tag, (size_t)(colon - tag));
 		const char *top = json_string_value(json_array_get(names, json_array_size(names) - 1));
-		_cleanup_free_ char *top_id = strndup(top, strlen(top) - strlen(".tar"));
+		_cleanup_free_ char *top_id = xstrndup(top, strlen(top) - strlen(".tar"));
 		_cleanup_json_ json_t *repos = json_pack("{s:{s:s}}", repo, colon + 1, top_id);
 		text.len = 0;
 		r = json_serde_write(&text, repos, 0, err);

@@ -263,7 +263,7 @@ static int manifest_parse(const char *data, size_t len, const char *content_type
 	}
 	_cleanup_free_ char *type_copy = NULL;
 	if (type) {
-		type_copy = strndup(type, strcspn(type, "; "));
+		type_copy = xstrndup(type, strcspn(type, "; "));
 		type = type_copy;
 	}
 	if (type == NULL) {

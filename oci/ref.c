@@ -243,7 +243,7 @@ static int parse_local(const char *text, const char *s, struct oci_ref *out, str
 	size_t plen = colon ? (size_t)(colon - s) : strlen(s);
 	if (plen == 0)
 		return err_set(err, EINVAL, "invalid reference \"%s\": missing path", text);
-	out->path = strndup(s, plen);
+	out->path = xstrndup(s, plen);
 	if (colon == NULL)
 		return 0;
 	const char *rest = colon + 1;

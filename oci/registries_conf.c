@@ -178,7 +178,7 @@ static int parse_value(struct reader *r, struct val *v, struct err **err)
 	if (n == 4 && strncmp(r->p, "true", 4) == 0)
 		v->b = true;
 	else if (!(n == 5 && strncmp(r->p, "false", 5) == 0)) {
-		_cleanup_free_ char *word = strndup(r->p, n ? n : 1);
+		_cleanup_free_ char *word = xstrndup(r->p, n ? n : 1);
 		return rd_error(r, err, "expected a string, true/false or an array, not ", word);
 	}
 	v->kind = VAL_BOOL;
@@ -362,7 +362,7 @@ static int parse_header(struct reader *r, struct oci_registries *c, enum section
 	const char *start = r->p;
 	while (r->p < r->end && *r->p != ']' && *r->p != '\n')
 		r->p++;
-	_cleanup_free_ char *name = strndup(start, (size_t)(r->p - start));
+	_cleanup_free_ char *name = xstrndup(start, (size_t)(r->p - start));
 	for (int i = 0; i < (array ? 2 : 1); i++) {
 		if (r->p >= r->end || *r->p != ']')
 			return rd_error(r, err, "unterminated table header [", name);
@@ -474,7 +474,7 @@ int oci_registries_parse(const char *path, const char *text, size_t len, struct 
 					char c[2] = {*r.p, 0};
 					rc = rd_error(&r, err, "expected a key, a [table] or a comment, not ", c);
 				} else {
-					key = strndup(s, (size_t)(r.p - s));
+					key = xstrndup(s, (size_t)(r.p - s));
 				}
 			}
 			if (rc == 0) {

@@ -71,7 +71,7 @@ static int reg_get_manifest(struct oci_source *s, const char *digest, struct buf
 			            s->ref.repository, ref, resp.docker_digest, got);
 	}
 	if (r == 0 && resp.content_type)
-		*media_type = strndup(resp.content_type, strcspn(resp.content_type, "; "));
+		*media_type = xstrndup(resp.content_type, strcspn(resp.content_type, "; "));
 	if (r == 0)
 		r = oci_cache_put_buf(s->cache, out->data, out->len, got, NULL, err);
 	reg_resp_free(&resp);

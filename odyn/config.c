@@ -94,7 +94,7 @@ static int add_ingress(struct odyn_config *c, const char *spec, struct err **err
 		set_default_addr(&in.listen, l);
 		set_default_addr(&in.target, t);
 	} else {
-		_cleanup_free_ char *l = strndup(spec, (size_t)(eq - spec));
+		_cleanup_free_ char *l = xstrndup(spec, (size_t)(eq - spec));
 		if (transport_parse(l, &in.listen, err) < 0 || transport_parse(eq + 1, &in.target, err) < 0)
 			return err_wrap(err, "--ingress");
 	}
@@ -122,7 +122,7 @@ static int add_ingress_tls(struct odyn_config *c, const char *spec, struct err *
 	const char *comma = strchr(spec, ',');
 	if (!comma)
 		return err_set(err, EINVAL, "--ingress-tls \"%s\": want CERT_FILE,KEY_FILE", spec);
-	_cleanup_free_ char *cert = strndup(spec, (size_t)(comma - spec));
+	_cleanup_free_ char *cert = xstrndup(spec, (size_t)(comma - spec));
 	return odyn_config_set_ingress_tls(c, cert, comma + 1, err) < 0 ? err_wrap(err, "--ingress-tls") : 0;
 }
 
@@ -283,7 +283,7 @@ static int apply_option(struct odyn_config *c, const char *name, const char *val
 		const char *eq = strchr(val, '=');
 		if (eq == NULL || eq == val || eq[1] == '\0')
 			return err_set(err, EINVAL, "--kms-endpoint \"%s\": want REGION=HOST[:PORT]", val);
-		_cleanup_free_ char *region = strndup(val, (size_t)(eq - val));
+		_cleanup_free_ char *region = xstrndup(val, (size_t)(eq - val));
 		odyn_config_add_kms_endpoint(c, region, eq + 1);
 		return 0;
 	}
@@ -316,7 +316,7 @@ int odyn_config_parse_args(struct odyn_config *c, int argc, char **argv, struct 
 		if (a[0] != '-')
 			break; /* the app's command without "--" */
 		const char *eq = strchr(a, '=');
-		_cleanup_free_ char *name = eq ? strndup(a, (size_t)(eq - a)) : xstrdup(a);
+		_cleanup_free_ char *name = eq ? xstrndup(a, (size_t)(eq - a)) : xstrdup(a);
 		const char *val = eq ? eq + 1 : NULL;
 		if (val == NULL) {
 			if (i + 1 >= argc)

@@ -166,7 +166,7 @@ int http_authority_split(const char *authority, char **host, uint16_t *port, str
 		const char *close = strchr(authority, ']');
 		if (close == NULL || close == authority + 1)
 			return err_set(err, EINVAL, "bad authority \"%s\"", authority);
-		h = strndup(authority + 1, (size_t)(close - authority - 1));
+		h = xstrndup(authority + 1, (size_t)(close - authority - 1));
 		colon = close[1] == ':' ? close + 1 : (close[1] == '\0' ? NULL : close);
 		if (colon && *colon != ':')
 			return err_set(err, EINVAL, "bad authority \"%s\"", authority);
@@ -174,7 +174,7 @@ int http_authority_split(const char *authority, char **host, uint16_t *port, str
 		colon = strchr(authority, ':');
 		if (colon && strchr(colon + 1, ':'))
 			return err_set(err, EINVAL, "bad authority \"%s\" (IPv6 needs brackets)", authority);
-		h = colon ? strndup(authority, (size_t)(colon - authority)) : xstrdup(authority);
+		h = colon ? xstrndup(authority, (size_t)(colon - authority)) : xstrdup(authority);
 	}
 	if (h[0] == '\0')
 		return err_set(err, EINVAL, "empty host in \"%s\"", authority);
@@ -201,7 +201,7 @@ int http_target_split(const char *target, char **host, uint16_t *port, char **pa
 		return err_set(err, EINVAL, "target \"%.100s\" is not an absolute http:// URL", target);
 	const char *a = target + 7;
 	size_t alen = strcspn(a, "/?#");
-	_cleanup_free_ char *authority = strndup(a, alen);
+	_cleanup_free_ char *authority = xstrndup(a, alen);
 	if (strchr(authority, '@'))
 		return err_set(err, EINVAL, "user information in proxy URLs is refused");
 	if (http_authority_split(authority, host, port, err) < 0)

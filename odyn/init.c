@@ -36,7 +36,7 @@ int odyn_init_split_lines(const char *data, size_t len, char ***out, struct err 
 		size_t keep = l > 0 && p[l - 1] == '\r' ? l - 1 : l;
 		if (keep > 0) {
 			v = xrealloc(v, (n + 2) * sizeof(*v));
-			v[n++] = strndup(p, keep);
+			v[n++] = xstrndup(p, keep);
 			v[n] = NULL;
 		}
 		p += l + (nl ? 1 : 0);
@@ -114,7 +114,7 @@ static void modules_load(void)
 	}
 	for (char **m = mods; m && *m; m++) {
 		const char *base = strrchr(*m, '/') ? strrchr(*m, '/') + 1 : *m;
-		_cleanup_free_ char *name = strndup(base, strcspn(base, "."));
+		_cleanup_free_ char *name = xstrndup(base, strcspn(base, "."));
 		_cleanup_free_ char *params = odyn_init_module_params(cmdline, name);
 		int fd = open(*m, O_RDONLY | O_CLOEXEC);
 		if (fd < 0 || syscall(SYS_finit_module, fd, params, 0) < 0) {

@@ -302,14 +302,14 @@ int kms_imds_credentials(const struct kms_target *imds, struct kms_creds *out, c
 	struct kms_http_response r;
 	if (imds_get(imds, "PUT", "/latest/api/token", NULL, &r, err) < 0)
 		return -1;
-	_cleanup_free_ char *token = strndup(r.body, r.body_len);
+	_cleanup_free_ char *token = xstrndup(r.body, r.body_len);
 	kms_http_response_free(&r);
 	if (token[0] == '\0' || strpbrk(token, "\r\n"))
 		return err_set(err, EPROTO, "IMDS: bad session token");
 	if (imds_get(imds, "GET", "/latest/meta-data/iam/security-credentials/", token, &r, err) < 0)
 		return -1;
 	_cleanup_free_ char *role =
-	    strndup(r.body, strcspn(r.body, "\r\n") < r.body_len ? strcspn(r.body, "\r\n") : r.body_len);
+	    xstrndup(r.body, strcspn(r.body, "\r\n") < r.body_len ? strcspn(r.body, "\r\n") : r.body_len);
 	kms_http_response_free(&r);
 	if (role[0] == '\0' || strpbrk(role, "/ ?#%"))
 		return err_set(err, EPROTO, "IMDS: no instance role (attach an IAM role to the instance)");
@@ -335,7 +335,7 @@ int kms_imds_credentials(const struct kms_target *imds, struct kms_creds *out, c
 			kms_creds_free(out);
 			return -1;
 		}
-		*region = strndup(r.body, r.body_len);
+		*region = xstrndup(r.body, r.body_len);
 		kms_http_response_free(&r);
 	}
 	return 0;

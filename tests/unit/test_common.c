@@ -306,3 +306,21 @@ TEST(hex_roundtrip)
 	CHECK(hex_decode("00abf", out, 3) < 0);
 	CHECK(hex_decode("00abfg", out, 3) < 0);
 }
+
+/* xstrndup copies at most n bytes and never reads past them: the buffer
+ * below has no NUL after its last byte (ASan would see a read beyond it). */
+TEST(xstrndup_reads_no_further_than_n)
+{
+	char *raw = xmalloc(5);
+	memcpy(raw, "abcde", 5);
+	char *a = xstrndup(raw, 5), *b = xstrndup(raw, 2), *c = xstrndup("x\0yz", 4), *d = xstrndup(raw, 0);
+	CHECK_STR_EQ(a, "abcde");
+	CHECK_STR_EQ(b, "ab");
+	CHECK_STR_EQ(c, "x");
+	CHECK_STR_EQ(d, "");
+	free(a);
+	free(b);
+	free(c);
+	free(d);
+	free(raw);
+}
