@@ -129,11 +129,13 @@ check "the layout written by copy is byte-identical to its source's blobs" cmp "
 
 # Damaged layouts: a short blob, a blob with the wrong bytes, a bad index.json.
 cp -r "$TMP/out" "$TMP/short"
+chmod u+w "$TMP/short/blobs/sha256/$D2" # blobs are written read-only
 truncate -s 100 "$TMP/short/blobs/sha256/$D2"
 check_fails "a blob shorter than its descriptor" "blob sha256:$D2: .* has 100 bytes, the manifest says $S2" \
 	"$ENCLAVER" copy "oci:$TMP/short:v1" "oci:$TMP/dst-short:v1"
 check "the destination did not get it" test ! -e "$TMP/dst-short/blobs/sha256/$D2"
 cp -r "$TMP/out" "$TMP/flipped"
+chmod u+w "$TMP/flipped/blobs/sha256/$D2"
 printf 'X' | dd of="$TMP/flipped/blobs/sha256/$D2" bs=1 seek=600 conv=notrunc status=none
 check_fails "a blob with the wrong bytes" "digest mismatch: expected sha256:$D2" \
 	"$ENCLAVER" copy "oci:$TMP/flipped:v1" "oci:$TMP/dst-flipped:v1"

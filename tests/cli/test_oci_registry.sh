@@ -448,14 +448,15 @@ check "the next pull starts over and succeeds" "$ENCLAVER" pull -q --insecure "$
 export ENCLAVER_CACHE_DIR=$TMP/cache-wholepartial
 "$ENCLAVER" pull -q --insecure "$R/fault/app:v1" >/dev/null
 BLOBS=$ENCLAVER_CACHE_DIR/blobs/sha256
-mv "$BLOBS/${WANT:7}" "$BLOBS/.partial-${WANT:7}"
+# (A partial is writable; a filed blob is read-only: as root or not, the test's stand-in must be.)
+mv "$BLOBS/${WANT:7}" "$BLOBS/.partial-${WANT:7}" && chmod 0644 "$BLOBS/.partial-${WANT:7}"
 start_proxy fail500:0
 check "a partial holding the whole blob: the pull succeeds" "$ENCLAVER" pull -q --insecure "$PR/fault/app:v1"
 check "without a request for that blob" test "$(grep -c "GET /v2/fault/app/blobs/$WANT" "$TMP/proxy.log")" = 0
 check "the blob is filed under its digest" test "sha256:$(sha "$BLOBS/${WANT:7}")" = "$WANT"
 check "and its partial is gone" test ! -e "$BLOBS/.partial-${WANT:7}"
 stop_proxy
-mv "$BLOBS/${WANT:7}" "$BLOBS/.partial-${WANT:7}"
+mv "$BLOBS/${WANT:7}" "$BLOBS/.partial-${WANT:7}" && chmod 0644 "$BLOBS/.partial-${WANT:7}"
 printf 'X' | dd of="$BLOBS/.partial-${WANT:7}" bs=1 seek=5000 conv=notrunc status=none
 check_fails "a whole-length partial with a bad byte fails the digest check" "digest mismatch: expected $WANT" \
 	"$ENCLAVER" pull --insecure "$R/fault/app:v1"
