@@ -185,7 +185,6 @@ int bld_gzip_feed_open(const char *path, struct bld_gzip_feed **out, struct err 
 	pthread_cond_init(&f->changed, NULL);
 	int r = pthread_create(&f->thread, NULL, inflater, f);
 	if (r != 0) {
-		errno = r;
 		pthread_mutex_destroy(&f->lock);
 		pthread_cond_destroy(&f->changed);
 		for (int i = 0; i < RING; i++)
@@ -193,6 +192,7 @@ int bld_gzip_feed_open(const char *path, struct bld_gzip_feed **out, struct err 
 		free(f->in);
 		free(f);
 		close(fd);
+		errno = r; /* after the clean-up, which may set errno itself */
 		return err_sys(err, "start the gzip thread");
 	}
 	*out = f;

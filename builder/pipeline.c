@@ -690,15 +690,18 @@ int bld_build(const struct bld_build_opts *opts, json_t **result, struct err **e
 
 	bootstrap = xasprintf("%s/bootstrap.cpio", b.tmp);
 	eif = opts->eif_only ? xstrdup(opts->eif_only) : xasprintf("%s/application.eif", b.tmp);
-	if (step_customer_cached(&b, &customer, err) < 0 || step_bootstrap(&b, bootstrap, err) < 0)
+	if (step_customer_cached(&b, &customer, err) < 0)
 		goto out;
-	if (step_eif(&b, eif, bootstrap, customer, err) < 0) {
-		struct err *ignored = NULL;
-		step_customer_commit(&b, &ignored);
-		err_free(&ignored);
-		goto out;
+	bool eif_ok = step_bootstrap(&b, bootstrap, err) == 0 && step_eif(&b, eif, bootstrap, customer, err) == 0;
+	/* A finished customer ramdisk goes into the cache whatever happened after it. Failing to
+	 * file it only costs the next build its shortcut: a warning, never this build's failure
+	 * (the EIF may already be in place). */
+	struct err *cache_err = NULL;
+	if (step_customer_commit(&b, &cache_err) < 0) {
+		log_warn("ramdisk cache: %s", cache_err->msg);
+		err_free(&cache_err);
 	}
-	if (step_customer_commit(&b, err) < 0)
+	if (!eif_ok)
 		goto out;
 	if (!opts->eif_only && step_release(&b, eif, &image, err) < 0)
 		goto out;

@@ -99,12 +99,21 @@ void bld_ramdisk_cache_prune(const char *cache_dir)
 	size_t n = 0, cap = 0;
 	for (struct dirent *e; (e = readdir(d));) {
 		size_t len = strlen(e->d_name), ext = strlen(RAMDISK_CACHE_EXT);
-		if (len <= ext || strcmp(e->d_name + len - ext, RAMDISK_CACHE_EXT) != 0)
-			continue; /* temporary files of builds under way stay */
+		bool entry = len > ext && strcmp(e->d_name + len - ext, RAMDISK_CACHE_EXT) == 0;
+		bool temporary = strstr(e->d_name, RAMDISK_CACHE_EXT ".tmp-") != NULL;
+		if (!entry && !temporary)
+			continue;
 		_cleanup_free_ char *path = xasprintf("%s/%s", dir, e->d_name);
 		struct stat st;
-		if (stat(path, &st) < 0 || !S_ISREG(st.st_mode))
+		if (lstat(path, &st) < 0 || !S_ISREG(st.st_mode))
 			continue;
+		if (temporary) {
+			/* A build under way owns its temporary file; one a day old was
+			 * left by a build that was killed (hundreds of MiB): it goes. */
+			if (time(NULL) - st.st_mtim.tv_sec > 24 * 3600 && unlink(path) == 0)
+				log_debug("ramdisk cache: removed a stale %s", path);
+			continue;
+		}
 		if (n == cap)
 			list = xrealloc(list, (cap = cap ? 2 * cap : 8) * sizeof(*list));
 		list[n++] = (struct cached_ramdisk){.path = steal_pointer(&path), .mtime = st.st_mtim};

@@ -89,6 +89,7 @@ struct dl {
 	int64_t not_before; /* ms: backoff before the next attempt */
 	bool done;          /* atomic: the status line reads it */
 	bool restart;       /* the server ignored our Range: start over */
+	bool partial_dropped; /* a kept partial failed the digest: fetched whole since */
 	int64_t range_from; /* bytes asked to skip in this attempt */
 	struct buf errbody; /* a non-2xx body, for the message */
 	struct err *werr;   /* a write failure inside the callback */
@@ -174,14 +175,24 @@ static int dl_start(struct dl *x, struct err **err)
 	return 0;
 }
 
-/* Verifies and files the blob the writer holds: 1, or -1 when it is not the
- * blob named (the partial is removed, so the next run starts over). */
+/* Verifies and files the blob the writer holds: 1; 0 to fetch it again from
+ * byte 0 when the bytes that do not match came partly from an earlier
+ * download's partial (once per blob); -1 when it is not the blob named. The
+ * writer removes a partial that fails, so nothing bad is kept either way. */
 static int dl_commit(struct dl *x, const char *how, struct err **err)
 {
 	struct reg_source *rs = x->rs;
 	struct oci_blob_writer *w = steal_pointer(&x->w);
-	if (oci_blob_writer_commit(w, NULL, err) < 0)
+	if (oci_blob_writer_commit(w, NULL, err) < 0) {
+		if ((*err)->code == EBADMSG && x->range_from > 0 && !x->partial_dropped) {
+			log_debug("blob %s: %s; the bytes kept from an earlier download are dropped, fetching it whole",
+			          x->d->digest, (*err)->msg);
+			err_free(err);
+			x->partial_dropped = true;
+			return 0;
+		}
 		return err_wrap(err, "%s: blob %s", rs->reg->host, x->d->digest);
+	}
 	char size[32];
 	oci_human_size(x->d->size, size);
 	oci_progress(rs->base.opts, "blob %.19s: %s %s", x->d->digest, how, size);
@@ -258,9 +269,10 @@ static void draw_status(const struct dl *dls, size_t n)
 static int dl_run(struct dl *x, struct err **err)
 {
 	for (;;) {
-		int64_t wait = x->not_before - now_ms();
-		if (wait > 0) {
-			struct timespec ts = {.tv_sec = wait / 1000, .tv_nsec = (wait % 1000) * 1000000L};
+		/* The backoff, in slices: a sibling's failure ends it early. */
+		for (int64_t wait; (wait = x->not_before - now_ms()) > 0 && !__atomic_load_n(x->stop, __ATOMIC_RELAXED);) {
+			wait = wait < 100 ? wait : 100;
+			struct timespec ts = {.tv_sec = 0, .tv_nsec = wait * 1000000L};
 			nanosleep(&ts, NULL);
 		}
 		if (__atomic_load_n(x->stop, __ATOMIC_RELAXED))
