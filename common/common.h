@@ -122,6 +122,9 @@ struct atomic_file {
 	mode_t mode;
 	bool unchanged; /* after commit: the existing file already held these bytes */
 };
+/* fsync of a folder, so the names just renamed or linked into it last (EINVAL, a file system
+ * that cannot sync folders, counts as done; err may be NULL for a best effort). */
+int io_fsync_dir(const char *dir, struct err **err);
 int atomic_file_open(struct atomic_file *af, const char *path, mode_t mode, struct err **err);
 /* The same for big outputs that are often rebuilt unchanged: while path exists as a regular file
  * with that mode, writes (atomic_file_pwrite only) are compared with it instead of written; at the

@@ -220,16 +220,20 @@ int atomic_file_pwrite(struct atomic_file *af, const void *data, size_t len, uin
 	return 0;
 }
 
-static int fsync_parent_dir(const char *path, struct err **err)
+int io_fsync_dir(const char *dir, struct err **err)
 {
-	_cleanup_free_ char *copy = xstrdup(path);
-	const char *dir = dirname(copy);
 	_cleanup_close_ int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (dfd < 0)
 		return err_sys(err, "open directory %s", dir);
 	if (fsync(dfd) < 0 && errno != EINVAL)
 		return err_sys(err, "fsync directory %s", dir);
 	return 0;
+}
+
+static int fsync_parent_dir(const char *path, struct err **err)
+{
+	_cleanup_free_ char *copy = xstrdup(path);
+	return io_fsync_dir(dirname(copy), err);
 }
 
 int atomic_file_commit(struct atomic_file *af, struct err **err)

@@ -443,71 +443,21 @@ static int blob_send(void *ctx, size_t k, struct err **err)
 	return 0;
 }
 
-/* The uploads' status line on a terminal, redrawn from a thread of its own
- * while the workers send. */
-struct status_thread {
-	struct blob_batch *b;
-	size_t n_jobs;
-	pthread_t tid;
-	pthread_mutex_t lock;
-	pthread_cond_t wake;
-	bool stop;
-};
-
-static void *status_loop(void *ud)
+/* The uploads' status line on a terminal (oci_status_thread). */
+static size_t upload_status(void *ctx, struct oci_status_item *items, size_t n)
 {
-	struct status_thread *st = ud;
-	struct blob_batch *b = st->b;
-	struct oci_status_item *items = xcalloc(st->n_jobs, sizeof(*items));
-	pthread_mutex_lock(&st->lock);
-	while (!st->stop) {
-		size_t finished = 0;
-		for (size_t k = 0; k < st->n_jobs; k++) {
-			size_t i = b->jobs[k];
-			bool fin = __atomic_load_n(&b->finished[i], __ATOMIC_RELAXED);
-			items[k].digest = b->blobs[i].digest;
-			items[k].size = b->blobs[i].size;
-			items[k].done = fin ? b->blobs[i].size : __atomic_load_n(&b->sent[i], __ATOMIC_RELAXED);
-			items[k].active = !fin && items[k].done > 0;
-			finished += fin;
-		}
-		oci_status_draw("pushing", items, st->n_jobs, finished);
-		struct timespec until;
-		clock_gettime(CLOCK_REALTIME, &until);
-		until.tv_nsec += 200 * 1000000L;
-		if (until.tv_nsec >= 1000000000L) {
-			until.tv_sec++;
-			until.tv_nsec -= 1000000000L;
-		}
-		pthread_cond_timedwait(&st->wake, &st->lock, &until);
+	const struct blob_batch *b = ctx;
+	size_t finished = 0;
+	for (size_t k = 0; k < n; k++) {
+		size_t i = b->jobs[k];
+		bool fin = __atomic_load_n(&b->finished[i], __ATOMIC_RELAXED);
+		items[k].digest = b->blobs[i].digest;
+		items[k].size = b->blobs[i].size;
+		items[k].done = fin ? b->blobs[i].size : __atomic_load_n(&b->sent[i], __ATOMIC_RELAXED);
+		items[k].active = !fin && items[k].done > 0;
+		finished += fin;
 	}
-	pthread_mutex_unlock(&st->lock);
-	oci_status_clear();
-	free(items);
-	return NULL;
-}
-
-static bool status_start(struct status_thread *st, struct blob_batch *b, size_t n_jobs)
-{
-	*st = (struct status_thread){.b = b, .n_jobs = n_jobs};
-	pthread_mutex_init(&st->lock, NULL);
-	pthread_cond_init(&st->wake, NULL);
-	if (pthread_create(&st->tid, NULL, status_loop, st) == 0)
-		return true;
-	pthread_mutex_destroy(&st->lock);
-	pthread_cond_destroy(&st->wake);
-	return false;
-}
-
-static void status_stop(struct status_thread *st)
-{
-	pthread_mutex_lock(&st->lock);
-	st->stop = true;
-	pthread_cond_signal(&st->wake);
-	pthread_mutex_unlock(&st->lock);
-	pthread_join(st->tid, NULL);
-	pthread_mutex_destroy(&st->lock);
-	pthread_cond_destroy(&st->wake);
+	return finished;
 }
 
 /* What the destination lacks (HEAD, or a mount), then fetch only that (a
@@ -549,7 +499,7 @@ static int copy_blobs(struct oci_source *src, struct oci_dest *dst, const struct
 		else
 			b.jobs[n_jobs++] = i;
 	}
-	int r = oci_parallel_run(n_jobs, threads, blob_check, &b, err);
+	int r = oci_parallel_run(n_jobs, threads, blob_check, &b, NULL, err);
 	struct oci_desc *missing = xcalloc(n, sizeof(*missing));
 	n_jobs = 0;
 	for (size_t i = 0; r == 0 && i < n; i++) {
@@ -566,13 +516,13 @@ static int copy_blobs(struct oci_source *src, struct oci_dest *dst, const struct
 	if (r == 0 && n_jobs && src->ops->prepare_blobs)
 		r = src->ops->prepare_blobs(src, missing, n_jobs, err);
 	/* A registry destination shows the uploads on a terminal. */
-	struct status_thread st;
+	struct oci_status_thread st;
 	bool status = r == 0 && n_jobs && dst->ops->concurrent && dst->ops->try_mount /* only a registry mounts */ &&
-	              oci_status_wanted(dst->opts) && status_start(&st, &b, n_jobs);
+	              oci_status_wanted(dst->opts) && oci_status_thread_start(&st, "pushing", n_jobs, upload_status, &b);
 	if (r == 0)
-		r = oci_parallel_run(n_jobs, threads, blob_send, &b, err);
+		r = oci_parallel_run(n_jobs, threads, blob_send, &b, NULL, err);
 	if (status)
-		status_stop(&st);
+		oci_status_thread_stop(&st);
 	pthread_mutex_destroy(&b.lock);
 	free(missing);
 	free(b.state);

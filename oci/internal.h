@@ -3,6 +3,8 @@
 #ifndef ENCLAVER_OCI_INTERNAL_H
 #define ENCLAVER_OCI_INTERNAL_H
 
+#include <pthread.h>
+
 #include "oci/oci.h"
 
 /* mkdir -p; existing folders are fine. */
@@ -20,9 +22,30 @@ char *oci_memdup_str(const void *data, size_t len);
 
 /* Runs fn(ctx, i, err) for every i below n on up to `threads` threads (1:
  * in order, on this one). After a failure no new job starts; running ones
- * finish; the first error is returned. */
+ * finish; the first error is returned. `stop` (may be NULL) is set, atomically,
+ * once that first error is kept: running jobs that watch it can give up early,
+ * and their own errors are then dropped. */
 typedef int (*oci_job_fn)(void *ctx, size_t i, struct err **err);
-int oci_parallel_run(size_t n, int threads, oci_job_fn fn, void *ctx, struct err **err);
+int oci_parallel_run(size_t n, int threads, oci_job_fn fn, void *ctx, int *stop, struct err **err);
+
+/* A status line (oci_status_draw) redrawn every 200 ms on a thread of its own
+ * while the work runs on others: fill() writes the state of the n items (the
+ * workers publish it with atomics) and returns how many are finished. start
+ * returns false (and draws nothing) when no thread can be had. */
+typedef size_t (*oci_status_fill_fn)(void *ctx, struct oci_status_item *items, size_t n);
+struct oci_status_thread {
+	const char *verb;
+	size_t n;
+	oci_status_fill_fn fill;
+	void *ctx;
+	pthread_t tid;
+	pthread_mutex_t lock;
+	pthread_cond_t wake;
+	bool stop;
+};
+bool oci_status_thread_start(struct oci_status_thread *st, const char *verb, size_t n, oci_status_fill_fn fill,
+                             void *ctx);
+void oci_status_thread_stop(struct oci_status_thread *st);
 
 /* Where an image is read from. Manifests are small (capped) and travel in
  * memory; blobs travel as file descriptors. */

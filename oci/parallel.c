@@ -8,6 +8,7 @@ struct pool {
 	size_t n, next;
 	oci_job_fn fn;
 	void *ctx;
+	int *stop; /* optional: set once the first failure is recorded */
 	pthread_mutex_t lock;
 	struct err *err; /* the first failure */
 };
@@ -25,16 +26,21 @@ static void *worker(void *ud)
 		struct err *e = NULL;
 		if (p->fn(p->ctx, i, &e) < 0) {
 			pthread_mutex_lock(&p->lock);
-			if (p->err == NULL)
+			if (p->err == NULL) {
 				p->err = e;
-			else
+				/* After the error is kept: what running jobs fail with
+				 * once they see the flag comes second and is dropped. */
+				if (p->stop)
+					__atomic_store_n(p->stop, 1, __ATOMIC_RELEASE);
+			} else {
 				err_free(&e);
+			}
 			pthread_mutex_unlock(&p->lock);
 		}
 	}
 }
 
-int oci_parallel_run(size_t n, int threads, oci_job_fn fn, void *ctx, struct err **err)
+int oci_parallel_run(size_t n, int threads, oci_job_fn fn, void *ctx, int *stop, struct err **err)
 {
 	if (threads > (int)n)
 		threads = (int)n;
@@ -44,7 +50,7 @@ int oci_parallel_run(size_t n, int threads, oci_job_fn fn, void *ctx, struct err
 				return -1;
 		return 0;
 	}
-	struct pool p = {.n = n, .fn = fn, .ctx = ctx};
+	struct pool p = {.n = n, .fn = fn, .ctx = ctx, .stop = stop};
 	pthread_mutex_init(&p.lock, NULL);
 	pthread_t *tids = xcalloc((size_t)threads, sizeof(*tids));
 	int started = 0;

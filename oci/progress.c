@@ -2,6 +2,7 @@
  * stderr (results go to stdout), a status line on a terminal, nothing with --quiet. */
 #include <stdarg.h>
 #include <string.h>
+#include <time.h>
 
 #include "oci/internal.h"
 
@@ -77,4 +78,51 @@ void oci_status_clear(void)
 {
 	fputs("\r\033[K", stderr);
 	fflush(stderr);
+}
+
+static void *status_loop(void *ud)
+{
+	struct oci_status_thread *st = ud;
+	struct oci_status_item *items = xcalloc(st->n ? st->n : 1, sizeof(*items));
+	pthread_mutex_lock(&st->lock);
+	while (!st->stop) {
+		size_t finished = st->fill(st->ctx, items, st->n);
+		oci_status_draw(st->verb, items, st->n, finished);
+		struct timespec until;
+		clock_gettime(CLOCK_REALTIME, &until);
+		until.tv_nsec += 200 * 1000000L;
+		if (until.tv_nsec >= 1000000000L) {
+			until.tv_sec++;
+			until.tv_nsec -= 1000000000L;
+		}
+		pthread_cond_timedwait(&st->wake, &st->lock, &until);
+	}
+	pthread_mutex_unlock(&st->lock);
+	oci_status_clear();
+	free(items);
+	return NULL;
+}
+
+bool oci_status_thread_start(struct oci_status_thread *st, const char *verb, size_t n, oci_status_fill_fn fill,
+                             void *ctx)
+{
+	*st = (struct oci_status_thread){.verb = verb, .n = n, .fill = fill, .ctx = ctx};
+	pthread_mutex_init(&st->lock, NULL);
+	pthread_cond_init(&st->wake, NULL);
+	if (pthread_create(&st->tid, NULL, status_loop, st) == 0)
+		return true;
+	pthread_mutex_destroy(&st->lock);
+	pthread_cond_destroy(&st->wake);
+	return false;
+}
+
+void oci_status_thread_stop(struct oci_status_thread *st)
+{
+	pthread_mutex_lock(&st->lock);
+	st->stop = true;
+	pthread_cond_signal(&st->wake);
+	pthread_mutex_unlock(&st->lock);
+	pthread_join(st->tid, NULL);
+	pthread_mutex_destroy(&st->lock);
+	pthread_cond_destroy(&st->wake);
 }

@@ -1,7 +1,6 @@
 /* registry_pull: a registry as an image source: manifests by tag or digest
  * (verified, then cached), and blobs downloaded in parallel, one thread per
  * transfer, streamed through the digest check into the cache, retried and resumed. */
-#include <pthread.h>
 #include <string.h>
 #include <time.h>
 
@@ -248,9 +247,10 @@ static int dl_finish(struct dl *x, CURLcode cc, struct err **err)
 	return r;
 }
 
-static void draw_status(const struct dl *dls, size_t n)
+/* The downloads' status line on a terminal (oci_status_thread). */
+static size_t download_status(void *ctx, struct oci_status_item *items, size_t n)
 {
-	struct oci_status_item *items = xcalloc(n ? n : 1, sizeof(*items));
+	const struct dl *dls = ctx;
 	size_t finished = 0;
 	for (size_t i = 0; i < n; i++) {
 		bool done = __atomic_load_n(&dls[i].done, __ATOMIC_RELAXED);
@@ -260,8 +260,7 @@ static void draw_status(const struct dl *dls, size_t n)
 		items[i].active = !done && items[i].done > 0;
 		finished += done;
 	}
-	oci_status_draw("pulling", items, n, finished);
-	free(items);
+	return finished;
 }
 
 /* One blob from start to end on the calling thread: attempts, backoff,
@@ -304,47 +303,19 @@ static int dl_run(struct dl *x, struct err **err)
 	}
 }
 
-/* The downloads of one prepare_blobs call: workers claim blobs in order
- * and run each to its end (each thread hashes and writes its own, so the
- * cores share the work and a blob's fsync stalls only its thread). The
- * first failure stops the rest. */
-struct pull_run {
-	struct dl *dls;
-	size_t todo;
-	size_t next;          /* atomic: the next blob to claim */
-	int stop;             /* atomic */
-	int left;             /* atomic: workers still running */
-	pthread_mutex_t lock; /* err */
-	struct err *err;
-};
-
-static void *pull_worker(void *ud)
+/* One download job for oci_parallel_run: each blob runs to its end on a
+ * worker thread of its own (it hashes and writes its own bytes, so the cores
+ * share the work and one blob's fsync holds up no other). */
+static int dl_job(void *ctx, size_t i, struct err **err)
 {
-	struct pull_run *run = ud;
-	for (;;) {
-		size_t i = __atomic_fetch_add(&run->next, 1, __ATOMIC_RELAXED);
-		if (i >= run->todo || __atomic_load_n(&run->stop, __ATOMIC_RELAXED))
-			break;
-		struct err *e = NULL;
-		if (dl_run(&run->dls[i], &e) < 0) {
-			pthread_mutex_lock(&run->lock);
-			/* The first real failure is the one to report, not a "stopped". */
-			if (run->err == NULL && !__atomic_load_n(&run->stop, __ATOMIC_RELAXED))
-				run->err = steal_pointer(&e);
-			__atomic_store_n(&run->stop, 1, __ATOMIC_RELAXED);
-			pthread_mutex_unlock(&run->lock);
-			err_free(&e);
-		}
-	}
-	__atomic_fetch_sub(&run->left, 1, __ATOMIC_RELEASE);
-	return NULL;
+	return dl_run(&((struct dl *)ctx)[i], err);
 }
 
 static int reg_prepare_blobs(struct oci_source *s, const struct oci_desc *descs, size_t n, struct err **err)
 {
 	struct reg_source *rs = (struct reg_source *)s;
-	struct pull_run run = {.dls = xcalloc(n ? n : 1, sizeof(struct dl))};
-	struct dl *dls = run.dls;
+	struct dl *dls = xcalloc(n ? n : 1, sizeof(*dls));
+	int stop = 0; /* set once a blob failed: the others give up */
 	size_t todo = 0;
 	for (size_t i = 0; i < n; i++) {
 		bool dup = false;
@@ -362,42 +333,16 @@ static int reg_prepare_blobs(struct oci_source *s, const struct oci_desc *descs,
 		}
 		dls[todo].rs = rs;
 		dls[todo].d = &descs[i];
-		dls[todo].stop = &run.stop;
+		dls[todo].stop = &stop;
 		todo++;
 	}
-	run.todo = todo;
 	int parallel = s->opts->parallel > 0 ? s->opts->parallel : 6;
-	size_t n_threads = todo < (size_t)parallel ? todo : (size_t)parallel;
-	pthread_t *threads = xcalloc(n_threads ? n_threads : 1, sizeof(*threads));
-	pthread_mutex_init(&run.lock, NULL);
-	size_t started = 0;
-	for (; started < n_threads; started++) {
-		__atomic_fetch_add(&run.left, 1, __ATOMIC_RELAXED);
-		if (pthread_create(&threads[started], NULL, pull_worker, &run) != 0) {
-			__atomic_fetch_sub(&run.left, 1, __ATOMIC_RELAXED);
-			break;
-		}
-	}
-	if (started == 0 && todo)
-		pull_worker(&run); /* no thread to be had: here, one at a time */
-	/* On a terminal, a status line with every active blob's progress. */
-	if (oci_status_wanted(s->opts) && todo) {
-		while (__atomic_load_n(&run.left, __ATOMIC_ACQUIRE) > 0) {
-			draw_status(dls, todo);
-			struct timespec ts = {.tv_sec = 0, .tv_nsec = 200 * 1000000L};
-			nanosleep(&ts, NULL);
-		}
-		oci_status_clear();
-	}
-	for (size_t i = 0; i < started; i++)
-		pthread_join(threads[i], NULL);
-	free(threads);
-	pthread_mutex_destroy(&run.lock);
-	int r = 0;
-	if (run.err) {
-		*err = steal_pointer(&run.err);
-		r = -1;
-	}
+	struct oci_status_thread st;
+	bool status = todo && oci_status_wanted(s->opts) &&
+	              oci_status_thread_start(&st, "pulling", todo, download_status, dls);
+	int r = oci_parallel_run(todo, parallel, dl_job, dls, &stop, err);
+	if (status)
+		oci_status_thread_stop(&st);
 	for (size_t i = 0; i < todo; i++) {
 		if (dls[i].h)
 			curl_easy_cleanup(dls[i].h);

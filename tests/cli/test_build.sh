@@ -6,14 +6,7 @@
 . "$(dirname "$0")/lib.sh"
 . "$ROOT/tests/cli/helpers/build_fixtures.sh"
 
-KB=$TMP/kb
-make_kernel_bundle "$KB"
-make_app_image "$TMP/app" v1
-export ENCLAVER_CACHE_DIR=$TMP/cache SOURCE_DATE_EPOCH=1700000000
-unset ENCLAVER_KERNEL_BUNDLE ENCLAVER_ODYN
-export TMPDIR=$TMP/tmp
-mkdir -p "$TMPDIR"
-B=("$ENCLAVER" build --kernel-bundle "$KB")
+build_test_env
 
 manifest() { # manifest FILE APP [extra yaml]
 	printf 'version: v1\nname: hello\ntarget: hello:enclave\nsources:\n  app: %s\n%s' "$2" "${3:-}" >"$1"

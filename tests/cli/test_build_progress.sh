@@ -6,11 +6,7 @@
 . "$(dirname "$0")/lib.sh"
 . "$ROOT/tests/cli/helpers/build_fixtures.sh"
 
-KB=$TMP/kb
-make_kernel_bundle "$KB"
-make_app_image "$TMP/app" v1
-export ENCLAVER_CACHE_DIR=$TMP/cache SOURCE_DATE_EPOCH=1700000000
-unset ENCLAVER_KERNEL_BUNDLE ENCLAVER_ODYN
+build_test_env
 printf 'version: v1\nname: hello\ntarget: hello:enclave\nsources:\n  app: oci:%s/app:v1\n' "$TMP" >"$TMP/enclaver.yaml"
 B=("$ENCLAVER" build --kernel-bundle "$KB" -f "$TMP/enclaver.yaml" --no-ramdisk-cache)
 is_json() { python3 -c 'import json,sys; json.load(open(sys.argv[1]))' "$1"; }

@@ -6,13 +6,7 @@
 . "$(dirname "$0")/lib.sh"
 . "$ROOT/tests/cli/helpers/build_fixtures.sh"
 
-KB=$TMP/kb
-make_kernel_bundle "$KB"
-make_app_image "$TMP/app" v1
-export ENCLAVER_CACHE_DIR=$TMP/cache SOURCE_DATE_EPOCH=1700000000
-unset ENCLAVER_KERNEL_BUNDLE ENCLAVER_ODYN
-export TMPDIR=$TMP/tmp
-mkdir -p "$TMPDIR"
+build_test_env
 printf 'version: v1\nname: hello\ntarget: hello:enclave\nsources:\n  app: oci:%s\n' "$TMP/app:v1" >"$TMP/enclaver.yaml"
 if ! "$ENCLAVER" build --kernel-bundle "$KB" -f "$TMP/enclaver.yaml" -o "oci:$TMP/rel:enclave" >/dev/null 2>"$TMP/build.err"; then
 	not_ok "build a release image" "$(tail -5 "$TMP/build.err")"

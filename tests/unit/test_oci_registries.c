@@ -149,6 +149,14 @@ TEST(registries_bad_input_names_file_and_line)
 	err_free(&e);
 }
 
+/* Loading as a user whose home is `home`, with neither override variable set. */
+static void conf_env(const char *home)
+{
+	setenv("HOME", home, 1);
+	unsetenv("CONTAINERS_REGISTRIES_CONF");
+	unsetenv("REGISTRIES_CONFIG_PATH");
+}
+
 static void write_file(const char *dir, const char *name, const char *text)
 {
 	char path[1024];
@@ -252,9 +260,7 @@ TEST(registries_dropins_merge)
 	write_file(etc, "registries.conf.d/c.conf.off", "bad = syntax here\n");
 	write_file(etc, "registries.conf.d/sub.conf/x.conf", "bad = syntax here\n");
 	write_file(etc, "registries.conf.d/d.conf", "unqualified-search-registries = []\n");
-	setenv("HOME", dir, 1);
-	unsetenv("CONTAINERS_REGISTRIES_CONF");
-	unsetenv("REGISTRIES_CONFIG_PATH");
+	conf_env(dir);
 	struct oci_registries c;
 	struct err *e = NULL;
 	REQUIRE(oci_registries_load_at(etc, NULL, &c, &e) == 0);
@@ -278,102 +284,6 @@ TEST(registries_dropins_merge)
 	CHECK(oci_registries_load_at(etc, NULL, &c, &e) < 0);
 	CHECK_ERR_CONTAINS(e, "registries.conf.d/e.conf:3: alias \"x\" = \"y\": the value must name a registry");
 	err_free(&e);
-	unsetenv("HOME");
-}
-
-/* Set but empty, CONTAINERS_REGISTRIES_CONF means the defaults (podman:
- * REGISTRIES_CONFIG_PATH only counts when the other is not set at all). */
-TEST(registries_empty_env_means_defaults)
-{
-	const char *dir = test_tmpdir(t);
-	char etc[512], old[512];
-	snprintf(etc, sizeof(etc), "%s/etc", dir);
-	write_file(etc, "registries.conf", "unqualified-search-registries = [\"sys.example\"]\n");
-	write_file(dir, "old.conf", "unqualified-search-registries = [\"old.example\"]\n");
-	snprintf(old, sizeof(old), "%s/old.conf", dir);
-	setenv("HOME", dir, 1);
-	setenv("CONTAINERS_REGISTRIES_CONF", "", 1);
-	setenv("REGISTRIES_CONFIG_PATH", old, 1);
-	struct oci_registries c;
-	struct err *e = NULL;
-	REQUIRE(oci_registries_load_at(etc, NULL, &c, &e) == 0);
-	REQUIRE(c.n_search == 1);
-	CHECK_STR_EQ(c.search[0], "sys.example");
-	oci_registries_free(&c);
-	/* Not set at all: the old variable is read. */
-	unsetenv("CONTAINERS_REGISTRIES_CONF");
-	REQUIRE(oci_registries_load_at(etc, NULL, &c, &e) == 0);
-	REQUIRE(c.n_search == 1);
-	CHECK_STR_EQ(c.search[0], "old.example");
-	oci_registries_free(&c);
-	unsetenv("REGISTRIES_CONFIG_PATH");
-	unsetenv("HOME");
-}
-
-/* podman's short-name-aliases.conf: read last, its aliases win; anything but
- * [aliases] in it is refused; a missing one is no error. */
-TEST(registries_recorded_aliases)
-{
-	const char *dir = test_tmpdir(t);
-	char etc[512], rec[512];
-	snprintf(etc, sizeof(etc), "%s/etc", dir);
-	snprintf(rec, sizeof(rec), "%s/cache/containers/short-name-aliases.conf", dir);
-	write_file(etc, "registries.conf",
-	           "[aliases]\n\"app\" = \"conf.example/app\"\n\"other\" = \"conf.example/other\"\n");
-	write_file(dir, "cache/containers/short-name-aliases.conf",
-	           "[aliases]\n  \"app\" = \"recorded.example/team/app\"\n  \"new\" = \"docker.io/new\"\n");
-	setenv("HOME", dir, 1);
-	unsetenv("CONTAINERS_REGISTRIES_CONF");
-	unsetenv("REGISTRIES_CONFIG_PATH");
-	struct oci_registries c;
-	struct err *e = NULL;
-	REQUIRE(oci_registries_load_at(etc, rec, &c, &e) == 0);
-	struct oci_ref ref;
-	REQUIRE(oci_ref_parse("docker://app:v2", &ref, &e) == 0);
-	char **names = NULL, *why = NULL;
-	size_t n = 0;
-	REQUIRE(oci_registries_resolve(&c, &ref, &names, &n, &why, &e) == 0);
-	REQUIRE(n == 1);
-	CHECK_STR_EQ(names[0], "recorded.example/team/app:v2");
-	CHECK(strstr(why, "short-name-aliases.conf:2") != NULL);
-	oci_names_free(names, n);
-	free(why);
-	oci_ref_free(&ref);
-	REQUIRE(oci_ref_parse("docker://other", &ref, &e) == 0);
-	REQUIRE(oci_registries_resolve(&c, &ref, &names, &n, NULL, &e) == 0);
-	REQUIRE(n == 1);
-	CHECK_STR_EQ(names[0], "conf.example/other:latest");
-	oci_names_free(names, n);
-	oci_ref_free(&ref);
-	oci_registries_free(&c);
-	/* Missing: nothing, no error. */
-	snprintf(rec, sizeof(rec), "%s/nowhere/short-name-aliases.conf", dir);
-	REQUIRE(oci_registries_load_at(etc, rec, &c, &e) == 0);
-	CHECK_INT_EQ(c.n_aliases, 2);
-	oci_registries_free(&c);
-	/* Other settings do not belong there; bad aliases name file:line. */
-	write_file(dir, "bad1.conf", "unqualified-search-registries = [\"x.example\"]\n");
-	snprintf(rec, sizeof(rec), "%s/bad1.conf", dir);
-	CHECK(oci_registries_load_at(etc, rec, &c, &e) < 0);
-	CHECK_ERR_CONTAINS(e, "bad1.conf: only [aliases] belongs in this file");
-	err_free(&e);
-	write_file(dir, "bad2.conf", "[aliases]\n\"x\" = \"y\"\n");
-	snprintf(rec, sizeof(rec), "%s/bad2.conf", dir);
-	CHECK(oci_registries_load_at(etc, rec, &c, &e) < 0);
-	CHECK_ERR_CONTAINS(e, "bad2.conf:2: alias \"x\" = \"y\"");
-	err_free(&e);
-	/* Where it is looked for. */
-	if (geteuid() != 0) {
-		setenv("XDG_CACHE_HOME", "/xdg", 1);
-		char *p = oci_short_name_aliases_path();
-		CHECK_STR_EQ(p, "/xdg/containers/short-name-aliases.conf");
-		free(p);
-		unsetenv("XDG_CACHE_HOME");
-	} else {
-		char *p = oci_short_name_aliases_path();
-		CHECK_STR_EQ(p, "/var/cache/containers/short-name-aliases.conf");
-		free(p);
-	}
 	unsetenv("HOME");
 }
 
@@ -544,4 +454,89 @@ TEST(registries_real_dropins_parse)
 		free(text);
 	}
 	closedir(d);
+}
+
+/* Set but empty, CONTAINERS_REGISTRIES_CONF means the defaults (podman:
+ * REGISTRIES_CONFIG_PATH only counts when the other is not set at all). */
+TEST(registries_empty_env_means_defaults)
+{
+	const char *dir = test_tmpdir(t);
+	char etc[512], old[512];
+	snprintf(etc, sizeof(etc), "%s/etc", dir);
+	write_file(etc, "registries.conf", "unqualified-search-registries = [\"sys.example\"]\n");
+	write_file(dir, "old.conf", "unqualified-search-registries = [\"old.example\"]\n");
+	snprintf(old, sizeof(old), "%s/old.conf", dir);
+	setenv("HOME", dir, 1);
+	setenv("CONTAINERS_REGISTRIES_CONF", "", 1);
+	setenv("REGISTRIES_CONFIG_PATH", old, 1);
+	struct oci_registries c;
+	struct err *e = NULL;
+	REQUIRE(oci_registries_load_at(etc, NULL, &c, &e) == 0);
+	REQUIRE(c.n_search == 1);
+	CHECK_STR_EQ(c.search[0], "sys.example");
+	oci_registries_free(&c);
+	/* Not set at all: the old variable is read. */
+	unsetenv("CONTAINERS_REGISTRIES_CONF");
+	REQUIRE(oci_registries_load_at(etc, NULL, &c, &e) == 0);
+	REQUIRE(c.n_search == 1);
+	CHECK_STR_EQ(c.search[0], "old.example");
+	oci_registries_free(&c);
+	unsetenv("REGISTRIES_CONFIG_PATH");
+	unsetenv("HOME");
+}
+
+/* podman's short-name-aliases.conf: read last, its aliases win; anything but
+ * [aliases] in it is refused; a missing one is no error. */
+TEST(registries_recorded_aliases)
+{
+	const char *dir = test_tmpdir(t);
+	char etc[512], rec[512];
+	snprintf(etc, sizeof(etc), "%s/etc", dir);
+	snprintf(rec, sizeof(rec), "%s/cache/containers/short-name-aliases.conf", dir);
+	write_file(etc, "registries.conf",
+	           "[aliases]\n\"app\" = \"conf.example/app\"\n\"other\" = \"conf.example/other\"\n");
+	write_file(dir, "cache/containers/short-name-aliases.conf",
+	           "[aliases]\n  \"app\" = \"recorded.example/team/app\"\n  \"new\" = \"docker.io/new\"\n");
+	conf_env(dir);
+	struct oci_registries c;
+	struct err *e = NULL;
+	REQUIRE(oci_registries_load_at(etc, rec, &c, &e) == 0);
+	char *why = NULL, *got = resolve(&c, "docker://app:v2", &why);
+	CHECK_STR_EQ(got, "recorded.example/team/app:v2");
+	CHECK(why && strstr(why, "short-name-aliases.conf:2") != NULL);
+	free(got);
+	free(why);
+	got = resolve(&c, "docker://other", NULL);
+	CHECK_STR_EQ(got, "conf.example/other:latest");
+	free(got);
+	oci_registries_free(&c);
+	/* Missing: nothing, no error. */
+	snprintf(rec, sizeof(rec), "%s/nowhere/short-name-aliases.conf", dir);
+	REQUIRE(oci_registries_load_at(etc, rec, &c, &e) == 0);
+	CHECK_INT_EQ(c.n_aliases, 2);
+	oci_registries_free(&c);
+	/* Other settings do not belong there; bad aliases name file:line. */
+	write_file(dir, "bad1.conf", "unqualified-search-registries = [\"x.example\"]\n");
+	snprintf(rec, sizeof(rec), "%s/bad1.conf", dir);
+	CHECK(oci_registries_load_at(etc, rec, &c, &e) < 0);
+	CHECK_ERR_CONTAINS(e, "bad1.conf: only [aliases] belongs in this file");
+	err_free(&e);
+	write_file(dir, "bad2.conf", "[aliases]\n\"x\" = \"y\"\n");
+	snprintf(rec, sizeof(rec), "%s/bad2.conf", dir);
+	CHECK(oci_registries_load_at(etc, rec, &c, &e) < 0);
+	CHECK_ERR_CONTAINS(e, "bad2.conf:2: alias \"x\" = \"y\"");
+	err_free(&e);
+	/* Where it is looked for. */
+	if (geteuid() != 0) {
+		setenv("XDG_CACHE_HOME", "/xdg", 1);
+		char *p = oci_short_name_aliases_path();
+		CHECK_STR_EQ(p, "/xdg/containers/short-name-aliases.conf");
+		free(p);
+		unsetenv("XDG_CACHE_HOME");
+	} else {
+		char *p = oci_short_name_aliases_path();
+		CHECK_STR_EQ(p, "/var/cache/containers/short-name-aliases.conf");
+		free(p);
+	}
+	unsetenv("HOME");
 }

@@ -18,6 +18,21 @@ make_kernel_bundle() {
 # make_app_image DIR TAG [STATIC_BINARY]: the sample app (testdata/example/make_app_image.py).
 make_app_image() { python3 "$ROOT/testdata/example/make_app_image.py" "$@" >/dev/null; }
 
+# build_test_env: where every build test starts: a kernel bundle in $KB, the sample app image
+# as oci:$TMP/app:v1, a cache of its own, SOURCE_DATE_EPOCH set, no kernel or odyn from the
+# caller's environment, temporary files under $TMPDIR=$TMP/tmp (so a test can see none are
+# left), and B=(enclaver build with that bundle).
+build_test_env() {
+	KB=$TMP/kb
+	make_kernel_bundle "$KB"
+	make_app_image "$TMP/app" v1
+	export ENCLAVER_CACHE_DIR=$TMP/cache SOURCE_DATE_EPOCH=1700000000
+	unset ENCLAVER_KERNEL_BUNDLE ENCLAVER_ODYN
+	export TMPDIR=$TMP/tmp
+	mkdir -p "$TMPDIR"
+	B=("$ENCLAVER" build --kernel-bundle "$KB")
+}
+
 # release_eif LAYOUT TAG OUT: extracts /enclave/application.eif of a release image in an OCI layout.
 release_eif() {
 	local layer
