@@ -108,13 +108,6 @@ static int64_t config_created(const json_t *doc)
 /* A step's line on stderr (oci_progress: nothing when quiet). */
 #define say(b, ...) oci_progress(&(b)->opts->oci, __VA_ARGS__)
 
-static int64_t monotonic_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* A file's size in words ("12.3 MiB"), "?" when it cannot be read. */
 static void file_size_text(const char *path, char out[32])
 {
@@ -329,7 +322,7 @@ struct flatten_status {
 static void flatten_status_draw(void *ctx, uint64_t blob_bytes)
 {
 	struct flatten_status *s = ctx;
-	int64_t now = monotonic_ms();
+	int64_t now = time_monotonic_ms();
 	if (now - s->last_ms < 200)
 		return;
 	s->last_ms = now;

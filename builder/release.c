@@ -154,19 +154,6 @@ static int file_put(const char *path, const json_t *doc, struct err **err)
 	return atomic_file_commit(&af, err);
 }
 
-/* The OCI media type of a sleeve layer: Docker's become their OCI twins (the bytes, and so the
- * digest, stay), as for any copy to an OCI-only destination. */
-static const char *sleeve_layer_type(const char *mt)
-{
-	if (strcmp(mt, DOCKER_MT_LAYER) == 0)
-		return OCI_MT_LAYER;
-	if (strcmp(mt, DOCKER_MT_LAYER_GZIP) == 0)
-		return OCI_MT_LAYER_GZIP;
-	if (str_has_prefix(mt, "application/vnd.oci.image.layer."))
-		return mt;
-	return NULL;
-}
-
 /* Puts a blob of the cache into the layout: a hard link when both are on one file system,
  * else a copy (verified when it entered the cache). */
 static int sleeve_blob_put(const char *blob_dir, const struct oci_cache *cache, const struct oci_desc *d,
@@ -276,7 +263,7 @@ int bld_release_write(const char *layout_dir, const char *tag, const struct bld_
 	}
 	for (size_t i = 0; sl && i < sl->n_layers; i++) {
 		const struct oci_desc *d = &sl->layers[i];
-		const char *mt = sleeve_layer_type(d->media_type);
+		const char *mt = oci_layer_media_type_oci(d->media_type);
 		int r = mt ? sleeve_blob_put(blob_dir, sl->cache, d, err)
 		           : err_set(err, ENOTSUP, "media type %s has no OCI equivalent", d->media_type);
 		if (r < 0) {

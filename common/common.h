@@ -148,6 +148,8 @@ bool str_has_prefix(const char *s, const char *prefix);
 /* The seconds since the epoch for reproducible builds: SOURCE_DATE_EPOCH when
  * set (an error if malformed), else the current time. */
 int time_source_date_epoch(int64_t *out, struct err **err);
+/* Milliseconds of CLOCK_MONOTONIC: for deadlines, backoff and rate limits. */
+int64_t time_monotonic_ms(void);
 /* RFC 3339 with "+00:00", as chrono's to_rfc3339() writes whole seconds. */
 void time_format_rfc3339(int64_t t, char out[32]);
 /* base64 (RFC 4648, standard alphabet, padded). Encoding returns a string

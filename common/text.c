@@ -131,3 +131,10 @@ bad:
 	free(o);
 	return -1;
 }
+
+int64_t time_monotonic_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}

@@ -313,17 +313,6 @@ static int source_open_top(const char *text, const struct oci_opts *opts, struct
 	return r;
 }
 
-static const char *oci_layer_type(const char *docker)
-{
-	if (strcmp(docker, DOCKER_MT_LAYER) == 0)
-		return OCI_MT_LAYER;
-	if (strcmp(docker, DOCKER_MT_LAYER_GZIP) == 0)
-		return OCI_MT_LAYER_GZIP;
-	if (str_has_prefix(docker, "application/vnd.oci.image.layer."))
-		return docker;
-	return NULL;
-}
-
 /* Docker schema 2 to an OCI manifest for destinations that take only OCI
  * (skopeo does the same): the blobs stay byte for byte, the media types
  * change, so the manifest gets a new digest. */
@@ -337,7 +326,7 @@ static int manifest_to_oci(struct resolved *res, struct err **err)
 	                                       m->config.digest, "size", (json_int_t)m->config.size, "layers");
 	json_t *layers = json_object_get(doc, "layers");
 	for (size_t i = 0; i < m->n_layers; i++) {
-		const char *t = oci_layer_type(m->layers[i].media_type);
+		const char *t = oci_layer_media_type_oci(m->layers[i].media_type);
 		if (t == NULL)
 			return err_set(err, ENOTSUP, "layer %zu: media type %s has no OCI equivalent", i + 1,
 			               m->layers[i].media_type);

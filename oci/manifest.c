@@ -302,3 +302,14 @@ int oci_manifest_parse(const char *data, size_t len, const char *content_type, s
 	}
 	return 0;
 }
+
+const char *oci_layer_media_type_oci(const char *mt)
+{
+	if (strcmp(mt, DOCKER_MT_LAYER) == 0)
+		return OCI_MT_LAYER;
+	if (strcmp(mt, DOCKER_MT_LAYER_GZIP) == 0)
+		return OCI_MT_LAYER_GZIP;
+	if (str_has_prefix(mt, "application/vnd.oci.image.layer."))
+		return mt;
+	return NULL;
+}

@@ -21,6 +21,10 @@
 #define DOCKER_MT_LAYER      "application/vnd.docker.image.rootfs.diff.tar"
 #define DOCKER_MT_LAYER_GZIP "application/vnd.docker.image.rootfs.diff.tar.gzip"
 
+/* A layer's media type as an OCI manifest writes it: Docker's become their OCI twins (the
+ * bytes, and so the digest, stay), OCI's stay; NULL when there is no equivalent. */
+const char *oci_layer_media_type_oci(const char *mt);
+
 /* Manifests above this size are refused (the distribution server's own cap). */
 #define OCI_MANIFEST_MAX (4 * 1024 * 1024)
 

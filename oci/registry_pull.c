@@ -14,13 +14,6 @@ struct reg_source {
 	char *scope;
 };
 
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* ---------------------------------------------------------------- manifests */
 static int manifest_from_cache(struct oci_source *s, const char *digest, struct buf *out, struct err **err)
 {
@@ -229,7 +222,7 @@ static int dl_finish(struct dl *x, CURLcode cc, struct err **err)
 	bool retry = cc != CURLE_OK || registry_retryable_status(status);
 	if (retry && x->attempts < REG_MAX_ATTEMPTS) {
 		long ms = 250L << (x->attempts - 1);
-		x->not_before = now_ms() + (ms > 4000 ? 4000 : ms);
+		x->not_before = time_monotonic_ms() + (ms > 4000 ? 4000 : ms);
 		log_debug("blob %s: %s (attempt %d), retrying", x->d->digest,
 		          cc != CURLE_OK ? (x->errbuf[0] ? x->errbuf : curl_easy_strerror(cc)) : "server error",
 		          x->attempts);
@@ -269,7 +262,7 @@ static int dl_run(struct dl *x, struct err **err)
 {
 	for (;;) {
 		/* The backoff, in slices: a sibling's failure ends it early. */
-		for (int64_t wait; (wait = x->not_before - now_ms()) > 0 && !__atomic_load_n(x->stop, __ATOMIC_RELAXED);) {
+		for (int64_t wait; (wait = x->not_before - time_monotonic_ms()) > 0 && !__atomic_load_n(x->stop, __ATOMIC_RELAXED);) {
 			wait = wait < 100 ? wait : 100;
 			struct timespec ts = {.tv_sec = 0, .tv_nsec = wait * 1000000L};
 			nanosleep(&ts, NULL);

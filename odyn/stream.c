@@ -37,13 +37,6 @@ struct stream {
 	void *command_arg;
 };
 
-static uint64_t now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 static void client_free(void *p)
 {
 	free(p);
@@ -85,7 +78,7 @@ static void client_flush(struct stream_client *c)
 			return;
 		}
 		c->off += (uint64_t)w;
-		c->progress_ms = now_ms();
+		c->progress_ms = (uint64_t)time_monotonic_ms();
 	}
 	bool want = c->off < s->head;
 	if (want != c->want_out) {
@@ -153,7 +146,7 @@ static void on_listen(struct ev_handler *h, uint32_t events)
 		c->s = s;
 		c->fd = fd;
 		c->off = s->head > s->cap ? s->head - s->cap : 0;
-		c->progress_ms = now_ms();
+		c->progress_ms = (uint64_t)time_monotonic_ms();
 		if (evloop_add(s->loop, fd, EPOLLIN, &c->h, &e) < 0) {
 			log_warn("stream: %s", e->msg);
 			close(fd);
@@ -241,7 +234,7 @@ void stream_set_command_cb(struct stream *s, void (*fn)(void *arg, const char *l
 
 void stream_drop_stalled(struct stream *s, uint64_t lag, unsigned stall_ms)
 {
-	uint64_t now = now_ms();
+	uint64_t now = (uint64_t)time_monotonic_ms();
 	for (struct stream_client *c = s->clients, *next; c != NULL; c = next) {
 		next = c->next;
 		if (s->head - c->off > lag && now - c->progress_ms >= stall_ms) {

@@ -16,19 +16,12 @@ uint64_t ne_heartbeat_timeout_ms(uint64_t eif_size, uint64_t memory_bytes)
 	return (a + b) * HEARTBEAT_STEP_MS;
 }
 
-static uint64_t now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 /* Polls fd for `events` until the deadline, watching the enclave fd for POLLHUP as well.
  * Returns 1 ready, 0 timed out, -1 with *err (the enclave stopped, or poll failed). */
 static int wait_for(int fd, short events, int enclave_fd, uint64_t deadline, struct err **err)
 {
 	for (;;) {
-		uint64_t now = now_ms();
+		uint64_t now = (uint64_t)time_monotonic_ms();
 		if (now >= deadline)
 			return 0;
 		uint64_t left = deadline - now;
@@ -50,7 +43,7 @@ static int wait_for(int fd, short events, int enclave_fd, uint64_t deadline, str
 
 int ne_heartbeat_wait(int listen_fd, int enclave_fd, uint64_t timeout_ms, struct err **err)
 {
-	uint64_t deadline = now_ms() + timeout_ms;
+	uint64_t deadline = (uint64_t)time_monotonic_ms() + timeout_ms;
 	int conn = -1;
 	while (conn < 0) {
 		int r = wait_for(listen_fd, POLLIN, enclave_fd, deadline, err);
