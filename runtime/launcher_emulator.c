@@ -284,6 +284,14 @@ static void pump_finish(struct emu_launcher *e, int ms)
 	(void)r;
 	pthread_join(e->pump, NULL);
 	e->pump_running = false;
+	/* Both eventfds back to zero (non-blocking reads below never wait: the counters are set),
+	 * so that a pump started for a next boot attempt neither stops at once nor is thought done. */
+	uint64_t v;
+	r = read(e->pump_stop_fd, &v, sizeof(v));
+	struct pollfd done = {.fd = e->pump_done_fd, .events = POLLIN};
+	if (poll(&done, 1, 0) == 1)
+		r = read(e->pump_done_fd, &v, sizeof(v));
+	(void)r;
 	close_fd(&e->out_fd);
 	close_fd(&e->errout_fd);
 	pthread_mutex_lock(&e->lock);

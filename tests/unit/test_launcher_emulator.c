@@ -318,12 +318,27 @@ static int accel_boot(struct test_ctx *t, const char *kvm_behaviour, enum emu_ac
 	};
 	int r = launcher_emulator_new(&opt, l, err);
 	if (r == 0) {
-		struct launch_request req = {.eif_path = eif, .heartbeat_timeout_s = 30};
+		struct launch_request req = {.eif_path = eif, .heartbeat_timeout_s = 30, .debug_mode = true};
 		struct launch_info info;
 		r = launcher_start(*l, &req, &info, err);
 	}
 	free(eif);
 	return r;
+}
+
+/* What the debug console holds so far (the stand-in printed it before the heartbeat). */
+static char *console_text(struct launcher *l)
+{
+	struct buf b = {0};
+	int fd = launcher_console_fd(l);
+	if (fd >= 0) {
+		fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+		char chunk[4096];
+		ssize_t n;
+		while ((n = read(fd, chunk, sizeof(chunk))) > 0)
+			buf_append(&b, chunk, (size_t)n);
+	}
+	return xstrdup(buf_str(&b));
 }
 
 TEST(emu_accel_names_parse_both_ways)
@@ -353,6 +368,9 @@ TEST(emulator_auto_falls_back_to_tcg_when_qemu_reports_a_kvm_error)
 	CHECK(count_lines(args) == 2);
 	CHECK(strstr(args, "-accel kvm -cpu host,-arch-capabilities") != NULL);
 	CHECK(strstr(args, "-accel tcg -cpu max") != NULL);
+	/* The second boot's console reaches the reader after the first one's. */
+	_cleanup_free_ char *console = console_text(l);
+	CHECK(strstr(console, "booting under tcg") != NULL);
 	pid_t pid = kvm_pid(t);
 	CHECK(pid > 0 && kill(pid, 0) < 0 && errno == ESRCH); /* the KVM attempt was stopped */
 	launcher_free(l);
