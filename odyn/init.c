@@ -22,6 +22,15 @@
 
 extern char **environ;
 
+enum odyn_mode odyn_mode_choose(pid_t pid, int argc, char *const *argv)
+{
+	if (pid == 1)
+		return ODYN_MODE_INIT;
+	if (argc == 2 && (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0))
+		return ODYN_MODE_HELP;
+	return ODYN_MODE_SUPERVISOR;
+}
+
 int odyn_init_split_lines(const char *data, size_t len, char ***out, struct err **err)
 {
 	if (memchr(data, '\0', len))
