@@ -209,7 +209,8 @@ char *odyn_init_module_params(const char *cmdline, const char *module);
  * GetRandom (RNDADDENTROPY, needs /dev/nsm). */
 int odyn_nsm_seed_entropy(struct err **err);
 /* The whole init: mounts, modules, heartbeat, /cmd and /env, switch root;
- * then supervises and powers off. Never returns on success. */
+ * then supervises and reboots (which ends the enclave). Returns only when
+ * the reboot failed. */
 int odyn_init_main(struct err **err);
 
 #endif
