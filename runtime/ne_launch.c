@@ -139,10 +139,15 @@ int ne_launch(const struct ne_env *env, const struct launch_request *req, struct
 	enc->fd = fd;
 	enc->slot_uid = slot;
 
+	/* Every size the pool's node offers, from that node only: the driver refuses memory from
+	 * another node than the CPU pool's (NE_ERR_MEM_DIFFERENT_NUMA_NODE). */
 	const struct ne_mem_ops *mem = env->mem ? env->mem : &ne_mem_hugetlb;
-	if (ne_mem_alloc(mem, env->mem_ctx, mem_mib * NE_MIB, &enc->mem, err) < 0)
+	struct ne_hugepages hp;
+	ne_hugepages_probe(env->sysfs_root, env->cpu_pool_path, &hp);
+	if (ne_mem_alloc(mem, env->mem_ctx, &hp, mem_mib * NE_MIB, &enc->mem, err) < 0)
 		goto fail;
-	log_info("nitro: %zu memory region(s), %llu MiB", enc->mem.n, (unsigned long long)(enc->mem.total / NE_MIB));
+	log_info("nitro: %zu memory region(s), %llu MiB%s", enc->mem.n, (unsigned long long)(enc->mem.total / NE_MIB),
+	         hp.node >= 0 ? " from the CPU pool's NUMA node" : "");
 
 	struct ne_ioc_load_info li = {.flags = NE_IOC_EIF_IMAGE};
 	if (dev->ops->get_image_load_info(dev, enc->fd, &li) < 0) {
