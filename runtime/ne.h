@@ -188,6 +188,10 @@ int ne_mem_load(const struct ne_regions *r, uint64_t offset, int fd, uint64_t si
  * the whole launcher runs in tests: the parent's listeners are "<dir>/3-<port>.sock". */
 struct ne_net {
 	const char *unix_dir;
+	/* Tests only, with unix_dir: called before each connect, so a test can see what had happened
+	 * by then (the heartbeat before the console, say). */
+	void (*before_connect)(void *ctx, uint64_t cid, uint32_t port);
+	void *hook_ctx;
 };
 /* The address for (cid, port): vsock:CID:PORT, vsock:any:PORT for the parent's own listeners. */
 int ne_net_addr(const struct ne_net *net, bool listen, uint64_t cid, uint32_t port, struct transport_addr *out,
@@ -196,6 +200,14 @@ int ne_net_addr(const struct ne_net *net, bool listen, uint64_t cid, uint32_t po
 int ne_net_listen(const struct ne_net *net, uint32_t port, struct err **err);
 /* A connected (blocking) socket to (cid, port). Nothing listening is ECONNREFUSED in both modes. */
 int ne_net_connect(const struct ne_net *net, uint64_t cid, uint32_t port, struct err **err);
+/* The same with vsock's connect timeout (SO_VM_SOCKETS_CONNECT_TIMEOUT) set to timeout_ms instead of
+ * the kernel's 2 s default; the unix stand-in connects at once as before. */
+int ne_net_connect_timeout(const struct ne_net *net, uint64_t cid, uint32_t port, uint64_t timeout_ms,
+                           struct err **err);
+/* An AF_VSOCK stream socket (blocking, close-on-exec) with that connect timeout set. */
+int ne_vsock_socket(uint64_t connect_timeout_ms, struct err **err);
+/* nitro-cli's console connect timeout (src/utils.rs CONSOLE_CONNECT_TIMEOUT). */
+#define NE_CONSOLE_CONNECT_TIMEOUT_MS 20000
 
 /* ---------------------------------------------------------------- heartbeat */
 /* nitro-cli's boot timeout: 90 s per started 6 GiB of EIF plus 90 s per started 100 GiB of memory. */
@@ -216,7 +228,7 @@ struct ne_env {
 	const char *sysfs_root;        /* NULL: /sys (hugepage sizes, NUMA nodes) */
 	unsigned threads_per_core;     /* 0: ne_threads_per_core() */
 	uint64_t heartbeat_timeout_ms; /* 0: the request's, else nitro-cli's formula */
-	unsigned console_attempts;     /* debug console connect attempts, 100 ms apart; 0: 20 */
+	uint64_t console_timeout_ms;   /* debug console connect timeout; 0: NE_CONSOLE_CONNECT_TIMEOUT_MS */
 };
 
 /* A started enclave and what it holds. */
@@ -232,8 +244,9 @@ struct ne_enclave {
 		.fd = -1, .console_fd = -1                                                                             \
 	}
 
-/* Checks, allocates, loads the EIF, adds memory and vCPUs, listens on 9000, starts, attaches the
- * debug console, and waits for the heartbeat; fills *info. On failure nothing stays allocated. */
+/* Checks, allocates, loads the EIF, adds memory and vCPUs, listens on 9000, starts, waits for the
+ * heartbeat, then attaches the debug console as nitro-cli does; fills *info. On failure nothing
+ * stays allocated. */
 int ne_launch(const struct ne_env *env, const struct launch_request *req, struct ne_enclave *enc,
               struct launch_info *info, struct err **err);
 /* Stops the enclave (closes its fd), then unmaps its memory and closes the console; idempotent. */

@@ -4,6 +4,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <linux/nitro_enclaves.h>
+#include <linux/vm_sockets.h>
 #include <poll.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -43,6 +44,8 @@ struct fx {
 	bool hb_connect_failed;
 	bool console;
 	int console_listen;
+	unsigned console_connects;    /* connects to the console port */
+	bool console_after_heartbeat; /* the heartbeat's answer was there when the console was dialled */
 	uint64_t started_cid, started_flags;
 	char eif[600];
 	size_t eif_size;
@@ -93,6 +96,17 @@ static void fx_unmap(void *ctx, void *addr, uint64_t size)
 }
 
 static const struct ne_mem_ops fx_mem = {.map = fx_map, .unmap = fx_unmap};
+
+static void fx_before_connect(void *ctx, uint64_t cid, uint32_t port)
+{
+	struct fx *f = ctx;
+	if (cid != 0 || port != f->started_cid + 10000)
+		return;
+	f->console_connects++;
+	/* The launcher's 0xB7 echo waiting on the fake enclave's end: the heartbeat was answered. */
+	struct pollfd p = {.fd = f->hb_fd, .events = POLLIN};
+	f->console_after_heartbeat = f->hb_fd >= 0 && poll(&p, 1, 0) == 1;
+}
 
 static void fx_on_start(void *ctx, uint64_t slot_uid, uint64_t cid, uint64_t flags)
 {
@@ -202,13 +216,13 @@ static void fx_init(struct fx *f, struct test_ctx *t, const struct ne_sim_config
 	    .dev = ne_sim_dev(f->sim),
 	    .mem = &fx_mem,
 	    .mem_ctx = f,
-	    .net = {.unix_dir = f->dir},
+	    .net = {.unix_dir = f->dir, .before_connect = fx_before_connect, .hook_ctx = f},
 	    .cpu_pool_path = xstrdup(pool),
 	    .asset_tag_path = xstrdup(tag),
 	    .sysfs_root = f->sysfs,
 	    .threads_per_core = 2,
 	    .heartbeat_timeout_ms = 5000,
-	    .console_attempts = 3,
+	    .console_timeout_ms = 1000,
 	};
 	write_eif(f, "app.eif", 5 * NE_MIB + 12345, true);
 }
@@ -1240,6 +1254,10 @@ TEST(launch_debug_mode_console)
 	CHECK_INT_EQ(info.cid, 42);
 	CHECK(info.debug_mode);
 	CHECK_STR_EQ(info.name, "named");
+	/* As nitro-cli: one connect, after the heartbeat (polling before it could lose the console or
+	 * hold the heartbeat up). */
+	CHECK_INT_EQ(f.console_connects, 1);
+	CHECK(f.console_after_heartbeat);
 	/* The console was dialled at CID 0, port CID + 10000 (the stand-in "0-10042.sock"). */
 	int cfd = launcher_console_fd(l);
 	REQUIRE(cfd >= 0);
@@ -1272,6 +1290,8 @@ TEST(launch_debug_mode_without_console_still_runs)
 	CHECK(launcher_start(l, &req, &info, &err) == 0);
 	err_free(&err);
 	CHECK_INT_EQ(launcher_console_fd(l), -1);
+	CHECK_INT_EQ(f.console_connects, 1); /* one try, no polling loop */
+	CHECK(f.console_after_heartbeat);
 	launcher_free(l);
 	fx_free(&f);
 }
@@ -1529,6 +1549,25 @@ TEST(real_ioctls_on_a_non_nitro_device)
 	launcher_free(l);
 	dev->ops->free(dev);
 	fx_free(&f);
+}
+
+TEST(vsock_console_socket_has_nitro_cli_timeout)
+{
+	struct err *err = NULL;
+	int fd = ne_vsock_socket(NE_CONSOLE_CONNECT_TIMEOUT_MS, &err);
+	if (fd < 0) {
+		/* No vsock transport on this machine: nothing to check. */
+		CHECK(err != NULL && (err->code == EAFNOSUPPORT || err->code == ENODEV));
+		err_free(&err);
+		return;
+	}
+	struct timeval tv = {0};
+	socklen_t len = sizeof(tv);
+	CHECK(getsockopt(fd, AF_VSOCK, SO_VM_SOCKETS_CONNECT_TIMEOUT, &tv, &len) == 0);
+	CHECK_INT_EQ(tv.tv_sec, 20);
+	CHECK_INT_EQ(tv.tv_usec, 0);
+	close(fd);
+	CHECK_INT_EQ(NE_CONSOLE_CONNECT_TIMEOUT_MS, 20000);
 }
 
 TEST(real_vsock_addresses)
