@@ -38,14 +38,12 @@ static json_t *describe_json(const struct outer_state *s)
 	return json_pack("{s:s, s:s, s:I, s:I, s:I, s:o, s:I, s:s, s:s, s:o}", "EnclaveName", s->name, "EnclaveID",
 	                 s->id, "ProcessID", (json_int_t)s->pid, "EnclaveCID", (json_int_t)s->cid, "NumberOfCPUs",
 	                 (json_int_t)s->cpu_count, "CPUIDs", cpus, "MemoryMiB", (json_int_t)s->memory_mib, "State",
-	                 "RUNNING", "Flags", s->debug_mode ? "DEBUG_MODE" : "NONE", "Measurements",
-	                 meas);
+	                 "RUNNING", "Flags", s->debug_mode ? "DEBUG_MODE" : "NONE", "Measurements", meas);
 }
 
 int cmd_ps(int argc, char **argv)
 {
-	static const struct option opts[] = {
-	    {"json", no_argument, NULL, 'j'}, {"help", no_argument, NULL, 'h'}, {0}};
+	static const struct option opts[] = {{"json", no_argument, NULL, 'j'}, {"help", no_argument, NULL, 'h'}, {0}};
 	bool describe = false;
 	int c;
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {

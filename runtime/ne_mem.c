@@ -11,7 +11,7 @@
 #define NODE_BITS 1024 /* the node masks handed to the memory policy calls */
 
 const uint64_t ne_page_sizes_known[] = {16 * NE_GIB, 2 * NE_GIB,  NE_GIB,     512 * NE_MIB, 256 * NE_MIB,
-                                         32 * NE_MIB, 16 * NE_MIB, 8 * NE_MIB, 2 * NE_MIB};
+                                        32 * NE_MIB, 16 * NE_MIB, 8 * NE_MIB, 2 * NE_MIB};
 const unsigned ne_page_sizes_known_n = sizeof(ne_page_sizes_known) / sizeof(ne_page_sizes_known[0]);
 
 /* ---------------------------------------------------------------- what the host offers */
@@ -21,7 +21,8 @@ int ne_hugepage_dirname_parse(const char *name, uint64_t *size, struct err **err
 	static const char prefix[] = "hugepages-";
 	size_t pl = sizeof(prefix) - 1;
 	if (strncmp(name, prefix, pl) != 0)
-		return err_set(err, EINVAL, "hugepage directory \"%s\": expected \"hugepages-<N>kB\" at offset 0", name);
+		return err_set(err, EINVAL, "hugepage directory \"%s\": expected \"hugepages-<N>kB\" at offset 0",
+		               name);
 	const char *p = name + pl;
 	uint64_t kb = 0;
 	if (*p < '0' || *p > '9')
@@ -242,20 +243,19 @@ int ne_mem_alloc(const struct ne_mem_ops *ops, void *ctx, const struct ne_hugepa
 				hint = hp->sizes[i];
 		_cleanup_free_ char *on = hp->node >= 0 ? xasprintf(" on NUMA node %d", hp->node) : xstrdup("");
 		_cleanup_free_ char *where =
-		    hp->node >= 0 ? xasprintf(" on the CPU pool's NUMA node %d, e.g. echo %llu > "
-		                              "/sys/devices/system/node/node%d/hugepages/hugepages-%llukB/nr_hugepages",
-		                              hp->node, (unsigned long long)((bytes + hint - 1) / hint), hp->node,
-		                              (unsigned long long)(hint / 1024))
-		                  : xasprintf(", e.g. echo %llu > /sys/kernel/mm/hugepages/hugepages-%llukB/nr_hugepages",
-		                              (unsigned long long)((bytes + hint - 1) / hint),
-		                              (unsigned long long)(hint / 1024));
+		    hp->node >= 0
+		        ? xasprintf(" on the CPU pool's NUMA node %d, e.g. echo %llu > "
+		                    "/sys/devices/system/node/node%d/hugepages/hugepages-%llukB/nr_hugepages",
+		                    hp->node, (unsigned long long)((bytes + hint - 1) / hint), hp->node,
+		                    (unsigned long long)(hint / 1024))
+		        : xasprintf(", e.g. echo %llu > /sys/kernel/mm/hugepages/hugepages-%llukB/nr_hugepages",
+		                    (unsigned long long)((bytes + hint - 1) / hint), (unsigned long long)(hint / 1024));
 		err_set(err, ENOMEM,
 		        "not enough hugepages for %llu MiB of enclave memory: found %llu MiB (%s)%s. Reserve them "
 		        "with nitro-cli's allocator (memory_mib: %llu in /etc/nitro_enclaves/allocator.yaml, then "
 		        "systemctl restart nitro-enclaves-allocator) or directly%s",
 		        (unsigned long long)(bytes / NE_MIB), (unsigned long long)(found / NE_MIB),
-		        counts.data ? counts.data : "", on,
-		        (unsigned long long)((bytes + NE_MIB - 1) / NE_MIB), where);
+		        counts.data ? counts.data : "", on, (unsigned long long)((bytes + NE_MIB - 1) / NE_MIB), where);
 		buf_free(&counts);
 		return -1;
 	}

@@ -59,8 +59,7 @@ int ne_vsock_socket(uint64_t connect_timeout_ms, struct err **err)
 	return steal_fd(&fd);
 }
 
-static int connect_with(const struct ne_net *net, uint64_t cid, uint32_t port, uint64_t timeout_ms,
-                        struct err **err)
+static int connect_with(const struct ne_net *net, uint64_t cid, uint32_t port, uint64_t timeout_ms, struct err **err)
 {
 	struct transport_addr a;
 	if (ne_net_addr(net, false, cid, port, &a, err) < 0)
@@ -98,8 +97,7 @@ int ne_net_connect(const struct ne_net *net, uint64_t cid, uint32_t port, struct
 	return connect_with(net, cid, port, 0, err);
 }
 
-int ne_net_connect_timeout(const struct ne_net *net, uint64_t cid, uint32_t port, uint64_t timeout_ms,
-                           struct err **err)
+int ne_net_connect_timeout(const struct ne_net *net, uint64_t cid, uint32_t port, uint64_t timeout_ms, struct err **err)
 {
 	return connect_with(net, cid, port, timeout_ms, err);
 }

@@ -48,9 +48,9 @@ struct ne_sim {
 	size_t image_len;
 	unsigned violations;
 	struct ne_sim_counts counts;
-	uint64_t *page_sizes;   /* [cfg.n_page_sizes] */
-	unsigned *free_pages;   /* [node * n_page_sizes + size index] */
-	bool *in_pool;          /* [n_cpus]: the pool as configured, for the CPUs' nodes */
+	uint64_t *page_sizes; /* [cfg.n_page_sizes] */
+	unsigned *free_pages; /* [node * n_page_sizes + size index] */
+	bool *in_pool;        /* [n_cpus]: the pool as configured, for the CPUs' nodes */
 };
 
 static unsigned core_of(const struct ne_sim *s, unsigned cpu)

@@ -262,11 +262,11 @@ int outer_state_add(const struct outer_state *s, char **path_out, struct err **e
 	json_t *cpus = json_array();
 	for (unsigned i = 0; i < s->cpu_count && i < LAUNCH_MAX_CPUS; i++)
 		json_array_append_new(cpus, json_integer(s->cpu_ids[i]));
-	_cleanup_json_ json_t *doc = json_pack(
-	    "{s:s, s:s, s:I, s:i, s:s, s:o, s:s, s:I, s:o, s:I, s:b}", "id", s->id, "name", s->name, "cid",
-	    (json_int_t)s->cid, "pid", (int)s->pid, "launcher", s->launcher, "ports", ports, "eif", s->eif, "started",
-	    (json_int_t)s->started, "cpu_ids", cpus, "memory_mib", (json_int_t)s->memory_mib, "debug_mode",
-	    (int)s->debug_mode);
+	_cleanup_json_ json_t *doc =
+	    json_pack("{s:s, s:s, s:I, s:i, s:s, s:o, s:s, s:I, s:o, s:I, s:b}", "id", s->id, "name", s->name, "cid",
+	              (json_int_t)s->cid, "pid", (int)s->pid, "launcher", s->launcher, "ports", ports, "eif", s->eif,
+	              "started", (json_int_t)s->started, "cpu_ids", cpus, "memory_mib", (json_int_t)s->memory_mib,
+	              "debug_mode", (int)s->debug_mode);
 	if (s->measurements)
 		json_object_set(doc, "measurements", s->measurements);
 	_cleanup_buf_ struct buf b = {0};

@@ -20,11 +20,8 @@ int main(int argc, char **argv)
 		odyn_init_main(&e);
 		fprintf(stderr, "odyn init: %s\n", e ? e->msg : "returned");
 		return ODYN_EXIT_FATAL; /* not reached when init succeeds */
-	case ODYN_MODE_HELP:
-		usage();
-		return 0;
-	case ODYN_MODE_SUPERVISOR:
-		break;
+	case ODYN_MODE_HELP: usage(); return 0;
+	case ODYN_MODE_SUPERVISOR: break;
 	}
 	struct odyn_config c;
 	odyn_config_init(&c);

@@ -30,7 +30,7 @@ struct fx {
 		void *addr;
 		uint64_t size;
 		int node;
-	} *pages;
+	} * pages;
 	size_t n_pages;
 	unsigned live;          /* pages mapped now */
 	unsigned live_at_start; /* pages mapped while the last launch_ok's enclave ran */
