@@ -120,8 +120,9 @@ void ne_hugepages_probe(const char *sysfs_root, const char *cpu_pool_path, struc
 /* ---------------------------------------------------------------- mapping pages */
 
 /* MAP_HUGETLB with the size's flag. With a node, the thread's memory policy is bound to it for
- * the mmap and the page populated at once, then checked with move_pages: a page from another node
- * would be refused by the driver (NE_ERR_MEM_DIFFERENT_NUMA_NODE), so it counts as none available. */
+ * the mmap and the page populated at once (kernels that account hugepages per policy fail the mmap
+ * when the node has none free), then checked with move_pages: a page from another node would be
+ * refused by the driver (NE_ERR_MEM_DIFFERENT_NUMA_NODE), so it counts as none available. */
 static void *hugetlb_map(void *ctx, uint64_t page_size, int node)
 {
 	(void)ctx;
@@ -149,8 +150,9 @@ static void *hugetlb_map(void *ctx, uint64_t page_size, int node)
 	}
 	int status = -1;
 	void *pages[1] = {p};
-	if (bound && syscall(SYS_move_pages, 0, 1UL, pages, NULL, &status, 0) == 0 && status != node) {
-		/* Not populated (no free page there) or elsewhere: not usable for this enclave. */
+	/* Only a page known to be elsewhere is refused: some kernels cannot report the node of a
+	 * hugetlb page (status -ENOENT for 1 GiB pages), and refusing those would refuse every page. */
+	if (bound && syscall(SYS_move_pages, 0, 1UL, pages, NULL, &status, 0) == 0 && status >= 0 && status != node) {
 		munmap(p, page_size);
 		errno = ENOMEM;
 		return NULL;

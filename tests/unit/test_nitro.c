@@ -592,6 +592,19 @@ TEST(mem_alloc_real_hugetlb)
 		CHECK_ERR_CONTAINS(err, "nr_hugepages");
 		err_free(&err);
 	}
+	/* The same bound to node 0 (MPOL_BIND, populated, node checked), when this machine has one. */
+	if (access("/sys/devices/system/node/node0", F_OK) == 0) {
+		struct ne_hugepages hp0 = {.node = 0, .n = 1, .sizes = {2 * NE_MIB}};
+		if (ne_mem_alloc(&ne_mem_hugetlb, NULL, &hp0, 4 * NE_MIB, &r, &err) == 0) {
+			CHECK_INT_EQ(r.n, 2);
+			CHECK((uintptr_t)r.v[1].addr % NE_MIN_REGION == 0);
+			r.v[1].addr[NE_MIB] = 1;
+			ne_mem_free(&r);
+		} else {
+			CHECK_ERR_CONTAINS(err, "/sys/devices/system/node/node0/hugepages/hugepages-2048kB/nr_hugepages");
+			err_free(&err);
+		}
+	}
 }
 
 TEST(hugepage_dirname_parse_good_and_bad)
