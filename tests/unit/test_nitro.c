@@ -601,7 +601,8 @@ TEST(mem_alloc_real_hugetlb)
 			r.v[1].addr[NE_MIB] = 1;
 			ne_mem_free(&r);
 		} else {
-			CHECK_ERR_CONTAINS(err, "/sys/devices/system/node/node0/hugepages/hugepages-2048kB/nr_hugepages");
+			CHECK_ERR_CONTAINS(err,
+			                   "/sys/devices/system/node/node0/hugepages/hugepages-2048kB/nr_hugepages");
 			err_free(&err);
 		}
 	}
