@@ -267,6 +267,7 @@ int run_main(struct run_opts *o)
 	struct launcher *l = NULL;
 	struct outer *outer = NULL;
 	struct outer_result res = {0};
+	_cleanup_json_ json_t *measured = NULL; /* the EIF's measurements, for `ps --json` */
 	int rc = OUTER_EXIT_FATAL;
 
 	if (o->eif) {
@@ -320,9 +321,15 @@ int run_main(struct run_opts *o)
 			         o->ports[i].host_port, o->ports[i].enclave_port, o->ports[i].enclave_port);
 	}
 	if (o->verify) {
-		if (outer_measurements_verify(eif, o->verify, &err) < 0)
+		if (outer_measurements_verify(eif, o->verify, &measured, &err) < 0)
 			goto fail;
 		log_info("--verify-before-run: the EIF's measurements match %s", o->verify);
+	} else {
+		/* What nitro-cli describe-enclaves shows as Measurements. An EIF we cannot measure may
+		 * still boot; the launch decides, ps then shows no measurements. */
+		_cleanup_err_ struct err *me = NULL;
+		if (outer_measurements_of(eif, &measured, &me) < 0)
+			log_warn("%s: %s (enclaver ps --json will show no Measurements)", eif, me->msg);
 	}
 	if (o->name)
 		name = xstrdup(o->name);
@@ -372,7 +379,13 @@ int run_main(struct run_opts *o)
 	                         .pid = getpid(),
 	                         .ports = o->ports,
 	                         .n_ports = o->n_ports,
-	                         .started = (int64_t)time(NULL)};
+	                         .started = (int64_t)time(NULL),
+	                         .cpu_count = info.cpu_count,
+	                         .memory_mib = info.memory_mib,
+	                         .debug_mode = info.debug_mode,
+	                         .measurements = measured};
+	for (unsigned i = 0; i < info.cpu_count && i < LAUNCH_MAX_CPUS; i++)
+		st.cpu_ids[i] = info.cpu_ids[i];
 	for (size_t i = 0; i < o->n_ports; i++)
 		o->ports[i].host_port = outer_port_bound(outer, i);
 	if (outer_state_add(&st, &state_path, &err) < 0) {

@@ -1,7 +1,7 @@
 /* init: odyn as the enclave's PID 1, after AWS's init.c: devtmpfs and the
  * console, kernel modules, the heartbeat to the parent, /cmd and /env, the
- * switch to /rootfs, the usual mounts, loopback; then the supervisor, and
- * power-off when it ends so the host sees the enclave stop. */
+ * switch to /rootfs, the usual mounts, loopback; then the supervisor, and a
+ * reboot when it ends, which ends the enclave so the host sees it stop. */
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/vm_sockets.h>
@@ -21,6 +21,15 @@
 #define HEARTBEAT_BYTE 0xB7
 
 extern char **environ;
+
+enum odyn_mode odyn_mode_choose(pid_t pid, int argc, char *const *argv)
+{
+	if (pid == 1)
+		return ODYN_MODE_INIT;
+	if (argc == 2 && (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0))
+		return ODYN_MODE_HELP;
+	return ODYN_MODE_SUPERVISOR;
+}
 
 int odyn_init_split_lines(const char *data, size_t len, char ***out, struct err **err)
 {
@@ -271,13 +280,17 @@ int odyn_init_main(struct err **err)
 	if (rc < 0)
 		log_error("init: %s", (*err)->msg);
 	else
-		log_info("init: app done (%d), powering off", rc);
+		log_info("init: app done (%d), ending the enclave", rc);
 off:
 	if (rc < 0 && err && *err)
 		log_error("init: %s", (*err)->msg);
 	odyn_strv_free(cmd);
 	odyn_strv_free(env);
 	sync();
-	reboot(RB_POWER_OFF);
-	return -1;
+	/* RB_AUTOBOOT, as AWS's init: a Nitro enclave cannot restart, so a reboot
+	 * ends it, while RB_POWER_OFF on a kernel without a power-off handler
+	 * only halts, leaving the enclave (and `enclaver run`) up for good. The
+	 * emulator gets the same result from reboot=t and QEMU's -no-reboot. */
+	reboot(RB_AUTOBOOT);
+	return err_sys(err, "reboot");
 }
