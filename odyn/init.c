@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <linux/vm_sockets.h>
 #include <net/if.h>
+#include <pthread.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mount.h>
@@ -253,15 +254,81 @@ static int supervise(char **cmd, char **env, struct err **err)
 	return rc;
 }
 
+/* Seeding the kernel's pool from NSM runs on a thread the boot waits for at most this long:
+ * the NSM driver waits up to 2 minutes for an answer, uninterruptibly, and the heartbeat comes
+ * after the seeding. A lost answer must not hold the heartbeat (the kernel's nsm-hwrng feeds
+ * the pool as well). */
+#define SEED_WAIT_S 10
+
+struct seed_job {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	bool done, abandoned;
+	struct err *err;
+};
+
+static void *seed_thread(void *arg)
+{
+	struct seed_job *j = arg;
+	struct err *e = NULL;
+	odyn_nsm_seed_entropy(&e);
+	pthread_mutex_lock(&j->lock);
+	j->err = e;
+	j->done = true;
+	bool abandoned = j->abandoned;
+	pthread_cond_signal(&j->cond);
+	pthread_mutex_unlock(&j->lock);
+	if (abandoned) { /* the boot went on without us */
+		if (e)
+			log_warn("init: entropy from NSM, %d s late: %s", SEED_WAIT_S, e->msg);
+		err_free(&j->err);
+		free(j);
+	}
+	return NULL;
+}
+
+static void seed_entropy_bounded(void)
+{
+	struct seed_job *j = xcalloc(1, sizeof(*j));
+	pthread_mutex_init(&j->lock, NULL);
+	pthread_cond_init(&j->cond, NULL);
+	pthread_t t;
+	if (pthread_create(&t, NULL, seed_thread, j) != 0) {
+		free(j);
+		_cleanup_err_ struct err *e = NULL;
+		if (odyn_nsm_seed_entropy(&e) < 0)
+			log_warn("init: entropy from NSM: %s", e->msg);
+		return;
+	}
+	pthread_detach(t);
+	struct timespec until;
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += SEED_WAIT_S;
+	pthread_mutex_lock(&j->lock);
+	while (!j->done)
+		if (pthread_cond_timedwait(&j->cond, &j->lock, &until) == ETIMEDOUT)
+			break;
+	if (!j->done) {
+		j->abandoned = true;
+		pthread_mutex_unlock(&j->lock);
+		log_warn("init: NSM did not answer GetRandom within %d s: booting on without it", SEED_WAIT_S);
+		return;
+	}
+	pthread_mutex_unlock(&j->lock);
+	if (j->err)
+		log_warn("init: entropy from NSM: %s", j->err->msg);
+	err_free(&j->err);
+	free(j);
+}
+
 int odyn_init_main(struct err **err)
 {
 	mount_one("devtmpfs", "/dev", "devtmpfs", MS_NOSUID | MS_NOEXEC, NULL, NULL);
 	console_setup();
 	mount_one("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL, NULL);
 	modules_load();
-	_cleanup_err_ struct err *hb = NULL, *rnd = NULL;
-	if (odyn_nsm_seed_entropy(&rnd) < 0)
-		log_warn("init: entropy from NSM: %s", rnd->msg);
+	_cleanup_err_ struct err *hb = NULL;
+	seed_entropy_bounded();
 	if (heartbeat(&hb) < 0)
 		log_error("init: %s", hb->msg); /* the host will time out and say so */
 	char **cmd = NULL, **env = NULL;

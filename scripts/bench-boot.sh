@@ -4,7 +4,8 @@
 # `enclaver emulate`, once per accelerator choice: `--accel tcg`, then `--accel auto` (KVM when
 # it boots here, else TCG after one KVM attempt, whose cost is in the wall time). For each: which
 # accelerator ran, QEMU start to heartbeat (min, median, p90, max), the wall time from the
-# command's start, and the boots slower than twice the median (stalls), listed.
+# command's start, the boots slower than twice the median (stalls), listed, and the boots whose
+# console shows odyn giving up on a lost NSM answer (debug console, same EIF and PCRs).
 # Needs a release build and QEMU (scripts/build-qemu.sh); without QEMU it says so and exits 0.
 #   BENCH_BOOT_N (default 20), BENCH_BOOT_ACCELS (default "tcg auto"), BENCH_BOOT_TIMEOUT (400 s).
 set -euo pipefail
@@ -28,7 +29,7 @@ scripts/kernel-bundle-debian.sh "$T/kb" >"$T/kb.log" 2>&1 || { cat "$T/kb.log"; 
 cc -static -Os -o "$T/hello" testdata/example/hello.c
 python3 testdata/example/make_app_image.py "$T/app" latest "$T/hello" >/dev/null
 sed "s|oci:build/example/app:latest|oci:$T/app:latest|" testdata/example/enclaver.yaml >"$T/enclaver.yaml"
-ENCLAVER_CACHE_DIR=$T/cache SOURCE_DATE_EPOCH=1704067200 "$ENCLAVER" build --odyn "$ODYN" --kernel-bundle "$T/kb" \
+ENCLAVER_CACHE_DIR=$T/cache SOURCE_DATE_EPOCH=1704067200 "$ENCLAVER" build -q --odyn "$ODYN" --kernel-bundle "$T/kb" \
 	-f "$T/enclaver.yaml" --eif-only "$T/app.eif" >/dev/null
 echo "bench-boot: $N boots per accelerator of the example EIF ($(du -k "$T/app.eif" | cut -f1) KiB, 512 MiB, 2 vCPUs); /dev/kvm: $(
 	[ -r /dev/kvm ] && [ -w /dev/kvm ] && echo present || echo absent)"
@@ -39,7 +40,7 @@ for accel in $ACCELS; do
 		log=$T/boot.log
 		start=$(date +%s.%N)
 		"$ENCLAVER" -v emulate --eif "$T/app.eif" --memory-mb 512 --accel "$accel" --qemu "$QEMU" \
-			--heartbeat-timeout "$TIMEOUT" >/dev/null 2>"$log" &
+			--heartbeat-timeout "$TIMEOUT" --debug-mode >"$T/console.log" 2>"$log" &
 		emu=$!
 		hb=
 		while kill -0 "$emu" 2>/dev/null; do
@@ -52,7 +53,8 @@ for accel in $ACCELS; do
 		wait "$emu" 2>/dev/null || true
 		emu=
 		why=$(sed -n 's/.*warning: emulator: \(.*\); booting again under TCG.*/\1/p' "$log" | head -n 1)
-		printf '%s\t%s\t%s\n' "${hb:-fail -}" "$wall" "${why:--}" >>"$T/$accel.tsv"
+		nsm=$(grep -c 'NSM did not answer' "$T/console.log" || true)
+		printf '%s\t%s\t%s\t%s\n' "${hb:-fail -}" "$wall" "${why:--}" "$nsm" >>"$T/$accel.tsv"
 	done
 	python3 - "$accel" "$T/$accel.tsv" <<'PY'
 import statistics, sys
@@ -76,6 +78,7 @@ print(f"--accel {accel}: {len(ok)} boots ran on {', '.join(f'{k} x{v}' for k, v 
 print(f"  QEMU start to heartbeat: min {hb[0]:.2f} s, median {med:.2f} s, p90 {q(hb, 0.9):.2f} s, max {hb[-1]:.2f} s")
 print(f"  command start to heartbeat (wall): min {wall[0]:.2f} s, median {statistics.median(wall):.2f} s, max {wall[-1]:.2f} s")
 print(f"  stalls (over twice the median): {len(stalls)}" + (": " + ", ".join(f"{s:.1f} s" for s in stalls) if stalls else ""))
+print(f"  boots where odyn gave up waiting for NSM's GetRandom: {sum(1 for r in rows if r[3] != '0')}")
 whys = sorted({r[2] for r in rows if r[2] != "-"})
 for w in whys[:3]:
     print(f"  KVM attempt ended: {w}")
