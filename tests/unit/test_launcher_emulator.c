@@ -338,7 +338,9 @@ static char *console_text(struct launcher *l)
 		while ((n = read(fd, chunk, sizeof(chunk))) > 0)
 			buf_append(&b, chunk, (size_t)n);
 	}
-	return xstrdup(buf_str(&b));
+	char *text = xstrdup(buf_str(&b));
+	buf_free(&b);
+	return text;
 }
 
 TEST(emu_accel_names_parse_both_ways)
