@@ -22,7 +22,7 @@ ACCELS=${BENCH_BOOT_ACCELS:-tcg auto}
 TIMEOUT=${BENCH_BOOT_TIMEOUT:-400}
 T=$(mktemp -d "${TMPDIR:-/tmp}/bench-boot.XXXXXX")
 emu=
-cleanup() { [ -z "$emu" ] || kill -INT "$emu" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$T"; }
+cleanup() { [ -z "$emu" ] || kill -TERM "$emu" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$T"; }
 trap cleanup EXIT
 
 scripts/kernel-bundle-debian.sh "$T/kb" >"$T/kb.log" 2>&1 || { cat "$T/kb.log"; exit 1; }
@@ -37,10 +37,10 @@ echo "bench-boot: $N boots per accelerator of the example EIF ($(du -k "$T/app.e
 for accel in $ACCELS; do
 	: >"$T/$accel.tsv"
 	for i in $(seq "$N"); do
-		log=$T/boot.log
+		log=$T/boot-$accel-$i.log
 		start=$(date +%s.%N)
 		"$ENCLAVER" -v emulate --eif "$T/app.eif" --memory-mb 512 --accel "$accel" --qemu "$QEMU" \
-			--heartbeat-timeout "$TIMEOUT" --debug-mode >"$T/console.log" 2>"$log" &
+			--heartbeat-timeout "$TIMEOUT" --debug-mode >"$T/console-$accel-$i.log" 2>"$log" &
 		emu=$!
 		hb=
 		while kill -0 "$emu" 2>/dev/null; do
@@ -49,12 +49,17 @@ for accel in $ACCELS; do
 			sleep 0.05
 		done
 		wall=$(echo "$(date +%s.%N) - $start" | bc)
-		kill -INT "$emu" 2>/dev/null || true
+		# SIGTERM: a background job of a script has SIGINT ignored, and emulate keeps that.
+		kill -TERM "$emu" 2>/dev/null || true
 		wait "$emu" 2>/dev/null || true
 		emu=
 		why=$(sed -n 's/.*warning: emulator: \(.*\); booting again under TCG.*/\1/p' "$log" | head -n 1)
-		nsm=$(grep -c 'NSM did not answer' "$T/console.log" || true)
+		nsm=$(grep -c 'NSM did not answer' "$T/console-$accel-$i.log" || true)
 		printf '%s\t%s\t%s\t%s\n' "${hb:-fail -}" "$wall" "${why:--}" "$nsm" >>"$T/$accel.tsv"
+		if [ "$nsm" != 0 ]; then # what QEMU said about its NSM device, for the record
+			echo "  boot $i ($accel): odyn gave up on NSM; QEMU said: $(sed -n "/QEMU's messages/,\$p" "$log" |
+				grep -v "QEMU's messages\|terminating on signal\|emulator: vsock" | tr '\n' ' ')"
+		fi
 	done
 	python3 - "$accel" "$T/$accel.tsv" <<'PY'
 import statistics, sys
