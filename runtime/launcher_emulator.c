@@ -77,6 +77,8 @@ struct emu_launcher {
 	char tail[CONSOLE_TAIL];
 	size_t tail_len;
 	uint64_t console_bytes; /* since QEMU's start: the boot's progress */
+	double attempt_start;   /* now_s() when this boot attempt's QEMU was spawned */
+	double first_console;   /* now_s() of its first console byte; 0 before */
 	struct buf qemu_err;
 	uint64_t console_dropped;
 };
@@ -197,6 +199,8 @@ static void pump_console(struct emu_launcher *e, const char *data, size_t len)
 {
 	pthread_mutex_lock(&e->lock);
 	tail_add(e, data, len);
+	if (e->console_bytes == 0)
+		e->first_console = now_s();
 	e->console_bytes += len;
 	pthread_mutex_unlock(&e->lock);
 	if (e->console_stream_fd > 0) {
@@ -684,6 +688,8 @@ static int boot_attempt(struct emu_launcher *e, const struct launch_request *req
                         unsigned cpus, unsigned mem, unsigned timeout, enum kvm_watch watch, double *hb_s,
                         struct buf *why, struct err **err)
 {
+	e->attempt_start = now_s();
+	e->first_console = 0;
 	if (qemu_spawn(e, req, acc, cid, cpus, mem, err) < 0)
 		return -1;
 	if (thread_start(&e->pump, pump_thread, e, err) < 0)
@@ -790,7 +796,15 @@ static int emu_start(struct launcher *l, const struct launch_request *req, struc
 		acc = "tcg";
 	}
 	e->accel_ran = acc;
-	log_info("emulator: heartbeat after %.2f s (%s)", hb_s, acc);
+	pthread_mutex_lock(&e->lock);
+	double first = e->first_console ? e->first_console - e->attempt_start : -1;
+	pthread_mutex_unlock(&e->lock);
+	/* The first console byte is the kernel's setup code: what comes before it is QEMU, the
+	 * firmware and the EIF's loading (docs/emulator.md, where the boot's time goes). */
+	if (first >= 0)
+		log_info("emulator: heartbeat after %.2f s (%s; first console byte after %.2f s)", hb_s, acc, first);
+	else
+		log_info("emulator: heartbeat after %.2f s (%s)", hb_s, acc);
 
 	memset(info, 0, sizeof(*info));
 	snprintf(info->enclave_id, sizeof(info->enclave_id), "i-0000000000000000-enc%016llx", (unsigned long long)cid);

@@ -38,13 +38,14 @@ for accel in $ACCELS; do
 	: >"$T/$accel.tsv"
 	for i in $(seq "$N"); do
 		log=$T/boot-$accel-$i.log
+		: >"$log" # there before the loop below reads it
 		start=$(date +%s.%N)
 		"$ENCLAVER" -v emulate --eif "$T/app.eif" --memory-mb 512 --accel "$accel" --qemu "$QEMU" \
 			--heartbeat-timeout "$TIMEOUT" --debug-mode >"$T/console-$accel-$i.log" 2>"$log" &
 		emu=$!
 		hb=
 		while kill -0 "$emu" 2>/dev/null; do
-			hb=$(sed -n 's/.*heartbeat after \([0-9.]*\) s (\([a-z]*\)).*/\1 \2/p' "$log")
+			hb=$(sed -n 's/.*heartbeat after \([0-9.]*\) s (\([a-z]*\)[;)].*/\1 \2/p' "$log")
 			[ -z "$hb" ] || break
 			sleep 0.05
 		done
@@ -55,7 +56,13 @@ for accel in $ACCELS; do
 		emu=
 		why=$(sed -n 's/.*warning: emulator: \(.*\); booting again under TCG.*/\1/p' "$log" | head -n 1)
 		nsm=$(grep -c 'NSM did not answer' "$T/console-$accel-$i.log" || true)
-		printf '%s\t%s\t%s\t%s\n' "${hb:-fail -}" "$wall" "${why:--}" "$nsm" >>"$T/$accel.tsv"
+		# Where the time goes: the first console byte (QEMU, firmware, EIF load before it) and the
+		# kernel's own clock at the initramfs unpacking, at /init and at odyn's vsock module load.
+		first=$(sed -n 's/.*first console byte after \([0-9.]*\) s.*/\1/p' "$log")
+		kt() { sed -n "s|^\[ *\([0-9.]*\)\] $1.*|\1|p" "$T/console-$accel-$i.log" | head -n 1; }
+		printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "${hb:-fail -}" "$wall" "${why:--}" "$nsm" "${first:--}" \
+			"$(kt 'Trying to unpack rootfs image as initramfs')" "$(kt 'Freeing initrd memory')" "$(kt 'Run /init as init process')" \
+			"$(kt 'NET: Registered PF_VSOCK')" >>"$T/$accel.tsv"
 		if [ "$nsm" != 0 ]; then # what QEMU said about its NSM device, for the record
 			echo "  boot $i ($accel): odyn gave up on NSM; QEMU said: $(sed -n "/QEMU's messages/,\$p" "$log" |
 				grep -v "QEMU's messages\|terminating on signal\|emulator: vsock" | tr '\n' ' ')"
@@ -84,6 +91,16 @@ print(f"  QEMU start to heartbeat: min {hb[0]:.2f} s, median {med:.2f} s, p90 {q
 print(f"  command start to heartbeat (wall): min {wall[0]:.2f} s, median {statistics.median(wall):.2f} s, max {wall[-1]:.2f} s")
 print(f"  stalls (over twice the median): {len(stalls)}" + (": " + ", ".join(f"{s:.1f} s" for s in stalls) if stalls else ""))
 print(f"  boots where odyn gave up waiting for NSM's GetRandom: {sum(1 for r in rows if r[3] != '0')}")
+def col(i):
+    v = [float(r[i]) for r in rows if len(r) > i and r[i] not in ("", "-") and not r[0].startswith("fail")]
+    return statistics.median(v) if v else None
+first, u0, u1, init, vsock = (col(i) for i in range(4, 9))
+if None not in (first, u0, u1, init, vsock):
+    rest = med - first - vsock
+    print(f"  where the time goes (medians): QEMU, firmware and EIF load to the first console byte {first:.2f} s; "
+          f"kernel clock: initramfs unpacked {u0:.2f}-{u1:.2f} s, /init at {init:.2f} s, odyn's vsock module "
+          f"loaded at {vsock:.2f} s; the rest (the decompressor before the kernel's clock starts, NSM seeding, "
+          f"the heartbeat) {rest:.2f} s")
 whys = sorted({r[2] for r in rows if r[2] != "-"})
 for w in whys[:3]:
     print(f"  KVM attempt ended: {w}")

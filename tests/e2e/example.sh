@@ -41,7 +41,7 @@ done
 check "the example's greeting reaches the host's stdout" grep -qx '\[app\] hello, world' "$TMP/run.out"
 answer=$(curl -s --max-time 60 "http://127.0.0.1:$PORT/")
 if [ "$answer" = "hello, world" ]; then
-	ok "the example's ingress port answers on the host ($(sed -n 's/.*heartbeat after \([0-9.]*\) s (\([a-z]*\)).*/heartbeat after \1 s under \2/p' "$TMP/run.err"))"
+	ok "the example's ingress port answers on the host ($(sed -n 's/.*heartbeat after \([0-9.]*\) s (\([a-z]*\)[;)].*/heartbeat after \1 s under \2/p' "$TMP/run.err"))"
 else
 	not_ok "the example's ingress port answers on the host" "got: $answer" "$(tail -20 "$TMP/run.err")"
 fi

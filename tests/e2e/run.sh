@@ -87,7 +87,7 @@ else
 fi
 # The accelerator (docs/emulator.md#accelerators): forced TCG never tries KVM; auto boots under
 # KVM when /dev/kvm opens, and when that boot fails it says why, once, and boots under TCG.
-ran=$(sed -n 's/.*heartbeat after [0-9.]* s (\([a-z]*\)).*/\1/p' "$TMP/emulate.log")
+ran=$(sed -n 's/.*heartbeat after [0-9.]* s (\([a-z]*\)[;)].*/\1/p' "$TMP/emulate.log")
 tried_kvm=$(grep -c 'started QEMU.*, kvm$' "$TMP/emulate.log")
 fallbacks=$(grep -c 'booting again under TCG' "$TMP/emulate.log")
 case ${ENCLAVER_EMULATOR_ACCEL:-auto} in
