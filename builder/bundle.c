@@ -141,6 +141,28 @@ static int load_modules(struct bld_kernel_bundle *b, struct err **err)
 	return rc;
 }
 
+/* 1 when the kernel's .config says "# CONFIG_MODULES is not set", 0 otherwise. Read line by line:
+ * the config is some 100 KB of text. */
+static int config_without_modules(const char *path, struct err **err)
+{
+	_cleanup_fclose_ FILE *f = fopen(path, "re");
+	if (!f)
+		return err_sys(err, "%s", path);
+	_cleanup_free_ char *line = NULL;
+	size_t cap = 0;
+	ssize_t n;
+	while ((n = getline(&line, &cap, f)) > 0) {
+		line[strcspn(line, "\r\n")] = '\0';
+		if (strcmp(line, "# CONFIG_MODULES is not set") == 0)
+			return 1;
+		if (strcmp(line, "CONFIG_MODULES=y") == 0)
+			return 0;
+	}
+	if (ferror(f))
+		return err_sys(err, "%s", path);
+	return 0;
+}
+
 static int load_bundle(struct bld_kernel_bundle *b, struct err **err)
 {
 	struct stat st;
@@ -184,6 +206,20 @@ static int load_bundle(struct bld_kernel_bundle *b, struct err **err)
 	}
 	if (b->config_path && eif_kernel_config_identity(b->config_path, &b->os, &b->kernel_version, err) < 0)
 		return -1;
+	/* AWS's init skips an absent /nsm.ko but dies (the kernel panics) when one is there and does not
+	 * load: refuse the bundle now rather than have the enclave die at boot. */
+	if (b->config_path && (b->nsm_path || b->n_modules)) {
+		int off = config_without_modules(b->config_path, err);
+		if (off < 0)
+			return -1;
+		if (off)
+			return err_set(
+			    err, EINVAL,
+			    "kernel bundle %s: %s: the kernel has no module support (CONFIG_MODULES is not set "
+			    "in %s), and AWS's init dies when /nsm.ko is there and does not load: leave it out "
+			    "(the kernel must then have NSM built in)",
+			    b->dir, b->nsm_path ? "nsm.ko" : "modules/", b->config_path);
+	}
 	return 0;
 }
 

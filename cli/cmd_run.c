@@ -268,6 +268,7 @@ int run_main(struct run_opts *o)
 	struct outer *outer = NULL;
 	struct outer_result res = {0};
 	_cleanup_json_ json_t *measured = NULL; /* the EIF's measurements, for `ps --json` */
+	_cleanup_close_ int cid_hold = -1;      /* the picked CID, held until the run ends */
 	int rc = OUTER_EXIT_FATAL;
 
 	if (o->eif) {
@@ -344,6 +345,13 @@ int run_main(struct run_opts *o)
 	}
 	if (outer_state_check(name, o->cid, o->ports, o->n_ports, &err) < 0)
 		goto fail;
+	/* The Nitro driver picks a free CID itself when given 0; other launchers (the emulator) take
+	 * the one they are given, so the run picks one: the lowest free from 16. */
+	if (!o->cid && strcmp(o->launcher, "nitro") != 0) {
+		if (outer_state_pick_cid(16, &o->cid, &cid_hold, &err) < 0)
+			goto fail;
+		log_debug("CID %llu picked (the lowest free from 16)", (unsigned long long)o->cid);
+	}
 
 	if (launcher_lookup(o->launcher)(o, &l, &err) < 0)
 		goto fail;

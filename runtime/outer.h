@@ -104,6 +104,11 @@ void outer_state_list_free(struct outer_state *v, size_t n);
 int outer_state_check(const char *name, uint64_t cid, const struct outer_port *ports, size_t n_ports, struct err **err);
 /* Writes the entry (atomically, under the lock, rechecking conflicts); *path gets its file. */
 int outer_state_add(const struct outer_state *s, char **path, struct err **err);
+/* For launchers that take the CID they are given (the emulator): the lowest CID from first that no
+ * live entry holds and no other run is holding while it boots. *hold_fd keeps it held: the caller
+ * closes it when the enclave has stopped (or lets it close at exit). */
+#define OUTER_PICK_CID_SPAN 65536
+int outer_state_pick_cid(uint64_t first, uint64_t *cid, int *hold_fd, struct err **err);
 /* Finds a live entry by id, id prefix (unique) or name. */
 int outer_state_find(const char *id_or_name, struct outer_state *out, struct err **err);
 

@@ -320,3 +320,54 @@ int outer_state_find(const char *key, struct outer_state *out, struct err **err)
 	outer_state_list_free(v, n);
 	return r;
 }
+
+/* Nothing but the hold file's lock says a CID is taken while its enclave boots (the state entry is
+ * written after the launch): a run keeps the lock of `cid-N.hold` until it exits, so two runs
+ * started together never pick the same CID, and a crashed run's lock goes with its process. */
+static int hold_cid(const char *dir, uint64_t c, struct err **err)
+{
+	_cleanup_free_ char *path = xasprintf("%s/cid-%llu.hold", dir, (unsigned long long)c);
+	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return err_sys(err, "%s", path);
+	if (flock(fd, LOCK_EX | LOCK_NB) == 0)
+		return fd;
+	int e = errno;
+	close(fd);
+	if (e == EWOULDBLOCK)
+		return -2;
+	errno = e;
+	return err_sys(err, "lock %s", path);
+}
+
+int outer_state_pick_cid(uint64_t first, uint64_t *cid, int *hold_fd, struct err **err)
+{
+	_cleanup_free_ char *dir = NULL;
+	if (outer_state_dir(&dir, err) < 0)
+		return -1;
+	_cleanup_close_ int lk = lock_dir(dir, err);
+	if (lk < 0)
+		return -1;
+	struct outer_state *v;
+	size_t n;
+	if (list_locked(dir, &v, &n, err) < 0)
+		return -1;
+	int fd = -2;
+	uint64_t c = first;
+	for (; c < first + OUTER_PICK_CID_SPAN && fd == -2; c++) {
+		bool taken = false;
+		for (size_t i = 0; i < n && !taken; i++)
+			taken = v[i].cid == c;
+		if (!taken)
+			fd = hold_cid(dir, c, err);
+	}
+	outer_state_list_free(v, n);
+	if (fd == -1)
+		return -1;
+	if (fd == -2)
+		return err_set(err, EADDRINUSE, "no free CID from %llu to %llu (see enclaver ps)",
+		               (unsigned long long)first, (unsigned long long)(first + OUTER_PICK_CID_SPAN - 1));
+	*cid = c - 1;
+	*hold_fd = fd;
+	return 0;
+}

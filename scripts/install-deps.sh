@@ -18,7 +18,8 @@ packages=(
 	bc time
 	# emulator end-to-end tests (QEMU's own build deps are installed by scripts/build-qemu.sh)
 	cpio xz-utils
-	# scripts/kernel-bundle-custom.sh (building a kernel)
+	# scripts/kernel-bundle-custom.sh (building a kernel; with build-essential, bc, libssl-dev and
+	# xz-utils above; linux-source-6.12 itself is fetched by the script with apt-get download)
 	flex bison libelf-dev
 	# odyn tests: a peer to compare the ingress relay with
 	socat
@@ -28,6 +29,13 @@ if [ "$(id -u)" -ne 0 ]; then
 	echo "install-deps.sh: run as root (apt-get install)" >&2
 	exit 1
 fi
+
+# kernel-bundle-custom.sh downloads linux-source-6.12 (bookworm-security, bookworm-backports):
+# refresh the lists when apt does not know it yet.
+kernel_source_known() {
+	apt-cache policy linux-source-6.12 2>/dev/null | grep -q '^ *Candidate: [0-9]'
+}
+kernel_source_known || apt-get update -qq || true
 
 missing=()
 for p in "${packages[@]}"; do

@@ -3,6 +3,7 @@
 # linux-source-6.12: tinyconfig + scripts/kernel/enclave.config, everything built in, no modules.
 #
 # Usage: scripts/kernel-bundle-custom.sh [--init FILE] OUT_DIR
+#        scripts/kernel-bundle-custom.sh --check   (prints the cached kernel's folder, or exit 1)
 #
 # The bundle (read by builder/bundle.c, see docs/builder.md): bzImage, bzImage.config, cmdline
 # (AWS's), and init only with --init. The kernel boots under QEMU's nitro-enclave machine in about
@@ -15,15 +16,17 @@
 set -euo pipefail
 
 init=
+check=
 while [ $# -gt 0 ]; do
 	case $1 in
 	--init) init=${2:?--init needs a file}; shift 2 ;;
-	-h | --help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+	--check) check=1; shift ;;
+	-h | --help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
 	-*) echo "kernel-bundle-custom.sh: unknown option $1" >&2; exit 2 ;;
 	*) break ;;
 	esac
 done
-out=${1:?usage: kernel-bundle-custom.sh [--init FILE] OUT_DIR}
+[ -n "$check" ] || out=${1:?usage: kernel-bundle-custom.sh [--init FILE] OUT_DIR}
 [ -z "$init" ] || [ -f "$init" ] || { echo "kernel-bundle-custom.sh: --init $init: no such file" >&2; exit 1; }
 say() { echo "kernel-bundle-custom.sh: $*" >&2; }
 here=$(cd "$(dirname "$0")" && pwd)
@@ -42,6 +45,10 @@ fi
 key="$version-$(sha256sum "$fragment" | cut -c1-12)"
 cache=${XDG_CACHE_HOME:-$HOME/.cache}/enclaver/custom-kernel
 built=$cache/$key
+if [ -n "$check" ]; then
+	[ -f "$built/.complete" ] && echo "$built" && exit 0
+	exit 1
+fi
 mkdir -p "$cache"
 
 if [ ! -f "$built/.complete" ]; then
@@ -63,9 +70,10 @@ if [ ! -f "$built/.complete" ]; then
 	"$src/scripts/kconfig/merge_config.sh" -m -O "$src" "$src/.config" "$fragment" >"$work/merge.log" 2>&1
 	make -C "$src" -s olddefconfig >/dev/null
 	# What the enclave cannot boot without must have stuck; options newer kernels dropped
-	# (RANDOM_TRUST_CPU is a boot parameter since 6.2) only warn.
+	# (RANDOM_TRUST_CPU is a boot parameter since 6.2) only warn. CGROUPS: AWS's init mounts a
+	# tmpfs on /sys/fs/cgroup and reads /proc/cgroups, which exist only with it, and dies otherwise.
 	for opt in BLK_DEV_INITRD SERIAL_8250_CONSOLE DEVTMPFS VIRTIO_MMIO VIRTIO_MMIO_CMDLINE_DEVICES VSOCKETS \
-		VIRTIO_VSOCKETS NSM BINFMT_ELF UNIX; do
+		VIRTIO_VSOCKETS NSM BINFMT_ELF UNIX CGROUPS UNIX98_PTYS TMPFS; do
 		grep -qx "CONFIG_$opt=y" "$src/.config" || {
 			say "CONFIG_$opt did not stick; merge_config said:"
 			tail -n 20 "$work/merge.log" >&2

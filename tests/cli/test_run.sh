@@ -252,6 +252,38 @@ check "ps prunes the entry of a dead run process" test "$("$ENCLAVER" ps 2>/dev/
 check_fails "stop of an unknown enclave" 'no running enclave has the id or name "nope"' "$ENCLAVER" stop nope
 pkill -KILL -f "$TMP/loop.sh" 2>/dev/null # the SIGKILLed run could not stop its odyn
 
+# --- no --cid: the run picks the lowest free CID from 16 (the emulator takes the CID it is given;
+# a second emulated enclave used to get 16 again and be refused), held while the first still runs
+H3=$(free_port)
+ENCLAVER_LOCAL_CMD="exec sh $TMP/loop.sh" "$RUNL" run --launcher local --eif "$EIF" --manifest "$TMP/m.yaml" \
+	--name c1 -p "$H3:$EP" >"$TMP/c1.out" 2>"$TMP/c1.err" &
+p3=$!
+bg_track $p3
+wait_for grep -q started "$TMP/c1.out"
+H4=$(free_port)
+ENCLAVER_LOCAL_CMD="exec sh $TMP/loop.sh" "$RUNL" run --launcher local --eif "$EIF" --manifest "$TMP/m.yaml" \
+	--name c2 -p "$H4:$EP" >"$TMP/c2.out" 2>"$TMP/c2.err" &
+p4=$!
+bg_track $p4
+wait_for grep -q started "$TMP/c2.out"
+check "two runs without --cid: CIDs 16 and 17" python3 -c '
+import json,subprocess,sys
+v={e["EnclaveName"]: e["EnclaveCID"] for e in json.loads(subprocess.check_output([sys.argv[1],"ps"]))}
+assert v=={"c1":16,"c2":17}, v' "$ENCLAVER"
+check_fails "--cid 16 is still refused while c1 has it" 'CID 16 is in use by enclave' \
+	env ENCLAVER_LOCAL_CMD=true "$RUNL" run --launcher local --eif "$EIF" --manifest "$TMP/m.yaml" --name c3 --cid 16 -p 0:$EP
+kill -TERM $p3
+reap $p3
+check "the first run stopped (109)" test $? -eq 109
+run_local c4 'echo picked' --manifest "$TMP/plain.yaml" --name c4
+check "a third run gets the freed CID 16 (launch info)" python3 -c '
+import json,sys
+t=open(sys.argv[1]).read(); d=json.loads(t[t.index("{"):t.rindex("}")+1])
+assert d["EnclaveCID"]==16, d' "$TMP/c4.err"
+kill -TERM $p4
+reap $p4
+check "the second run stopped (109)" test $? -eq 109
+
 # --- --verify-before-run
 run_local v1 'echo verified' --manifest "$TMP/plain.yaml" --verify-before-run "$TMP/build.json"
 check "verify: eif build's JSON matches: the app runs" test $? -eq 0 -a "$(cat "$TMP/v1.out")" = "[app] verified"

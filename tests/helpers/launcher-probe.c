@@ -3,7 +3,8 @@
  * enclave's connections to parent ports, and reports what happened and when. Not a test itself.
  *
  * launcher-probe --eif FILE [--qemu PATH] [--cid N] [--memory-mb N] [--timeout S] [--console FILE]
- *                [--stream PORT=FILE]... [--parent PORT=FILE]...
+ *                [--no-acpi] [--stream PORT=FILE]... [--parent PORT=FILE]...
+ *   --no-acpi: the machine without ACPI, for kernels that take the devices from the command line
  *   --stream: connect_guest(PORT) (retried while refused) and copy it to FILE until its end
  *   --parent: listen_parent(PORT); each connection's bytes are appended to FILE, and once every
  *             --stream is connected the probe answers it "ok\n"
@@ -86,7 +87,7 @@ int main(int argc, char **argv)
 	    {"cid", required_argument, NULL, 'c'},     {"memory-mb", required_argument, NULL, 'm'},
 	    {"timeout", required_argument, NULL, 't'}, {"console", required_argument, NULL, 'o'},
 	    {"stream", required_argument, NULL, 's'},  {"parent", required_argument, NULL, 'p'},
-	    {0},
+	    {"no-acpi", no_argument, NULL, 'n'},       {0},
 	};
 	struct launch_request req = {.heartbeat_timeout_s = 400};
 	struct launcher_emulator_options opt = {.acpi = true};
@@ -103,14 +104,17 @@ int main(int argc, char **argv)
 		case 'm': req.memory_mb = (unsigned)atoi(optarg); break;
 		case 't': timeout = atoi(optarg); break;
 		case 'o': console_path = optarg; break;
+		case 'n': opt.acpi = false; break;
 		case 's':
-			if (n_streams == MAX_PORTS || parse_port_file(optarg, &streams[n_streams].port, &streams[n_streams].path))
+			if (n_streams == MAX_PORTS ||
+			    parse_port_file(optarg, &streams[n_streams].port, &streams[n_streams].path))
 				return 2;
 			streams[n_streams].fd = streams[n_streams].out = -1;
 			n_streams++;
 			break;
 		case 'p':
-			if (n_parents == MAX_PORTS || parse_port_file(optarg, &parents[n_parents].port, &parents[n_parents].path))
+			if (n_parents == MAX_PORTS ||
+			    parse_port_file(optarg, &parents[n_parents].port, &parents[n_parents].path))
 				return 2;
 			parents[n_parents].listen_fd = parents[n_parents].out = -1;
 			parents[n_parents].n_conns = 0;

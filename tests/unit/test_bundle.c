@@ -88,6 +88,29 @@ static void refused(struct test_ctx *t, const char *dir, const char *needle)
 	err_free(&e);
 }
 
+/* issue 15: AWS's init panics the enclave when /nsm.ko is there and does not load; a kernel with
+ * modules off (the custom kernel, NSM built in) never loads one, so the bundle is refused. */
+TEST(bundle_nsm_ko_without_module_support_refused)
+{
+	_cleanup_free_ char *d = bundle_dir(t, "custom-aws-init");
+	put(d, "bzImage", "k");
+	put(d, "cmdline", "reboot=k panic=30 pci=off nomodules console=ttyS0");
+	put(d, "init", "i");
+	put(d, "bzImage.config",
+	    "#\n# Linux/x86 6.12.118 Kernel Configuration\nCONFIG_NSM=y\n# CONFIG_MODULES is not set\n");
+	struct bld_kernel_bundle *b = NULL;
+	struct err *e = NULL;
+	REQUIRE(bld_kernel_bundle_load(d, &b, &e) == 0); /* without nsm.ko: fine */
+	bld_kernel_bundle_free(b);
+	put(d, "nsm.ko", "n");
+	refused(t, d, "nsm.ko: the kernel has no module support (CONFIG_MODULES is not set");
+	/* a kernel with modules takes it (AWS's own bundle) */
+	put(d, "bzImage.config", "#\n# Linux/x86 4.14.256 Kernel Configuration\nCONFIG_MODULES=y\n");
+	REQUIRE(bld_kernel_bundle_load(d, &b, &e) == 0);
+	CHECK(b->nsm_path != NULL);
+	bld_kernel_bundle_free(b);
+}
+
 TEST(bundle_broken_ones_refused)
 {
 	_cleanup_free_ char *missing = xasprintf("%s/none", test_tmpdir(t));

@@ -201,6 +201,43 @@ TEST(state_folder)
 	unsetenv("ENCLAVER_STATE_DIR");
 }
 
+/* The emulator takes the CID it is given: the run picks the lowest one no live entry has and no
+ * other booting run holds (issue 15: a second `run --emulate` got CID 16 again and was refused). */
+TEST(state_pick_cid)
+{
+	setenv("ENCLAVER_STATE_DIR", test_tmpdir(t), 1);
+	struct err *e = NULL;
+	char *path = NULL;
+	struct outer_state a = {
+	    .id = "i-x-enc10", .name = "a", .launcher = "emulator", .eif = "/a.eif", .cid = 16, .pid = getpid()};
+	struct outer_state gone = {
+	    .id = "i-x-enc11", .name = "g", .launcher = "emulator", .eif = "/g.eif", .cid = 17, .pid = dead_pid()};
+	REQUIRE(outer_state_add(&a, &path, &e) == 0);
+	free(path);
+	REQUIRE(outer_state_add(&gone, &path, &e) == 0);
+	free(path);
+	uint64_t c1 = 0, c2 = 0, c3 = 0;
+	int h1 = -1, h2 = -1, h3 = -1;
+	REQUIRE(outer_state_pick_cid(16, &c1, &h1, &e) == 0);
+	CHECK_INT_EQ(c1, 17); /* 16 is a live entry's; the dead process's 17 is free again */
+	/* a second run while the first still boots (no entry yet): its hold keeps 17 */
+	REQUIRE(outer_state_pick_cid(16, &c2, &h2, &e) == 0);
+	CHECK_INT_EQ(c2, 18);
+	CHECK(outer_state_check("b", c2, NULL, 0, &e) == 0);
+	close(h1);
+	REQUIRE(outer_state_pick_cid(16, &c3, &h3, &e) == 0);
+	CHECK_INT_EQ(c3, 17); /* released when the first run ended */
+	close(h2);
+	close(h3);
+	/* the hold file is not a state entry: ps lists only the live enclave */
+	struct outer_state *v;
+	size_t n;
+	REQUIRE(outer_state_list(&v, &n, &e) == 0);
+	CHECK_INT_EQ(n, 1);
+	outer_state_list_free(v, n);
+	unsetenv("ENCLAVER_STATE_DIR");
+}
+
 TEST(state_parse_fields_and_errors)
 {
 	struct outer_state s;
