@@ -142,7 +142,10 @@ static void client_start(struct ingress *in, int fd)
 		return;
 	}
 	struct pending *p = xcalloc(1, sizeof(*p));
-	*p = (struct pending){.h.fn = on_connected, .in = in, .client_fd = fd, .up_fd = up,
+	*p = (struct pending){.h.fn = on_connected,
+	                      .in = in,
+	                      .client_fd = fd,
+	                      .up_fd = up,
 	                      .deadline_ms = time_monotonic_ms() + in->connect_ms};
 	if (evloop_add(in->loop, up, EPOLLOUT, &p->h, &e) < 0) {
 		log_warn("ingress %s: %s", in->spec.listen.text, e->msg);

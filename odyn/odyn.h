@@ -146,8 +146,8 @@ struct odyn_config {
 	gid_t gid;
 	gid_t *groups;
 	size_t n_groups;
-	int grace_ms;  /* SIGTERM -> SIGKILL */
-	int linger_ms; /* after the app ends, how long to wait for readers */
+	int grace_ms;           /* SIGTERM -> SIGKILL */
+	int linger_ms;          /* after the app ends, how long to wait for readers */
 	int ingress_connect_ms; /* how long an ingress client waits for the app to accept */
 	enum odyn_restart restart;
 	int max_restarts; /* on-failure: 0 = unlimited */
