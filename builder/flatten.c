@@ -231,11 +231,28 @@ int bld_path_clean(const char *name, char **out, struct err **err)
 	return 0;
 }
 
+/* The directories the enclave's init mounts over at boot (devtmpfs, proc, sysfs, tmpfs; docs/odyn.md):
+ * what the image holds there is hidden at run time, and /proc holds links (self/root, self/cwd)
+ * that lead elsewhere, so a builder entry must never be filed in or through them. */
+static const char *const runtime_mounts[] = {"dev", "proc", "sys", "run", "tmp"};
+
+static bool is_runtime_mount(const struct bld_tree *t, const struct bld_node *dir, const char *name)
+{
+	if (dir != t->root)
+		return false;
+	for (size_t i = 0; i < sizeof(runtime_mounts) / sizeof(runtime_mounts[0]); i++)
+		if (!strcmp(name, runtime_mounts[i]))
+			return true;
+	return false;
+}
+
 /* Walks `rel` (components separated by '/', possibly with "." and "..")
  * from `start`; every component must end up a directory. Missing ones are
- * created when `mk` is not NULL (with its metadata), else *out is NULL. */
-static int walk_dirs(struct bld_tree *t, struct bld_node *start, const char *rel, const struct bld_node *mk, int *hops,
-                     struct bld_node **out, struct err **err)
+ * created when `mk` is not NULL (with its metadata), else *out is NULL.
+ * `confined` (the builder's own entries): never into a runtime mount point,
+ * so the path the tree resolves is the one the kernel resolves at boot. */
+static int walk_dirs(struct bld_tree *t, struct bld_node *start, const char *rel, const struct bld_node *mk,
+                     bool confined, int *hops, struct bld_node **out, struct err **err)
 {
 	_cleanup_free_ char *copy = xstrdup(rel);
 	struct bld_node *cur = start;
@@ -248,6 +265,12 @@ static int walk_dirs(struct bld_tree *t, struct bld_node *start, const char *rel
 			cur = cur->parent ? cur->parent : cur; /* the root's ".." is the root */
 			continue;
 		}
+		if (confined && is_runtime_mount(t, cur, comp))
+			return err_set(
+			    err, EINVAL,
+			    "the path leads into /%s, which the enclave mounts over at boot (the image may not "
+			    "redirect enclaver's own files there)",
+			    comp);
 		size_t at;
 		struct bld_node *child = child_find(cur, comp, &at);
 		if (!child) {
@@ -262,7 +285,7 @@ static int walk_dirs(struct bld_tree *t, struct bld_node *start, const char *rel
 				return err_set(err, ELOOP, "too many symlinks at \"%s\"", comp);
 			const char *target = child->link_target;
 			struct bld_node *next = NULL;
-			if (walk_dirs(t, target[0] == '/' ? t->root : cur, target, mk, hops, &next, err) < 0)
+			if (walk_dirs(t, target[0] == '/' ? t->root : cur, target, mk, confined, hops, &next, err) < 0)
 				return err_wrap(err, "symlink %s -> %s", comp, target);
 			if (!next)
 				return 0;
@@ -359,7 +382,7 @@ static int apply_whiteout(struct bld_tree *t, const char *parent, const char *ba
 	if (!strcmp(base, ".wh..wh..opq")) {
 		/* The marker implies its directory: make it if a lower layer had none. */
 		struct bld_node mk = {.layer = layer};
-		if (walk_dirs(t, t->root, parent, &mk, &hops, &dir, err) < 0)
+		if (walk_dirs(t, t->root, parent, &mk, false, &hops, &dir, err) < 0)
 			return -1;
 		prune_lower(dir, layer);
 		return 0;
@@ -371,7 +394,7 @@ static int apply_whiteout(struct bld_tree *t, const char *parent, const char *ba
 	const char *victim = base + 4;
 	if (!*victim || !strcmp(victim, ".") || !strcmp(victim, ".."))
 		return err_set(err, EINVAL, "whiteout \"%s\" names nothing", base);
-	if (walk_dirs(t, t->root, parent, NULL, &hops, &dir, err) < 0)
+	if (walk_dirs(t, t->root, parent, NULL, false, &hops, &dir, err) < 0)
 		return -1;
 	size_t at;
 	struct bld_node *n = dir ? child_find(dir, victim, &at) : NULL;
@@ -392,7 +415,7 @@ static int apply_hardlink(struct bld_tree *t, struct bld_node *dir, const char *
 	path_split(clean, &tparent, &tbase);
 	int hops = 0;
 	struct bld_node *tdir = NULL;
-	if (walk_dirs(t, t->root, tparent, NULL, &hops, &tdir, err) < 0)
+	if (walk_dirs(t, t->root, tparent, NULL, false, &hops, &tdir, err) < 0)
 		return err_wrap(err, "hardlink target");
 	struct bld_node *target = tdir ? child_find(tdir, tbase, NULL) : NULL;
 	if (!target)
@@ -471,7 +494,7 @@ static int apply_entry(struct bld_tree *t, struct archive *a, struct archive_ent
 	int hops = 0;
 	struct bld_node mk = {.layer = layer, .mtime = archive_entry_mtime(ae)};
 	struct bld_node *dir = NULL;
-	if (walk_dirs(t, t->root, parent, &mk, &hops, &dir, err) < 0)
+	if (walk_dirs(t, t->root, parent, &mk, false, &hops, &dir, err) < 0)
 		return -1;
 	size_t at;
 	struct bld_node *existing = child_find(dir, base, &at);
@@ -656,16 +679,25 @@ static int put_node(struct bld_tree *t, const char *path, struct bld_node *n, st
 	int hops = 0;
 	struct bld_node mk = {.layer = n->layer, .mtime = n->mtime};
 	struct bld_node *dir = NULL;
-	if (walk_dirs(t, t->root, parent, &mk, &hops, &dir, err) < 0) {
+	if (walk_dirs(t, t->root, parent, &mk, true, &hops, &dir, err) < 0) {
 		node_free(n);
 		return err_wrap(err, "%s", path);
 	}
 	size_t at;
 	struct bld_node *existing = child_find(dir, base, &at);
-	if (existing && S_ISDIR(n->mode) && (S_ISDIR(existing->mode) || S_ISLNK(existing->mode))) {
+	bool mount = is_runtime_mount(t, dir, base);
+	if (mount && !S_ISDIR(n->mode)) {
+		node_free(n);
+		return err_set(err, EINVAL, "%s: the enclave mounts over /%s at boot", path, base);
+	}
+	if (existing && S_ISDIR(n->mode) && (S_ISDIR(existing->mode) || (S_ISLNK(existing->mode) && !mount))) {
 		node_free(n);
 		return 0;
 	}
+	if (existing && mount)
+		log_warn(
+		    "the image's /%s is not a directory (%s): replaced by one, as the enclave mounts over it at boot",
+		    base, S_ISLNK(existing->mode) ? "a symlink" : "another type");
 	if (existing)
 		child_remove(dir, at);
 	child_insert(dir, n, at);

@@ -196,9 +196,11 @@ static int apply_option(struct odyn_config *c, const char *name, const char *val
 {
 	long n;
 	if (strcmp(name, "--config-dir") == 0) {
+		/* The manifest is what odyn enforces: without it (a missing file, or a directory the
+		 * image redirected) odyn would run with no policy at all, so it refuses to start. */
 		_cleanup_free_ char *path = xasprintf("%s/enclaver.yaml", val);
 		if (access(path, F_OK) < 0)
-			return 0; /* odyn runs without a manifest too */
+			return err_sys(err, "--config-dir %s: no manifest %s (odyn does not start without it)", val, path);
 		return odyn_config_load_manifest(c, path, err);
 	}
 	if (strcmp(name, "--manifest") == 0)

@@ -235,6 +235,12 @@ check "proxy port from the manifest reaches the app" diff "$TMP/wd/from-manifest
 printf 'version: v1\nname: t\ntarget: t:enclave\nsources: {app: t}\negress: {allow: [bad..name]}\n' \
 	>"$TMP/conf/enclaver.yaml"
 check_fails "bad manifest: odyn refuses to start" 'egress.allow\[0\]' "${O[@]}" --config-dir "$TMP/conf" -- true
+# Without its manifest odyn does not start (an image that redirected /etc/enclaver, to /proc/self
+# or /tmp, would otherwise run its app with no policy at all).
+mkdir -p "$TMP/noconf"
+check_fails "no manifest in --config-dir: odyn refuses to start" 'no manifest .*noconf/enclaver.yaml' \
+	"${O[@]}" --config-dir "$TMP/noconf" -- true
+check_fails "--config-dir naming nothing: odyn refuses to start" 'no manifest' "${O[@]}" --config-dir "$TMP/nothing-here" -- true
 
 # --- the release binary is static (the app's file system may have no libc)
 if [ "${VARIANT:-release}" = release ]; then

@@ -510,3 +510,41 @@ TEST(flatten_walk_order_and_builder_entries)
 	CHECK_INT_EQ(bld_tree_lookup(tree, "tmp")->mode & 07777, 01777);
 	bld_tree_free(tree);
 }
+
+/* Issue 14 item 2: an image symlink must not carry enclaver's own files into what the init mounts
+ * over at boot (procfs there turns /proc/self/root/... back into the image's own files). */
+TEST(flatten_builder_entries_stay_out_of_runtime_mounts)
+{
+	static const struct fx_entry l1[] = {{'l', "etc/enclaver", "/proc/self/root/app/conf"},
+	                                     {'f', "app/conf/enclaver.yaml", "allow: '**'\n"},
+	                                     {'l', "tmp", "etc"},
+	                                     {'l', "sbin", "../run/x/../sbin"},
+	                                     {'l', "opt", "/tmp"}};
+	_cleanup_free_ char *p = layer_path(t, "hostile.tar");
+	REQUIRE(fx_layer(p, FX_NONE, l1, N(l1)) == 0);
+	struct bld_tree *tree = tree_new(t);
+	REQUIRE(tree);
+	struct err *e = NULL;
+	REQUIRE(bld_tree_apply_layer(tree, p, MT_TAR, &e) == 0);
+	/* A symlink where a mount goes is replaced by a real directory (tmpfs there would hide /etc). */
+	REQUIRE(bld_tree_add_dir(tree, "tmp", 01777, 5, &e) == 0);
+	REQUIRE(bld_tree_lookup(tree, "tmp") && S_ISDIR(bld_tree_lookup(tree, "tmp")->mode));
+	CHECK(bld_tree_lookup(tree, "etc") && S_ISDIR(bld_tree_lookup(tree, "etc")->mode));
+	/* Through /proc, /run or a link to /tmp: refused, and nothing made on the way. */
+	CHECK(bld_tree_add_data(tree, "etc/enclaver/enclaver.yaml", "M", 1, 0644, 5, &e) < 0);
+	CHECK_ERR_CONTAINS(e, "/proc");
+	err_free(&e);
+	CHECK(bld_tree_lookup(tree, "proc") == NULL);
+	CHECK_FILE(tree, "app/conf/enclaver.yaml", "allow: '**'\n");
+	CHECK(bld_tree_add_data(tree, "sbin/odyn", "ODYN", 4, 0755, 5, &e) < 0);
+	CHECK_ERR_CONTAINS(e, "/run");
+	err_free(&e);
+	CHECK(bld_tree_add_data(tree, "opt/x", "X", 1, 0644, 5, &e) < 0);
+	CHECK_ERR_CONTAINS(e, "/tmp");
+	err_free(&e);
+	CHECK(bld_tree_add_data(tree, "proc", "X", 1, 0644, 5, &e) < 0);
+	err_free(&e);
+	/* A layer's own entries may still live there (they are the image's business). */
+	CHECK(bld_tree_lookup(tree, "run") == NULL);
+	bld_tree_free(tree);
+}
