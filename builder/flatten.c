@@ -146,6 +146,22 @@ static bool node_is_within(const struct bld_node *n, const struct bld_node *ance
 	return false;
 }
 
+/* No node may sit at a path over MAX_PATH bytes: nothing in the enclave could name it (PATH_MAX),
+ * and since every component takes at least two bytes ("/x") it bounds the tree's depth at
+ * 2048 whatever symlinks a layer chains (40 hops of 2046 levels each once made 81,840 levels).
+ * Checked where a node is added: `name` goes into `dir`. */
+static int check_path_len(const struct bld_node *dir, const char *name, struct err **err)
+{
+	size_t len = strlen(name);
+	for (const struct bld_node *n = dir; n && n->parent; n = n->parent)
+		len += strlen(n->name) + 1;
+	if (len > MAX_PATH)
+		return err_set(err, ENAMETOOLONG,
+		               "\"%.64s\" would be at a path over %d bytes (symlinks followed inside the image)", name,
+		               MAX_PATH);
+	return 0;
+}
+
 /* ---------------------------------------------------------------- tree */
 
 int bld_tree_new(const char *tmp_dir, struct bld_tree **out, struct err **err)
@@ -276,6 +292,8 @@ static int walk_dirs(struct bld_tree *t, struct bld_node *start, const char *rel
 		if (!child) {
 			if (!mk)
 				return 0;
+			if (check_path_len(cur, comp, err) < 0)
+				return -1;
 			child = node_new(comp, S_IFDIR | 0755);
 			child->mtime = mk->mtime;
 			child->layer = mk->layer;
@@ -426,6 +444,8 @@ static int apply_hardlink(struct bld_tree *t, struct bld_node *dir, const char *
 		return 0;
 	if (existing && node_is_within(target, existing))
 		return err_set(err, EINVAL, "hardlink replaces its own target's directory");
+	if (!existing && check_path_len(dir, base, err) < 0)
+		return -1;
 	if (!target->link_group)
 		target->link_group = ++t->next_link_group;
 	struct bld_node *n = node_new(base, target->mode);
@@ -514,6 +534,8 @@ static int apply_entry(struct bld_tree *t, struct archive *a, struct archive_ent
 		existing->layer = layer;
 		return set_meta(existing, ae, err);
 	}
+	if (!existing && check_path_len(dir, base, err) < 0)
+		return -1;
 	struct bld_node *n = node_new(base, type);
 	n->layer = layer;
 	if (set_meta(n, ae, err) < 0) {
@@ -685,6 +707,10 @@ static int put_node(struct bld_tree *t, const char *path, struct bld_node *n, st
 	}
 	size_t at;
 	struct bld_node *existing = child_find(dir, base, &at);
+	if (!existing && check_path_len(dir, base, err) < 0) {
+		node_free(n);
+		return err_wrap(err, "%s", path);
+	}
 	bool mount = is_runtime_mount(t, dir, base);
 	if (mount && !S_ISDIR(n->mode)) {
 		node_free(n);
@@ -748,28 +774,45 @@ int bld_tree_add_file(struct bld_tree *t, const char *path, const char *src_path
 
 /* ---------------------------------------------------------------- walking */
 
-static int walk_node(struct bld_node *dir, struct buf *path, bld_tree_visit_fn fn, void *ctx, struct err **err)
-{
-	for (size_t i = 0; i < dir->n_children; i++) {
-		struct bld_node *c = dir->children[i];
-		size_t mark = path->len;
-		if (mark)
-			buf_putc(path, '/');
-		buf_puts(path, c->name);
-		int r = fn(c, buf_str(path), ctx, err);
-		if (r == 0 && S_ISDIR(c->mode))
-			r = walk_node(c, path, fn, ctx, err);
-		path->len = mark;
-		if (path->data)
-			path->data[mark] = '\0';
-		if (r != 0)
-			return r;
-	}
-	return 0;
-}
-
+/* Iterative (an explicit stack of directories being listed): the depth is bounded by
+ * check_path_len, but the walk should not lean on the C stack for it either. */
 int bld_tree_walk(struct bld_tree *t, bld_tree_visit_fn fn, void *ctx, struct err **err)
 {
+	struct frame {
+		struct bld_node *dir;
+		size_t next;
+		size_t mark; /* path->len before this directory's children */
+	};
 	_cleanup_buf_ struct buf path = {0};
-	return walk_node(t->root, &path, fn, ctx, err);
+	_cleanup_free_ struct frame *stack = NULL;
+	size_t depth = 0, cap = 0;
+	struct frame top = {t->root, 0, 0};
+	int r = 0;
+	for (;;) {
+		if (top.next == top.dir->n_children) {
+			if (depth == 0)
+				break;
+			top = stack[--depth];
+			continue;
+		}
+		struct bld_node *c = top.dir->children[top.next++];
+		path.len = top.mark;
+		if (path.data)
+			path.data[path.len] = '\0';
+		if (top.mark)
+			buf_putc(&path, '/');
+		buf_puts(&path, c->name);
+		r = fn(c, buf_str(&path), ctx, err);
+		if (r != 0)
+			break;
+		if (S_ISDIR(c->mode) && c->n_children) {
+			if (depth == cap) {
+				cap = cap ? cap * 2 : 32;
+				stack = xrealloc(stack, cap * sizeof(*stack));
+			}
+			stack[depth++] = top;
+			top = (struct frame){c, 0, path.len};
+		}
+	}
+	return r;
 }
