@@ -4,9 +4,11 @@
  * One side may speak TLS (ingress termination, common/tls.c): its reads and
  * writes then go through the TLS connection's memory buffers. */
 #include <errno.h>
+#include <stddef.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
+#include <sys/timerfd.h>
 
 #include "relay.h"
 #include "tls.h"
@@ -34,6 +36,13 @@ struct relay {
 	struct relay_end end[2];
 	struct relay_dir dir[2];
 	bool closed;
+	/* relay_start_connecting: end B's connect is under way; end A is not read meanwhile, and
+	 * the one-shot timer closes both when the connect is not done in time. */
+	bool connecting;
+	int timer_fd;
+	struct ev_handler timer_h;
+	int timeout_ms;
+	char *what;
 	struct relay_list *list;
 	struct relay *next, **pprev;
 };
@@ -45,7 +54,17 @@ static void relay_free(void *p)
 	free(r->dir[1].pending);
 	tls_conn_free(r->end[0].tls);
 	tls_conn_free(r->end[1].tls);
+	free(r->what);
 	free(r);
+}
+
+static void timer_close(struct relay *r)
+{
+	if (r->timer_fd < 0)
+		return;
+	evloop_del(r->loop, r->timer_fd);
+	close(r->timer_fd);
+	r->timer_fd = -1;
 }
 
 static void relay_close(struct relay *r)
@@ -57,6 +76,9 @@ static void relay_close(struct relay *r)
 		evloop_del(r->loop, r->end[i].fd);
 		close(r->end[i].fd);
 	}
+	timer_close(r);
+	if (r->connecting)
+		r->list->n_connecting--;
 	*r->pprev = r->next;
 	if (r->next)
 		r->next->pprev = r->pprev;
@@ -243,12 +265,50 @@ static int pump(struct relay *r, int i)
 	return 0;
 }
 
+/* End B's connect finished (EPOLLOUT) or end A went away while it was under way. */
+static void on_connecting_event(struct relay *r, int i, uint32_t events)
+{
+	if (i == 0) {
+		if (events & (EPOLLHUP | EPOLLERR))
+			relay_close(r); /* the client left before the connect was done */
+		return;
+	}
+	int soerr = 0;
+	socklen_t sl = sizeof(soerr);
+	if (getsockopt(r->end[1].fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) < 0)
+		soerr = errno;
+	if (soerr == 0 && !(events & EPOLLERR) && (events & EPOLLOUT)) {
+		r->connecting = false;
+		r->list->n_connecting--;
+		timer_close(r);
+		update(r);
+		return;
+	}
+	log_warn("%s: %s: connection refused", r->what, strerror(soerr ? soerr : ECONNREFUSED));
+	relay_close(r);
+}
+
+static void on_connect_timeout(struct ev_handler *h, uint32_t events)
+{
+	struct relay *r = (struct relay *)((char *)h - offsetof(struct relay, timer_h));
+	(void)events;
+	if (r->closed || !r->connecting)
+		return;
+	log_warn("%s: not accepted within %d ms (is its listen backlog full?): connection refused", r->what,
+	         r->timeout_ms);
+	relay_close(r);
+}
+
 static void on_event(struct ev_handler *h, uint32_t events)
 {
 	struct relay_end *e = (struct relay_end *)h;
 	struct relay *r = e->r;
 	if (r->closed)
 		return;
+	if (r->connecting) {
+		on_connecting_event(r, (int)(e - r->end), events);
+		return;
+	}
 	int i = (int)(e - r->end);
 	if (events & EPOLLERR) {
 		relay_close(r);
@@ -273,8 +333,7 @@ static void on_event(struct ev_handler *h, uint32_t events)
 	 * there is room for it. */
 	for (int j = 0; j < 2; j++) {
 		struct relay_end *te = &r->end[j];
-		if (te->tls && !r->dir[j].eof && r->dir[j].len == 0 && tls_conn_buffered(te->tls) &&
-		    pump(r, j) < 0) {
+		if (te->tls && !r->dir[j].eof && r->dir[j].len == 0 && tls_conn_buffered(te->tls) && pump(r, j) < 0) {
 			relay_close(r);
 			return;
 		}
@@ -286,27 +345,61 @@ static void on_event(struct ev_handler *h, uint32_t events)
 	update(r);
 }
 
+/* Arms the one-shot deadline of a relay whose end B is still connecting and watches that end
+ * for EPOLLOUT (its connect's completion). */
+static int connecting_arm(struct relay *r, int timeout_ms, const char *what, struct err **err)
+{
+	r->connecting = true;
+	r->timeout_ms = timeout_ms;
+	r->what = xstrdup(what ? what : "relay");
+	r->timer_h.fn = on_connect_timeout;
+	r->timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+	if (r->timer_fd < 0)
+		return err_sys(err, "timerfd");
+	struct itimerspec its = {
+	    .it_value = {.tv_sec = timeout_ms / 1000, .tv_nsec = (long)(timeout_ms % 1000) * 1000000L}};
+	if (timerfd_settime(r->timer_fd, 0, &its, NULL) < 0) {
+		close(r->timer_fd);
+		r->timer_fd = -1;
+		return err_sys(err, "timerfd_settime");
+	}
+	if (evloop_add(r->loop, r->timer_fd, EPOLLIN, &r->timer_h, err) < 0) {
+		close(r->timer_fd);
+		r->timer_fd = -1;
+		return -1;
+	}
+	return evloop_mod(r->loop, r->end[1].fd, EPOLLOUT, &r->end[1].h, err);
+}
+
+/* timeout_ms > 0: end B is still connecting (relay_start_connecting). */
 static int relay_begin(struct evloop *loop, int fd_a, struct tls_conn *tls_a, int fd_b, const void *a_to_b,
-                       size_t n_a_to_b, const void *b_to_a, size_t n_b_to_a, struct relay_list *list, struct err **err)
+                       size_t n_a_to_b, const void *b_to_a, size_t n_b_to_a, int timeout_ms, const char *what,
+                       struct relay_list *list, struct err **err)
 {
 	struct relay *r = xcalloc(1, sizeof(*r));
 	r->loop = loop;
 	r->list = list;
+	r->timer_fd = -1;
 	r->end[0] = (struct relay_end){.h.fn = on_event, .r = r, .fd = fd_a, .tls = tls_a};
 	r->end[1] = (struct relay_end){.h.fn = on_event, .r = r, .fd = fd_b};
 	if (n_a_to_b)
 		queue(&r->dir[0], a_to_b, n_a_to_b);
 	if (n_b_to_a)
 		queue(&r->dir[1], b_to_a, n_b_to_a);
-	for (int i = 0; i < 2; i++) {
-		if (evloop_add(loop, r->end[i].fd, 0, &r->end[i].h, err) < 0) {
-			if (i == 1)
-				evloop_del(loop, fd_a);
-			close(fd_a);
-			close(fd_b);
-			relay_free(r);
-			return err_wrap(err, "relay");
-		}
+	int added = 0, rc = 0;
+	while (rc == 0 && added < 2)
+		if ((rc = evloop_add(loop, r->end[added].fd, 0, &r->end[added].h, err)) == 0)
+			added++;
+	if (rc == 0 && timeout_ms > 0)
+		rc = connecting_arm(r, timeout_ms, what, err);
+	if (rc < 0) {
+		while (added-- > 0)
+			evloop_del(loop, r->end[added].fd);
+		timer_close(r);
+		close(fd_a);
+		close(fd_b);
+		relay_free(r);
+		return err_wrap(err, "relay");
 	}
 	r->next = list->head;
 	if (list->head)
@@ -314,20 +407,36 @@ static int relay_begin(struct evloop *loop, int fd_a, struct tls_conn *tls_a, in
 	list->head = r;
 	r->pprev = &list->head;
 	list->n++;
-	update(r);
+	if (r->connecting)
+		list->n_connecting++;
+	else
+		update(r);
 	return 0;
 }
 
 int relay_start(struct evloop *loop, int fd_a, int fd_b, const void *a_to_b, size_t n_a_to_b, const void *b_to_a,
                 size_t n_b_to_a, struct relay_list *list, struct err **err)
 {
-	return relay_begin(loop, fd_a, NULL, fd_b, a_to_b, n_a_to_b, b_to_a, n_b_to_a, list, err);
+	return relay_begin(loop, fd_a, NULL, fd_b, a_to_b, n_a_to_b, b_to_a, n_b_to_a, 0, NULL, list, err);
 }
 
 int relay_start_tls(struct evloop *loop, int fd_tls, struct tls_conn *tls, int fd_plain, struct relay_list *list,
                     struct err **err)
 {
-	return relay_begin(loop, fd_tls, tls, fd_plain, NULL, 0, NULL, 0, list, err);
+	return relay_begin(loop, fd_tls, tls, fd_plain, NULL, 0, NULL, 0, 0, NULL, list, err);
+}
+
+int relay_start_connecting(struct evloop *loop, int fd_a, struct tls_conn *tls_a, int fd_b, int timeout_ms,
+                           const char *what, struct relay_list *list, struct err **err)
+{
+	if (list->n_connecting >= RELAY_CONNECTING_MAX) {
+		close(fd_a);
+		close(fd_b);
+		tls_conn_free(tls_a);
+		return err_set(err, EAGAIN, "%s: %zu connections already wait to be accepted: connection refused",
+		               what ? what : "relay", list->n_connecting);
+	}
+	return relay_begin(loop, fd_a, tls_a, fd_b, NULL, 0, NULL, 0, timeout_ms > 0 ? timeout_ms : 1, what, list, err);
 }
 
 void relay_list_close_all(struct relay_list *list)

@@ -175,6 +175,9 @@ int ne_net_addr(const struct ne_net *net, bool listen, uint64_t cid, uint32_t po
 int ne_net_listen(const struct ne_net *net, uint32_t port, struct err **err);
 /* A connected (blocking) socket to (cid, port). Nothing listening is ECONNREFUSED in both modes. */
 int ne_net_connect(const struct ne_net *net, uint64_t cid, uint32_t port, struct err **err);
+/* The same without waiting (transport_connect_start): *in_progress when the socket must become
+ * writable first; a vsock connect is then bounded by the kernel's connect timeout. */
+int ne_net_connect_start(const struct ne_net *net, uint64_t cid, uint32_t port, bool *in_progress, struct err **err);
 
 /* ---------------------------------------------------------------- heartbeat */
 /* nitro-cli's boot timeout: 90 s per started 6 GiB of EIF plus 90 s per started 100 GiB of memory. */

@@ -59,3 +59,17 @@ int ne_net_connect(const struct ne_net *net, uint64_t cid, uint32_t port, struct
 	}
 	return fd;
 }
+
+int ne_net_connect_start(const struct ne_net *net, uint64_t cid, uint32_t port, bool *in_progress, struct err **err)
+{
+	struct transport_addr a;
+	if (ne_net_addr(net, false, cid, port, &a, err) < 0)
+		return -1;
+	int fd = transport_connect_start(&a, in_progress, err);
+	if (fd < 0) {
+		if (a.family == AF_UNIX && (*err)->code == ENOENT)
+			(*err)->code = ECONNREFUSED;
+		return a.family == AF_VSOCK ? vsock_hint(err) : -1;
+	}
+	return fd;
+}

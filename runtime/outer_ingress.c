@@ -20,15 +20,28 @@ static void on_accept(struct ev_handler *h, uint32_t events)
 				log_warn("ingress %s:%u: %s", in->port->host_addr, in->bound_port, e->msg);
 			return;
 		}
+		/* The connect to the enclave does not wait on the loop (an enclave whose listen backlog is
+		 * full would hold the egress endpoint, the streams and signals): the relay holds the
+		 * client until the enclave accepts, or refuses it after OUTER_INGRESS_CONNECT_MS. */
 		int gfd;
-		if (launcher_connect_guest(o->cfg.launcher, in->port->enclave_port, &gfd, &e) < 0) {
+		bool in_progress;
+		if (launcher_connect_guest_start(o->cfg.launcher, in->port->enclave_port, &gfd, &in_progress, &e) < 0) {
 			log_warn("ingress %s:%u -> enclave port %u: %s", in->port->host_addr, in->bound_port,
 			         in->port->enclave_port, e->msg);
 			close(fd);
 			continue;
 		}
-		fcntl(gfd, F_SETFL, fcntl(gfd, F_GETFL) | O_NONBLOCK);
-		if (relay_start(o->loop, fd, gfd, NULL, 0, NULL, 0, &o->relays, &e) < 0)
+		int r;
+		if (in_progress) {
+			char what[160];
+			snprintf(what, sizeof(what), "ingress %s:%u -> enclave port %u", in->port->host_addr,
+			         in->bound_port, in->port->enclave_port);
+			r = relay_start_connecting(o->loop, fd, NULL, gfd, OUTER_INGRESS_CONNECT_MS, what, &o->relays,
+			                           &e);
+		} else {
+			r = relay_start(o->loop, fd, gfd, NULL, 0, NULL, 0, &o->relays, &e);
+		}
+		if (r < 0)
 			log_warn("ingress: %s", e->msg);
 	}
 }

@@ -15,6 +15,9 @@
 struct outer;
 
 /* ingress: one TCP listener per port mapping; each connection is relayed to the enclave's port. */
+/* How long a host ingress client waits for the enclave to accept its connection. */
+#define OUTER_INGRESS_CONNECT_MS 10000
+
 struct outer_ingress {
 	struct ev_handler h;
 	struct outer *o;

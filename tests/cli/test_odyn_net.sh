@@ -175,7 +175,7 @@ echo other-port-works | timeout 20 "$PEER" send "unix:$TMP/in6" >"$TMP/in6.out" 
 check "ingress: another port is served while the app does not accept" grep -qx other-port-works "$TMP/in6.out"
 wait_for grep -q closed "$TMP/stuck.out"
 check "ingress: clients the app does not take are refused after the bound" grep -qx "closed 4" "$TMP/stuck.out"
-check "ingress: the refusal is logged with the bound" grep -q "did not accept the connection within 1500 ms" "$TMP/odyn5.err"
+check "ingress: the refusal is logged with the bound" grep -q "not accepted within 1500 ms" "$TMP/odyn5.err"
 kill -TERM $op5
 wait_for sh -c "! kill -0 $op5"
 check "ingress: odyn stops on SIGTERM" sh -c "! kill -0 $op5"
