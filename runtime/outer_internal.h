@@ -17,6 +17,8 @@ struct outer;
 /* ingress: one TCP listener per port mapping; each connection is relayed to the enclave's port. */
 /* How long a host ingress client waits for the enclave to accept its connection. */
 #define OUTER_INGRESS_CONNECT_MS 10000
+/* How long the host's egress endpoint waits for a target to answer a connect, per address. */
+#define OUTER_EGRESS_CONNECT_MS 10000
 
 struct outer_ingress {
 	struct ev_handler h;
