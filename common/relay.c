@@ -8,7 +8,6 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
-#include <sys/timerfd.h>
 
 #include "relay.h"
 #include "tls.h"
@@ -39,8 +38,7 @@ struct relay {
 	/* relay_start_connecting: end B's connect is under way; end A is not read meanwhile, and
 	 * the one-shot timer closes both when the connect is not done in time. */
 	bool connecting;
-	int timer_fd;
-	struct ev_handler timer_h;
+	struct ev_deadline deadline;
 	int timeout_ms;
 	char *what;
 	struct relay_list *list;
@@ -58,15 +56,6 @@ static void relay_free(void *p)
 	free(r);
 }
 
-static void timer_close(struct relay *r)
-{
-	if (r->timer_fd < 0)
-		return;
-	evloop_del(r->loop, r->timer_fd);
-	close(r->timer_fd);
-	r->timer_fd = -1;
-}
-
 static void relay_close(struct relay *r)
 {
 	if (r->closed)
@@ -76,7 +65,7 @@ static void relay_close(struct relay *r)
 		evloop_del(r->loop, r->end[i].fd);
 		close(r->end[i].fd);
 	}
-	timer_close(r);
+	ev_deadline_stop(&r->deadline);
 	if (r->connecting)
 		r->list->n_connecting--;
 	*r->pprev = r->next;
@@ -270,7 +259,7 @@ static void on_connecting_event(struct relay *r, int i, uint32_t events)
 {
 	if (i == 0) {
 		if (events & (EPOLLHUP | EPOLLERR))
-			relay_close(r); /* the client left before the connect was done */
+			{ log_warn("DEBUG %s: end A events 0x%x while connecting", r->what, events); relay_close(r); }
 		return;
 	}
 	int soerr = 0;
@@ -280,7 +269,7 @@ static void on_connecting_event(struct relay *r, int i, uint32_t events)
 	if (soerr == 0 && !(events & EPOLLERR) && (events & EPOLLOUT)) {
 		r->connecting = false;
 		r->list->n_connecting--;
-		timer_close(r);
+		ev_deadline_stop(&r->deadline);
 		update(r);
 		return;
 	}
@@ -290,7 +279,7 @@ static void on_connecting_event(struct relay *r, int i, uint32_t events)
 
 static void on_connect_timeout(struct ev_handler *h, uint32_t events)
 {
-	struct relay *r = (struct relay *)((char *)h - offsetof(struct relay, timer_h));
+	struct relay *r = (struct relay *)((char *)h - offsetof(struct relay, deadline));
 	(void)events;
 	if (r->closed || !r->connecting)
 		return;
@@ -352,22 +341,8 @@ static int connecting_arm(struct relay *r, int timeout_ms, const char *what, str
 	r->connecting = true;
 	r->timeout_ms = timeout_ms;
 	r->what = xstrdup(what ? what : "relay");
-	r->timer_h.fn = on_connect_timeout;
-	r->timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
-	if (r->timer_fd < 0)
-		return err_sys(err, "timerfd");
-	struct itimerspec its = {
-	    .it_value = {.tv_sec = timeout_ms / 1000, .tv_nsec = (long)(timeout_ms % 1000) * 1000000L}};
-	if (timerfd_settime(r->timer_fd, 0, &its, NULL) < 0) {
-		close(r->timer_fd);
-		r->timer_fd = -1;
-		return err_sys(err, "timerfd_settime");
-	}
-	if (evloop_add(r->loop, r->timer_fd, EPOLLIN, &r->timer_h, err) < 0) {
-		close(r->timer_fd);
-		r->timer_fd = -1;
+	if (ev_deadline_arm(&r->deadline, r->loop, timeout_ms, on_connect_timeout, err) < 0)
 		return -1;
-	}
 	return evloop_mod(r->loop, r->end[1].fd, EPOLLOUT, &r->end[1].h, err);
 }
 
@@ -379,7 +354,7 @@ static int relay_begin(struct evloop *loop, int fd_a, struct tls_conn *tls_a, in
 	struct relay *r = xcalloc(1, sizeof(*r));
 	r->loop = loop;
 	r->list = list;
-	r->timer_fd = -1;
+	r->deadline.fd = -1;
 	r->end[0] = (struct relay_end){.h.fn = on_event, .r = r, .fd = fd_a, .tls = tls_a};
 	r->end[1] = (struct relay_end){.h.fn = on_event, .r = r, .fd = fd_b};
 	if (n_a_to_b)
@@ -395,7 +370,7 @@ static int relay_begin(struct evloop *loop, int fd_a, struct tls_conn *tls_a, in
 	if (rc < 0) {
 		while (added-- > 0)
 			evloop_del(loop, r->end[added].fd);
-		timer_close(r);
+		ev_deadline_stop(&r->deadline);
 		close(fd_a);
 		close(fd_b);
 		relay_free(r);

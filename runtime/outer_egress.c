@@ -8,7 +8,6 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
-#include <sys/timerfd.h>
 
 #include "odyn/odyn.h"
 #include "runtime/outer_internal.h"
@@ -25,10 +24,9 @@ struct outer_egress {
 };
 
 struct egress_req {
-	struct ev_handler h;       /* the enclave's side: reading the frame */
-	struct ev_handler up_h;    /* the outside: connecting */
-	struct ev_handler timer_h; /* the connect's deadline (OUTER_EGRESS_CONNECT_MS per address) */
-	int timer_fd;
+	struct ev_handler h;         /* the enclave's side: reading the frame */
+	struct ev_handler up_h;      /* the outside: connecting */
+	struct ev_deadline deadline; /* the connect's (OUTER_EGRESS_CONNECT_MS per address) */
 	struct outer_egress *eg;
 	int fd, up;
 	struct buf in;
@@ -68,10 +66,7 @@ static void req_done(struct egress_req *r)
 		evloop_del(loop, r->up);
 		close(r->up);
 	}
-	if (r->timer_fd >= 0) {
-		evloop_del(loop, r->timer_fd);
-		close(r->timer_fd);
-	}
+	ev_deadline_stop(&r->deadline);
 	*r->pprev = r->next;
 	if (r->next)
 		r->next->pprev = r->pprev;
@@ -95,20 +90,11 @@ static void refuse(struct egress_req *r, int code, const char *msg)
 
 static void try_next(struct egress_req *r);
 
-/* Arms (ms > 0) or stops the deadline of the connect under way. */
-static void deadline_set(struct egress_req *r, int ms)
-{
-	if (r->timer_fd < 0)
-		return;
-	struct itimerspec its = {.it_value = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L}};
-	timerfd_settime(r->timer_fd, 0, &its, NULL);
-}
-
 /* This address failed (errno soerr): close its socket and go on with the next. */
 static void attempt_failed(struct egress_req *r, int soerr)
 {
 	r->last_errno = soerr;
-	deadline_set(r, 0);
+	ev_deadline_stop(&r->deadline);
 	evloop_del(r->eg->o->loop, r->up);
 	close(r->up);
 	r->up = -1;
@@ -119,10 +105,9 @@ static void attempt_failed(struct egress_req *r, int soerr)
  * request and its descriptors for the kernel's two minutes of retries. */
 static void on_deadline(struct ev_handler *h, uint32_t events)
 {
-	struct egress_req *r = outer_container_of(h, struct egress_req, timer_h);
+	struct egress_req *r = outer_container_of(h, struct egress_req, deadline);
 	(void)events;
-	uint64_t ticks;
-	if (read(r->timer_fd, &ticks, sizeof(ticks)) < 0 || r->dead || r->up < 0)
+	if (r->dead || r->up < 0)
 		return;
 	log_info("egress: %s:%u: no answer to the connect within %d ms", r->host, r->port, OUTER_EGRESS_CONNECT_MS);
 	attempt_failed(r, ETIMEDOUT);
@@ -142,7 +127,7 @@ static void on_up(struct ev_handler *h, uint32_t events)
 		attempt_failed(r, soerr);
 		return;
 	}
-	deadline_set(r, 0);
+	ev_deadline_stop(&r->deadline);
 	_cleanup_buf_ struct buf f = {0};
 	egress_frame_reply_ok(&f);
 	reply(r, &f);
@@ -184,18 +169,14 @@ static void try_next(struct egress_req *r)
 			r->up = -1;
 			continue;
 		}
-		if (r->timer_fd < 0) {
-			r->timer_h.fn = on_deadline;
-			r->timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
-			if (r->timer_fd >= 0 && evloop_add(o->loop, r->timer_fd, EPOLLIN, &r->timer_h, NULL) < 0) {
-				close(r->timer_fd);
-				r->timer_fd = -1;
-			}
-			if (r->timer_fd < 0)
-				log_warn("egress: %s:%u: no timer for the connect's deadline: %s", r->host, r->port,
-				         strerror(errno));
+		_cleanup_err_ struct err *e = NULL;
+		if (ev_deadline_arm(&r->deadline, o->loop, OUTER_EGRESS_CONNECT_MS, on_deadline, &e) < 0) {
+			r->last_errno = e->code;
+			evloop_del(o->loop, fd);
+			close(fd);
+			r->up = -1;
+			continue;
 		}
-		deadline_set(r, OUTER_EGRESS_CONNECT_MS);
 		return;
 	}
 	int code = r->last_errno ? r->last_errno : ECONNREFUSED;
@@ -325,7 +306,7 @@ static void on_accept(struct ev_handler *h, uint32_t events)
 		r->eg = eg;
 		r->fd = fd;
 		r->up = -1;
-		r->timer_fd = -1;
+		r->deadline.fd = -1;
 		r->next = eg->reqs;
 		if (eg->reqs)
 			eg->reqs->pprev = &r->next;

@@ -141,6 +141,32 @@ touch "$TMP/stop2"
 wait $op
 check "second odyn ends cleanly" test $? -eq 0
 
+# The tunnel's connect to the host's egress endpoint is bounded too: an endpoint that never
+# answers it (here a TCP listener whose backlog is full) gets the client a 502 after 10 s, not
+# a wait of minutes.
+python3 -c 'import socket, time
+s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen(1)
+fill = [socket.create_connection(s.getsockname()) for _ in range(2)]
+extra = []
+for _ in range(2):
+    c = socket.socket(); c.setblocking(False); c.connect_ex(s.getsockname()); extra.append(c)
+print(s.getsockname()[1], flush=True); time.sleep(300)' >"$TMP/stuckhost.port" &
+bg_track $!
+wait_for test -s "$TMP/stuckhost.port"
+PP7=$(free_port)
+"$ODYN" --no-console --status "unix:$TMP/st7" --log "unix:$TMP/log7" --linger-ms 0 \
+	--egress-host "tcp:127.0.0.1:$(cat "$TMP/stuckhost.port")" --proxy-port "$PP7" --egress-allow allowed.test \
+	-- sh -c "while [ ! -e '$TMP/stop7' ]; do sleep 0.05; done" 2>"$TMP/odyn7.err" &
+op7=$!
+bg_track $op7
+wait_for python3 -c "import socket; socket.create_connection(('127.0.0.1', $PP7))"
+c=$(curl -s --max-time 60 -x "http://127.0.0.1:$PP7" -o "$TMP/body7" -w '%{http_code}' "http://allowed.test:$HP/")
+check "egress endpoint that never accepts: 502 after the bound" test "$c" = 502
+check "... saying so" grep -q "did not answer in time" "$TMP/body7"
+touch "$TMP/stop7"
+wait $op7
+check "third odyn ends cleanly" test $? -eq 0
+
 # ingress to an app slower than its clients (listen backlog 1, never accepting): the
 # connects beyond its backlog are non-blocking and refused after --ingress-connect-ms,
 # while another ingress port and SIGTERM are served meanwhile (a blocking connect froze
