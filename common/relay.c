@@ -30,14 +30,22 @@ struct relay_dir {
 	bool done; /* ... and it has been passed on as shutdown */
 };
 
+/* relay_start_connecting: end B is not connected yet. QUEUED (end B is -1) behind the queue's
+ * one connect under way, then CONNECTING (EPOLLOUT on end B), then OPEN like any relay. End A
+ * is not read before OPEN, and the deadline, armed at the start, closes both ends when it
+ * passes first. */
+enum relay_phase { RELAY_OPEN, RELAY_QUEUED, RELAY_CONNECTING };
+
 struct relay {
 	struct evloop *loop;
 	struct relay_end end[2];
 	struct relay_dir dir[2];
 	bool closed;
-	/* relay_start_connecting: end B's connect is under way; end A is not read meanwhile, and
-	 * the one-shot timer closes both when the connect is not done in time. */
-	bool connecting;
+	enum relay_phase phase;
+	struct relay_queue *queue;
+	struct relay *q_next;
+	relay_connect_fn connect;
+	void *connect_ctx;
 	struct ev_deadline deadline;
 	int timeout_ms;
 	char *what;
@@ -56,18 +64,41 @@ static void relay_free(void *p)
 	free(r);
 }
 
+/* Takes a waiting relay out of its queue's accounting (and the queue itself when QUEUED). */
+static void queue_leave(struct relay *r)
+{
+	struct relay_queue *q = r->queue;
+	if (r->phase == RELAY_QUEUED) {
+		for (struct relay **pp = &q->head; *pp; pp = &(*pp)->q_next)
+			if (*pp == r) {
+				*pp = r->q_next;
+				break;
+			}
+		q->tail = NULL;
+		for (struct relay *x = q->head; x; x = x->q_next)
+			q->tail = x;
+	} else if (r->phase == RELAY_CONNECTING) {
+		q->in_flight = false;
+	}
+	if (r->phase != RELAY_OPEN)
+		q->n--;
+	r->phase = RELAY_OPEN;
+	ev_deadline_stop(&r->deadline);
+}
+
+/* Does not start the next queued connect: the callers that end a wait do (queue_pump). */
 static void relay_close(struct relay *r)
 {
 	if (r->closed)
 		return;
 	r->closed = true;
 	for (int i = 0; i < 2; i++) {
+		if (r->end[i].fd < 0)
+			continue;
 		evloop_del(r->loop, r->end[i].fd);
 		close(r->end[i].fd);
 	}
-	ev_deadline_stop(&r->deadline);
-	if (r->connecting)
-		r->list->n_connecting--;
+	queue_leave(r);
 	*r->pprev = r->next;
 	if (r->next)
 		r->next->pprev = r->pprev;
@@ -254,12 +285,54 @@ static int pump(struct relay *r, int i)
 	return 0;
 }
 
-/* End B's connect finished (EPOLLOUT) or end A went away while it was under way. */
-static void on_connecting_event(struct relay *r, int i, uint32_t events)
+static void update(struct relay *r);
+
+/* End B is connected: the relay runs. */
+static void connected(struct relay *r)
 {
+	queue_leave(r);
+	update(r);
+}
+
+/* Starts the connects of queued relays, one at a time per queue. */
+static void queue_pump(struct relay_queue *q)
+{
+	while (!q->in_flight && q->head) {
+		struct relay *r = q->head;
+		q->head = r->q_next;
+		if (!q->head)
+			q->tail = NULL;
+		r->q_next = NULL;
+		r->phase = RELAY_CONNECTING;
+		q->in_flight = true;
+		_cleanup_err_ struct err *e = NULL;
+		bool in_progress = false;
+		int fd = r->connect(r->connect_ctx, &in_progress, &e);
+		if (fd >= 0 && evloop_add(r->loop, fd, in_progress ? EPOLLOUT : 0, &r->end[1].h, &e) < 0) {
+			close(fd);
+			fd = -1;
+		}
+		if (fd < 0) {
+			log_warn("%s: %s: connection refused", r->what, e ? e->msg : "connect failed");
+			relay_close(r);
+			continue;
+		}
+		r->end[1].fd = fd;
+		r->end[1].events = in_progress ? EPOLLOUT : 0;
+		if (!in_progress)
+			connected(r);
+	}
+}
+
+/* End B's connect finished (EPOLLOUT), or end A went away while it waited. */
+static void on_waiting_event(struct relay *r, int i, uint32_t events)
+{
+	struct relay_queue *q = r->queue;
 	if (i == 0) {
-		if (events & (EPOLLHUP | EPOLLERR))
-			{ log_warn("DEBUG %s: end A events 0x%x while connecting", r->what, events); relay_close(r); }
+		if (events & (EPOLLHUP | EPOLLERR)) {
+			relay_close(r); /* the client left before its connection was made */
+			queue_pump(q);
+		}
 		return;
 	}
 	int soerr = 0;
@@ -267,25 +340,25 @@ static void on_connecting_event(struct relay *r, int i, uint32_t events)
 	if (getsockopt(r->end[1].fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) < 0)
 		soerr = errno;
 	if (soerr == 0 && !(events & EPOLLERR) && (events & EPOLLOUT)) {
-		r->connecting = false;
-		r->list->n_connecting--;
-		ev_deadline_stop(&r->deadline);
-		update(r);
-		return;
+		connected(r);
+	} else {
+		log_warn("%s: %s: connection refused", r->what, strerror(soerr ? soerr : ECONNREFUSED));
+		relay_close(r);
 	}
-	log_warn("%s: %s: connection refused", r->what, strerror(soerr ? soerr : ECONNREFUSED));
-	relay_close(r);
+	queue_pump(q);
 }
 
 static void on_connect_timeout(struct ev_handler *h, uint32_t events)
 {
 	struct relay *r = (struct relay *)((char *)h - offsetof(struct relay, deadline));
 	(void)events;
-	if (r->closed || !r->connecting)
+	if (r->closed || r->phase == RELAY_OPEN)
 		return;
+	struct relay_queue *q = r->queue;
 	log_warn("%s: not accepted within %d ms (is its listen backlog full?): connection refused", r->what,
 	         r->timeout_ms);
 	relay_close(r);
+	queue_pump(q);
 }
 
 static void on_event(struct ev_handler *h, uint32_t events)
@@ -294,8 +367,8 @@ static void on_event(struct ev_handler *h, uint32_t events)
 	struct relay *r = e->r;
 	if (r->closed)
 		return;
-	if (r->connecting) {
-		on_connecting_event(r, (int)(e - r->end), events);
+	if (r->phase != RELAY_OPEN) {
+		on_waiting_event(r, (int)(e - r->end), events);
 		return;
 	}
 	int i = (int)(e - r->end);
@@ -334,26 +407,22 @@ static void on_event(struct ev_handler *h, uint32_t events)
 	update(r);
 }
 
-/* Arms the one-shot deadline of a relay whose end B is still connecting and watches that end
- * for EPOLLOUT (its connect's completion). */
-static int connecting_arm(struct relay *r, int timeout_ms, const char *what, struct err **err)
+static void list_link(struct relay *r, struct relay_list *list)
 {
-	r->connecting = true;
-	r->timeout_ms = timeout_ms;
-	r->what = xstrdup(what ? what : "relay");
-	if (ev_deadline_arm(&r->deadline, r->loop, timeout_ms, on_connect_timeout, err) < 0)
-		return -1;
-	return evloop_mod(r->loop, r->end[1].fd, EPOLLOUT, &r->end[1].h, err);
+	r->list = list;
+	r->next = list->head;
+	if (list->head)
+		list->head->pprev = &r->next;
+	list->head = r;
+	r->pprev = &list->head;
+	list->n++;
 }
 
-/* timeout_ms > 0: end B is still connecting (relay_start_connecting). */
 static int relay_begin(struct evloop *loop, int fd_a, struct tls_conn *tls_a, int fd_b, const void *a_to_b,
-                       size_t n_a_to_b, const void *b_to_a, size_t n_b_to_a, int timeout_ms, const char *what,
-                       struct relay_list *list, struct err **err)
+                       size_t n_a_to_b, const void *b_to_a, size_t n_b_to_a, struct relay_list *list, struct err **err)
 {
 	struct relay *r = xcalloc(1, sizeof(*r));
 	r->loop = loop;
-	r->list = list;
 	r->deadline.fd = -1;
 	r->end[0] = (struct relay_end){.h.fn = on_event, .r = r, .fd = fd_a, .tls = tls_a};
 	r->end[1] = (struct relay_end){.h.fn = on_event, .r = r, .fd = fd_b};
@@ -361,57 +430,76 @@ static int relay_begin(struct evloop *loop, int fd_a, struct tls_conn *tls_a, in
 		queue(&r->dir[0], a_to_b, n_a_to_b);
 	if (n_b_to_a)
 		queue(&r->dir[1], b_to_a, n_b_to_a);
-	int added = 0, rc = 0;
-	while (rc == 0 && added < 2)
-		if ((rc = evloop_add(loop, r->end[added].fd, 0, &r->end[added].h, err)) == 0)
-			added++;
-	if (rc == 0 && timeout_ms > 0)
-		rc = connecting_arm(r, timeout_ms, what, err);
-	if (rc < 0) {
-		while (added-- > 0)
-			evloop_del(loop, r->end[added].fd);
-		ev_deadline_stop(&r->deadline);
-		close(fd_a);
-		close(fd_b);
-		relay_free(r);
-		return err_wrap(err, "relay");
+	for (int i = 0; i < 2; i++) {
+		if (evloop_add(loop, r->end[i].fd, 0, &r->end[i].h, err) < 0) {
+			if (i == 1)
+				evloop_del(loop, fd_a);
+			close(fd_a);
+			close(fd_b);
+			relay_free(r);
+			return err_wrap(err, "relay");
+		}
 	}
-	r->next = list->head;
-	if (list->head)
-		list->head->pprev = &r->next;
-	list->head = r;
-	r->pprev = &list->head;
-	list->n++;
-	if (r->connecting)
-		list->n_connecting++;
-	else
-		update(r);
+	list_link(r, list);
+	update(r);
 	return 0;
 }
 
 int relay_start(struct evloop *loop, int fd_a, int fd_b, const void *a_to_b, size_t n_a_to_b, const void *b_to_a,
                 size_t n_b_to_a, struct relay_list *list, struct err **err)
 {
-	return relay_begin(loop, fd_a, NULL, fd_b, a_to_b, n_a_to_b, b_to_a, n_b_to_a, 0, NULL, list, err);
+	return relay_begin(loop, fd_a, NULL, fd_b, a_to_b, n_a_to_b, b_to_a, n_b_to_a, list, err);
 }
 
 int relay_start_tls(struct evloop *loop, int fd_tls, struct tls_conn *tls, int fd_plain, struct relay_list *list,
                     struct err **err)
 {
-	return relay_begin(loop, fd_tls, tls, fd_plain, NULL, 0, NULL, 0, 0, NULL, list, err);
+	return relay_begin(loop, fd_tls, tls, fd_plain, NULL, 0, NULL, 0, list, err);
 }
 
-int relay_start_connecting(struct evloop *loop, int fd_a, struct tls_conn *tls_a, int fd_b, int timeout_ms,
-                           const char *what, struct relay_list *list, struct err **err)
+int relay_start_connecting(struct evloop *loop, int fd_a, struct tls_conn *tls_a, relay_connect_fn connect, void *ctx,
+                           int timeout_ms, const char *what, struct relay_queue *q, struct relay_list *list,
+                           struct err **err)
 {
-	if (list->n_connecting >= RELAY_CONNECTING_MAX) {
+	if (!what)
+		what = "relay";
+	if (q->n >= RELAY_CONNECTING_MAX) {
 		close(fd_a);
-		close(fd_b);
 		tls_conn_free(tls_a);
-		return err_set(err, EAGAIN, "%s: %zu connections already wait to be accepted: connection refused",
-		               what ? what : "relay", list->n_connecting);
+		return err_set(err, EAGAIN, "%s: %zu connections already wait to be accepted: connection refused", what,
+		               q->n);
 	}
-	return relay_begin(loop, fd_a, tls_a, fd_b, NULL, 0, NULL, 0, timeout_ms > 0 ? timeout_ms : 1, what, list, err);
+	struct relay *r = xcalloc(1, sizeof(*r));
+	r->loop = loop;
+	r->deadline.fd = -1;
+	r->end[0] = (struct relay_end){.h.fn = on_event, .r = r, .fd = fd_a, .tls = tls_a};
+	r->end[1] = (struct relay_end){.h.fn = on_event, .r = r, .fd = -1};
+	r->connect = connect;
+	r->connect_ctx = ctx;
+	r->timeout_ms = timeout_ms > 0 ? timeout_ms : 1;
+	r->what = xstrdup(what);
+	if (evloop_add(loop, fd_a, 0, &r->end[0].h, err) < 0) {
+		close(fd_a);
+		relay_free(r);
+		return err_wrap(err, "relay");
+	}
+	if (ev_deadline_arm(&r->deadline, loop, r->timeout_ms, on_connect_timeout, err) < 0) {
+		evloop_del(loop, fd_a);
+		close(fd_a);
+		relay_free(r);
+		return err_wrap(err, "relay");
+	}
+	list_link(r, list);
+	r->queue = q;
+	r->phase = RELAY_QUEUED;
+	q->n++;
+	if (q->tail)
+		q->tail->q_next = r;
+	else
+		q->head = r;
+	q->tail = r;
+	queue_pump(q);
+	return 0;
 }
 
 void relay_list_close_all(struct relay_list *list)

@@ -12,29 +12,27 @@ struct ingress {
 	struct odyn_ingress spec;
 	struct tls_server *tls; /* NULL: plain TCP */
 	struct relay_list relays;
+	struct relay_queue waiting; /* clients whose connection to the app is not made yet */
 	int connect_ms;
 	char what[300]; /* "ingress LISTEN -> TARGET", for the relay's messages */
 };
 
-/* The connect to the app never waits: an app whose listen backlog is full (slower than its
- * clients, or not accepting at all) leaves the SYN unanswered for minutes, and a blocking
- * connect froze every service on the loop. The relay holds the client until the app accepts,
- * or refuses it after connect_ms. */
+static int connect_app(void *ctx, bool *in_progress, struct err **err)
+{
+	struct ingress *in = ctx;
+	return transport_connect_start(&in->spec.target, in_progress, err);
+}
+
+/* The connect to the app never waits on the loop: an app whose listen backlog is full (slower
+ * than its clients, or not accepting at all) leaves the SYN unanswered for minutes, and a
+ * blocking connect froze every service. The relay queue makes one connect to the app at a time
+ * and holds the other clients, unread, until their turn or connect_ms. */
 static void client_start(struct ingress *in, int fd)
 {
 	_cleanup_err_ struct err *e = NULL;
-	bool in_progress;
-	int up = transport_connect_start(&in->spec.target, &in_progress, &e);
-	if (up < 0) {
-		log_warn("ingress %s: %s", in->spec.listen.text, e->msg);
-		close(fd);
-		return;
-	}
 	struct tls_conn *tls = in->tls ? tls_conn_new(in->tls) : NULL;
-	int r = in_progress ? relay_start_connecting(in->loop, fd, tls, up, in->connect_ms, in->what, &in->relays, &e)
-	        : tls       ? relay_start_tls(in->loop, fd, tls, up, &in->relays, &e)
-	                    : relay_start(in->loop, fd, up, NULL, 0, NULL, 0, &in->relays, &e);
-	if (r < 0)
+	if (relay_start_connecting(in->loop, fd, tls, connect_app, in, in->connect_ms, in->what, &in->waiting,
+	                           &in->relays, &e) < 0)
 		log_warn("ingress %s: %s", in->spec.listen.text, e->msg);
 }
 

@@ -26,6 +26,8 @@ struct outer_ingress {
 	int lfd;
 	uint16_t bound_port;
 	const struct outer_port *port;
+	struct relay_queue waiting; /* clients whose connection to the enclave is not made yet */
+	char what[160];             /* "ingress ADDR:PORT -> enclave port N", for messages */
 };
 int outer_ingress_open(struct outer *o, const struct outer_port *p, struct outer_ingress *in, struct err **err);
 void outer_ingress_close(struct outer *o, struct outer_ingress *in);
