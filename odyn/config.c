@@ -200,7 +200,8 @@ static int apply_option(struct odyn_config *c, const char *name, const char *val
 		 * image redirected) odyn would run with no policy at all, so it refuses to start. */
 		_cleanup_free_ char *path = xasprintf("%s/enclaver.yaml", val);
 		if (access(path, F_OK) < 0)
-			return err_sys(err, "--config-dir %s: no manifest %s (odyn does not start without it)", val, path);
+			return err_sys(err, "--config-dir %s: no manifest %s (odyn does not start without it)", val,
+			               path);
 		return odyn_config_load_manifest(c, path, err);
 	}
 	if (strcmp(name, "--manifest") == 0)
