@@ -47,6 +47,7 @@ struct gstream {
 	int fd;
 	struct buf line; /* a line not yet complete */
 	bool wanted;     /* not connected, should be */
+	bool connecting; /* fd's connect is under way (EPOLLOUT); wanted stays set until it is done */
 	unsigned failures;
 };
 void gstream_init(struct outer *o, struct gstream *g, enum gstream_kind kind);

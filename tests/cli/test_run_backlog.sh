@@ -103,4 +103,41 @@ wait_for bash -c "! kill -0 $wp 2>/dev/null"
 check "host: the run ends on SIGTERM" bash -c "! kill -0 $wp 2>/dev/null"
 check "no sanitizer report" bash -c "! grep -q Sanitizer '$TMP/w.err'"
 
+# The status and log streams connect without blocking too: a stand-in for odyn whose stream
+# listeners are full (listen(0) with one connection waiting, made before the socket takes its
+# name) and never accept. The host keeps retrying while its egress endpoint answers, and
+# SIGTERM ends the run.
+cat >"$TMP/fake-odyn" <<'PY'
+#!/usr/bin/env python3
+import os, socket, sys, time
+args = sys.argv[1:]
+keep = []
+for opt in ("--status", "--log"):
+    path = args[args.index(opt) + 1][len("unix:"):]
+    l = socket.socket(socket.AF_UNIX); l.bind(path + ".tmp"); l.listen(0)
+    while True:
+        c = socket.socket(socket.AF_UNIX); c.setblocking(False)
+        try:
+            c.connect(path + ".tmp")
+        except BlockingIOError:
+            break
+        keep.append(c)
+    keep.append(l)
+    os.rename(path + ".tmp", path)
+time.sleep(600)
+PY
+chmod +x "$TMP/fake-odyn"
+mkdir -p "$TMP/sock2"
+ENCLAVER_LOCAL_ODYN=$TMP/fake-odyn ENCLAVER_LOCAL_DIR=$TMP/sock2 ENCLAVER_LOCAL_MANIFEST=$TMP/m.yaml ENCLAVER_LOCAL_CMD=true \
+	"$RUNL" run --launcher local --eif "$TMP/app.eif" --manifest "$TMP/m.yaml" -p "0:$EP" >"$TMP/w2.out" 2>"$TMP/w2.err" &
+wp2=$!
+bg_track $wp2
+wait_for test -S "$TMP/sock2/guest-17001.sock"
+frame_to "$TMP/sock2/parent-17002.sock" "{\"host\":\"127.0.0.1\",\"port\":$DP}" >"$TMP/frame2.out" 2>&1
+check "host: the egress endpoint answers while the streams cannot connect" grep -q "matches deny rule" "$TMP/frame2.out"
+kill -TERM $wp2
+wait_for bash -c "! kill -0 $wp2 2>/dev/null"
+check "host: that run ends on SIGTERM too" bash -c "! kill -0 $wp2 2>/dev/null"
+check "no sanitizer report (second run)" bash -c "! grep -q Sanitizer '$TMP/w2.err'"
+
 done_testing
