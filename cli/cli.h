@@ -36,7 +36,8 @@ int cmd_stop(int argc, char **argv);
 /* Launchers `enclaver run --launcher NAME` can use: nitro and emulator are built in; a test binary
  * registers its own (tests/helpers/launcher_local.c) before main runs. */
 struct launcher;
-typedef int (*cli_launcher_new_fn)(struct launcher **out, struct err **err);
+struct run_opts;
+typedef int (*cli_launcher_new_fn)(const struct run_opts *o, struct launcher **out, struct err **err);
 void cli_launcher_register(const char *name, cli_launcher_new_fn fn);
 
 #endif

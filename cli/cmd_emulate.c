@@ -31,6 +31,8 @@ static void emulate_usage(FILE *f)
 	      "  --uds PATH                   Firecracker-style: enclave port P -> unix socket PATH_P;\n"
 	      "                               clients of PATH send \"CONNECT P\\n\" to reach enclave port P\n"
 	      "  --heartbeat-timeout SECONDS  (default 300: software emulation is slow)\n"
+	      "  --accel auto|kvm|tcg         accelerator (default $ENCLAVER_EMULATOR_ACCEL, else auto: KVM\n"
+	      "                               when it boots the enclave, else TCG with a warning)\n"
 	      "  --no-acpi                    machine without ACPI (kernels with virtio-mmio cmdline devices)\n"
 	      "  --qemu PATH                  qemu-system-x86_64 (default $ENCLAVER_QEMU, then the\n"
 	      "                               build-qemu.sh cache, then PATH)\n"
@@ -51,6 +53,7 @@ enum {
 	OPT_TIMEOUT,
 	OPT_NO_ACPI,
 	OPT_QEMU,
+	OPT_ACCEL,
 	OPT_HELP,
 };
 
@@ -95,6 +98,7 @@ int cmd_emulate(int argc, char **argv)
 	    {"heartbeat-timeout", required_argument, NULL, OPT_TIMEOUT},
 	    {"no-acpi", no_argument, NULL, OPT_NO_ACPI},
 	    {"qemu", required_argument, NULL, OPT_QEMU},
+	    {"accel", required_argument, NULL, OPT_ACCEL},
 	    {"help", no_argument, NULL, OPT_HELP},
 	    {0},
 	};
@@ -163,6 +167,10 @@ int cmd_emulate(int argc, char **argv)
 			break;
 		case OPT_NO_ACPI: cfg.acpi = false; break;
 		case OPT_QEMU: qemu = xstrdup(optarg); break;
+		case OPT_ACCEL:
+			if (emu_accel_parse(optarg, &cfg.accel) < 0)
+				return cli_usage_error("emulate", "--accel %s: expected auto, kvm or tcg", optarg);
+			break;
 		case OPT_HELP: emulate_usage(stdout); return EXIT_OK;
 		default: return cli_usage_error("emulate", "unknown option");
 		}

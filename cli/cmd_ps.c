@@ -26,15 +26,37 @@ static json_t *state_json(const struct outer_state *s)
 	                 "Ports", ports, "EIF", s->eif, "Started", (json_int_t)s->started);
 }
 
+/* One entry of `nitro-cli describe-enclaves`: its fields, names and order, so tools written for it
+ * read ours. ProcessID is the run process (nitro-cli's: its enclave process); State is RUNNING while
+ * that process lives (entries of dead ones are pruned). */
+static json_t *describe_json(const struct outer_state *s)
+{
+	json_t *cpus = json_array();
+	for (unsigned i = 0; i < s->cpu_count && i < LAUNCH_MAX_CPUS; i++)
+		json_array_append_new(cpus, json_integer(s->cpu_ids[i]));
+	json_t *meas = s->measurements ? json_incref(s->measurements) : json_object();
+	return json_pack("{s:s, s:s, s:I, s:I, s:I, s:o, s:I, s:s, s:s, s:o}", "EnclaveName", s->name, "EnclaveID",
+	                 s->id, "ProcessID", (json_int_t)s->pid, "EnclaveCID", (json_int_t)s->cid, "NumberOfCPUs",
+	                 (json_int_t)s->cpu_count, "CPUIDs", cpus, "MemoryMiB", (json_int_t)s->memory_mib, "State",
+	                 "RUNNING", "Flags", s->debug_mode ? "DEBUG_MODE" : "NONE", "Measurements", meas);
+}
+
 int cmd_ps(int argc, char **argv)
 {
-	static const struct option opts[] = {{"help", no_argument, NULL, 'h'}, {0}};
+	static const struct option opts[] = {{"json", no_argument, NULL, 'j'}, {"help", no_argument, NULL, 'h'}, {0}};
+	bool describe = false;
 	int c;
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		if (c == 'j') {
+			describe = true;
+			continue;
+		}
 		if (c == 'h') {
-			puts("Usage: enclaver ps\n\n"
+			puts("Usage: enclaver ps [--json]\n\n"
 			     "Prints the enclaves `enclaver run` runs on this host as a JSON array (EnclaveID,\n"
 			     "EnclaveName, EnclaveCID, ProcessID of the run process, Launcher, Ports, EIF, Started).\n"
+			     "--json prints `nitro-cli describe-enclaves`' fields instead (EnclaveName, EnclaveID,\n"
+			     "ProcessID, EnclaveCID, NumberOfCPUs, CPUIDs, MemoryMiB, State, Flags, Measurements).\n"
 			     "Entries whose run process is gone are removed. The state folder is /run/enclaver for\n"
 			     "root, else $XDG_RUNTIME_DIR/enclaver.");
 			return EXIT_OK;
@@ -50,7 +72,7 @@ int cmd_ps(int argc, char **argv)
 		return cli_fail(&err);
 	_cleanup_json_ json_t *doc = json_array();
 	for (size_t i = 0; i < n; i++)
-		json_array_append_new(doc, state_json(&v[i]));
+		json_array_append_new(doc, describe ? describe_json(&v[i]) : state_json(&v[i]));
 	outer_state_list_free(v, n);
 	if (cli_print_json(doc, &err) < 0)
 		return cli_fail(&err);

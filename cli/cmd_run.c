@@ -15,15 +15,16 @@
 #include "runtime/outer.h"
 
 /* ---------------------------------------------------------------- launchers */
-static int new_nitro(struct launcher **out, struct err **err)
+static int new_nitro(const struct run_opts *ro, struct launcher **out, struct err **err)
 {
+	(void)ro;
 	struct launcher_nitro_options o = {0};
 	return launcher_nitro_new(&o, out, err);
 }
 
-static int new_emulator(struct launcher **out, struct err **err)
+static int new_emulator(const struct run_opts *ro, struct launcher **out, struct err **err)
 {
-	struct launcher_emulator_options o = {.acpi = true};
+	struct launcher_emulator_options o = {.acpi = true, .accel = ro->accel};
 	return launcher_emulator_new(&o, out, err);
 }
 
@@ -62,6 +63,7 @@ enum {
 	OPT_DEBUG,
 	OPT_VERIFY,
 	OPT_EMULATE,
+	OPT_ACCEL,
 	OPT_LAUNCHER,
 	OPT_NAME,
 	OPT_HELP,
@@ -104,6 +106,8 @@ static void run_usage(FILE *f, bool entrypoint)
 	      "  --verify-before-run FILE  refuse to start unless the EIF's PCRs equal FILE's (the JSON of\n"
 	      "                          enclaver build or describe-eif)\n"
 	      "  --emulate               QEMU's nitro-enclave machine instead of /dev/nitro_enclaves\n"
+	      "  --accel auto|kvm|tcg    the emulator's accelerator (default $ENCLAVER_EMULATOR_ACCEL, else\n"
+	      "                          auto: KVM when it boots the enclave, else TCG)\n"
 	      "  -v                      more detail on stderr\n"
 	      "Pulling IMAGE:\n" CLI_OCI_USAGE
 	      "The launch information (nitro-cli's run-enclave JSON) is printed on stderr; stdout carries the\n"
@@ -138,6 +142,7 @@ int run_parse(int argc, char **argv, bool entrypoint, struct run_opts *o)
 	    {"debug-mode", no_argument, NULL, OPT_DEBUG},
 	    {"verify-before-run", required_argument, NULL, OPT_VERIFY},
 	    {"emulate", no_argument, NULL, OPT_EMULATE},
+	    {"accel", required_argument, NULL, OPT_ACCEL},
 	    {"launcher", required_argument, NULL, OPT_LAUNCHER},
 	    {"name", required_argument, NULL, OPT_NAME},
 	    CLI_OCI_LONG_OPTIONS,
@@ -177,6 +182,10 @@ int run_parse(int argc, char **argv, bool entrypoint, struct run_opts *o)
 		case OPT_DEBUG: o->debug_mode = true; break;
 		case OPT_VERIFY: o->verify = optarg; break;
 		case OPT_EMULATE: o->launcher = "emulator"; break;
+		case OPT_ACCEL:
+			if (emu_accel_parse(optarg, &o->accel) < 0)
+				return cli_usage_error(o->cmd, "--accel %s: want auto, kvm or tcg", optarg);
+			break;
 		case OPT_LAUNCHER: o->launcher = optarg; break;
 		case OPT_NAME: o->name = optarg; break;
 		case 'v': log_set_level(log_get_level() < LOG_DEBUG ? log_get_level() + 1 : LOG_DEBUG); break;
@@ -207,6 +216,8 @@ int run_parse(int argc, char **argv, bool entrypoint, struct run_opts *o)
 		o->launcher = "nitro";
 	if (!launcher_lookup(o->launcher))
 		return cli_usage_error(o->cmd, "--launcher %s: not a launcher of this build", o->launcher);
+	if (o->accel != EMU_ACCEL_DEFAULT && strcmp(o->launcher, "emulator") != 0)
+		return cli_usage_error(o->cmd, "--accel goes with --emulate");
 	int r = cli_oci_options_check(o->cmd, &o->oci);
 	return r ? r : -1;
 }
@@ -256,6 +267,7 @@ int run_main(struct run_opts *o)
 	struct launcher *l = NULL;
 	struct outer *outer = NULL;
 	struct outer_result res = {0};
+	_cleanup_json_ json_t *measured = NULL; /* the EIF's measurements, for `ps --json` */
 	int rc = OUTER_EXIT_FATAL;
 
 	if (o->eif) {
@@ -309,9 +321,15 @@ int run_main(struct run_opts *o)
 			         o->ports[i].host_port, o->ports[i].enclave_port, o->ports[i].enclave_port);
 	}
 	if (o->verify) {
-		if (outer_measurements_verify(eif, o->verify, &err) < 0)
+		if (outer_measurements_verify(eif, o->verify, &measured, &err) < 0)
 			goto fail;
 		log_info("--verify-before-run: the EIF's measurements match %s", o->verify);
+	} else {
+		/* What nitro-cli describe-enclaves shows as Measurements. An EIF we cannot measure may
+		 * still boot; the launch decides, ps then shows no measurements. */
+		_cleanup_err_ struct err *me = NULL;
+		if (outer_measurements_of(eif, &measured, &me) < 0)
+			log_warn("%s: %s (enclaver ps --json will show no Measurements)", eif, me->msg);
 	}
 	if (o->name)
 		name = xstrdup(o->name);
@@ -327,7 +345,7 @@ int run_main(struct run_opts *o)
 	if (outer_state_check(name, o->cid, o->ports, o->n_ports, &err) < 0)
 		goto fail;
 
-	if (launcher_lookup(o->launcher)(&l, &err) < 0)
+	if (launcher_lookup(o->launcher)(o, &l, &err) < 0)
 		goto fail;
 	struct outer_config cfg = {.launcher = l,
 	                           .ports = o->ports,
@@ -361,7 +379,13 @@ int run_main(struct run_opts *o)
 	                         .pid = getpid(),
 	                         .ports = o->ports,
 	                         .n_ports = o->n_ports,
-	                         .started = (int64_t)time(NULL)};
+	                         .started = (int64_t)time(NULL),
+	                         .cpu_count = info.cpu_count,
+	                         .memory_mib = info.memory_mib,
+	                         .debug_mode = info.debug_mode,
+	                         .measurements = measured};
+	for (unsigned i = 0; i < info.cpu_count && i < LAUNCH_MAX_CPUS; i++)
+		st.cpu_ids[i] = info.cpu_ids[i];
 	for (size_t i = 0; i < o->n_ports; i++)
 		o->ports[i].host_port = outer_port_bound(outer, i);
 	if (outer_state_add(&st, &state_path, &err) < 0) {

@@ -17,6 +17,7 @@ struct run_opts {
 	bool debug_mode;
 	const char *verify;
 	const char *launcher;
+	enum emu_accel accel; /* --accel, for the emulator */
 	const char *name;
 	struct oci_opts oci;
 	/* Reads a release image's /enclave/application.eif and /enclave/enclaver.yaml into eif and

@@ -139,17 +139,25 @@ int cbor_read_byte_array(struct cbor_reader *r, uint8_t **out, size_t *len, cons
 
 int cbor_skip(struct cbor_reader *r, struct err **err)
 {
-	/* An explicit count of items still to skip instead of recursion, so a
-	 * hostile input cannot exhaust the stack; depth is capped all the same. */
-	uint64_t pending = 1;
+	/* An explicit stack of items still to skip per nesting level instead of
+	 * recursion, so a hostile input cannot exhaust the stack; the depth
+	 * counts nesting, not containers, so a long flat list of small arrays
+	 * (an unknown field a newer peer added, say) skips fine. */
+	enum { MAX_DEPTH = 16 };
+	uint64_t left[MAX_DEPTH + 1];
 	int depth = 0;
-	while (pending > 0) {
+	left[0] = 1;
+	while (depth >= 0) {
+		if (left[depth] == 0) {
+			depth--;
+			continue;
+		}
 		enum cbor_major m;
 		uint64_t v;
 		uint64_t at = r->base + r->off;
 		if (cbor_read_head(r, &m, &v, err) < 0)
 			return -1;
-		pending--;
+		left[depth]--;
 		switch (m) {
 		case CBOR_BSTR:
 		case CBOR_TSTR:
@@ -160,15 +168,22 @@ int cbor_skip(struct cbor_reader *r, struct err **err)
 			break;
 		case CBOR_ARRAY:
 		case CBOR_MAP: {
+			/* Every item takes at least one byte: a bound before counting. */
+			if (v > r->len - r->off || (m == CBOR_MAP && v * 2 > r->len - r->off))
+				return err_set(err, EINVAL, "offset %llu: %s of %llu entries cannot fit in what is left",
+					       (unsigned long long)at, m == CBOR_MAP ? "map" : "array",
+					       (unsigned long long)v);
 			uint64_t items = m == CBOR_MAP ? v * 2 : v;
-			if (v > r->len - r->off || items > r->len - r->off || ++depth > 16)
-				return err_set(err, EINVAL, "offset %llu: container too large or nested too deep",
-					       (unsigned long long)at);
-			pending += items;
+			if (items == 0)
+				break;
+			if (depth == MAX_DEPTH)
+				return err_set(err, EINVAL, "offset %llu: nested more than %d levels deep",
+					       (unsigned long long)at, MAX_DEPTH);
+			left[++depth] = items;
 			break;
 		}
 		case CBOR_TAG:
-			pending++; /* the tagged item follows */
+			left[depth]++; /* the tagged item follows, at the same level */
 			break;
 		default:
 			break;

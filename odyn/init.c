@@ -1,11 +1,12 @@
 /* init: odyn as the enclave's PID 1, after AWS's init.c: devtmpfs and the
  * console, kernel modules, the heartbeat to the parent, /cmd and /env, the
- * switch to /rootfs, the usual mounts, loopback; then the supervisor, and
- * power-off when it ends so the host sees the enclave stop. */
+ * switch to /rootfs, the usual mounts, loopback; then the supervisor, and a
+ * reboot when it ends, which ends the enclave so the host sees it stop. */
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/vm_sockets.h>
 #include <net/if.h>
+#include <pthread.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mount.h>
@@ -21,6 +22,15 @@
 #define HEARTBEAT_BYTE 0xB7
 
 extern char **environ;
+
+enum odyn_mode odyn_mode_choose(pid_t pid, int argc, char *const *argv)
+{
+	if (pid == 1)
+		return ODYN_MODE_INIT;
+	if (argc == 2 && (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0))
+		return ODYN_MODE_HELP;
+	return ODYN_MODE_SUPERVISOR;
+}
 
 int odyn_init_split_lines(const char *data, size_t len, char ***out, struct err **err)
 {
@@ -244,15 +254,81 @@ static int supervise(char **cmd, char **env, struct err **err)
 	return rc;
 }
 
+/* Seeding the kernel's pool from NSM runs on a thread the boot waits for at most this long:
+ * the NSM driver waits up to 2 minutes for an answer, uninterruptibly, and the heartbeat comes
+ * after the seeding. A lost answer must not hold the heartbeat (the kernel's nsm-hwrng feeds
+ * the pool as well). */
+#define SEED_WAIT_S 10
+
+struct seed_job {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	bool done, abandoned;
+	struct err *err;
+};
+
+static void *seed_thread(void *arg)
+{
+	struct seed_job *j = arg;
+	struct err *e = NULL;
+	odyn_nsm_seed_entropy(&e);
+	pthread_mutex_lock(&j->lock);
+	j->err = e;
+	j->done = true;
+	bool abandoned = j->abandoned;
+	pthread_cond_signal(&j->cond);
+	pthread_mutex_unlock(&j->lock);
+	if (abandoned) { /* the boot went on without us */
+		if (e)
+			log_warn("init: entropy from NSM, %d s late: %s", SEED_WAIT_S, e->msg);
+		err_free(&j->err);
+		free(j);
+	}
+	return NULL;
+}
+
+static void seed_entropy_bounded(void)
+{
+	struct seed_job *j = xcalloc(1, sizeof(*j));
+	pthread_mutex_init(&j->lock, NULL);
+	pthread_cond_init(&j->cond, NULL);
+	pthread_t t;
+	if (pthread_create(&t, NULL, seed_thread, j) != 0) {
+		free(j);
+		_cleanup_err_ struct err *e = NULL;
+		if (odyn_nsm_seed_entropy(&e) < 0)
+			log_warn("init: entropy from NSM: %s", e->msg);
+		return;
+	}
+	pthread_detach(t);
+	struct timespec until;
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += SEED_WAIT_S;
+	pthread_mutex_lock(&j->lock);
+	while (!j->done)
+		if (pthread_cond_timedwait(&j->cond, &j->lock, &until) == ETIMEDOUT)
+			break;
+	if (!j->done) {
+		j->abandoned = true;
+		pthread_mutex_unlock(&j->lock);
+		log_warn("init: NSM did not answer GetRandom within %d s: booting on without it", SEED_WAIT_S);
+		return;
+	}
+	pthread_mutex_unlock(&j->lock);
+	if (j->err)
+		log_warn("init: entropy from NSM: %s", j->err->msg);
+	err_free(&j->err);
+	free(j);
+}
+
 int odyn_init_main(struct err **err)
 {
 	mount_one("devtmpfs", "/dev", "devtmpfs", MS_NOSUID | MS_NOEXEC, NULL, NULL);
 	console_setup();
 	mount_one("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL, NULL);
 	modules_load();
-	_cleanup_err_ struct err *hb = NULL, *rnd = NULL;
-	if (odyn_nsm_seed_entropy(&rnd) < 0)
-		log_warn("init: entropy from NSM: %s", rnd->msg);
+	_cleanup_err_ struct err *hb = NULL;
+	seed_entropy_bounded();
 	if (heartbeat(&hb) < 0)
 		log_error("init: %s", hb->msg); /* the host will time out and say so */
 	char **cmd = NULL, **env = NULL;
@@ -271,13 +347,17 @@ int odyn_init_main(struct err **err)
 	if (rc < 0)
 		log_error("init: %s", (*err)->msg);
 	else
-		log_info("init: app done (%d), powering off", rc);
+		log_info("init: app done (%d), ending the enclave", rc);
 off:
 	if (rc < 0 && err && *err)
 		log_error("init: %s", (*err)->msg);
 	odyn_strv_free(cmd);
 	odyn_strv_free(env);
 	sync();
-	reboot(RB_POWER_OFF);
-	return -1;
+	/* RB_AUTOBOOT, as AWS's init: a Nitro enclave cannot restart, so a reboot
+	 * ends it, while RB_POWER_OFF on a kernel without a power-off handler
+	 * only halts, leaving the enclave (and `enclaver run`) up for good. The
+	 * emulator gets the same result from reboot=t and QEMU's -no-reboot. */
+	reboot(RB_AUTOBOOT);
+	return err_sys(err, "reboot");
 }

@@ -1,6 +1,7 @@
 /* nsm: the Nitro Secure Module client: CBOR requests (GetRandom, DescribePCR,
  * DescribeNSM, Attestation) as nsm-api's serde encoding writes them, the
- * /dev/nsm ioctl, and a strict decoder of the responses (untrusted bytes). */
+ * /dev/nsm ioctl, and a decoder of the responses (untrusted bytes): strict on
+ * the fields it knows, skipping fields a newer NSM adds. */
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/random.h>
@@ -100,30 +101,39 @@ static int read_bytes(struct cbor_reader *r, const char *what, size_t max, const
 	return 0;
 }
 
-/* Reads the map head of a struct variant's fields; each field at most once. */
+/* The fields of a struct variant we know; each at most once. nsm-api's
+ * Response is #[non_exhaustive] and a newer NSM may add fields: those are
+ * skipped whole (nested values included), while the known ones stay strict. */
 struct fields {
 	const char *const *names;
 	size_t n;
 	unsigned seen;
 };
 
+/* Reads a field name into *which (an index into f->names); an unknown
+ * field's value is skipped and *which is -1. */
 static int next_field(struct cbor_reader *r, struct fields *f, const char *variant, int *which, struct err **err)
 {
-	char name[32];
+	const uint8_t *name;
+	size_t len;
 	uint64_t at = r->base + r->off;
-	if (read_text(r, "field name", name, sizeof(name), err) < 0)
+	if (cbor_read_string(r, CBOR_TSTR, &name, &len, "field name", err) < 0)
 		return err_wrap(err, "%s", variant);
 	for (size_t i = 0; i < f->n; i++) {
-		if (strcmp(f->names[i], name) != 0)
+		if (strlen(f->names[i]) != len || memcmp(f->names[i], name, len) != 0)
 			continue;
 		if (f->seen & (1u << i))
 			return err_set(err, EPROTO, "offset %llu: %s: field %s repeated", (unsigned long long)at,
-			               variant, name);
+			               variant, f->names[i]);
 		f->seen |= 1u << i;
 		*which = (int)i;
 		return 0;
 	}
-	return err_set(err, EPROTO, "offset %llu: %s: unknown field \"%s\"", (unsigned long long)at, variant, name);
+	*which = -1;
+	if (cbor_skip(r, err) < 0)
+		return err_wrap(err, "%s: unknown field \"%.*s\" at offset %llu", variant, (int)(len > 64 ? 64 : len),
+		                (const char *)name, (unsigned long long)at);
+	return 0;
 }
 
 static int fields_complete(const struct fields *f, const char *variant, struct err **err)
@@ -209,8 +219,8 @@ int nsm_response_parse(const uint8_t *data, size_t len, struct nsm_response *out
 			out->kind = NSM_RESP_GET_RANDOM;
 			for (uint64_t i = 0; i < n; i++)
 				if (next_field(&r, &f, "GetRandom", &w, err) < 0 ||
-				    read_bytes(&r, "GetRandom.random", NSM_RESPONSE_MAX, &out->data, &out->len, err) <
-				        0)
+				    (w == 0 && read_bytes(&r, "GetRandom.random", NSM_RESPONSE_MAX, &out->data,
+				                          &out->len, err) < 0))
 					return -1;
 			if (fields_complete(&f, "GetRandom", err) < 0)
 				return -1;
@@ -229,7 +239,8 @@ int nsm_response_parse(const uint8_t *data, size_t len, struct nsm_response *out
 					if (v != CBOR_SIMPLE_TRUE && v != CBOR_SIMPLE_FALSE)
 						return err_set(err, EPROTO, "DescribePCR.lock: not a boolean");
 					out->lock = v == CBOR_SIMPLE_TRUE;
-				} else if (read_bytes(&r, "DescribePCR.data", 64, &out->data, &out->len, err) < 0) {
+				} else if (w == 1 &&
+				           read_bytes(&r, "DescribePCR.data", 64, &out->data, &out->len, err) < 0) {
 					return -1;
 				}
 			}
@@ -249,8 +260,8 @@ int nsm_response_parse(const uint8_t *data, size_t len, struct nsm_response *out
 			out->kind = NSM_RESP_ATTESTATION;
 			for (uint64_t i = 0; i < n; i++)
 				if (next_field(&r, &f, "Attestation", &w, err) < 0 ||
-				    read_bytes(&r, "Attestation.document", NSM_RESPONSE_MAX, &out->data, &out->len,
-				               err) < 0)
+				    (w == 0 && read_bytes(&r, "Attestation.document", NSM_RESPONSE_MAX, &out->data,
+				                          &out->len, err) < 0))
 					return -1;
 			if (fields_complete(&f, "Attestation", err) < 0)
 				return -1;

@@ -193,6 +193,15 @@ int odyn_config_set_user(struct odyn_config *c, const char *spec, const char *ro
 int odyn_run(const struct odyn_config *c, struct err **err);
 
 /* ---------------------------------------------------------------- init (PID 1) */
+enum odyn_mode {
+	ODYN_MODE_INIT,       /* the enclave's init, then the supervisor of /cmd */
+	ODYN_MODE_HELP,       /* -h / --help */
+	ODYN_MODE_SUPERVISOR, /* odyn [options] -- COMMAND */
+};
+/* What odyn is asked to be. As PID 1 it is always init, whatever argv holds:
+ * the kernel hands init every command-line word it does not know (AWS's
+ * cmdline has "nomodules"), and AWS's init ignores its arguments too. */
+enum odyn_mode odyn_mode_choose(pid_t pid, int argc, char *const *argv);
 /* Splits the contents of /cmd or /env: one entry per line, empty lines
  * skipped, a final newline optional, NUL bytes refused. */
 int odyn_init_split_lines(const char *data, size_t len, char ***out, struct err **err);
@@ -204,7 +213,8 @@ char *odyn_init_module_params(const char *cmdline, const char *module);
  * GetRandom (RNDADDENTROPY, needs /dev/nsm). */
 int odyn_nsm_seed_entropy(struct err **err);
 /* The whole init: mounts, modules, heartbeat, /cmd and /env, switch root;
- * then supervises and powers off. Never returns on success. */
+ * then supervises and reboots (which ends the enclave). Returns only when
+ * the reboot failed. */
 int odyn_init_main(struct err **err);
 
 #endif

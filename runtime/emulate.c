@@ -63,6 +63,7 @@ int emulate_run(const struct emulate_config *cfg, struct emulate_result *res, st
 	struct launcher_emulator_options opt = {
 	    .qemu = cfg->qemu,
 	    .acpi = cfg->acpi,
+	    .accel = cfg->accel,
 	    .forwards = cfg->forwards,
 	    .n_forwards = cfg->n_forwards,
 	    .listens = cfg->listens,
@@ -91,6 +92,7 @@ int emulate_run(const struct emulate_config *cfg, struct emulate_result *res, st
 		goto out;
 	}
 	res->heartbeat_s = info.heartbeat_s;
+	res->accel = launcher_emulator_accel(l);
 	ret = emulate_loop(l, sig_fd, res, err);
 	if (launcher_stop(l, err) < 0)
 		ret = -1;

@@ -131,9 +131,23 @@ int launcher_nitro_new(const struct launcher_nitro_options *opt, struct launcher
  * Implemented in runtime/launcher_emulator.c. */
 struct vsock_forward;
 struct vsock_listen;
+/* The accelerator QEMU runs the enclave on (docs/emulator.md#accelerators). */
+enum emu_accel {
+	EMU_ACCEL_DEFAULT = 0, /* $ENCLAVER_EMULATOR_ACCEL when set, else auto */
+	EMU_ACCEL_AUTO,        /* KVM when /dev/kvm opens and the guest boots on it, else TCG */
+	EMU_ACCEL_KVM,         /* KVM or an error naming why not: never a silent fallback */
+	EMU_ACCEL_TCG,         /* software emulation: slow, works everywhere */
+};
+/* "auto", "kvm", "tcg" -> *out; -1 for anything else. */
+int emu_accel_parse(const char *s, enum emu_accel *out);
+const char *emu_accel_name(enum emu_accel a);
+
 struct launcher_emulator_options {
-	const char *qemu; /* NULL: $ENCLAVER_QEMU, then the build-qemu.sh cache, then PATH */
-	bool acpi;        /* machine acpi=on (Debian's kernel needs it) */
+	const char *qemu;      /* NULL: $ENCLAVER_QEMU, then the build-qemu.sh cache, then PATH */
+	bool acpi;             /* machine acpi=on (Debian's kernel needs it) */
+	enum emu_accel accel;  /* EMU_ACCEL_DEFAULT: $ENCLAVER_EMULATOR_ACCEL, else auto */
+	const char *kvm_device; /* NULL: /dev/kvm (tests point it elsewhere) */
+	unsigned kvm_stall_s;   /* auto: a KVM boot silent this long goes to TCG; 0: 20 s */
 	/* Optional, for `enclaver emulate` (runtime/runtime.h has the types): fixed forwards and
 	 * host listeners of the vsock backend, its Firecracker-style uds_path, and an fd (> 0) the
 	 * debug console is written to live from QEMU's start (console_fd() then gives -1). */

@@ -27,6 +27,13 @@
 #define CONSOLE_PIPE_SIZE     (1 << 20)
 #define CONNECT_GUEST_TIMEOUT 30000 /* ms for the guest to accept or refuse (TCG, loaded machine) */
 #define SIGNAL_POLL_MS        200   /* how often start() looks for a pending SIGINT/SIGTERM */
+/* Under --accel auto, a KVM guest whose console stays silent this long before the heartbeat is
+ * taken as stuck and the boot is redone under TCG. A KVM boot prints its whole log and reaches
+ * the heartbeat in a few seconds; a nested hypervisor that cannot run the guest stops it early
+ * (docs/emulator.md#accelerators). */
+#define KVM_STALL_S 20
+#define KVM_DEVICE  "/dev/kvm"
+#define ACCEL_ENV   "ENCLAVER_EMULATOR_ACCEL"
 
 struct parent_listener {
 	uint32_t port;
@@ -37,6 +44,10 @@ struct emu_launcher {
 	struct launcher base; /* first: the ops see a struct launcher * */
 	char *qemu;
 	bool acpi;
+	enum emu_accel accel;   /* AUTO, KVM or TCG: what was asked for */
+	char *kvm_device;
+	unsigned kvm_stall_s;
+	const char *accel_ran;  /* "kvm" or "tcg": the attempt that reached the heartbeat */
 	struct vsock_forward *user_forwards;
 	size_t n_user_forwards;
 	struct vsock_listen *user_listens;
@@ -65,6 +76,7 @@ struct emu_launcher {
 	pthread_mutex_t lock; /* tail, qemu_err, console_dropped */
 	char tail[CONSOLE_TAIL];
 	size_t tail_len;
+	uint64_t console_bytes; /* since QEMU's start: the boot's progress */
 	struct buf qemu_err;
 	uint64_t console_dropped;
 };
@@ -114,13 +126,50 @@ static char *qemu_find(void)
 	return NULL;
 }
 
-static const char *accel(void)
+/* ---------------------------------------------------------------- accelerators */
+
+int emu_accel_parse(const char *s, enum emu_accel *out)
 {
-	int fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+	static const struct {
+		const char *name;
+		enum emu_accel a;
+	} names[] = {{"auto", EMU_ACCEL_AUTO}, {"kvm", EMU_ACCEL_KVM}, {"tcg", EMU_ACCEL_TCG}};
+	for (size_t i = 0; s && i < sizeof(names) / sizeof(names[0]); i++)
+		if (strcmp(s, names[i].name) == 0) {
+			*out = names[i].a;
+			return 0;
+		}
+	return -1;
+}
+
+const char *emu_accel_name(enum emu_accel a)
+{
+	switch (a) {
+	case EMU_ACCEL_KVM: return "kvm";
+	case EMU_ACCEL_TCG: return "tcg";
+	default: return "auto";
+	}
+}
+
+/* 0 when the KVM device opens read-write (QEMU needs that), else -1 with errno. */
+static int kvm_open_check(const char *device)
+{
+	int fd = open(device, O_RDWR | O_CLOEXEC);
 	if (fd < 0)
-		return "tcg";
+		return -1;
 	close(fd);
-	return "kvm";
+	return 0;
+}
+
+/* QEMU's words when KVM cannot run the guest: it pauses the VM and stays alive. */
+static bool kvm_failed_message(struct buf *qemu_err)
+{
+	static const char *const marks[] = {"KVM internal error", "KVM: entry failed", "kvm run failed"};
+	const char *text = buf_str(qemu_err);
+	for (size_t i = 0; i < sizeof(marks) / sizeof(marks[0]); i++)
+		if (strstr(text, marks[i]))
+			return true;
+	return false;
 }
 
 /* ---------------------------------------------------------------- the console pump */
@@ -148,6 +197,7 @@ static void pump_console(struct emu_launcher *e, const char *data, size_t len)
 {
 	pthread_mutex_lock(&e->lock);
 	tail_add(e, data, len);
+	e->console_bytes += len;
 	pthread_mutex_unlock(&e->lock);
 	if (e->console_stream_fd > 0) {
 		struct err *err = NULL;
@@ -215,7 +265,6 @@ static void *pump_thread(void *arg)
 			}
 		}
 	}
-	close_fd(&e->console_w); /* the console reader sees the end */
 	uint64_t one = 1;
 	ssize_t r = write(e->pump_done_fd, &one, sizeof(one));
 	(void)r;
@@ -235,6 +284,14 @@ static void pump_finish(struct emu_launcher *e, int ms)
 	(void)r;
 	pthread_join(e->pump, NULL);
 	e->pump_running = false;
+	/* Both eventfds back to zero (non-blocking reads below never wait: the counters are set),
+	 * so that a pump started for a next boot attempt neither stops at once nor is thought done. */
+	uint64_t v;
+	r = read(e->pump_stop_fd, &v, sizeof(v));
+	struct pollfd done = {.fd = e->pump_done_fd, .events = POLLIN};
+	if (poll(&done, 1, 0) == 1)
+		r = read(e->pump_done_fd, &v, sizeof(v));
+	(void)r;
 	close_fd(&e->out_fd);
 	close_fd(&e->errout_fd);
 	pthread_mutex_lock(&e->lock);
@@ -307,8 +364,9 @@ static bool qemu_reap(struct emu_launcher *e)
 	return true;
 }
 
-static int qemu_spawn(struct emu_launcher *e, const struct launch_request *req, uint64_t cid, unsigned cpus,
-                      unsigned mem_mb, struct err **err)
+/* Spawns QEMU on accelerator `acc` ("kvm" or "tcg"). */
+static int qemu_spawn(struct emu_launcher *e, const struct launch_request *req, const char *acc, uint64_t cid,
+                      unsigned cpus, unsigned mem_mb, struct err **err)
 {
 	char machine[160], smp[16], mem[24];
 	snprintf(machine, sizeof(machine), "nitro-enclave,vsock=c0,id=i-0000000000000000-enc%016llx%s",
@@ -328,13 +386,15 @@ static int qemu_spawn(struct emu_launcher *e, const struct launch_request *req, 
 			argv[n++] = fw_dirs[i];
 		}
 	}
-	const char *acc = accel();
 	argv[n++] = "-M";
 	argv[n++] = machine;
 	argv[n++] = "-accel";
 	argv[n++] = acc;
+	/* Under KVM the host's CPU less IA32_ARCH_CAPABILITIES: nested hypervisors refuse QEMU's
+	 * write of that MSR and QEMU aborts at start ("failed to set MSR 0x10a"); the guest only
+	 * loses a hint about which CPU bugs it may skip mitigating. */
 	argv[n++] = "-cpu";
-	argv[n++] = strcmp(acc, "kvm") == 0 ? "host" : "max";
+	argv[n++] = strcmp(acc, "kvm") == 0 ? "host,-arch-capabilities" : "max";
 	argv[n++] = "-smp";
 	argv[n++] = smp;
 	argv[n++] = "-m";
@@ -462,10 +522,25 @@ static void failure_context(struct emu_launcher *e, struct buf *out)
 	pthread_mutex_unlock(&e->lock);
 }
 
-/* Polls until the heartbeat, QEMU's exit, a pending SIGINT/SIGTERM or the deadline. */
-static int heartbeat_wait(struct emu_launcher *e, unsigned timeout_s, double *hb_s, struct err **err)
+/* How heartbeat_wait watches a KVM boot. */
+enum kvm_watch {
+	KVM_WATCH_NONE,   /* TCG */
+	KVM_WATCH_ERRORS, /* --accel kvm: QEMU's KVM errors fail the boot at once */
+	KVM_WATCH_ALL,    /* auto: QEMU exiting, KVM errors or a silent console hand over to TCG */
+};
+
+/* heartbeat_wait's result when KVM could not boot the guest (auto retries under TCG). */
+#define HEARTBEAT_KVM_FAILED 1
+
+/* Polls until the heartbeat, QEMU's exit, a pending SIGINT/SIGTERM or the deadline. Under KVM
+ * (watch != NONE) it also returns HEARTBEAT_KVM_FAILED with *why set when QEMU reports a KVM
+ * error or (KVM_WATCH_ALL) exits or its console stays silent for KVM_STALL_S; QEMU is stopped
+ * then. */
+static int heartbeat_wait(struct emu_launcher *e, unsigned timeout_s, enum kvm_watch watch, double *hb_s,
+                          struct buf *why, struct err **err)
 {
-	double start = now_s(), deadline = start + timeout_s;
+	double start = now_s(), deadline = start + timeout_s, last_progress = start;
+	uint64_t seen_bytes = 0;
 	_cleanup_close_ int hb_fd = -1;
 	for (;;) {
 		struct pollfd pfd[3] = {
@@ -499,10 +574,50 @@ static int heartbeat_wait(struct emu_launcher *e, unsigned timeout_s, double *hb
 		}
 		if (pfd[0].revents && qemu_reap(e)) {
 			pump_finish(e, 2000);
+			int code = WIFEXITED(e->qemu_status) ? WEXITSTATUS(e->qemu_status) : -1;
+			if (watch == KVM_WATCH_ALL) {
+				pthread_mutex_lock(&e->lock);
+				const char *msg = e->qemu_err.len ? buf_str(&e->qemu_err) : "no message";
+				buf_printf(why, "QEMU exited (status %d) under KVM: %.*s", code, (int)strcspn(msg, "\n"), msg);
+				pthread_mutex_unlock(&e->lock);
+				return HEARTBEAT_KVM_FAILED;
+			}
 			_cleanup_buf_ struct buf ctx = {0};
 			failure_context(e, &ctx);
-			return err_set(err, ECHILD, "QEMU exited (status %d) before the enclave's heartbeat%s",
-			               WIFEXITED(e->qemu_status) ? WEXITSTATUS(e->qemu_status) : -1, buf_str(&ctx));
+			return err_set(err, ECHILD, "QEMU exited (status %d) before the enclave's heartbeat%s", code,
+			               buf_str(&ctx));
+		}
+		if (watch != KVM_WATCH_NONE) {
+			pthread_mutex_lock(&e->lock);
+			bool kvm_error = kvm_failed_message(&e->qemu_err);
+			uint64_t bytes = e->console_bytes;
+			pthread_mutex_unlock(&e->lock);
+			if (bytes != seen_bytes) {
+				seen_bytes = bytes;
+				last_progress = now_s();
+			}
+			bool stalled = watch == KVM_WATCH_ALL && now_s() - last_progress >= e->kvm_stall_s;
+			if (kvm_error || stalled) {
+				qemu_kill(e);
+				pump_finish(e, 2000);
+				if (kvm_error) {
+					pthread_mutex_lock(&e->lock);
+					const char *msg = buf_str(&e->qemu_err);
+					const char *mark = strstr(msg, "KVM");
+					buf_printf(why, "QEMU reported a KVM error after %.1f s: %.*s", now_s() - start,
+					           (int)strcspn(mark ? mark : msg, "\n"), mark ? mark : msg);
+					pthread_mutex_unlock(&e->lock);
+				} else {
+					buf_printf(why, "the guest made no progress under KVM (console silent for %u s, %llu bytes "
+					                "in all)",
+					           e->kvm_stall_s, (unsigned long long)bytes);
+				}
+				if (watch == KVM_WATCH_ALL)
+					return HEARTBEAT_KVM_FAILED;
+				_cleanup_buf_ struct buf ctx = {0};
+				failure_context(e, &ctx);
+				return err_set(err, ENOEXEC, "--accel kvm: %s%s", buf_str(why), buf_str(&ctx));
+			}
 		}
 		if (now_s() >= deadline) {
 			qemu_kill(e);
@@ -562,6 +677,35 @@ static int emu_listen_parent(struct launcher *l, uint32_t port, int *fd, struct 
 
 static int emu_stop(struct launcher *l, struct err **err);
 
+/* One boot: QEMU on `acc`, its console pump, the wait for the heartbeat. Returns 0 at the
+ * heartbeat, HEARTBEAT_KVM_FAILED (QEMU stopped, the pump finished, the state reset for the
+ * next attempt) when KVM could not boot the guest under auto, -1 on failure. */
+static int boot_attempt(struct emu_launcher *e, const struct launch_request *req, const char *acc, uint64_t cid,
+                        unsigned cpus, unsigned mem, unsigned timeout, enum kvm_watch watch, double *hb_s,
+                        struct buf *why, struct err **err)
+{
+	if (qemu_spawn(e, req, acc, cid, cpus, mem, err) < 0)
+		return -1;
+	if (thread_start(&e->pump, pump_thread, e, err) < 0)
+		return -1;
+	e->pump_running = true;
+	log_info("emulator: started QEMU (pid %d), guest CID %llu, %u vCPUs, %u MiB, %s", (int)e->qemu_pid,
+	         (unsigned long long)cid, cpus, mem, acc);
+	int r = heartbeat_wait(e, timeout, watch, hb_s, why, err);
+	if (r != HEARTBEAT_KVM_FAILED)
+		return r;
+	/* QEMU is gone and the pump has finished: start the next attempt afresh. The vsock backend
+	 * stays; it takes QEMU's next connection. */
+	close_fd(&e->pidfd);
+	pthread_mutex_lock(&e->lock);
+	e->tail_len = 0;
+	e->console_bytes = 0;
+	e->qemu_err.len = 0;
+	pthread_mutex_unlock(&e->lock);
+	e->qemu_status = -1;
+	return r;
+}
+
 static int emu_start(struct launcher *l, const struct launch_request *req, struct launch_info *info,
                      struct err **err)
 {
@@ -617,18 +761,36 @@ static int emu_start(struct launcher *l, const struct launch_request *req, struc
 	}
 	if (!req->debug_mode)
 		e->console_stream_fd = -1;
-	if (qemu_spawn(e, req, cid, cpus, mem, err) < 0)
-		goto fail;
-	if (thread_start(&e->pump, pump_thread, e, err) < 0)
-		goto fail;
-	e->pump_running = true;
-	log_info("emulator: started QEMU (pid %d), guest CID %llu, %u vCPUs, %u MiB, %s", (int)e->qemu_pid,
-	         (unsigned long long)cid, cpus, mem, accel());
 
+	/* KVM first unless TCG was asked for; auto falls back to TCG once, with one warning. */
+	const char *acc = "tcg";
+	if (e->accel != EMU_ACCEL_TCG) {
+		if (kvm_open_check(e->kvm_device) == 0) {
+			acc = "kvm";
+		} else if (e->accel == EMU_ACCEL_KVM) {
+			err_sys(err, "emulator: --accel kvm: %s", e->kvm_device);
+			goto fail;
+		} else {
+			log_debug("emulator: %s: %s: using TCG", e->kvm_device, strerror(errno));
+		}
+	}
 	double hb_s = -1;
-	if (heartbeat_wait(e, timeout, &hb_s, err) < 0)
-		goto fail;
-	log_info("emulator: heartbeat after %.2f s", hb_s);
+	for (;;) {
+		enum kvm_watch watch = strcmp(acc, "tcg") == 0     ? KVM_WATCH_NONE
+		                       : e->accel == EMU_ACCEL_AUTO ? KVM_WATCH_ALL
+		                                                    : KVM_WATCH_ERRORS;
+		_cleanup_buf_ struct buf why = {0};
+		int r = boot_attempt(e, req, acc, cid, cpus, mem, timeout, watch, &hb_s, &why, err);
+		if (r < 0)
+			goto fail;
+		if (r == 0)
+			break;
+		log_warn("emulator: %s; booting again under TCG (slower; --accel tcg or %s=tcg skips KVM)",
+		         buf_str(&why), ACCEL_ENV);
+		acc = "tcg";
+	}
+	e->accel_ran = acc;
+	log_info("emulator: heartbeat after %.2f s (%s)", hb_s, acc);
 
 	memset(info, 0, sizeof(*info));
 	snprintf(info->enclave_id, sizeof(info->enclave_id), "i-0000000000000000-enc%016llx", (unsigned long long)cid);
@@ -725,8 +887,16 @@ static int emu_stop(struct launcher *l, struct err **err)
 		return 0;
 	e->stopped = true;
 	qemu_kill(e);
-	/* QEMU has exited: the pump reads what is left of the console, then ends. */
+	/* QEMU has exited: the pump reads what is left of the console, then ends; the console's
+	 * reader sees the end. */
 	pump_finish(e, 2000);
+	close_fd(&e->console_w);
+	/* QEMU's own messages (a device it marked broken, a KVM error) help explain a guest that
+	 * hung; -v shows them. */
+	pthread_mutex_lock(&e->lock);
+	if (e->qemu_err.len)
+		log_info("emulator: QEMU's messages:\n%s", buf_str(&e->qemu_err));
+	pthread_mutex_unlock(&e->lock);
 	if (e->backend) {
 		struct vsock_backend_stats s;
 		vsock_backend_stats(e->backend, &s);
@@ -778,6 +948,7 @@ static void emu_free(struct launcher *l)
 	free(e->heartbeat_path);
 	free(e->uds_path);
 	free(e->qemu);
+	free(e->kvm_device);
 	buf_free(&e->qemu_err);
 	pthread_mutex_destroy(&e->lock);
 	free(e);
@@ -813,6 +984,9 @@ int launcher_emulator_new(const struct launcher_emulator_options *opt, struct la
 	e->base.ops = &emu_ops;
 	e->qemu = qemu;
 	e->acpi = opt->acpi;
+	e->accel = opt->accel;
+	e->kvm_device = xstrdup(opt->kvm_device ? opt->kvm_device : KVM_DEVICE);
+	e->kvm_stall_s = opt->kvm_stall_s ? opt->kvm_stall_s : KVM_STALL_S;
 	e->console_stream_fd = opt->console_stream_fd;
 	e->hb_listen_fd = e->pidfd = e->out_fd = e->errout_fd = -1;
 	e->console_r = e->console_w = e->pump_stop_fd = e->pump_done_fd = -1;
@@ -831,6 +1005,14 @@ int launcher_emulator_new(const struct launcher_emulator_options *opt, struct la
 	}
 	e->n_user_listens = opt->n_listens;
 	e->user_uds = dup_or_null(opt->uds_path);
+	if (e->accel == EMU_ACCEL_DEFAULT) {
+		const char *env = getenv(ACCEL_ENV);
+		e->accel = EMU_ACCEL_AUTO;
+		if (env && *env && emu_accel_parse(env, &e->accel) < 0) {
+			err_set(err, EINVAL, "%s=%s: expected auto, kvm or tcg", ACCEL_ENV, env);
+			goto fail;
+		}
+	}
 
 	e->dir = runtime_dir_create(err);
 	if (!e->dir)
@@ -859,4 +1041,9 @@ fail:
 int launcher_emulator_qemu_status(struct launcher *l)
 {
 	return emu_of(l)->qemu_status;
+}
+
+const char *launcher_emulator_accel(struct launcher *l)
+{
+	return emu_of(l)->accel_ran;
 }

@@ -133,8 +133,9 @@ int ne_cpus_check(const char *pool_path, unsigned threads_per_core, unsigned cou
 /* Where hugepages come from: the real one mmaps MAP_HUGETLB; tests hand out ordinary anonymous
  * memory (2 MiB aligned) that the simulated device is told to accept. */
 struct ne_mem_ops {
-	/* One page of `page_size` bytes, aligned to it; NULL (errno set) when none is available. */
-	void *(*map)(void *ctx, uint64_t page_size);
+	/* One page of `page_size` bytes, aligned to it, from NUMA node `node` (-1: wherever the kernel
+	 * puts it); NULL (errno set) when none is available there. */
+	void *(*map)(void *ctx, uint64_t page_size, int node);
 	void (*unmap)(void *ctx, void *addr, uint64_t size);
 };
 extern const struct ne_mem_ops ne_mem_hugetlb;
@@ -150,12 +151,32 @@ struct ne_regions {
 	const struct ne_mem_ops *ops;
 	void *ctx;
 };
-#define NE_PAGE_SIZES 2
-extern const uint64_t ne_page_sizes[NE_PAGE_SIZES]; /* 1 GiB, 2 MiB: largest first */
+
+/* The hugepages the host offers for the enclave: every size the CPU pool's NUMA node lists in
+ * sysfs, as AWS's allocator reads them (arm64 with 4K pages has 2M, 32M and 1G; with 64K pages 2M,
+ * 512M and 16G), largest first. Sizes below 2 MiB are left out: the driver refuses them. */
+#define NE_MAX_PAGE_SIZES 16
+struct ne_hugepages {
+	int node; /* the CPU pool's NUMA node; -1 when sysfs does not say (no NUMA) */
+	unsigned n;
+	uint64_t sizes[NE_MAX_PAGE_SIZES];
+};
+/* Every size nitro-cli's HUGE_PAGE_MAP knows, largest first: what is tried when sysfs lists none. */
+extern const uint64_t ne_page_sizes_known[];
+extern const unsigned ne_page_sizes_known_n;
+/* "hugepages-2048kB" -> 2 MiB; anything else is an error naming the offset. */
+int ne_hugepage_dirname_parse(const char *name, uint64_t *size, struct err **err);
+/* The pool's node (the node of its first CPU, <sysfs>/devices/system/cpu/cpuN/node<M>) and the sizes
+ * <sysfs>/devices/system/node/node<M>/hugepages lists (without a node: <sysfs>/kernel/mm/hugepages).
+ * sysfs_root NULL is "/sys"; a missing pool or sysfs gives node -1 and the known sizes. Never fails:
+ * what cannot be read is logged and the defaults used. */
+void ne_hugepages_probe(const char *sysfs_root, const char *cpu_pool_path, struct ne_hugepages *out);
 /* Covers `bytes` with hugepages as nitro-cli does: largest page size first, then smaller ones, then
- * the surplus released smallest first. On failure nothing stays mapped and the message says how
- * much was found and how to reserve more (/sys/kernel/mm/hugepages, the allocator config). */
-int ne_mem_alloc(const struct ne_mem_ops *ops, void *ctx, uint64_t bytes, struct ne_regions *out, struct err **err);
+ * the surplus released smallest first, every page from hp->node. On failure nothing stays mapped and
+ * the message says how much was found and how to reserve more (the node's own sysfs file, the
+ * allocator config). */
+int ne_mem_alloc(const struct ne_mem_ops *ops, void *ctx, const struct ne_hugepages *hp, uint64_t bytes,
+                 struct ne_regions *out, struct err **err);
 /* Unmaps every region; safe to call twice. */
 void ne_mem_free(struct ne_regions *r);
 /* Streams `size` bytes of fd (named path in messages) into the regions viewed as one contiguous
@@ -167,6 +188,10 @@ int ne_mem_load(const struct ne_regions *r, uint64_t offset, int fd, uint64_t si
  * the whole launcher runs in tests: the parent's listeners are "<dir>/3-<port>.sock". */
 struct ne_net {
 	const char *unix_dir;
+	/* Tests only, with unix_dir: called before each connect, so a test can see what had happened
+	 * by then (the heartbeat before the console, say). */
+	void (*before_connect)(void *ctx, uint64_t cid, uint32_t port);
+	void *hook_ctx;
 };
 /* The address for (cid, port): vsock:CID:PORT, vsock:any:PORT for the parent's own listeners. */
 int ne_net_addr(const struct ne_net *net, bool listen, uint64_t cid, uint32_t port, struct transport_addr *out,
@@ -175,7 +200,15 @@ int ne_net_addr(const struct ne_net *net, bool listen, uint64_t cid, uint32_t po
 int ne_net_listen(const struct ne_net *net, uint32_t port, struct err **err);
 /* A connected (blocking) socket to (cid, port). Nothing listening is ECONNREFUSED in both modes. */
 int ne_net_connect(const struct ne_net *net, uint64_t cid, uint32_t port, struct err **err);
-/* The same without waiting (transport_connect_start): *in_progress when the socket must become
+/* The same with vsock's connect timeout (SO_VM_SOCKETS_CONNECT_TIMEOUT) set to timeout_ms instead of
+ * the kernel's 2 s default; the unix stand-in connects at once as before. */
+int ne_net_connect_timeout(const struct ne_net *net, uint64_t cid, uint32_t port, uint64_t timeout_ms,
+                           struct err **err);
+/* An AF_VSOCK stream socket (blocking, close-on-exec) with that connect timeout set. */
+int ne_vsock_socket(uint64_t connect_timeout_ms, struct err **err);
+/* nitro-cli's console connect timeout (src/utils.rs CONSOLE_CONNECT_TIMEOUT). */
+#define NE_CONSOLE_CONNECT_TIMEOUT_MS 20000
+/* ne_net_connect without waiting (transport_connect_start): *in_progress when the socket must become
  * writable first; a vsock connect is then bounded by the kernel's connect timeout. */
 int ne_net_connect_start(const struct ne_net *net, uint64_t cid, uint32_t port, bool *in_progress, struct err **err);
 
@@ -195,9 +228,10 @@ struct ne_env {
 	struct ne_net net;             /* unix_dir NULL: AF_VSOCK */
 	const char *cpu_pool_path;     /* NULL: NE_DEFAULT_CPU_POOL */
 	const char *asset_tag_path;    /* NULL: NE_DEFAULT_ASSET_TAG */
+	const char *sysfs_root;        /* NULL: /sys (hugepage sizes, NUMA nodes) */
 	unsigned threads_per_core;     /* 0: ne_threads_per_core() */
 	uint64_t heartbeat_timeout_ms; /* 0: the request's, else nitro-cli's formula */
-	unsigned console_attempts;     /* debug console connect attempts, 100 ms apart; 0: 20 */
+	uint64_t console_timeout_ms;   /* debug console connect timeout; 0: NE_CONSOLE_CONNECT_TIMEOUT_MS */
 };
 
 /* A started enclave and what it holds. */
@@ -213,8 +247,9 @@ struct ne_enclave {
 		.fd = -1, .console_fd = -1                                                                             \
 	}
 
-/* Checks, allocates, loads the EIF, adds memory and vCPUs, listens on 9000, starts, attaches the
- * debug console, and waits for the heartbeat; fills *info. On failure nothing stays allocated. */
+/* Checks, allocates, loads the EIF, adds memory and vCPUs, listens on 9000, starts, waits for the
+ * heartbeat, then attaches the debug console as nitro-cli does; fills *info. On failure nothing
+ * stays allocated. */
 int ne_launch(const struct ne_env *env, const struct launch_request *req, struct ne_enclave *enc,
               struct launch_info *info, struct err **err);
 /* Stops the enclave (closes its fd), then unmaps its memory and closes the console; idempotent. */
@@ -238,6 +273,15 @@ struct ne_sim_config {
 	const char *cpu_pool;      /* ne_cpus cpu-list; checked like the driver's setup (CPU 0 and its
 	                            * siblings excluded, full cores); default "1,5" style: core 1 */
 	int numa_node;             /* the pool's node (hugepages must match); default 0 */
+	/* The host's NUMA layout and hugepage pools, what ne_sim_write_sysfs shows the launcher: nodes
+	 * 0 .. n_nodes-1 (default: enough for numa_node and local_node), each offering page_sizes
+	 * (default 1 GiB and 2 MiB) with no free pages until ne_sim_set_hugepages says so. The pool's
+	 * CPUs are on numa_node, every other CPU on local_node, where the kernel takes a hugepage first
+	 * when the mapping is not bound to a node (then any other node). */
+	unsigned n_nodes;
+	int local_node;
+	const uint64_t *page_sizes;
+	unsigned n_page_sizes;
 	unsigned max_mem_regions;  /* default 256 */
 	uint64_t first_slot_uid;   /* default 1 */
 	uint64_t first_cid;        /* auto CIDs count from here; default 16 */
@@ -251,6 +295,17 @@ struct ne_sim;
 int ne_sim_new(const struct ne_sim_config *cfg, struct ne_sim **out, struct err **err);
 void ne_sim_free(struct ne_sim *s);
 struct ne_dev *ne_sim_dev(struct ne_sim *s);
+/* Sets the free hugepages of one size on one node; -1 when the sim has no such node or size. */
+int ne_sim_set_hugepages(struct ne_sim *s, int node, uint64_t page_size, unsigned count);
+unsigned ne_sim_hugepages_free(const struct ne_sim *s, int node, uint64_t page_size);
+/* Takes one free page as a MAP_HUGETLB fault would: from `node` only when it is >= 0 (the mapping
+ * is bound to it), else from local_node first, then the others. Returns the node it came from, or
+ * -1 when none is free there. ne_sim_hugepage_put gives it back. */
+int ne_sim_hugepage_take(struct ne_sim *s, uint64_t page_size, int node);
+void ne_sim_hugepage_put(struct ne_sim *s, uint64_t page_size, int node);
+/* Writes the sysfs files the launcher reads under root: devices/system/cpu/cpu<C>/node<N>,
+ * devices/system/node/node<N>/hugepages/hugepages-<K>kB/nr_hugepages and kernel/mm/hugepages. */
+int ne_sim_write_sysfs(const struct ne_sim *s, const char *root, struct err **err);
 /* Declares [addr, addr+len) as hugepages of page_size on numa_node (what get_user_pages would see). */
 void ne_sim_add_hugepages(struct ne_sim *s, void *addr, uint64_t len, uint64_t page_size, int numa_node);
 /* Forgets them again (the memory is being unmapped). Counted as a violation when an enclave still

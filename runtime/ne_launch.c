@@ -1,5 +1,5 @@
 /* ne_launch: nitro-cli's run-enclave sequence against an ne_dev: size and CPU checks, slot, hugepages,
- * EIF at the load offset, regions, vCPUs, heartbeat listener, start, console, heartbeat, run info. */
+ * EIF at the load offset, regions, vCPUs, heartbeat listener, start, heartbeat, console, run info. */
 #include <ctype.h>
 #include <poll.h>
 #include <string.h>
@@ -81,23 +81,21 @@ static int open_eif(const char *path, uint64_t *size, struct err **err)
 	return steal_fd(&fd);
 }
 
+/* As nitro-cli's run-enclave --attach-console: once the heartbeat is in, one connect to the
+ * hypervisor's console port with a 20 s vsock connect timeout (not the kernel's 2 s). Polling it
+ * before the heartbeat instead could lose the console, or hold the heartbeat up for ~40 s. */
 static void connect_console(const struct ne_env *env, struct ne_enclave *enc)
 {
-	unsigned attempts = env->console_attempts ? env->console_attempts : 20;
+	uint64_t timeout = env->console_timeout_ms ? env->console_timeout_ms : NE_CONSOLE_CONNECT_TIMEOUT_MS;
 	uint32_t port = (uint32_t)enc->cid + NE_CONSOLE_PORT_OFFSET;
-	for (unsigned i = 0; i < attempts; i++) {
-		struct err *e = NULL;
-		int fd = ne_net_connect(&env->net, 0, port, &e);
-		if (fd >= 0) {
-			enc->console_fd = fd;
-			return;
-		}
-		if (i + 1 == attempts)
-			log_warn("nitro: no debug console (CID 0 port %u): %s", port, e->msg);
-		err_free(&e);
-		if (i + 1 < attempts)
-			nanosleep(&(struct timespec){.tv_nsec = 100 * 1000 * 1000}, NULL);
+	struct err *e = NULL;
+	int fd = ne_net_connect_timeout(&env->net, 0, port, timeout, &e);
+	if (fd >= 0) {
+		enc->console_fd = fd;
+		return;
 	}
+	log_warn("nitro: no debug console (CID 0 port %u): %s", port, e->msg);
+	err_free(&e);
 }
 
 int ne_launch(const struct ne_env *env, const struct launch_request *req, struct ne_enclave *enc,
@@ -139,10 +137,15 @@ int ne_launch(const struct ne_env *env, const struct launch_request *req, struct
 	enc->fd = fd;
 	enc->slot_uid = slot;
 
+	/* Every size the pool's node offers, from that node only: the driver refuses memory from
+	 * another node than the CPU pool's (NE_ERR_MEM_DIFFERENT_NUMA_NODE). */
 	const struct ne_mem_ops *mem = env->mem ? env->mem : &ne_mem_hugetlb;
-	if (ne_mem_alloc(mem, env->mem_ctx, mem_mib * NE_MIB, &enc->mem, err) < 0)
+	struct ne_hugepages hp;
+	ne_hugepages_probe(env->sysfs_root, env->cpu_pool_path, &hp);
+	if (ne_mem_alloc(mem, env->mem_ctx, &hp, mem_mib * NE_MIB, &enc->mem, err) < 0)
 		goto fail;
-	log_info("nitro: %zu memory region(s), %llu MiB", enc->mem.n, (unsigned long long)(enc->mem.total / NE_MIB));
+	log_info("nitro: %zu memory region(s), %llu MiB%s", enc->mem.n, (unsigned long long)(enc->mem.total / NE_MIB),
+	         hp.node >= 0 ? " from the CPU pool's NUMA node" : "");
 
 	struct ne_ioc_load_info li = {.flags = NE_IOC_EIF_IMAGE};
 	if (dev->ops->get_image_load_info(dev, enc->fd, &li) < 0) {
@@ -194,10 +197,6 @@ int ne_launch(const struct ne_env *env, const struct launch_request *req, struct
 	log_info("nitro: started enclave CID %llu (slot %llx, %u vCPUs, %llu MiB%s)", (unsigned long long)enc->cid,
 	         (unsigned long long)enc->slot_uid, cpus, (unsigned long long)(enc->mem.total / NE_MIB),
 	         req->debug_mode ? ", debug mode" : "");
-	/* Attach the console right away so the boot log is not missed. */
-	if (req->debug_mode)
-		connect_console(env, enc);
-
 	uint64_t timeout_ms = env->heartbeat_timeout_ms;
 	if (timeout_ms == 0)
 		timeout_ms = req->heartbeat_timeout_s ? (uint64_t)req->heartbeat_timeout_s * 1000
@@ -206,6 +205,9 @@ int ne_launch(const struct ne_env *env, const struct launch_request *req, struct
 		err_wrap(err, "enclave CID %llu", (unsigned long long)enc->cid);
 		goto fail;
 	}
+	double heartbeat_s = now_s() - t0;
+	if (req->debug_mode)
+		connect_console(env, enc);
 
 	ne_enclave_id(env->asset_tag_path, enc->slot_uid, info->enclave_id, sizeof(info->enclave_id));
 	if (req->name)
@@ -217,7 +219,7 @@ int ne_launch(const struct ne_env *env, const struct launch_request *req, struct
 	info->cpu_count = cpus;
 	info->memory_mib = enc->mem.total / NE_MIB;
 	info->debug_mode = req->debug_mode;
-	info->heartbeat_s = now_s() - t0;
+	info->heartbeat_s = heartbeat_s;
 	return 0;
 
 fail:

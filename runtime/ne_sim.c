@@ -3,6 +3,7 @@
  * run in unit tests. It also records the image bytes the enclave would boot from. */
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 
 #include "runtime/ne.h"
 
@@ -47,6 +48,9 @@ struct ne_sim {
 	size_t image_len;
 	unsigned violations;
 	struct ne_sim_counts counts;
+	uint64_t *page_sizes; /* [cfg.n_page_sizes] */
+	unsigned *free_pages; /* [node * n_page_sizes + size index] */
+	bool *in_pool;        /* [n_cpus]: the pool as configured, for the CPUs' nodes */
 };
 
 static unsigned core_of(const struct ne_sim *s, unsigned cpu)
@@ -378,11 +382,30 @@ int ne_sim_new(const struct ne_sim_config *cfg, struct ne_sim **out, struct err 
 				return err_set(err, EINVAL, "simulated CPU pool \"%s\": CPU %u's sibling %u is missing",
 				               c.cpu_pool, cpu, sib);
 	}
+	if (c.numa_node < 0 || c.local_node < 0 || c.numa_node >= 1024 || c.local_node >= 1024)
+		return err_set(err, EINVAL, "simulated device: NUMA nodes %d and %d: want 0..1023", c.numa_node,
+		               c.local_node);
+	if (c.n_nodes <= (unsigned)c.numa_node)
+		c.n_nodes = (unsigned)c.numa_node + 1;
+	if (c.n_nodes <= (unsigned)c.local_node)
+		c.n_nodes = (unsigned)c.local_node + 1;
+	static const uint64_t default_sizes[] = {NE_GIB, 2 * NE_MIB};
+	if (c.page_sizes == NULL || c.n_page_sizes == 0) {
+		c.page_sizes = default_sizes;
+		c.n_page_sizes = 2;
+	}
 	struct ne_sim *s = xcalloc(1, sizeof(*s));
+	s->page_sizes = xmalloc(c.n_page_sizes * sizeof(uint64_t));
+	memcpy(s->page_sizes, c.page_sizes, c.n_page_sizes * sizeof(uint64_t));
+	s->free_pages = xcalloc((size_t)c.n_nodes * c.n_page_sizes, sizeof(unsigned));
+	s->in_pool = xcalloc(c.n_cpus, sizeof(bool));
+	for (unsigned cpu = 0; cpu < c.n_cpus; cpu++)
+		s->in_pool[cpu] = set[cpu];
 	s->base.ops = &sim_ops;
 	s->base.path = "simulated /dev/nitro_enclaves";
 	s->cfg = c;
-	s->cfg.cpu_pool = NULL; /* may point at our stack */
+	s->cfg.cpu_pool = NULL;   /* may point at our stack */
+	s->cfg.page_sizes = NULL; /* the caller's; s->page_sizes is the copy */
 	s->n_cores = n_cores;
 	s->avail = xcalloc(c.n_cpus, sizeof(bool));
 	for (unsigned cpu = 0; cpu < c.n_cpus; cpu++)
@@ -403,6 +426,9 @@ void ne_sim_free(struct ne_sim *s)
 			slot_free(s, &s->slots[i]);
 	free(s->avail);
 	free(s->huge);
+	free(s->page_sizes);
+	free(s->free_pages);
+	free(s->in_pool);
 	free(s->image);
 	free(s);
 }
@@ -410,6 +436,123 @@ void ne_sim_free(struct ne_sim *s)
 struct ne_dev *ne_sim_dev(struct ne_sim *s)
 {
 	return &s->base;
+}
+
+/* ---------------------------------------------------------------- the host's hugepages */
+
+static unsigned *free_slot(const struct ne_sim *s, int node, uint64_t page_size)
+{
+	if (node < 0 || (unsigned)node >= s->cfg.n_nodes)
+		return NULL;
+	for (unsigned i = 0; i < s->cfg.n_page_sizes; i++)
+		if (s->page_sizes[i] == page_size)
+			return &s->free_pages[(size_t)node * s->cfg.n_page_sizes + i];
+	return NULL;
+}
+
+int ne_sim_set_hugepages(struct ne_sim *s, int node, uint64_t page_size, unsigned count)
+{
+	unsigned *f = free_slot(s, node, page_size);
+	if (f == NULL)
+		return -1;
+	*f = count;
+	return 0;
+}
+
+unsigned ne_sim_hugepages_free(const struct ne_sim *s, int node, uint64_t page_size)
+{
+	unsigned *f = free_slot(s, node, page_size);
+	return f ? *f : 0;
+}
+
+int ne_sim_hugepage_take(struct ne_sim *s, uint64_t page_size, int node)
+{
+	if (node >= 0) {
+		unsigned *f = free_slot(s, node, page_size);
+		if (f == NULL || *f == 0)
+			return -1;
+		(*f)--;
+		return node;
+	}
+	/* Unbound: the local node first, as the kernel's default policy does, then any other. */
+	unsigned *f = free_slot(s, s->cfg.local_node, page_size);
+	if (f && *f > 0) {
+		(*f)--;
+		return s->cfg.local_node;
+	}
+	for (unsigned n = 0; n < s->cfg.n_nodes; n++) {
+		f = free_slot(s, (int)n, page_size);
+		if (f && *f > 0) {
+			(*f)--;
+			return (int)n;
+		}
+	}
+	return -1;
+}
+
+void ne_sim_hugepage_put(struct ne_sim *s, uint64_t page_size, int node)
+{
+	unsigned *f = free_slot(s, node, page_size);
+	if (f)
+		(*f)++;
+}
+
+static int write_text(const char *path, const char *text, struct err **err)
+{
+	FILE *f = fopen(path, "w");
+	if (f == NULL)
+		return err_sys(err, "create %s", path);
+	fputs(text, f);
+	if (fclose(f) != 0)
+		return err_sys(err, "write %s", path);
+	return 0;
+}
+
+/* mkdir -p for the fake tree. */
+static int make_dirs(const char *path, struct err **err)
+{
+	_cleanup_free_ char *p = xstrdup(path);
+	for (char *q = p + 1;; q++) {
+		if (*q != '/' && *q != '\0')
+			continue;
+		char c = *q;
+		*q = '\0';
+		if (mkdir(p, 0755) < 0 && errno != EEXIST)
+			return err_sys(err, "mkdir %s", p);
+		*q = c;
+		if (c == '\0')
+			return 0;
+	}
+}
+
+int ne_sim_write_sysfs(const struct ne_sim *s, const char *root, struct err **err)
+{
+	for (unsigned cpu = 0; cpu < s->cfg.n_cpus; cpu++) {
+		_cleanup_free_ char *d = xasprintf("%s/devices/system/cpu/cpu%u/node%d", root, cpu,
+		                                   s->in_pool[cpu] ? s->cfg.numa_node : s->cfg.local_node);
+		if (make_dirs(d, err) < 0)
+			return -1;
+	}
+	for (unsigned i = 0; i < s->cfg.n_page_sizes; i++) {
+		unsigned long long kb = (unsigned long long)(s->page_sizes[i] / 1024);
+		unsigned total = 0;
+		for (unsigned n = 0; n < s->cfg.n_nodes; n++) {
+			unsigned count = ne_sim_hugepages_free(s, (int)n, s->page_sizes[i]);
+			total += count;
+			_cleanup_free_ char *d =
+			    xasprintf("%s/devices/system/node/node%u/hugepages/hugepages-%llukB", root, n, kb);
+			_cleanup_free_ char *f = xasprintf("%s/nr_hugepages", d);
+			_cleanup_free_ char *v = xasprintf("%u\n", count);
+			if (make_dirs(d, err) < 0 || write_text(f, v, err) < 0)
+				return -1;
+		}
+		_cleanup_free_ char *d = xasprintf("%s/kernel/mm/hugepages/hugepages-%llukB", root, kb);
+		_cleanup_free_ char *f = xasprintf("%s/nr_hugepages", d);
+		_cleanup_free_ char *v = xasprintf("%u\n", total);
+		if (make_dirs(d, err) < 0 || write_text(f, v, err) < 0)
+			return -1;
+	}
+	return 0;
 }
 
 void ne_sim_add_hugepages(struct ne_sim *s, void *addr, uint64_t len, uint64_t page_size, int numa_node)

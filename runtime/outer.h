@@ -69,7 +69,10 @@ void outer_free(struct outer *o);
  * Compares an EIF's measurements with a JSON file: `enclaver build`'s output or describe-eif's (both
  * have "Measurements"), or a bare {"PCR0": hex, ...} object. Every PCRn given must match; the error
  * names each one that differs. */
-int outer_measurements_verify(const char *eif_path, const char *json_path, struct err **err);
+int outer_measurements_verify(const char *eif_path, const char *json_path, json_t **measured, struct err **err);
+/* The EIF's measurements as describe-eif prints them ({"HashAlgorithm": ..., "PCR0": ...}), recomputed
+ * from its sections; *measured is the caller's (json_decref). */
+int outer_measurements_of(const char *eif_path, json_t **measured, struct err **err);
 
 /* ---------------------------------------------------------------- state folder
  * One JSON file per running enclave in /run/enclaver (root) or $XDG_RUNTIME_DIR/enclaver, written
@@ -81,8 +84,16 @@ struct outer_state {
 	struct outer_port *ports;
 	size_t n_ports;
 	int64_t started; /* seconds since the epoch */
+	/* For `ps --json` (nitro-cli describe-enclaves' fields): */
+	unsigned cpu_count;
+	unsigned cpu_ids[LAUNCH_MAX_CPUS];
+	uint64_t memory_mib;
+	bool debug_mode;
+	json_t *measurements; /* describe-eif's object; NULL when unknown; freed by outer_state_free */
 };
 void outer_state_free(struct outer_state *s);
+/* Reads one state file's text (path for messages); errors name the field. */
+int outer_state_parse(const char *text, size_t len, const char *path, struct outer_state *s, struct err **err);
 /* The folder (created 0700 when missing); caller frees. ENCLAVER_STATE_DIR overrides (tests). */
 int outer_state_dir(char **out, struct err **err);
 /* Every entry whose process is alive; entries of dead processes are removed. */

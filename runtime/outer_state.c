@@ -20,6 +20,8 @@ void outer_state_free(struct outer_state *s)
 	free(s->launcher);
 	free(s->eif);
 	free(s->ports);
+	if (s->measurements)
+		json_decref(s->measurements);
 	memset(s, 0, sizeof(*s));
 }
 
@@ -56,12 +58,22 @@ static bool alive(pid_t pid)
 	return pid > 0 && (kill(pid, 0) == 0 || errno == EPERM);
 }
 
-static int state_parse(const char *path, struct outer_state *s, struct err **err)
+/* An optional unsigned field: absent is 0, anything but a non-negative integer up to max is an error. */
+static int opt_uint(json_t *v, const char *key, uint64_t max, uint64_t *out, const char *path, struct err **err)
 {
-	_cleanup_free_ char *text = NULL;
-	size_t len;
-	if (io_read_file(path, STATE_FILE_MAX, &text, &len, err) < 0)
-		return -1;
+	json_t *f = json_object_get(v, key);
+	*out = 0;
+	if (f == NULL)
+		return 0;
+	if (!json_is_integer(f) || json_integer_value(f) < 0 || (uint64_t)json_integer_value(f) > max)
+		return err_set(err, EINVAL, "%s: field \"%s\": want an integer from 0 to %llu", path, key,
+		               (unsigned long long)max);
+	*out = (uint64_t)json_integer_value(f);
+	return 0;
+}
+
+int outer_state_parse(const char *text, size_t len, const char *path, struct outer_state *s, struct err **err)
+{
 	json_error_t je;
 	_cleanup_json_ json_t *v = json_loadb(text, len, 0, &je);
 	json_t *ports = json_object_get(v, "ports");
@@ -69,6 +81,31 @@ static int state_parse(const char *path, struct outer_state *s, struct err **err
 	json_t *pid = json_object_get(v, "pid");
 	if (!v || !id || !json_is_integer(pid) || (ports && !json_is_array(ports)))
 		return err_set(err, EINVAL, "%s: not an enclaver state file", path);
+	/* The fields `ps --json` shows (older run processes wrote none of them). */
+	json_t *cpus = json_object_get(v, "cpu_ids"), *meas = json_object_get(v, "measurements"),
+	       *debug = json_object_get(v, "debug_mode");
+	uint64_t memory_mib;
+	if (opt_uint(v, "memory_mib", UINT32_MAX, &memory_mib, path, err) < 0)
+		return -1;
+	if (cpus && (!json_is_array(cpus) || json_array_size(cpus) > LAUNCH_MAX_CPUS))
+		return err_set(err, EINVAL, "%s: field \"cpu_ids\": want an array of at most %d CPU ids", path,
+		               LAUNCH_MAX_CPUS);
+	for (size_t i = 0; i < json_array_size(cpus); i++) {
+		json_t *c = json_array_get(cpus, i);
+		if (!json_is_integer(c) || json_integer_value(c) < 0 || json_integer_value(c) > UINT32_MAX)
+			return err_set(err, EINVAL, "%s: field \"cpu_ids\"[%zu]: want a CPU id", path, i);
+	}
+	if (debug && !json_is_boolean(debug))
+		return err_set(err, EINVAL, "%s: field \"debug_mode\": want true or false", path);
+	if (meas && !json_is_object(meas))
+		return err_set(err, EINVAL, "%s: field \"measurements\": want an object", path);
+	const char *key;
+	json_t *val;
+	json_object_foreach(meas, key, val)
+	{
+		if (!json_is_string(val))
+			return err_set(err, EINVAL, "%s: field \"measurements\".%s: want a string", path, key);
+	}
 	memset(s, 0, sizeof(*s));
 	s->id = xstrdup(id);
 	const char *str;
@@ -87,7 +124,22 @@ static int state_parse(const char *path, struct outer_state *s, struct err **err
 		s->ports[i].host_port = (uint16_t)json_integer_value(json_object_get(p, "host_port"));
 		s->ports[i].enclave_port = (uint16_t)json_integer_value(json_object_get(p, "enclave_port"));
 	}
+	s->cpu_count = (unsigned)json_array_size(cpus);
+	for (size_t i = 0; i < s->cpu_count; i++)
+		s->cpu_ids[i] = (unsigned)json_integer_value(json_array_get(cpus, i));
+	s->memory_mib = memory_mib;
+	s->debug_mode = json_is_true(debug);
+	s->measurements = meas ? json_incref(meas) : NULL;
 	return 0;
+}
+
+static int state_parse(const char *path, struct outer_state *s, struct err **err)
+{
+	_cleanup_free_ char *text = NULL;
+	size_t len;
+	if (io_read_file(path, STATE_FILE_MAX, &text, &len, err) < 0)
+		return -1;
+	return outer_state_parse(text, len, path, s, err);
 }
 
 /* Lists live entries of dir (caller holds the lock or accepts a racy view); prunes dead ones. */
@@ -207,9 +259,16 @@ int outer_state_add(const struct outer_state *s, char **path_out, struct err **e
 		json_array_append_new(ports, json_pack("{s:s, s:i, s:i}", "host_addr", s->ports[i].host_addr,
 		                                       "host_port", (int)s->ports[i].host_port, "enclave_port",
 		                                       (int)s->ports[i].enclave_port));
-	_cleanup_json_ json_t *doc = json_pack("{s:s, s:s, s:I, s:i, s:s, s:o, s:s, s:I}", "id", s->id, "name", s->name,
-	                                       "cid", (json_int_t)s->cid, "pid", (int)s->pid, "launcher", s->launcher,
-	                                       "ports", ports, "eif", s->eif, "started", (json_int_t)s->started);
+	json_t *cpus = json_array();
+	for (unsigned i = 0; i < s->cpu_count && i < LAUNCH_MAX_CPUS; i++)
+		json_array_append_new(cpus, json_integer(s->cpu_ids[i]));
+	_cleanup_json_ json_t *doc =
+	    json_pack("{s:s, s:s, s:I, s:i, s:s, s:o, s:s, s:I, s:o, s:I, s:b}", "id", s->id, "name", s->name, "cid",
+	              (json_int_t)s->cid, "pid", (int)s->pid, "launcher", s->launcher, "ports", ports, "eif", s->eif,
+	              "started", (json_int_t)s->started, "cpu_ids", cpus, "memory_mib", (json_int_t)s->memory_mib,
+	              "debug_mode", (int)s->debug_mode);
+	if (s->measurements)
+		json_object_set(doc, "measurements", s->measurements);
 	_cleanup_buf_ struct buf b = {0};
 	if (json_serde_write(&b, doc, JSON_SERDE_PRETTY, err) < 0)
 		return -1;

@@ -8,7 +8,17 @@
 
 #define VERIFY_JSON_MAX (1u << 20)
 
-int outer_measurements_verify(const char *eif_path, const char *json_path, struct err **err)
+int outer_measurements_of(const char *eif_path, json_t **measured, struct err **err)
+{
+	struct eif_image *img = NULL;
+	if (eif_image_read(eif_path, &img, err) < 0)
+		return err_wrap(err, "measure the EIF");
+	*measured = eif_measurements_json(&img->measurements);
+	eif_image_free(img);
+	return 0;
+}
+
+int outer_measurements_verify(const char *eif_path, const char *json_path, json_t **measured, struct err **err)
 {
 	_cleanup_free_ char *text = NULL;
 	size_t len;
@@ -72,6 +82,8 @@ int outer_measurements_verify(const char *eif_path, const char *json_path, struc
 			buf_printf(&bad, "%s%s: expected %s, the EIF has %s", bad.len ? "; " : "", rows[i].key, want,
 			           have);
 	}
+	if (measured && !bad.len)
+		*measured = eif_measurements_json(me);
 	eif_image_free(img);
 	if (bad.len) {
 		err_set(err, EPERM, "--verify-before-run %s: %s does not match: %s", json_path, eif_path, bad.data);

@@ -4,6 +4,7 @@
 #define ENCLAVER_RUNTIME_H
 
 #include "common/common.h"
+#include "runtime/launcher.h"
 
 /* The parent instance's CID as the enclave sees it. */
 #define RUNTIME_PARENT_CID 3
@@ -71,6 +72,7 @@ struct emulate_config {
 	unsigned memory_mb;           /* default 1024 */
 	bool debug_mode;              /* stream the serial console to stdout */
 	bool acpi;                    /* machine acpi=on (Debian's kernel needs it to find the devices) */
+	enum emu_accel accel;         /* EMU_ACCEL_DEFAULT: $ENCLAVER_EMULATOR_ACCEL, else auto */
 	unsigned heartbeat_timeout_s; /* default 300: TCG is slow */
 	const struct vsock_forward *forwards;
 	size_t n_forwards;
@@ -81,6 +83,7 @@ struct emulate_config {
 
 struct emulate_result {
 	double heartbeat_s; /* seconds from QEMU's start to the heartbeat; < 0 when none */
+	const char *accel;  /* "kvm" or "tcg": what the boot ran on; NULL when it did not boot */
 	int qemu_status;    /* QEMU's wait status, -1 when we stopped it */
 	bool interrupted;   /* stopped by SIGINT/SIGTERM */
 };
@@ -89,6 +92,8 @@ struct launcher;
 /* The emulator launcher's QEMU: its wait status once it ended on its own and stop() reaped it;
  * -1 while it runs or when stop() had to end it. */
 int launcher_emulator_qemu_status(struct launcher *l);
+/* The accelerator of the boot that reached the heartbeat ("kvm" or "tcg"); NULL before. */
+const char *launcher_emulator_accel(struct launcher *l);
 
 /* Boots the EIF in QEMU with our vsock backend, answers the heartbeat, streams the console when
  * asked, and returns when QEMU exits or on SIGINT/SIGTERM (QEMU is then stopped). An error when

@@ -1,5 +1,5 @@
-/* odyn's entry point: as PID 1 without a command it is the enclave's init;
- * otherwise it supervises the command given after "--". */
+/* odyn's entry point: as PID 1 it is the enclave's init (whatever the kernel
+ * passed as arguments); otherwise it supervises the command given after "--". */
 #include <string.h>
 
 #include "odyn/odyn.h"
@@ -7,7 +7,7 @@
 static void usage(void)
 {
 	fputs("usage: odyn [options] -- COMMAND [ARG...]\n"
-	      "       odyn            (as PID 1: the enclave's init; reads /cmd and /env)\n"
+	      "       odyn            (as PID 1: the enclave's init, arguments ignored; reads /cmd and /env)\n"
 	      "see docs/odyn.md for the options\n",
 	      stderr);
 }
@@ -15,14 +15,13 @@ static void usage(void)
 int main(int argc, char **argv)
 {
 	_cleanup_err_ struct err *e = NULL;
-	if (argc == 2 && (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0)) {
-		usage();
-		return 0;
-	}
-	if (getpid() == 1 && (argc == 1 || (argc == 2 && strcmp(argv[1], "init") == 0))) {
+	switch (odyn_mode_choose(getpid(), argc, argv)) {
+	case ODYN_MODE_INIT:
 		odyn_init_main(&e);
 		fprintf(stderr, "odyn init: %s\n", e ? e->msg : "returned");
 		return ODYN_EXIT_FATAL; /* not reached when init succeeds */
+	case ODYN_MODE_HELP: usage(); return 0;
+	case ODYN_MODE_SUPERVISOR: break;
 	}
 	struct odyn_config c;
 	odyn_config_init(&c);

@@ -181,6 +181,17 @@ check "ps lists the running enclave" python3 -c '
 import json,sys
 v=json.load(open(sys.argv[1])); assert len(v)==1 and v[0]["EnclaveName"]=="web" and v[0]["ProcessID"]==int(sys.argv[2]), v
 assert v[0]["Ports"]==["127.0.0.1:%s:%s" % (sys.argv[3], sys.argv[4])], v' "$TMP/ps1.json" "$wp" "$HP" "$EP"
+# ps --json: nitro-cli describe-enclaves' fields, names and order; Measurements are the EIF's
+"$ENCLAVER" ps --json >"$TMP/ps1-describe.json"
+check "ps --json has describe-enclaves' fields" python3 -c '
+import json,sys
+v=json.load(open(sys.argv[1])); d=json.load(open(sys.argv[3]))
+assert len(v)==1, v
+e=v[0]
+assert list(e)==["EnclaveName","EnclaveID","ProcessID","EnclaveCID","NumberOfCPUs","CPUIDs","MemoryMiB","State","Flags","Measurements"], list(e)
+assert e["EnclaveName"]=="web" and e["ProcessID"]==int(sys.argv[2]) and e["State"]=="RUNNING" and e["Flags"]=="NONE", e
+assert e["NumberOfCPUs"]==len(e["CPUIDs"])==2 and e["MemoryMiB"]>0, e
+assert e["Measurements"]==d["Measurements"], (e["Measurements"], d["Measurements"])' "$TMP/ps1-describe.json" "$wp" "$TMP/describe.json"
 check "stop by name" "$ENCLAVER" stop web
 reap $wp
 rc=$?
@@ -206,11 +217,19 @@ bg_track $p1
 wait_for grep -q started "$TMP/one.out"
 H2=$(free_port)
 ENCLAVER_LOCAL_CMD="sh $TMP/loop.sh" "$RUNL" run --launcher local --eif "$EIF" --manifest "$TMP/m.yaml" \
-	--name two --cid 78 -p "$H2:$EP" >"$TMP/two.out" 2>"$TMP/two.err" &
+	--name two --cid 78 -p "$H2:$EP" --debug-mode --cpu-count 4 --memory-mb 2048 >"$TMP/two.out" 2>"$TMP/two.err" &
 p2=$!
 bg_track $p2
 wait_for grep -q started "$TMP/two.out"
 check "two enclaves listed" test "$("$ENCLAVER" ps | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))')" = 2
+check "ps --json: CPUs, memory and the debug flag as the run asked" python3 -c '
+import json,subprocess,sys
+v={e["EnclaveName"]: e for e in json.loads(subprocess.check_output([sys.argv[1],"ps","--json"]))}
+two=v["two"]; one=v["one"]
+assert two["EnclaveCID"]==78 and two["NumberOfCPUs"]==4 and two["CPUIDs"]==[0,1,2,3] and two["MemoryMiB"]==2048, two
+assert two["Flags"]=="DEBUG_MODE" and one["Flags"]=="NONE" and one["EnclaveCID"]==77, v
+assert two["Measurements"]["PCR0"]==one["Measurements"]["PCR0"] and len(two["Measurements"]["PCR0"])==96, v' "$ENCLAVER"
+check_fails "ps refuses an unknown option" 'unknown option' "$ENCLAVER" ps --jsonx
 check_fails "a CID in use is refused" 'CID 77 is in use by enclave' \
 	env ENCLAVER_LOCAL_CMD=true "$RUNL" run --launcher local --eif "$EIF" --manifest "$TMP/m.yaml" --name three --cid 77 -p 0:$EP
 check_fails "a host port in use is refused" "host port 127.0.0.1:$H1 is in use by enclave" \

@@ -75,7 +75,7 @@ check "the launcher ran the enclave until it stopped (probe exit 0)" test $rc -e
 [ $rc -eq 0 ] || echo "# probe: $(cat "$TMP/probe.out" "$TMP/probe.err" | tail -20)"
 grep -q '^heartbeat [0-9.]*$' "$TMP/probe.out" && ok "heartbeat answered (odyn's init)" ||
 	not_ok "heartbeat answered (odyn's init)" "$(tail -20 "$TMP/console.log")"
-check "QEMU exited 0 after odyn powered the enclave off" grep -qx 'qemu-exit 0' "$TMP/probe.out"
+check "QEMU exited 0 after odyn rebooted the enclave" grep -qx 'qemu-exit 0' "$TMP/probe.out"
 
 if grep -qx 'app: hello from uid 1000 gid 1000 in /app, GREETING=hi' "$TMP/log"; then
 	ok "the app's output arrives on the log stream (User, WorkingDir and Env of the image applied)"

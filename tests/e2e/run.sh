@@ -85,10 +85,29 @@ if grep -q "sink sent $((8 << 20)) bytes .*host says: ok $((8 << 20))" "$TMP/con
 else
 	not_ok "enclave to host connection, 8 MiB intact" "$(grep 'E2E: sink' "$TMP/console.log")" "$(cat "$TMP/sink.out")"
 fi
+# The accelerator (docs/emulator.md#accelerators): forced TCG never tries KVM; auto boots under
+# KVM when /dev/kvm opens, and when that boot fails it says why, once, and boots under TCG.
+ran=$(sed -n 's/.*heartbeat after [0-9.]* s (\([a-z]*\)).*/\1/p' "$TMP/emulate.log")
+tried_kvm=$(grep -c 'started QEMU.*, kvm$' "$TMP/emulate.log")
+fallbacks=$(grep -c 'booting again under TCG' "$TMP/emulate.log")
+case ${ENCLAVER_EMULATOR_ACCEL:-auto} in
+tcg)
+	if [ "$ran" = tcg ] && [ "$tried_kvm" -eq 0 ]; then ok "accel tcg: booted under TCG, KVM never tried"; else not_ok "accel tcg: booted under TCG, KVM never tried" "ran: $ran, KVM attempts: $tried_kvm"; fi
+	;;
+*)
+	if [ -r /dev/kvm ] && [ -w /dev/kvm ]; then want_kvm=1; else want_kvm=0; fi
+	if { [ "$ran" = kvm ] && [ "$fallbacks" -eq 0 ]; } ||
+		{ [ "$ran" = tcg ] && [ "$tried_kvm" -eq "$want_kvm" ] && [ "$fallbacks" -eq "$want_kvm" ]; }; then
+		ok "accel auto: booted under $ran (KVM attempts: $tried_kvm, fallbacks: $fallbacks)"
+	else
+		not_ok "accel auto: KVM when it boots, else TCG with one warning" "ran: $ran, KVM attempts: $tried_kvm, fallbacks: $fallbacks" "$(grep -i 'kvm' "$TMP/emulate.log" | head -5)"
+	fi
+	;;
+esac
 grep -q 'Sanitizer' "$TMP/emulate.log" && not_ok "no sanitizer report" "$(grep -A20 Sanitizer "$TMP/emulate.log" | head -40)"
 if pgrep -f "$TMP/test.eif" >/dev/null; then not_ok "no process left behind" "$(pgrep -af "$TMP/test.eif")"; else ok "no process left behind"; fi
 
 # Figures for docs/emulator.md (no assertions on them).
 hb=$(sed -n 's/.*heartbeat after \([0-9.]*\) s.*/\1/p' "$TMP/emulate.log")
-echo "# figures: heartbeat after ${hb:-?} s; $(cat "$TMP/sink.out" 2>/dev/null); $(cat "$TMP/echo.out" 2>/dev/null)"
+echo "# figures: heartbeat after ${hb:-?} s (${ran:-?}); $(cat "$TMP/sink.out" 2>/dev/null); $(cat "$TMP/echo.out" 2>/dev/null)"
 done_testing

@@ -278,8 +278,9 @@ static const struct launcher_ops local_ops = {
     .free = local_free,
 };
 
-static int launcher_local_new(struct launcher **out, struct err **err)
+static int launcher_local_new(const struct run_opts *o, struct launcher **out, struct err **err)
 {
+	(void)o;
 	struct local *lc = xcalloc(1, sizeof(*lc));
 	lc->base.ops = &local_ops;
 	lc->pidfd = lc->console_fd = -1;

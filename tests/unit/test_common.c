@@ -324,3 +324,58 @@ TEST(xstrndup_reads_no_further_than_n)
 	free(d);
 	free(raw);
 }
+
+TEST(cbor_skip_counts_nesting_not_containers)
+{
+	struct err *e = NULL;
+	_cleanup_buf_ struct buf b = {0};
+	/* [ [1], [2], ... 40 small arrays ], then a marker: flat, so it skips */
+	cbor_put_head(&b, CBOR_ARRAY, 40);
+	for (int i = 0; i < 40; i++) {
+		cbor_put_head(&b, CBOR_ARRAY, 1);
+		cbor_put_head(&b, CBOR_UINT, (uint64_t)i);
+	}
+	/* a map with a tagged, nested value and an empty map */
+	cbor_put_head(&b, CBOR_MAP, 2);
+	cbor_put_tstr(&b, "a");
+	cbor_put_head(&b, CBOR_TAG, 18);
+	cbor_put_head(&b, CBOR_ARRAY, 2);
+	cbor_put_bstr(&b, "xy", 2);
+	cbor_put_head(&b, CBOR_MAP, 0);
+	cbor_put_tstr(&b, "b");
+	cbor_put_head(&b, CBOR_SIMPLE, CBOR_SIMPLE_NULL);
+	size_t marker = b.len;
+	cbor_put_head(&b, CBOR_UINT, 7);
+	struct cbor_reader r = {.data = (const uint8_t *)b.data, .len = b.len};
+	REQUIRE(cbor_skip(&r, &e) == 0);
+	REQUIRE(cbor_skip(&r, &e) == 0);
+	CHECK_INT_EQ(r.off, marker);
+
+	/* 16 levels skip, 17 do not, and the message names the offset */
+	for (int levels = 16; levels <= 17; levels++) {
+		b.len = 0;
+		for (int i = 0; i < levels; i++)
+			cbor_put_head(&b, CBOR_ARRAY, 1);
+		cbor_put_head(&b, CBOR_UINT, 1);
+		struct cbor_reader d = {.data = (const uint8_t *)b.data, .len = b.len, .base = 100};
+		if (levels == 16) {
+			CHECK(cbor_skip(&d, &e) == 0);
+			CHECK_INT_EQ(d.off, b.len);
+		} else {
+			CHECK(cbor_skip(&d, &e) == -1);
+			CHECK_ERR_CONTAINS(e, "offset 116: nested more than 16 levels deep");
+			err_free(&e);
+		}
+	}
+	/* a map claiming more entries than bytes left; a string past the end */
+	static const uint8_t big_map[] = {0xa3, 0x01, 0x02};
+	struct cbor_reader m = {.data = big_map, .len = sizeof(big_map)};
+	CHECK(cbor_skip(&m, &e) == -1);
+	CHECK_ERR_CONTAINS(e, "offset 0: map of 3 entries cannot fit");
+	err_free(&e);
+	static const uint8_t long_str[] = {0x82, 0x01, 0x45, 'a'};
+	struct cbor_reader s = {.data = long_str, .len = sizeof(long_str)};
+	CHECK(cbor_skip(&s, &e) == -1);
+	CHECK_ERR_CONTAINS(e, "offset 2: string of 5 bytes runs past the end");
+	err_free(&e);
+}

@@ -230,3 +230,282 @@ TEST(launcher_emulator_pending_sigterm_interrupts_the_boot)
 	CHECK(dir_empty(run));
 	free(eif);
 }
+
+/* ---------------------------------------------------------------- accelerators */
+
+/* A stand-in QEMU that appends its arguments to ARGS, then acts by accelerator: `kvm` under
+ * -accel kvm; under TCG it answers the heartbeat as an enclave would (through the launcher's
+ * heartbeat socket beside the vhost-user socket named in -chardev) and waits. */
+static char *fake_qemu_accel(struct test_ctx *t, const char *kvm)
+{
+	const char *tmp = test_tmpdir(t);
+	char *path = xasprintf("%s/fakeqemu-accel", tmp);
+	FILE *f = fopen(path, "w");
+	if (!f)
+		return path;
+	fprintf(f,
+	        "#!/bin/sh\n"
+	        "echo \"$*\" >>%s/args\n"
+	        "case \"$*\" in *'-accel kvm'*)\n"
+	        "  echo $$ >%s/kvm.pid\n"
+	        "  %s\n"
+	        "  ;;\n"
+	        "esac\n"
+	        "echo 'booting under tcg'\n"
+	        "exec python3 -c '\n"
+	        "import socket, sys, time\n"
+	        "dev = [a for a in sys.argv if a.startswith(\"socket,id=c0,path=\")][0]\n"
+	        "hb = dev.split(\"path=\", 1)[1].rsplit(\"/\", 1)[0] + \"/heartbeat.sock\"\n"
+	        "s = socket.socket(socket.AF_UNIX)\n"
+	        "s.connect(hb)\n"
+	        "s.send(bytes([0xb7]))\n"
+	        "s.recv(1)\n"
+	        "time.sleep(60)\n"
+	        "' \"$@\"\n",
+	        tmp, tmp, kvm);
+	fclose(f);
+	chmod(path, 0755);
+	return path;
+}
+
+/* The stand-in's runs, one line of arguments each. */
+static char *fake_args(struct test_ctx *t)
+{
+	_cleanup_free_ char *path = xasprintf("%s/args", test_tmpdir(t));
+	char *data = NULL;
+	size_t len = 0;
+	struct err *err = NULL;
+	if (io_read_file(path, 1 << 20, &data, &len, &err) < 0) {
+		err_free(&err);
+		return xstrdup("");
+	}
+	return data;
+}
+
+static size_t count_lines(const char *s)
+{
+	size_t n = 0;
+	for (; *s; s++)
+		n += *s == '\n';
+	return n;
+}
+
+static int kvm_pid(struct test_ctx *t)
+{
+	_cleanup_free_ char *path = xasprintf("%s/kvm.pid", test_tmpdir(t));
+	FILE *f = fopen(path, "r");
+	int pid = 0;
+	if (f) {
+		if (fscanf(f, "%d", &pid) != 1)
+			pid = 0;
+		fclose(f);
+	}
+	return pid;
+}
+
+/* Boots the stand-in with `accel` and a KVM device that opens (/dev/null) or not. */
+static int accel_boot(struct test_ctx *t, const char *kvm_behaviour, enum emu_accel accel, bool kvm_present,
+                      struct launcher **l, struct err **err)
+{
+	char *eif;
+	setup(t, &eif);
+	_cleanup_free_ char *qemu = fake_qemu_accel(t, kvm_behaviour);
+	struct launcher_emulator_options opt = {
+	    .qemu = qemu,
+	    .accel = accel,
+	    .kvm_device = kvm_present ? "/dev/null" : "/nonexistent/kvm",
+	    .kvm_stall_s = 1,
+	};
+	int r = launcher_emulator_new(&opt, l, err);
+	if (r == 0) {
+		struct launch_request req = {.eif_path = eif, .heartbeat_timeout_s = 30, .debug_mode = true};
+		struct launch_info info;
+		r = launcher_start(*l, &req, &info, err);
+	}
+	free(eif);
+	return r;
+}
+
+/* What the debug console holds so far (the stand-in printed it before the heartbeat). */
+static char *console_text(struct launcher *l)
+{
+	struct buf b = {0};
+	int fd = launcher_console_fd(l);
+	if (fd >= 0) {
+		fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+		char chunk[4096];
+		ssize_t n;
+		while ((n = read(fd, chunk, sizeof(chunk))) > 0)
+			buf_append(&b, chunk, (size_t)n);
+	}
+	char *text = xstrdup(buf_str(&b));
+	buf_free(&b);
+	return text;
+}
+
+TEST(emu_accel_names_parse_both_ways)
+{
+	enum emu_accel a = EMU_ACCEL_DEFAULT;
+	CHECK(emu_accel_parse("auto", &a) == 0 && a == EMU_ACCEL_AUTO);
+	CHECK(emu_accel_parse("kvm", &a) == 0 && a == EMU_ACCEL_KVM);
+	CHECK(emu_accel_parse("tcg", &a) == 0 && a == EMU_ACCEL_TCG);
+	CHECK(emu_accel_parse("KVM", &a) < 0 && emu_accel_parse("", &a) < 0 && emu_accel_parse(NULL, &a) < 0);
+	CHECK_STR_EQ(emu_accel_name(EMU_ACCEL_KVM), "kvm");
+	CHECK_STR_EQ(emu_accel_name(EMU_ACCEL_TCG), "tcg");
+	CHECK_STR_EQ(emu_accel_name(EMU_ACCEL_AUTO), "auto");
+}
+
+TEST(emulator_auto_falls_back_to_tcg_when_qemu_reports_a_kvm_error)
+{
+	struct launcher *l = NULL;
+	struct err *err = NULL;
+	/* QEMU's words when the host's KVM cannot emulate an instruction; QEMU stays alive. */
+	int r = accel_boot(t, "echo 'KVM internal error. Suberror: 1' >&2; echo 'emulation failure' >&2; exec sleep 60",
+	                   EMU_ACCEL_AUTO, true, &l, &err);
+	if (r < 0)
+		test_fail(t, __FILE__, __LINE__, "start: %s", err->msg);
+	err_free(&err);
+	CHECK_STR_EQ(launcher_emulator_accel(l), "tcg");
+	_cleanup_free_ char *args = fake_args(t);
+	CHECK(count_lines(args) == 2);
+	CHECK(strstr(args, "-accel kvm -cpu host,-arch-capabilities") != NULL);
+	CHECK(strstr(args, "-accel tcg -cpu max") != NULL);
+	/* The second boot's console reaches the reader after the first one's. */
+	_cleanup_free_ char *console = console_text(l);
+	CHECK(strstr(console, "booting under tcg") != NULL);
+	pid_t pid = kvm_pid(t);
+	CHECK(pid > 0 && kill(pid, 0) < 0 && errno == ESRCH); /* the KVM attempt was stopped */
+	launcher_free(l);
+}
+
+TEST(emulator_auto_falls_back_to_tcg_when_qemu_dies_under_kvm)
+{
+	struct launcher *l = NULL;
+	struct err *err = NULL;
+	CHECK(accel_boot(t, "echo 'qemu: failed to set MSR 0x10a to 0xc000069' >&2; exit 1", EMU_ACCEL_AUTO, true, &l,
+	                 &err) == 0);
+	err_free(&err);
+	CHECK_STR_EQ(launcher_emulator_accel(l), "tcg");
+	_cleanup_free_ char *args = fake_args(t);
+	CHECK(count_lines(args) == 2);
+	launcher_free(l);
+}
+
+TEST(emulator_auto_falls_back_to_tcg_when_the_kvm_guest_is_silent)
+{
+	struct launcher *l = NULL;
+	struct err *err = NULL;
+	CHECK(accel_boot(t, "echo 'Probing EDD (edd=off to disable)... ok'; exec sleep 60", EMU_ACCEL_AUTO, true, &l,
+	                 &err) == 0);
+	err_free(&err);
+	CHECK_STR_EQ(launcher_emulator_accel(l), "tcg");
+	_cleanup_free_ char *args = fake_args(t);
+	CHECK(count_lines(args) == 2);
+	pid_t pid = kvm_pid(t);
+	CHECK(pid > 0 && kill(pid, 0) < 0 && errno == ESRCH);
+	launcher_free(l);
+}
+
+TEST(emulator_auto_keeps_a_kvm_boot_that_reaches_the_heartbeat)
+{
+	struct launcher *l = NULL;
+	struct err *err = NULL;
+	/* Under KVM the stand-in does what it does under TCG: a boot that works stays on KVM. */
+	CHECK(accel_boot(t, ":", EMU_ACCEL_AUTO, true, &l, &err) == 0);
+	err_free(&err);
+	CHECK_STR_EQ(launcher_emulator_accel(l), "kvm");
+	_cleanup_free_ char *args = fake_args(t);
+	CHECK(count_lines(args) == 1);
+	launcher_free(l);
+}
+
+TEST(emulator_auto_without_kvm_uses_tcg_at_once)
+{
+	struct launcher *l = NULL;
+	struct err *err = NULL;
+	CHECK(accel_boot(t, "exit 1", EMU_ACCEL_AUTO, false, &l, &err) == 0);
+	err_free(&err);
+	CHECK_STR_EQ(launcher_emulator_accel(l), "tcg");
+	_cleanup_free_ char *args = fake_args(t);
+	CHECK(count_lines(args) == 1);
+	CHECK(strstr(args, "-accel tcg") != NULL);
+	launcher_free(l);
+}
+
+TEST(emulator_forced_tcg_never_tries_kvm)
+{
+	struct launcher *l = NULL;
+	struct err *err = NULL;
+	CHECK(accel_boot(t, "exit 1", EMU_ACCEL_TCG, true, &l, &err) == 0);
+	err_free(&err);
+	_cleanup_free_ char *args = fake_args(t);
+	CHECK(count_lines(args) == 1);
+	CHECK(strstr(args, "kvm") == NULL);
+	launcher_free(l);
+}
+
+TEST(emulator_forced_kvm_fails_with_the_cause_and_no_fallback)
+{
+	struct launcher *l = NULL;
+	struct err *err = NULL;
+	CHECK(accel_boot(t, "echo 'KVM internal error. Suberror: 1' >&2; exec sleep 60", EMU_ACCEL_KVM, true, &l,
+	                 &err) < 0);
+	CHECK(err && err->code == ENOEXEC);
+	CHECK_ERR_CONTAINS(err, "--accel kvm: QEMU reported a KVM error");
+	CHECK_ERR_CONTAINS(err, "KVM internal error. Suberror: 1");
+	err_free(&err);
+	_cleanup_free_ char *args = fake_args(t);
+	CHECK(count_lines(args) == 1);
+	pid_t pid = kvm_pid(t);
+	CHECK(pid > 0 && kill(pid, 0) < 0 && errno == ESRCH);
+	launcher_free(l);
+
+	/* QEMU dying under a forced KVM is QEMU's error, with its words. */
+	l = NULL;
+	CHECK(accel_boot(t, "echo 'qemu: failed to set MSR 0x10a' >&2; exit 1", EMU_ACCEL_KVM, true, &l, &err) < 0);
+	CHECK_ERR_CONTAINS(err, "QEMU exited (status 1) before the enclave's heartbeat");
+	CHECK_ERR_CONTAINS(err, "failed to set MSR 0x10a");
+	err_free(&err);
+	launcher_free(l);
+}
+
+TEST(emulator_forced_kvm_without_the_device_names_it)
+{
+	struct launcher *l = NULL;
+	struct err *err = NULL;
+	CHECK(accel_boot(t, "exit 1", EMU_ACCEL_KVM, false, &l, &err) < 0);
+	CHECK(err && err->code == ENOENT);
+	CHECK_ERR_CONTAINS(err, "--accel kvm: /nonexistent/kvm");
+	err_free(&err);
+	_cleanup_free_ char *args = fake_args(t);
+	CHECK_STR_EQ(args, ""); /* QEMU never ran */
+	launcher_free(l);
+}
+
+TEST(emulator_accel_from_the_environment)
+{
+	char *eif;
+	setup(t, &eif);
+	struct launcher *l = NULL;
+	struct err *err = NULL;
+	struct launcher_emulator_options opt = {.qemu = "/bin/false"};
+	setenv("ENCLAVER_EMULATOR_ACCEL", "fast", 1);
+	CHECK(launcher_emulator_new(&opt, &l, &err) < 0);
+	CHECK_ERR_CONTAINS(err, "ENCLAVER_EMULATOR_ACCEL=fast: expected auto, kvm or tcg");
+	err_free(&err);
+	CHECK(l == NULL);
+
+	/* tcg from the environment: the stand-in runs once, without KVM. */
+	setenv("ENCLAVER_EMULATOR_ACCEL", "tcg", 1);
+	_cleanup_free_ char *qemu = fake_qemu_accel(t, "exit 1");
+	struct launcher_emulator_options opt2 = {.qemu = qemu, .kvm_device = "/dev/null"};
+	REQUIRE(launcher_emulator_new(&opt2, &l, &err) == 0);
+	struct launch_request req = {.eif_path = eif, .heartbeat_timeout_s = 30};
+	struct launch_info info;
+	CHECK(launcher_start(l, &req, &info, &err) == 0);
+	err_free(&err);
+	CHECK_STR_EQ(launcher_emulator_accel(l), "tcg");
+	launcher_free(l);
+	unsetenv("ENCLAVER_EMULATOR_ACCEL");
+	free(eif);
+}

@@ -4,10 +4,12 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <linux/nitro_enclaves.h>
+#include <linux/vm_sockets.h>
 #include <poll.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 
 #include "runtime/ne.h"
 #include "runtime/runtime.h"
@@ -22,28 +24,38 @@ struct fx {
 	char dir[512];
 	struct ne_sim *sim;
 	struct ne_env env;
-	/* the memory source: ordinary anonymous memory declared to the sim as hugepages */
-	unsigned avail[NE_PAGE_SIZES];
-	unsigned live;      /* pages mapped now */
+	/* the memory source: ordinary anonymous memory declared to the sim as hugepages, taken from the
+	 * sim's count of free hugepages per node and size */
+	struct fx_page {
+		void *addr;
+		uint64_t size;
+		int node;
+	} * pages;
+	size_t n_pages;
+	unsigned live;          /* pages mapped now */
+	unsigned live_at_start; /* pages mapped while the last launch_ok's enclave ran */
 	bool not_huge;      /* do not declare them (the driver would see small pages) */
 	uint64_t page_decl; /* declared page size instead of the real one (0: real) */
-	int node;
+	int node_decl;      /* declared node instead of the one the page came from (-1: real) */
+	char sysfs[600];    /* the sim's sysfs tree */
 	/* the fake enclave, run from the sim's on_start */
 	enum hb_mode hb;
 	int hb_fd;
 	bool hb_connect_failed;
 	bool console;
 	int console_listen;
+	unsigned console_connects;    /* connects to the console port */
+	bool console_after_heartbeat; /* the heartbeat's answer was there when the console was dialled */
 	uint64_t started_cid, started_flags;
 	char eif[600];
 	size_t eif_size;
 };
 
-static void *fx_map(void *ctx, uint64_t page_size)
+static void *fx_map(void *ctx, uint64_t page_size, int node)
 {
 	struct fx *f = ctx;
-	unsigned idx = page_size == NE_GIB ? 0 : 1;
-	if (f->avail[idx] == 0) {
+	int got = ne_sim_hugepage_take(f->sim, page_size, node);
+	if (got < 0) {
 		errno = ENOMEM;
 		return NULL;
 	}
@@ -51,17 +63,21 @@ static void *fx_map(void *ctx, uint64_t page_size)
 	uint64_t align = NE_MIN_REGION;
 	uint8_t *raw =
 	    mmap(NULL, page_size + align, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-	if (raw == MAP_FAILED)
+	if (raw == MAP_FAILED) {
+		ne_sim_hugepage_put(f->sim, page_size, got);
 		return NULL;
+	}
 	uint8_t *p = (uint8_t *)(((uintptr_t)raw + align - 1) & ~(uintptr_t)(align - 1));
 	if (p > raw)
 		munmap(raw, (size_t)(p - raw));
 	if (p + page_size < raw + page_size + align)
 		munmap(p + page_size, (size_t)(raw + page_size + align - (p + page_size)));
-	f->avail[idx]--;
+	f->pages = xrealloc(f->pages, (f->n_pages + 1) * sizeof(*f->pages));
+	f->pages[f->n_pages++] = (struct fx_page){.addr = p, .size = page_size, .node = got};
 	f->live++;
 	if (!f->not_huge)
-		ne_sim_add_hugepages(f->sim, p, page_size, f->page_decl ? f->page_decl : page_size, f->node);
+		ne_sim_add_hugepages(f->sim, p, page_size, f->page_decl ? f->page_decl : page_size,
+		                     f->node_decl >= 0 ? f->node_decl : got);
 	return p;
 }
 
@@ -71,10 +87,26 @@ static void fx_unmap(void *ctx, void *addr, uint64_t size)
 	ne_sim_remove_hugepages(f->sim, addr);
 	munmap(addr, size);
 	f->live--;
-	f->avail[size == NE_GIB ? 0 : 1]++;
+	for (size_t i = 0; i < f->n_pages; i++)
+		if (f->pages[i].addr == addr) {
+			ne_sim_hugepage_put(f->sim, size, f->pages[i].node);
+			f->pages[i] = f->pages[--f->n_pages];
+			break;
+		}
 }
 
 static const struct ne_mem_ops fx_mem = {.map = fx_map, .unmap = fx_unmap};
+
+static void fx_before_connect(void *ctx, uint64_t cid, uint32_t port)
+{
+	struct fx *f = ctx;
+	if (cid != 0 || port != f->started_cid + 10000)
+		return;
+	f->console_connects++;
+	/* The launcher's 0xB7 echo waiting on the fake enclave's end: the heartbeat was answered. */
+	struct pollfd p = {.fd = f->hb_fd, .events = POLLIN};
+	f->console_after_heartbeat = f->hb_fd >= 0 && poll(&p, 1, 0) == 1;
+}
 
 static void fx_on_start(void *ctx, uint64_t slot_uid, uint64_t cid, uint64_t flags)
 {
@@ -148,8 +180,7 @@ static void fx_init(struct fx *f, struct test_ctx *t, const struct ne_sim_config
 	f->hb_fd = -1;
 	f->console_listen = -1;
 	snprintf(f->dir, sizeof(f->dir), "%s", test_tmpdir(t));
-	f->avail[0] = 0;   /* no 1 GiB pages unless a test asks */
-	f->avail[1] = 512; /* 1 GiB of 2 MiB pages */
+	f->node_decl = -1;
 	struct ne_sim_config cfg = cfg_in ? *cfg_in : (struct ne_sim_config){0};
 	cfg.on_start = fx_on_start;
 	cfg.ctx = f;
@@ -160,6 +191,13 @@ static void fx_init(struct fx *f, struct test_ctx *t, const struct ne_sim_config
 		test_fail(t, __FILE__, __LINE__, "ne_sim_new: %s", e->msg);
 		err_free(&e);
 		return;
+	}
+	/* 1 GiB of 2 MiB pages on the pool's node, no 1 GiB pages unless a test asks */
+	ne_sim_set_hugepages(f->sim, cfg.numa_node, 2 * NE_MIB, 512);
+	snprintf(f->sysfs, sizeof(f->sysfs), "%s/sys", f->dir);
+	if (ne_sim_write_sysfs(f->sim, f->sysfs, &e) < 0) {
+		test_fail(t, __FILE__, __LINE__, "ne_sim_write_sysfs: %s", e->msg);
+		err_free(&e);
 	}
 	char pool[700], tag[700];
 	snprintf(pool, sizeof(pool), "%s/ne_cpus", f->dir);
@@ -178,12 +216,13 @@ static void fx_init(struct fx *f, struct test_ctx *t, const struct ne_sim_config
 	    .dev = ne_sim_dev(f->sim),
 	    .mem = &fx_mem,
 	    .mem_ctx = f,
-	    .net = {.unix_dir = f->dir},
+	    .net = {.unix_dir = f->dir, .before_connect = fx_before_connect, .hook_ctx = f},
 	    .cpu_pool_path = xstrdup(pool),
 	    .asset_tag_path = xstrdup(tag),
+	    .sysfs_root = f->sysfs,
 	    .threads_per_core = 2,
 	    .heartbeat_timeout_ms = 5000,
-	    .console_attempts = 3,
+	    .console_timeout_ms = 1000,
 	};
 	write_eif(f, "app.eif", 5 * NE_MIB + 12345, true);
 }
@@ -195,6 +234,7 @@ static void fx_free(struct fx *f)
 	if (f->console_listen >= 0)
 		close(f->console_listen);
 	ne_sim_free(f->sim);
+	free(f->pages);
 	free((char *)f->env.cpu_pool_path);
 	free((char *)f->env.asset_tag_path);
 }
@@ -458,6 +498,9 @@ TEST(enclave_id_from_asset_tag)
 
 /* ---------------------------------------------------------------- hugepage memory */
 
+/* What an x86 host with one node offers. */
+static const struct ne_hugepages hp_x86 = {.node = 0, .n = 2, .sizes = {NE_GIB, 2 * NE_MIB}};
+
 TEST(mem_alloc_largest_pages_first)
 {
 	struct fx f;
@@ -465,9 +508,9 @@ TEST(mem_alloc_largest_pages_first)
 	REQUIRE(f.sim != NULL);
 	struct ne_regions r;
 	struct err *err = NULL;
-	f.avail[0] = 1;
+	ne_sim_set_hugepages(f.sim, 0, NE_GIB, 1);
 	/* 1 GiB + 4 MiB: the 1 GiB page, then two 2 MiB pages. */
-	REQUIRE(ne_mem_alloc(&fx_mem, &f, NE_GIB + 4 * NE_MIB, &r, &err) == 0);
+	REQUIRE(ne_mem_alloc(&fx_mem, &f, &hp_x86, NE_GIB + 4 * NE_MIB, &r, &err) == 0);
 	REQUIRE(r.n == 3);
 	CHECK(r.v[0].size == NE_GIB && r.v[1].size == 2 * NE_MIB && r.v[2].size == 2 * NE_MIB);
 	CHECK(r.total == NE_GIB + 4 * NE_MIB);
@@ -479,18 +522,18 @@ TEST(mem_alloc_largest_pages_first)
 	CHECK_INT_EQ(f.live, 0);
 
 	/* 512 MiB: below one 1 GiB page, so 2 MiB pages only. */
-	REQUIRE(ne_mem_alloc(&fx_mem, &f, 512 * NE_MIB, &r, &err) == 0);
+	REQUIRE(ne_mem_alloc(&fx_mem, &f, &hp_x86, 512 * NE_MIB, &r, &err) == 0);
 	CHECK_INT_EQ(r.n, 256);
-	CHECK_INT_EQ(f.avail[0], 1);
+	CHECK_INT_EQ(ne_sim_hugepages_free(f.sim, 0, NE_GIB), 1);
 	ne_mem_free(&r);
 
 	/* 512 MiB with only ten 2 MiB pages: the 1 GiB page covers it and the small ones go back. */
-	f.avail[1] = 10;
-	REQUIRE(ne_mem_alloc(&fx_mem, &f, 512 * NE_MIB, &r, &err) == 0);
+	ne_sim_set_hugepages(f.sim, 0, 2 * NE_MIB, 10);
+	REQUIRE(ne_mem_alloc(&fx_mem, &f, &hp_x86, 512 * NE_MIB, &r, &err) == 0);
 	CHECK_INT_EQ(r.n, 1);
 	CHECK(r.total == NE_GIB);
 	CHECK_INT_EQ(f.live, 1);
-	CHECK_INT_EQ(f.avail[1], 10);
+	CHECK_INT_EQ(ne_sim_hugepages_free(f.sim, 0, 2 * NE_MIB), 10);
 	ne_mem_free(&r);
 	CHECK_INT_EQ(f.live, 0);
 	fx_free(&f);
@@ -503,21 +546,29 @@ TEST(mem_alloc_not_enough_hugepages)
 	REQUIRE(f.sim != NULL);
 	struct ne_regions r;
 	struct err *err = NULL;
-	f.avail[1] = 0;
-	CHECK(ne_mem_alloc(&fx_mem, &f, 64 * NE_MIB, &r, &err) < 0);
+	ne_sim_set_hugepages(f.sim, 0, 2 * NE_MIB, 0);
+	CHECK(ne_mem_alloc(&fx_mem, &f, &hp_x86, 64 * NE_MIB, &r, &err) < 0);
 	CHECK_ERR_CONTAINS(err, "not enough hugepages for 64 MiB");
-	CHECK_ERR_CONTAINS(err, "found 0 MiB");
-	CHECK_ERR_CONTAINS(err, "/sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages");
-	CHECK_ERR_CONTAINS(err, "echo 32 >");
+	CHECK_ERR_CONTAINS(err, "found 0 MiB (0 x 1 GiB, 0 x 2 MiB) on NUMA node 0");
+	/* the pool's node's own file, not the global nr_hugepages (pages on other nodes do not count) */
+	CHECK_ERR_CONTAINS(err, "directly on the CPU pool's NUMA node 0, e.g. echo 32 > "
+	                        "/sys/devices/system/node/node0/hugepages/hugepages-2048kB/nr_hugepages");
 	CHECK_ERR_CONTAINS(err, "/etc/nitro_enclaves/allocator.yaml");
 	CHECK_INT_EQ(err ? err->code : 0, ENOMEM);
 	err_free(&err);
-	f.avail[1] = 10;
-	CHECK(ne_mem_alloc(&fx_mem, &f, 64 * NE_MIB, &r, &err) < 0);
+	/* no NUMA in sysfs: the global file */
+	struct ne_hugepages hp_any = hp_x86;
+	hp_any.node = -1;
+	CHECK(ne_mem_alloc(&fx_mem, &f, &hp_any, 64 * NE_MIB, &r, &err) < 0);
+	CHECK_ERR_CONTAINS(err, "found 0 MiB (0 x 1 GiB, 0 x 2 MiB). Reserve");
+	CHECK_ERR_CONTAINS(err, "directly, e.g. echo 32 > /sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages");
+	err_free(&err);
+	ne_sim_set_hugepages(f.sim, 0, 2 * NE_MIB, 10);
+	CHECK(ne_mem_alloc(&fx_mem, &f, &hp_x86, 64 * NE_MIB, &r, &err) < 0);
 	CHECK_ERR_CONTAINS(err, "found 20 MiB (0 x 1 GiB, 10 x 2 MiB)");
 	err_free(&err);
 	CHECK_INT_EQ(f.live, 0);
-	CHECK_INT_EQ(f.avail[1], 10);
+	CHECK_INT_EQ(ne_sim_hugepages_free(f.sim, 0, 2 * NE_MIB), 10);
 	fx_free(&f);
 }
 
@@ -527,15 +578,267 @@ TEST(mem_alloc_real_hugetlb)
 	 * are and the message says how to reserve them. */
 	struct ne_regions r;
 	struct err *err = NULL;
-	if (ne_mem_alloc(&ne_mem_hugetlb, NULL, 2 * NE_MIB, &r, &err) == 0) {
+	struct ne_hugepages hp;
+	ne_hugepages_probe(NULL, NULL, &hp);
+	CHECK(hp.n >= 1);
+	for (unsigned i = 0; i < hp.n; i++)
+		CHECK(hp.sizes[i] >= NE_MIN_REGION && (i == 0 || hp.sizes[i] < hp.sizes[i - 1]));
+	if (ne_mem_alloc(&ne_mem_hugetlb, NULL, &hp, 2 * NE_MIB, &r, &err) == 0) {
 		CHECK(r.n >= 1);
 		CHECK((uintptr_t)r.v[0].addr % NE_MIN_REGION == 0);
 		r.v[0].addr[0] = 1; /* the page is really ours */
 		ne_mem_free(&r);
 	} else {
-		CHECK_ERR_CONTAINS(err, "/sys/kernel/mm/hugepages");
+		CHECK_ERR_CONTAINS(err, "nr_hugepages");
 		err_free(&err);
 	}
+	/* The same bound to node 0 (MPOL_BIND, populated, node checked), when this machine has one. */
+	if (access("/sys/devices/system/node/node0", F_OK) == 0) {
+		struct ne_hugepages hp0 = {.node = 0, .n = 1, .sizes = {2 * NE_MIB}};
+		if (ne_mem_alloc(&ne_mem_hugetlb, NULL, &hp0, 4 * NE_MIB, &r, &err) == 0) {
+			CHECK_INT_EQ(r.n, 2);
+			CHECK((uintptr_t)r.v[1].addr % NE_MIN_REGION == 0);
+			r.v[1].addr[NE_MIB] = 1;
+			ne_mem_free(&r);
+		} else {
+			CHECK_ERR_CONTAINS(err,
+			                   "/sys/devices/system/node/node0/hugepages/hugepages-2048kB/nr_hugepages");
+			err_free(&err);
+		}
+	}
+}
+
+TEST(hugepage_dirname_parse_good_and_bad)
+{
+	uint64_t size = 0;
+	struct err *e = NULL;
+	CHECK(ne_hugepage_dirname_parse("hugepages-2048kB", &size, &e) == 0 && size == 2 * NE_MIB);
+	CHECK(ne_hugepage_dirname_parse("hugepages-32768kB", &size, &e) == 0 && size == 32 * NE_MIB);
+	CHECK(ne_hugepage_dirname_parse("hugepages-16777216kB", &size, &e) == 0 && size == 16 * NE_GIB);
+	CHECK(ne_hugepage_dirname_parse("hugepages-64kB", &size, &e) == 0 && size == 64 * 1024);
+	static const struct {
+		const char *name, *msg;
+	} bad[] = {
+	    {"hugepage-2048kB", "\"hugepage-2048kB\": expected \"hugepages-<N>kB\" at offset 0"},
+	    {"hugepages-kB", "expected a number at offset 10"},
+	    {"hugepages-2048", "expected \"kB\" at offset 14"},
+	    {"hugepages-2048KB", "expected \"kB\" at offset 14"},
+	    {"hugepages-2048kB ", "expected \"kB\" at offset 14"},
+	    {"hugepages-3000kB", "3000 kB is not a power of two"},
+	    {"hugepages-0kB", "0 kB is not a power of two"},
+	    {"hugepages-99999999999999999999kB", "size too large at offset"},
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		CHECK(ne_hugepage_dirname_parse(bad[i].name, &size, &e) < 0);
+		CHECK_ERR_CONTAINS(e, bad[i].msg);
+		err_free(&e);
+	}
+}
+
+static void mkdirs(const char *root, const char *rel)
+{
+	char path[1024];
+	snprintf(path, sizeof(path), "%s/%s", root, rel);
+	for (char *q = path + 1; *q; q++)
+		if (*q == '/') {
+			*q = '\0';
+			mkdir(path, 0755);
+			*q = '/';
+		}
+	mkdir(path, 0755);
+}
+
+TEST(hugepages_probe_reads_the_pool_node)
+{
+	const char *dir = test_tmpdir(t);
+	char root[600], pool[600];
+	snprintf(root, sizeof(root), "%s/sys", dir);
+	snprintf(pool, sizeof(pool), "%s/ne_cpus", dir);
+	/* a two-node Graviton host with 4K pages: the pool (CPUs 2,3) on node 1, which lists 64K, 2M,
+	 * 32M and 1G pages (64K is below the driver's minimum); node 0 only 2M */
+	mkdirs(root, "devices/system/cpu/cpu2/node1");
+	mkdirs(root, "devices/system/cpu/cpu3/node1");
+	mkdirs(root, "devices/system/cpu/cpu0/node0");
+	mkdirs(root, "devices/system/node/node1/hugepages/hugepages-64kB");
+	mkdirs(root, "devices/system/node/node1/hugepages/hugepages-2048kB");
+	mkdirs(root, "devices/system/node/node1/hugepages/hugepages-32768kB");
+	mkdirs(root, "devices/system/node/node1/hugepages/hugepages-1048576kB");
+	mkdirs(root, "devices/system/node/node1/hugepages/not-a-size"); /* ignored with a warning */
+	mkdirs(root, "devices/system/node/node0/hugepages/hugepages-2048kB");
+	mkdirs(root, "kernel/mm/hugepages/hugepages-2048kB");
+	FILE *f = fopen(pool, "w");
+	REQUIRE(f != NULL);
+	fputs("2-3\n", f);
+	fclose(f);
+	struct ne_hugepages hp;
+	ne_hugepages_probe(root, pool, &hp);
+	CHECK_INT_EQ(hp.node, 1);
+	REQUIRE(hp.n == 3);
+	CHECK(hp.sizes[0] == NE_GIB && hp.sizes[1] == 32 * NE_MIB && hp.sizes[2] == 2 * NE_MIB);
+
+	/* no pool file: no node, the global list */
+	snprintf(pool, sizeof(pool), "%s/missing", dir);
+	ne_hugepages_probe(root, pool, &hp);
+	CHECK_INT_EQ(hp.node, -1);
+	REQUIRE(hp.n == 1);
+	CHECK(hp.sizes[0] == 2 * NE_MIB);
+
+	/* no sysfs at all: every size nitro-cli knows, largest first */
+	snprintf(root, sizeof(root), "%s/nothing", dir);
+	ne_hugepages_probe(root, pool, &hp);
+	CHECK_INT_EQ(hp.node, -1);
+	CHECK_INT_EQ(hp.n, ne_page_sizes_known_n);
+	CHECK(hp.sizes[0] == 16 * NE_GIB && hp.sizes[hp.n - 1] == 2 * NE_MIB);
+	bool has_32m = false, has_512m = false;
+	for (unsigned i = 0; i < hp.n; i++) {
+		has_32m |= hp.sizes[i] == 32 * NE_MIB;
+		has_512m |= hp.sizes[i] == 512 * NE_MIB;
+	}
+	CHECK(has_32m && has_512m);
+}
+
+/* Launches with the fixture and returns the regions' sizes through the sim's free counts. */
+static bool launch_ok(struct fx *f, struct launch_request *req, struct launch_info *info)
+{
+	struct test_ctx *t = f->t;
+	struct launcher *l = NULL;
+	struct err *err = NULL;
+	if (launcher_nitro_new_env(&f->env, &l, &err) < 0) {
+		test_fail(t, __FILE__, __LINE__, "new: %s", err->msg);
+		err_free(&err);
+		return false;
+	}
+	bool ok = launcher_start(l, req, info, &err) == 0;
+	if (!ok) {
+		test_fail(t, __FILE__, __LINE__, "start: %s", err->msg);
+		err_free(&err);
+	}
+	f->live_at_start = f->live;
+	launcher_free(l);
+	if (f->hb_fd >= 0) {
+		close(f->hb_fd);
+		f->hb_fd = -1;
+	}
+	return ok;
+}
+
+TEST(launch_uses_every_hugepage_size_graviton_4k)
+{
+	/* arm64 with 4K pages offers 2M, 32M and 1G (and 64K); only 32M pages are reserved. */
+	static const uint64_t sizes[] = {64 * 1024, 2 * NE_MIB, 32 * NE_MIB, NE_GIB};
+	struct ne_sim_config cfg = {.page_sizes = sizes, .n_page_sizes = 4};
+	struct fx f;
+	fx_init(&f, t, &cfg);
+	REQUIRE(f.sim != NULL);
+	ne_sim_set_hugepages(f.sim, 0, 2 * NE_MIB, 0);
+	ne_sim_set_hugepages(f.sim, 0, 32 * NE_MIB, 5);
+	ne_sim_set_hugepages(f.sim, 0, 64 * 1024, 4096);
+	struct launch_request req = req_default(&f);
+	req.memory_mb = 128;
+	struct launch_info info;
+	if (launch_ok(&f, &req, &info)) {
+		CHECK_INT_EQ(info.memory_mib, 128);
+		CHECK_INT_EQ(f.live_at_start, 4); /* four 32 MiB regions */
+	}
+	CHECK_INT_EQ(ne_sim_hugepages_free(f.sim, 0, 32 * NE_MIB), 5);
+	CHECK_INT_EQ(ne_sim_hugepages_free(f.sim, 0, 64 * 1024), 4096); /* never tried: below 2 MiB */
+	CHECK_INT_EQ(f.live, 0);
+	fx_free(&f);
+}
+
+TEST(launch_uses_every_hugepage_size_graviton_64k)
+{
+	/* arm64 with 64K pages offers 2M, 512M and 16G; one 512 MiB page is reserved. */
+	static const uint64_t sizes[] = {2 * NE_MIB, 512 * NE_MIB, 16 * NE_GIB};
+	struct ne_sim_config cfg = {.page_sizes = sizes, .n_page_sizes = 3};
+	struct fx f;
+	fx_init(&f, t, &cfg);
+	REQUIRE(f.sim != NULL);
+	ne_sim_set_hugepages(f.sim, 0, 2 * NE_MIB, 0);
+	ne_sim_set_hugepages(f.sim, 0, 512 * NE_MIB, 1);
+	struct launch_request req = req_default(&f);
+	req.memory_mb = 512;
+	struct launch_info info;
+	if (launch_ok(&f, &req, &info)) {
+		CHECK_INT_EQ(info.memory_mib, 512);
+		CHECK_INT_EQ(f.live_at_start, 1);
+	}
+	/* 64 MiB: the 512 MiB page covers it when no 2 MiB pages are left */
+	req.memory_mb = 64;
+	if (launch_ok(&f, &req, &info))
+		CHECK_INT_EQ(info.memory_mib, 512);
+	CHECK_INT_EQ(f.live, 0);
+	fx_free(&f);
+}
+
+TEST(launch_takes_memory_from_the_pool_node)
+{
+	/* Two nodes; enclaver runs on node 0, the CPU pool is on node 1, both have 2 MiB pages. The
+	 * kernel's default policy would take node 0's: the driver refuses those (264). */
+	struct ne_sim_config cfg = {.numa_node = 1, .local_node = 0};
+	struct fx f;
+	fx_init(&f, t, &cfg);
+	REQUIRE(f.sim != NULL);
+	ne_sim_set_hugepages(f.sim, 0, 2 * NE_MIB, 512);
+	ne_sim_set_hugepages(f.sim, 1, 2 * NE_MIB, 40);
+	struct launch_request req = req_default(&f);
+	struct launch_info info;
+	if (launch_ok(&f, &req, &info)) {
+		CHECK_INT_EQ(info.memory_mib, 64);
+		CHECK_INT_EQ(f.live_at_start, 32);
+	}
+	CHECK_INT_EQ(ne_sim_hugepages_free(f.sim, 0, 2 * NE_MIB), 512);
+	CHECK_INT_EQ(ne_sim_hugepages_free(f.sim, 1, 2 * NE_MIB), 40);
+
+	/* Too few on the pool's node: refused before the driver sees anything, node 0's plenty does not
+	 * count, and the hint names node 1's own file. */
+	ne_sim_set_hugepages(f.sim, 1, 2 * NE_MIB, 10);
+	launch_fails(&f, &req, "found 20 MiB (0 x 1 GiB, 10 x 2 MiB) on NUMA node 1", ENOMEM);
+	launch_fails(&f, &req,
+	             "on the CPU pool's NUMA node 1, e.g. echo 32 > "
+	             "/sys/devices/system/node/node1/hugepages/hugepages-2048kB/nr_hugepages",
+	             ENOMEM);
+	CHECK_INT_EQ(ne_sim_hugepages_free(f.sim, 0, 2 * NE_MIB), 512);
+	CHECK_INT_EQ(ne_sim_hugepages_free(f.sim, 1, 2 * NE_MIB), 10);
+	fx_free(&f);
+}
+
+TEST(sim_hugepages_per_node)
+{
+	struct ne_sim_config cfg = {.numa_node = 1, .local_node = 0, .n_nodes = 3};
+	struct ne_sim *s = NULL;
+	struct err *e = NULL;
+	REQUIRE(ne_sim_new(&cfg, &s, &e) == 0);
+	CHECK(ne_sim_set_hugepages(s, 3, 2 * NE_MIB, 1) == -1); /* no such node */
+	CHECK(ne_sim_set_hugepages(s, 0, 4 * NE_MIB, 1) == -1); /* no such size */
+	CHECK(ne_sim_set_hugepages(s, 2, 2 * NE_MIB, 1) == 0);
+	CHECK(ne_sim_set_hugepages(s, 1, 2 * NE_MIB, 1) == 0);
+	/* unbound: local node (empty), then the others in order */
+	CHECK_INT_EQ(ne_sim_hugepage_take(s, 2 * NE_MIB, -1), 1);
+	CHECK_INT_EQ(ne_sim_hugepage_take(s, 2 * NE_MIB, -1), 2);
+	CHECK_INT_EQ(ne_sim_hugepage_take(s, 2 * NE_MIB, -1), -1);
+	ne_sim_hugepage_put(s, 2 * NE_MIB, 2);
+	CHECK_INT_EQ(ne_sim_hugepage_take(s, 2 * NE_MIB, 1), -1); /* bound: that node only */
+	CHECK_INT_EQ(ne_sim_hugepage_take(s, 2 * NE_MIB, 2), 2);
+	/* the sysfs tree it writes is what the probe reads */
+	char root[600], pool[600];
+	snprintf(root, sizeof(root), "%s/sys", test_tmpdir(t));
+	snprintf(pool, sizeof(pool), "%s/pool", test_tmpdir(t));
+	REQUIRE(ne_sim_write_sysfs(s, root, &e) == 0);
+	FILE *f = fopen(pool, "w");
+	REQUIRE(f != NULL);
+	fputs("1,5\n", f);
+	fclose(f);
+	struct ne_hugepages hp;
+	ne_hugepages_probe(root, pool, &hp);
+	CHECK_INT_EQ(hp.node, 1);
+	CHECK(hp.n == 2 && hp.sizes[0] == NE_GIB && hp.sizes[1] == 2 * NE_MIB);
+	ne_sim_free(s);
+	/* bad NUMA settings */
+	struct ne_sim_config bad = {.numa_node = -1};
+	CHECK(ne_sim_new(&bad, &s, &e) < 0);
+	CHECK_ERR_CONTAINS(e, "NUMA nodes -1 and 0");
+	err_free(&e);
 }
 
 TEST(mem_load_spans_regions)
@@ -545,7 +848,7 @@ TEST(mem_load_spans_regions)
 	REQUIRE(f.sim != NULL);
 	struct ne_regions r;
 	struct err *err = NULL;
-	REQUIRE(ne_mem_alloc(&fx_mem, &f, 16 * NE_MIB, &r, &err) == 0);
+	REQUIRE(ne_mem_alloc(&fx_mem, &f, &hp_x86, 16 * NE_MIB, &r, &err) == 0);
 	REQUIRE(r.n == 8);
 	uint64_t size;
 	int fd = io_open_regular(f.eif, &size, &err);
@@ -637,7 +940,7 @@ static bool simfx_init(struct simfx *s, struct test_ctx *t, const struct ne_sim_
 
 static void *simfx_page(struct simfx *s)
 {
-	void *p = fx_map(&s->f, 2 * NE_MIB);
+	void *p = fx_map(&s->f, 2 * NE_MIB, -1);
 	if (p)
 		s->pages[s->n_pages++] = p;
 	return p;
@@ -703,9 +1006,9 @@ TEST(sim_memory_region_rules)
 	uint8_t *pg64k = simfx_page(&s);
 	s.f.page_decl = 0;
 	CHECK_INT_EQ(ERRNO_OF(set_region(&s, pg64k, 2 * NE_MIB, 0)), NE_ERR_INVALID_PAGE_SIZE);
-	s.f.node = 1;
+	s.f.node_decl = 1;
 	uint8_t *far = simfx_page(&s);
-	s.f.node = 0;
+	s.f.node_decl = -1;
 	CHECK_INT_EQ(ERRNO_OF(set_region(&s, far, 2 * NE_MIB, 0)), NE_ERR_MEM_DIFFERENT_NUMA_NODE);
 	/* A good one, then the same again. */
 	CHECK_INT_EQ(ERRNO_OF(set_region(&s, p, 2 * NE_MIB, 0)), 0);
@@ -965,6 +1268,10 @@ TEST(launch_debug_mode_console)
 	CHECK_INT_EQ(info.cid, 42);
 	CHECK(info.debug_mode);
 	CHECK_STR_EQ(info.name, "named");
+	/* As nitro-cli: one connect, after the heartbeat (polling before it could lose the console or
+	 * hold the heartbeat up). */
+	CHECK_INT_EQ(f.console_connects, 1);
+	CHECK(f.console_after_heartbeat);
 	/* The console was dialled at CID 0, port CID + 10000 (the stand-in "0-10042.sock"). */
 	int cfd = launcher_console_fd(l);
 	REQUIRE(cfd >= 0);
@@ -997,6 +1304,8 @@ TEST(launch_debug_mode_without_console_still_runs)
 	CHECK(launcher_start(l, &req, &info, &err) == 0);
 	err_free(&err);
 	CHECK_INT_EQ(launcher_console_fd(l), -1);
+	CHECK_INT_EQ(f.console_connects, 1); /* one try, no polling loop */
+	CHECK(f.console_after_heartbeat);
 	launcher_free(l);
 	fx_free(&f);
 }
@@ -1050,13 +1359,13 @@ TEST(launch_fails_no_hugepages)
 	struct fx f;
 	fx_init(&f, t, NULL);
 	REQUIRE(f.sim != NULL);
-	f.avail[1] = 0;
+	ne_sim_set_hugepages(f.sim, 0, 2 * NE_MIB, 0);
 	struct launch_request req = req_default(&f);
 	launch_fails(&f, &req, "not enough hugepages for 64 MiB of enclave memory: found 0 MiB", ENOMEM);
-	launch_fails(&f, &req, "/sys/kernel/mm/hugepages", ENOMEM);
-	f.avail[1] = 20;
+	launch_fails(&f, &req, "/sys/devices/system/node/node0/hugepages/hugepages-2048kB/nr_hugepages", ENOMEM);
+	ne_sim_set_hugepages(f.sim, 0, 2 * NE_MIB, 20);
 	launch_fails(&f, &req, "found 40 MiB", ENOMEM);
-	CHECK_INT_EQ(f.avail[1], 20);
+	CHECK_INT_EQ(ne_sim_hugepages_free(f.sim, 0, 2 * NE_MIB), 20);
 	fx_free(&f);
 }
 
@@ -1072,9 +1381,9 @@ TEST(launch_fails_driver_memory_rules)
 	             "hugepages",
 	             NE_ERR_MEM_NOT_HUGE_PAGE);
 	f.not_huge = false;
-	f.node = 1;
+	f.node_decl = 1;
 	launch_fails(&f, &req, "another NUMA node", NE_ERR_MEM_DIFFERENT_NUMA_NODE);
-	f.node = 0;
+	f.node_decl = -1;
 	f.page_decl = 4096;
 	launch_fails(&f, &req, "smaller than 2 MiB", NE_ERR_INVALID_PAGE_SIZE);
 	f.page_decl = 0;
@@ -1254,6 +1563,25 @@ TEST(real_ioctls_on_a_non_nitro_device)
 	launcher_free(l);
 	dev->ops->free(dev);
 	fx_free(&f);
+}
+
+TEST(vsock_console_socket_has_nitro_cli_timeout)
+{
+	struct err *err = NULL;
+	int fd = ne_vsock_socket(NE_CONSOLE_CONNECT_TIMEOUT_MS, &err);
+	if (fd < 0) {
+		/* No vsock transport on this machine: nothing to check. */
+		CHECK(err != NULL && (err->code == EAFNOSUPPORT || err->code == ENODEV));
+		err_free(&err);
+		return;
+	}
+	struct timeval tv = {0};
+	socklen_t len = sizeof(tv);
+	CHECK(getsockopt(fd, AF_VSOCK, SO_VM_SOCKETS_CONNECT_TIMEOUT, &tv, &len) == 0);
+	CHECK_INT_EQ(tv.tv_sec, 20);
+	CHECK_INT_EQ(tv.tv_usec, 0);
+	close(fd);
+	CHECK_INT_EQ(NE_CONSOLE_CONNECT_TIMEOUT_MS, 20000);
 }
 
 TEST(real_vsock_addresses)

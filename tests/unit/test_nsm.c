@@ -148,6 +148,80 @@ TEST(nsm_responses)
 	CHECK_INT_EQ(r.describe.n_locked, 3);
 	CHECK_STR_EQ(r.describe.digest, "SHA384");
 
+	/* A newer NSM (nsm-api's Response is #[non_exhaustive]) may add fields:
+	 * DescribeNSM with unknown keys before, between and after the known ones,
+	 * holding nested maps, arrays, tags, long names and null, still parses. */
+	b.len = 0;
+	variant(&b, "DescribeNSM", 10);
+	cbor_put_tstr(&b, "a_field_name_longer_than_thirty_two_bytes_from_the_future");
+	cbor_put_head(&b, CBOR_MAP, 2);
+	cbor_put_tstr(&b, "nested");
+	cbor_put_head(&b, CBOR_ARRAY, 3);
+	cbor_put_head(&b, CBOR_UINT, 1);
+	cbor_put_head(&b, CBOR_MAP, 0);
+	cbor_put_head(&b, CBOR_TAG, 24);
+	cbor_put_bstr(&b, "\xa0", 1);
+	cbor_put_tstr(&b, "neg");
+	cbor_put_head(&b, CBOR_NINT, 4);
+	cbor_put_tstr(&b, "version_major");
+	cbor_put_head(&b, CBOR_UINT, 2);
+	cbor_put_tstr(&b, "version_minor");
+	cbor_put_head(&b, CBOR_UINT, 1);
+	cbor_put_tstr(&b, "version_patch");
+	cbor_put_head(&b, CBOR_UINT, 0);
+	cbor_put_tstr(&b, "features");
+	cbor_put_head(&b, CBOR_ARRAY, 20);
+	for (int i = 0; i < 20; i++) {
+		cbor_put_head(&b, CBOR_ARRAY, 1);
+		cbor_put_tstr(&b, "x");
+	}
+	cbor_put_tstr(&b, "module_id");
+	cbor_put_tstr(&b, "i-0abc-enc0def");
+	cbor_put_tstr(&b, "max_pcrs");
+	cbor_put_head(&b, CBOR_UINT, 32);
+	cbor_put_tstr(&b, "locked_pcrs");
+	cbor_put_head(&b, CBOR_ARRAY, 0);
+	cbor_put_tstr(&b, "digest");
+	cbor_put_tstr(&b, "SHA384");
+	cbor_put_tstr(&b, "null_field");
+	cbor_put_head(&b, CBOR_SIMPLE, CBOR_SIMPLE_NULL);
+	REQUIRE(nsm_response_parse((uint8_t *)b.data, b.len, &r, &e) == 0);
+	CHECK(r.kind == NSM_RESP_DESCRIBE_NSM);
+	CHECK_INT_EQ(r.describe.version_major, 2);
+	CHECK_STR_EQ(r.describe.module_id, "i-0abc-enc0def");
+	CHECK_INT_EQ(r.describe.n_locked, 0);
+	/* ... and every truncation of it is still refused */
+	for (size_t i = 0; i < b.len; i++) {
+		CHECK(nsm_response_parse((uint8_t *)b.data, i, &r, &e) == -1);
+		err_free(&e);
+	}
+	/* unknown fields in the other variants too; a known field missing is still an error */
+	b.len = 0;
+	variant(&b, "GetRandom", 2);
+	cbor_put_tstr(&b, "source");
+	cbor_put_tstr(&b, "hw");
+	cbor_put_tstr(&b, "random");
+	cbor_put_bstr(&b, "\x05\x06", 2);
+	REQUIRE(nsm_response_parse((uint8_t *)b.data, b.len, &r, &e) == 0);
+	CHECK(r.kind == NSM_RESP_GET_RANDOM && r.len == 2 && r.data[1] == 6);
+	b.len = 0;
+	variant(&b, "DescribePCR", 3);
+	cbor_put_tstr(&b, "lock");
+	cbor_put_head(&b, CBOR_SIMPLE, CBOR_SIMPLE_FALSE);
+	cbor_put_tstr(&b, "algorithm");
+	cbor_put_tstr(&b, "SHA384");
+	cbor_put_tstr(&b, "data");
+	cbor_put_bstr(&b, pcr, 48);
+	REQUIRE(nsm_response_parse((uint8_t *)b.data, b.len, &r, &e) == 0);
+	CHECK(r.kind == NSM_RESP_DESCRIBE_PCR && !r.lock && r.len == 48);
+	b.len = 0;
+	variant(&b, "Attestation", 1);
+	cbor_put_tstr(&b, "documents");
+	cbor_put_bstr(&b, "\x84", 1);
+	CHECK(nsm_response_parse((uint8_t *)b.data, b.len, &r, &e) == -1);
+	CHECK_ERR_CONTAINS(e, "Attestation: field document missing");
+	err_free(&e);
+
 	/* Attestation */
 	b.len = 0;
 	variant(&b, "Attestation", 1);
@@ -164,7 +238,14 @@ TEST(nsm_bad_responses)
 	} cases[] = {
 	    {"array", "expected a map of one variant"},
 	    {"unknown variant", "unknown variant \"Frobnicate\""},
-	    {"unknown field", "GetRandom: unknown field \"entropy\""},
+	    {"unknown field cut short",
+	     "GetRandom: unknown field \"entropy\" at offset 12: offset 20: string of 5 bytes runs past the end"},
+	    {"unknown field too deep",
+	     "DescribeNSM: unknown field \"future\" at offset 14: offset 37: nested more than 16"},
+	    {"field name not text",
+	     "DescribePCR: offset 14: field name: expected a CBOR text string, found a unsigned integer"},
+	    {"known field still strict",
+	     "offset 30: Attestation.document: expected a CBOR byte string, found a text string"},
 	    {"repeated field", "field random repeated"},
 	    {"missing field", "DescribePCR: field lock missing"},
 	    {"lock not bool", "DescribePCR.lock"},
@@ -184,10 +265,26 @@ TEST(nsm_bad_responses)
 			cbor_put_head(&b, CBOR_ARRAY, 0);
 		} else if (!strcmp(w, "unknown variant")) {
 			variant(&b, "Frobnicate", 0);
-		} else if (!strcmp(w, "unknown field")) {
+		} else if (!strcmp(w, "unknown field cut short")) {
 			variant(&b, "GetRandom", 1);
 			cbor_put_tstr(&b, "entropy");
-			cbor_put_bstr(&b, "x", 1);
+			buf_append(&b, "\x45xy", 3);
+		} else if (!strcmp(w, "unknown field too deep")) {
+			variant(&b, "DescribeNSM", 1);
+			cbor_put_tstr(&b, "future");
+			for (int k = 0; k < 17; k++)
+				cbor_put_head(&b, CBOR_ARRAY, 1);
+			cbor_put_head(&b, CBOR_UINT, 0);
+		} else if (!strcmp(w, "field name not text")) {
+			variant(&b, "DescribePCR", 1);
+			cbor_put_head(&b, CBOR_UINT, 1);
+			cbor_put_head(&b, CBOR_UINT, 1);
+		} else if (!strcmp(w, "known field still strict")) {
+			variant(&b, "Attestation", 2);
+			cbor_put_tstr(&b, "extra");
+			cbor_put_head(&b, CBOR_UINT, 1);
+			cbor_put_tstr(&b, "document");
+			cbor_put_tstr(&b, "abc");
 		} else if (!strcmp(w, "repeated field")) {
 			variant(&b, "GetRandom", 2);
 			cbor_put_tstr(&b, "random");

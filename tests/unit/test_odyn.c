@@ -375,6 +375,31 @@ TEST(http_bad_input)
 
 /* ---------------------------------------------------------------- init and config */
 
+/* The kernel gives init the command-line words it does not know: with AWS's
+ * cmdline ("reboot=k panic=30 pci=off nomodules console=ttyS0 ...") /init
+ * gets argv[1] = "nomodules". As PID 1 odyn is init whatever argv holds. */
+TEST(mode_pid1_is_init_whatever_the_arguments)
+{
+	char *aws[] = {"/init", "nomodules", NULL};
+	char *bare[] = {"/init", NULL};
+	char *init_word[] = {"/init", "init", NULL};
+	char *help[] = {"/init", "--help", NULL};
+	char *many[] = {"/init", "nomodules", "quiet", "--", "x", NULL};
+	CHECK_INT_EQ(odyn_mode_choose(1, 2, aws), ODYN_MODE_INIT);
+	CHECK_INT_EQ(odyn_mode_choose(1, 1, bare), ODYN_MODE_INIT);
+	CHECK_INT_EQ(odyn_mode_choose(1, 2, init_word), ODYN_MODE_INIT);
+	CHECK_INT_EQ(odyn_mode_choose(1, 2, help), ODYN_MODE_INIT);
+	CHECK_INT_EQ(odyn_mode_choose(1, 5, many), ODYN_MODE_INIT);
+	/* not PID 1: the supervisor (which reports a missing command), or help */
+	char *sup[] = {"odyn", "--", "/bin/app", NULL};
+	CHECK_INT_EQ(odyn_mode_choose(42, 3, sup), ODYN_MODE_SUPERVISOR);
+	CHECK_INT_EQ(odyn_mode_choose(42, 1, bare), ODYN_MODE_SUPERVISOR);
+	CHECK_INT_EQ(odyn_mode_choose(42, 2, aws), ODYN_MODE_SUPERVISOR);
+	CHECK_INT_EQ(odyn_mode_choose(42, 2, help), ODYN_MODE_HELP);
+	char *short_help[] = {"odyn", "-h", NULL};
+	CHECK_INT_EQ(odyn_mode_choose(42, 2, short_help), ODYN_MODE_HELP);
+}
+
 TEST(init_split_lines)
 {
 	char **v = NULL;

@@ -135,7 +135,12 @@ TEST(state_folder)
 	                        .pid = getpid(),
 	                        .ports = ports,
 	                        .n_ports = 2,
-	                        .started = 1};
+	                        .started = 1,
+	                        .cpu_count = 2,
+	                        .cpu_ids = {1, 3},
+	                        .memory_mib = 4096,
+	                        .debug_mode = true,
+	                        .measurements = json_pack("{s:s}", "PCR0", "00ff")};
 	struct err *e = NULL;
 	char *path = NULL;
 	REQUIRE(outer_state_add(&a, &path, &e) == 0);
@@ -171,6 +176,12 @@ TEST(state_folder)
 	CHECK_INT_EQ(n, 1); /* the dead process's entry is pruned */
 	if (n == 1) {
 		CHECK_STR_EQ(v[0].name, "alpha");
+		/* what ps --json shows round-trips */
+		CHECK_INT_EQ(v[0].cpu_count, 2);
+		CHECK_INT_EQ(v[0].cpu_ids[1], 3);
+		CHECK_INT_EQ(v[0].memory_mib, 4096);
+		CHECK(v[0].debug_mode);
+		CHECK_STR_EQ(json_string_value(json_object_get(v[0].measurements, "PCR0")), "00ff");
 		CHECK_INT_EQ(v[0].n_ports, 2);
 		CHECK_STR_EQ(v[0].ports[1].host_addr, "0.0.0.0");
 		CHECK_INT_EQ(v[0].ports[1].enclave_port, 443);
@@ -186,7 +197,47 @@ TEST(state_folder)
 	CHECK(outer_state_find("gone", &f, &e) < 0);
 	CHECK_ERR_CONTAINS(e, "no running enclave has the id or name \"gone\"");
 	err_free(&e);
+	json_decref(a.measurements);
 	unsetenv("ENCLAVER_STATE_DIR");
+}
+
+TEST(state_parse_fields_and_errors)
+{
+	struct outer_state s;
+	struct err *e = NULL;
+	/* an entry from before ps --json: the new fields are optional */
+	const char *old = "{\"id\":\"i-1-enc1\",\"pid\":7}";
+	REQUIRE(outer_state_parse(old, strlen(old), "old.json", &s, &e) == 0);
+	CHECK_INT_EQ(s.cpu_count, 0);
+	CHECK(s.measurements == NULL && !s.debug_mode);
+	outer_state_free(&s);
+	static const struct {
+		const char *text, *msg;
+	} bad[] = {
+	    {"{\"id\":\"x\",\"pid\":1,\"cpu_ids\":3}", "f.json: field \"cpu_ids\": want an array"},
+	    {"{\"id\":\"x\",\"pid\":1,\"cpu_ids\":[1,\"2\"]}", "field \"cpu_ids\"[1]: want a CPU id"},
+	    {"{\"id\":\"x\",\"pid\":1,\"cpu_ids\":[-1]}", "field \"cpu_ids\"[0]: want a CPU id"},
+	    {"{\"id\":\"x\",\"pid\":1,\"memory_mib\":-4}", "field \"memory_mib\": want an integer from 0"},
+	    {"{\"id\":\"x\",\"pid\":1,\"memory_mib\":\"4\"}", "field \"memory_mib\""},
+	    {"{\"id\":\"x\",\"pid\":1,\"debug_mode\":1}", "field \"debug_mode\": want true or false"},
+	    {"{\"id\":\"x\",\"pid\":1,\"measurements\":[]}", "field \"measurements\": want an object"},
+	    {"{\"id\":\"x\",\"pid\":1,\"measurements\":{\"PCR0\":1}}", "field \"measurements\".PCR0: want a string"},
+	    {"{\"id\":3,\"pid\":1}", "f.json: not an enclaver state file"},
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		CHECK(outer_state_parse(bad[i].text, strlen(bad[i].text), "f.json", &s, &e) < 0);
+		CHECK_ERR_CONTAINS(e, bad[i].msg);
+		err_free(&e);
+	}
+	/* more CPUs than a launch can have */
+	_cleanup_buf_ struct buf b = {0};
+	buf_puts(&b, "{\"id\":\"x\",\"pid\":1,\"cpu_ids\":[0");
+	for (int i = 1; i <= LAUNCH_MAX_CPUS; i++)
+		buf_printf(&b, ",%d", i);
+	buf_puts(&b, "]}");
+	CHECK(outer_state_parse(b.data, b.len, "f.json", &s, &e) < 0);
+	CHECK_ERR_CONTAINS(e, "at most");
+	err_free(&e);
 }
 
 TEST(state_folder_bad_files)
@@ -221,7 +272,7 @@ static void verify_json(struct test_ctx *t, const char *json, const char *msg)
 	fclose(f);
 	struct err *e = NULL;
 	/* The JSON is checked before the EIF is opened: no EIF needed for these. */
-	CHECK(outer_measurements_verify("/nonexistent.eif", path, &e) < 0);
+	CHECK(outer_measurements_verify("/nonexistent.eif", path, NULL, &e) < 0);
 	CHECK_ERR_CONTAINS(e, msg);
 	err_free(&e);
 }
@@ -249,7 +300,7 @@ TEST(verify_bad_json)
 	snprintf(buf, sizeof(buf), "{\"Measurements\": {\"PCR0\": \"%s\"}}", pcr);
 	verify_json(t, buf, "/nonexistent.eif");
 	struct err *e = NULL;
-	CHECK(outer_measurements_verify("/nonexistent.eif", "/nonexistent.json", &e) < 0);
+	CHECK(outer_measurements_verify("/nonexistent.eif", "/nonexistent.json", NULL, &e) < 0);
 	CHECK_ERR_CONTAINS(e, "/nonexistent.json");
 	err_free(&e);
 }
