@@ -71,6 +71,9 @@ int bld_bootstrap_write(const char *out_path, const struct bld_bootstrap_spec *s
 /* The vsock ports odyn and enclaver-run use for status, logs and egress. */
 #define BLD_INTERNAL_PORT_FIRST 17000
 #define BLD_INTERNAL_PORT_LAST  17002
+/* Deepest nesting of flow collections ([...], {...}) accepted, checked before libyaml sees the
+ * bytes (its time grows with the square of it); a manifest needs 2 or 3. */
+#define BLD_MANIFEST_MAX_FLOW_DEPTH 64
 
 struct bld_ingress {
 	uint16_t listen_port;

@@ -146,6 +146,22 @@ static bool node_is_within(const struct bld_node *n, const struct bld_node *ance
 	return false;
 }
 
+/* No node may sit at a path over MAX_PATH bytes: nothing in the enclave could name it (PATH_MAX),
+ * and since every component takes at least two bytes ("/x") it bounds the tree's depth at
+ * 2048 whatever symlinks a layer chains (40 hops of 2046 levels each once made 81,840 levels).
+ * Checked where a node is added: `name` goes into `dir`. */
+static int check_path_len(const struct bld_node *dir, const char *name, struct err **err)
+{
+	size_t len = strlen(name);
+	for (const struct bld_node *n = dir; n && n->parent; n = n->parent)
+		len += strlen(n->name) + 1;
+	if (len > MAX_PATH)
+		return err_set(err, ENAMETOOLONG,
+		               "\"%.64s\" would be at a path over %d bytes (symlinks followed inside the image)", name,
+		               MAX_PATH);
+	return 0;
+}
+
 /* ---------------------------------------------------------------- tree */
 
 int bld_tree_new(const char *tmp_dir, struct bld_tree **out, struct err **err)
@@ -231,11 +247,28 @@ int bld_path_clean(const char *name, char **out, struct err **err)
 	return 0;
 }
 
+/* The directories the enclave's init mounts over at boot (devtmpfs, proc, sysfs, tmpfs; docs/odyn.md):
+ * what the image holds there is hidden at run time, and /proc holds links (self/root, self/cwd)
+ * that lead elsewhere, so a builder entry must never be filed in or through them. */
+static const char *const runtime_mounts[] = {"dev", "proc", "sys", "run", "tmp"};
+
+static bool is_runtime_mount(const struct bld_tree *t, const struct bld_node *dir, const char *name)
+{
+	if (dir != t->root)
+		return false;
+	for (size_t i = 0; i < sizeof(runtime_mounts) / sizeof(runtime_mounts[0]); i++)
+		if (!strcmp(name, runtime_mounts[i]))
+			return true;
+	return false;
+}
+
 /* Walks `rel` (components separated by '/', possibly with "." and "..")
  * from `start`; every component must end up a directory. Missing ones are
- * created when `mk` is not NULL (with its metadata), else *out is NULL. */
-static int walk_dirs(struct bld_tree *t, struct bld_node *start, const char *rel, const struct bld_node *mk, int *hops,
-                     struct bld_node **out, struct err **err)
+ * created when `mk` is not NULL (with its metadata), else *out is NULL.
+ * `confined` (the builder's own entries): never into a runtime mount point,
+ * so the path the tree resolves is the one the kernel resolves at boot. */
+static int walk_dirs(struct bld_tree *t, struct bld_node *start, const char *rel, const struct bld_node *mk,
+                     bool confined, int *hops, struct bld_node **out, struct err **err)
 {
 	_cleanup_free_ char *copy = xstrdup(rel);
 	struct bld_node *cur = start;
@@ -248,11 +281,19 @@ static int walk_dirs(struct bld_tree *t, struct bld_node *start, const char *rel
 			cur = cur->parent ? cur->parent : cur; /* the root's ".." is the root */
 			continue;
 		}
+		if (confined && is_runtime_mount(t, cur, comp))
+			return err_set(
+			    err, EINVAL,
+			    "the path leads into /%s, which the enclave mounts over at boot (the image may not "
+			    "redirect enclaver's own files there)",
+			    comp);
 		size_t at;
 		struct bld_node *child = child_find(cur, comp, &at);
 		if (!child) {
 			if (!mk)
 				return 0;
+			if (check_path_len(cur, comp, err) < 0)
+				return -1;
 			child = node_new(comp, S_IFDIR | 0755);
 			child->mtime = mk->mtime;
 			child->layer = mk->layer;
@@ -262,7 +303,7 @@ static int walk_dirs(struct bld_tree *t, struct bld_node *start, const char *rel
 				return err_set(err, ELOOP, "too many symlinks at \"%s\"", comp);
 			const char *target = child->link_target;
 			struct bld_node *next = NULL;
-			if (walk_dirs(t, target[0] == '/' ? t->root : cur, target, mk, hops, &next, err) < 0)
+			if (walk_dirs(t, target[0] == '/' ? t->root : cur, target, mk, confined, hops, &next, err) < 0)
 				return err_wrap(err, "symlink %s -> %s", comp, target);
 			if (!next)
 				return 0;
@@ -359,7 +400,7 @@ static int apply_whiteout(struct bld_tree *t, const char *parent, const char *ba
 	if (!strcmp(base, ".wh..wh..opq")) {
 		/* The marker implies its directory: make it if a lower layer had none. */
 		struct bld_node mk = {.layer = layer};
-		if (walk_dirs(t, t->root, parent, &mk, &hops, &dir, err) < 0)
+		if (walk_dirs(t, t->root, parent, &mk, false, &hops, &dir, err) < 0)
 			return -1;
 		prune_lower(dir, layer);
 		return 0;
@@ -371,7 +412,7 @@ static int apply_whiteout(struct bld_tree *t, const char *parent, const char *ba
 	const char *victim = base + 4;
 	if (!*victim || !strcmp(victim, ".") || !strcmp(victim, ".."))
 		return err_set(err, EINVAL, "whiteout \"%s\" names nothing", base);
-	if (walk_dirs(t, t->root, parent, NULL, &hops, &dir, err) < 0)
+	if (walk_dirs(t, t->root, parent, NULL, false, &hops, &dir, err) < 0)
 		return -1;
 	size_t at;
 	struct bld_node *n = dir ? child_find(dir, victim, &at) : NULL;
@@ -392,7 +433,7 @@ static int apply_hardlink(struct bld_tree *t, struct bld_node *dir, const char *
 	path_split(clean, &tparent, &tbase);
 	int hops = 0;
 	struct bld_node *tdir = NULL;
-	if (walk_dirs(t, t->root, tparent, NULL, &hops, &tdir, err) < 0)
+	if (walk_dirs(t, t->root, tparent, NULL, false, &hops, &tdir, err) < 0)
 		return err_wrap(err, "hardlink target");
 	struct bld_node *target = tdir ? child_find(tdir, tbase, NULL) : NULL;
 	if (!target)
@@ -403,6 +444,8 @@ static int apply_hardlink(struct bld_tree *t, struct bld_node *dir, const char *
 		return 0;
 	if (existing && node_is_within(target, existing))
 		return err_set(err, EINVAL, "hardlink replaces its own target's directory");
+	if (!existing && check_path_len(dir, base, err) < 0)
+		return -1;
 	if (!target->link_group)
 		target->link_group = ++t->next_link_group;
 	struct bld_node *n = node_new(base, target->mode);
@@ -471,7 +514,7 @@ static int apply_entry(struct bld_tree *t, struct archive *a, struct archive_ent
 	int hops = 0;
 	struct bld_node mk = {.layer = layer, .mtime = archive_entry_mtime(ae)};
 	struct bld_node *dir = NULL;
-	if (walk_dirs(t, t->root, parent, &mk, &hops, &dir, err) < 0)
+	if (walk_dirs(t, t->root, parent, &mk, false, &hops, &dir, err) < 0)
 		return -1;
 	size_t at;
 	struct bld_node *existing = child_find(dir, base, &at);
@@ -491,6 +534,8 @@ static int apply_entry(struct bld_tree *t, struct archive *a, struct archive_ent
 		existing->layer = layer;
 		return set_meta(existing, ae, err);
 	}
+	if (!existing && check_path_len(dir, base, err) < 0)
+		return -1;
 	struct bld_node *n = node_new(base, type);
 	n->layer = layer;
 	if (set_meta(n, ae, err) < 0) {
@@ -656,16 +701,29 @@ static int put_node(struct bld_tree *t, const char *path, struct bld_node *n, st
 	int hops = 0;
 	struct bld_node mk = {.layer = n->layer, .mtime = n->mtime};
 	struct bld_node *dir = NULL;
-	if (walk_dirs(t, t->root, parent, &mk, &hops, &dir, err) < 0) {
+	if (walk_dirs(t, t->root, parent, &mk, true, &hops, &dir, err) < 0) {
 		node_free(n);
 		return err_wrap(err, "%s", path);
 	}
 	size_t at;
 	struct bld_node *existing = child_find(dir, base, &at);
-	if (existing && S_ISDIR(n->mode) && (S_ISDIR(existing->mode) || S_ISLNK(existing->mode))) {
+	if (!existing && check_path_len(dir, base, err) < 0) {
+		node_free(n);
+		return err_wrap(err, "%s", path);
+	}
+	bool mount = is_runtime_mount(t, dir, base);
+	if (mount && !S_ISDIR(n->mode)) {
+		node_free(n);
+		return err_set(err, EINVAL, "%s: the enclave mounts over /%s at boot", path, base);
+	}
+	if (existing && S_ISDIR(n->mode) && (S_ISDIR(existing->mode) || (S_ISLNK(existing->mode) && !mount))) {
 		node_free(n);
 		return 0;
 	}
+	if (existing && mount)
+		log_warn(
+		    "the image's /%s is not a directory (%s): replaced by one, as the enclave mounts over it at boot",
+		    base, S_ISLNK(existing->mode) ? "a symlink" : "another type");
 	if (existing)
 		child_remove(dir, at);
 	child_insert(dir, n, at);
@@ -716,28 +774,45 @@ int bld_tree_add_file(struct bld_tree *t, const char *path, const char *src_path
 
 /* ---------------------------------------------------------------- walking */
 
-static int walk_node(struct bld_node *dir, struct buf *path, bld_tree_visit_fn fn, void *ctx, struct err **err)
-{
-	for (size_t i = 0; i < dir->n_children; i++) {
-		struct bld_node *c = dir->children[i];
-		size_t mark = path->len;
-		if (mark)
-			buf_putc(path, '/');
-		buf_puts(path, c->name);
-		int r = fn(c, buf_str(path), ctx, err);
-		if (r == 0 && S_ISDIR(c->mode))
-			r = walk_node(c, path, fn, ctx, err);
-		path->len = mark;
-		if (path->data)
-			path->data[mark] = '\0';
-		if (r != 0)
-			return r;
-	}
-	return 0;
-}
-
+/* Iterative (an explicit stack of directories being listed): the depth is bounded by
+ * check_path_len, but the walk should not lean on the C stack for it either. */
 int bld_tree_walk(struct bld_tree *t, bld_tree_visit_fn fn, void *ctx, struct err **err)
 {
+	struct frame {
+		struct bld_node *dir;
+		size_t next;
+		size_t mark; /* path->len before this directory's children */
+	};
 	_cleanup_buf_ struct buf path = {0};
-	return walk_node(t->root, &path, fn, ctx, err);
+	_cleanup_free_ struct frame *stack = NULL;
+	size_t depth = 0, cap = 0;
+	struct frame top = {t->root, 0, 0};
+	int r = 0;
+	for (;;) {
+		if (top.next == top.dir->n_children) {
+			if (depth == 0)
+				break;
+			top = stack[--depth];
+			continue;
+		}
+		struct bld_node *c = top.dir->children[top.next++];
+		path.len = top.mark;
+		if (path.data)
+			path.data[path.len] = '\0';
+		if (top.mark)
+			buf_putc(&path, '/');
+		buf_puts(&path, c->name);
+		r = fn(c, buf_str(&path), ctx, err);
+		if (r != 0)
+			break;
+		if (S_ISDIR(c->mode) && c->n_children) {
+			if (depth == cap) {
+				cap = cap ? cap * 2 : 32;
+				stack = xrealloc(stack, cap * sizeof(*stack));
+			}
+			stack[depth++] = top;
+			top = (struct frame){c, 0, path.len};
+		}
+	}
+	return r;
 }

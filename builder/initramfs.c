@@ -157,6 +157,17 @@ static int initramfs_entries(struct writer *w, const struct bld_initramfs_spec *
 			return -1;
 	if (bld_tree_add_file(spec->tree, "sbin/odyn", spec->odyn_path, 0755, added, err) < 0)
 		return err_wrap(err, "odyn");
+	/* odyn reads the manifest at exactly /etc/enclaver/enclaver.yaml: no symlink of the image may
+	 * send it elsewhere (into /proc, /tmp, or a file of the app's own). */
+	static const char *const manifest_dirs[] = {"etc", "etc/enclaver"};
+	for (size_t i = 0; i < 2; i++) {
+		const struct bld_node *d = bld_tree_lookup(spec->tree, manifest_dirs[i]);
+		if (d && S_ISLNK(d->mode))
+			return err_set(err, EINVAL,
+			               "manifest: the image's /%s is a symlink (-> %s); enclaver's manifest goes to "
+			               "/etc/enclaver/enclaver.yaml under real directories",
+			               manifest_dirs[i], d->link_target);
+	}
 	if (bld_tree_add_data(spec->tree, "etc/enclaver/enclaver.yaml", spec->manifest_data, spec->manifest_len, 0644,
 	                      added, err) < 0)
 		return err_wrap(err, "manifest");

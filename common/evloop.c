@@ -4,6 +4,8 @@
 #include <errno.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/timerfd.h>
+#include <unistd.h>
 
 #include "transport.h"
 
@@ -116,4 +118,39 @@ void evloop_stop(struct evloop *loop)
 bool evloop_stopped(const struct evloop *loop)
 {
 	return loop->stopped;
+}
+
+int ev_deadline_arm(struct ev_deadline *d, struct evloop *loop, int ms,
+                    void (*fn)(struct ev_handler *h, uint32_t events), struct err **err)
+{
+	if (d->fd < 0) {
+		d->fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+		if (d->fd < 0)
+			return err_sys(err, "timerfd_create");
+		d->loop = loop;
+		d->h.fn = fn;
+		if (evloop_add(loop, d->fd, EPOLLIN, &d->h, err) < 0) {
+			close(d->fd);
+			d->fd = -1;
+			return -1;
+		}
+	}
+	struct itimerspec its = {.it_value = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L}};
+	if (its.it_value.tv_sec == 0 && its.it_value.tv_nsec == 0)
+		its.it_value.tv_nsec = 1; /* zero would disarm it */
+	if (timerfd_settime(d->fd, 0, &its, NULL) < 0) {
+		err_sys(err, "timerfd_settime");
+		ev_deadline_stop(d);
+		return -1;
+	}
+	return 0;
+}
+
+void ev_deadline_stop(struct ev_deadline *d)
+{
+	if (d->fd < 0)
+		return;
+	evloop_del(d->loop, d->fd);
+	close(d->fd);
+	d->fd = -1;
 }

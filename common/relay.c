@@ -4,6 +4,7 @@
  * One side may speak TLS (ingress termination, common/tls.c): its reads and
  * writes then go through the TLS connection's memory buffers. */
 #include <errno.h>
+#include <stddef.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
@@ -29,11 +30,25 @@ struct relay_dir {
 	bool done; /* ... and it has been passed on as shutdown */
 };
 
+/* relay_start_connecting: end B is not connected yet. QUEUED (end B is -1) behind the queue's
+ * one connect under way, then CONNECTING (EPOLLOUT on end B), then OPEN like any relay. End A
+ * is not read before OPEN, and the deadline, armed at the start, closes both ends when it
+ * passes first. */
+enum relay_phase { RELAY_OPEN, RELAY_QUEUED, RELAY_CONNECTING };
+
 struct relay {
 	struct evloop *loop;
 	struct relay_end end[2];
 	struct relay_dir dir[2];
 	bool closed;
+	enum relay_phase phase;
+	struct relay_queue *queue;
+	struct relay *q_next;
+	relay_connect_fn connect;
+	void *connect_ctx;
+	struct ev_deadline deadline;
+	int timeout_ms;
+	char *what;
 	struct relay_list *list;
 	struct relay *next, **pprev;
 };
@@ -45,18 +60,45 @@ static void relay_free(void *p)
 	free(r->dir[1].pending);
 	tls_conn_free(r->end[0].tls);
 	tls_conn_free(r->end[1].tls);
+	free(r->what);
 	free(r);
 }
 
+/* Takes a waiting relay out of its queue's accounting (and the queue itself when QUEUED). */
+static void queue_leave(struct relay *r)
+{
+	struct relay_queue *q = r->queue;
+	if (r->phase == RELAY_QUEUED) {
+		for (struct relay **pp = &q->head; *pp; pp = &(*pp)->q_next)
+			if (*pp == r) {
+				*pp = r->q_next;
+				break;
+			}
+		q->tail = NULL;
+		for (struct relay *x = q->head; x; x = x->q_next)
+			q->tail = x;
+	} else if (r->phase == RELAY_CONNECTING) {
+		q->in_flight = false;
+	}
+	if (r->phase != RELAY_OPEN)
+		q->n--;
+	r->phase = RELAY_OPEN;
+	ev_deadline_stop(&r->deadline);
+}
+
+/* Does not start the next queued connect: the callers that end a wait do (queue_pump). */
 static void relay_close(struct relay *r)
 {
 	if (r->closed)
 		return;
 	r->closed = true;
 	for (int i = 0; i < 2; i++) {
+		if (r->end[i].fd < 0)
+			continue;
 		evloop_del(r->loop, r->end[i].fd);
 		close(r->end[i].fd);
 	}
+	queue_leave(r);
 	*r->pprev = r->next;
 	if (r->next)
 		r->next->pprev = r->pprev;
@@ -243,12 +285,92 @@ static int pump(struct relay *r, int i)
 	return 0;
 }
 
+static void update(struct relay *r);
+
+/* End B is connected: the relay runs. */
+static void connected(struct relay *r)
+{
+	queue_leave(r);
+	update(r);
+}
+
+/* Starts the connects of queued relays, one at a time per queue. */
+static void queue_pump(struct relay_queue *q)
+{
+	while (!q->in_flight && q->head) {
+		struct relay *r = q->head;
+		q->head = r->q_next;
+		if (!q->head)
+			q->tail = NULL;
+		r->q_next = NULL;
+		r->phase = RELAY_CONNECTING;
+		q->in_flight = true;
+		_cleanup_err_ struct err *e = NULL;
+		bool in_progress = false;
+		int fd = r->connect(r->connect_ctx, &in_progress, &e);
+		if (fd >= 0 && evloop_add(r->loop, fd, in_progress ? EPOLLOUT : 0, &r->end[1].h, &e) < 0) {
+			close(fd);
+			fd = -1;
+		}
+		if (fd < 0) {
+			log_warn("%s: %s: connection refused", r->what, e ? e->msg : "connect failed");
+			relay_close(r);
+			continue;
+		}
+		r->end[1].fd = fd;
+		r->end[1].events = in_progress ? EPOLLOUT : 0;
+		if (!in_progress)
+			connected(r);
+	}
+}
+
+/* End B's connect finished (EPOLLOUT), or end A went away while it waited. */
+static void on_waiting_event(struct relay *r, int i, uint32_t events)
+{
+	struct relay_queue *q = r->queue;
+	if (i == 0) {
+		if (events & (EPOLLHUP | EPOLLERR)) {
+			relay_close(r); /* the client left before its connection was made */
+			queue_pump(q);
+		}
+		return;
+	}
+	int soerr = 0;
+	socklen_t sl = sizeof(soerr);
+	if (getsockopt(r->end[1].fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) < 0)
+		soerr = errno;
+	if (soerr == 0 && !(events & EPOLLERR) && (events & EPOLLOUT)) {
+		connected(r);
+	} else {
+		log_warn("%s: %s: connection refused", r->what, strerror(soerr ? soerr : ECONNREFUSED));
+		relay_close(r);
+	}
+	queue_pump(q);
+}
+
+static void on_connect_timeout(struct ev_handler *h, uint32_t events)
+{
+	struct relay *r = (struct relay *)((char *)h - offsetof(struct relay, deadline));
+	(void)events;
+	if (r->closed || r->phase == RELAY_OPEN)
+		return;
+	struct relay_queue *q = r->queue;
+	log_warn("%s: not accepted within %d ms (is its listen backlog full?): connection refused", r->what,
+	         r->timeout_ms);
+	relay_close(r);
+	queue_pump(q);
+}
+
 static void on_event(struct ev_handler *h, uint32_t events)
 {
 	struct relay_end *e = (struct relay_end *)h;
 	struct relay *r = e->r;
 	if (r->closed)
 		return;
+	if (r->phase != RELAY_OPEN) {
+		on_waiting_event(r, (int)(e - r->end), events);
+		return;
+	}
 	int i = (int)(e - r->end);
 	if (events & EPOLLERR) {
 		relay_close(r);
@@ -273,8 +395,7 @@ static void on_event(struct ev_handler *h, uint32_t events)
 	 * there is room for it. */
 	for (int j = 0; j < 2; j++) {
 		struct relay_end *te = &r->end[j];
-		if (te->tls && !r->dir[j].eof && r->dir[j].len == 0 && tls_conn_buffered(te->tls) &&
-		    pump(r, j) < 0) {
+		if (te->tls && !r->dir[j].eof && r->dir[j].len == 0 && tls_conn_buffered(te->tls) && pump(r, j) < 0) {
 			relay_close(r);
 			return;
 		}
@@ -286,12 +407,23 @@ static void on_event(struct ev_handler *h, uint32_t events)
 	update(r);
 }
 
+static void list_link(struct relay *r, struct relay_list *list)
+{
+	r->list = list;
+	r->next = list->head;
+	if (list->head)
+		list->head->pprev = &r->next;
+	list->head = r;
+	r->pprev = &list->head;
+	list->n++;
+}
+
 static int relay_begin(struct evloop *loop, int fd_a, struct tls_conn *tls_a, int fd_b, const void *a_to_b,
                        size_t n_a_to_b, const void *b_to_a, size_t n_b_to_a, struct relay_list *list, struct err **err)
 {
 	struct relay *r = xcalloc(1, sizeof(*r));
 	r->loop = loop;
-	r->list = list;
+	r->deadline.fd = -1;
 	r->end[0] = (struct relay_end){.h.fn = on_event, .r = r, .fd = fd_a, .tls = tls_a};
 	r->end[1] = (struct relay_end){.h.fn = on_event, .r = r, .fd = fd_b};
 	if (n_a_to_b)
@@ -308,12 +440,7 @@ static int relay_begin(struct evloop *loop, int fd_a, struct tls_conn *tls_a, in
 			return err_wrap(err, "relay");
 		}
 	}
-	r->next = list->head;
-	if (list->head)
-		list->head->pprev = &r->next;
-	list->head = r;
-	r->pprev = &list->head;
-	list->n++;
+	list_link(r, list);
 	update(r);
 	return 0;
 }
@@ -328,6 +455,51 @@ int relay_start_tls(struct evloop *loop, int fd_tls, struct tls_conn *tls, int f
                     struct err **err)
 {
 	return relay_begin(loop, fd_tls, tls, fd_plain, NULL, 0, NULL, 0, list, err);
+}
+
+int relay_start_connecting(struct evloop *loop, int fd_a, struct tls_conn *tls_a, relay_connect_fn connect, void *ctx,
+                           int timeout_ms, const char *what, struct relay_queue *q, struct relay_list *list,
+                           struct err **err)
+{
+	if (!what)
+		what = "relay";
+	if (q->n >= RELAY_CONNECTING_MAX) {
+		close(fd_a);
+		tls_conn_free(tls_a);
+		return err_set(err, EAGAIN, "%s: %zu connections already wait to be accepted: connection refused", what,
+		               q->n);
+	}
+	struct relay *r = xcalloc(1, sizeof(*r));
+	r->loop = loop;
+	r->deadline.fd = -1;
+	r->end[0] = (struct relay_end){.h.fn = on_event, .r = r, .fd = fd_a, .tls = tls_a};
+	r->end[1] = (struct relay_end){.h.fn = on_event, .r = r, .fd = -1};
+	r->connect = connect;
+	r->connect_ctx = ctx;
+	r->timeout_ms = timeout_ms > 0 ? timeout_ms : 1;
+	r->what = xstrdup(what);
+	if (evloop_add(loop, fd_a, 0, &r->end[0].h, err) < 0) {
+		close(fd_a);
+		relay_free(r);
+		return err_wrap(err, "relay");
+	}
+	if (ev_deadline_arm(&r->deadline, loop, r->timeout_ms, on_connect_timeout, err) < 0) {
+		evloop_del(loop, fd_a);
+		close(fd_a);
+		relay_free(r);
+		return err_wrap(err, "relay");
+	}
+	list_link(r, list);
+	r->queue = q;
+	r->phase = RELAY_QUEUED;
+	q->n++;
+	if (q->tail)
+		q->tail->q_next = r;
+	else
+		q->head = r;
+	q->tail = r;
+	queue_pump(q);
+	return 0;
 }
 
 void relay_list_close_all(struct relay_list *list)

@@ -197,6 +197,26 @@ int transport_connect(const struct transport_addr *addr, bool nonblock, struct e
 	return steal_fd(&fd);
 }
 
+int transport_connect_timed(const struct transport_addr *addr, int timeout_ms, struct err **err)
+{
+	_cleanup_close_ int fd = socket(addr->family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return err_sys(err, "connect to %s: socket", addr->text);
+	/* Linux bounds a blocking connect by SO_SNDTIMEO (EINPROGRESS when it passes). */
+	struct timeval tv = {.tv_sec = timeout_ms / 1000, .tv_usec = (timeout_ms % 1000) * 1000};
+	if (setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)) < 0)
+		return err_sys(err, "connect to %s: SO_SNDTIMEO", addr->text);
+	int r;
+	do
+		r = connect(fd, (const struct sockaddr *)&addr->sa, addr->len);
+	while (r < 0 && errno == EINTR);
+	if (r < 0 && (errno == EINPROGRESS || errno == EAGAIN))
+		return err_set(err, ETIMEDOUT, "connect to %s: not accepted within %d ms", addr->text, timeout_ms);
+	if (r < 0)
+		return err_sys(err, "connect to %s", addr->text);
+	return steal_fd(&fd);
+}
+
 int transport_reserve_fd(void)
 {
 	return open("/dev/null", O_RDONLY | O_CLOEXEC);
@@ -249,8 +269,12 @@ int listener_open(struct listener *l, struct evloop *loop, const struct transpor
 	int fd = transport_listen(addr, backlog, err);
 	if (fd < 0)
 		return -1;
-	*l = (struct listener){.h.fn = on_accept, .loop = loop, .fd = fd, .reserve_fd = transport_reserve_fd(),
-	                       .open = true, .addr = *addr};
+	*l = (struct listener){.h.fn = on_accept,
+	                       .loop = loop,
+	                       .fd = fd,
+	                       .reserve_fd = transport_reserve_fd(),
+	                       .open = true,
+	                       .addr = *addr};
 	if (evloop_add(loop, fd, EPOLLIN, &l->h, err) < 0) {
 		close(fd);
 		if (l->reserve_fd >= 0)

@@ -29,6 +29,10 @@ int transport_parse(const char *text, struct transport_addr *out, struct err **e
 int transport_listen(const struct transport_addr *addr, int backlog, struct err **err);
 /* A connected socket (blocking connect), then set non-blocking when asked. */
 int transport_connect(const struct transport_addr *addr, bool nonblock, struct err **err);
+/* A blocking socket whose connect gives up after timeout_ms (ETIMEDOUT), for threads that may
+ * block but not for minutes (a full listen backlog leaves a TCP connect unanswered for about two);
+ * writes on it time out likewise (SO_SNDTIMEO). */
+int transport_connect_timed(const struct transport_addr *addr, int timeout_ms, struct err **err);
 /* Removes a unix socket's file after its listener closed; no-op otherwise. */
 void transport_unlink(const struct transport_addr *addr);
 /* Starts a non-blocking connect; *in_progress is set when the caller must
@@ -69,6 +73,18 @@ int evloop_run_once(struct evloop *loop, int timeout_ms, struct err **err);
 int evloop_run(struct evloop *loop, struct err **err);
 void evloop_stop(struct evloop *loop);
 bool evloop_stopped(const struct evloop *loop);
+
+/* A one-shot deadline on the loop (a timerfd): fn runs once when ms have passed, unless stopped
+ * first. Put the struct inside the object it guards; fn gets &deadline.h. Arming again restarts
+ * it; stop is safe on one never armed (fd -1: initialise it so, or zero it and set fd = -1). */
+struct ev_deadline {
+	struct ev_handler h;
+	struct evloop *loop;
+	int fd;
+};
+int ev_deadline_arm(struct ev_deadline *d, struct evloop *loop, int ms,
+                    void (*fn)(struct ev_handler *h, uint32_t events), struct err **err);
+void ev_deadline_stop(struct ev_deadline *d);
 
 /* ---------------------------------------------------------------- listener
  * A listening socket watched by the loop, with its spare descriptor for

@@ -723,9 +723,8 @@ int registry_status_error(struct registry *r, const char *what, const struct reg
 	}
 }
 
-int registry_do(struct registry *r, const struct reg_req *req, struct reg_resp *resp, struct err **err)
+static int request_with_retries(struct registry *r, const struct reg_req *req, struct reg_resp *resp, struct err **err)
 {
-	memset(resp, 0, sizeof(*resp));
 	size_t out_start = req->out ? req->out->len : 0;
 	bool reauthed = false;
 	for (int attempt = 1;; attempt++) {
@@ -783,4 +782,16 @@ int registry_do(struct registry *r, const struct reg_req *req, struct reg_resp *
 		}
 		return 0;
 	}
+}
+
+int registry_do(struct registry *r, const struct reg_req *req, struct reg_resp *resp, struct err **err)
+{
+	memset(resp, 0, sizeof(*resp));
+	/* A failure (a body over the cap, the network, credentials) may come after on_header kept
+	 * strings: the caller frees resp only on success. */
+	if (request_with_retries(r, req, resp, err) < 0) {
+		reg_resp_free(resp);
+		return -1;
+	}
+	return 0;
 }

@@ -77,7 +77,7 @@ int registry_new(const char *host, const struct oci_opts *opts, bool insecure, s
 void registry_free(struct registry *r);
 /* Does a request with authentication (fetching or refreshing a token on a
  * 401) and retries on network errors, 429 and 5xx. Any HTTP status returns 0;
- * the caller judges it. */
+ * the caller judges it and frees resp. On -1 resp holds nothing to free. */
 int registry_do(struct registry *r, const struct reg_req *req, struct reg_resp *resp, struct err **err);
 /* Makes sure a token (or basic credentials) for the scope is at hand and
  * returns the Authorization header line for it, or NULL. Caller frees. */

@@ -19,6 +19,7 @@ void odyn_config_init(struct odyn_config *c)
 	memset(c, 0, sizeof(*c));
 	c->grace_ms = 10000;
 	c->linger_ms = 1000;
+	c->ingress_connect_ms = ODYN_INGRESS_CONNECT_MS;
 	c->backoff_ms = 1000;
 	c->console = true;
 	c->proxy_port = 10000;
@@ -195,9 +196,12 @@ static int apply_option(struct odyn_config *c, const char *name, const char *val
 {
 	long n;
 	if (strcmp(name, "--config-dir") == 0) {
+		/* The manifest is what odyn enforces: without it (a missing file, or a directory the
+		 * image redirected) odyn would run with no policy at all, so it refuses to start. */
 		_cleanup_free_ char *path = xasprintf("%s/enclaver.yaml", val);
 		if (access(path, F_OK) < 0)
-			return 0; /* odyn runs without a manifest too */
+			return err_sys(err, "--config-dir %s: no manifest %s (odyn does not start without it)", val,
+			               path);
 		return odyn_config_load_manifest(c, path, err);
 	}
 	if (strcmp(name, "--manifest") == 0)
@@ -227,6 +231,12 @@ static int apply_option(struct odyn_config *c, const char *name, const char *val
 			c->backoff_ms = n > 0 ? (int)n : 1;
 		else
 			c->max_restarts = (int)n;
+		return 0;
+	}
+	if (strcmp(name, "--ingress-connect-ms") == 0) {
+		if (parse_int(val, 1, 24L * 3600 * 1000, &n) < 0)
+			return err_set(err, EINVAL, "%s \"%s\": want a positive number", name, val);
+		c->ingress_connect_ms = (int)n;
 		return 0;
 	}
 	if (strcmp(name, "--restart") == 0) {

@@ -33,9 +33,14 @@ struct pc_end {
 	uint32_t events;
 };
 
+/* How long a tunnel's connect to the host's egress endpoint may take (vsock's own connect
+ * timeout is shorter; the bound holds whatever transport --egress-host names). */
+#define EGRESS_HOST_CONNECT_MS 10000
+
 struct pconn {
 	struct egress_proxy *px;
 	struct pc_end client, up;
+	struct ev_deadline up_deadline; /* while PC_CONNECTING */
 	enum pc_state state;
 	bool dead;
 	bool is_connect;
@@ -74,6 +79,7 @@ static void pc_free(void *p)
 
 static void up_close(struct pconn *pc)
 {
+	ev_deadline_stop(&pc->up_deadline);
 	if (pc->up.fd >= 0) {
 		evloop_del(pc->px->loop, pc->up.fd);
 		close(pc->up.fd);
@@ -173,6 +179,21 @@ static void deny(struct pconn *pc, enum egress_verdict v, const char *host, uint
 	pc_respond(pc, 401, "Unauthorized", body, true);
 }
 
+/* The host's egress endpoint took the connect no further within the bound (its backlog full, or
+ * the transport silent): the client gets 502 instead of a wait of minutes. */
+static void on_up_deadline(struct ev_handler *h, uint32_t events)
+{
+	struct pconn *pc = container_of(h, struct pconn, up_deadline);
+	(void)events;
+	if (pc->dead || pc->state != PC_CONNECTING)
+		return;
+	log_warn("egress: %s did not accept the tunnel's connection within %d ms", pc->px->host.text,
+	         EGRESS_HOST_CONNECT_MS);
+	up_close(pc);
+	pc_respond(pc, 502, "Bad Gateway", "egress: the host's egress endpoint did not answer in time\n", true);
+	pc_process(pc);
+}
+
 /* Opens a tunnel to host:port through the host's egress endpoint. */
 static void tunnel_open(struct pconn *pc, const char *host, uint16_t port)
 {
@@ -199,6 +220,11 @@ static void tunnel_open(struct pconn *pc, const char *host, uint16_t port)
 	egress_frame_request(&pc->to_up, host, port);
 	pc->reply.len = 0;
 	pc->state = PC_CONNECTING;
+	if (ev_deadline_arm(&pc->up_deadline, pc->px->loop, EGRESS_HOST_CONNECT_MS, on_up_deadline, &e) < 0) {
+		log_warn("egress: %s", e->msg);
+		up_close(pc);
+		pc_respond(pc, 502, "Bad Gateway", "egress: internal error\n", true);
+	}
 }
 
 /* Writes the rewritten head of an absolute-form request for the upstream. */
@@ -379,6 +405,7 @@ static void on_up(struct ev_handler *h, uint32_t events)
 		return;
 	_cleanup_err_ struct err *e = NULL;
 	if (pc->state == PC_CONNECTING) {
+		ev_deadline_stop(&pc->up_deadline);
 		if (transport_connect_finish(pc->up.fd, &pc->px->host, &e) < 0 ||
 		    flush(pc->up.fd, &pc->to_up, &pc->to_up_off) < 0 || pc->to_up.len > 0) {
 			log_warn("egress: %s", e ? e->msg : "cannot send the tunnel request");
@@ -494,6 +521,7 @@ static void on_accept(struct ev_handler *h, uint32_t events)
 		pc->px = px;
 		pc->client = (struct pc_end){.h.fn = on_client, .pc = pc, .fd = fd};
 		pc->up = (struct pc_end){.h.fn = on_up, .pc = pc, .fd = -1};
+		pc->up_deadline.fd = -1;
 		if (evloop_add(px->loop, fd, EPOLLIN, &pc->client.h, &e) < 0) {
 			log_warn("egress: %s", e->msg);
 			close(fd);

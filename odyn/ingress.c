@@ -12,7 +12,29 @@ struct ingress {
 	struct odyn_ingress spec;
 	struct tls_server *tls; /* NULL: plain TCP */
 	struct relay_list relays;
+	struct relay_queue waiting; /* clients whose connection to the app is not made yet */
+	int connect_ms;
+	char what[300]; /* "ingress LISTEN -> TARGET", for the relay's messages */
 };
+
+static int connect_app(void *ctx, bool *in_progress, struct err **err)
+{
+	struct ingress *in = ctx;
+	return transport_connect_start(&in->spec.target, in_progress, err);
+}
+
+/* The connect to the app never waits on the loop: an app whose listen backlog is full (slower
+ * than its clients, or not accepting at all) leaves the SYN unanswered for minutes, and a
+ * blocking connect froze every service. The relay queue makes one connect to the app at a time
+ * and holds the other clients, unread, until their turn or connect_ms. */
+static void client_start(struct ingress *in, int fd)
+{
+	_cleanup_err_ struct err *e = NULL;
+	struct tls_conn *tls = in->tls ? tls_conn_new(in->tls) : NULL;
+	if (relay_start_connecting(in->loop, fd, tls, connect_app, in, in->connect_ms, in->what, &in->waiting,
+	                           &in->relays, &e) < 0)
+		log_warn("ingress %s: %s", in->spec.listen.text, e->msg);
+}
 
 static void on_accept(struct ev_handler *h, uint32_t events)
 {
@@ -26,21 +48,12 @@ static void on_accept(struct ev_handler *h, uint32_t events)
 				log_warn("ingress %s: %s", in->spec.listen.text, e->msg);
 			return;
 		}
-		/* Loopback connects complete at once (or are refused at once). */
-		int up = transport_connect(&in->spec.target, true, &e);
-		if (up < 0) {
-			log_warn("ingress %s: %s", in->spec.listen.text, e->msg);
-			close(fd);
-			continue;
-		}
-		int r = in->tls ? relay_start_tls(in->loop, fd, tls_conn_new(in->tls), up, &in->relays, &e)
-		                : relay_start(in->loop, fd, up, NULL, 0, NULL, 0, &in->relays, &e);
-		if (r < 0)
-			log_warn("ingress %s: %s", in->spec.listen.text, e->msg);
+		client_start(in, fd);
 	}
 }
 
-int ingress_start(struct evloop *loop, const struct odyn_ingress *spec, struct ingress **out, struct err **err)
+int ingress_start(struct evloop *loop, const struct odyn_ingress *spec, int connect_ms, struct ingress **out,
+                  struct err **err)
 {
 	struct tls_server *tls = NULL;
 	if (spec->tls_cert_file && tls_server_new(spec->tls_cert_file, spec->tls_key_file, &tls, err) < 0)
@@ -54,6 +67,8 @@ int ingress_start(struct evloop *loop, const struct odyn_ingress *spec, struct i
 	in->loop = loop;
 	in->spec = *spec;
 	in->tls = tls;
+	in->connect_ms = connect_ms > 0 ? connect_ms : ODYN_INGRESS_CONNECT_MS;
+	snprintf(in->what, sizeof(in->what), "ingress %s -> %s", spec->listen.text, spec->target.text);
 	log_info("ingress %s -> %s%s", spec->listen.text, spec->target.text, tls ? " (TLS terminated here)" : "");
 	*out = in;
 	return 0;

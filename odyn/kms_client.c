@@ -13,15 +13,21 @@
 
 #include "odyn/internal.h"
 
-#define RESPONSE_MAX (1u << 20)
+#define RESPONSE_MAX          (1u << 20)
+#define KMS_TUNNEL_CONNECT_MS 10000
+#define KMS_TUNNEL_REPLY_MS   30000
 
 /* ---------------------------------------------------------------- tunnels */
 
 int kms_tunnel_open(const struct transport_addr *egress, const char *host, uint16_t port, struct err **err)
 {
-	_cleanup_close_ int fd = transport_connect(egress, false, err);
+	/* Each request holds one of the proxy's 16 threads: neither the connect nor the host's reply
+	 * (which waits for its own connect to the target, 10 s per address) may hold it for minutes. */
+	_cleanup_close_ int fd = transport_connect_timed(egress, KMS_TUNNEL_CONNECT_MS, err);
 	if (fd < 0)
 		return err_wrap(err, "egress endpoint");
+	struct timeval tv = {.tv_sec = KMS_TUNNEL_REPLY_MS / 1000};
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 	_cleanup_buf_ struct buf req = {0}, reply = {0};
 	egress_frame_request(&req, host, port);
 	if (io_write_full(fd, req.data, req.len, err) < 0)
@@ -32,6 +38,9 @@ int kms_tunnel_open(const struct transport_addr *egress, const char *host, uint1
 		ssize_t n = read(fd, &c, 1);
 		if (n < 0 && errno == EINTR)
 			continue;
+		if (n < 0 && errno == EAGAIN)
+			return err_set(err, ETIMEDOUT, "egress endpoint did not reply within %d ms for %s:%u",
+			               KMS_TUNNEL_REPLY_MS, host, port);
 		if (n <= 0)
 			return err_set(err, ECONNRESET, "egress endpoint closed before replying for %s:%u", host, port);
 		buf_append(&reply, &c, 1);

@@ -125,6 +125,9 @@ void odyn_api_request_free(struct odyn_api_request *r);
 /* ---------------------------------------------------------------- configuration */
 enum odyn_restart { ODYN_RESTART_NEVER = 0, ODYN_RESTART_ON_FAILURE };
 
+/* The default bound on an ingress client's connect to the app. */
+#define ODYN_INGRESS_CONNECT_MS 10000
+
 struct odyn_ingress {
 	struct transport_addr listen, target;
 	char *tls_cert_file, *tls_key_file; /* both set: TLS is terminated here (PEM files) */
@@ -143,8 +146,9 @@ struct odyn_config {
 	gid_t gid;
 	gid_t *groups;
 	size_t n_groups;
-	int grace_ms;  /* SIGTERM -> SIGKILL */
-	int linger_ms; /* after the app ends, how long to wait for readers */
+	int grace_ms;           /* SIGTERM -> SIGKILL */
+	int linger_ms;          /* after the app ends, how long to wait for readers */
+	int ingress_connect_ms; /* how long an ingress client waits for the app to accept */
 	enum odyn_restart restart;
 	int max_restarts; /* on-failure: 0 = unlimited */
 	int backoff_ms;   /* first delay; doubles up to 60 s */

@@ -7,7 +7,9 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <fcntl.h>
 #include <sys/types.h>
+#include <unistd.h>
 
 #include "common/common.h"
 
@@ -47,11 +49,15 @@ struct launcher_ops {
 	int (*listen_parent)(struct launcher *l, uint32_t port, int *fd, struct err **err);
 	/* Boots the EIF and returns once the heartbeat (vsock 9000) was answered; on failure
 	 * nothing is left running. */
-	int (*start)(struct launcher *l, const struct launch_request *req, struct launch_info *info,
-	             struct err **err);
+	int (*start)(struct launcher *l, const struct launch_request *req, struct launch_info *info, struct err **err);
 	/* A connected stream to the enclave's `port` (status 17000, log 17001, ingress ports).
 	 * ECONNREFUSED/ECONNRESET when nothing listens there yet: callers retry. The caller owns *fd. */
 	int (*connect_guest)(struct launcher *l, uint32_t port, int *fd, struct err **err);
+	/* Optional: the same connection without waiting, for the outer side's event loop: *fd is
+	 * non-blocking and, when *in_progress, still connecting (wait for it to be writable; see
+	 * relay_start_connecting). NULL: launcher_connect_guest_start falls back to connect_guest,
+	 * which waits (within the launcher's own bound). */
+	int (*connect_guest_start)(struct launcher *l, uint32_t port, int *fd, bool *in_progress, struct err **err);
 	/* Polls readable or POLLHUP once the enclave has stopped; owned by the launcher. */
 	int (*exit_fd)(struct launcher *l);
 	/* The debug console as a readable stream (debug mode only), -1 otherwise; owned by the
@@ -79,6 +85,22 @@ static inline int launcher_start(struct launcher *l, const struct launch_request
 static inline int launcher_connect_guest(struct launcher *l, uint32_t port, int *fd, struct err **err)
 {
 	return l->ops->connect_guest(l, port, fd, err);
+}
+static inline int launcher_connect_guest_start(struct launcher *l, uint32_t port, int *fd, bool *in_progress,
+                                               struct err **err)
+{
+	if (l->ops->connect_guest_start)
+		return l->ops->connect_guest_start(l, port, fd, in_progress, err);
+	*in_progress = false;
+	if (l->ops->connect_guest(l, port, fd, err) < 0)
+		return -1;
+	int fl = fcntl(*fd, F_GETFL);
+	if (fl < 0 || fcntl(*fd, F_SETFL, fl | O_NONBLOCK) < 0) {
+		close(*fd);
+		*fd = -1;
+		return err_sys(err, "connect to enclave port %u: fcntl", port);
+	}
+	return 0;
 }
 static inline int launcher_exit_fd(struct launcher *l)
 {

@@ -51,6 +51,18 @@ static int ln_connect_guest(struct launcher *l, uint32_t port, int *fd, struct e
 	return 0;
 }
 
+static int ln_connect_guest_start(struct launcher *l, uint32_t port, int *fd, bool *in_progress, struct err **err)
+{
+	struct launcher_nitro *ln = ln_of(l);
+	if (ln->enc.fd < 0)
+		return err_set(err, ENOTCONN, "connect to enclave port %u: no enclave is running", port);
+	int r = ne_net_connect_start(&ln->env.net, ln->enc.cid, port, in_progress, err);
+	if (r < 0)
+		return err_wrap(err, "enclave CID %llu port %u", (unsigned long long)ln->enc.cid, port);
+	*fd = r;
+	return 0;
+}
+
 static int ln_exit_fd(struct launcher *l)
 {
 	return ln_of(l)->enc.fd;
@@ -82,6 +94,7 @@ static const struct launcher_ops nitro_ops = {
     .listen_parent = ln_listen_parent,
     .start = ln_start,
     .connect_guest = ln_connect_guest,
+    .connect_guest_start = ln_connect_guest_start,
     .exit_fd = ln_exit_fd,
     .console_fd = ln_console_fd,
     .stop = ln_stop,

@@ -208,6 +208,9 @@ int ne_net_connect_timeout(const struct ne_net *net, uint64_t cid, uint32_t port
 int ne_vsock_socket(uint64_t connect_timeout_ms, struct err **err);
 /* nitro-cli's console connect timeout (src/utils.rs CONSOLE_CONNECT_TIMEOUT). */
 #define NE_CONSOLE_CONNECT_TIMEOUT_MS 20000
+/* ne_net_connect without waiting (transport_connect_start): *in_progress when the socket must become
+ * writable first; a vsock connect is then bounded by the kernel's connect timeout. */
+int ne_net_connect_start(const struct ne_net *net, uint64_t cid, uint32_t port, bool *in_progress, struct err **err);
 
 /* ---------------------------------------------------------------- heartbeat */
 /* nitro-cli's boot timeout: 90 s per started 6 GiB of EIF plus 90 s per started 100 GiB of memory. */

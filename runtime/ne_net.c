@@ -101,3 +101,19 @@ int ne_net_connect_timeout(const struct ne_net *net, uint64_t cid, uint32_t port
 {
 	return connect_with(net, cid, port, timeout_ms, err);
 }
+
+int ne_net_connect_start(const struct ne_net *net, uint64_t cid, uint32_t port, bool *in_progress, struct err **err)
+{
+	struct transport_addr a;
+	if (ne_net_addr(net, false, cid, port, &a, err) < 0)
+		return -1;
+	if (net->unix_dir && net->before_connect)
+		net->before_connect(net->hook_ctx, cid, port);
+	int fd = transport_connect_start(&a, in_progress, err);
+	if (fd < 0) {
+		if (a.family == AF_UNIX && (*err)->code == ENOENT)
+			(*err)->code = ECONNREFUSED;
+		return a.family == AF_VSOCK ? vsock_hint(err) : -1;
+	}
+	return fd;
+}

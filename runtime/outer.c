@@ -41,7 +41,7 @@ static void on_timer(struct ev_handler *h, uint32_t events)
 	struct gstream *order[] = {&o->log, &o->status};
 	for (size_t i = 0; i < 2; i++) {
 		struct gstream *g = order[i];
-		if (!g->wanted)
+		if (!g->wanted || g->connecting)
 			continue;
 		if (i == 1 && o->log.wanted) {
 			next = 20;
@@ -104,7 +104,7 @@ static void on_signal(struct ev_handler *h, uint32_t events)
 	o->signo = (int)si.ssi_signo;
 	for (size_t i = 0; i < o->n_ingress; i++)
 		outer_ingress_close(o, &o->ingress[i]);
-	if (again || o->status.fd < 0 || send(o->status.fd, "stop\n", 5, MSG_NOSIGNAL) != 5) {
+	if (again || o->status.fd < 0 || o->status.connecting || send(o->status.fd, "stop\n", 5, MSG_NOSIGNAL) != 5) {
 		log_info("signal %d: stopping the enclave", o->signo);
 		evloop_stop(o->loop);
 		return;

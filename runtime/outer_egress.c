@@ -24,15 +24,16 @@ struct outer_egress {
 };
 
 struct egress_req {
-	struct ev_handler h;    /* the enclave's side: reading the frame */
-	struct ev_handler up_h; /* the outside: connecting */
+	struct ev_handler h;         /* the enclave's side: reading the frame */
+	struct ev_handler up_h;      /* the outside: connecting */
+	struct ev_deadline deadline; /* the connect's (OUTER_EGRESS_CONNECT_MS per address) */
 	struct outer_egress *eg;
 	int fd, up;
 	struct buf in;
 	char *host;
 	uint16_t port;
 	struct resolve_job *resolving; /* the name is being resolved */
-	struct addrinfo *ai, *next_ai;  /* addresses still to try */
+	struct addrinfo *ai, *next_ai; /* addresses still to try */
 	int last_errno;
 	bool dead;
 	struct egress_req *next, **pprev;
@@ -65,6 +66,7 @@ static void req_done(struct egress_req *r)
 		evloop_del(loop, r->up);
 		close(r->up);
 	}
+	ev_deadline_stop(&r->deadline);
 	*r->pprev = r->next;
 	if (r->next)
 		r->next->pprev = r->pprev;
@@ -88,6 +90,29 @@ static void refuse(struct egress_req *r, int code, const char *msg)
 
 static void try_next(struct egress_req *r);
 
+/* This address failed (errno soerr): close its socket and go on with the next. */
+static void attempt_failed(struct egress_req *r, int soerr)
+{
+	r->last_errno = soerr;
+	ev_deadline_stop(&r->deadline);
+	evloop_del(r->eg->o->loop, r->up);
+	close(r->up);
+	r->up = -1;
+	try_next(r);
+}
+
+/* A target that leaves the SYN unanswered (a full listen backlog, a filtered port) would hold the
+ * request and its descriptors for the kernel's two minutes of retries. */
+static void on_deadline(struct ev_handler *h, uint32_t events)
+{
+	struct egress_req *r = outer_container_of(h, struct egress_req, deadline);
+	(void)events;
+	if (r->dead || r->up < 0)
+		return;
+	log_info("egress: %s:%u: no answer to the connect within %d ms", r->host, r->port, OUTER_EGRESS_CONNECT_MS);
+	attempt_failed(r, ETIMEDOUT);
+}
+
 static void on_up(struct ev_handler *h, uint32_t events)
 {
 	struct egress_req *r = outer_container_of(h, struct egress_req, up_h);
@@ -99,13 +124,10 @@ static void on_up(struct ev_handler *h, uint32_t events)
 	if (getsockopt(r->up, SOL_SOCKET, SO_ERROR, &soerr, &sl) < 0)
 		soerr = errno;
 	if (soerr) {
-		r->last_errno = soerr;
-		evloop_del(r->eg->o->loop, r->up);
-		close(r->up);
-		r->up = -1;
-		try_next(r);
+		attempt_failed(r, soerr);
 		return;
 	}
+	ev_deadline_stop(&r->deadline);
 	_cleanup_buf_ struct buf f = {0};
 	egress_frame_reply_ok(&f);
 	reply(r, &f);
@@ -143,6 +165,14 @@ static void try_next(struct egress_req *r)
 		r->up_h.fn = on_up;
 		if (evloop_add(o->loop, fd, EPOLLOUT, &r->up_h, NULL) < 0) {
 			r->last_errno = errno;
+			close(fd);
+			r->up = -1;
+			continue;
+		}
+		_cleanup_err_ struct err *e = NULL;
+		if (ev_deadline_arm(&r->deadline, o->loop, OUTER_EGRESS_CONNECT_MS, on_deadline, &e) < 0) {
+			r->last_errno = e->code;
+			evloop_del(o->loop, fd);
 			close(fd);
 			r->up = -1;
 			continue;
@@ -276,6 +306,7 @@ static void on_accept(struct ev_handler *h, uint32_t events)
 		r->eg = eg;
 		r->fd = fd;
 		r->up = -1;
+		r->deadline.fd = -1;
 		r->next = eg->reqs;
 		if (eg->reqs)
 			eg->reqs->pprev = &r->next;

@@ -7,6 +7,15 @@
 
 #include "runtime/outer_internal.h"
 
+static int connect_enclave(void *ctx, bool *in_progress, struct err **err)
+{
+	struct outer_ingress *in = ctx;
+	int fd;
+	if (launcher_connect_guest_start(in->o->cfg.launcher, in->port->enclave_port, &fd, in_progress, err) < 0)
+		return -1;
+	return fd;
+}
+
 static void on_accept(struct ev_handler *h, uint32_t events)
 {
 	struct outer_ingress *in = (struct outer_ingress *)h;
@@ -20,15 +29,11 @@ static void on_accept(struct ev_handler *h, uint32_t events)
 				log_warn("ingress %s:%u: %s", in->port->host_addr, in->bound_port, e->msg);
 			return;
 		}
-		int gfd;
-		if (launcher_connect_guest(o->cfg.launcher, in->port->enclave_port, &gfd, &e) < 0) {
-			log_warn("ingress %s:%u -> enclave port %u: %s", in->port->host_addr, in->bound_port,
-			         in->port->enclave_port, e->msg);
-			close(fd);
-			continue;
-		}
-		fcntl(gfd, F_SETFL, fcntl(gfd, F_GETFL) | O_NONBLOCK);
-		if (relay_start(o->loop, fd, gfd, NULL, 0, NULL, 0, &o->relays, &e) < 0)
+		/* The connect to the enclave does not wait on the loop (an enclave whose listen backlog is
+		 * full would hold the egress endpoint, the streams and signals): the relay queue connects
+		 * one client at a time and holds the others, unread, for at most OUTER_INGRESS_CONNECT_MS. */
+		if (relay_start_connecting(o->loop, fd, NULL, connect_enclave, in, OUTER_INGRESS_CONNECT_MS, in->what,
+		                           &in->waiting, &o->relays, &e) < 0)
 			log_warn("ingress: %s", e->msg);
 	}
 }
@@ -53,6 +58,8 @@ int outer_ingress_open(struct outer *o, const struct outer_port *p, struct outer
 	in->lfd = fd;
 	in->port = p;
 	in->bound_port = (uint16_t)bound;
+	snprintf(in->what, sizeof(in->what), "ingress %s:%u -> enclave port %u", p->host_addr, in->bound_port,
+	         p->enclave_port);
 	if (evloop_add(o->loop, fd, EPOLLIN, &in->h, err) < 0) {
 		close(fd);
 		in->lfd = -1;

@@ -15,12 +15,19 @@
 struct outer;
 
 /* ingress: one TCP listener per port mapping; each connection is relayed to the enclave's port. */
+/* How long a host ingress client waits for the enclave to accept its connection. */
+#define OUTER_INGRESS_CONNECT_MS 10000
+/* How long the host's egress endpoint waits for a target to answer a connect, per address. */
+#define OUTER_EGRESS_CONNECT_MS 10000
+
 struct outer_ingress {
 	struct ev_handler h;
 	struct outer *o;
 	int lfd;
 	uint16_t bound_port;
 	const struct outer_port *port;
+	struct relay_queue waiting; /* clients whose connection to the enclave is not made yet */
+	char what[160];             /* "ingress ADDR:PORT -> enclave port N", for messages */
 };
 int outer_ingress_open(struct outer *o, const struct outer_port *p, struct outer_ingress *in, struct err **err);
 void outer_ingress_close(struct outer *o, struct outer_ingress *in);
@@ -40,6 +47,7 @@ struct gstream {
 	int fd;
 	struct buf line; /* a line not yet complete */
 	bool wanted;     /* not connected, should be */
+	bool connecting; /* fd's connect is under way (EPOLLOUT); wanted stays set until it is done */
 	unsigned failures;
 };
 void gstream_init(struct outer *o, struct gstream *g, enum gstream_kind kind);

@@ -90,6 +90,7 @@ static void stream_lines(struct gstream *g, const char *data, size_t n, bool eof
 
 void gstream_close(struct gstream *g)
 {
+	g->connecting = false;
 	if (g->fd < 0)
 		return;
 	evloop_del(g->o->loop, g->fd);
@@ -116,10 +117,33 @@ static bool stream_read(struct gstream *g)
 	}
 }
 
+/* The stream's connect finished (EPOLLOUT): read from it, or retry after a backoff. */
+static void connect_done(struct gstream *g, uint32_t events)
+{
+	int soerr = 0;
+	socklen_t sl = sizeof(soerr);
+	if (getsockopt(g->fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) < 0)
+		soerr = errno;
+	if (soerr == 0 && !(events & EPOLLERR) && evloop_mod(g->o->loop, g->fd, EPOLLIN, &g->h, NULL) == 0) {
+		g->connecting = false;
+		g->wanted = false;
+		g->failures = 0;
+		return;
+	}
+	if (g->failures++ == 0 || log_get_level() >= LOG_DEBUG)
+		log_debug("%s stream (port %u): %s; retrying", g->kind == GSTREAM_STATUS ? "status" : "log", g->port,
+		          strerror(soerr ? soerr : ECONNREFUSED));
+	gstream_close(g);
+	outer_retry_arm(g->o, g->failures < 5 ? 20u << g->failures : 500);
+}
+
 static void on_stream(struct ev_handler *h, uint32_t events)
 {
 	struct gstream *g = (struct gstream *)h;
-	(void)events;
+	if (g->fd >= 0 && g->connecting) {
+		connect_done(g, events);
+		return;
+	}
 	if (g->fd < 0 || !stream_read(g))
 		return;
 	gstream_close(g);
@@ -147,28 +171,33 @@ bool gstream_try_connect(struct gstream *g)
 {
 	_cleanup_err_ struct err *e = NULL;
 	int fd;
-	if (launcher_connect_guest(g->o->cfg.launcher, g->port, &fd, &e) < 0) {
+	bool in_progress;
+	/* Never a blocking connect on the loop: an enclave whose listen backlog is full would hold
+	 * ingress, egress and signals. An unfinished connect completes in on_stream. */
+	if (launcher_connect_guest_start(g->o->cfg.launcher, g->port, &fd, &in_progress, &e) < 0) {
 		if (g->failures++ == 0 || log_get_level() >= LOG_DEBUG)
 			log_debug("%s stream (port %u): %s; retrying", g->kind == GSTREAM_STATUS ? "status" : "log",
 			          g->port, e->msg);
 		return false;
 	}
-	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
-	if (evloop_add(g->o->loop, fd, EPOLLIN, &g->h, &e) < 0) {
+	if (evloop_add(g->o->loop, fd, in_progress ? EPOLLOUT : EPOLLIN, &g->h, &e) < 0) {
 		log_warn("%s", e->msg);
 		close(fd);
 		return false;
 	}
 	g->fd = fd;
-	g->wanted = false;
-	g->failures = 0;
+	g->connecting = in_progress;
+	if (!in_progress) {
+		g->wanted = false;
+		g->failures = 0;
+	}
 	return true;
 }
 
 void gstream_drain(struct gstream *g)
 {
 	g->wanted = false;
-	if (g->fd >= 0)
+	if (g->fd >= 0 && !g->connecting)
 		stream_read(g);
 	gstream_close(g);
 	if (g->line.len)

@@ -81,6 +81,11 @@ layer("l1.tar.gz", [("d", "usr/"), ("d", "usr/bin/"), ("f", "usr/bin/app", "#!/b
 layer("l2.tar", [("f", "etc/.wh.gone", ""), ("f", "etc/motd", "new motd\n"), ("f", "cache/.wh..wh..opq", ""),
                  ("f", "cache/b", "b"), ("h", "usr/bin/app-link", "usr/bin/app")])
 layer("evil.tar", [("f", "../../evil", "x")])
+# Issue 14: image symlinks that would redirect enclaver's own files (the manifest into the app's
+# own file via /proc/self/root, or under /tmp, which tmpfs hides at boot; odyn under /run).
+layer("redirect-proc.tar", [("l", "etc/enclaver", "/proc/self/root/app/conf"), ("f", "app/conf/enclaver.yaml", "egress: {allow: ['**']}\n")])
+layer("redirect-tmp.tar", [("d", "etc/"), ("l", "etc/enclaver", "/tmp")])
+layer("redirect-odyn.tar", [("l", "sbin", "/run/sbin")])
 with tarfile.open(f"{d}/caps.tar", "w", format=tarfile.PAX_FORMAT) as t:
     ti = tarfile.TarInfo("usr/bin/ping"); ti.size = 4; ti.mode = 0o755
     ti.pax_headers = {"SCHILY.xattr.security.capability": "\x01\x00\x00\x02"}
@@ -130,6 +135,15 @@ check_fails "hostile layer refused, naming layer and entry" "layer 1 .*evil.tar.
 	"$ENCLAVER" ramdisk customer --layer "$TMP/evil.tar" --image-config "$TMP/config.json" --odyn "$TMP/odyn" \
 	-f "$TMP/enclaver.yaml" -o "$TMP/evil.cpio"
 check "no partial ramdisk" test ! -e "$TMP/evil.cpio"
+for r in proc tmp; do
+	check_fails "image symlink at /etc/enclaver ($r) refused" "manifest: the image's /etc/enclaver is a symlink" \
+		"$ENCLAVER" ramdisk customer --layer "$TMP/redirect-$r.tar" --image-config "$TMP/config.json" \
+		--odyn "$TMP/odyn" -f "$TMP/enclaver.yaml" -o "$TMP/redirect.cpio"
+done
+check_fails "image symlink sending odyn under /run refused" "sbin/odyn: .*leads into /run" \
+	"$ENCLAVER" ramdisk customer --layer "$TMP/redirect-odyn.tar" --image-config "$TMP/config.json" \
+	--odyn "$TMP/odyn" -f "$TMP/enclaver.yaml" -o "$TMP/redirect.cpio"
+check "no ramdisk from a redirecting image" test ! -e "$TMP/redirect.cpio"
 check_fails "layer whose data is not its media type" "media type says zstd but the data is gzip" \
 	"$ENCLAVER" ramdisk customer --layer "application/vnd.oci.image.layer.v1.tar+zstd=$TMP/l1.tar.gz" \
 	--image-config "$TMP/config.json" --odyn "$TMP/odyn" -f "$TMP/enclaver.yaml" -o "$TMP/x2.cpio"

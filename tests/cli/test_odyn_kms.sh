@@ -206,4 +206,33 @@ wait $op
 rc=$?
 if [ $rc -eq 0 ]; then ok "odyn ends cleanly"; else not_ok "odyn ends cleanly" "exit $rc" "$(tail -c 3000 "$TMP/odyn.err")"; fi
 
+# The proxy's tunnel to the host's egress endpoint is bounded: an endpoint that never accepts
+# (a TCP listener with a full backlog as --egress-host) costs a request 10 s and a 502, not the
+# kernel's two minutes of one of the 16 request threads.
+python3 -c 'import socket, time
+s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen(1)
+fill = [socket.create_connection(s.getsockname()) for _ in range(2)]
+extra = []
+for _ in range(2):
+    c = socket.socket(); c.setblocking(False); c.connect_ex(s.getsockname()); extra.append(c)
+print(s.getsockname()[1], flush=True); time.sleep(300)' >"$TMP/stuckhost.port" &
+bg_track $!
+wait_for test -s "$TMP/stuckhost.port"
+KP9=$(free_port)
+"$ODYN" --no-console --status "unix:$TMP/st.9" --log "unix:$TMP/log.9" --linger-ms 0 \
+	--egress-allow 169.254.169.254 --egress-allow kms.test \
+	--nsm "unix:$TMP/nsm" --egress-host "tcp:127.0.0.1:$(cat "$TMP/stuckhost.port")" --proxy-port "$(free_port)" \
+	--kms-proxy-port "$KP9" --imds "169.254.169.254:$IMDS_PORT" --kms-endpoint "us-test-1=kms.test:$KMS_PORT" \
+	--kms-ca-file "$TMP/ca.pem" -- sh -c "while [ ! -e '$TMP/stop.9' ]; do sleep 0.05; done" 2>"$TMP/odyn9.err" &
+op9=$!
+bg_track $op9
+wait_for python3 -c "import socket; socket.create_connection(('127.0.0.1', $KP9))"
+c=$(curl -s -S --max-time 60 -o "$TMP/r9" -w '%{http_code}' -X POST "http://127.0.0.1:$KP9/" \
+	-H "X-Amz-Target: TrentService.GenerateRandom" -H 'Content-Type: application/x-amz-json-1.1' \
+	--data-binary '{"NumberOfBytes": 8}')
+check "egress endpoint that never accepts: 502 after the bound" test "$c" = 502
+check "... naming the bound" grep -q "not accepted within 10000 ms" "$TMP/r9"
+touch "$TMP/stop.9"
+wait $op9
+
 done_testing

@@ -141,4 +141,70 @@ touch "$TMP/stop2"
 wait $op
 check "second odyn ends cleanly" test $? -eq 0
 
+# The tunnel's connect to the host's egress endpoint is bounded too: an endpoint that never
+# answers it (here a TCP listener whose backlog is full) gets the client a 502 after 10 s, not
+# a wait of minutes.
+python3 -c 'import socket, time
+s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen(1)
+fill = [socket.create_connection(s.getsockname()) for _ in range(2)]
+extra = []
+for _ in range(2):
+    c = socket.socket(); c.setblocking(False); c.connect_ex(s.getsockname()); extra.append(c)
+print(s.getsockname()[1], flush=True); time.sleep(300)' >"$TMP/stuckhost.port" &
+bg_track $!
+wait_for test -s "$TMP/stuckhost.port"
+PP7=$(free_port)
+"$ODYN" --no-console --status "unix:$TMP/st7" --log "unix:$TMP/log7" --linger-ms 0 \
+	--egress-host "tcp:127.0.0.1:$(cat "$TMP/stuckhost.port")" --proxy-port "$PP7" --egress-allow allowed.test \
+	-- sh -c "while [ ! -e '$TMP/stop7' ]; do sleep 0.05; done" 2>"$TMP/odyn7.err" &
+op7=$!
+bg_track $op7
+wait_for python3 -c "import socket; socket.create_connection(('127.0.0.1', $PP7))"
+c=$(curl -s --max-time 60 -x "http://127.0.0.1:$PP7" -o "$TMP/body7" -w '%{http_code}' "http://allowed.test:$HP/")
+check "egress endpoint that never accepts: 502 after the bound" test "$c" = 502
+check "... saying so" grep -q "did not answer in time" "$TMP/body7"
+touch "$TMP/stop7"
+wait $op7
+check "third odyn ends cleanly" test $? -eq 0
+
+# ingress to an app slower than its clients (listen backlog 1, never accepting): the
+# connects beyond its backlog are non-blocking and refused after --ingress-connect-ms,
+# while another ingress port and SIGTERM are served meanwhile (a blocking connect froze
+# every service of odyn for up to two minutes).
+python3 -c 'import socket, time
+s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen(1)
+print(s.getsockname()[1], flush=True); time.sleep(600)' >"$TMP/stuck.port" &
+bg_track $!
+wait_for test -s "$TMP/stuck.port"
+"$ODYN" --no-console --status "unix:$TMP/st5" --log "unix:$TMP/log5" --linger-ms 0 --ingress-connect-ms 1500 \
+	--ingress "unix:$TMP/in5=tcp:127.0.0.1:$(cat "$TMP/stuck.port")" \
+	--ingress "unix:$TMP/in6=tcp:127.0.0.1:$(cat "$TMP/echo.port")" \
+	-- sh -c 'sleep 600' 2>"$TMP/odyn5.err" &
+op5=$!
+bg_track $op5
+wait_for test -S "$TMP/in6"
+# Six clients on the stuck port; the script reports how many odyn closed (refused).
+python3 -c 'import socket, sys, time, select
+ss = []
+for _ in range(6):
+    s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); ss.append(s)
+print("ready", flush=True)
+closed, end = set(), time.monotonic() + 60
+while len(closed) < 4 and time.monotonic() < end:
+    r, _, _ = select.select([s for s in ss if s not in closed], [], [], 1)
+    for s in r:
+        if s.recv(1) == b"": closed.add(s)
+print("closed", len(closed), flush=True)' "$TMP/in5" >"$TMP/stuck.out" &
+bg_track $!
+wait_for grep -q ready "$TMP/stuck.out"
+echo other-port-works | timeout 20 "$PEER" send "unix:$TMP/in6" >"$TMP/in6.out" 2>&1
+check "ingress: another port is served while the app does not accept" grep -qx other-port-works "$TMP/in6.out"
+wait_for grep -q closed "$TMP/stuck.out"
+check "ingress: clients the app does not take are refused after the bound" grep -qx "closed 4" "$TMP/stuck.out"
+check "ingress: the refusal is logged with the bound" grep -q "not accepted within 1500 ms" "$TMP/odyn5.err"
+kill -TERM $op5
+wait_for sh -c "! kill -0 $op5"
+check "ingress: odyn stops on SIGTERM" sh -c "! kill -0 $op5"
+check "ingress: odyn logs no sanitizer report" sh -c "! grep -q Sanitizer '$TMP/odyn5.err'"
+
 done_testing

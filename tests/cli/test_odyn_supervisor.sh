@@ -235,6 +235,18 @@ check "proxy port from the manifest reaches the app" diff "$TMP/wd/from-manifest
 printf 'version: v1\nname: t\ntarget: t:enclave\nsources: {app: t}\negress: {allow: [bad..name]}\n' \
 	>"$TMP/conf/enclaver.yaml"
 check_fails "bad manifest: odyn refuses to start" 'egress.allow\[0\]' "${O[@]}" --config-dir "$TMP/conf" -- true
+# A manifest nested 100,000 flow levels deep (libyaml's time grows with the square of it) is
+# refused before libyaml parses it, naming the file, line and column.
+python3 -c 'import sys; sys.stdout.write("version: v1\nname: t\ntarget: t:enclave\nsources: {app: t}\negress:\n  allow: " + "[" * 100000 + "]" * 100000 + "\n")' \
+	>"$TMP/conf/enclaver.yaml"
+check_fails "deeply nested manifest: odyn refuses to start" 'conf/enclaver.yaml:6:74: flow collections .* nested deeper than 64' \
+	"${O[@]}" --config-dir "$TMP/conf" -- true
+# Without its manifest odyn does not start (an image that redirected /etc/enclaver, to /proc/self
+# or /tmp, would otherwise run its app with no policy at all).
+mkdir -p "$TMP/noconf"
+check_fails "no manifest in --config-dir: odyn refuses to start" 'no manifest .*noconf/enclaver.yaml' \
+	"${O[@]}" --config-dir "$TMP/noconf" -- true
+check_fails "--config-dir naming nothing: odyn refuses to start" 'no manifest' "${O[@]}" --config-dir "$TMP/nothing-here" -- true
 
 # --- the release binary is static (the app's file system may have no libc)
 if [ "${VARIANT:-release}" = release ]; then

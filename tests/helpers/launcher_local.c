@@ -59,6 +59,17 @@ static int local_connect_guest(struct launcher *l, uint32_t port, int *fd, struc
 	return *fd < 0 ? -1 : 0;
 }
 
+static int local_connect_guest_start(struct launcher *l, uint32_t port, int *fd, bool *in_progress, struct err **err)
+{
+	struct local *lc = (struct local *)l;
+	_cleanup_free_ char *text = xasprintf("unix:%s/guest-%u.sock", lc->dir, port);
+	struct transport_addr a;
+	if (transport_parse(text, &a, err) < 0)
+		return -1;
+	*fd = transport_connect_start(&a, in_progress, err);
+	return *fd < 0 ? -1 : 0;
+}
+
 static void strv_add(char ***v, size_t *n, char *s)
 {
 	*v = xrealloc(*v, (*n + 2) * sizeof(**v));
@@ -260,6 +271,7 @@ static const struct launcher_ops local_ops = {
     .listen_parent = local_listen_parent,
     .start = local_start,
     .connect_guest = local_connect_guest,
+    .connect_guest_start = local_connect_guest_start,
     .exit_fd = local_exit_fd,
     .console_fd = local_console_fd,
     .stop = local_stop,

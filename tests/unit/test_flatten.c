@@ -510,3 +510,102 @@ TEST(flatten_walk_order_and_builder_entries)
 	CHECK_INT_EQ(bld_tree_lookup(tree, "tmp")->mode & 07777, 01777);
 	bld_tree_free(tree);
 }
+
+/* Issue 14 item 2: an image symlink must not carry enclaver's own files into what the init mounts
+ * over at boot (procfs there turns /proc/self/root/... back into the image's own files). */
+TEST(flatten_builder_entries_stay_out_of_runtime_mounts)
+{
+	static const struct fx_entry l1[] = {{'l', "etc/enclaver", "/proc/self/root/app/conf"},
+	                                     {'f', "app/conf/enclaver.yaml", "allow: '**'\n"},
+	                                     {'l', "tmp", "etc"},
+	                                     {'l', "sbin", "../run/x/../sbin"},
+	                                     {'l', "opt", "/tmp"}};
+	_cleanup_free_ char *p = layer_path(t, "hostile.tar");
+	REQUIRE(fx_layer(p, FX_NONE, l1, N(l1)) == 0);
+	struct bld_tree *tree = tree_new(t);
+	REQUIRE(tree);
+	struct err *e = NULL;
+	REQUIRE(bld_tree_apply_layer(tree, p, MT_TAR, &e) == 0);
+	/* A symlink where a mount goes is replaced by a real directory (tmpfs there would hide /etc). */
+	REQUIRE(bld_tree_add_dir(tree, "tmp", 01777, 5, &e) == 0);
+	REQUIRE(bld_tree_lookup(tree, "tmp") && S_ISDIR(bld_tree_lookup(tree, "tmp")->mode));
+	CHECK(bld_tree_lookup(tree, "etc") && S_ISDIR(bld_tree_lookup(tree, "etc")->mode));
+	/* Through /proc, /run or a link to /tmp: refused, and nothing made on the way. */
+	CHECK(bld_tree_add_data(tree, "etc/enclaver/enclaver.yaml", "M", 1, 0644, 5, &e) < 0);
+	CHECK_ERR_CONTAINS(e, "/proc");
+	err_free(&e);
+	CHECK(bld_tree_lookup(tree, "proc") == NULL);
+	CHECK_FILE(tree, "app/conf/enclaver.yaml", "allow: '**'\n");
+	CHECK(bld_tree_add_data(tree, "sbin/odyn", "ODYN", 4, 0755, 5, &e) < 0);
+	CHECK_ERR_CONTAINS(e, "/run");
+	err_free(&e);
+	CHECK(bld_tree_add_data(tree, "opt/x", "X", 1, 0644, 5, &e) < 0);
+	CHECK_ERR_CONTAINS(e, "/tmp");
+	err_free(&e);
+	CHECK(bld_tree_add_data(tree, "proc", "X", 1, 0644, 5, &e) < 0);
+	err_free(&e);
+	/* A layer's own entries may still live there (they are the image's business). */
+	CHECK(bld_tree_lookup(tree, "run") == NULL);
+	bld_tree_free(tree);
+}
+
+/* Issue 14 item 3: 40 chained symlinks, each 2046 levels deep, made a 20 KB layer into an
+ * 81,840-level tree whose recursive walk overflowed the stack. No node may sit at a path over
+ * 4095 bytes (PATH_MAX: nothing in the enclave could name it), which also bounds the depth. */
+TEST(flatten_symlink_chain_depth_bounded)
+{
+	_cleanup_buf_ struct buf deep = {0};
+	for (int i = 0; i < 2046; i++)
+		buf_puts(&deep, i ? "/d" : "d");
+	struct fx_entry l1[41];
+	char *names[41];
+	_cleanup_buf_ struct buf name = {0};
+	for (int i = 0; i < 40; i++) {
+		if (i)
+			buf_putc(&name, '/');
+		buf_printf(&name, "s%d", i);
+		names[i] = xstrdup(buf_str(&name));
+		l1[i] = (struct fx_entry){'l', names[i], buf_str(&deep)};
+	}
+	buf_puts(&name, "/f");
+	names[40] = xstrdup(buf_str(&name));
+	l1[40] = (struct fx_entry){'f', names[40], "x"};
+	_cleanup_free_ char *p = layer_path(t, "chain.tar.gz");
+	int made = fx_layer(p, FX_GZIP, l1, N(l1));
+	for (int i = 0; i < 41; i++)
+		free(names[i]);
+	REQUIRE(made == 0);
+	struct bld_tree *tree = tree_new(t);
+	REQUIRE(tree);
+	struct err *e = NULL;
+	CHECK(bld_tree_apply_layer(tree, p, MT_GZ, &e) < 0);
+	CHECK_ERR_CONTAINS(e, "over 4095 bytes");
+	CHECK_ERR_CONTAINS(e, "entry 2 (s0/s1/s2)");
+	err_free(&e);
+	/* Whatever was made before the refusal walks and frees without recursion trouble. */
+	_cleanup_buf_ struct buf order = {0};
+	CHECK(bld_tree_walk(tree, count_visit, &order, &e) == 0);
+	bld_tree_free(tree);
+
+	/* Exactly at the limit is fine (a 4095-byte path made through a symlink), a byte more is not. */
+	_cleanup_buf_ struct buf edge = {0};
+	for (int i = 0; i < 2046; i++)
+		buf_puts(&edge, i ? "/d" : "d");
+	const struct fx_entry l2[] = {{'l', "s", buf_str(&edge)}, {'f', "s/fff", "y"}, {'f', "s/ffff", "z"}};
+	const struct fx_entry l3[] = {l2[0], l2[2]};
+	_cleanup_free_ char *p2 = layer_path(t, "edge.tar");
+	REQUIRE(fx_layer(p2, FX_NONE, l2, 2) == 0);
+	tree = tree_new(t);
+	REQUIRE(tree);
+	CHECK(bld_tree_apply_layer(tree, p2, MT_TAR, &e) == 0);
+	err_free(&e);
+	bld_tree_free(tree);
+	_cleanup_free_ char *p3 = layer_path(t, "over.tar");
+	REQUIRE(fx_layer(p3, FX_NONE, l3, 2) == 0);
+	tree = tree_new(t);
+	REQUIRE(tree);
+	CHECK(bld_tree_apply_layer(tree, p3, MT_TAR, &e) < 0);
+	CHECK_ERR_CONTAINS(e, "over 4095 bytes");
+	err_free(&e);
+	bld_tree_free(tree);
+}

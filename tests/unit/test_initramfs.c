@@ -240,3 +240,38 @@ TEST(customer_ramdisk_missing_odyn_leaves_nothing)
 	CHECK(access(out, F_OK) != 0);
 	bld_tree_free(tree);
 }
+
+/* The manifest goes to /etc/enclaver/enclaver.yaml under real directories: an image symlink there
+ * (here to a file of the app's own) is refused, and no ramdisk is written. */
+TEST(customer_ramdisk_manifest_symlink_refused)
+{
+	static const char *const links[][2] = {{"etc/enclaver", "/app/conf"}, {"etc", "app"}};
+	for (size_t i = 0; i < 2; i++) {
+		_cleanup_free_ char *dir = xasprintf("%s/m%zu", test_tmpdir(t), i);
+		mkdir(dir, 0755);
+		_cleanup_free_ char *layer = xasprintf("%s/layer.tar", dir), *out = xasprintf("%s/c.cpio", dir);
+		_cleanup_free_ char *odyn = xasprintf("%s/odyn", dir);
+		int fd = open(odyn, O_CREAT | O_TRUNC | O_WRONLY, 0755);
+		REQUIRE(fd >= 0);
+		close(fd);
+		const struct fx_entry img[] = {{'l', links[i][0], links[i][1]}, {'f', "app/conf/enclaver.yaml", "x"}};
+		REQUIRE(fx_layer(layer, FX_NONE, img, 2) == 0);
+		struct bld_tree *tree = NULL;
+		struct err *e = NULL;
+		REQUIRE(bld_tree_new(dir, &tree, &e) == 0);
+		REQUIRE(bld_tree_apply_layer(tree, layer, MT_TAR, &e) == 0);
+		const char *cmd[] = {"sh"};
+		struct bld_app_config cfg = {.cmd = cmd, .n_cmd = 1};
+		struct bld_initramfs_spec spec = {.tree = tree,
+		                                  .odyn_path = odyn,
+		                                  .manifest_data = "version: v1\n",
+		                                  .manifest_len = 12,
+		                                  .config = &cfg,
+		                                  .source_date_epoch = -1};
+		CHECK(bld_initramfs_write(out, &spec, &e) < 0);
+		CHECK_ERR_CONTAINS(e, "is a symlink");
+		err_free(&e);
+		CHECK(access(out, F_OK) != 0);
+		bld_tree_free(tree);
+	}
+}

@@ -277,3 +277,52 @@ TEST(manifest_load_from_stdin)
 	CHECK_STR_EQ(m->signature_certificate, "./c.pem");
 	bld_manifest_free(m);
 }
+
+/* Issue 14 item 4: libyaml's time grows with the square of flow nesting (100,000 `[` took 27 s):
+ * nesting past BLD_MANIFEST_MAX_FLOW_DEPTH is refused, naming file, line and column, before
+ * libyaml parses it; brackets inside quoted scalars, comments and block plain scalars are not
+ * nesting, and a `]` inside a quoted scalar closes nothing. */
+static char *nested(const char *prefix, const char *open, const char *close, size_t n)
+{
+	struct buf b = {0};
+	buf_puts(&b, HEAD);
+	buf_puts(&b, prefix);
+	for (size_t i = 0; i < n; i++)
+		buf_puts(&b, open);
+	for (size_t i = 0; i < n; i++)
+		buf_puts(&b, close);
+	buf_putc(&b, '\n');
+	buf_str(&b);
+	return b.data;
+}
+
+TEST(manifest_flow_nesting_capped)
+{
+	_cleanup_free_ char *at_limit = nested("egress:\n  allow: ", "[", "]", BLD_MANIFEST_MAX_FLOW_DEPTH);
+	bad(t, at_limit, "enclaver.yaml:7:", "expected a string, got a list"); /* the schema's error, not the cap */
+	_cleanup_free_ char *over = nested("egress:\n  allow: ", "[", "]", BLD_MANIFEST_MAX_FLOW_DEPTH + 1);
+	bad(t, over, "enclaver.yaml:7:74: flow collections ([...] or {...}) nested deeper than 64", NULL);
+	_cleanup_free_ char *maps = nested("egress: ", "{a: ", "}", 100000);
+	bad(t, maps, "enclaver.yaml:6:", "nested deeper than 64");
+	_cleanup_free_ char *quoted = nested("egress:\n  allow: ", "[\"]\", ", "]", 100000);
+	bad(t, quoted, "enclaver.yaml:7:", "nested deeper than 64");
+	_cleanup_free_ char *seqs = nested("egress:\n  allow: ", "[", "]", 100000);
+	bad(t, seqs, "enclaver.yaml:7:", "nested deeper than 64");
+
+	/* Not nesting: brackets in a quoted name, a comment and a block plain scalar. */
+	_cleanup_buf_ struct buf ok = {0};
+	buf_puts(&ok, "version: v1\nname: '");
+	for (int i = 0; i < 100; i++)
+		buf_puts(&ok, "[{");
+	buf_puts(&ok, "'\ntarget: t[[[[[[\nsources: # ");
+	for (int i = 0; i < 100; i++)
+		buf_putc(&ok, '[');
+	buf_puts(&ok, "\n  app: x\n");
+	struct bld_manifest *m = NULL;
+	struct err *e = NULL;
+	CHECK(parse(buf_str(&ok), &m, &e) == 0);
+	if (e)
+		test_fail(t, __FILE__, __LINE__, "%s", e->msg);
+	err_free(&e);
+	bld_manifest_free(m);
+}

@@ -1,7 +1,9 @@
 /* test_relay: the relay (common/relay.c) between a TLS end and a plain end, driven step by step
  * on one event loop with socket pairs, so the interleavings that matter are forced rather than
  * hoped for: the plain side full while TLS input is already buffered, back-pressure both ways. */
+#include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <openssl/err.h>
 #include <openssl/pem.h>
 #include <openssl/ssl.h>
@@ -211,4 +213,112 @@ TEST(tls_close_after_buffered_input)
 			break;
 		}
 	}
+}
+
+/* relay_start_connecting (issue 14, item 1): the queue connects one client at a time to its
+ * destination; while the connect waits on a listener whose backlog is full nothing blocks and
+ * nothing of the clients is read, and the deadline closes each. Against a listener that accepts,
+ * every queued client is connected in turn and relayed. */
+static int connect_to(void *ctx, bool *in_progress, struct err **err)
+{
+	return transport_connect_start(ctx, in_progress, err);
+}
+
+static int stuck_listener(int *lfd, struct transport_addr *target, int fill[2])
+{
+	struct err *e = NULL;
+	struct transport_addr any;
+	if (transport_parse("tcp:127.0.0.1:0", &any, &e) < 0 || (*lfd = transport_listen(&any, 1, &e)) < 0)
+		return -1;
+	uint32_t port = 0;
+	transport_local_port(*lfd, &port, &e);
+	char text[64];
+	snprintf(text, sizeof(text), "tcp:127.0.0.1:%u", port);
+	transport_parse(text, target, &e);
+	/* Backlog 1 holds two finished handshakes; a third SYN is dropped. */
+	for (int i = 0; i < 2; i++) {
+		bool in_progress;
+		fill[i] = transport_connect_start(target, &in_progress, &e);
+		struct pollfd p = {.fd = fill[i], .events = POLLOUT};
+		poll(&p, 1, 5000);
+	}
+	err_free(&e);
+	return 0;
+}
+
+TEST(relay_connecting_bounded_then_relays)
+{
+	struct evloop *loop = NULL;
+	struct err *e = NULL;
+	REQUIRE(evloop_new(&loop, &e) == 0);
+	int lfd, fill[2];
+	struct transport_addr target;
+	REQUIRE(stuck_listener(&lfd, &target, fill) == 0);
+	int sp[3][2];
+	struct relay_list list = {0};
+	struct relay_queue q = {0};
+	for (int i = 0; i < 3; i++) {
+		REQUIRE(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sp[i]) == 0);
+		REQUIRE(relay_start_connecting(loop, sp[i][0], NULL, connect_to, &target, 300, "test", &q, &list, &e) ==
+		        0);
+		REQUIRE(write(sp[i][1], "x", 1) == 1);
+	}
+	CHECK_INT_EQ(q.n, 3);
+	CHECK(q.in_flight); /* one connect under way, two clients queued behind it */
+	for (int i = 0; i < 500 && list.n > 0; i++)
+		evloop_run_once(loop, 20, &e);
+	CHECK_INT_EQ(list.n, 0);
+	CHECK_INT_EQ(q.n, 0);
+	CHECK(!q.in_flight);
+	for (int i = 0; i < 3; i++) {
+		char c;
+		ssize_t rd = read(sp[i][1], &c, 1); /* closed; "x" was never taken (unread data: a reset) */
+		CHECK(rd == 0 || (rd < 0 && errno == ECONNRESET));
+		close(sp[i][1]);
+	}
+	close(fill[0]);
+	close(fill[1]);
+	close(lfd);
+
+	/* An accepting peer: three queued clients, each connected in turn, bytes flow. */
+	struct transport_addr any;
+	REQUIRE(transport_parse("tcp:127.0.0.1:0", &any, &e) == 0);
+	int lfd2 = transport_listen(&any, 16, &e);
+	REQUIRE(lfd2 >= 0);
+	uint32_t port = 0;
+	REQUIRE(transport_local_port(lfd2, &port, &e) == 0);
+	char text[64];
+	snprintf(text, sizeof(text), "tcp:127.0.0.1:%u", port);
+	REQUIRE(transport_parse(text, &target, &e) == 0);
+	for (int i = 0; i < 3; i++) {
+		REQUIRE(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sp[i]) == 0);
+		REQUIRE(relay_start_connecting(loop, sp[i][0], NULL, connect_to, &target, 5000, "test", &q, &list,
+		                               &e) == 0);
+		REQUIRE(write(sp[i][1], "hello", 5) == 5);
+	}
+	int peers[3] = {-1, -1, -1}, np = 0;
+	size_t total = 0;
+	for (int i = 0; i < 500 && total < 15; i++) {
+		evloop_run_once(loop, 20, &e);
+		int pfd = accept4(lfd2, NULL, NULL, SOCK_NONBLOCK);
+		if (pfd >= 0 && np < 3)
+			peers[np++] = pfd;
+		for (int k = 0; k < np; k++) {
+			char got[8];
+			ssize_t n = read(peers[k], got, sizeof(got));
+			if (n > 0)
+				total += (size_t)n;
+		}
+	}
+	CHECK_INT_EQ(np, 3);
+	CHECK_INT_EQ(total, 15);
+	CHECK_INT_EQ(q.n, 0);
+	relay_list_close_all(&list);
+	for (int k = 0; k < np; k++)
+		close(peers[k]);
+	for (int i = 0; i < 3; i++)
+		close(sp[i][1]);
+	close(lfd2);
+	evloop_free(loop);
+	err_free(&e);
 }

@@ -1,6 +1,8 @@
 /* Unit tests for common/transport: address parsing (good and bad), listen
  * and connect over unix and tcp, and the event loop's deferred frees. */
+#include <errno.h>
 #include <string.h>
+#include <unistd.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <linux/vm_sockets.h>
@@ -176,4 +178,31 @@ TEST(evloop_defer_free_within_batch)
 	evloop_free(loop);
 	close(sv[0]);
 	close(sv[1]);
+}
+
+/* transport_connect_timed (issue 14, item 1): a connect to a listener whose backlog is full
+ * gives up with ETIMEDOUT naming the address and the bound, instead of the kernel's minutes. */
+TEST(transport_connect_timed_gives_up)
+{
+	struct err *e = NULL;
+	struct transport_addr any, a;
+	REQUIRE(transport_parse("tcp:127.0.0.1:0", &any, &e) == 0);
+	int lfd = transport_listen(&any, 1, &e);
+	REQUIRE(lfd >= 0);
+	uint32_t port = 0;
+	REQUIRE(transport_local_port(lfd, &port, &e) == 0);
+	char text[64];
+	snprintf(text, sizeof(text), "tcp:127.0.0.1:%u", port);
+	REQUIRE(transport_parse(text, &a, &e) == 0);
+	int fill[2];
+	for (int i = 0; i < 2; i++) /* backlog 1 holds two finished handshakes */
+		REQUIRE((fill[i] = transport_connect_timed(&a, 5000, &e)) >= 0);
+	CHECK(transport_connect_timed(&a, 200, &e) < 0);
+	CHECK(e && e->code == ETIMEDOUT);
+	CHECK_ERR_CONTAINS(e, text);
+	CHECK_ERR_CONTAINS(e, "not accepted within 200 ms");
+	err_free(&e);
+	close(fill[0]);
+	close(fill[1]);
+	close(lfd);
 }

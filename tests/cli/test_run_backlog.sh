@@ -1,0 +1,143 @@
+#!/usr/bin/env bash
+# test_run_backlog: the host side of `enclaver run` while the enclave does not accept (issue 14,
+# item 1): odyn, run as a host process by the test-only local launcher, is stopped with SIGSTOP
+# and its ingress listener's backlog filled through the host port; the host refuses what the
+# enclave cannot take and keeps serving its egress endpoint (a blocking connect to the enclave
+# used to hold the host's whole event loop), and the run still stops on SIGTERM.
+. "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/odyn_lib.sh"
+
+RUNL=$(dirname "$ENCLAVER")/../helpers/enclaver-local
+[ -x "$RUNL" ] || { echo "missing $RUNL"; exit 1; }
+export ENCLAVER_STATE_DIR=$TMP/state ENCLAVER_LOCAL_ODYN=$ODYN
+unset ENCLAVER_LOCAL_MANIFEST ENCLAVER_LOCAL_DIR
+# frame_to SOCKET JSON: sends one 17002 request frame to the host's egress endpoint and prints
+# the reply frame's JSON (waiting up to 60 s).
+frame_to() {
+	python3 - "$@" <<'PY'
+import socket, struct, sys
+s = socket.socket(socket.AF_UNIX); s.settimeout(60); s.connect(sys.argv[1])
+body = sys.argv[2].encode()
+s.sendall(struct.pack("<H", len(body)) + body)
+b = b""
+while len(b) < 2: b += s.recv(2 - len(b))
+n = struct.unpack("<H", b)[0]
+r = b""
+while len(r) < n: r += s.recv(n - len(r))
+print(r.decode())
+PY
+}
+
+head -c 70000 /dev/urandom >"$TMP/kernel"
+head -c 50000 /dev/urandom >"$TMP/rd1"
+"$ENCLAVER" eif build --kernel "$TMP/kernel" --cmdline "console=ttyS0" --ramdisk "$TMP/rd1" --ramdisk "$TMP/rd1" \
+	--output "$TMP/app.eif" >/dev/null 2>&1
+EP=$(free_port)
+DP=$(free_port)
+cat >"$TMP/m.yaml" <<YAML
+version: v1
+name: backlog
+target: "oci:$TMP/nowhere:latest"
+sources:
+  app: "oci:$TMP/nowhere:app"
+ingress:
+  - listen_port: $EP
+egress:
+  allow:
+    - 127.0.0.1
+  deny:
+    - "127.0.0.1:$DP"
+YAML
+HP=$(free_port)
+mkdir -p "$TMP/sock"
+ENCLAVER_LOCAL_DIR=$TMP/sock ENCLAVER_LOCAL_MANIFEST=$TMP/m.yaml ENCLAVER_LOCAL_CMD="touch $TMP/app-ready; exec sleep 600" \
+	"$RUNL" run --launcher local --eif "$TMP/app.eif" --manifest "$TMP/m.yaml" -p "$HP:$EP" >"$TMP/w.out" 2>"$TMP/w.err" &
+wp=$!
+bg_track $wp
+wait_for test -e "$TMP/app-ready"
+wait_for test -S "$TMP/sock/guest-$EP.sock"
+# odyn is the run's child that listens on the guest sockets.
+OD=$(pgrep -f "$TMP/[s]ock/guest-17000" | head -n 1)
+check "odyn found" test -n "$OD"
+kill -STOP "$OD"
+
+# 1,100 clients on the host port: odyn's listener takes 1,024 waiting connections, no more.
+python3 -c 'import socket, sys, time, os
+ss = []
+for _ in range(1100):
+    s = socket.create_connection(("127.0.0.1", int(sys.argv[1]))); ss.append(s)
+print("ready", flush=True)
+while not os.path.exists(sys.argv[2]): time.sleep(0.05)' "$HP" "$TMP/release" >"$TMP/clients.out" 2>&1 &
+cp=$!
+bg_track $cp
+wait_for grep -q ready "$TMP/clients.out"
+
+# The host's egress endpoint still answers (a raw frame for a denied target).
+frame_to "$TMP/sock/parent-17002.sock" "{\"host\":\"127.0.0.1\",\"port\":$DP}" >"$TMP/frame.out" 2>&1
+check "host: the egress endpoint answers while the enclave accepts nothing" grep -q "matches deny rule" "$TMP/frame.out"
+wait_for grep -q "enclave port $EP: .*Resource temporarily unavailable" "$TMP/w.err"
+check "host: a client the enclave cannot take is refused and logged" \
+	grep -q "enclave port $EP: .*Resource temporarily unavailable" "$TMP/w.err"
+
+touch "$TMP/release"
+kill -CONT "$OD"
+
+# A target that never answers the connect (listen backlog 1, full, never accepting): the host
+# answers Err 110 (ETIMEDOUT) after its 10 s bound instead of holding the request for the
+# kernel's two minutes of SYN retries.
+python3 -c 'import socket, time
+s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen(1)
+fill = [socket.create_connection(s.getsockname()) for _ in range(2)]
+extra = []
+for _ in range(2):
+    c = socket.socket(); c.setblocking(False); c.connect_ex(s.getsockname()); extra.append(c)
+print(s.getsockname()[1], flush=True); time.sleep(120)' >"$TMP/stuck.port" &
+bg_track $!
+wait_for test -s "$TMP/stuck.port"
+frame_to "$TMP/sock/parent-17002.sock" "{\"host\":\"127.0.0.1\",\"port\":$(cat "$TMP/stuck.port")}" >"$TMP/stuck.frame" 2>&1
+check "host egress: a target that never answers the connect gets Err 110 (the bound)" python3 -c '
+import json,sys
+r=json.loads(open(sys.argv[1]).readline()); assert r["Err"]["os_code"]==110, r' "$TMP/stuck.frame"
+kill -TERM $wp
+wait_for bash -c "! kill -0 $wp 2>/dev/null"
+check "host: the run ends on SIGTERM" bash -c "! kill -0 $wp 2>/dev/null"
+check "no sanitizer report" bash -c "! grep -q Sanitizer '$TMP/w.err'"
+
+# The status and log streams connect without blocking too: a stand-in for odyn whose stream
+# listeners are full (listen(0) with one connection waiting, made before the socket takes its
+# name) and never accept. The host keeps retrying while its egress endpoint answers, and
+# SIGTERM ends the run.
+cat >"$TMP/fake-odyn" <<'PY'
+#!/usr/bin/env python3
+import os, socket, sys, time
+args = sys.argv[1:]
+keep = []
+for opt in ("--status", "--log"):
+    path = args[args.index(opt) + 1][len("unix:"):]
+    l = socket.socket(socket.AF_UNIX); l.bind(path + ".tmp"); l.listen(0)
+    while True:
+        c = socket.socket(socket.AF_UNIX); c.setblocking(False)
+        try:
+            c.connect(path + ".tmp")
+        except BlockingIOError:
+            break
+        keep.append(c)
+    keep.append(l)
+    os.rename(path + ".tmp", path)
+time.sleep(600)
+PY
+chmod +x "$TMP/fake-odyn"
+mkdir -p "$TMP/sock2"
+ENCLAVER_LOCAL_ODYN=$TMP/fake-odyn ENCLAVER_LOCAL_DIR=$TMP/sock2 ENCLAVER_LOCAL_MANIFEST=$TMP/m.yaml ENCLAVER_LOCAL_CMD=true \
+	"$RUNL" run --launcher local --eif "$TMP/app.eif" --manifest "$TMP/m.yaml" -p "0:$EP" >"$TMP/w2.out" 2>"$TMP/w2.err" &
+wp2=$!
+bg_track $wp2
+wait_for test -S "$TMP/sock2/guest-17001.sock"
+frame_to "$TMP/sock2/parent-17002.sock" "{\"host\":\"127.0.0.1\",\"port\":$DP}" >"$TMP/frame2.out" 2>&1
+check "host: the egress endpoint answers while the streams cannot connect" grep -q "matches deny rule" "$TMP/frame2.out"
+kill -TERM $wp2
+wait_for bash -c "! kill -0 $wp2 2>/dev/null"
+check "host: that run ends on SIGTERM too" bash -c "! kill -0 $wp2 2>/dev/null"
+check "no sanitizer report (second run)" bash -c "! grep -q Sanitizer '$TMP/w2.err'"
+
+done_testing
