@@ -415,6 +415,7 @@ out:
 		unlink(state_path);
 	outer_free(outer);
 	launcher_free(l);
+	outer_state_release_cid(o->cid, &cid_hold); /* the enclave is gone: its CID is free */
 	free(res.message);
 	egress_policy_free(&policy);
 	bld_manifest_free(m);

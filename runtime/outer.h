@@ -109,6 +109,9 @@ int outer_state_add(const struct outer_state *s, char **path, struct err **err);
  * closes it when the enclave has stopped (or lets it close at exit). */
 #define OUTER_PICK_CID_SPAN 65536
 int outer_state_pick_cid(uint64_t first, uint64_t *cid, int *hold_fd, struct err **err);
+/* Gives a picked CID back once its enclave has stopped: removes its hold file (under the folder's
+ * lock, so no picker can lock the file as it goes) and closes *hold_fd. No-op for -1. */
+void outer_state_release_cid(uint64_t cid, int *hold_fd);
 /* Finds a live entry by id, id prefix (unique) or name. */
 int outer_state_find(const char *id_or_name, struct outer_state *out, struct err **err);
 

@@ -340,6 +340,26 @@ static int hold_cid(const char *dir, uint64_t c, struct err **err)
 	return err_sys(err, "lock %s", path);
 }
 
+void outer_state_release_cid(uint64_t cid, int *hold_fd)
+{
+	if (*hold_fd < 0)
+		return;
+	_cleanup_err_ struct err *err = NULL;
+	_cleanup_free_ char *dir = NULL;
+	if (outer_state_dir(&dir, &err) == 0) {
+		/* Pickers open and lock hold files only under the folder's lock: taking it here means
+		 * none is between its open and its flock on the file we remove. */
+		_cleanup_close_ int lk = lock_dir(dir, &err);
+		if (lk >= 0) {
+			_cleanup_free_ char *path = xasprintf("%s/cid-%llu.hold", dir, (unsigned long long)cid);
+			if (unlink(path) < 0 && errno != ENOENT)
+				log_debug("state: remove %s: %s", path, strerror(errno));
+		}
+	}
+	close(*hold_fd);
+	*hold_fd = -1;
+}
+
 int outer_state_pick_cid(uint64_t first, uint64_t *cid, int *hold_fd, struct err **err)
 {
 	_cleanup_free_ char *dir = NULL;

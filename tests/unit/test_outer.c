@@ -227,8 +227,19 @@ TEST(state_pick_cid)
 	close(h1);
 	REQUIRE(outer_state_pick_cid(16, &c3, &h3, &e) == 0);
 	CHECK_INT_EQ(c3, 17); /* released when the first run ended */
-	close(h2);
-	close(h3);
+	/* a run that ends gives its CID back and leaves no hold file behind */
+	_cleanup_free_ char *hold18 = xasprintf("%s/cid-18.hold", test_tmpdir(t));
+	CHECK(access(hold18, F_OK) == 0);
+	outer_state_release_cid(c2, &h2);
+	CHECK(h2 == -1);
+	CHECK(access(hold18, F_OK) < 0 && errno == ENOENT);
+	uint64_t c4 = 0;
+	int h4 = -1;
+	REQUIRE(outer_state_pick_cid(16, &c4, &h4, &e) == 0);
+	CHECK_INT_EQ(c4, 18);
+	outer_state_release_cid(c4, &h4);
+	outer_state_release_cid(c3, &h3);
+	outer_state_release_cid(c3, &h3); /* -1: nothing to do */
 	/* the hold file is not a state entry: ps lists only the live enclave */
 	struct outer_state *v;
 	size_t n;
