@@ -19,6 +19,8 @@ struct outer;
 #define OUTER_INGRESS_CONNECT_MS 10000
 /* How long the host's egress endpoint waits for a target to answer a connect, per address. */
 #define OUTER_EGRESS_CONNECT_MS 10000
+/* The egress name for the parent instance itself (Enclaver's convention): mapped to its loopback. */
+#define OUTER_EGRESS_PARENT_NAME "host"
 
 struct outer_ingress {
 	struct ev_handler h;
