@@ -32,6 +32,16 @@ void stream_set_command_cb(struct stream *s, void (*fn)(void *arg, const char *l
 void stream_drop_stalled(struct stream *s, uint64_t lag, unsigned stall_ms);
 void stream_free(struct stream *s);
 
+/* msgs: odyn's warnings and errors as `odyn` records on the log stream (common/logstream.h), fed
+ * by common/log.c's sink from any thread and written on the loop; dropped with a count beyond a
+ * rate, a pending cap, or when readers are more than lag_limit bytes behind. */
+struct odyn_msgs;
+int odyn_msgs_start(struct evloop *loop, struct stream *log, uint64_t lag_limit, struct odyn_msgs **out,
+                    struct err **err);
+/* Writes what is pending now (final: also the count of dropped ones, whenever it last went out). */
+void odyn_msgs_flush(struct odyn_msgs *m, bool final);
+void odyn_msgs_free(struct odyn_msgs *m);
+
 /* egress proxy and ingress forwarders, living on the supervisor's loop. */
 struct egress_proxy;
 int egress_proxy_start(struct evloop *loop, const struct transport_addr *listen, const struct transport_addr *host,

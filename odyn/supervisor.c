@@ -14,6 +14,7 @@
 #include <sys/timerfd.h>
 #include <sys/wait.h>
 
+#include "common/logstream.h"
 #include "odyn/internal.h"
 
 extern char **environ;
@@ -34,6 +35,7 @@ struct sup {
 	const struct odyn_config *c;
 	struct evloop *loop;
 	struct stream *status, *log;
+	struct odyn_msgs *msgs;
 	struct egress_proxy *egress;
 	struct odyn_api *api;
 	struct odyn_kms *kms;
@@ -161,6 +163,7 @@ static bool logpipe_drain(struct logpipe *lp, bool all)
 			return true;
 		if (n <= 0)
 			return false;
+		logstream_app_sanitize(buf, (size_t)n); /* the app cannot forge odyn's records */
 		stream_write(lp->sup->log, buf, (size_t)n);
 		if (lp->sup->c->console)
 			io_write_full(STDOUT_FILENO, buf, (size_t)n, NULL);
@@ -542,6 +545,8 @@ int odyn_run(const struct odyn_config *c, struct err **err)
 		err_wrap(err, "status/log stream");
 		goto out;
 	}
+	if (odyn_msgs_start(s.loop, s.log, log_lag_limit(&s), &s.msgs, err) < 0)
+		goto out;
 	{
 		/* From here on failures are reported on the status stream too,
 		 * so the host learns why the enclave stops. */
@@ -584,6 +589,8 @@ out:
 	odyn_kms_free(s.kms);
 	while (s.pipes)
 		logpipe_close(s.pipes);
+	odyn_msgs_flush(s.msgs, true);
+	odyn_msgs_free(s.msgs);
 	stream_free(s.log);
 	stream_free(s.status);
 	evloop_free(s.loop);

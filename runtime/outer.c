@@ -239,6 +239,7 @@ void outer_free(struct outer *o)
 	gstream_close(&o->log);
 	buf_free(&o->status.line);
 	buf_free(&o->log.line);
+	logstream_reader_free(&o->log.rd);
 	relay_list_close_all(&o->relays);
 	for (size_t i = 0; i < o->n_ingress; i++)
 		outer_ingress_close(o, &o->ingress[i]);

@@ -129,6 +129,8 @@ check "ingress: a request to the host port gets the app's answer" \
 check "egress: allowed target through odyn and the host: 200" test "$(cat "$TMP/eg-allowed.code")" = 200
 check "egress: the allowed body arrived" grep -qx allowed-body "$TMP/eg-allowed.body"
 check "egress: denied target refused by odyn: 401" test "$(cat "$TMP/eg-denied.code")" = 401
+check "egress: odyn's refusal reaches the host's stdout as an [odyn] line (no --debug-mode)" \
+	grep -q "^\[odyn\] warning: egress: blocked by egress security policy: 127.0.0.1:$DP matches deny rule" "$TMP/w.out"
 check "egress: \"host\" reaches the parent's loopback (python urllib through the proxy)" \
 	grep -qx "$AP 200 allowed-body" "$TMP/eg-host.out"
 check "egress: \"host\" stays under the host's deny rules by address (503)" \
