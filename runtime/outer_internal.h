@@ -73,7 +73,8 @@ struct outer {
 	struct gstream status, log;
 	struct ev_handler exit_h, console_h, sig_h, timer_h, stop_h;
 	int sigfd, timerfd, stop_timerfd, exit_fd, console_fd;
-	bool blocked; /* SIGINT/SIGTERM blocked by outer_new */
+	struct buf console_line; /* a console line not yet complete (debug mode) */
+	bool blocked;            /* SIGINT/SIGTERM blocked by outer_new */
 	sigset_t old_mask;
 	/* what odyn reported last */
 	bool have_final;

@@ -75,7 +75,9 @@ assert list(d)==["EnclaveName","EnclaveID","ProcessID","EnclaveCID","NumberOfCPU
 assert d["EnclaveName"]=="plain" and d["NumberOfCPUs"]==len(d["CPUIDs"])' "$TMP/a.err"
 check "nothing but app lines on stdout" test "$(grep -vc '^\[app\] ' "$TMP/a.out")" -eq 0
 run_local dbg 'echo on-the-console' --manifest "$TMP/plain.yaml" --debug-mode
-check "--debug-mode: the console is streamed to stderr" grep -qx 'on-the-console' "$TMP/dbg.err"
+check "--debug-mode: the console is streamed to stderr, each line marked [console]" \
+	grep -qx '\[console\] on-the-console' "$TMP/dbg.err"
+check "--debug-mode: no console line without the mark" sh -c "! grep -qx 'on-the-console' '$TMP/dbg.err'"
 check "--debug-mode: the app's log still reaches stdout" grep -qx '\[app\] on-the-console' "$TMP/dbg.out"
 run_local b 'exit 3' --manifest "$TMP/plain.yaml"
 check "exit 3 propagates" test $? -eq 3
