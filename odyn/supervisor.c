@@ -164,7 +164,15 @@ static bool logpipe_drain(struct logpipe *lp, bool all)
 		if (n <= 0)
 			return false;
 		logstream_app_sanitize(buf, (size_t)n); /* the app cannot forge odyn's records */
-		stream_write(lp->sup->log, buf, (size_t)n);
+		/* Records waiting for the end of an app line go right after its last one here. */
+		const char *nl = memrchr(buf, '\n', (size_t)n);
+		size_t head = nl ? (size_t)(nl - buf) + 1 : 0;
+		if (head) {
+			stream_write(lp->sup->log, buf, head);
+			odyn_msgs_flush(lp->sup->msgs, false);
+		}
+		if ((size_t)n > head)
+			stream_write(lp->sup->log, buf + head, (size_t)n - head);
 		if (lp->sup->c->console)
 			io_write_full(STDOUT_FILENO, buf, (size_t)n, NULL);
 	}

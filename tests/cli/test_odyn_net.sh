@@ -118,6 +118,40 @@ n=$(grep -ca $'^\x1eodyn warning: egress: blocked' "$TMP/records")
 check "flood: the records are bounded (64 a second; got $n)" test "$n" -ge 64 -a "$n" -le 256
 check "flood: the dropped ones are counted" grep -qaE $'^\x1eodyn warning: [0-9]+ odyn messages dropped' "$TMP/records"
 
+# A record waits (up to 500 ms) for the app to finish its line, so readers that know nothing of
+# records see the app's lines whole; an app that never finishes its line does not hold it back.
+PP8=$(free_port)
+"$ODYN" --no-console --status "unix:$TMP/st8" --log "unix:$TMP/log8" --linger-ms 0 \
+	--egress-host "unix:$TMP/egress" --proxy-port "$PP8" --egress-allow allowed.test \
+	-- sh -c "printf 'start-'; while [ ! -e '$TMP/go8' ]; do sleep 0.02; done; echo end; printf 'never-ends'; \
+	while [ ! -e '$TMP/stop8' ]; do sleep 0.05; done" &
+op8=$!
+bg_track $op8
+wait_for python3 -c "import socket; socket.create_connection(('127.0.0.1', $PP8))"
+curl -s -o /dev/null --max-time 20 -x "http://127.0.0.1:$PP8" "http://first.test:$HP/"
+touch "$TMP/go8" # the app ends its line and starts one it never ends, likely in one write
+sleep 0.3
+curl -s -o /dev/null --max-time 20 -x "http://127.0.0.1:$PP8" "http://second.test:$HP/"
+sleep 1
+read_stream() {
+	timeout 10 python3 -c 'import socket, sys
+s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); s.settimeout(1)
+try:
+    while True:
+        c = s.recv(65536)
+        if not c: break
+        sys.stdout.buffer.write(c)
+except socket.timeout: pass' "$1"
+}
+read_stream "$TMP/log8" >"$TMP/log8.out"
+check "a record waits for the end of the app's line: the line stays whole" grep -qax 'start-end' "$TMP/log8.out"
+check "... and comes after it" grep -qa $'^\x1eodyn warning: egress: .*first.test' "$TMP/log8.out"
+check "an app line that never ends holds no record back" \
+	grep -qa $'never-ends\x1eodyn warning: egress: .*second.test' "$TMP/log8.out"
+touch "$TMP/stop8"
+wait $op8
+check "that odyn ends cleanly" test $? -eq 0
+
 # ingress: many concurrent connections through unix -> 127.0.0.1:HP (HTTP GETs)
 send_pids=()
 for i in $(seq 1 40); do
