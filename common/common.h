@@ -43,6 +43,10 @@ void log_set_level(enum log_level level);
 enum log_level log_get_level(void);
 /* True when stderr is a terminal: progress bars only then. */
 bool log_stderr_is_tty(void);
+/* A sink gets every message up to level `max` (whatever the stderr level), from any thread, one
+ * at a time; it must not block and must not log. NULL fn removes it. */
+typedef void log_sink_fn(void *arg, enum log_level level, const char *level_name, const char *msg);
+void log_set_sink(enum log_level max, log_sink_fn *fn, void *arg);
 void log_msg(enum log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 #define log_error(...) log_msg(LOG_ERROR, __VA_ARGS__)
 #define log_warn(...) log_msg(LOG_WARN, __VA_ARGS__)

@@ -1,10 +1,27 @@
-/* log: leveled messages on stderr. The level is the one piece of process-wide
- * mutable state the project allows (set once by the CLI from -v / -q). */
+/* log: leveled messages on stderr, and to one optional sink. The level and the sink are the
+ * process-wide mutable state the project allows (logging configuration). */
+#include <pthread.h>
 #include <unistd.h>
 
 #include "common.h"
 
 static enum log_level current_level = LOG_WARN;
+
+/* The sink is called under this lock: once log_set_sink(.., NULL, ..) returns, no thread is in
+ * the old sink any more, so its owner may free what it uses. */
+static pthread_mutex_t sink_lock = PTHREAD_MUTEX_INITIALIZER;
+static log_sink_fn *sink_fn;
+static void *sink_arg;
+static enum log_level sink_level;
+
+void log_set_sink(enum log_level max, log_sink_fn *fn, void *arg)
+{
+	pthread_mutex_lock(&sink_lock);
+	__atomic_store_n(&sink_level, max, __ATOMIC_RELAXED);
+	__atomic_store_n(&sink_fn, fn, __ATOMIC_RELAXED);
+	sink_arg = arg;
+	pthread_mutex_unlock(&sink_lock);
+}
 
 void log_set_level(enum log_level level)
 {
@@ -25,12 +42,22 @@ void log_msg(enum log_level level, const char *fmt, ...)
 {
 	static const char *const names[] = {"error", "warning", "info", "debug"};
 	va_list ap;
-	if (level > current_level)
+	/* Unlocked peek: a sink being set or cleared is seen on the next message, or under the lock. */
+	bool to_sink = __atomic_load_n(&sink_fn, __ATOMIC_RELAXED) != NULL &&
+	               level <= __atomic_load_n(&sink_level, __ATOMIC_RELAXED);
+	if (level > current_level && !to_sink)
 		return;
 	/* One fprintf per line keeps lines whole when several threads log. */
 	char line[4096];
 	va_start(ap, fmt);
 	vsnprintf(line, sizeof(line), fmt, ap);
 	va_end(ap);
-	fprintf(stderr, "enclaver: %s: %s\n", names[level], line);
+	if (level <= current_level)
+		fprintf(stderr, "enclaver: %s: %s\n", names[level], line);
+	if (to_sink) {
+		pthread_mutex_lock(&sink_lock);
+		if (sink_fn && level <= sink_level)
+			sink_fn(sink_arg, level, names[level], line);
+		pthread_mutex_unlock(&sink_lock);
+	}
 }

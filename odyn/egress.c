@@ -175,7 +175,8 @@ static void deny(struct pconn *pc, enum egress_verdict v, const char *host, uint
 		    xasprintf("blocked by egress security policy: %s:%u matches deny rule \"%s\"\n", host, port, rule);
 	else
 		body = xasprintf("blocked by egress security policy: %s:%u matches no allow rule\n", host, port);
-	log_info("egress: %s", body);
+	/* A warning: it also reaches the host as an [odyn] line (odyn/msgs.c). */
+	log_warn("egress: %.*s", (int)strlen(body) - 1, body);
 	pc_respond(pc, 401, "Unauthorized", body, true);
 }
 

@@ -19,6 +19,8 @@ int stream_new(struct evloop *loop, const struct transport_addr *addr, size_t ca
                struct err **err);
 void stream_write(struct stream *s, const void *data, size_t len);
 bool stream_flushed(const struct stream *s);
+/* Whether the last byte written was a newline (or nothing was written). */
+bool stream_at_line_start(const struct stream *s);
 uint64_t stream_readers_served(const struct stream *s);
 /* Back-pressure support: the largest number of bytes a reader is behind,
  * a callback when a reader took bytes, and dropping readers that stayed
@@ -31,6 +33,17 @@ void stream_set_drain_cb(struct stream *s, void (*fn)(void *arg), void *arg);
 void stream_set_command_cb(struct stream *s, void (*fn)(void *arg, const char *line), void *arg);
 void stream_drop_stalled(struct stream *s, uint64_t lag, unsigned stall_ms);
 void stream_free(struct stream *s);
+
+/* msgs: odyn's warnings and errors as `odyn` records on the log stream (common/logstream.h), fed
+ * by common/log.c's sink from any thread and written on the loop; dropped with a count beyond a
+ * rate, a pending cap, or when readers are more than lag_limit bytes behind. */
+struct odyn_msgs;
+int odyn_msgs_start(struct evloop *loop, struct stream *log, uint64_t lag_limit, struct odyn_msgs **out,
+                    struct err **err);
+/* Writes what is pending, at the end of an app line if one comes within 500 ms (final: now,
+ * with the count of dropped ones, whenever it last went out). Call it after app output too. */
+void odyn_msgs_flush(struct odyn_msgs *m, bool final);
+void odyn_msgs_free(struct odyn_msgs *m);
 
 /* egress proxy and ingress forwarders, living on the supervisor's loop. */
 struct egress_proxy;

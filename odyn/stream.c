@@ -198,6 +198,11 @@ void stream_write(struct stream *s, const void *data, size_t len)
 	}
 }
 
+bool stream_at_line_start(const struct stream *s)
+{
+	return s->head == 0 || s->ring[(s->head - 1) % s->cap] == '\n';
+}
+
 bool stream_flushed(const struct stream *s)
 {
 	for (const struct stream_client *c = s->clients; c != NULL; c = c->next)

@@ -14,6 +14,7 @@
 #include <sys/timerfd.h>
 #include <sys/wait.h>
 
+#include "common/logstream.h"
 #include "odyn/internal.h"
 
 extern char **environ;
@@ -34,6 +35,7 @@ struct sup {
 	const struct odyn_config *c;
 	struct evloop *loop;
 	struct stream *status, *log;
+	struct odyn_msgs *msgs;
 	struct egress_proxy *egress;
 	struct odyn_api *api;
 	struct odyn_kms *kms;
@@ -161,7 +163,16 @@ static bool logpipe_drain(struct logpipe *lp, bool all)
 			return true;
 		if (n <= 0)
 			return false;
-		stream_write(lp->sup->log, buf, (size_t)n);
+		logstream_app_sanitize(buf, (size_t)n); /* the app cannot forge odyn's records */
+		/* Records waiting for the end of an app line go right after its last one here. */
+		const char *nl = memrchr(buf, '\n', (size_t)n);
+		size_t head = nl ? (size_t)(nl - buf) + 1 : 0;
+		if (head) {
+			stream_write(lp->sup->log, buf, head);
+			odyn_msgs_flush(lp->sup->msgs, false);
+		}
+		if ((size_t)n > head)
+			stream_write(lp->sup->log, buf + head, (size_t)n - head);
 		if (lp->sup->c->console)
 			io_write_full(STDOUT_FILENO, buf, (size_t)n, NULL);
 	}
@@ -542,6 +553,8 @@ int odyn_run(const struct odyn_config *c, struct err **err)
 		err_wrap(err, "status/log stream");
 		goto out;
 	}
+	if (odyn_msgs_start(s.loop, s.log, log_lag_limit(&s), &s.msgs, err) < 0)
+		goto out;
 	{
 		/* From here on failures are reported on the status stream too,
 		 * so the host learns why the enclave stops. */
@@ -584,6 +597,8 @@ out:
 	odyn_kms_free(s.kms);
 	while (s.pipes)
 		logpipe_close(s.pipes);
+	odyn_msgs_flush(s.msgs, true);
+	odyn_msgs_free(s.msgs);
 	stream_free(s.log);
 	stream_free(s.status);
 	evloop_free(s.loop);

@@ -65,19 +65,52 @@ static void on_exit_fd(struct ev_handler *h, uint32_t events)
 	evloop_stop(o->loop);
 }
 
+/* Console lines go to stderr as "[console] ...": in debug mode the console also carries odyn's
+ * stderr and the app's output, which must not read as our own lines (or as the log stream's). */
+#define CONSOLE_PREFIX   "[console] "
+#define CONSOLE_LINE_MAX (64 * 1024)
+static void console_bytes(struct outer *o, const char *data, size_t n, bool eof)
+{
+	struct buf *l = &o->console_line;
+	struct buf out = {0};
+	for (size_t i = 0; i < n; i++) {
+		if (data[i] != '\n') {
+			buf_putc(l, data[i]);
+			if (l->len < CONSOLE_LINE_MAX)
+				continue;
+		}
+		if (l->len && l->data[l->len - 1] == '\r') /* the serial console's CRLF */
+			l->len--;
+		buf_puts(&out, CONSOLE_PREFIX);
+		buf_append(&out, l->data ? l->data : "", l->len);
+		buf_putc(&out, '\n');
+		l->len = 0;
+	}
+	if (eof && l->len) {
+		buf_puts(&out, CONSOLE_PREFIX);
+		buf_append(&out, l->data, l->len);
+		buf_putc(&out, '\n');
+		l->len = 0;
+	}
+	if (out.len)
+		io_write_full(STDERR_FILENO, out.data, out.len, NULL);
+	buf_free(&out);
+}
+
 static void on_console(struct ev_handler *h, uint32_t events)
 {
 	struct outer *o = outer_container_of(h, struct outer, console_h);
 	char b[16384];
 	ssize_t n = read(o->console_fd, b, sizeof(b));
 	if (n > 0) {
-		io_write_full(STDERR_FILENO, b, (size_t)n, NULL);
+		console_bytes(o, b, (size_t)n, false);
 		return;
 	}
 	if (n < 0 && (errno == EAGAIN || errno == EINTR))
 		return;
 	(void)events;
 	/* The console ended (or failed): stop watching it, the run goes on. */
+	console_bytes(o, "", 0, true);
 	evloop_del(o->loop, o->console_fd);
 	o->console_fd = -1;
 }
@@ -225,8 +258,9 @@ int outer_run(struct outer *o, struct outer_result *res, struct err **err)
 		char b[16384];
 		ssize_t n;
 		while ((n = read(o->console_fd, b, sizeof(b))) > 0)
-			io_write_full(STDERR_FILENO, b, (size_t)n, NULL);
+			console_bytes(o, b, (size_t)n, false);
 	}
+	console_bytes(o, "", 0, true);
 	result_fill(o, res);
 	return 0;
 }
@@ -239,6 +273,8 @@ void outer_free(struct outer *o)
 	gstream_close(&o->log);
 	buf_free(&o->status.line);
 	buf_free(&o->log.line);
+	logstream_reader_free(&o->log.rd);
+	buf_free(&o->console_line);
 	relay_list_close_all(&o->relays);
 	for (size_t i = 0; i < o->n_ingress; i++)
 		outer_ingress_close(o, &o->ingress[i]);

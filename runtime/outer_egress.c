@@ -248,9 +248,12 @@ static void handle_request(struct egress_req *r)
 	_cleanup_free_ char *norm = egress_host_normalize(r->host);
 	char port[8];
 	snprintf(port, sizeof(port), "%u", r->port);
+	/* The name "host" is the parent instance itself, as in Enclaver: its loopback. The policy has
+	 * already judged the name; the resolved address is judged again below like any other. */
+	const char *target = strcmp(norm, OUTER_EGRESS_PARENT_NAME) == 0 ? "127.0.0.1" : norm;
 	/* On a thread: a slow resolver holds up this request only (runtime/resolve.c). */
 	_cleanup_err_ struct err *e = NULL;
-	if (resolve_start(r->eg->o->loop, norm, port, &r->eg->resolving, on_resolved, r, &r->resolving, &e) < 0) {
+	if (resolve_start(r->eg->o->loop, target, port, &r->eg->resolving, on_resolved, r, &r->resolving, &e) < 0) {
 		_cleanup_free_ char *m = xasprintf("resolving %s: %s", norm, e->msg);
 		log_warn("egress: %s", m);
 		refuse(r, e->code ? e->code : EAGAIN, m);

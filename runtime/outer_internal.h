@@ -6,6 +6,7 @@
 #include <signal.h>
 #include <stddef.h>
 
+#include "common/logstream.h"
 #include "common/relay.h"
 #include "common/transport.h"
 #include "runtime/outer.h"
@@ -19,6 +20,8 @@ struct outer;
 #define OUTER_INGRESS_CONNECT_MS 10000
 /* How long the host's egress endpoint waits for a target to answer a connect, per address. */
 #define OUTER_EGRESS_CONNECT_MS 10000
+/* The egress name for the parent instance itself (Enclaver's convention): mapped to its loopback. */
+#define OUTER_EGRESS_PARENT_NAME "host"
 
 struct outer_ingress {
 	struct ev_handler h;
@@ -45,9 +48,10 @@ struct gstream {
 	enum gstream_kind kind;
 	uint32_t port;
 	int fd;
-	struct buf line; /* a line not yet complete */
-	bool wanted;     /* not connected, should be */
-	bool connecting; /* fd's connect is under way (EPOLLOUT); wanted stays set until it is done */
+	struct buf line;            /* a status line not yet complete */
+	struct logstream_reader rd; /* the log stream's app lines and records (common/logstream.h) */
+	bool wanted;                /* not connected, should be */
+	bool connecting;            /* fd's connect is under way (EPOLLOUT); wanted stays set until it is done */
 	unsigned failures;
 };
 void gstream_init(struct outer *o, struct gstream *g, enum gstream_kind kind);
@@ -69,7 +73,8 @@ struct outer {
 	struct gstream status, log;
 	struct ev_handler exit_h, console_h, sig_h, timer_h, stop_h;
 	int sigfd, timerfd, stop_timerfd, exit_fd, console_fd;
-	bool blocked; /* SIGINT/SIGTERM blocked by outer_new */
+	struct buf console_line; /* a console line not yet complete (debug mode) */
+	bool blocked;            /* SIGINT/SIGTERM blocked by outer_new */
 	sigset_t old_mask;
 	/* what odyn reported last */
 	bool have_final;
@@ -84,6 +89,8 @@ struct outer {
 void outer_status_line(struct outer *o, const char *line, size_t len);
 /* Writes an app line with the prefix to the log descriptor. */
 void outer_log_line(struct outer *o, const char *line, size_t len);
+/* A record from the log stream: "[tag] text" ("[odyn] warning: ..."), on the same output. */
+void outer_log_record(struct outer *o, const char *tag, size_t tag_len, const char *text, size_t len);
 /* Arms the retry timer (streams to connect). */
 void outer_retry_arm(struct outer *o, unsigned ms);
 

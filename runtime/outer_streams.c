@@ -6,6 +6,7 @@
 #include <sys/epoll.h>
 #include <sys/socket.h>
 
+#include "common/logstream.h"
 #include "runtime/outer_internal.h"
 
 /* A line longer than this is passed on in pieces (the app printed no newline for a while). */
@@ -16,6 +17,23 @@ void outer_log_line(struct outer *o, const char *line, size_t len)
 	struct buf b = {0};
 	buf_puts(&b, o->cfg.log_prefix);
 	buf_append(&b, line, len);
+	buf_putc(&b, '\n');
+	_cleanup_err_ struct err *e = NULL;
+	if (io_write_full(o->cfg.log_fd, b.data, b.len, &e) < 0)
+		log_warn("app log: %s", e->msg);
+	buf_free(&b);
+}
+
+void outer_log_record(struct outer *o, const char *tag, size_t tag_len, const char *text, size_t len)
+{
+	struct buf b = {0};
+	buf_putc(&b, '[');
+	if (tag_len)
+		buf_append(&b, tag, tag_len);
+	else
+		buf_putc(&b, '?'); /* a malformed tag: still shown, never as the app's */
+	buf_puts(&b, "] ");
+	buf_append(&b, text, len);
 	buf_putc(&b, '\n');
 	_cleanup_err_ struct err *e = NULL;
 	if (io_write_full(o->cfg.log_fd, b.data, b.len, &e) < 0)
@@ -65,9 +83,25 @@ void outer_status_line(struct outer *o, const char *line, size_t len)
 	o->have_final = true;
 }
 
+static void log_app_line(void *arg, const char *line, size_t len)
+{
+	outer_log_line(arg, line, len);
+}
+
+static void log_record(void *arg, const char *tag, size_t tag_len, const char *text, size_t len)
+{
+	outer_log_record(arg, tag, tag_len, text, len);
+}
+
 static void stream_lines(struct gstream *g, const char *data, size_t n, bool eof)
 {
 	struct outer *o = g->o;
+	if (g->kind == GSTREAM_LOG) {
+		const struct logstream_sink sink = {
+		    .app_line = log_app_line, .record = log_record, .arg = o, .app_line_max = LINE_MAX_BYTES};
+		logstream_reader_feed(&g->rd, data, n, eof, &sink);
+		return;
+	}
 	buf_append(&g->line, data, n);
 	size_t start = 0;
 	for (;;) {
@@ -76,10 +110,7 @@ static void stream_lines(struct gstream *g, const char *data, size_t n, bool eof
 		bool take = nl || (end - start) >= LINE_MAX_BYTES || (eof && end > start);
 		if (!take)
 			break;
-		if (g->kind == GSTREAM_STATUS)
-			outer_status_line(o, g->line.data + start, end - start);
-		else
-			outer_log_line(o, g->line.data + start, end - start);
+		outer_status_line(o, g->line.data + start, end - start);
 		start = nl ? end + 1 : end;
 		if (start >= g->line.len)
 			break;
@@ -200,6 +231,6 @@ void gstream_drain(struct gstream *g)
 	if (g->fd >= 0 && !g->connecting)
 		stream_read(g);
 	gstream_close(g);
-	if (g->line.len)
+	if (g->line.len || g->rd.app.len)
 		stream_lines(g, "", 0, true);
 }

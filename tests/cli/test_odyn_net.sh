@@ -81,6 +81,77 @@ check "oversized head: 431" grep -q "^HTTP/1.1 431" "$TMP/g"
 printf 'GET https://allowed.test/ HTTP/1.1\r\n\r\n' | "$PEER" send "tcp:127.0.0.1:$PP" >"$TMP/g" 2>&1
 check "https:// absolute-form: 400" grep -q "^HTTP/1.1 400" "$TMP/g"
 
+# odyn's own warnings go on the log stream as `odyn` records (common/logstream.h), bounded: a
+# flood of denied requests is answered at full speed, and what exceeds the rate is dropped with a
+# count instead of pushing the app's output out of the ring.
+python3 - "$PP" "$HP" >"$TMP/flood.out" <<'PY'
+import socket, sys, time
+t0, codes = time.monotonic(), {}
+for i in range(400):
+    s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+    s.sendall(b"GET http://denied%d.test:%s/ HTTP/1.1\r\n\r\n" % (i, sys.argv[2].encode()))
+    r = s.recv(100).split(b" ")[1]
+    codes[r] = codes.get(r, 0) + 1
+    s.close()
+print("codes", codes, "seconds", round(time.monotonic() - t0, 1))
+PY
+check "flood: 400 denied requests all answered 401" grep -q "codes {b'401': 400}" "$TMP/flood.out"
+sleep 1.1
+"${X[@]}" -o /dev/null "http://denied-after.test:$HP/" # one more warning: the count goes out
+python3 - "$TMP/log" >"$TMP/records" <<'PY'
+import socket, sys, time
+s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); s.settimeout(0.5)
+data, end = b"", time.monotonic() + 3
+while time.monotonic() < end:
+    try:
+        c = s.recv(65536)
+    except socket.timeout:
+        break
+    if not c: break
+    data += c
+sys.stdout.write(data.decode(errors="replace"))
+PY
+check "the app's output is in the ring, as is" grep -q "^proxy=http://127.0.0.1:$PP" "$TMP/records"
+check "a denial is an odyn record on the log stream" \
+	grep -qa $'^\x1eodyn warning: egress: blocked by egress security policy: denied0.test' "$TMP/records"
+n=$(grep -ca $'^\x1eodyn warning: egress: blocked' "$TMP/records")
+check "flood: the records are bounded (64 a second; got $n)" test "$n" -ge 64 -a "$n" -le 256
+check "flood: the dropped ones are counted" grep -qaE $'^\x1eodyn warning: [0-9]+ odyn messages dropped' "$TMP/records"
+
+# A record waits (up to 500 ms) for the app to finish its line, so readers that know nothing of
+# records see the app's lines whole; an app that never finishes its line does not hold it back.
+PP8=$(free_port)
+"$ODYN" --no-console --status "unix:$TMP/st8" --log "unix:$TMP/log8" --linger-ms 0 \
+	--egress-host "unix:$TMP/egress" --proxy-port "$PP8" --egress-allow allowed.test \
+	-- sh -c "printf 'start-'; while [ ! -e '$TMP/go8' ]; do sleep 0.02; done; echo end; printf 'never-ends'; \
+	while [ ! -e '$TMP/stop8' ]; do sleep 0.05; done" &
+op8=$!
+bg_track $op8
+wait_for python3 -c "import socket; socket.create_connection(('127.0.0.1', $PP8))"
+curl -s -o /dev/null --max-time 20 -x "http://127.0.0.1:$PP8" "http://first.test:$HP/"
+touch "$TMP/go8" # the app ends its line and starts one it never ends, likely in one write
+sleep 0.3
+curl -s -o /dev/null --max-time 20 -x "http://127.0.0.1:$PP8" "http://second.test:$HP/"
+sleep 1
+read_stream() {
+	timeout 10 python3 -c 'import socket, sys
+s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); s.settimeout(1)
+try:
+    while True:
+        c = s.recv(65536)
+        if not c: break
+        sys.stdout.buffer.write(c)
+except socket.timeout: pass' "$1"
+}
+read_stream "$TMP/log8" >"$TMP/log8.out"
+check "a record waits for the end of the app's line: the line stays whole" grep -qax 'start-end' "$TMP/log8.out"
+check "... and comes after it" grep -qa $'^\x1eodyn warning: egress: .*first.test' "$TMP/log8.out"
+check "an app line that never ends holds no record back" \
+	grep -qa $'never-ends\x1eodyn warning: egress: .*second.test' "$TMP/log8.out"
+touch "$TMP/stop8"
+wait $op8
+check "that odyn ends cleanly" test $? -eq 0
+
 # ingress: many concurrent connections through unix -> 127.0.0.1:HP (HTTP GETs)
 send_pids=()
 for i in $(seq 1 40); do
@@ -202,6 +273,16 @@ check "ingress: another port is served while the app does not accept" grep -qx o
 wait_for grep -q closed "$TMP/stuck.out"
 check "ingress: clients the app does not take are refused after the bound" grep -qx "closed 4" "$TMP/stuck.out"
 check "ingress: the refusal is logged with the bound" grep -q "not accepted within 1500 ms" "$TMP/odyn5.err"
+timeout 5 python3 -c 'import socket, sys
+s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); s.settimeout(1)
+try:
+    while True:
+        c = s.recv(65536)
+        if not c: break
+        sys.stdout.buffer.write(c)
+except socket.timeout: pass' "$TMP/log5" >"$TMP/log5.out"
+check "ingress: the refusal is an odyn record on the log stream too" \
+	grep -qa $'^\x1eodyn warning: .*not accepted within 1500 ms' "$TMP/log5.out"
 kill -TERM $op5
 wait_for sh -c "! kill -0 $op5"
 check "ingress: odyn stops on SIGTERM" sh -c "! kill -0 $op5"

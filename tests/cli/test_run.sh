@@ -39,6 +39,7 @@ egress:
   allow:
     - 127.0.0.1
     - localhost
+    - host
   deny:
     - "127.0.0.1:$DP"
 YAML
@@ -74,7 +75,9 @@ assert list(d)==["EnclaveName","EnclaveID","ProcessID","EnclaveCID","NumberOfCPU
 assert d["EnclaveName"]=="plain" and d["NumberOfCPUs"]==len(d["CPUIDs"])' "$TMP/a.err"
 check "nothing but app lines on stdout" test "$(grep -vc '^\[app\] ' "$TMP/a.out")" -eq 0
 run_local dbg 'echo on-the-console' --manifest "$TMP/plain.yaml" --debug-mode
-check "--debug-mode: the console is streamed to stderr" grep -qx 'on-the-console' "$TMP/dbg.err"
+check "--debug-mode: the console is streamed to stderr, each line marked [console]" \
+	grep -qx '\[console\] on-the-console' "$TMP/dbg.err"
+check "--debug-mode: no console line without the mark" sh -c "! grep -qx 'on-the-console' '$TMP/dbg.err'"
 check "--debug-mode: the app's log still reaches stdout" grep -qx '\[app\] on-the-console' "$TMP/dbg.out"
 run_local b 'exit 3' --manifest "$TMP/plain.yaml"
 check "exit 3 propagates" test $? -eq 3
@@ -101,6 +104,17 @@ echo \$! >"$TMP/app-server.pid"
 # through odyn's proxy (the environment names it; --noproxy '' overrides no_proxy for 127.0.0.1)
 curl -s --noproxy '' -o "$TMP/eg-allowed.body" -w '%{http_code}' "http://127.0.0.1:$AP/hello.txt" >"$TMP/eg-allowed.code"
 curl -s --noproxy '' -o "$TMP/eg-denied.body" -w '%{http_code}' "http://127.0.0.1:$DP/hello.txt" >"$TMP/eg-denied.code"
+# the parent by the name "host", with Python's urllib and the proxy environment odyn sets (no_proxy
+# names 127.0.0.1, so that address would bypass the proxy; "host" goes through it)
+python3 - "$AP" "$DP" >"$TMP/eg-host.out" 2>&1 <<'PY'
+import sys, urllib.request, urllib.error
+for port in sys.argv[1:]:
+    try:
+        r = urllib.request.urlopen("http://host:%s/hello.txt" % port, timeout=60)
+        print(port, r.status, r.read().decode().strip())
+    except urllib.error.HTTPError as e:
+        print(port, e.code, e.read().decode().strip())
+PY
 touch "$TMP/app-ready"
 while :; do sleep 0.05; done
 APP
@@ -117,6 +131,12 @@ check "ingress: a request to the host port gets the app's answer" \
 check "egress: allowed target through odyn and the host: 200" test "$(cat "$TMP/eg-allowed.code")" = 200
 check "egress: the allowed body arrived" grep -qx allowed-body "$TMP/eg-allowed.body"
 check "egress: denied target refused by odyn: 401" test "$(cat "$TMP/eg-denied.code")" = 401
+check "egress: odyn's refusal reaches the host's stdout as an [odyn] line (no --debug-mode)" \
+	grep -q "^\[odyn\] warning: egress: blocked by egress security policy: 127.0.0.1:$DP matches deny rule" "$TMP/w.out"
+check "egress: \"host\" reaches the parent's loopback (python urllib through the proxy)" \
+	grep -qx "$AP 200 allowed-body" "$TMP/eg-host.out"
+check "egress: \"host\" stays under the host's deny rules by address (503)" \
+	grep -q "^$DP 503 .*127.0.0.1.*deny rule" "$TMP/eg-host.out"
 # odyn bypassed: a raw client speaks the 17002 frame protocol to the host's endpoint.
 frame() { # frame SOCKET JSON [PAYLOAD]: prints the reply frame's JSON, then what follows
 	python3 - "$@" <<'PY'

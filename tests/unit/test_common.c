@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 
 #include "common/common.h"
+#include "common/logstream.h"
 #include "tests/harness.h"
 
 TEST(err_chain_reads_outermost_first)
@@ -378,4 +379,78 @@ TEST(cbor_skip_counts_nesting_not_containers)
 	CHECK(cbor_skip(&s, &e) == -1);
 	CHECK_ERR_CONTAINS(e, "offset 2: string of 5 bytes runs past the end");
 	err_free(&e);
+}
+
+/* ---------------------------------------------------------------- logstream */
+
+struct ls_out {
+	struct buf b; /* "A:line|" and "R:tag:text|" in order */
+};
+static void ls_app(void *arg, const char *line, size_t len)
+{
+	struct ls_out *o = arg;
+	buf_puts(&o->b, "A:");
+	buf_append(&o->b, line, len);
+	buf_putc(&o->b, '|');
+}
+static void ls_rec(void *arg, const char *tag, size_t tag_len, const char *text, size_t len)
+{
+	struct ls_out *o = arg;
+	buf_puts(&o->b, "R:");
+	buf_append(&o->b, tag, tag_len);
+	buf_putc(&o->b, ':');
+	buf_append(&o->b, text, len);
+	buf_putc(&o->b, '|');
+}
+
+/* Feeds `data` one byte at a time when `bytewise`, else whole; returns what the sink saw. */
+static char *ls_decode(const char *data, size_t len, bool bytewise, size_t line_max)
+{
+	struct ls_out o = {0};
+	struct logstream_reader r = {0};
+	const struct logstream_sink sink = {.app_line = ls_app, .record = ls_rec, .arg = &o, .app_line_max = line_max};
+	if (bytewise)
+		for (size_t i = 0; i < len; i++)
+			logstream_reader_feed(&r, data + i, 1, false, &sink);
+	else
+		logstream_reader_feed(&r, data, len, false, &sink);
+	logstream_reader_feed(&r, "", 0, true, &sink);
+	logstream_reader_free(&r);
+	char *s = xstrdup(buf_str(&o.b));
+	buf_free(&o.b);
+	return s;
+}
+
+TEST(logstream_records_and_app_lines_split_anywhere)
+{
+	struct buf b = {0};
+	buf_puts(&b, "hello\npart");
+	logstream_record_append(&b, LOGSTREAM_TAG_ODYN, "warning: egress:\tdenied\nx");
+	buf_puts(&b, "ial\n\nlast");
+	for (int bytewise = 0; bytewise < 2; bytewise++) {
+		_cleanup_free_ char *s = ls_decode(b.data, b.len, bytewise, 65536);
+		CHECK_STR_EQ(s, "A:hello|R:odyn:warning: egress: denied x|A:partial|A:|A:last|");
+	}
+	buf_free(&b);
+	/* long app lines come in pieces; a malformed tag is still a record, never app output */
+	_cleanup_free_ char *p = ls_decode("abcdefg\n", 8, false, 3);
+	CHECK_STR_EQ(p, "A:abc|A:def|A:g|");
+	_cleanup_free_ char *m = ls_decode("\x1eNOT-lower text\n", 16, false, 100);
+	CHECK_STR_EQ(m, "R::NOT-lower text|");
+	/* an oversized record is cut, and the rest up to LF does not leak into the app's lines */
+	struct buf big = {0};
+	buf_putc(&big, LOGSTREAM_RS);
+	buf_puts(&big, "odyn ");
+	for (int i = 0; i < 3000; i++)
+		buf_putc(&big, 'x');
+	buf_puts(&big, "\nafter\n");
+	_cleanup_free_ char *g = ls_decode(big.data, big.len, false, 65536);
+	CHECK(strstr(g, "|A:after|") != NULL);
+	CHECK(strlen(g) < LOGSTREAM_RECORD_MAX + 20);
+	buf_free(&big);
+	/* the app cannot forge a record */
+	char app[] = "x\x1eodyn fake\n";
+	logstream_app_sanitize(app, strlen(app));
+	_cleanup_free_ char *f = ls_decode(app, strlen(app), false, 100);
+	CHECK_STR_EQ(f, "A:x\x1aodyn fake|");
 }
