@@ -332,6 +332,25 @@ int run_main(struct run_opts *o)
 		if (outer_measurements_of(eif, &measured, &me) < 0)
 			log_warn("%s: %s (enclaver ps --json will show no Measurements)", eif, me->msg);
 	}
+	/* Too little memory does not fail the launch: the kernel stops unpacking the ramdisk and the
+	 * app is "not found" (exit 108). Refuse here, with the size (eif_memory_needed_mib). The
+	 * default is the launcher's: 4096 MiB on Nitro, 1024 in the emulator (and the test launcher). */
+	unsigned mem = o->memory_mb ? o->memory_mb : (unsigned)m->memory_mb;
+	if (!mem)
+		mem = strcmp(o->launcher, "nitro") == 0 ? 4096 : 1024;
+	uint64_t need;
+	if (eif_file_memory_needed_mib(eif, &need, &err) < 0)
+		goto fail;
+	if (mem < need) {
+		err_set(&err, EINVAL,
+		        "%s needs at least %llu MiB of enclave memory (kernel, its ramdisks twice while they unpack, and "
+		        "%d MiB for the kernel and the app), but the enclave would get %u MiB (%s): give --memory-mb %llu "
+		        "or more, or set defaults.memory_mb in enclaver.yaml",
+		        eif, (unsigned long long)need, EIF_MEMORY_MARGIN_MIB, mem,
+		        o->memory_mb ? "--memory-mb" : m->memory_mb ? "the manifest's defaults.memory_mb" : "the launcher's default",
+		        (unsigned long long)need);
+		goto fail;
+	}
 	if (o->name)
 		name = xstrdup(o->name);
 	else if (m->name)

@@ -392,6 +392,19 @@ check_fails "an unknown launcher" 'not a launcher of this build' "$ENCLAVER" run
 check_fails "a host port in use is named" "ingress -p 127.0.0.1:$AP:$EP \\(is the port in use" \
 	env ENCLAVER_LOCAL_CMD=true "$RUNL" run --launcher local --eif "$EIF" --manifest "$TMP/plain.yaml" -p "127.0.0.1:$AP:$EP"
 
+# --- too little memory for the EIF is refused before the launch, with the MiB it needs (kernel
+# 70000 B + ramdisks 2 x 80000 B round up to 1 MiB, plus the 128 MiB margin: 129)
+check_fails "--memory-mb below the EIF's needs: refused, names the MiB and the option" \
+	'needs at least 129 MiB .* enclave would get 100 MiB \(--memory-mb\): give --memory-mb 129 or more, or set defaults.memory_mb' \
+	env ENCLAVER_LOCAL_CMD='echo started' "$RUNL" run --launcher local --eif "$EIF" --manifest "$TMP/plain.yaml" --memory-mb 100
+check "the refused run did not start the app" bash -c "! grep -q started '$TMP/.stdout'"
+printf 'version: v1\nname: small\ntarget: "oci:x:y"\nsources:\n  app: "oci:x:y"\ndefaults:\n  memory_mb: 64\n' >"$TMP/small.yaml"
+check_fails "defaults.memory_mb below the EIF's needs: refused, names the field" \
+	"would get 64 MiB \\(the manifest's defaults.memory_mb\\): give --memory-mb 129" \
+	env ENCLAVER_LOCAL_CMD=true "$RUNL" run --launcher local --eif "$EIF" --manifest "$TMP/small.yaml"
+run_local mem129 'echo fits' --manifest "$TMP/small.yaml" --memory-mb 129
+check "--memory-mb at exactly the EIF's needs runs" grep -qx '\[app\] fits' "$TMP/mem129.out"
+
 # --- enclaver-run: the entrypoint's flags and subcommands
 ERUN=$(dirname "$ENCLAVER")/enclaver-run
 check "enclaver-run print-manifest prints the manifest" \
