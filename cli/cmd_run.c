@@ -108,9 +108,11 @@ static void run_usage(FILE *f, bool entrypoint)
 	      "  --emulate               QEMU's nitro-enclave machine instead of /dev/nitro_enclaves\n"
 	      "  --accel auto|kvm|tcg    the emulator's accelerator (default $ENCLAVER_EMULATOR_ACCEL, else\n"
 	      "                          auto: KVM when it boots the enclave, else TCG)\n"
-	      "  -v                      more detail on stderr\n"
-	      "Pulling IMAGE:\n" CLI_OCI_USAGE
-	      "The launch information (nitro-cli's run-enclave JSON) is printed on stderr; stdout carries the\n"
+	      "  -v                      more detail on stderr\n",
+	      f);
+	if (!entrypoint)
+		fputs("Pulling IMAGE:\n" CLI_OCI_USAGE, f);
+	fputs("The launch information (nitro-cli's run-enclave JSON) is printed on stderr; stdout carries the\n"
 	      "app's output, each line prefixed with \"[app] \".\n",
 	      f);
 }
@@ -153,10 +155,15 @@ int run_parse(int argc, char **argv, bool entrypoint, struct run_opts *o)
 	o->ports = xcalloc((size_t)argc + 1, sizeof(*o->ports));
 	unsigned long long v;
 	int c;
-	while ((c = getopt_long(argc, argv, "f:p:vh", opts, NULL)) != -1) {
+	int li = -1;
+	while ((li = -1, c = getopt_long(argc, argv, "f:p:vh", opts, &li)) != -1) {
 		_cleanup_err_ struct err *e = NULL;
 		switch (c) {
-		case 'f': o->manifest_file = optarg; break;
+		case 'f':
+			if (entrypoint)
+				return cli_usage_error(o->cmd, "-f: give --manifest-file");
+			o->manifest_file = optarg;
+			break;
 		case OPT_EIF: o->eif = optarg; break;
 		case OPT_MANIFEST: o->manifest = optarg; break;
 		case 'p':
@@ -192,6 +199,11 @@ int run_parse(int argc, char **argv, bool entrypoint, struct run_opts *o)
 		case 'h':
 		case OPT_HELP: run_usage(stdout, entrypoint); return EXIT_OK;
 		default: {
+			/* The entrypoint runs the files inside its own image: it pulls nothing. */
+			if (entrypoint)
+				return cli_usage_error(o->cmd, "--%s pulls images: %s runs the files in its own image (give "
+				                       "--eif-file and --manifest-file; `enclaver run IMAGE` pulls)",
+				                       li >= 0 ? opts[li].name : "?", o->cmd);
 			int r = cli_oci_option(o->cmd, c, optarg, &o->oci);
 			if (r == 0)
 				return cli_usage_error(o->cmd, "unknown option");

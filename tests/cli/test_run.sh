@@ -413,6 +413,14 @@ check "enclaver-run describe-eif is describe-eif's JSON" \
 	bash -c "'$ERUN' describe-eif --eif-file '$EIF' | cmp - '$TMP/describe.json'"
 check_fails "enclaver-run takes no IMAGE" 'unexpected argument' "$ERUN" some-image
 check_fails "enclaver-run defaults to /enclave/" '/enclave/enclaver.yaml' "$ERUN"
+"$ERUN" --help >"$TMP/erun.help"
+check "enclaver-run --help lists no image-pulling options" bash -c "! grep -Eq -- '--creds|--platform|--cache-dir|--offline|Pulling IMAGE' '$TMP/erun.help'"
+check "enclaver-run --help lists its own" grep -q -- '--eif-file' "$TMP/erun.help"
+"$ENCLAVER" run --help >"$TMP/run.help"
+check "enclaver run --help still lists them" grep -q -- '--creds' "$TMP/run.help"
+check_fails "enclaver-run refuses an image-pulling option, naming it" '--creds pulls images: enclaver-run runs the files in its own image' \
+	"$ERUN" --creds u:p --eif-file "$EIF" --manifest-file "$TMP/plain.yaml"
+check_fails "enclaver-run refuses -f" '-f: give --manifest-file' "$ERUN" -f "$TMP/plain.yaml"
 
 check "no sanitizer report from any run" bash -c "! grep -l 'Sanitizer' '$TMP'/*.err"
 
