@@ -273,7 +273,7 @@ static int policy_from_manifest(const struct bld_manifest *m, struct egress_poli
 int run_main(struct run_opts *o)
 {
 	_cleanup_err_ struct err *err = NULL;
-	_cleanup_free_ char *tmp = NULL, *eif = NULL, *yaml = NULL, *state_path = NULL, *name = NULL;
+	_cleanup_free_ char *tmp = NULL, *eif = NULL, *yaml = NULL, *state_path = NULL, *name = NULL, *image_ref = NULL;
 	struct bld_manifest *m = NULL, *fm = NULL;
 	struct egress_policy policy = {0};
 	struct launcher *l = NULL;
@@ -305,6 +305,7 @@ int run_main(struct run_opts *o)
 			free(steal_pointer(&tmp));
 			goto fail;
 		}
+		image_ref = xstrdup(image);
 		log_info("reading the release image %s", image);
 		eif = xasprintf("%s/application.eif", tmp);
 		yaml = xasprintf("%s/enclaver.yaml", tmp);
@@ -414,6 +415,7 @@ int run_main(struct run_opts *o)
 	                         .name = name,
 	                         .launcher = (char *)o->launcher,
 	                         .eif = eif,
+	                         .image = image_ref,
 	                         .cid = info.cid,
 	                         .pid = getpid(),
 	                         .ports = o->ports,

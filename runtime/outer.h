@@ -79,6 +79,7 @@ int outer_measurements_of(const char *eif_path, json_t **measured, struct err **
  * atomically by the run process that owns it and removed when it ends. */
 struct outer_state {
 	char *id, *name, *launcher, *eif;
+	char *image; /* the release image's reference when run from one; NULL for local files */
 	uint64_t cid;
 	pid_t pid; /* the run process */
 	struct outer_port *ports;

@@ -180,7 +180,8 @@ r=json.loads(open(sys.argv[1]).readline()); assert r["Err"]["os_code"]==111, r' 
 check "ps lists the running enclave" python3 -c '
 import json,sys
 v=json.load(open(sys.argv[1])); assert len(v)==1 and v[0]["EnclaveName"]=="web" and v[0]["ProcessID"]==int(sys.argv[2]), v
-assert v[0]["Ports"]==["127.0.0.1:%s:%s" % (sys.argv[3], sys.argv[4])], v' "$TMP/ps1.json" "$wp" "$HP" "$EP"
+assert v[0]["Ports"]==["127.0.0.1:%s:%s" % (sys.argv[3], sys.argv[4])], v
+assert v[0]["Image"] is None and v[0]["EIF"]==sys.argv[5], v' "$TMP/ps1.json" "$wp" "$HP" "$EP" "$EIF"
 # ps --json: nitro-cli describe-enclaves' fields, names and order; Measurements are the EIF's
 "$ENCLAVER" ps --json >"$TMP/ps1-describe.json"
 check "ps --json has describe-enclaves' fields" python3 -c '
@@ -372,6 +373,20 @@ TMPDIR=$TMP/tmpdir ENCLAVER_LOCAL_CMD='echo from-release-image' "$RUNL" run --la
 check "release image: runs, and the extracted EIF verifies" test $? -eq 0 -a "$(cat "$TMP/img.out")" = "[app] from-release-image"
 check "release image: the later layer's manifest is used" grep -q '"EnclaveName": "from-image"' "$TMP/img.err"
 check "release image: the temporary folder is removed" test -z "$(ls -A "$TMP/tmpdir")"
+# ps names the image that was run, not only the run's temporary copy of its EIF
+ENCLAVER_LOCAL_CMD="touch $TMP/img-up; while [ ! -e $TMP/img-go ]; do sleep 0.05; done" "$RUNL" run --launcher local \
+	--cache-dir "$TMP/cache" "oci:$TMP/rel:rel" >"$TMP/imgps.out" 2>"$TMP/imgps.err" &
+ip=$!
+bg_track $ip
+wait_for test -e "$TMP/img-up"
+"$ENCLAVER" ps >"$TMP/ps-img.json"
+touch "$TMP/img-go"
+reap $ip
+check "ps: a run from a release image shows its reference as Image" python3 -c '
+import json,sys
+v=json.load(open(sys.argv[1])); assert len(v)==1 and v[0]["Image"]==sys.argv[2], v
+assert list(v[0])==["EnclaveID","EnclaveName","EnclaveCID","ProcessID","Launcher","Ports","Image","EIF","Started"], v' \
+	"$TMP/ps-img.json" "oci:$TMP/rel:rel"
 printf 'version: v1\nname: by-target\ntarget: "oci:%s:rel"\nsources:\n  app: "oci:x:y"\n' "$TMP/rel" >"$TMP/bytarget.yaml"
 ENCLAVER_LOCAL_CMD='echo by-target' "$RUNL" run --launcher local --cache-dir "$TMP/cache" -f "$TMP/bytarget.yaml" \
 	>"$TMP/t.out" 2>"$TMP/t.err"
