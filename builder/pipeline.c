@@ -39,8 +39,8 @@ int bld_kernel_bundle_default(const char *cache_dir, char **out, struct err **er
 		return 0;
 	}
 	return err_set(err, ENOENT,
-	               "no kernel bundle: pass --kernel-bundle DIR or set ENCLAVER_KERNEL_BUNDLE (looked in %s and %s; "
-	               "scripts/kernel-bundle-debian.sh %s makes one)",
+	               "no kernel bundle (looked in %s and %s): run `enclaver kernel fetch` once to make %s from "
+	               "Debian's kernel, or pass --kernel-bundle DIR or set ENCLAVER_KERNEL_BUNDLE",
 	               AWS_BLOBS_DIR, cached, cached);
 }
 
