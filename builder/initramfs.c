@@ -18,7 +18,8 @@ int bld_initramfs_cmd_env(const struct bld_app_config *cfg, struct buf *cmd, str
 {
 	if (cfg->n_entrypoint == 0 && cfg->n_cmd == 0)
 		return err_set(err, EINVAL, "the image has neither Entrypoint nor Cmd: nothing to run");
-	const char *head[] = {"/sbin/odyn", "--config-dir", "/etc/enclaver", "--ramdisk-marker", "/" BLD_RAMDISK_MARKER};
+	const char *head[] = {"/sbin/odyn", "--config-dir", "/etc/enclaver", "--ramdisk-marker",
+	                      "/" BLD_RAMDISK_MARKER};
 	for (size_t i = 0; i < sizeof(head) / sizeof(head[0]); i++)
 		buf_puts(cmd, head[i]), buf_putc(cmd, '\n');
 	/* WorkingDir and User are odyn's to apply (after the chroot, before exec). */
@@ -186,8 +187,8 @@ static int initramfs_entries(struct writer *w, const struct bld_initramfs_spec *
 		return -1;
 	/* Last: odyn finds it only if the kernel unpacked the whole ramdisk (odyn --ramdisk-marker). */
 	static const char marker[] = "the customer ramdisk was unpacked to its end\n";
-	struct bld_cpio_entry me = {.name = "rootfs/" BLD_RAMDISK_MARKER, .mode = S_IFREG | 0444, .mtime = added,
-	                            .size = sizeof(marker) - 1};
+	struct bld_cpio_entry me = {
+	    .name = "rootfs/" BLD_RAMDISK_MARKER, .mode = S_IFREG | 0444, .mtime = added, .size = sizeof(marker) - 1};
 	if (bld_cpio_header(w->cpio, &me, err) < 0 || bld_cpio_data(w->cpio, marker, sizeof(marker) - 1, err) < 0)
 		return err_wrap(err, "%s", me.name);
 	if (w->n_xattr_nodes)

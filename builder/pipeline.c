@@ -537,12 +537,13 @@ static int step_eif(struct build *b, const char *out, const char *bootstrap, con
 	if (eif_file_memory_needed_mib(out, &need, &me) < 0)
 		log_warn("%s: cannot size its memory needs: %s", out, me->msg);
 	else if (have < need)
-		log_warn("%s: defaults.memory_mb is %llu MiB%s, but this EIF needs at least %llu MiB (kernel, its "
-		         "ramdisks twice while they unpack, and %d MiB for the kernel and the app): the kernel would fail "
-		         "to unpack the ramdisk and the app would not be found; set defaults.memory_mb to %llu or more "
-		         "(or run with --memory-mb)",
-		         m->path, (unsigned long long)have, m->memory_mb ? "" : " (the default)", (unsigned long long)need,
-		         EIF_MEMORY_MARGIN_MIB, (unsigned long long)need);
+		log_warn(
+		    "%s: defaults.memory_mb is %llu MiB%s, but this EIF needs at least %llu MiB (kernel, its "
+		    "ramdisks twice while they unpack, and %d MiB for the kernel and the app): the kernel would fail "
+		    "to unpack the ramdisk and the app would not be found; set defaults.memory_mb to %llu or more "
+		    "(or run with --memory-mb)",
+		    m->path, (unsigned long long)have, m->memory_mb ? "" : " (the default)", (unsigned long long)need,
+		    EIF_MEMORY_MARGIN_MIB, (unsigned long long)need);
 	size_t hl = eif_hash_len(b->measurements.alg);
 	const uint8_t *pcrs[] = {b->measurements.pcr0, b->measurements.pcr1, b->measurements.pcr2,
 	                         b->measurements.pcr8};

@@ -125,8 +125,9 @@ int cmd_verify_attestation(int argc, char **argv)
 			break;
 		}
 		case 'h':
-			puts("Usage: enclaver verify-attestation DOC [--pcrs-from FILE] [--pcr0 HEX] [--pcr1 HEX] [--pcr2 HEX]\n"
-			     "                                   [--pcr8 HEX] [--pcr N=HEX]... [--nonce HEX] [--root CERT.pem]\n"
+			puts("Usage: enclaver verify-attestation DOC [--pcrs-from FILE] [--pcr0 HEX] [--pcr1 HEX]\n"
+			     "                                   [--pcr2 HEX] [--pcr8 HEX] [--pcr N=HEX]... [--nonce HEX]\n"
+			     "                                   [--root CERT.pem]\n"
 			     "                                   [--at-time SECONDS] [--insecure-skip-signature]\n\n"
 			     "Verifies a Nitro Enclaves attestation document (raw CBOR or base64; '-' reads stdin):\n"
 			     "its structure, the certificate chain to the AWS Nitro root (or --root) at the\n"

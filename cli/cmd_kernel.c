@@ -41,8 +41,8 @@ static void kernel_usage(FILE *f)
 /* Runs the built-in script with bash; 0 when it exited 0. Its messages go to our stderr. */
 static int run_script(const char *deb_cache, const char *init, const char *out, struct err **err)
 {
-	_cleanup_free_ char *text = xstrndup(enclaver_kernel_script,
-	                                     (size_t)(enclaver_kernel_script_end - enclaver_kernel_script));
+	_cleanup_free_ char *text =
+	    xstrndup(enclaver_kernel_script, (size_t)(enclaver_kernel_script_end - enclaver_kernel_script));
 	char *argv[8];
 	size_t n = 0;
 	argv[n++] = "bash";

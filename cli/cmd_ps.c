@@ -56,7 +56,8 @@ int cmd_ps(int argc, char **argv)
 		if (c == 'h') {
 			puts("Usage: enclaver ps [--json]\n\n"
 			     "Prints the enclaves `enclaver run` runs on this host as a JSON array (EnclaveID,\n"
-			     "EnclaveName, EnclaveCID, ProcessID of the run process, Launcher, Ports, Image (the release\n"
+			     "EnclaveName, EnclaveCID, ProcessID of the run process, Launcher, Ports, Image (the "
+			     "release\n"
 			     "image run, null for local files), EIF, Started).\n"
 			     "--json prints `nitro-cli describe-enclaves`' fields instead (EnclaveName, EnclaveID,\n"
 			     "ProcessID, EnclaveCID, NumberOfCPUs, CPUIDs, MemoryMiB, State, Flags, Measurements).\n"

@@ -201,7 +201,8 @@ int run_parse(int argc, char **argv, bool entrypoint, struct run_opts *o)
 		default: {
 			/* The entrypoint runs the files inside its own image: it pulls nothing. */
 			if (entrypoint)
-				return cli_usage_error(o->cmd, "--%s pulls images: %s runs the files in its own image (give "
+				return cli_usage_error(o->cmd,
+				                       "--%s pulls images: %s runs the files in its own image (give "
 				                       "--eif-file and --manifest-file; `enclaver run IMAGE` pulls)",
 				                       li >= 0 ? opts[li].name : "?", o->cmd);
 			int r = cli_oci_option(o->cmd, c, optarg, &o->oci);
@@ -355,13 +356,16 @@ int run_main(struct run_opts *o)
 	if (eif_file_memory_needed_mib(eif, &need, &err) < 0)
 		goto fail;
 	if (mem < need) {
-		err_set(&err, EINVAL,
-		        "%s needs at least %llu MiB of enclave memory (kernel, its ramdisks twice while they unpack, and "
-		        "%d MiB for the kernel and the app), but the enclave would get %u MiB (%s): give --memory-mb %llu "
-		        "or more, or set defaults.memory_mb in enclaver.yaml",
-		        eif, (unsigned long long)need, EIF_MEMORY_MARGIN_MIB, mem,
-		        o->memory_mb ? "--memory-mb" : m->memory_mb ? "the manifest's defaults.memory_mb" : "the launcher's default",
-		        (unsigned long long)need);
+		err_set(
+		    &err, EINVAL,
+		    "%s needs at least %llu MiB of enclave memory (kernel, its ramdisks twice while they unpack, and "
+		    "%d MiB for the kernel and the app), but the enclave would get %u MiB (%s): give --memory-mb %llu "
+		    "or more, or set defaults.memory_mb in enclaver.yaml",
+		    image_ref ? image_ref : eif, (unsigned long long)need, EIF_MEMORY_MARGIN_MIB, mem,
+		    o->memory_mb   ? "--memory-mb"
+		    : m->memory_mb ? "the manifest's defaults.memory_mb"
+		                   : "the launcher's default",
+		    (unsigned long long)need);
 		goto fail;
 	}
 	if (o->name)

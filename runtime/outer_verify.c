@@ -31,12 +31,14 @@ int outer_measurements_load(const char *json_path, const char *option, struct ou
 	json_error_t je;
 	_cleanup_json_ json_t *doc = json_loadb(text, len, JSON_REJECT_DUPLICATES, &je);
 	if (!doc)
-		return err_set(err, EINVAL, "%s %s: line %d column %d: %s", option, json_path, je.line, je.column, je.text);
+		return err_set(err, EINVAL, "%s %s: line %d column %d: %s", option, json_path, je.line, je.column,
+		               je.text);
 	json_t *m = json_object_get(doc, "Measurements");
 	if (!m)
 		m = doc;
 	if (!json_is_object(m))
-		return err_set(err, EINVAL, "%s %s: want an object with PCR0... (or \"Measurements\")", option, json_path);
+		return err_set(err, EINVAL, "%s %s: want an object with PCR0... (or \"Measurements\")", option,
+		               json_path);
 	size_t n_pcrs = 0;
 	const char *key;
 	json_t *v;
