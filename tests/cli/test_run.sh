@@ -390,6 +390,9 @@ assert list(v[0])==["EnclaveID","EnclaveName","EnclaveCID","ProcessID","Launcher
 printf 'version: v1\nname: by-target\ntarget: "oci:%s:rel"\nsources:\n  app: "oci:x:y"\n' "$TMP/rel" >"$TMP/bytarget.yaml"
 ENCLAVER_LOCAL_CMD='echo by-target' "$RUNL" run --launcher local --cache-dir "$TMP/cache" -f "$TMP/bytarget.yaml" \
 	>"$TMP/t.out" 2>"$TMP/t.err"
+check_fails "release image: too little memory names the image, not its temporary EIF" \
+	"oci:$TMP/rel:rel needs at least 129 MiB" \
+	env ENCLAVER_LOCAL_CMD=true "$RUNL" run --launcher local --cache-dir "$TMP/cache" --memory-mb 64 "oci:$TMP/rel:rel"
 check "run -f FILE runs the manifest's target" test $? -eq 0 -a "$(cat "$TMP/t.out")" = "[app] by-target"
 check_fails "release image: a whited-out EIF is reported" 'has no /enclave/application.eif' \
 	env ENCLAVER_LOCAL_CMD=true "$RUNL" run --launcher local --cache-dir "$TMP/cache" "oci:$TMP/rel:gone"
@@ -417,6 +420,11 @@ printf 'version: v1\nname: small\ntarget: "oci:x:y"\nsources:\n  app: "oci:x:y"\
 check_fails "defaults.memory_mb below the EIF's needs: refused, names the field" \
 	"would get 64 MiB \\(the manifest's defaults.memory_mb\\): give --memory-mb 129" \
 	env ENCLAVER_LOCAL_CMD=true "$RUNL" run --launcher local --eif "$EIF" --manifest "$TMP/small.yaml"
+check_fails "the emulator launcher is held to the same check (refused before QEMU is looked for)" \
+	'needs at least 129 MiB .*give --memory-mb 129' \
+	"$ENCLAVER" run --emulate --eif "$EIF" --manifest "$TMP/plain.yaml" --memory-mb 100
+check "the memory refusal is exit 108" test "$(env ENCLAVER_LOCAL_CMD=true "$RUNL" run --launcher local --eif "$EIF" \
+	--manifest "$TMP/small.yaml" >/dev/null 2>&1; echo $?)" = 108
 run_local mem129 'echo fits' --manifest "$TMP/small.yaml" --memory-mb 129
 check "--memory-mb at exactly the EIF's needs runs" grep -qx '\[app\] fits' "$TMP/mem129.out"
 
