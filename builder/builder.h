@@ -66,6 +66,8 @@ int bld_bootstrap_write(const char *out_path, const struct bld_bootstrap_spec *s
  * manifest; absent optional strings are NULL. */
 #define BLD_MANIFEST_MAX_BYTES        (1u << 20)
 #define BLD_EGRESS_DEFAULT_PROXY_PORT 10000
+/* The customer ramdisk's last entry (under rootfs/), which odyn checks when the app is not found. */
+#define BLD_RAMDISK_MARKER            "etc/enclaver/.ramdisk-complete"
 #define BLD_DEFAULT_CPU_COUNT         2
 #define BLD_DEFAULT_MEMORY_MB         4096
 /* The vsock ports odyn and enclaver-run use for status, logs and egress. */

@@ -18,8 +18,9 @@ int bld_initramfs_cmd_env(const struct bld_app_config *cfg, struct buf *cmd, str
 {
 	if (cfg->n_entrypoint == 0 && cfg->n_cmd == 0)
 		return err_set(err, EINVAL, "the image has neither Entrypoint nor Cmd: nothing to run");
-	const char *head[] = {"/sbin/odyn", "--config-dir", "/etc/enclaver"};
-	for (size_t i = 0; i < 3; i++)
+	const char *head[] = {"/sbin/odyn", "--config-dir", "/etc/enclaver", "--ramdisk-marker",
+	                      "/" BLD_RAMDISK_MARKER};
+	for (size_t i = 0; i < sizeof(head) / sizeof(head[0]); i++)
 		buf_puts(cmd, head[i]), buf_putc(cmd, '\n');
 	/* WorkingDir and User are odyn's to apply (after the chroot, before exec). */
 	if (cfg->working_dir && *cfg->working_dir) {
@@ -184,6 +185,12 @@ static int initramfs_entries(struct writer *w, const struct bld_initramfs_spec *
 		return -1;
 	if (bld_tree_walk(spec->tree, count_links, w, err) < 0 || bld_tree_walk(spec->tree, write_node, w, err) < 0)
 		return -1;
+	/* Last: odyn finds it only if the kernel unpacked the whole ramdisk (odyn --ramdisk-marker). */
+	static const char marker[] = "the customer ramdisk was unpacked to its end\n";
+	struct bld_cpio_entry me = {
+	    .name = "rootfs/" BLD_RAMDISK_MARKER, .mode = S_IFREG | 0444, .mtime = added, .size = sizeof(marker) - 1};
+	if (bld_cpio_header(w->cpio, &me, err) < 0 || bld_cpio_data(w->cpio, marker, sizeof(marker) - 1, err) < 0)
+		return err_wrap(err, "%s", me.name);
 	if (w->n_xattr_nodes)
 		log_warn("newc cpio cannot carry extended attributes: dropped them from %zu entries (first: %s)",
 		         w->n_xattr_nodes, w->xattr_example);

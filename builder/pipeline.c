@@ -39,8 +39,8 @@ int bld_kernel_bundle_default(const char *cache_dir, char **out, struct err **er
 		return 0;
 	}
 	return err_set(err, ENOENT,
-	               "no kernel bundle: pass --kernel-bundle DIR or set ENCLAVER_KERNEL_BUNDLE (looked in %s and %s; "
-	               "scripts/kernel-bundle-debian.sh %s makes one)",
+	               "no kernel bundle (looked in %s and %s): run `enclaver kernel fetch` once to make %s from "
+	               "Debian's kernel, or pass --kernel-bundle DIR or set ENCLAVER_KERNEL_BUNDLE",
 	               AWS_BLOBS_DIR, cached, cached);
 }
 
@@ -531,6 +531,19 @@ static int step_eif(struct build *b, const char *out, const char *bootstrap, con
 	char size[32], hex[2 * EIF_PCR_MAX + 1];
 	file_size_text(out, size);
 	say(b, "EIF written: %s%s", size, signer ? ", signed" : "");
+	/* A warning, not a failure: `enclaver run --memory-mb` can still give it enough. */
+	uint64_t need, have = m->memory_mb ? (uint64_t)m->memory_mb : BLD_DEFAULT_MEMORY_MB;
+	_cleanup_err_ struct err *me = NULL;
+	if (eif_file_memory_needed_mib(out, &need, &me) < 0)
+		log_warn("%s: cannot size its memory needs: %s", out, me->msg);
+	else if (have < need)
+		log_warn(
+		    "%s: defaults.memory_mb is %llu MiB%s, but this EIF needs at least %llu MiB (kernel, its "
+		    "ramdisks twice while they unpack, and %d MiB for the kernel and the app): the kernel would fail "
+		    "to unpack the ramdisk and the app would not be found; set defaults.memory_mb to %llu or more "
+		    "(or run with --memory-mb)",
+		    m->path, (unsigned long long)have, m->memory_mb ? "" : " (the default)", (unsigned long long)need,
+		    EIF_MEMORY_MARGIN_MIB, (unsigned long long)need);
 	size_t hl = eif_hash_len(b->measurements.alg);
 	const uint8_t *pcrs[] = {b->measurements.pcr0, b->measurements.pcr1, b->measurements.pcr2,
 	                         b->measurements.pcr8};

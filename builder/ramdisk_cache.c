@@ -25,7 +25,7 @@ struct bld_ramdisk_key *bld_ramdisk_key_new(void)
 	struct bld_ramdisk_key *k = xcalloc(1, sizeof(*k));
 	k->d = oci_digester_new("sha256");
 	/* The format version: bump it when the ramdisk layout changes for the same inputs. */
-	bld_ramdisk_key_add(k, "enclaver customer ramdisk v1 " ENCLAVER_VERSION);
+	bld_ramdisk_key_add(k, "enclaver customer ramdisk v2 " ENCLAVER_VERSION);
 	return k;
 }
 

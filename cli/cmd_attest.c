@@ -14,6 +14,7 @@
 #include "cli/oci_opts.h"
 #include "eif/eif.h"
 #include "oci/oci.h"
+#include "runtime/outer.h"
 
 #define MAX_DOC_SIZE (64u * 1024)
 
@@ -66,11 +67,13 @@ int cmd_verify_attestation(int argc, char **argv)
 		{"pcr", required_argument, NULL, 'p'},    {"nonce", required_argument, NULL, 'n'},
 		{"root", required_argument, NULL, 'r'},   {"at-time", required_argument, NULL, 't'},
 		{"insecure-skip-signature", no_argument, NULL, 'S'},
+		{"pcrs-from", required_argument, NULL, 'F'},
 		{"help", no_argument, NULL, 'h'},         {0},
 	};
 	struct attest_expect expect = {0};
 	uint8_t *owned[ATTEST_MAX_PCRS + 1] = {0};
 	int c, rc = EXIT_USAGE;
+	const char *pcrs_from = NULL;
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		int index = -1;
 		const char *hex = optarg;
@@ -108,6 +111,7 @@ int cmd_verify_attestation(int argc, char **argv)
 			}
 			expect.nonce = owned[ATTEST_MAX_PCRS];
 			break;
+		case 'F': pcrs_from = optarg; break;
 		case 'r': expect.root_pem_path = optarg; break;
 		case 'S': expect.skip_signature = true; break;
 		case 't': {
@@ -121,13 +125,17 @@ int cmd_verify_attestation(int argc, char **argv)
 			break;
 		}
 		case 'h':
-			puts("Usage: enclaver verify-attestation DOC [--pcr0 HEX] [--pcr1 HEX] [--pcr2 HEX] [--pcr8 HEX]\n"
-			     "                                   [--pcr N=HEX]... [--nonce HEX] [--root CERT.pem]\n"
+			puts("Usage: enclaver verify-attestation DOC [--pcrs-from FILE] [--pcr0 HEX] [--pcr1 HEX]\n"
+			     "                                   [--pcr2 HEX] [--pcr8 HEX] [--pcr N=HEX]... [--nonce HEX]\n"
+			     "                                   [--root CERT.pem]\n"
 			     "                                   [--at-time SECONDS] [--insecure-skip-signature]\n\n"
 			     "Verifies a Nitro Enclaves attestation document (raw CBOR or base64; '-' reads stdin):\n"
 			     "its structure, the certificate chain to the AWS Nitro root (or --root) at the\n"
 			     "document's time (or --at-time), the ES384 signature, and the expected PCRs and\n"
 			     "nonce. Prints the verdict and the document as JSON; exits 0 when valid, 1 if not.\n\n"
+			     "--pcrs-from FILE expects the PCRs of `enclaver build`'s JSON output (or describe-eif's,\n"
+			     "or a bare {\"PCR0\": HEX, ...} object), as `enclaver run --verify-before-run` reads it;\n"
+			     "a PCR also given with --pcrN/--pcr N=HEX takes that value instead.\n\n"
 			     "--insecure-skip-signature checks only the structure, PCRs and nonce: for documents\n"
 			     "that carry no signature, such as those of the emulator's NSM (QEMU). Such a\n"
 			     "verdict proves nothing about who made the document (\"Valid\" is null).");
@@ -142,6 +150,23 @@ int cmd_verify_attestation(int argc, char **argv)
 	}
 	{
 		_cleanup_err_ struct err *err = NULL;
+		if (pcrs_from) {
+			/* The build's report (or describe-eif's JSON): its PCRs, unless given one by one. */
+			struct outer_expected_pcrs want;
+			static const int index[OUTER_PCRS] = {0, 1, 2, 8};
+			if (outer_measurements_load(pcrs_from, "--pcrs-from", &want, &err) < 0) {
+				rc = cli_fail(&err);
+				goto out;
+			}
+			for (int i = 0; i < OUTER_PCRS; i++) {
+				if (!want.has[i] || expect.pcr[index[i]])
+					continue;
+				owned[index[i]] = xmalloc(48);
+				memcpy(owned[index[i]], want.pcr[i], 48);
+				expect.pcr[index[i]] = owned[index[i]];
+				expect.pcr_len[index[i]] = 48;
+			}
+		}
 		_cleanup_free_ uint8_t *doc = NULL;
 		size_t len = 0;
 		struct attest_verdict v;

@@ -21,9 +21,11 @@ static json_t *state_json(const struct outer_state *s)
 		json_array_append_new(ports, json_string(p));
 		free(p);
 	}
-	return json_pack("{s:s, s:s, s:I, s:I, s:s, s:o, s:s, s:I}", "EnclaveID", s->id, "EnclaveName", s->name,
+	/* Image: what the user ran; EIF alone would be the run's private temporary copy. */
+	return json_pack("{s:s, s:s, s:I, s:I, s:s, s:o, s:o, s:s, s:I}", "EnclaveID", s->id, "EnclaveName", s->name,
 	                 "EnclaveCID", (json_int_t)s->cid, "ProcessID", (json_int_t)s->pid, "Launcher", s->launcher,
-	                 "Ports", ports, "EIF", s->eif, "Started", (json_int_t)s->started);
+	                 "Ports", ports, "Image", s->image ? json_string(s->image) : json_null(), "EIF", s->eif,
+	                 "Started", (json_int_t)s->started);
 }
 
 /* One entry of `nitro-cli describe-enclaves`: its fields, names and order, so tools written for it
@@ -54,7 +56,9 @@ int cmd_ps(int argc, char **argv)
 		if (c == 'h') {
 			puts("Usage: enclaver ps [--json]\n\n"
 			     "Prints the enclaves `enclaver run` runs on this host as a JSON array (EnclaveID,\n"
-			     "EnclaveName, EnclaveCID, ProcessID of the run process, Launcher, Ports, EIF, Started).\n"
+			     "EnclaveName, EnclaveCID, ProcessID of the run process, Launcher, Ports, Image (the "
+			     "release\n"
+			     "image run, null for local files), EIF, Started).\n"
 			     "--json prints `nitro-cli describe-enclaves`' fields instead (EnclaveName, EnclaveID,\n"
 			     "ProcessID, EnclaveCID, NumberOfCPUs, CPUIDs, MemoryMiB, State, Flags, Measurements).\n"
 			     "Entries whose run process is gone are removed. The state folder is /run/enclaver for\n"

@@ -108,9 +108,11 @@ static void run_usage(FILE *f, bool entrypoint)
 	      "  --emulate               QEMU's nitro-enclave machine instead of /dev/nitro_enclaves\n"
 	      "  --accel auto|kvm|tcg    the emulator's accelerator (default $ENCLAVER_EMULATOR_ACCEL, else\n"
 	      "                          auto: KVM when it boots the enclave, else TCG)\n"
-	      "  -v                      more detail on stderr\n"
-	      "Pulling IMAGE:\n" CLI_OCI_USAGE
-	      "The launch information (nitro-cli's run-enclave JSON) is printed on stderr; stdout carries the\n"
+	      "  -v                      more detail on stderr\n",
+	      f);
+	if (!entrypoint)
+		fputs("Pulling IMAGE:\n" CLI_OCI_USAGE, f);
+	fputs("The launch information (nitro-cli's run-enclave JSON) is printed on stderr; stdout carries the\n"
 	      "app's output, each line prefixed with \"[app] \".\n",
 	      f);
 }
@@ -153,10 +155,15 @@ int run_parse(int argc, char **argv, bool entrypoint, struct run_opts *o)
 	o->ports = xcalloc((size_t)argc + 1, sizeof(*o->ports));
 	unsigned long long v;
 	int c;
-	while ((c = getopt_long(argc, argv, "f:p:vh", opts, NULL)) != -1) {
+	int li = -1;
+	while ((li = -1, c = getopt_long(argc, argv, "f:p:vh", opts, &li)) != -1) {
 		_cleanup_err_ struct err *e = NULL;
 		switch (c) {
-		case 'f': o->manifest_file = optarg; break;
+		case 'f':
+			if (entrypoint)
+				return cli_usage_error(o->cmd, "-f: give --manifest-file");
+			o->manifest_file = optarg;
+			break;
 		case OPT_EIF: o->eif = optarg; break;
 		case OPT_MANIFEST: o->manifest = optarg; break;
 		case 'p':
@@ -192,6 +199,12 @@ int run_parse(int argc, char **argv, bool entrypoint, struct run_opts *o)
 		case 'h':
 		case OPT_HELP: run_usage(stdout, entrypoint); return EXIT_OK;
 		default: {
+			/* The entrypoint runs the files inside its own image: it pulls nothing. */
+			if (entrypoint)
+				return cli_usage_error(o->cmd,
+				                       "--%s pulls images: %s runs the files in its own image (give "
+				                       "--eif-file and --manifest-file; `enclaver run IMAGE` pulls)",
+				                       li >= 0 ? opts[li].name : "?", o->cmd);
 			int r = cli_oci_option(o->cmd, c, optarg, &o->oci);
 			if (r == 0)
 				return cli_usage_error(o->cmd, "unknown option");
@@ -261,7 +274,7 @@ static int policy_from_manifest(const struct bld_manifest *m, struct egress_poli
 int run_main(struct run_opts *o)
 {
 	_cleanup_err_ struct err *err = NULL;
-	_cleanup_free_ char *tmp = NULL, *eif = NULL, *yaml = NULL, *state_path = NULL, *name = NULL;
+	_cleanup_free_ char *tmp = NULL, *eif = NULL, *yaml = NULL, *state_path = NULL, *name = NULL, *image_ref = NULL;
 	struct bld_manifest *m = NULL, *fm = NULL;
 	struct egress_policy policy = {0};
 	struct launcher *l = NULL;
@@ -293,6 +306,7 @@ int run_main(struct run_opts *o)
 			free(steal_pointer(&tmp));
 			goto fail;
 		}
+		image_ref = xstrdup(image);
 		log_info("reading the release image %s", image);
 		eif = xasprintf("%s/application.eif", tmp);
 		yaml = xasprintf("%s/enclaver.yaml", tmp);
@@ -331,6 +345,28 @@ int run_main(struct run_opts *o)
 		_cleanup_err_ struct err *me = NULL;
 		if (outer_measurements_of(eif, &measured, &me) < 0)
 			log_warn("%s: %s (enclaver ps --json will show no Measurements)", eif, me->msg);
+	}
+	/* Too little memory does not fail the launch: the kernel stops unpacking the ramdisk and the
+	 * app is "not found" (exit 108). Refuse here, with the size (eif_memory_needed_mib). The
+	 * default is the launcher's: 4096 MiB on Nitro, 1024 in the emulator (and the test launcher). */
+	unsigned mem = o->memory_mb ? o->memory_mb : (unsigned)m->memory_mb;
+	if (!mem)
+		mem = strcmp(o->launcher, "nitro") == 0 ? 4096 : 1024;
+	uint64_t need;
+	if (eif_file_memory_needed_mib(eif, &need, &err) < 0)
+		goto fail;
+	if (mem < need) {
+		err_set(
+		    &err, EINVAL,
+		    "%s needs at least %llu MiB of enclave memory (kernel, its ramdisks twice while they unpack, and "
+		    "%d MiB for the kernel and the app), but the enclave would get %u MiB (%s): give --memory-mb %llu "
+		    "or more, or set defaults.memory_mb in enclaver.yaml",
+		    image_ref ? image_ref : eif, (unsigned long long)need, EIF_MEMORY_MARGIN_MIB, mem,
+		    o->memory_mb   ? "--memory-mb"
+		    : m->memory_mb ? "the manifest's defaults.memory_mb"
+		                   : "the launcher's default",
+		    (unsigned long long)need);
+		goto fail;
 	}
 	if (o->name)
 		name = xstrdup(o->name);
@@ -383,6 +419,7 @@ int run_main(struct run_opts *o)
 	                         .name = name,
 	                         .launcher = (char *)o->launcher,
 	                         .eif = eif,
+	                         .image = image_ref,
 	                         .cid = info.cid,
 	                         .pid = getpid(),
 	                         .ports = o->ports,

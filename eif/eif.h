@@ -95,6 +95,16 @@ int eif_build(const char *output_path, const struct eif_build_spec *spec, struct
 int eif_sign_file(const char *path, const struct eif_signer *signer, struct eif_measurements *out,
 		  struct err **err);
 
+/* ---------------------------------------------------------------- memory */
+/* Enclave memory an EIF needs to boot and start its app, in MiB (docs/builder.md#enclave-memory):
+ * the kernel image once, the ramdisks twice (the cpio in memory and its files unpacked into the
+ * root's tmpfs at the same time), rounded up, plus EIF_MEMORY_MARGIN_MIB for the running kernel,
+ * odyn and the app. `enclaver build` warns and `enclaver run` refuses below it. */
+#define EIF_MEMORY_MARGIN_MIB 128
+uint64_t eif_memory_needed_mib(uint64_t kernel_bytes, uint64_t ramdisk_bytes);
+/* The same from an EIF's section table (reads the headers only). */
+int eif_file_memory_needed_mib(const char *path, uint64_t *out, struct err **err);
+
 /* ---------------------------------------------------------------- reading */
 struct eif_section {
 	uint16_t type;

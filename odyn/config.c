@@ -52,6 +52,7 @@ void odyn_config_free(struct odyn_config *c)
 	odyn_strv_free(c->argv);
 	odyn_strv_free(c->env);
 	free(c->workdir);
+	free(c->ramdisk_marker);
 	free(c->groups);
 	for (size_t i = 0; i < c->n_ingress; i++) {
 		free(c->ingress[i].tls_cert_file);
@@ -215,6 +216,11 @@ static int apply_option(struct odyn_config *c, const char *name, const char *val
 	if (strcmp(name, "--workdir") == 0) {
 		free(c->workdir);
 		c->workdir = xstrdup(val);
+		return 0;
+	}
+	if (strcmp(name, "--ramdisk-marker") == 0) {
+		free(c->ramdisk_marker);
+		c->ramdisk_marker = xstrdup(val);
 		return 0;
 	}
 	if (strcmp(name, "--user") == 0)

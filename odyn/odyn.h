@@ -141,6 +141,9 @@ struct odyn_config {
 	char **argv; /* the app's command; NULL-terminated */
 	char **env;  /* extra KEY=VALUE for the app, NULL-terminated (may be NULL) */
 	char *workdir;
+	/* A file the builder writes last into the customer ramdisk: missing when the kernel ran out of
+	 * memory while unpacking it, so an app "not found" is explained (NULL: not checked). */
+	char *ramdisk_marker;
 	bool has_user;
 	uid_t uid;
 	gid_t gid;

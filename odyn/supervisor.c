@@ -283,6 +283,16 @@ static int app_start(struct sup *s, struct err **err)
 	s->state = SUP_RUNNING;
 	if (n == (ssize_t)sizeof(f)) {
 		/* The child exits 127; the reaper sees it, the status is fatal. */
+		/* An app that is not there, in a root whose last entry is missing too: the kernel gave
+		 * up unpacking the ramdisk (out of memory), which only the console would show. */
+		if (f.code == ENOENT && s->c->ramdisk_marker && access(s->c->ramdisk_marker, F_OK) < 0)
+			return err_set(
+			    err, ENOENT,
+			    "start %s: %s: No such file or directory: the enclave's memory is too small to "
+			    "unpack its ramdisk (%s, written last into it, is missing): give enclaver run "
+			    "--memory-mb more, or raise defaults.memory_mb in enclaver.yaml (docs/builder.md, "
+			    "Enclave memory)",
+			    s->c->argv[0], f.what, s->c->ramdisk_marker);
 		errno = f.code;
 		return err_sys(err, "start %s: %s", s->c->argv[0], f.what);
 	}

@@ -70,6 +70,17 @@ void outer_free(struct outer *o);
  * have "Measurements"), or a bare {"PCR0": hex, ...} object. Every PCRn given must match; the error
  * names each one that differs. */
 int outer_measurements_verify(const char *eif_path, const char *json_path, json_t **measured, struct err **err);
+/* The PCRs such a file expects (the reader --verify-before-run and verify-attestation --pcrs-from
+ * share), in the order PCR0, PCR1, PCR2, PCR8; `option` starts every message. Unknown keys,
+ * malformed values and a file without any PCR are errors. */
+#define OUTER_PCRS 4
+extern const char *const outer_pcr_names[OUTER_PCRS];
+struct outer_expected_pcrs {
+	bool has[OUTER_PCRS];
+	uint8_t pcr[OUTER_PCRS][48];
+};
+int outer_measurements_load(const char *json_path, const char *option, struct outer_expected_pcrs *out,
+                            struct err **err);
 /* The EIF's measurements as describe-eif prints them ({"HashAlgorithm": ..., "PCR0": ...}), recomputed
  * from its sections; *measured is the caller's (json_decref). */
 int outer_measurements_of(const char *eif_path, json_t **measured, struct err **err);
@@ -79,6 +90,7 @@ int outer_measurements_of(const char *eif_path, json_t **measured, struct err **
  * atomically by the run process that owns it and removed when it ends. */
 struct outer_state {
 	char *id, *name, *launcher, *eif;
+	char *image; /* the release image's reference when run from one; NULL for local files */
 	uint64_t cid;
 	pid_t pid; /* the run process */
 	struct outer_port *ports;

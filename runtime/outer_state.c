@@ -19,6 +19,7 @@ void outer_state_free(struct outer_state *s)
 	free(s->name);
 	free(s->launcher);
 	free(s->eif);
+	free(s->image);
 	free(s->ports);
 	if (s->measurements)
 		json_decref(s->measurements);
@@ -97,6 +98,9 @@ int outer_state_parse(const char *text, size_t len, const char *path, struct out
 	}
 	if (debug && !json_is_boolean(debug))
 		return err_set(err, EINVAL, "%s: field \"debug_mode\": want true or false", path);
+	json_t *image = json_object_get(v, "image");
+	if (image && !json_is_string(image))
+		return err_set(err, EINVAL, "%s: field \"image\": want a string", path);
 	if (meas && !json_is_object(meas))
 		return err_set(err, EINVAL, "%s: field \"measurements\": want an object", path);
 	const char *key;
@@ -112,6 +116,7 @@ int outer_state_parse(const char *text, size_t len, const char *path, struct out
 	s->name = xstrdup((str = json_string_value(json_object_get(v, "name"))) ? str : "");
 	s->launcher = xstrdup((str = json_string_value(json_object_get(v, "launcher"))) ? str : "");
 	s->eif = xstrdup((str = json_string_value(json_object_get(v, "eif"))) ? str : "");
+	s->image = image ? xstrdup(json_string_value(image)) : NULL;
 	s->cid = (uint64_t)json_integer_value(json_object_get(v, "cid"));
 	s->pid = (pid_t)json_integer_value(pid);
 	s->started = json_integer_value(json_object_get(v, "started"));
@@ -267,6 +272,8 @@ int outer_state_add(const struct outer_state *s, char **path_out, struct err **e
 	              (json_int_t)s->cid, "pid", (int)s->pid, "launcher", s->launcher, "ports", ports, "eif", s->eif,
 	              "started", (json_int_t)s->started, "cpu_ids", cpus, "memory_mib", (json_int_t)s->memory_mib,
 	              "debug_mode", (int)s->debug_mode);
+	if (s->image)
+		json_object_set_new(doc, "image", json_string(s->image));
 	if (s->measurements)
 		json_object_set(doc, "measurements", s->measurements);
 	_cleanup_buf_ struct buf b = {0};

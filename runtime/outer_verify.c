@@ -8,6 +8,8 @@
 
 #define VERIFY_JSON_MAX (1u << 20)
 
+const char *const outer_pcr_names[OUTER_PCRS] = {"PCR0", "PCR1", "PCR2", "PCR8"};
+
 int outer_measurements_of(const char *eif_path, json_t **measured, struct err **err)
 {
 	struct eif_image *img = NULL;
@@ -18,24 +20,25 @@ int outer_measurements_of(const char *eif_path, json_t **measured, struct err **
 	return 0;
 }
 
-int outer_measurements_verify(const char *eif_path, const char *json_path, json_t **measured, struct err **err)
+int outer_measurements_load(const char *json_path, const char *option, struct outer_expected_pcrs *out,
+                            struct err **err)
 {
+	memset(out, 0, sizeof(*out));
 	_cleanup_free_ char *text = NULL;
 	size_t len;
 	if (io_read_file(json_path, VERIFY_JSON_MAX, &text, &len, err) < 0)
-		return err_wrap(err, "--verify-before-run");
+		return err_wrap(err, "%s", option);
 	json_error_t je;
 	_cleanup_json_ json_t *doc = json_loadb(text, len, JSON_REJECT_DUPLICATES, &je);
 	if (!doc)
-		return err_set(err, EINVAL, "--verify-before-run %s: line %d column %d: %s", json_path, je.line,
-		               je.column, je.text);
+		return err_set(err, EINVAL, "%s %s: line %d column %d: %s", option, json_path, je.line, je.column,
+		               je.text);
 	json_t *m = json_object_get(doc, "Measurements");
 	if (!m)
 		m = doc;
 	if (!json_is_object(m))
-		return err_set(err, EINVAL, "--verify-before-run %s: want an object with PCR0... (or \"Measurements\")",
+		return err_set(err, EINVAL, "%s %s: want an object with PCR0... (or \"Measurements\")", option,
 		               json_path);
-	/* Check the file before reading the EIF: a typo should not wait for a large hash. */
 	size_t n_pcrs = 0;
 	const char *key;
 	json_t *v;
@@ -43,44 +46,47 @@ int outer_measurements_verify(const char *eif_path, const char *json_path, json_
 	{
 		if (strcmp(key, "HashAlgorithm") == 0)
 			continue;
+		int i = -1;
+		for (int k = 0; k < OUTER_PCRS; k++)
+			if (strcmp(key, outer_pcr_names[k]) == 0)
+				i = k;
+		if (i < 0)
+			return err_set(err, EINVAL, "%s %s: unknown key \"%s\" (want PCR0, PCR1, PCR2, PCR8)", option,
+			               json_path, key);
 		const char *s = json_string_value(v);
-		if (strcmp(key, "PCR0") && strcmp(key, "PCR1") && strcmp(key, "PCR2") && strcmp(key, "PCR8"))
-			return err_set(err, EINVAL,
-			               "--verify-before-run %s: unknown key \"%s\" (want PCR0, PCR1, PCR2, PCR8)",
-			               json_path, key);
-		uint8_t raw[48];
-		if (!s || strlen(s) != 96 || hex_decode(s, raw, sizeof(raw)) < 0)
-			return err_set(err, EINVAL, "--verify-before-run %s: %s: want 96 hex digits (SHA-384)",
-			               json_path, key);
+		if (!s || strlen(s) != 96 || hex_decode(s, out->pcr[i], sizeof(out->pcr[i])) < 0)
+			return err_set(err, EINVAL, "%s %s: %s: want 96 hex digits (SHA-384)", option, json_path, key);
+		out->has[i] = true;
 		n_pcrs++;
 	}
 	if (n_pcrs == 0)
-		return err_set(err, EINVAL, "--verify-before-run %s: no PCR0, PCR1, PCR2 or PCR8 to compare",
-		               json_path);
+		return err_set(err, EINVAL, "%s %s: no PCR0, PCR1, PCR2 or PCR8 to compare", option, json_path);
+	return 0;
+}
 
+int outer_measurements_verify(const char *eif_path, const char *json_path, json_t **measured, struct err **err)
+{
+	/* Check the file before reading the EIF: a typo should not wait for a large hash. */
+	struct outer_expected_pcrs want;
+	if (outer_measurements_load(json_path, "--verify-before-run", &want, err) < 0)
+		return -1;
 	struct eif_image *img = NULL;
 	if (eif_image_read(eif_path, &img, err) < 0)
 		return err_wrap(err, "--verify-before-run");
 	const struct eif_measurements *me = &img->measurements;
-	const struct {
-		const char *key;
-		const uint8_t *pcr;
-		bool present;
-	} rows[] = {{"PCR0", me->pcr0, true},
-	            {"PCR1", me->pcr1, true},
-	            {"PCR2", me->pcr2, true},
-	            {"PCR8", me->pcr8, me->has_pcr8}};
+	const uint8_t *pcrs[OUTER_PCRS] = {me->pcr0, me->pcr1, me->pcr2, me->pcr8};
+	const bool present[OUTER_PCRS] = {true, true, true, me->has_pcr8};
 	struct buf bad = {0};
-	for (size_t i = 0; i < 4; i++) {
-		const char *want = json_string_value(json_object_get(m, rows[i].key));
-		if (!want)
+	for (size_t i = 0; i < OUTER_PCRS; i++) {
+		if (!want.has[i])
 			continue;
-		char have[97] = "(none: the EIF is not signed)";
-		if (rows[i].present)
-			hex_encode(rows[i].pcr, 48, have);
-		if (!rows[i].present || strcasecmp(want, have) != 0)
-			buf_printf(&bad, "%s%s: expected %s, the EIF has %s", bad.len ? "; " : "", rows[i].key, want,
-			           have);
+		char have[97] = "(none: the EIF is not signed)", wanted[97];
+		if (present[i])
+			hex_encode(pcrs[i], 48, have);
+		hex_encode(want.pcr[i], 48, wanted);
+		if (!present[i] || memcmp(want.pcr[i], pcrs[i], 48) != 0)
+			buf_printf(&bad, "%s%s: expected %s, the EIF has %s", bad.len ? "; " : "", outer_pcr_names[i],
+			           wanted, have);
 	}
 	if (measured && !bad.len)
 		*measured = eif_measurements_json(me);

@@ -18,14 +18,17 @@
 # ${XDG_CACHE_HOME:-~/.cache}/enclaver/debian-kernel/. Takes bookworm-backports' kernel when
 # the apt sources have it (add it to the Suites: line of the Debian entry), else the newest
 # linux-image-6.12.*+deb12-amd64 bookworm itself has. Needs dpkg and xz.
-# ENCLAVER_DEBIAN_KERNEL_PKG names another linux-image package.
+# ENCLAVER_DEBIAN_KERNEL_PKG names another linux-image package; ENCLAVER_DEBIAN_KERNEL_CACHE another
+# folder for the .deb (`enclaver kernel fetch` runs this script with CACHE/debian-kernel). When apt
+# knows no 6.12 image (offline, no lists), the newest linux-image-6.12.*.deb already in that folder
+# is used.
 set -euo pipefail
 
 init=
 while [ $# -gt 0 ]; do
 	case $1 in
 	--init) init=${2:?--init needs a file}; shift 2 ;;
-	-h | --help) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+	-h | --help) sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
 	-*) echo "kernel-bundle-debian.sh: unknown option $1" >&2; exit 2 ;;
 	*) break ;;
 	esac
@@ -36,7 +39,7 @@ for tool in apt-get apt-cache dpkg xz; do
 	command -v "$tool" >/dev/null || { echo "kernel-bundle-debian.sh: needs $tool" >&2; exit 1; }
 done
 
-cache=${XDG_CACHE_HOME:-$HOME/.cache}/enclaver/debian-kernel
+cache=${ENCLAVER_DEBIAN_KERNEL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/enclaver/debian-kernel}
 mkdir -p "$cache"
 
 # The versioned image package the backports metapackage points at, e.g.
@@ -51,7 +54,12 @@ if [ -z "$pkg" ]; then
 		pkg=$(apt-cache search --names-only '^linux-image-6\.12\.[0-9]+\+deb12-amd64$' | awk '{print $1}' | sort -V | tail -n 1)
 	fi
 	if [ -z "$pkg" ]; then
-		echo "kernel-bundle-debian.sh: no linux-image 6.12 in the apt sources: enable bookworm-backports and run apt-get update" >&2
+		# Offline: a .deb someone put in the cache.
+		local_deb=$(ls "$cache"/linux-image-6.12.*_*.deb 2>/dev/null | sort -V | tail -n 1 || true)
+		[ -z "$local_deb" ] || pkg=$(basename "$local_deb" | cut -d_ -f1)
+	fi
+	if [ -z "$pkg" ]; then
+		echo "kernel-bundle-debian.sh: no linux-image 6.12 in the apt sources and no linux-image-6.12.*.deb in $cache: enable bookworm-backports and run apt-get update, or put the .deb there" >&2
 		exit 1
 	fi
 fi

@@ -23,6 +23,22 @@ else
 fi
 check "--pcr N=HEX form" va "$TMP/valid.cbor" --root "$TMP/root.pem" --pcr "0=$PCR0" \
 	--pcr 1=010101010101010101010101010101010101010101010101010101010101010101010101010101010101010101010101
+# --pcrs-from: the build's JSON report instead of PCRs pasted by hand (the reader
+# --verify-before-run uses)
+P1=010101010101010101010101010101010101010101010101010101010101010101010101010101010101010101010101
+printf '{"Sources": {}, "Measurements": {"HashAlgorithm": "Sha384 { ... }", "PCR0": "%s", "PCR1": "%s"}, "Image": {}}' \
+	"$PCR0" "$P1" >"$TMP/build.json"
+printf '{"Measurements": {"PCR0": "00%s"}}' "${PCR0:2}" >"$TMP/build-other.json"
+check "--pcrs-from the build's report: valid" va "$TMP/valid.cbor" --root "$TMP/root.pem" --pcrs-from "$TMP/build.json"
+check_fails "--pcrs-from: a PCR that differs is named" "PCR0: expected 00ab" \
+	va "$TMP/valid.cbor" --root "$TMP/root.pem" --pcrs-from "$TMP/build-other.json"
+check "--pcrs-from: a PCR given with --pcr0 takes that value" \
+	va "$TMP/valid.cbor" --root "$TMP/root.pem" --pcrs-from "$TMP/build-other.json" --pcr0 "$PCR0"
+printf '{"Measurements": {"PCR9": "00"}}' >"$TMP/bad-pcrs.json"
+check_fails "--pcrs-from: a bad file is named with the key" "--pcrs-from .*bad-pcrs.json: unknown key \"PCR9\"" \
+	va "$TMP/valid.cbor" --root "$TMP/root.pem" --pcrs-from "$TMP/bad-pcrs.json"
+check_fails "--pcrs-from: a missing file is named" "--pcrs-from.*nowhere.json" \
+	va "$TMP/valid.cbor" --root "$TMP/root.pem" --pcrs-from "$TMP/nowhere.json"
 base64 -w 76 "$TMP/valid.cbor" >"$TMP/valid.b64"
 check "base64 input" va "$TMP/valid.b64" --root "$TMP/root.pem"
 check "document on stdin" bash -c "'$ENCLAVER' verify-attestation - --root '$TMP/root.pem' <'$TMP/valid.cbor'"

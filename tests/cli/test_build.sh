@@ -210,4 +210,14 @@ check_fails "--eif-only with --push is a usage error" 'eif-only' "${B[@]}" -f "$
 check "no output left behind by failures" test ! -e "$TMP/out.eif" -a ! -e "$TMP/out-layout"
 check "no temporary folders left behind by failures" test -z "$(ls -A "$TMPDIR")"
 
+# ---------------------------------------------------------------- memory
+# Too little memory for the EIF (kernel + ramdisks twice + 128 MiB) is a warning at build time.
+manifest "$TMP/small.yaml" "oci:$TMP/app:v1" $'defaults:\n  memory_mb: 64\n'
+"${B[@]}" --no-ramdisk-cache -f "$TMP/small.yaml" --eif-only "$TMP/small.eif" >/dev/null 2>"$TMP/small.err"
+check "memory_mb too small: the build still succeeds" test -s "$TMP/small.eif"
+check "memory_mb too small: a warning names the field, the MiB given and needed" \
+	grep -Eq 'small.yaml: defaults.memory_mb is 64 MiB, but this EIF needs at least [0-9]+ MiB.*set defaults.memory_mb to [0-9]+ or more' "$TMP/small.err"
+"${B[@]}" --no-ramdisk-cache -f "$TMP/enclaver.yaml" --eif-only "$TMP/default-mem.eif" >/dev/null 2>"$TMP/default-mem.err"
+check "the default memory (4096 MiB) holds the test app: no warning" bash -c "! grep -q memory_mb '$TMP/default-mem.err'"
+
 done_testing

@@ -106,7 +106,7 @@ check "customer ramdisk is reproducible (other tmpdir, same bytes)" cmp "$TMP/c2
 $NEWC "$TMP/c2.cpio" >"$TMP/c2.list" 2>&1
 check "independent reader accepts the framing" test -s "$TMP/c2.list"
 names=$(awk -F'\t' '{print $1}' "$TMP/c2.list" | tr '\n' ' ')
-check "entries and order" test "$names" = "cmd env rootfs rootfs/bin rootfs/cache rootfs/cache/b rootfs/dev rootfs/etc rootfs/etc/enclaver rootfs/etc/enclaver/enclaver.yaml rootfs/etc/motd rootfs/proc rootfs/run rootfs/sbin rootfs/sbin/odyn rootfs/sys rootfs/tmp rootfs/usr rootfs/usr/bin rootfs/usr/bin/app rootfs/usr/bin/app-link rootfs/var "
+check "entries and order" test "$names" = "cmd env rootfs rootfs/bin rootfs/cache rootfs/cache/b rootfs/dev rootfs/etc rootfs/etc/enclaver rootfs/etc/enclaver/enclaver.yaml rootfs/etc/motd rootfs/proc rootfs/run rootfs/sbin rootfs/sbin/odyn rootfs/sys rootfs/tmp rootfs/usr rootfs/usr/bin rootfs/usr/bin/app rootfs/usr/bin/app-link rootfs/var rootfs/etc/enclaver/.ramdisk-complete "
 check "all mtimes clamped to SOURCE_DATE_EPOCH" test -z "$(awk -F'\t' '$6 != 1600000000' "$TMP/c2.list")"
 check "symlink kept" grep -qP '^rootfs/bin\t120777\t0\t0\t1\t1600000000\t7\t[0-9]+\t0:0\tusr/bin$' "$TMP/c2.list"
 app_ino=$(awk -F'\t' '$1=="rootfs/usr/bin/app" {print $8 " " $5}' "$TMP/c2.list")
@@ -123,7 +123,7 @@ def body(name):
         off = (off + 110 + f[11] + 3) & ~3
         if n == name: return data[off: off + f[6]]
         off = (off + f[6] + 3) & ~3
-assert body("cmd") == b"/sbin/odyn\n--config-dir\n/etc/enclaver\n--workdir\n/srv\n--user\n1000\n--\n/usr/bin/app\n--flag\n", body("cmd")
+assert body("cmd") == b"/sbin/odyn\n--config-dir\n/etc/enclaver\n--ramdisk-marker\n/etc/enclaver/.ramdisk-complete\n--workdir\n/srv\n--user\n1000\n--\n/usr/bin/app\n--flag\n", body("cmd")
 assert body("env") == b"PATH=/usr/bin:/bin\nGREETING=hi there\n"
 assert body("rootfs/etc/motd") == b"new motd\n"
 assert body("rootfs/sbin/odyn") == open(f"{d}/odyn", "rb").read()

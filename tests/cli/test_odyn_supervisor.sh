@@ -64,6 +64,39 @@ l=[json.loads(x) for x in open(sys.argv[1])]
 assert l == [{"status":"fatal","error":"start "+sys.argv[2]+": exec: No such file or directory"}], l' "$TMP/st" "$bad"
 check "no stale sockets left" test ! -e "$TMP/status" -a ! -e "$TMP/log"
 
+# --- an app not found in a root whose last ramdisk entry (--ramdisk-marker) is missing: the kernel
+# ran out of memory unpacking the ramdisk; odyn says so instead of only "No such file"
+"$PEER" read "$S" >"$TMP/st" 2>/dev/null &
+rp=$!
+"${O[@]}" --linger-ms 30000 --ramdisk-marker "$TMP/no-marker" -- /usr/bin/not-unpacked 2>"$TMP/mk.err"
+rc=$?
+wait $rp
+check "incomplete ramdisk: exit 108" test $rc -eq 108
+check "incomplete ramdisk: the fatal status says the memory is too small, and what to change" python3 -c '
+import json,sys
+l=[json.loads(x) for x in open(sys.argv[1])]
+e=l[-1]["error"]
+assert l[-1]["status"]=="fatal", l
+assert e.startswith("start /usr/bin/not-unpacked: exec: No such file or directory: the enclave'"'"'s memory is too small to unpack its ramdisk"), e
+assert sys.argv[2] in e and "--memory-mb" in e and "defaults.memory_mb" in e, e' "$TMP/st" "$TMP/no-marker"
+: >"$TMP/marker"
+"$PEER" read "$S" >"$TMP/st" 2>/dev/null &
+rp=$!
+"${O[@]}" --linger-ms 30000 --ramdisk-marker "$TMP/marker" -- /usr/bin/not-there 2>/dev/null
+rc=$?
+wait $rp
+check "complete ramdisk, app missing: exit 108, the plain error" python3 -c '
+import json,sys
+l=[json.loads(x) for x in open(sys.argv[1])]
+assert l == [{"status":"fatal","error":"start /usr/bin/not-there: exec: No such file or directory"}], l' "$TMP/st"
+check "complete ramdisk, app missing: exit code" test $rc -eq 108
+"$PEER" read "$S" >"$TMP/st" 2>/dev/null &
+rp=$!
+"${O[@]}" --linger-ms 30000 --ramdisk-marker "$TMP/no-marker" -- sh -c 'exit 5' 2>/dev/null
+rc=$?
+wait $rp
+check "marker missing but the app found: it runs (only a missing app is explained)" test $rc -eq 5
+
 # --- log: 128 KiB ring replayed to late readers, live for early ones, many readers
 cat >"$TMP/app.sh" <<APP
 while [ ! -e "$TMP/go" ]; do sleep 0.02; done

@@ -200,7 +200,8 @@ r=json.loads(open(sys.argv[1]).readline()); assert r["Err"]["os_code"]==111, r' 
 check "ps lists the running enclave" python3 -c '
 import json,sys
 v=json.load(open(sys.argv[1])); assert len(v)==1 and v[0]["EnclaveName"]=="web" and v[0]["ProcessID"]==int(sys.argv[2]), v
-assert v[0]["Ports"]==["127.0.0.1:%s:%s" % (sys.argv[3], sys.argv[4])], v' "$TMP/ps1.json" "$wp" "$HP" "$EP"
+assert v[0]["Ports"]==["127.0.0.1:%s:%s" % (sys.argv[3], sys.argv[4])], v
+assert v[0]["Image"] is None and v[0]["EIF"]==sys.argv[5], v' "$TMP/ps1.json" "$wp" "$HP" "$EP" "$EIF"
 # ps --json: nitro-cli describe-enclaves' fields, names and order; Measurements are the EIF's
 "$ENCLAVER" ps --json >"$TMP/ps1-describe.json"
 check "ps --json has describe-enclaves' fields" python3 -c '
@@ -392,9 +393,26 @@ TMPDIR=$TMP/tmpdir ENCLAVER_LOCAL_CMD='echo from-release-image' "$RUNL" run --la
 check "release image: runs, and the extracted EIF verifies" test $? -eq 0 -a "$(cat "$TMP/img.out")" = "[app] from-release-image"
 check "release image: the later layer's manifest is used" grep -q '"EnclaveName": "from-image"' "$TMP/img.err"
 check "release image: the temporary folder is removed" test -z "$(ls -A "$TMP/tmpdir")"
+# ps names the image that was run, not only the run's temporary copy of its EIF
+ENCLAVER_LOCAL_CMD="touch $TMP/img-up; while [ ! -e $TMP/img-go ]; do sleep 0.05; done" "$RUNL" run --launcher local \
+	--cache-dir "$TMP/cache" "oci:$TMP/rel:rel" >"$TMP/imgps.out" 2>"$TMP/imgps.err" &
+ip=$!
+bg_track $ip
+wait_for test -e "$TMP/img-up"
+"$ENCLAVER" ps >"$TMP/ps-img.json"
+touch "$TMP/img-go"
+reap $ip
+check "ps: a run from a release image shows its reference as Image" python3 -c '
+import json,sys
+v=json.load(open(sys.argv[1])); assert len(v)==1 and v[0]["Image"]==sys.argv[2], v
+assert list(v[0])==["EnclaveID","EnclaveName","EnclaveCID","ProcessID","Launcher","Ports","Image","EIF","Started"], v' \
+	"$TMP/ps-img.json" "oci:$TMP/rel:rel"
 printf 'version: v1\nname: by-target\ntarget: "oci:%s:rel"\nsources:\n  app: "oci:x:y"\n' "$TMP/rel" >"$TMP/bytarget.yaml"
 ENCLAVER_LOCAL_CMD='echo by-target' "$RUNL" run --launcher local --cache-dir "$TMP/cache" -f "$TMP/bytarget.yaml" \
 	>"$TMP/t.out" 2>"$TMP/t.err"
+check_fails "release image: too little memory names the image, not its temporary EIF" \
+	"oci:$TMP/rel:rel needs at least 129 MiB" \
+	env ENCLAVER_LOCAL_CMD=true "$RUNL" run --launcher local --cache-dir "$TMP/cache" --memory-mb 64 "oci:$TMP/rel:rel"
 check "run -f FILE runs the manifest's target" test $? -eq 0 -a "$(cat "$TMP/t.out")" = "[app] by-target"
 check_fails "release image: a whited-out EIF is reported" 'has no /enclave/application.eif' \
 	env ENCLAVER_LOCAL_CMD=true "$RUNL" run --launcher local --cache-dir "$TMP/cache" "oci:$TMP/rel:gone"
@@ -412,6 +430,24 @@ check_fails "an unknown launcher" 'not a launcher of this build' "$ENCLAVER" run
 check_fails "a host port in use is named" "ingress -p 127.0.0.1:$AP:$EP \\(is the port in use" \
 	env ENCLAVER_LOCAL_CMD=true "$RUNL" run --launcher local --eif "$EIF" --manifest "$TMP/plain.yaml" -p "127.0.0.1:$AP:$EP"
 
+# --- too little memory for the EIF is refused before the launch, with the MiB it needs (kernel
+# 70000 B + ramdisks 2 x 80000 B round up to 1 MiB, plus the 128 MiB margin: 129)
+check_fails "--memory-mb below the EIF's needs: refused, names the MiB and the option" \
+	'needs at least 129 MiB .* enclave would get 100 MiB \(--memory-mb\): give --memory-mb 129 or more, or set defaults.memory_mb' \
+	env ENCLAVER_LOCAL_CMD='echo started' "$RUNL" run --launcher local --eif "$EIF" --manifest "$TMP/plain.yaml" --memory-mb 100
+check "the refused run did not start the app" bash -c "! grep -q started '$TMP/.stdout'"
+printf 'version: v1\nname: small\ntarget: "oci:x:y"\nsources:\n  app: "oci:x:y"\ndefaults:\n  memory_mb: 64\n' >"$TMP/small.yaml"
+check_fails "defaults.memory_mb below the EIF's needs: refused, names the field" \
+	"would get 64 MiB \\(the manifest's defaults.memory_mb\\): give --memory-mb 129" \
+	env ENCLAVER_LOCAL_CMD=true "$RUNL" run --launcher local --eif "$EIF" --manifest "$TMP/small.yaml"
+check_fails "the emulator launcher is held to the same check (refused before QEMU is looked for)" \
+	'needs at least 129 MiB .*give --memory-mb 129' \
+	"$ENCLAVER" run --emulate --eif "$EIF" --manifest "$TMP/plain.yaml" --memory-mb 100
+check "the memory refusal is exit 108" test "$(env ENCLAVER_LOCAL_CMD=true "$RUNL" run --launcher local --eif "$EIF" \
+	--manifest "$TMP/small.yaml" >/dev/null 2>&1; echo $?)" = 108
+run_local mem129 'echo fits' --manifest "$TMP/small.yaml" --memory-mb 129
+check "--memory-mb at exactly the EIF's needs runs" grep -qx '\[app\] fits' "$TMP/mem129.out"
+
 # --- enclaver-run: the entrypoint's flags and subcommands
 ERUN=$(dirname "$ENCLAVER")/enclaver-run
 check "enclaver-run print-manifest prints the manifest" \
@@ -420,6 +456,14 @@ check "enclaver-run describe-eif is describe-eif's JSON" \
 	bash -c "'$ERUN' describe-eif --eif-file '$EIF' | cmp - '$TMP/describe.json'"
 check_fails "enclaver-run takes no IMAGE" 'unexpected argument' "$ERUN" some-image
 check_fails "enclaver-run defaults to /enclave/" '/enclave/enclaver.yaml' "$ERUN"
+"$ERUN" --help >"$TMP/erun.help"
+check "enclaver-run --help lists no image-pulling options" bash -c "! grep -Eq -- '--creds|--platform|--cache-dir|--offline|Pulling IMAGE' '$TMP/erun.help'"
+check "enclaver-run --help lists its own" grep -q -- '--eif-file' "$TMP/erun.help"
+"$ENCLAVER" run --help >"$TMP/run.help"
+check "enclaver run --help still lists them" grep -q -- '--creds' "$TMP/run.help"
+check_fails "enclaver-run refuses an image-pulling option, naming it" '--creds pulls images: enclaver-run runs the files in its own image' \
+	"$ERUN" --creds u:p --eif-file "$EIF" --manifest-file "$TMP/plain.yaml"
+check_fails "enclaver-run refuses -f" '-f: give --manifest-file' "$ERUN" -f "$TMP/plain.yaml"
 
 check "no sanitizer report from any run" bash -c "! grep -l 'Sanitizer' '$TMP'/*.err"
 

@@ -412,3 +412,32 @@ TEST(kernel_config_identity)
 	CHECK_ERR_CONTAINS(e, "fewer than 3 lines");
 	err_free(&e);
 }
+
+TEST(memory_needed_formula)
+{
+	/* kernel once, ramdisks twice, rounded up to MiB, plus the margin */
+	CHECK_INT_EQ(eif_memory_needed_mib(0, 0), EIF_MEMORY_MARGIN_MIB);
+	CHECK_INT_EQ(eif_memory_needed_mib(1, 0), 1 + EIF_MEMORY_MARGIN_MIB);
+	CHECK_INT_EQ(eif_memory_needed_mib(8u << 20, 205u << 20), 8 + 410 + EIF_MEMORY_MARGIN_MIB);
+	/* the case: 512 MiB cannot hold a 205 MiB customer ramdisk */
+	CHECK(eif_memory_needed_mib(8u << 20, (205u + 4u) << 20) > 512);
+	CHECK_INT_EQ(eif_memory_needed_mib(1u << 20, (1u << 20) / 2 + 1), 1 + 2 + EIF_MEMORY_MARGIN_MIB);
+}
+
+TEST(memory_needed_of_file)
+{
+	_cleanup_free_ char *out = xasprintf("%s/m.eif", test_tmpdir(t));
+	struct eif_measurements m;
+	REQUIRE(build_case1(out, NULL, &m, NULL) == 0);
+	struct stat k, r1, r2;
+	REQUIRE(stat(test_data("eif/kernel.bin"), &k) == 0);
+	REQUIRE(stat(test_data("eif/ramdisk1.bin"), &r1) == 0);
+	REQUIRE(stat(test_data("eif/ramdisk2.bin"), &r2) == 0);
+	uint64_t need = 0;
+	REQUIRE(eif_file_memory_needed_mib(out, &need, NULL) == 0);
+	CHECK_INT_EQ(need, eif_memory_needed_mib((uint64_t)k.st_size, (uint64_t)(r1.st_size + r2.st_size)));
+	struct err *e = NULL;
+	CHECK(eif_file_memory_needed_mib(test_data("eif/cmdline.txt"), &need, &e) < 0);
+	CHECK_ERR_CONTAINS(e, "cmdline.txt");
+	err_free(&e);
+}

@@ -23,7 +23,8 @@ TEST(cmd_env_joins_entrypoint_and_cmd)
 	_cleanup_buf_ struct buf c = {0}, e = {0};
 	struct err *err = NULL;
 	REQUIRE(bld_initramfs_cmd_env(&cfg, &c, &e, &err) == 0);
-	CHECK_STR_EQ(buf_str(&c), "/sbin/odyn\n--config-dir\n/etc/enclaver\n--workdir\n/srv\n--user\n1000:1000\n--\n"
+	CHECK_STR_EQ(buf_str(&c), "/sbin/odyn\n--config-dir\n/etc/enclaver\n--ramdisk-marker\n/etc/enclaver/"
+	                          ".ramdisk-complete\n--workdir\n/srv\n--user\n1000:1000\n--\n"
 	                          "/bin/app\n--serve\n--port\n8080\n");
 	CHECK_STR_EQ(buf_str(&e), "PATH=/bin\nA=b=c\n");
 }
@@ -35,7 +36,9 @@ TEST(cmd_env_cmd_only_and_bad_input)
 	_cleanup_buf_ struct buf c = {0}, e = {0};
 	struct err *err = NULL;
 	REQUIRE(bld_initramfs_cmd_env(&cfg, &c, &e, &err) == 0);
-	CHECK_STR_EQ(buf_str(&c), "/sbin/odyn\n--config-dir\n/etc/enclaver\n--\nsh\n");
+	CHECK_STR_EQ(
+	    buf_str(&c),
+	    "/sbin/odyn\n--config-dir\n/etc/enclaver\n--ramdisk-marker\n/etc/enclaver/.ramdisk-complete\n--\nsh\n");
 	CHECK(e.len == 0);
 	struct bld_app_config none = {0};
 	CHECK(bld_initramfs_cmd_env(&none, &c, &e, &err) < 0);
@@ -120,7 +123,7 @@ struct seen {
 	mode_t type;
 	unsigned perm;
 	int64_t mtime, ino, nlink, size;
-	char data[64];
+	char data[128];
 };
 
 static int read_back(const char *path, struct seen *out, int max)
@@ -186,15 +189,19 @@ TEST(customer_ramdisk_contents)
 	                                    "rootfs/usr/bin",
 	                                    "rootfs/usr/bin/app",
 	                                    "rootfs/usr/bin/app2",
-	                                    "rootfs/var"};
+	                                    "rootfs/var",
+	                                    "rootfs/etc/enclaver/.ramdisk-complete"}; /* last, always */
 	CHECK_INT_EQ(n, sizeof(order) / sizeof(order[0]));
 	for (int i = 0; i < n && i < (int)(sizeof(order) / sizeof(order[0])); i++)
 		CHECK_STR_EQ(s[i].name, order[i]);
 	const struct seen *x = find(s, n, "cmd");
 	REQUIRE(x);
-	CHECK_STR_EQ(x->data, "/sbin/odyn\n--config-dir\n/etc/enclaver\n--\n/usr/bin/app\n");
+	CHECK_STR_EQ(x->data, "/sbin/odyn\n--config-dir\n/etc/enclaver\n--ramdisk-marker\n/etc/enclaver/"
+	                      ".ramdisk-complete\n--\n/usr/bin/app\n");
 	CHECK_INT_EQ(x->mtime, 1600000000);
 	CHECK_STR_EQ(find(s, n, "env")->data, "PATH=/usr/bin\n");
+	x = find(s, n, "rootfs/etc/enclaver/.ramdisk-complete");
+	CHECK(x && x->type == AE_IFREG && x->perm == 0444);
 	x = find(s, n, "rootfs/sbin/odyn");
 	REQUIRE(x);
 	CHECK_STR_EQ(x->data, "ODYN-BINARY");

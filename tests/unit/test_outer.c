@@ -258,6 +258,11 @@ TEST(state_parse_fields_and_errors)
 	REQUIRE(outer_state_parse(old, strlen(old), "old.json", &s, &e) == 0);
 	CHECK_INT_EQ(s.cpu_count, 0);
 	CHECK(s.measurements == NULL && !s.debug_mode);
+	CHECK(s.image == NULL);
+	outer_state_free(&s);
+	const char *img = "{\"id\":\"i-1-enc1\",\"pid\":7,\"image\":\"oci:/x:rel\"}";
+	REQUIRE(outer_state_parse(img, strlen(img), "img.json", &s, &e) == 0);
+	CHECK_STR_EQ(s.image, "oci:/x:rel");
 	outer_state_free(&s);
 	static const struct {
 		const char *text, *msg;
@@ -270,6 +275,7 @@ TEST(state_parse_fields_and_errors)
 	    {"{\"id\":\"x\",\"pid\":1,\"debug_mode\":1}", "field \"debug_mode\": want true or false"},
 	    {"{\"id\":\"x\",\"pid\":1,\"measurements\":[]}", "field \"measurements\": want an object"},
 	    {"{\"id\":\"x\",\"pid\":1,\"measurements\":{\"PCR0\":1}}", "field \"measurements\".PCR0: want a string"},
+	    {"{\"id\":\"x\",\"pid\":1,\"image\":5}", "field \"image\": want a string"},
 	    {"{\"id\":3,\"pid\":1}", "f.json: not an enclaver state file"},
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
