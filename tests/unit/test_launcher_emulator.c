@@ -58,9 +58,10 @@ static char *fake_qemu(struct test_ctx *t, const char *tail)
 	return path;
 }
 
-static pid_t fake_pid(struct test_ctx *t)
+/* The pid a stand-in wrote to `name` in the test's folder; 0 when none. */
+static pid_t pid_file(struct test_ctx *t, const char *name)
 {
-	_cleanup_free_ char *path = xasprintf("%s/qemu.pid", test_tmpdir(t));
+	_cleanup_free_ char *path = xasprintf("%s/%s", test_tmpdir(t), name);
 	FILE *f = fopen(path, "r");
 	int pid = 0;
 	if (f) {
@@ -69,6 +70,11 @@ static pid_t fake_pid(struct test_ctx *t)
 		fclose(f);
 	}
 	return pid;
+}
+
+static pid_t fake_pid(struct test_ctx *t)
+{
+	return pid_file(t, "qemu.pid");
 }
 
 TEST(launcher_emulator_without_qemu_says_how_to_get_one)
@@ -290,17 +296,9 @@ static size_t count_lines(const char *s)
 	return n;
 }
 
-static int kvm_pid(struct test_ctx *t)
+static pid_t kvm_pid(struct test_ctx *t)
 {
-	_cleanup_free_ char *path = xasprintf("%s/kvm.pid", test_tmpdir(t));
-	FILE *f = fopen(path, "r");
-	int pid = 0;
-	if (f) {
-		if (fscanf(f, "%d", &pid) != 1)
-			pid = 0;
-		fclose(f);
-	}
-	return pid;
+	return pid_file(t, "kvm.pid");
 }
 
 /* Boots the stand-in with `accel` and a KVM device that opens (/dev/null) or not. */
