@@ -19,7 +19,7 @@ int bld_initramfs_cmd_env(const struct bld_app_config *cfg, struct buf *cmd, str
 	if (cfg->n_entrypoint == 0 && cfg->n_cmd == 0)
 		return err_set(err, EINVAL, "the image has neither Entrypoint nor Cmd: nothing to run");
 	const char *head[] = {"/sbin/odyn", "--config-dir", "/etc/enclaver", "--ramdisk-marker",
-	                      "/" BLD_RAMDISK_MARKER};
+	                      ("/" BLD_RAMDISK_MARKER)}; /* one path: the parentheses say so to clang */
 	for (size_t i = 0; i < sizeof(head) / sizeof(head[0]); i++)
 		buf_puts(cmd, head[i]), buf_putc(cmd, '\n');
 	/* WorkingDir and User are odyn's to apply (after the chroot, before exec). */
