@@ -120,15 +120,26 @@ bool evloop_stopped(const struct evloop *loop)
 	return loop->stopped;
 }
 
+/* The timerfd stays readable until read: stopping the deadline here, before the owner's fn,
+ * keeps "runs once" true for every owner. */
+static void deadline_fire(struct ev_handler *h, uint32_t events)
+{
+	struct ev_deadline *d = (struct ev_deadline *)((char *)h - offsetof(struct ev_deadline, h));
+	void (*fn)(struct ev_handler *, uint32_t) = d->fn;
+	ev_deadline_stop(d);
+	fn(h, events);
+}
+
 int ev_deadline_arm(struct ev_deadline *d, struct evloop *loop, int ms,
                     void (*fn)(struct ev_handler *h, uint32_t events), struct err **err)
 {
+	d->fn = fn;
 	if (d->fd < 0) {
 		d->fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
 		if (d->fd < 0)
 			return err_sys(err, "timerfd_create");
 		d->loop = loop;
-		d->h.fn = fn;
+		d->h.fn = deadline_fire;
 		if (evloop_add(loop, d->fd, EPOLLIN, &d->h, err) < 0) {
 			close(d->fd);
 			d->fd = -1;

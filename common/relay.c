@@ -69,14 +69,14 @@ static void queue_leave(struct relay *r)
 {
 	struct relay_queue *q = r->queue;
 	if (r->phase == RELAY_QUEUED) {
-		for (struct relay **pp = &q->head; *pp; pp = &(*pp)->q_next)
+		struct relay *prev = NULL;
+		for (struct relay **pp = &q->head; *pp; prev = *pp, pp = &(*pp)->q_next)
 			if (*pp == r) {
 				*pp = r->q_next;
+				if (q->tail == r)
+					q->tail = prev;
 				break;
 			}
-		q->tail = NULL;
-		for (struct relay *x = q->head; x; x = x->q_next)
-			q->tail = x;
 	} else if (r->phase == RELAY_CONNECTING) {
 		q->in_flight = false;
 	}

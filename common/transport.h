@@ -75,12 +75,14 @@ void evloop_stop(struct evloop *loop);
 bool evloop_stopped(const struct evloop *loop);
 
 /* A one-shot deadline on the loop (a timerfd): fn runs once when ms have passed, unless stopped
- * first. Put the struct inside the object it guards; fn gets &deadline.h. Arming again restarts
- * it; stop is safe on one never armed (fd -1: initialise it so, or zero it and set fd = -1). */
+ * first; the deadline is stopped before fn runs (fn may arm it again, or free its object). Put
+ * the struct inside the object it guards; fn gets &deadline.h. Arming again restarts it; stop is
+ * safe on one never armed (fd -1: initialise it so, or zero it and set fd = -1). */
 struct ev_deadline {
 	struct ev_handler h;
 	struct evloop *loop;
 	int fd;
+	void (*fn)(struct ev_handler *h, uint32_t events);
 };
 int ev_deadline_arm(struct ev_deadline *d, struct evloop *loop, int ms,
                     void (*fn)(struct ev_handler *h, uint32_t events), struct err **err);

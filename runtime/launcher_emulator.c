@@ -47,7 +47,7 @@ struct emu_launcher {
 	enum emu_accel accel;   /* AUTO, KVM or TCG: what was asked for */
 	char *kvm_device;
 	unsigned kvm_stall_s;
-	const char *accel_ran;  /* "kvm" or "tcg": the attempt that reached the heartbeat */
+	enum emu_accel accel_ran; /* KVM or TCG: the attempt that reached the heartbeat; DEFAULT before */
 	struct vsock_forward *user_forwards;
 	size_t n_user_forwards;
 	struct vsock_listen *user_listens;
@@ -368,8 +368,8 @@ static bool qemu_reap(struct emu_launcher *e)
 	return true;
 }
 
-/* Spawns QEMU on accelerator `acc` ("kvm" or "tcg"). */
-static int qemu_spawn(struct emu_launcher *e, const struct launch_request *req, const char *acc, uint64_t cid,
+/* Spawns QEMU on accelerator `acc` (EMU_ACCEL_KVM or EMU_ACCEL_TCG). */
+static int qemu_spawn(struct emu_launcher *e, const struct launch_request *req, enum emu_accel acc, uint64_t cid,
                       unsigned cpus, unsigned mem_mb, struct err **err)
 {
 	char machine[160], smp[16], mem[24];
@@ -393,12 +393,12 @@ static int qemu_spawn(struct emu_launcher *e, const struct launch_request *req, 
 	argv[n++] = "-M";
 	argv[n++] = machine;
 	argv[n++] = "-accel";
-	argv[n++] = acc;
+	argv[n++] = emu_accel_name(acc);
 	/* Under KVM the host's CPU less IA32_ARCH_CAPABILITIES: nested hypervisors refuse QEMU's
 	 * write of that MSR and QEMU aborts at start ("failed to set MSR 0x10a"); the guest only
 	 * loses a hint about which CPU bugs it may skip mitigating. */
 	argv[n++] = "-cpu";
-	argv[n++] = strcmp(acc, "kvm") == 0 ? "host,-arch-capabilities" : "max";
+	argv[n++] = acc == EMU_ACCEL_KVM ? "host,-arch-capabilities" : "max";
 	/* Notifications handled where the guest writes them, not through ioeventfds: when the
 	 * guest sets DRIVER_OK, QEMU kicks every queue of an ioeventfd device itself ("requests
 	 * already in the vring"), and Linux's NSM driver starts its hwrng thread, which sends
@@ -694,7 +694,7 @@ static int emu_stop(struct launcher *l, struct err **err);
 /* One boot: QEMU on `acc`, its console pump, the wait for the heartbeat. Returns 0 at the
  * heartbeat, HEARTBEAT_KVM_FAILED (QEMU stopped, the pump finished, the state reset for the
  * next attempt) when KVM could not boot the guest under auto, -1 on failure. */
-static int boot_attempt(struct emu_launcher *e, const struct launch_request *req, const char *acc, uint64_t cid,
+static int boot_attempt(struct emu_launcher *e, const struct launch_request *req, enum emu_accel acc, uint64_t cid,
                         unsigned cpus, unsigned mem, unsigned timeout, enum kvm_watch watch, double *hb_s,
                         struct buf *why, struct err **err)
 {
@@ -706,7 +706,7 @@ static int boot_attempt(struct emu_launcher *e, const struct launch_request *req
 		return -1;
 	e->pump_running = true;
 	log_info("emulator: started QEMU (pid %d), guest CID %llu, %u vCPUs, %u MiB, %s", (int)e->qemu_pid,
-	         (unsigned long long)cid, cpus, mem, acc);
+	         (unsigned long long)cid, cpus, mem, emu_accel_name(acc));
 	int r = heartbeat_wait(e, timeout, watch, hb_s, why, err);
 	if (r != HEARTBEAT_KVM_FAILED)
 		return r;
@@ -779,10 +779,10 @@ static int emu_start(struct launcher *l, const struct launch_request *req, struc
 		e->console_stream_fd = -1;
 
 	/* KVM first unless TCG was asked for; auto falls back to TCG once, with one warning. */
-	const char *acc = "tcg";
+	enum emu_accel acc = EMU_ACCEL_TCG;
 	if (e->accel != EMU_ACCEL_TCG) {
 		if (kvm_open_check(e->kvm_device) == 0) {
-			acc = "kvm";
+			acc = EMU_ACCEL_KVM;
 		} else if (e->accel == EMU_ACCEL_KVM) {
 			err_sys(err, "emulator: --accel kvm: %s", e->kvm_device);
 			goto fail;
@@ -792,7 +792,7 @@ static int emu_start(struct launcher *l, const struct launch_request *req, struc
 	}
 	double hb_s = -1;
 	for (;;) {
-		enum kvm_watch watch = strcmp(acc, "tcg") == 0     ? KVM_WATCH_NONE
+		enum kvm_watch watch = acc == EMU_ACCEL_TCG        ? KVM_WATCH_NONE
 		                       : e->accel == EMU_ACCEL_AUTO ? KVM_WATCH_ALL
 		                                                    : KVM_WATCH_ERRORS;
 		_cleanup_buf_ struct buf why = {0};
@@ -803,7 +803,7 @@ static int emu_start(struct launcher *l, const struct launch_request *req, struc
 			break;
 		log_warn("emulator: %s; booting again under TCG (slower; --accel tcg or %s=tcg skips KVM)",
 		         buf_str(&why), ACCEL_ENV);
-		acc = "tcg";
+		acc = EMU_ACCEL_TCG;
 	}
 	e->accel_ran = acc;
 	pthread_mutex_lock(&e->lock);
@@ -812,9 +812,9 @@ static int emu_start(struct launcher *l, const struct launch_request *req, struc
 	/* The first console byte is the kernel's setup code: what comes before it is QEMU, the
 	 * firmware and the EIF's loading (docs/emulator.md, where the boot's time goes). */
 	if (first >= 0)
-		log_info("emulator: heartbeat after %.2f s (%s; first console byte after %.2f s)", hb_s, acc, first);
+		log_info("emulator: heartbeat after %.2f s (%s; first console byte after %.2f s)", hb_s, emu_accel_name(acc), first);
 	else
-		log_info("emulator: heartbeat after %.2f s (%s)", hb_s, acc);
+		log_info("emulator: heartbeat after %.2f s (%s)", hb_s, emu_accel_name(acc));
 
 	memset(info, 0, sizeof(*info));
 	snprintf(info->enclave_id, sizeof(info->enclave_id), "i-0000000000000000-enc%016llx", (unsigned long long)cid);
@@ -1069,5 +1069,6 @@ int launcher_emulator_qemu_status(struct launcher *l)
 
 const char *launcher_emulator_accel(struct launcher *l)
 {
-	return emu_of(l)->accel_ran;
+	struct emu_launcher *e = emu_of(l);
+	return e->accel_ran == EMU_ACCEL_DEFAULT ? NULL : emu_accel_name(e->accel_ran);
 }

@@ -196,15 +196,33 @@ static int lock_dir(const char *dir, struct err **err)
 	return fd;
 }
 
+/* The state folder (*dir, the caller's to free) under its lock (the returned fd, the caller's to
+ * close); -1 on failure. */
+static int dir_lock(char **dir, struct err **err)
+{
+	if (outer_state_dir(dir, err) < 0)
+		return -1;
+	return lock_dir(*dir, err);
+}
+
+/* dir_lock, then the live entries into *v and *n; -1 (nothing held) on failure. */
+static int dir_lock_list(char **dir, struct outer_state **v, size_t *n, struct err **err)
+{
+	int lk = dir_lock(dir, err);
+	if (lk < 0)
+		return -1;
+	if (list_locked(*dir, v, n, err) < 0) {
+		close(lk);
+		return -1;
+	}
+	return lk;
+}
+
 int outer_state_list(struct outer_state **out, size_t *n, struct err **err)
 {
 	_cleanup_free_ char *dir = NULL;
-	if (outer_state_dir(&dir, err) < 0)
-		return -1;
-	_cleanup_close_ int lk = lock_dir(dir, err);
-	if (lk < 0)
-		return -1;
-	return list_locked(dir, out, n, err);
+	_cleanup_close_ int lk = dir_lock_list(&dir, out, n, err);
+	return lk < 0 ? -1 : 0;
 }
 
 static int conflicts(const struct outer_state *v, size_t n, const char *name, uint64_t cid,
@@ -246,14 +264,10 @@ int outer_state_check(const char *name, uint64_t cid, const struct outer_port *p
 int outer_state_add(const struct outer_state *s, char **path_out, struct err **err)
 {
 	_cleanup_free_ char *dir = NULL;
-	if (outer_state_dir(&dir, err) < 0)
-		return -1;
-	_cleanup_close_ int lk = lock_dir(dir, err);
-	if (lk < 0)
-		return -1;
 	struct outer_state *v;
 	size_t n;
-	if (list_locked(dir, &v, &n, err) < 0)
+	_cleanup_close_ int lk = dir_lock_list(&dir, &v, &n, err);
+	if (lk < 0)
 		return -1;
 	int r = conflicts(v, n, s->name, s->cid, s->ports, s->n_ports, err);
 	outer_state_list_free(v, n);
@@ -331,9 +345,14 @@ int outer_state_find(const char *key, struct outer_state *out, struct err **err)
 /* Nothing but the hold file's lock says a CID is taken while its enclave boots (the state entry is
  * written after the launch): a run keeps the lock of `cid-N.hold` until it exits, so two runs
  * started together never pick the same CID, and a crashed run's lock goes with its process. */
+static char *hold_path(const char *dir, uint64_t c)
+{
+	return xasprintf("%s/cid-%llu.hold", dir, (unsigned long long)c);
+}
+
 static int hold_cid(const char *dir, uint64_t c, struct err **err)
 {
-	_cleanup_free_ char *path = xasprintf("%s/cid-%llu.hold", dir, (unsigned long long)c);
+	_cleanup_free_ char *path = hold_path(dir, c);
 	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
 	if (fd < 0)
 		return err_sys(err, "%s", path);
@@ -353,15 +372,13 @@ void outer_state_release_cid(uint64_t cid, int *hold_fd)
 		return;
 	_cleanup_err_ struct err *err = NULL;
 	_cleanup_free_ char *dir = NULL;
-	if (outer_state_dir(&dir, &err) == 0) {
-		/* Pickers open and lock hold files only under the folder's lock: taking it here means
-		 * none is between its open and its flock on the file we remove. */
-		_cleanup_close_ int lk = lock_dir(dir, &err);
-		if (lk >= 0) {
-			_cleanup_free_ char *path = xasprintf("%s/cid-%llu.hold", dir, (unsigned long long)cid);
-			if (unlink(path) < 0 && errno != ENOENT)
-				log_debug("state: remove %s: %s", path, strerror(errno));
-		}
+	/* Pickers open and lock hold files only under the folder's lock: taking it here means none
+	 * is between its open and its flock on the file we remove. */
+	_cleanup_close_ int lk = dir_lock(&dir, &err);
+	if (lk >= 0) {
+		_cleanup_free_ char *path = hold_path(dir, cid);
+		if (unlink(path) < 0 && errno != ENOENT)
+			log_debug("state: remove %s: %s", path, strerror(errno));
 	}
 	close(*hold_fd);
 	*hold_fd = -1;
@@ -370,14 +387,10 @@ void outer_state_release_cid(uint64_t cid, int *hold_fd)
 int outer_state_pick_cid(uint64_t first, uint64_t *cid, int *hold_fd, struct err **err)
 {
 	_cleanup_free_ char *dir = NULL;
-	if (outer_state_dir(&dir, err) < 0)
-		return -1;
-	_cleanup_close_ int lk = lock_dir(dir, err);
-	if (lk < 0)
-		return -1;
 	struct outer_state *v;
 	size_t n;
-	if (list_locked(dir, &v, &n, err) < 0)
+	_cleanup_close_ int lk = dir_lock_list(&dir, &v, &n, err);
+	if (lk < 0)
 		return -1;
 	int fd = -2;
 	uint64_t c = first;

@@ -26,3 +26,44 @@ bg_cleanup() {
 	rm -rf "$TMP"
 }
 trap bg_cleanup EXIT
+
+# The host's egress endpoint (vsock 17002) spoken to directly, as an app bypassing odyn would:
+frame() { # frame SOCKET JSON [PAYLOAD]: prints the reply frame's JSON, then what follows (60 s bound)
+	python3 - "$@" <<'PY'
+import socket, struct, sys
+s = socket.socket(socket.AF_UNIX); s.settimeout(60); s.connect(sys.argv[1])
+body = sys.argv[2].encode()
+s.sendall(struct.pack("<H", len(body)) + body + (sys.argv[3].encode() if len(sys.argv) > 3 else b""))
+def read(n):
+    b = b""
+    while len(b) < n:
+        c = s.recv(n - len(b))
+        if not c: break
+        b += c
+    return b
+n = struct.unpack("<H", read(2))[0]
+print(read(n).decode())
+if len(sys.argv) > 3:
+    s.shutdown(socket.SHUT_WR)
+    rest = b""
+    while True:
+        c = s.recv(65536)
+        if not c: break
+        rest += c
+    print(rest.decode(errors="replace"))
+PY
+}
+
+# stuck_listener FILE [SECONDS]: a 127.0.0.1 TCP listener whose backlog is full, so a connect to it
+# never completes (for SECONDS, 300 by default); its port goes to FILE. Tracked for cleanup.
+stuck_listener() {
+	python3 -c 'import socket, sys, time
+s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen(1)
+fill = [socket.create_connection(s.getsockname()) for _ in range(2)]
+extra = []
+for _ in range(2):
+    c = socket.socket(); c.setblocking(False); c.connect_ex(s.getsockname()); extra.append(c)
+print(s.getsockname()[1], flush=True); time.sleep(float(sys.argv[1]))' "${2:-300}" >"$1" &
+	bg_track $!
+	wait_for test -s "$1"
+}

@@ -223,15 +223,7 @@ if [ $rc -eq 0 ]; then ok "odyn ends cleanly"; else not_ok "odyn ends cleanly" "
 # The proxy's tunnel to the host's egress endpoint is bounded: an endpoint that never accepts
 # (a TCP listener with a full backlog as --egress-host) costs a request 10 s and a 502, not the
 # kernel's two minutes of one of the 16 request threads.
-python3 -c 'import socket, time
-s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen(1)
-fill = [socket.create_connection(s.getsockname()) for _ in range(2)]
-extra = []
-for _ in range(2):
-    c = socket.socket(); c.setblocking(False); c.connect_ex(s.getsockname()); extra.append(c)
-print(s.getsockname()[1], flush=True); time.sleep(300)' >"$TMP/stuckhost.port" &
-bg_track $!
-wait_for test -s "$TMP/stuckhost.port"
+stuck_listener "$TMP/stuckhost.port"
 KP9=$(free_port)
 "$ODYN" --no-console --status "unix:$TMP/st.9" --log "unix:$TMP/log.9" --linger-ms 0 \
 	--egress-allow 169.254.169.254 --egress-allow kms.test \

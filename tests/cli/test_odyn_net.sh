@@ -215,15 +215,7 @@ check "second odyn ends cleanly" test $? -eq 0
 # The tunnel's connect to the host's egress endpoint is bounded too: an endpoint that never
 # answers it (here a TCP listener whose backlog is full) gets the client a 502 after 10 s, not
 # a wait of minutes.
-python3 -c 'import socket, time
-s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen(1)
-fill = [socket.create_connection(s.getsockname()) for _ in range(2)]
-extra = []
-for _ in range(2):
-    c = socket.socket(); c.setblocking(False); c.connect_ex(s.getsockname()); extra.append(c)
-print(s.getsockname()[1], flush=True); time.sleep(300)' >"$TMP/stuckhost.port" &
-bg_track $!
-wait_for test -s "$TMP/stuckhost.port"
+stuck_listener "$TMP/stuckhost.port"
 PP7=$(free_port)
 "$ODYN" --no-console --status "unix:$TMP/st7" --log "unix:$TMP/log7" --linger-ms 0 \
 	--egress-host "tcp:127.0.0.1:$(cat "$TMP/stuckhost.port")" --proxy-port "$PP7" --egress-allow allowed.test \

@@ -138,31 +138,6 @@ check "egress: \"host\" reaches the parent's loopback (python urllib through the
 check "egress: \"host\" stays under the host's deny rules by address (503)" \
 	grep -q "^$DP 503 .*127.0.0.1.*deny rule" "$TMP/eg-host.out"
 # odyn bypassed: a raw client speaks the 17002 frame protocol to the host's endpoint.
-frame() { # frame SOCKET JSON [PAYLOAD]: prints the reply frame's JSON, then what follows
-	python3 - "$@" <<'PY'
-import socket, struct, sys
-s = socket.socket(socket.AF_UNIX); s.settimeout(60); s.connect(sys.argv[1])
-body = sys.argv[2].encode()
-s.sendall(struct.pack("<H", len(body)) + body + (sys.argv[3].encode() if len(sys.argv) > 3 else b""))
-def read(n):
-    b = b""
-    while len(b) < n:
-        c = s.recv(n - len(b))
-        if not c: break
-        b += c
-    return b
-n = struct.unpack("<H", read(2))[0]
-print(read(n).decode())
-if len(sys.argv) > 3:
-    s.shutdown(socket.SHUT_WR)
-    rest = b""
-    while True:
-        c = s.recv(65536)
-        if not c: break
-        rest += c
-    print(rest.decode(errors="replace"))
-PY
-}
 E=$TMP/sock1/parent-17002.sock
 frame "$E" "{\"host\":\"127.0.0.1\",\"port\":$DP}" >"$TMP/raw-denied" 2>&1
 check "host side refuses a denied target when odyn is bypassed" python3 -c '

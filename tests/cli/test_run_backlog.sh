@@ -11,22 +11,6 @@ RUNL=$(dirname "$ENCLAVER")/../helpers/enclaver-local
 [ -x "$RUNL" ] || { echo "missing $RUNL"; exit 1; }
 export ENCLAVER_STATE_DIR=$TMP/state ENCLAVER_LOCAL_ODYN=$ODYN
 unset ENCLAVER_LOCAL_MANIFEST ENCLAVER_LOCAL_DIR
-# frame_to SOCKET JSON: sends one 17002 request frame to the host's egress endpoint and prints
-# the reply frame's JSON (waiting up to 60 s).
-frame_to() {
-	python3 - "$@" <<'PY'
-import socket, struct, sys
-s = socket.socket(socket.AF_UNIX); s.settimeout(60); s.connect(sys.argv[1])
-body = sys.argv[2].encode()
-s.sendall(struct.pack("<H", len(body)) + body)
-b = b""
-while len(b) < 2: b += s.recv(2 - len(b))
-n = struct.unpack("<H", b)[0]
-r = b""
-while len(r) < n: r += s.recv(n - len(r))
-print(r.decode())
-PY
-}
 
 head -c 70000 /dev/urandom >"$TMP/kernel"
 head -c 50000 /dev/urandom >"$TMP/rd1"
@@ -73,7 +57,7 @@ bg_track $cp
 wait_for grep -q ready "$TMP/clients.out"
 
 # The host's egress endpoint still answers (a raw frame for a denied target).
-frame_to "$TMP/sock/parent-17002.sock" "{\"host\":\"127.0.0.1\",\"port\":$DP}" >"$TMP/frame.out" 2>&1
+frame "$TMP/sock/parent-17002.sock" "{\"host\":\"127.0.0.1\",\"port\":$DP}" >"$TMP/frame.out" 2>&1
 check "host: the egress endpoint answers while the enclave accepts nothing" grep -q "matches deny rule" "$TMP/frame.out"
 wait_for grep -q "enclave port $EP: .*Resource temporarily unavailable" "$TMP/w.err"
 check "host: a client the enclave cannot take is refused and logged" \
@@ -85,16 +69,8 @@ kill -CONT "$OD"
 # A target that never answers the connect (listen backlog 1, full, never accepting): the host
 # answers Err 110 (ETIMEDOUT) after its 10 s bound instead of holding the request for the
 # kernel's two minutes of SYN retries.
-python3 -c 'import socket, time
-s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen(1)
-fill = [socket.create_connection(s.getsockname()) for _ in range(2)]
-extra = []
-for _ in range(2):
-    c = socket.socket(); c.setblocking(False); c.connect_ex(s.getsockname()); extra.append(c)
-print(s.getsockname()[1], flush=True); time.sleep(120)' >"$TMP/stuck.port" &
-bg_track $!
-wait_for test -s "$TMP/stuck.port"
-frame_to "$TMP/sock/parent-17002.sock" "{\"host\":\"127.0.0.1\",\"port\":$(cat "$TMP/stuck.port")}" >"$TMP/stuck.frame" 2>&1
+stuck_listener "$TMP/stuck.port" 120
+frame "$TMP/sock/parent-17002.sock" "{\"host\":\"127.0.0.1\",\"port\":$(cat "$TMP/stuck.port")}" >"$TMP/stuck.frame" 2>&1
 check "host egress: a target that never answers the connect gets Err 110 (the bound)" python3 -c '
 import json,sys
 r=json.loads(open(sys.argv[1]).readline()); assert r["Err"]["os_code"]==110, r' "$TMP/stuck.frame"
@@ -133,7 +109,7 @@ ENCLAVER_LOCAL_ODYN=$TMP/fake-odyn ENCLAVER_LOCAL_DIR=$TMP/sock2 ENCLAVER_LOCAL_
 wp2=$!
 bg_track $wp2
 wait_for test -S "$TMP/sock2/guest-17001.sock"
-frame_to "$TMP/sock2/parent-17002.sock" "{\"host\":\"127.0.0.1\",\"port\":$DP}" >"$TMP/frame2.out" 2>&1
+frame "$TMP/sock2/parent-17002.sock" "{\"host\":\"127.0.0.1\",\"port\":$DP}" >"$TMP/frame2.out" 2>&1
 check "host: the egress endpoint answers while the streams cannot connect" grep -q "matches deny rule" "$TMP/frame2.out"
 kill -TERM $wp2
 wait_for bash -c "! kill -0 $wp2 2>/dev/null"

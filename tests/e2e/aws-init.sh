@@ -31,11 +31,7 @@ CID=24
 export ENCLAVER_EMULATOR_ACCEL=tcg
 
 KB=$TMP/kb
-if ! "$ROOT/scripts/kernel-bundle-custom.sh" --init "$AWS/init" "$KB" >"$TMP/kb.log" 2>&1; then
-	not_ok "kernel-bundle-custom.sh makes a bundle with AWS's init" "$(tail -5 "$TMP/kb.log")"
-	done_testing
-	exit 1
-fi
+make_custom_kernel_bundle "$KB" --init "$AWS/init"
 check "the bundle: AWS's init and AWS's cmdline, no nsm.ko" \
 	bash -c "cmp '$AWS/init' '$KB/init' && cmp '$AWS/cmdline' '$KB/cmdline' && test ! -e '$KB/nsm.ko'"
 check "the bundle's kernel has NSM built in, cgroups (AWS's init mounts them) and no modules" \
@@ -95,15 +91,7 @@ check "AWS's init loaded no module (no nsm.ko) and did not die" bash -c \
 	"! grep -qE 'failed to insert nsm driver|failed to open nsm fd|Attempted to kill init' '$TMP/console.log'"
 check "the enclave reached the parent's port" grep -qx 'report done' "$TMP/parent"
 check "the app got the parent's answer" grep -qx 'app: the parent says: ok' "$TMP/log"
-for i in 0 1 2 8; do
-	want=$(json_get "$TMP/describe.json" "d['Measurements']['PCR$i']")
-	got=$(sed -n "s/^app: PCR$i \([0-9a-f]*\)\$/\1/p" "$TMP/log")
-	if [ -n "$want" ] && [ "$got" = "$want" ]; then
-		ok "PCR$i from /dev/nsm inside equals describe-eif's"
-	else
-		not_ok "PCR$i from /dev/nsm inside equals describe-eif's" "nsm: $got" "describe-eif: $want"
-	fi
-done
+check_nsm_pcrs "$TMP/describe.json" "$TMP/log" 0 1 2 8
 
 grep -q Sanitizer "$TMP/probe.err" && not_ok "no sanitizer report" "$(grep -A20 Sanitizer "$TMP/probe.err" | head -40)"
 if pgrep -f "$TMP/app.eif" >/dev/null; then not_ok "no process left behind" "$(pgrep -af "$TMP/app.eif")"; else ok "no process left behind"; fi

@@ -26,11 +26,7 @@ CID=25
 export ENCLAVER_EMULATOR_ACCEL=tcg
 
 KB=$TMP/kb
-if ! "$ROOT/scripts/kernel-bundle-custom.sh" "$KB" >"$TMP/kb.log" 2>&1; then
-	not_ok "kernel-bundle-custom.sh makes a bundle" "$(tail -5 "$TMP/kb.log")"
-	done_testing
-	exit 1
-fi
+make_custom_kernel_bundle "$KB"
 check "the bundle: AWS's cmdline (with nomodules), no init of its own, no nsm.ko" \
 	bash -c "cmp '$AWS/cmdline' '$KB/cmdline' && grep -qw nomodules '$KB/cmdline' && test ! -e '$KB/init' && test ! -e '$KB/nsm.ko'"
 check "the bundle's kernel has no ACPI (so no power-off handler)" \
@@ -69,15 +65,7 @@ check "the app's output reaches odyn's log stream" grep -qx 'app: hello from uid
 check "status stream: running, then the app's exit code" \
 	diff <(printf '{"status":"running"}\n{"status":"exited","code":%d}\n' $APP_CODE) "$TMP/status"
 check "the enclave reached the parent's port" grep -qx 'report done' "$TMP/parent"
-for i in 0 1 2; do
-	want=$(json_get "$TMP/describe.json" "d['Measurements']['PCR$i']")
-	got=$(sed -n "s/^app: PCR$i \([0-9a-f]*\)\$/\1/p" "$TMP/log")
-	if [ -n "$want" ] && [ "$got" = "$want" ]; then
-		ok "PCR$i from /dev/nsm inside equals describe-eif's"
-	else
-		not_ok "PCR$i from /dev/nsm inside equals describe-eif's" "nsm: $got" "describe-eif: $want"
-	fi
-done
+check_nsm_pcrs "$TMP/describe.json" "$TMP/log" 0 1 2
 grep -q Sanitizer "$TMP/probe.err" && not_ok "no sanitizer report" "$(grep -A20 Sanitizer "$TMP/probe.err" | head -40)"
 if pgrep -f "$TMP/app.eif" >/dev/null; then not_ok "no process left behind" "$(pgrep -af "$TMP/app.eif")"; else ok "no process left behind"; fi
 check "the launcher removed its runtime folder" test -z "$(ls -A "$XDG_RUNTIME_DIR")"

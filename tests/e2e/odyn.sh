@@ -87,15 +87,7 @@ check "status stream: running, then the app's exit code" \
 	diff <(printf '{"status":"running"}\n{"status":"exited","code":%d}\n' $APP_CODE) "$TMP/status"
 check "the enclave reached the parent's port through listen_parent" grep -qx 'report done' "$TMP/parent"
 check "the app got the parent's answer" grep -qx 'app: the parent says: ok' "$TMP/log"
-for i in 0 1 2 8; do
-	want=$(json_get "$TMP/describe.json" "d['Measurements']['PCR$i']")
-	got=$(sed -n "s/^app: PCR$i \([0-9a-f]*\)\$/\1/p" "$TMP/log")
-	if [ -n "$want" ] && [ "$got" = "$want" ]; then
-		ok "PCR$i from /dev/nsm inside equals describe-eif's"
-	else
-		not_ok "PCR$i from /dev/nsm inside equals describe-eif's" "nsm: $got" "describe-eif: $want"
-	fi
-done
+check_nsm_pcrs "$TMP/describe.json" "$TMP/log" 0 1 2 8
 
 # The attestation API, answered by QEMU's NSM. QEMU (hw/virtio/virtio-nsm.c) signs nothing: its
 # document has the algorithm -1 and 64 zero bytes for the signature, the certificate and the one

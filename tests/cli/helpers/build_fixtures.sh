@@ -5,6 +5,34 @@
 # json_get FILE EXPR: a value from a JSON file (python3 expression on `d`).
 json_get() { python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print($2)" "$1"; }
 
+# check_nsm_pcrs DESCRIBE_JSON LOG N...: each "app: PCRn HEX" line the test app wrote to LOG (read
+# through /dev/nsm inside the enclave) equals describe-eif's PCRn.
+check_nsm_pcrs() {
+	local json=$1 log=$2 i want got
+	shift 2
+	for i in "$@"; do
+		want=$(json_get "$json" "d['Measurements']['PCR$i']")
+		got=$(sed -n "s/^app: PCR$i \([0-9a-f]*\)\$/\1/p" "$log")
+		if [ -n "$want" ] && [ "$got" = "$want" ]; then
+			ok "PCR$i from /dev/nsm inside equals describe-eif's"
+		else
+			not_ok "PCR$i from /dev/nsm inside equals describe-eif's" "nsm: $got" "describe-eif: $want"
+		fi
+	done
+}
+
+# make_custom_kernel_bundle DIR [--init FILE]: scripts/kernel-bundle-custom.sh (its kernel is cached);
+# a failure ends the test.
+make_custom_kernel_bundle() {
+	local dir=$1
+	shift
+	if ! "$ROOT/scripts/kernel-bundle-custom.sh" "$@" "$dir" >"$TMP/kernel-bundle.log" 2>&1; then
+		not_ok "kernel-bundle-custom.sh makes a bundle${*:+ ($*)}" "$(tail -5 "$TMP/kernel-bundle.log")"
+		done_testing
+		exit 1
+	fi
+}
+
 # make_kernel_bundle DIR: scripts/kernel-bundle-debian.sh (the .deb is cached under
 # the real user's cache, before any test changes HOME).
 make_kernel_bundle() {
