@@ -1,7 +1,5 @@
 /* pipeline: `enclaver build` end to end: manifest, app image through the cache, flatten,
  * both ramdisks, the EIF, the release image and the JSON report, in a private temporary folder. */
-#define _XOPEN_SOURCE 700
-#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,13 +40,6 @@ int bld_kernel_bundle_default(const char *cache_dir, char **out, struct err **er
 	               "no kernel bundle (looked in %s and %s): run `enclaver kernel fetch` once to make %s from "
 	               "Debian's kernel, or pass --kernel-bundle DIR or set ENCLAVER_KERNEL_BUNDLE",
 	               AWS_BLOBS_DIR, cached, cached);
-}
-
-static int rm_entry(const char *path, const struct stat *st, int type, struct FTW *ftw)
-{
-	(void)st, (void)type, (void)ftw;
-	remove(path);
-	return 0;
 }
 
 /* sha256 of a file, streamed. */
@@ -152,7 +143,7 @@ static void build_free(struct build *b)
 {
 	bld_ramdisk_pending_free(b->customer_pending); /* before the folders go */
 	if (b->tmp) {
-		nftw(b->tmp, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+		io_remove_tree(b->tmp);
 		free(b->tmp);
 	}
 	if (b->cache_open)
@@ -679,13 +670,8 @@ int bld_build(const struct bld_build_opts *opts, json_t **result, struct err **e
 	if (step_kernel_bundle(&b, err) < 0)
 		goto out;
 
-	const char *base = opts->tmp_dir ? opts->tmp_dir : getenv("TMPDIR");
-	b.tmp = xasprintf("%s/enclaver-build.XXXXXX", base && *base ? base : "/tmp");
-	if (!mkdtemp(b.tmp)) {
-		err_sys(err, "creating a temporary folder %s", b.tmp);
-		free(steal_pointer(&b.tmp));
+	if (io_tmpdir_create(opts->tmp_dir, "enclaver-build", &b.tmp, err) < 0)
 		goto out;
-	}
 	if (step_odyn(&b, err) < 0 || step_pull(&b, err) < 0)
 		goto out;
 	/* The sleeve before the long steps: a bad one fails the build early. */

@@ -34,11 +34,4 @@ int cmd_enclaver_run(int argc, char **argv); /* the binary started as enclaver-r
 int cmd_ps(int argc, char **argv);
 int cmd_stop(int argc, char **argv);
 
-/* Launchers `enclaver run --launcher NAME` can use: nitro and emulator are built in; a test binary
- * registers its own (tests/helpers/launcher_local.c) before main runs. */
-struct launcher;
-struct run_opts;
-typedef int (*cli_launcher_new_fn)(const struct run_opts *o, struct launcher **out, struct err **err);
-void cli_launcher_register(const char *name, cli_launcher_new_fn fn);
-
 #endif

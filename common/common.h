@@ -110,6 +110,10 @@ int io_open_regular(const char *path, uint64_t *size, struct err **err);
 /* Reads a whole small file (at most max_len bytes, else an error naming it).
  * *out is NUL-terminated for convenience; *out_len excludes the NUL. */
 int io_read_file(const char *path, size_t max_len, char **out, size_t *out_len, struct err **err);
+/* A new private folder BASE/NAME.XXXXXX (mode 0700); BASE NULL or empty: $TMPDIR, else /tmp. */
+int io_tmpdir_create(const char *base, const char *name, char **out, struct err **err);
+/* rm -rf PATH for cleanups: symlinks are removed, never followed; errors are ignored. */
+void io_remove_tree(const char *path);
 
 /* A file that appears complete or not at all: written to a temporary file
  * beside the target, fsync'd, then renamed over it. */

@@ -121,7 +121,6 @@ int oci_archive_write_dir(const char *dir, const char *file, struct err **err);
 int oci_archive_source_open(const struct oci_ref *ref, struct oci_cache *cache, struct oci_source **out,
                             struct err **err);
 /* rm -rf, best effort. */
-void oci_remove_tree(const char *path);
 int oci_layout_source_open(const struct oci_ref *ref, struct oci_source **out, struct err **err);
 int oci_layout_dest_open(const struct oci_ref *ref, struct oci_dest **out, struct err **err);
 int oci_docker_archive_dest_open(const struct oci_ref *ref, struct oci_dest **out, struct err **err);
