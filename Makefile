@@ -105,7 +105,7 @@ $(ODYN): $(BUILD)/obj/odyn/main/main.o $(LIBENCLAVER)
 # static like odyn so it runs on any base image or none. `enclaver build` puts it in the image.
 # cmd_kernel.c carries scripts/kernel-bundle-debian.sh (.incbin), which -MMD does not see.
 $(BUILD)/obj/cli/cmd_kernel.o: scripts/kernel-bundle-debian.sh
-RUN_STATIC_OBJS := $(patsubst %,$(BUILD)/obj/cli/%.o,main/enclaver_run cmd_run cmd_describe oci_opts output)
+RUN_STATIC_OBJS := $(patsubst %,$(BUILD)/obj/cli/%.o,main/enclaver_run cmd_run cmd_describe oci_opts output progress)
 $(RUN_STATIC): $(RUN_STATIC_OBJS) $(LIBENCLAVER)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS_ALL) -o $@ $(RUN_STATIC_OBJS) $(LIBENCLAVER) $(ODYN_LIBS) -lz

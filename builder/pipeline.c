@@ -96,7 +96,7 @@ static int64_t config_created(const json_t *doc)
 	return t < 0 ? -1 : (int64_t)t;
 }
 
-/* A step's line on stderr (oci_progress: nothing when quiet). */
+/* A step's line for the watcher (oci_progress: nothing without a progress callback). */
 #define say(b, ...) oci_progress(&(b)->opts->oci, __VA_ARGS__)
 
 /* A file's size in words ("12.3 MiB"), "?" when it cannot be read. */
@@ -305,6 +305,7 @@ static int step_sleeve(struct build *b, struct err **err)
 
 /* The flatten's status line on a terminal: the layer, and bytes of all the layers read. */
 struct flatten_status {
+	const struct oci_opts *opts;
 	size_t layer, n_layers;
 	int64_t before, total; /* bytes of the layers done, of all of them */
 	int64_t last_ms;
@@ -323,7 +324,7 @@ static void flatten_status_draw(void *ctx, uint64_t blob_bytes)
 	char a[32], b[32];
 	oci_human_size(done, a);
 	oci_human_size(s->total, b);
-	oci_status_line("flattening layer %zu/%zu: %s of %s (%d%%)", s->layer, s->n_layers, a, b,
+	oci_status_line(s->opts, "flattening layer %zu/%zu: %s of %s (%d%%)", s->layer, s->n_layers, a, b,
 	                s->total > 0 ? (int)(100 * done / s->total) : 100);
 }
 
@@ -347,7 +348,7 @@ static int step_customer(struct build *b, struct atomic_file *af, struct err **e
 	struct bld_tree *tree = NULL;
 	if (bld_tree_new(b->tmp, &tree, err) < 0)
 		return -1;
-	struct flatten_status st = {.n_layers = b->image.n_layers};
+	struct flatten_status st = {.opts = &b->opts->oci, .n_layers = b->image.n_layers};
 	for (size_t i = 0; i < b->image.n_layers; i++)
 		st.total += b->image.layers[i].size;
 	bool status = oci_status_wanted(&b->opts->oci);
@@ -368,11 +369,9 @@ static int step_customer(struct build *b, struct atomic_file *af, struct err **e
 		oci_human_size(d->size, size);
 		say(b, "flattened layer %zu/%zu %.19s (%s)", i + 1, b->image.n_layers, d->digest, size);
 	}
-	if (status)
-		oci_status_clear();
+	oci_status_clear(&b->opts->oci);
 	if (r == 0) {
-		if (status)
-			oci_status_line("writing the customer ramdisk");
+		oci_status_line(&b->opts->oci, "writing the customer ramdisk");
 		struct bld_initramfs_spec spec = {.tree = tree,
 		                                  .odyn_path = b->odyn_path,
 		                                  .manifest_data = b->manifest->raw,
@@ -382,8 +381,7 @@ static int step_customer(struct build *b, struct atomic_file *af, struct err **e
 		r = bld_initramfs_write_to(af, &spec, err);
 		if (r < 0)
 			err_wrap(err, "customer ramdisk %s", af->path);
-		if (status)
-			oci_status_clear();
+		oci_status_clear(&b->opts->oci);
 	}
 	bld_tree_free(tree);
 	if (r == 0) {
@@ -510,12 +508,9 @@ static int step_eif(struct build *b, const char *out, const char *bootstrap, con
 	                              .identity = &id,
 	                              .signer = signer,
 	                              .alg = EIF_HASH_SHA384};
-	bool status = oci_status_wanted(&b->opts->oci);
-	if (status)
-		oci_status_line("writing the EIF%s", signer ? " (signed)" : "");
+	oci_status_line(&b->opts->oci, "writing the EIF%s", signer ? " (signed)" : "");
 	int r = eif_build(out, &spec, &b->measurements, err);
-	if (status)
-		oci_status_clear();
+	oci_status_clear(&b->opts->oci);
 	eif_signer_free(signer);
 	if (r < 0)
 		return -1;

@@ -227,7 +227,7 @@ int cmd_trust(int argc, char **argv)
 		{0},
 	};
 	bool want1 = false, want2 = false, want8 = false;
-	struct oci_opts o = {.quiet = true};
+	struct oci_opts o = {0};
 	int c;
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		switch (c) {
@@ -253,7 +253,7 @@ int cmd_trust(int argc, char **argv)
 	}
 	if (optind != argc - 1)
 		return cli_usage_error("trust", "expected one EIF file or release image");
-	int orc = cli_oci_options_check("trust", &o);
+	int orc = cli_oci_options_check("trust", &o, true);
 	if (orc != 0)
 		return orc;
 	const char *arg = argv[optind];

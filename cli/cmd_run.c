@@ -187,7 +187,7 @@ int run_parse(int argc, char **argv, bool entrypoint, struct run_opts *o)
 		return cli_usage_error(o->cmd, "--launcher %s: not a launcher of this build", o->run.launcher);
 	if (o->run.accel != EMU_ACCEL_DEFAULT && strcmp(o->run.launcher, "emulator") != 0)
 		return cli_usage_error(o->cmd, "--accel goes with --emulate");
-	int r = cli_oci_options_check(o->cmd, &o->oci);
+	int r = cli_oci_options_check(o->cmd, &o->oci, false);
 	return r ? r : -1;
 }
 
