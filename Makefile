@@ -47,7 +47,8 @@ CLI_SRCS := $(wildcard cli/*.c)
 CLI_OBJS := $(patsubst %.c,$(BUILD)/obj/%.o,$(CLI_SRCS))
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRCS))
-HARNESS_OBJ := $(BUILD)/obj/tests/harness.o
+# The unit tests' own support code: the harness and the simulated Nitro device.
+HARNESS_OBJ := $(BUILD)/obj/tests/harness.o $(BUILD)/obj/tests/ne_sim.o
 # Helper programs the tests run (fixture generators): tests/tools/*.c.
 TOOL_SRCS := $(wildcard tests/tools/*.c)
 TOOL_BINS := $(patsubst tests/tools/%.c,$(BUILD)/tests/tools/%,$(TOOL_SRCS))
