@@ -4,6 +4,7 @@
 #define ENCLAVER_BUILDER_H
 
 #include "common/common.h"
+#include "common/json.h"
 
 /* ================================================================ cpio
  * A streaming writer of the newc ("070701") cpio format with linuxkit's

@@ -4,6 +4,7 @@
 #define ENCLAVER_CLI_H
 
 #include "common/common.h"
+#include "common/json.h"
 
 /* Exit codes shared by every subcommand. */
 enum { EXIT_OK = 0, EXIT_FAIL = 1, EXIT_USAGE = 2 };

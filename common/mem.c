@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "common.h"
+#include "common/json.h"
 
 void out_of_memory(const char *what)
 {

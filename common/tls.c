@@ -8,6 +8,7 @@
 #include <sys/socket.h>
 
 #include "tls.h"
+#include "common/cose.h"
 
 struct tls_server {
 	SSL_CTX *ctx;

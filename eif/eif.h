@@ -4,6 +4,7 @@
 #define ENCLAVER_EIF_H
 
 #include "common/common.h"
+#include "common/json.h"
 
 #define EIF_MAGIC ".eif"
 #define EIF_VERSION 4

@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include "common/common.h"
+#include "common/json.h"
 
 /* ---------------------------------------------------------------- media types */
 #define OCI_MT_MANIFEST      "application/vnd.oci.image.manifest.v1+json"

@@ -9,6 +9,7 @@
 #include <sys/types.h>
 
 #include "common/egress.h"
+#include "common/json.h"
 #include "runtime/launcher.h"
 
 /* enclaver-run's exit codes beyond the app's own (enclaver-compat.md). */

@@ -5,6 +5,7 @@
 
 #include "eif/internal.h"
 #include "tests/harness.h"
+#include "common/cose.h"
 
 #define GOLDEN_TIME "2024-01-01T00:00:00+00:00"
 
