@@ -198,9 +198,7 @@ static void print_launch_info(void *ctx, const struct launch_info *info)
 	(void)ctx;
 	if (log_get_level() < LOG_WARN)
 		return;
-	json_t *cpus = json_array();
-	for (unsigned i = 0; i < info->cpu_count && i < LAUNCH_MAX_CPUS; i++)
-		json_array_append_new(cpus, json_integer(info->cpu_ids[i]));
+	json_t *cpus = outer_cpu_ids_json(info->cpu_ids, info->cpu_count);
 	_cleanup_json_ json_t *doc =
 	    json_pack("{s:s, s:s, s:I, s:I, s:I, s:o, s:I}", "EnclaveName", info->name, "EnclaveID", info->enclave_id,
 	              "ProcessID", (json_int_t)info->process_id, "EnclaveCID", (json_int_t)info->cid, "NumberOfCPUs",

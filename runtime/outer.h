@@ -52,6 +52,8 @@ struct outer_result {
 	int code;
 	char *message; /* caller frees; may be NULL */
 };
+/* CPU ids as a JSON array (nitro-cli's CPUIDs; the state file's cpu_ids), at most LAUNCH_MAX_CPUS. */
+json_t *outer_cpu_ids_json(const unsigned *ids, unsigned count);
 /* enclaver-run's exit code for a result: the app's code, 107, 108 or 109. */
 int outer_exit_code(const struct outer_result *r);
 
