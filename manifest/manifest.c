@@ -385,38 +385,59 @@ static int on_top(struct mctx *c, const char *key, yaml_node_t *v, const char *p
 	return 0;
 }
 
+/* The value of key in a mapping node, or NULL (the document is checked already). */
+static yaml_node_t *value_of(struct mctx *c, yaml_node_t *map, const char *key)
+{
+	if (map == NULL || map->type != YAML_MAPPING_NODE)
+		return NULL;
+	for (yaml_node_pair_t *p = map->data.mapping.pairs.start; p < map->data.mapping.pairs.top; p++)
+		if (!strcmp((const char *)node_at(c, p->key)->data.scalar.value, key))
+			return node_at(c, p->value);
+	return NULL;
+}
+
 /* Every port odyn or the app listens on inside the enclave must be distinct
- * and clear of the internal vsock ports. */
-static int check_ports(struct mctx *c)
+ * and clear of the internal vsock ports; an error points at the port's value
+ * (egress's own section when its proxy_port is the default). */
+static int check_ports(struct mctx *c, yaml_node_t *root)
 {
 	struct manifest *m = c->m;
-	struct {
+	struct port_use {
 		uint16_t port;
 		char *what;
+		yaml_node_t *node;
 	} ports[256];
 	size_t n = 0;
+	yaml_node_t *ingress = value_of(c, root, "ingress");
 	if (m->n_ingress > 200)
-		return err_set(c->err, EINVAL, "%s: ingress: %zu entries is too many", c->file, m->n_ingress);
-	for (size_t i = 0; i < m->n_ingress; i++)
-		ports[n].port = m->ingress[i].listen_port, ports[n++].what = xasprintf("ingress[%zu].listen_port", i);
-	if (manifest_egress_on(m))
-		ports[n].port = m->egress_proxy_port, ports[n++].what = xstrdup("egress.proxy_port");
+		return perr(c, ingress, "ingress", "%zu entries is too many", m->n_ingress);
+	for (size_t i = 0; i < m->n_ingress; i++) {
+		yaml_node_t *item = node_at(c, ingress->data.sequence.items.start[i]);
+		ports[n] = (struct port_use){m->ingress[i].listen_port, xasprintf("ingress[%zu].listen_port", i),
+		                             value_of(c, item, "listen_port")};
+		n++;
+	}
+	if (manifest_egress_on(m)) {
+		yaml_node_t *egress = value_of(c, root, "egress"), *pp = value_of(c, egress, "proxy_port");
+		ports[n++] = (struct port_use){m->egress_proxy_port, xstrdup("egress.proxy_port"),
+		                               pp && !scalar_is_null(pp) ? pp : egress};
+	}
 	if (m->has_kms_proxy)
-		ports[n].port = m->kms_listen_port, ports[n++].what = xstrdup("kms_proxy.listen_port");
+		ports[n++] = (struct port_use){m->kms_listen_port, xstrdup("kms_proxy.listen_port"),
+		                               value_of(c, value_of(c, root, "kms_proxy"), "listen_port")};
 	if (m->has_api)
-		ports[n].port = m->api_listen_port, ports[n++].what = xstrdup("api.listen_port");
+		ports[n++] = (struct port_use){m->api_listen_port, xstrdup("api.listen_port"),
+		                               value_of(c, value_of(c, root, "api"), "listen_port")};
 	int rc = 0;
 	for (size_t i = 0; i < n && rc == 0; i++) {
 		if (ports[i].port >= MANIFEST_INTERNAL_PORT_FIRST && ports[i].port <= MANIFEST_INTERNAL_PORT_LAST)
-			rc = err_set(
-			    c->err, EINVAL,
-			    "%s: %s: port %u is reserved for enclaver's status, log and egress channels (%d-%d)",
-			    c->file, ports[i].what, ports[i].port, MANIFEST_INTERNAL_PORT_FIRST,
-			    MANIFEST_INTERNAL_PORT_LAST);
+			rc = perr(c, ports[i].node, ports[i].what,
+			          "port %u is reserved for enclaver's status, log and egress channels (%d-%d)",
+			          ports[i].port, MANIFEST_INTERNAL_PORT_FIRST, MANIFEST_INTERNAL_PORT_LAST);
 		for (size_t j = 0; j < i && rc == 0; j++)
 			if (ports[i].port == ports[j].port)
-				rc = err_set(c->err, EINVAL, "%s: %s: port %u is already used by %s", c->file,
-				             ports[i].what, ports[i].port, ports[j].what);
+				rc = perr(c, ports[i].node, ports[i].what, "port %u is already used by %s",
+				          ports[i].port, ports[j].what);
 	}
 	for (size_t i = 0; i < n; i++)
 		free(ports[i].what);
@@ -462,7 +483,7 @@ static int parse_document(struct mctx *c, yaml_parser_t *parser)
 	if (more)
 		return err_set(c->err, EINVAL, "%s:%zu: a second YAML document; the manifest must be one document",
 		               c->file, line);
-	return check_ports(c);
+	return check_ports(c, root);
 }
 
 /* libyaml's token fetching takes time that grows with the square of the nesting of flow

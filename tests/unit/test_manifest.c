@@ -105,7 +105,7 @@ TEST(manifest_restart_policy)
 	struct manifest *m = NULL;
 	struct err *e = NULL;
 	static const char text[] = "version: v1\nname: a\ntarget: t\nsources:\n  app: x\n"
-				   "restart:\n  policy: on-failure\n  max_restarts: 5\n  backoff_ms: 250\n";
+	                           "restart:\n  policy: on-failure\n  max_restarts: 5\n  backoff_ms: 250\n";
 	REQUIRE(parse(text, &m, &e) == 0);
 	CHECK_STR_EQ(m->restart_policy, "on-failure");
 	CHECK_INT_EQ(m->restart_max, 5);
@@ -180,12 +180,18 @@ TEST(manifest_bad_input)
 	bad(t, HEAD "ingress:\n  - listen_port: 80\n    tls: {key_file: a}\n", "ingress[0].tls: needs both", NULL);
 	bad(t, HEAD "ingress:\n  - listen_port: 80\n    tls: {key_file: a, cert_file: b, ca: c}\n",
 	    "unknown key \"ca\"", NULL);
-	bad(t, HEAD "ingress:\n  - listen_port: 17001\n", "ingress[0].listen_port: port 17001 is reserved", NULL);
+	bad(t, HEAD "ingress:\n  - listen_port: 17001\n",
+	    "enclaver.yaml:7:18: ingress[0].listen_port: port 17001 is reserved", NULL);
 	bad(t, HEAD "ingress:\n  - listen_port: 80\n  - listen_port: 80\n",
-	    "ingress[1].listen_port: port 80 is already used by ingress[0].listen_port", NULL);
+	    "enclaver.yaml:8:18: ingress[1].listen_port: port 80 is already used by ingress[0].listen_port", NULL);
 	bad(t, HEAD "ingress:\n  - listen_port: 10000\negress: {allow: [a.com]}\n",
-	    "egress.proxy_port: port 10000 is already used", NULL);
-	bad(t, HEAD "api:\n  listen_port: 17000\n", "api.listen_port: port 17000 is reserved", NULL);
+	    "enclaver.yaml:8:9: egress.proxy_port: port 10000 is already used", NULL);
+	bad(t, HEAD "ingress:\n  - listen_port: 3128\negress:\n  allow: [a.com]\n  proxy_port: 3128\n",
+	    "enclaver.yaml:10:15: egress.proxy_port: port 3128 is already used", NULL);
+	bad(t, HEAD "api:\n  listen_port: 17000\n", "enclaver.yaml:7:16: api.listen_port: port 17000 is reserved",
+	    NULL);
+	bad(t, HEAD "kms_proxy:\n  listen_port: 17002\n", "enclaver.yaml:7:16: kms_proxy.listen_port: port 17002",
+	    NULL);
 	bad(t, HEAD "api: {}\n", "api: missing required key \"listen_port\"", NULL);
 	bad(t, HEAD "kms_proxy:\n  listen_port: 80\n  endpoints:\n    us-east-1: \"bad host\"\n",
 	    "kms_proxy.endpoints.us-east-1", "not a host name");
@@ -244,33 +250,32 @@ TEST(manifest_load_from_file_resolves_signature_paths)
  * accept, and a refusal names file, line and column. */
 TEST(egress_patterns_build_accepts_what_odyn_enforces)
 {
-	const char *pats[] = {"example.com", "*.example.com", "**.example.com", "a.*.b", "**", "*", "1.2.3.4",
-	                      "1.2.3.4:443", "10.0.0.0/8", "::1", "fd00::/8", "[::1]:8443", "x_y-z.example:1",
-	                      "example.com.", "", "a..b", ".a", "f*o.com", "***.com", "1.2.3.4/40", "a.com:",
-	                      "a.com:99999", "a.com:0", "a.com:x", "[::1", "[nothost]:1", "a b.com", "1.2.3.4/x",
-	                      "a/8", "[::1]x", "[1.2.3.4]:80"};
-	size_t refused = 0;
-	for (size_t i = 0; i < sizeof(pats) / sizeof(pats[0]); i++) {
-		struct egress_policy p = {0};
-		struct err *pe = NULL, *me = NULL;
-		bool enforcer_ok = egress_policy_add(&p, false, pats[i], &pe) == 0;
-		egress_policy_free(&p);
-		_cleanup_free_ char *text = xasprintf(HEAD "egress:\n  allow:\n    - '%s'\n", pats[i]);
-		struct manifest *m = NULL;
-		bool build_ok = parse(text, &m, &me) == 0;
-		if (enforcer_ok != build_ok)
-			test_fail(t, __FILE__, __LINE__, "\"%s\": odyn %s it, the build %s it", pats[i],
-			          enforcer_ok ? "accepts" : "refuses", build_ok ? "accepts" : "refuses");
-		if (!enforcer_ok && !build_ok) {
-			refused++;
-			CHECK_ERR_CONTAINS(me, "enclaver.yaml:8:7: egress.allow[0]: ");
-			CHECK_ERR_CONTAINS(me, pe->msg); /* the enforcer's own reason */
+	static const char *const good[] = {"example.com", "*.example.com", "**.example.com",  "a.*.b",        "**",
+	                                   "*",           "1.2.3.4",       "1.2.3.4:443",     "10.0.0.0/8",   "::1",
+	                                   "fd00::/8",    "[::1]:8443",    "x_y-z.example:1", "example.com.", NULL};
+	static const char *const badp[] = {
+	    "",        "a..b", ".a",          "f*o.com", "***.com",   "1.2.3.4/40", "a.com:", "a.com:99999",  "a.com:0",
+	    "a.com:x", "[::1", "[nothost]:1", "a b.com", "1.2.3.4/x", "a/8",        "[::1]x", "[1.2.3.4]:80", NULL};
+	for (int refused = 0; refused < 2; refused++)
+		for (const char *const *pat = refused ? badp : good; *pat; pat++) {
+			struct egress_policy p = {0};
+			struct err *pe = NULL, *me = NULL;
+			bool enforcer_ok = egress_policy_add(&p, false, *pat, &pe) == 0;
+			egress_policy_free(&p);
+			_cleanup_free_ char *text = xasprintf(HEAD "egress:\n  allow:\n    - '%s'\n", *pat);
+			struct manifest *m = NULL;
+			bool build_ok = parse(text, &m, &me) == 0;
+			if (enforcer_ok == (bool)refused || build_ok != enforcer_ok)
+				test_fail(t, __FILE__, __LINE__, "\"%s\": odyn %s it, the build %s it", *pat,
+				          enforcer_ok ? "accepts" : "refuses", build_ok ? "accepts" : "refuses");
+			else if (refused) {
+				CHECK_ERR_CONTAINS(me, "enclaver.yaml:8:7: egress.allow[0]: ");
+				CHECK_ERR_CONTAINS(me, pe->msg); /* the enforcer's own reason */
+			}
+			manifest_free(m);
+			err_free(&pe);
+			err_free(&me);
 		}
-		manifest_free(m);
-		err_free(&pe);
-		err_free(&me);
-	}
-	CHECK_INT_EQ(refused, 17);
 }
 
 /* Enclaver reads an empty value of an optional key as "not set" (serde's Option). */
@@ -311,7 +316,8 @@ TEST(manifest_empty_values_are_not_set)
 		manifest_free(m);
 	}
 	/* A required key stays required: empty is not a value for it. */
-	bad(t, HEAD "ingress:\n  - listen_port:\n", "enclaver.yaml:7:17", "ingress[0].listen_port: expected an integer, got null");
+	bad(t, HEAD "ingress:\n  - listen_port:\n", "enclaver.yaml:7:17",
+	    "ingress[0].listen_port: expected an integer, got null");
 	bad(t, HEAD "api:\n  listen_port: ~\n", "api.listen_port: expected an integer, got null", NULL);
 	bad(t, "version: v1\nname: a\ntarget: t\nsources:\n", "sources: expected a mapping, got null", NULL);
 	bad(t, HEAD "signature:\n  certificate:\n  key: k\n", "signature.certificate: expected a string, got null",
@@ -349,8 +355,9 @@ TEST(manifest_egress_on_only_with_allow_entries)
 
 TEST(manifest_spire_refused)
 {
-	bad(t, HEAD "spire:\n  server_addr: spire:8081\n  ca_cert: ca.pem\n  trust_domain: example.org\n"
-	            "  svid_dir: /run/svid\n",
+	bad(t,
+	    HEAD "spire:\n  server_addr: spire:8081\n  ca_cert: ca.pem\n  trust_domain: example.org\n"
+	         "  svid_dir: /run/svid\n",
 	    "enclaver.yaml:7:3: spire: SPIFFE workload identity via `spire` is not supported yet", NULL);
 }
 
