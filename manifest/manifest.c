@@ -120,6 +120,8 @@ static int expect(struct mctx *c, yaml_node_t *n, yaml_node_type_t type, const c
 static bool key_listed(const char *list, const char *key)
 {
 	size_t n = strlen(key);
+	if (n == 0)
+		return false; /* strstr would find "" everywhere, and p += 0 never moves on */
 	for (const char *p = list; (p = strstr(p, key)) != NULL; p += n)
 		if ((p == list || p[-1] == ' ') && (p[n] == ',' || p[n] == '\0'))
 			return true;

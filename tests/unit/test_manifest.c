@@ -206,6 +206,8 @@ TEST(manifest_bad_input)
 	bad(t, HEAD "signature:\n  certificate: c.pem\n", "signature: needs both certificate and key", NULL);
 	bad(t, HEAD "---\nversion: v1\n", "second YAML document", NULL);
 	bad(t, HEAD "? [a]\n: b\n", "a key must be a string", NULL);
+	bad(t, HEAD "\"\": ~\n", "enclaver.yaml:6:1: unknown key \"\"", NULL); /* an empty key is no optional key */
+	bad(t, HEAD "egres:\n", "unknown key \"egres\"", NULL);                /* nor a part of one */
 }
 
 TEST(manifest_nul_and_size_limits)
