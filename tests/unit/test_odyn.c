@@ -518,7 +518,7 @@ TEST(manifest_bad_input)
 	static const struct {
 		const char *yaml, *msg;
 	} cases[] = {
-	    /* The builder's parser reads the file (one parser): its messages name
+	    /* manifest/ reads the file (one parser, the build's): its messages name
 	     * the file, line, column and field. */
 	    {"egress: [1]\n", "egress: expected a mapping"},
 	    {"egress: {proxy_port: 70000}\n", "egress.proxy_port"},
