@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "builder/builder.h"
+#include "manifest/manifest.h"
 #include "cli/oci_opts.h"
 #include "cli/run.h"
 
@@ -229,7 +230,7 @@ static int entrypoint_sub(const char *sub, struct run_opts *o)
 	if (strcmp(sub, "print-manifest") == 0) {
 		_cleanup_free_ char *data = NULL;
 		size_t len;
-		if (io_read_file(o->run.manifest, BLD_MANIFEST_MAX_BYTES, &data, &len, &err) < 0 ||
+		if (io_read_file(o->run.manifest, MANIFEST_MAX_BYTES, &data, &len, &err) < 0 ||
 		    io_write_full(STDOUT_FILENO, data, len, &err) < 0)
 			rc = cli_fail(&err);
 	} else {

@@ -6,8 +6,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "builder/builder.h"
 #include "eif/eif.h"
+#include "manifest/manifest.h"
 #include "runtime/run.h"
 
 /* ---------------------------------------------------------------- launchers */
@@ -57,8 +57,7 @@ struct run {
 	char *tmp;              /* the release image's files, when run from one */
 	char *eif, *yaml;       /* the files run */
 	char *image;            /* the release image's reference, or NULL */
-	struct bld_manifest *m; /* the manifest run (yaml) */
-	struct egress_policy policy;
+	struct manifest *m; /* the manifest run (yaml) */
 	struct outer_port *ports; /* the run's own copy: bound host ports are written back */
 	size_t n_ports;
 	json_t *measured; /* the EIF's measurements, for `ps --json`; NULL when it could not be measured */
@@ -77,8 +76,7 @@ static void run_free(struct run *r)
 	outer_free(r->outer);
 	launcher_free(r->l);
 	outer_state_release_cid(r->cid, &r->cid_hold); /* the enclave is gone: its CID is free */
-	egress_policy_free(&r->policy);
-	bld_manifest_free(r->m);
+	manifest_free(r->m);
 	json_decref(r->measured);
 	if (r->tmp)
 		io_remove_tree(r->tmp);
@@ -104,12 +102,12 @@ static int step_files(struct run *r, struct err **err)
 		r->image = xstrdup(o->image);
 	} else {
 		const char *mf = o->manifest_file ? o->manifest_file : "enclaver.yaml";
-		struct bld_manifest *fm = NULL;
-		if (bld_manifest_load(mf, &fm, err) < 0)
+		struct manifest *fm = NULL;
+		if (manifest_load(mf, &fm, err) < 0)
 			return -1;
 		if (fm->target)
 			r->image = xstrdup(fm->target);
-		bld_manifest_free(fm);
+		manifest_free(fm);
 		if (!r->image)
 			return err_set(err, EINVAL, "%s has no `target`: give the release IMAGE to run", mf);
 	}
@@ -126,20 +124,14 @@ static int step_files(struct run *r, struct err **err)
 	return 0;
 }
 
-/* The manifest's egress policy (the outer side enforces it again) and the ingress mappings: -p's,
- * else one per manifest ingress port on 127.0.0.1. */
+/* The manifest (its egress policy, compiled by manifest/, the outer side enforces again) and the
+ * ingress mappings: -p's, else one per manifest ingress port on 127.0.0.1. */
 static int step_manifest(struct run *r, struct err **err)
 {
 	const struct run_options *o = r->o;
-	if (bld_manifest_load(r->yaml, &r->m, err) < 0)
+	if (manifest_load(r->yaml, &r->m, err) < 0)
 		return -1;
-	const struct bld_manifest *m = r->m;
-	for (size_t i = 0; i < m->n_egress_allow; i++)
-		if (egress_policy_add(&r->policy, false, m->egress_allow[i], err) < 0)
-			return err_wrap(err, "%s: egress.allow[%zu]", m->path, i);
-	for (size_t i = 0; i < m->n_egress_deny; i++)
-		if (egress_policy_add(&r->policy, true, m->egress_deny[i], err) < 0)
-			return err_wrap(err, "%s: egress.deny[%zu]", m->path, i);
+	const struct manifest *m = r->m;
 
 	r->ports = xcalloc(o->n_ports + m->n_ingress + 1, sizeof(*r->ports));
 	if (o->n_ports) {
@@ -243,7 +235,7 @@ static int step_launch(struct run *r, int *exit_code, struct err **err)
 	struct outer_config cfg = {.launcher = r->l,
 	                           .ports = r->ports,
 	                           .n_ports = r->n_ports,
-	                           .policy = &r->policy,
+	                           .policy = &r->m->egress_policy,
 	                           .debug_mode = o->debug_mode,
 	                           .log_fd = STDOUT_FILENO};
 	if (outer_new(&cfg, &r->outer, err) < 0)
