@@ -23,13 +23,14 @@ BUILD := build/$(VARIANT)
 # symbols against the same table (`make check-deps`, part of `make test`). MODULES lists them
 # from the top down, the order static linking needs. The CLI (cli/) links on top; the tests and
 # fuzz targets link libenclaver.a, every module in one archive.
-MODULES := odyn runtime builder oci attest eif manifest common
+MODULES := odyn runtime builder oci attest keys eif manifest common
 DEPS_common :=
 DEPS_manifest := common
 DEPS_eif := common
+DEPS_keys := eif common
 DEPS_attest := common
 DEPS_oci := common
-DEPS_builder := manifest oci eif common
+DEPS_builder := manifest oci eif keys common
 DEPS_runtime := manifest odyn eif common
 DEPS_odyn := manifest common
 # A module and everything it may reach, top-down.
