@@ -165,6 +165,7 @@ int eif_to_sign_of_file(const char *eif_path, const char *cert_path, struct eif_
 	memset(out, 0, sizeof(*out));
 	struct eif_signer s = {0};
 	struct eif_image *img = NULL;
+	_cleanup_buf_ struct buf payload = {0};
 	int r = -1;
 	if (load_certificate(cert_path, &s, err) < 0) {
 		err_wrap(err, "signing certificate %s", cert_path);
@@ -178,7 +179,6 @@ int eif_to_sign_of_file(const char *eif_path, const char *cert_path, struct eif_
 		goto done;
 	}
 	memcpy(out->pcr0, img->measurements.pcr0, 48);
-	_cleanup_buf_ struct buf payload = {0};
 	unsigned n = 0;
 	signing_input(&s.alg, out->pcr0, &payload, &out->tbs, out->digest, &n);
 	out->digest_len = n;

@@ -11,7 +11,10 @@ struct kms_key;
 struct sign_key {
 	char *name;
 	EVP_PKEY *pkey;       /* PEM and PKCS#11: the private key; KMS: its public key */
-	OSSL_PROVIDER *prov;  /* the pkcs11 provider when this key loaded it */
+	/* PKCS#11: a library context of the key's own, freed (the token's sessions closed) with
+	 * the key, before exit: SoftHSM2's destructors run before OpenSSL's exit handler. */
+	OSSL_LIB_CTX *libctx;
+	OSSL_PROVIDER *prov[2];
 	struct kms_key *kms;  /* KMS keys */
 	struct buf detached;  /* detached: the signature (DER) */
 	bool is_detached;

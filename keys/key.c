@@ -108,8 +108,10 @@ void sign_key_free(struct sign_key *k)
 		keys_kms_free(k->kms);
 	/* The key first: the provider it came from is unloaded after. */
 	EVP_PKEY_free(k->pkey);
-	if (k->prov)
-		OSSL_PROVIDER_unload(k->prov);
+	for (size_t i = 0; i < 2; i++)
+		if (k->prov[i])
+			OSSL_PROVIDER_unload(k->prov[i]);
+	OSSL_LIB_CTX_free(k->libctx);
 	buf_free(&k->detached);
 	free(k->name);
 	free(k);
@@ -125,10 +127,10 @@ const char *sign_key_name(const struct sign_key *k)
 	return k->name;
 }
 
-static int evp_sign_digest(EVP_PKEY *key, const EVP_MD *md, const uint8_t *digest, size_t digest_len,
+static int evp_sign_digest(OSSL_LIB_CTX *libctx, EVP_PKEY *key, const EVP_MD *md, const uint8_t *digest, size_t digest_len,
 			   struct buf *der, struct err **err)
 {
-	EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new_from_pkey(NULL, key, NULL);
+	EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new_from_pkey(libctx, key, NULL);
 	size_t len = 0;
 	int ok = ctx && EVP_PKEY_sign_init(ctx) == 1 && EVP_PKEY_CTX_set_signature_md(ctx, md) == 1 &&
 		 EVP_PKEY_sign(ctx, NULL, &len, digest, digest_len) == 1;
@@ -156,7 +158,7 @@ int sign_key_sign_digest(void *key, const EVP_MD *md, const uint8_t *digest, siz
 	}
 	if (k->kms)
 		return keys_kms_sign(k->kms, md, digest, digest_len, der, err);
-	return evp_sign_digest(k->pkey, md, digest, digest_len, der, err);
+	return evp_sign_digest(k->libctx, k->pkey, md, digest, digest_len, der, err);
 }
 
 int keys_eif_signer_open(const char *cert_path, const char *key_spec, const char *signature_path,

@@ -17,7 +17,7 @@
 
 struct pin {
 	char *value; /* NULL: none given */
-	bool asked;
+	int asked; /* times the token asked for it */
 };
 
 static int hexval(char c)
@@ -125,19 +125,89 @@ fail:
 	return -1;
 }
 
-/* OpenSSL's pem_password_cb shape: the token asks for its PIN through it. */
-static int pin_callback(char *buf, int size, int rwflag, void *u)
+/* The UI the token asks for its PIN through: answers from struct pin, never prompts (the
+ * default UI would write to the terminal and read from it). */
+static int pin_reader(UI *ui, UI_STRING *uis)
 {
-	(void)rwflag;
-	struct pin *p = u;
-	p->asked = true;
+	struct pin *p = UI_get0_user_data(ui);
+	enum UI_string_types t = UI_get_string_type(uis);
+	if (t != UIT_PROMPT && t != UIT_VERIFY)
+		return 1;
+	p->asked++;
 	if (p->value == NULL)
 		return -1;
-	size_t n = strlen(p->value);
-	if (n > (size_t)size)
-		return -1;
-	memcpy(buf, p->value, n);
-	return (int)n;
+	return UI_set_result(ui, uis, p->value) == 0 ? 1 : -1;
+}
+
+static UI_METHOD *pin_ui(void)
+{
+	UI_METHOD *m = UI_create_method("enclaver PKCS#11 PIN");
+	if (m && UI_method_set_reader(m, pin_reader) != 0) {
+		UI_destroy_method(m);
+		m = NULL;
+	}
+	return m;
+}
+
+/* err_openssl when OpenSSL said why, else just what. */
+static int err_token(struct err **err, int code, const char *what)
+{
+	if (ERR_peek_error() != 0)
+		return err_openssl(err, what);
+	return err_set(err, code, "%s", what);
+}
+
+/* The first object of type expect the URI names, or *out NULL when none. */
+static int load_first(OSSL_LIB_CTX *libctx, const char *uri, UI_METHOD *ui, struct pin *pin, int expect,
+		      EVP_PKEY **out, struct err **err)
+{
+	*out = NULL;
+	OSSL_STORE_CTX *store = OSSL_STORE_open_ex(uri, libctx, NULL, ui, pin, NULL, NULL, NULL);
+	if (store == NULL)
+		return err_token(err, ENOENT, "no PKCS#11 token answers this URI");
+	OSSL_STORE_expect(store, expect);
+	while (*out == NULL && !OSSL_STORE_eof(store)) {
+		OSSL_STORE_INFO *info = OSSL_STORE_load(store);
+		if (info == NULL) {
+			if (OSSL_STORE_error(store))
+				break;
+			continue;
+		}
+		if (OSSL_STORE_INFO_get_type(info) == OSSL_STORE_INFO_PKEY)
+			*out = OSSL_STORE_INFO_get1_PKEY(info);
+		else if (OSSL_STORE_INFO_get_type(info) == OSSL_STORE_INFO_PUBKEY)
+			*out = OSSL_STORE_INFO_get1_PUBKEY(info);
+		OSSL_STORE_INFO_free(info);
+	}
+	OSSL_STORE_close(store);
+	return 0;
+}
+
+/* Whether the URI, asked for a public key instead, names one (no login needed). */
+static bool public_half_exists(OSSL_LIB_CTX *libctx, const char *uri, UI_METHOD *ui)
+{
+	struct buf pub = {0};
+	const char *type = strstr(uri, "type=private");
+	if (type != NULL) {
+		buf_append(&pub, uri, (size_t)(type - uri));
+		buf_puts(&pub, "type=public");
+		buf_puts(&pub, type + 12);
+	} else {
+		size_t path_len = strcspn(uri, "?");
+		buf_append(&pub, uri, path_len);
+		buf_puts(&pub, ";type=public");
+		buf_puts(&pub, uri + path_len);
+	}
+	struct pin none = {0};
+	EVP_PKEY *key = NULL;
+	struct err *ignored = NULL;
+	load_first(libctx, buf_str(&pub), ui, &none, OSSL_STORE_INFO_PUBKEY, &key, &ignored);
+	err_free(&ignored);
+	buf_free(&pub);
+	bool found = key != NULL;
+	EVP_PKEY_free(key);
+	ERR_clear_error();
+	return found;
 }
 
 int keys_pkcs11_open(const char *uri, struct sign_key *k, struct err **err)
@@ -149,35 +219,34 @@ int keys_pkcs11_open(const char *uri, struct sign_key *k, struct err **err)
 		return -1;
 	}
 	k->name = xstrdup(clean);
-	/* Loaded by the OpenSSL configuration (OPENSSL_CONF), or here with the provider's own
-	 * defaults (the module from PKCS11_PROVIDER_MODULE). */
-	if (!OSSL_PROVIDER_available(NULL, "pkcs11")) {
-		k->prov = OSSL_PROVIDER_try_load(NULL, "pkcs11", 1);
-		if (k->prov == NULL) {
-			pin_clear(&pin);
-			return err_openssl(err, "the OpenSSL pkcs11 provider (Debian package pkcs11-provider) did not load");
-		}
-	}
-	UI_METHOD *ui = UI_UTIL_wrap_read_pem_callback(pin_callback, 0);
-	OSSL_STORE_CTX *store = ui ? OSSL_STORE_open(clean, ui, &pin, NULL, NULL) : NULL;
+	/* The provider as the OpenSSL configuration (OPENSSL_CONF) sets it up, else with its own
+	 * defaults (the module from PKCS11_PROVIDER_MODULE); in a library context of this key's. */
 	int r = -1;
-	if (store == NULL) {
-		err_openssl(err, "no PKCS#11 token answers this URI");
+	UI_METHOD *ui = NULL;
+	k->libctx = OSSL_LIB_CTX_new();
+	const char *conf = getenv("OPENSSL_CONF");
+	if (k->libctx == NULL || (conf && *conf && OSSL_LIB_CTX_load_config(k->libctx, conf) != 1)) {
+		err_openssl(err, "OpenSSL configuration (OPENSSL_CONF)");
 		goto done;
 	}
-	OSSL_STORE_expect(store, OSSL_STORE_INFO_PKEY);
-	while (k->pkey == NULL && !OSSL_STORE_eof(store)) {
-		OSSL_STORE_INFO *info = OSSL_STORE_load(store);
-		if (info == NULL) {
-			if (OSSL_STORE_error(store))
-				break;
+	const char *names[2] = {"pkcs11", "default"};
+	for (size_t i = 0; i < 2; i++) {
+		if (OSSL_PROVIDER_available(k->libctx, names[i]))
 			continue;
+		k->prov[i] = OSSL_PROVIDER_load(k->libctx, names[i]);
+		if (k->prov[i] == NULL) {
+			err_openssl(err, i == 0 ? "the OpenSSL pkcs11 provider (Debian package pkcs11-provider) did not load"
+						: "the OpenSSL default provider did not load");
+			goto done;
 		}
-		if (OSSL_STORE_INFO_get_type(info) == OSSL_STORE_INFO_PKEY)
-			k->pkey = OSSL_STORE_INFO_get1_PKEY(info);
-		OSSL_STORE_INFO_free(info);
 	}
-	OSSL_STORE_close(store);
+	ui = pin_ui();
+	if (ui == NULL) {
+		err_openssl(err, "UI method");
+		goto done;
+	}
+	if (load_first(k->libctx, clean, ui, &pin, OSSL_STORE_INFO_PKEY, &k->pkey, err) < 0)
+		goto done;
 	if (k->pkey != NULL) {
 		ERR_clear_error();
 		r = 0;
@@ -185,10 +254,13 @@ int keys_pkcs11_open(const char *uri, struct sign_key *k, struct err **err)
 		ERR_clear_error();
 		err_set(err, EACCES,
 			"the token asks for a PIN: give it as ?pin-value=, ?pin-source=file:PATH or ENCLAVER_PKCS11_PIN");
-	} else if (pin.asked) {
-		err_openssl(err, "the token refused the PIN, or holds no such private key");
+	} else if (pin.asked && public_half_exists(k->libctx, clean, ui)) {
+		/* The public half is there without logging in: the login is what failed. */
+		ERR_clear_error();
+		err_set(err, EACCES, "the token refused the PIN (the key's public half is there, its private half "
+				     "needs a login)");
 	} else {
-		err_openssl(err, "the URI names no private key");
+		err_token(err, ENOENT, "the URI names no private key in any token");
 	}
 done:
 	UI_destroy_method(ui);
