@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# test_eif_sign_keys: EIF signing with keys where users keep them (docs/eif.md#signing-keys):
+# test_eif_sign_keys: EIF signing with keys where users keep them (docs/cli.md#signing-keys):
 # detached signing (eif measure, an external signer, eif sign --signature) byte-identical to
 # signing in one step; an AWS KMS key ARN against a loopback KMS stand-in that checks the SigV4
 # signature of every request (tests/cli/kms_test_server.py sign); a PKCS#11 URI naming an EC
@@ -250,8 +250,33 @@ mkdir -p "$TMP/p11/tokens"
 export SOFTHSM2_CONF=$TMP/p11/softhsm2.conf
 printf 'directories.tokendir = %s\nobjectstore.backend = file\nlog.level = ERROR\n' "$TMP/p11/tokens" \
 	>"$SOFTHSM2_CONF"
+export PKCS11_PROVIDER_MODULE=$SOFTHSM
 PIN=pin-5e2d9a
 SO_PIN=so-pin-77c1
+URI="pkcs11:token=enclaver-test;object=eif-signer;type=private"
+P11_CERT=$CERT # the token's own certificate once it is made
+p11_fails() { # p11_fails NAME PATTERN URI [VAR=VALUE...]: refused, EIF unchanged, no PIN shown
+	local name=$1 pattern=$2 uri=$3
+	shift 3
+	cp "$BASE" "$TMP/p11/x.eif"
+	check_fails "$name" "$pattern" env "$@" "$ENCLAVER" eif sign "$TMP/p11/x.eif" \
+		--signing-certificate "$P11_CERT" --private-key "$uri"
+	check "... $name: the EIF is unchanged" unchanged "$TMP/p11/x.eif" "$BASE"
+	check "... $name: no PIN in the output" \
+		sh -c "! grep -q -e '$PIN' -e wrong-pin-3b8f -e '$SO_PIN' '$TMP/.stderr' '$TMP/.stdout'"
+}
+# The URI's PIN attributes are read before any token is asked.
+p11_fails "a pin-source file that is missing" "pin-source: .*no-pin-file" "$URI?pin-source=file:$TMP/p11/no-pin-file"
+p11_fails "a pin-source that is not a file: URI" 'pin-source "https://x": expected file:' "$URI?pin-source=https://x"
+p11_fails "a bad %-escape in the PIN" "a bad %-escape in a PIN attribute" "$URI?pin-value=$PIN%zz"
+# ASan cannot load a PKCS#11 module: the provider dlopens it with RTLD_DEEPBIND, which the
+# sanitizer runtime refuses (google/sanitizers issue 611). The token tests run on release.
+if [ "${VARIANT:-release}" = asan ]; then
+	echo "# skip: PKCS#11 token tests under ASan (it refuses the provider's RTLD_DEEPBIND dlopen)"
+	done_testing
+	exit
+fi
+
 softhsm2-util --init-token --free --label enclaver-test --pin "$PIN" --so-pin "$SO_PIN" >/dev/null
 # The key is generated inside the token: its private half is never outside it.
 pkcs11-tool --module "$SOFTHSM" --token-label enclaver-test --login --pin "$PIN" --keypairgen \
@@ -276,11 +301,9 @@ pkcs11-module-path = $SOFTHSM
 pkcs11-module-quirks = no-deinit
 activate = 1
 EOF
-URI="pkcs11:token=enclaver-test;object=eif-signer;type=private"
 OPENSSL_CONF=$TMP/p11/openssl.cnf openssl req -new -x509 -key "$URI?pin-value=$PIN" -subj /CN=hsm-signer -days 1 \
 	-sha384 -out "$TMP/p11/cert.pem" 2>"$TMP/p11/req.err"
 check "a self-signed certificate made by the token through the provider" test -s "$TMP/p11/cert.pem"
-export PKCS11_PROVIDER_MODULE=$SOFTHSM
 p11_sign() { # p11_sign EIF URI [VAR=VALUE...]: eif sign with the token's certificate
 	local eif=$1 uri=$2
 	shift 2
@@ -318,16 +341,7 @@ OPENSSL_CONF=$TMP/p11/openssl.cnf openssl pkeyutl -sign -inkey "$URI?pin-value=$
 	>/dev/null 2>&1
 check "a detached signature made in the token attaches" describe_ok "$TMP/p11/det.eif" "$TMP/p11/cert.pem"
 
-p11_fails() { # p11_fails NAME PATTERN URI [VAR=VALUE...]: refused, EIF unchanged, no PIN shown
-	local name=$1 pattern=$2 uri=$3
-	shift 3
-	cp "$BASE" "$TMP/p11/x.eif"
-	check_fails "$name" "$pattern" env "$@" "$ENCLAVER" eif sign "$TMP/p11/x.eif" \
-		--signing-certificate "$TMP/p11/cert.pem" --private-key "$uri"
-	check "... $name: the EIF is unchanged" unchanged "$TMP/p11/x.eif" "$BASE"
-	check "... $name: no PIN in the output" \
-		sh -c "! grep -q -e '$PIN' -e wrong-pin-3b8f -e '$SO_PIN' '$TMP/.stderr' '$TMP/.stdout'"
-}
+P11_CERT=$TMP/p11/cert.pem
 p11_fails "a wrong PIN" "signing key $URI: the token refused the PIN" "$URI?pin-value=wrong-pin-3b8f"
 p11_fails "a wrong PIN from ENCLAVER_PKCS11_PIN" "the token refused the PIN" "$URI" \
 	ENCLAVER_PKCS11_PIN=wrong-pin-3b8f
@@ -336,7 +350,6 @@ p11_fails "a URI naming no key" "object=nothing-here;type=private: the URI names
 p11_fails "a URI naming no token" "token=no-such-token.*names no private key" \
 	"pkcs11:token=no-such-token;object=eif-signer;type=private?pin-value=$PIN"
 p11_fails "no PIN given" "the token asks for a PIN" "$URI"
-p11_fails "a pin-source file that is missing" "pin-source: .*no-pin-file" "$URI?pin-source=file:$TMP/p11/no-pin-file"
 check_fails "the token's key with another certificate is refused" "does not match certificate" \
 	"$ENCLAVER" eif sign "$TMP/p11/x.eif" --signing-certificate "$CERT" --private-key "$URI?pin-value=$PIN"
 ENCLAVER_PKCS11_PIN=wrong-pin-3b8f "$ENCLAVER" eif build --kernel "$G/kernel.bin" --cmdline x \
