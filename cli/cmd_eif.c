@@ -241,15 +241,6 @@ static int eif_sign_main(int argc, char **argv)
 	return EXIT_OK;
 }
 
-static int write_file_atomic(const char *path, const void *data, size_t len, struct err **err)
-{
-	_cleanup_atomic_file_ struct atomic_file af = {0};
-	if (atomic_file_open(&af, path, 0644, err) < 0 || atomic_file_pwrite(&af, data, len, 0, err) < 0 ||
-	    atomic_file_commit(&af, err) < 0)
-		return err_wrap(err, "--output %s", path);
-	return 0;
-}
-
 static int eif_measure_main(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -281,8 +272,10 @@ static int eif_measure_main(int argc, char **argv)
 	if (eif_to_sign_of_file(path, cert, &t, &err) < 0)
 		return cli_fail(&err);
 	_cleanup_buf_ struct buf tbs = t.tbs;
-	if (output && write_file_atomic(output, tbs.data, tbs.len, &err) < 0)
+	if (output && atomic_file_write(output, 0644, tbs.data, tbs.len, &err) < 0) {
+		err_wrap(&err, "--output");
 		return cli_fail(&err);
+	}
 	char pcr0[97], digest[129];
 	_cleanup_free_ char *tbs_hex = xmalloc(2 * tbs.len + 1);
 	hex_encode(t.pcr0, 48, pcr0);

@@ -20,17 +20,6 @@ struct pin {
 	int asked; /* times the token asked for it */
 };
 
-static int hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 /* RFC 7512 values are percent-encoded. */
 static int percent_decode(const char *s, size_t len, char **out, struct err **err)
 {
@@ -40,8 +29,8 @@ static int percent_decode(const char *s, size_t len, char **out, struct err **er
 			*q++ = s[i];
 			continue;
 		}
-		int hi = i + 2 < len ? hexval(s[i + 1]) : -1;
-		int lo = i + 2 < len ? hexval(s[i + 2]) : -1;
+		int hi = i + 2 < len ? hex_digit_value(s[i + 1]) : -1;
+		int lo = i + 2 < len ? hex_digit_value(s[i + 2]) : -1;
 		if (hi < 0 || lo < 0) {
 			OPENSSL_cleanse(o, len + 1);
 			free(o);
