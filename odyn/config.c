@@ -23,9 +23,13 @@ void odyn_config_init(struct odyn_config *c)
 	c->backoff_ms = 1000;
 	c->console = true;
 	c->proxy_port = 10000;
-	set_default_addr(&c->status_addr, "vsock:any:17000");
-	set_default_addr(&c->log_addr, "vsock:any:17001");
-	set_default_addr(&c->egress_addr, "vsock:3:17002");
+	char addr[32];
+	snprintf(addr, sizeof(addr), "vsock:any:%d", WIRE_PORT_STATUS);
+	set_default_addr(&c->status_addr, addr);
+	snprintf(addr, sizeof(addr), "vsock:any:%d", WIRE_PORT_LOG);
+	set_default_addr(&c->log_addr, addr);
+	snprintf(addr, sizeof(addr), "vsock:%d:%d", WIRE_PARENT_CID, WIRE_PORT_EGRESS);
+	set_default_addr(&c->egress_addr, addr);
 }
 
 void odyn_strv_free(char **v)
@@ -89,8 +93,9 @@ static int add_ingress(struct odyn_config *c, const char *spec, struct err **err
 		long port;
 		if (parse_int(spec, 1, 65535, &port) < 0)
 			return err_set(err, EINVAL, "--ingress \"%s\": want PORT or LISTEN=TARGET", spec);
-		if (port >= ODYN_PORT_STATUS && port <= ODYN_PORT_EGRESS)
-			return err_set(err, EINVAL, "--ingress %ld: ports 17000-17002 are odyn's own", port);
+		if (port >= WIRE_PORT_FIRST && port <= WIRE_PORT_LAST)
+			return err_set(err, EINVAL, "--ingress %ld: ports %d-%d are odyn's own", port, WIRE_PORT_FIRST,
+			               WIRE_PORT_LAST);
 		_cleanup_free_ char *l = xasprintf("vsock:any:%ld", port);
 		_cleanup_free_ char *t = xasprintf("tcp:127.0.0.1:%ld", port);
 		set_default_addr(&in.listen, l);

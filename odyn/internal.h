@@ -8,8 +8,8 @@
 
 #include <openssl/evp.h>
 
-#include "common/relay.h"
-#include "common/tls.h"
+#include "wire/relay.h"
+#include "wire/tls.h"
 #include "odyn/odyn.h"
 
 #define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))

@@ -9,12 +9,9 @@
 
 #include "common/common.h"
 #include "common/egress.h"
-#include "common/transport.h"
+#include "wire/wire.h"
+#include "wire/transport.h"
 
-/* Well-known vsock ports (enclaver-compat.md). */
-#define ODYN_PORT_STATUS 17000
-#define ODYN_PORT_LOG    17001
-#define ODYN_PORT_EGRESS 17002
 #define ODYN_LOG_RING    (128 * 1024)
 /* odyn's own exit code when the app could not be started. */
 #define ODYN_EXIT_FATAL 108

@@ -28,6 +28,8 @@ void outer_retry_arm(struct outer *o, unsigned ms)
 	timerfd_settime(o->timerfd, 0, &its, NULL);
 }
 
+static const char stop_line[] = WIRE_STATUS_STOP "\n";
+
 static void on_timer(struct ev_handler *h, uint32_t events)
 {
 	struct outer *o = outer_container_of(h, struct outer, timer_h);
@@ -137,7 +139,9 @@ static void on_signal(struct ev_handler *h, uint32_t events)
 	o->signo = (int)si.ssi_signo;
 	for (size_t i = 0; i < o->n_ingress; i++)
 		outer_ingress_close(o, &o->ingress[i]);
-	if (again || o->status.fd < 0 || o->status.connecting || send(o->status.fd, "stop\n", 5, MSG_NOSIGNAL) != 5) {
+	const size_t stop_len = sizeof(stop_line) - 1;
+	if (again || o->status.fd < 0 || o->status.connecting ||
+	    send(o->status.fd, stop_line, stop_len, MSG_NOSIGNAL) != (ssize_t)stop_len) {
 		log_info("signal %d: stopping the enclave", o->signo);
 		evloop_stop(o->loop);
 		return;

@@ -9,7 +9,6 @@
 #include <sys/epoll.h>
 #include <sys/socket.h>
 
-#include "odyn/odyn.h"
 #include "runtime/outer_internal.h"
 #include "runtime/resolve.h"
 
@@ -325,8 +324,8 @@ static void on_accept(struct ev_handler *h, uint32_t events)
 int outer_egress_open(struct outer *o, struct outer_egress **out, struct err **err)
 {
 	int lfd;
-	if (launcher_listen_parent(o->cfg.launcher, ODYN_PORT_EGRESS, &lfd, err) < 0)
-		return err_wrap(err, "egress endpoint (port %d)", ODYN_PORT_EGRESS);
+	if (launcher_listen_parent(o->cfg.launcher, WIRE_PORT_EGRESS, &lfd, err) < 0)
+		return err_wrap(err, "egress endpoint (port %d)", WIRE_PORT_EGRESS);
 	struct outer_egress *eg = xcalloc(1, sizeof(*eg));
 	eg->h.fn = on_accept;
 	eg->o = o;

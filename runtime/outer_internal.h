@@ -6,9 +6,9 @@
 #include <signal.h>
 #include <stddef.h>
 
-#include "common/logstream.h"
-#include "common/relay.h"
-#include "common/transport.h"
+#include "wire/logstream.h"
+#include "wire/relay.h"
+#include "wire/transport.h"
 #include "runtime/outer.h"
 
 #define outer_container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))

@@ -6,7 +6,7 @@
 #include <sys/epoll.h>
 #include <sys/socket.h>
 
-#include "common/logstream.h"
+#include "wire/logstream.h"
 #include "runtime/outer_internal.h"
 
 /* A line longer than this is passed on in pieces (the app printed no newline for a while). */
@@ -43,16 +43,13 @@ void outer_log_record(struct outer *o, const char *tag, size_t tag_len, const ch
 
 void outer_status_line(struct outer *o, const char *line, size_t len)
 {
-	json_error_t je;
-	_cleanup_json_ json_t *v = json_loadb(line, len, JSON_REJECT_DUPLICATES, &je);
-	const char *st = json_string_value(json_object_get(v, "status"));
-	if (!st) {
-		log_warn("status stream: ignoring a malformed line (%.*s)", (int)(len > 200 ? 200 : len), line);
+	struct wire_status st;
+	_cleanup_err_ struct err *e = NULL;
+	if (wire_status_decode(line, len, &st, &e) < 0) {
+		log_warn("status stream: ignoring %s (%.*s)", e->msg, (int)(len > 200 ? 200 : len), line);
 		return;
 	}
-	json_t *code = json_object_get(v, "code"), *sig = json_object_get(v, "signal"),
-	       *msg = json_object_get(v, "error");
-	if (strcmp(st, "running") == 0) {
+	if (st.kind == WIRE_STATUS_RUNNING) {
 		/* Also after a restart: the earlier end was not the last. */
 		o->started = true;
 		o->have_final = false;
@@ -61,22 +58,23 @@ void outer_status_line(struct outer *o, const char *line, size_t len)
 		log_info("the app is running");
 		return;
 	}
-	struct outer_result r = {0};
-	if (strcmp(st, "exited") == 0 && json_is_integer(code)) {
+	struct outer_result r = {.code = st.code};
+	switch (st.kind) {
+	case WIRE_STATUS_EXITED:
 		r.outcome = OUTER_APP_EXITED;
-		r.code = (int)json_integer_value(code);
 		r.message = xasprintf("the app exited with code %d", r.code);
-	} else if (strcmp(st, "signaled") == 0 && json_is_integer(sig)) {
+		break;
+	case WIRE_STATUS_SIGNALED:
 		r.outcome = OUTER_APP_SIGNALED;
-		r.code = (int)json_integer_value(sig);
 		r.message = xasprintf("the app was killed by signal %d", r.code);
-	} else if (strcmp(st, "fatal") == 0) {
+		break;
+	default:
 		r.outcome = OUTER_APP_FATAL;
-		r.message = xasprintf("odyn: %s", json_is_string(msg) ? json_string_value(msg) : "fatal error");
-	} else {
-		log_warn("status stream: ignoring an unknown status (%.*s)", (int)(len > 200 ? 200 : len), line);
-		return;
+		r.code = 0;
+		r.message = xasprintf("odyn: %s", st.error);
+		break;
 	}
+	wire_status_free(&st);
 	log_info("%s", r.message);
 	free(o->final.message);
 	o->final = r;
@@ -194,7 +192,7 @@ void gstream_init(struct outer *o, struct gstream *g, enum gstream_kind kind)
 	g->h.fn = on_stream;
 	g->o = o;
 	g->kind = kind;
-	g->port = kind == GSTREAM_STATUS ? 17000 : 17001;
+	g->port = kind == GSTREAM_STATUS ? WIRE_PORT_STATUS : WIRE_PORT_LOG;
 	g->fd = -1;
 }
 

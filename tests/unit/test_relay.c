@@ -13,8 +13,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "../../common/relay.h"
-#include "../../common/tls.h"
+#include "wire/relay.h"
+#include "wire/tls.h"
 #include "../harness.h"
 
 /* A self-signed P-256 certificate and its key, written as PEM files into dir. */

@@ -3,7 +3,7 @@
 #ifndef ENCLAVER_RELAY_H
 #define ENCLAVER_RELAY_H
 
-#include "transport.h"
+#include "wire/transport.h"
 
 /* relay_start owns both descriptors from the call on (closes them on failure
  * too). The first bytes for each side (already read elsewhere) may be given. */

@@ -9,8 +9,8 @@
 #include <sys/epoll.h>
 #include <sys/socket.h>
 
-#include "relay.h"
-#include "tls.h"
+#include "wire/relay.h"
+#include "wire/tls.h"
 
 struct relay_end {
 	struct ev_handler h;
