@@ -35,6 +35,13 @@ with open(out, "a") as f:
 PY
 }
 
+# one_client SOCKET: one more client; "closed" when odyn closes it within 3 s without a byte.
+one_client() {
+	timeout 10 python3 -c 'import socket, sys
+s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); s.settimeout(3)
+print("closed" if s.recv(1) == b"" else "data")' "$1"
+}
+
 mkdir -p "$TMP/www"
 echo hello-from-app >"$TMP/www/hello.txt"
 APP_PORT=$(free_port)
@@ -89,9 +96,7 @@ hp=$!
 bg_track $hp
 wait_for grep -q connected "$TMP/full.out"
 wait_for grep -q 'holding connections until the app listens' "$TMP/odyn2.err"
-timeout 10 python3 -c 'import socket, sys
-s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); s.settimeout(3)
-print("closed" if s.recv(1) == b"" else "data")' "$TMP/in2" >"$TMP/over.out" 2>&1
+one_client "$TMP/in2" >"$TMP/over.out" 2>&1
 check "one over the limit is refused at once" grep -qx closed "$TMP/over.out"
 check "... and logged so" grep -q "256 connections already wait to be accepted" "$TMP/odyn2.err"
 echo other-port-works | timeout 20 "$PEER" send "unix:$TMP/in3" >"$TMP/in3.out" 2>&1
@@ -101,19 +106,10 @@ check "after the bound the held clients are closed" test "$(grep -c '^closed$' "
 check "odyn gives up with one line" test "$(grep -c 'still refused after 4 s' "$TMP/odyn2.err")" -eq 1
 check "one hold line, no per-connection refusal of the held ones" \
 	test "$(grep -c 'holding connections' "$TMP/odyn2.err")" -eq 1 -a "$(grep -c 'refused' "$TMP/odyn2.err")" -eq 2
-timeout 10 python3 -c 'import socket, sys
-s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); s.settimeout(3)
-print("closed" if s.recv(1) == b"" else "data")' "$TMP/in2" >"$TMP/late.out" 2>&1
+one_client "$TMP/in2" >"$TMP/late.out" 2>&1
 check "after giving up, a new client is refused at once" grep -qx closed "$TMP/late.out"
 check "... without a line of its own" test "$(grep -c 'refused' "$TMP/odyn2.err")" -eq 2
-timeout 5 python3 -c 'import socket, sys
-s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); s.settimeout(1)
-try:
-    while True:
-        c = s.recv(65536)
-        if not c: break
-        sys.stdout.buffer.write(c)
-except socket.timeout: pass' "$TMP/log2" >"$TMP/log2.out"
+log_records "$TMP/log2" >"$TMP/log2.out"
 check "the hold is an odyn record on the log stream" \
 	grep -qa $'^\x1eodyn warning: .*holding connections until the app listens' "$TMP/log2.out"
 check "... and so is the give-up" grep -qa $'^\x1eodyn warning: .*still refused after 4 s' "$TMP/log2.out"

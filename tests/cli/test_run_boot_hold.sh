@@ -40,29 +40,7 @@ bg_track $wp
 # Five clients from the start of the run (each retries only until the host's listener is bound),
 # one every 0.3 s; each prints "connected" and then what it was answered.
 for i in 1 2 3 4 5; do
-	python3 - "$HP" "$TMP/early.$i" <<'PY' &
-import socket, sys, time
-port, out = int(sys.argv[1]), sys.argv[2]
-end = time.monotonic() + 30
-while True:
-    try:
-        s = socket.create_connection(("127.0.0.1", port)); break
-    except ConnectionRefusedError:
-        if time.monotonic() > end: raise
-        time.sleep(0.02)
-s.sendall(b"GET /index.html HTTP/1.0\r\n\r\n")
-with open(out, "a") as f: f.write("connected\n")
-s.settimeout(60)
-got = b""
-try:
-    while True:
-        c = s.recv(65536)
-        if not c: break
-        got += c
-except OSError as e:
-    got += ("[client: %s]" % e).encode()
-with open(out, "a") as f: f.write(got.decode(errors="replace") + "\n")
-PY
+	python3 "$ROOT/tests/cli/helpers/early_client.py" "$HP" "$TMP/early.$i" 60 /index.html &
 	bg_track $!
 	sleep 0.3
 done

@@ -69,29 +69,7 @@ INGRESS=$(free_port)
 run=$!
 pids+=($run)
 # A client from the start of the boot (it retries only until the host's listener is bound).
-python3 - "$INGRESS" "$BOOT_TIMEOUT" "$TMP/early.out" <<'PY' &
-import socket, sys, time
-port, bound, out = int(sys.argv[1]), float(sys.argv[2]), sys.argv[3]
-end = time.monotonic() + 30
-while True:
-    try:
-        s = socket.create_connection(("127.0.0.1", port)); break
-    except ConnectionRefusedError:
-        if time.monotonic() > end: raise
-        time.sleep(0.05)
-s.sendall(b"GET / HTTP/1.0\r\n\r\n")
-with open(out, "a") as f: f.write("connected\n")
-s.settimeout(bound)
-got = b""
-try:
-    while True:
-        c = s.recv(65536)
-        if not c: break
-        got += c
-except OSError as e:
-    got += ("\n[client: %s]" % e).encode()
-with open(out, "a") as f: f.write(got.decode(errors="replace") + "\n")
-PY
+python3 "$ROOT/tests/cli/helpers/early_client.py" "$INGRESS" "$TMP/early.out" "$BOOT_TIMEOUT" &
 early=$!
 pids+=($early)
 wait_for "$TMP/early.out" '^connected' $run

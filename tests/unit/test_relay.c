@@ -246,6 +246,30 @@ static int stuck_listener(int *lfd, struct transport_addr *target, int fill[2])
 	return 0;
 }
 
+/* Runs the loop while accepting up to max connections on lfd into peers and reading what they
+ * receive, until want bytes came (10 s bound); returns how many were accepted, *total the bytes. */
+static int accept_and_read(struct evloop *loop, int lfd, int *peers, int max, size_t want, size_t *total)
+{
+	struct err *e = NULL;
+	int np = 0;
+	for (int i = 0; i < 500 && *total < want; i++) {
+		evloop_run_once(loop, 20, &e);
+		int pfd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK);
+		if (pfd >= 0 && np < max)
+			peers[np++] = pfd;
+		else if (pfd >= 0)
+			close(pfd);
+		for (int k = 0; k < np; k++) {
+			char got[8];
+			ssize_t n = read(peers[k], got, sizeof(got));
+			if (n > 0)
+				*total += (size_t)n;
+		}
+	}
+	err_free(&e);
+	return np;
+}
+
 TEST(relay_connecting_bounded_then_relays)
 {
 	struct evloop *loop = NULL;
@@ -297,20 +321,9 @@ TEST(relay_connecting_bounded_then_relays)
 		                               &e) == 0);
 		REQUIRE(write(sp[i][1], "hello", 5) == 5);
 	}
-	int peers[3] = {-1, -1, -1}, np = 0;
+	int peers[3] = {-1, -1, -1};
 	size_t total = 0;
-	for (int i = 0; i < 500 && total < 15; i++) {
-		evloop_run_once(loop, 20, &e);
-		int pfd = accept4(lfd2, NULL, NULL, SOCK_NONBLOCK);
-		if (pfd >= 0 && np < 3)
-			peers[np++] = pfd;
-		for (int k = 0; k < np; k++) {
-			char got[8];
-			ssize_t n = read(peers[k], got, sizeof(got));
-			if (n > 0)
-				total += (size_t)n;
-		}
-	}
+	int np = accept_and_read(loop, lfd2, peers, 3, 15, &total);
 	CHECK_INT_EQ(np, 3);
 	CHECK_INT_EQ(total, 15);
 	CHECK_INT_EQ(q.n, 0);
@@ -342,6 +355,23 @@ static int closed_port(struct transport_addr *target)
 	return r;
 }
 
+/* n clients (socketpairs: the relay gets [0], the test keeps [1]) queued to target, each having
+ * sent `first`; 0, or -1 when one could not be started. */
+static int start_clients(struct evloop *loop, struct transport_addr *target, int timeout_ms, struct relay_queue *q,
+                         struct relay_list *list, int sp[][2], int n, const char *first)
+{
+	struct err *e = NULL;
+	for (int i = 0; i < n; i++) {
+		if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sp[i]) < 0 ||
+		    relay_start_connecting(loop, sp[i][0], NULL, connect_to, target, timeout_ms, "test", q, list, &e) < 0 ||
+		    write(sp[i][1], first, strlen(first)) != (ssize_t)strlen(first)) {
+			err_free(&e);
+			return -1;
+		}
+	}
+	return 0;
+}
+
 /* Holding (issue 16, item 5): clients of a destination that refuses (an app still starting) wait,
  * past their connect timeout, and are relayed once it listens; nothing is read from them before. */
 TEST(relay_holds_refused_until_listening)
@@ -355,12 +385,7 @@ TEST(relay_holds_refused_until_listening)
 	struct relay_queue q;
 	relay_queue_init(&q, 5000, "it listens");
 	int sp[3][2];
-	for (int i = 0; i < 3; i++) {
-		REQUIRE(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sp[i]) == 0);
-		REQUIRE(relay_start_connecting(loop, sp[i][0], NULL, connect_to, &target, 100, "test", &q, &list, &e) ==
-		        0);
-		REQUIRE(write(sp[i][1], "hello", 5) == 5);
-	}
+	REQUIRE(start_clients(loop, &target, 100, &q, &list, sp, 3, "hello") == 0);
 	/* Refused for 400 ms, four times the connect timeout: all held. */
 	for (int i = 0; i < 20; i++)
 		evloop_run_once(loop, 20, &e);
@@ -369,20 +394,9 @@ TEST(relay_holds_refused_until_listening)
 	CHECK_INT_EQ(list.n, 3);
 	int lfd = transport_listen(&target, 16, &e);
 	REQUIRE(lfd >= 0);
-	int peers[3] = {-1, -1, -1}, np = 0;
+	int peers[3] = {-1, -1, -1};
 	size_t total = 0;
-	for (int i = 0; i < 500 && total < 15; i++) {
-		evloop_run_once(loop, 20, &e);
-		int pfd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK);
-		if (pfd >= 0 && np < 3)
-			peers[np++] = pfd;
-		for (int k = 0; k < np; k++) {
-			char got[8];
-			ssize_t n = read(peers[k], got, sizeof(got));
-			if (n > 0)
-				total += (size_t)n;
-		}
-	}
+	int np = accept_and_read(loop, lfd, peers, 3, 15, &total);
 	CHECK_INT_EQ(np, 3);
 	CHECK_INT_EQ(total, 15);
 	CHECK_INT_EQ(q.n, 0);
@@ -411,11 +425,7 @@ TEST(relay_hold_gives_up)
 	struct relay_queue q;
 	relay_queue_init(&q, 300, "it listens");
 	int sp[2][2];
-	for (int i = 0; i < 2; i++) {
-		REQUIRE(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sp[i]) == 0);
-		REQUIRE(relay_start_connecting(loop, sp[i][0], NULL, connect_to, &target, 5000, "test", &q, &list, &e) ==
-		        0);
-	}
+	REQUIRE(start_clients(loop, &target, 5000, &q, &list, sp, 2, "") == 0);
 	for (int i = 0; i < 250 && list.n > 0; i++)
 		evloop_run_once(loop, 20, &e);
 	CHECK_INT_EQ(list.n, 0);
