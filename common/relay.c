@@ -288,8 +288,9 @@ static int pump(struct relay *r, int i)
 
 static void update(struct relay *r);
 
-/* End B is connected: the relay runs. */
 static void hold_end(struct relay_queue *q);
+
+/* End B is connected: the relay runs (and its queue, if it held, holds no more). */
 static void connected(struct relay *r)
 {
 	hold_end(r->queue);
