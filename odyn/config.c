@@ -20,6 +20,7 @@ void odyn_config_init(struct odyn_config *c)
 	c->grace_ms = 10000;
 	c->linger_ms = 1000;
 	c->ingress_connect_ms = ODYN_INGRESS_CONNECT_MS;
+	c->ingress_hold_ms = ODYN_INGRESS_HOLD_MS;
 	c->backoff_ms = 1000;
 	c->console = true;
 	c->proxy_port = 10000;
@@ -243,6 +244,12 @@ static int apply_option(struct odyn_config *c, const char *name, const char *val
 			c->backoff_ms = n > 0 ? (int)n : 1;
 		else
 			c->max_restarts = (int)n;
+		return 0;
+	}
+	if (strcmp(name, "--ingress-hold-ms") == 0) {
+		if (parse_int(val, 0, 24L * 3600 * 1000, &n) < 0)
+			return err_set(err, EINVAL, "%s \"%s\": want a non-negative number", name, val);
+		c->ingress_hold_ms = (int)n;
 		return 0;
 	}
 	if (strcmp(name, "--ingress-connect-ms") == 0) {

@@ -571,7 +571,8 @@ int odyn_run(const struct odyn_config *c, struct err **err)
 		if (setup_ok && c->kms_enabled)
 			setup_ok = kms_start(&s, &e) == 0;
 		for (size_t i = 0; setup_ok && i < c->n_ingress; i++)
-			setup_ok = ingress_start(s.loop, &c->ingress[i], c->ingress_connect_ms, &s.ingress[i], &e) == 0;
+			setup_ok = ingress_start(s.loop, &c->ingress[i], c->ingress_connect_ms, c->ingress_hold_ms,
+			                         &s.ingress[i], &e) == 0;
 		if (!setup_ok) {
 			status_fatal(&s, e->msg);
 			finish(&s);

@@ -280,8 +280,10 @@ void outer_free(struct outer *o)
 	logstream_reader_free(&o->log.rd);
 	buf_free(&o->console_line);
 	relay_list_close_all(&o->relays);
-	for (size_t i = 0; i < o->n_ingress; i++)
+	for (size_t i = 0; i < o->n_ingress; i++) {
 		outer_ingress_close(o, &o->ingress[i]);
+		relay_queue_stop(&o->ingress[i].waiting);
+	}
 	free(o->ingress);
 	outer_egress_free(o->egress);
 	if (o->sigfd >= 0) {

@@ -42,6 +42,11 @@ int outer_ingress_open(struct outer *o, const struct outer_port *p, struct outer
 {
 	memset(in, 0, sizeof(*in));
 	in->lfd = -1;
+	/* While the enclave boots, nothing listens on its side: a connect there would be refused
+	 * (a warning each) or, on the emulator, wait for the guest's vsock. Clients are held,
+	 * unconnected, until odyn reports the app running (outer_ingress_resume), with one line. */
+	relay_queue_init(&in->waiting, OUTER_INGRESS_HOLD_MS, "the enclave listens");
+	relay_queue_pause(&in->waiting, "the enclave is up");
 	_cleanup_free_ char *text = strchr(p->host_addr, ':') ? xasprintf("tcp:[%s]:%u", p->host_addr, p->host_port)
 	                                                      : xasprintf("tcp:%s:%u", p->host_addr, p->host_port);
 	struct transport_addr a;
@@ -67,6 +72,11 @@ int outer_ingress_open(struct outer *o, const struct outer_port *p, struct outer
 	}
 	log_info("ingress %s:%u -> enclave port %u", p->host_addr, in->bound_port, p->enclave_port);
 	return 0;
+}
+
+void outer_ingress_resume(struct outer_ingress *in)
+{
+	relay_queue_resume(&in->waiting);
 }
 
 void outer_ingress_close(struct outer *o, struct outer_ingress *in)

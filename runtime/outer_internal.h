@@ -18,6 +18,9 @@ struct outer;
 /* ingress: one TCP listener per port mapping; each connection is relayed to the enclave's port. */
 /* How long a host ingress client waits for the enclave to accept its connection. */
 #define OUTER_INGRESS_CONNECT_MS 10000
+/* How long host ingress clients are held while the enclave boots (or refuses) before they are
+ * closed: generous, an emulated boot without KVM takes minutes. */
+#define OUTER_INGRESS_HOLD_MS 300000
 /* How long the host's egress endpoint waits for a target to answer a connect, per address. */
 #define OUTER_EGRESS_CONNECT_MS 10000
 /* The egress name for the parent instance itself (Enclaver's convention): mapped to its loopback. */
@@ -32,7 +35,10 @@ struct outer_ingress {
 	struct relay_queue waiting; /* clients whose connection to the enclave is not made yet */
 	char what[160];             /* "ingress ADDR:PORT -> enclave port N", for messages */
 };
+/* Clients are held from the open until outer_ingress_resume (odyn reported the app running). */
 int outer_ingress_open(struct outer *o, const struct outer_port *p, struct outer_ingress *in, struct err **err);
+void outer_ingress_resume(struct outer_ingress *in);
+/* Stops listening; the held clients stay until the relays are closed (then relay_queue_stop). */
 void outer_ingress_close(struct outer *o, struct outer_ingress *in);
 
 /* egress: the endpoint the enclave's odyn connects to (vsock 17002). */

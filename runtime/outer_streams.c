@@ -56,6 +56,8 @@ void outer_status_line(struct outer *o, const char *line, size_t len)
 		free(o->final.message);
 		o->final.message = NULL;
 		log_info("the app is running");
+		for (size_t i = 0; i < o->n_ingress; i++)
+			outer_ingress_resume(&o->ingress[i]);
 		return;
 	}
 	struct outer_result r = {.code = st.code};
