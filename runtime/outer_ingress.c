@@ -19,7 +19,7 @@ static int connect_enclave(void *ctx, bool *in_progress, struct err **err)
 static void on_accept(struct ev_handler *h, uint32_t events)
 {
 	struct outer_ingress *in = (struct outer_ingress *)h;
-	struct outer *o = in->o;
+	struct outer_ctx *o = in->o;
 	(void)events;
 	for (;;) {
 		_cleanup_err_ struct err *e = NULL;
@@ -38,7 +38,7 @@ static void on_accept(struct ev_handler *h, uint32_t events)
 	}
 }
 
-int outer_ingress_open(struct outer *o, const struct outer_port *p, struct outer_ingress *in, struct err **err)
+int outer_ingress_open(struct outer_ctx *o, const struct outer_port *p, struct outer_ingress *in, struct err **err)
 {
 	memset(in, 0, sizeof(*in));
 	in->lfd = -1;
@@ -79,7 +79,7 @@ void outer_ingress_resume(struct outer_ingress *in)
 	relay_queue_resume(&in->waiting);
 }
 
-void outer_ingress_close(struct outer *o, struct outer_ingress *in)
+void outer_ingress_close(struct outer_ctx *o, struct outer_ingress *in)
 {
 	if (in->lfd < 0)
 		return;
