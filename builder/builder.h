@@ -195,6 +195,9 @@ struct bld_node *bld_tree_lookup(struct bld_tree *t, const char *path);
 int bld_tree_content_fd(const struct bld_tree *t);
 /* Bytes appended to the content store so far (replaced files included). */
 uint64_t bld_tree_content_size(const struct bld_tree *t);
+/* Caps the content store at max bytes (0: no cap but newc's 4 GiB per file); a file whose
+ * claimed size would pass it is refused before any of its bytes are written. */
+void bld_tree_set_content_max(struct bld_tree *t, uint64_t max);
 /* Adds or replaces entries made by the builder itself (not from a layer);
  * missing parents become 0755 root-owned directories with this mtime. A
  * directory that already exists keeps its metadata and children. */
