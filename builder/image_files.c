@@ -55,7 +55,8 @@ int bld_image_files_extract(const char *ref, const struct oci_opts *opts, struct
 		goto out;
 	for (size_t i = 0; i < image.n_layers; i++) {
 		_cleanup_free_ char *path = oci_cache_blob_path(&cache, image.layers[i].digest);
-		if (bld_tree_apply_layer(tree, path, image.layers[i].media_type, err) < 0) {
+		if (oci_cache_verify_blob(&cache, image.layers[i].digest, image.layers[i].size, err) < 0 ||
+		    bld_tree_apply_layer(tree, path, image.layers[i].media_type, err) < 0) {
 			err_wrap(err, "layer %zu (%s)", i + 1, image.layers[i].digest);
 			goto out;
 		}

@@ -32,8 +32,19 @@ static int reg_get_manifest(struct oci_source *s, const char *digest, struct buf
 		expected = cached_tag;
 	}
 	/* Manifests are content-addressed too: a digest already cached needs no request. */
-	if (expected && str_has_prefix(expected, "sha256:") && oci_cache_has(s->cache, expected, -1))
-		return manifest_from_cache(s, expected, out, err);
+	if (expected && str_has_prefix(expected, "sha256:") && oci_cache_has(s->cache, expected, -1)) {
+		struct err *bad = NULL;
+		if (manifest_from_cache(s, expected, out, &bad) == 0)
+			return 0;
+		if (s->opts->offline || bad->code != EBADMSG) {
+			*err = bad;
+			return -1;
+		}
+		/* Quarantined: fetched again below. */
+		log_warn("%s", bad->msg);
+		err_free(&bad);
+		out->len = 0;
+	}
 	if (s->opts->offline)
 		return err_set(err, ENOENT, "--offline: manifest %s is not in the cache", expected);
 	const char *ref = expected ? expected : s->ref.tag;
