@@ -13,7 +13,6 @@
 #include "eif/eif.h"
 
 #define AWS_BLOBS_DIR "/usr/share/nitro_enclaves/blobs"
-#define CONFIG_MAX    (16u << 20)
 
 static bool bundle_has_kernel(const char *dir)
 {
@@ -240,7 +239,7 @@ static int read_pulled(struct build *b, const struct oci_copy_result *pulled, st
 	*parsed = true;
 	if (image->kind != OCI_KIND_IMAGE)
 		return err_set(err, EINVAL, "%s is an index, not an image", pulled->manifest_digest);
-	if (oci_cache_read_blob(&b->cache, image->config.digest, image->config.size, CONFIG_MAX, ctext, err) < 0)
+	if (oci_cache_read_blob(&b->cache, image->config.digest, image->config.size, OCI_CONFIG_MAX, ctext, err) < 0)
 		return err_wrap(err, "config");
 	return 0;
 }

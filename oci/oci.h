@@ -27,6 +27,9 @@ const char *oci_layer_media_type_oci(const char *mt);
 
 /* Manifests above this size are refused (the distribution server's own cap). */
 #define OCI_MANIFEST_MAX (4 * 1024 * 1024)
+/* An image config is read whole (build, inspect, docker-archive): larger ones are refused as
+ * the manifest naming them is read, before anything is fetched or cached. */
+#define OCI_CONFIG_MAX (16 * 1024 * 1024)
 
 /* ---------------------------------------------------------------- references
  * Docker-style names with a transport in front:
