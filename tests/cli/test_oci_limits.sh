@@ -92,4 +92,16 @@ check "... at once (${took}s, not the 30 s low-speed timeout)" test "$took" -lt 
 CONFIG_HEX=$(python3 -c 'import hashlib; print(hashlib.sha256(b"{\"architecture\":\"amd64\",\"os\":\"linux\",\"rootfs\":{\"type\":\"layers\",\"diff_ids\":[]}}").hexdigest())')
 check "... and no byte of it is in the cache" test -z "$(find "$TMP/cache/blobs" -name "*$CONFIG_HEX*" -size +0 2>/dev/null)"
 
+# A pull that fails on a bad blob from the registry leaves no layout behind (issue 14, item 9):
+# a new folder is not created, an existing layout keeps its bytes.
+check_fails "pull --output oci: into a new folder, refused blob" "Content-Length" \
+	"$ENCLAVER" pull -q --insecure --output "oci:$TMP/pulled:x" "$R/length:latest"
+check "... the folder is not there" test ! -e "$TMP/pulled"
+python3 "$ROOT/testdata/example/make_app_image.py" "$TMP/existing" v1 >/dev/null
+before=$(cd "$TMP/existing" && find . -printf '%y %m %p\n' | sort && find . -type f -exec sha256sum {} + | sort)
+check_fails "pull --output oci: into an existing layout, refused blob" "Content-Length" \
+	"$ENCLAVER" pull -q --insecure --output "oci:$TMP/existing:x" "$R/length:latest"
+check "... the layout is byte for byte as before" test "$before" = \
+	"$(cd "$TMP/existing" && find . -printf '%y %m %p\n' | sort && find . -type f -exec sha256sum {} + | sort)"
+
 done_testing
