@@ -4,6 +4,7 @@
 #define ENCLAVER_BUILDER_H
 
 #include "common/common.h"
+#include "common/json.h"
 
 /* ================================================================ cpio
  * A streaming writer of the newc ("070701") cpio format with linuxkit's
@@ -59,90 +60,8 @@ struct bld_bootstrap_spec {
  * the given (dependency) order: odyn's init loads them from that list. */
 int bld_bootstrap_write(const char *out_path, const struct bld_bootstrap_spec *spec, struct err **err);
 
-/* ================================================================ manifest
- * enclaver.yaml, parsed strictly (enclaver-compat.md; docs/enclaver-yaml.md):
- * unknown keys, duplicate keys, wrong types and out-of-range values are
- * errors naming the file, line and column. Strings are owned by the
- * manifest; absent optional strings are NULL. */
-#define BLD_MANIFEST_MAX_BYTES        (1u << 20)
-#define BLD_EGRESS_DEFAULT_PROXY_PORT 10000
 /* The customer ramdisk's last entry (under rootfs/), which odyn checks when the app is not found. */
-#define BLD_RAMDISK_MARKER            "etc/enclaver/.ramdisk-complete"
-#define BLD_DEFAULT_CPU_COUNT         2
-#define BLD_DEFAULT_MEMORY_MB         4096
-/* The vsock ports odyn and enclaver-run use for status, logs and egress. */
-#define BLD_INTERNAL_PORT_FIRST 17000
-#define BLD_INTERNAL_PORT_LAST  17002
-/* Deepest nesting of flow collections ([...], {...}) accepted, checked before libyaml sees the
- * bytes (its time grows with the square of it); a manifest needs 2 or 3. */
-#define BLD_MANIFEST_MAX_FLOW_DEPTH 64
-
-struct bld_ingress {
-	uint16_t listen_port;
-	char *tls_key_file; /* both or neither; as written (paths inside the enclave) */
-	char *tls_cert_file;
-};
-
-struct bld_kms_endpoint {
-	char *region;
-	char *host;
-};
-
-struct bld_manifest {
-	char *path; /* as given ("-" for stdin) */
-	char *dir;  /* the manifest's folder: relative paths resolve here */
-	char *raw;  /* the bytes read, for rootfs/etc/enclaver/enclaver.yaml */
-	size_t raw_len;
-
-	char *version; /* "v1" */
-	char *name;
-	char *target;
-	char *source_app;
-	char *source_odyn;   /* also read from the old key `supervisor` */
-	char *source_sleeve; /* also read from the old key `wrapper` */
-
-	/* signature: both paths already joined to dir; NULL when absent. */
-	char *signature_certificate;
-	char *signature_key;
-
-	int64_t cpu_count; /* 0: not set (the runtime falls back to 2) */
-	int64_t memory_mb; /* 0: not set (the runtime falls back to 4096) */
-
-	struct bld_ingress *ingress;
-	size_t n_ingress;
-
-	bool has_egress;
-	uint16_t egress_proxy_port; /* 10000 unless set */
-	char **egress_allow;
-	size_t n_egress_allow;
-	char **egress_deny;
-	size_t n_egress_deny;
-
-	bool has_kms_proxy;
-	uint16_t kms_listen_port;
-	struct bld_kms_endpoint *kms_endpoints;
-	size_t n_kms_endpoints;
-
-	bool has_api;
-	uint16_t api_listen_port;
-
-	/* restart (odyn's restart policy): NULL / 0 when not set. */
-	char *restart_policy; /* "never" | "on-failure" */
-	int64_t restart_max;
-	int64_t restart_backoff_ms;
-};
-
-/* Reads and validates a manifest from a file, or from stdin when path is "-"
- * (relative paths then resolve against the current folder). */
-int bld_manifest_load(const char *path, struct bld_manifest **out, struct err **err);
-/* The same from bytes in memory; `name` is used in messages, `dir` for paths. */
-int bld_manifest_parse(const char *name, const char *dir, const char *data, size_t len, struct bld_manifest **out,
-                       struct err **err);
-void bld_manifest_free(struct bld_manifest *m);
-/* Checks one egress pattern: an IPv4/IPv6 address, a CIDR, or a domain
- * pattern whose labels may be `*` (one label) or `**` (one or more), each
- * optionally followed by `:PORT` (IPv6 then in brackets). *why says what is wrong. */
-bool bld_egress_pattern_valid(const char *pattern, const char **why);
+#define BLD_RAMDISK_MARKER "etc/enclaver/.ramdisk-complete"
 
 /* ================================================================ flatten
  * An image's layers applied in order to an in-memory file tree with OCI

@@ -1,7 +1,5 @@
 /* pipeline: `enclaver build` end to end: manifest, app image through the cache, flatten,
  * both ramdisks, the EIF, the release image and the JSON report, in a private temporary folder. */
-#define _XOPEN_SOURCE 700
-#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,6 +8,7 @@
 #include <unistd.h>
 
 #include "builder/builder.h"
+#include "manifest/manifest.h"
 #include "eif/eif.h"
 
 #define AWS_BLOBS_DIR "/usr/share/nitro_enclaves/blobs"
@@ -41,13 +40,6 @@ int bld_kernel_bundle_default(const char *cache_dir, char **out, struct err **er
 	               "no kernel bundle (looked in %s and %s): run `enclaver kernel fetch` once to make %s from "
 	               "Debian's kernel, or pass --kernel-bundle DIR or set ENCLAVER_KERNEL_BUNDLE",
 	               AWS_BLOBS_DIR, cached, cached);
-}
-
-static int rm_entry(const char *path, const struct stat *st, int type, struct FTW *ftw)
-{
-	(void)st, (void)type, (void)ftw;
-	remove(path);
-	return 0;
 }
 
 /* sha256 of a file, streamed. */
@@ -90,7 +82,7 @@ static int64_t config_created(const json_t *doc)
 	return t < 0 ? -1 : (int64_t)t;
 }
 
-/* A step's line on stderr (oci_progress: nothing when quiet). */
+/* A step's line for the watcher (oci_progress: nothing without a progress callback). */
 #define say(b, ...) oci_progress(&(b)->opts->oci, __VA_ARGS__)
 
 /* A file's size in words ("12.3 MiB"), "?" when it cannot be read. */
@@ -109,7 +101,7 @@ struct build {
 	char *tmp;
 	struct oci_cache cache;
 	bool cache_open;
-	struct bld_manifest *manifest;
+	struct manifest *manifest;
 	struct bld_kernel_bundle *bundle;
 	char *bundle_dir;
 	struct oci_platform platform;
@@ -140,12 +132,12 @@ static void build_free(struct build *b)
 {
 	bld_ramdisk_pending_free(b->customer_pending); /* before the folders go */
 	if (b->tmp) {
-		nftw(b->tmp, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+		io_remove_tree(b->tmp);
 		free(b->tmp);
 	}
 	if (b->cache_open)
 		oci_cache_close(&b->cache);
-	bld_manifest_free(b->manifest);
+	manifest_free(b->manifest);
 	bld_kernel_bundle_free(b->bundle);
 	free(b->bundle_dir);
 	oci_platform_free(&b->platform);
@@ -321,6 +313,7 @@ static int step_sleeve(struct build *b, struct err **err)
 
 /* The flatten's status line on a terminal: the layer, and bytes of all the layers read. */
 struct flatten_status {
+	const struct oci_opts *opts;
 	size_t layer, n_layers;
 	int64_t before, total; /* bytes of the layers done, of all of them */
 	int64_t last_ms;
@@ -339,7 +332,7 @@ static void flatten_status_draw(void *ctx, uint64_t blob_bytes)
 	char a[32], b[32];
 	oci_human_size(done, a);
 	oci_human_size(s->total, b);
-	oci_status_line("flattening layer %zu/%zu: %s of %s (%d%%)", s->layer, s->n_layers, a, b,
+	oci_status_line(s->opts, "flattening layer %zu/%zu: %s of %s (%d%%)", s->layer, s->n_layers, a, b,
 	                s->total > 0 ? (int)(100 * done / s->total) : 100);
 }
 
@@ -363,7 +356,7 @@ static int step_customer(struct build *b, struct atomic_file *af, struct err **e
 	struct bld_tree *tree = NULL;
 	if (bld_tree_new(b->tmp, &tree, err) < 0)
 		return -1;
-	struct flatten_status st = {.n_layers = b->image.n_layers};
+	struct flatten_status st = {.opts = &b->opts->oci, .n_layers = b->image.n_layers};
 	for (size_t i = 0; i < b->image.n_layers; i++)
 		st.total += b->image.layers[i].size;
 	bool status = oci_status_wanted(&b->opts->oci);
@@ -386,11 +379,9 @@ static int step_customer(struct build *b, struct atomic_file *af, struct err **e
 		oci_human_size(d->size, size);
 		say(b, "flattened layer %zu/%zu %.19s (%s)", i + 1, b->image.n_layers, d->digest, size);
 	}
-	if (status)
-		oci_status_clear();
+	oci_status_clear(&b->opts->oci);
 	if (r == 0) {
-		if (status)
-			oci_status_line("writing the customer ramdisk");
+		oci_status_line(&b->opts->oci, "writing the customer ramdisk");
 		struct bld_initramfs_spec spec = {.tree = tree,
 		                                  .odyn_path = b->odyn_path,
 		                                  .manifest_data = b->manifest->raw,
@@ -400,8 +391,7 @@ static int step_customer(struct build *b, struct atomic_file *af, struct err **e
 		r = bld_initramfs_write_to(af, &spec, err);
 		if (r < 0)
 			err_wrap(err, "customer ramdisk %s", af->path);
-		if (status)
-			oci_status_clear();
+		oci_status_clear(&b->opts->oci);
 	}
 	bld_tree_free(tree);
 	if (r == 0) {
@@ -505,7 +495,7 @@ static int step_bootstrap(struct build *b, const char *out, struct err **err)
 
 static int step_eif(struct build *b, const char *out, const char *bootstrap, const char *customer, struct err **err)
 {
-	const struct bld_manifest *m = b->manifest;
+	const struct manifest *m = b->manifest;
 	_cleanup_json_ json_t *docker_info =
 	    json_pack("{s:s, s:s, s:s, s:s}", "Image", m->source_app, "Digest", b->pulled.manifest_digest, "ImageID",
 	              b->image.config.digest, "Platform", b->platform_text);
@@ -540,12 +530,9 @@ static int step_eif(struct build *b, const char *out, const char *bootstrap, con
 	                              .signer = signer,
 	                              .alg = EIF_HASH_SHA384,
 	                              .expect_pcr2 = b->customer_reused ? b->customer_pcr2 : NULL};
-	bool status = oci_status_wanted(&b->opts->oci);
-	if (status)
-		oci_status_line("writing the EIF%s", signer ? " (signed)" : "");
+	oci_status_line(&b->opts->oci, "writing the EIF%s", signer ? " (signed)" : "");
 	int r = eif_build(out, &spec, &b->measurements, err);
-	if (status)
-		oci_status_clear();
+	oci_status_clear(&b->opts->oci);
 	eif_signer_free(signer);
 	if (r < 0)
 		return -1;
@@ -553,7 +540,7 @@ static int step_eif(struct build *b, const char *out, const char *bootstrap, con
 	file_size_text(out, size);
 	say(b, "EIF written: %s%s", size, signer ? ", signed" : "");
 	/* A warning, not a failure: `enclaver run --memory-mb` can still give it enough. */
-	uint64_t need, have = m->memory_mb ? (uint64_t)m->memory_mb : BLD_DEFAULT_MEMORY_MB;
+	uint64_t need, have = m->memory_mb ? (uint64_t)m->memory_mb : MANIFEST_DEFAULT_MEMORY_MB;
 	_cleanup_err_ struct err *me = NULL;
 	if (eif_file_memory_needed_mib(out, &need, &me) < 0)
 		log_warn("%s: cannot size its memory needs: %s", out, me->msg);
@@ -690,7 +677,7 @@ int bld_build(const struct bld_build_opts *opts, json_t **result, struct err **e
 	_cleanup_free_ char *customer = NULL, *bootstrap = NULL, *eif = NULL;
 	_cleanup_json_ json_t *image = NULL;
 	int r = -1;
-	if (bld_manifest_load(opts->manifest_path, &b.manifest, err) < 0)
+	if (manifest_load(opts->manifest_path, &b.manifest, err) < 0)
 		goto out;
 	if (getenv("SOURCE_DATE_EPOCH") && time_source_date_epoch(&b.sde, err) < 0)
 		goto out;
@@ -700,13 +687,8 @@ int bld_build(const struct bld_build_opts *opts, json_t **result, struct err **e
 	if (step_kernel_bundle(&b, err) < 0)
 		goto out;
 
-	const char *base = opts->tmp_dir ? opts->tmp_dir : getenv("TMPDIR");
-	b.tmp = xasprintf("%s/enclaver-build.XXXXXX", base && *base ? base : "/tmp");
-	if (!mkdtemp(b.tmp)) {
-		err_sys(err, "creating a temporary folder %s", b.tmp);
-		free(steal_pointer(&b.tmp));
+	if (io_tmpdir_create(opts->tmp_dir, "enclaver-build", &b.tmp, err) < 0)
 		goto out;
-	}
 	if (step_odyn(&b, err) < 0 || step_pull(&b, err) < 0)
 		goto out;
 	/* The sleeve before the long steps: a bad one fails the build early. */

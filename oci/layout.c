@@ -218,7 +218,7 @@ static bool note_new(struct layout_dest *ld, const char *path)
 static void layout_roll_back(struct layout_dest *ld)
 {
 	if (ld->dir_created) {
-		oci_remove_tree(ld->work_dir);
+		io_remove_tree(ld->work_dir);
 		return;
 	}
 	for (size_t i = ld->n_added; i-- > 0;)
@@ -326,7 +326,7 @@ static void layout_dest_free(struct oci_dest *d)
 	json_decref(ld->index);
 	free(ld->blob_dir);
 	if (ld->archive)
-		oci_remove_tree(ld->work_dir);
+		io_remove_tree(ld->work_dir);
 	else if (!ld->committed)
 		layout_roll_back(ld);
 	for (size_t i = 0; i < ld->n_added; i++)
@@ -363,7 +363,7 @@ int oci_layout_dest_open(const struct oci_ref *ref, struct oci_dest **out, struc
 	int r = layout_dest_open_dir(dir, out, err);
 	if (r < 0) {
 		if (tmp_dir)
-			oci_remove_tree(tmp_dir);
+			io_remove_tree(tmp_dir);
 		return -1;
 	}
 	struct layout_dest *ld = (struct layout_dest *)*out;
