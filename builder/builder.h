@@ -5,6 +5,7 @@
 
 #include "common/common.h"
 #include "common/json.h"
+#include "oci/oci.h"
 
 /* ================================================================ cpio
  * A streaming writer of the newc ("070701") cpio format with linuxkit's
@@ -143,6 +144,11 @@ struct bld_layer {
 	const char *digest;
 	int64_t size; /* for progress; 0 when unknown */
 };
+/* An image's layers as the cache holds them, each checked against its digest first (a changed
+ * copy is quarantined and named); free with bld_layers_free(layers, m->n_layers). */
+int bld_layers_from_cache(const struct oci_cache *cache, const struct oci_manifest *m, struct bld_layer **out,
+                          struct err **err);
+void bld_layers_free(struct bld_layer *layers, size_t n);
 /* Applies the layers in order (bottom first); layer_done (may be NULL) after each. A failure
  * names the layer ("layer 2 (sha256:...)"). */
 int bld_tree_apply_layers(struct bld_tree *t, const struct bld_layer *layers, size_t n,
@@ -217,7 +223,6 @@ void bld_kernel_bundle_free(struct bld_kernel_bundle *b);
  * kernel bundle -> EIF (signed when the manifest says so) -> release image.
  * Everything intermediate lives in a private temporary folder removed on
  * return; the outputs appear whole or not at all (builder/pipeline.c). */
-#include "oci/oci.h"
 
 struct bld_build_opts {
 	const char *manifest_path; /* "-": stdin */
@@ -252,9 +257,11 @@ struct bld_image_file {
 	bool optional;    /* absent is fine (found tells) rather than an error */
 	bool found;       /* out: the image had it */
 };
-/* digest_out (may be NULL) gets the image's manifest digest. */
-int bld_image_files_extract(const char *ref, const struct oci_opts *opts, struct bld_image_file *files, size_t n,
-                            const char *tmp_dir, char digest_out[OCI_DIGEST_MAX], struct err **err);
+/* cache: the caller's open cache, or NULL to open opts->cache_dir's. digest_out (may be NULL) gets
+ * the image's manifest digest. */
+int bld_image_files_extract(const char *ref, const struct oci_opts *opts, struct oci_cache *cache,
+                            struct bld_image_file *files, size_t n, const char *tmp_dir,
+                            char digest_out[OCI_DIGEST_MAX], struct err **err);
 
 /* ================================================================ ramdisk cache
  * The customer ramdisks of the last few builds, kept under CACHE/ramdisks/<key>.cpio

@@ -596,14 +596,23 @@ int oci_copy(const char *src_text, const char *dst_text, const struct oci_opts *
 	struct oci_cache cache;
 	if (oci_cache_open(opts->cache_dir, &cache, err) < 0)
 		return -1;
+	int r = oci_copy_cached(src_text, dst_text, opts, &cache, result, err);
+	oci_cache_close(&cache);
+	return r;
+}
+
+int oci_copy_cached(const char *src_text, const char *dst_text, const struct oci_opts *opts, struct oci_cache *cache,
+                    struct oci_copy_result *result, struct err **err)
+{
+	memset(result, 0, sizeof(*result));
 	_cleanup_(source_freep) struct oci_source *src = NULL;
 	_cleanup_(dest_freep) struct oci_dest *dst = NULL;
 	struct resolved res = {0};
 	/* The source first: a bad one leaves no destination folder behind. */
-	int r = source_open_top(src_text, opts, &cache, &src, &res, err);
+	int r = source_open_top(src_text, opts, cache, &src, &res, err);
 	bool whole = false;
 	if (r == 0)
-		r = dest_open(dst_text, opts, &cache, &dst, err);
+		r = dest_open(dst_text, opts, cache, &dst, err);
 	if (r == 0) {
 		whole = opts->all && res.top_parsed.kind == OCI_KIND_INDEX;
 		if (!whole)
@@ -619,8 +628,8 @@ int oci_copy(const char *src_text, const char *dst_text, const struct oci_opts *
 		result->media_type = xstrdup(res.image_type);
 		/* Remember what a registry tag resolved to, for --offline. */
 		if (src->ref.transport == OCI_TRANSPORT_DOCKER && src->ref.digest == NULL && !opts->offline)
-			r = oci_cache_put_buf(&cache, res.top.data, res.top.len, res.top_digest, NULL, err) < 0 ||
-			            oci_cache_tag_set(&cache, &src->ref, res.top_digest, err) < 0
+			r = oci_cache_put_buf(cache, res.top.data, res.top.len, res.top_digest, NULL, err) < 0 ||
+			            oci_cache_tag_set(cache, &src->ref, res.top_digest, err) < 0
 			        ? -1
 			        : 0;
 	}
@@ -633,7 +642,6 @@ int oci_copy(const char *src_text, const char *dst_text, const struct oci_opts *
 	src = NULL;
 	dest_freep(&dst);
 	dst = NULL;
-	oci_cache_close(&cache);
 	if (r < 0)
 		oci_copy_result_free(result);
 	return r;

@@ -378,6 +378,26 @@ void oci_copy_result_free(struct oci_copy_result *r);
 int oci_copy(const char *src, const char *dst, const struct oci_opts *opts, struct oci_copy_result *result,
              struct err **err);
 
+/* The same with a cache the caller opened (and keeps for what it reads next). */
+int oci_copy_cached(const char *src, const char *dst, const struct oci_opts *opts, struct oci_cache *cache,
+                    struct oci_copy_result *result, struct err **err);
+
+/* ---------------------------------------------------------------- pulling an image to use
+ * What a build needs of an image, once: pulled into the cache (opts->platform's image of an index)
+ * and read back parsed, its manifest and config checked against their digests. A copy changed in
+ * the cache since it was filed is quarantined and pulled once more. */
+struct oci_image {
+	char digest[OCI_DIGEST_MAX]; /* the image manifest's */
+	char *media_type;            /* the manifest's */
+	struct oci_manifest manifest; /* kind OCI_KIND_IMAGE */
+	bool manifest_parsed;
+	json_t *config;               /* the config document, a JSON object */
+	struct oci_copy_result pulled; /* what the pull did */
+};
+int oci_pull_image(const char *ref, const struct oci_opts *opts, struct oci_cache *cache, struct oci_image *out,
+                   struct err **err);
+void oci_image_free(struct oci_image *img);
+
 /* ---------------------------------------------------------------- progress
  * Reporting through opts->progress (above); each does nothing without one. */
 void oci_progress(const struct oci_opts *opts, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
