@@ -59,19 +59,19 @@ static const struct oci_dest_ops cache_dest_ops = {
 };
 
 /* ---------------------------------------------------------------- opening */
-static int source_open(const char *text, const struct oci_opts *opts, bool insecure, struct oci_cache *cache,
+/* Opens the source *ref names; the source takes ref over (it is freed on failure). */
+static int source_open(struct oci_ref *refp, const struct oci_opts *opts, bool insecure, struct oci_cache *cache,
                        struct oci_source **out, struct err **err)
 {
-	struct oci_ref ref;
-	if (oci_ref_parse(text, &ref, err) < 0)
-		return -1;
+	struct oci_ref ref = *refp;
+	memset(refp, 0, sizeof(*refp));
 	int r;
 	switch (ref.transport) {
 	case OCI_TRANSPORT_DOCKER: r = oci_registry_source_open(&ref, opts, insecure, cache, out, err); break;
 	case OCI_TRANSPORT_OCI: r = oci_layout_source_open(&ref, out, err); break;
 	case OCI_TRANSPORT_DOCKER_ARCHIVE: r = oci_docker_archive_source_open(&ref, cache, out, err); break;
 	case OCI_TRANSPORT_OCI_ARCHIVE: r = oci_archive_source_open(&ref, cache, out, err); break;
-	default: r = err_set(err, ENOTSUP, "%s: unknown transport", text);
+	default: r = err_set(err, ENOTSUP, "unknown transport %d", (int)ref.transport);
 	}
 	if (r < 0) {
 		oci_ref_free(&ref);
@@ -112,7 +112,7 @@ static int dest_open(const char *text, const struct oci_opts *opts, struct oci_c
 		case OCI_TRANSPORT_OCI:
 		case OCI_TRANSPORT_OCI_ARCHIVE: r = oci_layout_dest_open(&ref, out, err); break;
 		case OCI_TRANSPORT_DOCKER_ARCHIVE: r = oci_docker_archive_dest_open(&ref, out, err); break;
-		default: r = err_set(err, ENOTSUP, "%s: unknown transport", text);
+		default: r = err_set(err, ENOTSUP, "unknown transport %d", (int)ref.transport);
 		}
 	}
 	if (r < 0) {
@@ -264,8 +264,7 @@ static int source_open_top(const char *text, const struct oci_opts *opts, struct
 	if (oci_ref_parse(text, &ref, err) < 0)
 		return -1;
 	if (ref.transport != OCI_TRANSPORT_DOCKER) {
-		oci_ref_free(&ref);
-		if (source_open(text, opts, opts->insecure, cache, out, err) < 0)
+		if (source_open(&ref, opts, opts->insecure, cache, out, err) < 0)
 			return -1;
 		return resolve_top(*out, res, err);
 	}
@@ -281,11 +280,15 @@ static int source_open_top(const char *text, const struct oci_opts *opts, struct
 	struct err *last = NULL;
 	bool found = false;
 	for (size_t i = 0; r == 0 && i < n && !found; i++) {
+		/* Each candidate (a mirror, the registry itself) names the image its own way. */
 		_cleanup_free_ char *t = xasprintf("docker://%s", eps[i].name);
 		struct oci_source *s = NULL;
 		struct resolved tried = {0};
+		struct oci_ref cand;
 		err_free(&last);
-		int q = source_open(t, opts, opts->insecure || eps[i].insecure, cache, &s, &last);
+		int q = oci_ref_parse(t, &cand, &last);
+		if (q == 0)
+			q = source_open(&cand, opts, opts->insecure || eps[i].insecure, cache, &s, &last);
 		if (q == 0)
 			q = resolve_top(s, &tried, &last);
 		if (q == 0) {
