@@ -75,35 +75,6 @@ static int read_manifest_blob(const char *dir, const char *digest, int64_t size,
 }
 
 /* ---------------------------------------------------------------- source */
-int oci_layout_index_pick(const struct oci_manifest *index, const char *transport, const char *where, const char *tag,
-                          const struct oci_desc **out, struct err **err)
-{
-	const struct oci_desc *pick = NULL;
-	for (size_t i = 0; i < index->n_manifests; i++) {
-		const struct oci_desc *d = &index->manifests[i];
-		if (tag ? (d->ref_name && strcmp(d->ref_name, tag) == 0) : true) {
-			if (pick && !tag)
-				return err_set(err, EINVAL,
-				               "%s holds %zu images: name one as %s:%s:NAME (see its index.json)",
-				               where, index->n_manifests, transport, where);
-			pick = d;
-		}
-	}
-	if (pick == NULL) {
-		_cleanup_buf_ struct buf names = {0};
-		for (size_t i = 0; i < index->n_manifests; i++) {
-			if (index->manifests[i].ref_name)
-				buf_printf(&names, "%s%s", names.len ? ", " : "", index->manifests[i].ref_name);
-		}
-		if (tag)
-			return err_set(err, ENOENT, "%s: no image named \"%s\" (it has: %s)", where, tag,
-			               names.len ? buf_str(&names) : "no named images");
-		return err_set(err, ENOENT, "%s: the layout holds no image", where);
-	}
-	*out = pick;
-	return 0;
-}
-
 struct layout_source {
 	struct oci_source base;
 	struct oci_manifest index;
@@ -117,7 +88,7 @@ static int layout_get_manifest(struct oci_source *s, const char *digest, struct 
 	if (digest)
 		return read_manifest_blob(dir, digest, -1, out, err);
 	const struct oci_desc *pick = NULL;
-	if (oci_layout_index_pick(&ls->index, "oci", dir, s->ref.local_tag, &pick, err) < 0)
+	if (oci_index_pick(&ls->index, "oci", dir, s->ref.local_tag, &pick, err) < 0)
 		return -1;
 	if (read_manifest_blob(dir, pick->digest, pick->size, out, err) < 0)
 		return -1;

@@ -318,3 +318,32 @@ const char *oci_layer_media_type_oci(const char *mt)
 		return mt;
 	return NULL;
 }
+
+int oci_index_pick(const struct oci_manifest *index, const char *transport, const char *where, const char *tag,
+                   const struct oci_desc **out, struct err **err)
+{
+	const struct oci_desc *pick = NULL;
+	for (size_t i = 0; i < index->n_manifests; i++) {
+		const struct oci_desc *d = &index->manifests[i];
+		if (tag ? (d->ref_name && strcmp(d->ref_name, tag) == 0) : true) {
+			if (pick && !tag)
+				return err_set(err, EINVAL,
+				               "%s holds %zu images: name one as %s:%s:NAME (see its index.json)",
+				               where, index->n_manifests, transport, where);
+			pick = d;
+		}
+	}
+	if (pick == NULL) {
+		_cleanup_buf_ struct buf names = {0};
+		for (size_t i = 0; i < index->n_manifests; i++) {
+			if (index->manifests[i].ref_name)
+				buf_printf(&names, "%s%s", names.len ? ", " : "", index->manifests[i].ref_name);
+		}
+		if (tag)
+			return err_set(err, ENOENT, "%s: no image named \"%s\" (it has: %s)", where, tag,
+			               names.len ? buf_str(&names) : "no named images");
+		return err_set(err, ENOENT, "%s: the layout holds no image", where);
+	}
+	*out = pick;
+	return 0;
+}
