@@ -188,9 +188,8 @@ struct bld_initramfs_spec {
  * cmd = /sbin/odyn --config-dir /etc/enclaver [--workdir DIR] [--user USER]
  * -- ENTRYPOINT... CMD... (joined as a container runtime would); env = Env. */
 int bld_initramfs_cmd_env(const struct bld_app_config *cfg, struct buf *cmd, struct buf *env, struct err **err);
-/* Writes the customer ramdisk atomically to out_path. */
-int bld_initramfs_write(const char *out_path, const struct bld_initramfs_spec *spec, struct err **err);
-/* The same into an atomic file the caller opened and commits (or aborts). */
+/* Writes the customer ramdisk into an atomic file the caller opened and commits (or aborts);
+ * bld_customer_write is the whole path from an image. */
 int bld_initramfs_write_to(struct atomic_file *af, const struct bld_initramfs_spec *spec, struct err **err);
 
 /* ================================================================ kernel bundles

@@ -23,9 +23,7 @@ static int perr(struct mctx *c, const yaml_node_t *node, const char *path, const
 {
 	va_list ap;
 	va_start(ap, fmt);
-	_cleanup_free_ char *msg = NULL;
-	if (vasprintf(&msg, fmt, ap) < 0)
-		abort();
+	_cleanup_free_ char *msg = xvasprintf(fmt, ap);
 	va_end(ap);
 	return err_set(c->err, EINVAL, "%s:%zu:%zu: %s%s%s", c->file, node->start_mark.line + 1,
 	               node->start_mark.column + 1, path, *path ? ": " : "", msg);
