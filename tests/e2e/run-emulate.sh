@@ -23,9 +23,8 @@ cleanup() {
 	rm -rf "$TMP"
 }
 trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-# wait_for FILE REGEX PID: until FILE has a line matching REGEX, PID ends, or the boot bound.
-wait_for() {
+# wait_line FILE REGEX PID: until FILE has a line matching REGEX, PID ends, or the boot bound.
+wait_line() {
 	for _ in $(seq $((BOOT_TIMEOUT * 10))); do
 		grep -qE "$2" "$1" 2>/dev/null && return 0
 		kill -0 "$3" 2>/dev/null || return 1
@@ -66,7 +65,7 @@ INGRESS=$(free_port)
 	-p "$INGRESS:8080" >"$TMP/serve.out" 2>"$TMP/serve.err" &
 run=$!
 pids+=($run)
-if wait_for "$TMP/serve.out" '^\[app\] app: egress bypass' $run; then
+if wait_line "$TMP/serve.out" '^\[app\] app: egress bypass' $run; then
 	ok "enclaver run --emulate: the app's output reaches the host's stdout"
 else
 	not_ok "enclaver run --emulate: the app's output reaches the host's stdout" "$(tail -20 "$TMP/serve.err")"
