@@ -177,6 +177,7 @@ while IFS= read -r line; do
 done <"$STEPS/run.expect-log"
 [ -z "$boot_started" ] && not_ok "the guide has a run step"
 grep -q Sanitizer "$OUT"/*.err && not_ok "no sanitizer report" "$(grep -h -A20 Sanitizer "$OUT"/*.err | head -40)"
+echo "# the guide's walk took $SECONDS s"
 check "the launcher's runtime folder is empty again" test -z "$(ls -A "$XDG_RUNTIME_DIR")"
 check "the state folder is empty again" test -z "$(ls "$ENCLAVER_STATE_DIR")"
 done_testing
