@@ -7,6 +7,7 @@
 set -u
 : "${QEMU:?QEMU must name a qemu-system-x86_64 with the nitro-enclave machine}"
 source "$(dirname "${BASH_SOURCE[0]}")/../cli/lib.sh"
+source "$ROOT/tests/cli/helpers/build_fixtures.sh"
 GUIDE=$ROOT/docs/guide-no-fly-list.md
 BOOT_TIMEOUT=${E2E_BOOT_TIMEOUT:-400}
 STEP_TIMEOUT=600
@@ -50,7 +51,6 @@ fi
 ok "the guide's files and $(wc -l <"$STEPS/ORDER") steps extract"
 
 pcr() { json_get "$1" "d['Measurements']['PCR$2']"; }
-json_get() { python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print($2)" "$1"; }
 
 # fg_step NAME: runs the step's commands in the work folder as a user would paste them (bash -e),
 # bounded; its stdout, stderr and exit status are in $OUT/NAME.{out,err,rc}.
