@@ -17,7 +17,7 @@ BUILD := build/$(VARIANT)
 
 # Library modules: every .c directly under these folders goes into
 # libenclaver.a. The CLI (cli/) links on top.
-MODULES := common eif attest oci runtime builder odyn
+MODULES := common manifest eif attest oci runtime builder odyn
 PKGS := openssl jansson zlib libcurl libarchive yaml-0.1 libzstd libisal
 
 CC ?= cc

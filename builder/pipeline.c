@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "builder/builder.h"
+#include "manifest/manifest.h"
 #include "eif/eif.h"
 
 #define AWS_BLOBS_DIR "/usr/share/nitro_enclaves/blobs"
@@ -124,7 +125,7 @@ struct build {
 	char *tmp;
 	struct oci_cache cache;
 	bool cache_open;
-	struct bld_manifest *manifest;
+	struct manifest *manifest;
 	struct bld_kernel_bundle *bundle;
 	char *bundle_dir;
 	struct oci_platform platform;
@@ -157,7 +158,7 @@ static void build_free(struct build *b)
 	}
 	if (b->cache_open)
 		oci_cache_close(&b->cache);
-	bld_manifest_free(b->manifest);
+	manifest_free(b->manifest);
 	bld_kernel_bundle_free(b->bundle);
 	free(b->bundle_dir);
 	oci_platform_free(&b->platform);
@@ -485,7 +486,7 @@ static int step_bootstrap(struct build *b, const char *out, struct err **err)
 
 static int step_eif(struct build *b, const char *out, const char *bootstrap, const char *customer, struct err **err)
 {
-	const struct bld_manifest *m = b->manifest;
+	const struct manifest *m = b->manifest;
 	_cleanup_json_ json_t *docker_info =
 	    json_pack("{s:s, s:s, s:s, s:s}", "Image", m->source_app, "Digest", b->pulled.manifest_digest, "ImageID",
 	              b->image.config.digest, "Platform", b->platform_text);
@@ -532,7 +533,7 @@ static int step_eif(struct build *b, const char *out, const char *bootstrap, con
 	file_size_text(out, size);
 	say(b, "EIF written: %s%s", size, signer ? ", signed" : "");
 	/* A warning, not a failure: `enclaver run --memory-mb` can still give it enough. */
-	uint64_t need, have = m->memory_mb ? (uint64_t)m->memory_mb : BLD_DEFAULT_MEMORY_MB;
+	uint64_t need, have = m->memory_mb ? (uint64_t)m->memory_mb : MANIFEST_DEFAULT_MEMORY_MB;
 	_cleanup_err_ struct err *me = NULL;
 	if (eif_file_memory_needed_mib(out, &need, &me) < 0)
 		log_warn("%s: cannot size its memory needs: %s", out, me->msg);
@@ -669,7 +670,7 @@ int bld_build(const struct bld_build_opts *opts, json_t **result, struct err **e
 	_cleanup_free_ char *customer = NULL, *bootstrap = NULL, *eif = NULL;
 	_cleanup_json_ json_t *image = NULL;
 	int r = -1;
-	if (bld_manifest_load(opts->manifest_path, &b.manifest, err) < 0)
+	if (manifest_load(opts->manifest_path, &b.manifest, err) < 0)
 		goto out;
 	if (getenv("SOURCE_DATE_EPOCH") && time_source_date_epoch(&b.sde, err) < 0)
 		goto out;

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "builder/builder.h"
+#include "manifest/manifest.h"
 #include "cli/cli.h"
 
 static void ramdisk_usage(FILE *f)
@@ -108,12 +109,12 @@ static int customer_run(const char *const *layers, size_t n_layers, const char *
 	app.working_dir = json_string_value(json_object_get(cfg, "WorkingDir"));
 	app.user = json_string_value(json_object_get(cfg, "User"));
 
-	struct bld_manifest *m = NULL;
-	if (bld_manifest_load(manifest_path, &m, err) < 0)
+	struct manifest *m = NULL;
+	if (manifest_load(manifest_path, &m, err) < 0)
 		return -1;
 	int64_t sde = -1;
 	if (getenv("SOURCE_DATE_EPOCH") && time_source_date_epoch(&sde, err) < 0) {
-		bld_manifest_free(m);
+		manifest_free(m);
 		return -1;
 	}
 	struct bld_tree *tree = NULL;
@@ -138,7 +139,7 @@ static int customer_run(const char *const *layers, size_t n_layers, const char *
 		rc = bld_initramfs_write(output, &spec, err);
 	}
 	bld_tree_free(tree);
-	bld_manifest_free(m);
+	manifest_free(m);
 	return rc;
 }
 
@@ -204,7 +205,7 @@ static json_t *strv_json(char **v, size_t n)
 	return a;
 }
 
-static json_t *manifest_json(const struct bld_manifest *m)
+static json_t *manifest_json(const struct manifest *m)
 {
 	json_t *o = json_object();
 	json_object_set_new(o, "version", json_string(m->version));
@@ -221,10 +222,10 @@ static json_t *manifest_json(const struct bld_manifest *m)
 		json_object_set_new(
 		    o, "signature",
 		    json_pack("{s:s,s:s}", "certificate", m->signature_certificate, "key", m->signature_key));
-	json_object_set_new(o, "defaults",
-	                    json_pack("{s:I,s:I}", "cpu_count",
-	                              (json_int_t)(m->cpu_count ? m->cpu_count : BLD_DEFAULT_CPU_COUNT), "memory_mb",
-	                              (json_int_t)(m->memory_mb ? m->memory_mb : BLD_DEFAULT_MEMORY_MB)));
+	json_object_set_new(
+	    o, "defaults",
+	    json_pack("{s:I,s:I}", "cpu_count", (json_int_t)(m->cpu_count ? m->cpu_count : MANIFEST_DEFAULT_CPU_COUNT),
+	              "memory_mb", (json_int_t)(m->memory_mb ? m->memory_mb : MANIFEST_DEFAULT_MEMORY_MB)));
 	json_t *ingress = json_array();
 	for (size_t i = 0; i < m->n_ingress; i++) {
 		json_t *in = json_pack("{s:i}", "listen_port", m->ingress[i].listen_port);
@@ -285,11 +286,11 @@ int cmd_manifest(int argc, char **argv)
 	if (optind != argc)
 		return cli_usage_error("manifest", "unexpected argument \"%s\"", argv[optind]);
 	struct err *err = NULL;
-	struct bld_manifest *m = NULL;
-	if (bld_manifest_load(path, &m, &err) < 0)
+	struct manifest *m = NULL;
+	if (manifest_load(path, &m, &err) < 0)
 		return cli_fail(&err);
 	_cleanup_json_ json_t *doc = manifest_json(m);
-	bld_manifest_free(m);
+	manifest_free(m);
 	if (cli_print_json(doc, &err) < 0)
 		return cli_fail(&err);
 	return EXIT_OK;

@@ -8,10 +8,10 @@
 #include <string.h>
 #include <time.h>
 
-#include "builder/builder.h"
 #include "cli/oci_opts.h"
 #include "cli/run.h"
 #include "eif/eif.h"
+#include "manifest/manifest.h"
 #include "runtime/outer.h"
 
 /* ---------------------------------------------------------------- launchers */
@@ -259,24 +259,12 @@ static void print_launch_info(const struct launch_info *info)
 	}
 }
 
-static int policy_from_manifest(const struct bld_manifest *m, struct egress_policy *p, struct err **err)
-{
-	for (size_t i = 0; i < m->n_egress_allow; i++)
-		if (egress_policy_add(p, false, m->egress_allow[i], err) < 0)
-			return err_wrap(err, "%s: egress.allow[%zu]", m->path, i);
-	for (size_t i = 0; i < m->n_egress_deny; i++)
-		if (egress_policy_add(p, true, m->egress_deny[i], err) < 0)
-			return err_wrap(err, "%s: egress.deny[%zu]", m->path, i);
-	return 0;
-}
-
 /* Everything after the options; returns the process's exit code. */
 int run_main(struct run_opts *o)
 {
 	_cleanup_err_ struct err *err = NULL;
 	_cleanup_free_ char *tmp = NULL, *eif = NULL, *yaml = NULL, *state_path = NULL, *name = NULL, *image_ref = NULL;
-	struct bld_manifest *m = NULL, *fm = NULL;
-	struct egress_policy policy = {0};
+	struct manifest *m = NULL, *fm = NULL;
 	struct launcher *l = NULL;
 	struct outer *outer = NULL;
 	struct outer_result res = {0};
@@ -291,7 +279,7 @@ int run_main(struct run_opts *o)
 		const char *image = o->image;
 		if (!image) {
 			const char *mf = o->manifest_file ? o->manifest_file : "enclaver.yaml";
-			if (bld_manifest_load(mf, &fm, &err) < 0)
+			if (manifest_load(mf, &fm, &err) < 0)
 				goto fail;
 			if (!fm->target) {
 				err_set(&err, EINVAL, "%s has no `target`: give the release IMAGE to run", mf);
@@ -319,7 +307,7 @@ int run_main(struct run_opts *o)
 			goto fail;
 		}
 	}
-	if (bld_manifest_load(yaml, &m, &err) < 0 || policy_from_manifest(m, &policy, &err) < 0)
+	if (manifest_load(yaml, &m, &err) < 0)
 		goto fail;
 	if (o->n_ports == 0)
 		for (size_t i = 0; i < m->n_ingress; i++) {
@@ -394,7 +382,7 @@ int run_main(struct run_opts *o)
 	struct outer_config cfg = {.launcher = l,
 	                           .ports = o->ports,
 	                           .n_ports = o->n_ports,
-	                           .policy = &policy,
+	                           .policy = &m->egress_policy,
 	                           .debug_mode = o->debug_mode,
 	                           .log_fd = STDOUT_FILENO};
 	if (outer_new(&cfg, &outer, &err) < 0)
@@ -454,9 +442,8 @@ out:
 	launcher_free(l);
 	outer_state_release_cid(o->cid, &cid_hold); /* the enclave is gone: its CID is free */
 	free(res.message);
-	egress_policy_free(&policy);
-	bld_manifest_free(m);
-	bld_manifest_free(fm);
+	manifest_free(m);
+	manifest_free(fm);
 	if (tmp)
 		nftw(tmp, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
 	free(o->ports);
@@ -471,7 +458,7 @@ static int entrypoint_sub(const char *sub, struct run_opts *o)
 	if (strcmp(sub, "print-manifest") == 0) {
 		_cleanup_free_ char *data = NULL;
 		size_t len;
-		if (io_read_file(o->manifest, BLD_MANIFEST_MAX_BYTES, &data, &len, &err) < 0 ||
+		if (io_read_file(o->manifest, MANIFEST_MAX_BYTES, &data, &len, &err) < 0 ||
 		    io_write_full(STDOUT_FILENO, data, len, &err) < 0)
 			rc = cli_fail(&err);
 	} else {

@@ -4,7 +4,7 @@
 #include <limits.h>
 #include <string.h>
 
-#include "builder/builder.h"
+#include "manifest/manifest.h"
 #include "odyn/internal.h"
 
 static void set_default_addr(struct transport_addr *a, const char *text)
@@ -147,15 +147,16 @@ void odyn_config_add_kms_endpoint(struct odyn_config *c, const char *region, con
 	c->kms_endpoints[c->n_kms_endpoints++] = (struct odyn_kms_endpoint){xstrdup(region), xstrdup(host)};
 }
 
-/* The manifest is read by the builder's strict parser (the same one that
- * checked it at build time); odyn applies the parts it acts on. */
+/* The manifest is read by manifest/, the same strict parser that checked it at
+ * build time; odyn applies the parts it acts on. Egress (the proxy and the
+ * app's http_proxy variables) is on only when egress.allow has entries. */
 int odyn_config_load_manifest(struct odyn_config *c, const char *path, struct err **err)
 {
-	struct bld_manifest *m = NULL;
-	if (bld_manifest_load(path, &m, err) < 0)
+	struct manifest *m = NULL;
+	if (manifest_load(path, &m, err) < 0)
 		return -1;
 	int rc = 0;
-	if (m->has_egress) {
+	if (manifest_egress_on(m)) {
 		c->egress_enabled = true;
 		c->proxy_port = m->egress_proxy_port;
 		for (size_t i = 0; rc == 0 && i < m->n_egress_allow; i++)
@@ -188,7 +189,7 @@ int odyn_config_load_manifest(struct odyn_config *c, const char *path, struct er
 		for (size_t i = 0; i < m->n_kms_endpoints; i++)
 			odyn_config_add_kms_endpoint(c, m->kms_endpoints[i].region, m->kms_endpoints[i].host);
 	}
-	bld_manifest_free(m);
+	manifest_free(m);
 	return rc;
 }
 
