@@ -4,6 +4,7 @@
 #define ENCLAVER_BUILDER_H
 
 #include "common/common.h"
+#include "common/json.h"
 
 /* ================================================================ cpio
  * A streaming writer of the newc ("070701") cpio format with linuxkit's
@@ -132,6 +133,17 @@ typedef void (*bld_tree_progress_fn)(void *ctx, uint64_t blob_bytes);
 void bld_tree_set_progress(struct bld_tree *t, bld_tree_progress_fn fn, void *ctx);
 /* Cleans a layer entry name as described above into *out (caller frees). */
 int bld_path_clean(const char *name, char **out, struct err **err);
+/* An image's layer as a file: path, media type, and for messages its digest (NULL: the path). */
+struct bld_layer {
+	const char *path;
+	const char *media_type;
+	const char *digest;
+	int64_t size; /* for progress; 0 when unknown */
+};
+/* Applies the layers in order (bottom first); layer_done (may be NULL) after each. A failure
+ * names the layer ("layer 2 (sha256:...)"). */
+int bld_tree_apply_layers(struct bld_tree *t, const struct bld_layer *layers, size_t n,
+                          void (*layer_done)(void *ctx, size_t i), void *ctx, struct err **err);
 
 /* ================================================================ initramfs
  * The customer ramdisk: the flattened image under rootfs/, with what
@@ -310,9 +322,32 @@ int bld_release_write(const char *layout_dir, const char *tag, const struct bld_
 /* Where a release image keeps its EIF. */
 #define BLD_RELEASE_EIF_PATH "/enclave/application.eif"
 
-/* An array of strings from an image config object (Entrypoint, Cmd, Env), or
- * none when absent or null; anything else is an error naming config.KEY. The
- * strings are borrowed from cfg; free only the array (*out). */
-int bld_config_strings(const json_t *cfg, const char *key, const char ***out, size_t *n, struct err **err);
+/* ================================================================ customer ramdisk
+ * The one path from an image (its layer files and config document) to the customer ramdisk:
+ * `enclaver build`, `enclaver ramdisk customer`. */
+/* The app's command from an image config document (its "config": Entrypoint, Cmd, Env,
+ * WorkingDir, User; strings borrowed from doc). Free with bld_app_config_free. */
+int bld_app_config_parse(const json_t *doc, struct bld_app_config *out, struct err **err);
+void bld_app_config_free(struct bld_app_config *app);
+struct bld_customer_spec {
+	const struct bld_layer *layers;
+	size_t n_layers;
+	const json_t *image_config; /* the image config document */
+	const char *odyn_path;
+	const char *manifest_data; /* the manifest's exact bytes */
+	size_t manifest_len;
+	int64_t source_date_epoch; /* < 0: unset (bld_initramfs_spec) */
+	const char *tmp_dir;       /* the flatten's content store; NULL: $TMPDIR */
+	/* For a progress display, all optional: bytes of the current layer read; a layer done; the
+	 * layers all flattened and the cpio being written. */
+	bld_tree_progress_fn progress;
+	void (*layer_done)(void *ctx, size_t i);
+	void (*writing)(void *ctx);
+	void *ctx;
+};
+/* Flattens the layers and writes the ramdisk into af (opened by the caller, who commits it). */
+int bld_customer_write_to(struct atomic_file *af, const struct bld_customer_spec *spec, struct err **err);
+/* The same, atomically to out_path. */
+int bld_customer_write(const char *out_path, const struct bld_customer_spec *spec, struct err **err);
 
 #endif

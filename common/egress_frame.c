@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "egress.h"
+#include "common/json.h"
 
 static void frame_put(struct buf *out, json_t *v)
 {

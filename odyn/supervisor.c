@@ -16,6 +16,7 @@
 
 #include "common/logstream.h"
 #include "odyn/internal.h"
+#include "common/json.h"
 
 extern char **environ;
 

@@ -109,6 +109,12 @@ customer() { # customer OUT TMPDIR
 		--image-config "$TMP/config.json" --odyn "$TMP/odyn" -f "$TMP/enclaver.yaml" --tmpdir "$2" -o "$1"
 }
 check "customer ramdisk" customer "$TMP/c1.cpio" "$TMP/t1"
+echo '{"config": {"Env": ["A=1"]}}' >"$TMP/nocmd.json"
+check_fails "customer ramdisk of an image with nothing to run: refused before the flatten, nothing written" \
+	'image config: .*neither Entrypoint nor Cmd' \
+	"$ENCLAVER" ramdisk customer --layer "$TMP/l1.tar.gz" --image-config "$TMP/nocmd.json" --odyn "$TMP/odyn" \
+	-f "$TMP/enclaver.yaml" -o "$TMP/nocmd.cpio"
+check "no partial ramdisk left" test ! -e "$TMP/nocmd.cpio"
 SOURCE_DATE_EPOCH=1600000000 customer "$TMP/c2.cpio" "$TMP/t2" 2>/dev/null
 SOURCE_DATE_EPOCH=1600000000 customer "$TMP/c3.cpio" "$TMP/t3" 2>/dev/null
 check "customer ramdisk is reproducible (other tmpdir, same bytes)" cmp "$TMP/c2.cpio" "$TMP/c3.cpio"

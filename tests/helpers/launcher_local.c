@@ -15,7 +15,7 @@
 #include <sys/wait.h>
 #include <time.h>
 
-#include "cli/cli.h"
+#include "runtime/run.h"
 #include "common/transport.h"
 #include "manifest/manifest.h"
 #include "runtime/launcher.h"
@@ -278,7 +278,7 @@ static const struct launcher_ops local_ops = {
     .free = local_free,
 };
 
-static int launcher_local_new(const struct run_opts *o, struct launcher **out, struct err **err)
+static int launcher_local_new(const struct run_options *o, struct launcher **out, struct err **err)
 {
 	(void)o;
 	struct local *lc = xcalloc(1, sizeof(*lc));
@@ -304,5 +304,5 @@ static int launcher_local_new(const struct run_opts *o, struct launcher **out, s
 
 __attribute__((constructor)) static void local_register(void)
 {
-	cli_launcher_register("local", launcher_local_new);
+	run_launcher_register("local", launcher_local_new);
 }

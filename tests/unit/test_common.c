@@ -6,6 +6,8 @@
 #include "common/common.h"
 #include "common/logstream.h"
 #include "tests/harness.h"
+#include "common/json.h"
+#include "common/cose.h"
 
 TEST(err_chain_reads_outermost_first)
 {
