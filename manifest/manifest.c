@@ -432,10 +432,10 @@ static int check_ports(struct mctx *c, yaml_node_t *root)
 		                               value_of(c, value_of(c, root, "api"), "listen_port")};
 	int rc = 0;
 	for (size_t i = 0; i < n && rc == 0; i++) {
-		if (ports[i].port >= MANIFEST_INTERNAL_PORT_FIRST && ports[i].port <= MANIFEST_INTERNAL_PORT_LAST)
+		if (ports[i].port >= WIRE_PORT_FIRST && ports[i].port <= WIRE_PORT_LAST)
 			rc = perr(c, ports[i].node, ports[i].what,
 			          "port %u is reserved for enclaver's status, log and egress channels (%d-%d)",
-			          ports[i].port, MANIFEST_INTERNAL_PORT_FIRST, MANIFEST_INTERNAL_PORT_LAST);
+			          ports[i].port, WIRE_PORT_FIRST, WIRE_PORT_LAST);
 		for (size_t j = 0; j < i && rc == 0; j++)
 			if (ports[i].port == ports[j].port)
 				rc = perr(c, ports[i].node, ports[i].what, "port %u is already used by %s",
