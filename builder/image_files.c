@@ -55,10 +55,16 @@ int bld_image_files_extract(const char *ref, const struct oci_opts *opts, struct
 	if (bld_tree_new(tmp_dir, &tree, err) < 0)
 		goto out;
 	layers = xcalloc(image.n_layers + 1, sizeof(*layers));
-	for (size_t i = 0; i < image.n_layers; i++)
+	for (size_t i = 0; i < image.n_layers; i++) {
+		/* The cache's copy is checked against its digest before it is read (docs/security.md). */
+		if (oci_cache_verify_blob(&cache, image.layers[i].digest, image.layers[i].size, err) < 0) {
+			err_wrap(err, "layer %zu (%s)", i + 1, image.layers[i].digest);
+			goto out;
+		}
 		layers[i] = (struct bld_layer){.path = oci_cache_blob_path(&cache, image.layers[i].digest),
 		                               .media_type = image.layers[i].media_type,
 		                               .digest = image.layers[i].digest};
+	}
 	if (bld_tree_apply_layers(tree, layers, image.n_layers, NULL, NULL, err) < 0)
 		goto out;
 	for (size_t i = 0; i < n; i++) {

@@ -12,7 +12,6 @@
 #include "eif/eif.h"
 
 #define AWS_BLOBS_DIR "/usr/share/nitro_enclaves/blobs"
-#define CONFIG_MAX    (16u << 20)
 
 static bool bundle_has_kernel(const char *dir)
 {
@@ -50,21 +49,7 @@ static int file_digest(const char *path, char out[OCI_DIGEST_MAX], struct err **
 	_cleanup_close_ int fd = io_open_regular(path, &size, err);
 	if (fd < 0)
 		return -1;
-	struct oci_digester *d = oci_digester_new("sha256");
-	static char chunk[1 << 16];
-	for (;;) {
-		ssize_t n = io_read_full(fd, chunk, sizeof(chunk), err);
-		if (n < 0) {
-			oci_digester_free(d);
-			return -1;
-		}
-		oci_digester_update(d, chunk, (size_t)n);
-		if ((size_t)n < sizeof(chunk))
-			break;
-	}
-	oci_digester_final(d, out);
-	oci_digester_free(d);
-	return 0;
+	return oci_digest_fd(fd, "sha256", out, NULL, err);
 }
 
 /* The image config's "created" as seconds, or -1 when absent or unparsable. */
@@ -119,6 +104,9 @@ struct build {
 	int64_t epoch; /* the build's time: SOURCE_DATE_EPOCH, else the image's created, else 0 */
 	struct eif_measurements measurements;
 	struct bld_ramdisk_pending *customer_pending; /* a new cache entry until the EIF is written */
+	char customer_key[OCI_DIGEST_MAX];            /* its key in the ramdisk cache */
+	bool customer_reused;                         /* from the cache: the EIF writer checks its PCR2 */
+	uint8_t customer_pcr2[48];                    /* the PCR2 it measured when it was made */
 };
 
 static void build_free(struct build *b)
@@ -212,31 +200,50 @@ static int step_odyn(struct build *b, struct err **err)
 
 /* Pulls an image (sources.KEY) for the build's platform into the cache and reads its manifest
  * and config from there; *parsed says when *image needs freeing. */
+/* The pulled image's manifest and config, from the cache, checked against their digests (the
+ * EIF's metadata names them): a blob changed in the cache since it was filed is quarantined. */
+static int read_pulled(struct build *b, const struct oci_copy_result *pulled, struct oci_manifest *image,
+                       bool *parsed, struct buf *ctext, struct err **err)
+{
+	_cleanup_buf_ struct buf mtext = {0};
+	if (oci_cache_read_manifest(&b->cache, pulled->manifest_digest, &mtext, err) < 0 ||
+	    oci_manifest_parse(mtext.data, mtext.len, pulled->media_type, image, err) < 0)
+		return err_wrap(err, "manifest %s", pulled->manifest_digest);
+	*parsed = true;
+	if (image->kind != OCI_KIND_IMAGE)
+		return err_set(err, EINVAL, "%s is an index, not an image", pulled->manifest_digest);
+	if (oci_cache_read_blob(&b->cache, image->config.digest, image->config.size, OCI_CONFIG_MAX, ctext, err) < 0)
+		return err_wrap(err, "config");
+	return 0;
+}
+
+/* Pulls an image (sources.KEY) for the build's platform into the cache and reads its manifest
+ * and config from there; *parsed says when *image needs freeing. */
 static int pull_image(struct build *b, const char *key, const char *ref, struct oci_copy_result *pulled,
                       struct oci_manifest *image, bool *parsed, json_t **config, struct err **err)
 {
 	struct oci_opts o = b->opts->oci;
 	o.platform = b->platform_text;
 	say(b, "pulling sources.%s %s (%s)", key, ref, b->platform_text);
-	if (oci_copy(ref, NULL, &o, pulled, err) < 0)
-		return err_wrap(err, "sources.%s %s", key, ref);
-	_cleanup_free_ char *mpath = oci_cache_blob_path(&b->cache, pulled->manifest_digest);
-	_cleanup_free_ char *mtext = NULL;
-	size_t mlen;
-	if (io_read_file(mpath, OCI_MANIFEST_MAX, &mtext, &mlen, err) < 0 ||
-	    oci_manifest_parse(mtext, mlen, pulled->media_type, image, err) < 0)
-		return err_wrap(err, "sources.%s %s: manifest %s", key, ref, pulled->manifest_digest);
-	*parsed = true;
-	if (image->kind != OCI_KIND_IMAGE)
-		return err_set(err, EINVAL, "sources.%s %s: %s is an index, not an image", key, ref,
-		               pulled->manifest_digest);
-	_cleanup_free_ char *cpath = oci_cache_blob_path(&b->cache, image->config.digest);
-	_cleanup_free_ char *ctext = NULL;
-	size_t clen;
-	if (io_read_file(cpath, CONFIG_MAX, &ctext, &clen, err) < 0)
-		return err_wrap(err, "sources.%s %s: config", key, ref);
+	_cleanup_buf_ struct buf ctext = {0};
+	for (int attempt = 1;; attempt++) {
+		if (oci_copy(ref, NULL, &o, pulled, err) < 0)
+			return err_wrap(err, "sources.%s %s", key, ref);
+		if (read_pulled(b, pulled, image, parsed, &ctext, err) == 0)
+			break;
+		if (attempt == 2 || (*err)->code != EBADMSG)
+			return err_wrap(err, "sources.%s %s", key, ref);
+		/* Once more: what the cache had wrong is out of the way, the pull fetches it anew. */
+		log_warn("sources.%s %s: %s; pulling again", key, ref, (*err)->msg);
+		err_free(err);
+		oci_copy_result_free(pulled);
+		if (*parsed)
+			oci_manifest_free(image);
+		*parsed = false;
+		ctext.len = 0;
+	}
 	json_error_t jerr;
-	*config = json_loadb(ctext, clen, 0, &jerr);
+	*config = json_loadb(ctext.data, ctext.len, 0, &jerr);
 	if (!*config || !json_is_object(*config))
 		return err_set(err, EINVAL, "sources.%s %s: config %s: not a JSON object (%s)", key, ref,
 		               image->config.digest, *config ? "" : jerr.text);
@@ -336,8 +343,12 @@ static int step_customer(struct build *b, struct atomic_file *af, struct err **e
 	struct bld_layer *layers = xcalloc(n + 1, sizeof(*layers));
 	char **paths = xcalloc(n + 1, sizeof(*paths));
 	struct flatten_status st = {.b = b, .opts = &b->opts->oci, .n_layers = n, .layer = 1};
-	for (size_t i = 0; i < n; i++) {
+	int r = 0;
+	for (size_t i = 0; r == 0 && i < n; i++) {
 		const struct oci_desc *d = &b->image.layers[i];
+		/* The cache's copy is checked against its digest before it is read (docs/security.md). */
+		if ((r = oci_cache_verify_blob(&b->cache, d->digest, d->size, err)) < 0)
+			err_wrap(err, "layer %zu (%s)", i + 1, d->digest);
 		paths[i] = oci_cache_blob_path(&b->cache, d->digest);
 		layers[i] = (struct bld_layer){.path = paths[i], .media_type = d->media_type, .digest = d->digest,
 		                               .size = d->size};
@@ -355,7 +366,8 @@ static int step_customer(struct build *b, struct atomic_file *af, struct err **e
 	                                 .layer_done = flatten_layer_done,
 	                                 .writing = flatten_writing,
 	                                 .ctx = &st};
-	int r = bld_customer_write_to(af, &spec, err);
+	if (r == 0)
+		r = bld_customer_write_to(af, &spec, err);
 	oci_status_clear(&b->opts->oci);
 	for (size_t i = 0; i < n; i++)
 		free(paths[i]);
@@ -399,12 +411,14 @@ static int step_customer_cached(struct build *b, char **path, struct err **err)
 			return err_wrap(err, "customer ramdisk %s", *path);
 		return 0;
 	}
-	char key[OCI_DIGEST_MAX];
+	char *key = b->customer_key;
 	customer_key(b, key);
-	if (bld_ramdisk_cache_lookup(b->cache.dir, key, path)) {
+	if (bld_ramdisk_cache_lookup(b->cache.dir, key, path, b->customer_pcr2)) {
 		say(b, "customer ramdisk unchanged: reusing %s", *path);
+		b->customer_reused = true;
 		return 0;
 	}
+	b->customer_reused = false;
 	if (bld_ramdisk_cache_prepare(b->cache.dir, err) < 0)
 		return -1;
 	if (atomic_file_open(&af, *path, 0644, err) < 0)
@@ -419,13 +433,22 @@ static int step_customer_cached(struct build *b, char **path, struct err **err)
 	return 0;
 }
 
-/* The new customer ramdisk into the cache, whatever became of the EIF: it is complete. */
-static int step_customer_commit(struct build *b, struct err **err)
+/* The new customer ramdisk into the cache, whatever became of the EIF: it is complete. Its PCR2
+ * goes first (the EIF's, or measured here when there is no EIF), so a cached ramdisk always has
+ * one to be checked against. */
+static int step_customer_commit(struct build *b, bool eif_ok, struct err **err)
 {
 	if (!b->customer_pending)
 		return 0;
 	_cleanup_free_ char *tmp = xstrdup(bld_ramdisk_pending_path(b->customer_pending));
-	int r = bld_ramdisk_pending_commit(b->customer_pending, err);
+	uint8_t pcr2[EIF_PCR_MAX];
+	if (eif_ok)
+		memcpy(pcr2, b->measurements.pcr2, 48);
+	int r = eif_ok ? 0 : eif_pcr_of_file(EIF_HASH_SHA384, tmp, pcr2, err);
+	if (r == 0)
+		r = bld_ramdisk_cache_set_pcr2(b->cache.dir, b->customer_key, pcr2, err);
+	if (r == 0)
+		r = bld_ramdisk_pending_commit(b->customer_pending, err);
 	bld_ramdisk_pending_free(b->customer_pending);
 	b->customer_pending = NULL;
 	if (r < 0)
@@ -484,7 +507,8 @@ static int step_eif(struct build *b, const char *out, const char *bootstrap, con
 	                              .flags = b->bundle->aarch64 ? EIF_FLAG_ARCH_AARCH64 : 0,
 	                              .identity = &id,
 	                              .signer = signer,
-	                              .alg = EIF_HASH_SHA384};
+	                              .alg = EIF_HASH_SHA384,
+	                              .expect_pcr2 = b->customer_reused ? b->customer_pcr2 : NULL};
 	oci_status_line(&b->opts->oci, "writing the EIF%s", signer ? " (signed)" : "");
 	int r = eif_build(out, &spec, &b->measurements, err);
 	oci_status_clear(&b->opts->oci);
@@ -657,11 +681,22 @@ int bld_build(const struct bld_build_opts *opts, json_t **result, struct err **e
 	if (step_customer_cached(&b, &customer, err) < 0)
 		goto out;
 	bool eif_ok = step_bootstrap(&b, bootstrap, err) == 0 && step_eif(&b, eif, bootstrap, customer, err) == 0;
+	if (!eif_ok && b.customer_reused && (*err)->code == EBADMSG) {
+		/* The cached ramdisk changed since it was made (the EIF writer refused it before putting
+		 * the EIF in place): it goes, and this build makes its own. */
+		log_warn("cached customer ramdisk %s: %s: removed, flattening the image again", customer, (*err)->msg);
+		err_free(err);
+		bld_ramdisk_cache_drop(b.cache.dir, b.customer_key);
+		free(steal_pointer(&customer));
+		if (step_customer_cached(&b, &customer, err) < 0)
+			goto out;
+		eif_ok = step_eif(&b, eif, bootstrap, customer, err) == 0;
+	}
 	/* A finished customer ramdisk goes into the cache whatever happened after it. Failing to
 	 * file it only costs the next build its shortcut: a warning, never this build's failure
 	 * (the EIF may already be in place). */
 	struct err *cache_err = NULL;
-	if (step_customer_commit(&b, &cache_err) < 0) {
+	if (step_customer_commit(&b, eif_ok, &cache_err) < 0) {
 		log_warn("ramdisk cache: %s", cache_err->msg);
 		err_free(&cache_err);
 	}

@@ -642,9 +642,9 @@ int oci_copy(const char *src_text, const char *dst_text, const struct oci_opts *
 /* ---------------------------------------------------------------- inspect */
 static int read_config(struct oci_source *src, const struct oci_desc *d, json_t **out, struct err **err)
 {
-	if (d->size > 16 * 1024 * 1024)
-		return err_set(err, EFBIG, "config %s: %lld bytes is over the 16 MiB limit", d->digest,
-		               (long long)d->size);
+	if (d->size > OCI_CONFIG_MAX)
+		return err_set(err, EFBIG, "config %s: %lld bytes is over the %d-byte limit", d->digest, (long long)d->size,
+		               OCI_CONFIG_MAX);
 	if (src->ops->prepare_blobs && src->ops->prepare_blobs(src, d, 1, err) < 0)
 		return -1;
 	_cleanup_close_ int fd = -1;

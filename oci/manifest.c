@@ -239,6 +239,8 @@ static int manifest_parse(const char *data, size_t len, const char *content_type
 {
 	if (len > OCI_MANIFEST_MAX)
 		return err_set(err, EFBIG, "manifest of %zu bytes is over the %d-byte limit", len, OCI_MANIFEST_MAX);
+	if (len == 0)
+		return err_set(err, EBADMSG, "the manifest is empty");
 	json_error_t je;
 	m->json = json_loadb(data, len, JSON_REJECT_DUPLICATES, &je);
 	if (m->json == NULL)
@@ -289,6 +291,9 @@ static int manifest_parse(const char *data, size_t len, const char *content_type
 	m->kind = OCI_KIND_IMAGE;
 	if (oci_desc_parse(json_object_get(m->json, "config"), "config", &m->config, err) < 0)
 		return -1;
+	if (m->config.size > OCI_CONFIG_MAX)
+		return err_set(err, EFBIG, "config %s: %lld bytes is over the %d-byte limit", m->config.digest,
+		               (long long)m->config.size, OCI_CONFIG_MAX);
 	return parse_desc_array(m->json, "layers", &m->layers, &m->n_layers, err);
 }
 
