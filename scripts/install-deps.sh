@@ -23,6 +23,9 @@ packages=(
 	flex bison libelf-dev
 	# odyn tests: a peer to compare the ingress relay with
 	socat
+	# docs/guide-no-fly-list.md and its test: a Debian python3 root file system without Docker
+	# (umoci, above, packs it into an OCI layout)
+	mmdebstrap
 )
 
 if [ "$(id -u)" -ne 0 ]; then

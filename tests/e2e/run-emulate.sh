@@ -25,9 +25,8 @@ cleanup() {
 	rm -rf "$TMP"
 }
 trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-# wait_for FILE REGEX PID: until FILE has a line matching REGEX, PID ends, or the boot bound.
-wait_for() {
+# wait_line FILE REGEX PID: until FILE has a line matching REGEX, PID ends, or the boot bound.
+wait_line() {
 	for _ in $(seq $((BOOT_TIMEOUT * 10))); do
 		grep -qE "$2" "$1" 2>/dev/null && return 0
 		kill -0 "$3" 2>/dev/null || return 1
@@ -72,9 +71,9 @@ pids+=($run)
 python3 "$ROOT/tests/cli/helpers/early_client.py" "$INGRESS" "$TMP/early.out" "$BOOT_TIMEOUT" &
 early=$!
 pids+=($early)
-wait_for "$TMP/early.out" '^connected' $run
+wait_line "$TMP/early.out" '^connected' $run
 check "an early client connects before the app listens" sh -c "! grep -q 'app: serving' '$TMP/serve.out'"
-if wait_for "$TMP/serve.out" '^\[app\] app: egress bypass' $run; then
+if wait_line "$TMP/serve.out" '^\[app\] app: egress bypass' $run; then
 	ok "enclaver run --emulate: the app's output reaches the host's stdout"
 else
 	not_ok "enclaver run --emulate: the app's output reaches the host's stdout" "$(tail -20 "$TMP/serve.err")"
