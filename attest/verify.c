@@ -20,8 +20,7 @@ static void fail(struct attest_verdict *v, bool *check, const char *fmt, ...)
 		return;
 	va_list ap;
 	va_start(ap, fmt);
-	if (vasprintf(&v->problem, fmt, ap) < 0)
-		abort();
+	v->problem = xvasprintf(fmt, ap);
 	va_end(ap);
 }
 

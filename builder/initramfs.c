@@ -206,13 +206,3 @@ int bld_initramfs_write_to(struct atomic_file *af, const struct bld_initramfs_sp
 	free(w.xattr_example_own);
 	return rc;
 }
-
-int bld_initramfs_write(const char *out_path, const struct bld_initramfs_spec *spec, struct err **err)
-{
-	_cleanup_atomic_file_ struct atomic_file af = {.fd = -1};
-	if (atomic_file_open(&af, out_path, 0644, err) < 0)
-		return err_wrap(err, "customer ramdisk");
-	if (bld_initramfs_write_to(&af, spec, err) < 0 || atomic_file_commit(&af, err) < 0)
-		return err_wrap(err, "customer ramdisk %s", out_path);
-	return 0;
-}

@@ -75,6 +75,7 @@ char *xstrdup(const char *s);
 /* The first n bytes of s (fewer if a NUL comes first), never reading past them. */
 char *xstrndup(const char *s, size_t n);
 char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+char *xvasprintf(const char *fmt, va_list ap) __attribute__((format(printf, 1, 0)));
 /* What the x* helpers do when memory runs out, for allocations made elsewhere (OpenSSL's): one
  * line on stderr, then abort(). */
 _Noreturn void out_of_memory(const char *what);

@@ -5,14 +5,6 @@
 
 #include "common.h"
 
-static char *vformat(const char *fmt, va_list ap)
-{
-	char *s = NULL;
-	if (vasprintf(&s, fmt, ap) < 0)
-		abort();
-	return s;
-}
-
 int err_set(struct err **err, int code, const char *fmt, ...)
 {
 	va_list ap;
@@ -22,7 +14,7 @@ int err_set(struct err **err, int code, const char *fmt, ...)
 	*err = xcalloc(1, sizeof(**err));
 	(*err)->code = code;
 	va_start(ap, fmt);
-	(*err)->msg = vformat(fmt, ap);
+	(*err)->msg = xvasprintf(fmt, ap);
 	va_end(ap);
 	return -1;
 }
@@ -34,7 +26,7 @@ int err_sys(struct err **err, const char *fmt, ...)
 	if (err == NULL)
 		return -1;
 	va_start(ap, fmt);
-	_cleanup_free_ char *ctx = vformat(fmt, ap);
+	_cleanup_free_ char *ctx = xvasprintf(fmt, ap);
 	va_end(ap);
 	return err_set(err, code, "%s: %s", ctx, strerror(code));
 }
@@ -45,7 +37,7 @@ int err_wrap(struct err **err, const char *fmt, ...)
 	if (err == NULL || *err == NULL)
 		return -1;
 	va_start(ap, fmt);
-	_cleanup_free_ char *ctx = vformat(fmt, ap);
+	_cleanup_free_ char *ctx = xvasprintf(fmt, ap);
 	va_end(ap);
 	char *msg = xasprintf("%s: %s", ctx, (*err)->msg);
 	free((*err)->msg);

@@ -23,9 +23,7 @@ static int perr(struct mctx *c, const yaml_node_t *node, const char *path, const
 {
 	va_list ap;
 	va_start(ap, fmt);
-	_cleanup_free_ char *msg = NULL;
-	if (vasprintf(&msg, fmt, ap) < 0)
-		abort();
+	_cleanup_free_ char *msg = xvasprintf(fmt, ap);
 	va_end(ap);
 	return err_set(c->err, EINVAL, "%s:%zu:%zu: %s%s%s", c->file, node->start_mark.line + 1,
 	               node->start_mark.column + 1, path, *path ? ": " : "", msg);
@@ -432,10 +430,10 @@ static int check_ports(struct mctx *c, yaml_node_t *root)
 		                               value_of(c, value_of(c, root, "api"), "listen_port")};
 	int rc = 0;
 	for (size_t i = 0; i < n && rc == 0; i++) {
-		if (ports[i].port >= MANIFEST_INTERNAL_PORT_FIRST && ports[i].port <= MANIFEST_INTERNAL_PORT_LAST)
+		if (ports[i].port >= WIRE_PORT_FIRST && ports[i].port <= WIRE_PORT_LAST)
 			rc = perr(c, ports[i].node, ports[i].what,
 			          "port %u is reserved for enclaver's status, log and egress channels (%d-%d)",
-			          ports[i].port, MANIFEST_INTERNAL_PORT_FIRST, MANIFEST_INTERNAL_PORT_LAST);
+			          ports[i].port, WIRE_PORT_FIRST, WIRE_PORT_LAST);
 		for (size_t j = 0; j < i && rc == 0; j++)
 			if (ports[i].port == ports[j].port)
 				rc = perr(c, ports[i].node, ports[i].what, "port %u is already used by %s",

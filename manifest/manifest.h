@@ -5,6 +5,7 @@
 
 #include "common/common.h"
 #include "common/egress.h"
+#include "wire/wire.h"
 
 /* Parsed strictly (docs/enclaver-yaml.md lists where that differs from Enclaver):
  * unknown keys, duplicate keys, wrong types and out-of-range values are errors
@@ -16,8 +17,6 @@
 #define MANIFEST_DEFAULT_CPU_COUNT         2
 #define MANIFEST_DEFAULT_MEMORY_MB         4096
 /* The vsock ports odyn and enclaver-run use for status, logs and egress. */
-#define MANIFEST_INTERNAL_PORT_FIRST 17000
-#define MANIFEST_INTERNAL_PORT_LAST  17002
 /* Deepest nesting of flow collections ([...], {...}) accepted, checked before libyaml sees the
  * bytes (its time grows with the square of it); a manifest needs 2 or 3. */
 #define MANIFEST_MAX_FLOW_DEPTH 64

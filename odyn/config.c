@@ -20,12 +20,17 @@ void odyn_config_init(struct odyn_config *c)
 	c->grace_ms = 10000;
 	c->linger_ms = 1000;
 	c->ingress_connect_ms = ODYN_INGRESS_CONNECT_MS;
+	c->ingress_hold_ms = ODYN_INGRESS_HOLD_MS;
 	c->backoff_ms = 1000;
 	c->console = true;
 	c->proxy_port = 10000;
-	set_default_addr(&c->status_addr, "vsock:any:17000");
-	set_default_addr(&c->log_addr, "vsock:any:17001");
-	set_default_addr(&c->egress_addr, "vsock:3:17002");
+	char addr[32];
+	snprintf(addr, sizeof(addr), "vsock:any:%d", WIRE_PORT_STATUS);
+	set_default_addr(&c->status_addr, addr);
+	snprintf(addr, sizeof(addr), "vsock:any:%d", WIRE_PORT_LOG);
+	set_default_addr(&c->log_addr, addr);
+	snprintf(addr, sizeof(addr), "vsock:%d:%d", WIRE_PARENT_CID, WIRE_PORT_EGRESS);
+	set_default_addr(&c->egress_addr, addr);
 }
 
 void odyn_strv_free(char **v)
@@ -89,8 +94,9 @@ static int add_ingress(struct odyn_config *c, const char *spec, struct err **err
 		long port;
 		if (parse_int(spec, 1, 65535, &port) < 0)
 			return err_set(err, EINVAL, "--ingress \"%s\": want PORT or LISTEN=TARGET", spec);
-		if (port >= ODYN_PORT_STATUS && port <= ODYN_PORT_EGRESS)
-			return err_set(err, EINVAL, "--ingress %ld: ports 17000-17002 are odyn's own", port);
+		if (port >= WIRE_PORT_FIRST && port <= WIRE_PORT_LAST)
+			return err_set(err, EINVAL, "--ingress %ld: ports %d-%d are odyn's own", port, WIRE_PORT_FIRST,
+			               WIRE_PORT_LAST);
 		_cleanup_free_ char *l = xasprintf("vsock:any:%ld", port);
 		_cleanup_free_ char *t = xasprintf("tcp:127.0.0.1:%ld", port);
 		set_default_addr(&in.listen, l);
@@ -238,6 +244,12 @@ static int apply_option(struct odyn_config *c, const char *name, const char *val
 			c->backoff_ms = n > 0 ? (int)n : 1;
 		else
 			c->max_restarts = (int)n;
+		return 0;
+	}
+	if (strcmp(name, "--ingress-hold-ms") == 0) {
+		if (parse_int(val, 0, 24L * 3600 * 1000, &n) < 0)
+			return err_set(err, EINVAL, "%s \"%s\": want a non-negative number", name, val);
+		c->ingress_hold_ms = (int)n;
 		return 0;
 	}
 	if (strcmp(name, "--ingress-connect-ms") == 0) {

@@ -103,9 +103,7 @@ void httpd_respond_text(struct httpd_conn *c, int code, const char *reason, cons
 {
 	va_list ap;
 	va_start(ap, fmt);
-	_cleanup_free_ char *msg = NULL;
-	if (vasprintf(&msg, fmt, ap) < 0)
-		abort();
+	_cleanup_free_ char *msg = xvasprintf(fmt, ap);
 	va_end(ap);
 	_cleanup_free_ char *body = xasprintf("%s\n", msg);
 	httpd_respond(c, code, reason, "text/plain", body, strlen(body));

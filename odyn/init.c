@@ -17,9 +17,6 @@
 
 #include "odyn/internal.h"
 
-#define HEARTBEAT_CID  3
-#define HEARTBEAT_PORT 9000
-#define HEARTBEAT_BYTE 0xB7
 
 extern char **environ;
 
@@ -143,16 +140,16 @@ static int heartbeat(struct err **err)
 {
 	struct transport_addr a;
 	char text[64];
-	snprintf(text, sizeof(text), "vsock:%d:%d", HEARTBEAT_CID, HEARTBEAT_PORT);
+	snprintf(text, sizeof(text), "vsock:%d:%d", WIRE_PARENT_CID, WIRE_HEARTBEAT_PORT);
 	if (transport_parse(text, &a, err) < 0)
 		return -1;
 	_cleanup_close_ int fd = transport_connect(&a, false, err);
 	if (fd < 0)
 		return err_wrap(err, "heartbeat");
-	uint8_t b = HEARTBEAT_BYTE;
+	uint8_t b = WIRE_HEARTBEAT_BYTE;
 	if (io_write_full(fd, &b, 1, err) < 0 || io_read_full(fd, &b, 1, err) != 1)
 		return err_wrap(err, "heartbeat");
-	if (b != HEARTBEAT_BYTE)
+	if (b != WIRE_HEARTBEAT_BYTE)
 		return err_set(err, EPROTO, "heartbeat: the parent answered 0x%02x", b);
 	return 0;
 }

@@ -9,7 +9,7 @@
 #include <sys/ioctl.h>
 
 #include "common/common.h"
-#include "common/transport.h"
+#include "wire/transport.h"
 #include "runtime/launcher.h"
 
 /* ---------------------------------------------------------------- driver interface

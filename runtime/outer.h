@@ -11,6 +11,7 @@
 #include "common/egress.h"
 #include "common/json.h"
 #include "runtime/launcher.h"
+#include "wire/wire.h"
 
 /* enclaver-run's exit codes beyond the app's own (enclaver-compat.md). */
 #define OUTER_EXIT_SIGNALED    107

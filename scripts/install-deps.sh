@@ -23,6 +23,9 @@ packages=(
 	flex bison libelf-dev
 	# odyn tests: a peer to compare the ingress relay with
 	socat
+	# docs/guide-no-fly-list.md and its test: a Debian python3 root file system without Docker
+	# (umoci, above, packs it into an OCI layout)
+	mmdebstrap
 	# EIF signing with a PKCS#11 key: OpenSSL 3's pkcs11 provider (bookworm-backports), a software
 	# token to generate the test key in, and pkcs11-tool to do it
 	pkcs11-provider softhsm2 opensc

@@ -42,6 +42,18 @@ check_fails() {
 		ok "$name"
 	fi
 }
+# wait_for CMD...: retries CMD every 20 ms, at most 30 s (a hung test fails
+# instead of hanging; the length of the wait is never what is tested).
+wait_for() {
+	local i
+	for ((i = 0; i < 1500; i++)); do
+		"$@" >/dev/null 2>&1 && return 0
+		sleep 0.02
+	done
+	return 1
+}
+# A free TCP port on 127.0.0.1 (the kernel picks it).
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 done_testing() {
 	echo "# counts $_pass $_fail"
 	[ $_fail -eq 0 ]

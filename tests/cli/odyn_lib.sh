@@ -4,18 +4,6 @@ ODYN=$(dirname "$ENCLAVER")/odyn
 PEER=$(dirname "$ENCLAVER")/../helpers/odyn-peer
 [ -x "$ODYN" ] || { echo "missing $ODYN"; exit 1; }
 [ -x "$PEER" ] || { echo "missing $PEER"; exit 1; }
-# wait_for CMD...: retries CMD every 20 ms, at most 30 s (a hung test fails
-# instead of hanging; the length of the wait is never what is tested).
-wait_for() {
-	local i
-	for ((i = 0; i < 1500; i++)); do
-		"$@" >/dev/null 2>&1 && return 0
-		sleep 0.02
-	done
-	return 1
-}
-# A free TCP port on 127.0.0.1 (the kernel picks it).
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 # Kills the background processes a script started (by pid) on exit.
 _bg_pids=()
 bg_track() { _bg_pids+=("$1"); }
@@ -26,6 +14,19 @@ bg_cleanup() {
 	rm -rf "$TMP"
 }
 trap bg_cleanup EXIT
+
+# log_records SOCKET: what odyn's log stream at unix SOCKET holds (app lines and odyn's records),
+# read until it is quiet for 1 s (10 s bound).
+log_records() {
+	timeout 10 python3 -c 'import socket, sys
+s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); s.settimeout(1)
+try:
+    while True:
+        c = s.recv(65536)
+        if not c: break
+        sys.stdout.buffer.write(c)
+except socket.timeout: pass' "$1"
+}
 
 # The host's egress endpoint (vsock 17002) spoken to directly, as an app bypassing odyn would:
 frame() { # frame SOCKET JSON [PAYLOAD]: prints the reply frame's JSON, then what follows (60 s bound)

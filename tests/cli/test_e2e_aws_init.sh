@@ -5,15 +5,7 @@
 # cached) are there; CI makes both first. Without them it says so and counts nothing.
 set -u
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-if ! QEMU=$("$ROOT/scripts/build-qemu.sh" --check 2>/dev/null); then
-	echo "e2e AWS init tests NOT RUN: no qemu-system-x86_64 with the nitro-enclave machine (run scripts/build-qemu.sh)"
-	echo "# counts 0 0"
-	exit 0
-fi
-if ! "$ROOT/scripts/kernel-bundle-custom.sh" --check >/dev/null 2>&1; then
-	echo "e2e AWS init tests NOT RUN: the custom kernel is not built (run scripts/kernel-bundle-custom.sh DIR once; it is cached)"
-	echo "# counts 0 0"
-	exit 0
-fi
-export QEMU
+source "$ROOT/tests/cli/helpers/e2e_qemu.sh"
+need_qemu "e2e AWS init tests"
+need_custom_kernel "e2e AWS init tests"
 exec bash "$ROOT/tests/e2e/aws-init.sh"

@@ -4,10 +4,6 @@
 # Without one it says so and counts nothing.
 set -u
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-if ! QEMU=$("$ROOT/scripts/build-qemu.sh" --check 2>/dev/null); then
-	echo "e2e run tests NOT RUN: no qemu-system-x86_64 with the nitro-enclave machine (run scripts/build-qemu.sh)"
-	echo "# counts 0 0"
-	exit 0
-fi
-export QEMU
+source "$ROOT/tests/cli/helpers/e2e_qemu.sh"
+need_qemu "e2e run tests"
 exec bash "$ROOT/tests/e2e/run-emulate.sh"

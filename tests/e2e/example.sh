@@ -30,7 +30,7 @@ sed "s|oci:build/example/app:latest|oci:$TMP/app:latest|" "$ROOT/testdata/exampl
 check "enclaver build of the example into a release image" "$ENCLAVER" build --odyn "$ODYN" --kernel-bundle "$KB" \
 	-f "$TMP/enclaver.yaml" --output "oci:$TMP/release:enclave"
 
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+PORT=$(free_port)
 "$ENCLAVER" -v run --emulate "oci:$TMP/release:enclave" -p "$PORT:8080" >"$TMP/run.out" 2>"$TMP/run.err" &
 run=$!
 for _ in $(seq $((BOOT_TIMEOUT * 10))); do

@@ -16,7 +16,7 @@
 #include <time.h>
 
 #include "runtime/run.h"
-#include "common/transport.h"
+#include "wire/transport.h"
 #include "manifest/manifest.h"
 #include "runtime/launcher.h"
 

@@ -4,7 +4,7 @@
 #include <sys/stat.h>
 
 #include "common/common.h"
-#include "common/logstream.h"
+#include "wire/logstream.h"
 #include "tests/harness.h"
 #include "common/json.h"
 #include "common/cose.h"

@@ -9,6 +9,15 @@
 
 #define MT_TAR "application/vnd.oci.image.layer.v1.tar"
 
+/* bld_initramfs_write_to into a file of its own, committed only when it succeeds. */
+static int initramfs_write(const char *out_path, const struct bld_initramfs_spec *spec, struct err **err)
+{
+	_cleanup_atomic_file_ struct atomic_file af = {.fd = -1};
+	if (atomic_file_open(&af, out_path, 0644, err) < 0 || bld_initramfs_write_to(&af, spec, err) < 0)
+		return -1;
+	return atomic_file_commit(&af, err);
+}
+
 TEST(cmd_env_joins_entrypoint_and_cmd)
 {
 	const char *ep[] = {"/bin/app", "--serve"}, *cmd[] = {"--port", "8080"}, *env[] = {"PATH=/bin", "A=b=c"};
@@ -93,7 +102,7 @@ static int build(struct test_ctx *t, const char *sub, int64_t sde, char **out_pa
 	                                  .source_date_epoch = sde};
 	*out_path = xasprintf("%s/customer.cpio", dir);
 	if (rc == 0)
-		rc = bld_initramfs_write(*out_path, &spec, err);
+		rc = initramfs_write(*out_path, &spec, err);
 	bld_tree_free(tree);
 	return rc;
 }
@@ -241,7 +250,7 @@ TEST(customer_ramdisk_missing_odyn_leaves_nothing)
 	                                  .manifest_data = "",
 	                                  .config = &cfg,
 	                                  .source_date_epoch = -1};
-	CHECK(bld_initramfs_write(out, &spec, &e) < 0);
+	CHECK(initramfs_write(out, &spec, &e) < 0);
 	CHECK_ERR_CONTAINS(e, "/nonexistent/odyn");
 	err_free(&e);
 	CHECK(access(out, F_OK) != 0);
@@ -275,7 +284,7 @@ TEST(customer_ramdisk_manifest_symlink_refused)
 		                                  .manifest_len = 12,
 		                                  .config = &cfg,
 		                                  .source_date_epoch = -1};
-		CHECK(bld_initramfs_write(out, &spec, &e) < 0);
+		CHECK(initramfs_write(out, &spec, &e) < 0);
 		CHECK_ERR_CONTAINS(e, "is a symlink");
 		err_free(&e);
 		CHECK(access(out, F_OK) != 0);

@@ -77,15 +77,15 @@ TEST(exit_codes)
 	CHECK_INT_EQ(outer_exit_code(&r), 109);
 }
 
-static void line(struct outer *o, const char *s)
+static bool line(struct outer_report *o, const char *s)
 {
-	outer_status_line(o, s, strlen(s));
+	return outer_report_status(o, s, strlen(s));
 }
 
 TEST(status_lines)
 {
-	struct outer o = {0};
-	line(&o, "{\"status\":\"running\"}");
+	struct outer_report o = {0};
+	CHECK(line(&o, "{\"status\":\"running\"}"));
 	CHECK(o.started && !o.have_final);
 	line(&o, "{\"status\":\"exited\",\"code\":3}");
 	CHECK(o.have_final && o.final.outcome == OUTER_APP_EXITED && o.final.code == 3);
@@ -109,7 +109,7 @@ TEST(status_lines)
 	                      "{\"status\":\"paused\"}",
 	                      "{\"status\":\"running\",\"status\":\"exited\"}"};
 	for (size_t i = 0; i < sizeof(junk) / sizeof(junk[0]); i++)
-		line(&o, junk[i]);
+		CHECK(!line(&o, junk[i]));
 	CHECK(o.have_final && o.final.outcome == OUTER_APP_FATAL);
 	free(o.final.message);
 }

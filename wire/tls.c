@@ -7,7 +7,7 @@
 #include <openssl/ssl.h>
 #include <sys/socket.h>
 
-#include "tls.h"
+#include "wire/tls.h"
 #include "common/cose.h"
 
 struct tls_server {
