@@ -9,7 +9,7 @@
 struct kms_key;
 
 struct sign_key {
-	char *name;
+	char *name; /* for messages: the PEM path, the PKCS#11 URI without its PIN, the ARN */
 	EVP_PKEY *pkey;       /* PEM and PKCS#11: the private key; KMS: its public key */
 	/* PKCS#11: a library context of the key's own, freed (the token's sessions closed) with
 	 * the key, before exit: SoftHSM2's destructors run before OpenSSL's exit handler. */

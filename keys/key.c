@@ -117,16 +117,6 @@ void sign_key_free(struct sign_key *k)
 	free(k);
 }
 
-EVP_PKEY *sign_key_public(const struct sign_key *k)
-{
-	return k->pkey;
-}
-
-const char *sign_key_name(const struct sign_key *k)
-{
-	return k->name;
-}
-
 static int evp_sign_digest(OSSL_LIB_CTX *libctx, EVP_PKEY *key, const EVP_MD *md, const uint8_t *digest, size_t digest_len,
 			   struct buf *der, struct err **err)
 {

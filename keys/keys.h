@@ -20,10 +20,6 @@ int sign_key_open(const char *spec, struct sign_key **out, struct err **err);
 /* A signature file (DER ECDSA-Sig-Value, or raw r || s) made by an external signer. */
 int sign_key_detached(const char *sig_path, struct sign_key **out, struct err **err);
 void sign_key_free(struct sign_key *k);
-/* The public key (borrowed), or NULL when unknown (detached). */
-EVP_PKEY *sign_key_public(const struct sign_key *k);
-/* The key as messages name it: the PEM path, the PKCS#11 URI without its PIN, the ARN. */
-const char *sign_key_name(const struct sign_key *k);
 /* Signs digest (made with md) into der. k is a struct sign_key (the eif_sign_fn shape). */
 int sign_key_sign_digest(void *k, const EVP_MD *md, const uint8_t *digest, size_t digest_len, struct buf *der,
 			 struct err **err);
