@@ -358,4 +358,17 @@ ENCLAVER_PKCS11_PIN=wrong-pin-3b8f "$ENCLAVER" eif build --kernel "$G/kernel.bin
 check "eif build with a wrong PIN writes nothing" test -z "$(ls "$TMP/p11" | grep never.eif)"
 check "... and does not show the PIN" sh -c "! grep -q wrong-pin-3b8f '$TMP/p11/never.out'"
 
+# Memory checks where ASan cannot go: valgrind over the token paths (release build).
+if command -v valgrind >/dev/null; then
+	vg=(valgrind -q --leak-check=full --errors-for-leak-kinds=definite,indirect --error-exitcode=99)
+	cp "$BASE" "$TMP/p11/vg.eif"
+	check "valgrind: eif sign with a PKCS#11 URI" "${vg[@]}" "$ENCLAVER" eif sign "$TMP/p11/vg.eif" \
+		--signing-certificate "$TMP/p11/cert.pem" --private-key "$URI?pin-value=$PIN"
+	"${vg[@]}" "$ENCLAVER" eif sign "$TMP/p11/vg.eif" --signing-certificate "$TMP/p11/cert.pem" \
+		--private-key "$URI?pin-value=wrong-pin-3b8f" >/dev/null 2>"$TMP/p11/vg.err"
+	rc=$?
+	if [ $rc -eq 1 ]; then ok "valgrind: a wrong PIN fails cleanly"; else
+		not_ok "valgrind: a wrong PIN fails cleanly" "exit $rc" "$(head -c 2000 "$TMP/p11/vg.err")"; fi
+fi
+
 done_testing
