@@ -24,7 +24,8 @@
                                MODEFILE holds "fail", Sign answers KMSInvalidStateException;
                                "other-key", Sign signs with a key of its own instead.
 
-Credentials: access key AKIDTEST<n>, secret "secret-<n>", token "token-<n>".
+Credentials: access key AKIDTEST<n>, secret "secret-<n>", token "token-<n>" (sign mode: also
+AKIDTESTP<n> with secret "secret-P<n>" and no token).
 Decrypt's plaintext is b"plain:" + CiphertextBlob, so tests know it.
 An EncryptionContext {"test-reply": "chunked"} makes the answer chunked
 (uneven chunks, an extension, a trailer); "bad-chunked" makes it chunked
@@ -109,10 +110,12 @@ def sigv4_check(method, path, headers, body):
     if not akid.startswith("AKIDTEST") or service != "kms" or cred[4] != "aws4_request":
         return "bad credential scope " + parts["Credential"]
     n = akid[len("AKIDTEST"):]
-    if headers.get("X-Amz-Security-Token") != "token-" + n:
+    # The signing stand-in also takes long-term credentials (AKIDTESTP<n>): no session token.
+    permanent = MODE == "sign" and n.startswith("P") and "X-Amz-Security-Token" not in headers
+    if not permanent and headers.get("X-Amz-Security-Token") != "token-" + n:
         return "missing or wrong session token"
     signed = parts["SignedHeaders"].split(";")
-    for need in ("host", "x-amz-date", "x-amz-target", "x-amz-security-token"):
+    for need in ("host", "x-amz-date", "x-amz-target") + (() if permanent else ("x-amz-security-token",)):
         if need not in signed:
             return "header %s not signed" % need
     amz_date = headers.get("X-Amz-Date", "")

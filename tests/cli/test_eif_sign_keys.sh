@@ -203,8 +203,13 @@ check "... Sign got the SHA-384 digest eif measure prints (MessageType DIGEST)" 
 kms -- eif build --kernel "$G/kernel.bin" --cmdline "$(cat "$G/cmdline.txt")" --ramdisk "$G/ramdisk1.bin" \
 	--output "$TMP/kms/built.eif" --signing-certificate "$TMP/kms/cert.pem" --private-key "$ARN" >/dev/null 2>&1
 check "eif build --private-key with a KMS key ARN" describe_ok "$TMP/kms/built.eif" "$TMP/kms/cert.pem"
-# KMS's own key ids work too (arn:...:key:ID is what eif_build also matches).
-cp "$BASE" "$TMP/kms/b.eif"
+cp "$BASE" "$TMP/kms/c.eif"
+env AWS_ACCESS_KEY_ID=AKIDTESTP3 AWS_SECRET_ACCESS_KEY=secret-P3 AWS_SESSION_TOKEN= \
+	AWS_ENDPOINT_URL=http://127.0.0.1:$(cat "$TMP/kms/port") "$ENCLAVER" eif sign "$TMP/kms/c.eif" \
+	--signing-certificate "$TMP/kms/cert.pem" --private-key "$ARN" >/dev/null 2>&1
+check "long-term credentials (no session token), the endpoint from AWS_ENDPOINT_URL" \
+	describe_ok "$TMP/kms/c.eif" "$TMP/kms/cert.pem"
+check "... signed by them" grep -q "kms Sign signed-by AKIDTESTP3" "$TMP/kms/log"
 kms_fails() { # kms_fails NAME PATTERN [VAR=VALUE...] -- ARGS: fails, the EIF unchanged, no secret shown
 	local name=$1 pattern=$2
 	shift 2
@@ -233,6 +238,18 @@ kms_fails "a certificate that is not the KMS key's" "does not match certificate"
 	-- eif sign "$TMP/kms/b.eif" --signing-certificate "$CERT" --private-key "$ARN"
 kms_fails "no AWS credentials" "no AWS credentials: set AWS_ACCESS_KEY_ID" AWS_ACCESS_KEY_ID= -- "${SIGN[@]}" "$ARN"
 kms_fails "a malformed ARN" "not a KMS key ARN" -- "${SIGN[@]}" arn:aws:kms:us-test-1:1234:key/test-sign
+# ARNs as eif_build matches them: the other partitions and key:ID reach KMS, whole (KeyId is the
+# ARN); anything else is refused before any request.
+for arn in arn:aws-cn:kms:cn-north-1:111122223333:key/abcd1234 \
+	arn:aws-us-gov:kms:us-gov-west-1:111122223333:key:5678efgh; do
+	kms_fails "ARN $arn is sent whole" "NotFoundException: Key '$arn' does not exist" -- "${SIGN[@]}" "$arn"
+done
+for arn in arn:invalid:kms:us-east-1:123456789012:key/abcd1234 arn:aws:kms::123456789012:key/abcd1234 \
+	arn:aws:kms:us-east-1:12345678901:key/abcd1234 arn:aws:kms:us-east-1:1234567890123:key/abcd1234 \
+	arn:aws:kms:us-east-1:123456789012:alias/abcd1234 arn:aws:kms:us-east-1:123456789012:key/abc@1234 \
+	arn:aws:kms:us-east-1:123456789012:key/ arn:aws:kms:us-east-1:123456789012:key-abcd1234; do
+	check_fails "ARN $arn is refused" "signing key $arn: not a KMS key ARN" kms -- "${SIGN[@]}" "$arn"
+done
 kms_fails "KMS unreachable" "KMS GetPublicKey at http://127.0.0.1:1: " AWS_ENDPOINT_URL_KMS=http://127.0.0.1:1 \
 	-- "${SIGN[@]}" "$ARN"
 check "every request the stand-in refused was refused for a reason it logged" test \
