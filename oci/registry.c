@@ -561,6 +561,14 @@ static int fetch_token(struct registry *r, const char *scope, struct err **err)
 {
 	if (r->realm == NULL)
 		return err_set(err, EPROTO, "%s: bearer challenge without a realm", r->host);
+	/* A registry reached over verified TLS may not send our credentials (and
+	 * the tokens it trusts) through a cleartext token server. A realm without
+	 * a scheme resolves against the registry's own base (registry_url). */
+	if (!r->insecure && strstr(r->realm, "://") && strncasecmp(r->realm, "https://", 8) != 0)
+		return err_set(err, EPERM,
+		               "%s: the registry's token server %s is not HTTPS: refused, credentials would travel in "
+		               "clear (only a registry made insecure by --tls-verify=false or registries.conf may use one)",
+		               r->host, r->realm);
 	if (load_creds(r, err) < 0)
 		return -1;
 	bool have = r->creds.username != NULL;
