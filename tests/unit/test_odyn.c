@@ -332,7 +332,13 @@ TEST(http_bad_input)
 	    {"GET / HTTP/1.1\r\nNo colon\r\n\r\n", "malformed header"},
 	    {"GET / HTTP/1.1\r\n: empty\r\n\r\n", "malformed header"},
 	    {"GET / HTTP/1.1\r\nA b: c\r\n\r\n", "malformed header"},
-	    {"GET / HTTP/1.1\r\nA: b\nC: d\r\n\r\n", "malformed header"},
+	    {"GET / HTTP/1.1\r\nA: b\nC: d\r\n\r\n", "bare LF line ending at offset 20"},
+	    /* Bare LF line ends are refused even before the head is complete:
+	     * waiting for a CRLF CRLF that never comes left the client unanswered. */
+	    {"GET / HTTP/1.1\n\n", "bare LF line ending at offset 14"},
+	    {"GET / HTTP/1.1\n", "bare LF line ending at offset 14"},
+	    {"\n", "bare LF line ending at offset 0"},
+	    {"CONNECT a:443 HTTP/1.1\r\nHost: a\n\r\n", "bare LF line ending at offset 31"},
 	    {"GET / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n", "Content-Length"},
 	    {"GET / HTTP/1.1\r\nContent-Length: -1\r\n\r\n", "Content-Length"},
 	    {"GET / HTTP/1.1\r\nContent-Length: 99999999999999999999\r\n\r\n", "Content-Length"},
