@@ -440,35 +440,18 @@ TEST(init_module_params)
 	free(s);
 }
 
-/* A unix listener (backlog 1) at PATH; *fill gets the two connections that fill its backlog
- * (none when fill is NULL), so the next connect waits for an accept that never comes. */
-static int full_listener(const char *path, struct transport_addr *a, int fill[2])
-{
-	struct err *e = NULL;
-	_cleanup_free_ char *text = xasprintf("unix:%s", path);
-	if (transport_parse(text, a, &e) < 0) {
-		err_free(&e);
-		return -1;
-	}
-	int lfd = transport_listen(a, 1, &e);
-	err_free(&e);
-	for (int i = 0; fill && lfd >= 0 && i < 2; i++) {
-		fill[i] = transport_connect_timed(a, 5000, &e);
-		err_free(&e);
-	}
-	return lfd;
-}
-
 /* The heartbeat at boot (issue 14, item 1): a parent whose backlog is full, or that takes the
  * connection and never answers, costs the boot the bound, not minutes or forever. */
 TEST(init_heartbeat_is_bounded)
 {
 	_cleanup_free_ char *path = xasprintf("%s/hb.sock", test_tmpdir(t));
-	struct transport_addr a;
 	int fill[2] = {-1, -1};
-	int lfd = full_listener(path, &a, fill);
-	REQUIRE(lfd >= 0 && fill[0] >= 0 && fill[1] >= 0);
+	int lfd = test_full_unix_listener(path, fill);
+	REQUIRE(lfd >= 0);
 	struct err *e = NULL;
+	struct transport_addr a;
+	_cleanup_free_ char *text = xasprintf("unix:%s", path);
+	REQUIRE(transport_parse(text, &a, &e) == 0);
 	int64_t t0 = time_monotonic_ms();
 	CHECK(odyn_init_heartbeat(&a, 300, &e) < 0);
 	CHECK(time_monotonic_ms() - t0 < 5000);
