@@ -9,7 +9,10 @@
 # logged to DIR/token.log as "METHOD grant scopes". A file DIR/token.lifetime
 # holding "EXPIRES_IN AGE" changes what replies advertise: expires_in, and an
 # issued_at AGE seconds in the past (the JWT itself stays valid 300 s), so
-# tests can hand out tokens that are already due for renewal. Every request,
+# tests can hand out tokens that are already due for renewal. A file
+# DIR/token.redirect holding a URL makes it answer every request with a 307
+# to that URL plus the request's path (a redirect that keeps a POST's form).
+# Every request,
 # answered or not, is also logged to DIR/token.requests as "METHOD PATH
 # authorization|no-authorization", so a test can tell whether credentials
 # arrived at all.
@@ -115,7 +118,23 @@ class Handler(http.server.BaseHTTPRequestHandler):
             doc["refresh_token"] = REFRESH
         self.reply(200, doc)
 
+    def redirected(self):
+        try:
+            with open(os.path.join(root, "token.redirect")) as f:
+                target = f.read().strip()
+        except FileNotFoundError:
+            return False
+        if self.command == "POST":
+            self.rfile.read(int(self.headers.get("Content-Length", "0") or 0))
+        self.send_response(307)
+        self.send_header("Location", target + self.path)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+        return True
+
     def do_GET(self):
+        if self.redirected():
+            return
         url = urllib.parse.urlparse(self.path)
         q = urllib.parse.parse_qs(url.query)
         if url.path != "/token" or q.get("service", [""])[0] != service:
@@ -132,6 +151,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.issue("GET", "basic" if authed else "anonymous", q.get("scope", []), authed)
 
     def do_POST(self):
+        if self.redirected():
+            return
         length = int(self.headers.get("Content-Length", "0") or 0)
         form = urllib.parse.parse_qs(self.rfile.read(length).decode())
         f = lambda k: form.get(k, [""])[0]

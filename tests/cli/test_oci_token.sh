@@ -112,4 +112,19 @@ check "insecure by registries.conf: the cleartext realm is used" env CONTAINERS_
 	"${E[@]}" pull -q --creds tester:s3cret-pass "$R2/tok/app:v1"
 check "registries.conf: the token request was made" grep -q "^GET /token?.* authorization$" "$REG2/token.requests"
 
+# An https realm that answers 307 to http:// (a 307 keeps a POST's form: here a refresh token).
+echo "http://127.0.0.1:$(cat "$REG2/token.port")" >"$REG/token.redirect"
+: >"$REG2/token.requests"
+printf '{"auths":{"%s":{"auth":"%s","identitytoken":"refresh-me"}}}' "$R" "$(printf '<token>:' | base64 -w0)" \
+	>"$XDG_RUNTIME_DIR/containers/auth.json"
+check_fails "an https realm redirecting to http: refused, the realm named" \
+	"$R: the token server https://127.0.0.1:[0-9]+/token redirected to an address that is not HTTPS: refused" \
+	"${E[@]}" push --cert-dir "$CERTS" "oci:$L:v1" "docker://$R/tok/redir:v1"
+check "the refresh token did not go to the cleartext address" test ! -s "$REG2/token.requests"
+rm -f "$XDG_RUNTIME_DIR/containers/auth.json"
+check_fails "the same for basic credentials" "redirected to an address that is not HTTPS: refused" \
+	"${E[@]}" pull --cert-dir "$CERTS" --creds tester:s3cret-pass "$R/tok/app:v1"
+check "nothing went to the cleartext address" test ! -s "$REG2/token.requests"
+rm -f "$REG/token.redirect"
+
 done_testing
