@@ -288,6 +288,28 @@ static void fake_stop(struct fake *f)
 		close(f->memfd);
 }
 
+/* Starts the backend with cfg and plays QEMU and the guest on it, with rx_buffers receive
+ * buffers given; false (the failure recorded) when either does not come up. */
+static bool backend_and_guest(struct test_ctx *t, const struct vsock_backend_config *cfg, struct vsock_backend **b,
+                              struct fake *f, int rx_buffers)
+{
+	struct err *err = NULL;
+	*f = (struct fake){.vu = -1, .memfd = -1};
+	*b = NULL;
+	if (vsock_backend_start(cfg, b, &err) < 0) {
+		test_fail(t, __FILE__, __LINE__, "backend start: %s", err->msg);
+		err_free(&err);
+		return false;
+	}
+	if (!fake_start(f, cfg->vhost_socket)) {
+		CHECK(!"vhost-user negotiation");
+		return false;
+	}
+	for (int i = 0; i < rx_buffers; i++)
+		rx_give(f);
+	return true;
+}
+
 TEST(backend_carries_a_stream_and_survives_a_hostile_guest)
 {
 	const char *dir = test_tmpdir(t);
@@ -297,16 +319,10 @@ TEST(backend_carries_a_stream_and_survives_a_hostile_guest)
 	struct vsock_forward fw = {.port = 5000, .to = {.unix_path = port5000}};
 	struct vsock_backend_config cfg = {
 	    .vhost_socket = vhost, .guest_cid = GUEST_CID, .forwards = &fw, .n_forwards = 1};
-	struct vsock_backend *b = NULL;
-	struct err *err = NULL;
-	REQUIRE(vsock_backend_start(&cfg, &b, &err) == 0);
-	struct fake f = {.vu = -1, .memfd = -1};
-	if (!fake_start(&f, vhost)) {
-		CHECK(!"vhost-user negotiation");
+	struct vsock_backend *b;
+	struct fake f;
+	if (!backend_and_guest(t, &cfg, &b, &f, 4))
 		goto out;
-	}
-	for (int i = 0; i < 4; i++)
-		rx_give(&f);
 
 	/* A connection to the forwarded port: REQUEST -> RESPONSE, the host listener accepts. */
 	struct vsock_hdr h = guest_hdr(1111, 5000, VSOCK_OP_REQUEST, 0), got;
@@ -549,16 +565,10 @@ TEST(backend_host_listener_with_a_full_backlog_holds_nothing_else)
 	                                   .forwards = fw,
 	                                   .n_forwards = 2,
 	                                   .connect_timeout_ms = 300};
-	struct vsock_backend *b = NULL;
-	struct err *err = NULL;
-	REQUIRE(vsock_backend_start(&cfg, &b, &err) == 0);
-	struct fake f = {.vu = -1, .memfd = -1};
-	if (!fake_start(&f, vhost)) {
-		CHECK(!"vhost-user negotiation");
+	struct vsock_backend *b;
+	struct fake f;
+	if (!backend_and_guest(t, &cfg, &b, &f, 4))
 		goto out;
-	}
-	for (int i = 0; i < 4; i++)
-		rx_give(&f);
 	struct vsock_hdr h = guest_hdr(1111, 5000, VSOCK_OP_REQUEST, 0), got;
 	tx_send(&f, &h, NULL);
 	h = guest_hdr(1112, 5001, VSOCK_OP_REQUEST, 0);
