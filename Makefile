@@ -12,12 +12,31 @@
 #   VARIANT=asan make    any target against the sanitizer build
 
 VARIANT ?= release
+comma := ,
 VERSION := $(shell cat VERSION 2>/dev/null || echo 0.0.0)
 BUILD := build/$(VARIANT)
 
-# Library modules: every .c directly under these folders goes into
-# libenclaver.a. The CLI (cli/) links on top.
-MODULES := common eif attest oci runtime builder odyn
+# Library modules: every .c directly under these folders. Each module is an archive of its own
+# (build/<variant>/lib/lib<module>.a) and may use only the modules DEPS_<module> names (the rules
+# of docs/architecture.md). The programs link only the archives their rule allows, so a call
+# across a forbidden edge fails to link; scripts/check-deps.sh checks every module's includes and
+# symbols against the same table (`make check-deps`, part of `make test`). MODULES lists them
+# from the top down, the order static linking needs. The CLI (cli/) links on top; the tests and
+# fuzz targets link libenclaver.a, every module in one archive.
+MODULES := odyn runtime builder oci attest eif manifest wire common
+DEPS_common :=
+DEPS_wire := common
+DEPS_manifest := wire common
+DEPS_eif := common
+DEPS_attest := common
+DEPS_oci := common
+DEPS_builder := manifest oci eif common
+DEPS_runtime := manifest wire eif common
+DEPS_odyn := manifest wire common
+# A module and everything it may reach, top-down.
+module_closure = $(filter $(call closure_set,$(1)),$(MODULES))
+closure_set = $(1) $(foreach d,$(1),$(call closure_set,$(DEPS_$(d))))
+module_archives = $(foreach m,$(call module_closure,$(1)),$(BUILD)/lib/lib$(m).a)
 PKGS := openssl jansson zlib libcurl libarchive yaml-0.1 libzstd libisal
 
 CC ?= cc
@@ -47,7 +66,8 @@ CLI_SRCS := $(wildcard cli/*.c)
 CLI_OBJS := $(patsubst %.c,$(BUILD)/obj/%.o,$(CLI_SRCS))
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRCS))
-HARNESS_OBJ := $(BUILD)/obj/tests/harness.o
+# The unit tests' own support code: the harness and the simulated Nitro device.
+HARNESS_OBJ := $(BUILD)/obj/tests/harness.o $(BUILD)/obj/tests/ne_sim.o
 # Helper programs the tests run (fixture generators): tests/tools/*.c.
 TOOL_SRCS := $(wildcard tests/tools/*.c)
 TOOL_BINS := $(patsubst tests/tools/%.c,$(BUILD)/tests/tools/%,$(TOOL_SRCS))
@@ -56,7 +76,7 @@ ENCLAVER := $(BUILD)/bin/enclaver
 ODYN := $(BUILD)/bin/odyn
 RUN_STATIC := $(BUILD)/bin/enclaver-run.static
 
-.PHONY: all test check unit-tests example bench fuzz format clean
+.PHONY: all test check check-deps deps-rules unit-tests example bench fuzz format clean
 all: bin/enclaver bin/enclaver-build bin/enclaver-run bin/enclaver-run.static bin/odyn
 
 ifeq ($(VARIANT),release)
@@ -84,9 +104,20 @@ $(LIBENCLAVER): $(LIB_OBJS)
 	rm -f $@
 	ar rcs $@ $^
 
-$(ENCLAVER): $(CLI_OBJS) $(LIBENCLAVER)
+# lib<module>.a: that module's objects only.
+define module_archive_rule
+$(BUILD)/lib/lib$(1).a: $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard $(1)/*.c))
+	@mkdir -p $$(dir $$@)
+	rm -f $$@
+	ar rcs $$@ $$^
+endef
+$(foreach m,$(MODULES),$(eval $(call module_archive_rule,$(m))))
+
+# The CLI may use every module.
+ENCLAVER_ARCHIVES := $(call module_archives,$(MODULES))
+$(ENCLAVER): $(CLI_OBJS) $(ENCLAVER_ARCHIVES)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS_ALL) -o $@ $(CLI_OBJS) $(LIBENCLAVER) $(LIBS)
+	$(CC) $(LDFLAGS_ALL) -o $@ $(CLI_OBJS) $(ENCLAVER_ARCHIVES) $(LIBS)
 	ln -sf enclaver $(dir $@)enclaver-build
 	ln -sf enclaver $(dir $@)enclaver-run
 
@@ -97,18 +128,21 @@ ODYN_LIBS := -Wl,-Bstatic -ljansson -lyaml -lssl -lcrypto -Wl,-Bdynamic -lpthrea
 ifeq ($(VARIANT),release)
   ODYN_LIBS := -static -ljansson -lyaml -lssl -lcrypto -lpthread
 endif
-$(ODYN): $(BUILD)/obj/odyn/main/main.o $(LIBENCLAVER)
+ODYN_ARCHIVES := $(call module_archives,odyn)
+$(ODYN): $(BUILD)/obj/odyn/main/main.o $(ODYN_ARCHIVES)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS_ALL) -o $@ $< $(LIBENCLAVER) $(ODYN_LIBS)
+	$(CC) $(LDFLAGS_ALL) -o $@ $< $(ODYN_ARCHIVES) $(ODYN_LIBS)
 
 # The enclaver-run release images carry: only the runner (no registry client, so no libcurl),
 # static like odyn so it runs on any base image or none. `enclaver build` puts it in the image.
 # cmd_kernel.c carries scripts/kernel-bundle-debian.sh (.incbin), which -MMD does not see.
 $(BUILD)/obj/cli/cmd_kernel.o: scripts/kernel-bundle-debian.sh
-RUN_STATIC_OBJS := $(patsubst %,$(BUILD)/obj/cli/%.o,main/enclaver_run cmd_run cmd_describe oci_opts output)
-$(RUN_STATIC): $(RUN_STATIC_OBJS) $(LIBENCLAVER)
+RUN_STATIC_OBJS := $(patsubst %,$(BUILD)/obj/cli/%.o,main/enclaver_run cmd_run cmd_describe oci_opts output progress)
+# runtime's rule plus oci for the shared image-option parsing (no registry client is reached).
+RUN_STATIC_ARCHIVES := $(call module_archives,runtime oci)
+$(RUN_STATIC): $(RUN_STATIC_OBJS) $(RUN_STATIC_ARCHIVES)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS_ALL) -o $@ $(RUN_STATIC_OBJS) $(LIBENCLAVER) $(ODYN_LIBS) -lz
+	$(CC) $(LDFLAGS_ALL) -o $@ $(RUN_STATIC_OBJS) $(RUN_STATIC_ARCHIVES) $(ODYN_LIBS) -lz
 
 # Test helpers: programs the CLI tests drive (not tests themselves).
 HELPER_SRCS := $(filter-out tests/helpers/launcher_local.c,$(wildcard tests/helpers/*.c))
@@ -133,8 +167,16 @@ $(BUILD)/tests/tools/%: $(BUILD)/obj/tests/tools/%.o $(LIBENCLAVER)
 # Everything the test runner needs for one variant.
 unit-tests: $(UNIT_BINS) $(TOOL_BINS) $(ENCLAVER) $(ODYN) $(RUN_STATIC) $(HELPERS)
 
+# The dependency rules above as MODULE:DEP,DEP words, checked on this variant's archives
+# (includes and symbols); tests/cli/test_deps.sh runs the check too, and checks that it catches a breach.
+DEPS_RULES := $(foreach m,$(MODULES),$(m):$(subst $(eval) ,$(comma),$(strip $(DEPS_$(m)))))
+check-deps: $(ENCLAVER_ARCHIVES)
+	scripts/check-deps.sh $(BUILD) $(DEPS_RULES)
+deps-rules:
+	@echo $(DEPS_RULES)
+
 test check:
-	$(MAKE) VARIANT=release all unit-tests
+	$(MAKE) VARIANT=release all unit-tests check-deps
 	$(MAKE) VARIANT=asan unit-tests
 	$(MAKE) fuzz
 	tests/run.sh release asan

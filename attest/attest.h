@@ -5,6 +5,7 @@
 #define ENCLAVER_ATTEST_H
 
 #include "common/common.h"
+#include "common/json.h"
 
 #define ATTEST_MAX_PCRS 32
 

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "attest/attest.h"
+#include "common/cose.h"
 
 typedef unsigned long long ull;
 

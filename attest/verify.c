@@ -10,6 +10,7 @@
 #include <openssl/x509_vfy.h>
 
 #include "attest/attest.h"
+#include "common/cose.h"
 
 static void fail(struct attest_verdict *v, bool *check, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static void fail(struct attest_verdict *v, bool *check, const char *fmt, ...)

@@ -4,6 +4,7 @@
 #define ENCLAVER_BUILDER_H
 
 #include "common/common.h"
+#include "common/json.h"
 
 /* ================================================================ cpio
  * A streaming writer of the newc ("070701") cpio format with linuxkit's
@@ -59,90 +60,8 @@ struct bld_bootstrap_spec {
  * the given (dependency) order: odyn's init loads them from that list. */
 int bld_bootstrap_write(const char *out_path, const struct bld_bootstrap_spec *spec, struct err **err);
 
-/* ================================================================ manifest
- * enclaver.yaml, parsed strictly (enclaver-compat.md; docs/enclaver-yaml.md):
- * unknown keys, duplicate keys, wrong types and out-of-range values are
- * errors naming the file, line and column. Strings are owned by the
- * manifest; absent optional strings are NULL. */
-#define BLD_MANIFEST_MAX_BYTES        (1u << 20)
-#define BLD_EGRESS_DEFAULT_PROXY_PORT 10000
 /* The customer ramdisk's last entry (under rootfs/), which odyn checks when the app is not found. */
-#define BLD_RAMDISK_MARKER            "etc/enclaver/.ramdisk-complete"
-#define BLD_DEFAULT_CPU_COUNT         2
-#define BLD_DEFAULT_MEMORY_MB         4096
-/* The vsock ports odyn and enclaver-run use for status, logs and egress. */
-#define BLD_INTERNAL_PORT_FIRST 17000
-#define BLD_INTERNAL_PORT_LAST  17002
-/* Deepest nesting of flow collections ([...], {...}) accepted, checked before libyaml sees the
- * bytes (its time grows with the square of it); a manifest needs 2 or 3. */
-#define BLD_MANIFEST_MAX_FLOW_DEPTH 64
-
-struct bld_ingress {
-	uint16_t listen_port;
-	char *tls_key_file; /* both or neither; as written (paths inside the enclave) */
-	char *tls_cert_file;
-};
-
-struct bld_kms_endpoint {
-	char *region;
-	char *host;
-};
-
-struct bld_manifest {
-	char *path; /* as given ("-" for stdin) */
-	char *dir;  /* the manifest's folder: relative paths resolve here */
-	char *raw;  /* the bytes read, for rootfs/etc/enclaver/enclaver.yaml */
-	size_t raw_len;
-
-	char *version; /* "v1" */
-	char *name;
-	char *target;
-	char *source_app;
-	char *source_odyn;   /* also read from the old key `supervisor` */
-	char *source_sleeve; /* also read from the old key `wrapper` */
-
-	/* signature: both paths already joined to dir; NULL when absent. */
-	char *signature_certificate;
-	char *signature_key;
-
-	int64_t cpu_count; /* 0: not set (the runtime falls back to 2) */
-	int64_t memory_mb; /* 0: not set (the runtime falls back to 4096) */
-
-	struct bld_ingress *ingress;
-	size_t n_ingress;
-
-	bool has_egress;
-	uint16_t egress_proxy_port; /* 10000 unless set */
-	char **egress_allow;
-	size_t n_egress_allow;
-	char **egress_deny;
-	size_t n_egress_deny;
-
-	bool has_kms_proxy;
-	uint16_t kms_listen_port;
-	struct bld_kms_endpoint *kms_endpoints;
-	size_t n_kms_endpoints;
-
-	bool has_api;
-	uint16_t api_listen_port;
-
-	/* restart (odyn's restart policy): NULL / 0 when not set. */
-	char *restart_policy; /* "never" | "on-failure" */
-	int64_t restart_max;
-	int64_t restart_backoff_ms;
-};
-
-/* Reads and validates a manifest from a file, or from stdin when path is "-"
- * (relative paths then resolve against the current folder). */
-int bld_manifest_load(const char *path, struct bld_manifest **out, struct err **err);
-/* The same from bytes in memory; `name` is used in messages, `dir` for paths. */
-int bld_manifest_parse(const char *name, const char *dir, const char *data, size_t len, struct bld_manifest **out,
-                       struct err **err);
-void bld_manifest_free(struct bld_manifest *m);
-/* Checks one egress pattern: an IPv4/IPv6 address, a CIDR, or a domain
- * pattern whose labels may be `*` (one label) or `**` (one or more), each
- * optionally followed by `:PORT` (IPv6 then in brackets). *why says what is wrong. */
-bool bld_egress_pattern_valid(const char *pattern, const char **why);
+#define BLD_RAMDISK_MARKER "etc/enclaver/.ramdisk-complete"
 
 /* ================================================================ flatten
  * An image's layers applied in order to an in-memory file tree with OCI
@@ -214,6 +133,17 @@ typedef void (*bld_tree_progress_fn)(void *ctx, uint64_t blob_bytes);
 void bld_tree_set_progress(struct bld_tree *t, bld_tree_progress_fn fn, void *ctx);
 /* Cleans a layer entry name as described above into *out (caller frees). */
 int bld_path_clean(const char *name, char **out, struct err **err);
+/* An image's layer as a file: path, media type, and for messages its digest (NULL: the path). */
+struct bld_layer {
+	const char *path;
+	const char *media_type;
+	const char *digest;
+	int64_t size; /* for progress; 0 when unknown */
+};
+/* Applies the layers in order (bottom first); layer_done (may be NULL) after each. A failure
+ * names the layer ("layer 2 (sha256:...)"). */
+int bld_tree_apply_layers(struct bld_tree *t, const struct bld_layer *layers, size_t n,
+                          void (*layer_done)(void *ctx, size_t i), void *ctx, struct err **err);
 
 /* ================================================================ initramfs
  * The customer ramdisk: the flattened image under rootfs/, with what
@@ -392,9 +322,32 @@ int bld_release_write(const char *layout_dir, const char *tag, const struct bld_
 /* Where a release image keeps its EIF. */
 #define BLD_RELEASE_EIF_PATH "/enclave/application.eif"
 
-/* An array of strings from an image config object (Entrypoint, Cmd, Env), or
- * none when absent or null; anything else is an error naming config.KEY. The
- * strings are borrowed from cfg; free only the array (*out). */
-int bld_config_strings(const json_t *cfg, const char *key, const char ***out, size_t *n, struct err **err);
+/* ================================================================ customer ramdisk
+ * The one path from an image (its layer files and config document) to the customer ramdisk:
+ * `enclaver build`, `enclaver ramdisk customer`. */
+/* The app's command from an image config document (its "config": Entrypoint, Cmd, Env,
+ * WorkingDir, User; strings borrowed from doc). Free with bld_app_config_free. */
+int bld_app_config_parse(const json_t *doc, struct bld_app_config *out, struct err **err);
+void bld_app_config_free(struct bld_app_config *app);
+struct bld_customer_spec {
+	const struct bld_layer *layers;
+	size_t n_layers;
+	const json_t *image_config; /* the image config document */
+	const char *odyn_path;
+	const char *manifest_data; /* the manifest's exact bytes */
+	size_t manifest_len;
+	int64_t source_date_epoch; /* < 0: unset (bld_initramfs_spec) */
+	const char *tmp_dir;       /* the flatten's content store; NULL: $TMPDIR */
+	/* For a progress display, all optional: bytes of the current layer read; a layer done; the
+	 * layers all flattened and the cpio being written. */
+	bld_tree_progress_fn progress;
+	void (*layer_done)(void *ctx, size_t i);
+	void (*writing)(void *ctx);
+	void *ctx;
+};
+/* Flattens the layers and writes the ramdisk into af (opened by the caller, who commits it). */
+int bld_customer_write_to(struct atomic_file *af, const struct bld_customer_spec *spec, struct err **err);
+/* The same, atomically to out_path. */
+int bld_customer_write(const char *out_path, const struct bld_customer_spec *spec, struct err **err);
 
 #endif

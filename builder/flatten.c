@@ -816,3 +816,15 @@ int bld_tree_walk(struct bld_tree *t, bld_tree_visit_fn fn, void *ctx, struct er
 	}
 	return r;
 }
+
+int bld_tree_apply_layers(struct bld_tree *t, const struct bld_layer *layers, size_t n,
+                          void (*layer_done)(void *ctx, size_t i), void *ctx, struct err **err)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (bld_tree_apply_layer(t, layers[i].path, layers[i].media_type, err) < 0)
+			return err_wrap(err, "layer %zu (%s)", i + 1, layers[i].digest ? layers[i].digest : layers[i].path);
+		if (layer_done)
+			layer_done(ctx, i);
+	}
+	return 0;
+}

@@ -37,6 +37,7 @@ int bld_image_files_extract(const char *ref, const struct oci_opts *opts, struct
 	struct oci_manifest image = {0};
 	bool parsed = false;
 	struct bld_tree *tree = NULL;
+	struct bld_layer *layers = NULL;
 	_cleanup_buf_ struct buf mtext = {0};
 	int r = -1;
 	if (oci_copy(ref, NULL, opts, &pulled, err) < 0)
@@ -53,13 +54,13 @@ int bld_image_files_extract(const char *ref, const struct oci_opts *opts, struct
 	}
 	if (bld_tree_new(tmp_dir, &tree, err) < 0)
 		goto out;
-	for (size_t i = 0; i < image.n_layers; i++) {
-		_cleanup_free_ char *path = oci_cache_blob_path(&cache, image.layers[i].digest);
-		if (bld_tree_apply_layer(tree, path, image.layers[i].media_type, err) < 0) {
-			err_wrap(err, "layer %zu (%s)", i + 1, image.layers[i].digest);
-			goto out;
-		}
-	}
+	layers = xcalloc(image.n_layers + 1, sizeof(*layers));
+	for (size_t i = 0; i < image.n_layers; i++)
+		layers[i] = (struct bld_layer){.path = oci_cache_blob_path(&cache, image.layers[i].digest),
+		                               .media_type = image.layers[i].media_type,
+		                               .digest = image.layers[i].digest};
+	if (bld_tree_apply_layers(tree, layers, image.n_layers, NULL, NULL, err) < 0)
+		goto out;
 	for (size_t i = 0; i < n; i++) {
 		_cleanup_free_ char *clean = NULL;
 		if (bld_path_clean(files[i].path, &clean, err) < 0)
@@ -89,6 +90,9 @@ out:
 	if (r < 0)
 		err_wrap(err, "%s", ref);
 	bld_tree_free(tree);
+	for (size_t i = 0; layers && i < image.n_layers; i++)
+		free((char *)layers[i].path);
+	free(layers);
 	if (parsed)
 		oci_manifest_free(&image);
 	oci_copy_result_free(&pulled);

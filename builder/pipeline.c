@@ -1,7 +1,5 @@
 /* pipeline: `enclaver build` end to end: manifest, app image through the cache, flatten,
  * both ramdisks, the EIF, the release image and the JSON report, in a private temporary folder. */
-#define _XOPEN_SOURCE 700
-#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,6 +8,7 @@
 #include <unistd.h>
 
 #include "builder/builder.h"
+#include "manifest/manifest.h"
 #include "eif/eif.h"
 
 #define AWS_BLOBS_DIR "/usr/share/nitro_enclaves/blobs"
@@ -44,13 +43,6 @@ int bld_kernel_bundle_default(const char *cache_dir, char **out, struct err **er
 	               AWS_BLOBS_DIR, cached, cached);
 }
 
-static int rm_entry(const char *path, const struct stat *st, int type, struct FTW *ftw)
-{
-	(void)st, (void)type, (void)ftw;
-	remove(path);
-	return 0;
-}
-
 /* sha256 of a file, streamed. */
 static int file_digest(const char *path, char out[OCI_DIGEST_MAX], struct err **err)
 {
@@ -75,25 +67,6 @@ static int file_digest(const char *path, char out[OCI_DIGEST_MAX], struct err **
 	return 0;
 }
 
-int bld_config_strings(const json_t *cfg, const char *key, const char ***out, size_t *n, struct err **err)
-{
-	json_t *v = json_object_get(cfg, key);
-	*out = NULL;
-	*n = 0;
-	if (!v || json_is_null(v))
-		return 0;
-	if (!json_is_array(v))
-		return err_set(err, EINVAL, "config.%s is not an array", key);
-	*out = xcalloc(json_array_size(v) + 1, sizeof(char *));
-	for (size_t i = 0; i < json_array_size(v); i++) {
-		const char *s = json_string_value(json_array_get(v, i));
-		if (!s)
-			return err_set(err, EINVAL, "config.%s[%zu] is not a string", key, i);
-		(*out)[(*n)++] = s;
-	}
-	return 0;
-}
-
 /* The image config's "created" as seconds, or -1 when absent or unparsable. */
 static int64_t config_created(const json_t *doc)
 {
@@ -105,7 +78,7 @@ static int64_t config_created(const json_t *doc)
 	return t < 0 ? -1 : (int64_t)t;
 }
 
-/* A step's line on stderr (oci_progress: nothing when quiet). */
+/* A step's line for the watcher (oci_progress: nothing without a progress callback). */
 #define say(b, ...) oci_progress(&(b)->opts->oci, __VA_ARGS__)
 
 /* A file's size in words ("12.3 MiB"), "?" when it cannot be read. */
@@ -124,7 +97,7 @@ struct build {
 	char *tmp;
 	struct oci_cache cache;
 	bool cache_open;
-	struct bld_manifest *manifest;
+	struct manifest *manifest;
 	struct bld_kernel_bundle *bundle;
 	char *bundle_dir;
 	struct oci_platform platform;
@@ -152,12 +125,12 @@ static void build_free(struct build *b)
 {
 	bld_ramdisk_pending_free(b->customer_pending); /* before the folders go */
 	if (b->tmp) {
-		nftw(b->tmp, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+		io_remove_tree(b->tmp);
 		free(b->tmp);
 	}
 	if (b->cache_open)
 		oci_cache_close(&b->cache);
-	bld_manifest_free(b->manifest);
+	manifest_free(b->manifest);
 	bld_kernel_bundle_free(b->bundle);
 	free(b->bundle_dir);
 	oci_platform_free(&b->platform);
@@ -314,6 +287,8 @@ static int step_sleeve(struct build *b, struct err **err)
 
 /* The flatten's status line on a terminal: the layer, and bytes of all the layers read. */
 struct flatten_status {
+	const struct build *b;
+	const struct oci_opts *opts;
 	size_t layer, n_layers;
 	int64_t before, total; /* bytes of the layers done, of all of them */
 	int64_t last_ms;
@@ -332,75 +307,66 @@ static void flatten_status_draw(void *ctx, uint64_t blob_bytes)
 	char a[32], b[32];
 	oci_human_size(done, a);
 	oci_human_size(s->total, b);
-	oci_status_line("flattening layer %zu/%zu: %s of %s (%d%%)", s->layer, s->n_layers, a, b,
+	oci_status_line(s->opts, "flattening layer %zu/%zu: %s of %s (%d%%)", s->layer, s->n_layers, a, b,
 	                s->total > 0 ? (int)(100 * done / s->total) : 100);
+}
+
+static void flatten_layer_done(void *ctx, size_t i)
+{
+	struct flatten_status *s = ctx;
+	const struct oci_desc *d = &s->b->image.layers[i];
+	s->before += d->size;
+	s->layer = i + 2;
+	char size[32];
+	oci_human_size(d->size, size);
+	oci_status_clear(s->opts);
+	say(s->b, "flattened layer %zu/%zu %.19s (%s)", i + 1, s->n_layers, d->digest, size);
+}
+
+static void flatten_writing(void *ctx)
+{
+	struct flatten_status *s = ctx;
+	oci_status_line(s->opts, "writing the customer ramdisk");
 }
 
 /* Flattens the layers and writes the customer ramdisk into af (opened, not committed). */
 static int step_customer(struct build *b, struct atomic_file *af, struct err **err)
 {
-	const json_t *cfg = json_object_get(b->config, "config");
-	_cleanup_free_ const char **ep = NULL, **cmd = NULL, **env = NULL;
-	struct bld_app_config app = {0};
-	if (cfg && (bld_config_strings(cfg, "Entrypoint", &ep, &app.n_entrypoint, err) < 0 ||
-	            bld_config_strings(cfg, "Cmd", &cmd, &app.n_cmd, err) < 0 ||
-	            bld_config_strings(cfg, "Env", &env, &app.n_env, err) < 0))
-		return err_wrap(err, "sources.app %s: image config", b->manifest->source_app);
-	if (app.n_entrypoint + app.n_cmd == 0)
-		return err_set(err, EINVAL, "sources.app %s: the image has neither Entrypoint nor Cmd: nothing to run",
-		               b->manifest->source_app);
-	app.entrypoint = ep, app.cmd = cmd, app.env = env;
-	app.working_dir = json_string_value(json_object_get(cfg, "WorkingDir"));
-	app.user = json_string_value(json_object_get(cfg, "User"));
-
-	struct bld_tree *tree = NULL;
-	if (bld_tree_new(b->tmp, &tree, err) < 0)
-		return -1;
-	struct flatten_status st = {.n_layers = b->image.n_layers};
-	for (size_t i = 0; i < b->image.n_layers; i++)
-		st.total += b->image.layers[i].size;
-	bool status = oci_status_wanted(&b->opts->oci);
-	if (status)
-		bld_tree_set_progress(tree, flatten_status_draw, &st);
-	int r = 0;
-	for (size_t i = 0; r == 0 && i < b->image.n_layers; i++) {
+	size_t n = b->image.n_layers;
+	struct bld_layer *layers = xcalloc(n + 1, sizeof(*layers));
+	char **paths = xcalloc(n + 1, sizeof(*paths));
+	struct flatten_status st = {.b = b, .opts = &b->opts->oci, .n_layers = n, .layer = 1};
+	for (size_t i = 0; i < n; i++) {
 		const struct oci_desc *d = &b->image.layers[i];
-		_cleanup_free_ char *path = oci_cache_blob_path(&b->cache, d->digest);
-		st.layer = i + 1;
-		r = bld_tree_apply_layer(tree, path, d->media_type, err);
-		if (r < 0) {
-			err_wrap(err, "sources.app %s: layer %zu (%s)", b->manifest->source_app, i + 1, d->digest);
-			break;
-		}
-		st.before += d->size;
-		char size[32];
-		oci_human_size(d->size, size);
-		say(b, "flattened layer %zu/%zu %.19s (%s)", i + 1, b->image.n_layers, d->digest, size);
+		paths[i] = oci_cache_blob_path(&b->cache, d->digest);
+		layers[i] = (struct bld_layer){.path = paths[i], .media_type = d->media_type, .digest = d->digest,
+		                               .size = d->size};
+		st.total += d->size;
 	}
-	if (status)
-		oci_status_clear();
-	if (r == 0) {
-		if (status)
-			oci_status_line("writing the customer ramdisk");
-		struct bld_initramfs_spec spec = {.tree = tree,
-		                                  .odyn_path = b->odyn_path,
-		                                  .manifest_data = b->manifest->raw,
-		                                  .manifest_len = b->manifest->raw_len,
-		                                  .config = &app,
-		                                  .source_date_epoch = b->sde};
-		r = bld_initramfs_write_to(af, &spec, err);
-		if (r < 0)
-			err_wrap(err, "customer ramdisk %s", af->path);
-		if (status)
-			oci_status_clear();
-	}
-	bld_tree_free(tree);
-	if (r == 0) {
-		char size[32];
-		file_size_text(af->tmp_path, size);
-		say(b, "customer ramdisk written: %s", size);
-	}
-	return r;
+	struct bld_customer_spec spec = {.layers = layers,
+	                                 .n_layers = n,
+	                                 .image_config = b->config,
+	                                 .odyn_path = b->odyn_path,
+	                                 .manifest_data = b->manifest->raw,
+	                                 .manifest_len = b->manifest->raw_len,
+	                                 .source_date_epoch = b->sde,
+	                                 .tmp_dir = b->tmp,
+	                                 .progress = oci_status_wanted(&b->opts->oci) ? flatten_status_draw : NULL,
+	                                 .layer_done = flatten_layer_done,
+	                                 .writing = flatten_writing,
+	                                 .ctx = &st};
+	int r = bld_customer_write_to(af, &spec, err);
+	oci_status_clear(&b->opts->oci);
+	for (size_t i = 0; i < n; i++)
+		free(paths[i]);
+	free(paths);
+	free(layers);
+	if (r < 0)
+		return err_wrap(err, "sources.app %s", b->manifest->source_app);
+	char size[32];
+	file_size_text(af->tmp_path, size);
+	say(b, "customer ramdisk written: %s", size);
+	return 0;
 }
 
 /* The customer ramdisk's cache key: every input step_customer reads. */
@@ -485,7 +451,7 @@ static int step_bootstrap(struct build *b, const char *out, struct err **err)
 
 static int step_eif(struct build *b, const char *out, const char *bootstrap, const char *customer, struct err **err)
 {
-	const struct bld_manifest *m = b->manifest;
+	const struct manifest *m = b->manifest;
 	_cleanup_json_ json_t *docker_info =
 	    json_pack("{s:s, s:s, s:s, s:s}", "Image", m->source_app, "Digest", b->pulled.manifest_digest, "ImageID",
 	              b->image.config.digest, "Platform", b->platform_text);
@@ -519,12 +485,9 @@ static int step_eif(struct build *b, const char *out, const char *bootstrap, con
 	                              .identity = &id,
 	                              .signer = signer,
 	                              .alg = EIF_HASH_SHA384};
-	bool status = oci_status_wanted(&b->opts->oci);
-	if (status)
-		oci_status_line("writing the EIF%s", signer ? " (signed)" : "");
+	oci_status_line(&b->opts->oci, "writing the EIF%s", signer ? " (signed)" : "");
 	int r = eif_build(out, &spec, &b->measurements, err);
-	if (status)
-		oci_status_clear();
+	oci_status_clear(&b->opts->oci);
 	eif_signer_free(signer);
 	if (r < 0)
 		return -1;
@@ -532,7 +495,7 @@ static int step_eif(struct build *b, const char *out, const char *bootstrap, con
 	file_size_text(out, size);
 	say(b, "EIF written: %s%s", size, signer ? ", signed" : "");
 	/* A warning, not a failure: `enclaver run --memory-mb` can still give it enough. */
-	uint64_t need, have = m->memory_mb ? (uint64_t)m->memory_mb : BLD_DEFAULT_MEMORY_MB;
+	uint64_t need, have = m->memory_mb ? (uint64_t)m->memory_mb : MANIFEST_DEFAULT_MEMORY_MB;
 	_cleanup_err_ struct err *me = NULL;
 	if (eif_file_memory_needed_mib(out, &need, &me) < 0)
 		log_warn("%s: cannot size its memory needs: %s", out, me->msg);
@@ -669,7 +632,7 @@ int bld_build(const struct bld_build_opts *opts, json_t **result, struct err **e
 	_cleanup_free_ char *customer = NULL, *bootstrap = NULL, *eif = NULL;
 	_cleanup_json_ json_t *image = NULL;
 	int r = -1;
-	if (bld_manifest_load(opts->manifest_path, &b.manifest, err) < 0)
+	if (manifest_load(opts->manifest_path, &b.manifest, err) < 0)
 		goto out;
 	if (getenv("SOURCE_DATE_EPOCH") && time_source_date_epoch(&b.sde, err) < 0)
 		goto out;
@@ -679,13 +642,8 @@ int bld_build(const struct bld_build_opts *opts, json_t **result, struct err **e
 	if (step_kernel_bundle(&b, err) < 0)
 		goto out;
 
-	const char *base = opts->tmp_dir ? opts->tmp_dir : getenv("TMPDIR");
-	b.tmp = xasprintf("%s/enclaver-build.XXXXXX", base && *base ? base : "/tmp");
-	if (!mkdtemp(b.tmp)) {
-		err_sys(err, "creating a temporary folder %s", b.tmp);
-		free(steal_pointer(&b.tmp));
+	if (io_tmpdir_create(opts->tmp_dir, "enclaver-build", &b.tmp, err) < 0)
 		goto out;
-	}
 	if (step_odyn(&b, err) < 0 || step_pull(&b, err) < 0)
 		goto out;
 	/* The sleeve before the long steps: a bad one fails the build early. */

@@ -4,6 +4,7 @@
 #define ENCLAVER_CLI_H
 
 #include "common/common.h"
+#include "common/json.h"
 
 /* Exit codes shared by every subcommand. */
 enum { EXIT_OK = 0, EXIT_FAIL = 1, EXIT_USAGE = 2 };
@@ -33,12 +34,5 @@ int cmd_run(int argc, char **argv);
 int cmd_enclaver_run(int argc, char **argv); /* the binary started as enclaver-run */
 int cmd_ps(int argc, char **argv);
 int cmd_stop(int argc, char **argv);
-
-/* Launchers `enclaver run --launcher NAME` can use: nitro and emulator are built in; a test binary
- * registers its own (tests/helpers/launcher_local.c) before main runs. */
-struct launcher;
-struct run_opts;
-typedef int (*cli_launcher_new_fn)(const struct run_opts *o, struct launcher **out, struct err **err);
-void cli_launcher_register(const char *name, cli_launcher_new_fn fn);
 
 #endif

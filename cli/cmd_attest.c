@@ -14,7 +14,6 @@
 #include "cli/oci_opts.h"
 #include "eif/eif.h"
 #include "oci/oci.h"
-#include "runtime/outer.h"
 
 #define MAX_DOC_SIZE (64u * 1024)
 
@@ -152,13 +151,13 @@ int cmd_verify_attestation(int argc, char **argv)
 		_cleanup_err_ struct err *err = NULL;
 		if (pcrs_from) {
 			/* The build's report (or describe-eif's JSON): its PCRs, unless given one by one. */
-			struct outer_expected_pcrs want;
-			static const int index[OUTER_PCRS] = {0, 1, 2, 8};
-			if (outer_measurements_load(pcrs_from, "--pcrs-from", &want, &err) < 0) {
+			struct eif_expected want;
+			const int *index = eif_expected_index;
+			if (eif_expected_load(pcrs_from, "--pcrs-from", &want, &err) < 0) {
 				rc = cli_fail(&err);
 				goto out;
 			}
-			for (int i = 0; i < OUTER_PCRS; i++) {
+			for (int i = 0; i < EIF_EXPECTED_PCRS; i++) {
 				if (!want.has[i] || expect.pcr[index[i]])
 					continue;
 				owned[index[i]] = xmalloc(48);
@@ -202,14 +201,13 @@ static int trust_eif(const char *name, const char *path, bool want1, bool want2,
 static int trust_fetch_eif(const char *ref, const struct oci_opts *o, char **dir_out, char **eif_out,
                            struct err **err)
 {
-	const char *tmp = getenv("TMPDIR");
-	_cleanup_free_ char *dir = xasprintf("%s/enclaver-trust.XXXXXX", tmp && *tmp ? tmp : "/tmp");
-	if (mkdtemp(dir) == NULL)
-		return err_sys(err, "mkdtemp %s", dir);
+	_cleanup_free_ char *dir = NULL;
+	if (io_tmpdir_create(NULL, "enclaver-trust", &dir, err) < 0)
+		return -1;
 	_cleanup_free_ char *eif = xasprintf("%s/application.eif", dir);
 	struct bld_image_file f = {.path = BLD_RELEASE_EIF_PATH, .out = eif};
 	if (bld_image_files_extract(ref, o, &f, 1, dir, NULL, err) < 0) {
-		rmdir(dir);
+		io_remove_tree(dir);
 		return -1;
 	}
 	*dir_out = steal_pointer(&dir);
@@ -229,7 +227,7 @@ int cmd_trust(int argc, char **argv)
 		{0},
 	};
 	bool want1 = false, want2 = false, want8 = false;
-	struct oci_opts o = {.quiet = true};
+	struct oci_opts o = {0};
 	int c;
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		switch (c) {
@@ -255,7 +253,7 @@ int cmd_trust(int argc, char **argv)
 	}
 	if (optind != argc - 1)
 		return cli_usage_error("trust", "expected one EIF file or release image");
-	int orc = cli_oci_options_check("trust", &o);
+	int orc = cli_oci_options_check("trust", &o, true);
 	if (orc != 0)
 		return orc;
 	const char *arg = argv[optind];
@@ -270,10 +268,8 @@ int cmd_trust(int argc, char **argv)
 		eif_path = tmp_eif;
 	}
 	int rc = trust_eif(arg, eif_path, want1, want2, want8);
-	if (tmp_dir) {
-		unlink(tmp_eif);
-		rmdir(tmp_dir);
-	}
+	if (tmp_dir)
+		io_remove_tree(tmp_dir);
 	return rc;
 }
 

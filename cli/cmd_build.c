@@ -84,6 +84,7 @@ int cmd_build(int argc, char **argv)
 	    {0},
 	};
 	struct bld_build_opts o = {.manifest_path = "enclaver.yaml"};
+	bool quiet = false;
 	_cleanup_free_ char *odyn = NULL, *runtime = NULL;
 	int c;
 	while ((c = getopt_long(argc, argv, "f:o:qh", opts, NULL)) != -1) {
@@ -96,7 +97,7 @@ int cmd_build(int argc, char **argv)
 		case OPT_ODYN: o.odyn_path = optarg; break;
 		case OPT_TMPDIR: o.tmp_dir = optarg; break;
 		case OPT_NO_RAMDISK_CACHE: o.no_ramdisk_cache = true; break;
-		case 'q': o.oci.quiet = true; break;
+		case 'q': quiet = true; break;
 		case 'h':
 		case OPT_HELP: build_usage(stdout); return EXIT_OK;
 		default: {
@@ -111,7 +112,7 @@ int cmd_build(int argc, char **argv)
 		return cli_usage_error("build", "unexpected argument \"%s\"", argv[optind]);
 	if (o.eif_only && (o.output || o.push))
 		return cli_usage_error("build", "--eif-only makes no release image: drop --output/--push");
-	int rc = cli_oci_options_check("build", &o.oci);
+	int rc = cli_oci_options_check("build", &o.oci, quiet);
 	if (rc)
 		return rc;
 	/* The build pulls each source for the platform it settles on (the bundle's by default). */

@@ -65,6 +65,7 @@ static int run(int argc, char **argv)
 	    {0},
 	};
 	struct oci_opts o = {0};
+	bool quiet = false;
 	const char *output = NULL;
 	int c;
 	while ((c = getopt_long(argc, argv, "qo:", opts, NULL)) != -1) {
@@ -89,7 +90,7 @@ static int run(int argc, char **argv)
 			break;
 		}
 		case OPT_ALL: o.all = true; break;
-		case 'q': o.quiet = true; break;
+		case 'q': quiet = true; break;
 		case OPT_HELP: oci_usage(cmd, stdout); return EXIT_OK;
 		default: {
 			int r = cli_oci_option(cmd, c, optarg, &o);
@@ -99,13 +100,13 @@ static int run(int argc, char **argv)
 		}
 		}
 	}
-	int rc = cli_oci_options_check(cmd, &o);
+	int rc = cli_oci_options_check(cmd, &o, quiet);
 	if (rc)
 		return rc;
 	int nargs = argc - optind;
 	struct err *err = NULL;
 	if (strcmp(cmd, "inspect") == 0) {
-		o.quiet = true; /* fetching a config is no news */
+		o.progress = NULL; /* fetching a config is no news */
 		if (nargs != 1)
 			return cli_usage_error(cmd, "expected one image reference");
 		_cleanup_json_ json_t *doc = NULL;

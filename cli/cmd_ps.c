@@ -33,9 +33,7 @@ static json_t *state_json(const struct outer_state *s)
  * that process lives (entries of dead ones are pruned). */
 static json_t *describe_json(const struct outer_state *s)
 {
-	json_t *cpus = json_array();
-	for (unsigned i = 0; i < s->cpu_count && i < LAUNCH_MAX_CPUS; i++)
-		json_array_append_new(cpus, json_integer(s->cpu_ids[i]));
+	json_t *cpus = outer_cpu_ids_json(s->cpu_ids, s->cpu_count);
 	json_t *meas = s->measurements ? json_incref(s->measurements) : json_object();
 	return json_pack("{s:s, s:s, s:I, s:I, s:I, s:o, s:I, s:s, s:s, s:o}", "EnclaveName", s->name, "EnclaveID",
 	                 s->id, "ProcessID", (json_int_t)s->pid, "EnclaveCID", (json_int_t)s->cid, "NumberOfCPUs",

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "builder/builder.h"
+#include "manifest/manifest.h"
 #include "cli/cli.h"
 
 static void ramdisk_usage(FILE *f)
@@ -85,7 +86,7 @@ static const char *media_type_of(const char *path)
 #undef ENDS
 }
 
-static int customer_run(const char *const *layers, size_t n_layers, const char *config_path, const char *odyn,
+static int customer_run(const char *const *layer_args, size_t n_layers, const char *config_path, const char *odyn,
                         const char *manifest_path, const char *output, const char *tmpdir, struct err **err)
 {
 	_cleanup_free_ char *cfg_text = NULL;
@@ -97,48 +98,36 @@ static int customer_run(const char *const *layers, size_t n_layers, const char *
 	if (!doc)
 		return err_set(err, EINVAL, "%s: line %d, column %d: %s", config_path, jerr.line, jerr.column,
 		               jerr.text);
-	json_t *cfg = json_object_get(doc, "config");
-	_cleanup_free_ const char **ep = NULL, **cmd = NULL, **env = NULL;
-	struct bld_app_config app = {0};
-	if (cfg && (bld_config_strings(cfg, "Entrypoint", &ep, &app.n_entrypoint, err) < 0 ||
-	            bld_config_strings(cfg, "Cmd", &cmd, &app.n_cmd, err) < 0 ||
-	            bld_config_strings(cfg, "Env", &env, &app.n_env, err) < 0))
-		return err_wrap(err, "%s", config_path);
-	app.entrypoint = ep, app.cmd = cmd, app.env = env;
-	app.working_dir = json_string_value(json_object_get(cfg, "WorkingDir"));
-	app.user = json_string_value(json_object_get(cfg, "User"));
-
-	struct bld_manifest *m = NULL;
-	if (bld_manifest_load(manifest_path, &m, err) < 0)
-		return -1;
 	int64_t sde = -1;
-	if (getenv("SOURCE_DATE_EPOCH") && time_source_date_epoch(&sde, err) < 0) {
-		bld_manifest_free(m);
+	if (getenv("SOURCE_DATE_EPOCH") && time_source_date_epoch(&sde, err) < 0)
 		return -1;
-	}
-	struct bld_tree *tree = NULL;
-	int rc = bld_tree_new(tmpdir, &tree, err);
-	for (size_t i = 0; i < n_layers && rc == 0; i++) {
-		const char *spec = layers[i], *eq = strchr(spec, '=');
-		_cleanup_free_ char *mt = NULL;
-		const char *path = spec;
-		if (eq && str_has_prefix(spec, "application/")) {
-			mt = xstrndup(spec, (size_t)(eq - spec));
-			path = eq + 1;
+	struct manifest *m = NULL;
+	if (manifest_load(manifest_path, &m, err) < 0)
+		return -1;
+	/* --layer [MEDIA_TYPE=]FILE */
+	_cleanup_free_ struct bld_layer *layers = xcalloc(n_layers + 1, sizeof(*layers));
+	_cleanup_free_ char **types = xcalloc(n_layers + 1, sizeof(*types));
+	for (size_t i = 0; i < n_layers; i++) {
+		const char *arg = layer_args[i], *eq = strchr(arg, '=');
+		layers[i].path = arg;
+		if (eq && str_has_prefix(arg, "application/")) {
+			types[i] = xstrndup(arg, (size_t)(eq - arg));
+			layers[i].path = eq + 1;
 		}
-		rc = bld_tree_apply_layer(tree, path, mt ? mt : media_type_of(path), err);
+		layers[i].media_type = types[i] ? types[i] : media_type_of(layers[i].path);
 	}
-	if (rc == 0) {
-		struct bld_initramfs_spec spec = {.tree = tree,
-		                                  .odyn_path = odyn,
-		                                  .manifest_data = m->raw,
-		                                  .manifest_len = m->raw_len,
-		                                  .config = &app,
-		                                  .source_date_epoch = sde};
-		rc = bld_initramfs_write(output, &spec, err);
-	}
-	bld_tree_free(tree);
-	bld_manifest_free(m);
+	struct bld_customer_spec spec = {.layers = layers,
+	                                 .n_layers = n_layers,
+	                                 .image_config = doc,
+	                                 .odyn_path = odyn,
+	                                 .manifest_data = m->raw,
+	                                 .manifest_len = m->raw_len,
+	                                 .source_date_epoch = sde,
+	                                 .tmp_dir = tmpdir};
+	int rc = bld_customer_write(output, &spec, err);
+	for (size_t i = 0; i < n_layers; i++)
+		free(types[i]);
+	manifest_free(m);
 	return rc;
 }
 
@@ -204,7 +193,7 @@ static json_t *strv_json(char **v, size_t n)
 	return a;
 }
 
-static json_t *manifest_json(const struct bld_manifest *m)
+static json_t *manifest_json(const struct manifest *m)
 {
 	json_t *o = json_object();
 	json_object_set_new(o, "version", json_string(m->version));
@@ -221,10 +210,10 @@ static json_t *manifest_json(const struct bld_manifest *m)
 		json_object_set_new(
 		    o, "signature",
 		    json_pack("{s:s,s:s}", "certificate", m->signature_certificate, "key", m->signature_key));
-	json_object_set_new(o, "defaults",
-	                    json_pack("{s:I,s:I}", "cpu_count",
-	                              (json_int_t)(m->cpu_count ? m->cpu_count : BLD_DEFAULT_CPU_COUNT), "memory_mb",
-	                              (json_int_t)(m->memory_mb ? m->memory_mb : BLD_DEFAULT_MEMORY_MB)));
+	json_object_set_new(
+	    o, "defaults",
+	    json_pack("{s:I,s:I}", "cpu_count", (json_int_t)(m->cpu_count ? m->cpu_count : MANIFEST_DEFAULT_CPU_COUNT),
+	              "memory_mb", (json_int_t)(m->memory_mb ? m->memory_mb : MANIFEST_DEFAULT_MEMORY_MB)));
 	json_t *ingress = json_array();
 	for (size_t i = 0; i < m->n_ingress; i++) {
 		json_t *in = json_pack("{s:i}", "listen_port", m->ingress[i].listen_port);
@@ -285,11 +274,11 @@ int cmd_manifest(int argc, char **argv)
 	if (optind != argc)
 		return cli_usage_error("manifest", "unexpected argument \"%s\"", argv[optind]);
 	struct err *err = NULL;
-	struct bld_manifest *m = NULL;
-	if (bld_manifest_load(path, &m, &err) < 0)
+	struct manifest *m = NULL;
+	if (manifest_load(path, &m, &err) < 0)
 		return cli_fail(&err);
 	_cleanup_json_ json_t *doc = manifest_json(m);
-	bld_manifest_free(m);
+	manifest_free(m);
 	if (cli_print_json(doc, &err) < 0)
 		return cli_fail(&err);
 	return EXIT_OK;

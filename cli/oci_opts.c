@@ -25,7 +25,7 @@ int cli_oci_option(const char *cmd, int opt, const char *arg, struct oci_opts *o
 	}
 }
 
-int cli_oci_options_check(const char *cmd, struct oci_opts *o)
+int cli_oci_options_check(const char *cmd, struct oci_opts *o, bool quiet)
 {
 	if (o->platform) {
 		struct oci_platform p;
@@ -39,7 +39,6 @@ int cli_oci_options_check(const char *cmd, struct oci_opts *o)
 	}
 	if (o->creds && strchr(o->creds, ':') == NULL)
 		return cli_usage_error(cmd, "--creds takes USER:PASSWORD");
-	if (log_get_level() < LOG_WARN)
-		o->quiet = true; /* enclaver -q CMD ... */
+	cli_progress_install(o, quiet);
 	return 0;
 }

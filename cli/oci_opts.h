@@ -37,8 +37,11 @@ enum {
 /* Applies option `opt` (its argument `arg`) to *o. Returns 1 when it was one of ours, 0 when it
  * is not (the command handles it), or EXIT_USAGE after printing the complaint for `cmd`. */
 int cli_oci_option(const char *cmd, int opt, const char *arg, struct oci_opts *o);
-/* Checks the parsed options as a whole (--platform's syntax, --creds' form) and applies the
- * global -q; 0 or EXIT_USAGE after printing the complaint. */
-int cli_oci_options_check(const char *cmd, struct oci_opts *o);
+/* Checks the parsed options as a whole (--platform's syntax, --creds' form) and installs the
+ * progress display unless `quiet` (the command's --quiet) or the global -q; 0 or EXIT_USAGE after
+ * printing the complaint. */
+int cli_oci_options_check(const char *cmd, struct oci_opts *o, bool quiet);
+/* The progress display on stderr (cli/progress.c); none when quiet. */
+void cli_progress_install(struct oci_opts *o, bool quiet);
 
 #endif

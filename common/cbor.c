@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "common/common.h"
+#include "common/cose.h"
 
 void cbor_put_head(struct buf *b, enum cbor_major major, uint64_t value)
 {

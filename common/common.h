@@ -13,9 +13,6 @@
 #include <sys/types.h>
 #include <unistd.h>
 
-#include <jansson.h>
-#include <openssl/evp.h>
-
 /* ---------------------------------------------------------------- errors
  * One error type for the whole project (after crun's libcrun_error):
  * functions take `struct err **err` last, return 0 on success and -1 on
@@ -58,13 +55,11 @@ void log_msg(enum log_level level, const char *fmt, ...) __attribute__((format(p
 void cleanup_freep(void *p);
 void cleanup_closep(int *fd);
 void cleanup_fclosep(FILE **f);
-void cleanup_json_decrefp(json_t **j);
 void cleanup_errp(struct err **e);
 #define _cleanup_(f) __attribute__((cleanup(f)))
 #define _cleanup_free_ _cleanup_(cleanup_freep)
 #define _cleanup_close_ _cleanup_(cleanup_closep)
 #define _cleanup_fclose_ _cleanup_(cleanup_fclosep)
-#define _cleanup_json_ _cleanup_(cleanup_json_decrefp)
 #define _cleanup_err_ _cleanup_(cleanup_errp)
 
 /* Hand ownership out of a _cleanup_ variable: returns the value, leaves NULL/-1. */
@@ -80,6 +75,9 @@ char *xstrdup(const char *s);
 /* The first n bytes of s (fewer if a NUL comes first), never reading past them. */
 char *xstrndup(const char *s, size_t n);
 char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* What the x* helpers do when memory runs out, for allocations made elsewhere (OpenSSL's): one
+ * line on stderr, then abort(). */
+_Noreturn void out_of_memory(const char *what);
 
 /* ---------------------------------------------------------------- buffers */
 struct buf {
@@ -110,6 +108,10 @@ int io_open_regular(const char *path, uint64_t *size, struct err **err);
 /* Reads a whole small file (at most max_len bytes, else an error naming it).
  * *out is NUL-terminated for convenience; *out_len excludes the NUL. */
 int io_read_file(const char *path, size_t max_len, char **out, size_t *out_len, struct err **err);
+/* A new private folder BASE/NAME.XXXXXX (mode 0700); BASE NULL or empty: $TMPDIR, else /tmp. */
+int io_tmpdir_create(const char *base, const char *name, char **out, struct err **err);
+/* rm -rf PATH for cleanups: symlinks are removed, never followed; errors are ignored. */
+void io_remove_tree(const char *path);
 
 /* A file that appears complete or not at all: written to a temporary file
  * beside the target, fsync'd, then renamed over it. */
@@ -162,90 +164,5 @@ void time_format_rfc3339(int64_t t, char out[32]);
  * for one more byte, so (*out)[*out_len] may be set to '\0'. */
 char *base64_encode(const void *data, size_t len);
 int base64_decode(const char *s, size_t len, uint8_t **out, size_t *out_len);
-
-/* ---------------------------------------------------------------- JSON
- * Byte-compatible with Rust's serde_json, which the reference tools use:
- * escapes only '"', '\\' and control characters (\b \f \n \r \t, else
- * \u00xx), keeps UTF-8 as is, prints floats in shortest round-trip form
- * (ryu), and "pretty" means two-space indentation with ": ". */
-enum json_serde_flags {
-	JSON_SERDE_PRETTY = 1 << 0,
-	/* Sort object keys bytewise, as serde_json's Value (a BTreeMap) does.
-	 * Without it objects keep their insertion order, as a Rust struct does. */
-	JSON_SERDE_SORT_KEYS = 1 << 1,
-};
-int json_serde_write(struct buf *out, const json_t *value, unsigned flags, struct err **err);
-/* A deep copy whose objects list their keys in serde_json's (bytewise) order,
- * for a serde_json::Value nested in a struct whose fields keep their order. */
-json_t *json_sorted_copy(const json_t *value);
-
-/* ---------------------------------------------------------------- CBOR
- * The subset of CBOR (RFC 8949) that EIF signatures, COSE and Nitro
- * attestation documents use: definite lengths, integers, strings, arrays,
- * maps, tags, and the simple values false/true/null; minimal heads on
- * output. The reader takes untrusted bytes: every length is checked against
- * what is left before use, and errors name the offset (base + position). */
-enum cbor_major {
-	CBOR_UINT = 0,
-	CBOR_NINT = 1,
-	CBOR_BSTR = 2,
-	CBOR_TSTR = 3,
-	CBOR_ARRAY = 4,
-	CBOR_MAP = 5,
-	CBOR_TAG = 6,
-	CBOR_SIMPLE = 7, /* value: 20 false, 21 true, 22 null, 23 undefined */
-};
-#define CBOR_SIMPLE_FALSE 20
-#define CBOR_SIMPLE_TRUE 21
-#define CBOR_SIMPLE_NULL 22
-void cbor_put_head(struct buf *b, enum cbor_major major, uint64_t value);
-void cbor_put_bstr(struct buf *b, const void *data, size_t len);
-void cbor_put_tstr(struct buf *b, const char *s);
-/* serde_cbor's encoding of a Vec<u8>: an array of one uint per byte. */
-void cbor_put_byte_array(struct buf *b, const uint8_t *data, size_t len);
-
-struct cbor_reader {
-	const uint8_t *data;
-	size_t len;
-	size_t off;
-	uint64_t base; /* file offset of data[0], for messages */
-};
-int cbor_read_head(struct cbor_reader *r, enum cbor_major *major, uint64_t *value, struct err **err);
-/* Reads a head and requires the given major type. */
-int cbor_expect(struct cbor_reader *r, enum cbor_major major, uint64_t *value, const char *what, struct err **err);
-/* A bstr or tstr: points into the input. */
-int cbor_read_string(struct cbor_reader *r, enum cbor_major major, const uint8_t **data, size_t *len, const char *what,
-		     struct err **err);
-/* An array of uints each < 256 (serde_cbor's Vec<u8>); caller frees *out. */
-int cbor_read_byte_array(struct cbor_reader *r, uint8_t **out, size_t *len, const char *what, struct err **err);
-/* Skips one whole item, nested ones included (at most 16 levels deep). */
-int cbor_skip(struct cbor_reader *r, struct err **err);
-
-/* ---------------------------------------------------------------- COSE
- * COSE_Sign1 with ECDSA (ES256/ES384/ES512, chosen by the key's curve). */
-enum { COSE_ES256 = -7, COSE_ES384 = -35, COSE_ES512 = -36 };
-struct cose_alg {
-	int cose_id;
-	const char *name;
-	const EVP_MD *(*md)(void);
-	size_t coord_len; /* bytes of r and of s in the signature */
-};
-int cose_alg_for_key(EVP_PKEY *key, struct cose_alg *out, struct err **err);
-/* The Sig_structure that is signed: ["Signature1", protected, h'', payload]. */
-void cose_sig_structure(const uint8_t *prot, size_t prot_len, const uint8_t *payload, size_t payload_len,
-			struct buf *out);
-/* Appends an untagged COSE_Sign1 of payload, protected header {1: alg}. */
-int cose_sign1_sign(EVP_PKEY *key, const uint8_t *payload, size_t payload_len, struct buf *out, struct err **err);
-/* A decoded COSE_Sign1; the pointers point into the input. */
-struct cose_sign1 {
-	const uint8_t *prot, *payload, *sig;
-	size_t prot_len, payload_len, sig_len;
-	int64_t alg;
-};
-int cose_sign1_decode(const uint8_t *data, size_t len, struct cose_sign1 *c, struct err **err);
-/* 0 when the signature is valid for key (whose curve must match the alg). */
-int cose_sign1_verify(const struct cose_sign1 *c, EVP_PKEY *key, struct err **err);
-/* err_set with OpenSSL's first queued error appended (and the queue cleared). */
-int err_openssl(struct err **err, const char *what);
 
 #endif

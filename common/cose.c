@@ -6,6 +6,7 @@
 #include <openssl/err.h>
 
 #include "common/common.h"
+#include "common/cose.h"
 
 int err_openssl(struct err **err, const char *what)
 {

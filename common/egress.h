@@ -1,5 +1,5 @@
-/* egress: the egress policy (allow/deny patterns, deny wins) and the tunnel
- * frames between the enclave and the host; odyn and the host's runtime both enforce it. */
+/* egress: the egress policy (allow/deny patterns, deny wins): manifest/ compiles the manifest's
+ * patterns with it, odyn and the host's runtime both enforce it. The tunnel's frames are wire/'s. */
 #ifndef ENCLAVER_EGRESS_H
 #define ENCLAVER_EGRESS_H
 
@@ -32,22 +32,5 @@ enum egress_verdict egress_policy_check(const struct egress_policy *p, const cha
  * without brackets. NULL when it is not a valid host. Caller frees. */
 char *egress_host_normalize(const char *host);
 void egress_policy_free(struct egress_policy *p);
-
-/* ---------------------------------------------------------------- egress frames
- * To the host: u16 little-endian length, then JSON {"host": "...", "port": N}.
- * Reply: the same framing around "Ok" or {"Err": {"os_code": N, "message": "..."}}. */
-#define EGRESS_FRAME_MAX 4096
-void egress_frame_request(struct buf *out, const char *host, uint16_t port);
-void egress_frame_reply_ok(struct buf *out);
-void egress_frame_reply_err(struct buf *out, int os_code, const char *message);
-/* Each returns 0 when more bytes are needed, the frame's total length when
- * complete, -1 on a malformed frame. */
-struct egress_reply {
-	bool ok;
-	int os_code;
-	char *message; /* caller frees */
-};
-ssize_t egress_frame_parse_reply(const void *data, size_t len, struct egress_reply *out, struct err **err);
-ssize_t egress_frame_parse_request(const void *data, size_t len, char **host, uint16_t *port, struct err **err);
 
 #endif

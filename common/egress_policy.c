@@ -52,8 +52,9 @@ static bool label_ok(const char *l, size_t n)
 	return true;
 }
 
-/* Splits a lowercase name into labels; -1 on an empty or invalid label. */
-static int split_labels(const char *name, bool wildcards, char ***out, size_t *n_out)
+/* Splits a lowercase name into labels; -1 on an empty or invalid label, with
+ * *why (may be NULL) saying which rule it breaks. */
+static int split_labels(const char *name, bool wildcards, char ***out, size_t *n_out, const char **why)
 {
 	size_t n = 0;
 	char **v = NULL;
@@ -63,6 +64,12 @@ static int split_labels(const char *name, bool wildcards, char ***out, size_t *n
 		size_t len = dot ? (size_t)(dot - p) : strlen(p);
 		bool wild = wildcards && ((len == 1 && p[0] == '*') || (len == 2 && p[0] == '*' && p[1] == '*'));
 		if (n == MAX_LABELS || (!wild && !label_ok(p, len))) {
+			if (why)
+				*why = n == MAX_LABELS       ? "more than 128 labels"
+				       : len == 0            ? "empty label"
+				       : len > 63            ? "label longer than 63 characters"
+				       : memchr(p, '*', len) ? "'*' and '**' must be whole labels"
+				                             : "a label holds other than letters, digits, '-' and '_'";
 			for (size_t i = 0; i < n; i++)
 				free(v[i]);
 			free(v);
@@ -150,6 +157,12 @@ static int parse_addr_rule(const char *s, struct egress_rule *r)
 	return 0;
 }
 
+static int bad_pattern(struct egress_rule *r, const char *pattern, const char *why, struct err **err)
+{
+	rule_free(r);
+	return err_set(err, EINVAL, "\"%s\" is not an IP, CIDR or domain pattern: %s", pattern, why);
+}
+
 int egress_policy_add(struct egress_policy *p, bool deny, const char *pattern, struct err **err)
 {
 	struct egress_rule r = {.text = xstrdup(pattern)};
@@ -161,34 +174,28 @@ int egress_policy_add(struct egress_policy *p, bool deny, const char *pattern, s
 	if (pattern[0] == '[') {
 		const char *close = strchr(pattern, ']');
 		if (close == NULL || (close[1] != '\0' && close[1] != ':') ||
-		    (close[1] == ':' && parse_port(close + 2, &r.port) < 0)) {
-			rule_free(&r);
-			return err_set(err, EINVAL, "pattern \"%s\": want [IPv6] or [IPv6]:PORT", pattern);
-		}
+		    (close[1] == ':' && parse_port(close + 2, &r.port) < 0))
+			return bad_pattern(&r, pattern, "want [IPv6] or [IPv6]:PORT (1-65535)", err);
 		host = xstrndup(pattern + 1, (size_t)(close - pattern - 1));
+		if (!strchr(host, ':')) /* every IPv6 form has a colon; IPv4 and names go without brackets */
+			return bad_pattern(&r, pattern, "brackets hold an IPv6 address", err);
 	} else if (n_colons == 1) {
-		if (parse_port(colon + 1, &r.port) < 0) {
-			rule_free(&r);
-			return err_set(err, EINVAL, "pattern \"%s\": bad port \"%s\"", pattern, colon + 1);
-		}
+		if (parse_port(colon + 1, &r.port) < 0)
+			return bad_pattern(&r, pattern, "bad port (1-65535)", err);
 		host = xstrndup(pattern, (size_t)(colon - pattern));
 	} else {
 		host = xstrdup(pattern); /* a bare IPv6 form has several colons and no port */
 	}
 	int a = parse_addr_rule(host, &r);
-	if (a == -2 || (a == -1 && (strchr(host, '/') || strchr(host, ':') || pattern[0] == '['))) {
-		rule_free(&r);
-		return err_set(err, EINVAL, "pattern \"%s\": bad address or CIDR", pattern);
-	}
+	if (a == -2)
+		return bad_pattern(&r, pattern, "bad CIDR prefix length", err);
+	if (a == -1 && (strchr(host, '/') || strchr(host, ':') || pattern[0] == '['))
+		return bad_pattern(&r, pattern, "neither an IP address nor a CIDR", err);
 	if (a == -1) {
 		_cleanup_free_ char *folded = name_fold(host);
-		if (folded == NULL || split_labels(folded, true, &r.labels, &r.n_labels) < 0) {
-			rule_free(&r);
-			return err_set(err, EINVAL,
-			               "pattern \"%s\": not an IP, CIDR or domain pattern (labels of letters, digits, "
-			               "'-', '_', or a whole '*' or '**')",
-			               pattern);
-		}
+		const char *why = "empty, or longer than 253 characters";
+		if (folded == NULL || split_labels(folded, true, &r.labels, &r.n_labels, &why) < 0)
+			return bad_pattern(&r, pattern, why, err);
 		r.kind = RULE_DOMAIN;
 	}
 	struct egress_rule **list = deny ? &p->deny : &p->allow;
@@ -286,7 +293,7 @@ static int host_parse(const char *in, struct host *h)
 		return 0;
 	}
 	_cleanup_free_ char *folded = name_fold(s);
-	if (folded == NULL || split_labels(folded, false, &h->labels, &h->n_labels) < 0)
+	if (folded == NULL || split_labels(folded, false, &h->labels, &h->n_labels, NULL) < 0)
 		return -1;
 	/* A name whose last label is numeric would be taken for an address by
 	 * some resolver: refuse the ambiguity. */

@@ -1,8 +1,11 @@
 /* io: reads and writes that survive short transfers and EINTR, small-file
- * reading with a size cap, and atomic files (temp + fsync + rename). */
+ * reading with a size cap, atomic files (temp + fsync + rename), and private temporary folders. */
+#define _XOPEN_SOURCE 700 /* nftw */
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <libgen.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
@@ -281,4 +284,34 @@ void atomic_file_abort(struct atomic_file *af)
 	free(af->tmp_path);
 	free(af->path);
 	af->tmp_path = af->path = NULL;
+}
+
+/* ---------------------------------------------------------------- temporary folders */
+int io_tmpdir_create(const char *base, const char *name, char **out, struct err **err)
+{
+	if (!base || !*base)
+		base = getenv("TMPDIR");
+	if (!base || !*base)
+		base = "/tmp";
+	char *dir = xasprintf("%s/%s.XXXXXX", base, name);
+	if (!mkdtemp(dir)) {
+		err_sys(err, "create a temporary folder %s", dir);
+		free(dir);
+		return -1;
+	}
+	*out = dir;
+	return 0;
+}
+
+static int remove_entry(const char *path, const struct stat *st, int type, struct FTW *ftw)
+{
+	(void)st, (void)type, (void)ftw;
+	remove(path);
+	return 0;
+}
+
+void io_remove_tree(const char *path)
+{
+	/* FTW_PHYS: a symlink inside is removed, never followed. */
+	nftw(path, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
 }

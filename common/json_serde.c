@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "common.h"
+#include "common/json.h"
 
 static void write_string(struct buf *out, const char *s, size_t len)
 {

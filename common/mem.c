@@ -4,10 +4,15 @@
 #include <string.h>
 
 #include "common.h"
+#include "common/json.h"
 
-static void out_of_memory(void)
+void out_of_memory(const char *what)
 {
-	fputs("enclaver: fatal: out of memory\n", stderr);
+	/* The process's one message for it: the logger could need memory itself. */
+	if (what)
+		fprintf(stderr, "%s: fatal: out of memory (%s)\n", program_invocation_short_name, what);
+	else
+		fprintf(stderr, "%s: fatal: out of memory\n", program_invocation_short_name);
 	abort();
 }
 
@@ -15,7 +20,7 @@ void *xmalloc(size_t n)
 {
 	void *p = malloc(n ? n : 1);
 	if (p == NULL)
-		out_of_memory();
+		out_of_memory(NULL);
 	return p;
 }
 
@@ -23,7 +28,7 @@ void *xcalloc(size_t n, size_t size)
 {
 	void *p = calloc(n ? n : 1, size ? size : 1);
 	if (p == NULL)
-		out_of_memory();
+		out_of_memory(NULL);
 	return p;
 }
 
@@ -31,7 +36,7 @@ void *xrealloc(void *p, size_t n)
 {
 	void *q = realloc(p, n ? n : 1);
 	if (q == NULL)
-		out_of_memory();
+		out_of_memory(NULL);
 	return q;
 }
 
@@ -39,7 +44,7 @@ char *xstrdup(const char *s)
 {
 	char *p = strdup(s);
 	if (p == NULL)
-		out_of_memory();
+		out_of_memory(NULL);
 	return p;
 }
 
@@ -64,7 +69,7 @@ char *xasprintf(const char *fmt, ...)
 	int r = vasprintf(&s, fmt, ap);
 	va_end(ap);
 	if (r < 0)
-		out_of_memory();
+		out_of_memory(NULL);
 	return s;
 }
 

@@ -4,6 +4,7 @@
 #define ENCLAVER_EIF_H
 
 #include "common/common.h"
+#include "common/json.h"
 
 #define EIF_MAGIC ".eif"
 #define EIF_VERSION 4
@@ -138,5 +139,25 @@ int eif_image_read(const char *path, struct eif_image **out, struct err **err);
 void eif_image_free(struct eif_image *img);
 /* What `nitro-cli describe-eif` prints, as a JSON tree in its key order. */
 int eif_image_describe(const struct eif_image *img, json_t **out, struct err **err);
+/* eif_memory_needed_mib from an image already read. */
+uint64_t eif_image_memory_needed_mib(const struct eif_image *img);
+
+/* ---------------------------------------------------------------- expected measurements
+ * What an EIF should measure, from a JSON file: `enclaver build`'s report or describe-eif's output
+ * (both have "Measurements"), or a bare {"PCR0": hex, ...} object; in the order PCR0, PCR1, PCR2,
+ * PCR8. --verify-before-run and verify-attestation --pcrs-from read it. */
+#define EIF_EXPECTED_PCRS 4
+extern const char *const eif_expected_names[EIF_EXPECTED_PCRS]; /* "PCR0" ... "PCR8" */
+extern const int eif_expected_index[EIF_EXPECTED_PCRS];          /* 0, 1, 2, 8 */
+struct eif_expected {
+	bool has[EIF_EXPECTED_PCRS];
+	uint8_t pcr[EIF_EXPECTED_PCRS][48];
+};
+/* Unknown keys, malformed values and a file without any PCR are errors; `option` starts every
+ * message. */
+int eif_expected_load(const char *json_path, const char *option, struct eif_expected *out, struct err **err);
+/* Every PCR `want` has must equal the measured one (PCR8 absent: the EIF is unsigned); the error
+ * (EPERM) names each one that differs with both values. */
+int eif_expected_check(const struct eif_measurements *m, const struct eif_expected *want, struct err **err);
 
 #endif

@@ -17,6 +17,23 @@ uint64_t eif_memory_needed_mib(uint64_t kernel_bytes, uint64_t ramdisk_bytes)
 	return (bytes + MIB - 1) / MIB + EIF_MEMORY_MARGIN_MIB;
 }
 
+static uint64_t needed_from_sections(const struct eif_section *secs, unsigned n)
+{
+	uint64_t kernel = 0, ramdisks = 0;
+	for (unsigned i = 0; i < n; i++) {
+		if (secs[i].type == EIF_SECTION_KERNEL)
+			kernel += secs[i].size;
+		else if (secs[i].type == EIF_SECTION_RAMDISK)
+			ramdisks += secs[i].size;
+	}
+	return eif_memory_needed_mib(kernel, ramdisks);
+}
+
+uint64_t eif_image_memory_needed_mib(const struct eif_image *img)
+{
+	return needed_from_sections(img->sections, img->num_sections);
+}
+
 int eif_file_memory_needed_mib(const char *path, uint64_t *out, struct err **err)
 {
 	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -29,13 +46,6 @@ int eif_file_memory_needed_mib(const char *path, uint64_t *out, struct err **err
 	struct eif_section secs[EIF_MAX_SECTIONS];
 	if (eif_scan_layout(fd, (uint64_t)st.st_size, &h, secs, err) < 0)
 		return err_wrap(err, "%s", path);
-	uint64_t kernel = 0, ramdisks = 0;
-	for (int i = 0; i < h.num_sections; i++) {
-		if (secs[i].type == EIF_SECTION_KERNEL)
-			kernel += secs[i].size;
-		else if (secs[i].type == EIF_SECTION_RAMDISK)
-			ramdisks += secs[i].size;
-	}
-	*out = eif_memory_needed_mib(kernel, ramdisks);
+	*out = needed_from_sections(secs, h.num_sections);
 	return 0;
 }

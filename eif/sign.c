@@ -10,6 +10,7 @@
 #include <openssl/pem.h>
 
 #include "eif/internal.h"
+#include "common/cose.h"
 
 #define MAX_PEM_SIZE (256u * 1024)
 

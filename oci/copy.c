@@ -507,7 +507,7 @@ static int copy_blobs(struct oci_source *src, struct oci_dest *dst, const struct
 	/* A registry destination shows the uploads on a terminal. */
 	struct oci_status_thread st;
 	bool status = r == 0 && n_jobs && dst->ops->concurrent && dst->ops->try_mount /* only a registry mounts */ &&
-	              oci_status_wanted(dst->opts) && oci_status_thread_start(&st, "pushing", n_jobs, upload_status, &b);
+	              oci_status_wanted(dst->opts) && oci_status_thread_start(&st, dst->opts, "pushing", n_jobs, upload_status, &b);
 	if (r == 0)
 		r = oci_parallel_run(n_jobs, threads, blob_send, &b, NULL, err);
 	if (status)

@@ -16,7 +16,7 @@ struct oci_status_item {
 	int64_t size, done;
 	bool active;
 };
-void oci_status_draw(const char *verb, const struct oci_status_item *items, size_t n, size_t finished);
+void oci_status_draw(const struct oci_opts *opts, const char *verb, const struct oci_status_item *items, size_t n, size_t finished);
 /* A NUL-terminated copy of len bytes that need not be a string (header lines). */
 char *oci_memdup_str(const void *data, size_t len);
 
@@ -34,6 +34,7 @@ int oci_parallel_run(size_t n, int threads, oci_job_fn fn, void *ctx, int *stop,
  * returns false (and draws nothing) when no thread can be had. */
 typedef size_t (*oci_status_fill_fn)(void *ctx, struct oci_status_item *items, size_t n);
 struct oci_status_thread {
+	const struct oci_opts *opts; /* where the status goes */
 	const char *verb;
 	size_t n;
 	oci_status_fill_fn fill;
@@ -43,8 +44,8 @@ struct oci_status_thread {
 	pthread_cond_t wake;
 	bool stop;
 };
-bool oci_status_thread_start(struct oci_status_thread *st, const char *verb, size_t n, oci_status_fill_fn fill,
-                             void *ctx);
+bool oci_status_thread_start(struct oci_status_thread *st, const struct oci_opts *opts, const char *verb, size_t n,
+                             oci_status_fill_fn fill, void *ctx);
 void oci_status_thread_stop(struct oci_status_thread *st);
 
 /* Where an image is read from. Manifests are small (capped) and travel in
@@ -121,7 +122,6 @@ int oci_archive_write_dir(const char *dir, const char *file, struct err **err);
 int oci_archive_source_open(const struct oci_ref *ref, struct oci_cache *cache, struct oci_source **out,
                             struct err **err);
 /* rm -rf, best effort. */
-void oci_remove_tree(const char *path);
 int oci_layout_source_open(const struct oci_ref *ref, struct oci_source **out, struct err **err);
 int oci_layout_dest_open(const struct oci_ref *ref, struct oci_dest **out, struct err **err);
 int oci_docker_archive_dest_open(const struct oci_ref *ref, struct oci_dest **out, struct err **err);

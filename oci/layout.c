@@ -283,7 +283,7 @@ static void layout_dest_free(struct oci_dest *d)
 	json_decref(ld->index);
 	free(ld->blob_dir);
 	if (ld->archive)
-		oci_remove_tree(ld->work_dir);
+		io_remove_tree(ld->work_dir);
 	free(ld->archive);
 	free(ld->work_dir);
 	oci_ref_free(&d->ref);
@@ -314,7 +314,7 @@ int oci_layout_dest_open(const struct oci_ref *ref, struct oci_dest **out, struc
 	int r = layout_dest_open_dir(dir, out, err);
 	if (r < 0) {
 		if (tmp_dir)
-			oci_remove_tree(tmp_dir);
+			io_remove_tree(tmp_dir);
 		return -1;
 	}
 	struct layout_dest *ld = (struct layout_dest *)*out;

@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include "common/common.h"
+#include "common/json.h"
 
 /* ---------------------------------------------------------------- media types */
 #define OCI_MT_MANIFEST      "application/vnd.oci.image.manifest.v1+json"
@@ -317,7 +318,16 @@ void oci_endpoints_free(struct oci_endpoint *e, size_t n);
 bool oci_registries_insecure(const struct oci_registries *c, const char *name);
 
 /* ---------------------------------------------------------------- copying */
-struct oci_progress;
+/* What long operations tell the person watching goes through the caller's callback (as curl's
+ * XFERINFOFUNCTION): library code never draws on the terminal; the CLI does (cli/progress.c). */
+enum oci_progress_kind {
+	OCI_PROGRESS_LINE,   /* a step done: "blob sha256:0123...: copied 1.2 MiB" */
+	OCI_PROGRESS_STATUS, /* the state of a long step, to redraw in place; sent only when
+	                        progress_status is set, at most about 5 times a second */
+	OCI_PROGRESS_CLEAR,  /* that long step ended: its status is stale */
+};
+typedef void (*oci_progress_fn)(void *ctx, enum oci_progress_kind kind, const char *text);
+
 struct oci_opts {
 	const char *cache_dir; /* NULL: the default */
 	const char *creds;     /* "user:pass" or NULL */
@@ -325,7 +335,9 @@ struct oci_opts {
 	const char *cert_dir;  /* extra CA certificates (*.crt), or NULL */
 	bool insecure;         /* no TLS verification; plain HTTP allowed */
 	bool offline;          /* the cache only */
-	bool quiet;            /* no progress lines */
+	oci_progress_fn progress; /* NULL: nothing reported */
+	void *progress_ctx;
+	bool progress_status;     /* also send OCI_PROGRESS_STATUS (the watcher has a terminal) */
 	bool all;              /* copy: a whole index, every platform's image (else the one platform's) */
 	int parallel;          /* concurrent blob transfers; 0: default (6) */
 	int64_t chunk_size;    /* push: blobs above this go up in PATCH chunks; 0: default */
@@ -350,16 +362,13 @@ int oci_copy(const char *src, const char *dst, const struct oci_opts *opts, stru
              struct err **err);
 
 /* ---------------------------------------------------------------- progress
- * What long commands tell the person watching, on stderr (results go to
- * stdout); nothing with opts->quiet or `enclaver -q`. Lines otherwise; on a
- * terminal also one status line redrawn in place ("\r") while a long step
- * runs (transfers, the build's flatten), cleared before the next line. */
+ * Reporting through opts->progress (above); each does nothing without one. */
 void oci_progress(const struct oci_opts *opts, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-/* True when a status line is wanted: stderr is a terminal and output is not quiet. */
+/* True when a status is wanted: a callback that asked for OCI_PROGRESS_STATUS. */
 bool oci_status_wanted(const struct oci_opts *opts);
-/* Draws the status line (callers check oci_status_wanted and limit the rate). */
-void oci_status_line(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-void oci_status_clear(void);
+/* Sends a status (callers check oci_status_wanted and limit the rate), or its end. */
+void oci_status_line(const struct oci_opts *opts, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void oci_status_clear(const struct oci_opts *opts);
 /* "12.3 MiB" */
 void oci_human_size(int64_t n, char out[32]);
 

@@ -1,5 +1,6 @@
-/* progress: what a transfer (or a build) tells the person watching: lines on
- * stderr (results go to stdout), a status line on a terminal, nothing with --quiet. */
+/* progress: what a transfer (or a build) tells the person watching, through the caller's
+ * callback (oci_opts.progress): step lines, and a status of the long steps redrawn from a thread of
+ * its own. Nothing here writes to a terminal. */
 #include <stdarg.h>
 #include <string.h>
 #include <time.h>
@@ -8,15 +9,14 @@
 
 void oci_progress(const struct oci_opts *opts, const char *fmt, ...)
 {
-	if (opts->quiet || log_get_level() < LOG_WARN)
+	if (!opts->progress)
 		return;
 	char line[1024];
 	va_list ap;
 	va_start(ap, fmt);
 	vsnprintf(line, sizeof(line), fmt, ap);
 	va_end(ap);
-	/* "\r\033[K" clears a status line a terminal may be showing. */
-	fprintf(stderr, "%senclaver: %s\n", log_stderr_is_tty() ? "\r\033[K" : "", line);
+	opts->progress(opts->progress_ctx, OCI_PROGRESS_LINE, line);
 }
 
 void oci_human_size(int64_t n, char out[32])
@@ -39,10 +39,10 @@ char *oci_memdup_str(const void *data, size_t len)
 
 bool oci_status_wanted(const struct oci_opts *opts)
 {
-	return !opts->quiet && log_get_level() >= LOG_WARN && log_stderr_is_tty();
+	return opts->progress && opts->progress_status;
 }
 
-void oci_status_draw(const char *verb, const struct oci_status_item *items, size_t n, size_t finished)
+void oci_status_draw(const struct oci_opts *opts, const char *verb, const struct oci_status_item *items, size_t n, size_t finished)
 {
 	char line[512];
 	int64_t done = 0, total = 0;
@@ -60,24 +60,25 @@ void oci_status_draw(const char *verb, const struct oci_status_item *items, size
 		len += snprintf(line + len, sizeof(line) - (size_t)len, "  %.12s %3d%%",
 		                oci_digest_hex(items[i].digest), (int)(100 * got / items[i].size));
 	}
-	oci_status_line("%s", line);
+	oci_status_line(opts, "%s", line);
 }
 
-void oci_status_line(const char *fmt, ...)
+void oci_status_line(const struct oci_opts *opts, const char *fmt, ...)
 {
+	if (!oci_status_wanted(opts))
+		return;
 	char line[512];
 	va_list ap;
 	va_start(ap, fmt);
 	vsnprintf(line, sizeof(line), fmt, ap);
 	va_end(ap);
-	fprintf(stderr, "\r\033[K%s", line);
-	fflush(stderr);
+	opts->progress(opts->progress_ctx, OCI_PROGRESS_STATUS, line);
 }
 
-void oci_status_clear(void)
+void oci_status_clear(const struct oci_opts *opts)
 {
-	fputs("\r\033[K", stderr);
-	fflush(stderr);
+	if (oci_status_wanted(opts))
+		opts->progress(opts->progress_ctx, OCI_PROGRESS_CLEAR, "");
 }
 
 static void *status_loop(void *ud)
@@ -87,7 +88,7 @@ static void *status_loop(void *ud)
 	pthread_mutex_lock(&st->lock);
 	while (!st->stop) {
 		size_t finished = st->fill(st->ctx, items, st->n);
-		oci_status_draw(st->verb, items, st->n, finished);
+		oci_status_draw(st->opts, st->verb, items, st->n, finished);
 		struct timespec until;
 		clock_gettime(CLOCK_REALTIME, &until);
 		until.tv_nsec += 200 * 1000000L;
@@ -98,15 +99,15 @@ static void *status_loop(void *ud)
 		pthread_cond_timedwait(&st->wake, &st->lock, &until);
 	}
 	pthread_mutex_unlock(&st->lock);
-	oci_status_clear();
+	oci_status_clear(st->opts);
 	free(items);
 	return NULL;
 }
 
-bool oci_status_thread_start(struct oci_status_thread *st, const char *verb, size_t n, oci_status_fill_fn fill,
-                             void *ctx)
+bool oci_status_thread_start(struct oci_status_thread *st, const struct oci_opts *opts, const char *verb, size_t n,
+                             oci_status_fill_fn fill, void *ctx)
 {
-	*st = (struct oci_status_thread){.verb = verb, .n = n, .fill = fill, .ctx = ctx};
+	*st = (struct oci_status_thread){.opts = opts, .verb = verb, .n = n, .fill = fill, .ctx = ctx};
 	pthread_mutex_init(&st->lock, NULL);
 	pthread_cond_init(&st->wake, NULL);
 	if (pthread_create(&st->tid, NULL, status_loop, st) == 0)

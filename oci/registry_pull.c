@@ -332,7 +332,7 @@ static int reg_prepare_blobs(struct oci_source *s, const struct oci_desc *descs,
 	int parallel = s->opts->parallel > 0 ? s->opts->parallel : 6;
 	struct oci_status_thread st;
 	bool status = todo && oci_status_wanted(s->opts) &&
-	              oci_status_thread_start(&st, "pulling", todo, download_status, dls);
+	              oci_status_thread_start(&st, s->opts, "pulling", todo, download_status, dls);
 	int r = oci_parallel_run(todo, parallel, dl_job, dls, &stop, err);
 	if (status)
 		oci_status_thread_stop(&st);

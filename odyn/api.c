@@ -9,6 +9,8 @@
 #include <openssl/x509.h>
 
 #include "odyn/internal.h"
+#include "common/json.h"
+#include "common/cose.h"
 
 /* A request body can hold the three fields at their limits, base64'd or PEM'd. */
 #define API_BODY_MAX (16 * 1024)

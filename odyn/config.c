@@ -4,7 +4,7 @@
 #include <limits.h>
 #include <string.h>
 
-#include "builder/builder.h"
+#include "manifest/manifest.h"
 #include "odyn/internal.h"
 
 static void set_default_addr(struct transport_addr *a, const char *text)
@@ -20,12 +20,17 @@ void odyn_config_init(struct odyn_config *c)
 	c->grace_ms = 10000;
 	c->linger_ms = 1000;
 	c->ingress_connect_ms = ODYN_INGRESS_CONNECT_MS;
+	c->ingress_hold_ms = ODYN_INGRESS_HOLD_MS;
 	c->backoff_ms = 1000;
 	c->console = true;
 	c->proxy_port = 10000;
-	set_default_addr(&c->status_addr, "vsock:any:17000");
-	set_default_addr(&c->log_addr, "vsock:any:17001");
-	set_default_addr(&c->egress_addr, "vsock:3:17002");
+	char addr[32];
+	snprintf(addr, sizeof(addr), "vsock:any:%d", WIRE_PORT_STATUS);
+	set_default_addr(&c->status_addr, addr);
+	snprintf(addr, sizeof(addr), "vsock:any:%d", WIRE_PORT_LOG);
+	set_default_addr(&c->log_addr, addr);
+	snprintf(addr, sizeof(addr), "vsock:%d:%d", WIRE_PARENT_CID, WIRE_PORT_EGRESS);
+	set_default_addr(&c->egress_addr, addr);
 }
 
 void odyn_strv_free(char **v)
@@ -89,8 +94,9 @@ static int add_ingress(struct odyn_config *c, const char *spec, struct err **err
 		long port;
 		if (parse_int(spec, 1, 65535, &port) < 0)
 			return err_set(err, EINVAL, "--ingress \"%s\": want PORT or LISTEN=TARGET", spec);
-		if (port >= ODYN_PORT_STATUS && port <= ODYN_PORT_EGRESS)
-			return err_set(err, EINVAL, "--ingress %ld: ports 17000-17002 are odyn's own", port);
+		if (port >= WIRE_PORT_FIRST && port <= WIRE_PORT_LAST)
+			return err_set(err, EINVAL, "--ingress %ld: ports %d-%d are odyn's own", port, WIRE_PORT_FIRST,
+			               WIRE_PORT_LAST);
 		_cleanup_free_ char *l = xasprintf("vsock:any:%ld", port);
 		_cleanup_free_ char *t = xasprintf("tcp:127.0.0.1:%ld", port);
 		set_default_addr(&in.listen, l);
@@ -147,15 +153,16 @@ void odyn_config_add_kms_endpoint(struct odyn_config *c, const char *region, con
 	c->kms_endpoints[c->n_kms_endpoints++] = (struct odyn_kms_endpoint){xstrdup(region), xstrdup(host)};
 }
 
-/* The manifest is read by the builder's strict parser (the same one that
- * checked it at build time); odyn applies the parts it acts on. */
+/* The manifest is read by manifest/, the same strict parser that checked it at
+ * build time; odyn applies the parts it acts on. Egress (the proxy and the
+ * app's http_proxy variables) is on only when egress.allow has entries. */
 int odyn_config_load_manifest(struct odyn_config *c, const char *path, struct err **err)
 {
-	struct bld_manifest *m = NULL;
-	if (bld_manifest_load(path, &m, err) < 0)
+	struct manifest *m = NULL;
+	if (manifest_load(path, &m, err) < 0)
 		return -1;
 	int rc = 0;
-	if (m->has_egress) {
+	if (manifest_egress_on(m)) {
 		c->egress_enabled = true;
 		c->proxy_port = m->egress_proxy_port;
 		for (size_t i = 0; rc == 0 && i < m->n_egress_allow; i++)
@@ -188,7 +195,7 @@ int odyn_config_load_manifest(struct odyn_config *c, const char *path, struct er
 		for (size_t i = 0; i < m->n_kms_endpoints; i++)
 			odyn_config_add_kms_endpoint(c, m->kms_endpoints[i].region, m->kms_endpoints[i].host);
 	}
-	bld_manifest_free(m);
+	manifest_free(m);
 	return rc;
 }
 
@@ -237,6 +244,12 @@ static int apply_option(struct odyn_config *c, const char *name, const char *val
 			c->backoff_ms = n > 0 ? (int)n : 1;
 		else
 			c->max_restarts = (int)n;
+		return 0;
+	}
+	if (strcmp(name, "--ingress-hold-ms") == 0) {
+		if (parse_int(val, 0, 24L * 3600 * 1000, &n) < 0)
+			return err_set(err, EINVAL, "%s \"%s\": want a non-negative number", name, val);
+		c->ingress_hold_ms = (int)n;
 		return 0;
 	}
 	if (strcmp(name, "--ingress-connect-ms") == 0) {

@@ -52,8 +52,8 @@ static void on_accept(struct ev_handler *h, uint32_t events)
 	}
 }
 
-int ingress_start(struct evloop *loop, const struct odyn_ingress *spec, int connect_ms, struct ingress **out,
-                  struct err **err)
+int ingress_start(struct evloop *loop, const struct odyn_ingress *spec, int connect_ms, int hold_ms,
+                  struct ingress **out, struct err **err)
 {
 	struct tls_server *tls = NULL;
 	if (spec->tls_cert_file && tls_server_new(spec->tls_cert_file, spec->tls_key_file, &tls, err) < 0)
@@ -68,6 +68,9 @@ int ingress_start(struct evloop *loop, const struct odyn_ingress *spec, int conn
 	in->spec = *spec;
 	in->tls = tls;
 	in->connect_ms = connect_ms > 0 ? connect_ms : ODYN_INGRESS_CONNECT_MS;
+	/* An app still starting refuses: its early clients wait for it (bounded) instead of being
+	 * dropped, with one line per port, not one per connection. */
+	relay_queue_init(&in->waiting, hold_ms, "the app listens");
 	snprintf(in->what, sizeof(in->what), "ingress %s -> %s", spec->listen.text, spec->target.text);
 	log_info("ingress %s -> %s%s", spec->listen.text, spec->target.text, tls ? " (TLS terminated here)" : "");
 	*out = in;
@@ -79,6 +82,7 @@ void ingress_free(struct ingress *in)
 	if (in == NULL)
 		return;
 	relay_list_close_all(&in->relays);
+	relay_queue_stop(&in->waiting);
 	listener_close(&in->l);
 	tls_server_free(in->tls);
 	free(in);

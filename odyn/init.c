@@ -17,9 +17,6 @@
 
 #include "odyn/internal.h"
 
-#define HEARTBEAT_CID  3
-#define HEARTBEAT_PORT 9000
-#define HEARTBEAT_BYTE 0xB7
 /* For the parent to take the connection and answer: it answers at once when it runs, and a
  * full backlog or a silent parent must not hold the boot (the host reports a missing heartbeat). */
 #define HEARTBEAT_TIMEOUT_MS 10000
@@ -150,7 +147,7 @@ int odyn_init_heartbeat(const struct transport_addr *parent, int timeout_ms, str
 	struct timeval tv = {.tv_sec = timeout_ms / 1000, .tv_usec = (timeout_ms % 1000) * 1000};
 	if (setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) < 0)
 		return err_sys(err, "heartbeat: %s: SO_RCVTIMEO", parent->text);
-	uint8_t b = HEARTBEAT_BYTE;
+	uint8_t b = WIRE_HEARTBEAT_BYTE;
 	if (io_write_full(fd, &b, 1, err) < 0)
 		return err_wrap(err, "heartbeat");
 	ssize_t got = io_read_full(fd, &b, 1, err);
@@ -162,7 +159,7 @@ int odyn_init_heartbeat(const struct transport_addr *parent, int timeout_ms, str
 		return err_wrap(err, "heartbeat");
 	if (got != 1)
 		return err_set(err, EPROTO, "heartbeat: %s closed the connection without answering", parent->text);
-	if (b != HEARTBEAT_BYTE)
+	if (b != WIRE_HEARTBEAT_BYTE)
 		return err_set(err, EPROTO, "heartbeat: the parent answered 0x%02x", b);
 	return 0;
 }
@@ -171,7 +168,7 @@ static int heartbeat(struct err **err)
 {
 	struct transport_addr a;
 	char text[64];
-	snprintf(text, sizeof(text), "vsock:%d:%d", HEARTBEAT_CID, HEARTBEAT_PORT);
+	snprintf(text, sizeof(text), "vsock:%d:%d", WIRE_PARENT_CID, WIRE_HEARTBEAT_PORT);
 	if (transport_parse(text, &a, err) < 0)
 		return -1;
 	return odyn_init_heartbeat(&a, HEARTBEAT_TIMEOUT_MS, err);

@@ -8,8 +8,8 @@
 
 #include <openssl/evp.h>
 
-#include "common/relay.h"
-#include "common/tls.h"
+#include "wire/relay.h"
+#include "wire/tls.h"
 #include "odyn/odyn.h"
 
 #define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
@@ -52,10 +52,11 @@ int egress_proxy_start(struct evloop *loop, const struct transport_addr *listen,
 void egress_proxy_free(struct egress_proxy *p);
 
 /* Each accepted client's connect to the app is non-blocking; one the app has not
- * accepted within connect_ms (0: ODYN_INGRESS_CONNECT_MS) is refused (closed). */
+ * accepted within connect_ms (0: ODYN_INGRESS_CONNECT_MS) is refused (closed). While the app
+ * refuses (not listening yet) clients are held, up to hold_ms (0: not held; common/relay.h). */
 struct ingress;
-int ingress_start(struct evloop *loop, const struct odyn_ingress *spec, int connect_ms, struct ingress **out,
-                  struct err **err);
+int ingress_start(struct evloop *loop, const struct odyn_ingress *spec, int connect_ms, int hold_ms,
+                  struct ingress **out, struct err **err);
 void ingress_free(struct ingress *in);
 
 /* httpd: odyn's local HTTP endpoints, one request per connection. The

@@ -17,6 +17,8 @@
 #include <openssl/x509.h>
 
 #include "odyn/internal.h"
+#include "common/cose.h"
+#include "common/json.h"
 
 #define KMS_BODY_MAX (64 * 1024)
 /* Requests in progress at once: each holds a thread, a tunnel and, for

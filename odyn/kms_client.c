@@ -12,6 +12,8 @@
 #include <openssl/ssl.h>
 
 #include "odyn/internal.h"
+#include "common/cose.h"
+#include "common/json.h"
 
 #define RESPONSE_MAX          (1u << 20)
 #define KMS_TUNNEL_CONNECT_MS 10000

@@ -7,7 +7,7 @@
 #include <sys/eventfd.h>
 #include <sys/timerfd.h>
 
-#include "common/logstream.h"
+#include "wire/logstream.h"
 #include "odyn/internal.h"
 
 /* Records waiting for the loop, from any thread; more are dropped (and counted). */

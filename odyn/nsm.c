@@ -11,6 +11,7 @@
 #include <sys/uio.h>
 
 #include "odyn/internal.h"
+#include "common/cose.h"
 
 #define NSM_IOCTL 0xC0200A00UL /* _IOWR(0x0A, 0, 32) */
 

@@ -9,12 +9,9 @@
 
 #include "common/common.h"
 #include "common/egress.h"
-#include "common/transport.h"
+#include "wire/wire.h"
+#include "wire/transport.h"
 
-/* Well-known vsock ports (enclaver-compat.md). */
-#define ODYN_PORT_STATUS 17000
-#define ODYN_PORT_LOG    17001
-#define ODYN_PORT_EGRESS 17002
 #define ODYN_LOG_RING    (128 * 1024)
 /* odyn's own exit code when the app could not be started. */
 #define ODYN_EXIT_FATAL 108
@@ -127,6 +124,9 @@ enum odyn_restart { ODYN_RESTART_NEVER = 0, ODYN_RESTART_ON_FAILURE };
 
 /* The default bound on an ingress client's connect to the app. */
 #define ODYN_INGRESS_CONNECT_MS 10000
+/* How long ingress clients are held while the app refuses their connects (not listening yet:
+ * still starting), before odyn gives up on them. */
+#define ODYN_INGRESS_HOLD_MS 30000
 
 struct odyn_ingress {
 	struct transport_addr listen, target;
@@ -152,6 +152,7 @@ struct odyn_config {
 	int grace_ms;           /* SIGTERM -> SIGKILL */
 	int linger_ms;          /* after the app ends, how long to wait for readers */
 	int ingress_connect_ms; /* how long an ingress client waits for the app to accept */
+	int ingress_hold_ms;    /* how long clients are held while the app refuses (0: not held) */
 	enum odyn_restart restart;
 	int max_restarts; /* on-failure: 0 = unlimited */
 	int backoff_ms;   /* first delay; doubles up to 60 s */

@@ -14,8 +14,9 @@
 #include <sys/timerfd.h>
 #include <sys/wait.h>
 
-#include "common/logstream.h"
+#include "wire/logstream.h"
 #include "odyn/internal.h"
+#include "common/json.h"
 
 extern char **environ;
 
@@ -56,29 +57,23 @@ struct sup {
 
 /* ---------------------------------------------------------------- status lines */
 
-static void status_emit(struct sup *s, json_t *obj)
+static void status_emit(struct sup *s, enum wire_status_kind kind, int code, const char *error)
 {
 	_cleanup_buf_ struct buf b = {0};
-	_cleanup_err_ struct err *e = NULL;
-	if (json_serde_write(&b, obj, 0, &e) < 0) {
-		log_error("status: %s", e->msg);
-		json_decref(obj);
-		return;
-	}
-	json_decref(obj);
-	buf_putc(&b, '\n');
+	struct wire_status st = {.kind = kind, .code = code, .error = (char *)error};
+	wire_status_encode(&st, &b);
 	stream_write(s->status, b.data, b.len);
 }
 
 static void status_running(struct sup *s)
 {
-	status_emit(s, json_pack("{s:s}", "status", "running"));
+	status_emit(s, WIRE_STATUS_RUNNING, 0, NULL);
 }
 
 static void status_fatal(struct sup *s, const char *msg)
 {
 	log_error("%s", msg);
-	status_emit(s, json_pack("{s:s, s:s}", "status", "fatal", "error", msg));
+	status_emit(s, WIRE_STATUS_FATAL, 0, msg);
 	s->exit_code = ODYN_EXIT_FATAL;
 	s->fatal = true;
 }
@@ -331,7 +326,7 @@ static void app_exited(struct sup *s, int wstatus)
 	if (WIFEXITED(wstatus)) {
 		int code = WEXITSTATUS(wstatus);
 		if (!s->fatal) {
-			status_emit(s, json_pack("{s:s, s:i}", "status", "exited", "code", code));
+			status_emit(s, WIRE_STATUS_EXITED, code, NULL);
 			s->exit_code = code;
 		}
 		failed = code != 0;
@@ -339,7 +334,7 @@ static void app_exited(struct sup *s, int wstatus)
 	} else {
 		int sig = WTERMSIG(wstatus);
 		if (!s->fatal) {
-			status_emit(s, json_pack("{s:s, s:i}", "status", "signaled", "signal", sig));
+			status_emit(s, WIRE_STATUS_SIGNALED, sig, NULL);
 			s->exit_code = 128 + sig;
 		}
 		failed = true;
@@ -415,7 +410,7 @@ static void on_signal(struct ev_handler *h, uint32_t events)
 static void on_status_command(void *arg, const char *line)
 {
 	struct sup *s = arg;
-	if (strcmp(line, "stop") != 0) {
+	if (strcmp(line, WIRE_STATUS_STOP) != 0) {
 		log_warn("status stream: unknown command \"%s\" ignored", line);
 		return;
 	}
@@ -576,7 +571,8 @@ int odyn_run(const struct odyn_config *c, struct err **err)
 		if (setup_ok && c->kms_enabled)
 			setup_ok = kms_start(&s, &e) == 0;
 		for (size_t i = 0; setup_ok && i < c->n_ingress; i++)
-			setup_ok = ingress_start(s.loop, &c->ingress[i], c->ingress_connect_ms, &s.ingress[i], &e) == 0;
+			setup_ok = ingress_start(s.loop, &c->ingress[i], c->ingress_connect_ms, c->ingress_hold_ms,
+			                         &s.ingress[i], &e) == 0;
 		if (!setup_ok) {
 			status_fatal(&s, e->msg);
 			finish(&s);

@@ -14,7 +14,7 @@
 #include <sys/wait.h>
 #include <time.h>
 
-#include "common/transport.h"
+#include "wire/transport.h"
 #include "runtime/internal.h"
 #include "runtime/launcher.h"
 
@@ -505,12 +505,12 @@ static int heartbeat_read(int *fd, struct err **err)
 		close_fd(fd);
 		return 0;
 	}
-	if (byte != RUNTIME_HEARTBEAT_BYTE) {
+	if (byte != WIRE_HEARTBEAT_BYTE) {
 		close_fd(fd);
 		return err_set(err, EPROTO, "heartbeat: the enclave sent 0x%02x, expected 0x%02x", byte,
-		               RUNTIME_HEARTBEAT_BYTE);
+		               WIRE_HEARTBEAT_BYTE);
 	}
-	uint8_t reply = RUNTIME_HEARTBEAT_BYTE;
+	uint8_t reply = WIRE_HEARTBEAT_BYTE;
 	if (send(*fd, &reply, 1, MSG_NOSIGNAL) != 1) {
 		close_fd(fd);
 		return err_sys(err, "heartbeat: reply");
@@ -670,7 +670,7 @@ static int emu_listen_parent(struct launcher *l, uint32_t port, int *fd, struct 
 	struct emu_launcher *e = emu_of(l);
 	if (e->started)
 		return err_set(err, EINVAL, "emulator: listen on parent port %u: must come before start", port);
-	if (port == RUNTIME_HEARTBEAT_PORT)
+	if (port == WIRE_HEARTBEAT_PORT)
 		return err_set(err, EINVAL, "emulator: parent port %u is the heartbeat's", port);
 	for (size_t i = 0; i < e->n_parents; i++)
 		if (e->parents[i].port == port)
@@ -747,7 +747,7 @@ static int emu_start(struct launcher *l, const struct launch_request *req, struc
 	 * fixed forwards. */
 	_cleanup_free_ struct vsock_forward *fw = xcalloc(e->n_parents + e->n_user_forwards + 1, sizeof(*fw));
 	size_t nf = 0;
-	fw[nf++] = (struct vsock_forward){.port = RUNTIME_HEARTBEAT_PORT, .to = {.unix_path = e->heartbeat_path}};
+	fw[nf++] = (struct vsock_forward){.port = WIRE_HEARTBEAT_PORT, .to = {.unix_path = e->heartbeat_path}};
 	for (size_t i = 0; i < e->n_parents; i++)
 		fw[nf++] = (struct vsock_forward){.port = e->parents[i].port, .to = {.unix_path = e->parents[i].path}};
 	for (size_t i = 0; i < e->n_user_forwards; i++)

@@ -54,7 +54,7 @@ int ne_heartbeat_wait(int listen_fd, int enclave_fd, uint64_t timeout_ms, struct
 			    err, ETIMEDOUT,
 			    "no heartbeat from the enclave within %g s (nothing connected to vsock port %d): "
 			    "its init did not come up; start it with debug mode to read its console",
-			    (double)timeout_ms / 1000, RUNTIME_HEARTBEAT_PORT);
+			    (double)timeout_ms / 1000, WIRE_HEARTBEAT_PORT);
 		conn = transport_accept(listen_fd, NULL, err);
 		if (conn < 0 && *err)
 			return err_wrap(err, "heartbeat: accept");
@@ -65,7 +65,7 @@ int ne_heartbeat_wait(int listen_fd, int enclave_fd, uint64_t timeout_ms, struct
 		return -1;
 	if (r == 0)
 		return err_set(err, ETIMEDOUT, "the enclave connected to port %d but sent no heartbeat within %g s",
-		               RUNTIME_HEARTBEAT_PORT, (double)timeout_ms / 1000);
+		               WIRE_HEARTBEAT_PORT, (double)timeout_ms / 1000);
 	uint8_t byte;
 	ssize_t n;
 	do
@@ -75,11 +75,11 @@ int ne_heartbeat_wait(int listen_fd, int enclave_fd, uint64_t timeout_ms, struct
 		return err_sys(err, "heartbeat: read");
 	if (n == 0)
 		return err_set(err, EPROTO, "heartbeat: the enclave closed the connection without sending 0x%02x",
-		               RUNTIME_HEARTBEAT_BYTE);
-	if (byte != RUNTIME_HEARTBEAT_BYTE)
+		               WIRE_HEARTBEAT_BYTE);
+	if (byte != WIRE_HEARTBEAT_BYTE)
 		return err_set(err, EPROTO,
 		               "heartbeat: the enclave sent 0x%02x, expected 0x%02x (is its init nitro's?)", byte,
-		               RUNTIME_HEARTBEAT_BYTE);
+		               WIRE_HEARTBEAT_BYTE);
 	/* The accepted socket is non-blocking; one byte always fits in a fresh socket's buffer. */
 	if (io_write_full(c, &byte, 1, err) < 0)
 		return err_wrap(err, "heartbeat: reply");

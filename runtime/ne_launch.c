@@ -182,7 +182,7 @@ int ne_launch(const struct ne_env *env, const struct launch_request *req, struct
 	}
 
 	/* Listen before starting: the enclave's init connects as soon as it is up. */
-	hb = ne_net_listen(&env->net, RUNTIME_HEARTBEAT_PORT, err);
+	hb = ne_net_listen(&env->net, WIRE_HEARTBEAT_PORT, err);
 	if (hb < 0) {
 		err_wrap(err, "heartbeat listener");
 		goto fail;

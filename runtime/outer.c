@@ -10,6 +10,25 @@
 
 #include "runtime/outer_internal.h"
 
+/* The run: its parts and its own state. Only this file sees it. */
+struct outer {
+	struct outer_ctx ctx; /* what the parts share */
+	struct outer_ingress *ingress;
+	size_t n_ingress;
+	struct outer_egress *egress;
+	struct gstream status, log;
+	struct gstream_sink sink; /* the streams' way back to the run */
+	struct ev_handler exit_h, console_h, sig_h, timer_h, stop_h;
+	int sigfd, timerfd, stop_timerfd, exit_fd, console_fd;
+	struct buf console_line; /* a console line not yet complete (debug mode) */
+	bool blocked;            /* SIGINT/SIGTERM blocked by outer_new */
+	sigset_t old_mask;
+	struct outer_report report; /* what odyn reported */
+	int signo;                  /* SIGINT/SIGTERM received */
+	bool stop_asked;            /* "stop" sent to odyn; waiting for the enclave to end */
+	bool done;
+};
+
 int outer_exit_code(const struct outer_result *r)
 {
 	switch (r->outcome) {
@@ -22,10 +41,34 @@ int outer_exit_code(const struct outer_result *r)
 	return OUTER_EXIT_FATAL;
 }
 
-void outer_retry_arm(struct outer *o, unsigned ms)
+static void retry_arm(struct outer *o, unsigned ms)
 {
 	struct itimerspec its = {.it_value = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000}};
 	timerfd_settime(o->timerfd, 0, &its, NULL);
+}
+
+static const char stop_line[] = WIRE_STATUS_STOP "\n";
+
+/* ---------------------------------------------------------------- the streams' way back */
+static void on_status_line(void *arg, const char *line, size_t len)
+{
+	struct outer *o = arg;
+	/* Ingress clients are held while the enclave boots, until the app is up. */
+	if (outer_report_status(&o->report, line, len))
+		for (size_t i = 0; i < o->n_ingress; i++)
+			outer_ingress_resume(&o->ingress[i]);
+}
+
+static void on_stream_retry(void *arg, unsigned ms)
+{
+	retry_arm(arg, ms);
+}
+
+static bool on_stream_closed(void *arg, enum gstream_kind kind)
+{
+	struct outer *o = arg;
+	/* The log is replayed from odyn's ring on reconnect: after the app's end that would repeat it. */
+	return !o->done && !(kind == GSTREAM_LOG && o->report.have_final);
 }
 
 static void on_timer(struct ev_handler *h, uint32_t events)
@@ -53,7 +96,7 @@ static void on_timer(struct ev_handler *h, uint32_t events)
 		}
 	}
 	if (next)
-		outer_retry_arm(o, next);
+		retry_arm(o, next);
 }
 
 static void on_exit_fd(struct ev_handler *h, uint32_t events)
@@ -62,7 +105,7 @@ static void on_exit_fd(struct ev_handler *h, uint32_t events)
 	(void)events;
 	log_info("the enclave stopped");
 	o->done = true;
-	evloop_stop(o->loop);
+	evloop_stop(o->ctx.loop);
 }
 
 /* Console lines go to stderr as "[console] ...": in debug mode the console also carries odyn's
@@ -111,7 +154,7 @@ static void on_console(struct ev_handler *h, uint32_t events)
 	(void)events;
 	/* The console ended (or failed): stop watching it, the run goes on. */
 	console_bytes(o, "", 0, true);
-	evloop_del(o->loop, o->console_fd);
+	evloop_del(o->ctx.loop, o->console_fd);
 	o->console_fd = -1;
 }
 
@@ -119,8 +162,8 @@ static void on_stop_timer(struct ev_handler *h, uint32_t events)
 {
 	struct outer *o = outer_container_of(h, struct outer, stop_h);
 	(void)events;
-	log_warn("the app did not stop within %u ms: stopping the enclave", o->cfg.stop_timeout_ms);
-	evloop_stop(o->loop);
+	log_warn("the app did not stop within %u ms: stopping the enclave", o->ctx.cfg.stop_timeout_ms);
+	evloop_stop(o->ctx.loop);
 }
 
 /* The first SIGINT/SIGTERM asks odyn (on the status stream) to stop the app, which then reports
@@ -136,40 +179,44 @@ static void on_signal(struct ev_handler *h, uint32_t events)
 	bool again = o->signo != 0;
 	o->signo = (int)si.ssi_signo;
 	for (size_t i = 0; i < o->n_ingress; i++)
-		outer_ingress_close(o, &o->ingress[i]);
-	if (again || o->status.fd < 0 || o->status.connecting || send(o->status.fd, "stop\n", 5, MSG_NOSIGNAL) != 5) {
+		outer_ingress_close(&o->ctx, &o->ingress[i]);
+	const size_t stop_len = sizeof(stop_line) - 1;
+	if (again || o->status.fd < 0 || o->status.connecting ||
+	    send(o->status.fd, stop_line, stop_len, MSG_NOSIGNAL) != (ssize_t)stop_len) {
 		log_info("signal %d: stopping the enclave", o->signo);
-		evloop_stop(o->loop);
+		evloop_stop(o->ctx.loop);
 		return;
 	}
 	log_info("signal %d: asking the app to stop (again to stop the enclave at once)", o->signo);
 	o->stop_asked = true;
-	struct itimerspec its = {.it_value = {.tv_sec = o->cfg.stop_timeout_ms / 1000,
-	                                      .tv_nsec = (long)(o->cfg.stop_timeout_ms % 1000) * 1000000}};
+	struct itimerspec its = {.it_value = {.tv_sec = o->ctx.cfg.stop_timeout_ms / 1000,
+	                                      .tv_nsec = (long)(o->ctx.cfg.stop_timeout_ms % 1000) * 1000000}};
 	timerfd_settime(o->stop_timerfd, 0, &its, NULL);
 }
 
 int outer_new(const struct outer_config *cfg, struct outer **out, struct err **err)
 {
 	struct outer *o = xcalloc(1, sizeof(*o));
-	o->cfg = *cfg;
-	if (!o->cfg.log_prefix)
-		o->cfg.log_prefix = "[app] ";
-	if (!o->cfg.stop_timeout_ms)
-		o->cfg.stop_timeout_ms = 30000;
+	o->ctx.cfg = *cfg;
+	if (!o->ctx.cfg.log_prefix)
+		o->ctx.cfg.log_prefix = "[app] ";
+	if (!o->ctx.cfg.stop_timeout_ms)
+		o->ctx.cfg.stop_timeout_ms = 30000;
 	o->sigfd = o->timerfd = o->stop_timerfd = o->exit_fd = o->console_fd = -1;
-	o->reserve_fd = transport_reserve_fd();
-	gstream_init(o, &o->status, GSTREAM_STATUS);
-	gstream_init(o, &o->log, GSTREAM_LOG);
-	if (evloop_new(&o->loop, err) < 0)
+	o->ctx.reserve_fd = transport_reserve_fd();
+	o->sink = (struct gstream_sink){
+	    .status_line = on_status_line, .retry = on_stream_retry, .reconnect = on_stream_closed, .arg = o};
+	gstream_init(&o->ctx, &o->sink, &o->status, GSTREAM_STATUS);
+	gstream_init(&o->ctx, &o->sink, &o->log, GSTREAM_LOG);
+	if (evloop_new(&o->ctx.loop, err) < 0)
 		goto fail;
 	o->ingress = xcalloc(cfg->n_ports ? cfg->n_ports : 1, sizeof(*o->ingress));
 	for (size_t i = 0; i < cfg->n_ports; i++) {
-		if (outer_ingress_open(o, &cfg->ports[i], &o->ingress[i], err) < 0)
+		if (outer_ingress_open(&o->ctx, &cfg->ports[i], &o->ingress[i], err) < 0)
 			goto fail;
 		o->n_ingress++;
 	}
-	if (outer_egress_open(o, &o->egress, err) < 0)
+	if (outer_egress_open(&o->ctx, &o->egress, err) < 0)
 		goto fail;
 	sigset_t mask;
 	sigemptyset(&mask);
@@ -190,9 +237,9 @@ int outer_new(const struct outer_config *cfg, struct outer **out, struct err **e
 	o->sig_h.fn = on_signal;
 	o->timer_h.fn = on_timer;
 	o->stop_h.fn = on_stop_timer;
-	if (evloop_add(o->loop, o->sigfd, EPOLLIN, &o->sig_h, err) < 0 ||
-	    evloop_add(o->loop, o->timerfd, EPOLLIN, &o->timer_h, err) < 0 ||
-	    evloop_add(o->loop, o->stop_timerfd, EPOLLIN, &o->stop_h, err) < 0)
+	if (evloop_add(o->ctx.loop, o->sigfd, EPOLLIN, &o->sig_h, err) < 0 ||
+	    evloop_add(o->ctx.loop, o->timerfd, EPOLLIN, &o->timer_h, err) < 0 ||
+	    evloop_add(o->ctx.loop, o->stop_timerfd, EPOLLIN, &o->stop_h, err) < 0)
 		goto fail;
 	*out = o;
 	return 0;
@@ -214,38 +261,38 @@ static void result_fill(struct outer *o, struct outer_result *res)
 		res->outcome = OUTER_INTERRUPTED;
 		res->code = o->signo;
 		res->message = xasprintf("stopped by signal %d", o->signo);
-	} else if (o->have_final) {
-		*res = o->final;
-		res->message = o->final.message ? xstrdup(o->final.message) : NULL;
+	} else if (o->report.have_final) {
+		*res = o->report.final;
+		res->message = o->report.final.message ? xstrdup(o->report.final.message) : NULL;
 	} else {
 		res->outcome = OUTER_ENCLAVE_GONE;
-		res->message = xstrdup(o->started ? "the enclave stopped without reporting the app's exit status"
+		res->message = xstrdup(o->report.started ? "the enclave stopped without reporting the app's exit status"
 		                                  : "the enclave stopped before the app started");
 	}
 }
 
 int outer_run(struct outer *o, struct outer_result *res, struct err **err)
 {
-	struct launcher *l = o->cfg.launcher;
+	struct launcher *l = o->ctx.cfg.launcher;
 	o->exit_fd = launcher_exit_fd(l);
 	o->exit_h.fn = on_exit_fd;
-	if (o->exit_fd >= 0 && evloop_add(o->loop, o->exit_fd, EPOLLIN, &o->exit_h, err) < 0)
+	if (o->exit_fd >= 0 && evloop_add(o->ctx.loop, o->exit_fd, EPOLLIN, &o->exit_h, err) < 0)
 		return -1;
-	if (o->cfg.debug_mode && (o->console_fd = launcher_console_fd(l)) >= 0) {
+	if (o->ctx.cfg.debug_mode && (o->console_fd = launcher_console_fd(l)) >= 0) {
 		fcntl(o->console_fd, F_SETFL, fcntl(o->console_fd, F_GETFL) | O_NONBLOCK);
 		o->console_h.fn = on_console;
-		if (evloop_add(o->loop, o->console_fd, EPOLLIN, &o->console_h, err) < 0)
+		if (evloop_add(o->ctx.loop, o->console_fd, EPOLLIN, &o->console_h, err) < 0)
 			return -1;
 	}
 	o->log.wanted = o->status.wanted = true;
-	outer_retry_arm(o, 1);
-	if (evloop_run(o->loop, err) < 0)
+	retry_arm(o, 1);
+	if (evloop_run(o->ctx.loop, err) < 0)
 		return -1;
 	/* The enclave's descriptor may be closed by launcher_stop: stop watching it first. */
 	if (o->exit_fd >= 0)
-		evloop_del(o->loop, o->exit_fd);
+		evloop_del(o->ctx.loop, o->exit_fd);
 	if (o->console_fd >= 0)
-		evloop_del(o->loop, o->console_fd);
+		evloop_del(o->ctx.loop, o->console_fd);
 	if (o->signo && !o->done) {
 		_cleanup_err_ struct err *e = NULL;
 		if (launcher_stop(l, &e) < 0)
@@ -275,9 +322,11 @@ void outer_free(struct outer *o)
 	buf_free(&o->log.line);
 	logstream_reader_free(&o->log.rd);
 	buf_free(&o->console_line);
-	relay_list_close_all(&o->relays);
-	for (size_t i = 0; i < o->n_ingress; i++)
-		outer_ingress_close(o, &o->ingress[i]);
+	relay_list_close_all(&o->ctx.relays);
+	for (size_t i = 0; i < o->n_ingress; i++) {
+		outer_ingress_close(&o->ctx, &o->ingress[i]);
+		relay_queue_stop(&o->ingress[i].waiting);
+	}
 	free(o->ingress);
 	outer_egress_free(o->egress);
 	if (o->sigfd >= 0) {
@@ -291,11 +340,11 @@ void outer_free(struct outer *o)
 		close(o->timerfd);
 	if (o->stop_timerfd >= 0)
 		close(o->stop_timerfd);
-	if (o->reserve_fd >= 0)
-		close(o->reserve_fd);
-	evloop_free(o->loop);
+	if (o->ctx.reserve_fd >= 0)
+		close(o->ctx.reserve_fd);
+	evloop_free(o->ctx.loop);
 	if (o->blocked)
 		sigprocmask(SIG_SETMASK, &o->old_mask, NULL);
-	free(o->final.message);
+	free(o->report.final.message);
 	free(o);
 }

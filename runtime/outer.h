@@ -1,6 +1,6 @@
 /* outer: the host side of a running enclave, on top of any launcher (launcher.h): ingress TCP
  * listeners, the egress endpoint (policy enforced again here), status/log/console clients, exit codes,
- * plus the state folder behind `enclaver ps`/`stop` and the --verify-before-run check. docs/run.md. */
+ * plus the state folder behind `enclaver ps`/`stop`. runtime/run.h runs it all. docs/run.md. */
 #ifndef ENCLAVER_RUNTIME_OUTER_H
 #define ENCLAVER_RUNTIME_OUTER_H
 
@@ -9,7 +9,9 @@
 #include <sys/types.h>
 
 #include "common/egress.h"
+#include "common/json.h"
 #include "runtime/launcher.h"
+#include "wire/wire.h"
 
 /* enclaver-run's exit codes beyond the app's own (enclaver-compat.md). */
 #define OUTER_EXIT_SIGNALED    107
@@ -51,6 +53,8 @@ struct outer_result {
 	int code;
 	char *message; /* caller frees; may be NULL */
 };
+/* CPU ids as a JSON array (nitro-cli's CPUIDs; the state file's cpu_ids), at most LAUNCH_MAX_CPUS. */
+json_t *outer_cpu_ids_json(const unsigned *ids, unsigned count);
 /* enclaver-run's exit code for a result: the app's code, 107, 108 or 109. */
 int outer_exit_code(const struct outer_result *r);
 
@@ -64,26 +68,6 @@ int outer_run(struct outer *o, struct outer_result *res, struct err **err);
 /* The bound host port of mapping i (for HOST_PORT 0 in tests). */
 uint16_t outer_port_bound(const struct outer *o, size_t i);
 void outer_free(struct outer *o);
-
-/* ---------------------------------------------------------------- --verify-before-run
- * Compares an EIF's measurements with a JSON file: `enclaver build`'s output or describe-eif's (both
- * have "Measurements"), or a bare {"PCR0": hex, ...} object. Every PCRn given must match; the error
- * names each one that differs. */
-int outer_measurements_verify(const char *eif_path, const char *json_path, json_t **measured, struct err **err);
-/* The PCRs such a file expects (the reader --verify-before-run and verify-attestation --pcrs-from
- * share), in the order PCR0, PCR1, PCR2, PCR8; `option` starts every message. Unknown keys,
- * malformed values and a file without any PCR are errors. */
-#define OUTER_PCRS 4
-extern const char *const outer_pcr_names[OUTER_PCRS];
-struct outer_expected_pcrs {
-	bool has[OUTER_PCRS];
-	uint8_t pcr[OUTER_PCRS][48];
-};
-int outer_measurements_load(const char *json_path, const char *option, struct outer_expected_pcrs *out,
-                            struct err **err);
-/* The EIF's measurements as describe-eif prints them ({"HashAlgorithm": ..., "PCR0": ...}), recomputed
- * from its sections; *measured is the caller's (json_decref). */
-int outer_measurements_of(const char *eif_path, json_t **measured, struct err **err);
 
 /* ---------------------------------------------------------------- state folder
  * One JSON file per running enclave in /run/enclaver (root) or $XDG_RUNTIME_DIR/enclaver, written

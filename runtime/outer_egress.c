@@ -9,7 +9,6 @@
 #include <sys/epoll.h>
 #include <sys/socket.h>
 
-#include "odyn/odyn.h"
 #include "runtime/outer_internal.h"
 #include "runtime/resolve.h"
 
@@ -17,7 +16,7 @@ struct egress_req;
 
 struct outer_egress {
 	struct ev_handler h;
-	struct outer *o;
+	struct outer_ctx *o;
 	int lfd;
 	struct egress_req *reqs;
 	unsigned resolving; /* resolver threads running for these requests */
@@ -132,7 +131,7 @@ static void on_up(struct ev_handler *h, uint32_t events)
 	egress_frame_reply_ok(&f);
 	reply(r, &f);
 	log_info("egress: tunnel to %s:%u", r->host, r->port);
-	struct outer *o = r->eg->o;
+	struct outer_ctx *o = r->eg->o;
 	int fd = r->fd, up = r->up;
 	evloop_del(o->loop, fd);
 	evloop_del(o->loop, up);
@@ -147,7 +146,7 @@ static void on_up(struct ev_handler *h, uint32_t events)
 /* Starts a connection to the next resolved address, or answers with the last error. */
 static void try_next(struct egress_req *r)
 {
-	struct outer *o = r->eg->o;
+	struct outer_ctx *o = r->eg->o;
 	while (r->next_ai) {
 		struct addrinfo *a = r->next_ai;
 		r->next_ai = a->ai_next;
@@ -322,11 +321,11 @@ static void on_accept(struct ev_handler *h, uint32_t events)
 	}
 }
 
-int outer_egress_open(struct outer *o, struct outer_egress **out, struct err **err)
+int outer_egress_open(struct outer_ctx *o, struct outer_egress **out, struct err **err)
 {
 	int lfd;
-	if (launcher_listen_parent(o->cfg.launcher, ODYN_PORT_EGRESS, &lfd, err) < 0)
-		return err_wrap(err, "egress endpoint (port %d)", ODYN_PORT_EGRESS);
+	if (launcher_listen_parent(o->cfg.launcher, WIRE_PORT_EGRESS, &lfd, err) < 0)
+		return err_wrap(err, "egress endpoint (port %d)", WIRE_PORT_EGRESS);
 	struct outer_egress *eg = xcalloc(1, sizeof(*eg));
 	eg->h.fn = on_accept;
 	eg->o = o;

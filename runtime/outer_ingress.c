@@ -19,7 +19,7 @@ static int connect_enclave(void *ctx, bool *in_progress, struct err **err)
 static void on_accept(struct ev_handler *h, uint32_t events)
 {
 	struct outer_ingress *in = (struct outer_ingress *)h;
-	struct outer *o = in->o;
+	struct outer_ctx *o = in->o;
 	(void)events;
 	for (;;) {
 		_cleanup_err_ struct err *e = NULL;
@@ -38,10 +38,15 @@ static void on_accept(struct ev_handler *h, uint32_t events)
 	}
 }
 
-int outer_ingress_open(struct outer *o, const struct outer_port *p, struct outer_ingress *in, struct err **err)
+int outer_ingress_open(struct outer_ctx *o, const struct outer_port *p, struct outer_ingress *in, struct err **err)
 {
 	memset(in, 0, sizeof(*in));
 	in->lfd = -1;
+	/* While the enclave boots, nothing listens on its side: a connect there would be refused
+	 * (a warning each) or, on the emulator, wait for the guest's vsock. Clients are held,
+	 * unconnected, until odyn reports the app running (outer_ingress_resume), with one line. */
+	relay_queue_init(&in->waiting, OUTER_INGRESS_HOLD_MS, "the enclave listens");
+	relay_queue_pause(&in->waiting, "the enclave is up");
 	_cleanup_free_ char *text = strchr(p->host_addr, ':') ? xasprintf("tcp:[%s]:%u", p->host_addr, p->host_port)
 	                                                      : xasprintf("tcp:%s:%u", p->host_addr, p->host_port);
 	struct transport_addr a;
@@ -69,7 +74,12 @@ int outer_ingress_open(struct outer *o, const struct outer_port *p, struct outer
 	return 0;
 }
 
-void outer_ingress_close(struct outer *o, struct outer_ingress *in)
+void outer_ingress_resume(struct outer_ingress *in)
+{
+	relay_queue_resume(&in->waiting);
+}
+
+void outer_ingress_close(struct outer_ctx *o, struct outer_ingress *in)
 {
 	if (in->lfd < 0)
 		return;

@@ -6,18 +6,29 @@
 #include <signal.h>
 #include <stddef.h>
 
-#include "common/logstream.h"
-#include "common/relay.h"
-#include "common/transport.h"
+#include "wire/logstream.h"
+#include "wire/relay.h"
+#include "wire/transport.h"
 #include "runtime/outer.h"
 
 #define outer_container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
 
-struct outer;
+/* What the outer side's parts (ingress listeners, the egress endpoint, the stream clients) share
+ * with the run loop: the configuration, the loop, the relays. The run's own state (signals, the
+ * result, the parts themselves) is private to outer.c: the parts never reach back into it. */
+struct outer_ctx {
+	struct outer_config cfg;
+	struct evloop *loop;
+	struct relay_list relays; /* ingress and egress connections */
+	int reserve_fd;           /* for shedding connections at EMFILE */
+};
 
 /* ingress: one TCP listener per port mapping; each connection is relayed to the enclave's port. */
 /* How long a host ingress client waits for the enclave to accept its connection. */
 #define OUTER_INGRESS_CONNECT_MS 10000
+/* How long host ingress clients are held while the enclave boots (or refuses) before they are
+ * closed: generous, an emulated boot without KVM takes minutes. */
+#define OUTER_INGRESS_HOLD_MS 300000
 /* How long the host's egress endpoint waits for a target to answer a connect, per address. */
 #define OUTER_EGRESS_CONNECT_MS 10000
 /* The egress name for the parent instance itself (Enclaver's convention): mapped to its loopback. */
@@ -25,73 +36,60 @@ struct outer;
 
 struct outer_ingress {
 	struct ev_handler h;
-	struct outer *o;
+	struct outer_ctx *o;
 	int lfd;
 	uint16_t bound_port;
 	const struct outer_port *port;
 	struct relay_queue waiting; /* clients whose connection to the enclave is not made yet */
 	char what[160];             /* "ingress ADDR:PORT -> enclave port N", for messages */
 };
-int outer_ingress_open(struct outer *o, const struct outer_port *p, struct outer_ingress *in, struct err **err);
-void outer_ingress_close(struct outer *o, struct outer_ingress *in);
+/* Clients are held from the open until outer_ingress_resume (odyn reported the app running). */
+int outer_ingress_open(struct outer_ctx *o, const struct outer_port *p, struct outer_ingress *in, struct err **err);
+void outer_ingress_resume(struct outer_ingress *in);
+/* Stops listening; the held clients stay until the relays are closed (then relay_queue_stop). */
+void outer_ingress_close(struct outer_ctx *o, struct outer_ingress *in);
 
 /* egress: the endpoint the enclave's odyn connects to (vsock 17002). */
 struct outer_egress;
-int outer_egress_open(struct outer *o, struct outer_egress **out, struct err **err);
+int outer_egress_open(struct outer_ctx *o, struct outer_egress **out, struct err **err);
 void outer_egress_free(struct outer_egress *e);
 
-/* guest streams: status (17000) and log (17001) clients, reconnecting while the enclave is up. */
+/* What odyn reported, from its status lines (wire/wire.h). */
+struct outer_report {
+	bool started;    /* a "running" status was seen */
+	bool have_final; /* final holds the app's end (a later "running", a restart, clears it) */
+	struct outer_result final;
+};
+/* Applies one status line; a malformed one is logged and skipped. True when it says "running". */
+bool outer_report_status(struct outer_report *r, const char *line, size_t len);
+
+/* guest streams: status (17000) and log (17001) clients, reconnecting while the enclave is up. The
+ * log's lines go to cfg.log_fd; the status lines, and when to connect again, to the run loop. */
 enum gstream_kind { GSTREAM_STATUS, GSTREAM_LOG };
+struct gstream_sink {
+	void (*status_line)(void *arg, const char *line, size_t len);
+	void (*retry)(void *arg, unsigned ms);                /* arm the connect timer */
+	bool (*reconnect)(void *arg, enum gstream_kind kind); /* the stream closed: connect again? */
+	void *arg;
+};
 struct gstream {
 	struct ev_handler h;
-	struct outer *o;
+	struct outer_ctx *o;
+	const struct gstream_sink *sink;
 	enum gstream_kind kind;
 	uint32_t port;
 	int fd;
 	struct buf line;            /* a status line not yet complete */
-	struct logstream_reader rd; /* the log stream's app lines and records (common/logstream.h) */
+	struct logstream_reader rd; /* the log stream's app lines and records (wire/logstream.h) */
 	bool wanted;                /* not connected, should be */
 	bool connecting;            /* fd's connect is under way (EPOLLOUT); wanted stays set until it is done */
 	unsigned failures;
 };
-void gstream_init(struct outer *o, struct gstream *g, enum gstream_kind kind);
+void gstream_init(struct outer_ctx *o, const struct gstream_sink *sink, struct gstream *g, enum gstream_kind kind);
 /* Tries to connect once; false when it should be retried later. */
 bool gstream_try_connect(struct gstream *g);
 /* Reads what is there without waiting (at the end, after the enclave stopped), then closes. */
 void gstream_drain(struct gstream *g);
 void gstream_close(struct gstream *g);
-
-/* What the loop shares with its parts. */
-struct outer {
-	struct outer_config cfg;
-	struct evloop *loop;
-	struct relay_list relays; /* ingress and egress connections */
-	int reserve_fd;           /* for shedding connections at EMFILE */
-	struct outer_ingress *ingress;
-	size_t n_ingress;
-	struct outer_egress *egress;
-	struct gstream status, log;
-	struct ev_handler exit_h, console_h, sig_h, timer_h, stop_h;
-	int sigfd, timerfd, stop_timerfd, exit_fd, console_fd;
-	struct buf console_line; /* a console line not yet complete (debug mode) */
-	bool blocked;            /* SIGINT/SIGTERM blocked by outer_new */
-	sigset_t old_mask;
-	/* what odyn reported last */
-	bool have_final;
-	struct outer_result final;
-	bool started;    /* a "running" status was seen */
-	int signo;       /* SIGINT/SIGTERM received */
-	bool stop_asked; /* "stop" sent to odyn; waiting for the enclave to end */
-	bool done;
-};
-
-/* A status line from odyn: updates o->final / o->started; a malformed line is logged and skipped. */
-void outer_status_line(struct outer *o, const char *line, size_t len);
-/* Writes an app line with the prefix to the log descriptor. */
-void outer_log_line(struct outer *o, const char *line, size_t len);
-/* A record from the log stream: "[tag] text" ("[odyn] warning: ..."), on the same output. */
-void outer_log_record(struct outer *o, const char *tag, size_t tag_len, const char *text, size_t len);
-/* Arms the retry timer (streams to connect). */
-void outer_retry_arm(struct outer *o, unsigned ms);
 
 #endif

@@ -66,8 +66,8 @@ int outer_port_parse(const char *spec, struct outer_port *out, struct err **err)
 		               (int)(c - ports), ports);
 	if (port_num(c + 1, strlen(c + 1), false, &out->enclave_port) < 0)
 		return err_set(err, EINVAL, "-p %s: enclave port \"%s\" is not a number in 1..65535", spec, c + 1);
-	if (out->enclave_port >= 17000 && out->enclave_port <= 17002)
-		return err_set(err, EINVAL, "-p %s: enclave port %u is one of odyn's own (17000-17002)", spec,
-		               out->enclave_port);
+	if (out->enclave_port >= WIRE_PORT_FIRST && out->enclave_port <= WIRE_PORT_LAST)
+		return err_set(err, EINVAL, "-p %s: enclave port %u is one of odyn's own (%d-%d)", spec,
+		               out->enclave_port, WIRE_PORT_FIRST, WIRE_PORT_LAST);
 	return 0;
 }

@@ -278,9 +278,7 @@ int outer_state_add(const struct outer_state *s, char **path_out, struct err **e
 		json_array_append_new(ports, json_pack("{s:s, s:i, s:i}", "host_addr", s->ports[i].host_addr,
 		                                       "host_port", (int)s->ports[i].host_port, "enclave_port",
 		                                       (int)s->ports[i].enclave_port));
-	json_t *cpus = json_array();
-	for (unsigned i = 0; i < s->cpu_count && i < LAUNCH_MAX_CPUS; i++)
-		json_array_append_new(cpus, json_integer(s->cpu_ids[i]));
+	json_t *cpus = outer_cpu_ids_json(s->cpu_ids, s->cpu_count);
 	_cleanup_json_ json_t *doc =
 	    json_pack("{s:s, s:s, s:I, s:i, s:s, s:o, s:s, s:I, s:o, s:I, s:b}", "id", s->id, "name", s->name, "cid",
 	              (json_int_t)s->cid, "pid", (int)s->pid, "launcher", s->launcher, "ports", ports, "eif", s->eif,
@@ -410,4 +408,12 @@ int outer_state_pick_cid(uint64_t first, uint64_t *cid, int *hold_fd, struct err
 	*cid = c - 1;
 	*hold_fd = fd;
 	return 0;
+}
+
+json_t *outer_cpu_ids_json(const unsigned *ids, unsigned count)
+{
+	json_t *a = json_array();
+	for (unsigned i = 0; i < count && i < LAUNCH_MAX_CPUS; i++)
+		json_array_append_new(a, json_integer(ids[i]));
+	return a;
 }

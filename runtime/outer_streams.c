@@ -6,25 +6,26 @@
 #include <sys/epoll.h>
 #include <sys/socket.h>
 
-#include "common/logstream.h"
+#include "wire/logstream.h"
 #include "runtime/outer_internal.h"
 
 /* A line longer than this is passed on in pieces (the app printed no newline for a while). */
 #define LINE_MAX_BYTES (64 * 1024)
 
-void outer_log_line(struct outer *o, const char *line, size_t len)
+static void log_line(const struct outer_config *cfg, const char *line, size_t len)
 {
 	struct buf b = {0};
-	buf_puts(&b, o->cfg.log_prefix);
+	buf_puts(&b, cfg->log_prefix);
 	buf_append(&b, line, len);
 	buf_putc(&b, '\n');
 	_cleanup_err_ struct err *e = NULL;
-	if (io_write_full(o->cfg.log_fd, b.data, b.len, &e) < 0)
+	if (io_write_full(cfg->log_fd, b.data, b.len, &e) < 0)
 		log_warn("app log: %s", e->msg);
 	buf_free(&b);
 }
 
-void outer_log_record(struct outer *o, const char *tag, size_t tag_len, const char *text, size_t len)
+static void log_record_write(const struct outer_config *cfg, const char *tag, size_t tag_len, const char *text,
+                             size_t len)
 {
 	struct buf b = {0};
 	buf_putc(&b, '[');
@@ -36,69 +37,67 @@ void outer_log_record(struct outer *o, const char *tag, size_t tag_len, const ch
 	buf_append(&b, text, len);
 	buf_putc(&b, '\n');
 	_cleanup_err_ struct err *e = NULL;
-	if (io_write_full(o->cfg.log_fd, b.data, b.len, &e) < 0)
+	if (io_write_full(cfg->log_fd, b.data, b.len, &e) < 0)
 		log_warn("app log: %s", e->msg);
 	buf_free(&b);
 }
 
-void outer_status_line(struct outer *o, const char *line, size_t len)
+bool outer_report_status(struct outer_report *o, const char *line, size_t len)
 {
-	json_error_t je;
-	_cleanup_json_ json_t *v = json_loadb(line, len, JSON_REJECT_DUPLICATES, &je);
-	const char *st = json_string_value(json_object_get(v, "status"));
-	if (!st) {
-		log_warn("status stream: ignoring a malformed line (%.*s)", (int)(len > 200 ? 200 : len), line);
-		return;
+	struct wire_status st;
+	_cleanup_err_ struct err *e = NULL;
+	if (wire_status_decode(line, len, &st, &e) < 0) {
+		log_warn("status stream: ignoring %s (%.*s)", e->msg, (int)(len > 200 ? 200 : len), line);
+		return false;
 	}
-	json_t *code = json_object_get(v, "code"), *sig = json_object_get(v, "signal"),
-	       *msg = json_object_get(v, "error");
-	if (strcmp(st, "running") == 0) {
+	if (st.kind == WIRE_STATUS_RUNNING) {
 		/* Also after a restart: the earlier end was not the last. */
 		o->started = true;
 		o->have_final = false;
 		free(o->final.message);
 		o->final.message = NULL;
 		log_info("the app is running");
-		return;
+		return true;
 	}
-	struct outer_result r = {0};
-	if (strcmp(st, "exited") == 0 && json_is_integer(code)) {
+	struct outer_result r = {.code = st.code};
+	switch (st.kind) {
+	case WIRE_STATUS_EXITED:
 		r.outcome = OUTER_APP_EXITED;
-		r.code = (int)json_integer_value(code);
 		r.message = xasprintf("the app exited with code %d", r.code);
-	} else if (strcmp(st, "signaled") == 0 && json_is_integer(sig)) {
+		break;
+	case WIRE_STATUS_SIGNALED:
 		r.outcome = OUTER_APP_SIGNALED;
-		r.code = (int)json_integer_value(sig);
 		r.message = xasprintf("the app was killed by signal %d", r.code);
-	} else if (strcmp(st, "fatal") == 0) {
+		break;
+	default:
 		r.outcome = OUTER_APP_FATAL;
-		r.message = xasprintf("odyn: %s", json_is_string(msg) ? json_string_value(msg) : "fatal error");
-	} else {
-		log_warn("status stream: ignoring an unknown status (%.*s)", (int)(len > 200 ? 200 : len), line);
-		return;
+		r.code = 0;
+		r.message = xasprintf("odyn: %s", st.error);
+		break;
 	}
+	wire_status_free(&st);
 	log_info("%s", r.message);
 	free(o->final.message);
 	o->final = r;
 	o->have_final = true;
+	return false;
 }
 
 static void log_app_line(void *arg, const char *line, size_t len)
 {
-	outer_log_line(arg, line, len);
+	log_line(arg, line, len);
 }
 
 static void log_record(void *arg, const char *tag, size_t tag_len, const char *text, size_t len)
 {
-	outer_log_record(arg, tag, tag_len, text, len);
+	log_record_write(arg, tag, tag_len, text, len);
 }
 
 static void stream_lines(struct gstream *g, const char *data, size_t n, bool eof)
 {
-	struct outer *o = g->o;
 	if (g->kind == GSTREAM_LOG) {
 		const struct logstream_sink sink = {
-		    .app_line = log_app_line, .record = log_record, .arg = o, .app_line_max = LINE_MAX_BYTES};
+		    .app_line = log_app_line, .record = log_record, .arg = &g->o->cfg, .app_line_max = LINE_MAX_BYTES};
 		logstream_reader_feed(&g->rd, data, n, eof, &sink);
 		return;
 	}
@@ -110,7 +109,7 @@ static void stream_lines(struct gstream *g, const char *data, size_t n, bool eof
 		bool take = nl || (end - start) >= LINE_MAX_BYTES || (eof && end > start);
 		if (!take)
 			break;
-		outer_status_line(o, g->line.data + start, end - start);
+		g->sink->status_line(g->sink->arg, g->line.data + start, end - start);
 		start = nl ? end + 1 : end;
 		if (start >= g->line.len)
 			break;
@@ -165,7 +164,7 @@ static void connect_done(struct gstream *g, uint32_t events)
 		log_debug("%s stream (port %u): %s; retrying", g->kind == GSTREAM_STATUS ? "status" : "log", g->port,
 		          strerror(soerr ? soerr : ECONNREFUSED));
 	gstream_close(g);
-	outer_retry_arm(g->o, g->failures < 5 ? 20u << g->failures : 500);
+	g->sink->retry(g->sink->arg, g->failures < 5 ? 20u << g->failures : 500);
 }
 
 static void on_stream(struct ev_handler *h, uint32_t events)
@@ -178,23 +177,22 @@ static void on_stream(struct ev_handler *h, uint32_t events)
 	if (g->fd < 0 || !stream_read(g))
 		return;
 	gstream_close(g);
-	struct outer *o = g->o;
-	/* The log is replayed from odyn's ring on reconnect: after the app's end that would repeat it. */
-	if (o->done || (g->kind == GSTREAM_LOG && o->have_final))
+	if (!g->sink->reconnect(g->sink->arg, g->kind))
 		return;
 	log_debug("%s stream closed: reconnecting", g->kind == GSTREAM_STATUS ? "status" : "log");
 	g->wanted = true;
 	g->failures = 0;
-	outer_retry_arm(o, 20);
+	g->sink->retry(g->sink->arg, 20);
 }
 
-void gstream_init(struct outer *o, struct gstream *g, enum gstream_kind kind)
+void gstream_init(struct outer_ctx *o, const struct gstream_sink *sink, struct gstream *g, enum gstream_kind kind)
 {
 	memset(g, 0, sizeof(*g));
 	g->h.fn = on_stream;
 	g->o = o;
+	g->sink = sink;
 	g->kind = kind;
-	g->port = kind == GSTREAM_STATUS ? 17000 : 17001;
+	g->port = kind == GSTREAM_STATUS ? WIRE_PORT_STATUS : WIRE_PORT_LOG;
 	g->fd = -1;
 }
 

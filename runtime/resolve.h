@@ -4,7 +4,7 @@
 
 #include <netdb.h>
 
-#include "common/transport.h"
+#include "wire/transport.h"
 
 /* Resolver threads at once per counter: a flood of egress requests for names that never resolve
  * is refused beyond this instead of growing threads without bound. */

@@ -5,13 +5,8 @@
 
 #include "common/common.h"
 #include "runtime/launcher.h"
+#include "wire/wire.h"
 
-/* The parent instance's CID as the enclave sees it. */
-#define RUNTIME_PARENT_CID 3
-/* nitro-cli's heartbeat: the enclave connects to the parent on this port, writes 0xB7 and reads
- * it back. */
-#define RUNTIME_HEARTBEAT_PORT 9000
-#define RUNTIME_HEARTBEAT_BYTE 0xB7
 
 /* ---------------------------------------------------------------- vsock backend
  * A vhost-user-vsock device backend: QEMU connects to `vhost_socket`; the guest's stream

@@ -345,7 +345,7 @@ static void guest_packet(struct vsock_backend *b, const struct vsock_hdr *h, con
 		if (h->op == VSOCK_OP_RST)
 			return;
 		if (h->op != VSOCK_OP_REQUEST || h->type != VSOCK_TYPE_STREAM ||
-		    (h->dst_cid != RUNTIME_PARENT_CID && h->dst_cid != 2)) {
+		    (h->dst_cid != WIRE_PARENT_CID && h->dst_cid != 2)) {
 			rst_reply(b, h);
 			return;
 		}
@@ -602,11 +602,11 @@ static void listener_accept(struct vsock_backend *b, struct listener *l)
 			continue;
 		}
 		if (l->connect_line) {
-			struct conn *c = conn_new(b, fd, 0, 0, RUNTIME_PARENT_CID);
+			struct conn *c = conn_new(b, fd, 0, 0, WIRE_PARENT_CID);
 			c->state = CONN_CONNECT_LINE;
 			continue;
 		}
-		struct conn *c = conn_new(b, fd, l->guest_port, host_port_alloc(b, l->guest_port), RUNTIME_PARENT_CID);
+		struct conn *c = conn_new(b, fd, l->guest_port, host_port_alloc(b, l->guest_port), WIRE_PARENT_CID);
 		c->state = CONN_REQUEST_SENT;
 		conn_send(b, c, VSOCK_OP_REQUEST, 0);
 	}
@@ -840,7 +840,7 @@ static void backend_free(struct vsock_backend *b)
 
 int vsock_backend_start(const struct vsock_backend_config *cfg, struct vsock_backend **out, struct err **err)
 {
-	if (cfg->guest_cid < 3 || cfg->guest_cid == RUNTIME_PARENT_CID || cfg->guest_cid > UINT32_MAX - 1)
+	if (cfg->guest_cid < 3 || cfg->guest_cid == WIRE_PARENT_CID || cfg->guest_cid > UINT32_MAX - 1)
 		return err_set(err, EINVAL, "guest CID %llu: must be above 3 and below 2^32-1",
 		               (unsigned long long)cfg->guest_cid);
 	struct vsock_backend *b = xcalloc(1, sizeof(*b));

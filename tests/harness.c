@@ -7,7 +7,7 @@
 #include <unistd.h>
 
 #include "harness.h"
-#include "common/transport.h"
+#include "wire/transport.h"
 
 #define MAX_TESTS 1024
 static struct test_case cases[MAX_TESTS];

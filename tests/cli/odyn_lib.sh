@@ -27,6 +27,19 @@ bg_cleanup() {
 }
 trap bg_cleanup EXIT
 
+# log_records SOCKET: what odyn's log stream at unix SOCKET holds (app lines and odyn's records),
+# read until it is quiet for 1 s (10 s bound).
+log_records() {
+	timeout 10 python3 -c 'import socket, sys
+s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); s.settimeout(1)
+try:
+    while True:
+        c = s.recv(65536)
+        if not c: break
+        sys.stdout.buffer.write(c)
+except socket.timeout: pass' "$1"
+}
+
 # The host's egress endpoint (vsock 17002) spoken to directly, as an app bypassing odyn would:
 frame() { # frame SOCKET JSON [PAYLOAD]: prints the reply frame's JSON, then what follows (60 s bound)
 	python3 - "$@" <<'PY'

@@ -198,14 +198,7 @@ check "odyn warned at start that IMDS is not allowed" grep -q "does not allow IM
 	"$TMP/odyn5.err"
 # Without a console the host learns it from the log stream: odyn's warnings are records there,
 # also the ones from the KMS job's thread (common/logstream.h).
-timeout 10 python3 -c 'import socket, sys
-s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); s.settimeout(1)
-try:
-    while True:
-        c = s.recv(65536)
-        if not c: break
-        sys.stdout.buffer.write(c)
-except socket.timeout: pass' "$TMP/log.$KP5" >"$TMP/log5.records"
+log_records "$TMP/log.$KP5" >"$TMP/log5.records"
 check "the log stream carries odyn's start warning about IMDS as a record" \
 	grep -qa $'^\x1eodyn warning: kms proxy: the egress policy does not allow IMDS' "$TMP/log5.records"
 check "... and the KMS job's failure to reach IMDS (from its thread)" \

@@ -140,17 +140,7 @@ touch "$TMP/go8" # the app ends its line and starts one it never ends, likely in
 sleep 0.3
 curl -s -o /dev/null --max-time 20 -x "http://127.0.0.1:$PP8" "http://second.test:$HP/"
 sleep 1
-read_stream() {
-	timeout 10 python3 -c 'import socket, sys
-s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); s.settimeout(1)
-try:
-    while True:
-        c = s.recv(65536)
-        if not c: break
-        sys.stdout.buffer.write(c)
-except socket.timeout: pass' "$1"
-}
-read_stream "$TMP/log8" >"$TMP/log8.out"
+log_records "$TMP/log8" >"$TMP/log8.out"
 check "a record waits for the end of the app's line: the line stays whole" grep -qax 'start-end' "$TMP/log8.out"
 check "... and comes after it" grep -qa $'^\x1eodyn warning: egress: .*first.test' "$TMP/log8.out"
 check "an app line that never ends holds no record back" \
@@ -272,14 +262,7 @@ check "ingress: another port is served while the app does not accept" grep -qx o
 wait_for grep -q closed "$TMP/stuck.out"
 check "ingress: clients the app does not take are refused after the bound" grep -qx "closed 4" "$TMP/stuck.out"
 check "ingress: the refusal is logged with the bound" grep -q "not accepted within 1500 ms" "$TMP/odyn5.err"
-timeout 5 python3 -c 'import socket, sys
-s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); s.settimeout(1)
-try:
-    while True:
-        c = s.recv(65536)
-        if not c: break
-        sys.stdout.buffer.write(c)
-except socket.timeout: pass' "$TMP/log5" >"$TMP/log5.out"
+log_records "$TMP/log5" >"$TMP/log5.out"
 check "ingress: the refusal is an odyn record on the log stream too" \
 	grep -qa $'^\x1eodyn warning: .*not accepted within 1500 ms' "$TMP/log5.out"
 kill -TERM $op5

@@ -259,12 +259,22 @@ check "setup failure: fatal status names the cause" grep -q '^{"status":"fatal",
 
 # --- the manifest: egress settings from --config-dir
 mkdir -p "$TMP/conf"
-# A whole manifest: odyn reads it with the builder's strict parser.
+# A whole manifest: odyn reads it with manifest/, the parser the build checked it with.
 printf 'version: v1\nname: t\ntarget: t:enclave\nsources: {app: t}\negress:\n  proxy_port: 3129\n  allow: [example.com]\n' \
 	>"$TMP/conf/enclaver.yaml"
 "${O[@]}" --linger-ms 0 --config-dir "$TMP/conf" --egress-host "unix:$TMP/none" --workdir "$TMP/wd" \
 	-- sh -c 'echo "$HTTPS_PROXY" >from-manifest'
 check "proxy port from the manifest reaches the app" diff "$TMP/wd/from-manifest" <(echo http://127.0.0.1:3129)
+# Egress is on only when egress.allow has entries (as in Enclaver): with a deny list alone odyn
+# starts no proxy and the app gets no proxy variables.
+printf 'version: v1\nname: t\ntarget: t:enclave\nsources: {app: t}\negress:\n  proxy_port: 3129\n  deny: [bad.example]\n' \
+	>"$TMP/conf/enclaver.yaml"
+"${O[@]}" --linger-ms 0 --config-dir "$TMP/conf" --workdir "$TMP/wd" \
+	-- sh -c 'echo "[$http_proxy|$https_proxy|$HTTP_PROXY|$HTTPS_PROXY]" >deny-only'
+check "deny-only egress: no proxy variables for the app" diff "$TMP/wd/deny-only" <(echo "[|||]")
+printf 'version: v1\nname: t\ntarget: t:enclave\nsources: {app: t}\negress:\n  allow:\n' >"$TMP/conf/enclaver.yaml"
+"${O[@]}" --linger-ms 0 --config-dir "$TMP/conf" --workdir "$TMP/wd" -- sh -c 'echo "[$http_proxy]" >empty-allow'
+check "empty allow: odyn starts, no proxy variables" diff "$TMP/wd/empty-allow" <(echo "[]")
 printf 'version: v1\nname: t\ntarget: t:enclave\nsources: {app: t}\negress: {allow: [bad..name]}\n' \
 	>"$TMP/conf/enclaver.yaml"
 check_fails "bad manifest: odyn refuses to start" 'egress.allow\[0\]' "${O[@]}" --config-dir "$TMP/conf" -- true

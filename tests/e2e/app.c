@@ -6,8 +6,8 @@
  *                      document to the parent as "attestation HEX", then POST BAD_BODY and print
  *                      the answer; tell the parent on vsock PORT, wait for its answer, exit CODE
  *                      (tests/e2e/odyn.sh)
- *   serve PORT ALLOW_HOST:PORT DENY_HOST:PORT
- *                      serve 127.0.0.1:PORT (ingress), try one allowed and one denied plain-HTTP
+ *   serve PORT ALLOW_HOST:PORT DENY_HOST:PORT [DELAY_S]
+ *                      (after DELAY_S seconds, an app slow to start) serve 127.0.0.1:PORT (ingress), try one allowed and one denied plain-HTTP
  *                      request through odyn's egress proxy and the denied one straight to the
  *                      host's egress endpoint (vsock 3:17002, bypassing odyn), then serve until
  *                      SIGTERM. Ingress commands (first line): "GET ..." (HTTP answer), ECHO,
@@ -430,8 +430,12 @@ static void on_term(int sig)
 	stopping = 1;
 }
 
-static int serve(unsigned port, const char *allow, const char *deny)
+static int serve(unsigned port, const char *allow, const char *deny, unsigned delay_s)
 {
+	if (delay_s) {
+		say("starting: listening in %u s", delay_s);
+		sleep(delay_s);
+	}
 	int l = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
 	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
@@ -470,8 +474,8 @@ int main(int argc, char **argv)
 		return report((unsigned)atoi(argv[2]), atoi(argv[3]), 0, NULL, NULL);
 	if (argc == 7 && strcmp(argv[1], "report") == 0)
 		return report((unsigned)atoi(argv[2]), atoi(argv[3]), (unsigned)atoi(argv[4]), argv[5], argv[6]);
-	if (argc == 5 && strcmp(argv[1], "serve") == 0)
-		return serve((unsigned)atoi(argv[2]), argv[3], argv[4]);
-	say("usage: app report PORT CODE | app serve PORT ALLOW_HOST:PORT DENY_HOST:PORT");
+	if ((argc == 5 || argc == 6) && strcmp(argv[1], "serve") == 0)
+		return serve((unsigned)atoi(argv[2]), argv[3], argv[4], argc == 6 ? (unsigned)atoi(argv[5]) : 0);
+	say("usage: app report PORT CODE | app serve PORT ALLOW_HOST:PORT DENY_HOST:PORT [DELAY_S]");
 	return 2;
 }

@@ -2,7 +2,9 @@
 # run-emulate.sh: `enclaver run --emulate` end to end (issue 7): the sample app (tests/e2e/app.c)
 # built by `enclaver build` with Debian's kernel bundle and odyn as init, run by the real outer
 # side on the emulator launcher. Two boots: one serving app (its output on the host's stdout, an
-# ingress request answered, egress to an allowed loopback server through odyn and the host, a
+# ingress request answered, a client connected from the start of the boot held and answered once
+# the app listens, 3 s after it starts, with one line each from the host and odyn and no
+# 'connection refused' line, egress to an allowed loopback server through odyn and the host, a
 # denied one refused by odyn and, when odyn is bypassed, by the host; SIGTERM stops the run with
 # 109 and nothing left running) and one app that exits 42 (the exit code propagates).
 # Needs ENCLAVER and QEMU.
@@ -56,7 +58,7 @@ build() {
 	check "enclaver build of the $1 app" "$ENCLAVER" build --odyn "$ODYN" --kernel-bundle "$KB" \
 		-f "$TMP/$1.yaml" --eif-only "$TMP/$1.eif"
 }
-build serve "[\"serve\", \"8080\", \"127.0.0.1:$ALLOW_PORT\", \"127.0.0.1:$DENY_PORT\"]" \
+build serve "[\"serve\", \"8080\", \"127.0.0.1:$ALLOW_PORT\", \"127.0.0.1:$DENY_PORT\", \"3\"]" \
 	"$(printf 'ingress:\n  - listen_port: 8080\negress:\n  allow:\n    - "127.0.0.1:%s"\n' "$ALLOW_PORT")"
 build exit42 '["report", "5005", "42"]' ""
 
@@ -66,6 +68,12 @@ INGRESS=$(free_port)
 	-p "$INGRESS:8080" >"$TMP/serve.out" 2>"$TMP/serve.err" &
 run=$!
 pids+=($run)
+# A client from the start of the boot (it retries only until the host's listener is bound).
+python3 "$ROOT/tests/cli/helpers/early_client.py" "$INGRESS" "$TMP/early.out" "$BOOT_TIMEOUT" &
+early=$!
+pids+=($early)
+wait_for "$TMP/early.out" '^connected' $run
+check "an early client connects before the app listens" sh -c "! grep -q 'app: serving' '$TMP/serve.out'"
 if wait_for "$TMP/serve.out" '^\[app\] app: egress bypass' $run; then
 	ok "enclaver run --emulate: the app's output reaches the host's stdout"
 else
@@ -73,6 +81,18 @@ else
 fi
 answer=$(curl -s --max-time 60 "http://127.0.0.1:$INGRESS/")
 check "an ingress request to the host port gets the app's answer" test "$answer" = "hello from the enclave"
+wait $early
+check "the early client is held through the boot and answered once the app listens" \
+	grep -q "hello from the enclave" "$TMP/early.out"
+[ -s "$TMP/early.out" ] && grep -q "hello from the enclave" "$TMP/early.out" || echo "# early: $(tail -5 "$TMP/early.out")"
+check "no 'connection refused' line during the boot" \
+	sh -c "! grep -qi 'connection refused' '$TMP/serve.err' '$TMP/serve.out'"
+check "the host says once that it holds connections until the enclave is up" \
+	test "$(grep -c "ingress 127.0.0.1:$INGRESS -> enclave port 8080: holding connections until the enclave is up" \
+		"$TMP/serve.err")" -eq 1
+check "odyn says once that it holds them until the app listens" \
+	test "$(grep -c '^\[odyn\] warning: ingress vsock:any:8080 -> tcp:127.0.0.1:8080: holding connections until the app listens' \
+		"$TMP/serve.out")" -eq 1
 check "egress to the allowed loopback server through odyn and the host: 200" \
 	grep -q "^\[app\] app: egress allowed 127.0.0.1:$ALLOW_PORT: HTTP/1.1 200 OK" "$TMP/serve.out"
 check "egress to a denied server: odyn refuses it (401)" \

@@ -15,9 +15,9 @@
 #include <sys/wait.h>
 #include <time.h>
 
-#include "builder/builder.h"
-#include "cli/cli.h"
-#include "common/transport.h"
+#include "runtime/run.h"
+#include "wire/transport.h"
+#include "manifest/manifest.h"
 #include "runtime/launcher.h"
 
 struct local {
@@ -103,8 +103,8 @@ static int local_start(struct launcher *l, const struct launch_request *req, str
 	const char *cmd = getenv("ENCLAVER_LOCAL_CMD"), *mpath = getenv("ENCLAVER_LOCAL_MANIFEST");
 	if (!cmd)
 		return err_set(err, EINVAL, "local launcher: set ENCLAVER_LOCAL_CMD to the app's command");
-	struct bld_manifest *m = NULL;
-	if (mpath && *mpath && bld_manifest_load(mpath, &m, err) < 0)
+	struct manifest *m = NULL;
+	if (mpath && *mpath && manifest_load(mpath, &m, err) < 0)
 		return err_wrap(err, "local launcher");
 	char **argv = NULL;
 	size_t n = 0;
@@ -119,7 +119,7 @@ static int local_start(struct launcher *l, const struct launch_request *req, str
 	strv_add(&argv, &n, xstrdup("5000"));
 	if (!req->debug_mode)
 		strv_add(&argv, &n, xstrdup("--no-console"));
-	if (m && m->has_egress) {
+	if (m && manifest_egress_on(m)) {
 		strv_add(&argv, &n, xstrdup("--egress-host"));
 		strv_add(&argv, &n, xasprintf("unix:%s/parent-17002.sock", lc->dir));
 		strv_add(&argv, &n, xstrdup("--proxy-port"));
@@ -139,7 +139,7 @@ static int local_start(struct launcher *l, const struct launch_request *req, str
 		         xasprintf("unix:%s/guest-%u.sock=tcp:127.0.0.1:%u", lc->dir, m->ingress[i].listen_port,
 		                   m->ingress[i].listen_port));
 	}
-	bld_manifest_free(m);
+	manifest_free(m);
 	strv_add(&argv, &n, xstrdup("--"));
 	if (str_has_prefix(cmd, "exec:")) {
 		strv_add(&argv, &n, xstrdup(cmd + 5)); /* a program run directly (odyn's fatal path) */
@@ -278,7 +278,7 @@ static const struct launcher_ops local_ops = {
     .free = local_free,
 };
 
-static int launcher_local_new(const struct run_opts *o, struct launcher **out, struct err **err)
+static int launcher_local_new(const struct run_options *o, struct launcher **out, struct err **err)
 {
 	(void)o;
 	struct local *lc = xcalloc(1, sizeof(*lc));
@@ -304,5 +304,5 @@ static int launcher_local_new(const struct run_opts *o, struct launcher **out, s
 
 __attribute__((constructor)) static void local_register(void)
 {
-	cli_launcher_register("local", launcher_local_new);
+	run_launcher_register("local", launcher_local_new);
 }

@@ -13,6 +13,7 @@
 #include <time.h>
 
 #include "odyn/internal.h"
+#include "common/cose.h"
 
 static X509 *new_cert(EVP_PKEY *key, const char *cn, X509 *issuer, EVP_PKEY *issuer_key, bool ca, long serial)
 {

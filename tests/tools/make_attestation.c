@@ -10,6 +10,7 @@
 #include <time.h>
 
 #include "common/common.h"
+#include "common/cose.h"
 
 static EVP_PKEY *new_key(void)
 {

@@ -4,8 +4,10 @@
 #include <sys/stat.h>
 
 #include "common/common.h"
-#include "common/logstream.h"
+#include "wire/logstream.h"
 #include "tests/harness.h"
+#include "common/json.h"
+#include "common/cose.h"
 
 TEST(err_chain_reads_outermost_first)
 {

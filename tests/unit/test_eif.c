@@ -5,6 +5,7 @@
 
 #include "eif/internal.h"
 #include "tests/harness.h"
+#include "common/cose.h"
 
 #define GOLDEN_TIME "2024-01-01T00:00:00+00:00"
 
@@ -440,4 +441,70 @@ TEST(memory_needed_of_file)
 	CHECK(eif_file_memory_needed_mib(test_data("eif/cmdline.txt"), &need, &e) < 0);
 	CHECK_ERR_CONTAINS(e, "cmdline.txt");
 	err_free(&e);
+}
+
+/* ---------------------------------------------------------------- expected measurements */
+static void expected_json(struct test_ctx *t, const char *json, const char *msg)
+{
+	_cleanup_free_ char *path = xasprintf("%s/m.json", test_tmpdir(t));
+	FILE *f = fopen(path, "w");
+	REQUIRE(f);
+	fputs(json, f);
+	fclose(f);
+	struct eif_expected want;
+	struct err *e = NULL;
+	CHECK(eif_expected_load(path, "--verify-before-run", &want, &e) < 0);
+	CHECK_ERR_CONTAINS(e, msg);
+	CHECK_ERR_CONTAINS(e, "--verify-before-run");
+	err_free(&e);
+}
+
+TEST(expected_rejects_bad_json)
+{
+	char pcr[97];
+	memset(pcr, 'a', 96);
+	pcr[96] = '\0';
+	char buf[512];
+	expected_json(t, "", "line 1 column");
+	expected_json(t, "{\"PCR0\": ", "line 1 column");
+	expected_json(t, "[]", "want an object");
+	expected_json(t, "{\"Measurements\": 3}", "want an object");
+	expected_json(t, "{}", "no PCR0, PCR1, PCR2 or PCR8");
+	expected_json(t, "{\"HashAlgorithm\": \"Sha384 { ... }\"}", "no PCR0");
+	expected_json(t, "{\"PCR3\": \"00\"}", "unknown key \"PCR3\"");
+	expected_json(t, "{\"PCR0\": 5}", "PCR0: want 96 hex digits");
+	expected_json(t, "{\"PCR1\": \"abc\"}", "PCR1: want 96 hex digits");
+	snprintf(buf, sizeof(buf), "{\"PCR2\": \"%.95sz\"}", pcr);
+	expected_json(t, buf, "PCR2: want 96 hex digits");
+	snprintf(buf, sizeof(buf), "{\"PCR0\": \"%s\", \"PCR0\": \"%s\"}", pcr, pcr);
+	expected_json(t, buf, "duplicate");
+	struct eif_expected want;
+	struct err *e = NULL;
+	CHECK(eif_expected_load("/nonexistent.json", "--verify-before-run", &want, &e) < 0);
+	CHECK_ERR_CONTAINS(e, "/nonexistent.json");
+	err_free(&e);
+}
+
+/* The golden case's own measurements pass; one changed PCR is named with both values; PCR8 of an
+ * unsigned EIF is "none". */
+TEST(expected_check_names_each_difference)
+{
+	struct eif_image *img = NULL;
+	struct err *e = NULL;
+	REQUIRE(eif_image_read(test_data("eif/case1/case1.eif"), &img, &e) == 0);
+	struct eif_expected want = {.has = {true, true, true, false}};
+	memcpy(want.pcr[0], img->measurements.pcr0, 48);
+	memcpy(want.pcr[1], img->measurements.pcr1, 48);
+	memcpy(want.pcr[2], img->measurements.pcr2, 48);
+	CHECK(eif_expected_check(&img->measurements, &want, &e) == 0);
+	want.pcr[1][0] ^= 1;
+	want.has[3] = true;
+	CHECK(eif_expected_check(&img->measurements, &want, &e) < 0);
+	CHECK_ERR_CONTAINS(e, "PCR1: expected ");
+	CHECK_ERR_CONTAINS(e, "PCR8: expected ");
+	CHECK_ERR_CONTAINS(e, "(none: the EIF is not signed)");
+	CHECK(strstr(e->msg, "PCR0") == NULL);
+	err_free(&e);
+	CHECK_INT_EQ(eif_image_memory_needed_mib(img) > EIF_MEMORY_MARGIN_MIB, 1);
+	eif_image_free(img);
 }

@@ -107,7 +107,7 @@ TEST(launcher_emulator_parent_ports_and_order)
 	CHECK_STR_EQ(l->ops->name, "emulator");
 	CHECK(!dir_empty(run)); /* the private folder with the heartbeat socket */
 	int fd = -1;
-	CHECK(launcher_listen_parent(l, RUNTIME_HEARTBEAT_PORT, &fd, &err) < 0);
+	CHECK(launcher_listen_parent(l, WIRE_HEARTBEAT_PORT, &fd, &err) < 0);
 	CHECK_ERR_CONTAINS(err, "heartbeat");
 	err_free(&err);
 	CHECK(launcher_listen_parent(l, 17002, &fd, &err) == 0);

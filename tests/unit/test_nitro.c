@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 
 #include "runtime/ne.h"
+#include "tests/ne_sim.h"
 #include "runtime/runtime.h"
 #include "tests/harness.h"
 

@@ -7,6 +7,8 @@
 
 #include "odyn/odyn.h"
 #include "tests/harness.h"
+#include "common/json.h"
+#include "common/cose.h"
 
 #define N(a) (sizeof(a) / sizeof((a)[0]))
 

@@ -149,14 +149,14 @@ TEST(policy_bad_patterns)
 	                            "***.com",    "a.com:0",    "a.com:65536", "a.com:x",      "10.0.0.0/33",
 	                            "10.0.0.0/",  "10.0.0.0/x", "::1/129",     "[::1",         "[::1]x",
 	                            "[::1]:0",    "[nothost]",  "1.2.3.4/8/8", "exa mple.com", "ex/ample.com",
-	                            "a.com:80:80"};
+	                            "a.com:80:80", "[1.2.3.4]:80"};
 	for (size_t i = 0; i < N(bad); i++) {
 		struct egress_policy p = {0};
 		struct err *e = NULL;
 		if (egress_policy_add(&p, false, bad[i], &e) == 0)
 			test_fail(t, __FILE__, __LINE__, "pattern \"%s\" was accepted", bad[i]);
 		else
-			CHECK_ERR_CONTAINS(e, "pattern \"");
+			CHECK_ERR_CONTAINS(e, "is not an IP, CIDR or domain pattern: ");
 		err_free(&e);
 		egress_policy_free(&p);
 	}
@@ -524,12 +524,43 @@ TEST(manifest_fields)
 	odyn_config_free(&c);
 }
 
+/* Egress is on only when egress.allow has entries, as in Enclaver: an empty `egress:`, an empty
+ * allow list or a deny list alone start no proxy (and so set no http_proxy for the app). */
+TEST(manifest_egress_needs_allow_entries)
+{
+	static const struct {
+		const char *yaml;
+		bool on;
+	} cases[] = {
+	    {"egress:\n", false},
+	    {"egress:\n  allow:\n", false},
+	    {"egress:\n  allow: []\n  proxy_port: 3128\n", false},
+	    {"egress:\n  deny: [bad.example]\n", false},
+	    {"egress:\n  allow: [good.example]\n  deny: [bad.example]\n", true},
+	};
+	char path[512];
+	snprintf(path, sizeof(path), "%s/enclaver.yaml", test_tmpdir(t));
+	for (size_t i = 0; i < N(cases); i++) {
+		_cleanup_free_ char *yaml =
+		    xasprintf("version: v1\nname: app\ntarget: app:enclave\nsources: {app: x}\n%s", cases[i].yaml);
+		write_file(path, yaml);
+		struct odyn_config c;
+		odyn_config_init(&c);
+		struct err *e = NULL;
+		REQUIRE(odyn_config_load_manifest(&c, path, &e) == 0);
+		if (c.egress_enabled != cases[i].on)
+			test_fail(t, __FILE__, __LINE__, "egress %s for:\n%s", c.egress_enabled ? "on" : "off",
+			          cases[i].yaml);
+		odyn_config_free(&c);
+	}
+}
+
 TEST(manifest_bad_input)
 {
 	static const struct {
 		const char *yaml, *msg;
 	} cases[] = {
-	    /* The builder's parser reads the file (one parser): its messages name
+	    /* manifest/ reads the file (one parser, the build's): its messages name
 	     * the file, line, column and field. */
 	    {"egress: [1]\n", "egress: expected a mapping"},
 	    {"egress: {proxy_port: 70000}\n", "egress.proxy_port"},
@@ -543,7 +574,7 @@ TEST(manifest_bad_input)
 	    {"ingress: [{listen_port: 443, tls: {cert_file: c}}]\n", "ingress[0].tls: needs both key_file and cert_file"},
 	    {"restart: {policy: always}\n", "restart.policy"},
 	    {"restart: {max_restarts: -1}\n", "restart.max_restarts"},
-	    {"api: {listen_port: 10000}\negress: {}\n", "api.listen_port: port 10000 is already used"},
+	    {"api: {listen_port: 10000}\negress: {allow: [a.com]}\n", "api.listen_port: port 10000 is already used"},
 	    {"kms_proxy: {}\n", "kms_proxy: missing required key \"listen_port\""},
 	    {"egress: {allow: [\n", "bad.yaml:6:1"},
 	    {"surprise: 1\n", "surprise"},

@@ -77,15 +77,15 @@ TEST(exit_codes)
 	CHECK_INT_EQ(outer_exit_code(&r), 109);
 }
 
-static void line(struct outer *o, const char *s)
+static bool line(struct outer_report *o, const char *s)
 {
-	outer_status_line(o, s, strlen(s));
+	return outer_report_status(o, s, strlen(s));
 }
 
 TEST(status_lines)
 {
-	struct outer o = {0};
-	line(&o, "{\"status\":\"running\"}");
+	struct outer_report o = {0};
+	CHECK(line(&o, "{\"status\":\"running\"}"));
 	CHECK(o.started && !o.have_final);
 	line(&o, "{\"status\":\"exited\",\"code\":3}");
 	CHECK(o.have_final && o.final.outcome == OUTER_APP_EXITED && o.final.code == 3);
@@ -109,7 +109,7 @@ TEST(status_lines)
 	                      "{\"status\":\"paused\"}",
 	                      "{\"status\":\"running\",\"status\":\"exited\"}"};
 	for (size_t i = 0; i < sizeof(junk) / sizeof(junk[0]); i++)
-		line(&o, junk[i]);
+		CHECK(!line(&o, junk[i]));
 	CHECK(o.have_final && o.final.outcome == OUTER_APP_FATAL);
 	free(o.final.message);
 }
@@ -316,45 +316,3 @@ TEST(state_folder_bad_files)
 	unsetenv("ENCLAVER_STATE_DIR");
 }
 
-static void verify_json(struct test_ctx *t, const char *json, const char *msg)
-{
-	char path[512];
-	snprintf(path, sizeof(path), "%s/m.json", test_tmpdir(t));
-	FILE *f = fopen(path, "w");
-	REQUIRE(f);
-	fputs(json, f);
-	fclose(f);
-	struct err *e = NULL;
-	/* The JSON is checked before the EIF is opened: no EIF needed for these. */
-	CHECK(outer_measurements_verify("/nonexistent.eif", path, NULL, &e) < 0);
-	CHECK_ERR_CONTAINS(e, msg);
-	err_free(&e);
-}
-
-TEST(verify_bad_json)
-{
-	char pcr[97];
-	memset(pcr, 'a', 96);
-	pcr[96] = '\0';
-	char buf[512];
-	verify_json(t, "", "line 1 column");
-	verify_json(t, "{\"PCR0\": ", "line 1 column");
-	verify_json(t, "[]", "want an object");
-	verify_json(t, "{\"Measurements\": 3}", "want an object");
-	verify_json(t, "{}", "no PCR0, PCR1, PCR2 or PCR8");
-	verify_json(t, "{\"HashAlgorithm\": \"Sha384 { ... }\"}", "no PCR0");
-	verify_json(t, "{\"PCR3\": \"00\"}", "unknown key \"PCR3\"");
-	verify_json(t, "{\"PCR0\": 5}", "PCR0: want 96 hex digits");
-	verify_json(t, "{\"PCR1\": \"abc\"}", "PCR1: want 96 hex digits");
-	snprintf(buf, sizeof(buf), "{\"PCR2\": \"%.95sz\"}", pcr);
-	verify_json(t, buf, "PCR2: want 96 hex digits");
-	snprintf(buf, sizeof(buf), "{\"PCR0\": \"%s\", \"PCR0\": \"%s\"}", pcr, pcr);
-	verify_json(t, buf, "duplicate");
-	/* Well-formed: then the EIF is read, and its absence named. */
-	snprintf(buf, sizeof(buf), "{\"Measurements\": {\"PCR0\": \"%s\"}}", pcr);
-	verify_json(t, buf, "/nonexistent.eif");
-	struct err *e = NULL;
-	CHECK(outer_measurements_verify("/nonexistent.eif", "/nonexistent.json", NULL, &e) < 0);
-	CHECK_ERR_CONTAINS(e, "/nonexistent.json");
-	err_free(&e);
-}

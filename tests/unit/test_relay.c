@@ -13,8 +13,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "../../common/relay.h"
-#include "../../common/tls.h"
+#include "wire/relay.h"
+#include "wire/tls.h"
 #include "../harness.h"
 
 /* A self-signed P-256 certificate and its key, written as PEM files into dir. */
@@ -246,6 +246,30 @@ static int stuck_listener(int *lfd, struct transport_addr *target, int fill[2])
 	return 0;
 }
 
+/* Runs the loop while accepting up to max connections on lfd into peers and reading what they
+ * receive, until want bytes came (10 s bound); returns how many were accepted, *total the bytes. */
+static int accept_and_read(struct evloop *loop, int lfd, int *peers, int max, size_t want, size_t *total)
+{
+	struct err *e = NULL;
+	int np = 0;
+	for (int i = 0; i < 500 && *total < want; i++) {
+		evloop_run_once(loop, 20, &e);
+		int pfd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK);
+		if (pfd >= 0 && np < max)
+			peers[np++] = pfd;
+		else if (pfd >= 0)
+			close(pfd);
+		for (int k = 0; k < np; k++) {
+			char got[8];
+			ssize_t n = read(peers[k], got, sizeof(got));
+			if (n > 0)
+				*total += (size_t)n;
+		}
+	}
+	err_free(&e);
+	return np;
+}
+
 TEST(relay_connecting_bounded_then_relays)
 {
 	struct evloop *loop = NULL;
@@ -256,7 +280,8 @@ TEST(relay_connecting_bounded_then_relays)
 	REQUIRE(stuck_listener(&lfd, &target, fill) == 0);
 	int sp[3][2];
 	struct relay_list list = {0};
-	struct relay_queue q = {0};
+	struct relay_queue q;
+	relay_queue_init(&q, 0, "it listens");
 	for (int i = 0; i < 3; i++) {
 		REQUIRE(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sp[i]) == 0);
 		REQUIRE(relay_start_connecting(loop, sp[i][0], NULL, connect_to, &target, 300, "test", &q, &list, &e) ==
@@ -296,20 +321,9 @@ TEST(relay_connecting_bounded_then_relays)
 		                               &e) == 0);
 		REQUIRE(write(sp[i][1], "hello", 5) == 5);
 	}
-	int peers[3] = {-1, -1, -1}, np = 0;
+	int peers[3] = {-1, -1, -1};
 	size_t total = 0;
-	for (int i = 0; i < 500 && total < 15; i++) {
-		evloop_run_once(loop, 20, &e);
-		int pfd = accept4(lfd2, NULL, NULL, SOCK_NONBLOCK);
-		if (pfd >= 0 && np < 3)
-			peers[np++] = pfd;
-		for (int k = 0; k < np; k++) {
-			char got[8];
-			ssize_t n = read(peers[k], got, sizeof(got));
-			if (n > 0)
-				total += (size_t)n;
-		}
-	}
+	int np = accept_and_read(loop, lfd2, peers, 3, 15, &total);
 	CHECK_INT_EQ(np, 3);
 	CHECK_INT_EQ(total, 15);
 	CHECK_INT_EQ(q.n, 0);
@@ -319,6 +333,163 @@ TEST(relay_connecting_bounded_then_relays)
 	for (int i = 0; i < 3; i++)
 		close(sp[i][1]);
 	close(lfd2);
+	evloop_free(loop);
+	err_free(&e);
+}
+
+/* A free 127.0.0.1 port, nothing listening on it. */
+static int closed_port(struct transport_addr *target)
+{
+	struct err *e = NULL;
+	struct transport_addr any;
+	if (transport_parse("tcp:127.0.0.1:0", &any, &e) < 0)
+		return -1;
+	int fd = transport_listen(&any, 1, &e);
+	uint32_t port = 0;
+	transport_local_port(fd, &port, &e);
+	close(fd);
+	char text[64];
+	snprintf(text, sizeof(text), "tcp:127.0.0.1:%u", port);
+	int r = transport_parse(text, target, &e);
+	err_free(&e);
+	return r;
+}
+
+/* n clients (socketpairs: the relay gets [0], the test keeps [1]) queued to target, each having
+ * sent `first`; 0, or -1 when one could not be started. */
+static int start_clients(struct evloop *loop, struct transport_addr *target, int timeout_ms, struct relay_queue *q,
+                         struct relay_list *list, int sp[][2], int n, const char *first)
+{
+	struct err *e = NULL;
+	for (int i = 0; i < n; i++) {
+		if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sp[i]) < 0 ||
+		    relay_start_connecting(loop, sp[i][0], NULL, connect_to, target, timeout_ms, "test", q, list, &e) < 0 ||
+		    write(sp[i][1], first, strlen(first)) != (ssize_t)strlen(first)) {
+			err_free(&e);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/* Holding (issue 16, item 5): clients of a destination that refuses (an app still starting) wait,
+ * past their connect timeout, and are relayed once it listens; nothing is read from them before. */
+TEST(relay_holds_refused_until_listening)
+{
+	struct evloop *loop = NULL;
+	struct err *e = NULL;
+	REQUIRE(evloop_new(&loop, &e) == 0);
+	struct transport_addr target;
+	REQUIRE(closed_port(&target) == 0);
+	struct relay_list list = {0};
+	struct relay_queue q;
+	relay_queue_init(&q, 5000, "it listens");
+	int sp[3][2];
+	REQUIRE(start_clients(loop, &target, 100, &q, &list, sp, 3, "hello") == 0);
+	/* Refused for 400 ms, four times the connect timeout: all held. */
+	for (int i = 0; i < 20; i++)
+		evloop_run_once(loop, 20, &e);
+	CHECK(q.holding);
+	CHECK_INT_EQ(q.n, 3);
+	CHECK_INT_EQ(list.n, 3);
+	int lfd = transport_listen(&target, 16, &e);
+	REQUIRE(lfd >= 0);
+	int peers[3] = {-1, -1, -1};
+	size_t total = 0;
+	int np = accept_and_read(loop, lfd, peers, 3, 15, &total);
+	CHECK_INT_EQ(np, 3);
+	CHECK_INT_EQ(total, 15);
+	CHECK_INT_EQ(q.n, 0);
+	CHECK(!q.holding);
+	relay_list_close_all(&list);
+	relay_queue_stop(&q);
+	for (int k = 0; k < np; k++)
+		close(peers[k]);
+	for (int i = 0; i < 3; i++)
+		close(sp[i][1]);
+	close(lfd);
+	evloop_free(loop);
+	err_free(&e);
+}
+
+/* A destination that never listens: after hold_ms the held clients are closed, and a later one is
+ * closed at once (no hold again) until a connect is accepted. */
+TEST(relay_hold_gives_up)
+{
+	struct evloop *loop = NULL;
+	struct err *e = NULL;
+	REQUIRE(evloop_new(&loop, &e) == 0);
+	struct transport_addr target;
+	REQUIRE(closed_port(&target) == 0);
+	struct relay_list list = {0};
+	struct relay_queue q;
+	relay_queue_init(&q, 300, "it listens");
+	int sp[2][2];
+	REQUIRE(start_clients(loop, &target, 5000, &q, &list, sp, 2, "") == 0);
+	for (int i = 0; i < 250 && list.n > 0; i++)
+		evloop_run_once(loop, 20, &e);
+	CHECK_INT_EQ(list.n, 0);
+	CHECK_INT_EQ(q.n, 0);
+	CHECK(q.gave_up);
+	CHECK(!q.holding);
+	int late[2];
+	REQUIRE(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, late) == 0);
+	REQUIRE(relay_start_connecting(loop, late[0], NULL, connect_to, &target, 5000, "test", &q, &list, &e) == 0);
+	evloop_run_once(loop, 20, &e);
+	CHECK_INT_EQ(list.n, 0); /* refused at once: not held */
+	CHECK(!q.holding);
+	relay_queue_stop(&q);
+	for (int i = 0; i < 2; i++)
+		close(sp[i][1]);
+	close(late[1]);
+	evloop_free(loop);
+	err_free(&e);
+}
+
+/* Paused (the host while the enclave boots): nothing is connected, even to a listener, and
+ * nothing read, until resumed; then the clients are relayed. */
+TEST(relay_paused_until_resumed)
+{
+	struct evloop *loop = NULL;
+	struct err *e = NULL;
+	REQUIRE(evloop_new(&loop, &e) == 0);
+	struct transport_addr target;
+	REQUIRE(closed_port(&target) == 0);
+	int lfd = transport_listen(&target, 16, &e);
+	REQUIRE(lfd >= 0);
+	struct relay_list list = {0};
+	struct relay_queue q;
+	relay_queue_init(&q, 5000, "it listens");
+	relay_queue_pause(&q, "it is up");
+	int sp[2];
+	REQUIRE(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sp) == 0);
+	REQUIRE(relay_start_connecting(loop, sp[0], NULL, connect_to, &target, 100, "test", &q, &list, &e) == 0);
+	REQUIRE(write(sp[1], "hello", 5) == 5);
+	for (int i = 0; i < 15; i++)
+		evloop_run_once(loop, 20, &e);
+	CHECK(q.holding);
+	CHECK(!q.in_flight);
+	CHECK_INT_EQ(list.n, 1);
+	CHECK(accept4(lfd, NULL, NULL, SOCK_NONBLOCK) < 0); /* not connected */
+	relay_queue_resume(&q);
+	int peer = -1;
+	char got[8];
+	ssize_t n = 0;
+	for (int i = 0; i < 500 && n <= 0; i++) {
+		evloop_run_once(loop, 20, &e);
+		if (peer < 0)
+			peer = accept4(lfd, NULL, NULL, SOCK_NONBLOCK);
+		if (peer >= 0)
+			n = read(peer, got, sizeof(got));
+	}
+	CHECK_INT_EQ(n, 5);
+	CHECK(!q.holding);
+	relay_list_close_all(&list);
+	relay_queue_stop(&q);
+	if (peer >= 0)
+		close(peer);
+	close(sp[1]);
+	close(lfd);
 	evloop_free(loop);
 	err_free(&e);
 }

@@ -1,4 +1,4 @@
-/* Unit tests for common/transport: address parsing (good and bad), listen
+/* Unit tests for wire/transport: address parsing (good and bad), listen
  * and connect over unix and tcp, and the event loop's deferred frees. */
 #include <errno.h>
 #include <string.h>
@@ -7,7 +7,7 @@
 #include <sys/socket.h>
 #include <linux/vm_sockets.h>
 
-#include "common/transport.h"
+#include "wire/transport.h"
 #include "tests/harness.h"
 
 TEST(transport_parse_forms)

@@ -8,7 +8,7 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
-#include "common.h"
+#include "common/common.h"
 
 /* ---------------------------------------------------------------- addresses
  * vsock:CID:PORT   CID a number or "any" (VMADDR_CID_ANY), PORT a u32

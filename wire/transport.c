@@ -11,7 +11,7 @@
 #include <sys/stat.h>
 #include <sys/un.h>
 
-#include "transport.h"
+#include "wire/transport.h"
 
 static int parse_u32(const char *s, uint32_t *out)
 {

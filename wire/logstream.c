@@ -2,7 +2,7 @@
  * records that carry odyn's own messages to the host under their own tag. */
 #include <string.h>
 
-#include "logstream.h"
+#include "wire/logstream.h"
 
 void logstream_record_append(struct buf *b, const char *tag, const char *text)
 {

@@ -7,7 +7,8 @@
 #include <openssl/ssl.h>
 #include <sys/socket.h>
 
-#include "tls.h"
+#include "wire/tls.h"
+#include "common/cose.h"
 
 struct tls_server {
 	SSL_CTX *ctx;
@@ -62,8 +63,7 @@ struct tls_conn *tls_conn_new(struct tls_server *s)
 	c->rbio = BIO_new(BIO_s_mem());
 	c->wbio = BIO_new(BIO_s_mem());
 	if (!c->ssl || !c->rbio || !c->wbio) {
-		fprintf(stderr, "odyn: out of memory (TLS connection)\n");
-		abort();
+		out_of_memory("TLS connection");
 	}
 	/* An empty read BIO means "more bytes may come", not end of stream. */
 	BIO_set_mem_eof_return(c->rbio, -1);
@@ -83,8 +83,7 @@ void tls_conn_free(struct tls_conn *c)
 void tls_conn_feed(struct tls_conn *c, const void *data, size_t n)
 {
 	if (n > 0 && BIO_write(c->rbio, data, (int)n) != (int)n) {
-		fprintf(stderr, "odyn: out of memory (TLS input)\n");
-		abort();
+		out_of_memory("TLS input");
 	}
 }
 

@@ -9,8 +9,8 @@
 #include <sys/epoll.h>
 #include <sys/socket.h>
 
-#include "relay.h"
-#include "tls.h"
+#include "wire/relay.h"
+#include "wire/tls.h"
 
 struct relay_end {
 	struct ev_handler h;
@@ -79,6 +79,7 @@ static void queue_leave(struct relay *r)
 			}
 	} else if (r->phase == RELAY_CONNECTING) {
 		q->in_flight = false;
+		q->connecting = NULL;
 	}
 	if (r->phase != RELAY_OPEN)
 		q->n--;
@@ -287,17 +288,117 @@ static int pump(struct relay *r, int i)
 
 static void update(struct relay *r);
 
-/* End B is connected: the relay runs. */
+static void hold_end(struct relay_queue *q);
+
+/* End B is connected: the relay runs (and its queue, if it held, holds no more). */
 static void connected(struct relay *r)
 {
+	hold_end(r->queue);
 	queue_leave(r);
 	update(r);
+}
+
+static void queue_pump(struct relay_queue *q);
+
+static void on_retry(struct ev_handler *h, uint32_t events)
+{
+	struct relay_queue *q = (struct relay_queue *)((char *)h - offsetof(struct relay_queue, retry));
+	(void)events;
+	q->backing_off = false;
+	queue_pump(q);
+}
+
+/* Closes every client the queue holds: the hold is over. */
+static void on_hold_over(struct ev_handler *h, uint32_t events)
+{
+	struct relay_queue *q = (struct relay_queue *)((char *)h - offsetof(struct relay_queue, hold));
+	(void)events;
+	size_t n = q->n;
+	q->holding = false;
+	if (q->pause_until) {
+		log_warn("%s: %s not within %g s: %zu held connections closed", q->what, q->pause_until,
+		         q->hold_ms / 1000.0, n);
+	} else {
+		q->gave_up = true;
+		log_warn("%s: still refused after %g s (does anything listen there?): %zu held connections closed; "
+		         "until it listens, new ones are refused at once",
+		         q->what, q->hold_ms / 1000.0, n);
+	}
+	ev_deadline_stop(&q->retry);
+	q->backing_off = false;
+	while (q->head)
+		relay_close(q->head);
+	if (q->connecting) /* not among the queued ones */
+		relay_close(q->connecting);
+}
+
+/* The queue starts holding (a connect refused, or paused): one line, and the bound. */
+static void hold_begin(struct relay_queue *q, struct relay *r)
+{
+	if (q->holding)
+		return;
+	_cleanup_err_ struct err *e = NULL;
+	if (ev_deadline_arm(&q->hold, r->loop, q->hold_ms, on_hold_over, &e) < 0) {
+		log_warn("%s: %s", r->what, e->msg);
+		return;
+	}
+	q->holding = true;
+	free(q->what);
+	q->what = xstrdup(r->what);
+	log_warn("%s: holding connections until %s (at most %d, for %g s)", q->what,
+	         q->pause_until ? q->pause_until : q->until, RELAY_CONNECTING_MAX, q->hold_ms / 1000.0);
+}
+
+/* A connect was accepted: the queue holds no more. */
+static void hold_end(struct relay_queue *q)
+{
+	q->gave_up = false;
+	q->backoff_ms = 0;
+	if (!q->holding)
+		return;
+	q->holding = false;
+	ev_deadline_stop(&q->hold);
+}
+
+/* End B's connect failed (code: the errno). A refusal on a holding queue puts the client back
+ * at the head and retries after a backoff; anything else closes it. */
+static void connect_failed(struct relay *r, int code, const char *msg)
+{
+	struct relay_queue *q = r->queue;
+	if (code == ECONNREFUSED && q->hold_ms > 0 && !q->gave_up) {
+		hold_begin(q, r);
+		_cleanup_err_ struct err *e = NULL;
+		q->backoff_ms = q->backoff_ms ? (q->backoff_ms * 2 > 1000 ? 1000 : q->backoff_ms * 2) : 50;
+		if (q->holding && ev_deadline_arm(&q->retry, r->loop, q->backoff_ms, on_retry, &e) == 0) {
+			if (r->end[1].fd >= 0) {
+				evloop_del(r->loop, r->end[1].fd);
+				close(r->end[1].fd);
+				r->end[1].fd = -1;
+			}
+			q->in_flight = false;
+			q->connecting = NULL;
+			q->backing_off = true;
+			r->phase = RELAY_QUEUED;
+			r->q_next = q->head;
+			q->head = r;
+			if (!q->tail)
+				q->tail = r;
+			return;
+		}
+		if (e)
+			log_warn("%s: %s", r->what, e->msg);
+	}
+	if (code == ECONNREFUSED && q->gave_up)
+		log_debug("%s: %s: connection refused", r->what, msg);
+	else
+		log_warn("%s: %s: connection refused", r->what, msg);
+	relay_close(r);
 }
 
 /* Starts the connects of queued relays, one at a time per queue. */
 static void queue_pump(struct relay_queue *q)
 {
-	while (!q->in_flight && q->head) {
+	while (!q->in_flight && !q->backing_off && !q->pause_until && q->head) {
 		struct relay *r = q->head;
 		q->head = r->q_next;
 		if (!q->head)
@@ -305,6 +406,7 @@ static void queue_pump(struct relay_queue *q)
 		r->q_next = NULL;
 		r->phase = RELAY_CONNECTING;
 		q->in_flight = true;
+		q->connecting = r;
 		_cleanup_err_ struct err *e = NULL;
 		bool in_progress = false;
 		int fd = r->connect(r->connect_ctx, &in_progress, &e);
@@ -313,8 +415,7 @@ static void queue_pump(struct relay_queue *q)
 			fd = -1;
 		}
 		if (fd < 0) {
-			log_warn("%s: %s: connection refused", r->what, e ? e->msg : "connect failed");
-			relay_close(r);
+			connect_failed(r, e ? e->code : 0, e ? e->msg : "connect failed");
 			continue;
 		}
 		r->end[1].fd = fd;
@@ -342,8 +443,8 @@ static void on_waiting_event(struct relay *r, int i, uint32_t events)
 	if (soerr == 0 && !(events & EPOLLERR) && (events & EPOLLOUT)) {
 		connected(r);
 	} else {
-		log_warn("%s: %s: connection refused", r->what, strerror(soerr ? soerr : ECONNREFUSED));
-		relay_close(r);
+		soerr = soerr ? soerr : ECONNREFUSED;
+		connect_failed(r, soerr, strerror(soerr));
 	}
 	queue_pump(q);
 }
@@ -355,6 +456,9 @@ static void on_connect_timeout(struct ev_handler *h, uint32_t events)
 	if (r->closed || r->phase == RELAY_OPEN)
 		return;
 	struct relay_queue *q = r->queue;
+	/* The hold has its own bound (hold_ms): a held client waits on. */
+	if (q->holding && ev_deadline_arm(&r->deadline, r->loop, r->timeout_ms, on_connect_timeout, NULL) == 0)
+		return;
 	log_warn("%s: not accepted within %d ms (is its listen backlog full?): connection refused", r->what,
 	         r->timeout_ms);
 	relay_close(r);
@@ -498,8 +602,40 @@ int relay_start_connecting(struct evloop *loop, int fd_a, struct tls_conn *tls_a
 	else
 		q->head = r;
 	q->tail = r;
+	if (q->pause_until)
+		hold_begin(q, r);
 	queue_pump(q);
 	return 0;
+}
+
+void relay_queue_init(struct relay_queue *q, int hold_ms, const char *until)
+{
+	*q = (struct relay_queue){.hold_ms = hold_ms, .until = until};
+	q->retry.fd = -1;
+	q->hold.fd = -1;
+}
+
+void relay_queue_pause(struct relay_queue *q, const char *until)
+{
+	q->pause_until = until;
+}
+
+void relay_queue_resume(struct relay_queue *q)
+{
+	if (!q->pause_until)
+		return;
+	q->pause_until = NULL;
+	q->holding = false;
+	ev_deadline_stop(&q->hold);
+	queue_pump(q);
+}
+
+void relay_queue_stop(struct relay_queue *q)
+{
+	ev_deadline_stop(&q->retry);
+	ev_deadline_stop(&q->hold);
+	free(q->what);
+	q->what = NULL;
 }
 
 void relay_list_close_all(struct relay_list *list)

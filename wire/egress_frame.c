@@ -4,7 +4,8 @@
 #include <errno.h>
 #include <string.h>
 
-#include "egress.h"
+#include "wire/wire.h"
+#include "common/json.h"
 
 static void frame_put(struct buf *out, json_t *v)
 {

@@ -6,7 +6,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "common.h"
+#include "common/common.h"
 
 /* A record: RS, a tag of [a-z0-9-] (1-16 bytes), one space, text without control bytes, LF.
  * It may come between any two bytes of the app's output, also inside an app line, which then

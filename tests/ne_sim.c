@@ -5,7 +5,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 
-#include "runtime/ne.h"
+#include "tests/ne_sim.h"
 
 #define SIM_MAX_SLOTS  8
 #define USER_SPACE_END 0x800000000000ULL /* x86_64 user address limit, what access_ok() enforces */

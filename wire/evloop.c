@@ -7,7 +7,7 @@
 #include <sys/timerfd.h>
 #include <unistd.h>
 
-#include "transport.h"
+#include "wire/transport.h"
 
 #define EVLOOP_BATCH 64
 

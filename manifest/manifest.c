@@ -1,18 +1,18 @@
-/* manifest: enclaver.yaml read with libyaml into struct bld_manifest, strictly:
- * every error names the file, line and column, and the field's path. */
-#include <arpa/inet.h>
+/* manifest: enclaver.yaml read with libyaml into struct manifest, strictly:
+ * every error names the file, line and column, and the field's path. An
+ * empty value of an optional key means "not set", as Enclaver reads it. */
 #include <ctype.h>
 #include <libgen.h>
 #include <string.h>
 
 #include <yaml.h>
 
-#include "builder/builder.h"
+#include "manifest/manifest.h"
 
 struct mctx {
 	const char *file;
 	yaml_document_t *doc;
-	struct bld_manifest *m;
+	struct manifest *m;
 	struct err **err;
 };
 
@@ -116,11 +116,26 @@ static int expect(struct mctx *c, yaml_node_t *n, yaml_node_type_t type, const c
 	return perr(c, n, path, "expected %s, got %s", want, scalar_is_null(n) ? "null" : node_kind(n));
 }
 
+/* Is key one of the words of a ", "-separated list? */
+static bool key_listed(const char *list, const char *key)
+{
+	size_t n = strlen(key);
+	if (n == 0)
+		return false; /* strstr would find "" everywhere, and p += 0 never moves on */
+	for (const char *p = list; (p = strstr(p, key)) != NULL; p += n)
+		if ((p == list || p[-1] == ' ') && (p[n] == ',' || p[n] == '\0'))
+			return true;
+	return false;
+}
+
 /* Walks a mapping: keys must be scalars and unique; each pair goes to fn,
- * which returns 1 when it knows the key, 0 when not, -1 on error. */
+ * which returns 1 when it knows the key, 0 when not, -1 on error. A key of
+ * `optional` with an empty value (`egress:`, `ingress: ~`) is not set: fn
+ * never sees it (Enclaver reads such a value as an absent Option). */
 typedef int (*pair_fn)(struct mctx *c, const char *key, yaml_node_t *value, const char *path);
 
-static int each_pair(struct mctx *c, yaml_node_t *map, const char *path, const char *allowed, pair_fn fn)
+static int each_pair(struct mctx *c, yaml_node_t *map, const char *path, const char *allowed, const char *optional,
+                     pair_fn fn)
 {
 	if (expect(c, map, YAML_MAPPING_NODE, *path ? path : "document") < 0)
 		return -1;
@@ -134,6 +149,8 @@ static int each_pair(struct mctx *c, yaml_node_t *map, const char *path, const c
 			if (k2->type == YAML_SCALAR_NODE && !strcmp((const char *)k2->data.scalar.value, key))
 				return perr(c, k, path, "duplicate key \"%s\"", key);
 		}
+		if (scalar_is_null(v) && key_listed(optional, key))
+			continue;
 		_cleanup_free_ char *sub = *path ? xasprintf("%s.%s", path, key) : xstrdup(key);
 		int r = fn(c, key, v, sub);
 		if (r < 0)
@@ -180,7 +197,7 @@ static int on_defaults(struct mctx *c, const char *key, yaml_node_t *v, const ch
 
 static int on_tls(struct mctx *c, const char *key, yaml_node_t *v, const char *path)
 {
-	struct bld_ingress *in = &c->m->ingress[c->m->n_ingress - 1];
+	struct manifest_ingress *in = &c->m->ingress[c->m->n_ingress - 1];
 	if (!strcmp(key, "key_file"))
 		return get_string(c, v, path, &in->tls_key_file) < 0 ? -1 : 1;
 	if (!strcmp(key, "cert_file"))
@@ -190,11 +207,11 @@ static int on_tls(struct mctx *c, const char *key, yaml_node_t *v, const char *p
 
 static int on_ingress_item(struct mctx *c, const char *key, yaml_node_t *v, const char *path)
 {
-	struct bld_ingress *in = &c->m->ingress[c->m->n_ingress - 1];
+	struct manifest_ingress *in = &c->m->ingress[c->m->n_ingress - 1];
 	if (!strcmp(key, "listen_port"))
 		return get_port(c, v, path, &in->listen_port) < 0 ? -1 : 1;
 	if (!strcmp(key, "tls")) {
-		if (each_pair(c, v, path, "key_file, cert_file", on_tls) < 0)
+		if (each_pair(c, v, path, "key_file, cert_file", "", on_tls) < 0)
 			return -1;
 		if (!in->tls_key_file || !in->tls_cert_file)
 			return perr(c, v, path, "needs both key_file and cert_file");
@@ -203,7 +220,9 @@ static int on_ingress_item(struct mctx *c, const char *key, yaml_node_t *v, cons
 	return 0;
 }
 
-static int get_pattern_list(struct mctx *c, yaml_node_t *v, const char *path, char ***out, size_t *n)
+/* Each pattern is compiled by the policy code that odyn and the host enforce
+ * with, so a build cannot accept a pattern they would refuse. */
+static int get_pattern_list(struct mctx *c, yaml_node_t *v, const char *path, bool deny, char ***out, size_t *n)
 {
 	if (expect(c, v, YAML_SEQUENCE_NODE, path) < 0)
 		return -1;
@@ -215,9 +234,9 @@ static int get_pattern_list(struct mctx *c, yaml_node_t *v, const char *path, ch
 		if (get_string(c, item, ipath, &(*out)[i]) < 0)
 			return -1;
 		(*n)++;
-		const char *why = NULL;
-		if (!bld_egress_pattern_valid((*out)[i], &why))
-			return perr(c, item, ipath, "\"%s\" is not an IP, CIDR or domain pattern: %s", (*out)[i], why);
+		if (egress_policy_add(&c->m->egress_policy, deny, (*out)[i], c->err) < 0)
+			return err_wrap(c->err, "%s:%zu:%zu: %s", c->file, item->start_mark.line + 1,
+			                item->start_mark.column + 1, ipath);
 	}
 	return 0;
 }
@@ -227,9 +246,9 @@ static int on_egress(struct mctx *c, const char *key, yaml_node_t *v, const char
 	if (!strcmp(key, "proxy_port"))
 		return get_port(c, v, path, &c->m->egress_proxy_port) < 0 ? -1 : 1;
 	if (!strcmp(key, "allow"))
-		return get_pattern_list(c, v, path, &c->m->egress_allow, &c->m->n_egress_allow) < 0 ? -1 : 1;
+		return get_pattern_list(c, v, path, false, &c->m->egress_allow, &c->m->n_egress_allow) < 0 ? -1 : 1;
 	if (!strcmp(key, "deny"))
-		return get_pattern_list(c, v, path, &c->m->egress_deny, &c->m->n_egress_deny) < 0 ? -1 : 1;
+		return get_pattern_list(c, v, path, true, &c->m->egress_deny, &c->m->n_egress_deny) < 0 ? -1 : 1;
 	return 0;
 }
 
@@ -245,10 +264,10 @@ static bool host_name_valid(const char *h)
 
 static int on_kms_endpoints(struct mctx *c, const char *key, yaml_node_t *v, const char *path)
 {
-	struct bld_manifest *m = c->m;
+	struct manifest *m = c->m;
 	m->kms_endpoints = xrealloc(m->kms_endpoints, (m->n_kms_endpoints + 1) * sizeof(*m->kms_endpoints));
-	struct bld_kms_endpoint *ep = &m->kms_endpoints[m->n_kms_endpoints++];
-	*ep = (struct bld_kms_endpoint){.region = xstrdup(key)};
+	struct manifest_kms_endpoint *ep = &m->kms_endpoints[m->n_kms_endpoints++];
+	*ep = (struct manifest_kms_endpoint){.region = xstrdup(key)};
 	if (get_string(c, v, path, &ep->host) < 0)
 		return -1;
 	if (!host_name_valid(ep->host))
@@ -261,7 +280,7 @@ static int on_kms(struct mctx *c, const char *key, yaml_node_t *v, const char *p
 	if (!strcmp(key, "listen_port"))
 		return get_port(c, v, path, &c->m->kms_listen_port) < 0 ? -1 : 1;
 	if (!strcmp(key, "endpoints"))
-		return each_pair(c, v, path, "a region name", on_kms_endpoints) < 0 ? -1 : 1;
+		return each_pair(c, v, path, "a region name", "", on_kms_endpoints) < 0 ? -1 : 1;
 	return 0;
 }
 
@@ -276,7 +295,7 @@ static int on_api(struct mctx *c, const char *key, yaml_node_t *v, const char *p
  * Bounds match odyn's own reading of the same file. */
 static int on_restart(struct mctx *c, const char *key, yaml_node_t *v, const char *path)
 {
-	struct bld_manifest *m = c->m;
+	struct manifest *m = c->m;
 	if (!strcmp(key, "policy")) {
 		if (get_string(c, v, path, &m->restart_policy) < 0)
 			return -1;
@@ -293,7 +312,7 @@ static int on_restart(struct mctx *c, const char *key, yaml_node_t *v, const cha
 
 static int on_top(struct mctx *c, const char *key, yaml_node_t *v, const char *path)
 {
-	struct bld_manifest *m = c->m;
+	struct manifest *m = c->m;
 	if (!strcmp(key, "version")) {
 		if (get_string(c, v, path, &m->version) < 0)
 			return -1;
@@ -306,21 +325,21 @@ static int on_top(struct mctx *c, const char *key, yaml_node_t *v, const char *p
 	if (!strcmp(key, "target"))
 		return get_string(c, v, path, &m->target) < 0 ? -1 : 1;
 	if (!strcmp(key, "sources")) {
-		if (each_pair(c, v, path, "app, odyn, sleeve", on_sources) < 0)
+		if (each_pair(c, v, path, "app, odyn, sleeve", "odyn, sleeve, supervisor, wrapper", on_sources) < 0)
 			return -1;
 		if (!m->source_app)
 			return perr(c, v, path, "missing required key \"app\"");
 		return 1;
 	}
 	if (!strcmp(key, "signature")) {
-		if (each_pair(c, v, path, "certificate, key", on_signature) < 0)
+		if (each_pair(c, v, path, "certificate, key", "", on_signature) < 0)
 			return -1;
 		if (!m->signature_certificate || !m->signature_key)
 			return perr(c, v, path, "needs both certificate and key");
 		return 1;
 	}
 	if (!strcmp(key, "defaults"))
-		return each_pair(c, v, path, "cpu_count, memory_mb", on_defaults) < 0 ? -1 : 1;
+		return each_pair(c, v, path, "cpu_count, memory_mb", "cpu_count, memory_mb", on_defaults) < 0 ? -1 : 1;
 	if (!strcmp(key, "ingress")) {
 		if (expect(c, v, YAML_SEQUENCE_NODE, path) < 0)
 			return -1;
@@ -330,7 +349,7 @@ static int on_top(struct mctx *c, const char *key, yaml_node_t *v, const char *p
 			yaml_node_t *item = node_at(c, v->data.sequence.items.start[i]);
 			_cleanup_free_ char *ipath = xasprintf("%s[%zu]", path, i);
 			m->n_ingress++;
-			if (each_pair(c, item, ipath, "listen_port, tls", on_ingress_item) < 0)
+			if (each_pair(c, item, ipath, "listen_port, tls", "tls", on_ingress_item) < 0)
 				return -1;
 			if (m->ingress[i].listen_port == 0)
 				return perr(c, item, ipath, "missing required key \"listen_port\"");
@@ -339,60 +358,88 @@ static int on_top(struct mctx *c, const char *key, yaml_node_t *v, const char *p
 	}
 	if (!strcmp(key, "egress")) {
 		m->has_egress = true;
-		return each_pair(c, v, path, "proxy_port, allow, deny", on_egress) < 0 ? -1 : 1;
+		return each_pair(c, v, path, "proxy_port, allow, deny", "proxy_port, allow, deny", on_egress) < 0 ? -1
+		                                                                                                  : 1;
 	}
 	if (!strcmp(key, "kms_proxy")) {
 		m->has_kms_proxy = true;
-		if (each_pair(c, v, path, "listen_port, endpoints", on_kms) < 0)
+		if (each_pair(c, v, path, "listen_port, endpoints", "endpoints", on_kms) < 0)
 			return -1;
 		if (m->kms_listen_port == 0)
 			return perr(c, v, path, "missing required key \"listen_port\"");
 		return 1;
 	}
 	if (!strcmp(key, "restart"))
-		return each_pair(c, v, path, "policy, max_restarts, backoff_ms", on_restart) < 0 ? -1 : 1;
+		return each_pair(c, v, path, "policy, max_restarts, backoff_ms", "policy, max_restarts, backoff_ms",
+		                 on_restart) < 0
+		           ? -1
+		           : 1;
 	if (!strcmp(key, "api")) {
 		m->has_api = true;
-		if (each_pair(c, v, path, "listen_port", on_api) < 0)
+		if (each_pair(c, v, path, "listen_port", "", on_api) < 0)
 			return -1;
 		if (m->api_listen_port == 0)
 			return perr(c, v, path, "missing required key \"listen_port\"");
 		return 1;
 	}
+	if (!strcmp(key, "spire"))
+		return perr(c, v, path, "SPIFFE workload identity via `spire` is not supported yet");
 	return 0;
 }
 
-/* Every port odyn or the app listens on inside the enclave must be distinct
- * and clear of the internal vsock ports. */
-static int check_ports(struct mctx *c)
+/* The value of key in a mapping node, or NULL (the document is checked already). */
+static yaml_node_t *value_of(struct mctx *c, yaml_node_t *map, const char *key)
 {
-	struct bld_manifest *m = c->m;
-	struct {
+	if (map == NULL || map->type != YAML_MAPPING_NODE)
+		return NULL;
+	for (yaml_node_pair_t *p = map->data.mapping.pairs.start; p < map->data.mapping.pairs.top; p++)
+		if (!strcmp((const char *)node_at(c, p->key)->data.scalar.value, key))
+			return node_at(c, p->value);
+	return NULL;
+}
+
+/* Every port odyn or the app listens on inside the enclave must be distinct
+ * and clear of the internal vsock ports; an error points at the port's value
+ * (egress's own section when its proxy_port is the default). */
+static int check_ports(struct mctx *c, yaml_node_t *root)
+{
+	struct manifest *m = c->m;
+	struct port_use {
 		uint16_t port;
 		char *what;
+		yaml_node_t *node;
 	} ports[256];
 	size_t n = 0;
+	yaml_node_t *ingress = value_of(c, root, "ingress");
 	if (m->n_ingress > 200)
-		return err_set(c->err, EINVAL, "%s: ingress: %zu entries is too many", c->file, m->n_ingress);
-	for (size_t i = 0; i < m->n_ingress; i++)
-		ports[n].port = m->ingress[i].listen_port, ports[n++].what = xasprintf("ingress[%zu].listen_port", i);
-	if (m->has_egress)
-		ports[n].port = m->egress_proxy_port, ports[n++].what = xstrdup("egress.proxy_port");
+		return perr(c, ingress, "ingress", "%zu entries is too many", m->n_ingress);
+	for (size_t i = 0; i < m->n_ingress; i++) {
+		yaml_node_t *item = node_at(c, ingress->data.sequence.items.start[i]);
+		ports[n] = (struct port_use){m->ingress[i].listen_port, xasprintf("ingress[%zu].listen_port", i),
+		                             value_of(c, item, "listen_port")};
+		n++;
+	}
+	if (manifest_egress_on(m)) {
+		yaml_node_t *egress = value_of(c, root, "egress"), *pp = value_of(c, egress, "proxy_port");
+		ports[n++] = (struct port_use){m->egress_proxy_port, xstrdup("egress.proxy_port"),
+		                               pp && !scalar_is_null(pp) ? pp : egress};
+	}
 	if (m->has_kms_proxy)
-		ports[n].port = m->kms_listen_port, ports[n++].what = xstrdup("kms_proxy.listen_port");
+		ports[n++] = (struct port_use){m->kms_listen_port, xstrdup("kms_proxy.listen_port"),
+		                               value_of(c, value_of(c, root, "kms_proxy"), "listen_port")};
 	if (m->has_api)
-		ports[n].port = m->api_listen_port, ports[n++].what = xstrdup("api.listen_port");
+		ports[n++] = (struct port_use){m->api_listen_port, xstrdup("api.listen_port"),
+		                               value_of(c, value_of(c, root, "api"), "listen_port")};
 	int rc = 0;
 	for (size_t i = 0; i < n && rc == 0; i++) {
-		if (ports[i].port >= BLD_INTERNAL_PORT_FIRST && ports[i].port <= BLD_INTERNAL_PORT_LAST)
-			rc = err_set(
-			    c->err, EINVAL,
-			    "%s: %s: port %u is reserved for enclaver's status, log and egress channels (%d-%d)",
-			    c->file, ports[i].what, ports[i].port, BLD_INTERNAL_PORT_FIRST, BLD_INTERNAL_PORT_LAST);
+		if (ports[i].port >= WIRE_PORT_FIRST && ports[i].port <= WIRE_PORT_LAST)
+			rc = perr(c, ports[i].node, ports[i].what,
+			          "port %u is reserved for enclaver's status, log and egress channels (%d-%d)",
+			          ports[i].port, WIRE_PORT_FIRST, WIRE_PORT_LAST);
 		for (size_t j = 0; j < i && rc == 0; j++)
 			if (ports[i].port == ports[j].port)
-				rc = err_set(c->err, EINVAL, "%s: %s: port %u is already used by %s", c->file,
-				             ports[i].what, ports[i].port, ports[j].what);
+				rc = perr(c, ports[i].node, ports[i].what, "port %u is already used by %s",
+				          ports[i].port, ports[j].what);
 	}
 	for (size_t i = 0; i < n; i++)
 		free(ports[i].what);
@@ -414,10 +461,11 @@ static int parse_document(struct mctx *c, yaml_parser_t *parser)
 	if (root == NULL)
 		return err_set(c->err, EINVAL, "%s: the manifest is empty", c->file);
 	if (each_pair(c, root, "",
-	              "version, name, target, sources, signature, defaults, ingress, egress, kms_proxy, api, restart",
-	              on_top) < 0)
+	              "version, name, target, sources, signature, defaults, ingress, egress, kms_proxy, api, restart, "
+	              "spire",
+	              "signature, defaults, ingress, egress, kms_proxy, api, restart, spire", on_top) < 0)
 		return -1;
-	struct bld_manifest *m = c->m;
+	struct manifest *m = c->m;
 	const char *missing = !m->version      ? "version"
 	                      : !m->name       ? "name"
 	                      : !m->target     ? "target"
@@ -437,7 +485,7 @@ static int parse_document(struct mctx *c, yaml_parser_t *parser)
 	if (more)
 		return err_set(c->err, EINVAL, "%s:%zu: a second YAML document; the manifest must be one document",
 		               c->file, line);
-	return check_ports(c);
+	return check_ports(c, root);
 }
 
 /* libyaml's token fetching takes time that grows with the square of the nesting of flow
@@ -459,11 +507,10 @@ static int check_flow_depth(const char *name, const char *data, size_t len, stru
 			break;
 		yaml_token_type_t type = tok.type;
 		if (type == YAML_FLOW_SEQUENCE_START_TOKEN || type == YAML_FLOW_MAPPING_START_TOKEN) {
-			if (++depth > BLD_MANIFEST_MAX_FLOW_DEPTH)
-				rc = err_set(err, EINVAL,
-				             "%s:%zu:%zu: flow collections ([...] or {...}) nested deeper than %d",
-				             name, tok.start_mark.line + 1, tok.start_mark.column + 1,
-				             BLD_MANIFEST_MAX_FLOW_DEPTH);
+			if (++depth > MANIFEST_MAX_FLOW_DEPTH)
+				rc = err_set(
+				    err, EINVAL, "%s:%zu:%zu: flow collections ([...] or {...}) nested deeper than %d",
+				    name, tok.start_mark.line + 1, tok.start_mark.column + 1, MANIFEST_MAX_FLOW_DEPTH);
 		} else if ((type == YAML_FLOW_SEQUENCE_END_TOKEN || type == YAML_FLOW_MAPPING_END_TOKEN) && depth > 0) {
 			depth--;
 		}
@@ -475,25 +522,25 @@ static int check_flow_depth(const char *name, const char *data, size_t len, stru
 	return rc;
 }
 
-int bld_manifest_parse(const char *name, const char *dir, const char *data, size_t len, struct bld_manifest **out,
-                       struct err **err)
+int manifest_parse(const char *name, const char *dir, const char *data, size_t len, struct manifest **out,
+                   struct err **err)
 {
 	*out = NULL;
-	if (len > BLD_MANIFEST_MAX_BYTES)
-		return err_set(err, EFBIG, "%s: over %u bytes", name, BLD_MANIFEST_MAX_BYTES);
+	if (len > MANIFEST_MAX_BYTES)
+		return err_set(err, EFBIG, "%s: over %u bytes", name, MANIFEST_MAX_BYTES);
 	const char *nul = memchr(data, '\0', len);
 	if (nul)
 		return err_set(err, EINVAL, "%s: NUL byte at offset %td", name, nul - data);
 	if (check_flow_depth(name, data, len, err) < 0)
 		return -1;
-	struct bld_manifest *m = xcalloc(1, sizeof(*m));
+	struct manifest *m = xcalloc(1, sizeof(*m));
 	m->path = xstrdup(name);
 	m->dir = xstrdup(dir);
 	m->raw = xmalloc(len + 1);
 	memcpy(m->raw, data, len);
 	m->raw[len] = '\0';
 	m->raw_len = len;
-	m->egress_proxy_port = BLD_EGRESS_DEFAULT_PROXY_PORT;
+	m->egress_proxy_port = MANIFEST_EGRESS_DEFAULT_PROXY_PORT;
 
 	yaml_parser_t parser;
 	yaml_document_t doc;
@@ -506,7 +553,7 @@ int bld_manifest_parse(const char *name, const char *dir, const char *data, size
 	yaml_document_delete(&doc);
 	yaml_parser_delete(&parser);
 	if (rc < 0) {
-		bld_manifest_free(m);
+		manifest_free(m);
 		return -1;
 	}
 	if (m->signature_certificate) {
@@ -520,7 +567,7 @@ int bld_manifest_parse(const char *name, const char *dir, const char *data, size
 	return 0;
 }
 
-int bld_manifest_load(const char *path, struct bld_manifest **out, struct err **err)
+int manifest_load(const char *path, struct manifest **out, struct err **err)
 {
 	*out = NULL;
 	if (strcmp(path, "-") == 0) {
@@ -531,19 +578,19 @@ int bld_manifest_load(const char *path, struct bld_manifest **out, struct err **
 			if (n < 0)
 				return err_wrap(err, "read the manifest from stdin");
 			buf_append(&b, chunk, (size_t)n);
-			if (b.len > BLD_MANIFEST_MAX_BYTES)
-				return err_set(err, EFBIG, "<stdin>: over %u bytes", BLD_MANIFEST_MAX_BYTES);
+			if (b.len > MANIFEST_MAX_BYTES)
+				return err_set(err, EFBIG, "<stdin>: over %u bytes", MANIFEST_MAX_BYTES);
 			if ((size_t)n < sizeof(chunk))
 				break;
 		}
-		return bld_manifest_parse("<stdin>", ".", b.len ? b.data : "", b.len, out, err);
+		return manifest_parse("<stdin>", ".", b.len ? b.data : "", b.len, out, err);
 	}
 	_cleanup_free_ char *data = NULL;
 	size_t len = 0;
-	if (io_read_file(path, BLD_MANIFEST_MAX_BYTES, &data, &len, err) < 0)
+	if (io_read_file(path, MANIFEST_MAX_BYTES, &data, &len, err) < 0)
 		return err_wrap(err, "manifest");
 	_cleanup_free_ char *copy = xstrdup(path);
-	return bld_manifest_parse(path, dirname(copy), data, len, out, err);
+	return manifest_parse(path, dirname(copy), data, len, out, err);
 }
 
 static void free_strv(char **v, size_t n)
@@ -553,7 +600,7 @@ static void free_strv(char **v, size_t n)
 	free(v);
 }
 
-void bld_manifest_free(struct bld_manifest *m)
+void manifest_free(struct manifest *m)
 {
 	if (!m)
 		return;
@@ -569,141 +616,6 @@ void bld_manifest_free(struct bld_manifest *m)
 	for (size_t i = 0; i < m->n_kms_endpoints; i++)
 		free(m->kms_endpoints[i].region), free(m->kms_endpoints[i].host);
 	free(m->kms_endpoints);
+	egress_policy_free(&m->egress_policy);
 	free(m);
-}
-
-/* ---------------------------------------------------------------- egress patterns */
-
-static bool port_valid(const char *p)
-{
-	if (!*p || strlen(p) > 5)
-		return false;
-	for (const char *q = p; *q; q++)
-		if (!isdigit((unsigned char)*q))
-			return false;
-	long v = strtol(p, NULL, 10);
-	return v >= 1 && v <= 65535;
-}
-
-static bool ip_or_cidr_valid(const char *s, bool *is_ip, const char **why)
-{
-	char addr[64];
-	const char *slash = strchr(s, '/');
-	size_t alen = slash ? (size_t)(slash - s) : strlen(s);
-	*is_ip = false;
-	if (alen >= sizeof(addr))
-		return false;
-	memcpy(addr, s, alen);
-	addr[alen] = '\0';
-	unsigned char tmp[16];
-	int max_prefix = inet_pton(AF_INET, addr, tmp) == 1 ? 32 : inet_pton(AF_INET6, addr, tmp) == 1 ? 128 : -1;
-	if (max_prefix < 0)
-		return false;
-	*is_ip = true;
-	if (!slash)
-		return true;
-	const char *pre = slash + 1;
-	if (!*pre || strlen(pre) > 3 || strspn(pre, "0123456789") != strlen(pre) || atoi(pre) > max_prefix) {
-		*why = "bad CIDR prefix length";
-		return false;
-	}
-	return true;
-}
-
-static bool domain_valid(const char *s, const char **why)
-{
-	if (strlen(s) > 253) {
-		*why = "longer than 253 characters";
-		return false;
-	}
-	const char *label = s;
-	for (;;) {
-		const char *dot = strchr(label, '.');
-		size_t len = dot ? (size_t)(dot - label) : strlen(label);
-		if (len == 0) {
-			*why = "empty label";
-			return false;
-		}
-		if (len > 63) {
-			*why = "label longer than 63 characters";
-			return false;
-		}
-		bool wild = (len == 1 && label[0] == '*') || (len == 2 && label[0] == '*' && label[1] == '*');
-		if (!wild)
-			for (size_t i = 0; i < len; i++) {
-				char ch = label[i];
-				if (ch == '*') {
-					*why = "'*' and '**' must be whole labels";
-					return false;
-				}
-				if (!isalnum((unsigned char)ch) && ch != '-' && ch != '_') {
-					*why = "invalid character in a domain name";
-					return false;
-				}
-			}
-		if (!dot)
-			return true;
-		label = dot + 1;
-	}
-}
-
-bool bld_egress_pattern_valid(const char *pattern, const char **why)
-{
-	const char *dummy;
-	if (!why)
-		why = &dummy;
-	*why = NULL;
-	if (!*pattern) {
-		*why = "empty";
-		return false;
-	}
-	char host[300];
-	const char *port = NULL;
-	if (pattern[0] == '[') {
-		const char *close = strchr(pattern, ']');
-		if (!close || (size_t)(close - pattern - 1) >= sizeof(host)) {
-			*why = "unclosed '['";
-			return false;
-		}
-		memcpy(host, pattern + 1, (size_t)(close - pattern - 1));
-		host[close - pattern - 1] = '\0';
-		if (close[1] != '\0') {
-			if (close[1] != ':') {
-				*why = "text after ']'";
-				return false;
-			}
-			port = close + 2;
-		}
-		struct in6_addr a;
-		if (!strchr(host, '/') && inet_pton(AF_INET6, host, &a) != 1) {
-			*why = "brackets hold an IPv6 address";
-			return false;
-		}
-	} else {
-		if (strlen(pattern) >= sizeof(host)) {
-			*why = "too long";
-			return false;
-		}
-		strcpy(host, pattern);
-		char *colon = strchr(host, ':');
-		/* One colon: host:port. More: a bare IPv6 address or CIDR. */
-		if (colon && !strchr(colon + 1, ':')) {
-			*colon = '\0';
-			port = colon + 1 - host + pattern;
-		}
-	}
-	if (port && !port_valid(port)) {
-		*why = "bad port (1-65535)";
-		return false;
-	}
-	bool is_ip;
-	if (ip_or_cidr_valid(host, &is_ip, why))
-		return true;
-	if (is_ip || *why)
-		return false;
-	if (strchr(host, '/') || strchr(host, ':')) {
-		*why = "neither an IP address nor a CIDR";
-		return false;
-	}
-	return domain_valid(host, why);
 }

@@ -6,7 +6,7 @@
 #include <stdbool.h>
 #include <sys/types.h>
 
-#include "common.h"
+#include "common/common.h"
 
 struct tls_server;
 int tls_server_new(const char *cert_file, const char *key_file, struct tls_server **out, struct err **err);
