@@ -5,6 +5,7 @@
 
 #include "common/common.h"
 #include "common/json.h"
+#include "oci/oci.h"
 
 /* ================================================================ cpio
  * A streaming writer of the newc ("070701") cpio format with linuxkit's
@@ -114,6 +115,9 @@ struct bld_node *bld_tree_lookup(struct bld_tree *t, const char *path);
 int bld_tree_content_fd(const struct bld_tree *t);
 /* Bytes appended to the content store so far (replaced files included). */
 uint64_t bld_tree_content_size(const struct bld_tree *t);
+/* Caps the content store at max bytes (0: no cap but newc's 4 GiB per file); a file whose
+ * claimed size would pass it is refused before any of its bytes are written. */
+void bld_tree_set_content_max(struct bld_tree *t, uint64_t max);
 /* Adds or replaces entries made by the builder itself (not from a layer);
  * missing parents become 0755 root-owned directories with this mtime. A
  * directory that already exists keeps its metadata and children. */
@@ -140,6 +144,11 @@ struct bld_layer {
 	const char *digest;
 	int64_t size; /* for progress; 0 when unknown */
 };
+/* An image's layers as the cache holds them, each checked against its digest first (a changed
+ * copy is quarantined and named); free with bld_layers_free(layers, m->n_layers). */
+int bld_layers_from_cache(const struct oci_cache *cache, const struct oci_manifest *m, struct bld_layer **out,
+                          struct err **err);
+void bld_layers_free(struct bld_layer *layers, size_t n);
 /* Applies the layers in order (bottom first); layer_done (may be NULL) after each. A failure
  * names the layer ("layer 2 (sha256:...)"). */
 int bld_tree_apply_layers(struct bld_tree *t, const struct bld_layer *layers, size_t n,
@@ -214,7 +223,6 @@ void bld_kernel_bundle_free(struct bld_kernel_bundle *b);
  * kernel bundle -> EIF (signed when the manifest says so) -> release image.
  * Everything intermediate lives in a private temporary folder removed on
  * return; the outputs appear whole or not at all (builder/pipeline.c). */
-#include "oci/oci.h"
 
 struct bld_build_opts {
 	const char *manifest_path; /* "-": stdin */
@@ -249,9 +257,11 @@ struct bld_image_file {
 	bool optional;    /* absent is fine (found tells) rather than an error */
 	bool found;       /* out: the image had it */
 };
-/* digest_out (may be NULL) gets the image's manifest digest. */
-int bld_image_files_extract(const char *ref, const struct oci_opts *opts, struct bld_image_file *files, size_t n,
-                            const char *tmp_dir, char digest_out[OCI_DIGEST_MAX], struct err **err);
+/* cache: the caller's open cache, or NULL to open opts->cache_dir's. digest_out (may be NULL) gets
+ * the image's manifest digest. */
+int bld_image_files_extract(const char *ref, const struct oci_opts *opts, struct oci_cache *cache,
+                            struct bld_image_file *files, size_t n, const char *tmp_dir,
+                            char digest_out[OCI_DIGEST_MAX], struct err **err);
 
 /* ================================================================ ramdisk cache
  * The customer ramdisks of the last few builds, kept under CACHE/ramdisks/<key>.cpio
@@ -267,8 +277,18 @@ void bld_ramdisk_key_add_bytes(struct bld_ramdisk_key *k, const void *data, size
 void bld_ramdisk_key_final(struct bld_ramdisk_key *k, char out[OCI_DIGEST_MAX]);
 /* The path the ramdisk of `key` has in the cache (present or not). Caller frees. */
 char *bld_ramdisk_cache_path(const char *cache_dir, const char *key);
-/* True when the ramdisk of `key` is cached; *path (caller frees) is set either way. */
-bool bld_ramdisk_cache_lookup(const char *cache_dir, const char *key, char **path);
+/* True when the ramdisk of `key` is cached with the PCR2 it measured when it was made
+ * (<key>.pcr2, SHA-384, hex): *path (caller frees) is set either way, pcr2 when found. A build
+ * that reuses it has the EIF writer check that PCR2 (eif_build_spec.expect_pcr2), so a ramdisk
+ * changed in the cache is noticed in the pass that writes the EIF, at no extra cost. */
+bool bld_ramdisk_cache_lookup(const char *cache_dir, const char *key, char **path, uint8_t pcr2[48]);
+/* Records a ramdisk's PCR2 before the ramdisk itself is renamed into place. */
+int bld_ramdisk_cache_set_pcr2(const char *cache_dir, const char *key, const uint8_t pcr2[48], struct err **err);
+/* Removes a cached ramdisk (and its PCR2): it did not measure what it did when it was made. */
+void bld_ramdisk_cache_drop(const char *cache_dir, const char *key);
+/* `enclaver cache verify`: every cached ramdisk measured against its recorded PCR2; a ramdisk
+ * that differs, or has no PCR2, is removed and named on stderr. *checked and *bad count them. */
+int bld_ramdisk_cache_verify(const char *cache_dir, size_t *checked, size_t *bad, struct err **err);
 /* Creates CACHE/ramdisks. */
 int bld_ramdisk_cache_prepare(const char *cache_dir, struct err **err);
 /* Keeps the most recently used few ramdisks and removes the others. */

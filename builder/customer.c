@@ -49,6 +49,31 @@ void bld_app_config_free(struct bld_app_config *app)
 	memset(app, 0, sizeof(*app));
 }
 
+int bld_layers_from_cache(const struct oci_cache *cache, const struct oci_manifest *m, struct bld_layer **out,
+                          struct err **err)
+{
+	struct bld_layer *layers = xcalloc(m->n_layers + 1, sizeof(*layers));
+	for (size_t i = 0; i < m->n_layers; i++) {
+		const struct oci_desc *d = &m->layers[i];
+		/* The cache's copy is checked against its digest before it is read (docs/security.md). */
+		if (oci_cache_verify_blob(cache, d->digest, d->size, err) < 0) {
+			bld_layers_free(layers, i);
+			return err_wrap(err, "layer %zu (%s)", i + 1, d->digest);
+		}
+		layers[i] = (struct bld_layer){
+		    .path = oci_cache_blob_path(cache, d->digest), .media_type = d->media_type, .digest = d->digest, .size = d->size};
+	}
+	*out = layers;
+	return 0;
+}
+
+void bld_layers_free(struct bld_layer *layers, size_t n)
+{
+	for (size_t i = 0; layers && i < n; i++)
+		free((char *)layers[i].path);
+	free(layers);
+}
+
 int bld_customer_write_to(struct atomic_file *af, const struct bld_customer_spec *spec, struct err **err)
 {
 	struct bld_app_config app;

@@ -32,6 +32,7 @@ struct bld_tree {
 	struct bld_node *root;
 	int store_fd;
 	uint64_t store_size;
+	uint64_t content_max; /* 0: no cap on the store beyond newc's 4 GiB per file */
 	uint32_t n_layers; /* layers applied (or being applied) so far */
 	uint32_t next_link_group;
 	struct bld_gzip_feed *feed;    /* the layer being applied, when gzip_feed inflates it */
@@ -208,6 +209,25 @@ int bld_tree_content_fd(const struct bld_tree *t)
 uint64_t bld_tree_content_size(const struct bld_tree *t)
 {
 	return t->store_size;
+}
+
+void bld_tree_set_content_max(struct bld_tree *t, uint64_t max)
+{
+	t->content_max = max;
+}
+
+/* Whether a file of this many bytes may enter the store: newc says a file's size in 32 bits,
+ * and the store may have a cap of its own. Asked with the size an entry claims before any of
+ * its bytes are written, and again as they are. */
+static int content_fits(const struct bld_tree *t, uint64_t size, bool sparse, struct err **err)
+{
+	if (size > UINT32_MAX)
+		return err_set(err, EFBIG, "a file of %llu bytes%s is over the ramdisk's 4 GiB limit per file (cpio newc)",
+		               (unsigned long long)size, sparse ? " (sparse)" : "");
+	if (t->content_max && t->store_size + size > t->content_max)
+		return err_set(err, EFBIG, "a file of %llu bytes%s takes the image's files over %llu bytes",
+		               (unsigned long long)size, sparse ? " (sparse)" : "", (unsigned long long)t->content_max);
+	return 0;
 }
 
 int bld_path_clean(const char *name, char **out, struct err **err)
@@ -480,6 +500,8 @@ static int store_append_archive(struct bld_tree *t, struct archive *a, uint64_t 
 			return err_set(err, EIO, "data: %s", archive_error_string(a));
 		if (n == 0)
 			break;
+		if (content_fits(t, total + (uint64_t)n, false, err) < 0) /* more than the entry claimed */
+			return -1;
 		if (io_pwrite_full(t->store_fd, chunk, (size_t)n, (off_t)(t->store_size + total), err) < 0)
 			return err_wrap(err, "content store");
 		total += (uint64_t)n;
@@ -554,6 +576,14 @@ static int apply_entry(struct bld_tree *t, struct archive *a, struct archive_ent
 		n->rdev_major = archive_entry_rdevmajor(ae);
 		n->rdev_minor = archive_entry_rdevminor(ae);
 	} else if (type == AE_IFREG) {
+		/* The size the entry claims, before a byte is written: a sparse entry of a few
+		 * KB can claim gigabytes that would otherwise be expanded into the store and
+		 * refused by the cpio writer only at the end. */
+		if (archive_entry_size_is_set(ae) &&
+		    content_fits(t, (uint64_t)archive_entry_size(ae), archive_entry_sparse_count(ae) > 0, err) < 0) {
+			node_free(n);
+			return -1;
+		}
 		n->content_off = t->store_size;
 		if (store_append_archive(t, a, &n->size, err) < 0) {
 			node_free(n);

@@ -27,39 +27,26 @@ static int copy_out(struct bld_tree *t, const struct bld_node *node, const char 
 	return atomic_file_commit(&af, err);
 }
 
-int bld_image_files_extract(const char *ref, const struct oci_opts *opts, struct bld_image_file *files, size_t n,
-                            const char *tmp_dir, char digest_out[OCI_DIGEST_MAX], struct err **err)
+int bld_image_files_extract(const char *ref, const struct oci_opts *opts, struct oci_cache *cache,
+                            struct bld_image_file *files, size_t n, const char *tmp_dir,
+                            char digest_out[OCI_DIGEST_MAX], struct err **err)
 {
-	struct oci_cache cache;
-	if (oci_cache_open(opts->cache_dir, &cache, err) < 0)
-		return -1;
-	struct oci_copy_result pulled = {0};
-	struct oci_manifest image = {0};
-	bool parsed = false;
+	struct oci_cache own;
+	if (!cache) {
+		if (oci_cache_open(opts->cache_dir, &own, err) < 0)
+			return -1;
+		cache = &own;
+	}
+	struct oci_image img;
+	bool pulled = false;
 	struct bld_tree *tree = NULL;
 	struct bld_layer *layers = NULL;
-	_cleanup_buf_ struct buf mtext = {0};
 	int r = -1;
-	if (oci_copy(ref, NULL, opts, &pulled, err) < 0)
+	if (oci_pull_image(ref, opts, cache, &img, err) < 0)
 		goto out;
-	if (oci_cache_read_manifest(&cache, pulled.manifest_digest, &mtext, err) < 0 ||
-	    oci_manifest_parse(mtext.data, mtext.len, pulled.media_type, &image, err) < 0) {
-		err_wrap(err, "manifest %s", pulled.manifest_digest);
-		goto out;
-	}
-	parsed = true;
-	if (image.kind != OCI_KIND_IMAGE) {
-		err_set(err, EINVAL, "%s is an index, not an image", pulled.manifest_digest);
-		goto out;
-	}
-	if (bld_tree_new(tmp_dir, &tree, err) < 0)
-		goto out;
-	layers = xcalloc(image.n_layers + 1, sizeof(*layers));
-	for (size_t i = 0; i < image.n_layers; i++)
-		layers[i] = (struct bld_layer){.path = oci_cache_blob_path(&cache, image.layers[i].digest),
-		                               .media_type = image.layers[i].media_type,
-		                               .digest = image.layers[i].digest};
-	if (bld_tree_apply_layers(tree, layers, image.n_layers, NULL, NULL, err) < 0)
+	pulled = true;
+	if (bld_tree_new(tmp_dir, &tree, err) < 0 || bld_layers_from_cache(cache, &img.manifest, &layers, err) < 0 ||
+	    bld_tree_apply_layers(tree, layers, img.manifest.n_layers, NULL, NULL, err) < 0)
 		goto out;
 	for (size_t i = 0; i < n; i++) {
 		_cleanup_free_ char *clean = NULL;
@@ -84,18 +71,17 @@ int bld_image_files_extract(const char *ref, const struct oci_opts *opts, struct
 		}
 	}
 	if (digest_out)
-		snprintf(digest_out, OCI_DIGEST_MAX, "%s", pulled.manifest_digest);
+		snprintf(digest_out, OCI_DIGEST_MAX, "%s", img.digest);
 	r = 0;
 out:
 	if (r < 0)
 		err_wrap(err, "%s", ref);
 	bld_tree_free(tree);
-	for (size_t i = 0; layers && i < image.n_layers; i++)
-		free((char *)layers[i].path);
-	free(layers);
-	if (parsed)
-		oci_manifest_free(&image);
-	oci_copy_result_free(&pulled);
-	oci_cache_close(&cache);
+	if (pulled) {
+		bld_layers_free(layers, img.manifest.n_layers);
+		oci_image_free(&img);
+	}
+	if (cache == &own)
+		oci_cache_close(&own);
 	return r;
 }

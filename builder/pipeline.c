@@ -12,7 +12,6 @@
 #include "eif/eif.h"
 
 #define AWS_BLOBS_DIR "/usr/share/nitro_enclaves/blobs"
-#define CONFIG_MAX    (16u << 20)
 
 static bool bundle_has_kernel(const char *dir)
 {
@@ -50,21 +49,7 @@ static int file_digest(const char *path, char out[OCI_DIGEST_MAX], struct err **
 	_cleanup_close_ int fd = io_open_regular(path, &size, err);
 	if (fd < 0)
 		return -1;
-	struct oci_digester *d = oci_digester_new("sha256");
-	static char chunk[1 << 16];
-	for (;;) {
-		ssize_t n = io_read_full(fd, chunk, sizeof(chunk), err);
-		if (n < 0) {
-			oci_digester_free(d);
-			return -1;
-		}
-		oci_digester_update(d, chunk, (size_t)n);
-		if ((size_t)n < sizeof(chunk))
-			break;
-	}
-	oci_digester_final(d, out);
-	oci_digester_free(d);
-	return 0;
+	return oci_digest_fd(fd, "sha256", out, NULL, err);
 }
 
 /* The image config's "created" as seconds, or -1 when absent or unparsable. */
@@ -102,15 +87,9 @@ struct build {
 	char *bundle_dir;
 	struct oci_platform platform;
 	char *platform_text;
-	struct oci_copy_result pulled;
-	struct oci_manifest image;
-	bool image_parsed;
-	json_t *config; /* the image config document */
-	/* sources.sleeve, when the manifest names one. */
-	struct oci_copy_result sleeve_pulled;
-	struct oci_manifest sleeve_image;
-	bool sleeve_parsed;
-	json_t *sleeve_config;
+	struct oci_image app; /* sources.app, pulled */
+	/* sources.sleeve, when the manifest names one (sleeve.config set once pulled). */
+	struct oci_image sleeve;
 	const char *odyn_path; /* the odyn this build puts in: the user's, sources.odyn's, or the default */
 	char *odyn_extracted;  /* b->tmp/odyn when it came from sources.odyn */
 	char odyn_image_digest[OCI_DIGEST_MAX];
@@ -119,6 +98,9 @@ struct build {
 	int64_t epoch; /* the build's time: SOURCE_DATE_EPOCH, else the image's created, else 0 */
 	struct eif_measurements measurements;
 	struct bld_ramdisk_pending *customer_pending; /* a new cache entry until the EIF is written */
+	char customer_key[OCI_DIGEST_MAX];            /* its key in the ramdisk cache */
+	bool customer_reused;                         /* from the cache: the EIF writer checks its PCR2 */
+	uint8_t customer_pcr2[48];                    /* the PCR2 it measured when it was made */
 };
 
 static void build_free(struct build *b)
@@ -135,14 +117,8 @@ static void build_free(struct build *b)
 	free(b->bundle_dir);
 	oci_platform_free(&b->platform);
 	free(b->platform_text);
-	oci_copy_result_free(&b->pulled);
-	if (b->image_parsed)
-		oci_manifest_free(&b->image);
-	json_decref(b->config);
-	oci_copy_result_free(&b->sleeve_pulled);
-	if (b->sleeve_parsed)
-		oci_manifest_free(&b->sleeve_image);
-	json_decref(b->sleeve_config);
+	oci_image_free(&b->app);
+	oci_image_free(&b->sleeve);
 	free(b->odyn_extracted);
 }
 
@@ -191,7 +167,7 @@ static int step_odyn(struct build *b, struct err **err)
 		struct oci_opts o = b->opts->oci;
 		o.platform = b->platform_text;
 		say(b, "pulling odyn from %s (%s)", src, b->platform_text);
-		if (bld_image_files_extract(src, &o, files, 2, b->tmp, b->odyn_image_digest, err) < 0)
+		if (bld_image_files_extract(src, &o, &b->cache, files, 2, b->tmp, b->odyn_image_digest, err) < 0)
 			return err_wrap(err, "%s: sources.odyn", b->manifest->path);
 		if (!files[0].found && !files[1].found)
 			return err_set(err, ENOENT, "%s: sources.odyn %s: the image has neither /usr/local/bin/odyn nor /sbin/odyn",
@@ -210,50 +186,27 @@ static int step_odyn(struct build *b, struct err **err)
 	return 0;
 }
 
-/* Pulls an image (sources.KEY) for the build's platform into the cache and reads its manifest
- * and config from there; *parsed says when *image needs freeing. */
-static int pull_image(struct build *b, const char *key, const char *ref, struct oci_copy_result *pulled,
-                      struct oci_manifest *image, bool *parsed, json_t **config, struct err **err)
+/* Pulls an image (sources.KEY) for the build's platform into the build's cache, parsed. */
+static int pull_image(struct build *b, const char *key, const char *ref, struct oci_image *img, struct err **err)
 {
 	struct oci_opts o = b->opts->oci;
 	o.platform = b->platform_text;
 	say(b, "pulling sources.%s %s (%s)", key, ref, b->platform_text);
-	if (oci_copy(ref, NULL, &o, pulled, err) < 0)
+	if (oci_pull_image(ref, &o, &b->cache, img, err) < 0)
 		return err_wrap(err, "sources.%s %s", key, ref);
-	_cleanup_free_ char *mpath = oci_cache_blob_path(&b->cache, pulled->manifest_digest);
-	_cleanup_free_ char *mtext = NULL;
-	size_t mlen;
-	if (io_read_file(mpath, OCI_MANIFEST_MAX, &mtext, &mlen, err) < 0 ||
-	    oci_manifest_parse(mtext, mlen, pulled->media_type, image, err) < 0)
-		return err_wrap(err, "sources.%s %s: manifest %s", key, ref, pulled->manifest_digest);
-	*parsed = true;
-	if (image->kind != OCI_KIND_IMAGE)
-		return err_set(err, EINVAL, "sources.%s %s: %s is an index, not an image", key, ref,
-		               pulled->manifest_digest);
-	_cleanup_free_ char *cpath = oci_cache_blob_path(&b->cache, image->config.digest);
-	_cleanup_free_ char *ctext = NULL;
-	size_t clen;
-	if (io_read_file(cpath, CONFIG_MAX, &ctext, &clen, err) < 0)
-		return err_wrap(err, "sources.%s %s: config", key, ref);
-	json_error_t jerr;
-	*config = json_loadb(ctext, clen, 0, &jerr);
-	if (!*config || !json_is_object(*config))
-		return err_set(err, EINVAL, "sources.%s %s: config %s: not a JSON object (%s)", key, ref,
-		               image->config.digest, *config ? "" : jerr.text);
 	int64_t total = 0;
-	for (size_t i = 0; i < image->n_layers; i++)
-		total += image->layers[i].size;
+	for (size_t i = 0; i < img->manifest.n_layers; i++)
+		total += img->manifest.layers[i].size;
 	char size[32];
 	oci_human_size(total, size);
-	say(b, "sources.%s %s: image %.19s, %zu layer(s), %s", key, ref, pulled->manifest_digest, image->n_layers,
-	    size);
+	say(b, "sources.%s %s: image %.19s, %zu layer(s), %s", key, ref, img->digest, img->manifest.n_layers, size);
 	return 0;
 }
 
 /* Pulls sources.app. */
 static int step_pull(struct build *b, struct err **err)
 {
-	return pull_image(b, "app", b->manifest->source_app, &b->pulled, &b->image, &b->image_parsed, &b->config, err);
+	return pull_image(b, "app", b->manifest->source_app, &b->app, err);
 }
 
 /* Pulls sources.sleeve and checks it is an image for the build's platform: its config's os,
@@ -261,12 +214,11 @@ static int step_pull(struct build *b, struct err **err)
 static int step_sleeve(struct build *b, struct err **err)
 {
 	const char *ref = b->manifest->source_sleeve;
-	if (pull_image(b, "sleeve", ref, &b->sleeve_pulled, &b->sleeve_image, &b->sleeve_parsed, &b->sleeve_config,
-	               err) < 0)
+	if (pull_image(b, "sleeve", ref, &b->sleeve, err) < 0)
 		return err_wrap(err, "%s", b->manifest->path);
-	const char *os = json_string_value(json_object_get(b->sleeve_config, "os"));
-	const char *arch = json_string_value(json_object_get(b->sleeve_config, "architecture"));
-	const char *variant = json_string_value(json_object_get(b->sleeve_config, "variant"));
+	const char *os = json_string_value(json_object_get(b->sleeve.config, "os"));
+	const char *arch = json_string_value(json_object_get(b->sleeve.config, "architecture"));
+	const char *variant = json_string_value(json_object_get(b->sleeve.config, "variant"));
 	_cleanup_free_ char *text =
 	    xasprintf("%s/%s%s%s", os ? os : "", arch ? arch : "", variant ? "/" : "", variant ? variant : "");
 	struct oci_platform p;
@@ -314,7 +266,7 @@ static void flatten_status_draw(void *ctx, uint64_t blob_bytes)
 static void flatten_layer_done(void *ctx, size_t i)
 {
 	struct flatten_status *s = ctx;
-	const struct oci_desc *d = &s->b->image.layers[i];
+	const struct oci_desc *d = &s->b->app.manifest.layers[i];
 	s->before += d->size;
 	s->layer = i + 2;
 	char size[32];
@@ -332,35 +284,29 @@ static void flatten_writing(void *ctx)
 /* Flattens the layers and writes the customer ramdisk into af (opened, not committed). */
 static int step_customer(struct build *b, struct atomic_file *af, struct err **err)
 {
-	size_t n = b->image.n_layers;
-	struct bld_layer *layers = xcalloc(n + 1, sizeof(*layers));
-	char **paths = xcalloc(n + 1, sizeof(*paths));
-	struct flatten_status st = {.b = b, .opts = &b->opts->oci, .n_layers = n, .layer = 1};
-	for (size_t i = 0; i < n; i++) {
-		const struct oci_desc *d = &b->image.layers[i];
-		paths[i] = oci_cache_blob_path(&b->cache, d->digest);
-		layers[i] = (struct bld_layer){.path = paths[i], .media_type = d->media_type, .digest = d->digest,
-		                               .size = d->size};
-		st.total += d->size;
+	const struct oci_manifest *m = &b->app.manifest;
+	struct flatten_status st = {.b = b, .opts = &b->opts->oci, .n_layers = m->n_layers, .layer = 1};
+	for (size_t i = 0; i < m->n_layers; i++)
+		st.total += m->layers[i].size;
+	struct bld_layer *layers = NULL;
+	int r = bld_layers_from_cache(&b->cache, m, &layers, err);
+	if (r == 0) {
+		struct bld_customer_spec spec = {.layers = layers,
+		                                 .n_layers = m->n_layers,
+		                                 .image_config = b->app.config,
+		                                 .odyn_path = b->odyn_path,
+		                                 .manifest_data = b->manifest->raw,
+		                                 .manifest_len = b->manifest->raw_len,
+		                                 .source_date_epoch = b->sde,
+		                                 .tmp_dir = b->tmp,
+		                                 .progress = oci_status_wanted(&b->opts->oci) ? flatten_status_draw : NULL,
+		                                 .layer_done = flatten_layer_done,
+		                                 .writing = flatten_writing,
+		                                 .ctx = &st};
+		r = bld_customer_write_to(af, &spec, err);
+		oci_status_clear(&b->opts->oci);
+		bld_layers_free(layers, m->n_layers);
 	}
-	struct bld_customer_spec spec = {.layers = layers,
-	                                 .n_layers = n,
-	                                 .image_config = b->config,
-	                                 .odyn_path = b->odyn_path,
-	                                 .manifest_data = b->manifest->raw,
-	                                 .manifest_len = b->manifest->raw_len,
-	                                 .source_date_epoch = b->sde,
-	                                 .tmp_dir = b->tmp,
-	                                 .progress = oci_status_wanted(&b->opts->oci) ? flatten_status_draw : NULL,
-	                                 .layer_done = flatten_layer_done,
-	                                 .writing = flatten_writing,
-	                                 .ctx = &st};
-	int r = bld_customer_write_to(af, &spec, err);
-	oci_status_clear(&b->opts->oci);
-	for (size_t i = 0; i < n; i++)
-		free(paths[i]);
-	free(paths);
-	free(layers);
 	if (r < 0)
 		return err_wrap(err, "sources.app %s", b->manifest->source_app);
 	char size[32];
@@ -373,11 +319,11 @@ static int step_customer(struct build *b, struct atomic_file *af, struct err **e
 static void customer_key(const struct build *b, char key[OCI_DIGEST_MAX])
 {
 	struct bld_ramdisk_key *k = bld_ramdisk_key_new();
-	for (size_t i = 0; i < b->image.n_layers; i++) {
-		bld_ramdisk_key_add(k, b->image.layers[i].digest);
-		bld_ramdisk_key_add(k, b->image.layers[i].media_type);
+	for (size_t i = 0; i < b->app.manifest.n_layers; i++) {
+		bld_ramdisk_key_add(k, b->app.manifest.layers[i].digest);
+		bld_ramdisk_key_add(k, b->app.manifest.layers[i].media_type);
 	}
-	bld_ramdisk_key_add(k, b->image.config.digest);
+	bld_ramdisk_key_add(k, b->app.manifest.config.digest);
 	bld_ramdisk_key_add(k, b->odyn_digest);
 	bld_ramdisk_key_add_bytes(k, b->manifest->raw, b->manifest->raw_len);
 	bld_ramdisk_key_add_bytes(k, &b->sde, sizeof(b->sde));
@@ -399,12 +345,14 @@ static int step_customer_cached(struct build *b, char **path, struct err **err)
 			return err_wrap(err, "customer ramdisk %s", *path);
 		return 0;
 	}
-	char key[OCI_DIGEST_MAX];
+	char *key = b->customer_key;
 	customer_key(b, key);
-	if (bld_ramdisk_cache_lookup(b->cache.dir, key, path)) {
+	if (bld_ramdisk_cache_lookup(b->cache.dir, key, path, b->customer_pcr2)) {
 		say(b, "customer ramdisk unchanged: reusing %s", *path);
+		b->customer_reused = true;
 		return 0;
 	}
+	b->customer_reused = false;
 	if (bld_ramdisk_cache_prepare(b->cache.dir, err) < 0)
 		return -1;
 	if (atomic_file_open(&af, *path, 0644, err) < 0)
@@ -419,13 +367,22 @@ static int step_customer_cached(struct build *b, char **path, struct err **err)
 	return 0;
 }
 
-/* The new customer ramdisk into the cache, whatever became of the EIF: it is complete. */
-static int step_customer_commit(struct build *b, struct err **err)
+/* The new customer ramdisk into the cache, whatever became of the EIF: it is complete. Its PCR2
+ * goes first (the EIF's, or measured here when there is no EIF), so a cached ramdisk always has
+ * one to be checked against. */
+static int step_customer_commit(struct build *b, bool eif_ok, struct err **err)
 {
 	if (!b->customer_pending)
 		return 0;
 	_cleanup_free_ char *tmp = xstrdup(bld_ramdisk_pending_path(b->customer_pending));
-	int r = bld_ramdisk_pending_commit(b->customer_pending, err);
+	uint8_t pcr2[EIF_PCR_MAX];
+	if (eif_ok)
+		memcpy(pcr2, b->measurements.pcr2, 48);
+	int r = eif_ok ? 0 : eif_pcr_of_file(EIF_HASH_SHA384, tmp, pcr2, err);
+	if (r == 0)
+		r = bld_ramdisk_cache_set_pcr2(b->cache.dir, b->customer_key, pcr2, err);
+	if (r == 0)
+		r = bld_ramdisk_pending_commit(b->customer_pending, err);
 	bld_ramdisk_pending_free(b->customer_pending);
 	b->customer_pending = NULL;
 	if (r < 0)
@@ -453,8 +410,8 @@ static int step_eif(struct build *b, const char *out, const char *bootstrap, con
 {
 	const struct manifest *m = b->manifest;
 	_cleanup_json_ json_t *docker_info =
-	    json_pack("{s:s, s:s, s:s, s:s}", "Image", m->source_app, "Digest", b->pulled.manifest_digest, "ImageID",
-	              b->image.config.digest, "Platform", b->platform_text);
+	    json_pack("{s:s, s:s, s:s, s:s}", "Image", m->source_app, "Digest", b->app.digest, "ImageID",
+	              b->app.manifest.config.digest, "Platform", b->platform_text);
 	/* The image version is the target's tag, as nitro-cli takes the docker tag. */
 	_cleanup_free_ char *version = NULL;
 	struct oci_ref target = {0};
@@ -484,7 +441,8 @@ static int step_eif(struct build *b, const char *out, const char *bootstrap, con
 	                              .flags = b->bundle->aarch64 ? EIF_FLAG_ARCH_AARCH64 : 0,
 	                              .identity = &id,
 	                              .signer = signer,
-	                              .alg = EIF_HASH_SHA384};
+	                              .alg = EIF_HASH_SHA384,
+	                              .expect_pcr2 = b->customer_reused ? b->customer_pcr2 : NULL};
 	oci_status_line(&b->opts->oci, "writing the EIF%s", signer ? " (signed)" : "");
 	int r = eif_build(out, &spec, &b->measurements, err);
 	oci_status_clear(&b->opts->oci);
@@ -533,21 +491,21 @@ static int step_release(struct build *b, const char *eif, json_t **image, struct
 	const char *keys[8] = {"io.enclaver.source.app", "io.enclaver.source.app.digest",
 	                       "io.enclaver.pcr0",       "io.enclaver.pcr1",
 	                       "io.enclaver.pcr2",       "io.enclaver.pcr8"};
-	const char *values[8] = {b->manifest->source_app, b->pulled.manifest_digest, pcr[0], pcr[1], pcr[2], pcr[3]};
+	const char *values[8] = {b->manifest->source_app, b->app.digest, pcr[0], pcr[1], pcr[2], pcr[3]};
 	size_t n_labels = me->has_pcr8 ? 6 : 5;
-	if (b->sleeve_config) {
+	if (b->sleeve.config) {
 		keys[n_labels] = "io.enclaver.source.sleeve";
 		values[n_labels++] = b->manifest->source_sleeve;
 		keys[n_labels] = "io.enclaver.source.sleeve.digest";
-		values[n_labels++] = b->sleeve_pulled.manifest_digest;
+		values[n_labels++] = b->sleeve.digest;
 	}
 	struct bld_release_sleeve sleeve = {.ref = b->manifest->source_sleeve,
-	                                    .digest = b->sleeve_pulled.manifest_digest,
-	                                    .config = b->sleeve_config,
-	                                    .layers = b->sleeve_image.layers,
-	                                    .n_layers = b->sleeve_image.n_layers,
+	                                    .digest = b->sleeve.digest,
+	                                    .config = b->sleeve.config,
+	                                    .layers = b->sleeve.manifest.layers,
+	                                    .n_layers = b->sleeve.manifest.n_layers,
 	                                    .cache = &b->cache};
-	struct bld_release_spec spec = {.sleeve = b->sleeve_parsed ? &sleeve : NULL,
+	struct bld_release_spec spec = {.sleeve = b->sleeve.manifest_parsed ? &sleeve : NULL,
 	                                .runtime_path = b->opts->runtime_path,
 	                                .eif_path = eif,
 	                                .manifest_data = b->manifest->raw,
@@ -562,7 +520,7 @@ static int step_release(struct build *b, const char *eif, json_t **image, struct
 	if (bld_release_write(layout, "release", &spec, digest, err) < 0)
 		return -1;
 	say(b, "release image %.19s: %zu layer(s)", digest,
-	    (b->sleeve_parsed ? b->sleeve_image.n_layers : 0) + (b->opts->runtime_path ? 2 : 1));
+	    (b->sleeve.manifest_parsed ? b->sleeve.manifest.n_layers : 0) + (b->opts->runtime_path ? 2 : 1));
 	json_t *written = json_array();
 	char runtime_digest[OCI_DIGEST_MAX];
 	if (b->opts->runtime_path && file_digest(b->opts->runtime_path, runtime_digest, err) < 0)
@@ -588,7 +546,7 @@ static int step_release(struct build *b, const char *eif, json_t **image, struct
 		struct oci_copy_result res;
 		say(b, "%s the release image to %s", i ? "pushing" : "writing", dsts[i]);
 		struct oci_opts o = b->opts->oci;
-		o.mount_from = b->sleeve_config ? b->manifest->source_sleeve : NULL; /* its blobs need not travel */
+		o.mount_from = b->sleeve.config ? b->manifest->source_sleeve : NULL; /* its blobs need not travel */
 		if (oci_copy(src, dsts[i], &o, &res, err) < 0)
 			return err_wrap(err, "release image to %s", dsts[i]);
 		if (strcmp(res.manifest_digest, digest) != 0) {
@@ -609,18 +567,18 @@ static int step_release(struct build *b, const char *eif, json_t **image, struct
 static json_t *report_sources(const struct build *b)
 {
 	json_t *app =
-	    json_pack("{s:s, s:s, s:s, s:s}", "Image", b->manifest->source_app, "Digest", b->pulled.manifest_digest,
-	              "ImageID", b->image.config.digest, "Platform", b->platform_text);
+	    json_pack("{s:s, s:s, s:s, s:s}", "Image", b->manifest->source_app, "Digest", b->app.digest,
+	              "ImageID", b->app.manifest.config.digest, "Platform", b->platform_text);
 	json_t *odyn = b->odyn_extracted
 	                   ? json_pack("{s:s, s:s, s:s}", "Image", b->manifest->source_odyn, "ImageDigest",
 	                               b->odyn_image_digest, "Digest", b->odyn_digest)
 	                   : json_pack("{s:s, s:s}", "Path", b->odyn_path, "Digest", b->odyn_digest);
 	json_t *kernel = json_pack("{s:s, s:s?}", "Bundle", b->bundle_dir, "KernelVersion", b->bundle->kernel_version);
 	json_t *sources = json_pack("{s:o, s:o, s:o}", "App", app, "Odyn", odyn, "Kernel", kernel);
-	if (b->sleeve_config)
+	if (b->sleeve.config)
 		json_object_set_new(sources, "Sleeve",
 		                    json_pack("{s:s, s:s, s:s}", "Image", b->manifest->source_sleeve, "Digest",
-		                              b->sleeve_pulled.manifest_digest, "ImageID", b->sleeve_image.config.digest));
+		                              b->sleeve.digest, "ImageID", b->sleeve.manifest.config.digest));
 	return sources;
 }
 
@@ -649,7 +607,7 @@ int bld_build(const struct bld_build_opts *opts, json_t **result, struct err **e
 	/* The sleeve before the long steps: a bad one fails the build early. */
 	if (b.manifest->source_sleeve && !opts->eif_only && step_sleeve(&b, err) < 0)
 		goto out;
-	int64_t created = config_created(b.config);
+	int64_t created = config_created(b.app.config);
 	b.epoch = b.sde >= 0 ? b.sde : created >= 0 ? created : 0;
 
 	bootstrap = xasprintf("%s/bootstrap.cpio", b.tmp);
@@ -657,11 +615,22 @@ int bld_build(const struct bld_build_opts *opts, json_t **result, struct err **e
 	if (step_customer_cached(&b, &customer, err) < 0)
 		goto out;
 	bool eif_ok = step_bootstrap(&b, bootstrap, err) == 0 && step_eif(&b, eif, bootstrap, customer, err) == 0;
+	if (!eif_ok && b.customer_reused && (*err)->code == EBADMSG) {
+		/* The cached ramdisk changed since it was made (the EIF writer refused it before putting
+		 * the EIF in place): it goes, and this build makes its own. */
+		log_warn("cached customer ramdisk %s: %s: removed, flattening the image again", customer, (*err)->msg);
+		err_free(err);
+		bld_ramdisk_cache_drop(b.cache.dir, b.customer_key);
+		free(steal_pointer(&customer));
+		if (step_customer_cached(&b, &customer, err) < 0)
+			goto out;
+		eif_ok = step_eif(&b, eif, bootstrap, customer, err) == 0;
+	}
 	/* A finished customer ramdisk goes into the cache whatever happened after it. Failing to
 	 * file it only costs the next build its shortcut: a warning, never this build's failure
 	 * (the EIF may already be in place). */
 	struct err *cache_err = NULL;
-	if (step_customer_commit(&b, &cache_err) < 0) {
+	if (step_customer_commit(&b, eif_ok, &cache_err) < 0) {
 		log_warn("ramdisk cache: %s", cache_err->msg);
 		err_free(&cache_err);
 	}

@@ -29,6 +29,7 @@ int cmd_inspect(int argc, char **argv);
 int cmd_emulate(int argc, char **argv);
 int cmd_ramdisk(int argc, char **argv);
 int cmd_kernel(int argc, char **argv);
+int cmd_cache(int argc, char **argv);
 int cmd_manifest(int argc, char **argv);
 int cmd_run(int argc, char **argv);
 int cmd_enclaver_run(int argc, char **argv); /* the binary started as enclaver-run */

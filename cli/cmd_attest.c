@@ -206,7 +206,7 @@ static int trust_fetch_eif(const char *ref, const struct oci_opts *o, char **dir
 		return -1;
 	_cleanup_free_ char *eif = xasprintf("%s/application.eif", dir);
 	struct bld_image_file f = {.path = BLD_RELEASE_EIF_PATH, .out = eif};
-	if (bld_image_files_extract(ref, o, &f, 1, dir, NULL, err) < 0) {
+	if (bld_image_files_extract(ref, o, NULL, &f, 1, dir, NULL, err) < 0) {
 		io_remove_tree(dir);
 		return -1;
 	}

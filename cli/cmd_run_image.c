@@ -9,7 +9,7 @@ static int fetch_release(void *ctx, const char *image, const char *tmp, const ch
 	const struct oci_opts *opts = ctx;
 	struct bld_image_file files[] = {{.path = BLD_RELEASE_EIF_PATH, .out = eif},
 	                                 {.path = "/enclave/enclaver.yaml", .out = yaml}};
-	return bld_image_files_extract(image, opts, files, 2, tmp, NULL, err);
+	return bld_image_files_extract(image, opts, NULL, files, 2, tmp, NULL, err);
 }
 
 int cmd_run(int argc, char **argv)

@@ -24,6 +24,7 @@ static const struct command commands[] = {
 	{"copy", cmd_copy, "copy an image between registries, OCI layouts and archives"},
 	{"inspect", cmd_inspect, "print an image's manifest, config and digests as JSON"},
 	{"emulate", cmd_emulate, "boot an EIF in QEMU's nitro-enclave machine (docs/emulator.md)"},
+	{"cache", cmd_cache, "re-hash the cache and move aside what is corrupt: cache verify (docs/cli.md)"},
 	{"kernel", cmd_kernel, "make the default kernel bundle from Debian's kernel: kernel fetch (docs/builder.md)"},
 	{"ramdisk", cmd_ramdisk, "write an EIF's bootstrap or customer ramdisk from local files (docs/builder.md)"},
 	{"manifest", cmd_manifest, "check an enclaver.yaml and print it as JSON (docs/enclaver-yaml.md)"},

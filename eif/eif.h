@@ -87,6 +87,9 @@ struct eif_build_spec {
 	const struct eif_identity *identity;
 	const struct eif_signer *signer; /* NULL: unsigned */
 	enum eif_hash_alg alg;           /* measurement hash; signing needs SHA-384 */
+	/* NULL, or the PCR2 the application ramdisks must give (one measured when a cached ramdisk
+	 * was made): a different one refuses the EIF before it is put in place. */
+	const uint8_t *expect_pcr2;
 };
 /* Writes the EIF atomically (temp file, fsync, rename) and measures it in the
  * same pass, reading each input once. */

@@ -178,8 +178,8 @@ static void writer_end_boot(struct writer *w)
 }
 
 /* Measures, signs when asked, writes the header and renames into place. */
-static int writer_finish(struct writer *w, const struct eif_signer *signer, struct eif_measurements *m,
-			 struct err **err)
+static int writer_finish(struct writer *w, const struct eif_signer *signer, const uint8_t *expect_pcr2,
+			 struct eif_measurements *m, struct err **err)
 {
 	const uint8_t *der = NULL;
 	size_t der_len = 0;
@@ -187,6 +187,12 @@ static int writer_finish(struct writer *w, const struct eif_signer *signer, stru
 		eif_signer_cert_der(signer, &der, &der_len);
 	if (eif_hash_pipe_drain(w->pipe, err) < 0 || eif_pcr_finish(&w->pcr, der, der_len, m, err) < 0)
 		return -1;
+	if (expect_pcr2 && memcmp(m->pcr2, expect_pcr2, eif_hash_len(m->alg)) != 0) {
+		char got[2 * EIF_PCR_MAX + 1], want[2 * EIF_PCR_MAX + 1];
+		hex_encode(m->pcr2, eif_hash_len(m->alg), got);
+		hex_encode(expect_pcr2, eif_hash_len(m->alg), want);
+		return err_set(err, EBADMSG, "the application ramdisks measure PCR2 %s, not the %s expected", got, want);
+	}
 	if (signer != NULL) {
 		if (m->alg != EIF_HASH_SHA384)
 			return err_set(err, EINVAL, "signing needs SHA-384 measurements (PCR0 is what the enclave checks)");
@@ -237,7 +243,7 @@ int eif_build(const char *output_path, const struct eif_build_spec *spec, struct
 		if (i == 0)
 			writer_end_boot(&w);
 	}
-	r = writer_finish(&w, spec->signer, out, err);
+	r = writer_finish(&w, spec->signer, spec->expect_pcr2, out, err);
 done:
 	writer_close(&w);
 	if (r < 0)
@@ -306,7 +312,7 @@ int eif_sign_file(const char *path, const struct eif_signer *signer, struct eif_
 			old_crc);
 		goto done;
 	}
-	r = writer_finish(&w, signer, out, err);
+	r = writer_finish(&w, signer, NULL, out, err);
 done:
 	writer_close(&w);
 	if (r < 0)

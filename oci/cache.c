@@ -148,14 +148,121 @@ int oci_cache_tag_get(const struct oci_cache *c, const struct oci_ref *ref, char
 	return 0;
 }
 
-int oci_cache_read_manifest(const struct oci_cache *c, const char *digest, struct buf *out, struct err **err)
+/* Moves a blob that is not what its name says out of the way: kept for a look, never used. */
+static int quarantine(const struct oci_cache *c, const char *digest, const char *why, struct err **err)
 {
+	_cleanup_free_ char *path = oci_cache_blob_path(c, digest);
+	_cleanup_free_ char *qdir = xasprintf("%s/quarantine", c->dir);
+	_cleanup_free_ char *qpath = xasprintf("%s/sha256-%s", qdir, oci_digest_hex(digest));
+	struct err *ignored = NULL;
+	if (oci_mkdir_p(qdir, &ignored) == 0 && rename(path, qpath) == 0)
+		return err_set(err, EBADMSG, "cached blob %s is corrupt (%s): moved to %s; pull again to fetch it anew",
+		               digest, why, qpath);
+	err_free(&ignored);
+	if (unlink(path) == 0 || errno == ENOENT)
+		return err_set(err, EBADMSG, "cached blob %s is corrupt (%s): removed; pull again to fetch it anew",
+		               digest, why);
+	return err_set(err, EBADMSG, "cached blob %s is corrupt (%s) and could not be removed (%s): delete %s", digest,
+	               why, strerror(errno), path);
+}
+
+/* Checks what a cached blob hashed to (and its length) against its name (and the size a
+ * descriptor gives, when >= 0). */
+static int check_hashed(const struct oci_cache *c, const char *digest, int64_t size, const char *got, int64_t len,
+                        struct err **err)
+{
+	if (size >= 0 && len != size) {
+		_cleanup_free_ char *why = xasprintf("%lld bytes, the descriptor says %lld", (long long)len, (long long)size);
+		return quarantine(c, digest, why, err);
+	}
+	if (strcmp(got, digest) != 0) {
+		_cleanup_free_ char *why = xasprintf("its bytes hash to %s", got);
+		return quarantine(c, digest, why, err);
+	}
+	return 0;
+}
+
+int oci_cache_read_blob(const struct oci_cache *c, const char *digest, int64_t size, size_t max, struct buf *out,
+                        struct err **err)
+{
+	if (!cacheable(digest))
+		return err_set(err, EINVAL, "blob %s: only sha256 blobs are cached", digest);
+	if (size > (int64_t)max)
+		return err_set(err, EFBIG, "blob %s: %lld bytes is over the %zu-byte limit", digest, (long long)size, max);
 	_cleanup_free_ char *path = oci_cache_blob_path(c, digest);
 	_cleanup_free_ char *text = NULL;
 	size_t len;
-	if (io_read_file(path, OCI_MANIFEST_MAX, &text, &len, err) < 0)
+	if (io_read_file(path, max, &text, &len, err) < 0)
+		return -1;
+	char got[OCI_DIGEST_MAX];
+	oci_digest_buf(text, len, got);
+	if (check_hashed(c, digest, size, got, (int64_t)len, err) < 0)
 		return -1;
 	buf_append(out, text, len);
+	return 0;
+}
+
+int oci_cache_read_manifest(const struct oci_cache *c, const char *digest, struct buf *out, struct err **err)
+{
+	return oci_cache_read_blob(c, digest, -1, OCI_MANIFEST_MAX, out, err);
+}
+
+int oci_cache_verify_blob(const struct oci_cache *c, const char *digest, int64_t size, struct err **err)
+{
+	_cleanup_close_ int fd = -1;
+	if (oci_cache_open_blob(c, digest, &fd, err) < 0)
+		return -1;
+	char got[OCI_DIGEST_MAX];
+	int64_t len;
+	if (oci_digest_fd(fd, "sha256", got, &len, err) < 0)
+		return err_wrap(err, "cached blob %s", digest);
+	return check_hashed(c, digest, size, got, len, err);
+}
+
+static int name_order(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static bool hex64(const char *s)
+{
+	return strlen(s) == 64 && strspn(s, "0123456789abcdef") == 64;
+}
+
+int oci_cache_verify_all(const struct oci_cache *c, size_t *checked, size_t *bad, struct err **err)
+{
+	*checked = *bad = 0;
+	DIR *d = opendir(c->blob_dir);
+	if (d == NULL)
+		return err_sys(err, "opendir %s", c->blob_dir);
+	/* The names first: quarantining changes the folder under readdir. */
+	char **names = NULL;
+	size_t n = 0;
+	for (struct dirent *de; (de = readdir(d));) {
+		if (de->d_name[0] == '.')
+			continue; /* ".", "..", and the temporaries of pulls (.tmp-*, .partial-*): trusted by nothing */
+		names = xrealloc(names, (n + 1) * sizeof(*names));
+		names[n++] = xstrdup(de->d_name);
+	}
+	closedir(d);
+	qsort(names, n, sizeof(*names), name_order);
+	for (size_t i = 0; i < n; i++) {
+		if (!hex64(names[i])) {
+			log_warn("%s/%s: not a blob name (left alone)", c->blob_dir, names[i]);
+			continue;
+		}
+		_cleanup_free_ char *digest = xasprintf("sha256:%s", names[i]);
+		struct err *e = NULL;
+		(*checked)++;
+		if (oci_cache_verify_blob(c, digest, -1, &e) < 0) {
+			(*bad)++;
+			log_error("%s", e->msg);
+			err_free(&e);
+		}
+	}
+	for (size_t i = 0; i < n; i++)
+		free(names[i]);
+	free(names);
 	return 0;
 }
 

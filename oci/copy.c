@@ -59,19 +59,19 @@ static const struct oci_dest_ops cache_dest_ops = {
 };
 
 /* ---------------------------------------------------------------- opening */
-static int source_open(const char *text, const struct oci_opts *opts, bool insecure, struct oci_cache *cache,
+/* Opens the source *ref names; the source takes ref over (it is freed on failure). */
+static int source_open(struct oci_ref *refp, const struct oci_opts *opts, bool insecure, struct oci_cache *cache,
                        struct oci_source **out, struct err **err)
 {
-	struct oci_ref ref;
-	if (oci_ref_parse(text, &ref, err) < 0)
-		return -1;
+	struct oci_ref ref = *refp;
+	memset(refp, 0, sizeof(*refp));
 	int r;
 	switch (ref.transport) {
 	case OCI_TRANSPORT_DOCKER: r = oci_registry_source_open(&ref, opts, insecure, cache, out, err); break;
 	case OCI_TRANSPORT_OCI: r = oci_layout_source_open(&ref, out, err); break;
 	case OCI_TRANSPORT_DOCKER_ARCHIVE: r = oci_docker_archive_source_open(&ref, cache, out, err); break;
 	case OCI_TRANSPORT_OCI_ARCHIVE: r = oci_archive_source_open(&ref, cache, out, err); break;
-	default: r = err_set(err, ENOTSUP, "%s: unknown transport", text);
+	default: r = err_set(err, ENOTSUP, "unknown transport %d", (int)ref.transport);
 	}
 	if (r < 0) {
 		oci_ref_free(&ref);
@@ -112,7 +112,7 @@ static int dest_open(const char *text, const struct oci_opts *opts, struct oci_c
 		case OCI_TRANSPORT_OCI:
 		case OCI_TRANSPORT_OCI_ARCHIVE: r = oci_layout_dest_open(&ref, out, err); break;
 		case OCI_TRANSPORT_DOCKER_ARCHIVE: r = oci_docker_archive_dest_open(&ref, out, err); break;
-		default: r = err_set(err, ENOTSUP, "%s: unknown transport", text);
+		default: r = err_set(err, ENOTSUP, "unknown transport %d", (int)ref.transport);
 		}
 	}
 	if (r < 0) {
@@ -264,8 +264,7 @@ static int source_open_top(const char *text, const struct oci_opts *opts, struct
 	if (oci_ref_parse(text, &ref, err) < 0)
 		return -1;
 	if (ref.transport != OCI_TRANSPORT_DOCKER) {
-		oci_ref_free(&ref);
-		if (source_open(text, opts, opts->insecure, cache, out, err) < 0)
+		if (source_open(&ref, opts, opts->insecure, cache, out, err) < 0)
 			return -1;
 		return resolve_top(*out, res, err);
 	}
@@ -281,11 +280,15 @@ static int source_open_top(const char *text, const struct oci_opts *opts, struct
 	struct err *last = NULL;
 	bool found = false;
 	for (size_t i = 0; r == 0 && i < n && !found; i++) {
+		/* Each candidate (a mirror, the registry itself) names the image its own way. */
 		_cleanup_free_ char *t = xasprintf("docker://%s", eps[i].name);
 		struct oci_source *s = NULL;
 		struct resolved tried = {0};
+		struct oci_ref cand;
 		err_free(&last);
-		int q = source_open(t, opts, opts->insecure || eps[i].insecure, cache, &s, &last);
+		int q = oci_ref_parse(t, &cand, &last);
+		if (q == 0)
+			q = source_open(&cand, opts, opts->insecure || eps[i].insecure, cache, &s, &last);
 		if (q == 0)
 			q = resolve_top(s, &tried, &last);
 		if (q == 0) {
@@ -596,14 +599,23 @@ int oci_copy(const char *src_text, const char *dst_text, const struct oci_opts *
 	struct oci_cache cache;
 	if (oci_cache_open(opts->cache_dir, &cache, err) < 0)
 		return -1;
+	int r = oci_copy_cached(src_text, dst_text, opts, &cache, result, err);
+	oci_cache_close(&cache);
+	return r;
+}
+
+int oci_copy_cached(const char *src_text, const char *dst_text, const struct oci_opts *opts, struct oci_cache *cache,
+                    struct oci_copy_result *result, struct err **err)
+{
+	memset(result, 0, sizeof(*result));
 	_cleanup_(source_freep) struct oci_source *src = NULL;
 	_cleanup_(dest_freep) struct oci_dest *dst = NULL;
 	struct resolved res = {0};
 	/* The source first: a bad one leaves no destination folder behind. */
-	int r = source_open_top(src_text, opts, &cache, &src, &res, err);
+	int r = source_open_top(src_text, opts, cache, &src, &res, err);
 	bool whole = false;
 	if (r == 0)
-		r = dest_open(dst_text, opts, &cache, &dst, err);
+		r = dest_open(dst_text, opts, cache, &dst, err);
 	if (r == 0) {
 		whole = opts->all && res.top_parsed.kind == OCI_KIND_INDEX;
 		if (!whole)
@@ -619,8 +631,8 @@ int oci_copy(const char *src_text, const char *dst_text, const struct oci_opts *
 		result->media_type = xstrdup(res.image_type);
 		/* Remember what a registry tag resolved to, for --offline. */
 		if (src->ref.transport == OCI_TRANSPORT_DOCKER && src->ref.digest == NULL && !opts->offline)
-			r = oci_cache_put_buf(&cache, res.top.data, res.top.len, res.top_digest, NULL, err) < 0 ||
-			            oci_cache_tag_set(&cache, &src->ref, res.top_digest, err) < 0
+			r = oci_cache_put_buf(cache, res.top.data, res.top.len, res.top_digest, NULL, err) < 0 ||
+			            oci_cache_tag_set(cache, &src->ref, res.top_digest, err) < 0
 			        ? -1
 			        : 0;
 	}
@@ -633,7 +645,6 @@ int oci_copy(const char *src_text, const char *dst_text, const struct oci_opts *
 	src = NULL;
 	dest_freep(&dst);
 	dst = NULL;
-	oci_cache_close(&cache);
 	if (r < 0)
 		oci_copy_result_free(result);
 	return r;
@@ -642,9 +653,9 @@ int oci_copy(const char *src_text, const char *dst_text, const struct oci_opts *
 /* ---------------------------------------------------------------- inspect */
 static int read_config(struct oci_source *src, const struct oci_desc *d, json_t **out, struct err **err)
 {
-	if (d->size > 16 * 1024 * 1024)
-		return err_set(err, EFBIG, "config %s: %lld bytes is over the 16 MiB limit", d->digest,
-		               (long long)d->size);
+	if (d->size > OCI_CONFIG_MAX)
+		return err_set(err, EFBIG, "config %s: %lld bytes is over the %d-byte limit", d->digest, (long long)d->size,
+		               OCI_CONFIG_MAX);
 	if (src->ops->prepare_blobs && src->ops->prepare_blobs(src, d, 1, err) < 0)
 		return -1;
 	_cleanup_close_ int fd = -1;

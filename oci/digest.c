@@ -111,3 +111,28 @@ int oci_digest_verify_buf(const void *data, size_t len, const char *expected, st
 		return err_set(err, EBADMSG, "digest mismatch: expected %s, got %s", expected, got);
 	return 0;
 }
+
+int oci_digest_fd(int fd, const char *algorithm, char out[OCI_DIGEST_MAX], int64_t *size, struct err **err)
+{
+	struct oci_digester *d = oci_digester_new(algorithm);
+	if (d == NULL)
+		return err_set(err, ENOTSUP, "digest algorithm \"%s\" is not supported", algorithm);
+	_cleanup_free_ char *chunk = xmalloc(1 << 16);
+	int64_t total = 0;
+	for (off_t off = 0;; off += 1 << 16) {
+		ssize_t n = io_pread_full(fd, chunk, 1 << 16, off, err);
+		if (n < 0) {
+			oci_digester_free(d);
+			return -1;
+		}
+		oci_digester_update(d, chunk, (size_t)n);
+		total += n;
+		if (n < (1 << 16))
+			break;
+	}
+	oci_digester_final(d, out);
+	oci_digester_free(d);
+	if (size)
+		*size = total;
+	return 0;
+}

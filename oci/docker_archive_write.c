@@ -8,7 +8,6 @@
 
 #include "oci/internal.h"
 
-#define CONFIG_MAX (16 * 1024 * 1024)
 #define CHUNK      (1 << 20)
 
 struct da_dest {
@@ -135,19 +134,13 @@ static int add_buf(struct archive *a, const char *name, const void *data, size_t
 static int read_config(struct oci_cache *cache, const struct oci_desc *d, struct buf *out, json_t **doc,
                        struct err **err)
 {
-	if (d->size > CONFIG_MAX)
-		return err_set(err, EFBIG, "config %s: over %d bytes", d->digest, CONFIG_MAX);
-	_cleanup_free_ char *path = oci_cache_blob_path(cache, d->digest);
-	_cleanup_free_ char *text = NULL;
-	size_t len;
-	if (io_read_file(path, CONFIG_MAX, &text, &len, err) < 0)
-		return err_wrap(err, "config %s", d->digest);
+	if (oci_cache_read_blob(cache, d->digest, d->size, OCI_CONFIG_MAX, out, err) < 0)
+		return err_wrap(err, "config");
 	json_error_t je;
-	*doc = json_loadb(text, len, 0, &je);
+	*doc = json_loadb(out->data, out->len, 0, &je);
 	if (*doc == NULL)
 		return err_set(err, EBADMSG, "config %s: line %d, column %d: %s", d->digest, je.line, je.column,
 		               je.text);
-	buf_append(out, text, len);
 	return 0;
 }
 

@@ -114,14 +114,14 @@ int oci_tar_member_to_cache(struct archive *a, const struct oci_cache *c, const 
                             struct err **err);
 int oci_tar_source_open_blob(struct oci_source *s, const struct oci_desc *d, int *fd, struct err **err);
 
-/* The index entry a layout reference names (the only one when untagged). */
-int oci_layout_index_pick(const struct oci_manifest *index, const char *transport, const char *where, const char *tag,
-                          const struct oci_desc **out, struct err **err);
-/* Tars an OCI layout folder into file (deterministic, atomic). */
+/* The index entry a layout's or an oci-archive's reference names (the only one when untagged);
+ * manifest.c. */
+int oci_index_pick(const struct oci_manifest *index, const char *transport, const char *where, const char *tag,
+                   const struct oci_desc **out, struct err **err);
+/* Tars an OCI layout folder into file (deterministic, atomic); archive_write.c. */
 int oci_archive_write_dir(const char *dir, const char *file, struct err **err);
 int oci_archive_source_open(const struct oci_ref *ref, struct oci_cache *cache, struct oci_source **out,
                             struct err **err);
-/* rm -rf, best effort. */
 int oci_layout_source_open(const struct oci_ref *ref, struct oci_source **out, struct err **err);
 int oci_layout_dest_open(const struct oci_ref *ref, struct oci_dest **out, struct err **err);
 int oci_docker_archive_dest_open(const struct oci_ref *ref, struct oci_dest **out, struct err **err);

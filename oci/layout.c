@@ -1,6 +1,7 @@
 /* layout: OCI image layouts on disk (oci-layout, index.json, blobs/<alg>/<hex>)
  * as a source and as a destination; index.json is replaced atomically. */
 #include <fcntl.h>
+#include <pthread.h>
 #include <string.h>
 #include <sys/stat.h>
 
@@ -74,35 +75,6 @@ static int read_manifest_blob(const char *dir, const char *digest, int64_t size,
 }
 
 /* ---------------------------------------------------------------- source */
-int oci_layout_index_pick(const struct oci_manifest *index, const char *transport, const char *where, const char *tag,
-                          const struct oci_desc **out, struct err **err)
-{
-	const struct oci_desc *pick = NULL;
-	for (size_t i = 0; i < index->n_manifests; i++) {
-		const struct oci_desc *d = &index->manifests[i];
-		if (tag ? (d->ref_name && strcmp(d->ref_name, tag) == 0) : true) {
-			if (pick && !tag)
-				return err_set(err, EINVAL,
-				               "%s holds %zu images: name one as %s:%s:NAME (see its index.json)",
-				               where, index->n_manifests, transport, where);
-			pick = d;
-		}
-	}
-	if (pick == NULL) {
-		_cleanup_buf_ struct buf names = {0};
-		for (size_t i = 0; i < index->n_manifests; i++) {
-			if (index->manifests[i].ref_name)
-				buf_printf(&names, "%s%s", names.len ? ", " : "", index->manifests[i].ref_name);
-		}
-		if (tag)
-			return err_set(err, ENOENT, "%s: no image named \"%s\" (it has: %s)", where, tag,
-			               names.len ? buf_str(&names) : "no named images");
-		return err_set(err, ENOENT, "%s: the layout holds no image", where);
-	}
-	*out = pick;
-	return 0;
-}
-
 struct layout_source {
 	struct oci_source base;
 	struct oci_manifest index;
@@ -116,7 +88,7 @@ static int layout_get_manifest(struct oci_source *s, const char *digest, struct 
 	if (digest)
 		return read_manifest_blob(dir, digest, -1, out, err);
 	const struct oci_desc *pick = NULL;
-	if (oci_layout_index_pick(&ls->index, "oci", dir, s->ref.local_tag, &pick, err) < 0)
+	if (oci_index_pick(&ls->index, "oci", dir, s->ref.local_tag, &pick, err) < 0)
 		return -1;
 	if (read_manifest_blob(dir, pick->digest, pick->size, out, err) < 0)
 		return -1;
@@ -192,7 +164,38 @@ struct layout_dest {
 	char *blob_dir;
 	char *archive;  /* oci-archive: the tar to write from the folder at commit */
 	char *work_dir; /* the folder written (ref.path, or a temporary one) */
+	/* Until index.json is written the folder is put back as it was, should the copy fail: */
+	bool committed;
+	bool dir_created;     /* the folder was not there: it goes whole */
+	pthread_mutex_t lock; /* put_blob runs on several threads */
+	char **added;         /* else what this copy added (files, then folders), removed in reverse */
+	size_t n_added;
 };
+
+/* Notes a path this copy is about to create, when it is not there yet (the caller holds the
+ * lock). Returns whether it was noted. */
+static bool note_new(struct layout_dest *ld, const char *path)
+{
+	struct stat st;
+	if (lstat(path, &st) == 0)
+		return false;
+	ld->added = xrealloc(ld->added, (ld->n_added + 1) * sizeof(*ld->added));
+	ld->added[ld->n_added++] = xstrdup(path);
+	return true;
+}
+
+/* A failed copy: the folder as it was before (a new folder goes whole, an existing layout loses
+ * what this copy added and keeps its index.json, which was never written). */
+static void layout_roll_back(struct layout_dest *ld)
+{
+	if (ld->dir_created) {
+		io_remove_tree(ld->work_dir);
+		return;
+	}
+	for (size_t i = ld->n_added; i-- > 0;)
+		if (unlink(ld->added[i]) < 0 && errno == EISDIR)
+			rmdir(ld->added[i]); /* empty by now: what it held came later in the list */
+}
 
 static int layout_has_blob(struct oci_dest *d, const struct oci_desc *desc, bool *has, struct err **err)
 {
@@ -203,11 +206,21 @@ static int layout_has_blob(struct oci_dest *d, const struct oci_desc *desc, bool
 	return 0;
 }
 
-static int ensure_blob_dir(const char *dir, const char *digest, char **out, struct err **err)
+/* blobs/<alg> of the layout, made when missing; the blob's path is noted when this copy adds it. */
+static int ensure_blob_dir(struct layout_dest *ld, const char *digest, char **out, struct err **err)
 {
 	const char *colon = strchr(digest, ':');
-	*out = xasprintf("%s/blobs/%.*s", dir, (int)(colon - digest), digest);
-	return oci_mkdir_p(*out, err);
+	_cleanup_free_ char *blobs = xasprintf("%s/blobs", ld->work_dir);
+	*out = xasprintf("%s/%.*s", blobs, (int)(colon - digest), digest);
+	_cleanup_free_ char *path = blob_path(ld->work_dir, digest);
+	pthread_mutex_lock(&ld->lock);
+	note_new(ld, blobs);
+	note_new(ld, *out);
+	int r = oci_mkdir_p(*out, err);
+	if (r == 0)
+		note_new(ld, path);
+	pthread_mutex_unlock(&ld->lock);
+	return r;
 }
 
 static int layout_put_blob(struct oci_dest *d, const struct oci_desc *desc, int fd, bool verified, int64_t *sent,
@@ -215,7 +228,7 @@ static int layout_put_blob(struct oci_dest *d, const struct oci_desc *desc, int 
 {
 	(void)sent;
 	_cleanup_free_ char *dir = NULL;
-	if (ensure_blob_dir(((struct layout_dest *)d)->work_dir, desc->digest, &dir, err) < 0)
+	if (ensure_blob_dir((struct layout_dest *)d, desc->digest, &dir, err) < 0)
 		return -1;
 	if (oci_blob_write_fd(dir, desc->digest, desc->size, fd, verified, err) < 0)
 		return err_wrap(err, "blob %s", desc->digest);
@@ -227,7 +240,7 @@ static int layout_put_manifest(struct oci_dest *d, const char *data, size_t len,
 {
 	struct layout_dest *ld = (struct layout_dest *)d;
 	_cleanup_free_ char *dir = NULL;
-	if (ensure_blob_dir(ld->work_dir, digest, &dir, err) < 0)
+	if (ensure_blob_dir(ld, digest, &dir, err) < 0)
 		return -1;
 	if (oci_blob_write_buf(dir, digest, data, len, NULL, err) < 0)
 		return -1;
@@ -272,6 +285,7 @@ static int layout_commit(struct oci_dest *d, struct err **err)
 	_cleanup_free_ char *path = xasprintf("%s/index.json", ld->work_dir);
 	if (write_json_file(path, ld->index, err) < 0)
 		return -1;
+	ld->committed = true;
 	if (ld->archive)
 		return oci_archive_write_dir(ld->work_dir, ld->archive, err);
 	return 0;
@@ -284,6 +298,12 @@ static void layout_dest_free(struct oci_dest *d)
 	free(ld->blob_dir);
 	if (ld->archive)
 		io_remove_tree(ld->work_dir);
+	else if (!ld->committed)
+		layout_roll_back(ld);
+	for (size_t i = 0; i < ld->n_added; i++)
+		free(ld->added[i]);
+	free(ld->added);
+	pthread_mutex_destroy(&ld->lock);
 	free(ld->archive);
 	free(ld->work_dir);
 	oci_ref_free(&d->ref);
@@ -318,40 +338,49 @@ int oci_layout_dest_open(const struct oci_ref *ref, struct oci_dest **out, struc
 		return -1;
 	}
 	struct layout_dest *ld = (struct layout_dest *)*out;
-	ld->work_dir = xstrdup(dir);
 	ld->archive = tmp_dir ? xstrdup(ref->path) : NULL;
 	return 0;
 }
 
 static int layout_dest_open_dir(const char *dir, struct oci_dest **out, struct err **err)
 {
-	_cleanup_free_ char *blobs = xasprintf("%s/blobs/sha256", dir);
-	if (oci_mkdir_p(blobs, err) < 0)
-		return err_wrap(err, "OCI layout %s", dir);
-	_cleanup_free_ char *marker = xasprintf("%s/oci-layout", dir);
-	if (access(marker, F_OK) == 0) {
-		if (check_layout_marker(dir, err) < 0)
-			return -1;
-	} else {
-		_cleanup_json_ json_t *m = json_pack("{s:s}", "imageLayoutVersion", "1.0.0");
-		if (write_json_file(marker, m, err) < 0)
-			return err_wrap(err, "OCI layout %s", dir);
-	}
-	_cleanup_free_ char *index_path = xasprintf("%s/index.json", dir);
-	json_t *index = NULL;
-	if (access(index_path, F_OK) == 0) {
-		/* Validate what is there before adding to it. */
-		struct oci_manifest parsed;
-		if (load_index(dir, &parsed, err) < 0)
-			return -1;
-		index = json_incref(parsed.json);
-		oci_manifest_free(&parsed);
-	} else {
-		index = json_pack("{s:i, s:s, s:[]}", "schemaVersion", 2, "mediaType", OCI_MT_INDEX, "manifests");
-	}
 	struct layout_dest *ld = xcalloc(1, sizeof(*ld));
 	ld->base.ops = &layout_dest_ops;
-	ld->index = index;
+	ld->work_dir = xstrdup(dir);
+	pthread_mutex_init(&ld->lock, NULL);
+	struct stat st;
+	ld->dir_created = stat(dir, &st) < 0 && errno == ENOENT;
+	_cleanup_free_ char *blobs = xasprintf("%s/blobs", dir);
+	_cleanup_free_ char *sha256 = xasprintf("%s/blobs/sha256", dir);
+	_cleanup_free_ char *marker = xasprintf("%s/oci-layout", dir);
+	_cleanup_free_ char *index_path = xasprintf("%s/index.json", dir);
+	note_new(ld, blobs);
+	note_new(ld, sha256);
+	int r = oci_mkdir_p(sha256, err);
+	if (r < 0) {
+		err_wrap(err, "OCI layout %s", dir);
+	} else if (access(marker, F_OK) == 0) {
+		r = check_layout_marker(dir, err);
+	} else {
+		note_new(ld, marker);
+		_cleanup_json_ json_t *m = json_pack("{s:s}", "imageLayoutVersion", "1.0.0");
+		if ((r = write_json_file(marker, m, err)) < 0)
+			err_wrap(err, "OCI layout %s", dir);
+	}
+	if (r == 0 && access(index_path, F_OK) == 0) {
+		/* Validate what is there before adding to it. */
+		struct oci_manifest parsed;
+		if ((r = load_index(dir, &parsed, err)) == 0) {
+			ld->index = json_incref(parsed.json);
+			oci_manifest_free(&parsed);
+		}
+	} else if (r == 0) {
+		ld->index = json_pack("{s:i, s:s, s:[]}", "schemaVersion", 2, "mediaType", OCI_MT_INDEX, "manifests");
+	}
+	if (r < 0) {
+		layout_dest_free(&ld->base); /* nothing committed: the folder as it was */
+		return -1;
+	}
 	*out = &ld->base;
 	return 0;
 }

@@ -239,6 +239,8 @@ static int manifest_parse(const char *data, size_t len, const char *content_type
 {
 	if (len > OCI_MANIFEST_MAX)
 		return err_set(err, EFBIG, "manifest of %zu bytes is over the %d-byte limit", len, OCI_MANIFEST_MAX);
+	if (len == 0)
+		return err_set(err, EBADMSG, "the manifest is empty");
 	json_error_t je;
 	m->json = json_loadb(data, len, JSON_REJECT_DUPLICATES, &je);
 	if (m->json == NULL)
@@ -289,6 +291,9 @@ static int manifest_parse(const char *data, size_t len, const char *content_type
 	m->kind = OCI_KIND_IMAGE;
 	if (oci_desc_parse(json_object_get(m->json, "config"), "config", &m->config, err) < 0)
 		return -1;
+	if (m->config.size > OCI_CONFIG_MAX)
+		return err_set(err, EFBIG, "config %s: %lld bytes is over the %d-byte limit", m->config.digest,
+		               (long long)m->config.size, OCI_CONFIG_MAX);
 	return parse_desc_array(m->json, "layers", &m->layers, &m->n_layers, err);
 }
 
@@ -312,4 +317,33 @@ const char *oci_layer_media_type_oci(const char *mt)
 	if (str_has_prefix(mt, "application/vnd.oci.image.layer."))
 		return mt;
 	return NULL;
+}
+
+int oci_index_pick(const struct oci_manifest *index, const char *transport, const char *where, const char *tag,
+                   const struct oci_desc **out, struct err **err)
+{
+	const struct oci_desc *pick = NULL;
+	for (size_t i = 0; i < index->n_manifests; i++) {
+		const struct oci_desc *d = &index->manifests[i];
+		if (tag ? (d->ref_name && strcmp(d->ref_name, tag) == 0) : true) {
+			if (pick && !tag)
+				return err_set(err, EINVAL,
+				               "%s holds %zu images: name one as %s:%s:NAME (see its index.json)",
+				               where, index->n_manifests, transport, where);
+			pick = d;
+		}
+	}
+	if (pick == NULL) {
+		_cleanup_buf_ struct buf names = {0};
+		for (size_t i = 0; i < index->n_manifests; i++) {
+			if (index->manifests[i].ref_name)
+				buf_printf(&names, "%s%s", names.len ? ", " : "", index->manifests[i].ref_name);
+		}
+		if (tag)
+			return err_set(err, ENOENT, "%s: no image named \"%s\" (it has: %s)", where, tag,
+			               names.len ? buf_str(&names) : "no named images");
+		return err_set(err, ENOENT, "%s: the layout holds no image", where);
+	}
+	*out = pick;
+	return 0;
 }

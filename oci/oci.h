@@ -28,6 +28,9 @@ const char *oci_layer_media_type_oci(const char *mt);
 
 /* Manifests above this size are refused (the distribution server's own cap). */
 #define OCI_MANIFEST_MAX (4 * 1024 * 1024)
+/* An image config is read whole (build, inspect, docker-archive): larger ones are refused as
+ * the manifest naming them is read, before anything is fetched or cached. */
+#define OCI_CONFIG_MAX (16 * 1024 * 1024)
 
 /* ---------------------------------------------------------------- references
  * Docker-style names with a transport in front:
@@ -90,6 +93,9 @@ void oci_digester_free(struct oci_digester *d);
 void oci_digest_buf(const void *data, size_t len, char out[OCI_DIGEST_MAX]);
 /* Verifies a buffer against an expected digest: "digest mismatch: expected X, got Y". */
 int oci_digest_verify_buf(const void *data, size_t len, const char *expected, struct err **err);
+/* The digest of a file's bytes from offset 0 to its end ("sha256" or "sha512"), and how many
+ * there were (size may be NULL). */
+int oci_digest_fd(int fd, const char *algorithm, char out[OCI_DIGEST_MAX], int64_t *size, struct err **err);
 
 /* ---------------------------------------------------------------- manifests */
 struct oci_platform {
@@ -189,8 +195,19 @@ int oci_cache_open(const char *dir, struct oci_cache *out, struct err **err);
 void oci_cache_close(struct oci_cache *c);
 /* Path of a blob (whether present or not). Caller frees. */
 char *oci_cache_blob_path(const struct oci_cache *c, const char *digest);
-/* Appends a cached manifest (at most OCI_MANIFEST_MAX bytes) to out. */
+/* Appends a cached manifest (at most OCI_MANIFEST_MAX bytes) to out, its digest checked. */
 int oci_cache_read_manifest(const struct oci_cache *c, const char *digest, struct buf *out, struct err **err);
+/* A cached blob of at most max bytes (a config), its size (-1: any) and digest checked. */
+int oci_cache_read_blob(const struct oci_cache *c, const char *digest, int64_t size, size_t max, struct buf *out,
+                        struct err **err);
+/* Re-hashes a cached blob: 0 when the file holds what its name and size (-1: any) say. A blob
+ * that does not is moved to DIR/quarantine/ (so the next pull fetches it anew) and the error,
+ * EBADMSG, says so. The cache trusts a name once a verified blob got it; this catches what
+ * changed it since (docs/security.md#the-blob-cache). */
+int oci_cache_verify_blob(const struct oci_cache *c, const char *digest, int64_t size, struct err **err);
+/* `enclaver cache verify`: every blob of the cache re-hashed, what fails moved to DIR/quarantine/
+ * and named on stderr. *checked and *bad count them. */
+int oci_cache_verify_all(const struct oci_cache *c, size_t *checked, size_t *bad, struct err **err);
 /* True when the blob is present with the given size (-1: any size). */
 bool oci_cache_has(const struct oci_cache *c, const char *digest, int64_t size);
 /* Opens a cached blob for reading. */
@@ -360,6 +377,26 @@ void oci_copy_result_free(struct oci_copy_result *r);
  * pull into the cache only. */
 int oci_copy(const char *src, const char *dst, const struct oci_opts *opts, struct oci_copy_result *result,
              struct err **err);
+
+/* The same with a cache the caller opened (and keeps for what it reads next). */
+int oci_copy_cached(const char *src, const char *dst, const struct oci_opts *opts, struct oci_cache *cache,
+                    struct oci_copy_result *result, struct err **err);
+
+/* ---------------------------------------------------------------- pulling an image to use
+ * What a build needs of an image, once: pulled into the cache (opts->platform's image of an index)
+ * and read back parsed, its manifest and config checked against their digests. A copy changed in
+ * the cache since it was filed is quarantined and pulled once more. */
+struct oci_image {
+	char digest[OCI_DIGEST_MAX]; /* the image manifest's */
+	char *media_type;            /* the manifest's */
+	struct oci_manifest manifest; /* kind OCI_KIND_IMAGE */
+	bool manifest_parsed;
+	json_t *config;               /* the config document, a JSON object */
+	struct oci_copy_result pulled; /* what the pull did */
+};
+int oci_pull_image(const char *ref, const struct oci_opts *opts, struct oci_cache *cache, struct oci_image *out,
+                   struct err **err);
+void oci_image_free(struct oci_image *img);
 
 /* ---------------------------------------------------------------- progress
  * Reporting through opts->progress (above); each does nothing without one. */

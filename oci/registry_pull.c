@@ -32,8 +32,19 @@ static int reg_get_manifest(struct oci_source *s, const char *digest, struct buf
 		expected = cached_tag;
 	}
 	/* Manifests are content-addressed too: a digest already cached needs no request. */
-	if (expected && str_has_prefix(expected, "sha256:") && oci_cache_has(s->cache, expected, -1))
-		return manifest_from_cache(s, expected, out, err);
+	if (expected && str_has_prefix(expected, "sha256:") && oci_cache_has(s->cache, expected, -1)) {
+		struct err *bad = NULL;
+		if (manifest_from_cache(s, expected, out, &bad) == 0)
+			return 0;
+		if (s->opts->offline || bad->code != EBADMSG) {
+			*err = bad;
+			return -1;
+		}
+		/* Quarantined: fetched again below. */
+		log_warn("%s", bad->msg);
+		err_free(&bad);
+		out->len = 0;
+	}
 	if (s->opts->offline)
 		return err_set(err, ENOENT, "--offline: manifest %s is not in the cache", expected);
 	const char *ref = expected ? expected : s->ref.tag;
@@ -64,6 +75,16 @@ static int reg_get_manifest(struct oci_source *s, const char *digest, struct buf
 	}
 	if (r == 0 && resp.content_type)
 		*media_type = xstrndup(resp.content_type, strcspn(resp.content_type, "; "));
+	if (r == 0) {
+		/* Only a manifest the copy can use is cached: one it refuses (empty, not JSON, a config
+		 * over OCI_CONFIG_MAX...) would otherwise stay, trusted by its digest. */
+		struct oci_manifest m;
+		r = oci_manifest_parse(out->data, out->len, *media_type, &m, err);
+		if (r < 0)
+			err_wrap(err, "manifest %s%s%s", s->ref.repository, expected ? "@" : ":", ref);
+		else
+			oci_manifest_free(&m);
+	}
 	if (r == 0)
 		r = oci_cache_put_buf(s->cache, out->data, out->len, got, NULL, err);
 	reg_resp_free(&resp);
@@ -115,6 +136,29 @@ static size_t dl_write(char *data, size_t size, size_t n, void *ud)
 	return len;
 }
 
+/* At the end of a blob response's head: a Content-Length other than what the descriptor leaves
+ * to fetch is refused there, before a byte is written (a server announcing more than it sends
+ * would otherwise hold the transfer until the low-speed timeout). */
+static size_t dl_header(char *data, size_t size, size_t n, void *ud)
+{
+	struct dl *x = ud;
+	size_t len = size * n;
+	if (len > 2 || (len > 0 && data[0] != '\r' && data[0] != '\n'))
+		return len;
+	long status = 0;
+	curl_off_t announced = -1;
+	curl_easy_getinfo(x->h, CURLINFO_RESPONSE_CODE, &status);
+	curl_easy_getinfo(x->h, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &announced);
+	if ((status != 200 && status != 206) || announced < 0)
+		return len;
+	int64_t want = status == 206 ? x->d->size - x->range_from : x->d->size;
+	if ((int64_t)announced == want)
+		return len;
+	err_set(&x->werr, EBADMSG, "the server announces %lld bytes (Content-Length)%s where the descriptor leaves %lld",
+	        (long long)announced, status == 206 ? " from the range asked" : "", (long long)want);
+	return 0;
+}
+
 static int dl_progress(void *ud, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal, curl_off_t ulnow)
 {
 	(void)dltotal, (void)dlnow, (void)ultotal, (void)ulnow;
@@ -158,6 +202,8 @@ static int dl_start(struct dl *x, struct err **err)
 	curl_easy_setopt(x->h, CURLOPT_HTTPHEADER, x->hdrs);
 	curl_easy_setopt(x->h, CURLOPT_WRITEFUNCTION, dl_write);
 	curl_easy_setopt(x->h, CURLOPT_WRITEDATA, x);
+	curl_easy_setopt(x->h, CURLOPT_HEADERFUNCTION, dl_header);
+	curl_easy_setopt(x->h, CURLOPT_HEADERDATA, x);
 	curl_easy_setopt(x->h, CURLOPT_PRIVATE, x);
 	curl_easy_setopt(x->h, CURLOPT_ERRORBUFFER, x->errbuf);
 	curl_easy_setopt(x->h, CURLOPT_XFERINFOFUNCTION, dl_progress);

@@ -68,6 +68,25 @@ for bin in build/fuzz/bin/fuzz_*; do
 			>"$corpus/main.conf"
 		printf '# drop-in\n[[registry]]\nlocation = "*.example"\nblocked = true\n[aliases]\n"app" = ""\n' >"$corpus/dropin.conf"
 		printf '[registries.search]\nregistries = ["a"]\n' >"$corpus/v1.conf"
+	elif [ "$name" = fuzz_flatten ]; then
+		# Layers (a first byte 0 means an uncompressed tar): GNU and pax sparse entries, a hole
+		# then a few bytes, so the mutator can reach sparse maps and claimed sizes.
+		sparse_dir=$(mktemp -d)
+		truncate -s 100000 "$sparse_dir/s"
+		printf 'tail' >>"$sparse_dir/s"
+		for fmt in gnu posix; do
+			{ printf '\0'; tar -C "$sparse_dir" --sparse --format=$fmt -b1 -cf - s; } >"$corpus/sparse-$fmt.tar"
+		done
+		rm -rf "$sparse_dir"
+	elif [ "$name" = fuzz_oci_manifest ]; then
+		# An image manifest, one whose config is over the 16 MiB cap, an index, and nothing.
+		cfg='"config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:'$(printf '%064d' 0)'","size":'
+		printf '{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json",%s2},"layers":[]}' "$cfg" \
+			>"$corpus/image.json"
+		printf '{"schemaVersion":2,%s16777217},"layers":[]}' "$cfg" >"$corpus/bigconfig.json"
+		printf '{"schemaVersion":2,"manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:%064d","size":2,"platform":{"os":"linux","architecture":"amd64"}}]}' 0 \
+			>"$corpus/index.json"
+		: >"$corpus/empty"
 	elif [ "$name" = fuzz_eif_signature ]; then
 		# The signature section is the last one; its offset is in the
 		# table entry of section 3 (header bytes 28+8*3).

@@ -71,9 +71,11 @@ for n in 1 2 3; do
 done
 check "a changed manifest makes a new ramdisk" bash -c "! grep -q reusing '$TMP/changed1.log'"
 customer_of "$TMP/changed3.eif" "$TMP/changed3.cpio"
-check "its ramdisk carries the changed manifest" cmp "$rd/$(ls -t "$rd" | head -1)" "$TMP/changed3.cpio"
+check "its ramdisk carries the changed manifest" cmp "$(ls -t "$rd"/*.cpio | head -1)" "$TMP/changed3.cpio"
 check "only the 3 most recent ramdisks stay" test "$(ls "$rd"/*.cpio | wc -l)" = 3
-check "no temporary files left in the ramdisk cache" test "$(ls "$rd" | grep -vc '\.cpio$')" = 0
+check "each kept ramdisk has its PCR2 beside it, the pruned ones' went with them" \
+	test "$(ls "$rd" | sed -n 's/\.cpio$/.pcr2/p')" = "$(ls "$rd" | grep '\.pcr2$')"
+check "no temporary files left in the ramdisk cache" test "$(ls "$rd" | grep -v '\.pcr2$' | grep -vc '\.cpio$')" = 0
 rm -rf "$ENCLAVER_CACHE_DIR"
 "${B[@]}" -f "$TMP/enclaver.yaml" --eif-only "$TMP/c.eif" >/dev/null 2>&1
 check "a build with an empty cache gives the same bytes" cmp "$TMP/a.eif" "$TMP/c.eif"

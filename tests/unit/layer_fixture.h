@@ -13,7 +13,8 @@
 /* Fixture tables list only the fields that matter for each entry. */
 #pragma GCC diagnostic ignored "-Wmissing-field-initializers"
 
-/* type: 'f' file (data), 'd' dir, 'l' symlink (data = target), 'h' hardlink
+/* type: 'f' file (data), 's' sparse file (data at offset 0, then a hole up to
+ * sparse_size bytes), 'd' dir, 'l' symlink (data = target), 'h' hardlink
  * (data = target), 'c'/'b' devices (rmaj/rmin), 'p' fifo. */
 struct fx_entry {
 	char type;
@@ -24,6 +25,7 @@ struct fx_entry {
 	long mtime;
 	unsigned rmaj, rmin;
 	const char *xattr_name, *xattr_value;
+	long long sparse_size;
 };
 
 enum fx_filter { FX_NONE, FX_GZIP, FX_ZSTD };
@@ -56,6 +58,12 @@ static inline int fx_layer(const char *path, enum fx_filter filter, const struct
 			archive_entry_set_filetype(ae, AE_IFREG);
 			size = e[i].data ? strlen(e[i].data) : 0;
 			archive_entry_set_size(ae, (la_int64_t)size);
+			break;
+		case 's':
+			archive_entry_set_filetype(ae, AE_IFREG);
+			size = strlen(e[i].data);
+			archive_entry_set_size(ae, (la_int64_t)e[i].sparse_size);
+			archive_entry_sparse_add_entry(ae, 0, (la_int64_t)size);
 			break;
 		case 'd': archive_entry_set_filetype(ae, AE_IFDIR); break;
 		case 'l':

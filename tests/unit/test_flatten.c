@@ -609,3 +609,61 @@ TEST(flatten_symlink_chain_depth_bounded)
 	err_free(&e);
 	bld_tree_free(tree);
 }
+
+/* A sparse entry is a few bytes in the layer however large it claims to be; the claim is checked
+ * against newc's 4 GiB per file before anything is written (issue 14, item 5), and a claim within
+ * it is expanded with its hole as zeros. */
+TEST(flatten_sparse_claims_checked_first)
+{
+	static const struct fx_entry huge[] = {{'f', "before", "b"}, {'s', "app/huge", "data", .sparse_size = 10000000000LL}};
+	_cleanup_free_ char *p = layer_path(t, "sparse.tar");
+	REQUIRE(fx_layer(p, FX_NONE, huge, N(huge)) == 0);
+	struct stat st;
+	REQUIRE(stat(p, &st) == 0);
+	CHECK(st.st_size < 64 * 1024); /* the fixture itself stays small */
+	struct bld_tree *tree = tree_new(t);
+	REQUIRE(tree);
+	struct err *e = NULL;
+	CHECK(bld_tree_apply_layer(tree, p, MT_TAR, &e) < 0);
+	CHECK_ERR_CONTAINS(e, "entry 1 (app/huge)");
+	CHECK_ERR_CONTAINS(e, "10000000000 bytes (sparse) is over the ramdisk's 4 GiB limit per file");
+	err_free(&e);
+	/* Nothing of it reached the content store: only the one byte before it. */
+	CHECK_INT_EQ(bld_tree_content_size(tree), 1);
+	REQUIRE(fstat(bld_tree_content_fd(tree), &st) == 0);
+	CHECK(st.st_blocks * 512 < 1024 * 1024);
+	bld_tree_free(tree);
+
+	/* One byte over the limit is refused, the limit itself is not refused for its size. */
+	static const struct fx_entry over[] = {{'s', "over", "x", .sparse_size = 4294967296LL}};
+	refused(t, "sparse-over.tar", over, 1, "4294967296 bytes (sparse) is over");
+
+	/* A cap on the whole store is checked the same way: the second file's claim passes it. */
+	static const struct fx_entry two[] = {{'s', "one", "1", .sparse_size = 600000},
+	                                      {'s', "two", "2", .sparse_size = 600000}};
+	_cleanup_free_ char *pc = layer_path(t, "sparse-cap.tar");
+	REQUIRE(fx_layer(pc, FX_NONE, two, N(two)) == 0);
+	tree = tree_new(t);
+	REQUIRE(tree);
+	bld_tree_set_content_max(tree, 1000000);
+	CHECK(bld_tree_apply_layer(tree, pc, MT_TAR, &e) < 0);
+	CHECK_ERR_CONTAINS(e, "entry 1 (two): a file of 600000 bytes (sparse) takes the image's files over 1000000 bytes");
+	err_free(&e);
+	CHECK_INT_EQ(bld_tree_content_size(tree), 600000);
+	bld_tree_free(tree);
+
+	/* Within the limit: the hole comes back as zeros. */
+	static const struct fx_entry small[] = {{'s', "small", "abc", .sparse_size = 8}};
+	_cleanup_free_ char *p2 = layer_path(t, "sparse-small.tar");
+	REQUIRE(fx_layer(p2, FX_NONE, small, N(small)) == 0);
+	tree = tree_new(t);
+	REQUIRE(tree);
+	CHECK(bld_tree_apply_layer(tree, p2, MT_TAR, &e) == 0);
+	err_free(&e);
+	struct bld_node *n = bld_tree_lookup(tree, "small");
+	REQUIRE(n && S_ISREG(n->mode));
+	CHECK_INT_EQ(n->size, 8);
+	_cleanup_free_ char *c = content(tree, n);
+	CHECK(c && memcmp(c, "abc\0\0\0\0\0", 8) == 0);
+	bld_tree_free(tree);
+}

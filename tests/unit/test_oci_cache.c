@@ -191,3 +191,60 @@ TEST(cache_sweeps_day_old_temporaries)
 	free(fresh);
 	free(dir);
 }
+
+/* A cached blob changed in place (same size) is caught by every reader that checks, moved to
+ * quarantine/, and counted by the whole-cache walk (issue 14, item 6). */
+TEST(cache_corruption_quarantined)
+{
+	_cleanup_free_ char *dir = xasprintf("%s/cache", test_tmpdir(t));
+	struct oci_cache c;
+	struct err *e = NULL;
+	REQUIRE(oci_cache_open(dir, &c, &e) == 0);
+	REQUIRE(oci_cache_put_buf(&c, "abc", 3, ABC_SHA256, NULL, &e) == 0);
+	REQUIRE(oci_cache_put_buf(&c, "", 0, EMPTY_SHA256, NULL, &e) == 0);
+	CHECK(oci_cache_verify_blob(&c, ABC_SHA256, 3, &e) == 0);
+	_cleanup_buf_ struct buf out = {0};
+	CHECK(oci_cache_read_blob(&c, ABC_SHA256, 4, 100, &out, &e) < 0); /* the descriptor's size counts */
+	CHECK_ERR_CONTAINS(e, "3 bytes, the descriptor says 4");
+	err_free(&e);
+	CHECK(oci_cache_read_blob(&c, EMPTY_SHA256, 200, 100, &out, &e) < 0); /* over the cap: not read */
+	CHECK_ERR_CONTAINS(e, "over the 100-byte limit");
+	err_free(&e);
+
+	REQUIRE(oci_cache_put_buf(&c, "abc", 3, ABC_SHA256, NULL, &e) == 0);
+	_cleanup_free_ char *path = oci_cache_blob_path(&c, ABC_SHA256);
+	int fd = open(path, O_WRONLY);
+	REQUIRE(fd >= 0 && pwrite(fd, "x", 1, 1) == 1);
+	close(fd);
+	CHECK(oci_cache_read_manifest(&c, ABC_SHA256, &out, &e) < 0);
+	CHECK_ERR_CONTAINS(e, "cached blob " ABC_SHA256 " is corrupt (its bytes hash to sha256:");
+	CHECK_ERR_CONTAINS(e, "quarantine/sha256-ba7816bf");
+	CHECK_INT_EQ(e->code, EBADMSG);
+	err_free(&e);
+	CHECK_INT_EQ(out.len, 0);
+	CHECK(!oci_cache_has(&c, ABC_SHA256, -1));
+	_cleanup_free_ char *q = xasprintf("%s/quarantine/sha256-%s", dir, oci_digest_hex(ABC_SHA256));
+	CHECK(access(q, F_OK) == 0);
+
+	/* The walk: one sound blob, one changed, a pull's temporary and a stray name left alone. */
+	REQUIRE(oci_cache_put_buf(&c, "abc", 3, ABC_SHA256, NULL, &e) == 0);
+	fd = open(path, O_WRONLY);
+	REQUIRE(fd >= 0 && pwrite(fd, "y", 1, 0) == 1);
+	close(fd);
+	_cleanup_free_ char *tmp = xasprintf("%s/blobs/sha256/.partial-x", dir);
+	_cleanup_free_ char *stray = xasprintf("%s/blobs/sha256/notes", dir);
+	for (int i = 0; i < 2; i++) {
+		fd = open(i ? stray : tmp, O_CREAT | O_WRONLY, 0644);
+		REQUIRE(fd >= 0 && write(fd, "z", 1) == 1);
+		close(fd);
+	}
+	size_t checked, bad;
+	CHECK(oci_cache_verify_all(&c, &checked, &bad, &e) == 0);
+	CHECK_INT_EQ(checked, 2);
+	CHECK_INT_EQ(bad, 1);
+	CHECK(access(path, F_OK) < 0 && access(tmp, F_OK) == 0 && access(stray, F_OK) == 0);
+	CHECK(oci_cache_verify_all(&c, &checked, &bad, &e) == 0);
+	CHECK_INT_EQ(checked, 1);
+	CHECK_INT_EQ(bad, 0);
+	oci_cache_close(&c);
+}

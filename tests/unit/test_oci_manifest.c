@@ -173,7 +173,7 @@ TEST(manifest_bad_documents)
 	static const struct {
 		const char *doc, *needle;
 	} cases[] = {
-	    {"", "not valid JSON"},
+	    {"", "the manifest is empty"},
 	    {"{\"schemaVersion\":2,", "not valid JSON: line 1"},
 	    {"[]", "not a JSON object"},
 	    {"{\"schemaVersion\":1,\"fsLayers\":[]}", "schema 1"},
@@ -202,6 +202,9 @@ TEST(manifest_bad_documents)
 	         "a") "\",\"size\":1,\"platform\":{\"os\":\"linux\"}}]}",
 	     "manifests[0].platform: missing \"architecture\""},
 	    {"{\"schemaVersion\":2,\"schemaVersion\":2,\"manifests\":[]}", "duplicate"},
+	    {"{\"schemaVersion\":2,\"mediaType\":\"" OCI_MT_MANIFEST
+	     "\",\"config\":{\"mediaType\":\"x\",\"digest\":\"" D("a") "\",\"size\":16777217},\"layers\":[]}",
+	     "16777217 bytes is over the 16777216-byte limit"},
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		struct oci_manifest m;
