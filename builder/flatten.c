@@ -17,6 +17,7 @@
 #include <fcntl.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 
 #include <archive.h>
 #include <archive_entry.h>
@@ -227,6 +228,26 @@ static int content_fits(const struct bld_tree *t, uint64_t size, bool sparse, st
 	if (t->content_max && t->store_size + size > t->content_max)
 		return err_set(err, EFBIG, "a file of %llu bytes%s takes the image's files over %llu bytes",
 		               (unsigned long long)size, sparse ? " (sparse)" : "", (unsigned long long)t->content_max);
+	return 0;
+}
+
+/* Whether the store's file system has room for a file of this many bytes (claimed, not written
+ * yet), with a margin for the ramdisk and EIF written after: a claim the disk cannot hold is
+ * refused before a byte of it is written, so no layer can fill the disk, sparse or not. Only
+ * big claims are checked (one fstatvfs each): small files cannot get far. */
+#define DISK_CHECK_FROM (1u << 20)
+#define DISK_MARGIN     (64ull << 20)
+static int disk_holds(const struct bld_tree *t, uint64_t size, bool sparse, struct err **err)
+{
+	struct statvfs sv;
+	if (size < DISK_CHECK_FROM || fstatvfs(t->store_fd, &sv) < 0)
+		return 0;
+	uint64_t avail = (uint64_t)sv.f_bavail * sv.f_frsize;
+	if (size + DISK_MARGIN > avail)
+		return err_set(err, ENOSPC,
+		               "a file of %llu bytes%s does not fit: the build folder's file system has %llu bytes free "
+		               "(TMPDIR or --tmpdir chooses the folder)",
+		               (unsigned long long)size, sparse ? " (sparse)" : "", (unsigned long long)avail);
 	return 0;
 }
 
@@ -579,8 +600,10 @@ static int apply_entry(struct bld_tree *t, struct archive *a, struct archive_ent
 		/* The size the entry claims, before a byte is written: a sparse entry of a few
 		 * KB can claim gigabytes that would otherwise be expanded into the store and
 		 * refused by the cpio writer only at the end. */
+		bool sparse = archive_entry_sparse_count(ae) > 0;
 		if (archive_entry_size_is_set(ae) &&
-		    content_fits(t, (uint64_t)archive_entry_size(ae), archive_entry_sparse_count(ae) > 0, err) < 0) {
+		    (content_fits(t, (uint64_t)archive_entry_size(ae), sparse, err) < 0 ||
+		     disk_holds(t, (uint64_t)archive_entry_size(ae), sparse, err) < 0)) {
 			node_free(n);
 			return -1;
 		}

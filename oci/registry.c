@@ -312,6 +312,8 @@ static CURLcode perform(struct registry *r, const struct reg_req *req, const cha
 	curl_easy_setopt(h, CURLOPT_WRITEDATA, &x);
 	curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
 	errbuf[0] = '\0';
+	if (req->https_redirects)
+		curl_easy_setopt(h, CURLOPT_REDIR_PROTOCOLS_STR, "https");
 	const char *m = req->method ? req->method : "GET";
 	if (strcmp(m, "HEAD") == 0) {
 		curl_easy_setopt(h, CURLOPT_NOBODY, 1L);
@@ -561,6 +563,14 @@ static int fetch_token(struct registry *r, const char *scope, struct err **err)
 {
 	if (r->realm == NULL)
 		return err_set(err, EPROTO, "%s: bearer challenge without a realm", r->host);
+	/* A registry reached over verified TLS may not send our credentials (and
+	 * the tokens it trusts) through a cleartext token server. A realm without
+	 * a scheme resolves against the registry's own base (registry_url). */
+	if (!r->insecure && strstr(r->realm, "://") && strncasecmp(r->realm, "https://", 8) != 0)
+		return err_set(err, EPERM,
+		               "%s: the registry's token server %s is not HTTPS: refused, credentials would travel in "
+		               "clear (only a registry made insecure by --tls-verify=false or registries.conf may use one)",
+		               r->host, r->realm);
 	if (load_creds(r, err) < 0)
 		return -1;
 	bool have = r->creds.username != NULL;
@@ -575,7 +585,9 @@ static int fetch_token(struct registry *r, const char *scope, struct err **err)
 	bool post = have && r->creds.identity_token;
 	_cleanup_buf_ struct buf body = {0};
 	for (int round = 0; round < 2; round++) {
-		struct reg_req req = {.out = &body, .out_max = 1 << 20};
+		/* A 307 from an https realm to http:// would resend the POST form (a password or
+		 * refresh token) in clear. */
+		struct reg_req req = {.out = &body, .out_max = 1 << 20, .https_redirects = !r->insecure};
 		_cleanup_free_ char *url = NULL;
 		_cleanup_free_ char *auth = NULL;
 		_cleanup_buf_ struct buf pf = {0};
@@ -608,6 +620,13 @@ static int fetch_token(struct registry *r, const char *scope, struct err **err)
 		CURLcode cc = perform(r, &req, auth, &resp, &overflow, errbuf);
 		if (pf.len)
 			explicit_bzero(pf.data, pf.len);
+		if (cc == CURLE_UNSUPPORTED_PROTOCOL && req.https_redirects) {
+			reg_resp_free(&resp);
+			return err_set(err, EPERM,
+			               "%s: the token server %s redirected to an address that is not HTTPS: refused, "
+			               "credentials would travel in clear",
+			               r->host, r->realm);
+		}
 		if (cc != CURLE_OK) {
 			reg_resp_free(&resp);
 			return err_set(err, EHOSTUNREACH, "%s: token server %s: %s", r->host, r->realm,

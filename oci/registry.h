@@ -54,6 +54,7 @@ struct reg_req {
 	off_t body_off;
 	int64_t body_fd_len;
 	bool no_retry;     /* not idempotent: fail at the first network error */
+	bool https_redirects; /* credentials in it: follow redirects to https:// only */
 	int64_t *progress; /* body_from_fd: bytes sent so far, added to atomically */
 	struct buf *out;   /* response body (NULL: kept only for error messages) */
 	size_t out_max;

@@ -1,6 +1,6 @@
 /* http: a strict parser for HTTP/1.x request heads as a proxy receives them
- * (CRLF only, no folded headers, no ambiguous body framing), and splitting
- * of absolute-form and CONNECT targets. */
+ * (CRLF only: a bare LF is refused at once; no folded headers, no ambiguous
+ * body framing), and splitting of absolute-form and CONNECT targets. */
 #include <errno.h>
 #include <string.h>
 
@@ -47,6 +47,15 @@ ssize_t http_request_parse(const char *data, size_t len, struct http_request *ou
 	memset(out, 0, sizeof(*out));
 	out->content_length = -1;
 	const char *end = memmem(data, len, "\r\n\r\n", 4);
+	/* RFC 9112 section 2.2 lets a recipient take a bare LF as a line end; a
+	 * proxy that did would read a head differently from a strict upstream
+	 * (smuggling), and waiting for a CRLF CRLF that never comes leaves the
+	 * client without an answer. Refuse it as soon as it arrives. */
+	size_t scan = end ? (size_t)(end - data) + 4 : len;
+	for (const char *lf = memchr(data, '\n', scan); lf; lf = memchr(lf + 1, '\n', scan - (size_t)(lf + 1 - data)))
+		if (lf == data || lf[-1] != '\r')
+			return err_set(err, EINVAL, "bare LF line ending at offset %zu (CRLF required)",
+			               (size_t)(lf - data));
 	if (end == NULL) {
 		if (len >= HTTP_HEAD_MAX)
 			return err_set(err, E2BIG, "request head larger than %d bytes", HTTP_HEAD_MAX);

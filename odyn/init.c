@@ -17,6 +17,9 @@
 
 #include "odyn/internal.h"
 
+/* For the parent to take the connection and answer: it answers at once when it runs, and a
+ * full backlog or a silent parent must not hold the boot (the host reports a missing heartbeat). */
+#define HEARTBEAT_TIMEOUT_MS 10000
 
 extern char **environ;
 
@@ -136,6 +139,31 @@ static void modules_load(void)
 	odyn_strv_free(mods);
 }
 
+int odyn_init_heartbeat(const struct transport_addr *parent, int timeout_ms, struct err **err)
+{
+	_cleanup_close_ int fd = transport_connect_timed(parent, timeout_ms, err);
+	if (fd < 0)
+		return err_wrap(err, "heartbeat");
+	struct timeval tv = {.tv_sec = timeout_ms / 1000, .tv_usec = (timeout_ms % 1000) * 1000};
+	if (setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) < 0)
+		return err_sys(err, "heartbeat: %s: SO_RCVTIMEO", parent->text);
+	uint8_t b = WIRE_HEARTBEAT_BYTE;
+	if (io_write_full(fd, &b, 1, err) < 0)
+		return err_wrap(err, "heartbeat");
+	ssize_t got = io_read_full(fd, &b, 1, err);
+	if (got < 0 && (*err)->code == EAGAIN) {
+		err_free(err);
+		return err_set(err, ETIMEDOUT, "heartbeat: %s: no answer within %d ms", parent->text, timeout_ms);
+	}
+	if (got < 0)
+		return err_wrap(err, "heartbeat");
+	if (got != 1)
+		return err_set(err, EPROTO, "heartbeat: %s closed the connection without answering", parent->text);
+	if (b != WIRE_HEARTBEAT_BYTE)
+		return err_set(err, EPROTO, "heartbeat: the parent answered 0x%02x", b);
+	return 0;
+}
+
 static int heartbeat(struct err **err)
 {
 	struct transport_addr a;
@@ -143,15 +171,7 @@ static int heartbeat(struct err **err)
 	snprintf(text, sizeof(text), "vsock:%d:%d", WIRE_PARENT_CID, WIRE_HEARTBEAT_PORT);
 	if (transport_parse(text, &a, err) < 0)
 		return -1;
-	_cleanup_close_ int fd = transport_connect(&a, false, err);
-	if (fd < 0)
-		return err_wrap(err, "heartbeat");
-	uint8_t b = WIRE_HEARTBEAT_BYTE;
-	if (io_write_full(fd, &b, 1, err) < 0 || io_read_full(fd, &b, 1, err) != 1)
-		return err_wrap(err, "heartbeat");
-	if (b != WIRE_HEARTBEAT_BYTE)
-		return err_set(err, EPROTO, "heartbeat: the parent answered 0x%02x", b);
-	return 0;
+	return odyn_init_heartbeat(&a, HEARTBEAT_TIMEOUT_MS, err);
 }
 
 static int read_and_delete(const char *path, char ***out, struct err **err)

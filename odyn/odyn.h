@@ -213,6 +213,10 @@ void odyn_strv_free(char **v);
 /* From the kernel command line, the parameters for one module
  * ("nsm.foo=1 nsm.bar" -> "foo=1 bar"); '-' and '_' are the same in names. */
 char *odyn_init_module_params(const char *cmdline, const char *module);
+/* The boot heartbeat: connects to the parent (vsock:3:9000 in an enclave), sends 0xB7 and expects
+ * it back; the connect and the answer each give up after timeout_ms (ETIMEDOUT, naming parent). */
+struct transport_addr;
+int odyn_init_heartbeat(const struct transport_addr *parent, int timeout_ms, struct err **err);
 /* Init's use of the NSM: seed the kernel's entropy pool with the bytes of a
  * GetRandom (RNDADDENTROPY, needs /dev/nsm). */
 int odyn_nsm_seed_entropy(struct err **err);

@@ -153,8 +153,11 @@ int vsock_credit_rx(struct vsock_credit *c, uint32_t len, struct err **err);
 bool vsock_credit_update_due(const struct vsock_credit *c);
 
 /* ---------------------------------------------------------------- host endpoints */
-/* A connected, non-blocking, close-on-exec socket to the endpoint. */
-int vsock_endpoint_connect(const struct vsock_endpoint *ep, struct err **err);
+/* A close-on-exec socket to the endpoint, non-blocking, and its connect without waiting: *pending while it has not completed (TCP in progress,
+ * or a unix listener with a full backlog); then vsock_endpoint_connect_again until it completes
+ * (*pending false) or fails (-1). */
+int vsock_endpoint_connect(const struct vsock_endpoint *ep, bool *pending, struct err **err);
+int vsock_endpoint_connect_again(const struct vsock_endpoint *ep, int fd, bool *pending, struct err **err);
 /* A listening, non-blocking socket on the endpoint (a stale unix socket file is replaced). */
 int vsock_endpoint_listen(const struct vsock_endpoint *ep, struct err **err);
 /* "unix:PATH" or "tcp:PORT" for messages; static buffer owned by the caller. */

@@ -148,6 +148,9 @@ struct launcher_emulator_options {
 	enum emu_accel accel;  /* EMU_ACCEL_DEFAULT: $ENCLAVER_EMULATOR_ACCEL, else auto */
 	const char *kvm_device; /* NULL: /dev/kvm (tests point it elsewhere) */
 	unsigned kvm_stall_s;   /* auto: a KVM boot silent this long goes to TCG; 0: 20 s */
+	/* connect_guest: for the vsock backend to take the connection and the guest to accept or
+	 * refuse it; 0: 30 s */
+	unsigned connect_timeout_ms;
 	/* Optional, for `enclaver emulate` (runtime/runtime.h has the types): fixed forwards and
 	 * host listeners of the vsock backend, its Firecracker-style uds_path, and an fd (> 0) the
 	 * debug console is written to live from QEMU's start (console_fd() then gives -1). */

@@ -14,6 +14,7 @@
 #include <sys/wait.h>
 #include <time.h>
 
+#include "wire/transport.h"
 #include "runtime/internal.h"
 #include "runtime/launcher.h"
 
@@ -47,6 +48,7 @@ struct emu_launcher {
 	enum emu_accel accel;   /* AUTO, KVM or TCG: what was asked for */
 	char *kvm_device;
 	unsigned kvm_stall_s;
+	unsigned connect_timeout_ms;
 	enum emu_accel accel_ran; /* KVM or TCG: the attempt that reached the heartbeat; DEFAULT before */
 	struct vsock_forward *user_forwards;
 	size_t n_user_forwards;
@@ -845,13 +847,17 @@ static int emu_connect_guest(struct launcher *l, uint32_t port, int *fd, struct 
 	struct emu_launcher *e = emu_of(l);
 	if (!e->started || e->stopped || !e->backend)
 		return err_set(err, ESRCH, "emulator: the enclave is not running");
-	_cleanup_close_ int s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	/* One bound for the whole exchange: the backend taking the connection (a full backlog
+	 * would otherwise hold the caller as long as the kernel lets a connect wait), the CONNECT
+	 * line, and the guest's answer. */
+	double deadline = now_s() + e->connect_timeout_ms / 1000.0;
+	struct transport_addr a;
+	_cleanup_free_ char *text = xasprintf("unix:%s", e->uds_path);
+	if (transport_parse(text, &a, err) < 0)
+		return err_wrap(err, "emulator: connect to enclave port %u", port);
+	_cleanup_close_ int s = transport_connect_timed(&a, (int)e->connect_timeout_ms, err);
 	if (s < 0)
-		return err_sys(err, "socket");
-	struct sockaddr_un un = {.sun_family = AF_UNIX};
-	snprintf(un.sun_path, sizeof(un.sun_path), "%s", e->uds_path);
-	if (connect(s, (struct sockaddr *)&un, sizeof(un)) < 0)
-		return err_sys(err, "emulator: connect to enclave port %u: %s", port, e->uds_path);
+		return err_wrap(err, "emulator: connect to enclave port %u", port);
 	char line[32];
 	int n = snprintf(line, sizeof(line), "CONNECT %u\n", port);
 	if (send(s, line, (size_t)n, MSG_NOSIGNAL) != n)
@@ -859,7 +865,6 @@ static int emu_connect_guest(struct launcher *l, uint32_t port, int *fd, struct 
 	/* "OK <host port>\n" once the guest accepts; the backend closes the socket when the guest
 	 * refuses. Read a byte at a time: the guest's first bytes may follow at once. */
 	size_t len = 0;
-	double deadline = now_s() + CONNECT_GUEST_TIMEOUT / 1000.0;
 	for (;;) {
 		struct pollfd pfd = {.fd = s, .events = POLLIN};
 		double left = deadline - now_s();
@@ -869,8 +874,8 @@ static int emu_connect_guest(struct launcher *l, uint32_t port, int *fd, struct 
 		if (r < 0)
 			return err_sys(err, "poll");
 		if (r == 0)
-			return err_set(err, ETIMEDOUT, "emulator: enclave port %u: no answer within %d s", port,
-			               CONNECT_GUEST_TIMEOUT / 1000);
+			return err_set(err, ETIMEDOUT, "emulator: enclave port %u: no answer within %u ms", port,
+			               e->connect_timeout_ms);
 		char ch;
 		ssize_t got = recv(s, &ch, 1, 0);
 		if (got < 0 && errno == EINTR)
@@ -1011,6 +1016,7 @@ int launcher_emulator_new(const struct launcher_emulator_options *opt, struct la
 	e->accel = opt->accel;
 	e->kvm_device = xstrdup(opt->kvm_device ? opt->kvm_device : KVM_DEVICE);
 	e->kvm_stall_s = opt->kvm_stall_s ? opt->kvm_stall_s : KVM_STALL_S;
+	e->connect_timeout_ms = opt->connect_timeout_ms ? opt->connect_timeout_ms : CONNECT_GUEST_TIMEOUT;
 	e->console_stream_fd = opt->console_stream_fd;
 	e->hb_listen_fd = e->pidfd = e->out_fd = e->errout_fd = -1;
 	e->console_r = e->console_w = e->pump_stop_fd = e->pump_done_fd = -1;

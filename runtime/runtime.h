@@ -42,6 +42,9 @@ struct vsock_backend_config {
 	 * forward go to the unix socket "<uds_path>_<port>"; host clients connecting to uds_path
 	 * write "CONNECT <port>\n" and get "OK <host port>\n" once the guest accepts. */
 	const char *uds_path;
+	/* How long a host listener may take to accept a guest connection (a full backlog) before
+	 * the guest gets RST; others go on meanwhile. 0: 10 s. */
+	unsigned connect_timeout_ms;
 };
 
 struct vsock_backend;

@@ -14,10 +14,15 @@
 /* Control packets waiting for guest rx buffers; beyond this the guest is not reading its queue. */
 #define CTL_QUEUE_MAX   4096
 #define FIRST_HOST_PORT 1024
+/* A guest connection to a host listener that does not take it (a full backlog) waits this long,
+ * tried again every CONNECT_RETRY_MS, without holding the other connections; then RST. */
+#define CONNECT_TIMEOUT_MS 10000
+#define CONNECT_RETRY_MS   20
 
 enum conn_state {
 	CONN_CONNECT_LINE, /* host client on uds_path: reading "CONNECT <port>\n" */
 	CONN_REQUEST_SENT, /* host-initiated: REQUEST sent, waiting for RESPONSE */
+	CONN_CONNECTING,   /* guest-initiated: the host listener has not taken it yet */
 	CONN_ESTABLISHED,
 };
 
@@ -39,6 +44,9 @@ struct conn {
 	size_t out_off, out_len;
 	char line[24];
 	size_t line_len;
+	struct vsock_endpoint to; /* CONN_CONNECTING: where to, tried again every CONNECT_RETRY_MS */
+	char *to_path;            /* to.unix_path when it is ours */
+	int64_t connect_deadline; /* time_monotonic_ms() */
 };
 
 struct listener {
@@ -57,6 +65,7 @@ struct vsock_backend {
 	struct vsock_forward *forwards;
 	size_t n_forwards;
 	char *uds_path;
+	unsigned connect_timeout_ms;
 	struct conn *conns;
 	struct vsock_hdr *ctl; /* FIFO of control packets for the guest */
 	size_t ctl_head, ctl_len, ctl_cap;
@@ -180,6 +189,7 @@ static void conn_close(struct vsock_backend *b, struct conn *c, bool rst)
 	if (c->fd >= 0)
 		close(c->fd);
 	free(c->out);
+	free(c->to_path);
 	free(c);
 }
 
@@ -265,18 +275,58 @@ static void conn_write(struct vsock_backend *b, struct conn *c, const uint8_t *d
 	conn_flush(b, c);
 }
 
-/* The host side for a guest connection to the parent's `port`. */
-static int forward_connect(struct vsock_backend *b, uint32_t port, struct err **err)
+/* The host side for a guest connection to the parent's `port`: *owned is set when the
+ * endpoint's path was made here. */
+static int forward_endpoint(struct vsock_backend *b, uint32_t port, struct vsock_endpoint *ep, char **owned,
+                            struct err **err)
 {
-	for (size_t i = 0; i < b->n_forwards; i++)
-		if (b->forwards[i].port == port)
-			return vsock_endpoint_connect(&b->forwards[i].to, err);
+	*owned = NULL;
+	for (size_t i = 0; i < b->n_forwards; i++) {
+		if (b->forwards[i].port == port) {
+			*ep = b->forwards[i].to;
+			return 0;
+		}
+	}
 	if (b->uds_path) {
-		_cleanup_free_ char *path = xasprintf("%s_%u", b->uds_path, port);
-		struct vsock_endpoint ep = {.unix_path = path};
-		return vsock_endpoint_connect(&ep, err);
+		*owned = xasprintf("%s_%u", b->uds_path, port);
+		*ep = (struct vsock_endpoint){.unix_path = *owned};
+		return 0;
 	}
 	return err_set(err, ECONNREFUSED, "no host listener for port %u", port);
+}
+
+static void conn_established(struct vsock_backend *b, struct conn *c)
+{
+	c->state = CONN_ESTABLISHED;
+	free(c->to_path);
+	c->to_path = NULL;
+	log_debug("vsock: guest port %u connected to parent port %u", c->guest_port, c->host_port);
+	conn_send(b, c, VSOCK_OP_RESPONSE, 0);
+}
+
+/* Guest connections whose host listener had not taken them: tried again; RST past the bound. */
+static void connecting_step(struct vsock_backend *b)
+{
+	int64_t now = time_monotonic_ms();
+	for (struct conn *c = b->conns, *next; c; c = next) {
+		next = c->next;
+		if (c->state != CONN_CONNECTING)
+			continue;
+		struct err *err = NULL;
+		bool pending;
+		char name[160];
+		if (vsock_endpoint_connect_again(&c->to, c->fd, &pending, &err) < 0) {
+			log_info("vsock: guest connection to port %u refused: %s", c->host_port, err->msg);
+			err_free(&err);
+			conn_close(b, c, true);
+		} else if (!pending) {
+			conn_established(b, c);
+		} else if (now >= c->connect_deadline) {
+			log_info("vsock: guest connection to port %u refused: %s did not accept it within %u ms",
+			         c->host_port, vsock_endpoint_name(&c->to, name, sizeof(name)), b->connect_timeout_ms);
+			conn_close(b, c, true);
+		}
+	}
 }
 
 /* ---------------------------------------------------------------- guest packets */
@@ -300,18 +350,39 @@ static void guest_packet(struct vsock_backend *b, const struct vsock_hdr *h, con
 			return;
 		}
 		struct err *err = NULL;
-		int fd = forward_connect(b, h->dst_port, &err);
+		struct vsock_endpoint ep;
+		char *owned;
+		bool pending = false;
+		int fd = -1;
+		if (forward_endpoint(b, h->dst_port, &ep, &owned, &err) == 0)
+			fd = vsock_endpoint_connect(&ep, &pending, &err);
 		if (fd < 0) {
 			log_info("vsock: guest connection to port %u refused: %s", h->dst_port, err->msg);
 			err_free(&err);
+			free(owned);
 			rst_reply(b, h);
 			return;
 		}
 		c = conn_new(b, fd, h->src_port, h->dst_port, h->dst_cid);
-		c->state = CONN_ESTABLISHED;
 		vsock_credit_peer_update(&c->cr, h->buf_alloc, h->fwd_cnt);
-		log_debug("vsock: guest port %u connected to parent port %u", h->src_port, h->dst_port);
-		conn_send(b, c, VSOCK_OP_RESPONSE, 0);
+		if (pending) {
+			/* The RESPONSE waits for the host listener (connecting_step); nothing else does. */
+			c->state = CONN_CONNECTING;
+			c->to = ep;
+			c->to_path = owned;
+			c->connect_deadline = time_monotonic_ms() + b->connect_timeout_ms;
+			return;
+		}
+		free(owned);
+		conn_established(b, c);
+		return;
+	}
+	if (c->state == CONN_CONNECTING) {
+		/* Before our RESPONSE the guest may only give up (RST) or ask for credit. */
+		if (h->op == VSOCK_OP_RST)
+			conn_close(b, c, false);
+		else if (h->op != VSOCK_OP_CREDIT_UPDATE && h->op != VSOCK_OP_CREDIT_REQUEST)
+			conn_close(b, c, true);
 		return;
 	}
 	vsock_credit_peer_update(&c->cr, h->buf_alloc, h->fwd_cnt);
@@ -647,9 +718,12 @@ static void *backend_thread(void *arg)
 		int timeout = -1;
 		if (rx_room && b->ctl_len > 0)
 			timeout = 0;
-		for (struct conn *c = b->conns; c && timeout; c = c->next)
+		for (struct conn *c = b->conns; c && timeout; c = c->next) {
 			if (rx_room && c->readable && conn_wants_read(c))
 				timeout = 0;
+			else if (c->state == CONN_CONNECTING)
+				timeout = CONNECT_RETRY_MS;
+		}
 		int r = poll(pfd, n, timeout);
 		if (r < 0 && errno != EINTR) {
 			log_error("vsock: poll: %s", strerror(errno));
@@ -719,6 +793,7 @@ static void *backend_thread(void *arg)
 			if (pfd[i].revents & (POLLOUT | POLLERR))
 				conn_flush(b, c);
 		}
+		connecting_step(b);
 		if (b->dev.fd >= 0) {
 			tx_process(b);
 			rx_process(b);
@@ -773,6 +848,7 @@ int vsock_backend_start(const struct vsock_backend_config *cfg, struct vsock_bac
 	b->stop_fd = -1;
 	b->vhost_listen_fd = -1;
 	b->next_host_port = FIRST_HOST_PORT;
+	b->connect_timeout_ms = cfg->connect_timeout_ms ? cfg->connect_timeout_ms : CONNECT_TIMEOUT_MS;
 	b->scratch = xmalloc(VSOCK_HDR_SIZE + VSOCK_MAX_PAYLOAD);
 	b->uds_path = (char *)keep(b, cfg->uds_path);
 	b->forwards = xcalloc(cfg->n_forwards + 1, sizeof(*b->forwards));

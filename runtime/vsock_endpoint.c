@@ -40,23 +40,42 @@ static int endpoint_addr(const struct vsock_endpoint *ep, struct sockaddr_storag
 	return AF_INET;
 }
 
-int vsock_endpoint_connect(const struct vsock_endpoint *ep, struct err **err)
+int vsock_endpoint_connect(const struct vsock_endpoint *ep, bool *pending, struct err **err)
+{
+	struct sockaddr_storage ss;
+	socklen_t len;
+	int family = endpoint_addr(ep, &ss, &len, err);
+	if (family < 0)
+		return -1;
+	_cleanup_close_ int fd = socket(family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0)
+		return err_sys(err, "socket");
+	if (vsock_endpoint_connect_again(ep, fd, pending, err) < 0)
+		return -1;
+	return steal_fd(&fd);
+}
+
+int vsock_endpoint_connect_again(const struct vsock_endpoint *ep, int fd, bool *pending, struct err **err)
 {
 	struct sockaddr_storage ss;
 	socklen_t len;
 	char name[160];
-	int family = endpoint_addr(ep, &ss, &len, err);
-	if (family < 0)
+	if (endpoint_addr(ep, &ss, &len, err) < 0)
 		return -1;
-	_cleanup_close_ int fd = socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return err_sys(err, "socket");
-	/* A local connect completes at once (or is refused); only then go non-blocking. */
-	if (connect(fd, (struct sockaddr *)&ss, len) < 0)
-		return err_sys(err, "connect %s", vsock_endpoint_name(ep, name, sizeof(name)));
-	if (fcntl(fd, F_SETFL, O_NONBLOCK) < 0)
-		return err_sys(err, "fcntl");
-	return steal_fd(&fd);
+	*pending = false;
+	int r;
+	do
+		r = connect(fd, (struct sockaddr *)&ss, len);
+	while (r < 0 && errno == EINTR);
+	if (r == 0 || errno == EISCONN)
+		return 0;
+	/* TCP still connecting, or a unix listener whose backlog is full (EAGAIN: nothing is
+	 * under way, the next call tries again). */
+	if (errno == EINPROGRESS || errno == EALREADY || errno == EAGAIN) {
+		*pending = true;
+		return 0;
+	}
+	return err_sys(err, "connect %s", vsock_endpoint_name(ep, name, sizeof(name)));
 }
 
 int vsock_endpoint_listen(const struct vsock_endpoint *ep, struct err **err)

@@ -55,6 +55,13 @@ for bin in build/fuzz/bin/fuzz_*; do
 		printf 'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n4;a=b\r\n{"a"\r\n5\r\n:"b"}\r\n0\r\nX-T: 1\r\n\r\n' \
 			>"$corpus/chunked"
 		printf 'HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n' >"$corpus/error"
+	elif [ "$name" = fuzz_http_request ]; then
+		# Heads as odyn's servers get them: absolute-form, CONNECT, a POST with a body, bare LF.
+		printf 'GET http://a.example:8080/x?y HTTP/1.1\r\nHost: a.example\r\nConnection: close\r\n\r\n' \
+			>"$corpus/absolute"
+		printf 'CONNECT [::1]:443 HTTP/1.1\r\nHost: [::1]:443\r\n\r\n' >"$corpus/connect"
+		printf 'POST /v1/attestation HTTP/1.1\r\nContent-Length: 2\r\n\r\n{}' >"$corpus/post"
+		printf 'GET / HTTP/1.1\nHost: x\n\n' >"$corpus/bare-lf"
 	elif [ "$name" = fuzz_registries_conf ]; then
 		# A main file with every table, a drop-in, and version 1 (refused).
 		printf 'unqualified-search-registries = ["a.example", "docker.io"]\nshort-name-mode = "enforcing"\n[[registry]]\nprefix = "x.example/team"\nlocation = "y.example:5000/t"\ninsecure = true\n[[registry.mirror]]\nlocation = "m.example"\npull-from-mirror = "digest-only"\n[aliases]\n"app" = "quay.io/team/app"\n' \

@@ -2,18 +2,22 @@
 # test-registry.sh: starts and stops Debian's docker-registry (the CNCF
 # distribution server) on 127.0.0.1 for the tests, in a folder of its own.
 #
-#   scripts/test-registry.sh start DIR [plain|basic|token]   prints the port on stdout
+#   scripts/test-registry.sh start DIR [plain|basic|token|token-http]   prints the port on stdout
 #   scripts/test-registry.sh stop DIR
 #
 # plain: HTTP, no auth. basic: TLS (a throwaway CA in DIR/ca.crt signs a
 # certificate for 127.0.0.1 and localhost) + htpasswd basic auth with the
 # user "tester", password "s3cret-pass" (DIR/htpasswd). token: TLS + bearer
 # tokens from scripts/test-token-server.py (same user; anonymous may pull),
-# on plain HTTP at the port in DIR/token.port, logging to DIR/token.log.
+# over TLS with the registry's certificate at the port in DIR/token.port,
+# logging to DIR/token.log and DIR/token.requests. token-http: the same with
+# the token server on plain HTTP (a realm a client must refuse for a
+# registry it reaches over verified TLS).
 set -euo pipefail
 
-cmd=${1:?usage: test-registry.sh start|stop DIR [plain|basic|token]}
-dir=${2:?usage: test-registry.sh start|stop DIR [plain|basic|token]}
+usage="usage: test-registry.sh start|stop DIR [plain|basic|token|token-http]"
+cmd=${1:?$usage}
+dir=${2:?$usage}
 mode=${3:-plain}
 
 free_port() {
@@ -35,7 +39,9 @@ start_token_server() {
 	openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=enclaver test token signer" \
 		-keyout "$dir/token.key" -out "$dir/token.crt" 2>/dev/null
 	rm -f "$dir/token.port"
-	python3 "$(dirname "$0")/test-token-server.py" "$dir" enclaver-test-registry enclaver-test-issuer \
+	local plain=()
+	[ "$mode" = token-http ] && plain=(--plain-http)
+	python3 "$(dirname "$0")/test-token-server.py" "${plain[@]}" "$dir" enclaver-test-registry enclaver-test-issuer \
 		>"$dir/token-server.log" 2>&1 &
 	echo $! >"$dir/token.pid"
 	for _ in $(seq 1 100); do
@@ -50,12 +56,26 @@ start_token_server() {
 start() {
 	command -v docker-registry >/dev/null || { echo "test-registry.sh: docker-registry is not installed" >&2; exit 1; }
 	mkdir -p "$dir/storage"
-	local port token_port=
+	local port token_port= token_scheme=https
 	port=$(free_port)
-	if [ "$mode" = token ]; then
+	case $mode in
+	plain) ;;
+	basic)
+		make_certs
+		htpasswd -Bbn tester s3cret-pass >"$dir/htpasswd" 2>/dev/null
+		;;
+	token | token-http)
+		# The token server speaks TLS with the registry's certificate: certificates first.
+		make_certs
+		[ "$mode" = token-http ] && token_scheme=http
 		start_token_server
 		token_port=$(cat "$dir/token.port")
-	fi
+		;;
+	*)
+		echo "test-registry.sh: unknown mode $mode (plain, basic, token or token-http)" >&2
+		exit 2
+		;;
+	esac
 	{
 		echo "version: 0.1"
 		echo "log:"
@@ -83,24 +103,15 @@ start() {
 			echo "  htpasswd:"
 			echo "    realm: enclaver-tests"
 			echo "    path: $dir/htpasswd"
-		elif [ "$mode" = token ]; then
+		elif [ -n "$token_port" ]; then
 			echo "auth:"
 			echo "  token:"
-			echo "    realm: http://127.0.0.1:$token_port/token"
+			echo "    realm: $token_scheme://127.0.0.1:$token_port/token"
 			echo "    service: enclaver-test-registry"
 			echo "    issuer: enclaver-test-issuer"
 			echo "    rootcertbundle: $dir/token.crt"
 		fi
 	} >"$dir/config.yml"
-	if [ "$mode" = basic ]; then
-		make_certs
-		htpasswd -Bbn tester s3cret-pass >"$dir/htpasswd" 2>/dev/null
-	elif [ "$mode" = token ]; then
-		make_certs
-	elif [ "$mode" != plain ]; then
-		echo "test-registry.sh: unknown mode $mode (plain, basic or token)" >&2
-		exit 2
-	fi
 	docker-registry serve "$dir/config.yml" >"$dir/registry.log" 2>&1 &
 	echo $! >"$dir/registry.pid"
 	local scheme=http curl_opts=()
@@ -142,5 +153,5 @@ stop() {
 case $cmd in
 start) start ;;
 stop) stop ;;
-*) echo "usage: test-registry.sh start|stop DIR [plain|basic|token]" >&2; exit 2 ;;
+*) echo "$usage" >&2; exit 2 ;;
 esac

@@ -9,20 +9,34 @@
 # logged to DIR/token.log as "METHOD grant scopes". A file DIR/token.lifetime
 # holding "EXPIRES_IN AGE" changes what replies advertise: expires_in, and an
 # issued_at AGE seconds in the past (the JWT itself stays valid 300 s), so
-# tests can hand out tokens that are already due for renewal.
-# Usage: test-token-server.py DIR SERVICE ISSUER
+# tests can hand out tokens that are already due for renewal. A file
+# DIR/token.redirect holding a URL makes it answer every request with a 307
+# to that URL plus the request's path (a redirect that keeps a POST's form).
+# Every request,
+# answered or not, is also logged to DIR/token.requests as "METHOD PATH
+# authorization|no-authorization", so a test can tell whether credentials
+# arrived at all.
+# It speaks TLS with DIR/server.crt and DIR/server.key (the registry's
+# certificate, from the same test CA) unless started with --plain-http: the
+# cleartext realm a client must refuse for a TLS registry.
+# Usage: test-token-server.py [--plain-http] DIR SERVICE ISSUER
 import base64
 import hashlib
 import http.server
 import json
 import os
+import ssl
 import subprocess
 import sys
 import time
 import urllib.parse
 import uuid
 
-root, service, issuer = sys.argv[1], sys.argv[2], sys.argv[3]
+args = sys.argv[1:]
+plain_http = args[:1] == ["--plain-http"]
+if plain_http:
+    args = args[1:]
+root, service, issuer = args
 key = os.path.join(root, "token.key")
 USER, PASSWORD, REFRESH = "tester", "s3cret-pass", "refresh-me"
 
@@ -69,6 +83,14 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def log_message(self, *args):
         pass
 
+    def parse_request(self):
+        ok = super().parse_request()
+        if ok:
+            auth = "authorization" if "Authorization" in self.headers else "no-authorization"
+            with open(os.path.join(root, "token.requests"), "a") as log:
+                log.write(f"{self.command} {self.path} {auth}\n")
+        return ok
+
     def reply(self, code, doc):
         body = json.dumps(doc).encode()
         self.send_response(code)
@@ -96,7 +118,23 @@ class Handler(http.server.BaseHTTPRequestHandler):
             doc["refresh_token"] = REFRESH
         self.reply(200, doc)
 
+    def redirected(self):
+        try:
+            with open(os.path.join(root, "token.redirect")) as f:
+                target = f.read().strip()
+        except FileNotFoundError:
+            return False
+        if self.command == "POST":
+            self.rfile.read(int(self.headers.get("Content-Length", "0") or 0))
+        self.send_response(307)
+        self.send_header("Location", target + self.path)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+        return True
+
     def do_GET(self):
+        if self.redirected():
+            return
         url = urllib.parse.urlparse(self.path)
         q = urllib.parse.parse_qs(url.query)
         if url.path != "/token" or q.get("service", [""])[0] != service:
@@ -113,6 +151,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.issue("GET", "basic" if authed else "anonymous", q.get("scope", []), authed)
 
     def do_POST(self):
+        if self.redirected():
+            return
         length = int(self.headers.get("Content-Length", "0") or 0)
         form = urllib.parse.parse_qs(self.rfile.read(length).decode())
         f = lambda k: form.get(k, [""])[0]
@@ -128,6 +168,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
 
 server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+if not plain_http:
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(os.path.join(root, "server.crt"), os.path.join(root, "server.key"))
+    # The handshake runs in the request's thread, not in the accept loop.
+    server.socket = ctx.wrap_socket(server.socket, server_side=True, do_handshake_on_connect=False)
 with open(os.path.join(root, "token.port.tmp"), "w") as out:
     out.write(str(server.server_port))
 os.rename(os.path.join(root, "token.port.tmp"), os.path.join(root, "token.port"))

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "harness.h"
+#include "wire/transport.h"
 
 #define MAX_TESTS 1024
 static struct test_case cases[MAX_TESTS];
@@ -86,4 +87,26 @@ int main(int argc, char **argv)
 	}
 	printf("# counts %d %d\n", passed, failed);
 	return failed ? 1 : 0;
+}
+
+int test_full_unix_listener(const char *path, int fill[2])
+{
+	struct err *e = NULL;
+	struct transport_addr a;
+	char text[sizeof(a.sa) + 8];
+	snprintf(text, sizeof(text), "unix:%s", path);
+	int lfd = -1;
+	if (transport_parse(text, &a, &e) == 0)
+		lfd = transport_listen(&a, 1, &e);
+	for (int i = 0; i < 2; i++) /* a unix backlog of 1 holds two connections */
+		fill[i] = lfd >= 0 ? transport_connect_timed(&a, 5000, &e) : -1;
+	err_free(&e);
+	if (lfd >= 0 && (fill[0] < 0 || fill[1] < 0)) {
+		for (int i = 0; i < 2; i++)
+			if (fill[i] >= 0)
+				close(fill[i]);
+		close(lfd);
+		return -1;
+	}
+	return lfd;
 }

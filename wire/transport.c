@@ -206,11 +206,14 @@ int transport_connect_timed(const struct transport_addr *addr, int timeout_ms, s
 	struct timeval tv = {.tv_sec = timeout_ms / 1000, .tv_usec = (timeout_ms % 1000) * 1000};
 	if (setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)) < 0)
 		return err_sys(err, "connect to %s: SO_SNDTIMEO", addr->text);
+	/* vsock bounds its connect by its own option (2 s by default), not SO_SNDTIMEO. */
+	if (addr->family == AF_VSOCK && setsockopt(fd, AF_VSOCK, SO_VM_SOCKETS_CONNECT_TIMEOUT, &tv, sizeof(tv)) < 0)
+		return err_sys(err, "connect to %s: SO_VM_SOCKETS_CONNECT_TIMEOUT", addr->text);
 	int r;
 	do
 		r = connect(fd, (const struct sockaddr *)&addr->sa, addr->len);
 	while (r < 0 && errno == EINTR);
-	if (r < 0 && (errno == EINPROGRESS || errno == EAGAIN))
+	if (r < 0 && (errno == EINPROGRESS || errno == EAGAIN || (addr->family == AF_VSOCK && errno == ETIMEDOUT)))
 		return err_set(err, ETIMEDOUT, "connect to %s: not accepted within %d ms", addr->text, timeout_ms);
 	if (r < 0)
 		return err_sys(err, "connect to %s", addr->text);

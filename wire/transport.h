@@ -31,7 +31,8 @@ int transport_listen(const struct transport_addr *addr, int backlog, struct err 
 int transport_connect(const struct transport_addr *addr, bool nonblock, struct err **err);
 /* A blocking socket whose connect gives up after timeout_ms (ETIMEDOUT), for threads that may
  * block but not for minutes (a full listen backlog leaves a TCP connect unanswered for about two);
- * writes on it time out likewise (SO_SNDTIMEO). */
+ * the same bound on vsock (its own connect timeout option); writes on it time out likewise
+ * (SO_SNDTIMEO). */
 int transport_connect_timed(const struct transport_addr *addr, int timeout_ms, struct err **err);
 /* Removes a unix socket's file after its listener closed; no-op otherwise. */
 void transport_unlink(const struct transport_addr *addr);

@@ -68,3 +68,16 @@ print(s.getsockname()[1], flush=True); time.sleep(float(sys.argv[1]))' "${2:-300
 	bg_track $!
 	wait_for test -s "$1"
 }
+
+# ask_open PORT TEXT: sends TEXT (printf escapes) to 127.0.0.1:PORT without closing its side, and
+# prints the first reply that arrives within 10 s ("no answer" if none: silence is what is tested).
+ask_open() {
+	python3 -c 'import socket, sys
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1]))); s.settimeout(10)
+s.sendall(sys.argv[2].encode().decode("unicode_escape").encode("latin-1"))
+try:
+    b = s.recv(65536)
+    print(b.decode(errors="replace") if b else "no answer (closed)")
+except socket.timeout:
+    print("no answer (timeout)")' "$1" "$2"
+}

@@ -159,6 +159,27 @@ check_fails "image symlink sending odyn under /run refused" "sbin/odyn: .*leads 
 	"$ENCLAVER" ramdisk customer --layer "$TMP/redirect-odyn.tar" --image-config "$TMP/config.json" \
 	--odyn "$TMP/odyn" -f "$TMP/enclaver.yaml" -o "$TMP/redirect.cpio"
 check "no ramdisk from a redirecting image" test ! -e "$TMP/redirect.cpio"
+# A layer whose sparse file claims more than the build folder's disk holds (1 GiB on a 32 MiB
+# tmpfs, in a mount namespace of our own): refused from the claim, before a byte is written; the
+# disk is not filled. Needs unshare; counted as not run without it.
+mkdir -p "$TMP/sparse" && truncate -s 1G "$TMP/sparse/big" && echo hi >"$TMP/sparse/small"
+tar --sparse -C "$TMP/sparse" -cf "$TMP/sparse.tar" small big
+rm -f "$TMP/sparse/big"
+if unshare -rm true 2>/dev/null; then
+	mkdir -p "$TMP/small"
+	unshare -rm sh -c 'mount -t tmpfs -o size=32m tmpfs "$1" && "$2" ramdisk customer --layer "$3" \
+		--image-config "$4" --odyn "$5" -f "$6" --tmpdir "$1" -o "$1/out.cpio"; rc=$?;
+		df -B1 --output=used "$1" | tail -1 >"$7"; exit $rc' sh "$TMP/small" "$ENCLAVER" "$TMP/sparse.tar" \
+		"$TMP/config.json" "$TMP/odyn" "$TMP/enclaver.yaml" "$TMP/small.used" >"$TMP/.stdout" 2>"$TMP/.stderr"
+	if [ $? -ne 0 ] && grep -q "entry .*big.*: a file of 1073741824 bytes (sparse) does not fit: the build folder's file system has [0-9]* bytes free" "$TMP/.stderr"; then
+		ok "a sparse claim bigger than the disk is refused before it is written"
+	else
+		not_ok "a sparse claim bigger than the disk is refused before it is written" "$(head -c 1500 "$TMP/.stderr")"
+	fi
+	check "the disk was not filled (under 1 MiB used)" test "$(cat "$TMP/small.used")" -lt 1048576
+else
+	echo "# not run: a sparse claim bigger than the disk (unshare -rm is not permitted here)"
+fi
 check_fails "layer whose data is not its media type" "media type says zstd but the data is gzip" \
 	"$ENCLAVER" ramdisk customer --layer "application/vnd.oci.image.layer.v1.tar+zstd=$TMP/l1.tar.gz" \
 	--image-config "$TMP/config.json" --odyn "$TMP/odyn" -f "$TMP/enclaver.yaml" -o "$TMP/x2.cpio"

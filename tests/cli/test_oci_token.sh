@@ -3,7 +3,9 @@
 # token auth) and the tests' own token server (scripts/test-token-server.py,
 # RS256 JWTs): anonymous pull, push with credentials, one token per scope
 # reused for every request, the OAuth2 POST form with a refresh token,
-# scopes for cross-repository mounts, refused credentials.
+# scopes for cross-repository mounts, refused credentials; a token server
+# on plain HTTP behind a TLS registry is refused before any credential goes
+# to it, and used only when the user made the registry insecure.
 . "$(dirname "$0")/lib.sh"
 
 for tool in docker-registry skopeo umoci openssl python3; do
@@ -11,7 +13,9 @@ for tool in docker-registry skopeo umoci openssl python3; do
 done
 REG=$TMP/reg
 mkdir -p "$REG"
-trap '"$ROOT/scripts/test-registry.sh" stop "$REG"; rm -rf "$TMP"' EXIT
+REG2=$TMP/reg2
+mkdir -p "$REG2"
+trap '"$ROOT/scripts/test-registry.sh" stop "$REG"; "$ROOT/scripts/test-registry.sh" stop "$REG2"; rm -rf "$TMP"' EXIT
 PORT=$("$ROOT/scripts/test-registry.sh" start "$REG" token) || { not_ok "registry starts"; done_testing; exit 1; }
 R=127.0.0.1:$PORT
 LOG=$REG/token.log
@@ -48,7 +52,7 @@ check_fails "anonymous push is refused with a clear error" \
 	"start a blob upload: unauthorized \(HTTP 401\).*credentials: no credentials" \
 	"${E[@]}" push --cert-dir "$CERTS" "oci:$L:v1" "docker://$R/tok/anon:v1"
 check_fails "wrong password: the token server refuses, the source is named" \
-	"the token server http://127.0.0.1:[0-9]+/token refused the credentials \(HTTP 401\); credentials: --creds" \
+	"the token server https://127.0.0.1:[0-9]+/token refused the credentials \(HTTP 401\); credentials: --creds" \
 	"${E[@]}" pull --cert-dir "$CERTS" --creds tester:wrong "$R/tok/app:v1"
 
 : >"$LOG"
@@ -82,5 +86,45 @@ check "push with tokens that are already due" \
 check "a fresh token for each request, none used past its time" \
 	test "$(grep -c '^GET basic repository:tok/expiry:pull,push$' "$LOG")" -ge 7
 rm -f "$REG/token.lifetime"
+
+# A registry over verified TLS whose challenge names realm="http://...": the
+# token server (plain HTTP) records every request and whether it carried an
+# Authorization header.
+PORT2=$("$ROOT/scripts/test-registry.sh" start "$REG2" token-http) || { not_ok "second registry starts"; done_testing; exit 1; }
+R2=127.0.0.1:$PORT2
+CERTS2=$TMP/certs2
+mkdir -p "$CERTS2"
+cp "$REG2/ca.crt" "$CERTS2/"
+rm -f "$XDG_RUNTIME_DIR/containers/auth.json"
+check_fails "TLS registry, cleartext realm: refused, the realm and the registry named" \
+	"$R2: the registry's token server http://127.0.0.1:[0-9]+/token is not HTTPS: refused" \
+	"${E[@]}" push --cert-dir "$CERTS2" --creds tester:s3cret-pass "oci:$L:v1" "docker://$R2/tok/app:v1"
+check "no request reached the cleartext token server" test ! -s "$REG2/token.requests"
+check_fails "an anonymous pull is refused the same way" "is not HTTPS: refused" \
+	"${E[@]}" pull --cert-dir "$CERTS2" "$R2/tok/app:v1"
+check "still nothing sent to it" test ! -s "$REG2/token.requests"
+check "insecure by the user's choice (--tls-verify=false): the cleartext realm is used" \
+	"${E[@]}" push -q --tls-verify=false --creds tester:s3cret-pass "oci:$L:v1" "docker://$R2/tok/app:v1"
+check "the credentials went to it" grep -q "^GET /token?.* authorization$" "$REG2/token.requests"
+: >"$REG2/token.requests"
+printf '[[registry]]\nlocation = "%s"\ninsecure = true\n' "$R2" >"$TMP/registries.conf"
+check "insecure by registries.conf: the cleartext realm is used" env CONTAINERS_REGISTRIES_CONF="$TMP/registries.conf" \
+	"${E[@]}" pull -q --creds tester:s3cret-pass "$R2/tok/app:v1"
+check "registries.conf: the token request was made" grep -q "^GET /token?.* authorization$" "$REG2/token.requests"
+
+# An https realm that answers 307 to http:// (a 307 keeps a POST's form: here a refresh token).
+echo "http://127.0.0.1:$(cat "$REG2/token.port")" >"$REG/token.redirect"
+: >"$REG2/token.requests"
+printf '{"auths":{"%s":{"auth":"%s","identitytoken":"refresh-me"}}}' "$R" "$(printf '<token>:' | base64 -w0)" \
+	>"$XDG_RUNTIME_DIR/containers/auth.json"
+check_fails "an https realm redirecting to http: refused, the realm named" \
+	"$R: the token server https://127.0.0.1:[0-9]+/token redirected to an address that is not HTTPS: refused" \
+	"${E[@]}" push --cert-dir "$CERTS" "oci:$L:v1" "docker://$R/tok/redir:v1"
+check "the refresh token did not go to the cleartext address" test ! -s "$REG2/token.requests"
+rm -f "$XDG_RUNTIME_DIR/containers/auth.json"
+check_fails "the same for basic credentials" "redirected to an address that is not HTTPS: refused" \
+	"${E[@]}" pull --cert-dir "$CERTS" --creds tester:s3cret-pass "$R/tok/app:v1"
+check "nothing went to the cleartext address" test ! -s "$REG2/token.requests"
+rm -f "$REG/token.redirect"
 
 done_testing

@@ -77,6 +77,9 @@ bad "body over the limit: 413" 413 "over 16384 bytes" -X POST --data-binary @"$T
 bad "chunked body: 411" 411 "Content-Length" -X POST -H 'Transfer-Encoding: chunked' --data-binary '{}' "$URL"
 printf 'GARBAGE\r\n\r\n' | "$PEER" send "tcp:127.0.0.1:$AP" >"$TMP/g" 2>&1
 check "garbage request: 400" grep -q "^HTTP/1.1 400" "$TMP/g"
+ask_open "$AP" 'POST /v1/attestation HTTP/1.1\nHost: x\n\n' >"$TMP/g"
+check "bare LF line ends: 400, not silence" grep -q "^HTTP/1.1 400" "$TMP/g"
+check "the 400 says why" grep -q "bare LF line ending at offset 29" "$TMP/g"
 
 # The NSM gone: a 500 naming the failure, and odyn keeps serving.
 kill "${_bg_pids[0]}"

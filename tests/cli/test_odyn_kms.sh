@@ -137,6 +137,8 @@ c=$(curl -s -o "$TMP/r" -w '%{http_code}' -X POST "http://127.0.0.1:$KP/" -H 'X-
 check "foreign target: 400" test "$c" = 400
 c=$(curl -s -o "$TMP/r" -w '%{http_code}' "http://127.0.0.1:$KP/")
 check "GET: 400" test "$c" = 400
+ask_open "$KP" 'POST / HTTP/1.1\nX-Amz-Target: TrentService.Decrypt\nContent-Length: 2\n\n{}' >"$TMP/r"
+check "bare LF line ends: 400, not silence" grep -q "^HTTP/1.1 400" "$TMP/r"
 check "nothing malformed reached KMS" test "$(grep -c '^kms ' "$TMP/aws.log")" -eq "$before"
 
 # Key material never in odyn's log.

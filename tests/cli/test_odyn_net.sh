@@ -80,6 +80,13 @@ python3 -c "import sys; sys.stdout.write('GET http://allowed.test/ HTTP/1.1\r\nX
 check "oversized head: 431" grep -q "^HTTP/1.1 431" "$TMP/g"
 printf 'GET https://allowed.test/ HTTP/1.1\r\n\r\n' | "$PEER" send "tcp:127.0.0.1:$PP" >"$TMP/g" 2>&1
 check "https:// absolute-form: 400" grep -q "^HTTP/1.1 400" "$TMP/g"
+ask_open "$PP" "GET http://allowed.test:$HP/hello.txt HTTP/1.1\nHost: allowed.test\n\n" >"$TMP/g"
+check "absolute-form with bare LF line ends: 400, not silence" grep -q "^HTTP/1.1 400" "$TMP/g"
+check "the 400 says why" grep -q "bare LF line ending" "$TMP/g"
+ask_open "$PP" "CONNECT allowed.test:$HP HTTP/1.1\n\n" >"$TMP/g"
+check "CONNECT with bare LF line ends: 400, not silence" grep -q "^HTTP/1.1 400" "$TMP/g"
+ask_open "$PP" "GET http://allowed.test:$HP/hello.txt HTTP/1.1\r\nHost: allowed.test\n\r\n" >"$TMP/g"
+check "one bare LF among CRLFs: 400" grep -q "^HTTP/1.1 400" "$TMP/g"
 
 # odyn's own warnings go on the log stream as `odyn` records (common/logstream.h), bounded: a
 # flood of denied requests is answered at full speed, and what exceeds the rate is dropped with a

@@ -442,6 +442,54 @@ TEST(emulator_forced_tcg_never_tries_kvm)
 	launcher_free(l);
 }
 
+/* connect_guest (issue 14, item 1): a vsock backend that cannot take the connection (its
+ * backlog full) costs the caller the bound, with an error naming the port and the socket,
+ * not a connect that waits as long as the kernel lets it. */
+TEST(emulator_connect_guest_is_bounded)
+{
+	char *eif;
+	setup(t, &eif);
+	_cleanup_free_ char *qemu = fake_qemu_accel(t, "exit 1");
+	_cleanup_free_ char *uds = xasprintf("%s/vsock.sock", test_tmpdir(t));
+	struct launcher_emulator_options opt = {
+	    .qemu = qemu, .accel = EMU_ACCEL_TCG, .kvm_device = "/dev/null", .uds_path = uds, .connect_timeout_ms = 300};
+	struct launcher *l = NULL;
+	struct err *err = NULL;
+	REQUIRE(launcher_emulator_new(&opt, &l, &err) == 0);
+	struct launch_request req = {.eif_path = eif, .heartbeat_timeout_s = 30};
+	struct launch_info info;
+	REQUIRE(launcher_start(l, &req, &info, &err) == 0);
+	/* The backend's socket gives way to one that never accepts. */
+	unlink(uds);
+	int fill[2];
+	int lfd = test_full_unix_listener(uds, fill);
+	REQUIRE(lfd >= 0);
+	int fd = -1;
+	int64_t t0 = time_monotonic_ms();
+	CHECK(launcher_connect_guest(l, 17000, &fd, &err) < 0);
+	CHECK(time_monotonic_ms() - t0 < 5000);
+	CHECK(err && err->code == ETIMEDOUT);
+	CHECK_ERR_CONTAINS(err, "enclave port 17000");
+	CHECK_ERR_CONTAINS(err, uds);
+	CHECK_ERR_CONTAINS(err, "not accepted within 300 ms");
+	err_free(&err);
+	/* Taken, but no answer from the guest: the same bound, for the whole exchange. */
+	close(fill[0]);
+	close(fill[1]);
+	int a1 = accept(lfd, NULL, NULL), a2 = accept(lfd, NULL, NULL);
+	t0 = time_monotonic_ms();
+	CHECK(launcher_connect_guest(l, 17000, &fd, &err) < 0);
+	CHECK(time_monotonic_ms() - t0 < 5000);
+	CHECK(err && err->code == ETIMEDOUT);
+	CHECK_ERR_CONTAINS(err, "enclave port 17000: no answer within 300 ms");
+	err_free(&err);
+	close(a1);
+	close(a2);
+	close(lfd);
+	launcher_free(l);
+	free(eif);
+}
+
 TEST(emulator_forced_kvm_fails_with_the_cause_and_no_fallback)
 {
 	struct launcher *l = NULL;

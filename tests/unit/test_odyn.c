@@ -332,7 +332,13 @@ TEST(http_bad_input)
 	    {"GET / HTTP/1.1\r\nNo colon\r\n\r\n", "malformed header"},
 	    {"GET / HTTP/1.1\r\n: empty\r\n\r\n", "malformed header"},
 	    {"GET / HTTP/1.1\r\nA b: c\r\n\r\n", "malformed header"},
-	    {"GET / HTTP/1.1\r\nA: b\nC: d\r\n\r\n", "malformed header"},
+	    {"GET / HTTP/1.1\r\nA: b\nC: d\r\n\r\n", "bare LF line ending at offset 20"},
+	    /* Bare LF line ends are refused even before the head is complete:
+	     * waiting for a CRLF CRLF that never comes left the client unanswered. */
+	    {"GET / HTTP/1.1\n\n", "bare LF line ending at offset 14"},
+	    {"GET / HTTP/1.1\n", "bare LF line ending at offset 14"},
+	    {"\n", "bare LF line ending at offset 0"},
+	    {"CONNECT a:443 HTTP/1.1\r\nHost: a\n\r\n", "bare LF line ending at offset 31"},
 	    {"GET / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n", "Content-Length"},
 	    {"GET / HTTP/1.1\r\nContent-Length: -1\r\n\r\n", "Content-Length"},
 	    {"GET / HTTP/1.1\r\nContent-Length: 99999999999999999999\r\n\r\n", "Content-Length"},
@@ -432,6 +438,42 @@ TEST(init_module_params)
 	s = odyn_init_module_params("", "nsm");
 	CHECK_STR_EQ(s, "");
 	free(s);
+}
+
+/* The heartbeat at boot (issue 14, item 1): a parent whose backlog is full, or that takes the
+ * connection and never answers, costs the boot the bound, not minutes or forever. */
+TEST(init_heartbeat_is_bounded)
+{
+	_cleanup_free_ char *path = xasprintf("%s/hb.sock", test_tmpdir(t));
+	int fill[2] = {-1, -1};
+	int lfd = test_full_unix_listener(path, fill);
+	REQUIRE(lfd >= 0);
+	struct err *e = NULL;
+	struct transport_addr a;
+	_cleanup_free_ char *text = xasprintf("unix:%s", path);
+	REQUIRE(transport_parse(text, &a, &e) == 0);
+	int64_t t0 = time_monotonic_ms();
+	CHECK(odyn_init_heartbeat(&a, 300, &e) < 0);
+	CHECK(time_monotonic_ms() - t0 < 5000);
+	CHECK(e && e->code == ETIMEDOUT);
+	CHECK_ERR_CONTAINS(e, "heartbeat");
+	CHECK_ERR_CONTAINS(e, path);
+	CHECK_ERR_CONTAINS(e, "not accepted within 300 ms");
+	err_free(&e);
+	/* Room in the backlog, but nobody answers the byte. */
+	close(fill[0]);
+	close(fill[1]);
+	int a1 = accept(lfd, NULL, NULL), a2 = accept(lfd, NULL, NULL);
+	t0 = time_monotonic_ms();
+	CHECK(odyn_init_heartbeat(&a, 300, &e) < 0);
+	CHECK(time_monotonic_ms() - t0 < 5000);
+	CHECK(e && e->code == ETIMEDOUT);
+	CHECK_ERR_CONTAINS(e, path);
+	CHECK_ERR_CONTAINS(e, "no answer within 300 ms");
+	err_free(&e);
+	close(a1);
+	close(a2);
+	close(lfd);
 }
 
 static void write_file(const char *path, const char *data)

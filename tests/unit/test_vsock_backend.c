@@ -288,6 +288,28 @@ static void fake_stop(struct fake *f)
 		close(f->memfd);
 }
 
+/* Starts the backend with cfg and plays QEMU and the guest on it, with rx_buffers receive
+ * buffers given; false (the failure recorded) when either does not come up. */
+static bool backend_and_guest(struct test_ctx *t, const struct vsock_backend_config *cfg, struct vsock_backend **b,
+                              struct fake *f, int rx_buffers)
+{
+	struct err *err = NULL;
+	*f = (struct fake){.vu = -1, .memfd = -1};
+	*b = NULL;
+	if (vsock_backend_start(cfg, b, &err) < 0) {
+		test_fail(t, __FILE__, __LINE__, "backend start: %s", err->msg);
+		err_free(&err);
+		return false;
+	}
+	if (!fake_start(f, cfg->vhost_socket)) {
+		CHECK(!"vhost-user negotiation");
+		return false;
+	}
+	for (int i = 0; i < rx_buffers; i++)
+		rx_give(f);
+	return true;
+}
+
 TEST(backend_carries_a_stream_and_survives_a_hostile_guest)
 {
 	const char *dir = test_tmpdir(t);
@@ -297,16 +319,10 @@ TEST(backend_carries_a_stream_and_survives_a_hostile_guest)
 	struct vsock_forward fw = {.port = 5000, .to = {.unix_path = port5000}};
 	struct vsock_backend_config cfg = {
 	    .vhost_socket = vhost, .guest_cid = GUEST_CID, .forwards = &fw, .n_forwards = 1};
-	struct vsock_backend *b = NULL;
-	struct err *err = NULL;
-	REQUIRE(vsock_backend_start(&cfg, &b, &err) == 0);
-	struct fake f = {.vu = -1, .memfd = -1};
-	if (!fake_start(&f, vhost)) {
-		CHECK(!"vhost-user negotiation");
+	struct vsock_backend *b;
+	struct fake f;
+	if (!backend_and_guest(t, &cfg, &b, &f, 4))
 		goto out;
-	}
-	for (int i = 0; i < 4; i++)
-		rx_give(&f);
 
 	/* A connection to the forwarded port: REQUEST -> RESPONSE, the host listener accepts. */
 	struct vsock_hdr h = guest_hdr(1111, 5000, VSOCK_OP_REQUEST, 0), got;
@@ -528,4 +544,58 @@ out:
 			close(host[i]);
 	fake_stop(&f);
 	vsock_backend_stop(b);
+}
+
+/* Issue 14, item 1: a host listener that does not take a guest connection (its backlog full)
+ * held the backend's thread in connect(), and with it every other connection of the guest. Now
+ * the connection waits on its own, is tried again, and gets RST past the bound; once the listener
+ * has room it completes. */
+TEST(backend_host_listener_with_a_full_backlog_holds_nothing_else)
+{
+	const char *dir = test_tmpdir(t);
+	_cleanup_free_ char *vhost = xasprintf("%s/vhost.sock", dir), *p1 = xasprintf("%s/p5000.sock", dir),
+	                    *p2 = xasprintf("%s/p5001.sock", dir);
+	int fill[2];
+	int stuck = test_full_unix_listener(p1, fill);
+	_cleanup_close_ int lfd = unix_listen(p2);
+	REQUIRE(stuck >= 0 && lfd >= 0);
+	struct vsock_forward fw[2] = {{.port = 5000, .to = {.unix_path = p1}}, {.port = 5001, .to = {.unix_path = p2}}};
+	struct vsock_backend_config cfg = {.vhost_socket = vhost,
+	                                   .guest_cid = GUEST_CID,
+	                                   .forwards = fw,
+	                                   .n_forwards = 2,
+	                                   .connect_timeout_ms = 300};
+	struct vsock_backend *b;
+	struct fake f;
+	if (!backend_and_guest(t, &cfg, &b, &f, 4))
+		goto out;
+	struct vsock_hdr h = guest_hdr(1111, 5000, VSOCK_OP_REQUEST, 0), got;
+	tx_send(&f, &h, NULL);
+	h = guest_hdr(1112, 5001, VSOCK_OP_REQUEST, 0);
+	tx_send(&f, &h, NULL);
+	/* The other port answers at once... */
+	CHECK(rx_take(&f, &got, NULL) && got.op == VSOCK_OP_RESPONSE && got.dst_port == 1112);
+	/* ...and the stuck one is given up after the bound. */
+	int64_t t0 = time_monotonic_ms();
+	rx_give(&f);
+	CHECK(rx_take(&f, &got, NULL) && got.op == VSOCK_OP_RST && got.dst_port == 1111 && got.src_port == 5000);
+	CHECK(time_monotonic_ms() - t0 < 4000);
+	/* Tried again while it waits: room in the backlog completes it. */
+	h = guest_hdr(1113, 5000, VSOCK_OP_REQUEST, 0);
+	tx_send(&f, &h, NULL);
+	close(fill[0]);
+	close(fill[1]);
+	int a1 = accept(stuck, NULL, NULL), a2 = accept(stuck, NULL, NULL);
+	rx_give(&f);
+	CHECK(rx_take(&f, &got, NULL) && got.op == VSOCK_OP_RESPONSE && got.dst_port == 1113);
+	int a3 = accept_wait(stuck);
+	CHECK(a3 >= 0);
+	close(a1);
+	close(a2);
+	if (a3 >= 0)
+		close(a3);
+out:
+	fake_stop(&f);
+	vsock_backend_stop(b);
+	close(stuck);
 }
