@@ -20,6 +20,8 @@ struct sign_key {
 	bool is_detached;
 };
 
+/* key.c: a detached signature's bytes (DER, or raw r || s) as DER. */
+int keys_detached_parse(const uint8_t *data, size_t len, struct buf *der, struct err **err);
 /* pkcs11.c */
 int keys_pkcs11_open(const char *uri, struct sign_key *k, struct err **err);
 /* kms.c */

@@ -54,6 +54,39 @@ int sign_key_open(const char *spec, struct sign_key **out, struct err **err)
 	return 0;
 }
 
+int keys_detached_parse(const uint8_t *data, size_t len, struct buf *der, struct err **err)
+{
+	/* DER as OpenSSL, KMS and HSMs give it; otherwise raw r || s (COSE's form) of a P-256,
+	 * P-384 or P-521 signature, turned into DER here. */
+	const uint8_t *p = data;
+	ECDSA_SIG *sig = len ? d2i_ECDSA_SIG(NULL, &p, (long)len) : NULL;
+	if (sig != NULL && p == data + len) {
+		buf_append(der, data, len);
+	} else if (len == 64 || len == 96 || len == 132) {
+		ECDSA_SIG_free(sig);
+		sig = ECDSA_SIG_new();
+		BIGNUM *r = BN_bin2bn(data, (int)len / 2, NULL);
+		BIGNUM *s = BN_bin2bn(data + len / 2, (int)len / 2, NULL);
+		uint8_t *out = NULL;
+		int n = -1;
+		if (sig && r && s && ECDSA_SIG_set0(sig, r, s) == 1) {
+			n = i2d_ECDSA_SIG(sig, &out);
+		} else {
+			BN_free(r);
+			BN_free(s);
+		}
+		if (n > 0)
+			buf_append(der, out, (size_t)n);
+		OPENSSL_free(out);
+	}
+	ECDSA_SIG_free(sig);
+	ERR_clear_error();
+	if (der->len == 0)
+		return err_set(err, EINVAL,
+			       "%zu bytes that are neither a DER ECDSA signature nor raw r || s (64, 96 or 132 bytes)", len);
+	return 0;
+}
+
 int sign_key_detached(const char *sig_path, struct sign_key **out, struct err **err)
 {
 	_cleanup_free_ char *data = NULL;
@@ -63,36 +96,8 @@ int sign_key_detached(const char *sig_path, struct sign_key **out, struct err **
 	struct sign_key *k = xcalloc(1, sizeof(*k));
 	k->name = xasprintf("the signature in %s", sig_path);
 	k->is_detached = true;
-	/* DER as OpenSSL, KMS and HSMs give it; otherwise raw r || s (COSE's form) of a P-256,
-	 * P-384 or P-521 signature, turned into DER here. */
-	const uint8_t *p = (uint8_t *)data;
-	ECDSA_SIG *sig = d2i_ECDSA_SIG(NULL, &p, (long)len);
-	if (sig != NULL && p == (uint8_t *)data + len) {
-		buf_append(&k->detached, data, len);
-	} else if (len == 64 || len == 96 || len == 132) {
-		ECDSA_SIG_free(sig);
-		sig = ECDSA_SIG_new();
-		BIGNUM *r = BN_bin2bn((uint8_t *)data, (int)len / 2, NULL);
-		BIGNUM *s = BN_bin2bn((uint8_t *)data + len / 2, (int)len / 2, NULL);
-		uint8_t *der = NULL;
-		int n = -1;
-		if (sig && r && s && ECDSA_SIG_set0(sig, r, s) == 1)
-			n = i2d_ECDSA_SIG(sig, &der);
-		else {
-			BN_free(r);
-			BN_free(s);
-		}
-		if (n > 0)
-			buf_append(&k->detached, der, (size_t)n);
-		OPENSSL_free(der);
-	}
-	ECDSA_SIG_free(sig);
-	ERR_clear_error();
-	if (k->detached.len == 0) {
-		err_set(err, EINVAL,
-			"--signature %s: %zu bytes that are neither a DER ECDSA signature nor raw r || s "
-			"(64, 96 or 132 bytes)",
-			sig_path, len);
+	if (keys_detached_parse((uint8_t *)data, len, &k->detached, err) < 0) {
+		err_wrap(err, "--signature %s", sig_path);
 		sign_key_free(k);
 		return -1;
 	}
