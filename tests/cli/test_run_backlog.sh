@@ -40,7 +40,9 @@ wp=$!
 bg_track $wp
 wait_for test -e "$TMP/app-ready"
 wait_for test -S "$TMP/sock/guest-$EP.sock"
-# odyn is the run's child that listens on the guest sockets.
+# odyn is the run's child that listens on the guest sockets (waited for: on a loaded machine
+# under ASan one look was seen to miss it).
+wait_for pgrep -f "$TMP/[s]ock/guest-17000"
 OD=$(pgrep -f "$TMP/[s]ock/guest-17000" | head -n 1)
 check "odyn found" test -n "$OD"
 kill -STOP "$OD"
