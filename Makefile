@@ -23,14 +23,15 @@ BUILD := build/$(VARIANT)
 # symbols against the same table (`make check-deps`, part of `make test`). MODULES lists them
 # from the top down, the order static linking needs. The CLI (cli/) links on top; the tests and
 # fuzz targets link libenclaver.a, every module in one archive.
-MODULES := odyn runtime builder oci attest eif manifest wire common
+MODULES := odyn runtime builder oci attest keys eif manifest wire common
 DEPS_common :=
 DEPS_wire := common
 DEPS_manifest := wire common
 DEPS_eif := common
+DEPS_keys := eif common
 DEPS_attest := common
 DEPS_oci := common
-DEPS_builder := manifest oci eif common
+DEPS_builder := manifest oci eif keys common
 DEPS_runtime := manifest wire eif common
 DEPS_odyn := manifest wire common
 # A module and everything it may reach, top-down.

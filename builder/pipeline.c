@@ -10,6 +10,7 @@
 #include "builder/builder.h"
 #include "manifest/manifest.h"
 #include "eif/eif.h"
+#include "keys/keys.h"
 
 #define AWS_BLOBS_DIR "/usr/share/nitro_enclaves/blobs"
 
@@ -430,9 +431,14 @@ static int step_eif(struct build *b, const char *out, const char *bootstrap, con
 	                          .os = b->bundle->os ? b->bundle->os : "OS",
 	                          .kernel_version = b->bundle->kernel_version ? b->bundle->kernel_version : "kernel",
 	                          .docker_info = docker_info};
-	struct eif_signer *signer = NULL;
-	if (m->signature_certificate && eif_signer_load(m->signature_certificate, m->signature_key, &signer, err) < 0)
+	struct keys_eif_signer ks = {0};
+	if (m->signature_certificate &&
+	    keys_eif_signer_open(m->signature_certificate, m->signature_key, NULL, &ks, err) < 0) {
+		keys_eif_signer_close(&ks);
 		return err_wrap(err, "%s: signature", m->path);
+	}
+	const struct eif_signer *signer = ks.eif;
+	bool is_signed = signer != NULL;
 	const char *ramdisks[] = {bootstrap, customer};
 	struct eif_build_spec spec = {.kernel_path = b->bundle->kernel_path,
 	                              .cmdline = b->bundle->cmdline,
@@ -446,12 +452,12 @@ static int step_eif(struct build *b, const char *out, const char *bootstrap, con
 	oci_status_line(&b->opts->oci, "writing the EIF%s", signer ? " (signed)" : "");
 	int r = eif_build(out, &spec, &b->measurements, err);
 	oci_status_clear(&b->opts->oci);
-	eif_signer_free(signer);
+	keys_eif_signer_close(&ks);
 	if (r < 0)
 		return -1;
 	char size[32], hex[2 * EIF_PCR_MAX + 1];
 	file_size_text(out, size);
-	say(b, "EIF written: %s%s", size, signer ? ", signed" : "");
+	say(b, "EIF written: %s%s", size, is_signed ? ", signed" : "");
 	/* A warning, not a failure: `enclaver run --memory-mb` can still give it enough. */
 	uint64_t need, have = m->memory_mb ? (uint64_t)m->memory_mb : MANIFEST_DEFAULT_MEMORY_MB;
 	_cleanup_err_ struct err *me = NULL;

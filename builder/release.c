@@ -144,14 +144,7 @@ static int json_blob_write(const char *blob_dir, const json_t *doc, char digest[
 static int file_put(const char *path, const json_t *doc, struct err **err)
 {
 	_cleanup_free_ char *text = json_dumps(doc, JSON_COMPACT | JSON_SORT_KEYS);
-	struct atomic_file af;
-	if (atomic_file_open(&af, path, 0644, err) < 0)
-		return -1;
-	if (io_write_full(af.fd, text, strlen(text), err) < 0) {
-		atomic_file_abort(&af);
-		return -1;
-	}
-	return atomic_file_commit(&af, err);
+	return atomic_file_write(path, 0644, text, strlen(text), err);
 }
 
 /* Puts a blob of the cache into the layout: a hard link when both are on one file system,

@@ -1,18 +1,22 @@
-/* cmd_eif: `enclaver eif build` (a drop-in for the reference eif_build) and
- * `enclaver eif sign` (nitro-cli sign-eif), both printing the measurements. */
+/* cmd_eif: `enclaver eif build` (a drop-in for the reference eif_build), `enclaver eif sign`
+ * (nitro-cli sign-eif), both printing the measurements, and `enclaver eif measure` (what a
+ * detached signer signs). */
 #include <getopt.h>
 #include <libgen.h>
 #include <string.h>
 
 #include "cli/cli.h"
 #include "eif/eif.h"
+#include "keys/keys.h"
 
 static void eif_usage(FILE *f)
 {
 	fputs("Usage:\n"
 	      "  enclaver eif build --kernel FILE --cmdline STRING --ramdisk FILE [--ramdisk FILE]...\n"
 	      "                     --output FILE [options]\n"
-	      "  enclaver eif sign  [--eif-path] FILE --signing-certificate PEM --private-key PEM\n"
+	      "  enclaver eif sign  [--eif-path] FILE --signing-certificate PEM\n"
+	      "                     (--private-key KEY | --signature FILE)\n"
+	      "  enclaver eif measure FILE --signing-certificate PEM [--output FILE]\n"
 	      "\n"
 	      "eif build options (named as the reference eif_build's):\n"
 	      "  --kernel FILE              kernel image (bzImage on x86_64, Image on aarch64)\n"
@@ -31,16 +35,22 @@ static void eif_usage(FILE *f)
 	      "  --kernel-config FILE       take OperatingSystem and KernelVersion from a kernel .config\n"
 	      "  --algo sha384|sha256|sha512  hash for the printed measurements (default sha384)\n"
 	      "  --signing-certificate PEM  sign (PCR8) with this certificate...\n"
-	      "  --private-key PEM          ...and its EC private key (P-256, P-384 or P-521)\n"
+	      "  --private-key KEY          ...and its EC key (P-256, P-384 or P-521): a PEM file, a\n"
+	      "                             PKCS#11 URI (pkcs11:...) or an AWS KMS key ARN\n"
 	      "\n"
-	      "Both print the measurements as JSON on stdout.\n",
+	      "eif sign also takes --signature FILE instead of --private-key: a signature made elsewhere\n"
+	      "(DER or raw r||s) over what `eif measure` printed, checked before it is attached.\n"
+	      "eif measure prints what signs the EIF with that certificate (the COSE Sig_structure and\n"
+	      "its digest, hex), and --output writes the Sig_structure's bytes.\n"
+	      "\n"
+	      "eif build and eif sign print the measurements as JSON on stdout.\n",
 	      f);
 }
 
 enum {
 	OPT_KERNEL = 256, OPT_CMDLINE, OPT_RAMDISK, OPT_OUTPUT, OPT_ARCH, OPT_NAME, OPT_VERSION, OPT_METADATA,
 	OPT_BUILD_TIME, OPT_BUILD_TOOL, OPT_BUILD_TOOL_VERSION, OPT_IMG_OS, OPT_IMG_KERNEL, OPT_KERNEL_CONFIG,
-	OPT_ALGO, OPT_CERT, OPT_KEY, OPT_EIF_PATH, OPT_HELP,
+	OPT_ALGO, OPT_CERT, OPT_KEY, OPT_EIF_PATH, OPT_SIGNATURE, OPT_HELP,
 };
 
 /* Custom metadata: the reference caps the file at 4096 bytes. */
@@ -149,7 +159,7 @@ static int eif_build_main(int argc, char **argv)
 	_cleanup_free_ char *kernel_copy = xstrdup(kernel), *os = NULL, *kver = NULL;
 	_cleanup_json_ json_t *custom = NULL;
 	char build_time[32];
-	struct eif_signer *signer = NULL;
+	struct keys_eif_signer signer = {0};
 	if (id.image_name == NULL)
 		id.image_name = basename(kernel_copy);
 	if (id.build_time == NULL) {
@@ -166,16 +176,18 @@ static int eif_build_main(int argc, char **argv)
 	if (metadata_path && load_custom_metadata(metadata_path, &custom, &err) < 0)
 		return cli_fail(&err);
 	id.custom = custom;
-	if (cert && eif_signer_load(cert, key, &signer, &err) < 0)
+	if (cert && keys_eif_signer_open(cert, key, NULL, &signer, &err) < 0) {
+		keys_eif_signer_close(&signer);
 		return cli_fail(&err);
+	}
 
 	struct eif_build_spec spec = {
 		.kernel_path = kernel, .cmdline = cmdline, .ramdisk_paths = ramdisks, .n_ramdisks = n_ramdisks,
-		.flags = flags, .identity = &id, .signer = signer, .alg = (enum eif_hash_alg)alg,
+		.flags = flags, .identity = &id, .signer = signer.eif, .alg = (enum eif_hash_alg)alg,
 	};
 	struct eif_measurements m;
 	int r = eif_build(output, &spec, &m, &err);
-	eif_signer_free(signer);
+	keys_eif_signer_close(&signer);
 	if (r < 0)
 		return cli_fail(&err);
 	log_info("wrote %s", output);
@@ -191,16 +203,18 @@ static int eif_sign_main(int argc, char **argv)
 		{"eif-path", required_argument, NULL, OPT_EIF_PATH},
 		{"signing-certificate", required_argument, NULL, OPT_CERT},
 		{"private-key", required_argument, NULL, OPT_KEY},
+		{"signature", required_argument, NULL, OPT_SIGNATURE},
 		{"help", no_argument, NULL, OPT_HELP},
 		{0},
 	};
-	const char *path = NULL, *cert = NULL, *key = NULL;
+	const char *path = NULL, *cert = NULL, *key = NULL, *signature = NULL;
 	int c;
 	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		switch (c) {
 		case OPT_EIF_PATH: path = optarg; break;
 		case OPT_CERT: cert = optarg; break;
 		case OPT_KEY: key = optarg; break;
+		case OPT_SIGNATURE: signature = optarg; break;
 		case OPT_HELP: eif_usage(stdout); return EXIT_OK;
 		default: return cli_usage_error("eif sign", "unknown option");
 		}
@@ -209,18 +223,67 @@ static int eif_sign_main(int argc, char **argv)
 		path = argv[optind++];
 	if (optind < argc)
 		return cli_usage_error("eif sign", "unexpected argument '%s'", argv[optind]);
-	if (!path || !cert || !key)
-		return cli_usage_error("eif sign", "an EIF, --signing-certificate and --private-key are required");
+	if (!path || !cert || !key == !signature)
+		return cli_usage_error("eif sign", "an EIF, --signing-certificate and one of --private-key or --signature "
+						   "are required");
 	_cleanup_err_ struct err *err = NULL;
-	struct eif_signer *signer = NULL;
-	if (eif_signer_load(cert, key, &signer, &err) < 0)
-		return cli_fail(&err);
+	struct keys_eif_signer signer = {0};
 	struct eif_measurements m;
-	int r = eif_sign_file(path, signer, &m, &err);
-	eif_signer_free(signer);
+	int r = keys_eif_signer_open(cert, key, signature, &signer, &err);
+	if (r == 0)
+		r = eif_sign_file(path, signer.eif, &m, &err);
+	keys_eif_signer_close(&signer);
 	if (r < 0)
 		return cli_fail(&err);
 	_cleanup_json_ json_t *doc = eif_measurements_json(&m);
+	if (cli_print_json(doc, &err) < 0)
+		return cli_fail(&err);
+	return EXIT_OK;
+}
+
+static int eif_measure_main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{"eif-path", required_argument, NULL, OPT_EIF_PATH},
+		{"signing-certificate", required_argument, NULL, OPT_CERT},
+		{"output", required_argument, NULL, OPT_OUTPUT},
+		{"help", no_argument, NULL, OPT_HELP},
+		{0},
+	};
+	const char *path = NULL, *cert = NULL, *output = NULL;
+	int c;
+	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		switch (c) {
+		case OPT_EIF_PATH: path = optarg; break;
+		case OPT_CERT: cert = optarg; break;
+		case OPT_OUTPUT: output = optarg; break;
+		case OPT_HELP: eif_usage(stdout); return EXIT_OK;
+		default: return cli_usage_error("eif measure", "unknown option");
+		}
+	}
+	if (path == NULL && optind < argc)
+		path = argv[optind++];
+	if (optind < argc)
+		return cli_usage_error("eif measure", "unexpected argument '%s'", argv[optind]);
+	if (!path || !cert)
+		return cli_usage_error("eif measure", "an EIF and --signing-certificate are required");
+	_cleanup_err_ struct err *err = NULL;
+	struct eif_to_sign t;
+	if (eif_to_sign_of_file(path, cert, &t, &err) < 0)
+		return cli_fail(&err);
+	_cleanup_buf_ struct buf tbs = t.tbs;
+	if (output && atomic_file_write(output, 0644, tbs.data, tbs.len, &err) < 0) {
+		err_wrap(&err, "--output");
+		return cli_fail(&err);
+	}
+	char pcr0[97], digest[129];
+	_cleanup_free_ char *tbs_hex = xmalloc(2 * tbs.len + 1);
+	hex_encode(t.pcr0, 48, pcr0);
+	hex_encode(t.digest, t.digest_len, digest);
+	hex_encode((uint8_t *)tbs.data, tbs.len, tbs_hex);
+	_cleanup_json_ json_t *doc = json_pack("{s:s, s:s, s:s, s:s, s:s}", "PCR0", pcr0, "Algorithm", t.cose_alg,
+					       "DigestAlgorithm", t.digest_name, "Digest", digest, "ToBeSigned",
+					       tbs_hex);
 	if (cli_print_json(doc, &err) < 0)
 		return cli_fail(&err);
 	return EXIT_OK;
@@ -236,5 +299,7 @@ int cmd_eif(int argc, char **argv)
 		return eif_build_main(argc - 1, argv + 1);
 	if (strcmp(argv[1], "sign") == 0)
 		return eif_sign_main(argc - 1, argv + 1);
-	return cli_usage_error("eif", "unknown subcommand '%s' (build or sign)", argv[1]);
+	if (strcmp(argv[1], "measure") == 0)
+		return eif_measure_main(argc - 1, argv + 1);
+	return cli_usage_error("eif", "unknown subcommand '%s' (build, sign or measure)", argv[1]);
 }

@@ -143,6 +143,8 @@ int atomic_file_commit(struct atomic_file *af, struct err **err);
 /* Removes the temporary file if not committed; safe to call twice. */
 void atomic_file_abort(struct atomic_file *af);
 #define _cleanup_atomic_file_ _cleanup_(atomic_file_abort)
+/* A whole file from one buffer, atomically (open, write, commit; nothing left on failure). */
+int atomic_file_write(const char *path, mode_t mode, const void *data, size_t len, struct err **err);
 
 /* ---------------------------------------------------------------- text */
 /* Lowercase hex of data into out (2*len+1 bytes). */

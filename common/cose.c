@@ -49,17 +49,55 @@ void cose_sig_structure(const uint8_t *prot, size_t prot_len, const uint8_t *pay
 	cbor_put_bstr(out, payload, payload_len);
 }
 
+static void protected_header(const struct cose_alg *alg, struct buf *prot)
+{
+	cbor_put_head(prot, CBOR_MAP, 1);
+	cbor_put_head(prot, CBOR_UINT, 1); /* label 1: alg */
+	cbor_put_head(prot, CBOR_NINT, (uint64_t)(-1 - alg->cose_id));
+}
+
+void cose_sign1_tbs(const struct cose_alg *alg, const uint8_t *payload, size_t payload_len, struct buf *tbs)
+{
+	_cleanup_buf_ struct buf prot = {0};
+	protected_header(alg, &prot);
+	cose_sig_structure((uint8_t *)prot.data, prot.len, payload, payload_len, tbs);
+}
+
+int cose_sign1_assemble(const struct cose_alg *alg, const uint8_t *payload, size_t payload_len, const uint8_t *der,
+			size_t der_len, struct buf *out, struct err **err)
+{
+	const uint8_t *p = der;
+	ECDSA_SIG *sig = d2i_ECDSA_SIG(NULL, &p, (long)der_len);
+	if (sig == NULL || p != der + der_len) {
+		ECDSA_SIG_free(sig);
+		ERR_clear_error();
+		return err_set(err, EINVAL, "the signature is not a DER ECDSA-Sig-Value");
+	}
+	/* COSE wants r || s, each left-padded to the curve's size. */
+	uint8_t raw[132];
+	int ok = BN_bn2binpad(ECDSA_SIG_get0_r(sig), raw, (int)alg->coord_len) > 0 &&
+		 BN_bn2binpad(ECDSA_SIG_get0_s(sig), raw + alg->coord_len, (int)alg->coord_len) > 0;
+	ECDSA_SIG_free(sig);
+	if (!ok)
+		return err_set(err, EINVAL, "ECDSA signature does not fit the curve size");
+	_cleanup_buf_ struct buf prot = {0};
+	protected_header(alg, &prot);
+	/* Untagged, as the EIF reference and the NSM write it. */
+	cbor_put_head(out, CBOR_ARRAY, 4);
+	cbor_put_bstr(out, prot.data, prot.len);
+	cbor_put_head(out, CBOR_MAP, 0);
+	cbor_put_bstr(out, payload, payload_len);
+	cbor_put_bstr(out, raw, 2 * alg->coord_len);
+	return 0;
+}
+
 int cose_sign1_sign(EVP_PKEY *key, const uint8_t *payload, size_t payload_len, struct buf *out, struct err **err)
 {
 	struct cose_alg alg;
 	if (cose_alg_for_key(key, &alg, err) < 0)
 		return -1;
-	_cleanup_buf_ struct buf prot = {0}, tbs = {0};
-	cbor_put_head(&prot, CBOR_MAP, 1);
-	cbor_put_head(&prot, CBOR_UINT, 1); /* label 1: alg */
-	cbor_put_head(&prot, CBOR_NINT, (uint64_t)(-1 - alg.cose_id));
-	cose_sig_structure((uint8_t *)prot.data, prot.len, payload, payload_len, &tbs);
-
+	_cleanup_buf_ struct buf tbs = {0};
+	cose_sign1_tbs(&alg, payload, payload_len, &tbs);
 	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
 	uint8_t der[160];
 	size_t der_len = sizeof(der);
@@ -68,24 +106,7 @@ int cose_sign1_sign(EVP_PKEY *key, const uint8_t *payload, size_t payload_len, s
 	EVP_MD_CTX_free(ctx);
 	if (!ok)
 		return err_openssl(err, "ECDSA signing failed");
-	const uint8_t *p = der;
-	ECDSA_SIG *sig = d2i_ECDSA_SIG(NULL, &p, (long)der_len);
-	if (sig == NULL)
-		return err_openssl(err, "decode ECDSA signature");
-	/* COSE wants r || s, each left-padded to the curve's size. */
-	uint8_t raw[132];
-	ok = BN_bn2binpad(ECDSA_SIG_get0_r(sig), raw, (int)alg.coord_len) > 0 &&
-	     BN_bn2binpad(ECDSA_SIG_get0_s(sig), raw + alg.coord_len, (int)alg.coord_len) > 0;
-	ECDSA_SIG_free(sig);
-	if (!ok)
-		return err_set(err, EINVAL, "ECDSA signature does not fit the curve size");
-	/* Untagged, as the EIF reference and the NSM write it. */
-	cbor_put_head(out, CBOR_ARRAY, 4);
-	cbor_put_bstr(out, prot.data, prot.len);
-	cbor_put_head(out, CBOR_MAP, 0);
-	cbor_put_bstr(out, payload, payload_len);
-	cbor_put_bstr(out, raw, 2 * alg.coord_len);
-	return 0;
+	return cose_sign1_assemble(&alg, payload, payload_len, der, der_len, out, err);
 }
 
 int cose_sign1_decode(const uint8_t *data, size_t len, struct cose_sign1 *c, struct err **err)

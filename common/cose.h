@@ -63,6 +63,12 @@ int cose_alg_for_key(EVP_PKEY *key, struct cose_alg *out, struct err **err);
 /* The Sig_structure that is signed: ["Signature1", protected, h'', payload]. */
 void cose_sig_structure(const uint8_t *prot, size_t prot_len, const uint8_t *payload, size_t payload_len,
 			struct buf *out);
+/* The bytes an ECDSA signer signs for a COSE_Sign1 of payload with protected header {1: alg}
+ * (the Sig_structure; the signer hashes it with alg->md). */
+void cose_sign1_tbs(const struct cose_alg *alg, const uint8_t *payload, size_t payload_len, struct buf *tbs);
+/* Appends that untagged COSE_Sign1 given the signer's DER ECDSA-Sig-Value over the tbs. */
+int cose_sign1_assemble(const struct cose_alg *alg, const uint8_t *payload, size_t payload_len, const uint8_t *der,
+			size_t der_len, struct buf *out, struct err **err);
 /* Appends an untagged COSE_Sign1 of payload, protected header {1: alg}. */
 int cose_sign1_sign(EVP_PKEY *key, const uint8_t *payload, size_t payload_len, struct buf *out, struct err **err);
 /* A decoded COSE_Sign1; the pointers point into the input. */

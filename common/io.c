@@ -239,6 +239,18 @@ static int fsync_parent_dir(const char *path, struct err **err)
 	return io_fsync_dir(dirname(copy), err);
 }
 
+int atomic_file_write(const char *path, mode_t mode, const void *data, size_t len, struct err **err)
+{
+	struct atomic_file af;
+	if (atomic_file_open(&af, path, mode, err) < 0)
+		return -1;
+	if (io_write_full(af.fd, data, len, err) < 0 || atomic_file_commit(&af, err) < 0) {
+		atomic_file_abort(&af);
+		return err_wrap(err, "%s", path);
+	}
+	return 0;
+}
+
 int atomic_file_commit(struct atomic_file *af, struct err **err)
 {
 	if (af->comparing) {

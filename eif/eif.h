@@ -3,6 +3,8 @@
 #ifndef ENCLAVER_EIF_H
 #define ENCLAVER_EIF_H
 
+#include <openssl/types.h>
+
 #include "common/common.h"
 #include "common/json.h"
 
@@ -69,11 +71,33 @@ int eif_metadata_encode(const struct eif_identity *id, struct buf *out, struct e
 int eif_kernel_config_identity(const char *config_path, char **os, char **kernel_version, struct err **err);
 
 /* ---------------------------------------------------------------- signing */
-/* A signing certificate and its private key (EC P-256, P-384 or P-521; the
- * curve chooses ES256, ES384 or ES512). */
+/* What makes the signature: given the digest (md) of the bytes to sign, a DER
+ * ECDSA-Sig-Value. keys/ makes one from a PEM file, a PKCS#11 URI, an AWS KMS key or a
+ * signature made elsewhere (detached signing). */
+struct eif_sign_fn {
+	int (*sign)(void *ctx, const EVP_MD *md, const uint8_t *digest, size_t digest_len, struct buf *der,
+		    struct err **err);
+	void *ctx;
+	EVP_PKEY *pub;    /* the key's public half, checked against the certificate; NULL: unknown */
+	const char *name; /* the key, for messages (no PINs or secrets) */
+};
+/* A signing certificate (EC P-256, P-384 or P-521; the curve chooses ES256, ES384 or ES512)
+ * and what signs for it. fn->ctx and fn->pub must outlive the signer. Every signature made is
+ * verified with the certificate before the image is written. */
 struct eif_signer;
-int eif_signer_load(const char *cert_path, const char *key_path, struct eif_signer **out, struct err **err);
+int eif_signer_new(const char *cert_path, const struct eif_sign_fn *fn, struct eif_signer **out, struct err **err);
 void eif_signer_free(struct eif_signer *s);
+/* What a signer signs for an EIF (detached signing, `enclaver eif measure`): the COSE
+ * Sig_structure over PcrInfo{0, PCR0} for the certificate's algorithm, and its digest. */
+struct eif_to_sign {
+	uint8_t pcr0[48];
+	const char *cose_alg;    /* "ES384" ... */
+	const char *digest_name; /* "SHA2-384" ... */
+	struct buf tbs;          /* the Sig_structure (caller frees) */
+	uint8_t digest[64];
+	size_t digest_len;
+};
+int eif_to_sign_of_file(const char *eif_path, const char *cert_path, struct eif_to_sign *out, struct err **err);
 /* PCR8 of a PEM certificate file, as `nitro-cli pcr --signing-certificate`. */
 int eif_pcr8_of_certificate_file(const char *pem_path, uint8_t out[48], struct err **err);
 

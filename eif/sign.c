@@ -19,7 +19,9 @@ struct eif_signer {
 	size_t cert_pem_len;
 	uint8_t *cert_der;
 	size_t cert_der_len;
-	EVP_PKEY *key;
+	EVP_PKEY *cert_key; /* the certificate's public key: every signature is checked with it */
+	struct cose_alg alg;
+	struct eif_sign_fn fn;
 };
 
 int eif_cert_pem_to_der(const uint8_t *pem, size_t len, uint8_t **der, size_t *der_len, struct err **err)
@@ -38,48 +40,44 @@ int eif_cert_pem_to_der(const uint8_t *pem, size_t len, uint8_t **der, size_t *d
 	return 0;
 }
 
-int eif_signer_load(const char *cert_path, const char *key_path, struct eif_signer **out, struct err **err)
+/* The certificate file: its PEM, DER and public key (which chooses the algorithm). */
+static int load_certificate(const char *cert_path, struct eif_signer *s, struct err **err)
 {
-	struct eif_signer *s = xcalloc(1, sizeof(*s));
-	char *pem = NULL, *key_pem = NULL;
-	size_t key_len = 0;
+	char *pem = NULL;
 	if (io_read_file(cert_path, MAX_PEM_SIZE, &pem, &s->cert_pem_len, err) < 0)
-		goto fail_wrap_cert;
+		return -1;
 	s->cert_pem = (uint8_t *)pem;
 	if (eif_cert_pem_to_der(s->cert_pem, s->cert_pem_len, &s->cert_der, &s->cert_der_len, err) < 0)
-		goto fail_wrap_cert;
-	if (io_read_file(key_path, MAX_PEM_SIZE, &key_pem, &key_len, err) < 0)
-		goto fail_wrap_key;
-	BIO *bio = BIO_new_mem_buf(key_pem, (int)key_len);
-	s->key = bio ? PEM_read_bio_PrivateKey(bio, NULL, NULL, NULL) : NULL;
-	BIO_free(bio);
-	OPENSSL_cleanse(key_pem, key_len);
-	free(key_pem);
-	if (s->key == NULL) {
-		err_openssl(err, "not a PEM private key");
-		goto fail_wrap_key;
-	}
-	struct cose_alg alg;
-	if (cose_alg_for_key(s->key, &alg, err) < 0)
-		goto fail_wrap_key;
-	/* A key that does not match the certificate would make images whose
-	 * signature never verifies: refuse it here. */
+		return -1;
 	const uint8_t *p = s->cert_der;
 	X509 *cert = d2i_X509(NULL, &p, (long)s->cert_der_len);
-	int match = cert ? X509_check_private_key(cert, s->key) : 0;
+	s->cert_key = cert ? X509_get_pubkey(cert) : NULL;
 	X509_free(cert);
-	ERR_clear_error();
-	if (match != 1) {
-		err_set(err, EINVAL, "private key %s does not match certificate %s", key_path, cert_path);
+	if (s->cert_key == NULL)
+		return err_openssl(err, "certificate public key");
+	return cose_alg_for_key(s->cert_key, &s->alg, err);
+}
+
+int eif_signer_new(const char *cert_path, const struct eif_sign_fn *fn, struct eif_signer **out, struct err **err)
+{
+	struct eif_signer *s = xcalloc(1, sizeof(*s));
+	s->fn = *fn;
+	if (load_certificate(cert_path, s, err) < 0) {
+		err_wrap(err, "signing certificate %s", cert_path);
 		goto fail;
+	}
+	/* A key that does not match the certificate would make images whose
+	 * signature never verifies: refuse it here, before any work. */
+	if (fn->pub != NULL) {
+		int match = EVP_PKEY_eq(s->cert_key, fn->pub);
+		ERR_clear_error();
+		if (match != 1) {
+			err_set(err, EINVAL, "the key %s does not match certificate %s", fn->name, cert_path);
+			goto fail;
+		}
 	}
 	*out = s;
 	return 0;
-fail_wrap_cert:
-	err_wrap(err, "signing certificate");
-	goto fail;
-fail_wrap_key:
-	err_wrap(err, "private key %s", key_path);
 fail:
 	eif_signer_free(s);
 	return -1;
@@ -91,7 +89,7 @@ void eif_signer_free(struct eif_signer *s)
 		return;
 	free(s->cert_pem);
 	OPENSSL_free(s->cert_der);
-	EVP_PKEY_free(s->key);
+	EVP_PKEY_free(s->cert_key);
 	free(s);
 }
 
@@ -125,13 +123,33 @@ static void encode_pcr_info(const uint8_t pcr0[48], struct buf *out)
 	cbor_put_byte_array(out, pcr0, 48);
 }
 
+/* The payload, the Sig_structure over it and the structure's digest: what the key signs. */
+static void signing_input(const struct cose_alg *alg, const uint8_t pcr0[48], struct buf *payload, struct buf *tbs,
+			  uint8_t digest[EVP_MAX_MD_SIZE], unsigned *digest_len)
+{
+	encode_pcr_info(pcr0, payload);
+	cose_sign1_tbs(alg, (uint8_t *)payload->data, payload->len, tbs);
+	EVP_Digest(tbs->data, tbs->len, digest, digest_len, alg->md(), NULL);
+}
+
 int eif_signature_section_encode(const struct eif_signer *s, const uint8_t pcr0[48], struct buf *out,
 				 struct err **err)
 {
-	_cleanup_buf_ struct buf payload = {0}, cose = {0};
-	encode_pcr_info(pcr0, &payload);
-	if (cose_sign1_sign(s->key, (uint8_t *)payload.data, payload.len, &cose, err) < 0)
-		return -1;
+	_cleanup_buf_ struct buf payload = {0}, tbs = {0}, der = {0}, cose = {0};
+	uint8_t digest[EVP_MAX_MD_SIZE];
+	unsigned digest_len = 0;
+	signing_input(&s->alg, pcr0, &payload, &tbs, digest, &digest_len);
+	if (s->fn.sign(s->fn.ctx, s->alg.md(), digest, digest_len, &der, err) < 0)
+		return err_wrap(err, "sign with %s", s->fn.name);
+	if (cose_sign1_assemble(&s->alg, (uint8_t *)payload.data, payload.len, (uint8_t *)der.data, der.len, &cose,
+				err) < 0)
+		return err_wrap(err, "signature from %s", s->fn.name);
+	/* Whatever made the signature (a KMS, a token, a file from elsewhere), an image whose
+	 * signature does not verify with its own certificate is never written. */
+	struct cose_sign1 c;
+	if (cose_sign1_decode((uint8_t *)cose.data, cose.len, &c, err) < 0 || cose_sign1_verify(&c, s->cert_key, err) < 0)
+		return err_wrap(err, "the signature from %s is not one of this image's PCR0 by the certificate's key",
+				s->fn.name);
 	/* Vec<PcrSignature> with one element, struct fields as text keys. */
 	cbor_put_head(out, CBOR_ARRAY, 1);
 	cbor_put_head(out, CBOR_MAP, 2);
@@ -140,6 +158,39 @@ int eif_signature_section_encode(const struct eif_signer *s, const uint8_t pcr0[
 	cbor_put_tstr(out, "signature");
 	cbor_put_byte_array(out, (uint8_t *)cose.data, cose.len);
 	return 0;
+}
+
+int eif_to_sign_of_file(const char *eif_path, const char *cert_path, struct eif_to_sign *out, struct err **err)
+{
+	memset(out, 0, sizeof(*out));
+	struct eif_signer s = {0};
+	struct eif_image *img = NULL;
+	_cleanup_buf_ struct buf payload = {0};
+	int r = -1;
+	if (load_certificate(cert_path, &s, err) < 0) {
+		err_wrap(err, "signing certificate %s", cert_path);
+		goto done;
+	}
+	if (eif_image_read(eif_path, &img, err) < 0)
+		goto done;
+	if (img->crc_stored != img->crc_computed) {
+		err_set(err, EINVAL, "%s: CRC mismatch (stored %08x, computed %08x): refusing to sign a damaged image",
+			eif_path, img->crc_stored, img->crc_computed);
+		goto done;
+	}
+	memcpy(out->pcr0, img->measurements.pcr0, 48);
+	unsigned n = 0;
+	signing_input(&s.alg, out->pcr0, &payload, &out->tbs, out->digest, &n);
+	out->digest_len = n;
+	out->cose_alg = s.alg.name;
+	out->digest_name = OBJ_nid2sn(EVP_MD_get_type(s.alg.md()));
+	r = 0;
+done:
+	eif_image_free(img);
+	free(s.cert_pem);
+	OPENSSL_free(s.cert_der);
+	EVP_PKEY_free(s.cert_key);
+	return r;
 }
 
 int eif_signature_section_decode(const uint8_t *data, size_t len, uint64_t file_off, struct eif_signature_section *out,

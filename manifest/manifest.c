@@ -555,7 +555,10 @@ int manifest_parse(const char *name, const char *dir, const char *data, size_t l
 		return -1;
 	}
 	if (m->signature_certificate) {
-		char *cert = join_dir(dir, m->signature_certificate), *key = join_dir(dir, m->signature_key);
+		/* A key may be a PKCS#11 URI or a KMS key ARN rather than a file: kept as written. */
+		bool key_is_file = !str_has_prefix(m->signature_key, "pkcs11:") && !str_has_prefix(m->signature_key, "arn:");
+		char *cert = join_dir(dir, m->signature_certificate);
+		char *key = key_is_file ? join_dir(dir, m->signature_key) : xstrdup(m->signature_key);
 		free(m->signature_certificate);
 		free(m->signature_key);
 		m->signature_certificate = cert;

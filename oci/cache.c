@@ -125,13 +125,8 @@ int oci_cache_tag_set(const struct oci_cache *c, const struct oci_ref *ref, cons
 	_cleanup_free_ char *dir = xstrndup(path, (size_t)(strrchr(path, '/') - path));
 	if (oci_mkdir_p(dir, err) < 0)
 		return -1;
-	_cleanup_atomic_file_ struct atomic_file af = {.fd = -1};
-	if (atomic_file_open(&af, path, 0644, err) < 0)
-		return -1;
 	_cleanup_free_ char *line = xasprintf("%s\n", digest);
-	if (io_write_full(af.fd, line, strlen(line), err) < 0)
-		return err_wrap(err, "%s", path);
-	return atomic_file_commit(&af, err);
+	return atomic_file_write(path, 0644, line, strlen(line), err);
 }
 
 int oci_cache_tag_get(const struct oci_cache *c, const struct oci_ref *ref, char **digest_out, struct err **err)

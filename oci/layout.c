@@ -271,12 +271,7 @@ static int write_json_file(const char *path, const json_t *doc, struct err **err
 	_cleanup_buf_ struct buf text = {0};
 	if (json_serde_write(&text, doc, 0, err) < 0)
 		return -1;
-	_cleanup_atomic_file_ struct atomic_file af = {.fd = -1};
-	if (atomic_file_open(&af, path, 0644, err) < 0)
-		return -1;
-	if (io_write_full(af.fd, text.data, text.len, err) < 0)
-		return err_wrap(err, "%s", path);
-	return atomic_file_commit(&af, err);
+	return atomic_file_write(path, 0644, text.data, text.len, err);
 }
 
 static int layout_commit(struct oci_dest *d, struct err **err)

@@ -8,6 +8,7 @@
 
 #include <openssl/evp.h>
 
+#include "common/sigv4.h"
 #include "wire/relay.h"
 #include "wire/tls.h"
 #include "odyn/odyn.h"
@@ -81,25 +82,6 @@ struct odyn_api;
 int odyn_api_start(struct evloop *loop, const struct transport_addr *addr, const char *nsm_path,
                    struct odyn_api **out, struct err **err);
 void odyn_api_free(struct odyn_api *api);
-
-/* sigv4: AWS Signature Version 4. headers must include Host and X-Amz-Date
- * (and X-Amz-Security-Token with temporary credentials); path and query
- * are given already canonical. *authorization gets the header's value. */
-struct sigv4_header {
-	const char *name, *value;
-};
-struct sigv4_request {
-	const char *method, *path, *query;
-	const struct sigv4_header *headers;
-	size_t n_headers;
-	const char *amz_date; /* YYYYMMDDTHHMMSSZ, the X-Amz-Date value */
-	const void *body;
-	size_t body_len;
-};
-struct sigv4_key {
-	const char *access_key, *secret_key, *region, *service;
-};
-int sigv4_sign(const struct sigv4_request *r, const struct sigv4_key *k, char **authorization, struct err **err);
 
 /* kms_client: the KMS proxy's blocking I/O (worker threads). */
 struct kms_target {

@@ -46,58 +46,8 @@ as_root() {
 	if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
 }
 
-# Enables bookworm-backports (binary and source) by extending the machine's own Debian source
-# entry, so no mirror host is ever written here. Handles deb822 (.sources) and one-line lists.
-enable_backports() {
-	local f
-	for f in /etc/apt/sources.list.d/*.sources; do
-		[ -f "$f" ] || continue
-		grep -qE '^Suites:.*\bbookworm\b' "$f" || continue
-		as_root python3 - "$f" <<'EOF'
-import sys
-path = sys.argv[1]
-stanzas = open(path).read().split("\n\n")
-have_src = any("Types: deb-src" in s and "bookworm-backports" in s for s in stanzas)
-out = []
-for s in stanzas:
-    lines = s.strip("\n").split("\n")
-    fields = {l.split(":", 1)[0]: i for i, l in enumerate(lines) if ":" in l and not l.startswith("#")}
-    suites_i = fields.get("Suites")
-    if suites_i is None:
-        out.append(s.strip("\n"))
-        continue
-    suites = lines[suites_i].split(":", 1)[1].split()
-    if "bookworm" not in suites:
-        out.append(s.strip("\n"))
-        continue
-    if "bookworm-backports" not in suites:
-        suites.append("bookworm-backports")
-        lines[suites_i] = "Suites: " + " ".join(suites)
-    out.append("\n".join(lines))
-    if have_src:
-        continue
-    have_src = True
-    # A source entry for bookworm-backports only (the QEMU tarball), same mirror and key.
-    src = [l for l in lines if not l.startswith(("Types:", "Suites:", "#"))]
-    out.append("\n".join(["Types: deb-src", "Suites: bookworm-backports"] + src))
-open(path + ".tmp", "w").write("\n\n".join(out) + "\n")
-import os
-os.rename(path + ".tmp", path)
-EOF
-		return 0
-	done
-	if [ -f /etc/apt/sources.list ] && grep -qE '^deb [^ ]+ bookworm main' /etc/apt/sources.list; then
-		local line
-		line=$(grep -m1 -E '^deb [^ ]+ bookworm main' /etc/apt/sources.list)
-		{
-			echo "${line/ bookworm / bookworm-backports }"
-			echo "${line/#deb /deb-src }" | sed 's/ bookworm / bookworm-backports /'
-		} | as_root tee /etc/apt/sources.list.d/enclaver-backports.list >/dev/null
-		return 0
-	fi
-	say "no Debian bookworm source entry found under /etc/apt; cannot enable bookworm-backports"
-	exit 1
-}
+# enable_backports (scripts/lib/backports.sh): bookworm-backports from the machine's own mirror.
+. "$(dirname "$0")/lib/backports.sh"
 
 build_deps=(ninja-build python3-tomli python3-venv libcbor-dev libgnutls28-dev libglib2.0-dev
 	libpixman-1-dev libfdt-dev pkg-config flex bison xz-utils gcc make)
@@ -107,7 +57,7 @@ run_deps=(qemu-system-data seabios)
 
 start=$(date +%s)
 say "no qemu-system-x86_64 with the nitro-enclave machine; building QEMU $QEMU_VERSION into $CACHE"
-enable_backports
+enable_backports --with-source
 export DEBIAN_FRONTEND=noninteractive
 as_root apt-get update -qq
 as_root apt-get install -y -qq --no-install-recommends "${build_deps[@]}" "${run_deps[@]}" >&2

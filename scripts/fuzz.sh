@@ -62,6 +62,11 @@ for bin in build/fuzz/bin/fuzz_*; do
 		printf 'CONNECT [::1]:443 HTTP/1.1\r\nHost: [::1]:443\r\n\r\n' >"$corpus/connect"
 		printf 'POST /v1/attestation HTTP/1.1\r\nContent-Length: 2\r\n\r\n{}' >"$corpus/post"
 		printf 'GET / HTTP/1.1\nHost: x\n\n' >"$corpus/bare-lf"
+	elif [ "$name" = fuzz_detached_signature ]; then
+		# A P-384 signature as DER (what openssl pkeyutl writes) and as raw r || s.
+		openssl ecparam -name secp384r1 -genkey -noout 2>/dev/null | openssl pkeyutl -sign -inkey /dev/stdin \
+			-in <(head -c 48 /dev/zero) -out "$corpus/der" 2>/dev/null || true
+		head -c 96 /dev/zero | tr '\0' '\1' >"$corpus/raw"
 	elif [ "$name" = fuzz_registries_conf ]; then
 		# A main file with every table, a drop-in, and version 1 (refused).
 		printf 'unqualified-search-registries = ["a.example", "docker.io"]\nshort-name-mode = "enforcing"\n[[registry]]\nprefix = "x.example/team"\nlocation = "y.example:5000/t"\ninsecure = true\n[[registry.mirror]]\nlocation = "m.example"\npull-from-mirror = "digest-only"\n[aliases]\n"app" = "quay.io/team/app"\n' \

@@ -26,12 +26,18 @@ packages=(
 	# docs/guide-no-fly-list.md and its test: a Debian python3 root file system without Docker
 	# (umoci, above, packs it into an OCI layout)
 	mmdebstrap
+	# EIF signing with a PKCS#11 key: OpenSSL 3's pkcs11 provider (bookworm-backports), a software
+	# token to generate the test key in, and pkcs11-tool to do it
+	pkcs11-provider softhsm2 opensc
 )
 
 if [ "$(id -u)" -ne 0 ]; then
 	echo "install-deps.sh: run as root (apt-get install)" >&2
 	exit 1
 fi
+as_root() { "$@"; }
+say() { echo "install-deps.sh: $*" >&2; }
+. "$(dirname "$0")/lib/backports.sh"
 
 # kernel-bundle-custom.sh downloads linux-source-6.12 (bookworm-security, bookworm-backports):
 # refresh the lists when apt does not know it yet.
@@ -39,6 +45,14 @@ kernel_source_known() {
 	apt-cache policy linux-source-6.12 2>/dev/null | grep -q '^ *Candidate: [0-9]'
 }
 kernel_source_known || apt-get update -qq || true
+# pkcs11-provider is only in bookworm-backports: enable it on the machine's own mirror entry.
+bpo_known() {
+	apt-cache policy pkcs11-provider 2>/dev/null | grep -q '^ *Candidate: [0-9]'
+}
+if ! bpo_known; then
+	enable_backports
+	apt-get update -qq
+fi
 
 missing=()
 for p in "${packages[@]}"; do

@@ -15,7 +15,17 @@
                                CMS as KMS does (openssl cms: RSAES-OAEP
                                SHA-256 key transport, AES-256-CBC).
 
-Credentials: access key AKIDTEST<n>, secret "secret-<n>", token "token-<n>".
+  sign PORTFILE LOG KEY MODEFILE
+                               KMS's GetPublicKey and Sign over plain HTTP for the EIF signing
+                               tests: checks each request's SigV4 signature the same way and
+                               signs digests with KEY (a PEM EC private key) for the key ARN
+                               arn:aws:kms:us-test-1:111122223333:key/test-sign; other key
+                               ids get NotFoundException (HTTP 400, an AWS error body). When
+                               MODEFILE holds "fail", Sign answers KMSInvalidStateException;
+                               "other-key", Sign signs with a key of its own instead.
+
+Credentials: access key AKIDTEST<n>, secret "secret-<n>", token "token-<n>" (sign mode: also
+AKIDTESTP<n> with secret "secret-P<n>" and no token).
 Decrypt's plaintext is b"plain:" + CiphertextBlob, so tests know it.
 An EncryptionContext {"test-reply": "chunked"} makes the answer chunked
 (uneven chunks, an extension, a trailer); "bad-chunked" makes it chunked
@@ -100,10 +110,12 @@ def sigv4_check(method, path, headers, body):
     if not akid.startswith("AKIDTEST") or service != "kms" or cred[4] != "aws4_request":
         return "bad credential scope " + parts["Credential"]
     n = akid[len("AKIDTEST"):]
-    if headers.get("X-Amz-Security-Token") != "token-" + n:
+    # The signing stand-in also takes long-term credentials (AKIDTESTP<n>): no session token.
+    permanent = MODE == "sign" and n.startswith("P") and "X-Amz-Security-Token" not in headers
+    if not permanent and headers.get("X-Amz-Security-Token") != "token-" + n:
         return "missing or wrong session token"
     signed = parts["SignedHeaders"].split(";")
-    for need in ("host", "x-amz-date", "x-amz-target", "x-amz-security-token"):
+    for need in ("host", "x-amz-date", "x-amz-target") + (() if permanent else ("x-amz-security-token",)):
         if need not in signed:
             return "header %s not signed" % need
     amz_date = headers.get("X-Amz-Date", "")
@@ -247,6 +259,56 @@ class KMS(BaseHTTPRequestHandler):
         reply(200, out)
 
 
+class KMSSign(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    ARN = "arn:aws:kms:us-test-1:111122223333:key/test-sign"
+    ALGS = {"ECDSA_SHA_256": 32, "ECDSA_SHA_384": 48, "ECDSA_SHA_512": 64}
+
+    def log_message(self, *a):
+        pass
+
+    reply = KMS.reply
+
+    def error(self, action, kind, message):
+        log("kms %s REJECTED %s: %s" % (action, kind, message))
+        self.reply(400, {"__type": kind, "message": message})
+
+    def do_POST(self):
+        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.hazmat.primitives.asymmetric import ec, utils
+        body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        action = self.headers.get("X-Amz-Target", "").split(".", 1)[-1]
+        why = sigv4_check("POST", self.path, self.headers, body)
+        if why:
+            return self.error(action, "InvalidSignatureException", why)
+        req = json.loads(body)
+        if req.get("KeyId") != self.ARN:
+            return self.error(action, "NotFoundException", "Key '%s' does not exist" % req.get("KeyId"))
+        with open(sys.argv[4], "rb") as f:
+            key = serialization.load_pem_private_key(f.read(), None)
+        log("kms %s signed-by %s" % (action, self.headers["Authorization"].split("/")[0].split("=")[1]))
+        if action == "GetPublicKey":
+            spki = key.public_key().public_bytes(serialization.Encoding.DER,
+                                                 serialization.PublicFormat.SubjectPublicKeyInfo)
+            return self.reply(200, {"KeyId": self.ARN, "PublicKey": base64.b64encode(spki).decode(),
+                                    "KeySpec": "ECC_NIST_P384", "KeyUsage": "SIGN_VERIFY",
+                                    "SigningAlgorithms": ["ECDSA_SHA_384"]})
+        if action != "Sign":
+            return self.error(action, "UnsupportedOperationException", action)
+        alg, digest = req.get("SigningAlgorithm"), base64.b64decode(req.get("Message", ""))
+        if req.get("MessageType") != "DIGEST" or alg not in self.ALGS or len(digest) != self.ALGS[alg]:
+            return self.error(action, "ValidationException", "expected a DIGEST of the SigningAlgorithm's size")
+        mode = open(sys.argv[5]).read().strip() if os.path.exists(sys.argv[5]) else ""
+        if mode == "fail":
+            return self.error(action, "KMSInvalidStateException", "%s is pending deletion" % self.ARN)
+        if mode == "other-key":
+            key = ec.generate_private_key(ec.SECP384R1())
+        md = {32: hashes.SHA256(), 48: hashes.SHA384(), 64: hashes.SHA512()}[len(digest)]
+        sig = key.sign(digest, ec.ECDSA(utils.Prehashed(md)))
+        log("kms Sign %s digest %s" % (alg, digest.hex()))
+        self.reply(200, {"KeyId": self.ARN, "Signature": base64.b64encode(sig).decode(), "SigningAlgorithm": alg})
+
+
 # Many requests at once (the proxy's concurrency limit is tested): a deep backlog, and the TLS
 # handshake in each request's own thread rather than in the accepting one.
 class Server(ThreadingHTTPServer):
@@ -257,7 +319,7 @@ class Server(ThreadingHTTPServer):
         log("server: connection from %s:%d ended with %s" % (client_address + (sys.exc_info()[1],)))
 
 
-srv = Server(("127.0.0.1", 0), IMDS if MODE == "imds" else KMS)
+srv = Server(("127.0.0.1", 0), {"imds": IMDS, "kms": KMS, "sign": KMSSign}[MODE])
 if MODE == "kms":
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.load_cert_chain(sys.argv[4], sys.argv[5])

@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 
 #include "eif/internal.h"
+#include "keys/keys.h"
 #include "tests/harness.h"
 #include "common/cose.h"
 
@@ -108,13 +109,14 @@ TEST(reader_verifies_golden_signed_case3)
 
 TEST(signed_build_verifies_and_varies_only_in_signature)
 {
-	struct eif_signer *s = NULL;
+	struct keys_eif_signer ks = {0};
 	struct err *e = NULL;
-	REQUIRE(eif_signer_load(test_data("eif/signing_cert.pem"), test_data("eif/signing_key.pem"), &s, &e) == 0);
+	REQUIRE(keys_eif_signer_open(test_data("eif/signing_cert.pem"), test_data("eif/signing_key.pem"), NULL, &ks, &e) ==
+		0);
 	_cleanup_free_ char *out = xasprintf("%s/signed.eif", test_tmpdir(t));
 	struct eif_measurements m;
-	REQUIRE(build_case1(out, s, &m, &e) == 0);
-	eif_signer_free(s);
+	REQUIRE(build_case1(out, ks.eif, &m, &e) == 0);
+	keys_eif_signer_close(&ks);
 	CHECK(m.has_pcr8);
 	struct eif_image *img = NULL;
 	REQUIRE(eif_image_read(out, &img, &e) == 0);
@@ -139,12 +141,13 @@ TEST(sign_in_place_then_resign)
 	size_t len;
 	_cleanup_free_ char *orig = read_all(test_data("eif/case1/case1.eif"), &len);
 	write_all(path, orig, len);
-	struct eif_signer *s = NULL;
-	REQUIRE(eif_signer_load(test_data("eif/signing_cert.pem"), test_data("eif/signing_key.pem"), &s, NULL) == 0);
+	struct keys_eif_signer ks = {0};
+	REQUIRE(keys_eif_signer_open(test_data("eif/signing_cert.pem"), test_data("eif/signing_key.pem"), NULL, &ks,
+				     NULL) == 0);
 	struct eif_measurements m1, m2;
-	REQUIRE(eif_sign_file(path, s, &m1, NULL) == 0);
-	REQUIRE(eif_sign_file(path, s, &m2, NULL) == 0); /* replaces, does not add */
-	eif_signer_free(s);
+	REQUIRE(eif_sign_file(path, ks.eif, &m1, NULL) == 0);
+	REQUIRE(eif_sign_file(path, ks.eif, &m2, NULL) == 0); /* replaces, does not add */
+	keys_eif_signer_close(&ks);
 	CHECK(memcmp(m1.pcr0, m2.pcr0, 48) == 0);
 	struct eif_image *img = NULL;
 	REQUIRE(eif_image_read(path, &img, NULL) == 0);
@@ -161,12 +164,13 @@ TEST(sign_refuses_damaged_image)
 	_cleanup_free_ char *data = read_all(test_data("eif/case1/case1.eif"), &len);
 	data[1000] ^= 1; /* inside the kernel */
 	write_all(path, data, len);
-	struct eif_signer *s = NULL;
+	struct keys_eif_signer ks = {0};
 	struct err *e = NULL;
-	REQUIRE(eif_signer_load(test_data("eif/signing_cert.pem"), test_data("eif/signing_key.pem"), &s, NULL) == 0);
+	REQUIRE(keys_eif_signer_open(test_data("eif/signing_cert.pem"), test_data("eif/signing_key.pem"), NULL, &ks,
+				     NULL) == 0);
 	struct eif_measurements m;
-	CHECK(eif_sign_file(path, s, &m, &e) < 0);
-	eif_signer_free(s);
+	CHECK(eif_sign_file(path, ks.eif, &m, &e) < 0);
+	keys_eif_signer_close(&ks);
 	CHECK_ERR_CONTAINS(e, "CRC mismatch");
 	err_free(&e);
 	size_t len2;
@@ -176,13 +180,16 @@ TEST(sign_refuses_damaged_image)
 
 TEST(signer_rejects_mismatched_key)
 {
-	struct eif_signer *s = NULL;
+	struct keys_eif_signer ks = {0};
 	struct err *e = NULL;
 	/* The certificate file as a key: not a private key at all. */
-	CHECK(eif_signer_load(test_data("eif/signing_cert.pem"), test_data("eif/signing_cert.pem"), &s, &e) < 0);
+	CHECK(keys_eif_signer_open(test_data("eif/signing_cert.pem"), test_data("eif/signing_cert.pem"), NULL, &ks, &e) <
+	      0);
+	keys_eif_signer_close(&ks);
 	CHECK_ERR_CONTAINS(e, "not a PEM private key");
 	err_free(&e);
-	CHECK(eif_signer_load(test_data("eif/ramdisk1.bin"), test_data("eif/signing_key.pem"), &s, &e) < 0);
+	CHECK(keys_eif_signer_open(test_data("eif/ramdisk1.bin"), test_data("eif/signing_key.pem"), NULL, &ks, &e) < 0);
+	keys_eif_signer_close(&ks);
 	CHECK_ERR_CONTAINS(e, "not a PEM certificate");
 	err_free(&e);
 }

@@ -247,6 +247,28 @@ TEST(manifest_load_from_file_resolves_signature_paths)
 	err_free(&e);
 }
 
+/* signature.key may name a key that is no file (docs/cli.md#signing-keys): kept as written. */
+TEST(manifest_keeps_signature_key_uris)
+{
+	const char *dir = test_tmpdir(t);
+	const char *keys[] = {"pkcs11:token=release;object=eif-signer;type=private",
+			      "arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab"};
+	for (size_t i = 0; i < 2; i++) {
+		_cleanup_free_ char *path = xasprintf("%s/enclaver.yaml", dir);
+		_cleanup_free_ char *text = xasprintf(HEAD "signature:\n  certificate: c.pem\n  key: \"%s\"\n", keys[i]);
+		int fd = open(path, O_CREAT | O_TRUNC | O_WRONLY, 0644);
+		REQUIRE(fd >= 0);
+		io_write_full(fd, text, strlen(text), NULL);
+		close(fd);
+		struct manifest *m = NULL;
+		REQUIRE(manifest_load(path, &m, NULL) == 0);
+		CHECK_STR_EQ(m->signature_key, keys[i]);
+		_cleanup_free_ char *cert = xasprintf("%s/c.pem", dir);
+		CHECK_STR_EQ(m->signature_certificate, cert);
+		manifest_free(m);
+	}
+}
+
 /* One parser for egress patterns: the manifest compiles them with the policy
  * code odyn and the host enforce with, so the build accepts exactly what they
  * accept, and a refusal names file, line and column. */

@@ -1,4 +1,4 @@
-/* sigv4: AWS Signature Version 4 (HMAC-SHA256) for the KMS proxy, written
+/* sigv4: AWS Signature Version 4 (HMAC-SHA256), for odyn's KMS proxy and KMS signing keys, written
  * from AWS's description of the signing process: canonical request, string
  * to sign, derived key, Authorization header. */
 #include <ctype.h>
@@ -8,7 +8,7 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 
-#include "odyn/internal.h"
+#include "common/sigv4.h"
 
 static void sha256_hex(const void *data, size_t len, char out[65])
 {
