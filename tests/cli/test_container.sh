@@ -123,16 +123,11 @@ trap cleanup EXIT
 # The release image of `make example`, built here (scripts/example.sh's steps).
 KB=$TMP/kb
 make_kernel_bundle "$KB"
-cc -static -Os -o "$TMP/hello" "$ROOT/testdata/example/hello.c" 2>"$TMP/cc.log" ||
-	not_ok "compile the example app" "$(cat "$TMP/cc.log")"
-make_app_image "$TMP/app" latest "$TMP/hello"
-sed "s|oci:build/example/app:latest|oci:$TMP/app:latest|" "$EXAMPLE_YAML" >"$TMP/enclaver.yaml"
 export SOURCE_DATE_EPOCH=1704067200 ENCLAVER_CACHE_DIR=$TMP/cache
-# The release image carries the static enclaver-run of the release build (an ASan one cannot be
+# The release image carries the static enclaver-run of the release build (the ASan build's is not
 # static).
 export ENCLAVER_RUN=${ENCLAVER_RUN:-$ROOT/build/release/bin/enclaver-run.static}
-check "enclaver build of the example into a release image" "$ENCLAVER" build --odyn "$ODYN" \
-	--kernel-bundle "$KB" -f "$TMP/enclaver.yaml" --output "oci:$TMP/release:enclave"
+make_example_release "$TMP"
 # Under a name of its own (podman's name for an OCI folder comes from its path, and $TMP's has
 # capitals): the build is deterministic, so another copy of the same image may be loaded already,
 # and only this name is removed at the end.

@@ -1540,22 +1540,6 @@ TEST(real_device_missing_is_clear)
 	}
 }
 
-/* Writes text to root/rel (its folders made). */
-static void put_text(const char *root, const char *rel, const char *text)
-{
-	char path[1024];
-	snprintf(path, sizeof(path), "%s/%s", root, rel);
-	char *slash = strrchr(path, '/');
-	*slash = '\0';
-	mkdirs(path, "");
-	*slash = '/';
-	FILE *f = fopen(path, "w");
-	if (f) {
-		fputs(text, f);
-		fclose(f);
-	}
-}
-
 TEST(preflight_names_each_missing_piece)
 {
 	const char *dir = test_tmpdir(t);
@@ -1585,14 +1569,14 @@ TEST(preflight_names_each_missing_piece)
 	close(fd);
 	p.device = "/dev/null"; /* a character device that opens; the preflight makes no ioctl */
 	/* 2. hugepages: 300 free 2 MiB pages less 44 reserved = 512 MiB: enough */
-	put_text(sys, "kernel/mm/hugepages/hugepages-2048kB/free_hugepages", "300\n");
-	put_text(sys, "kernel/mm/hugepages/hugepages-2048kB/resv_hugepages", "44\n");
+	test_write_text(sys, "kernel/mm/hugepages/hugepages-2048kB/free_hugepages", "300\n");
+	test_write_text(sys, "kernel/mm/hugepages/hugepages-2048kB/resv_hugepages", "44\n");
 	CHECK_INT_EQ(nitro_preflight(&p, &missing, &err), 0);
 	CHECK_INT_EQ(missing, NITRO_MISSING_NONE);
 	err_free(&err);
 	/* the host's pool is not the pod's: a cgroup v2 limit of 256 MiB (64 MiB already used) caps it */
-	put_text(cg, "hugetlb.2MB.max", "268435456\n");
-	put_text(cg, "hugetlb.2MB.current", "67108864\n");
+	test_write_text(cg, "hugetlb.2MB.max", "268435456\n");
+	test_write_text(cg, "hugetlb.2MB.current", "67108864\n");
 	CHECK(nitro_preflight(&p, &missing, &err) < 0);
 	CHECK_INT_EQ(missing, NITRO_MISSING_HUGEPAGES);
 	CHECK_ERR_CONTAINS(err, "not enough hugepages for 512 MiB");
@@ -1600,21 +1584,21 @@ TEST(preflight_names_each_missing_piece)
 	CHECK_ERR_CONTAINS(err, "request hugepages-2Mi (or hugepages-1Gi) of at least 512 MiB");
 	err_free(&err);
 	/* "max": no limit, the host's pool counts */
-	put_text(cg, "hugetlb.2MB.max", "max\n");
+	test_write_text(cg, "hugetlb.2MB.max", "max\n");
 	CHECK_INT_EQ(nitro_preflight(&p, &missing, &err), 0);
 	err_free(&err);
 	/* cgroup v1's files, the same cap */
 	char v2[700];
 	snprintf(v2, sizeof(v2), "%s/hugetlb.2MB.max", cg);
 	unlink(v2);
-	put_text(cg, "hugetlb/hugetlb.2MB.limit_in_bytes", "536870912\n");
-	put_text(cg, "hugetlb/hugetlb.2MB.usage_in_bytes", "2097152\n");
+	test_write_text(cg, "hugetlb/hugetlb.2MB.limit_in_bytes", "536870912\n");
+	test_write_text(cg, "hugetlb/hugetlb.2MB.usage_in_bytes", "2097152\n");
 	CHECK(nitro_preflight(&p, &missing, &err) < 0);
 	CHECK_INT_EQ(missing, NITRO_MISSING_HUGEPAGES);
 	CHECK_ERR_CONTAINS(err, "allows 510 MiB of 2MB pages");
 	err_free(&err);
 	/* no free pages at all */
-	put_text(sys, "kernel/mm/hugepages/hugepages-2048kB/free_hugepages", "0\n");
+	test_write_text(sys, "kernel/mm/hugepages/hugepages-2048kB/free_hugepages", "0\n");
 	CHECK(nitro_preflight(&p, &missing, &err) < 0);
 	CHECK_ERR_CONTAINS(err, "has none free");
 	err_free(&err);
