@@ -90,7 +90,7 @@ PY
 check "the Deployment requests the device, ${MEMORY_MB} MiB of hugepages and $CPU_COUNT CPUs, unprivileged" test $? -eq 0
 
 # ---------------------------------------------------------------- podman
-PODMAN_CHECKS=8
+PODMAN_CHECKS=9
 if ! command -v podman >/dev/null || ! command -v runc >/dev/null; then
 	echo "# not run: $PODMAN_CHECKS podman checks (podman or runc is not installed)"
 	done_testing
@@ -128,6 +128,18 @@ export SOURCE_DATE_EPOCH=1704067200 ENCLAVER_CACHE_DIR=$TMP/cache
 # static).
 export ENCLAVER_RUN=${ENCLAVER_RUN:-$ROOT/build/release/bin/enclaver-run.static}
 make_example_release "$TMP"
+# The same first check outside a container, with the enclaver under test (the ASan build's too).
+if [ ! -e /dev/nitro_enclaves ]; then
+	"$ENCLAVER" run "oci:$TMP/release:enclave" >"$TMP/host.out" 2>"$TMP/host.err"
+	rc=$?
+	if [ $rc -eq 110 ] && grep -q 'no Nitro Enclaves driver here' "$TMP/host.err" && ! grep -q Sanitizer "$TMP/host.err"; then
+		ok "enclaver run on this host (no device) exits 110"
+	else
+		not_ok "enclaver run on this host (no device) exits 110" "exit $rc" "$(head -c 2000 "$TMP/host.err")"
+	fi
+else
+	echo "# not run: enclaver run without a device (this host has /dev/nitro_enclaves)"
+fi
 # Under a name of its own (podman's name for an OCI folder comes from its path, and $TMP's has
 # capitals): the build is deterministic, so another copy of the same image may be loaded already,
 # and only this name is removed at the end.
