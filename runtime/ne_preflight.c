@@ -16,8 +16,8 @@ static uint64_t usable_bytes(const char *dir, uint64_t size, const char *cgroup_
 	uint64_t counts[2] = {0, 0};
 	static const char *const names[2] = {"free_hugepages", "resv_hugepages"};
 	for (int i = 0; i < 2; i++) {
-		_cleanup_free_ char *path = xasprintf("%s/hugepages-%llukB/%s", dir, (unsigned long long)(size / 1024),
-		                                      names[i]);
+		_cleanup_free_ char *path =
+		    xasprintf("%s/hugepages-%llukB/%s", dir, (unsigned long long)(size / 1024), names[i]);
 		_cleanup_free_ char *text = NULL;
 		size_t len;
 		struct err *e = NULL;

@@ -211,8 +211,8 @@ static int step_preflight(unsigned memory_mb, int *exit_code, struct err **err)
 	enum nitro_missing missing;
 	if (nitro_preflight(&p, &missing, err) == 0)
 		return 0;
-	*exit_code = missing == NITRO_MISSING_DEVICE  ? OUTER_EXIT_NO_DEVICE
-	             : missing == NITRO_MISSING_VSOCK ? OUTER_EXIT_NO_VSOCK
+	*exit_code = missing == NITRO_MISSING_DEVICE      ? OUTER_EXIT_NO_DEVICE
+	             : missing == NITRO_MISSING_VSOCK     ? OUTER_EXIT_NO_VSOCK
 	             : missing == NITRO_MISSING_HUGEPAGES ? OUTER_EXIT_NO_HUGEPAGES
 	                                                  : OUTER_EXIT_FATAL;
 	return -1;

@@ -1547,8 +1547,11 @@ TEST(preflight_names_each_missing_piece)
 	snprintf(sys, sizeof(sys), "%s/sys", dir);
 	snprintf(cg, sizeof(cg), "%s/cgroup", dir);
 	snprintf(pool, sizeof(pool), "%s/no-pool", dir);
-	struct nitro_preflight p = {.device = "/nonexistent/nitro_enclaves", .sysfs_root = sys,
-	                            .cpu_pool_path = pool, .cgroup_root = cg, .memory_bytes = 512 * NE_MIB};
+	struct nitro_preflight p = {.device = "/nonexistent/nitro_enclaves",
+	                            .sysfs_root = sys,
+	                            .cpu_pool_path = pool,
+	                            .cgroup_root = cg,
+	                            .memory_bytes = 512 * NE_MIB};
 	enum nitro_missing missing;
 	struct err *err = NULL;
 	/* 1. the device, with what to give a pod */
