@@ -2,8 +2,11 @@
 # bench_eif: building and describing an EIF with a 1 GiB ramdisk, next to one
 # `sha384sum` pass over the same bytes (the floor: every byte must be hashed
 # at least once). Prints medians of several runs, CPU time, peak RSS, ratios.
+#
+# Usage: scripts/bench-eif.sh [ENCLAVER]   (default bin/enclaver; another build's, to compare)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+enclaver=$(realpath "${1:-bin/enclaver}")
 runs=${BENCH_RUNS:-5}
 size_mib=${BENCH_RAMDISK_MIB:-1024}
 dir=build/bench
@@ -42,12 +45,12 @@ measure() {
 echo "EIF with a ${size_mib} MiB ramdisk, $runs runs each, medians (2 cores: $(nproc) here)"
 measure "sha384sum (floor)" sha384sum "$ramdisk"
 floor=$last_wall
-measure "enclaver eif build" bin/enclaver eif build --kernel testdata/eif/kernel.bin \
+measure "enclaver eif build" "$enclaver" eif build --kernel testdata/eif/kernel.bin \
 	--cmdline "$(cat testdata/eif/cmdline.txt)" --ramdisk "$ramdisk" --output "$dir/bench.eif" \
 	--build-time 2024-01-01T00:00:00+00:00
 build=$last_wall
 build_rss=$last_rss
-measure "enclaver describe-eif" bin/enclaver describe-eif "$dir/bench.eif"
+measure "enclaver describe-eif" "$enclaver" describe-eif "$dir/bench.eif"
 describe=$last_wall
 rm -f "$dir/bench.eif"
 printf 'ratio build / sha384sum:    %.2fx (target <= 1.30x)\n' "$(echo "$build / $floor" | bc -l)"
