@@ -250,7 +250,7 @@ int bld_kernel_bundle_default(const char *cache_dir, char **out, struct err **er
 /* ================================================================ image signatures
  * builder/sign_image.c: a cosign-format signature of an image in a registry (simple-signing
  * payload, sha256-<hex>.sig tag, dev.cosignproject.cosign/signature annotation), which
- * containers/image's sigstoreSigned policy verifies. It replaces an earlier signature there. */
+ * containers/image's sigstoreSigned policy verifies, added beside the signatures already there. */
 struct sign_key;
 struct bld_image_signature {
 	char *digest;        /* the manifest digest signed */

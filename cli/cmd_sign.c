@@ -16,7 +16,7 @@ static void sign_usage(FILE *f)
 	      "\n"
 	      "Signs the manifest IMAGE names in its registry as cosign does: a simple-signing payload,\n"
 	      "signed with KEY (ECDSA over its SHA-256), pushed as the image tagged sha256-<hex>.sig in\n"
-	      "the same repository (replacing an earlier one). skopeo, podman and CRI-O verify it with a\n"
+	      "the same repository, beside the signatures already there. skopeo, podman and CRI-O verify it with a\n"
 	      "policy.json sigstoreSigned requirement (docs/security.md). Prints what was signed as JSON.\n"
 	      "\n"
 	      "Options:\n"

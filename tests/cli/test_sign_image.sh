@@ -66,14 +66,14 @@ SK=(skopeo --registries.d "$TMP/registries.d")
 
 # fetch_sig IMAGE DIR: skopeo copies IMAGE with its sigstore attachments to dir:DIR.
 fetch_sig() { "${SK[@]}" --policy "$TMP/any.json" copy -q --src-tls-verify=false "docker://$1" "dir:$2" >/dev/null; }
-# verify_sig DIR PUBKEY IDENTITY: what containers/image's sigstoreSigned checks, on the first
-# signature skopeo stored (its "\0sigstore-json\n" form): the payload's exact field set and
+# verify_sig DIR PUBKEY IDENTITY [N]: what containers/image's sigstoreSigned checks, on the Nth
+# (default first) signature skopeo stored (its "\0sigstore-json\n" form): the payload's exact field set and
 # type, the digest of the manifest skopeo copied, the identity, and the signature (openssl).
 verify_sig() {
-	python3 - "$1" "$3" <<'PY' || return 1
+	python3 - "$1" "$3" "${4:-1}" <<'PY' || return 1
 import base64, hashlib, json, sys
-d, ident = sys.argv[1], sys.argv[2]
-raw = open(d + "/signature-1", "rb").read()
+d, ident, n = sys.argv[1], sys.argv[2], sys.argv[3]
+raw = open(d + "/signature-" + n, "rb").read()
 prefix = b"\x00sigstore-json\n"
 assert raw.startswith(prefix), "not a sigstore signature"
 sig = json.loads(raw[len(prefix):])
@@ -128,13 +128,18 @@ else
 		"${SK[@]}" --policy "$TMP/policy-other.json" copy -q --src-tls-verify=false "docker://$R/x/app:v1" "oci:$TMP/rej:v1"
 fi
 
-# A second signing replaces the first (one signature at the tag).
+# A second signer's signature goes beside the first (as cosign appends): each verifier finds its own.
 check "signing again with another key" "$ENCLAVER" sign -q --insecure "docker://$R/x/app:v1" --key "$K/other.pem"
 rm -rf "$TMP/got2"
 fetch_sig "$R/x/app:v1" "$TMP/got2"
-check "the new signature verifies with the other key" verify_sig "$TMP/got2" "$K/other.pub" "$R/x/app"
-check "and no longer with the first" not verify_sig "$TMP/got2" "$K/key.pub" "$R/x/app"
-check "sign again with the first key" "$ENCLAVER" sign -q --insecure "docker://$R/x/app:v1" --key "$K/key.pem"
+check "two signatures now, the first unchanged" cmp "$TMP/got/signature-1" "$TMP/got2/signature-1"
+check "the second verifies with the other key" verify_sig "$TMP/got2" "$K/other.pub" "$R/x/app" 2
+check "and not with the first" not verify_sig "$TMP/got2" "$K/key.pub" "$R/x/app" 2
+check "no third signature" test ! -e "$TMP/got2/signature-3"
+if ! $SIGSTORE_OFF; then
+	check "skopeo's policy for the other key accepts the image now" \
+		"${SK[@]}" --policy "$TMP/policy-other.json" copy -q --src-tls-verify=false "docker://$R/x/app:v1" "oci:$TMP/acc2:v1"
+fi
 
 # The tag moved to an unsigned image: no signature for its digest.
 "$ENCLAVER" push -q --insecure "oci:$L:v2" "docker://$R/x/app:v1" >/dev/null
