@@ -19,10 +19,10 @@ for tool in docker-registry skopeo umoci; do
 	fi
 done
 
-REG=$TMP/reg
-mkdir -p "$REG"
+REG=$TMP/reg TREG=$TMP/treg
+mkdir -p "$REG" "$TREG"
 PROXY_PID= KMS_PID=
-trap '[ -n "$PROXY_PID" ] && kill "$PROXY_PID" 2>/dev/null; [ -n "$KMS_PID" ] && kill "$KMS_PID" 2>/dev/null; "$ROOT/scripts/test-registry.sh" stop "$REG"; rm -rf "$TMP"' EXIT
+trap '[ -n "$PROXY_PID" ] && kill "$PROXY_PID" 2>/dev/null; [ -n "$KMS_PID" ] && kill "$KMS_PID" 2>/dev/null; "$ROOT/scripts/test-registry.sh" stop "$REG"; "$ROOT/scripts/test-registry.sh" stop "$TREG"; rm -rf "$TMP"' EXIT
 PORT=$("$ROOT/scripts/test-registry.sh" start "$REG" plain) || { not_ok "registry starts"; done_testing; exit 1; }
 R=127.0.0.1:$PORT
 export ENCLAVER_CACHE_DIR=$TMP/cache
@@ -220,6 +220,28 @@ else
 	check "... the signature verifies with the token's public key" verify_sig "$TMP/p11got" "$TMP/p11/pub.pem" "$R/p11/app"
 	check "... no PIN in the output" not grep -q "$PIN" "$TMP/p11/out" "$TMP/p11/err"
 fi
+
+# ---------------------------------------------------------------- TLS and basic auth
+# A registry over TLS (the test CA, --cert-dir) with htpasswd auth (--creds): the signature goes
+# up with the push scope, and skopeo fetches it with the same CA and credentials.
+TPORT=$("$ROOT/scripts/test-registry.sh" start "$TREG" basic) || not_ok "the TLS registry starts"
+TR=127.0.0.1:$TPORT
+TPASS=s3cret-pass
+mkdir -p "$TMP/certs"
+cp "$TREG/ca.crt" "$TMP/certs/"
+"$ENCLAVER" push -q --cert-dir "$TMP/certs" --creds "tester:$TPASS" "oci:$L:v1" "docker://$TR/tls/app:v1" >/dev/null
+"$ENCLAVER" sign -q --cert-dir "$TMP/certs" --creds "tester:$TPASS" "$TR/tls/app:v1" --key "$K/key.pem" \
+	>"$TMP/tls.json" 2>"$TMP/tls.err"
+check "enclaver sign over TLS with --cert-dir and --creds" test $? -eq 0
+printf 'docker:\n  %s:\n    use-sigstore-attachments: true\n' "$TR" >"$TMP/registries.d/tls.yaml"
+rm -rf "$TMP/tlsgot"
+check "skopeo fetches it with the CA and credentials" "${SK[@]}" --policy "$TMP/any.json" copy -q \
+	--src-cert-dir "$TMP/certs" --src-creds "tester:$TPASS" "docker://$TR/tls/app:v1" "dir:$TMP/tlsgot"
+check "... and it verifies" verify_sig "$TMP/tlsgot" "$K/key.pub" "$TR/tls/app"
+check_fails "wrong credentials: refused, no signature" "401|unauthorized|authentication" \
+	"$ENCLAVER" sign -q --cert-dir "$TMP/certs" --creds "tester:wrong" "$TR/tls/app:v1" --key "$K/other.pem"
+check "no password in the output" not grep -q "$TPASS" "$TMP/tls.err" "$TMP/.stderr"
+"$ROOT/scripts/test-registry.sh" stop "$TREG"
 
 # ---------------------------------------------------------------- bad input
 "$ENCLAVER" push -q --insecure "oci:$L:v1" "docker://$R/bad/app:v1" >/dev/null
