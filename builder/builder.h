@@ -233,6 +233,7 @@ struct bld_build_opts {
 	const char *eif_only;      /* write the EIF here and stop (no release image) */
 	const char *output;        /* release image to this reference (oci:DIR[:TAG]...), or NULL */
 	const char *push;          /* release image pushed to this reference, or NULL */
+	const char *sign_key;      /* --sign-key: the pushed image signed with this key (keys/), or NULL */
 	const char *tmp_dir;       /* NULL: $TMPDIR, else /tmp */
 	bool no_ramdisk_cache;     /* always flatten; neither read nor keep a cached customer ramdisk */
 	struct oci_opts oci;       /* cache, credentials, TLS, offline */
@@ -245,6 +246,21 @@ int bld_build(const struct bld_build_opts *opts, json_t **result, struct err **e
  * else /usr/share/nitro_enclaves/blobs when it has a kernel, else CACHE/kernel-bundle.
  * Caller frees; the error lists where it looked. */
 int bld_kernel_bundle_default(const char *cache_dir, char **out, struct err **err);
+
+/* ================================================================ image signatures
+ * builder/sign_image.c: a cosign-format signature of an image in a registry (simple-signing
+ * payload, sha256-<hex>.sig tag, dev.cosignproject.cosign/signature annotation), which
+ * containers/image's sigstoreSigned policy verifies, added beside the signatures already there. */
+struct sign_key;
+struct bld_image_signature {
+	char *digest;        /* the manifest digest signed */
+	char *identity;      /* the payload's docker-reference: "registry/repository" */
+	char *signature_ref; /* "docker://registry/repository:sha256-<hex>.sig" */
+};
+/* digest: the image's manifest digest as pushed, or NULL to ask the registry what image names. */
+int bld_sign_image(const char *image, const char *digest, struct sign_key *key, const struct oci_opts *opts,
+                   struct bld_image_signature *out, struct err **err);
+void bld_image_signature_free(struct bld_image_signature *s);
 
 /* ================================================================ files out of an image
  * builder/image_files.c: pulls an image (any oci/ transport, through the cache), applies its

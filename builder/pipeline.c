@@ -102,10 +102,12 @@ struct build {
 	char customer_key[OCI_DIGEST_MAX];            /* its key in the ramdisk cache */
 	bool customer_reused;                         /* from the cache: the EIF writer checks its PCR2 */
 	uint8_t customer_pcr2[48];                    /* the PCR2 it measured when it was made */
+	struct sign_key *sign_key;                    /* --sign-key, opened before any work */
 };
 
 static void build_free(struct build *b)
 {
+	sign_key_free(b->sign_key);
 	bld_ramdisk_pending_free(b->customer_pending); /* before the folders go */
 	if (b->tmp) {
 		io_remove_tree(b->tmp);
@@ -561,13 +563,43 @@ static int step_release(struct build *b, const char *eif, json_t **image, struct
 		}
 		say(b, "release image %s to %s (%d blob(s) sent, %d mounted, %d already there)",
 		    i ? "pushed" : "written", dsts[i], res.blobs_sent, res.blobs_mounted, res.blobs_skipped);
-		json_array_append_new(written,
-		                      json_pack("{s:s, s:s}", "Reference", dsts[i], "Digest", res.manifest_digest));
+		json_t *entry = json_pack("{s:s, s:s}", "Reference", dsts[i], "Digest", res.manifest_digest);
+		json_array_append_new(written, entry);
+		if (i == 1 && b->sign_key) {
+			struct bld_image_signature sig;
+			int sr = bld_sign_image(dsts[i], res.manifest_digest, b->sign_key, &o, &sig, err);
+			if (sr < 0) {
+				err_wrap(err, "the release image %s is pushed to %s UNSIGNED: signing it", res.manifest_digest,
+				         dsts[i]);
+				oci_copy_result_free(&res);
+				return -1;
+			}
+			say(b, "release image %.19s signed: %s", res.manifest_digest, sig.signature_ref);
+			json_object_set_new(entry, "Signature", json_string(sig.signature_ref));
+			bld_image_signature_free(&sig);
+		}
 		oci_copy_result_free(&res);
 	}
 	if (!b->opts->output && !push)
 		say(b, "release image %.19s not written anywhere: pass --output oci:DIR[:TAG] or --push[=REF]", digest);
 	return 0;
+}
+
+/* --sign-key: the push goes to a registry (only those hold signatures) and the key opens. */
+static int sign_key_check_push(struct build *b, struct err **err)
+{
+	const char *push = b->opts->push && *b->opts->push ? b->opts->push : b->manifest->target;
+	if (!b->opts->push || !push)
+		return err_set(err, EINVAL, "--sign-key signs the pushed image: add --push[=REF]");
+	struct oci_ref ref;
+	if (oci_ref_parse(push, &ref, err) < 0)
+		return -1;
+	bool docker = ref.transport == OCI_TRANSPORT_DOCKER;
+	oci_ref_free(&ref);
+	if (!docker)
+		return err_set(err, EINVAL, "--sign-key: %s is not a registry; only images in a registry are signed",
+		               push);
+	return sign_key_open(b->opts->sign_key, &b->sign_key, err) < 0 ? err_wrap(err, "--sign-key") : 0;
 }
 
 static json_t *report_sources(const struct build *b)
@@ -599,6 +631,10 @@ int bld_build(const struct bld_build_opts *opts, json_t **result, struct err **e
 	if (manifest_load(opts->manifest_path, &b.manifest, err) < 0)
 		goto out;
 	if (getenv("SOURCE_DATE_EPOCH") && time_source_date_epoch(&b.sde, err) < 0)
+		goto out;
+	/* The signing key before any work: a wrong one must not cost a build, nor leave an image
+	 * pushed unsigned. */
+	if (opts->sign_key && sign_key_check_push(&b, err) < 0)
 		goto out;
 	if (oci_cache_open(opts->oci.cache_dir, &b.cache, err) < 0)
 		goto out;

@@ -24,6 +24,8 @@ static void build_usage(FILE *f)
 	      "  --eif-only FILE              write the EIF to FILE and stop (no release image)\n"
 	      "  -o, --output REF             write the release image there (oci:DIR[:TAG], oci-archive:FILE...)\n"
 	      "  --push[=REF]                 push the release image to REF (default: the manifest's target)\n"
+	      "  --sign-key KEY               sign the pushed image as cosign does (PEM file, pkcs11: URI or\n"
+	      "                               KMS key ARN; docs/security.md); a failed signing exits 1\n"
 	      "  --kernel-bundle DIR          kernel, cmdline[, init, nsm.ko, modules] (default: "
 	      "$ENCLAVER_KERNEL_BUNDLE,\n"
 	      "                               /usr/share/nitro_enclaves/blobs, then CACHE/kernel-bundle)\n"
@@ -44,6 +46,7 @@ static void build_usage(FILE *f)
 enum {
 	OPT_EIF_ONLY = 256,
 	OPT_PUSH,
+	OPT_SIGN_KEY,
 	OPT_BUNDLE,
 	OPT_ODYN,
 	OPT_TMPDIR,
@@ -74,6 +77,7 @@ int cmd_build(int argc, char **argv)
 	    {"eif-only", required_argument, NULL, OPT_EIF_ONLY},
 	    {"output", required_argument, NULL, 'o'},
 	    {"push", optional_argument, NULL, OPT_PUSH},
+	    {"sign-key", required_argument, NULL, OPT_SIGN_KEY},
 	    {"kernel-bundle", required_argument, NULL, OPT_BUNDLE},
 	    {"odyn", required_argument, NULL, OPT_ODYN},
 	    CLI_OCI_LONG_OPTIONS,
@@ -93,6 +97,7 @@ int cmd_build(int argc, char **argv)
 		case OPT_EIF_ONLY: o.eif_only = optarg; break;
 		case 'o': o.output = optarg; break;
 		case OPT_PUSH: o.push = optarg ? optarg : ""; break;
+		case OPT_SIGN_KEY: o.sign_key = optarg; break;
 		case OPT_BUNDLE: o.kernel_bundle = optarg; break;
 		case OPT_ODYN: o.odyn_path = optarg; break;
 		case OPT_TMPDIR: o.tmp_dir = optarg; break;
@@ -112,6 +117,8 @@ int cmd_build(int argc, char **argv)
 		return cli_usage_error("build", "unexpected argument \"%s\"", argv[optind]);
 	if (o.eif_only && (o.output || o.push))
 		return cli_usage_error("build", "--eif-only makes no release image: drop --output/--push");
+	if (o.sign_key && !o.push)
+		return cli_usage_error("build", "--sign-key signs the pushed image: add --push[=REF]");
 	int rc = cli_oci_options_check("build", &o.oci, quiet);
 	if (rc)
 		return rc;

@@ -22,6 +22,7 @@ static const struct command commands[] = {
 	{"pull", cmd_pull, "fetch an image into the cache or an OCI layout (see docs/oci.md)"},
 	{"push", cmd_push, "send an image to a registry"},
 	{"copy", cmd_copy, "copy an image between registries, OCI layouts and archives"},
+	{"sign", cmd_sign, "sign an image in a registry as cosign does (see docs/security.md)"},
 	{"inspect", cmd_inspect, "print an image's manifest, config and digests as JSON"},
 	{"emulate", cmd_emulate, "boot an EIF in QEMU's nitro-enclave machine (docs/emulator.md)"},
 	{"cache", cmd_cache, "re-hash the cache and move aside what is corrupt: cache verify (docs/cli.md)"},

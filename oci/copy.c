@@ -83,8 +83,8 @@ static int source_open(struct oci_ref *refp, const struct oci_opts *opts, bool i
 	return 0;
 }
 
-static int dest_open(const char *text, const struct oci_opts *opts, struct oci_cache *cache, struct oci_dest **out,
-                     struct err **err)
+int oci_dest_open(const char *text, const struct oci_opts *opts, struct oci_cache *cache, struct oci_dest **out,
+                  struct err **err)
 {
 	struct oci_ref ref = {.archive_index = -1};
 	int r;
@@ -131,7 +131,7 @@ static void source_freep(struct oci_source **s)
 		(*s)->ops->free(*s);
 }
 
-static void dest_freep(struct oci_dest **d)
+void oci_dest_freep(struct oci_dest **d)
 {
 	if (*d)
 		(*d)->ops->free(*d);
@@ -609,13 +609,13 @@ int oci_copy_cached(const char *src_text, const char *dst_text, const struct oci
 {
 	memset(result, 0, sizeof(*result));
 	_cleanup_(source_freep) struct oci_source *src = NULL;
-	_cleanup_(dest_freep) struct oci_dest *dst = NULL;
+	_cleanup_(oci_dest_freep) struct oci_dest *dst = NULL;
 	struct resolved res = {0};
 	/* The source first: a bad one leaves no destination folder behind. */
 	int r = source_open_top(src_text, opts, cache, &src, &res, err);
 	bool whole = false;
 	if (r == 0)
-		r = dest_open(dst_text, opts, cache, &dst, err);
+		r = oci_dest_open(dst_text, opts, cache, &dst, err);
 	if (r == 0) {
 		whole = opts->all && res.top_parsed.kind == OCI_KIND_INDEX;
 		if (!whole)
@@ -643,10 +643,27 @@ int oci_copy_cached(const char *src_text, const char *dst_text, const struct oci
 	resolved_free(&res);
 	source_freep(&src);
 	src = NULL;
-	dest_freep(&dst);
+	oci_dest_freep(&dst);
 	dst = NULL;
 	if (r < 0)
 		oci_copy_result_free(result);
+	return r;
+}
+
+int oci_resolve_digest(const char *text, const struct oci_opts *opts, char digest[OCI_DIGEST_MAX], struct err **err)
+{
+	struct oci_cache cache;
+	if (oci_cache_open(opts->cache_dir, &cache, err) < 0)
+		return -1;
+	_cleanup_(source_freep) struct oci_source *src = NULL;
+	struct resolved res = {0};
+	int r = source_open_top(text, opts, &cache, &src, &res, err);
+	if (r == 0)
+		memcpy(digest, res.top_digest, OCI_DIGEST_MAX);
+	resolved_free(&res);
+	source_freep(&src);
+	src = NULL;
+	oci_cache_close(&cache);
 	return r;
 }
 

@@ -100,6 +100,11 @@ struct oci_dest_ops {
 	void (*free)(struct oci_dest *d);
 };
 
+/* A destination by its reference text (copy.c); text NULL: the cache only. */
+int oci_dest_open(const char *text, const struct oci_opts *opts, struct oci_cache *cache, struct oci_dest **out,
+                  struct err **err);
+void oci_dest_freep(struct oci_dest **d);
+
 /* Tars read by the archive sources (tar_read.c): a reader for a plain,
  * gzip or zstd tar; a member of at most OCI_MANIFEST_MAX bytes into *out
  * (replacing what it held); the current member streamed into the cache

@@ -382,6 +382,22 @@ int oci_copy(const char *src, const char *dst, const struct oci_opts *opts, stru
 int oci_copy_cached(const char *src, const char *dst, const struct oci_opts *opts, struct oci_cache *cache,
                     struct oci_copy_result *result, struct err **err);
 
+/* The digest of the manifest a reference names (an index's own, not a platform's), read from
+ * wherever the reference points (registries.conf mirrors included). */
+int oci_resolve_digest(const char *ref, const struct oci_opts *opts, char digest[OCI_DIGEST_MAX], struct err **err);
+
+/* An image made in memory: its blobs (the config and layers its manifest names) and the
+ * manifest, written to dst (any transport; a tag or digest reference). digest gets the
+ * manifest's. */
+struct oci_blob {
+	const char *media_type;
+	const void *data;
+	size_t len;
+};
+int oci_put_image(const char *dst, const struct oci_opts *opts, const struct oci_blob *blobs, size_t n,
+                  const char *manifest, size_t manifest_len, const char *media_type, char digest[OCI_DIGEST_MAX],
+                  struct err **err);
+
 /* ---------------------------------------------------------------- pulling an image to use
  * What a build needs of an image, once: pulled into the cache (opts->platform's image of an index)
  * and read back parsed, its manifest and config checked against their digests. A copy changed in

@@ -12,7 +12,8 @@ packages=(
 	libisal-dev
 	# tests and tools the tests drive
 	openssl xxd python3 valgrind ca-certificates
-	# OCI tests: a real registry, peers to cross-check, htpasswd for basic auth
+	# OCI tests: a real registry, peers to cross-check (skopeo also fetches the cosign-format
+	# signatures of test_sign_image), htpasswd for basic auth
 	docker-registry skopeo umoci apache2-utils curl
 	# make bench
 	bc time

@@ -12,6 +12,8 @@
 #              pass), then go on; each is logged with "inflight=K", the
 #              most that were waiting together, so a test can see that
 #              uploads ran at the same time
+#   refusesig  manifest PUTs to a cosign signature tag (sha256-<hex>.sig)
+#              answer 403 DENIED, as a registry whose policy forbids them
 # Every request is logged (method, path, Range) to LOG so tests can see what
 # the client did. Usage: fault_proxy.py PORT_FILE UPSTREAM_PORT MODE LOG
 import http.client
@@ -67,6 +69,14 @@ class Proxy(http.server.BaseHTTPRequestHandler):
             return
         length = int(self.headers.get("Content-Length", "0") or 0)
         body = self.rfile.read(length) if length else None
+        if kind == "refusesig" and self.command == "PUT" and "/manifests/sha256-" in self.path:
+            msg = b'{"errors":[{"code":"DENIED","message":"signature tags are not allowed here"}]}'
+            self.send_response(403)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(msg)))
+            self.end_headers()
+            self.wfile.write(msg)
+            return
         if kind == "together" and self.command == "PUT" and "/blobs/uploads/" in self.path:
             with arrived:
                 state["inflight"] += 1
