@@ -127,6 +127,23 @@ struct launcher_nitro_options {
 };
 int launcher_nitro_new(const struct launcher_nitro_options *opt, struct launcher **out, struct err **err);
 
+/* What the Nitro launcher needs from the machine or the container it runs in, checked in this order
+ * before a run reads or allocates anything (runtime/ne_preflight.c, docs/deploy.md): the device
+ * (in a pod: the device plugin's aws.ec2.nitro/nitro_enclaves), AF_VSOCK sockets (refused by
+ * default seccomp profiles), and enough free hugepages for the enclave's memory (the host's pools
+ * capped by the hugetlb cgroup a pod's hugepages-2Mi/1Gi resource sets). */
+enum nitro_missing { NITRO_MISSING_NONE, NITRO_MISSING_DEVICE, NITRO_MISSING_VSOCK, NITRO_MISSING_HUGEPAGES };
+struct nitro_preflight {
+	const char *device;        /* NULL: /dev/nitro_enclaves */
+	const char *sysfs_root;    /* NULL: /sys (tests point these elsewhere) */
+	const char *cpu_pool_path; /* NULL: the driver's ne_cpus parameter */
+	const char *cgroup_root;   /* NULL: /sys/fs/cgroup */
+	uint64_t memory_bytes;     /* the enclave's memory */
+};
+/* 0 when everything is there; else -1, *missing the first piece missing and the message naming it
+ * and what to give the container. */
+int nitro_preflight(const struct nitro_preflight *p, enum nitro_missing *missing, struct err **err);
+
 /* The emulator launcher: QEMU's nitro-enclave machine with our vsock backend.
  * Implemented in runtime/launcher_emulator.c. */
 struct vsock_forward;

@@ -149,15 +149,19 @@ int ne_dev_open(const char *path, struct ne_dev **out, struct err **err)
 			    err, ENODEV,
 			    "no Nitro Enclaves driver here: %s does not exist. Run on an EC2 instance "
 			    "launched with enclave support enabled, with the nitro_enclaves driver loaded "
-			    "(modprobe nitro_enclaves; the aws-nitro-enclaves-cli package sets it up), or use "
+			    "(modprobe nitro_enclaves; the aws-nitro-enclaves-cli package sets it up); in a "
+			    "container, pass the device (Kubernetes: request the aws.ec2.nitro/nitro_enclaves "
+			    "resource of the Nitro Enclaves device plugin; podman/docker: --device %s); or use "
 			    "the emulator (--emulate)",
+			    path,
 			    path);
 		if (errno == EACCES || errno == EPERM)
 			return err_set(err, errno,
 			               "permission denied opening %s: add the user to the \"ne\" group that "
 			               "aws-nitro-enclaves-cli creates (usermod -aG ne USER, then log in again) or "
-			               "run as root",
-			               path);
+			               "run as root; in a container, pass the device in (Kubernetes: the "
+			               "aws.ec2.nitro/nitro_enclaves resource; podman/docker: --device %s)",
+			               path, path);
 		return err_sys(err, "open %s", path);
 	}
 	struct ne_driver *drv = xcalloc(1, sizeof(*drv));

@@ -17,6 +17,10 @@
 #define OUTER_EXIT_SIGNALED    107
 #define OUTER_EXIT_FATAL       108
 #define OUTER_EXIT_INTERRUPTED 109
+/* The Nitro launcher's preflight found a piece of the machine or container missing (docs/run.md). */
+#define OUTER_EXIT_NO_DEVICE    110
+#define OUTER_EXIT_NO_VSOCK     111
+#define OUTER_EXIT_NO_HUGEPAGES 112
 
 /* ---------------------------------------------------------------- port mappings
  * `-p [HOST_ADDR:]HOST_PORT:ENCLAVE_PORT` as docker takes it; HOST_ADDR a numeric IPv4 address or

@@ -203,6 +203,21 @@ static int step_check_eif(struct run *r, unsigned memory_mb, struct err **err)
 	return 0;
 }
 
+/* On Nitro: the device, vsock and hugepages, each missing piece with its own exit code, before the
+ * launch so a pod or unit missing one fails at once and says which (docs/deploy.md). */
+static int step_preflight(unsigned memory_mb, int *exit_code, struct err **err)
+{
+	struct nitro_preflight p = {.memory_bytes = (uint64_t)memory_mb * 1024 * 1024};
+	enum nitro_missing missing;
+	if (nitro_preflight(&p, &missing, err) == 0)
+		return 0;
+	*exit_code = missing == NITRO_MISSING_DEVICE      ? OUTER_EXIT_NO_DEVICE
+	             : missing == NITRO_MISSING_VSOCK     ? OUTER_EXIT_NO_VSOCK
+	             : missing == NITRO_MISSING_HUGEPAGES ? OUTER_EXIT_NO_HUGEPAGES
+	                                                  : OUTER_EXIT_FATAL;
+	return -1;
+}
+
 /* The name in `enclaver ps`: --name, the manifest's, else the EIF's file name without extension. */
 static char *run_name(const struct run *r)
 {
@@ -301,6 +316,8 @@ int run_enclave(const struct run_options *o, int *exit_code, struct err **err)
 	if (!mem)
 		mem = strcmp(r.launcher, "nitro") == 0 ? 4096 : 1024;
 	if (step_check_eif(&r, mem, err) < 0)
+		goto out;
+	if (strcmp(r.launcher, "nitro") == 0 && step_preflight(mem, exit_code, err) < 0)
 		goto out;
 	r.name = run_name(&r);
 	if (step_launch(&r, exit_code, err) < 0)

@@ -30,6 +30,10 @@ packages=(
 	# EIF signing with a PKCS#11 key: OpenSSL 3's pkcs11 provider (bookworm-backports), a software
 	# token to generate the test key in, and pkcs11-tool to do it
 	pkcs11-provider softhsm2 opensc
+	# tests/cli/test_container.sh: the release image under a container engine (runc: crun refuses
+	# the cgroup hybrid mode here; catatonit: `podman kube play`'s pause container), the
+	# deployment files checked with real tools
+	podman runc catatonit systemd python3-yaml
 )
 
 if [ "$(id -u)" -ne 0 ]; then

@@ -4,6 +4,8 @@
 #include <limits.h>
 #include <stdarg.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "harness.h"
@@ -48,6 +50,22 @@ static int rm_entry(const char *path, const struct stat *st, int flag, struct FT
 {
 	(void)st, (void)flag, (void)ftw;
 	return remove(path);
+}
+
+void test_write_text(const char *dir, const char *name, const char *text)
+{
+	char path[PATH_MAX];
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	for (char *p = strchr(path + 1, '/'); p; p = strchr(p + 1, '/')) {
+		*p = '\0';
+		mkdir(path, 0755);
+		*p = '/';
+	}
+	FILE *f = fopen(path, "w");
+	if (f) {
+		fputs(text, f);
+		fclose(f);
+	}
 }
 
 const char *test_tmpdir(struct test_ctx *t)

@@ -27,6 +27,8 @@ void test_fail(struct test_ctx *t, const char *file, int line, const char *fmt, 
 const char *test_data(const char *rel);
 /* A fresh temporary directory for this test, removed when the test ends. */
 const char *test_tmpdir(struct test_ctx *t);
+/* Writes text to dir/name, making the folders between as needed (fixtures such as a fake sysfs). */
+void test_write_text(const char *dir, const char *name, const char *text);
 /* A unix listener (backlog 1) at path whose backlog is full: fill[] gets the two connections
  * that fill it, so the next connect waits for an accept that never comes (a peer slower than
  * its clients). Returns the listening fd, -1 on failure; the caller closes all three. */

@@ -23,12 +23,7 @@ trap cleanup EXIT
 
 KB=$TMP/kb
 make_kernel_bundle "$KB"
-cc -static -Os -o "$TMP/hello" "$ROOT/testdata/example/hello.c" 2>"$TMP/cc.log" ||
-	not_ok "compile the example app" "$(cat "$TMP/cc.log")"
-make_app_image "$TMP/app" latest "$TMP/hello"
-sed "s|oci:build/example/app:latest|oci:$TMP/app:latest|" "$ROOT/testdata/example/enclaver.yaml" >"$TMP/enclaver.yaml"
-check "enclaver build of the example into a release image" "$ENCLAVER" build --odyn "$ODYN" --kernel-bundle "$KB" \
-	-f "$TMP/enclaver.yaml" --output "oci:$TMP/release:enclave"
+make_example_release "$TMP"
 
 PORT=$(free_port)
 "$ENCLAVER" -v run --emulate "oci:$TMP/release:enclave" -p "$PORT:8080" >"$TMP/run.out" 2>"$TMP/run.err" &

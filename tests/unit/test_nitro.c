@@ -1540,6 +1540,76 @@ TEST(real_device_missing_is_clear)
 	}
 }
 
+TEST(preflight_names_each_missing_piece)
+{
+	const char *dir = test_tmpdir(t);
+	char sys[600], cg[600], pool[600];
+	snprintf(sys, sizeof(sys), "%s/sys", dir);
+	snprintf(cg, sizeof(cg), "%s/cgroup", dir);
+	snprintf(pool, sizeof(pool), "%s/no-pool", dir);
+	struct nitro_preflight p = {.device = "/nonexistent/nitro_enclaves",
+	                            .sysfs_root = sys,
+	                            .cpu_pool_path = pool,
+	                            .cgroup_root = cg,
+	                            .memory_bytes = 512 * NE_MIB};
+	enum nitro_missing missing;
+	struct err *err = NULL;
+	/* 1. the device, with what to give a pod */
+	CHECK(nitro_preflight(&p, &missing, &err) < 0);
+	CHECK_INT_EQ(missing, NITRO_MISSING_DEVICE);
+	CHECK_ERR_CONTAINS(err, "aws.ec2.nitro/nitro_enclaves");
+	err_free(&err);
+	/* The rest needs AF_VSOCK on the machine running the tests. */
+	int fd = socket(AF_VSOCK, SOCK_STREAM, 0);
+	if (fd < 0) {
+		p.device = "/dev/null";
+		CHECK(nitro_preflight(&p, &missing, &err) < 0);
+		CHECK_INT_EQ(missing, NITRO_MISSING_VSOCK);
+		CHECK_ERR_CONTAINS(err, "no vsock");
+		err_free(&err);
+		return;
+	}
+	close(fd);
+	p.device = "/dev/null"; /* a character device that opens; the preflight makes no ioctl */
+	/* no sysfs to count with: not refused here, the launch's allocation decides */
+	CHECK_INT_EQ(nitro_preflight(&p, &missing, &err), 0);
+	err_free(&err);
+	/* 2. hugepages: 300 free 2 MiB pages less 44 reserved = 512 MiB: enough */
+	test_write_text(sys, "kernel/mm/hugepages/hugepages-2048kB/free_hugepages", "300\n");
+	test_write_text(sys, "kernel/mm/hugepages/hugepages-2048kB/resv_hugepages", "44\n");
+	CHECK_INT_EQ(nitro_preflight(&p, &missing, &err), 0);
+	CHECK_INT_EQ(missing, NITRO_MISSING_NONE);
+	err_free(&err);
+	/* the host's pool is not the pod's: a cgroup v2 limit of 256 MiB (64 MiB already used) caps it */
+	test_write_text(cg, "hugetlb.2MB.max", "268435456\n");
+	test_write_text(cg, "hugetlb.2MB.current", "67108864\n");
+	CHECK(nitro_preflight(&p, &missing, &err) < 0);
+	CHECK_INT_EQ(missing, NITRO_MISSING_HUGEPAGES);
+	CHECK_ERR_CONTAINS(err, "not enough hugepages for 512 MiB");
+	CHECK_ERR_CONTAINS(err, "the container's hugetlb cgroup allows 192 MiB of 2MB pages");
+	CHECK_ERR_CONTAINS(err, "request hugepages-2Mi (or hugepages-1Gi) of at least 512 MiB");
+	err_free(&err);
+	/* "max": no limit, the host's pool counts */
+	test_write_text(cg, "hugetlb.2MB.max", "max\n");
+	CHECK_INT_EQ(nitro_preflight(&p, &missing, &err), 0);
+	err_free(&err);
+	/* cgroup v1's files, the same cap */
+	char v2[700];
+	snprintf(v2, sizeof(v2), "%s/hugetlb.2MB.max", cg);
+	unlink(v2);
+	test_write_text(cg, "hugetlb/hugetlb.2MB.limit_in_bytes", "536870912\n");
+	test_write_text(cg, "hugetlb/hugetlb.2MB.usage_in_bytes", "2097152\n");
+	CHECK(nitro_preflight(&p, &missing, &err) < 0);
+	CHECK_INT_EQ(missing, NITRO_MISSING_HUGEPAGES);
+	CHECK_ERR_CONTAINS(err, "allows 510 MiB of 2MB pages");
+	err_free(&err);
+	/* no free pages at all */
+	test_write_text(sys, "kernel/mm/hugepages/hugepages-2048kB/free_hugepages", "0\n");
+	CHECK(nitro_preflight(&p, &missing, &err) < 0);
+	CHECK_ERR_CONTAINS(err, "has none free");
+	err_free(&err);
+}
+
 TEST(real_ioctls_on_a_non_nitro_device)
 {
 	/* The real ops issue real ioctls; /dev/null refuses them as the wrong device. */

@@ -157,23 +157,6 @@ static void conf_env(const char *home)
 	unsetenv("REGISTRIES_CONFIG_PATH");
 }
 
-static void write_file(const char *dir, const char *name, const char *text)
-{
-	char path[1024];
-	snprintf(path, sizeof(path), "%s/%s", dir, name);
-	/* parents as needed */
-	for (char *p = strchr(path + 1, '/'); p; p = strchr(p + 1, '/')) {
-		*p = '\0';
-		mkdir(path, 0755);
-		*p = '/';
-	}
-	FILE *f = fopen(path, "w");
-	if (f) {
-		fputs(text, f);
-		fclose(f);
-	}
-}
-
 /* podman's choice of files: $CONTAINERS_REGISTRIES_CONF, else the user's
  * file (and then only the user's drop-ins), else the system's file with
  * the system's and then the user's drop-ins. */
@@ -184,11 +167,11 @@ TEST(registries_load_precedence)
 	snprintf(etc, sizeof(etc), "%s/etc", dir);
 	snprintf(home, sizeof(home), "%s/home", dir);
 	snprintf(env, sizeof(env), "%s/env.conf", dir);
-	write_file(dir, "env.conf", "unqualified-search-registries = [\"env.example\"]\n");
-	write_file(etc, "registries.conf",
+	test_write_text(dir, "env.conf", "unqualified-search-registries = [\"env.example\"]\n");
+	test_write_text(etc, "registries.conf",
 	           "unqualified-search-registries = [\"sys.example\"]\n[aliases]\n\"a\" = \"sys.example/a\"\n");
-	write_file(etc, "registries.conf.d/10-b.conf", "[aliases]\n\"b\" = \"sysdrop.example/b\"\n");
-	write_file(home, ".config/containers/registries.conf.d/20-c.conf",
+	test_write_text(etc, "registries.conf.d/10-b.conf", "[aliases]\n\"b\" = \"sysdrop.example/b\"\n");
+	test_write_text(home, ".config/containers/registries.conf.d/20-c.conf",
 	           "[aliases]\n\"c\" = \"userdrop.example/c\"\n");
 	setenv("HOME", home, 1);
 	unsetenv("REGISTRIES_CONFIG_PATH");
@@ -216,7 +199,7 @@ TEST(registries_load_precedence)
 	CHECK_STR_EQ(c.files[1], path);
 	oci_registries_free(&c);
 	/* A user file: the system's file and drop-ins are left alone. */
-	write_file(home, ".config/containers/registries.conf", "unqualified-search-registries = [\"user.example\"]\n");
+	test_write_text(home, ".config/containers/registries.conf", "unqualified-search-registries = [\"user.example\"]\n");
 	REQUIRE(oci_registries_load_at(etc, NULL, &c, &e) == 0);
 	REQUIRE(c.n_search == 1);
 	CHECK_STR_EQ(c.search[0], "user.example");
@@ -245,21 +228,21 @@ TEST(registries_dropins_merge)
 	const char *dir = test_tmpdir(t);
 	char etc[512];
 	snprintf(etc, sizeof(etc), "%s/etc", dir);
-	write_file(etc, "registries.conf",
+	test_write_text(etc, "registries.conf",
 	           "unqualified-search-registries = [\"one.example\", \"two.example\"]\n"
 	           "short-name-mode = \"enforcing\"\n"
 	           "[[registry]]\nprefix = \"x.example/team\"\nlocation = \"main.example/team\"\n"
 	           "[[registry]]\nlocation = \"keep.example\"\ninsecure = true\n"
 	           "[aliases]\n\"app\" = \"main.example/app\"\n\"gone\" = \"main.example/gone\"\n");
-	write_file(etc, "registries.conf.d/b.conf",
+	test_write_text(etc, "registries.conf.d/b.conf",
 	           "[[registry]]\nprefix = \"x.example/team\"\nlocation = \"b.example/team\"\n"
 	           "[aliases]\n\"app\" = \"b.example/app\"\n");
-	write_file(etc, "registries.conf.d/a.conf",
+	test_write_text(etc, "registries.conf.d/a.conf",
 	           "short-name-mode = \"permissive\"\n"
 	           "[aliases]\n\"app\" = \"a.example/app\"\n\"gone\" = \"\"\n");
-	write_file(etc, "registries.conf.d/c.conf.off", "bad = syntax here\n");
-	write_file(etc, "registries.conf.d/sub.conf/x.conf", "bad = syntax here\n");
-	write_file(etc, "registries.conf.d/d.conf", "unqualified-search-registries = []\n");
+	test_write_text(etc, "registries.conf.d/c.conf.off", "bad = syntax here\n");
+	test_write_text(etc, "registries.conf.d/sub.conf/x.conf", "bad = syntax here\n");
+	test_write_text(etc, "registries.conf.d/d.conf", "unqualified-search-registries = []\n");
 	conf_env(dir);
 	struct oci_registries c;
 	struct err *e = NULL;
@@ -280,7 +263,7 @@ TEST(registries_dropins_merge)
 	CHECK(c.aliases[1].value == NULL); /* erased by a.conf */
 	oci_registries_free(&c);
 	/* A bad drop-in is named with its line. */
-	write_file(etc, "registries.conf.d/e.conf", "\n[aliases]\n\"x\" = \"y\"\n");
+	test_write_text(etc, "registries.conf.d/e.conf", "\n[aliases]\n\"x\" = \"y\"\n");
 	CHECK(oci_registries_load_at(etc, NULL, &c, &e) < 0);
 	CHECK_ERR_CONTAINS(e, "registries.conf.d/e.conf:3: alias \"x\" = \"y\": the value must name a registry");
 	err_free(&e);
@@ -463,8 +446,8 @@ TEST(registries_empty_env_means_defaults)
 	const char *dir = test_tmpdir(t);
 	char etc[512], old[512];
 	snprintf(etc, sizeof(etc), "%s/etc", dir);
-	write_file(etc, "registries.conf", "unqualified-search-registries = [\"sys.example\"]\n");
-	write_file(dir, "old.conf", "unqualified-search-registries = [\"old.example\"]\n");
+	test_write_text(etc, "registries.conf", "unqualified-search-registries = [\"sys.example\"]\n");
+	test_write_text(dir, "old.conf", "unqualified-search-registries = [\"old.example\"]\n");
 	snprintf(old, sizeof(old), "%s/old.conf", dir);
 	setenv("HOME", dir, 1);
 	setenv("CONTAINERS_REGISTRIES_CONF", "", 1);
@@ -493,9 +476,9 @@ TEST(registries_recorded_aliases)
 	char etc[512], rec[512];
 	snprintf(etc, sizeof(etc), "%s/etc", dir);
 	snprintf(rec, sizeof(rec), "%s/cache/containers/short-name-aliases.conf", dir);
-	write_file(etc, "registries.conf",
+	test_write_text(etc, "registries.conf",
 	           "[aliases]\n\"app\" = \"conf.example/app\"\n\"other\" = \"conf.example/other\"\n");
-	write_file(dir, "cache/containers/short-name-aliases.conf",
+	test_write_text(dir, "cache/containers/short-name-aliases.conf",
 	           "[aliases]\n  \"app\" = \"recorded.example/team/app\"\n  \"new\" = \"docker.io/new\"\n");
 	conf_env(dir);
 	struct oci_registries c;
@@ -516,12 +499,12 @@ TEST(registries_recorded_aliases)
 	CHECK_INT_EQ(c.n_aliases, 2);
 	oci_registries_free(&c);
 	/* Other settings do not belong there; bad aliases name file:line. */
-	write_file(dir, "bad1.conf", "unqualified-search-registries = [\"x.example\"]\n");
+	test_write_text(dir, "bad1.conf", "unqualified-search-registries = [\"x.example\"]\n");
 	snprintf(rec, sizeof(rec), "%s/bad1.conf", dir);
 	CHECK(oci_registries_load_at(etc, rec, &c, &e) < 0);
 	CHECK_ERR_CONTAINS(e, "bad1.conf: only [aliases] belongs in this file");
 	err_free(&e);
-	write_file(dir, "bad2.conf", "[aliases]\n\"x\" = \"y\"\n");
+	test_write_text(dir, "bad2.conf", "[aliases]\n\"x\" = \"y\"\n");
 	snprintf(rec, sizeof(rec), "%s/bad2.conf", dir);
 	CHECK(oci_registries_load_at(etc, rec, &c, &e) < 0);
 	CHECK_ERR_CONTAINS(e, "bad2.conf:2: alias \"x\" = \"y\"");

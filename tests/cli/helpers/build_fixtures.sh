@@ -46,6 +46,19 @@ make_kernel_bundle() {
 # make_app_image DIR TAG [STATIC_BINARY]: the sample app (testdata/example/make_app_image.py).
 make_app_image() { python3 "$ROOT/testdata/example/make_app_image.py" "$@" >/dev/null; }
 
+# make_example_release DIR: the built-in example (testdata/example: hello.c, enclaver.yaml) built
+# as `make example` builds it, with $KB and $ODYN, into the release image oci:DIR/release:enclave
+# (a check); DIR/hello, DIR/app and DIR/enclaver.yaml are its sources.
+make_example_release() {
+	local d=$1
+	cc -static -Os -o "$d/hello" "$ROOT/testdata/example/hello.c" 2>"$d/cc.log" ||
+		not_ok "compile the example app" "$(cat "$d/cc.log")"
+	make_app_image "$d/app" latest "$d/hello"
+	sed "s|oci:build/example/app:latest|oci:$d/app:latest|" "$ROOT/testdata/example/enclaver.yaml" >"$d/enclaver.yaml"
+	check "enclaver build of the example into a release image" "$ENCLAVER" build --odyn "$ODYN" \
+		--kernel-bundle "$KB" -f "$d/enclaver.yaml" --output "oci:$d/release:enclave"
+}
+
 # build_test_env: where every build test starts: a kernel bundle in $KB, the sample app image
 # as oci:$TMP/app:v1, a cache of its own, SOURCE_DATE_EPOCH set, no kernel or odyn from the
 # caller's environment, temporary files under $TMPDIR=$TMP/tmp (so a test can see none are
