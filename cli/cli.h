@@ -13,6 +13,10 @@ enum { EXIT_OK = 0, EXIT_FAIL = 1, EXIT_USAGE = 2 };
 int cli_fail(struct err **err);
 /* Prints a usage complaint and the hint to run --help; returns EXIT_USAGE. */
 int cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* A command with one subcommand (`enclaver cache verify`, `enclaver kernel fetch`): runs fn on
+ * `sub`'s arguments, prints usage for -h/--help (exit 0) or anything else (exit 2). */
+int cli_one_subcommand(int argc, char **argv, const char *sub, int (*fn)(int argc, char **argv),
+                       void (*usage)(FILE *f));
 /* Writes a JSON document to stdout as the reference tools do (serde_json pretty). */
 int cli_print_json(const json_t *doc, struct err **err);
 

@@ -61,14 +61,5 @@ static int cache_verify(int argc, char **argv)
 
 int cmd_cache(int argc, char **argv)
 {
-	if (argc >= 2 && strcmp(argv[1], "verify") == 0) {
-		optind = 0;
-		return cache_verify(argc - 1, argv + 1);
-	}
-	if (argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
-		cache_usage(stdout);
-		return EXIT_OK;
-	}
-	cache_usage(stderr);
-	return EXIT_USAGE;
+	return cli_one_subcommand(argc, argv, "verify", cache_verify, cache_usage);
 }

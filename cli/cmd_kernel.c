@@ -121,14 +121,5 @@ static int kernel_fetch(int argc, char **argv)
 
 int cmd_kernel(int argc, char **argv)
 {
-	if (argc >= 2 && strcmp(argv[1], "fetch") == 0) {
-		optind = 0;
-		return kernel_fetch(argc - 1, argv + 1);
-	}
-	if (argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
-		kernel_usage(stdout);
-		return EXIT_OK;
-	}
-	kernel_usage(stderr);
-	return EXIT_USAGE;
+	return cli_one_subcommand(argc, argv, "fetch", kernel_fetch, kernel_usage);
 }

@@ -1,6 +1,8 @@
 /* output: how every command reports: errors once on stderr, usage complaints, JSON on stdout.
  * Apart from main.c so the static enclaver-run links without the command table. */
+#include <getopt.h>
 #include <stdarg.h>
+#include <string.h>
 
 #include "cli/cli.h"
 
@@ -33,4 +35,19 @@ int cli_print_json(const json_t *doc, struct err **err)
 	if (fwrite(out.data, 1, out.len, stdout) != out.len || fflush(stdout) != 0)
 		return err_sys(err, "write to stdout");
 	return 0;
+}
+
+int cli_one_subcommand(int argc, char **argv, const char *sub, int (*fn)(int argc, char **argv),
+                       void (*usage)(FILE *f))
+{
+	if (argc >= 2 && strcmp(argv[1], sub) == 0) {
+		optind = 0;
+		return fn(argc - 1, argv + 1);
+	}
+	if (argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
+		usage(stdout);
+		return EXIT_OK;
+	}
+	usage(stderr);
+	return EXIT_USAGE;
 }

@@ -81,3 +81,12 @@ try:
 except socket.timeout:
     print("no answer (timeout)")' "$1" "$2"
 }
+
+# standin_eif OUT: an EIF of random bytes (kernel and one ramdisk, twice) for runs under the
+# local launcher, which never boots it.
+standin_eif() {
+	head -c 70000 /dev/urandom >"$TMP/standin-kernel"
+	head -c 50000 /dev/urandom >"$TMP/standin-rd"
+	"$ENCLAVER" eif build --kernel "$TMP/standin-kernel" --cmdline "console=ttyS0" --ramdisk "$TMP/standin-rd" \
+		--ramdisk "$TMP/standin-rd" --output "$1" >/dev/null 2>&1
+}

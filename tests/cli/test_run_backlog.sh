@@ -12,10 +12,7 @@ RUNL=$(dirname "$ENCLAVER")/../helpers/enclaver-local
 export ENCLAVER_STATE_DIR=$TMP/state ENCLAVER_LOCAL_ODYN=$ODYN
 unset ENCLAVER_LOCAL_MANIFEST ENCLAVER_LOCAL_DIR
 
-head -c 70000 /dev/urandom >"$TMP/kernel"
-head -c 50000 /dev/urandom >"$TMP/rd1"
-"$ENCLAVER" eif build --kernel "$TMP/kernel" --cmdline "console=ttyS0" --ramdisk "$TMP/rd1" --ramdisk "$TMP/rd1" \
-	--output "$TMP/app.eif" >/dev/null 2>&1
+standin_eif "$TMP/app.eif"
 EP=$(free_port)
 DP=$(free_port)
 cat >"$TMP/m.yaml" <<YAML
