@@ -5,6 +5,27 @@
 
 #include "builder/cosign_tag.h"
 
+int bld_cosign_subject(const char *image, const char *digest, const char *what, const struct oci_opts *opts,
+                       struct oci_ref *ref, char digest_out[OCI_DIGEST_MAX], struct err **err)
+{
+	if (oci_ref_parse(image, ref, err) < 0)
+		return -1;
+	int r = 0;
+	if (ref->transport != OCI_TRANSPORT_DOCKER)
+		r = err_set(err, EINVAL, "%s: only images in a registry can be %s (a docker:// reference)", image, what);
+	else if (digest == NULL)
+		r = oci_resolve_digest(image, opts, digest_out, err);
+	else
+		snprintf(digest_out, OCI_DIGEST_MAX, "%s", digest);
+	if (r == 0 && ref->digest && strcmp(ref->digest, digest_out) != 0)
+		r = err_set(err, EINVAL, "%s names %s but the registry holds %s", image, ref->digest, digest_out);
+	if (r == 0)
+		r = oci_digest_check(digest_out, err);
+	if (r < 0)
+		oci_ref_free(ref);
+	return r;
+}
+
 char *bld_cosign_tag_ref(const struct oci_ref *ref, const char *digest, const char *suffix)
 {
 	return xasprintf("docker://%s/%s:sha256-%s.%s", ref->registry, ref->repository, oci_digest_hex(digest), suffix);
