@@ -59,13 +59,16 @@ static int earlier_layers(const char *tag_ref, const char *mt, const struct oci_
 	return 0;
 }
 
-static bool has_digest(const json_t *layers, const char *digest)
+/* A layer with this blob and these annotations is there already (the same unsigned statement
+ * attached again). Signatures of one payload by two keys share the blob but not the annotation:
+ * both stay. */
+static bool has_layer(const json_t *layers, const char *digest, const json_t *annotations)
 {
 	size_t i;
 	json_t *l;
 	json_array_foreach(layers, i, l) {
 		const char *d = json_string_value(json_object_get(l, "digest"));
-		if (d && strcmp(d, digest) == 0)
+		if (d && strcmp(d, digest) == 0 && json_equal(json_object_get(l, "annotations"), annotations))
 			return true;
 	}
 	return false;
@@ -81,7 +84,7 @@ int bld_cosign_tag_push(const struct oci_ref *ref, const char *digest, const cha
 	_cleanup_json_ json_t *layers = json_array();
 	if (earlier_layers(ref_text, layer->media_type, opts, layers, err) < 0)
 		return -1;
-	if (!has_digest(layers, layer_digest)) {
+	if (!has_layer(layers, layer_digest, layer->annotations)) {
 		json_t *ours = json_pack("{s:s, s:I, s:s, s:O}", "mediaType", layer->media_type, "size",
 		                         (json_int_t)layer->len, "digest", layer_digest, "annotations", layer->annotations);
 		json_array_append_new(layers, ours);

@@ -558,7 +558,12 @@ static int step_attest(struct build *b, const char *dst, const char *pushed, con
 	if (oci_ref_parse(dst, &ref, err) < 0)
 		return -1;
 	_cleanup_free_ char *name = xasprintf("%s/%s", ref.registry, ref.repository);
+	bool registry = ref.transport == OCI_TRANSPORT_DOCKER;
 	oci_ref_free(&ref);
+	if (!registry) { /* cosign's attachments live beside an image in a registry only */
+		say(b, "no statement attached: %s is not a registry", dst);
+		return 0;
+	}
 	_cleanup_free_ char *envelope = NULL;
 	char digest[OCI_DIGEST_MAX];
 	if (step_statement(b, name, pushed, &envelope, digest, err) < 0)
