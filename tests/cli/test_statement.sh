@@ -135,6 +135,11 @@ manifest() { curl -s -H 'Accept: application/vnd.oci.image.manifest.v1+json' "ht
 manifest hello/app "sha256-${D#sha256:}.att" >"$TMP/att1.json"
 check "one DSSE layer with cosign's annotations" test "$(json_get "$TMP/att1.json" '[(l["mediaType"], l["annotations"]) for l in d["layers"]]')" = \
 	"[('application/vnd.dsse.envelope.v1+json', {'dev.cosignproject.cosign/signature': '', 'predicateType': 'https://slsa.dev/provenance/v1'})]"
+"${B[@]}" -f "$TMP/enclaver.yaml" --push >/dev/null 2>&1
+manifest hello/app "sha256-${D#sha256:}.att" >"$TMP/att1b.json"
+check "the same unsigned statement pushed again is not added twice" test "$(json_get "$TMP/att1b.json" 'len(d["layers"])')" = 1
+"$ENCLAVER" build --kernel-bundle "$KB" -f "$TMP/enclaver.yaml" --push="oci:$TMP/layout:x" >/dev/null 2>"$TMP/layout.err"
+check "--push to a layout: built, no statement attached (said)" grep -q "no statement attached: oci:.* is not a registry" "$TMP/layout.err"
 "${B[@]}" -f "$TMP/enclaver.yaml" --push --sign-key "$K/key.pem" >"$TMP/s.json" 2>"$TMP/s.err"
 check "build --push --sign-key exits 0" test $? -eq 0
 check "the same image digest (deterministic build)" test "$(json_get "$TMP/s.json" 'd["Image"]["Written"][0]["Digest"]')" = "$D"
