@@ -791,8 +791,10 @@ int bld_build(const struct bld_build_opts *opts, json_t **result, struct err **e
 		goto out;
 	if (opts->eif_only) {
 		image = json_pack("{s:s}", "EIF", opts->eif_only);
-		if (step_statement_file(&b, eif, image, err) < 0)
+		if (step_statement_file(&b, eif, image, err) < 0) {
+			err_wrap(err, "the EIF %s is written, its statement is NOT", eif);
 			goto out;
+		}
 	}
 	*result = json_pack("{s:o, s:o, s:O}", "Sources", report_sources(&b), "Measurements",
 	                    eif_measurements_json(&b.measurements), "Image", image);
