@@ -160,6 +160,7 @@ if [ -n "$lost" ]; then
 	echo "$lost" >&2
 	exit 1
 fi
+say "fetched and unpacked in $(($(date +%s) - start)) s; compiling"
 nice -n 10 go build -p "$(nproc)" -trimpath -tags "$TAGS" -o "$work/skopeo.bin" ./cmd/skopeo >&2
 verifies "$work/skopeo.bin" || {
 	say "the built skopeo does not pass the check (version 1.9+, no '$DISABLED')"
