@@ -68,30 +68,9 @@ verifies() {
 	! grep -qaF "$DISABLED" "$1"
 }
 
-find_skopeo() {
-	local sys
-	sys=$(command -v skopeo || true)
-	if [ -n "$sys" ] && verifies "$sys"; then
-		echo "$sys"
-		return 0
-	fi
-	if verifies "$OUT"; then
-		echo "$OUT"
-		return 0
-	fi
-	return 1
-}
-
-if find_skopeo; then
-	exit 0
-fi
-if [ "${1:-}" = "--check" ]; then
-	exit 1
-fi
-
-as_root() {
-	if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
-}
+# use_or_build, as_root (scripts/lib/cached_tool.sh).
+. "$(dirname "$0")/lib/cached_tool.sh"
+use_or_build skopeo "$OUT" verifies "${1:-}"
 
 # enable_backports (scripts/lib/backports.sh): bookworm-backports (sigstore) and bookworm's source
 # packages, from the machine's own mirror entry.
