@@ -161,7 +161,8 @@ check "skopeo's policy for the other key accepts the image now" \
 	vcopy "$TMP/policy-other.json" "$R/x/app:v1" "$TMP/acc2:v1"
 
 # The tag moved to an unsigned image: no signature for its digest.
-"$ENCLAVER" push -q --insecure "oci:$L:v2" "docker://$R/x/app:v1" >/dev/null
+"$ENCLAVER" push -q --insecure "oci:$L:v2" "docker://$R/x/app:v1" >"$TMP/push2.json"
+V2=$(json_get "$TMP/push2.json" 'd["digest"]')
 rm -rf "$TMP/moved"
 check "skopeo copies the moved tag" fetch_sig "$R/x/app:v1" "$TMP/moved"
 check "the moved tag's image has no signature" test ! -e "$TMP/moved/signature-1"
@@ -170,6 +171,14 @@ check_fails "skopeo's policy refuses the moved tag" "rejected.*no signature exis
 	vcopy "$TMP/policy.json" "$R/x/app:v1" "$TMP/rej2:v1"
 check "... while the signed image, by digest, is still accepted" \
 	vcopy "$TMP/policy.json" "$R/x/app@$DIGEST" "$TMP/acc3"
+# A signature replayed onto another digest: the signed image's .sig image copied, unchanged, to
+# the moved tag's .sig tag. The signatures are genuine but name the first digest: refused.
+skopeo --insecure-policy copy -q --preserve-digests --src-tls-verify=false --dest-tls-verify=false \
+	"docker://$R/x/app:sha256-${DIGEST#sha256:}.sig" "docker://$R/x/app:sha256-${V2#sha256:}.sig"
+check "the moved tag now has the first image's signatures beside it" \
+	test -n "$(tags x/app | grep -o "sha256-${V2#sha256:}\.sig")"
+check_fails "skopeo's policy refuses a signature replayed from another digest" "rejected.*digest .* does not match" \
+	vcopy "$TMP/policy.json" "$R/x/app:v1" "$TMP/rej3:v1"
 # Signed by digest, the signature names the digest it was asked for.
 V1=$DIGEST
 check "signing by digest" "$ENCLAVER" sign -q --insecure "docker://$R/x/app@$V1" --key "$K/key.pem"
