@@ -284,7 +284,7 @@ TEST(relay_connecting_bounded_then_relays)
 	relay_queue_init(&q, 0, "it listens");
 	for (int i = 0; i < 3; i++) {
 		REQUIRE(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sp[i]) == 0);
-		REQUIRE(relay_start_connecting(loop, sp[i][0], NULL, connect_to, &target, 300, "test", &q, &list, &e) ==
+		REQUIRE(relay_start_connecting(loop, sp[i][0], NULL, connect_to, NULL, &target, 300, "test", &q, &list, &e) ==
 		        0);
 		REQUIRE(write(sp[i][1], "x", 1) == 1);
 	}
@@ -317,7 +317,7 @@ TEST(relay_connecting_bounded_then_relays)
 	REQUIRE(transport_parse(text, &target, &e) == 0);
 	for (int i = 0; i < 3; i++) {
 		REQUIRE(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sp[i]) == 0);
-		REQUIRE(relay_start_connecting(loop, sp[i][0], NULL, connect_to, &target, 5000, "test", &q, &list,
+		REQUIRE(relay_start_connecting(loop, sp[i][0], NULL, connect_to, NULL, &target, 5000, "test", &q, &list,
 		                               &e) == 0);
 		REQUIRE(write(sp[i][1], "hello", 5) == 5);
 	}
@@ -363,7 +363,7 @@ static int start_clients(struct evloop *loop, struct transport_addr *target, int
 	struct err *e = NULL;
 	for (int i = 0; i < n; i++) {
 		if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sp[i]) < 0 ||
-		    relay_start_connecting(loop, sp[i][0], NULL, connect_to, target, timeout_ms, "test", q, list, &e) < 0 ||
+		    relay_start_connecting(loop, sp[i][0], NULL, connect_to, NULL, target, timeout_ms, "test", q, list, &e) < 0 ||
 		    write(sp[i][1], first, strlen(first)) != (ssize_t)strlen(first)) {
 			err_free(&e);
 			return -1;
@@ -434,7 +434,7 @@ TEST(relay_hold_gives_up)
 	CHECK(!q.holding);
 	int late[2];
 	REQUIRE(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, late) == 0);
-	REQUIRE(relay_start_connecting(loop, late[0], NULL, connect_to, &target, 5000, "test", &q, &list, &e) == 0);
+	REQUIRE(relay_start_connecting(loop, late[0], NULL, connect_to, NULL, &target, 5000, "test", &q, &list, &e) == 0);
 	evloop_run_once(loop, 20, &e);
 	CHECK_INT_EQ(list.n, 0); /* refused at once: not held */
 	CHECK(!q.holding);
@@ -463,7 +463,7 @@ TEST(relay_paused_until_resumed)
 	relay_queue_pause(&q, "it is up");
 	int sp[2];
 	REQUIRE(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sp) == 0);
-	REQUIRE(relay_start_connecting(loop, sp[0], NULL, connect_to, &target, 100, "test", &q, &list, &e) == 0);
+	REQUIRE(relay_start_connecting(loop, sp[0], NULL, connect_to, NULL, &target, 100, "test", &q, &list, &e) == 0);
 	REQUIRE(write(sp[1], "hello", 5) == 5);
 	for (int i = 0; i < 15; i++)
 		evloop_run_once(loop, 20, &e);
