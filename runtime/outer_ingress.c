@@ -39,8 +39,8 @@ static void on_accept(struct ev_handler *h, uint32_t events)
 		 * full, or an emulated guest slow to answer its vsock backend, would hold the egress
 		 * endpoint, the streams and signals): the relay queue connects one client at a time and
 		 * holds the others, unread, for at most OUTER_INGRESS_CONNECT_MS. */
-		if (relay_start_connecting(o->loop, fd, NULL, connect_enclave, step_enclave, in, OUTER_INGRESS_CONNECT_MS,
-		                           in->what, &in->waiting, &o->relays, &e) < 0)
+		if (relay_start_connecting(o->loop, fd, NULL, connect_enclave, step_enclave, in,
+		                           OUTER_INGRESS_CONNECT_MS, in->what, &in->waiting, &o->relays, &e) < 0)
 			log_warn("ingress: %s", e->msg);
 	}
 }

@@ -81,10 +81,10 @@ struct gstream {
 	enum gstream_kind kind;
 	uint32_t port;
 	int fd;
-	struct buf line;            /* a status line not yet complete */
-	struct logstream_reader rd; /* the log stream's app lines and records (wire/logstream.h) */
-	bool wanted;                /* not connected, should be */
-	bool connecting;            /* fd's connect is under way; wanted stays set until it is done */
+	struct buf line;             /* a status line not yet complete */
+	struct logstream_reader rd;  /* the log stream's app lines and records (wire/logstream.h) */
+	bool wanted;                 /* not connected, should be */
+	bool connecting;             /* fd's connect is under way; wanted stays set until it is done */
 	struct ev_deadline deadline; /* ... bounded by OUTER_STREAM_CONNECT_MS */
 	unsigned failures;
 };

@@ -236,7 +236,8 @@ bool gstream_try_connect(struct gstream *g)
 		close(fd);
 		return false;
 	}
-	if (in_progress && ev_deadline_arm(&g->deadline, g->o->loop, OUTER_STREAM_CONNECT_MS, on_connect_deadline, &e) < 0) {
+	if (in_progress &&
+	    ev_deadline_arm(&g->deadline, g->o->loop, OUTER_STREAM_CONNECT_MS, on_connect_deadline, &e) < 0) {
 		log_warn("%s", e->msg);
 		evloop_del(g->o->loop, fd);
 		close(fd);

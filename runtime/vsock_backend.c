@@ -875,7 +875,8 @@ int vsock_backend_start(const struct vsock_backend_config *cfg, struct vsock_bac
 			err_wrap(err, "listener for guest port %u", cfg->listens[i].guest_port);
 			goto fail;
 		}
-		b->listeners[b->n_listeners++] = (struct host_listener){.fd = fd, .guest_port = cfg->listens[i].guest_port};
+		b->listeners[b->n_listeners++] =
+		    (struct host_listener){.fd = fd, .guest_port = cfg->listens[i].guest_port};
 	}
 	if (cfg->uds_path) {
 		struct vsock_endpoint ep = {.unix_path = cfg->uds_path};

@@ -284,8 +284,8 @@ TEST(relay_connecting_bounded_then_relays)
 	relay_queue_init(&q, 0, "it listens");
 	for (int i = 0; i < 3; i++) {
 		REQUIRE(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sp[i]) == 0);
-		REQUIRE(relay_start_connecting(loop, sp[i][0], NULL, connect_to, NULL, &target, 300, "test", &q, &list, &e) ==
-		        0);
+		REQUIRE(relay_start_connecting(loop, sp[i][0], NULL, connect_to, NULL, &target, 300, "test", &q, &list,
+		                               &e) == 0);
 		REQUIRE(write(sp[i][1], "x", 1) == 1);
 	}
 	CHECK_INT_EQ(q.n, 3);
@@ -363,7 +363,8 @@ static int start_clients(struct evloop *loop, struct transport_addr *target, int
 	struct err *e = NULL;
 	for (int i = 0; i < n; i++) {
 		if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sp[i]) < 0 ||
-		    relay_start_connecting(loop, sp[i][0], NULL, connect_to, NULL, target, timeout_ms, "test", q, list, &e) < 0 ||
+		    relay_start_connecting(loop, sp[i][0], NULL, connect_to, NULL, target, timeout_ms, "test", q, list,
+		                           &e) < 0 ||
 		    write(sp[i][1], first, strlen(first)) != (ssize_t)strlen(first)) {
 			err_free(&e);
 			return -1;
@@ -434,7 +435,8 @@ TEST(relay_hold_gives_up)
 	CHECK(!q.holding);
 	int late[2];
 	REQUIRE(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, late) == 0);
-	REQUIRE(relay_start_connecting(loop, late[0], NULL, connect_to, NULL, &target, 5000, "test", &q, &list, &e) == 0);
+	REQUIRE(relay_start_connecting(loop, late[0], NULL, connect_to, NULL, &target, 5000, "test", &q, &list, &e) ==
+	        0);
 	evloop_run_once(loop, 20, &e);
 	CHECK_INT_EQ(list.n, 0); /* refused at once: not held */
 	CHECK(!q.holding);
