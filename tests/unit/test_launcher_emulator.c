@@ -446,25 +446,49 @@ TEST(emulator_forced_tcg_never_tries_kvm)
 /* connect_guest (issue 14, item 1): a vsock backend that cannot take the connection (its
  * backlog full) costs the caller the bound, with an error naming the port and the socket,
  * not a connect that waits as long as the kernel lets it. */
-TEST(emulator_connect_guest_is_bounded)
+/* An emulator launcher started with the stand-in QEMU whose vsock backend socket (`uds`) has
+ * given way to a listener that never accepts (its backlog full with fill[2]); NULL on failure. */
+static struct launcher *started_with_full_backend(struct test_ctx *t, const char *uds, unsigned connect_timeout_ms,
+                                                  int *lfd, int fill[2])
 {
 	char *eif;
 	setup(t, &eif);
 	_cleanup_free_ char *qemu = fake_qemu_accel(t, "exit 1");
-	_cleanup_free_ char *uds = xasprintf("%s/vsock.sock", test_tmpdir(t));
-	struct launcher_emulator_options opt = {
-	    .qemu = qemu, .accel = EMU_ACCEL_TCG, .kvm_device = "/dev/null", .uds_path = uds, .connect_timeout_ms = 300};
+	struct launcher_emulator_options opt = {.qemu = qemu,
+	                                        .accel = EMU_ACCEL_TCG,
+	                                        .kvm_device = "/dev/null",
+	                                        .uds_path = uds,
+	                                        .connect_timeout_ms = connect_timeout_ms};
 	struct launcher *l = NULL;
 	struct err *err = NULL;
-	REQUIRE(launcher_emulator_new(&opt, &l, &err) == 0);
 	struct launch_request req = {.eif_path = eif, .heartbeat_timeout_s = 30};
 	struct launch_info info;
-	REQUIRE(launcher_start(l, &req, &info, &err) == 0);
-	/* The backend's socket gives way to one that never accepts. */
-	unlink(uds);
-	int fill[2];
-	int lfd = test_full_unix_listener(uds, fill);
-	REQUIRE(lfd >= 0);
+	if (launcher_emulator_new(&opt, &l, &err) < 0 || launcher_start(l, &req, &info, &err) < 0) {
+		test_fail(t, __FILE__, __LINE__, "start: %s", err->msg);
+		err_free(&err);
+		launcher_free(l);
+		l = NULL;
+	}
+	free(eif);
+	if (l) {
+		unlink(uds);
+		*lfd = test_full_unix_listener(uds, fill);
+	}
+	if (l && *lfd < 0) {
+		test_fail(t, __FILE__, __LINE__, "no full listener at %s", uds);
+		launcher_free(l);
+		l = NULL;
+	}
+	return l;
+}
+
+TEST(emulator_connect_guest_is_bounded)
+{
+	_cleanup_free_ char *uds = xasprintf("%s/vsock.sock", test_tmpdir(t));
+	int lfd, fill[2];
+	struct launcher *l = started_with_full_backend(t, uds, 300, &lfd, fill);
+	REQUIRE(l);
+	struct err *err = NULL;
 	int fd = -1;
 	int64_t t0 = time_monotonic_ms();
 	CHECK(launcher_connect_guest(l, 17000, &fd, &err) < 0);
@@ -488,7 +512,6 @@ TEST(emulator_connect_guest_is_bounded)
 	close(a2);
 	close(lfd);
 	launcher_free(l);
-	free(eif);
 }
 
 /* The CONNECT line the launcher sent on an accepted connection; "" when none within 5 s. */
@@ -512,22 +535,11 @@ static void read_connect_line(int fd, char *line, size_t cap)
  * closed socket is ECONNREFUSED (retried like Nitro's), anything else EPROTO. */
 TEST(emulator_connect_guest_start_never_waits)
 {
-	char *eif;
-	setup(t, &eif);
-	_cleanup_free_ char *qemu = fake_qemu_accel(t, "exit 1");
 	_cleanup_free_ char *uds = xasprintf("%s/vsock.sock", test_tmpdir(t));
-	struct launcher_emulator_options opt = {
-	    .qemu = qemu, .accel = EMU_ACCEL_TCG, .kvm_device = "/dev/null", .uds_path = uds};
-	struct launcher *l = NULL;
+	int lfd, fill[2];
+	struct launcher *l = started_with_full_backend(t, uds, 0, &lfd, fill);
+	REQUIRE(l);
 	struct err *err = NULL;
-	REQUIRE(launcher_emulator_new(&opt, &l, &err) == 0);
-	struct launch_request req = {.eif_path = eif, .heartbeat_timeout_s = 30};
-	struct launch_info info;
-	REQUIRE(launcher_start(l, &req, &info, &err) == 0);
-	unlink(uds);
-	int fill[2];
-	int lfd = test_full_unix_listener(uds, fill);
-	REQUIRE(lfd >= 0);
 	int fd = -1;
 	bool in_progress = false;
 	int64_t t0 = time_monotonic_ms();
@@ -581,7 +593,6 @@ TEST(emulator_connect_guest_start_never_waits)
 	}
 	close(lfd);
 	launcher_free(l);
-	free(eif);
 }
 
 TEST(emulator_forced_kvm_fails_with_the_cause_and_no_fallback)
