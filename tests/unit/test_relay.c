@@ -10,6 +10,8 @@
 #include <openssl/x509.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -490,6 +492,94 @@ TEST(relay_paused_until_resumed)
 	relay_queue_stop(&q);
 	if (peer >= 0)
 		close(peer);
+	close(sp[1]);
+	close(lfd);
+	evloop_free(loop);
+	err_free(&e);
+}
+
+/* A connect with a handshake after it (relay_start_connecting's step, as the emulator's vsock
+ * backend answers once the guest accepted): the target's "go\n" line connects and what follows it
+ * is relayed; a close before it refuses (held and retried); the client is not read meanwhile. */
+static int await_go(void *ctx, int fd, uint32_t *events, struct err **err)
+{
+	(void)ctx;
+	if ((*events & EPOLLOUT) && transport_connect_step(fd, *events, err) < 0)
+		return -1;
+	char b[3];
+	ssize_t n = recv(fd, b, sizeof(b), MSG_PEEK | MSG_DONTWAIT);
+	if ((n < 0 && errno == EAGAIN) || (n > 0 && n < 3)) {
+		*events = EPOLLIN;
+		return 0;
+	}
+	if (n <= 0)
+		return err_set(err, ECONNREFUSED, "closed before its answer");
+	if (memcmp(b, "go\n", 3) != 0 || recv(fd, b, sizeof(b), 0) != 3)
+		return err_set(err, EPROTO, "bad answer");
+	*events = 0;
+	return 0;
+}
+
+/* Runs the loop until lfd has a connection to accept (10 s bound); -1 when none came. */
+static int loop_accept(struct evloop *loop, int lfd)
+{
+	struct err *e = NULL;
+	int peer = -1;
+	for (int i = 0; i < 500 && peer < 0; i++) {
+		evloop_run_once(loop, 20, &e);
+		peer = accept4(lfd, NULL, NULL, SOCK_NONBLOCK);
+	}
+	err_free(&e);
+	return peer;
+}
+
+TEST(relay_connecting_with_a_step)
+{
+	struct evloop *loop = NULL;
+	struct err *e = NULL;
+	REQUIRE(evloop_new(&loop, &e) == 0);
+	struct transport_addr target;
+	REQUIRE(closed_port(&target) == 0);
+	int lfd = transport_listen(&target, 16, &e);
+	REQUIRE(lfd >= 0);
+	struct relay_list list = {0};
+	struct relay_queue q;
+	relay_queue_init(&q, 5000, "it listens");
+	int sp[2];
+	REQUIRE(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sp) == 0);
+	REQUIRE(relay_start_connecting(loop, sp[0], NULL, connect_to, await_go, &target, 5000, "test", &q, &list, &e) ==
+	        0);
+	REQUIRE(write(sp[1], "hello", 5) == 5);
+	/* The socket connected, the answer not given: still connecting, nothing read from the client. */
+	int first = loop_accept(loop, lfd);
+	REQUIRE(first >= 0);
+	for (int i = 0; i < 10; i++)
+		evloop_run_once(loop, 20, &e);
+	CHECK(q.in_flight);
+	char got[16];
+	CHECK(read(first, got, sizeof(got)) < 0 && errno == EAGAIN);
+	/* Closed before the answer: refused, so held and tried again. */
+	close(first);
+	int second = loop_accept(loop, lfd);
+	REQUIRE(second >= 0);
+	CHECK(q.holding);
+	REQUIRE(write(second, "go\nworld", 8) == 8);
+	ssize_t n = 0, m = 0;
+	for (int i = 0; i < 500 && (n <= 0 || m <= 0); i++) {
+		evloop_run_once(loop, 20, &e);
+		if (n <= 0)
+			n = read(second, got, sizeof(got));
+		if (m <= 0)
+			m = read(sp[1], got + 8, 8);
+	}
+	CHECK_INT_EQ(n, 5);
+	CHECK(memcmp(got, "hello", 5) == 0);
+	CHECK_INT_EQ(m, 5);
+	CHECK(memcmp(got + 8, "world", 5) == 0);
+	CHECK(!q.in_flight && !q.holding);
+	relay_list_close_all(&list);
+	relay_queue_stop(&q);
+	close(second);
 	close(sp[1]);
 	close(lfd);
 	evloop_free(loop);
