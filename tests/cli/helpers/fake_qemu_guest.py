@@ -3,7 +3,8 @@
 # the guest behind the vsock backend's CONNECT socket, for tests of the host side. It takes over
 # the runtime folder's `vsock` socket (the backend's "CONNECT <port>" socket, which the emulator
 # launcher connects to for every guest port), answers the heartbeat, and then, per port asked:
-#   17000 (status)  "OK", then {"status":"running"}; exits when the host sends "stop"
+#   17000 (status)  never answers the first $FAKE_STATUS_SILENT times (default 0), then "OK" and
+#                   {"status":"running"}; exits when the host sends "stop"
 #   17001 (log)     "OK", then nothing
 #   $FAKE_STUCK     never answers (a guest that does not take the connection)
 #   $FAKE_REFUSE    refused (closed) the first $FAKE_REFUSE_TIMES times, then like $FAKE_ECHO
@@ -22,7 +23,9 @@ stuck, echo, refuse = (int(os.environ[k]) for k in ("FAKE_STUCK", "FAKE_ECHO", "
 refuse_times = int(os.environ.get("FAKE_REFUSE_TIMES", "2"))
 log = open(os.environ["FAKE_LOG"], "a", buffering=1)
 held = []
+status_silent = int(os.environ.get("FAKE_STATUS_SILENT", "0"))
 refused = [0]
+statuses = [0]
 lock = threading.Lock()
 
 # The backend's socket gives way to ours before the heartbeat: every connect after the boot is ours.
@@ -42,6 +45,13 @@ def serve(c):
         line += b
     port = int(line.split()[1])
     log.write("CONNECT %d\n" % port)
+    if port == 17000:
+        with lock:
+            statuses[0] += 1
+            n = statuses[0]
+        if n <= status_silent:
+            held.append(c)
+            return
     if port == stuck:
         held.append(c)
         return
