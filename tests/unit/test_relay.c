@@ -450,51 +450,70 @@ TEST(relay_hold_gives_up)
 	err_free(&e);
 }
 
+/* One client of a holding queue (5 s) whose destination is a listener on a free port. */
+struct one_client {
+	struct evloop *loop;
+	struct transport_addr target;
+	int lfd;
+	struct relay_list list;
+	struct relay_queue q;
+	int sp[2]; /* sp[0] the relay's end A, sp[1] the client */
+};
+
+static int one_client_open(struct one_client *c)
+{
+	struct err *e = NULL;
+	*c = (struct one_client){.lfd = -1, .sp = {-1, -1}};
+	relay_queue_init(&c->q, 5000, "it listens");
+	bool ok = evloop_new(&c->loop, &e) == 0 && closed_port(&c->target) == 0 &&
+	          (c->lfd = transport_listen(&c->target, 16, &e)) >= 0 &&
+	          socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, c->sp) == 0;
+	err_free(&e);
+	return ok ? 0 : -1;
+}
+
+static void one_client_close(struct one_client *c)
+{
+	relay_list_close_all(&c->list);
+	relay_queue_stop(&c->q);
+	close(c->sp[1]);
+	close(c->lfd);
+	evloop_free(c->loop);
+}
+
 /* Paused (the host while the enclave boots): nothing is connected, even to a listener, and
  * nothing read, until resumed; then the clients are relayed. */
 TEST(relay_paused_until_resumed)
 {
-	struct evloop *loop = NULL;
+	struct one_client c;
+	REQUIRE(one_client_open(&c) == 0);
 	struct err *e = NULL;
-	REQUIRE(evloop_new(&loop, &e) == 0);
-	struct transport_addr target;
-	REQUIRE(closed_port(&target) == 0);
-	int lfd = transport_listen(&target, 16, &e);
-	REQUIRE(lfd >= 0);
-	struct relay_list list = {0};
-	struct relay_queue q;
-	relay_queue_init(&q, 5000, "it listens");
-	relay_queue_pause(&q, "it is up");
-	int sp[2];
-	REQUIRE(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sp) == 0);
-	REQUIRE(relay_start_connecting(loop, sp[0], NULL, connect_to, NULL, &target, 100, "test", &q, &list, &e) == 0);
-	REQUIRE(write(sp[1], "hello", 5) == 5);
+	relay_queue_pause(&c.q, "it is up");
+	REQUIRE(relay_start_connecting(c.loop, c.sp[0], NULL, connect_to, NULL, &c.target, 100, "test", &c.q, &c.list,
+	                               &e) == 0);
+	REQUIRE(write(c.sp[1], "hello", 5) == 5);
 	for (int i = 0; i < 15; i++)
-		evloop_run_once(loop, 20, &e);
-	CHECK(q.holding);
-	CHECK(!q.in_flight);
-	CHECK_INT_EQ(list.n, 1);
-	CHECK(accept4(lfd, NULL, NULL, SOCK_NONBLOCK) < 0); /* not connected */
-	relay_queue_resume(&q);
+		evloop_run_once(c.loop, 20, &e);
+	CHECK(c.q.holding);
+	CHECK(!c.q.in_flight);
+	CHECK_INT_EQ(c.list.n, 1);
+	CHECK(accept4(c.lfd, NULL, NULL, SOCK_NONBLOCK) < 0); /* not connected */
+	relay_queue_resume(&c.q);
 	int peer = -1;
 	char got[8];
 	ssize_t n = 0;
 	for (int i = 0; i < 500 && n <= 0; i++) {
-		evloop_run_once(loop, 20, &e);
+		evloop_run_once(c.loop, 20, &e);
 		if (peer < 0)
-			peer = accept4(lfd, NULL, NULL, SOCK_NONBLOCK);
+			peer = accept4(c.lfd, NULL, NULL, SOCK_NONBLOCK);
 		if (peer >= 0)
 			n = read(peer, got, sizeof(got));
 	}
 	CHECK_INT_EQ(n, 5);
-	CHECK(!q.holding);
-	relay_list_close_all(&list);
-	relay_queue_stop(&q);
+	CHECK(!c.q.holding);
 	if (peer >= 0)
 		close(peer);
-	close(sp[1]);
-	close(lfd);
-	evloop_free(loop);
+	one_client_close(&c);
 	err_free(&e);
 }
 
@@ -535,53 +554,40 @@ static int loop_accept(struct evloop *loop, int lfd)
 
 TEST(relay_connecting_with_a_step)
 {
-	struct evloop *loop = NULL;
+	struct one_client c;
+	REQUIRE(one_client_open(&c) == 0);
 	struct err *e = NULL;
-	REQUIRE(evloop_new(&loop, &e) == 0);
-	struct transport_addr target;
-	REQUIRE(closed_port(&target) == 0);
-	int lfd = transport_listen(&target, 16, &e);
-	REQUIRE(lfd >= 0);
-	struct relay_list list = {0};
-	struct relay_queue q;
-	relay_queue_init(&q, 5000, "it listens");
-	int sp[2];
-	REQUIRE(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sp) == 0);
-	REQUIRE(relay_start_connecting(loop, sp[0], NULL, connect_to, await_go, &target, 5000, "test", &q, &list, &e) ==
-	        0);
-	REQUIRE(write(sp[1], "hello", 5) == 5);
+	REQUIRE(relay_start_connecting(c.loop, c.sp[0], NULL, connect_to, await_go, &c.target, 5000, "test", &c.q,
+	                               &c.list, &e) == 0);
+	REQUIRE(write(c.sp[1], "hello", 5) == 5);
 	/* The socket connected, the answer not given: still connecting, nothing read from the client. */
-	int first = loop_accept(loop, lfd);
+	int first = loop_accept(c.loop, c.lfd);
 	REQUIRE(first >= 0);
 	for (int i = 0; i < 10; i++)
-		evloop_run_once(loop, 20, &e);
-	CHECK(q.in_flight);
+		evloop_run_once(c.loop, 20, &e);
+	CHECK(c.q.in_flight);
 	char got[16];
 	CHECK(read(first, got, sizeof(got)) < 0 && errno == EAGAIN);
 	/* Closed before the answer: refused, so held and tried again. */
 	close(first);
-	int second = loop_accept(loop, lfd);
+	int second = loop_accept(c.loop, c.lfd);
 	REQUIRE(second >= 0);
-	CHECK(q.holding);
+	CHECK(c.q.holding);
 	REQUIRE(write(second, "go\nworld", 8) == 8);
 	ssize_t n = 0, m = 0;
 	for (int i = 0; i < 500 && (n <= 0 || m <= 0); i++) {
-		evloop_run_once(loop, 20, &e);
+		evloop_run_once(c.loop, 20, &e);
 		if (n <= 0)
 			n = read(second, got, sizeof(got));
 		if (m <= 0)
-			m = read(sp[1], got + 8, 8);
+			m = read(c.sp[1], got + 8, 8);
 	}
 	CHECK_INT_EQ(n, 5);
 	CHECK(memcmp(got, "hello", 5) == 0);
 	CHECK_INT_EQ(m, 5);
 	CHECK(memcmp(got + 8, "world", 5) == 0);
-	CHECK(!q.in_flight && !q.holding);
-	relay_list_close_all(&list);
-	relay_queue_stop(&q);
+	CHECK(!c.q.in_flight && !c.q.holding);
 	close(second);
-	close(sp[1]);
-	close(lfd);
-	evloop_free(loop);
+	one_client_close(&c);
 	err_free(&e);
 }
