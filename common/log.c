@@ -1,6 +1,7 @@
 /* log: leveled messages on stderr, and to one optional sink. The level and the sink are the
  * process-wide mutable state the project allows (logging configuration). */
 #include <pthread.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "common.h"
@@ -52,8 +53,13 @@ void log_msg(enum log_level level, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(line, sizeof(line), fmt, ap);
 	va_end(ap);
-	if (level <= current_level)
-		fprintf(stderr, "enclaver: %s: %s\n", names[level], line);
+	if (level <= current_level) {
+		if (log_get_format() == LOG_FORMAT_JSON) {
+			static const char *const json_names[] = {"error", "warn", "info", "debug"};
+			log_line_write(STDERR_FILENO, "", "host", json_names[level], line, strlen(line), NULL);
+		} else
+			fprintf(stderr, "enclaver: %s: %s\n", names[level], line);
+	}
 	if (to_sink) {
 		pthread_mutex_lock(&sink_lock);
 		if (sink_fn && level <= sink_level)
