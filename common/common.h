@@ -34,7 +34,7 @@ int err_wrap(struct err **err, const char *fmt, ...) __attribute__((format(print
 void err_free(struct err **err);
 
 /* ---------------------------------------------------------------- logging
- * Logs go to stderr. The level is the only process-wide mutable state. */
+ * Logs go to stderr. The level and the format are the only process-wide mutable state. */
 enum log_level { LOG_ERROR = 0, LOG_WARN = 1, LOG_INFO = 2, LOG_DEBUG = 3 };
 void log_set_level(enum log_level level);
 enum log_level log_get_level(void);
@@ -62,12 +62,12 @@ enum log_format log_get_format(void);
 int log_format_parse(const char *s, enum log_format *out);
 /* Appends len bytes of msg as the inside of a JSON string: well-formed UTF-8 as is (U+2028/2029
  * escaped), control bytes, quote and backslash escaped, each byte of an ill-formed sequence as
- * \ufffd. Whatever the bytes, the result is one valid JSON string with no raw control byte. */
+ * U+FFFD (escaped). Whatever the bytes, the result is one valid JSON string with no raw control byte. */
 void log_json_escape(struct buf *b, const char *msg, size_t len);
 /* Appends one JSON line (LF-terminated) at time t (RFC 3339 UTC, milliseconds); stream may be NULL. */
 void log_json_line(struct buf *b, const struct timespec *t, const char *source, const char *stream,
                    const char *level, const char *msg, size_t len);
-/* Appends msg with control bytes but TAB (and DEL) as \xNN: a CR or escape sequence from the
+/* Appends msg with control bytes (but TAB) and DEL as \xNN: a CR or escape sequence from the
  * enclave cannot overwrite or fake a line on a terminal. */
 void log_text_escape(struct buf *b, const char *msg, size_t len);
 /* One line in format f: text is text_prefix + msg escaped + LF, JSON a log_json_line now. */
