@@ -2,7 +2,7 @@
  * (not init mode), with unix sockets standing in for vsock. Linked into build/<v>/helpers/enclaver-local
  * (the enclaver CLI plus this file), where it registers itself as `enclaver run --launcher local`.
  * Environment: ENCLAVER_LOCAL_CMD (the app, run with sh -c, or "exec:PATH"; required), ENCLAVER_LOCAL_MANIFEST (odyn's
- * egress policy and ingress ports), ENCLAVER_LOCAL_DIR (the socket folder: guest-P.sock is the enclave's
+ * egress policy, ingress ports and restart policy), ENCLAVER_LOCAL_DIR (the socket folder: guest-P.sock is the enclave's
  * port P, parent-P.sock the host's listener on P; default a temporary folder), ENCLAVER_LOCAL_ODYN. */
 #include <dirent.h>
 #include <errno.h>
@@ -138,6 +138,12 @@ static int local_start(struct launcher *l, const struct launch_request *req, str
 		strv_add(&argv, &n,
 		         xasprintf("unix:%s/guest-%u.sock=tcp:127.0.0.1:%u", lc->dir, m->ingress[i].listen_port,
 		                   m->ingress[i].listen_port));
+	}
+	if (m && m->restart_policy) { /* as the enclave's odyn reads it from the manifest */
+		strv_add(&argv, &n, xasprintf("--restart=%s", m->restart_policy));
+		strv_add(&argv, &n, xasprintf("--max-restarts=%lld", (long long)m->restart_max));
+		if (m->restart_backoff_ms)
+			strv_add(&argv, &n, xasprintf("--restart-backoff-ms=%lld", (long long)m->restart_backoff_ms));
 	}
 	manifest_free(m);
 	strv_add(&argv, &n, xstrdup("--"));
