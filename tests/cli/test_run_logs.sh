@@ -135,6 +135,33 @@ check "SIGTERM: after the grace period odyn killed it" \
 check "SIGTERM: the grace period was honoured, and the run ended well inside the run's 30 s bound" \
 	python3 -c "assert 5 <= $stop_s < 30, $stop_s"
 
+# An app that outlives the run's own bound (odyn's grace 60 s here): 30 s after SIGTERM the run
+# stops the enclave itself, so an engine's 45 s stop timeout is never reached.
+# The launcher stops the "enclave" as Nitro does (at once); the app, its own process group under
+# the killed odyn, is stopped by the test (with a real enclave it goes with it).
+mkdir -p "$TMP/bound"
+ENCLAVER_LOCAL_DIR=$TMP/bound ENCLAVER_LOCAL_STOP_KILL=1 ENCLAVER_LOCAL_GRACE_MS=60000 \
+	ENCLAVER_LOCAL_CMD='trap "echo got-term" TERM; echo up; while :; do sleep 0.1; done' \
+	"$RUNL" run --launcher local --eif "$EIF" --manifest "$TMP/plain.yaml" >"$TMP/s2.out" 2>"$TMP/s2.err" &
+run=$!
+bg_track $run
+wait_for grep -qx '\[app\] up' "$TMP/s2.out"
+odyn_pid=$(pgrep -f "$TMP/bound/guest-17000.sock" | head -1)
+app_pgid=$(ps -o pgid= -p "$(pgrep -P "$odyn_pid" | head -1)" | tr -d ' ')
+t0=$(date +%s.%N)
+kill -TERM $run
+wait $run
+rc=$?
+t1=$(date +%s.%N)
+bound_s=$(python3 -c "print('%.1f' % ($t1 - $t0))")
+[ -n "$app_pgid" ] && kill -KILL -- "-$app_pgid" 2>/dev/null
+echo "# measured: SIGTERM to exit when the app outlives the run's 30 s bound: ${bound_s} s"
+check "SIGTERM past the bound: exit 109" test $rc -eq 109
+check "SIGTERM past the bound: the run says it stops the enclave" \
+	grep -q 'the app did not stop within 30000 ms: stopping the enclave' "$TMP/s2.err"
+check "SIGTERM past the bound: ended 30 s after SIGTERM, inside the deploy/ files' 45 s" \
+	python3 -c "assert 30 <= $bound_s < 45, $bound_s"
+
 # ---------------------------------------------------------------- the enclave dies
 mkdir -p "$TMP/dead"
 ENCLAVER_LOCAL_DIR=$TMP/dead ENCLAVER_LOCAL_CMD='echo up; while :; do sleep 0.1; done' \

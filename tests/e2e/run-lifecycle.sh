@@ -142,7 +142,12 @@ run=$!
 pids+=($run)
 if wait_line "$TMP/killed.out" '^\[app\] app: stubborn: running' $run; then
 	t0=$(date +%s.%N)
-	pkill -KILL -f "$TMP/killed.eif"
+	# QEMU only (enclaver-run's own command line names the EIF too)
+	qemu_pids=$(for p in $(pgrep -f "$TMP/killed.eif"); do
+		[ "$(readlink -f "/proc/$p/exe")" != "$(readlink -f "$QEMU")" ] || echo "$p"
+	done)
+	[ -n "$qemu_pids" ] || not_ok "found the enclave's QEMU process" "$(pgrep -af "$TMP/killed.eif")"
+	kill -KILL $qemu_pids
 	wait $run
 	rc=$?
 	t1=$(date +%s.%N)
