@@ -115,6 +115,20 @@ check "no restart policy: one run" test "$(grep -c '^\[app\] once$' "$TMP/rn.out
 check "no restart policy: no restart line" sh -c "! grep -q 'restart' '$TMP/rn.out'"
 
 # ---------------------------------------------------------------- SIGTERM and the grace period
+ENCLAVER_LOCAL_CMD='trap "echo bye; exit 0" TERM; echo up; while :; do sleep 0.1; done' \
+	"$RUNL" run --launcher local --eif "$EIF" --manifest "$TMP/plain.yaml" >"$TMP/q.out" 2>"$TMP/q.err" &
+run=$!
+bg_track $run
+wait_for grep -qx '\[app\] up' "$TMP/q.out"
+t0=$(date +%s.%N)
+kill -TERM $run
+wait $run
+rc=$?
+t1=$(date +%s.%N)
+quick_s=$(python3 -c "print('%.1f' % ($t1 - $t0))")
+echo "# measured: SIGTERM to exit with an app that stops on SIGTERM: ${quick_s} s"
+check "SIGTERM, an app that stops: exit 109 after its last line" sh -c "test $rc -eq 109 && grep -qx '\[app\] bye' '$TMP/q.out'"
+check "SIGTERM, an app that stops: no grace period waited (< 4 s)" python3 -c "assert $quick_s < 4, $quick_s"
 # The local launcher gives odyn --grace-ms 5000 (the enclave's odyn: 10000).
 ENCLAVER_LOCAL_CMD='trap "echo got-term" TERM; echo up; while :; do sleep 0.1; done' \
 	"$RUNL" run --launcher local --eif "$EIF" --manifest "$TMP/plain.yaml" >"$TMP/s.out" 2>"$TMP/s.err" &
