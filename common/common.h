@@ -70,7 +70,10 @@ void log_json_line(struct buf *b, const struct timespec *t, const char *source, 
 /* Appends msg with control bytes (but TAB) and DEL as \xNN: a CR or escape sequence from the
  * enclave cannot overwrite or fake a line on a terminal. */
 void log_text_escape(struct buf *b, const char *msg, size_t len);
-/* One line in format f: text is text_prefix + msg escaped + LF, JSON a log_json_line now. */
+/* msg as text lines: each LF-separated part on a line of its own that starts with prefix, with
+ * log_text_escape's escapes, so no part can pass for a line of another source. */
+void log_text_lines(struct buf *b, const char *prefix, const char *msg, size_t len);
+/* One line in format f: text is log_text_lines with text_prefix, JSON a log_json_line now. */
 void log_line_format(struct buf *b, enum log_format f, const char *text_prefix, const char *source,
                      const char *level, const char *msg, size_t len);
 /* log_line_format in the process's format, written to fd in one write. */

@@ -155,9 +155,22 @@ void log_line_format(struct buf *b, enum log_format f, const char *text_prefix, 
 		log_json_line(b, &now, source, NULL, level, msg, len);
 		return;
 	}
-	buf_puts(b, text_prefix);
-	log_text_escape(b, msg, len);
-	buf_putc(b, '\n');
+	log_text_lines(b, text_prefix, msg, len);
+}
+
+void log_text_lines(struct buf *b, const char *prefix, const char *msg, size_t len)
+{
+	const char *p = msg, *end = msg + len;
+	for (;;) {
+		const char *nl = memchr(p, '\n', (size_t)(end - p));
+		const char *stop = nl ? nl : end;
+		buf_puts(b, prefix);
+		log_text_escape(b, p, (size_t)(stop - p));
+		buf_putc(b, '\n');
+		if (!nl || nl + 1 == end) /* a last LF adds no empty line */
+			break;
+		p = nl + 1;
+	}
 }
 
 int log_line_write(int fd, const char *text_prefix, const char *source, const char *level, const char *msg,

@@ -127,7 +127,7 @@ TEST(json_long_lines_and_random_bytes_stay_one_valid_line)
 	}
 }
 
-TEST(text_escapes_control_bytes_but_tab)
+TEST(text_escapes_control_bytes_and_prefixes_every_line)
 {
 	_cleanup_buf_ struct buf b = {0};
 	const char msg[] = "a\rb\x1b[2K\tc\x7f\x00\xff";
@@ -135,7 +135,15 @@ TEST(text_escapes_control_bytes_but_tab)
 	CHECK_STR_EQ(b.data, "a\\x0db\\x1b[2K\tc\\x7f\\x00\xff"); /* other bytes as is: text mode is bytes */
 	b.len = 0;
 	log_line_format(&b, LOG_FORMAT_TEXT, "[app] ", "app", "info", "x\ny", 3);
-	CHECK_STR_EQ(b.data, "[app] x\\x0ay\n");
+	CHECK_STR_EQ(b.data, "[app] x\n[app] y\n"); /* each part under its own prefix */
+	b.len = 0;
+	const char forged[] = "egress: evil\nenclaver: error: forged\r\n\nz\n";
+	log_text_lines(&b, "enclaver: info: ", forged, sizeof(forged) - 1);
+	CHECK_STR_EQ(b.data, "enclaver: info: egress: evil\nenclaver: info: enclaver: error: forged\\x0d\n"
+	                     "enclaver: info: \nenclaver: info: z\n");
+	b.len = 0;
+	log_text_lines(&b, "p ", "", 0);
+	CHECK_STR_EQ(b.data, "p \n");
 	b.len = 0;
 	log_line_format(&b, LOG_FORMAT_JSON, "[app] ", "odyn", "warn", "w", 1);
 	json_error_t je;
