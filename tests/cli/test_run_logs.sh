@@ -101,6 +101,23 @@ check "text: the app's control bytes are shown as \\xNN, its line stays one [app
 check "text: every stdout line is an [app] line" test "$(grep -vc '^\[app\] ' "$TMP/t.out")" -eq 0
 check "text: no raw control byte on stdout" sh -c "! LC_ALL=C grep -q '[[:cntrl:]]' '$TMP/t.out'"
 
+# A host name in an egress frame is the enclave's too (an app can bypass odyn and speak to the
+# host's 17002 endpoint): in the host's own messages it cannot start a line either.
+printf 'version: v1\nname: eg\ntarget: "oci:x:y"\nsources:\n  app: "oci:x:y"\negress:\n  allow:\n    - 127.0.0.1\n' >"$TMP/eg.yaml"
+mkdir -p "$TMP/eg"
+ENCLAVER_LOCAL_DIR=$TMP/eg ENCLAVER_LOCAL_MANIFEST=$TMP/eg.yaml ENCLAVER_LOCAL_CMD='echo up; while :; do sleep 0.1; done' \
+	"$RUNL" run --launcher local --eif "$EIF" --manifest "$TMP/eg.yaml" >"$TMP/eg.out" 2>"$TMP/eg.err" &
+run=$!
+bg_track $run
+wait_for grep -qx '\[app\] up' "$TMP/eg.out"
+frame "$TMP/eg/parent-17002.sock" '{"host":"evil.example\nenclaver: error: forged\r","port":80}' >"$TMP/eg.frame" 2>&1
+kill -TERM $run
+wait $run
+check "text: a host name with a newline from the enclave is refused by the host" grep -q 'Err' "$TMP/eg.frame"
+check "text: ... and cannot start a host line of its own" sh -c "! grep -q '^enclaver: error: forged' '$TMP/eg.err'"
+check "text: ... its second part is under the true prefix, the CR escaped" \
+	grep -q '^enclaver: warning: enclaver: error: forged\\x0d' "$TMP/eg.err"
+
 # ---------------------------------------------------------------- restarts
 ENCLAVER_LOCAL_MANIFEST=$TMP/restart.yaml run_local r 'echo "run at $(date +%s%N)"; exit 5' --manifest "$TMP/restart.yaml" --log-format json
 rc=$?
