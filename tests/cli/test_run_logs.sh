@@ -7,11 +7,9 @@
 # restart on the log), SIGTERM with odyn's grace period, and an enclave that dies (108).
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/odyn_lib.sh"
+. "$(dirname "$0")/helpers/run_lib.sh"
 
-RUNL=$(dirname "$ENCLAVER")/../helpers/enclaver-local
-[ -x "$RUNL" ] || { echo "missing $RUNL"; exit 1; }
-export ENCLAVER_STATE_DIR=$TMP/state ENCLAVER_LOCAL_ODYN=$ODYN
-unset ENCLAVER_LOCAL_MANIFEST ENCLAVER_LOCAL_DIR
+use_local_launcher
 
 head -c 70000 /dev/urandom >"$TMP/kernel"
 "$ENCLAVER" eif build --kernel "$TMP/kernel" --cmdline "console=ttyS0" --ramdisk "$TMP/kernel" \
@@ -27,18 +25,25 @@ run_local() {
 	shift 2
 	ENCLAVER_LOCAL_CMD=$cmd timeout -k 10 300 "$RUNL" run --launcher local --eif "$EIF" "$@" >"$TMP/$out.out" 2>"$TMP/$out.err"
 }
-# json_lines FILE...: every line is one JSON object with --log-format json's fields, in order.
-json_lines() {
-	python3 - "$@" <<'PY'
-import json, re, sys
-for path in sys.argv[1:]:
-    for n, raw in enumerate(open(path, "rb").read().split(b"\n")[:-1], 1):
-        d = json.loads(raw)
-        assert list(d) == ["time", "source", "level", "message"], (path, n, d)
-        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", d["time"]), (path, n, d)
-        assert d["source"] in ("app", "odyn", "host", "console"), (path, n, d)
-        assert d["level"] in ("error", "warn", "info", "debug"), (path, n, d)
-PY
+# start_bg NAME CMD MANIFEST [VAR=VALUE...]: the run in the background (run=its pid), its sockets
+# in $TMP/NAME, until the app printed "up".
+start_bg() {
+	local name=$1 cmd=$2 manifest=$3
+	shift 3
+	mkdir -p "$TMP/$name"
+	env ENCLAVER_LOCAL_DIR="$TMP/$name" ENCLAVER_LOCAL_CMD="$cmd" "$@" \
+		"$RUNL" run --launcher local --eif "$EIF" --manifest "$manifest" >"$TMP/$name.out" 2>"$TMP/$name.err" &
+	run=$!
+	bg_track $run
+	wait_for grep -qx '\[app\] up' "$TMP/$name.out"
+}
+# app_gone NAME: ends what is left of the app of start_bg NAME once its odyn was killed (the
+# app's own process group; with a real enclave it goes with the enclave).
+app_gone() {
+	local p
+	for p in $(pgrep -f 'while :; do sleep 0.1; done'); do
+		grep -qz "ENCLAVER_LOCAL_DIR=$TMP/$1" "/proc/$p/environ" 2>/dev/null && kill -KILL "$p"
+	done
 }
 # has FILE SOURCE LEVEL MESSAGE_REGEX: a line of that source and level whose message matches
 # (Python's re: \xNN and \uNNNN name characters).
@@ -104,12 +109,7 @@ check "text: no raw control byte on stdout" sh -c "! LC_ALL=C grep -q '[[:cntrl:
 # A host name in an egress frame is the enclave's too (an app can bypass odyn and speak to the
 # host's 17002 endpoint): in the host's own messages it cannot start a line either.
 printf 'version: v1\nname: eg\ntarget: "oci:x:y"\nsources:\n  app: "oci:x:y"\negress:\n  allow:\n    - 127.0.0.1\n' >"$TMP/eg.yaml"
-mkdir -p "$TMP/eg"
-ENCLAVER_LOCAL_DIR=$TMP/eg ENCLAVER_LOCAL_MANIFEST=$TMP/eg.yaml ENCLAVER_LOCAL_CMD='echo up; while :; do sleep 0.1; done' \
-	"$RUNL" run --launcher local --eif "$EIF" --manifest "$TMP/eg.yaml" >"$TMP/eg.out" 2>"$TMP/eg.err" &
-run=$!
-bg_track $run
-wait_for grep -qx '\[app\] up' "$TMP/eg.out"
+start_bg eg 'echo up; while :; do sleep 0.1; done' "$TMP/eg.yaml" ENCLAVER_LOCAL_MANIFEST=$TMP/eg.yaml
 frame "$TMP/eg/parent-17002.sock" '{"host":"evil.example\nenclaver: error: forged\r","port":80}' >"$TMP/eg.frame" 2>&1
 kill -TERM $run
 wait $run
@@ -132,81 +132,42 @@ check "no restart policy: one run" test "$(grep -c '^\[app\] once$' "$TMP/rn.out
 check "no restart policy: no restart line" sh -c "! grep -q 'restart' '$TMP/rn.out'"
 
 # ---------------------------------------------------------------- SIGTERM and the grace period
-ENCLAVER_LOCAL_CMD='trap "echo bye; exit 0" TERM; echo up; while :; do sleep 0.1; done' \
-	"$RUNL" run --launcher local --eif "$EIF" --manifest "$TMP/plain.yaml" >"$TMP/q.out" 2>"$TMP/q.err" &
-run=$!
-bg_track $run
-wait_for grep -qx '\[app\] up' "$TMP/q.out"
-t0=$(date +%s.%N)
-kill -TERM $run
-wait $run
-rc=$?
-t1=$(date +%s.%N)
-quick_s=$(python3 -c "print('%.1f' % ($t1 - $t0))")
-echo "# measured: SIGTERM to exit with an app that stops on SIGTERM: ${quick_s} s"
-check "SIGTERM, an app that stops: exit 109 after its last line" sh -c "test $rc -eq 109 && grep -qx '\[app\] bye' '$TMP/q.out'"
-check "SIGTERM, an app that stops: no grace period waited (< 4 s)" python3 -c "assert $quick_s < 4, $quick_s"
 # The local launcher gives odyn --grace-ms 5000 (the enclave's odyn: 10000).
-ENCLAVER_LOCAL_CMD='trap "echo got-term" TERM; echo up; while :; do sleep 0.1; done' \
-	"$RUNL" run --launcher local --eif "$EIF" --manifest "$TMP/plain.yaml" >"$TMP/s.out" 2>"$TMP/s.err" &
-run=$!
-bg_track $run
-wait_for grep -qx '\[app\] up' "$TMP/s.out"
-t0=$(date +%s.%N)
-kill -TERM $run
-wait $run
-rc=$?
-t1=$(date +%s.%N)
-stop_s=$(python3 -c "print('%.1f' % ($t1 - $t0))")
-echo "# measured: SIGTERM to exit with the app ignoring it (grace 5 s here): ${stop_s} s"
-check "SIGTERM: exit 109" test $rc -eq 109
+LOOP='echo up; while :; do sleep 0.1; done'
+start_bg q "trap 'echo bye; exit 0' TERM; $LOOP" "$TMP/plain.yaml"
+end_timed $run kill -TERM $run
+echo "# measured: SIGTERM to exit with an app that stops on SIGTERM: $END_S s"
+check "SIGTERM, an app that stops: exit 109 after its last line" sh -c "test $END_RC -eq 109 && grep -qx '\[app\] bye' '$TMP/q.out'"
+check "SIGTERM, an app that stops: no grace period waited (< 4 s)" python3 -c "assert $END_S < 4, $END_S"
+
+start_bg s "trap 'echo got-term' TERM; $LOOP" "$TMP/plain.yaml"
+end_timed $run kill -TERM $run
+echo "# measured: SIGTERM to exit with the app ignoring it (grace 5 s here): $END_S s"
+check "SIGTERM: exit 109" test $END_RC -eq 109
 check "SIGTERM: the app got it" grep -qx '\[app\] got-term' "$TMP/s.out"
 check "SIGTERM: after the grace period odyn killed it" \
 	grep -qx '\[odyn\] warning: app still running 5000 ms after the stop signal: SIGKILL' "$TMP/s.out"
 check "SIGTERM: the grace period was honoured, and the run ended well inside the run's 30 s bound" \
-	python3 -c "assert 5 <= $stop_s < 30, $stop_s"
+	python3 -c "assert 5 <= $END_S < 30, $END_S"
 
 # An app that outlives the run's own bound (odyn's grace 60 s here): 30 s after SIGTERM the run
-# stops the enclave itself, so an engine's 45 s stop timeout is never reached.
-# The launcher stops the "enclave" as Nitro does (at once); the app, its own process group under
-# the killed odyn, is stopped by the test (with a real enclave it goes with it).
-mkdir -p "$TMP/bound"
-ENCLAVER_LOCAL_DIR=$TMP/bound ENCLAVER_LOCAL_STOP_KILL=1 ENCLAVER_LOCAL_GRACE_MS=60000 \
-	ENCLAVER_LOCAL_CMD='trap "echo got-term" TERM; echo up; while :; do sleep 0.1; done' \
-	"$RUNL" run --launcher local --eif "$EIF" --manifest "$TMP/plain.yaml" >"$TMP/s2.out" 2>"$TMP/s2.err" &
-run=$!
-bg_track $run
-wait_for grep -qx '\[app\] up' "$TMP/s2.out"
-odyn_pid=$(pgrep -f "$TMP/bound/guest-17000.sock" | head -1)
-app_pgid=$(ps -o pgid= -p "$(pgrep -P "$odyn_pid" | head -1)" | tr -d ' ')
-t0=$(date +%s.%N)
-kill -TERM $run
-wait $run
-rc=$?
-t1=$(date +%s.%N)
-bound_s=$(python3 -c "print('%.1f' % ($t1 - $t0))")
-[ -n "$app_pgid" ] && kill -KILL -- "-$app_pgid" 2>/dev/null
-echo "# measured: SIGTERM to exit when the app outlives the run's 30 s bound: ${bound_s} s"
-check "SIGTERM past the bound: exit 109" test $rc -eq 109
+# stops the enclave itself, so an engine's 45 s stop timeout is never reached. The launcher stops
+# the "enclave" as Nitro does (at once).
+start_bg s2 "trap 'echo got-term' TERM; $LOOP" "$TMP/plain.yaml" ENCLAVER_LOCAL_STOP_KILL=1 ENCLAVER_LOCAL_GRACE_MS=60000
+end_timed $run kill -TERM $run
+app_gone s2
+echo "# measured: SIGTERM to exit when the app outlives the run's 30 s bound: $END_S s"
+check "SIGTERM past the bound: exit 109" test $END_RC -eq 109
 check "SIGTERM past the bound: the run says it stops the enclave" \
 	grep -q 'the app did not stop within 30000 ms: stopping the enclave' "$TMP/s2.err"
 check "SIGTERM past the bound: ended 30 s after SIGTERM, inside the deploy/ files' 45 s" \
-	python3 -c "assert 30 <= $bound_s < 45, $bound_s"
+	python3 -c "assert 30 <= $END_S < 45, $END_S"
 
 # ---------------------------------------------------------------- the enclave dies
-mkdir -p "$TMP/dead"
-ENCLAVER_LOCAL_DIR=$TMP/dead ENCLAVER_LOCAL_CMD='echo up; while :; do sleep 0.1; done' \
-	"$RUNL" run --launcher local --eif "$EIF" --manifest "$TMP/plain.yaml" >"$TMP/d.out" 2>"$TMP/d.err" &
-run=$!
-bg_track $run
-wait_for grep -qx '\[app\] up' "$TMP/d.out"
-odyn_pid=$(pgrep -f "$TMP/dead/guest-17000.sock" | head -1)
-app_pgid=$(ps -o pgid= -p "$(pgrep -P "$odyn_pid" | head -1)" | tr -d ' ')
-kill -KILL "$odyn_pid"
-wait $run
-rc=$?
-[ -n "$app_pgid" ] && kill -KILL -- "-$app_pgid" 2>/dev/null # the "enclave's" app: gone with a real enclave
-check "a dead enclave: exit 108" test $rc -eq 108
+start_bg d "$LOOP" "$TMP/plain.yaml"
+end_timed $run kill -KILL "$(pgrep -f "$TMP/d/guest-17000.sock" | head -1)"
+app_gone d
+check "a dead enclave: exit 108" test $END_RC -eq 108
 check "a dead enclave: the message says so" grep -q 'the enclave stopped without reporting the app.s exit status' "$TMP/d.err"
 
 check "state folder empty after the runs" test -z "$(ls "$TMP/state" 2>/dev/null | grep json)"

@@ -17,6 +17,7 @@ set -u
 : "${QEMU:?QEMU must name a qemu-system-x86_64 with the nitro-enclave machine}"
 source "$(dirname "${BASH_SOURCE[0]}")/../cli/lib.sh"
 source "$ROOT/tests/cli/helpers/build_fixtures.sh"
+source "$ROOT/tests/cli/helpers/run_lib.sh"
 # TCG is slow and CI machines are shared: generous bounds for the boots.
 BOOT_TIMEOUT=${E2E_BOOT_TIMEOUT:-400}
 ODYN=$ROOT/build/release/bin/odyn # static: it runs inside the enclave
@@ -32,30 +33,6 @@ cleanup() {
 	rm -rf "$TMP"
 }
 trap cleanup EXIT
-# wait_line FILE REGEX PID: until FILE has a line matching REGEX, PID ends, or the boot bound.
-wait_line() {
-	for _ in $(seq $((BOOT_TIMEOUT * 10))); do
-		grep -qE "$2" "$1" 2>/dev/null && return 0
-		kill -0 "$3" 2>/dev/null || return 1
-		sleep 0.1
-	done
-	return 1
-}
-# json_lines FILE...: every line is one JSON object with the fields of --log-format json.
-json_lines() {
-	python3 - "$@" <<'PY'
-import json, re, sys
-for path in sys.argv[1:]:
-    for n, raw in enumerate(open(path, "rb").read().split(b"\n")[:-1], 1):
-        d = json.loads(raw)  # raises on anything else
-        assert list(d) in (["time", "source", "level", "message"],
-                           ["time", "source", "stream", "level", "message"]), (path, n, d)
-        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", d["time"]), (path, n, d)
-        assert d["source"] in ("app", "odyn", "host", "console"), (path, n, d)
-        assert d["level"] in ("error", "warn", "info", "debug"), (path, n, d)
-        assert isinstance(d["message"], str), (path, n, d)
-PY
-}
 # messages FILE SOURCE: the messages of SOURCE's objects, one a line (newlines in them as \n).
 messages() {
 	python3 -c '
@@ -70,18 +47,18 @@ KB=$TMP/kb
 make_kernel_bundle "$KB"
 cc -static -O2 -Wall -Wextra -Werror -o "$TMP/app-bin" "$ROOT/tests/e2e/app.c" 2>"$TMP/cc.log" ||
 	not_ok "compile the test app" "$(cat "$TMP/cc.log")"
-# build NAME CMD_JSON EXTRA_YAML: an EIF of the app with that Cmd and manifest tail.
-build() {
-	APP_CMD="$2" make_app_image "$TMP/img-$1" v1 "$TMP/app-bin"
-	printf 'version: v1\nname: %s\ntarget: %s:enclave\nsources:\n  app: oci:%s\n%s' "$1" "$1" "$TMP/img-$1:v1" "$3" \
-		>"$TMP/$1.yaml"
-	check "enclaver build of the $1 app" "$ENCLAVER" build --odyn "$ODYN" --kernel-bundle "$KB" \
-		-f "$TMP/$1.yaml" --eif-only "$TMP/$1.eif"
+build_app crash '["crash", "7"]' "$(printf 'restart:\n  policy: on-failure\n  max_restarts: 2\n  backoff_ms: 200\n')"
+build_app stubborn '["stubborn"]' ""
+build_app killed '["stubborn"]' ""
+build_app polite '["serve", "8080", "127.0.0.1:9", "127.0.0.1:9"]' ""
+
+# start NAME: enclaver-run of NAME's EIF in the background (run=its pid).
+start() {
+	"$RUNNER" --emulate --eif-file "$TMP/$1.eif" --manifest-file "$TMP/$1.yaml" --memory-mb 512 \
+		>"$TMP/$1.out" 2>"$TMP/$1.err" &
+	run=$!
+	pids+=($run)
 }
-build crash '["crash", "7"]' "$(printf 'restart:\n  policy: on-failure\n  max_restarts: 2\n  backoff_ms: 200\n')"
-build stubborn '["stubborn"]' ""
-build killed '["stubborn"]' ""
-build polite '["serve", "8080", "127.0.0.1:9", "127.0.0.1:9"]' ""
 
 # ---------------------------------------------------------------- crash: restarted by the policy
 timeout -k 30 -s INT 900 "$ENCLAVER" run --emulate --eif "$TMP/crash.eif" --manifest "$TMP/crash.yaml" \
@@ -113,17 +90,10 @@ check "the launch information is one host line" grep -q '^the enclave crash star
 	"$TMP/crash.host"
 
 # ---------------------------------------------------------------- stubborn: SIGTERM, grace, SIGKILL
-"$RUNNER" --emulate --eif-file "$TMP/stubborn.eif" --manifest-file "$TMP/stubborn.yaml" --memory-mb 512 \
-	>"$TMP/stubborn.out" 2>"$TMP/stubborn.err" &
-run=$!
-pids+=($run)
+start stubborn
 if wait_line "$TMP/stubborn.out" '^\[app\] app: stubborn: running' $run; then
-	t0=$(date +%s.%N)
-	kill -TERM $run
-	wait $run
-	rc=$?
-	t1=$(date +%s.%N)
-	stop_s=$(python3 -c "print('%.1f' % ($t1 - $t0))")
+	end_timed $run kill -TERM $run
+	rc=$END_RC stop_s=$END_S
 	echo "# measured: SIGTERM to enclaver-run's exit, app ignoring SIGTERM: ${stop_s} s (grace 10 s)"
 	check "enclaver-run stopped by SIGTERM exits 109" test $rc -eq 109
 	check "the app got SIGTERM" grep -qx '\[app\] app: SIGTERM: ignored' "$TMP/stubborn.out"
@@ -141,17 +111,10 @@ else
 fi
 
 # ---------------------------------------------------------------- polite: an app that stops on SIGTERM
-"$RUNNER" --emulate --eif-file "$TMP/polite.eif" --manifest-file "$TMP/polite.yaml" --memory-mb 512 \
-	>"$TMP/polite.out" 2>"$TMP/polite.err" &
-run=$!
-pids+=($run)
+start polite
 if wait_line "$TMP/polite.out" '^\[app\] app: egress bypass' $run; then
-	t0=$(date +%s.%N)
-	kill -TERM $run
-	wait $run
-	rc=$?
-	t1=$(date +%s.%N)
-	polite_s=$(python3 -c "print('%.1f' % ($t1 - $t0))")
+	end_timed $run kill -TERM $run
+	rc=$END_RC polite_s=$END_S
 	echo "# measured: SIGTERM to enclaver-run's exit, app stopping on SIGTERM: ${polite_s} s"
 	check "an app that stops on SIGTERM: 109, its last line printed" \
 		sh -c "test $rc -eq 109 && grep -qx '\[app\] app: SIGTERM: stopping' '$TMP/polite.out'"
@@ -161,22 +124,15 @@ else
 fi
 
 # ---------------------------------------------------------------- killed: the enclave dies
-"$RUNNER" --emulate --eif-file "$TMP/killed.eif" --manifest-file "$TMP/killed.yaml" --memory-mb 512 \
-	>"$TMP/killed.out" 2>"$TMP/killed.err" &
-run=$!
-pids+=($run)
+start killed
 if wait_line "$TMP/killed.out" '^\[app\] app: stubborn: running' $run; then
-	t0=$(date +%s.%N)
 	# QEMU only (enclaver-run's own command line names the EIF too)
 	qemu_pids=$(for p in $(pgrep -f "$TMP/killed.eif"); do
 		[ "$(readlink -f "/proc/$p/exe")" != "$(readlink -f "$QEMU")" ] || echo "$p"
 	done)
 	[ -n "$qemu_pids" ] || not_ok "found the enclave's QEMU process" "$(pgrep -af "$TMP/killed.eif")"
-	kill -KILL $qemu_pids
-	wait $run
-	rc=$?
-	t1=$(date +%s.%N)
-	gone_s=$(python3 -c "print('%.1f' % ($t1 - $t0))")
+	end_timed $run kill -KILL $qemu_pids
+	rc=$END_RC gone_s=$END_S
 	echo "# measured: enclave killed to enclaver-run's exit: ${gone_s} s"
 	check "a dead enclave makes enclaver-run exit 108" test $rc -eq 108
 	check "it says the enclave stopped without the app's exit status" \
