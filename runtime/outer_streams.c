@@ -1,5 +1,6 @@
 /* outer_streams: the clients of odyn's status (17000) and log (17001) streams: newline-delimited
- * JSON status lines become the run's result, app output lines go to our stdout with a prefix. */
+ * JSON status lines become the run's result, app output lines and odyn's records go to our stdout
+ * through the run's log formatter (common/logfmt.c). */
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>
@@ -14,32 +15,44 @@
 
 static void log_line(const struct outer_config *cfg, const char *line, size_t len)
 {
-	struct buf b = {0};
-	buf_puts(&b, cfg->log_prefix);
-	buf_append(&b, line, len);
-	buf_putc(&b, '\n');
 	_cleanup_err_ struct err *e = NULL;
-	if (io_write_full(cfg->log_fd, b.data, b.len, &e) < 0)
+	if (log_line_write(cfg->log_fd, cfg->log_prefix, "app", "info", line, len, &e) < 0)
 		log_warn("app log: %s", e->msg);
-	buf_free(&b);
+}
+
+/* odyn's records read "LEVEL: message" (odyn/msgs.c): JSON gets the level as a field. */
+static const char *record_level(const char **text, size_t *len)
+{
+	static const struct {
+		const char *prefix, *level;
+	} levels[] = {{"error: ", "error"}, {"warning: ", "warn"}, {"info: ", "info"}, {"debug: ", "debug"}};
+	for (size_t i = 0; i < sizeof(levels) / sizeof(levels[0]); i++) {
+		size_t n = strlen(levels[i].prefix);
+		if (*len >= n && memcmp(*text, levels[i].prefix, n) == 0) {
+			*text += n;
+			*len -= n;
+			return levels[i].level;
+		}
+	}
+	return "info";
 }
 
 static void log_record_write(const struct outer_config *cfg, const char *tag, size_t tag_len, const char *text,
                              size_t len)
 {
-	struct buf b = {0};
-	buf_putc(&b, '[');
-	if (tag_len)
-		buf_append(&b, tag, tag_len);
-	else
-		buf_putc(&b, '?'); /* a malformed tag: still shown, never as the app's */
-	buf_puts(&b, "] ");
-	buf_append(&b, text, len);
-	buf_putc(&b, '\n');
 	_cleanup_err_ struct err *e = NULL;
-	if (io_write_full(cfg->log_fd, b.data, b.len, &e) < 0)
+	int r;
+	if (log_get_format() == LOG_FORMAT_JSON) {
+		/* Only odyn writes records (the app's RS bytes are replaced before they are sent). */
+		const char *level = record_level(&text, &len);
+		r = log_line_write(cfg->log_fd, "", "odyn", level, text, len, &e);
+	} else {
+		/* A malformed tag is still shown, never as the app's. */
+		_cleanup_free_ char *prefix = tag_len ? xasprintf("[%.*s] ", (int)tag_len, tag) : xstrdup("[?] ");
+		r = log_line_write(cfg->log_fd, prefix, "odyn", "info", text, len, &e);
+	}
+	if (r < 0)
 		log_warn("app log: %s", e->msg);
-	buf_free(&b);
 }
 
 bool outer_report_status(struct outer_report *o, const char *line, size_t len)
