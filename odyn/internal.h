@@ -60,23 +60,6 @@ int ingress_start(struct evloop *loop, const struct odyn_ingress *spec, int conn
                   struct ingress **out, struct err **err);
 void ingress_free(struct ingress *in);
 
-/* httpd: odyn's local HTTP endpoints, one request per connection. The
- * handler gets the whole request (body by Content-Length, at most body_max)
- * and answers with httpd_respond now or later; a connection that ends first
- * calls the cancel function given to httpd_set_pending. */
-struct httpd;
-struct httpd_conn;
-typedef void (*httpd_handler_fn)(void *arg, struct httpd_conn *c, const struct http_request *req,
-                                 const uint8_t *body, size_t len);
-int httpd_start(struct evloop *loop, const struct transport_addr *addr, const char *name, size_t body_max,
-                httpd_handler_fn handler, void *arg, struct httpd **out, struct err **err);
-void httpd_free(struct httpd *s);
-void httpd_respond(struct httpd_conn *c, int code, const char *reason, const char *content_type, const void *body,
-                   size_t len);
-void httpd_respond_text(struct httpd_conn *c, int code, const char *reason, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-void httpd_set_pending(struct httpd_conn *c, void *user, void (*cancel)(void *user));
-
 /* api: POST /v1/attestation on the supervisor's loop. */
 struct odyn_api;
 int odyn_api_start(struct evloop *loop, const struct transport_addr *addr, const char *nsm_path,
