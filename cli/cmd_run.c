@@ -22,6 +22,7 @@ enum {
 	OPT_ACCEL,
 	OPT_LAUNCHER,
 	OPT_NAME,
+	OPT_METRICS,
 	OPT_HELP,
 };
 
@@ -64,6 +65,8 @@ static void run_usage(FILE *f, bool entrypoint)
 	      "  --emulate               QEMU's nitro-enclave machine instead of /dev/nitro_enclaves\n"
 	      "  --accel auto|kvm|tcg    the emulator's accelerator (default $ENCLAVER_EMULATOR_ACCEL, else\n"
 	      "                          auto: KVM when it boots the enclave, else TCG)\n"
+	      "  --metrics ADDR          serve /healthz, /livez and /metrics (Prometheus) on HOST:PORT, or\n"
+	      "                          :PORT for 127.0.0.1:PORT (docs/cli.md lists the metrics)\n"
 	      "  -v                      more detail on stderr\n",
 	      f);
 	if (!entrypoint)
@@ -103,6 +106,7 @@ int run_parse(int argc, char **argv, bool entrypoint, struct run_opts *o)
 	    {"accel", required_argument, NULL, OPT_ACCEL},
 	    {"launcher", required_argument, NULL, OPT_LAUNCHER},
 	    {"name", required_argument, NULL, OPT_NAME},
+	    {"metrics", required_argument, NULL, OPT_METRICS},
 	    CLI_OCI_LONG_OPTIONS,
 	    {"verbose", no_argument, NULL, 'v'},
 	    {"help", no_argument, NULL, OPT_HELP},
@@ -151,6 +155,13 @@ int run_parse(int argc, char **argv, bool entrypoint, struct run_opts *o)
 			break;
 		case OPT_LAUNCHER: o->run.launcher = optarg; break;
 		case OPT_NAME: o->run.name = optarg; break;
+		case OPT_METRICS: {
+			struct transport_addr a;
+			if (outer_metrics_addr(optarg, &a, &e) < 0)
+				return cli_usage_error(o->cmd, "%s", e->msg);
+			o->run.metrics = optarg;
+			break;
+		}
 		case 'v': log_set_level(log_get_level() < LOG_DEBUG ? log_get_level() + 1 : LOG_DEBUG); break;
 		case 'h':
 		case OPT_HELP: run_usage(stdout, entrypoint); return EXIT_OK;

@@ -60,6 +60,19 @@ int ingress_start(struct evloop *loop, const struct odyn_ingress *spec, int conn
                   struct ingress **out, struct err **err);
 void ingress_free(struct ingress *in);
 
+/* counters: egress decisions and KMS requests for the host's metrics, sent on the status stream
+ * as a counters line (wire/wire.h) at most once a second when one moved. add is a no-op on NULL. */
+struct odyn_counters;
+struct odyn_counters *odyn_counters_new(struct evloop *loop, struct stream *status);
+void odyn_counters_add(struct odyn_counters *k, enum wire_counter_family f, const char *a, const char *b);
+/* Sends what moved now (before the app's exit status). */
+void odyn_counters_flush(struct odyn_counters *k);
+void odyn_counters_free(struct odyn_counters *k);
+/* Where the proxies count (set after they start; NULL: not counted). */
+void egress_proxy_set_counters(struct egress_proxy *p, struct odyn_counters *k);
+struct odyn_kms;
+void odyn_kms_set_counters(struct odyn_kms *k, struct odyn_counters *c);
+
 /* api: POST /v1/attestation on the supervisor's loop. */
 struct odyn_api;
 int odyn_api_start(struct evloop *loop, const struct transport_addr *addr, const char *nsm_path,

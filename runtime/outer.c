@@ -210,6 +210,10 @@ int outer_new(const struct outer_config *cfg, struct outer **out, struct err **e
 	gstream_init(&o->ctx, &o->sink, &o->log, GSTREAM_LOG);
 	if (evloop_new(&o->ctx.loop, err) < 0)
 		goto fail;
+	/* Before the boot: probes are answered (not ready) while it lasts. */
+	if (cfg->metrics_addr && outer_metrics_start(cfg->metrics_addr, cfg->n_ports, &o->ctx.metrics, err) < 0)
+		goto fail;
+	o->report.metrics = o->ctx.metrics;
 	o->ingress = xcalloc(cfg->n_ports ? cfg->n_ports : 1, sizeof(*o->ingress));
 	for (size_t i = 0; i < cfg->n_ports; i++) {
 		if (outer_ingress_open(&o->ctx, &cfg->ports[i], &o->ingress[i], err) < 0)
@@ -248,6 +252,11 @@ fail:
 	return -1;
 }
 
+uint16_t outer_metrics_bound(const struct outer *o)
+{
+	return o->ctx.metrics ? outer_metrics_port(o->ctx.metrics) : 0;
+}
+
 uint16_t outer_port_bound(const struct outer *o, size_t i)
 {
 	return i < o->n_ingress ? o->ingress[i].bound_port : 0;
@@ -284,6 +293,7 @@ int outer_run(struct outer *o, struct outer_result *res, struct err **err)
 		if (evloop_add(o->ctx.loop, o->console_fd, EPOLLIN, &o->console_h, err) < 0)
 			return -1;
 	}
+	outer_metrics_heartbeat(o->ctx.metrics); /* the launcher returns at the heartbeat */
 	o->log.wanted = o->status.wanted = true;
 	retry_arm(o, 1);
 	if (evloop_run(o->ctx.loop, err) < 0)
@@ -308,6 +318,7 @@ int outer_run(struct outer *o, struct outer_result *res, struct err **err)
 			console_bytes(o, b, (size_t)n, false);
 	}
 	console_bytes(o, "", 0, true);
+	outer_metrics_stopped(o->ctx.metrics);
 	result_fill(o, res);
 	return 0;
 }
@@ -346,5 +357,6 @@ void outer_free(struct outer *o)
 	if (o->blocked)
 		sigprocmask(SIG_SETMASK, &o->old_mask, NULL);
 	free(o->report.final.message);
+	outer_metrics_free(o->ctx.metrics);
 	free(o);
 }

@@ -64,6 +64,8 @@ uint16_t httpd_port(const struct httpd *s);
 void httpd_free(struct httpd *s);
 void httpd_respond(struct httpd_conn *c, int code, const char *reason, const char *content_type, const void *body,
                    size_t len);
+/* 405 with the Allow header RFC 9110 asks for (allow: "GET"). */
+void httpd_respond_not_allowed(struct httpd_conn *c, const char *allow);
 void httpd_respond_text(struct httpd_conn *c, int code, const char *reason, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 void httpd_set_pending(struct httpd_conn *c, void *user, void (*cancel)(void *user));

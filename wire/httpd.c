@@ -105,6 +105,20 @@ void httpd_respond(struct httpd_conn *c, int code, const char *reason, const cha
 	conn_flush(c);
 }
 
+void httpd_respond_not_allowed(struct httpd_conn *c, const char *allow)
+{
+	if (c->dead || c->responded)
+		return;
+	c->responded = true;
+	c->user_cancel = NULL;
+	static const char body[] = "method not allowed\n";
+	buf_printf(&c->out,
+	           "HTTP/1.1 405 Method Not Allowed\r\nAllow: %s\r\nContent-Type: text/plain\r\nContent-Length: "
+	           "%zu\r\nConnection: close\r\n\r\n%s",
+	           allow, sizeof(body) - 1, body);
+	conn_flush(c);
+}
+
 void httpd_respond_text(struct httpd_conn *c, int code, const char *reason, const char *fmt, ...)
 {
 	va_list ap;
