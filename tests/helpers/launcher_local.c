@@ -2,8 +2,9 @@
  * (not init mode), with unix sockets standing in for vsock. Linked into build/<v>/helpers/enclaver-local
  * (the enclaver CLI plus this file), where it registers itself as `enclaver run --launcher local`.
  * Environment: ENCLAVER_LOCAL_CMD (the app, run with sh -c, or "exec:PATH"; required), ENCLAVER_LOCAL_MANIFEST (odyn's
- * egress policy and ingress ports), ENCLAVER_LOCAL_DIR (the socket folder: guest-P.sock is the enclave's
- * port P, parent-P.sock the host's listener on P; default a temporary folder), ENCLAVER_LOCAL_ODYN. */
+ * egress policy, ingress ports and restart policy), ENCLAVER_LOCAL_DIR (the socket folder: guest-P.sock is the
+ * enclave's port P, parent-P.sock the host's listener on P; default a temporary folder), ENCLAVER_LOCAL_ODYN,
+ * ENCLAVER_LOCAL_BOOT_MS (a boot that blocks the caller this long first, as a real launcher's does). */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -133,6 +134,16 @@ static int local_start(struct launcher *l, const struct launch_request *req, str
 			strv_add(&argv, &n, xstrdup(m->egress_deny[i]));
 		}
 	}
+	if (m && m->restart_policy) {
+		strv_add(&argv, &n, xstrdup("--restart"));
+		strv_add(&argv, &n, xstrdup(m->restart_policy));
+		strv_add(&argv, &n, xstrdup("--max-restarts"));
+		strv_add(&argv, &n, xasprintf("%lld", (long long)m->restart_max));
+		if (m->restart_backoff_ms) {
+			strv_add(&argv, &n, xstrdup("--restart-backoff-ms"));
+			strv_add(&argv, &n, xasprintf("%lld", (long long)m->restart_backoff_ms));
+		}
+	}
 	for (size_t i = 0; m && i < m->n_ingress; i++) {
 		strv_add(&argv, &n, xstrdup("--ingress"));
 		strv_add(&argv, &n,
@@ -149,6 +160,9 @@ static int local_start(struct launcher *l, const struct launch_request *req, str
 		strv_add(&argv, &n, xstrdup(cmd));
 	}
 
+	const char *boot_ms = getenv("ENCLAVER_LOCAL_BOOT_MS");
+	if (boot_ms)
+		usleep((useconds_t)atoi(boot_ms) * 1000);
 	int cons[2] = {-1, -1};
 	if (req->debug_mode && pipe2(cons, O_CLOEXEC) < 0) {
 		err_sys(err, "pipe");
