@@ -54,7 +54,7 @@ struct odyn_counters *odyn_counters_new(struct evloop *loop, struct stream *stat
 static ssize_t find(const struct odyn_counters *k, enum wire_counter_family f, const char *a, const char *b)
 {
 	for (size_t i = 0; i < k->n; i++)
-		if (k->c[i].family == f && !strcmp(k->c[i].label[0], a) && !strcmp(k->c[i].label[1], b))
+		if (wire_counter_is(&k->c[i], f, a, b))
 			return (ssize_t)i;
 	return -1;
 }

@@ -266,9 +266,7 @@ static void merge_counters(struct outer_metrics *m, const struct wire_status *st
 	for (size_t i = 0; i < st->n_counters; i++) {
 		const struct wire_counter *c = &st->counters[i];
 		size_t j = 0;
-		while (j < m->n_series && !(m->series[j].family == c->family &&
-		                            !strcmp(m->series[j].label[0], c->label[0]) &&
-		                            !strcmp(m->series[j].label[1], c->label[1])))
+		while (j < m->n_series && !wire_counter_is(&m->series[j], c->family, c->label[0], c->label[1]))
 			j++;
 		if (j == m->n_series) {
 			if (m->n_series == OUTER_METRICS_SERIES_MAX) {

@@ -20,6 +20,11 @@ bool wire_counter_label_ok(const char *s)
 	return true;
 }
 
+bool wire_counter_is(const struct wire_counter *c, enum wire_counter_family f, const char *a, const char *b)
+{
+	return c->family == f && !strcmp(c->label[0], a) && !strcmp(c->label[1], b);
+}
+
 static json_t *counters_pack(const struct wire_status *s)
 {
 	json_t *v = json_pack("{s:s}", "status", "counters");
@@ -64,11 +69,9 @@ static int counters_decode(json_t *v, enum wire_counter_family f, struct wire_st
 				               k, WIRE_COUNTER_LABEL_MAX);
 			memcpy(c->label[k], l, strlen(l) + 1);
 		}
-		for (size_t j = 0; j < out->n_counters; j++) {
-			const struct wire_counter *d = &out->counters[j];
-			if (d->family == f && !strcmp(d->label[0], c->label[0]) && !strcmp(d->label[1], c->label[1]))
+		for (size_t j = 0; j < out->n_counters; j++)
+			if (wire_counter_is(&out->counters[j], f, c->label[0], c->label[1]))
 				return err_set(err, EINVAL, "counters: %s[%zu] repeats an entry", where, i);
-		}
 		out->n_counters++;
 	}
 	return 0;

@@ -61,6 +61,8 @@ struct wire_status {
 };
 /* A label as the counters line may carry it (length and bytes above). */
 bool wire_counter_label_ok(const char *s);
+/* Whether c counts the series (f, a, b): one name, one entry, on both sides. */
+bool wire_counter_is(const struct wire_counter *c, enum wire_counter_family f, const char *a, const char *b);
 /* Appends the line, LF included. */
 void wire_status_encode(const struct wire_status *s, struct buf *out);
 /* One line without its LF. EINVAL for a line that is not a status (malformed JSON, a missing or

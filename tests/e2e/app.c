@@ -11,9 +11,9 @@
  *                      request through odyn's egress proxy and the denied one straight to the
  *                      host's egress endpoint (vsock 3:17002, bypassing odyn), then serve until
  *                      SIGTERM. Ingress commands (first line): "GET ..." (HTTP answer), ECHO,
- *                      SINK, SOURCE N, EXIT3 (the app exits 3), and for the benchmark EGRESS HOST:PORT N (send N bytes to
- *                      a SINK there through the proxy) and EGRESSCONN HOST:PORT K (K requests,
- *                      one connection each)
+ *                      SINK, SOURCE N, EXIT3 (the app exits 3), and for the benchmark EGRESS
+ *                      HOST:PORT N (send N bytes to a SINK there through the proxy) and
+ *                      EGRESSCONN HOST:PORT K (K requests, one connection each)
  * Every line it prints starts with "app: " (the tests grep the log stream for them). */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
