@@ -463,7 +463,8 @@ int odyn_kms_start(struct evloop *loop, const struct transport_addr *addr, const
 	}
 	k->pipe_h.fn = on_pipe;
 	if (evloop_add(loop, k->pipe_rd, EPOLLIN, &k->pipe_h, err) < 0 ||
-	    httpd_start(loop, addr, "kms proxy", &(struct httpd_limits){.body_max = KMS_BODY_MAX}, on_request, k, &k->srv, err) < 0) {
+	    httpd_start(loop, addr, "kms proxy", &(struct httpd_limits){.body_max = KMS_BODY_MAX}, on_request, k,
+	                &k->srv, err) < 0) {
 		odyn_kms_free(k);
 		return -1;
 	}

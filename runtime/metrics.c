@@ -125,8 +125,7 @@ void outer_metrics_render(struct outer_metrics *m, struct buf *b)
 	pthread_mutex_unlock(&m->mu);
 }
 
-static void on_request(void *arg, struct httpd_conn *c, const struct http_request *req, const uint8_t *body,
-                       size_t len)
+static void on_request(void *arg, struct httpd_conn *c, const struct http_request *req, const uint8_t *body, size_t len)
 {
 	struct outer_metrics *m = arg;
 	(void)body;

@@ -47,7 +47,7 @@ struct outer_config {
 	const char *log_prefix;             /* before each app line; NULL: "[app] " */
 	unsigned stop_timeout_ms;           /* SIGINT/SIGTERM: how long the app gets to stop (odyn's "stop"
 	                                       on the status stream) before launcher_stop; 0: 30000 */
-	const char *metrics_addr; /* --metrics HOST:PORT or :PORT; NULL: no metrics server */
+	const char *metrics_addr;           /* --metrics HOST:PORT or :PORT; NULL: no metrics server */
 };
 
 enum outer_outcome {

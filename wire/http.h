@@ -54,8 +54,8 @@ struct httpd_limits {
 };
 struct httpd;
 struct httpd_conn;
-typedef void (*httpd_handler_fn)(void *arg, struct httpd_conn *c, const struct http_request *req,
-                                 const uint8_t *body, size_t len);
+typedef void (*httpd_handler_fn)(void *arg, struct httpd_conn *c, const struct http_request *req, const uint8_t *body,
+                                 size_t len);
 int httpd_start(struct evloop *loop, const struct transport_addr *addr, const char *name,
                 const struct httpd_limits *limits, httpd_handler_fn handler, void *arg, struct httpd **out,
                 struct err **err);

@@ -171,7 +171,8 @@ static void conn_process(struct httpd_conn *c)
 		}
 		if (c->req.content_length > (int64_t)c->srv->lim.body_max) {
 			c->handled = true;
-			httpd_respond_text(c, 413, "Content Too Large", "the body is over %zu bytes", c->srv->lim.body_max);
+			httpd_respond_text(c, 413, "Content Too Large", "the body is over %zu bytes",
+			                   c->srv->lim.body_max);
 			return;
 		}
 	}

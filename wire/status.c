@@ -33,7 +33,8 @@ static json_t *counters_pack(const struct wire_status *s)
 		for (size_t i = 0; i < s->n_counters; i++) {
 			const struct wire_counter *c = &s->counters[i];
 			if (c->family == f)
-				json_array_append_new(a, json_pack("[s,s,I]", c->label[0], c->label[1], (json_int_t)c->n));
+				json_array_append_new(a,
+				                      json_pack("[s,s,I]", c->label[0], c->label[1], (json_int_t)c->n));
 		}
 		json_object_set_new(v, counter_family_key[f], a);
 	}
@@ -65,8 +66,8 @@ static int counters_decode(json_t *v, enum wire_counter_family f, struct wire_st
 			const char *l = json_string_value(json_array_get(e, k));
 			if (l == NULL || !wire_counter_label_ok(l))
 				return err_set(err, EINVAL,
-				               "counters: %s[%zu] label %zu is not 1 to %d printable ASCII bytes", where, i,
-				               k, WIRE_COUNTER_LABEL_MAX);
+				               "counters: %s[%zu] label %zu is not 1 to %d printable ASCII bytes",
+				               where, i, k, WIRE_COUNTER_LABEL_MAX);
 			memcpy(c->label[k], l, strlen(l) + 1);
 		}
 		for (size_t j = 0; j < out->n_counters; j++)

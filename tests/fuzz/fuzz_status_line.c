@@ -27,7 +27,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if (st.n_counters > WIRE_COUNTERS_MAX)
 			__builtin_trap();
 		for (size_t i = 0; i < st.n_counters; i++)
-			if (!wire_counter_label_ok(st.counters[i].label[0]) || !wire_counter_label_ok(st.counters[i].label[1]))
+			if (!wire_counter_label_ok(st.counters[i].label[0]) ||
+			    !wire_counter_label_ok(st.counters[i].label[1]))
 				__builtin_trap();
 	}
 	outer_metrics_status(m, &st);

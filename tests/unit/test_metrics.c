@@ -24,8 +24,7 @@ struct srv {
 	unsigned handled;
 };
 
-static void on_request(void *arg, struct httpd_conn *c, const struct http_request *req, const uint8_t *body,
-                       size_t len)
+static void on_request(void *arg, struct httpd_conn *c, const struct http_request *req, const uint8_t *body, size_t len)
 {
 	struct srv *s = arg;
 	(void)body;
@@ -163,8 +162,8 @@ TEST(httpd_closes_a_slow_client_at_its_lifetime_bound)
 	char b[256];
 	ssize_t n = recv(fd, b, sizeof(b), 0);
 	double took = now_s() - t0;
-	CHECK(n == 0);                      /* closed, no answer */
-	CHECK(took > 0.2 && took < 5.0);    /* by the bound, not before */
+	CHECK(n == 0);                   /* closed, no answer */
+	CHECK(took > 0.2 && took < 5.0); /* by the bound, not before */
 	close(fd);
 	/* A client that never reads its answer is bounded the same way (its connection goes). */
 	CHECK_INT_EQ(__atomic_load_n(&s.handled, __ATOMIC_RELAXED), 0);

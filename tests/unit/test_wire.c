@@ -121,14 +121,16 @@ TEST(counters_lines_from_a_hostile_enclave_are_refused_whole)
 	char label[WIRE_COUNTER_LABEL_MAX + 2];
 	memset(label, 'x', sizeof(label) - 1);
 	label[sizeof(label) - 1] = '\0';
-	_cleanup_free_ char *long_line = xasprintf("{\"status\":\"counters\",\"egress\":[[\"%s\",\"denied\",1]]}", label);
+	_cleanup_free_ char *long_line =
+	    xasprintf("{\"status\":\"counters\",\"egress\":[[\"%s\",\"denied\",1]]}", label);
 	struct wire_status st;
 	struct err *e = NULL;
 	CHECK(wire_status_decode(long_line, strlen(long_line), &st, &e) < 0);
 	CHECK_ERR_CONTAINS(e, "egress[0] label 0");
 	err_free(&e);
 	label[WIRE_COUNTER_LABEL_MAX] = '\0';
-	_cleanup_free_ char *max_line = xasprintf("{\"status\":\"counters\",\"egress\":[[\"%s\",\"denied\",1]]}", label);
+	_cleanup_free_ char *max_line =
+	    xasprintf("{\"status\":\"counters\",\"egress\":[[\"%s\",\"denied\",1]]}", label);
 	REQUIRE(wire_status_decode(max_line, strlen(max_line), &st, &e) == 0);
 	wire_status_free(&st);
 	/* Entries: 64 pass, 65 do not. */
