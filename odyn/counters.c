@@ -1,6 +1,6 @@
 /* counters: what only the enclave sees, for the host's metrics: egress decisions by rule and KMS
- * requests by action, counted on the supervisor's loop and sent as a counters line on the status
- * stream (wire/wire.h) at most once a second, only when one moved. */
+ * requests by action, counted on the supervisor's loop and, once the host asked, sent as a counters
+ * line on the status stream (wire/wire.h) at most once a second, only when one moved. */
 #include <string.h>
 
 #include "odyn/internal.h"
@@ -19,13 +19,14 @@ struct odyn_counters {
 	struct wire_counter c[WIRE_COUNTERS_MAX];
 	size_t n;
 	bool dirty;
+	bool enabled; /* the host asked for them */
 	struct ev_deadline timer;
 	struct evloop *loop;
 };
 
 void odyn_counters_flush(struct odyn_counters *k)
 {
-	if (k == NULL || !k->dirty)
+	if (k == NULL || !k->dirty || !k->enabled)
 		return;
 	ev_deadline_stop(&k->timer);
 	k->dirty = false;
@@ -80,11 +81,20 @@ void odyn_counters_add(struct odyn_counters *k, enum wire_counter_family f, cons
 	}
 	k->c[i].n++;
 	k->dirty = true;
-	if (k->timer.fd < 0) {
+	if (k->enabled && k->timer.fd < 0) {
 		_cleanup_err_ struct err *e = NULL;
 		if (ev_deadline_arm(&k->timer, k->loop, COUNTERS_EVERY_MS, on_timer, &e) < 0)
 			odyn_counters_flush(k); /* no timer: send now rather than never */
 	}
+}
+
+void odyn_counters_enable(struct odyn_counters *k)
+{
+	if (k == NULL)
+		return;
+	k->enabled = true;
+	k->dirty = k->n > 0; /* the totals so far, at once (a host that reconnected asks again) */
+	odyn_counters_flush(k);
 }
 
 void odyn_counters_free(struct odyn_counters *k)

@@ -61,12 +61,15 @@ int ingress_start(struct evloop *loop, const struct odyn_ingress *spec, int conn
 void ingress_free(struct ingress *in);
 
 /* counters: egress decisions and KMS requests for the host's metrics, sent on the status stream
- * as a counters line (wire/wire.h) at most once a second when one moved. add is a no-op on NULL. */
+ * as a counters line (wire/wire.h) once the host asked, at most once a second when one moved. add
+ * is a no-op on NULL. */
 struct odyn_counters;
 struct odyn_counters *odyn_counters_new(struct evloop *loop, struct stream *status);
 void odyn_counters_add(struct odyn_counters *k, enum wire_counter_family f, const char *a, const char *b);
-/* Sends what moved now (before the app's exit status). */
+/* Sends what moved now (before the app's exit status); nothing until enabled. */
 void odyn_counters_flush(struct odyn_counters *k);
+/* The host asked (WIRE_STATUS_COUNTERS_ON): the totals now, then lines as they move. */
+void odyn_counters_enable(struct odyn_counters *k);
 void odyn_counters_free(struct odyn_counters *k);
 /* Where the proxies count (set after they start; NULL: not counted). */
 void egress_proxy_set_counters(struct egress_proxy *p, struct odyn_counters *k);

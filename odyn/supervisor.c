@@ -412,6 +412,10 @@ static void on_signal(struct ev_handler *h, uint32_t events)
 static void on_status_command(void *arg, const char *line)
 {
 	struct sup *s = arg;
+	if (strcmp(line, WIRE_STATUS_COUNTERS_ON) == 0) {
+		odyn_counters_enable(s->counters);
+		return;
+	}
 	if (strcmp(line, WIRE_STATUS_STOP) != 0) {
 		log_warn("status stream: unknown command \"%s\" ignored", line);
 		return;

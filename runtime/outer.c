@@ -26,6 +26,7 @@ struct outer {
 	struct outer_report report; /* what odyn reported */
 	int signo;                  /* SIGINT/SIGTERM received */
 	bool stop_asked;            /* "stop" sent to odyn; waiting for the enclave to end */
+	bool counters_asked;        /* "counters" sent on this status connection (--metrics) */
 	bool done;
 };
 
@@ -57,6 +58,10 @@ static void on_status_line(void *arg, const char *line, size_t len)
 	if (outer_report_status(&o->report, line, len))
 		for (size_t i = 0; i < o->n_ingress; i++)
 			outer_ingress_resume(&o->ingress[i]);
+	/* With --metrics, ask odyn for its counters once per connection (a line says it is up). */
+	static const char ask[] = WIRE_STATUS_COUNTERS_ON "\n";
+	if (o->ctx.metrics && !o->counters_asked && o->status.fd >= 0 && !o->status.connecting)
+		o->counters_asked = send(o->status.fd, ask, sizeof(ask) - 1, MSG_NOSIGNAL) == (ssize_t)sizeof(ask) - 1;
 }
 
 static void on_stream_retry(void *arg, unsigned ms)
@@ -67,6 +72,8 @@ static void on_stream_retry(void *arg, unsigned ms)
 static bool on_stream_closed(void *arg, enum gstream_kind kind)
 {
 	struct outer *o = arg;
+	if (kind == GSTREAM_STATUS)
+		o->counters_asked = false; /* the next connection asks again */
 	/* The log is replayed from odyn's ring on reconnect: after the app's end that would repeat it. */
 	return !o->done && !(kind == GSTREAM_LOG && o->report.have_final);
 }

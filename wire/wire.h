@@ -31,9 +31,13 @@
  * The last one before the enclave ends decides enclaver-run's exit status. host -> odyn on the same
  * connection: the line "stop" asks for a graceful stop (SIGTERM to the app). */
 #define WIRE_STATUS_STOP "stop"
+/* host -> odyn: "counters" asks for the counters lines below (a host without --metrics, or one
+ * older than them, never asks and gets none). */
+#define WIRE_STATUS_COUNTERS_ON "counters"
 /* Counters: what only the enclave sees, for the host's metrics (docs/architecture.md):
  * {"status":"counters","egress":[[RULE,"allowed"|"denied",N],...],"kms":[[ACTION,RESULT,N],...]},
- * each N the total since odyn started, sent at most once a second when one moved. Not a status:
+ * each N the total since odyn started, sent once the host asked (WIRE_STATUS_COUNTERS_ON), then
+ * at most once a second when one moved. Not a status:
  * it never decides the exit. The host decodes it as untrusted input: at most WIRE_COUNTERS_MAX
  * entries, labels of 1 to WIRE_COUNTER_LABEL_MAX printable ASCII bytes, N a non-negative integer,
  * no entry twice; any breach refuses the whole line. */

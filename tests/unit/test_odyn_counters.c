@@ -1,5 +1,6 @@
 /* test_odyn_counters: odyn's counters for the host's metrics (odyn/counters.c) as a reader of the
- * real status stream sees them: one line a second at most, only when a count moved, a client's
+ * real status stream sees them: nothing until the host asks, then one line a second at most, only
+ * when a count moved, a client's
  * invented names folded into "(other)" so the line stays within the wire's limits. */
 #include <errno.h>
 #include <fcntl.h>
@@ -94,10 +95,28 @@ static uint64_t count_of(const struct wire_status *st, enum wire_counter_family 
 	return 0;
 }
 
+TEST(counters_go_out_once_the_host_asks)
+{
+	struct rig r;
+	rig_start(t, &r);
+	odyn_counters_add(r.k, WIRE_COUNTER_EGRESS, "a.example", "allowed");
+	odyn_counters_flush(r.k);
+	CHECK(rig_run(&r, 1300) == 0); /* a host without --metrics gets no counters lines */
+	odyn_counters_enable(r.k);
+	CHECK(rig_run(&r, 100) == 1); /* the totals so far, at once */
+	struct wire_status st;
+	rig_last(t, &r, &st);
+	CHECK(count_of(&st, WIRE_COUNTER_EGRESS, "a.example", "allowed") == 1);
+	wire_status_free(&st);
+	rig_stop(&r);
+}
+
 TEST(counters_go_out_once_a_second_when_they_moved)
 {
 	struct rig r;
 	rig_start(t, &r);
+	odyn_counters_enable(r.k);
+	CHECK(rig_run(&r, 100) == 0); /* nothing counted yet: nothing sent */
 	for (int i = 0; i < 100; i++)
 		odyn_counters_add(r.k, WIRE_COUNTER_EGRESS, "*.amazonaws.com:443", "allowed");
 	odyn_counters_add(r.k, WIRE_COUNTER_EGRESS, "(default)", "denied");
@@ -124,6 +143,7 @@ TEST(counters_fold_invented_and_bad_names_into_other)
 {
 	struct rig r;
 	rig_start(t, &r);
+	odyn_counters_enable(r.k);
 	/* A client inventing 100 action names, and one that is not a label at all. */
 	for (int i = 0; i < 100; i++) {
 		char action[32];
