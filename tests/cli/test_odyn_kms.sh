@@ -98,21 +98,11 @@ check "... naming the chunked body's problem" grep -q "chunked body: offset [0-9
 
 # The host's /metrics learns of these requests from counters lines on odyn's status stream, sent
 # once a reader asks ("counters"), at most one a second: Decrypt answered both ok and with an error.
-status_with_counters() { # SOCKET: asks for counters, prints what comes until 1.5 s of quiet
-	timeout 10 python3 -c 'import socket, sys
-s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); s.sendall(b"counters\n"); s.settimeout(1.5)
-try:
-    while True:
-        c = s.recv(65536)
-        if not c: break
-        sys.stdout.buffer.write(c)
-except socket.timeout: pass' "$1"
-}
 log_records "$TMP/st.$KP" >"$TMP/st-noask"
 check "a status reader that did not ask gets no counters lines" sh -c "! grep -q '\"counters\"' '$TMP/st-noask'"
 check "... but the app's status" grep -q '"status":"running"' "$TMP/st-noask"
 kms_counted() {
-	status_with_counters "$TMP/st.$KP" | python3 -c '
+	log_records "$TMP/st.$KP" counters | python3 -c '
 import json, sys
 last = [json.loads(l) for l in sys.stdin if "\"counters\"" in l][-1]
 got = {(a, r): n for a, r, n in last["kms"]}

@@ -120,7 +120,7 @@ TEST(counters_go_out_once_a_second_when_they_moved)
 	for (int i = 0; i < 100; i++)
 		odyn_counters_add(r.k, WIRE_COUNTER_EGRESS, "*.amazonaws.com:443", "allowed");
 	odyn_counters_add(r.k, WIRE_COUNTER_EGRESS, "(default)", "denied");
-	CHECK(rig_run(&r, 300) == 0); /* not a line per request */
+	CHECK(rig_run(&r, 300) == 0);  /* not a line per request */
 	CHECK(rig_run(&r, 1200) == 1); /* one line for all of them */
 	struct wire_status st;
 	rig_last(t, &r, &st);
