@@ -23,6 +23,7 @@ enum {
 	OPT_LAUNCHER,
 	OPT_NAME,
 	OPT_LOG_FORMAT,
+	OPT_METRICS,
 	OPT_HELP,
 };
 
@@ -67,6 +68,8 @@ static void run_usage(FILE *f, bool entrypoint)
 	      "                          auto: KVM when it boots the enclave, else TCG)\n"
 	      "  --log-format text|json  text (default) or one JSON object a line: time, source (app, odyn,\n"
 	      "                          host, console), level, message (docs/run.md, Log format)\n"
+	      "  --metrics ADDR          serve /healthz, /livez and /metrics (Prometheus) on HOST:PORT, or\n"
+	      "                          :PORT for 127.0.0.1:PORT (docs/cli.md lists the metrics)\n"
 	      "  -v                      more detail on stderr\n",
 	      f);
 	if (!entrypoint)
@@ -107,6 +110,7 @@ int run_parse(int argc, char **argv, bool entrypoint, struct run_opts *o)
 	    {"launcher", required_argument, NULL, OPT_LAUNCHER},
 	    {"name", required_argument, NULL, OPT_NAME},
 	    {"log-format", required_argument, NULL, OPT_LOG_FORMAT},
+	    {"metrics", required_argument, NULL, OPT_METRICS},
 	    CLI_OCI_LONG_OPTIONS,
 	    {"verbose", no_argument, NULL, 'v'},
 	    {"help", no_argument, NULL, OPT_HELP},
@@ -160,6 +164,13 @@ int run_parse(int argc, char **argv, bool entrypoint, struct run_opts *o)
 			if (log_format_parse(optarg, &f) < 0)
 				return cli_usage_error(o->cmd, "--log-format %s: want text or json", optarg);
 			log_set_format(f); /* the whole run's output, the host's own messages too */
+			break;
+		}
+		case OPT_METRICS: {
+			struct transport_addr a;
+			if (outer_metrics_addr(optarg, &a, &e) < 0)
+				return cli_usage_error(o->cmd, "%s", e->msg);
+			o->run.metrics = optarg;
 			break;
 		}
 		case 'v': log_set_level(log_get_level() < LOG_DEBUG ? log_get_level() + 1 : LOG_DEBUG); break;

@@ -54,6 +54,7 @@ int outer_ingress_open(struct outer_ctx *o, const struct outer_port *p, struct o
 	 * unconnected, until odyn reports the app running (outer_ingress_resume), with one line. */
 	relay_queue_init(&in->waiting, OUTER_INGRESS_HOLD_MS, "the enclave listens");
 	relay_queue_pause(&in->waiting, "the enclave is up");
+	in->waiting.bytes = outer_metrics_ingress(o->metrics, (size_t)(p - o->cfg.ports), p->enclave_port);
 	_cleanup_free_ char *text = strchr(p->host_addr, ':') ? xasprintf("tcp:[%s]:%u", p->host_addr, p->host_port)
 	                                                      : xasprintf("tcp:%s:%u", p->host_addr, p->host_port);
 	struct transport_addr a;

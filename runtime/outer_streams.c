@@ -63,6 +63,11 @@ bool outer_report_status(struct outer_report *o, const char *line, size_t len)
 		log_warn("status stream: ignoring %s (%.*s)", e->msg, (int)(len > 200 ? 200 : len), line);
 		return false;
 	}
+	outer_metrics_status(o->metrics, &st);
+	if (st.kind == WIRE_STATUS_COUNTERS) {
+		wire_status_free(&st); /* for the metrics only: never the run's result */
+		return false;
+	}
 	if (st.kind == WIRE_STATUS_RUNNING) {
 		/* Also after a restart: the earlier end was not the last. */
 		o->started = true;

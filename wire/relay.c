@@ -51,6 +51,7 @@ struct relay {
 	int timeout_ms;
 	char *what;
 	struct relay_list *list;
+	uint64_t *bytes; /* the queue's byte counts (relay_queue.bytes), or NULL */
 	struct relay *next, **pprev;
 };
 
@@ -267,6 +268,8 @@ static int pump(struct relay *r, int i)
 			d->eof = true;
 			return flush_dir(r, i);
 		}
+		if (r->bytes)
+			__atomic_fetch_add(&r->bytes[i], (uint64_t)n, __ATOMIC_RELAXED);
 		size_t off = 0;
 		while (off < (size_t)n) {
 			ssize_t w = end_write(&r->end[1 - i], buf + off, (size_t)n - off);
@@ -607,6 +610,7 @@ int relay_start_connecting(struct evloop *loop, int fd_a, struct tls_conn *tls_a
 	}
 	list_link(r, list);
 	r->queue = q;
+	r->bytes = q->bytes;
 	r->phase = RELAY_QUEUED;
 	q->n++;
 	if (q->tail)

@@ -52,6 +52,9 @@ struct relay_queue {
 	int backoff_ms;
 	char *what; /* the destination, for the hold's lines */
 	struct ev_deadline retry, hold;
+	/* NULL, or two counters the queue's relays add the bytes they read to: [0] from end A,
+	 * [1] from end B (atomically: another thread may read them, the host's metrics). */
+	uint64_t *bytes;
 };
 /* hold_ms 0: no holding. `until` must outlive the queue (a string literal). */
 void relay_queue_init(struct relay_queue *q, int hold_ms, const char *until);

@@ -15,17 +15,19 @@ bg_cleanup() {
 }
 trap bg_cleanup EXIT
 
-# log_records SOCKET: what odyn's log stream at unix SOCKET holds (app lines and odyn's records),
-# read until it is quiet for 1 s (10 s bound).
+# log_records SOCKET [LINE]: what odyn's log (or status) stream at unix SOCKET holds (app lines and
+# odyn's records), read until it is quiet for 1 s (10 s bound); LINE is sent first (a command such
+# as the status stream's "counters").
 log_records() {
 	timeout 10 python3 -c 'import socket, sys
 s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); s.settimeout(1)
+if len(sys.argv) > 2: s.sendall(sys.argv[2].encode() + b"\n")
 try:
     while True:
         c = s.recv(65536)
         if not c: break
         sys.stdout.buffer.write(c)
-except socket.timeout: pass' "$1"
+except socket.timeout: pass' "$@"
 }
 
 # The host's egress endpoint (vsock 17002) spoken to directly, as an app bypassing odyn would:

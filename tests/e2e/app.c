@@ -11,9 +11,9 @@
  *                      request through odyn's egress proxy and the denied one straight to the
  *                      host's egress endpoint (vsock 3:17002, bypassing odyn), then serve until
  *                      SIGTERM. Ingress commands (first line): "GET ..." (HTTP answer), ECHO,
- *                      SINK, SOURCE N, and for the benchmark EGRESS HOST:PORT N (send N bytes to
- *                      a SINK there through the proxy) and EGRESSCONN HOST:PORT K (K requests,
- *                      one connection each)
+ *                      SINK, SOURCE N, EXIT3 (the app exits 3), and for the benchmark EGRESS
+ *                      HOST:PORT N (send N bytes to a SINK there through the proxy) and
+ *                      EGRESSCONN HOST:PORT K (K requests, one connection each)
  *   crash CODE         print a hostile line and a line on stderr, exit CODE (restarts, JSON logs)
  *   stubborn           ignore SIGTERM (saying so) until killed (the stop's grace period)
  * Every line it prints starts with "app: " (the tests grep the log stream for them). */
@@ -410,6 +410,8 @@ static void serve_one(int c)
 		unsigned k = 0;
 		if (sscanf(line + 11, "%255s %u", target, &k) == 2)
 			egress_conns(c, target, k);
+	} else if (strcmp(line, "EXIT3") == 0) {
+		kill(getppid(), SIGUSR2); /* the serving parent exits 3 (the metrics test's restart) */
 	} else if (strncmp(line, "SOURCE ", 7) == 0) {
 		unsigned long long left = strtoull(line + 7, NULL, 10);
 		memset(data, 'x', sizeof(data));
@@ -425,10 +427,11 @@ static void serve_one(int c)
 		;
 }
 
-static volatile sig_atomic_t stopping;
+static volatile sig_atomic_t stopping, exit3;
 static void on_term(int sig)
 {
-	(void)sig;
+	if (sig == SIGUSR2)
+		exit3 = 1;
 	stopping = 1;
 }
 
@@ -453,6 +456,7 @@ static int serve(unsigned port, const char *allow, const char *deny, unsigned de
 	egress_bypass(deny);
 	struct sigaction sa = {.sa_handler = on_term}; /* no SA_RESTART: accept returns EINTR */
 	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGUSR2, &sa, NULL);
 	signal(SIGCHLD, SIG_IGN); /* connection children are reaped by the kernel */
 	while (!stopping) {
 		int c = accept4(l, NULL, NULL, SOCK_CLOEXEC);
@@ -465,6 +469,10 @@ static int serve(unsigned port, const char *allow, const char *deny, unsigned de
 			_exit(0);
 		}
 		close(c);
+	}
+	if (exit3) {
+		say("EXIT3: exiting with 3");
+		return 3;
 	}
 	say("SIGTERM: stopping");
 	return 0;

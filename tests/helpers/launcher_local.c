@@ -5,7 +5,8 @@
  * egress policy, ingress ports and restart policy), ENCLAVER_LOCAL_DIR (the socket folder: guest-P.sock is the enclave's
  * port P, parent-P.sock the host's listener on P; default a temporary folder), ENCLAVER_LOCAL_ODYN,
  * ENCLAVER_LOCAL_GRACE_MS (odyn's --grace-ms, default 5000), ENCLAVER_LOCAL_STOP_KILL (set: launcher_stop
- * SIGKILLs odyn at once, as closing a Nitro enclave's fd ends it; else SIGTERM, SIGKILL after 20 s). */
+ * SIGKILLs odyn at once, as closing a Nitro enclave's fd ends it; else SIGTERM, SIGKILL after 20 s),
+ * ENCLAVER_LOCAL_BOOT_MS (a boot that blocks the caller this long first, as a real launcher's does). */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -136,6 +137,16 @@ static int local_start(struct launcher *l, const struct launch_request *req, str
 			strv_add(&argv, &n, xstrdup(m->egress_deny[i]));
 		}
 	}
+	if (m && m->restart_policy) {
+		strv_add(&argv, &n, xstrdup("--restart"));
+		strv_add(&argv, &n, xstrdup(m->restart_policy));
+		strv_add(&argv, &n, xstrdup("--max-restarts"));
+		strv_add(&argv, &n, xasprintf("%lld", (long long)m->restart_max));
+		if (m->restart_backoff_ms) {
+			strv_add(&argv, &n, xstrdup("--restart-backoff-ms"));
+			strv_add(&argv, &n, xasprintf("%lld", (long long)m->restart_backoff_ms));
+		}
+	}
 	for (size_t i = 0; m && i < m->n_ingress; i++) {
 		strv_add(&argv, &n, xstrdup("--ingress"));
 		strv_add(&argv, &n,
@@ -158,6 +169,9 @@ static int local_start(struct launcher *l, const struct launch_request *req, str
 		strv_add(&argv, &n, xstrdup(cmd));
 	}
 
+	const char *boot_ms = getenv("ENCLAVER_LOCAL_BOOT_MS");
+	if (boot_ms)
+		usleep((useconds_t)atoi(boot_ms) * 1000);
 	int cons[2] = {-1, -1};
 	if (req->debug_mode && pipe2(cons, O_CLOEXEC) < 0) {
 		err_sys(err, "pipe");
