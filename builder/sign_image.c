@@ -14,18 +14,6 @@
 #include "common/json.h"
 #include "keys/keys.h"
 
-#define SIMPLESIGNING_MT "application/vnd.dev.cosign.simplesigning.v1+json"
-
-/* The payload cosign writes, field for field (containers/image reads it strictly: exactly
- * these critical fields, "optional" present). The reference grammar (oci_ref_parse) admits no
- * character JSON would need to escape. */
-static char *payload_text(const struct oci_ref *ref, const char *digest)
-{
-	return xasprintf("{\"critical\":{\"identity\":{\"docker-reference\":\"%s/%s\"},\"image\":{\"docker-manifest-"
-	                 "digest\":\"%s\"},\"type\":\"cosign container image signature\"},\"optional\":null}",
-	                 ref->registry, ref->repository, digest);
-}
-
 /* The simple-signing layers already at the signature tag (other keys' signatures): kept, as
  * cosign keeps them, so that each signer's verifier still finds its own. None when the tag is
  * not there yet. */
@@ -47,7 +35,7 @@ static int earlier_layers(const char *sig_ref, const struct oci_opts *opts, json
 	json_t *l;
 	json_array_foreach(json_object_get(json_object_get(doc, "manifest"), "layers"), i, l) {
 		const char *mt = json_string_value(json_object_get(l, "mediaType"));
-		if (mt && strcmp(mt, SIMPLESIGNING_MT) == 0)
+		if (mt && strcmp(mt, BLD_SIMPLE_SIGNING_MT) == 0)
 			json_array_append(layers, l);
 	}
 	return 0;
@@ -61,14 +49,13 @@ static int sig_image_push(const struct oci_ref *ref, const char *digest, const c
 	char payload_digest[OCI_DIGEST_MAX], config_digest[OCI_DIGEST_MAX], manifest_digest[OCI_DIGEST_MAX];
 	size_t payload_len = strlen(payload);
 	oci_digest_buf(payload, payload_len, payload_digest);
-	_cleanup_free_ char *ref_text =
-	    xasprintf("docker://%s/%s:sha256-%s.sig", ref->registry, ref->repository, oci_digest_hex(digest));
+	_cleanup_free_ char *ref_text = bld_attached_ref(ref, digest, "sig");
 	_cleanup_json_ json_t *layers = json_array();
 	if (earlier_layers(ref_text, opts, layers, err) < 0)
 		return -1;
-	json_t *ours = json_pack("{s:s, s:I, s:s, s:{s:s}}", "mediaType", SIMPLESIGNING_MT, "size",
+	json_t *ours = json_pack("{s:s, s:I, s:s, s:{s:s}}", "mediaType", BLD_SIMPLE_SIGNING_MT, "size",
 	                         (json_int_t)payload_len, "digest", payload_digest, "annotations",
-	                         "dev.cosignproject.cosign/signature", sig_b64);
+	                         BLD_COSIGN_SIGNATURE_ANNOTATION, sig_b64);
 	json_array_append_new(layers, ours);
 	json_t *diff_ids = json_array();
 	size_t i;
@@ -86,7 +73,7 @@ static int sig_image_push(const struct oci_ref *ref, const char *digest, const c
 	              layers);
 	_cleanup_free_ char *manifest = json_dumps(manifest_doc, JSON_COMPACT | JSON_PRESERVE_ORDER);
 	/* The earlier layers' blobs are in the repository already: only the new ones go up. */
-	struct oci_blob blobs[] = {{OCI_MT_CONFIG, config, strlen(config)}, {SIMPLESIGNING_MT, payload, payload_len}};
+	struct oci_blob blobs[] = {{OCI_MT_CONFIG, config, strlen(config)}, {BLD_SIMPLE_SIGNING_MT, payload, payload_len}};
 	if (oci_put_image(ref_text, opts, blobs, 2, manifest, strlen(manifest), OCI_MT_MANIFEST, manifest_digest,
 	                  err) < 0)
 		return -1;
@@ -113,7 +100,8 @@ int bld_sign_image(const char *image, const char *digest, struct sign_key *key, 
 		r = err_set(err, EINVAL, "%s names %s but the registry holds %s", image, ref.digest, digest);
 	if (r == 0)
 		r = oci_digest_check(digest, err);
-	_cleanup_free_ char *payload = r == 0 ? payload_text(&ref, digest) : NULL;
+	_cleanup_free_ char *identity = r == 0 ? xasprintf("%s/%s", ref.registry, ref.repository) : NULL;
+	_cleanup_free_ char *payload = r == 0 ? bld_simple_signing_payload(identity, digest) : NULL;
 	_cleanup_(cleanup_bufp) struct buf der = {0};
 	if (r == 0) {
 		uint8_t md[SHA256_DIGEST_LENGTH];
@@ -125,7 +113,7 @@ int bld_sign_image(const char *image, const char *digest, struct sign_key *key, 
 		r = sig_image_push(&ref, digest, payload, sig_b64, opts, &out->signature_ref, err);
 	if (r == 0) {
 		out->digest = xstrdup(digest);
-		out->identity = xasprintf("%s/%s", ref.registry, ref.repository);
+		out->identity = steal_pointer(&identity);
 	}
 	oci_ref_free(&ref);
 	return r;

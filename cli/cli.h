@@ -31,6 +31,7 @@ int cmd_push(int argc, char **argv);
 int cmd_copy(int argc, char **argv);
 int cmd_inspect(int argc, char **argv);
 int cmd_sign(int argc, char **argv);
+int cmd_verify(int argc, char **argv);
 int cmd_emulate(int argc, char **argv);
 int cmd_ramdisk(int argc, char **argv);
 int cmd_kernel(int argc, char **argv);

@@ -667,6 +667,21 @@ int oci_resolve_digest(const char *text, const struct oci_opts *opts, char diges
 	return r;
 }
 
+int oci_source_open_manifest(const char *text, const struct oci_opts *opts, struct oci_cache *cache,
+                             struct oci_source **src, struct oci_manifest *m, char digest[OCI_DIGEST_MAX],
+                             struct err **err)
+{
+	struct resolved res = {0};
+	int r = source_open_top(text, opts, cache, src, &res, err);
+	if (r == 0) {
+		*m = res.top_parsed;
+		memset(&res.top_parsed, 0, sizeof(res.top_parsed));
+		memcpy(digest, res.top_digest, OCI_DIGEST_MAX);
+	}
+	resolved_free(&res);
+	return r;
+}
+
 /* ---------------------------------------------------------------- inspect */
 static int read_config(struct oci_source *src, const struct oci_desc *d, json_t **out, struct err **err)
 {

@@ -1,0 +1,210 @@
+#!/usr/bin/env bash
+# test_verify_image: `enclaver verify IMAGE --key KEY` and `enclaver run --verify-key KEY` against
+# release images that `enclaver build --push --sign-key` signed in a real registry (Debian's
+# docker-registry on 127.0.0.1): the signature by the key for this digest and this repository,
+# then the EIF of that digest read whole. Each way a check fails: another key, no signature, a
+# signature copied over from another digest or another repository, a tag moved to an unsigned
+# image, a signed image whose EIF was changed; and run launches nothing when verify would refuse.
+. "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/odyn_lib.sh"
+. "$ROOT/tests/cli/helpers/build_fixtures.sh"
+. "$ROOT/tests/cli/helpers/registry.sh"
+trap 'registry_stop_all; bg_cleanup' EXIT
+
+for tool in docker-registry; do
+	command -v "$tool" >/dev/null || { not_ok "$tool is installed (scripts/install-deps.sh)"; done_testing; exit 1; }
+done
+RUNL=$(dirname "$ENCLAVER")/../helpers/enclaver-local
+[ -x "$RUNL" ] || { not_ok "the enclaver-local helper is built"; done_testing; exit 1; }
+
+KB=$TMP/kb
+make_kernel_bundle "$KB" # before HOME moves: the kernel package is cached under the real one
+make_app_image "$TMP/app" v1
+registry_start "$TMP/reg"
+registry_env
+export SOURCE_DATE_EPOCH=1700000000 ENCLAVER_STATE_DIR=$TMP/state ENCLAVER_LOCAL_ODYN=$ODYN
+unset ENCLAVER_KERNEL_BUNDLE ENCLAVER_ODYN ENCLAVER_LOCAL_MANIFEST ENCLAVER_LOCAL_DIR
+export TMPDIR=$TMP/tmp # so the test sees what verify and run leave behind
+mkdir -p "$TMPDIR"
+
+K=$TMP/keys
+mkdir -p "$K"
+for k in key other; do
+	openssl ecparam -name prime256v1 -genkey -noout -out "$K/$k.pem" 2>/dev/null
+	openssl ec -in "$K/$k.pem" -pubout -out "$K/$k.pub" 2>/dev/null
+done
+openssl req -x509 -key "$K/key.pem" -subj /CN=signer -days 2 -out "$K/key.crt" 2>/dev/null
+echo "not a key" >"$K/junk.pem"
+not() { ! "$@"; }
+V=("$ENCLAVER" verify -q --insecure)
+# field FILE EXPR: a value of the report (json_get), "None" for null.
+field() { json_get "$1" "$2"; }
+
+# ---------------------------------------------------------------- a signed release image
+printf 'version: v1\nname: hello\ntarget: %s/hello/app:enclave\nsources:\n  app: oci:%s/app:v1\n' \
+	"$R" "$TMP" >"$TMP/enclaver.yaml"
+B=("$ENCLAVER" build -q --kernel-bundle "$KB" --tls-verify=false -f "$TMP/enclaver.yaml")
+"${B[@]}" --push --sign-key "$K/key.pem" >"$TMP/build.json" 2>"$TMP/build.err"
+check "build --push --sign-key" test $? -eq 0
+BD=$(json_get "$TMP/build.json" 'd["Image"]["Written"][0]["Digest"]')
+HEX=${BD#sha256:}
+
+"${V[@]}" "$R/hello/app:enclave" --key "$K/key.pub" >"$TMP/v.json" 2>"$TMP/v.err"
+check "verify with the public key exits 0" test $? -eq 0
+check "... Valid, both checks passed, no problem" test \
+	"$(field "$TMP/v.json" '[d["Valid"], d["Checks"]["Signature"], d["Checks"]["EIF"], d["Problem"]]')" = \
+	"[True, True, True, None]"
+check "... the digest is the one the build pushed" test "$(field "$TMP/v.json" 'd["Digest"]')" = "$BD"
+check "... the signature was found at the cosign tag, for this repository" test \
+	"$(field "$TMP/v.json" 'd["Signature"]["Ref"] + " " + d["Signature"]["Identity"] + " " + str(d["Signature"]["Payloads"])')" = \
+	"docker://$R/hello/app:sha256-$HEX.sig $R/hello/app 1"
+check "... the EIF's measurements are the build's" test \
+	"$(field "$TMP/v.json" 'd["Measurements"]')" = "$(field "$TMP/build.json" 'd["Measurements"]')"
+check "... nothing on stderr" test ! -s "$TMP/v.err"
+check "verify by digest" "${V[@]}" "docker://$R/hello/app@$BD" --key "$K/key.pub"
+check "verify with the signer's certificate" "${V[@]}" "$R/hello/app:enclave" --key "$K/key.crt"
+check "verify with the private key's public half" "${V[@]}" "$R/hello/app:enclave" --key "$K/key.pem"
+
+# ---------------------------------------------------------------- each way it fails
+# verify_fails NAME PATTERN FAILED_CHECK ARGS...: exit 1, a report with Valid false, the check
+# that failed and the problem (PATTERN) in it, and the problem on stderr.
+verify_fails() {
+	local name=$1 pattern=$2 what=$3
+	shift 3
+	"${V[@]}" "$@" >"$TMP/f.json" 2>"$TMP/f.err"
+	local rc=$?
+	local got
+	got=$(field "$TMP/f.json" "[d['Valid'], d['Checks']['$what']]" 2>&1)
+	if [ $rc -ne 1 ]; then
+		not_ok "$name" "exit $rc, not 1" "$(cat "$TMP/f.err")"
+	elif [ "$got" != "[False, False]" ]; then
+		not_ok "$name" "Valid and $what: $got" "$(cat "$TMP/f.json")"
+	elif ! field "$TMP/f.json" 'd["Problem"]' | grep -Eq -- "$pattern"; then
+		not_ok "$name" "the problem lacks /$pattern/" "$(cat "$TMP/f.json")"
+	elif ! grep -Eq -- "is not verified: .*($pattern)" "$TMP/f.err"; then
+		not_ok "$name" "stderr lacks the problem" "$(cat "$TMP/f.err")"
+	else
+		ok "$name"
+	fi
+}
+verify_fails "another key: refused" "does not verify with the key" Signature "$R/hello/app:enclave" --key "$K/other.pub"
+check "... and the image is not even read: no measurements" test "$(field "$TMP/f.json" 'd["Measurements"]')" = None
+
+# The same image in another repository: no signature there; the first repository's copied
+# next to it is the key's, but for the other repository.
+"$ENCLAVER" copy -q --insecure "docker://$R/hello/app:enclave" "docker://$R/hello/copy:v1" >/dev/null
+verify_fails "no signature: refused" "no signature: the registry has no docker://$R/hello/copy:sha256-$HEX.sig" \
+	Signature "$R/hello/copy:v1" --key "$K/key.pub"
+"$ENCLAVER" copy -q --insecure "docker://$R/hello/app:sha256-$HEX.sig" "docker://$R/hello/copy:sha256-$HEX.sig" >/dev/null
+verify_fails "a signature for another repository: refused" "signed this digest as $R/hello/app, not as $R/hello/copy" \
+	Signature "$R/hello/copy:v1" --key "$K/key.pub"
+
+# Another image whose signature tag holds the signed image's signature.
+"$ENCLAVER" push -q --insecure "oci:$TMP/app:v1" "docker://$R/hello/app:other" >/dev/null
+OD=$("$ENCLAVER" inspect --insecure "docker://$R/hello/app:other" | python3 -c 'import json,sys; print(json.load(sys.stdin)["digest"])')
+"$ENCLAVER" copy -q --insecure "docker://$R/hello/app:sha256-$HEX.sig" "docker://$R/hello/app:sha256-${OD#sha256:}.sig" >/dev/null
+verify_fails "a signature over another digest: refused" "the key signed $BD, not this image's $OD" \
+	Signature "$R/hello/app:other" --key "$K/key.pub"
+
+# A tag moved to an unsigned image.
+"${B[@]}" --push="$R/hello/moved:v1" --sign-key "$K/key.pem" >/dev/null 2>&1
+check "a second signed image verifies" "${V[@]}" "$R/hello/moved:v1" --key "$K/key.pub"
+SOURCE_DATE_EPOCH=1700000001 "${B[@]}" --push="$R/hello/moved:v1" >"$TMP/moved.json" 2>/dev/null
+verify_fails "its tag moved to an unsigned image: refused" "no signature" Signature "$R/hello/moved:v1" --key "$K/key.pub"
+check "... the report names the new digest" test "$(field "$TMP/f.json" 'd["Digest"]')" = \
+	"$(json_get "$TMP/moved.json" 'd["Image"]["Written"][0]["Digest"]')"
+
+# A signed image whose EIF was changed before it was signed (one byte of a ramdisk): the
+# signature holds, the EIF does not read whole.
+"${B[@]}" --output "oci:$TMP/rel:enclave" >/dev/null 2>&1
+release_eif "$TMP/rel" enclave "$TMP/relx"
+python3 - "$TMP/relx/enclave/application.eif" "$TMP/bad.eif" <<'PY'
+import sys
+data = bytearray(open(sys.argv[1], "rb").read())
+data[len(data) - 100] ^= 0x01
+open(sys.argv[2], "wb").write(data)
+PY
+# (a layer on top holding the changed EIF, written by python: Debian's umoci insert writes a tar
+# without its padding and end blocks)
+python3 - "$TMP/rel" enclave tampered "$TMP/bad.eif" <<'PY'
+import hashlib, io, json, os, sys, tarfile
+lay, tag, new_tag, eif = sys.argv[1:]
+blobs = os.path.join(lay, "blobs", "sha256")
+def read(d): return open(os.path.join(blobs, d[7:]), "rb").read()
+def put(data):
+    d = "sha256:" + hashlib.sha256(data).hexdigest()
+    open(os.path.join(blobs, d[7:]), "wb").write(data)
+    return d
+index = json.load(open(os.path.join(lay, "index.json")))
+desc = [m for m in index["manifests"] if m["annotations"]["org.opencontainers.image.ref.name"] == tag][0]
+man = json.loads(read(desc["digest"]))
+cfg = json.loads(read(man["config"]["digest"]))
+out = io.BytesIO()
+with tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as t:
+    t.add(eif, arcname="enclave/application.eif")
+layer = out.getvalue()
+ld = put(layer)
+man["layers"].append({"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": ld, "size": len(layer)})
+cfg["rootfs"]["diff_ids"].append(ld)
+c = json.dumps(cfg).encode()
+man["config"] = {"mediaType": man["config"]["mediaType"], "digest": put(c), "size": len(c)}
+m = json.dumps(man).encode()
+index["manifests"].append({"mediaType": desc["mediaType"], "digest": put(m), "size": len(m),
+                           "annotations": {"org.opencontainers.image.ref.name": new_tag}})
+json.dump(index, open(os.path.join(lay, "index.json"), "w"))
+PY
+"$ENCLAVER" push -q --insecure "oci:$TMP/rel:tampered" "docker://$R/hello/tampered:v1" >/dev/null
+"$ENCLAVER" sign -q --insecure "$R/hello/tampered:v1" --key "$K/key.pem" >/dev/null
+verify_fails "a signed image with a changed EIF: refused" "CRC" EIF "$R/hello/tampered:v1" --key "$K/key.pub"
+check "... its signature held" test "$(field "$TMP/f.json" 'd["Checks"]["Signature"]')" = True
+
+# ---------------------------------------------------------------- bad input
+check_fails "--key is required" "--key" "${V[@]}" "$R/hello/app:enclave"
+check_fails "a missing key file is named" "$K/nope.pub" "${V[@]}" "$R/hello/app:enclave" --key "$K/nope.pub"
+check_fails "a file that is no key is refused" "$K/junk.pem" "${V[@]}" "$R/hello/app:enclave" --key "$K/junk.pem"
+check_fails "a local layout has no registry signature" "signatures live in a registry" \
+	"${V[@]}" "oci:$TMP/rel:enclave" --key "$K/key.pub"
+check_fails "an image that is not there" "not found|404" "${V[@]}" "$R/hello/none:v1" --key "$K/key.pub"
+
+# ---------------------------------------------------------------- run --verify-key
+# The test-only local launcher runs ENCLAVER_LOCAL_CMD as the app under the real odyn: nothing
+# boots, but whatever starts the enclave is what this checks.
+RUN=("$RUNL" run --launcher local --insecure)
+ENCLAVER_LOCAL_CMD="echo verified-run" timeout -k 10 300 "${RUN[@]}" -v --verify-key "$K/key.pub" \
+	--verify-before-run "$TMP/build.json" "$R/hello/app:enclave" >"$TMP/run.out" 2>"$TMP/run.err"
+check "run --verify-key with the signer's key runs the app" test $? -eq 0 -a "$(cat "$TMP/run.out")" = "[app] verified-run"
+check "... and says what it verified" grep -q -- "--verify-key: $R/hello/app:enclave is $BD, signed by the key" "$TMP/run.err"
+# run_refused NAME PATTERN ARGS...: exit 108 (a run's fatal error), the problem on stderr, and
+# the app never started.
+run_refused() {
+	local name=$1 pattern=$2
+	shift 2
+	rm -f "$TMP/launched"
+	ENCLAVER_LOCAL_CMD="touch $TMP/launched" timeout -k 10 300 "${RUN[@]}" "$@" >"$TMP/r.out" 2>"$TMP/r.err"
+	local rc=$?
+	if [ $rc -ne 108 ]; then
+		not_ok "$name" "exit $rc, not 108" "$(cat "$TMP/r.err")"
+	elif ! grep -Eq -- "$pattern" "$TMP/r.err"; then
+		not_ok "$name" "stderr lacks /$pattern/" "$(cat "$TMP/r.err")"
+	elif [ -e "$TMP/launched" ]; then
+		not_ok "$name" "the app was started"
+	else
+		ok "$name"
+	fi
+}
+run_refused "run --verify-key with another key: nothing launched" "is not verified: .*does not verify with the key" \
+	--verify-key "$K/other.pub" "$R/hello/app:enclave"
+run_refused "run --verify-key on a moved tag: nothing launched" "is not verified: no signature" \
+	--verify-key "$K/key.pub" "$R/hello/moved:v1"
+run_refused "run --verify-key on a signed image with a changed EIF: nothing launched" "is not verified: .*CRC" \
+	--verify-key "$K/key.pub" "$R/hello/tampered:v1"
+run_refused "run --verify-key with a missing key file: nothing launched" "--verify-key: .*$K/nope.pub" \
+	--verify-key "$K/nope.pub" "$R/hello/app:enclave"
+check_fails "run --verify-key wants an image, not --eif" "--verify-key checks a release image" \
+	"${RUN[@]}" --verify-key "$K/key.pub" --eif "$TMP/bad.eif" --manifest "$TMP/enclaver.yaml"
+ln -s "$ENCLAVER" "$TMP/enclaver-run"
+check_fails "the release image's enclaver-run has no --verify-key" "--verify-key checks a registry" \
+	"$TMP/enclaver-run" --verify-key "$K/key.pub"
+check "no temporary files are left" test -z "$(ls -A "$TMPDIR")"
+
+done_testing
