@@ -278,10 +278,6 @@ struct bld_simple_signing {
 int bld_simple_signing_parse(const void *data, size_t len, struct bld_simple_signing *out, struct err **err);
 void bld_simple_signing_free(struct bld_simple_signing *p);
 
-/* The reference of what cosign attaches to the image at digest in ref's repository:
- * "docker://registry/repository:sha256-<hex>.<suffix>" (suffix "sig", "att"). */
-char *bld_attached_ref(const struct oci_ref *ref, const char *digest, const char *suffix);
-
 /* ================================================================ verification
  * builder/verify_signature.c: the image signature, as containers/image's sigstoreSigned policy
  * checks it. Returns -1 only when the check could not be made (the registry failed); a missing or

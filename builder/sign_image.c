@@ -11,75 +11,9 @@
 #include <openssl/sha.h>
 
 #include "builder/builder.h"
+#include "builder/cosign_tag.h"
 #include "common/json.h"
 #include "keys/keys.h"
-
-/* The simple-signing layers already at the signature tag (other keys' signatures): kept, as
- * cosign keeps them, so that each signer's verifier still finds its own. None when the tag is
- * not there yet. */
-static int earlier_layers(const char *sig_ref, const struct oci_opts *opts, json_t *layers, struct err **err)
-{
-	struct oci_opts quiet = *opts;
-	quiet.progress = NULL;
-	_cleanup_json_ json_t *doc = NULL;
-	struct err *e = NULL;
-	if (oci_inspect(sig_ref, &quiet, &doc, &e) < 0) {
-		if (e->code == ENOENT) {
-			err_free(&e);
-			return 0;
-		}
-		*err = e;
-		return err_wrap(err, "the signatures already at %s", sig_ref);
-	}
-	size_t i;
-	json_t *l;
-	json_array_foreach(json_object_get(json_object_get(doc, "manifest"), "layers"), i, l) {
-		const char *mt = json_string_value(json_object_get(l, "mediaType"));
-		if (mt && strcmp(mt, BLD_SIMPLE_SIGNING_MT) == 0)
-			json_array_append(layers, l);
-	}
-	return 0;
-}
-
-/* The signature image: the earlier signatures' layers and ours, a config whose rootfs names
- * them (as cosign's does), and the manifest. */
-static int sig_image_push(const struct oci_ref *ref, const char *digest, const char *payload, const char *sig_b64,
-                          const struct oci_opts *opts, char **sig_ref, struct err **err)
-{
-	char payload_digest[OCI_DIGEST_MAX], config_digest[OCI_DIGEST_MAX], manifest_digest[OCI_DIGEST_MAX];
-	size_t payload_len = strlen(payload);
-	oci_digest_buf(payload, payload_len, payload_digest);
-	_cleanup_free_ char *ref_text = bld_attached_ref(ref, digest, "sig");
-	_cleanup_json_ json_t *layers = json_array();
-	if (earlier_layers(ref_text, opts, layers, err) < 0)
-		return -1;
-	json_t *ours = json_pack("{s:s, s:I, s:s, s:{s:s}}", "mediaType", BLD_SIMPLE_SIGNING_MT, "size",
-	                         (json_int_t)payload_len, "digest", payload_digest, "annotations",
-	                         BLD_COSIGN_SIGNATURE_ANNOTATION, sig_b64);
-	json_array_append_new(layers, ours);
-	json_t *diff_ids = json_array();
-	size_t i;
-	json_t *l;
-	json_array_foreach(layers, i, l) json_array_append(diff_ids, json_object_get(l, "digest"));
-	_cleanup_json_ json_t *config_doc = json_pack(
-	    "{s:s, s:{}, s:s, s:[{s:s}], s:s, s:{s:s, s:o}}", "architecture", "", "config", "created",
-	    "0001-01-01T00:00:00Z", "history", "created", "0001-01-01T00:00:00Z", "os", "", "rootfs", "type", "layers",
-	    "diff_ids", diff_ids);
-	_cleanup_free_ char *config = json_dumps(config_doc, JSON_COMPACT | JSON_SORT_KEYS);
-	oci_digest_buf(config, strlen(config), config_digest);
-	_cleanup_json_ json_t *manifest_doc =
-	    json_pack("{s:i, s:s, s:{s:s, s:I, s:s}, s:O}", "schemaVersion", 2, "mediaType", OCI_MT_MANIFEST, "config",
-	              "mediaType", OCI_MT_CONFIG, "size", (json_int_t)strlen(config), "digest", config_digest, "layers",
-	              layers);
-	_cleanup_free_ char *manifest = json_dumps(manifest_doc, JSON_COMPACT | JSON_PRESERVE_ORDER);
-	/* The earlier layers' blobs are in the repository already: only the new ones go up. */
-	struct oci_blob blobs[] = {{OCI_MT_CONFIG, config, strlen(config)}, {BLD_SIMPLE_SIGNING_MT, payload, payload_len}};
-	if (oci_put_image(ref_text, opts, blobs, 2, manifest, strlen(manifest), OCI_MT_MANIFEST, manifest_digest,
-	                  err) < 0)
-		return -1;
-	*sig_ref = steal_pointer(&ref_text);
-	return 0;
-}
 
 int bld_sign_image(const char *image, const char *digest, struct sign_key *key, const struct oci_opts *opts,
                    struct bld_image_signature *out, struct err **err)
@@ -109,8 +43,11 @@ int bld_sign_image(const char *image, const char *digest, struct sign_key *key, 
 		r = sign_key_sign_digest(key, EVP_sha256(), md, sizeof(md), &der, err);
 	}
 	_cleanup_free_ char *sig_b64 = r == 0 ? base64_encode(der.data, der.len) : NULL;
-	if (r == 0)
-		r = sig_image_push(&ref, digest, payload, sig_b64, opts, &out->signature_ref, err);
+	if (r == 0) {
+		_cleanup_json_ json_t *ann = json_pack("{s:s}", BLD_COSIGN_SIGNATURE_ANNOTATION, sig_b64);
+		struct bld_cosign_layer layer = {BLD_SIMPLE_SIGNING_MT, payload, strlen(payload), ann};
+		r = bld_cosign_tag_push(&ref, digest, "sig", &layer, opts, &out->signature_ref, err);
+	}
 	if (r == 0) {
 		out->digest = xstrdup(digest);
 		out->identity = steal_pointer(&identity);

@@ -4,9 +4,10 @@
  * read only once its signature holds, names this manifest digest and this repository. */
 #include <string.h>
 
-#include <openssl/evp.h>
+#include <openssl/sha.h>
 
 #include "builder/builder.h"
+#include "builder/cosign_tag.h"
 #include "keys/keys.h"
 
 /* A payload is a few hundred bytes; cosign's annotations-laden ones a few KiB. */
@@ -14,11 +15,6 @@
 
 /* How far a rejected signature got: the report names the furthest, the most telling. */
 enum stage { NO_SIGNATURE, NOT_OUR_KEY, BAD_PAYLOAD, OTHER_IMAGE };
-
-char *bld_attached_ref(const struct oci_ref *ref, const char *digest, const char *suffix)
-{
-	return xasprintf("docker://%s/%s:sha256-%s.%s", ref->registry, ref->repository, oci_digest_hex(digest), suffix);
-}
 
 /* The payload's docker-reference names the image's repository (a tag or digest in it is not
  * compared: cosign writes none, and the digest is checked on its own). */
@@ -52,8 +48,10 @@ static enum stage check_layer(const struct oci_artifact_layer *l, const struct o
 		*why = xasprintf("layer %s: its signature is not base64", l->digest);
 		return NOT_OUR_KEY;
 	}
-	if (keys_verify_signature(key, EVP_sha256(), l->data.data, l->data.len, sig, sig_len, &e) < 0) {
-		*why = xasprintf("no signature there verifies with the key (%s)", e->msg);
+	uint8_t md[SHA256_DIGEST_LENGTH];
+	SHA256((const uint8_t *)l->data.data, l->data.len, md);
+	if (!keys_verify_digest(key, EVP_sha256(), md, sizeof(md), sig, sig_len)) {
+		*why = xstrdup("no signature there verifies with the key (signed by another key, or changed)");
 		return NOT_OUR_KEY;
 	}
 	struct bld_simple_signing p;
@@ -80,7 +78,7 @@ int bld_image_signature_check(const struct oci_ref *ref, const char *digest, EVP
                               struct bld_signature_check *out, struct err **err)
 {
 	memset(out, 0, sizeof(*out));
-	out->signature_ref = bld_attached_ref(ref, digest, "sig");
+	out->signature_ref = bld_cosign_tag_ref(ref, digest, "sig");
 	struct oci_opts quiet = *opts;
 	quiet.progress = NULL;
 	struct oci_artifact art;

@@ -418,6 +418,13 @@ int oci_artifact_read(const char *ref, const struct oci_opts *opts, const char *
                       struct oci_artifact *out, struct err **err);
 void oci_artifact_free(struct oci_artifact *a);
 
+/* OCI 1.1 referrers (oci/referrers.c): *supported when image's registry answers the referrers API
+ * for its repository; *subject gets the descriptor of the manifest `digest` (media type and size as
+ * the registry serves it, checked against the digest) for a referrer's `subject`. Free it with
+ * oci_desc_free. */
+int oci_referrers_probe(const char *image, const char *digest, const struct oci_opts *opts, bool *supported,
+                        struct oci_desc *subject, struct err **err);
+
 /* ---------------------------------------------------------------- pulling an image to use
  * What a build needs of an image, once: pulled into the cache (opts->platform's image of an index)
  * and read back parsed, its manifest and config checked against their digests. A copy changed in
