@@ -14,6 +14,11 @@
 #              uploads ran at the same time
 #   refusesig  manifest PUTs to a cosign signature tag (sha256-<hex>.sig)
 #              answer 403 DENIED, as a registry whose policy forbids them
+#   refuseatt  the same for attestation tags (sha256-<hex>.att) only
+#   referrers  GET /v2/<name>/referrers/<digest> answers 200 with an empty OCI
+#              index, as a registry with the OCI 1.1 referrers API does (the
+#              test registry, distribution 2.8, answers 404); everything else,
+#              the referrer's own PUT included, goes to the real registry
 # Every request is logged (method, path, Range) to LOG so tests can see what
 # the client did. Usage: fault_proxy.py PORT_FILE UPSTREAM_PORT MODE LOG
 import http.client
@@ -69,10 +74,19 @@ class Proxy(http.server.BaseHTTPRequestHandler):
             return
         length = int(self.headers.get("Content-Length", "0") or 0)
         body = self.rfile.read(length) if length else None
-        if kind == "refusesig" and self.command == "PUT" and "/manifests/sha256-" in self.path:
+        refused = "/manifests/sha256-" if kind == "refusesig" else ".att" if kind == "refuseatt" else None
+        if refused and self.command == "PUT" and "/manifests/sha256-" in self.path and refused in self.path:
             msg = b'{"errors":[{"code":"DENIED","message":"signature tags are not allowed here"}]}'
             self.send_response(403)
             self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(msg)))
+            self.end_headers()
+            self.wfile.write(msg)
+            return
+        if kind == "referrers" and self.command == "GET" and "/referrers/sha256:" in self.path:
+            msg = b'{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[]}'
+            self.send_response(200)
+            self.send_header("Content-Type", "application/vnd.oci.image.index.v1+json")
             self.send_header("Content-Length", str(len(msg)))
             self.end_headers()
             self.wfile.write(msg)
