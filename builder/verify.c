@@ -6,14 +6,20 @@
  * unsigned image is not even downloaded. */
 #include <string.h>
 
+#include <errno.h>
+
 #include "builder/builder.h"
+#include "builder/statement.h"
 #include "eif/eif.h"
 
 struct verify {
 	const struct bld_verify_opts *o;
 	struct oci_ref ref;
 	char digest[OCI_DIGEST_MAX];
+	char *pinned; /* "docker://registry/repository@digest": everything after the signature reads this */
 	json_t *report, *checks;
+	struct bld_statement st;
+	bool have_st;
 	char *tmp;
 };
 
@@ -55,6 +61,62 @@ static int check_signature(struct verify *v, struct err **err)
 	return 0;
 }
 
+/* The statement attached to the signed digest (the .att tag) and signed by the same key. */
+static int check_statement(struct verify *v, struct err **err)
+{
+	struct oci_opts quiet = v->o->oci;
+	quiet.progress = NULL;
+	struct err *e = NULL;
+	if (bld_image_statement(v->pinned, &quiet, v->o->key, &v->st, &e) < 0) {
+		/* ENOENT: none attached; EPERM: none verifies with the key or names this digest. */
+		if (e->code != ENOENT && e->code != EPERM) {
+			*err = e;
+			return err_wrap(err, "the statement of %s", v->digest);
+		}
+		fail(v, "Statement", "%s", e->msg);
+		err_free(&e);
+		return 0;
+	}
+	v->have_st = true;
+	const struct bld_statement *st = &v->st;
+	json_t *deps = json_array();
+	for (size_t i = 0; i < st->n_deps; i++)
+		json_array_append_new(deps, json_pack("{s:s, s:s?, s:s?}", "Name", st->deps[i].name, "Uri",
+		                                      st->deps[i].uri, "Digest", st->deps[i].sha256));
+	json_t *sde = st->source_date_epoch < 0 ? json_null() : json_integer(st->source_date_epoch);
+	json_object_set_new(v->report, "Statement",
+	                    json_pack("{s:s, s:s?, s:s?, s:o, s:o, s:{s:s, s:s}, s:o}", "Subject", st->subject_digest,
+	                              "Platform", st->platform, "Enclaver", st->enclaver_version, "SourceDateEpoch",
+	                              sde, "Dependencies", deps, "EIF", "sha256", st->eif_sha256, "sha384",
+	                              st->eif_sha384, "Measurements", eif_measurements_json(&st->measurements)));
+	json_object_set_new(v->checks, "Statement", json_true());
+	return 0;
+}
+
+/* The EIF is the one the statement records: its PCRs, then its bytes (SHA-384). */
+static int check_eif_statement(struct verify *v, const char *eif, const struct eif_measurements *m, struct err **err)
+{
+	const struct eif_measurements *want = &v->st.measurements;
+	struct eif_expected exp = {.has = {true, true, true, want->has_pcr8}};
+	memcpy(exp.pcr[0], want->pcr0, 48);
+	memcpy(exp.pcr[1], want->pcr1, 48);
+	memcpy(exp.pcr[2], want->pcr2, 48);
+	memcpy(exp.pcr[3], want->pcr8, 48);
+	_cleanup_err_ struct err *e = NULL;
+	if (eif_expected_check(m, &exp, &e) < 0 || (m->has_pcr8 && !want->has_pcr8)) {
+		fail(v, "EIF", "the EIF's PCRs are not the statement's: %s",
+		     e ? e->msg : "PCR8: the statement has none");
+		return 0;
+	}
+	char sha256[OCI_DIGEST_MAX], sha384[104];
+	if (bld_file_digests(eif, sha256, sha384, err) < 0)
+		return -1;
+	if (strcmp(sha384, v->st.eif_sha384) != 0)
+		fail(v, "EIF", "the EIF is not the one the statement records: it is %s, the statement says %s", sha384,
+		     v->st.eif_sha384);
+	return 0;
+}
+
 /* The EIF (and the manifest) of the signed digest, read whole. */
 static int check_eif(struct verify *v, struct err **err)
 {
@@ -62,10 +124,9 @@ static int check_eif(struct verify *v, struct err **err)
 	if (io_tmpdir_create(o->tmp_dir, "enclaver-verify", &v->tmp, err) < 0)
 		return -1;
 	_cleanup_free_ char *eif = o->eif_out ? xstrdup(o->eif_out) : xasprintf("%s/application.eif", v->tmp);
-	_cleanup_free_ char *pinned = xasprintf("docker://%s/%s@%s", v->ref.registry, v->ref.repository, v->digest);
 	struct bld_image_file files[] = {{.path = BLD_RELEASE_EIF_PATH, .out = eif},
 	                                 {.path = "/enclave/enclaver.yaml", .out = o->manifest_out}};
-	if (bld_image_files_extract(pinned, &o->oci, NULL, files, o->manifest_out ? 2 : 1, v->tmp, NULL, err) < 0)
+	if (bld_image_files_extract(v->pinned, &o->oci, NULL, files, o->manifest_out ? 2 : 1, v->tmp, NULL, err) < 0)
 		return err_wrap(err, "the signed image's EIF");
 	struct eif_image *img = NULL;
 	_cleanup_err_ struct err *e = NULL;
@@ -80,7 +141,11 @@ static int check_eif(struct verify *v, struct err **err)
 	else if (img->is_signed && !img->signature_ok)
 		fail(v, "EIF", "%s: its signature section does not verify: %s", BLD_RELEASE_EIF_PATH,
 		     img->signature_problem ? img->signature_problem : "?");
-	else
+	else if (v->have_st && check_eif_statement(v, eif, &img->measurements, err) < 0) {
+		eif_image_free(img);
+		return -1;
+	}
+	if (!failed(v))
 		json_object_set_new(v->checks, "EIF", json_true());
 	eif_image_free(img);
 	return 0;
@@ -98,11 +163,14 @@ int bld_verify_image(const struct bld_verify_opts *o, json_t **report, struct er
 		r = oci_resolve_digest(o->image, &o->oci, v.digest, err);
 	if (r == 0) {
 		_cleanup_free_ char *name = oci_ref_format(&v.ref);
-		v.checks = json_pack("{s:n, s:n}", "Signature", "EIF");
-		v.report = json_pack("{s:b, s:s, s:s, s:O, s:n, s:n, s:n}", "Valid", true, "Image", name, "Digest",
-		                     v.digest, "Checks", v.checks, "Problem", "Signature", "Measurements");
+		v.pinned = xasprintf("docker://%s/%s@%s", v.ref.registry, v.ref.repository, v.digest);
+		v.checks = json_pack("{s:n, s:n, s:n}", "Signature", "Statement", "EIF");
+		v.report = json_pack("{s:b, s:s, s:s, s:O, s:n, s:n, s:n, s:n}", "Valid", true, "Image", name, "Digest",
+		                     v.digest, "Checks", v.checks, "Problem", "Signature", "Statement", "Measurements");
 		r = check_signature(&v, err);
 	}
+	if (r == 0 && !failed(&v))
+		r = check_statement(&v, err);
 	if (r == 0 && !failed(&v))
 		r = check_eif(&v, err);
 	if (r == 0)
@@ -110,6 +178,8 @@ int bld_verify_image(const struct bld_verify_opts *o, json_t **report, struct er
 	if (v.tmp)
 		io_remove_tree(v.tmp);
 	free(v.tmp);
+	free(v.pinned);
+	bld_statement_free(&v.st);
 	json_decref(v.report);
 	json_decref(v.checks);
 	oci_ref_free(&v.ref);

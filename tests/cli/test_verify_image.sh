@@ -40,6 +40,50 @@ V=("$ENCLAVER" verify -q --insecure)
 # field FILE EXPR: a value of the report (json_get), "None" for null.
 field() { json_get "$1" "$2"; }
 
+# forge_statement SRC_REPO SRC_HEX DST_REPO DST_HEX: the statement attached to SRC_REPO@sha256:SRC_HEX,
+# its subject changed to DST_HEX, signed anew with key.pem (DSSE: ECDSA over PAE) and attached at
+# DST_REPO's sha256-DST_HEX.att: what the key's holder could sign, for the checks after the statement's.
+forge_statement() {
+	python3 - "$R" "$1" "$2" "$3" "$4" "$K/key.pem" "$TMP/forged" <<'PY' &&
+import base64, hashlib, json, os, subprocess, sys, urllib.request
+reg, src, shex, dst, dhex, key, lay = sys.argv[1:]
+def get(path, accept=None):
+    req = urllib.request.Request("http://" + reg + "/v2/" + path)
+    if accept: req.add_header("Accept", accept)
+    return urllib.request.urlopen(req).read()
+repo = lambda r: r.split("/", 1)[1]
+man = json.loads(get(repo(src) + "/manifests/sha256-" + shex + ".att", "application/vnd.oci.image.manifest.v1+json"))
+layer = man["layers"][0]
+env = json.loads(get(repo(src) + "/blobs/" + layer["digest"]))
+st = json.loads(base64.b64decode(env["payload"]))
+st["subject"][0]["name"] = dst
+st["subject"][0]["digest"]["sha256"] = dhex
+payload = json.dumps(st, separators=(",", ":"), sort_keys=True).encode()
+pt = env["payloadType"].encode()
+pae = b"DSSEv1 %d %s %d %s" % (len(pt), pt, len(payload), payload)
+sig = subprocess.run(["openssl", "dgst", "-sha256", "-sign", key], input=pae, capture_output=True, check=True).stdout
+new = json.dumps({"payloadType": env["payloadType"], "payload": base64.b64encode(payload).decode(),
+                  "signatures": [{"keyid": "", "sig": base64.b64encode(sig).decode()}]}, separators=(",", ":")).encode()
+blobs = os.path.join(lay, "blobs", "sha256")
+os.makedirs(blobs, exist_ok=True)
+def put(data):
+    d = hashlib.sha256(data).hexdigest()
+    open(os.path.join(blobs, d), "wb").write(data)
+    return "sha256:" + d
+cfg = json.dumps({"architecture": "", "os": "", "config": {}, "rootfs": {"type": "layers", "diff_ids": [put(new)]}}).encode()
+m = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": put(cfg), "size": len(cfg)},
+                "layers": [{"mediaType": layer["mediaType"], "digest": put(new), "size": len(new),
+                            "annotations": layer.get("annotations", {})}]}).encode()
+open(os.path.join(lay, "oci-layout"), "w").write('{"imageLayoutVersion":"1.0.0"}')
+json.dump({"schemaVersion": 2, "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json",
+           "digest": put(m), "size": len(m), "annotations": {"org.opencontainers.image.ref.name": "att"}}]},
+          open(os.path.join(lay, "index.json"), "w"))
+PY
+	"$ENCLAVER" push -q --insecure "oci:$TMP/forged:att" "docker://$3:sha256-$4.att" >/dev/null
+	rm -rf "$TMP/forged"
+}
+
 # ---------------------------------------------------------------- a signed release image
 printf 'version: v1\nname: hello\ntarget: %s/hello/app:enclave\nsources:\n  app: oci:%s/app:v1\n' \
 	"$R" "$TMP" >"$TMP/enclaver.yaml"
@@ -51,9 +95,13 @@ HEX=${BD#sha256:}
 
 "${V[@]}" "$R/hello/app:enclave" --key "$K/key.pub" >"$TMP/v.json" 2>"$TMP/v.err"
 check "verify with the public key exits 0" test $? -eq 0
-check "... Valid, both checks passed, no problem" test \
-	"$(field "$TMP/v.json" '[d["Valid"], d["Checks"]["Signature"], d["Checks"]["EIF"], d["Problem"]]')" = \
-	"[True, True, True, None]"
+check "... Valid, every check passed, no problem" test \
+	"$(field "$TMP/v.json" '[d["Valid"], d["Checks"]["Signature"], d["Checks"]["Statement"], d["Checks"]["EIF"], d["Problem"]]')" = \
+	"[True, True, True, True, None]"
+check "... the signed statement names this digest and the build's inputs" test \
+	"$(field "$TMP/v.json" 'd["Statement"]["Subject"] + " " + ",".join(x["Name"] for x in d["Statement"]["Dependencies"]) + " " + str(d["Statement"]["SourceDateEpoch"])')" = \
+	"$BD app,odyn,kernel-bundle,enclaver.yaml,enclaver-run 1700000000"
+check "... and the build's PCRs" test "$(field "$TMP/v.json" 'd["Statement"]["Measurements"]')" = "$(field "$TMP/build.json" 'd["Measurements"]')"
 check "... the digest is the one the build pushed" test "$(field "$TMP/v.json" 'd["Digest"]')" = "$BD"
 check "... the signature was found at the cosign tag, for this repository" test \
 	"$(field "$TMP/v.json" 'd["Signature"]["Ref"] + " " + d["Signature"]["Identity"] + " " + str(d["Signature"]["Payloads"])')" = \
@@ -87,7 +135,7 @@ verify_fails() {
 		ok "$name"
 	fi
 }
-verify_fails "another key: refused" "does not verify with the key" Signature "$R/hello/app:enclave" --key "$K/other.pub"
+verify_fails "another key: refused" "no signature there verifies with the key" Signature "$R/hello/app:enclave" --key "$K/other.pub"
 check "... and the image is not even read: no measurements" test "$(field "$TMP/f.json" 'd["Measurements"]')" = None
 
 # The same image in another repository: no signature there; the first repository's copied
@@ -155,8 +203,25 @@ json.dump(index, open(os.path.join(lay, "index.json"), "w"))
 PY
 "$ENCLAVER" push -q --insecure "oci:$TMP/rel:tampered" "docker://$R/hello/tampered:v1" >/dev/null
 "$ENCLAVER" sign -q --insecure "$R/hello/tampered:v1" --key "$K/key.pem" >/dev/null
-verify_fails "a signed image with a changed EIF: refused" "CRC" EIF "$R/hello/tampered:v1" --key "$K/key.pub"
+TD=$("$ENCLAVER" inspect --insecure "docker://$R/hello/tampered:v1" | python3 -c 'import json,sys; print(json.load(sys.stdin)["digest"])')
+verify_fails "a signed image with a changed EIF and no statement: refused" "has no attestation" Statement \
+	"$R/hello/tampered:v1" --key "$K/key.pub"
 check "... its signature held" test "$(field "$TMP/f.json" 'd["Checks"]["Signature"]')" = True
+# The original image's statement copied beside it: it names another digest.
+"$ENCLAVER" copy -q --insecure "docker://$R/hello/app:sha256-$HEX.att" "docker://$R/hello/tampered:sha256-${TD#sha256:}.att" >/dev/null
+verify_fails "... with the statement of another image: refused" "its subject is $BD, not this image \\($TD\\)" Statement \
+	"$R/hello/tampered:v1" --key "$K/key.pub"
+# The key's holder signs a statement for it that records the original build: the PCRs are checked.
+forge_statement "$R/hello/app" "$HEX" "$R/hello/tampered" "${TD#sha256:}"
+verify_fails "... with a signed statement of other PCRs: the EIF is refused" "CRC" EIF "$R/hello/tampered:v1" --key "$K/key.pub"
+check "... its signature and statement held" test "$(field "$TMP/f.json" '[d["Checks"]["Signature"], d["Checks"]["Statement"]]')" = "[True, True]"
+# A valid EIF other than the statement's (another SOURCE_DATE_EPOCH), signed, with such a statement.
+"$ENCLAVER" copy -q --insecure "docker://$R/hello/moved:v1" "docker://$R/hello/other:v1" >/dev/null
+"$ENCLAVER" sign -q --insecure "$R/hello/other:v1" --key "$K/key.pem" >/dev/null
+MD=$(json_get "$TMP/moved.json" 'd["Image"]["Written"][0]["Digest"]')
+forge_statement "$R/hello/app" "$HEX" "$R/hello/other" "${MD#sha256:}"
+verify_fails "a signed image whose EIF has other PCRs than its signed statement: refused" \
+	"the EIF's PCRs are not the statement's: PCR0: expected [0-9a-f]{96}, the EIF has" EIF "$R/hello/other:v1" --key "$K/key.pub"
 
 # ---------------------------------------------------------------- bad input
 check_fails "--key is required" "--key" "${V[@]}" "$R/hello/app:enclave"
@@ -192,12 +257,14 @@ run_refused() {
 		ok "$name"
 	fi
 }
-run_refused "run --verify-key with another key: nothing launched" "is not verified: .*does not verify with the key" \
+run_refused "run --verify-key with another key: nothing launched" "is not verified: no signature there verifies with the key" \
 	--verify-key "$K/other.pub" "$R/hello/app:enclave"
 run_refused "run --verify-key on a moved tag: nothing launched" "is not verified: no signature" \
 	--verify-key "$K/key.pub" "$R/hello/moved:v1"
 run_refused "run --verify-key on a signed image with a changed EIF: nothing launched" "is not verified: .*CRC" \
 	--verify-key "$K/key.pub" "$R/hello/tampered:v1"
+run_refused "run --verify-key on a signed image whose EIF is not its statement's: nothing launched" \
+	"is not verified: the EIF's PCRs are not the statement's" --verify-key "$K/key.pub" "$R/hello/other:v1"
 run_refused "run --verify-key with a missing key file: nothing launched" "--verify-key: .*$K/nope.pub" \
 	--verify-key "$K/nope.pub" "$R/hello/app:enclave"
 check_fails "run --verify-key wants an image, not --eif" "--verify-key checks a release image" \
