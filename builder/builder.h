@@ -238,6 +238,12 @@ struct bld_build_opts {
 	const char *sign_key;      /* --sign-key: the pushed image signed with this key (keys/), or NULL */
 	const char *tmp_dir;       /* NULL: $TMPDIR, else /tmp */
 	bool no_ramdisk_cache;     /* always flatten; neither read nor keep a cached customer ramdisk */
+	/* A rebuild (`enclaver verify --rebuild`): the images pulled instead of sources.app and
+	 * sources.odyn (the recorded ones, pinned by digest; the manifest's bytes, which the EIF holds,
+	 * stay as recorded), and, with sde_pinned, sde (-1: unset) instead of $SOURCE_DATE_EPOCH. */
+	const char *app_pinned, *odyn_pinned;
+	bool sde_pinned;
+	int64_t sde;
 	struct oci_opts oci;       /* cache, credentials, TLS, offline */
 };
 
@@ -303,11 +309,21 @@ struct bld_verify_opts {
 	const char *tmp_dir; /* NULL: $TMPDIR */
 	/* When set, the verified image's EIF and enclaver.yaml are kept here (what run then starts). */
 	const char *eif_out, *manifest_out;
+	/* --rebuild: the build the statement records, done again (builder/verify_rebuild.c) with this
+	 * machine's kernel bundle and odyn (as bld_build_opts: NULL for the defaults). */
+	bool rebuild;
+	const char *kernel_bundle, *odyn_path, *odyn_default;
 };
 /* 0 when the checks ran: *report is {"Valid", "Image", "Digest", "Checks", "Problem", "Signature",
- * "Measurements"}, Valid false with the first Problem when one failed. -1 when they could not run
+ * "Statement", "Measurements", "Rebuild"}, Valid false with the first Problem when one failed. -1 when they could not run
  * (no registry, no such image). */
 int bld_verify_image(const struct bld_verify_opts *o, json_t **report, struct err **err);
+/* The rebuild: 0 with *report {"Identical", "EIF", "Measurements", "Difference"} and *difference
+ * (caller frees) the first difference from the statement, NULL when the EIF is identical; -1 when
+ * it could not be done. image_eif is the image's EIF, tmp a private folder. */
+struct bld_statement;
+int bld_verify_rebuild(const struct bld_verify_opts *o, const struct bld_statement *st, const char *image_eif,
+                       const char *tmp, json_t **report, char **difference, struct err **err);
 
 /* ================================================================ files out of an image
  * builder/image_files.c: pulls an image (any oci/ transport, through the cache), applies its

@@ -21,6 +21,7 @@ struct verify {
 	struct bld_statement st;
 	bool have_st;
 	char *tmp;
+	char *eif; /* the image's EIF, read out */
 };
 
 /* Records a failed check: the first problem is the one reported. */
@@ -97,11 +98,8 @@ static int check_statement(struct verify *v, struct err **err)
 static int check_eif_statement(struct verify *v, const char *eif, const struct eif_measurements *m, struct err **err)
 {
 	const struct eif_measurements *want = &v->st.measurements;
-	struct eif_expected exp = {.has = {true, true, true, want->has_pcr8}};
-	memcpy(exp.pcr[0], want->pcr0, 48);
-	memcpy(exp.pcr[1], want->pcr1, 48);
-	memcpy(exp.pcr[2], want->pcr2, 48);
-	memcpy(exp.pcr[3], want->pcr8, 48);
+	struct eif_expected exp;
+	eif_expected_from(want, &exp);
 	_cleanup_err_ struct err *e = NULL;
 	if (eif_expected_check(m, &exp, &e) < 0 || (m->has_pcr8 && !want->has_pcr8)) {
 		fail(v, "EIF", "the EIF's PCRs are not the statement's: %s",
@@ -123,7 +121,8 @@ static int check_eif(struct verify *v, struct err **err)
 	const struct bld_verify_opts *o = v->o;
 	if (io_tmpdir_create(o->tmp_dir, "enclaver-verify", &v->tmp, err) < 0)
 		return -1;
-	_cleanup_free_ char *eif = o->eif_out ? xstrdup(o->eif_out) : xasprintf("%s/application.eif", v->tmp);
+	v->eif = o->eif_out ? xstrdup(o->eif_out) : xasprintf("%s/application.eif", v->tmp);
+	const char *eif = v->eif;
 	struct bld_image_file files[] = {{.path = BLD_RELEASE_EIF_PATH, .out = eif},
 	                                 {.path = "/enclave/enclaver.yaml", .out = o->manifest_out}};
 	if (bld_image_files_extract(v->pinned, &o->oci, NULL, files, o->manifest_out ? 2 : 1, v->tmp, NULL, err) < 0)
@@ -151,6 +150,21 @@ static int check_eif(struct verify *v, struct err **err)
 	return 0;
 }
 
+/* --rebuild: only once everything else holds (the statement it rebuilds is then the signer's). */
+static int check_rebuild(struct verify *v, struct err **err)
+{
+	_cleanup_json_ json_t *rep = NULL;
+	_cleanup_free_ char *diff = NULL;
+	if (bld_verify_rebuild(v->o, &v->st, v->eif, v->tmp, &rep, &diff, err) < 0)
+		return -1;
+	json_object_set(v->report, "Rebuild", rep);
+	if (diff)
+		fail(v, "Rebuild", "%s", diff);
+	else
+		json_object_set_new(v->checks, "Rebuild", json_true());
+	return 0;
+}
+
 int bld_verify_image(const struct bld_verify_opts *o, json_t **report, struct err **err)
 {
 	struct verify v = {.o = o};
@@ -165,6 +179,10 @@ int bld_verify_image(const struct bld_verify_opts *o, json_t **report, struct er
 		_cleanup_free_ char *name = oci_ref_format(&v.ref);
 		v.pinned = xasprintf("docker://%s/%s@%s", v.ref.registry, v.ref.repository, v.digest);
 		v.checks = json_pack("{s:n, s:n, s:n}", "Signature", "Statement", "EIF");
+		if (o->rebuild) {
+			json_object_set_new(v.checks, "Rebuild", json_null());
+			json_object_set_new(v.report, "Rebuild", json_null());
+		}
 		v.report = json_pack("{s:b, s:s, s:s, s:O, s:n, s:n, s:n, s:n}", "Valid", true, "Image", name, "Digest",
 		                     v.digest, "Checks", v.checks, "Problem", "Signature", "Statement", "Measurements");
 		r = check_signature(&v, err);
@@ -173,12 +191,15 @@ int bld_verify_image(const struct bld_verify_opts *o, json_t **report, struct er
 		r = check_statement(&v, err);
 	if (r == 0 && !failed(&v))
 		r = check_eif(&v, err);
+	if (r == 0 && !failed(&v) && o->rebuild)
+		r = check_rebuild(&v, err);
 	if (r == 0)
 		*report = steal_pointer(&v.report);
 	if (v.tmp)
 		io_remove_tree(v.tmp);
 	free(v.tmp);
 	free(v.pinned);
+	free(v.eif);
 	bld_statement_free(&v.st);
 	json_decref(v.report);
 	json_decref(v.checks);

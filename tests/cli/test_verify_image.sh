@@ -40,13 +40,14 @@ V=("$ENCLAVER" verify -q --insecure)
 # field FILE EXPR: a value of the report (json_get), "None" for null.
 field() { json_get "$1" "$2"; }
 
-# forge_statement SRC_REPO SRC_HEX DST_REPO DST_HEX: the statement attached to SRC_REPO@sha256:SRC_HEX,
-# its subject changed to DST_HEX, signed anew with key.pem (DSSE: ECDSA over PAE) and attached at
-# DST_REPO's sha256-DST_HEX.att: what the key's holder could sign, for the checks after the statement's.
+# forge_statement SRC_REPO SRC_HEX DST_REPO DST_HEX [PYTHON]: the statement attached to
+# SRC_REPO@sha256:SRC_HEX, its subject changed to DST_HEX (and PYTHON run on it as `st`), signed
+# anew with key.pem (DSSE: ECDSA over PAE) and attached at DST_REPO's sha256-DST_HEX.att: what the
+# key's holder could sign, for the checks after the statement's.
 forge_statement() {
-	python3 - "$R" "$1" "$2" "$3" "$4" "$K/key.pem" "$TMP/forged" <<'PY' &&
+	python3 - "$R" "$1" "$2" "$3" "$4" "$K/key.pem" "$TMP/forged" "${5:-pass}" <<'PY' &&
 import base64, hashlib, json, os, subprocess, sys, urllib.request
-reg, src, shex, dst, dhex, key, lay = sys.argv[1:]
+reg, src, shex, dst, dhex, key, lay, edit = sys.argv[1:]
 def get(path, accept=None):
     req = urllib.request.Request("http://" + reg + "/v2/" + path)
     if accept: req.add_header("Accept", accept)
@@ -58,6 +59,7 @@ env = json.loads(get(repo(src) + "/blobs/" + layer["digest"]))
 st = json.loads(base64.b64decode(env["payload"]))
 st["subject"][0]["name"] = dst
 st["subject"][0]["digest"]["sha256"] = dhex
+exec(edit)
 payload = json.dumps(st, separators=(",", ":"), sort_keys=True).encode()
 pt = env["payloadType"].encode()
 pae = b"DSSEv1 %d %s %d %s" % (len(pt), pt, len(payload), payload)
@@ -222,6 +224,39 @@ MD=$(json_get "$TMP/moved.json" 'd["Image"]["Written"][0]["Digest"]')
 forge_statement "$R/hello/app" "$HEX" "$R/hello/other" "${MD#sha256:}"
 verify_fails "a signed image whose EIF has other PCRs than its signed statement: refused" \
 	"the EIF's PCRs are not the statement's: PCR0: expected [0-9a-f]{96}, the EIF has" EIF "$R/hello/other:v1" --key "$K/key.pub"
+
+# ---------------------------------------------------------------- --rebuild
+# The build the statement records, done again: the same EIF, byte for byte, whatever this shell's
+# SOURCE_DATE_EPOCH (the recorded one is used).
+RB=("${V[@]}" --rebuild --kernel-bundle "$KB")
+SOURCE_DATE_EPOCH=1 "${RB[@]}" "$R/hello/app:enclave" --key "$K/key.pub" >"$TMP/rb.json" 2>"$TMP/rb.err"
+check "verify --rebuild: the rebuilt EIF is identical" test $? -eq 0 -a \
+	"$(field "$TMP/rb.json" '[d["Checks"]["Rebuild"], d["Rebuild"]["Identical"], d["Rebuild"]["Difference"]]')" = "[True, True, None]"
+check "... its SHA-384 and PCRs are the statement's" test \
+	"$(field "$TMP/rb.json" '[d["Rebuild"]["EIF"]["sha384"] == d["Statement"]["EIF"]["sha384"], d["Rebuild"]["Measurements"] == d["Statement"]["Measurements"]]')" = "[True, True]"
+check "... and no temporary files are left" test -z "$(ls -A "$TMPDIR")"
+# Another kernel bundle (one byte of its cmdline): the first difference is that input.
+cp -a "$KB" "$TMP/kb2"
+printf ' quiet' >>"$TMP/kb2/cmdline"
+RBK=("${V[@]}" --rebuild --kernel-bundle "$TMP/kb2")
+verify_fails "verify --rebuild with another kernel bundle: the input is named" \
+	"input kernel-bundle: the rebuild used sha256:[0-9a-f]{64}, the statement records" Rebuild "$R/hello/app:enclave" --key "$K/key.pub" \
+	--rebuild --kernel-bundle "$TMP/kb2"
+# Another odyn.
+cp "$ODYN" "$TMP/odyn2" && printf 'x' >>"$TMP/odyn2"
+verify_fails "verify --rebuild with another odyn: the input is named" "input odyn: .*give --odyn the recorded binary" Rebuild \
+	"$R/hello/app:enclave" --key "$K/key.pub" --rebuild --kernel-bundle "$KB" --odyn "$TMP/odyn2"
+# A statement (signed by the key, same digest) that records another SOURCE_DATE_EPOCH: the rebuild
+# follows the record, and its PCRs are not the image's.
+"$ENCLAVER" copy -q --insecure "docker://$R/hello/app:enclave" "docker://$R/hello/sde:v1" >/dev/null
+"$ENCLAVER" sign -q --insecure "$R/hello/sde:v1" --key "$K/key.pem" >/dev/null
+forge_statement "$R/hello/app" "$HEX" "$R/hello/sde" "$HEX" \
+	'st["predicate"]["buildDefinition"]["internalParameters"]["SOURCE_DATE_EPOCH"] = 1700000001'
+verify_fails "verify --rebuild of a record that does not give this EIF: the PCRs are named" \
+	"the rebuilt EIF's PCRs differ: PCR0: expected [0-9a-f]{96}, the EIF has" Rebuild "$R/hello/sde:v1" --key "$K/key.pub" \
+	--rebuild --kernel-bundle "$KB"
+check_fails "--kernel-bundle without --rebuild is a usage error" "for --rebuild" \
+	"${V[@]}" "$R/hello/app:enclave" --key "$K/key.pub" --kernel-bundle "$KB"
 
 # ---------------------------------------------------------------- bad input
 check_fails "--key is required" "--key" "${V[@]}" "$R/hello/app:enclave"
