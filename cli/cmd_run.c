@@ -68,8 +68,8 @@ static void run_usage(FILE *f, bool entrypoint)
 	      "  -v                      more detail on stderr\n",
 	      f);
 	if (!entrypoint)
-		fputs("  --verify-key KEY        refuse to start unless IMAGE is signed by KEY (cosign format) and its\n"
-		      "                          EIF reads whole; runs the EIF of the digest checked (as enclaver verify)\n"
+		fputs("  --verify-key KEY        refuse to start unless IMAGE is signed by KEY (cosign format), with a\n"
+		      "                          statement signed by KEY whose PCRs its EIF has (as enclaver verify)\n"
 		      "Pulling IMAGE:\n" CLI_OCI_USAGE,
 		      f);
 	fputs("The launch information (nitro-cli's run-enclave JSON) is printed on stderr; stdout carries the\n"
