@@ -16,23 +16,6 @@ static void source_close(struct oci_source **s)
 		(*s)->ops->free(*s);
 }
 
-static int read_layer(struct oci_source *src, const struct oci_desc *d, struct buf *out, struct err **err)
-{
-	if (src->ops->prepare_blobs && src->ops->prepare_blobs(src, d, 1, err) < 0)
-		return -1;
-	_cleanup_close_ int fd = -1;
-	if (src->ops->open_blob(src, d, &fd, err) < 0)
-		return -1;
-	_cleanup_free_ char *data = xmalloc((size_t)d->size + 1);
-	ssize_t n = io_read_full(fd, data, (size_t)d->size, err);
-	if (n < 0)
-		return -1;
-	if ((size_t)n != (size_t)d->size)
-		return err_set(err, EBADMSG, "%zd bytes, the manifest says %lld", n, (long long)d->size);
-	buf_append(out, data, (size_t)n);
-	return oci_digest_verify_buf(out->data, out->len, d->digest, err);
-}
-
 int oci_artifact_read(const char *ref, const struct oci_opts *opts, const char *media_type, size_t max_size,
                       struct oci_artifact *out, struct err **err)
 {
@@ -60,7 +43,7 @@ int oci_artifact_read(const char *ref, const struct oci_opts *opts, const char *
 		l->digest = xstrdup(d->digest);
 		json_t *ann = json_object_get(json_array_get(descs, i), "annotations");
 		l->annotations = json_is_object(ann) ? json_incref(ann) : NULL;
-		if (read_layer(src, d, &l->data, err) < 0)
+		if (oci_source_read_blob(src, d, &l->data, err) < 0)
 			r = err_wrap(err, "%s: layer %zu (%s)", ref, i, d->digest);
 	}
 	oci_manifest_free(&m);
