@@ -50,13 +50,10 @@ int bld_attach_attestation(const char *image, const char *digest, const char *en
 {
 	memset(out, 0, sizeof(*out));
 	struct oci_ref ref;
-	if (oci_ref_parse(image, &ref, err) < 0)
+	char checked[OCI_DIGEST_MAX];
+	if (bld_cosign_subject(image, digest, "attested", opts, &ref, checked, err) < 0)
 		return -1;
 	int r = 0;
-	if (ref.transport != OCI_TRANSPORT_DOCKER)
-		r = err_set(err, EINVAL, "%s: only images in a registry carry attestations (a docker:// reference)", image);
-	if (r == 0)
-		r = oci_digest_check(digest, err);
 	/* The predicate type for the annotation, from the statement itself. */
 	struct dsse_envelope env = {0};
 	if (r == 0)
@@ -106,20 +103,12 @@ int bld_fetch_attestations(const char *image, const char *digest, const struct o
 	*out = NULL;
 	*n = 0;
 	struct oci_ref ref;
-	if (oci_ref_parse(image, &ref, err) < 0)
-		return -1;
 	char resolved[OCI_DIGEST_MAX];
-	int r = 0;
-	if (ref.transport != OCI_TRANSPORT_DOCKER)
-		r = err_set(err, EINVAL, "%s: only images in a registry carry attestations (a docker:// reference)", image);
-	else if (digest == NULL) {
-		r = oci_resolve_digest(image, opts, resolved, err);
-		digest = resolved;
-	}
-	_cleanup_free_ char *tag = r == 0 ? bld_cosign_tag_ref(&ref, digest, "att") : NULL;
-	oci_ref_free(&ref);
-	if (r < 0)
+	if (bld_cosign_subject(image, digest, "attested", opts, &ref, resolved, err) < 0)
 		return -1;
+	_cleanup_free_ char *tag = bld_cosign_tag_ref(&ref, resolved, "att");
+	oci_ref_free(&ref);
+	int r = 0;
 	struct oci_cache cache;
 	if (oci_cache_open(opts->cache_dir, &cache, err) < 0)
 		return -1;
@@ -190,13 +179,9 @@ int bld_image_statement(const char *image, const struct oci_opts *opts, EVP_PKEY
 	memset(out, 0, sizeof(*out));
 	char digest[OCI_DIGEST_MAX];
 	struct oci_ref ref;
-	if (oci_ref_parse(image, &ref, err) < 0)
+	if (bld_cosign_subject(image, NULL, "attested", opts, &ref, digest, err) < 0)
 		return -1;
-	int r = ref.digest ? (snprintf(digest, sizeof(digest), "%s", ref.digest), 0)
-	                   : oci_resolve_digest(image, opts, digest, err);
 	oci_ref_free(&ref);
-	if (r < 0)
-		return -1;
 	struct buf *envs = NULL;
 	size_t n = 0;
 	if (bld_fetch_attestations(image, digest, opts, &envs, &n, err) < 0)

@@ -5,6 +5,27 @@
 
 #include "builder/cosign_tag.h"
 
+int bld_cosign_subject(const char *image, const char *digest, const char *what, const struct oci_opts *opts,
+                       struct oci_ref *ref, char digest_out[OCI_DIGEST_MAX], struct err **err)
+{
+	if (oci_ref_parse(image, ref, err) < 0)
+		return -1;
+	int r = 0;
+	if (ref->transport != OCI_TRANSPORT_DOCKER)
+		r = err_set(err, EINVAL, "%s: only images in a registry can be %s (a docker:// reference)", image, what);
+	else if (digest == NULL)
+		r = oci_resolve_digest(image, opts, digest_out, err);
+	else
+		snprintf(digest_out, OCI_DIGEST_MAX, "%s", digest);
+	if (r == 0 && ref->digest && strcmp(ref->digest, digest_out) != 0)
+		r = err_set(err, EINVAL, "%s names %s but the registry holds %s", image, ref->digest, digest_out);
+	if (r == 0)
+		r = oci_digest_check(digest_out, err);
+	if (r < 0)
+		oci_ref_free(ref);
+	return r;
+}
+
 char *bld_cosign_tag_ref(const struct oci_ref *ref, const char *digest, const char *suffix)
 {
 	return xasprintf("docker://%s/%s:sha256-%s.%s", ref->registry, ref->repository, oci_digest_hex(digest), suffix);
@@ -38,13 +59,17 @@ static int earlier_layers(const char *tag_ref, const char *mt, const struct oci_
 	return 0;
 }
 
-static bool has_digest(const json_t *layers, const char *digest)
+/* The same attachment is there already: the same bytes with the same annotations. Two keys'
+ * signatures of one digest share the payload (so its digest) and differ in the annotation only:
+ * both stay, as cosign keeps them. */
+static bool has_layer(const json_t *layers, const char *digest, const json_t *annotations)
 {
 	size_t i;
 	json_t *l;
 	json_array_foreach(layers, i, l) {
 		const char *d = json_string_value(json_object_get(l, "digest"));
-		if (d && strcmp(d, digest) == 0)
+		const json_t *a = json_object_get(l, "annotations");
+		if (d && strcmp(d, digest) == 0 && (a == annotations || (a && annotations && json_equal(a, annotations))))
 			return true;
 	}
 	return false;
@@ -60,7 +85,7 @@ int bld_cosign_tag_push(const struct oci_ref *ref, const char *digest, const cha
 	_cleanup_json_ json_t *layers = json_array();
 	if (earlier_layers(ref_text, layer->media_type, opts, layers, err) < 0)
 		return -1;
-	if (!has_digest(layers, layer_digest)) {
+	if (!has_layer(layers, layer_digest, layer->annotations)) {
 		json_t *ours = json_pack("{s:s, s:I, s:s, s:O}", "mediaType", layer->media_type, "size",
 		                         (json_int_t)layer->len, "digest", layer_digest, "annotations", layer->annotations);
 		json_array_append_new(layers, ours);

@@ -15,10 +15,16 @@ struct bld_cosign_layer {
 	const json_t *annotations; /* the layer's annotations (copied) */
 };
 
+/* The image a signature or attestation is for: image parsed into *ref (freed by the caller on
+ * success), which must be in a registry (`what` says for what: "signed"), and its manifest digest
+ * into digest_out: digest when given (it must agree with a digest the reference names), else what
+ * the registry holds for the reference. */
+int bld_cosign_subject(const char *image, const char *digest, const char *what, const struct oci_opts *opts,
+                       struct oci_ref *ref, char digest_out[OCI_DIGEST_MAX], struct err **err);
 /* "docker://registry/repository:sha256-<hex>.<suffix>" for digest. Caller frees. */
 char *bld_cosign_tag_ref(const struct oci_ref *ref, const char *digest, const char *suffix);
 /* Adds layer to the image at the tag (made when absent): the layers of its media type already there
- * stay, one with the same digest is not added twice. *tag_ref (may be NULL) gets the tag's reference. */
+ * stay, one with the same digest and annotations is not added twice. *tag_ref (may be NULL) gets the tag's reference. */
 int bld_cosign_tag_push(const struct oci_ref *ref, const char *digest, const char *suffix,
                         const struct bld_cosign_layer *layer, const struct oci_opts *opts, char **tag_ref,
                         struct err **err);

@@ -20,22 +20,13 @@ int bld_sign_image(const char *image, const char *digest, struct sign_key *key, 
 {
 	memset(out, 0, sizeof(*out));
 	struct oci_ref ref;
-	if (oci_ref_parse(image, &ref, err) < 0)
-		return -1;
-	int r = 0;
 	char resolved[OCI_DIGEST_MAX];
-	if (ref.transport != OCI_TRANSPORT_DOCKER)
-		r = err_set(err, EINVAL, "%s: only images in a registry can be signed (a docker:// reference)", image);
-	else if (digest == NULL) {
-		r = oci_resolve_digest(image, opts, resolved, err);
-		digest = resolved;
-	}
-	if (r == 0 && ref.digest && strcmp(ref.digest, digest) != 0)
-		r = err_set(err, EINVAL, "%s names %s but the registry holds %s", image, ref.digest, digest);
-	if (r == 0)
-		r = oci_digest_check(digest, err);
-	_cleanup_free_ char *identity = r == 0 ? xasprintf("%s/%s", ref.registry, ref.repository) : NULL;
-	_cleanup_free_ char *payload = r == 0 ? bld_simple_signing_payload(identity, digest) : NULL;
+	if (bld_cosign_subject(image, digest, "signed", opts, &ref, resolved, err) < 0)
+		return -1;
+	digest = resolved;
+	int r = 0;
+	_cleanup_free_ char *identity = xasprintf("%s/%s", ref.registry, ref.repository);
+	_cleanup_free_ char *payload = bld_simple_signing_payload(identity, digest);
 	_cleanup_(cleanup_bufp) struct buf der = {0};
 	if (r == 0) {
 		uint8_t md[SHA256_DIGEST_LENGTH];

@@ -92,6 +92,11 @@ for bin in build/fuzz/bin/fuzz_*; do
 		printf '{"schemaVersion":2,"manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:%064d","size":2,"platform":{"os":"linux","architecture":"amd64"}}]}' 0 \
 			>"$corpus/index.json"
 		: >"$corpus/empty"
+	elif [ "$name" = fuzz_statement ]; then
+		# A build's signed envelope, and the statement inside it.
+		cp testdata/statement/signed.intoto.jsonl "$corpus/envelope.json"
+		python3 -c 'import base64,json,sys; sys.stdout.buffer.write(base64.b64decode(json.load(open(sys.argv[1]))["payload"]))' \
+			testdata/statement/signed.intoto.jsonl >"$corpus/statement.json"
 	elif [ "$name" = fuzz_eif_signature ]; then
 		# The signature section is the last one; its offset is in the
 		# table entry of section 3 (header bytes 28+8*3).

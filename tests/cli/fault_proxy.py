@@ -47,6 +47,14 @@ class Proxy(http.server.BaseHTTPRequestHandler):
     def log_message(self, *args):
         pass
 
+    def answer(self, code, content_type, body):
+        """A whole response made here instead of the registry's."""
+        self.send_response(code)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
     def relay(self):
         with lock, open(log_path, "a") as log:
             log.write(f"{self.command} {self.path} range={self.headers.get('Range', '-')}\n")
@@ -54,12 +62,7 @@ class Proxy(http.server.BaseHTTPRequestHandler):
         kind = mode.split(":")[0]
         if is_blob_get and kind in ("fail500", "fail429") and take_fault():
             code = 500 if kind == "fail500" else 429
-            body = b'{"errors":[{"code":"UNAVAILABLE","message":"injected fault"}]}'
-            self.send_response(code)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+            self.answer(code, "application/json", b'{"errors":[{"code":"UNAVAILABLE","message":"injected fault"}]}')
             return
         if is_blob_get and kind == "range416" and "Range" in self.headers and take_fault():
             msg = b"invalid range: failed to overlap\n"
@@ -76,20 +79,12 @@ class Proxy(http.server.BaseHTTPRequestHandler):
         body = self.rfile.read(length) if length else None
         refused = "/manifests/sha256-" if kind == "refusesig" else ".att" if kind == "refuseatt" else None
         if refused and self.command == "PUT" and "/manifests/sha256-" in self.path and refused in self.path:
-            msg = b'{"errors":[{"code":"DENIED","message":"signature tags are not allowed here"}]}'
-            self.send_response(403)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(msg)))
-            self.end_headers()
-            self.wfile.write(msg)
+            self.answer(403, "application/json",
+                        b'{"errors":[{"code":"DENIED","message":"signature tags are not allowed here"}]}')
             return
         if kind == "referrers" and self.command == "GET" and "/referrers/sha256:" in self.path:
-            msg = b'{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[]}'
-            self.send_response(200)
-            self.send_header("Content-Type", "application/vnd.oci.image.index.v1+json")
-            self.send_header("Content-Length", str(len(msg)))
-            self.end_headers()
-            self.wfile.write(msg)
+            index = "application/vnd.oci.image.index.v1+json"
+            self.answer(200, index, b'{"schemaVersion":2,"mediaType":"%s","manifests":[]}' % index.encode())
             return
         if kind == "together" and self.command == "PUT" and "/blobs/uploads/" in self.path:
             with arrived:

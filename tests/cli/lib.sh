@@ -52,6 +52,17 @@ wait_for() {
 	done
 	return 1
 }
+# require_tools TOOL...: each is on PATH, else one failure naming it and the script ends.
+require_tools() {
+	local tool
+	for tool in "$@"; do
+		if ! command -v "$tool" >/dev/null; then
+			not_ok "$tool is installed (scripts/install-deps.sh)"
+			done_testing
+			exit 1
+		fi
+	done
+}
 # A free TCP port on 127.0.0.1 (the kernel picks it).
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 done_testing() {

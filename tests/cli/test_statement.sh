@@ -16,13 +16,7 @@
 . "$(dirname "$0")/lib.sh"
 . "$ROOT/tests/cli/helpers/build_fixtures.sh"
 
-for tool in docker-registry umoci openssl curl; do
-	if ! command -v "$tool" >/dev/null; then
-		not_ok "$tool is installed (scripts/install-deps.sh)"
-		done_testing
-		exit 1
-	fi
-done
+require_tools docker-registry umoci openssl curl
 
 REG=$TMP/reg
 mkdir -p "$REG"
@@ -54,12 +48,10 @@ proxy() {
 
 K=$TMP/keys
 mkdir -p "$K"
-openssl ecparam -name prime256v1 -genkey -noout -out "$K/key.pem" 2>/dev/null
-openssl ec -in "$K/key.pem" -pubout -out "$K/key.pub" 2>/dev/null
-openssl ecparam -name secp384r1 -genkey -noout -out "$K/p384.pem" 2>/dev/null
-openssl ec -in "$K/p384.pem" -pubout -out "$K/p384.pub" 2>/dev/null
-openssl ecparam -name prime256v1 -genkey -noout -out "$K/other.pem" 2>/dev/null
-openssl ec -in "$K/other.pem" -pubout -out "$K/other.pub" 2>/dev/null
+for kc in key:prime256v1 p384:secp384r1 other:prime256v1; do
+	openssl ecparam -name "${kc#*:}" -genkey -noout -out "$K/${kc%%:*}.pem" 2>/dev/null
+	openssl ec -in "$K/${kc%%:*}.pem" -pubout -out "$K/${kc%%:*}.pub" 2>/dev/null
+done
 
 KB=$TMP/kb
 make_kernel_bundle "$KB"
