@@ -114,6 +114,17 @@ check "... nothing on stderr" test ! -s "$TMP/v.err"
 check "verify by digest" "${V[@]}" "docker://$R/hello/app@$BD" --key "$K/key.pub"
 check "verify with the signer's certificate" "${V[@]}" "$R/hello/app:enclave" --key "$K/key.crt"
 check "verify with the private key's public half" "${V[@]}" "$R/hello/app:enclave" --key "$K/key.pem"
+# A KMS key ARN: its public half from GetPublicKey (tests/cli/kms_test_server.py holds key.pem and
+# checks each request's SigV4 signature).
+mkdir -p "$TMP/kms"
+python3 "$ROOT/tests/cli/kms_test_server.py" sign "$TMP/kms/port" "$TMP/kms/log" "$K/key.pem" "$TMP/kms/mode" &
+bg_track $!
+wait_for test -s "$TMP/kms/port"
+check "verify with a KMS key ARN" env AWS_ACCESS_KEY_ID=AKIDTESTP7 AWS_SECRET_ACCESS_KEY=secret-P7 AWS_SESSION_TOKEN= \
+	AWS_ENDPOINT_URL_KMS="http://127.0.0.1:$(cat "$TMP/kms/port")" \
+	"${V[@]}" "$R/hello/app:enclave" --key arn:aws:kms:us-test-1:111122223333:key/test-sign
+check "... through GetPublicKey alone, SigV4-signed" test \
+	"$(grep -c 'GetPublicKey' "$TMP/kms/log") $(grep -c 'kms Sign' "$TMP/kms/log") $(grep -c REJECTED "$TMP/kms/log")" = "1 0 0"
 
 # ---------------------------------------------------------------- each way it fails
 # verify_fails NAME PATTERN FAILED_CHECK ARGS...: exit 1, a report with Valid false, the check
