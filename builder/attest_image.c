@@ -155,19 +155,30 @@ void bld_envelopes_free(struct buf *e, size_t n)
 	free(e);
 }
 
+int bld_statement_open(const char *envelope, size_t len, EVP_PKEY *pub, struct bld_statement *out,
+                       struct err **err)
+{
+	memset(out, 0, sizeof(*out));
+	struct dsse_envelope e;
+	int r = dsse_envelope_parse(envelope ? envelope : "", len, &e, err);
+	if (r == 0 && pub)
+		r = dsse_envelope_verify(&e, DSSE_PAYLOAD_TYPE_INTOTO, pub, NULL, err);
+	else if (r == 0 && strcmp(e.payload_type, DSSE_PAYLOAD_TYPE_INTOTO) != 0)
+		r = err_set(err, EINVAL, "DSSE envelope: payloadType is \"%s\", not \"%s\"", e.payload_type,
+		            DSSE_PAYLOAD_TYPE_INTOTO);
+	if (r == 0)
+		r = bld_statement_parse(e.payload, e.payload_len, out, err);
+	dsse_envelope_free(&e);
+	return r;
+}
+
 /* Why one envelope would not do, for the error when none does. */
 static int check_envelope(const struct buf *env, EVP_PKEY *pub, const char *digest, struct bld_statement *out,
                           struct err **err)
 {
-	struct dsse_envelope e;
-	int r = dsse_envelope_parse(env->data ? env->data : "", env->len, &e, err);
-	if (r == 0)
-		r = dsse_envelope_verify(&e, DSSE_PAYLOAD_TYPE_INTOTO, pub, NULL, err);
-	if (r == 0)
-		r = bld_statement_parse(e.payload, e.payload_len, out, err);
+	int r = bld_statement_open(env->data, env->len, pub, out, err);
 	if (r == 0 && strcmp(out->subject_digest, digest) != 0)
 		r = err_set(err, EPERM, "its subject is %s, not this image (%s)", out->subject_digest, digest);
-	dsse_envelope_free(&e);
 	if (r < 0)
 		bld_statement_free(out);
 	return r;

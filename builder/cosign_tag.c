@@ -59,17 +59,16 @@ static int earlier_layers(const char *tag_ref, const char *mt, const struct oci_
 	return 0;
 }
 
-/* The same attachment is there already: the same bytes with the same annotations. Two keys'
- * signatures of one digest share the payload (so its digest) and differ in the annotation only:
- * both stay, as cosign keeps them. */
+/* A layer with this blob and these annotations is there already (the same unsigned statement
+ * attached again). Signatures of one payload by two keys share the blob but not the annotation:
+ * both stay. */
 static bool has_layer(const json_t *layers, const char *digest, const json_t *annotations)
 {
 	size_t i;
 	json_t *l;
 	json_array_foreach(layers, i, l) {
 		const char *d = json_string_value(json_object_get(l, "digest"));
-		const json_t *a = json_object_get(l, "annotations");
-		if (d && strcmp(d, digest) == 0 && (a == annotations || (a && annotations && json_equal(a, annotations))))
+		if (d && strcmp(d, digest) == 0 && json_equal(json_object_get(l, "annotations"), annotations))
 			return true;
 	}
 	return false;

@@ -561,7 +561,12 @@ static int step_attest(struct build *b, const char *dst, const char *pushed, con
 	if (oci_ref_parse(dst, &ref, err) < 0)
 		return -1;
 	_cleanup_free_ char *name = xasprintf("%s/%s", ref.registry, ref.repository);
+	bool registry = ref.transport == OCI_TRANSPORT_DOCKER;
 	oci_ref_free(&ref);
+	if (!registry) { /* cosign's attachments live beside an image in a registry only */
+		say(b, "no statement attached: %s is not a registry", dst);
+		return 0;
+	}
 	_cleanup_free_ char *envelope = NULL;
 	char digest[OCI_DIGEST_MAX];
 	if (step_statement(b, name, pushed, &envelope, digest, err) < 0)
@@ -791,8 +796,10 @@ int bld_build(const struct bld_build_opts *opts, json_t **result, struct err **e
 		goto out;
 	if (opts->eif_only) {
 		image = json_pack("{s:s}", "EIF", opts->eif_only);
-		if (step_statement_file(&b, eif, image, err) < 0)
+		if (step_statement_file(&b, eif, image, err) < 0) {
+			err_wrap(err, "the EIF %s is written, its statement is NOT", eif);
 			goto out;
+		}
 	}
 	*result = json_pack("{s:o, s:o, s:O}", "Sources", report_sources(&b), "Measurements",
 	                    eif_measurements_json(&b.measurements), "Image", image);

@@ -136,6 +136,13 @@ int bld_fetch_attestations(const char *image, const char *digest, const struct o
                            size_t *n, struct err **err);
 void bld_envelopes_free(struct buf *e, size_t n);
 
+/* One envelope (a `.att` layer, a line of an .intoto.jsonl file) opened: parsed, its signature
+ * verified with pub (NULL: not verified, for reading an unsigned statement; the caller then trusts
+ * nothing in it), and its statement parsed into *out (free with bld_statement_free, also after a
+ * failure). */
+int bld_statement_open(const char *envelope, size_t len, EVP_PKEY *pub, struct bld_statement *out,
+                       struct err **err);
+
 /* The statement an image carries that verifies with pub: fetches the .att envelopes, verifies
  * each against pub, parses the statement and checks its subject is image's digest. An error
  * says why none would do (none attached, unsigned, signed by another key, another digest). */

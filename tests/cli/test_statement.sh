@@ -25,7 +25,8 @@ stop_proxy() {
 	[ -n "$PROXY_PID" ] && kill "$PROXY_PID" 2>/dev/null && wait "$PROXY_PID" 2>/dev/null
 	PROXY_PID=
 }
-trap 'stop_proxy; "$ROOT/scripts/test-registry.sh" stop "$REG"; rm -rf "$TMP"' EXIT
+KMS_PID=
+trap '[ -n "$KMS_PID" ] && kill "$KMS_PID" 2>/dev/null; stop_proxy; "$ROOT/scripts/test-registry.sh" stop "$REG"; rm -rf "$TMP"' EXIT
 PORT=$("$ROOT/scripts/test-registry.sh" start "$REG" plain) || { not_ok "registry starts"; done_testing; exit 1; }
 R=127.0.0.1:$PORT
 export ENCLAVER_CACHE_DIR=$TMP/cache
@@ -121,6 +122,32 @@ check "the report says signed" test "$(json_get "$TMP/b.json" 'd["Image"]["State
 check "the P-384 signature verifies over the PAE (SHA-384)" check_envelope "$TMP/b.eif.intoto.jsonl" "$K/p384.pub" sha384
 check "and not with another key" not check_envelope "$TMP/b.eif.intoto.jsonl" "$K/other.pub" sha384
 
+# A key in KMS (tests/cli/kms_test_server.py checks each request's SigV4 signature and signs with
+# its P-384 key): the statement is signed over the PAE's SHA-384, MessageType DIGEST.
+ARN=arn:aws:kms:us-test-1:111122223333:key/test-sign
+mkdir -p "$TMP/kms"
+openssl ecparam -name secp384r1 -genkey -noout -out "$TMP/kms/key.pem" 2>/dev/null
+openssl ec -in "$TMP/kms/key.pem" -pubout -out "$TMP/kms/key.pub" 2>/dev/null
+python3 "$ROOT/tests/cli/kms_test_server.py" sign "$TMP/kms/port" "$TMP/kms/log" "$TMP/kms/key.pem" "$TMP/kms/mode" &
+KMS_PID=$!
+for _ in $(seq 1 200); do [ -s "$TMP/kms/port" ] && break; sleep 0.05; done
+kms() { env AWS_ACCESS_KEY_ID=AKIDTESTP18 AWS_SECRET_ACCESS_KEY=secret-P18 AWS_SESSION_TOKEN= \
+	AWS_ENDPOINT_URL_KMS="http://127.0.0.1:$(cat "$TMP/kms/port")" "$@"; }
+kms "${B[@]}" -f "$TMP/enclaver.yaml" --eif-only "$TMP/k.eif" --sign-key "$ARN" >"$TMP/k.json" 2>"$TMP/k.err"
+check "--eif-only --sign-key with a KMS key ARN exits 0" test $? -eq 0
+check "KMS signed the PAE's SHA-384 (ECDSA_SHA_384, MessageType DIGEST), each request SigV4-signed" \
+	test "$(grep -c 'kms Sign ECDSA_SHA_384 digest' "$TMP/kms/log") $(grep -c REJECTED "$TMP/kms/log")" = "1 0"
+check "the KMS signature verifies with the KMS key's public key" check_envelope "$TMP/k.eif.intoto.jsonl" "$TMP/kms/key.pub" sha384
+echo fail >"$TMP/kms/mode"
+rm -f "$TMP/k.eif.intoto.jsonl"
+check_fails "a KMS error fails the build, saying the statement is not written" "statement is NOT.*KMSInvalidStateException" \
+	kms "${B[@]}" -f "$TMP/enclaver.yaml" --eif-only "$TMP/k.eif" --sign-key "$ARN"
+check "and leaves no statement file" test ! -e "$TMP/k.eif.intoto.jsonl"
+check "no AWS secret in the output" not grep -q "secret-P18" "$TMP/k.err" "$TMP/.stderr" "$TMP/k.json"
+kill "$KMS_PID" 2>/dev/null
+wait "$KMS_PID" 2>/dev/null
+KMS_PID=
+
 # ---------------------------------------------------------------- --push, unsigned then signed
 "${B[@]}" -f "$TMP/enclaver.yaml" --push >"$TMP/u.json" 2>"$TMP/u.err"
 check "build --push without a key exits 0" test $? -eq 0
@@ -135,6 +162,11 @@ manifest() { curl -s -H 'Accept: application/vnd.oci.image.manifest.v1+json' "ht
 manifest hello/app "sha256-${D#sha256:}.att" >"$TMP/att1.json"
 check "one DSSE layer with cosign's annotations" test "$(json_get "$TMP/att1.json" '[(l["mediaType"], l["annotations"]) for l in d["layers"]]')" = \
 	"[('application/vnd.dsse.envelope.v1+json', {'dev.cosignproject.cosign/signature': '', 'predicateType': 'https://slsa.dev/provenance/v1'})]"
+"${B[@]}" -f "$TMP/enclaver.yaml" --push >/dev/null 2>&1
+manifest hello/app "sha256-${D#sha256:}.att" >"$TMP/att1b.json"
+check "the same unsigned statement pushed again is not added twice" test "$(json_get "$TMP/att1b.json" 'len(d["layers"])')" = 1
+"$ENCLAVER" build --kernel-bundle "$KB" -f "$TMP/enclaver.yaml" --push="oci:$TMP/layout:x" >/dev/null 2>"$TMP/layout.err"
+check "--push to a layout: built, no statement attached (said)" grep -q "no statement attached: oci:.* is not a registry" "$TMP/layout.err"
 "${B[@]}" -f "$TMP/enclaver.yaml" --push --sign-key "$K/key.pem" >"$TMP/s.json" 2>"$TMP/s.err"
 check "build --push --sign-key exits 0" test $? -eq 0
 check "the same image digest (deterministic build)" test "$(json_get "$TMP/s.json" 'd["Image"]["Written"][0]["Digest"]')" = "$D"

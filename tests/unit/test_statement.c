@@ -294,3 +294,47 @@ TEST(statement_bad_fields_are_named)
 		bld_statement_free(&s);
 	}
 }
+
+TEST(statement_open_verifies_then_parses)
+{
+	const char *dir = test_tmpdir(t);
+	make_key(dir, "a", "P-256");
+	make_key(dir, "b", "P-256");
+	struct sign_key *k = open_key(dir, "a");
+	EVP_PKEY *pub = open_pub(dir, "a"), *other = open_pub(dir, "b");
+	_cleanup_free_ char *stmt = sample_statement(true, 5);
+	REQUIRE(k && pub && other && stmt);
+	char *signed_env = NULL, *unsigned_env = NULL;
+	struct err *e = NULL;
+	REQUIRE(bld_statement_envelope(stmt, k, &signed_env, &e) == 0);
+	REQUIRE(bld_statement_envelope(stmt, NULL, &unsigned_env, &e) == 0);
+	struct bld_statement s;
+	CHECK(bld_statement_open(signed_env, strlen(signed_env), pub, &s, &e) == 0);
+	CHECK_STR_EQ(s.subject_name, "127.0.0.1:5000/app");
+	bld_statement_free(&s);
+	CHECK(bld_statement_open(signed_env, strlen(signed_env), other, &s, &e) < 0);
+	CHECK_ERR_CONTAINS(e, "none of its 1 signature(s) verifies");
+	err_free(&e);
+	bld_statement_free(&s);
+	/* Unsigned: read without a key (nothing in it trusted), refused with one. */
+	CHECK(bld_statement_open(unsigned_env, strlen(unsigned_env), NULL, &s, &e) == 0);
+	CHECK(s.measurements.has_pcr8);
+	bld_statement_free(&s);
+	CHECK(bld_statement_open(unsigned_env, strlen(unsigned_env), pub, &s, &e) < 0);
+	CHECK_ERR_CONTAINS(e, "UNSIGNED");
+	err_free(&e);
+	bld_statement_free(&s);
+	/* A signed envelope whose statement is not ours: the statement's field is named. */
+	char *odd = NULL;
+	REQUIRE(dsse_envelope_make(DSSE_PAYLOAD_TYPE_INTOTO, "{\"_type\":1}", 11, k, &odd, &e) == 0);
+	CHECK(bld_statement_open(odd, strlen(odd), pub, &s, &e) < 0);
+	CHECK_ERR_CONTAINS(e, "statement: _type: not a string");
+	err_free(&e);
+	bld_statement_free(&s);
+	free(odd);
+	free(signed_env);
+	free(unsigned_env);
+	sign_key_free(k);
+	EVP_PKEY_free(pub);
+	EVP_PKEY_free(other);
+}
