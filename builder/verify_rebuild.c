@@ -11,7 +11,6 @@
 #include "builder/builder.h"
 #include "builder/statement.h"
 #include "eif/eif.h"
-#include "keys/dsse.h"
 
 /* A registry image pinned to digest; another transport's reference as written (the digest it
  * holds now is compared with the record once pulled). */
@@ -37,12 +36,9 @@ static int rebuilt_statement(const char *eif, struct bld_statement *out, struct 
 	size_t len = 0;
 	if (io_read_file(path, 16u << 20, &text, &len, err) < 0)
 		return -1;
-	struct dsse_envelope env;
-	int r = dsse_envelope_parse(text, len, &env, err);
-	if (r == 0)
-		r = bld_statement_parse(env.payload, env.payload_len, out, err);
-	dsse_envelope_free(&env);
-	return r < 0 ? err_wrap(err, "the rebuild's statement") : 0;
+	if (bld_statement_open(text, len, NULL, out, err) < 0)
+		return err_wrap(err, "the rebuild's statement");
+	return 0;
 }
 
 /* The first input whose digest differs (the inputs of an EIF: not the release image's runtime). */
