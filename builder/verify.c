@@ -1,12 +1,13 @@
 /* verify: `enclaver verify IMAGE --key KEY` and `enclaver run --verify-key`: is this release image
- * what the key's holder signed, and is its EIF whole? The tag is resolved to a digest once; the
- * signature is checked for that digest; the EIF is then read out of the image pinned to that digest
- * (a tag moved meanwhile changes nothing) and read whole: structure, CRC, its own signature, PCRs.
- * The report says which check failed first; nothing is trusted before the signature holds, so an
- * unsigned image is not even downloaded. */
-#include <string.h>
-
+ * what the key's holder signed and stated, and is its EIF the one the statement records? The tag
+ * is resolved to a digest once; the signature and the statement are checked for that digest; the
+ * EIF is then read out of the image pinned to that digest (a tag moved meanwhile changes nothing)
+ * and read whole (structure, CRC, its own signature), its PCRs and SHA-384 compared with the
+ * statement's; --rebuild last (verify_rebuild.c). The report says which check failed first;
+ * nothing is trusted before the signature holds, so an unsigned image is not even downloaded. */
 #include <errno.h>
+#include <stdarg.h>
+#include <string.h>
 
 #include "builder/builder.h"
 #include "builder/statement.h"
@@ -179,12 +180,12 @@ int bld_verify_image(const struct bld_verify_opts *o, json_t **report, struct er
 		_cleanup_free_ char *name = oci_ref_format(&v.ref);
 		v.pinned = xasprintf("docker://%s/%s@%s", v.ref.registry, v.ref.repository, v.digest);
 		v.checks = json_pack("{s:n, s:n, s:n}", "Signature", "Statement", "EIF");
+		v.report = json_pack("{s:b, s:s, s:s, s:O, s:n, s:n, s:n, s:n}", "Valid", true, "Image", name, "Digest",
+		                     v.digest, "Checks", v.checks, "Problem", "Signature", "Statement", "Measurements");
 		if (o->rebuild) {
 			json_object_set_new(v.checks, "Rebuild", json_null());
 			json_object_set_new(v.report, "Rebuild", json_null());
 		}
-		v.report = json_pack("{s:b, s:s, s:s, s:O, s:n, s:n, s:n, s:n}", "Valid", true, "Image", name, "Digest",
-		                     v.digest, "Checks", v.checks, "Problem", "Signature", "Statement", "Measurements");
 		r = check_signature(&v, err);
 	}
 	if (r == 0 && !failed(&v))

@@ -251,6 +251,9 @@ check "... and no temporary files are left" test -z "$(ls -A "$TMPDIR")"
 cp -a "$KB" "$TMP/kb2"
 printf ' quiet' >>"$TMP/kb2/cmdline"
 RBK=("${V[@]}" --rebuild --kernel-bundle "$TMP/kb2")
+"${RB[@]}" "$R/hello/app:enclave" --key "$K/other.pub" >"$TMP/rbf.json" 2>/dev/null
+check "verify --rebuild with another key: no rebuild, and the report says so" test \
+	"$(field "$TMP/rbf.json" '[d["Checks"]["Signature"], d["Checks"]["Rebuild"], d["Rebuild"]]')" = "[False, None, None]"
 verify_fails "verify --rebuild with another kernel bundle: the input is named" \
 	"input kernel-bundle: the rebuild used sha256:[0-9a-f]{64}, the statement records" Rebuild "$R/hello/app:enclave" --key "$K/key.pub" \
 	--rebuild --kernel-bundle "$TMP/kb2"
