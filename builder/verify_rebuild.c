@@ -63,9 +63,18 @@ static char *input_difference(const struct bld_statement *want, const struct bld
 	return NULL;
 }
 
-/* The first byte where the two files differ, and the section of b it falls in. */
+/* The header's CRC (its last 4 bytes) covers the whole file: it differs whenever anything does, so
+ * the difference named is the first one elsewhere. */
+static bool in_crc(uint64_t off)
+{
+	return off >= EIF_HEADER_SIZE - 4 && off < EIF_HEADER_SIZE;
+}
+
+/* The first byte where the two files differ (the CRC aside), and the section of b it falls in;
+ * *out NULL when they are the same. */
 static int byte_difference(const char *a, const char *b, char **out, struct err **err)
 {
+	*out = NULL;
 	uint64_t size;
 	_cleanup_close_ int fa = io_open_regular(a, &size, err);
 	if (fa < 0)
@@ -75,21 +84,19 @@ static int byte_difference(const char *a, const char *b, char **out, struct err 
 		return -1;
 	static _Thread_local char ba[1 << 16], bb[1 << 16];
 	uint64_t off = 0;
-	for (;;) {
+	bool found = false;
+	while (!found) {
 		ssize_t na = io_read_full(fa, ba, sizeof(ba), err),
 		        nb = na < 0 ? -1 : io_read_full(fb, bb, sizeof(bb), err);
 		if (na < 0 || nb < 0)
 			return -1;
 		size_t n = (size_t)(na < nb ? na : nb), i = 0;
-		while (i < n && ba[i] == bb[i])
+		while (i < n && (ba[i] == bb[i] || in_crc(off + i)))
 			i++;
-		if (i < n || na != nb) {
-			off += i;
-			break;
-		}
-		if (n == 0)
-			return 0; /* identical */
-		off += n;
+		found = i < n || na != nb;
+		off += i;
+		if (n == 0 && !found)
+			return 0; /* identical but for the CRC: cannot be, as the CRC covers the rest */
 	}
 	struct eif_image *img = NULL;
 	const char *where = "the header";
@@ -98,7 +105,7 @@ static int byte_difference(const char *a, const char *b, char **out, struct err 
 	if (eif_image_read(b, &img, &e) == 0) {
 		for (uint16_t s = 0; s < img->num_sections; s++) {
 			const struct eif_section *sec = &img->sections[s];
-			if (off >= sec->offset && off < sec->offset + 12 + sec->size) {
+			if (off >= sec->offset && off < sec->offset + EIF_SECTION_HEADER_SIZE + sec->size) {
 				snprintf(section, sizeof(section), "section %u (%s)", s,
 				         eif_section_type_name(sec->type));
 				where = section;

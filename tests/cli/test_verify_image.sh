@@ -270,6 +270,22 @@ forge_statement "$R/hello/app" "$HEX" "$R/hello/sde" "$HEX" \
 verify_fails "verify --rebuild of a record that does not give this EIF: the PCRs are named" \
 	"the rebuilt EIF's PCRs differ: PCR0: expected [0-9a-f]{96}, the EIF has" Rebuild "$R/hello/sde:v1" --key "$K/key.pub" \
 	--rebuild --kernel-bundle "$KB"
+# A record whose inputs the rebuild meets and whose PCRs it gives, but not its bytes: a kernel
+# bundle whose config names another OS (the EIF's metadata section says so; no PCR covers it),
+# recorded as the input. The first differing byte is named, in the metadata section.
+cp -a "$KB" "$TMP/kb3"
+KCFG=$(ls "$TMP/kb3"/bzImage.config "$TMP/kb3"/config 2>/dev/null | head -n 1)
+sed -i '3s/Linux/Lunix/' "$KCFG"
+"${V[@]}" --rebuild --kernel-bundle "$TMP/kb3" "$R/hello/app:enclave" --key "$K/key.pub" >"$TMP/kb3.json" 2>/dev/null
+KB3=$(field "$TMP/kb3.json" 'd["Problem"].split("the rebuild used sha256:")[1][:64]')
+"$ENCLAVER" copy -q --insecure "docker://$R/hello/app:enclave" "docker://$R/hello/meta:v1" >/dev/null
+"$ENCLAVER" sign -q --insecure "$R/hello/meta:v1" --key "$K/key.pem" >/dev/null
+forge_statement "$R/hello/app" "$HEX" "$R/hello/meta" "$HEX" \
+	'[d["digest"].update(sha256="'"$KB3"'") for d in st["predicate"]["buildDefinition"]["resolvedDependencies"] if d["name"] == "kernel-bundle"]'
+verify_fails "verify --rebuild that gives the PCRs but not the bytes: the first byte is named, with its section" \
+	"the EIF's bytes differ first at offset [0-9]+, in section [0-9]+ \\(metadata\\)" Rebuild "$R/hello/meta:v1" --key "$K/key.pub" \
+	--rebuild --kernel-bundle "$TMP/kb3"
+check "... the rebuilt PCRs are the statement's" test "$(field "$TMP/f.json" 'd["Rebuild"]["Measurements"] == d["Statement"]["Measurements"]')" = True
 check_fails "--kernel-bundle without --rebuild is a usage error" "for --rebuild" \
 	"${V[@]}" "$R/hello/app:enclave" --key "$K/key.pub" --kernel-bundle "$KB"
 
