@@ -11,9 +11,7 @@
 . "$ROOT/tests/cli/helpers/registry.sh"
 trap 'registry_stop_all; bg_cleanup' EXIT
 
-for tool in docker-registry; do
-	command -v "$tool" >/dev/null || { not_ok "$tool is installed (scripts/install-deps.sh)"; done_testing; exit 1; }
-done
+require_tools docker-registry
 RUNL=$(dirname "$ENCLAVER")/../helpers/enclaver-local
 [ -x "$RUNL" ] || { not_ok "the enclaver-local helper is built"; done_testing; exit 1; }
 
