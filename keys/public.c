@@ -28,8 +28,17 @@ int keys_public_open(const char *spec, EVP_PKEY **out, struct err **err)
 	if (!str_has_prefix(spec, "pkcs11:") && !keys_is_kms_arn(spec))
 		return keys_public_key_load(spec, out, err);
 	struct sign_key *k = NULL;
-	if (sign_key_open(spec, &k, err) < 0)
+	if (str_has_prefix(spec, "pkcs11:")) {
+		/* The token's public object: no PIN needed to check a signature. */
+		k = xcalloc(1, sizeof(*k));
+		if (keys_pkcs11_open(spec, true, k, err) < 0) {
+			err_wrap(err, "public key %s", k->name ? k->name : "pkcs11:...");
+			sign_key_free(k);
+			return -1;
+		}
+	} else if (sign_key_open(spec, &k, err) < 0) {
 		return -1;
+	}
 	*out = public_copy(k->pkey);
 	_cleanup_free_ char *name = xstrdup(k->name); /* the URI without its PIN */
 	sign_key_free(k);
