@@ -14,7 +14,7 @@
 #include "keys/dsse.h"
 
 /* The OCI 1.1 empty descriptor a referrer without a config of its own names. */
-#define OCI_MT_EMPTY "application/vnd.oci.empty.v1+json"
+#define OCI_MT_EMPTY     "application/vnd.oci.empty.v1+json"
 #define OCI_EMPTY_DIGEST "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a"
 /* Envelopes above this are not read (ours are a few KiB). */
 #define MAX_ENVELOPE (4u << 20)
@@ -34,9 +34,9 @@ static int push_referrer(const struct oci_ref *ref, const struct oci_desc *subje
 	oci_digest_buf(envelope, len, layer_digest);
 	_cleanup_json_ json_t *doc = json_pack(
 	    "{s:i, s:s, s:s, s:{s:s, s:s, s:i}, s:[{s:s, s:s, s:I, s:O}], s:{s:s, s:s, s:I}, s:O}", "schemaVersion", 2,
-	    "mediaType", OCI_MT_MANIFEST, "artifactType", DSSE_MEDIA_TYPE, "config", "mediaType", OCI_MT_EMPTY, "digest",
-	    OCI_EMPTY_DIGEST, "size", 2, "layers", "mediaType", DSSE_MEDIA_TYPE, "digest", layer_digest, "size",
-	    (json_int_t)len, "annotations", annotations, "subject", "mediaType", subject->media_type, "digest",
+	    "mediaType", OCI_MT_MANIFEST, "artifactType", DSSE_MEDIA_TYPE, "config", "mediaType", OCI_MT_EMPTY,
+	    "digest", OCI_EMPTY_DIGEST, "size", 2, "layers", "mediaType", DSSE_MEDIA_TYPE, "digest", layer_digest,
+	    "size", (json_int_t)len, "annotations", annotations, "subject", "mediaType", subject->media_type, "digest",
 	    subject->digest, "size", (json_int_t)subject->size, "annotations", annotations);
 	_cleanup_free_ char *manifest = json_dumps(doc, JSON_COMPACT | JSON_PRESERVE_ORDER);
 	oci_digest_buf(manifest, strlen(manifest), digest);
@@ -62,9 +62,8 @@ int bld_attach_attestation(const char *image, const char *digest, const char *en
 	const char *ptype = json_string_value(json_object_get(stmt, "predicateType"));
 	if (r == 0 && ptype == NULL)
 		r = err_set(err, EINVAL, "the envelope's statement has no predicateType");
-	_cleanup_json_ json_t *ann = r == 0 ? json_pack("{s:s, s:s}", "dev.cosignproject.cosign/signature", "",
-	                                                "predicateType", ptype)
-	                                    : NULL;
+	_cleanup_json_ json_t *ann =
+	    r == 0 ? json_pack("{s:s, s:s}", "dev.cosignproject.cosign/signature", "", "predicateType", ptype) : NULL;
 	if (r == 0) {
 		struct bld_cosign_layer layer = {DSSE_MEDIA_TYPE, envelope, strlen(envelope), ann};
 		r = bld_cosign_tag_push(&ref, digest, "att", &layer, opts, &out->att_ref, err);
@@ -155,8 +154,7 @@ void bld_envelopes_free(struct buf *e, size_t n)
 	free(e);
 }
 
-int bld_statement_open(const char *envelope, size_t len, EVP_PKEY *pub, struct bld_statement *out,
-                       struct err **err)
+int bld_statement_open(const char *envelope, size_t len, EVP_PKEY *pub, struct bld_statement *out, struct err **err)
 {
 	memset(out, 0, sizeof(*out));
 	struct dsse_envelope e;

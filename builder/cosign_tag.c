@@ -12,7 +12,8 @@ int bld_cosign_subject(const char *image, const char *digest, const char *what, 
 		return -1;
 	int r = 0;
 	if (ref->transport != OCI_TRANSPORT_DOCKER)
-		r = err_set(err, EINVAL, "%s: only images in a registry can be %s (a docker:// reference)", image, what);
+		r = err_set(err, EINVAL, "%s: only images in a registry can be %s (a docker:// reference)", image,
+		            what);
 	else if (digest == NULL)
 		r = oci_resolve_digest(image, opts, digest_out, err);
 	else
@@ -51,7 +52,8 @@ static int earlier_layers(const char *tag_ref, const char *mt, const struct oci_
 	}
 	size_t i;
 	json_t *l;
-	json_array_foreach(json_object_get(json_object_get(doc, "manifest"), "layers"), i, l) {
+	json_array_foreach(json_object_get(json_object_get(doc, "manifest"), "layers"), i, l)
+	{
 		const char *lmt = json_string_value(json_object_get(l, "mediaType"));
 		if (lmt && strcmp(lmt, mt) == 0)
 			json_array_append(layers, l);
@@ -66,7 +68,8 @@ static bool has_layer(const json_t *layers, const char *digest, const json_t *an
 {
 	size_t i;
 	json_t *l;
-	json_array_foreach(layers, i, l) {
+	json_array_foreach(layers, i, l)
+	{
 		const char *d = json_string_value(json_object_get(l, "digest"));
 		if (d && strcmp(d, digest) == 0 && json_equal(json_object_get(l, "annotations"), annotations))
 			return true;
@@ -85,29 +88,30 @@ int bld_cosign_tag_push(const struct oci_ref *ref, const char *digest, const cha
 	if (earlier_layers(ref_text, layer->media_type, opts, layers, err) < 0)
 		return -1;
 	if (!has_layer(layers, layer_digest, layer->annotations)) {
-		json_t *ours = json_pack("{s:s, s:I, s:s, s:O}", "mediaType", layer->media_type, "size",
-		                         (json_int_t)layer->len, "digest", layer_digest, "annotations", layer->annotations);
+		json_t *ours =
+		    json_pack("{s:s, s:I, s:s, s:O}", "mediaType", layer->media_type, "size", (json_int_t)layer->len,
+		              "digest", layer_digest, "annotations", layer->annotations);
 		json_array_append_new(layers, ours);
 	}
 	json_t *diff_ids = json_array();
 	size_t i;
 	json_t *l;
 	json_array_foreach(layers, i, l) json_array_append(diff_ids, json_object_get(l, "digest"));
-	_cleanup_json_ json_t *config_doc = json_pack(
-	    "{s:s, s:{}, s:s, s:[{s:s}], s:s, s:{s:s, s:o}}", "architecture", "", "config", "created",
-	    "0001-01-01T00:00:00Z", "history", "created", "0001-01-01T00:00:00Z", "os", "", "rootfs", "type", "layers",
-	    "diff_ids", diff_ids);
+	_cleanup_json_ json_t *config_doc =
+	    json_pack("{s:s, s:{}, s:s, s:[{s:s}], s:s, s:{s:s, s:o}}", "architecture", "", "config", "created",
+	              "0001-01-01T00:00:00Z", "history", "created", "0001-01-01T00:00:00Z", "os", "", "rootfs", "type",
+	              "layers", "diff_ids", diff_ids);
 	_cleanup_free_ char *config = json_dumps(config_doc, JSON_COMPACT | JSON_SORT_KEYS);
 	oci_digest_buf(config, strlen(config), config_digest);
-	_cleanup_json_ json_t *manifest_doc =
-	    json_pack("{s:i, s:s, s:{s:s, s:I, s:s}, s:O}", "schemaVersion", 2, "mediaType", OCI_MT_MANIFEST, "config",
-	              "mediaType", OCI_MT_CONFIG, "size", (json_int_t)strlen(config), "digest", config_digest, "layers",
-	              layers);
+	_cleanup_json_ json_t *manifest_doc = json_pack(
+	    "{s:i, s:s, s:{s:s, s:I, s:s}, s:O}", "schemaVersion", 2, "mediaType", OCI_MT_MANIFEST, "config",
+	    "mediaType", OCI_MT_CONFIG, "size", (json_int_t)strlen(config), "digest", config_digest, "layers", layers);
 	_cleanup_free_ char *manifest = json_dumps(manifest_doc, JSON_COMPACT | JSON_PRESERVE_ORDER);
 	/* The earlier layers' blobs are in the repository already: only the new ones go up. */
-	struct oci_blob blobs[] = {{OCI_MT_CONFIG, config, strlen(config)}, {layer->media_type, layer->data, layer->len}};
-	if (oci_put_image(ref_text, opts, blobs, 2, manifest, strlen(manifest), OCI_MT_MANIFEST, manifest_digest,
-	                  err) < 0)
+	struct oci_blob blobs[] = {{OCI_MT_CONFIG, config, strlen(config)},
+	                           {layer->media_type, layer->data, layer->len}};
+	if (oci_put_image(ref_text, opts, blobs, 2, manifest, strlen(manifest), OCI_MT_MANIFEST, manifest_digest, err) <
+	    0)
 		return -1;
 	if (tag_ref)
 		*tag_ref = steal_pointer(&ref_text);

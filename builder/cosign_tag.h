@@ -24,7 +24,8 @@ int bld_cosign_subject(const char *image, const char *digest, const char *what, 
 /* "docker://registry/repository:sha256-<hex>.<suffix>" for digest. Caller frees. */
 char *bld_cosign_tag_ref(const struct oci_ref *ref, const char *digest, const char *suffix);
 /* Adds layer to the image at the tag (made when absent): the layers of its media type already there
- * stay; one with the same digest and annotations is not added twice. *tag_ref (may be NULL) gets the tag's reference. */
+ * stay; one with the same digest and annotations is not added twice. *tag_ref (may be NULL) gets the tag's reference.
+ */
 int bld_cosign_tag_push(const struct oci_ref *ref, const char *digest, const char *suffix,
                         const struct bld_cosign_layer *layer, const struct oci_opts *opts, char **tag_ref,
                         struct err **err);

@@ -508,7 +508,9 @@ static int step_statement(struct build *b, const char *subject_name, const char 
 	    .app_ref = m->source_app,
 	    .app_digest = b->app.digest,
 	    .app_config_digest = b->app.manifest.config.digest,
-	    .odyn_source = b->odyn_extracted ? BLD_ODYN_IMAGE : b->opts->odyn_path ? BLD_ODYN_FILE : BLD_ODYN_BUNDLED,
+	    .odyn_source = b->odyn_extracted    ? BLD_ODYN_IMAGE
+	                   : b->opts->odyn_path ? BLD_ODYN_FILE
+	                                        : BLD_ODYN_BUNDLED,
 	    .odyn_digest = b->odyn_digest,
 	    .odyn_image_ref = m->source_odyn,
 	    .odyn_image_digest = b->odyn_image_digest,
@@ -546,9 +548,11 @@ static int step_statement_file(struct build *b, const char *eif, json_t *image, 
 	_cleanup_free_ char *line = xasprintf("%s\n", envelope);
 	if (atomic_file_write(path, 0644, line, strlen(line), err) < 0)
 		return err_wrap(err, "statement");
-	say(b, "statement %.19s written to %s%s", digest, path, b->sign_key ? ", signed" : ", UNSIGNED (no --sign-key)");
-	json_object_set_new(image, "Statement",
-	                    json_pack("{s:s, s:s, s:b}", "Path", path, "Digest", digest, "Signed", b->sign_key != NULL));
+	say(b, "statement %.19s written to %s%s", digest, path,
+	    b->sign_key ? ", signed" : ", UNSIGNED (no --sign-key)");
+	json_object_set_new(
+	    image, "Statement",
+	    json_pack("{s:s, s:s, s:b}", "Path", path, "Digest", digest, "Signed", b->sign_key != NULL));
 	return 0;
 }
 
@@ -574,9 +578,9 @@ static int step_attest(struct build *b, const char *dst, const char *pushed, con
 	struct bld_attestation att;
 	if (bld_attach_attestation(dst, pushed, envelope, o, &att, err) < 0)
 		return -1;
-	say(b, "release image %.19s attested%s: %s%s%s", pushed, b->sign_key ? "" : " (UNSIGNED statement: no --sign-key)",
-	    att.att_ref, att.referrer ? ", referrer " : " (the registry has no referrers API)",
-	    att.referrer ? att.referrer : "");
+	say(b, "release image %.19s attested%s: %s%s%s", pushed,
+	    b->sign_key ? "" : " (UNSIGNED statement: no --sign-key)", att.att_ref,
+	    att.referrer ? ", referrer " : " (the registry has no referrers API)", att.referrer ? att.referrer : "");
 	json_object_set_new(entry, "Statement",
 	                    json_pack("{s:s, s:b, s:s, s:s?, s:b}", "Digest", digest, "Signed", b->sign_key != NULL,
 	                              "Attestation", att.att_ref, "Referrer", att.referrer, "ReferrersAPI",

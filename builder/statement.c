@@ -214,13 +214,12 @@ int bld_statement_make(const struct bld_statement_spec *s, char **json_out, stru
 	}
 	json_t *subject = json_pack("[{s:s, s:o}]", "name", s->subject_name, "digest", digest_set(s->subject_digest));
 	_cleanup_json_ json_t *doc = json_pack(
-	    "{s:s, s:o, s:s, s:{s:{s:s, s:{s:s, s:o}, s:{s:o, s:s}, s:o}, s:{s:{s:s, s:{s:s}}, s:o, s:[o]}}}",
-	    "_type", BLD_INTOTO_STATEMENT_V1, "subject", subject, "predicateType", BLD_SLSA_PROVENANCE_V1,
-	    "predicate", "buildDefinition", "buildType", BLD_STATEMENT_BUILD_TYPE, "externalParameters", "platform",
-	    s->platform, "sources", sources, "internalParameters", "SOURCE_DATE_EPOCH", sde, "enclaverVersion",
-	    ENCLAVER_VERSION, "resolvedDependencies", resolved_dependencies(s), "runDetails", "builder", "id",
-	    BLD_STATEMENT_BUILDER_ID, "version", "enclaver", ENCLAVER_VERSION, "metadata", metadata, "byproducts",
-	    eif_byproduct(s));
+	    "{s:s, s:o, s:s, s:{s:{s:s, s:{s:s, s:o}, s:{s:o, s:s}, s:o}, s:{s:{s:s, s:{s:s}}, s:o, s:[o]}}}", "_type",
+	    BLD_INTOTO_STATEMENT_V1, "subject", subject, "predicateType", BLD_SLSA_PROVENANCE_V1, "predicate",
+	    "buildDefinition", "buildType", BLD_STATEMENT_BUILD_TYPE, "externalParameters", "platform", s->platform,
+	    "sources", sources, "internalParameters", "SOURCE_DATE_EPOCH", sde, "enclaverVersion", ENCLAVER_VERSION,
+	    "resolvedDependencies", resolved_dependencies(s), "runDetails", "builder", "id", BLD_STATEMENT_BUILDER_ID,
+	    "version", "enclaver", ENCLAVER_VERSION, "metadata", metadata, "byproducts", eif_byproduct(s));
 	if (doc == NULL)
 		return err_set(err, EINVAL, "statement: a field is missing (an input without a digest)");
 	*json_out = json_dumps(doc, JSON_COMPACT | JSON_SORT_KEYS);
@@ -231,11 +230,11 @@ int bld_statement_make(const struct bld_statement_spec *s, char **json_out, stru
 
 /* ---------------------------------------------------------------- reading */
 /* The member `key` of obj, of the given jansson type; "where" is obj's path for messages. */
-static int member(const json_t *obj, const char *where, const char *key, json_type type, bool optional,
-                  json_t **out, struct err **err)
+static int member(const json_t *obj, const char *where, const char *key, json_type type, bool optional, json_t **out,
+                  struct err **err)
 {
-	static const char *const names[] = {"an object", "an array", "a string", "an integer", "a number",
-	                                    "true",      "false",    "null"};
+	static const char *const names[] = {"an object", "an array", "a string", "an integer",
+	                                    "a number",  "true",     "false",    "null"};
 	*out = json_object_get(obj, key);
 	if (*out == NULL || (optional && json_is_null(*out))) {
 		*out = NULL;
@@ -298,8 +297,8 @@ static int parse_dep(const json_t *d, const char *where, struct bld_statement_de
 		char actual[OCI_DIGEST_MAX];
 		oci_digest_buf(out->content, out->content_len, actual);
 		if (strcmp(actual, out->sha256) != 0)
-			return err_set(err, EINVAL, "statement: %s.content: its digest is %s, not digest.sha256 %s", where,
-			               actual, out->sha256);
+			return err_set(err, EINVAL, "statement: %s.content: its digest is %s, not digest.sha256 %s",
+			               where, actual, out->sha256);
 	}
 	out->annotations = ann;
 	return 0;
@@ -326,7 +325,8 @@ static int parse_byproducts(struct bld_statement *s, const json_t *run, struct e
 		return -1;
 	size_t i;
 	json_t *bp;
-	json_array_foreach(bps, i, bp) {
+	json_array_foreach(bps, i, bp)
+	{
 		char w[64];
 		snprintf(w, sizeof(w), "predicate.runDetails.byproducts[%zu]", i);
 		json_t *name = json_is_object(bp) ? json_object_get(bp, "name") : NULL;
@@ -391,7 +391,8 @@ static int parse_deps(struct bld_statement *s, const json_t *bd, struct err **er
 	s->deps = xcalloc(json_array_size(deps) + 1, sizeof(*s->deps));
 	size_t i;
 	json_t *d;
-	json_array_foreach(deps, i, d) {
+	json_array_foreach(deps, i, d)
+	{
 		char w[80];
 		snprintf(w, sizeof(w), "predicate.buildDefinition.resolvedDependencies[%zu]", i);
 		struct bld_statement_dep *out = &s->deps[s->n_deps++];
@@ -413,7 +414,8 @@ static int parse_deps(struct bld_statement *s, const json_t *bd, struct err **er
 	const char *need_names[] = {BLD_DEP_APP, BLD_DEP_ODYN, BLD_DEP_KERNEL, BLD_DEP_MANIFEST};
 	for (size_t k = 0; k < 4; k++)
 		if (need[k] == NULL)
-			return err_set(err, EINVAL, "statement: predicate.buildDefinition.resolvedDependencies: no \"%s\"",
+			return err_set(err, EINVAL,
+			               "statement: predicate.buildDefinition.resolvedDependencies: no \"%s\"",
 			               need_names[k]);
 	if (s->manifest->content == NULL)
 		return err_set(err, EINVAL,
@@ -429,7 +431,8 @@ int bld_statement_parse(const void *data, size_t len, struct bld_statement *s, s
 	json_error_t je;
 	s->doc = json_loadb(data, len, JSON_REJECT_DUPLICATES, &je);
 	if (s->doc == NULL)
-		return err_set(err, EINVAL, "statement: not JSON: %s (line %d, column %d)", je.text, je.line, je.column);
+		return err_set(err, EINVAL, "statement: not JSON: %s (line %d, column %d)", je.text, je.line,
+		               je.column);
 	if (!json_is_object(s->doc))
 		return err_set(err, EINVAL, "statement: not a JSON object");
 	json_t *pred, *bd, *run, *ext, *intp, *builder, *version, *sde;
@@ -445,7 +448,8 @@ int bld_statement_parse(const void *data, size_t len, struct bld_statement *s, s
 		return err_set(err, EINVAL, "statement: %s.buildType: \"%s\", not enclaver's \"%s\"", BD, s->build_type,
 		               BLD_STATEMENT_BUILD_TYPE);
 	if (member(bd, BD, "externalParameters", JSON_OBJECT, false, &ext, err) < 0 ||
-	    string_member(ext, "predicate.buildDefinition.externalParameters", "platform", false, &s->platform, err) < 0 ||
+	    string_member(ext, "predicate.buildDefinition.externalParameters", "platform", false, &s->platform, err) <
+	        0 ||
 	    member(bd, BD, "internalParameters", JSON_OBJECT, false, &intp, err) < 0 ||
 	    member(intp, "predicate.buildDefinition.internalParameters", "SOURCE_DATE_EPOCH", JSON_INTEGER, true, &sde,
 	           err) < 0 ||
@@ -456,8 +460,9 @@ int bld_statement_parse(const void *data, size_t len, struct bld_statement *s, s
 		return -1;
 	if (sde) {
 		if (json_integer_value(sde) < 0)
-			return err_set(err, EINVAL,
-			               "statement: predicate.buildDefinition.internalParameters.SOURCE_DATE_EPOCH: negative");
+			return err_set(
+			    err, EINVAL,
+			    "statement: predicate.buildDefinition.internalParameters.SOURCE_DATE_EPOCH: negative");
 		s->source_date_epoch = json_integer_value(sde);
 	}
 	if (parse_deps(s, bd, err) < 0 || parse_byproducts(s, run, err) < 0)

@@ -16,20 +16,20 @@
 #include "eif/eif.h"
 #include "oci/oci.h"
 
-#define BLD_INTOTO_STATEMENT_V1 "https://in-toto.io/Statement/v1"
-#define BLD_SLSA_PROVENANCE_V1 "https://slsa.dev/provenance/v1"
+#define BLD_INTOTO_STATEMENT_V1  "https://in-toto.io/Statement/v1"
+#define BLD_SLSA_PROVENANCE_V1   "https://slsa.dev/provenance/v1"
 #define BLD_STATEMENT_BUILD_TYPE "urn:enclaver:build-type:enclaver-build:v1"
 #define BLD_STATEMENT_BUILDER_ID "urn:enclaver:builder:enclaver"
 /* What `--eif-only` writes beside the EIF: "<eif>" BLD_STATEMENT_FILE_SUFFIX. */
 #define BLD_STATEMENT_FILE_SUFFIX ".intoto.jsonl"
 
 /* The resolvedDependencies' names. */
-#define BLD_DEP_APP "app"
-#define BLD_DEP_ODYN "odyn"
-#define BLD_DEP_KERNEL "kernel-bundle"
+#define BLD_DEP_APP      "app"
+#define BLD_DEP_ODYN     "odyn"
+#define BLD_DEP_KERNEL   "kernel-bundle"
 #define BLD_DEP_MANIFEST "enclaver.yaml"
-#define BLD_DEP_SLEEVE "sleeve"
-#define BLD_DEP_RUNTIME "enclaver-run"
+#define BLD_DEP_SLEEVE   "sleeve"
+#define BLD_DEP_RUNTIME  "enclaver-run"
 /* The byproduct's. */
 #define BLD_BYPRODUCT_EIF "application.eif"
 
@@ -81,27 +81,27 @@ int bld_file_digests(const char *path, char sha256[OCI_DIGEST_MAX], char sha384[
 /* ---------------------------------------------------------------- reading one */
 struct bld_statement_dep {
 	char *name;
-	char *uri;    /* NULL when absent */
-	char *sha256; /* "sha256:<hex>", NULL when absent */
+	char *uri;        /* NULL when absent */
+	char *sha256;     /* "sha256:<hex>", NULL when absent */
 	uint8_t *content; /* the decoded `content`, NULL when absent */
 	size_t content_len;
 	json_t *annotations; /* borrowed from doc; NULL when absent */
 };
 
 struct bld_statement {
-	json_t *doc;            /* the whole statement */
-	char *subject_name;     /* subject[0] */
-	char *subject_digest;   /* "sha256:<hex>" */
+	json_t *doc;          /* the whole statement */
+	char *subject_name;   /* subject[0] */
+	char *subject_digest; /* "sha256:<hex>" */
 	char *build_type;
-	char *platform;         /* externalParameters.platform */
-	char *enclaver_version; /* runDetails.builder.version.enclaver */
+	char *platform;            /* externalParameters.platform */
+	char *enclaver_version;    /* runDetails.builder.version.enclaver */
 	int64_t source_date_epoch; /* internalParameters.SOURCE_DATE_EPOCH; -1 when null */
 	struct bld_statement_dep *deps;
 	size_t n_deps;
 	/* by name among deps (NULL when the statement has none) */
 	const struct bld_statement_dep *app, *odyn, *kernel, *manifest, *sleeve, *runtime;
 	/* the EIF byproduct */
-	char *eif_sha256, *eif_sha384; /* "sha256:<hex>", "sha384:<hex>" */
+	char *eif_sha256, *eif_sha384;        /* "sha256:<hex>", "sha384:<hex>" */
 	struct eif_measurements measurements; /* alg SHA-384; has_pcr8 when the EIF is signed */
 };
 /* Parses untrusted statement JSON (the DSSE payload): _type, predicateType and buildType must be
@@ -140,8 +140,7 @@ void bld_envelopes_free(struct buf *e, size_t n);
  * verified with pub (NULL: not verified, for reading an unsigned statement; the caller then trusts
  * nothing in it), and its statement parsed into *out (free with bld_statement_free, also after a
  * failure). */
-int bld_statement_open(const char *envelope, size_t len, EVP_PKEY *pub, struct bld_statement *out,
-                       struct err **err);
+int bld_statement_open(const char *envelope, size_t len, EVP_PKEY *pub, struct bld_statement *out, struct err **err);
 
 /* The statement an image carries that verifies with pub: fetches the .att envelopes, verifies
  * each against pub, parses the statement and checks its subject is image's digest. An error

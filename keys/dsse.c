@@ -34,8 +34,8 @@ static int pae_digest(EVP_PKEY *key, const char *payload_type, const void *paylo
 	return 0;
 }
 
-int dsse_envelope_make(const char *payload_type, const void *payload, size_t len, struct sign_key *key,
-                       char **json_out, struct err **err)
+int dsse_envelope_make(const char *payload_type, const void *payload, size_t len, struct sign_key *key, char **json_out,
+                       struct err **err)
 {
 	*json_out = NULL;
 	_cleanup_free_ char *payload_b64 = base64_encode(payload, len);

@@ -37,8 +37,8 @@ void dsse_pae(const char *payload_type, const void *payload, size_t len, struct 
 /* The envelope as one line of compact JSON (no newline), fields in the order above; key NULL:
  * no signatures (an unsigned statement). The key signs with keys/' sign_key_sign_digest (PEM,
  * PKCS#11 or KMS); a detached signature cannot sign an envelope. */
-int dsse_envelope_make(const char *payload_type, const void *payload, size_t len, struct sign_key *key,
-                       char **json_out, struct err **err);
+int dsse_envelope_make(const char *payload_type, const void *payload, size_t len, struct sign_key *key, char **json_out,
+                       struct err **err);
 
 /* Parses untrusted envelope JSON; every error names the field ("signatures[1].sig: not base64").
  * Free with dsse_envelope_free (also after a failed parse). */

@@ -60,12 +60,14 @@ int oci_referrers_probe(const char *image, const char *digest, const struct oci_
 	}
 	if (r == 0) {
 		_cleanup_free_ char *path = xasprintf("/v2/%s/referrers/%s", ref.repository, digest);
-		struct reg_req req = {.url = path, .scope = scope, .accept = OCI_MT_INDEX, .out = &body, .out_max = OCI_MANIFEST_MAX};
+		struct reg_req req = {
+		    .url = path, .scope = scope, .accept = OCI_MT_INDEX, .out = &body, .out_max = OCI_MANIFEST_MAX};
 		buf_free(&body);
 		r = registry_do(reg, &req, &resp, err);
 		/* The API answers an image index (empty when nothing refers yet); anything else, a 404
 		 * first of all, is a registry without it. */
-		if (r == 0 && resp.status == 200 && resp.content_type && str_has_prefix(resp.content_type, OCI_MT_INDEX))
+		if (r == 0 && resp.status == 200 && resp.content_type &&
+		    str_has_prefix(resp.content_type, OCI_MT_INDEX))
 			*supported = true;
 		if (r == 0)
 			reg_resp_free(&resp);

@@ -353,11 +353,17 @@ static void app_exited(struct sup *s, int wstatus)
 		if (delay > 60000)
 			delay = 60000;
 		s->restarts++;
-		log_info("restarting in %d ms (restart %d)", delay, s->restarts);
+		/* A warning, so the host shows it (odyn's records reach it from warnings up). */
+		if (c->max_restarts)
+			log_warn("the app failed: restart %d of %d in %d ms", s->restarts, c->max_restarts, delay);
+		else
+			log_warn("the app failed: restart %d in %d ms", s->restarts, delay);
 		s->state = SUP_BACKOFF;
 		timer_arm(s, TIMER_BACKOFF, delay);
 		return;
 	}
+	if (!s->stopping && !s->fatal && failed && c->restart == ODYN_RESTART_ON_FAILURE)
+		log_warn("the app failed after %d restarts: no more (restart.max_restarts)", s->restarts);
 	finish(s);
 }
 

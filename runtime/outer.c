@@ -108,10 +108,19 @@ static void on_exit_fd(struct ev_handler *h, uint32_t events)
 	evloop_stop(o->ctx.loop);
 }
 
-/* Console lines go to stderr as "[console] ...": in debug mode the console also carries odyn's
- * stderr and the app's output, which must not read as our own lines (or as the log stream's). */
+/* Console lines go to stderr as "[console] ..." (or source "console" in JSON): in debug mode the
+ * console also carries odyn's stderr and the app's output, which must not read as our own lines
+ * (or as the log stream's). */
 #define CONSOLE_PREFIX   "[console] "
 #define CONSOLE_LINE_MAX (64 * 1024)
+static void console_line(struct buf *out, struct buf *l)
+{
+	if (l->len && l->data[l->len - 1] == '\r') /* the serial console's CRLF */
+		l->len--;
+	log_line_format(out, log_get_format(), CONSOLE_PREFIX, "console", "info", l->data ? l->data : "", l->len);
+	l->len = 0;
+}
+
 static void console_bytes(struct outer *o, const char *data, size_t n, bool eof)
 {
 	struct buf *l = &o->console_line;
@@ -122,19 +131,10 @@ static void console_bytes(struct outer *o, const char *data, size_t n, bool eof)
 			if (l->len < CONSOLE_LINE_MAX)
 				continue;
 		}
-		if (l->len && l->data[l->len - 1] == '\r') /* the serial console's CRLF */
-			l->len--;
-		buf_puts(&out, CONSOLE_PREFIX);
-		buf_append(&out, l->data ? l->data : "", l->len);
-		buf_putc(&out, '\n');
-		l->len = 0;
+		console_line(&out, l);
 	}
-	if (eof && l->len) {
-		buf_puts(&out, CONSOLE_PREFIX);
-		buf_append(&out, l->data, l->len);
-		buf_putc(&out, '\n');
-		l->len = 0;
-	}
+	if (eof && l->len)
+		console_line(&out, l);
 	if (out.len)
 		io_write_full(STDERR_FILENO, out.data, out.len, NULL);
 	buf_free(&out);

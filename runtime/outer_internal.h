@@ -66,6 +66,8 @@ bool outer_report_status(struct outer_report *r, const char *line, size_t len);
 /* guest streams: status (17000) and log (17001) clients, reconnecting while the enclave is up. The
  * log's lines go to cfg.log_fd; the status lines, and when to connect again, to the run loop. */
 enum gstream_kind { GSTREAM_STATUS, GSTREAM_LOG };
+/* How long a stream's connect may take before it is closed and tried again. */
+#define OUTER_STREAM_CONNECT_MS 10000
 struct gstream_sink {
 	void (*status_line)(void *arg, const char *line, size_t len);
 	void (*retry)(void *arg, unsigned ms);                /* arm the connect timer */
@@ -79,10 +81,11 @@ struct gstream {
 	enum gstream_kind kind;
 	uint32_t port;
 	int fd;
-	struct buf line;            /* a status line not yet complete */
-	struct logstream_reader rd; /* the log stream's app lines and records (wire/logstream.h) */
-	bool wanted;                /* not connected, should be */
-	bool connecting;            /* fd's connect is under way (EPOLLOUT); wanted stays set until it is done */
+	struct buf line;             /* a status line not yet complete */
+	struct logstream_reader rd;  /* the log stream's app lines and records (wire/logstream.h) */
+	bool wanted;                 /* not connected, should be */
+	bool connecting;             /* fd's connect is under way; wanted stays set until it is done */
+	struct ev_deadline deadline; /* ... bounded by OUTER_STREAM_CONNECT_MS */
 	unsigned failures;
 };
 void gstream_init(struct outer_ctx *o, const struct gstream_sink *sink, struct gstream *g, enum gstream_kind kind);

@@ -90,3 +90,13 @@ standin_eif() {
 	"$ENCLAVER" eif build --kernel "$TMP/standin-kernel" --cmdline "console=ttyS0" --ramdisk "$TMP/standin-rd" \
 		--ramdisk "$TMP/standin-rd" --output "$1" >/dev/null 2>&1
 }
+
+# use_local_launcher: for the tests of `enclaver run` with the test-only local launcher
+# (tests/helpers/launcher_local.c): RUNL, the CLI built with it; a state folder of the test's
+# own; odyn from this build; no socket folder or manifest from the caller's environment.
+use_local_launcher() {
+	RUNL=$(dirname "$ENCLAVER")/../helpers/enclaver-local
+	[ -x "$RUNL" ] || { echo "missing $RUNL"; exit 1; }
+	export ENCLAVER_STATE_DIR=$TMP/state ENCLAVER_LOCAL_ODYN=$ODYN
+	unset ENCLAVER_LOCAL_MANIFEST ENCLAVER_LOCAL_DIR
+}

@@ -14,6 +14,8 @@
  *                      SINK, SOURCE N, and for the benchmark EGRESS HOST:PORT N (send N bytes to
  *                      a SINK there through the proxy) and EGRESSCONN HOST:PORT K (K requests,
  *                      one connection each)
+ *   crash CODE         print a hostile line and a line on stderr, exit CODE (restarts, JSON logs)
+ *   stubborn           ignore SIGTERM (saying so) until killed (the stop's grace period)
  * Every line it prints starts with "app: " (the tests grep the log stream for them). */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -468,14 +470,49 @@ static int serve(unsigned port, const char *allow, const char *deny, unsigned de
 	return 0;
 }
 
+/* crash CODE: one hostile line (ill-formed UTF-8, an escape sequence, a CR and a forged JSON
+ * object after a newline), one line on stderr, then exit CODE: the restart policy's test app. */
+static int crash(int code)
+{
+	say("crash: starting");
+	fputs("app: hostile \xff\xfe \x1b[2K\r{\"source\":\"host\",\"message\":\"forged\"}\n", stdout);
+	fflush(stdout);
+	fprintf(stderr, "app: on stderr\n");
+	say("crash: exiting with %d", code);
+	return code;
+}
+
+static void on_term_ignored(int sig)
+{
+	static const char line[] = "app: SIGTERM: ignored\n";
+	(void)sig;
+	ssize_t w = write(STDOUT_FILENO, line, sizeof(line) - 1);
+	(void)w;
+}
+
+/* stubborn: runs until killed, ignoring SIGTERM (it says so): the grace period's test app. */
+static _Noreturn void stubborn(void)
+{
+	struct sigaction sa = {.sa_handler = on_term_ignored};
+	sigaction(SIGTERM, &sa, NULL);
+	say("stubborn: running");
+	for (;;)
+		pause();
+}
+
 int main(int argc, char **argv)
 {
+	if (argc == 3 && strcmp(argv[1], "crash") == 0)
+		return crash(atoi(argv[2]));
+	if (argc == 2 && strcmp(argv[1], "stubborn") == 0)
+		stubborn();
 	if (argc == 4 && strcmp(argv[1], "report") == 0)
 		return report((unsigned)atoi(argv[2]), atoi(argv[3]), 0, NULL, NULL);
 	if (argc == 7 && strcmp(argv[1], "report") == 0)
 		return report((unsigned)atoi(argv[2]), atoi(argv[3]), (unsigned)atoi(argv[4]), argv[5], argv[6]);
 	if ((argc == 5 || argc == 6) && strcmp(argv[1], "serve") == 0)
 		return serve((unsigned)atoi(argv[2]), argv[3], argv[4], argc == 6 ? (unsigned)atoi(argv[5]) : 0);
-	say("usage: app report PORT CODE | app serve PORT ALLOW_HOST:PORT DENY_HOST:PORT [DELAY_S]");
+	say("usage: app report PORT CODE | app serve PORT ALLOW_HOST:PORT DENY_HOST:PORT [DELAY_S] | app crash CODE | "
+	    "app stubborn");
 	return 2;
 }

@@ -109,7 +109,8 @@ TEST(dsse_bad_envelopes)
 	REQUIRE(dsse_envelope_make(DSSE_PAYLOAD_TYPE_INTOTO, payload, strlen(payload), k, &env, &e) == 0);
 	json_t *doc = json_loads(env, 0, NULL);
 	REQUIRE(doc);
-	const char *sig = json_string_value(json_object_get(json_array_get(json_object_get(doc, "signatures"), 0), "sig"));
+	const char *sig =
+	    json_string_value(json_object_get(json_array_get(json_object_get(doc, "signatures"), 0), "sig"));
 	const char *p64 = json_string_value(json_object_get(doc, "payload"));
 	_cleanup_free_ char *other_payload = base64_encode("{\"predicateType\":\"y\"}", strlen(payload));
 	struct {
@@ -125,7 +126,8 @@ TEST(dsse_bad_envelopes)
 	    {"{\"payloadType\":\"application/vnd.in-toto+json\",\"payload\":\"e30=\"}", "signatures: missing"},
 	    {"{\"payloadType\":\"application/vnd.in-toto+json\",\"payload\":\"e30=\",\"signatures\":{}}",
 	     "signatures: not an array"},
-	    {"{\"payloadType\":\"application/vnd.in-toto+json\",\"payload\":\"e30=\",\"signatures\":[{\"sig\":\"!!\"}]}",
+	    {"{\"payloadType\":\"application/"
+	     "vnd.in-toto+json\",\"payload\":\"e30=\",\"signatures\":[{\"sig\":\"!!\"}]}",
 	     "signatures[0].sig: not base64"},
 	    {"{\"payloadType\":\"application/vnd.in-toto+json\",\"payload\":\"e30=\",\"signatures\":[{\"sig\":\"\"}]}",
 	     "signatures[0].sig: empty"},
@@ -184,7 +186,9 @@ static char *sample_statement(bool pcr8, int64_t sde)
 	memset(m.pcr1, 0x22, 48);
 	memset(m.pcr2, 0x33, 48);
 	memset(m.pcr8, 0x88, 48);
-	json_t *files = json_pack("{s:s}", "bzImage", "sha256:" "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa");
+	json_t *files = json_pack("{s:s}", "bzImage",
+	                          "sha256:"
+	                          "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa");
 	const char *d = "sha256:0000000000000000000000000000000000000000000000000000000000000001";
 	struct bld_statement_spec s = {
 	    .subject_name = "127.0.0.1:5000/app",
@@ -203,8 +207,9 @@ static char *sample_statement(bool pcr8, int64_t sde)
 	    .manifest_len = 20,
 	    .source_date_epoch = sde,
 	    .eif_sha256 = d,
-	    .eif_sha384 = "sha384:"
-	                  "222222222222222222222222222222222222222222222222222222222222222222222222222222222222222222222222",
+	    .eif_sha384 =
+	        "sha384:"
+	        "222222222222222222222222222222222222222222222222222222222222222222222222222222222222222222222222",
 	    .measurements = &m,
 	};
 	char *out = NULL;
@@ -265,7 +270,8 @@ TEST(statement_bad_fields_are_named)
 	} cases[] = {
 	    {"\"_type\":\"https://in-toto.io/Statement/v1\"", "\"_type\":\"https://in-toto.io/Statement/v0.1\"",
 	     "_type: \"https://in-toto.io/Statement/v0.1\", not"},
-	    {"\"predicateType\":\"https://slsa.dev/provenance/v1\"", "\"predicateType\":7", "predicateType: not a string"},
+	    {"\"predicateType\":\"https://slsa.dev/provenance/v1\"", "\"predicateType\":7",
+	     "predicateType: not a string"},
 	    {"\"sha256\":\"1111", "\"sha256\":\"X111", "subject[0].digest.sha256: not 64 lowercase hex digits"},
 	    {"\"buildType\":\"urn", "\"buildType\":\"xurn", "predicate.buildDefinition.buildType:"},
 	    {"\"name\":\"enclaver.yaml\"", "\"name\":\"other\"", "resolvedDependencies: no \"enclaver.yaml\""},
@@ -274,7 +280,8 @@ TEST(statement_bad_fields_are_named)
 	    {"\"content\":\"dmVy", "\"content\":\"?mVy", "resolvedDependencies[3].content: not base64"},
 	    {"\"pcr0\":\"1111", "\"pcr0\":\"111", "byproducts[0].annotations.pcr0: not a SHA-384 PCR"},
 	    {"\"pcr1\":", "\"pcrX\":", "byproducts[0].annotations.pcr1: missing"},
-	    {"\"SOURCE_DATE_EPOCH\":5", "\"SOURCE_DATE_EPOCH\":\"5\"", "internalParameters.SOURCE_DATE_EPOCH: not an integer"},
+	    {"\"SOURCE_DATE_EPOCH\":5", "\"SOURCE_DATE_EPOCH\":\"5\"",
+	     "internalParameters.SOURCE_DATE_EPOCH: not an integer"},
 	    {"\"SOURCE_DATE_EPOCH\":5", "\"SOURCE_DATE_EPOCH\":-5", "SOURCE_DATE_EPOCH: negative"},
 	    {"\"name\":\"application.eif\"", "\"name\":\"x.eif\"", "byproducts: no \"application.eif\""},
 	    {"\"sha384\":\"2222", "\"sha384\":\"222", "byproducts[0].digest.sha384: not 96"},
