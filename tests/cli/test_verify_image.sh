@@ -127,20 +127,12 @@ check "... through GetPublicKey alone, SigV4-signed" test \
 
 # A PKCS#11 URI: the token's public object, read without its PIN (release only: ASan refuses the
 # provider's RTLD_DEEPBIND dlopen, as in test_eif_sign_keys.sh).
-P11_PROVIDER=$(find /usr/lib -name pkcs11.so -path '*ossl-modules*' 2>/dev/null | head -n 1)
-SOFTHSM=$(find /usr/lib -name libsofthsm2.so 2>/dev/null | head -n 1)
-if [ -z "$P11_PROVIDER" ] || [ -z "$SOFTHSM" ] || ! command -v pkcs11-tool >/dev/null; then
-	not_ok "PKCS#11: pkcs11-provider, softhsm2 and opensc are installed (scripts/install-deps.sh)"
-elif [ "${VARIANT:-release}" = asan ]; then
+PIN=pin-v3r1fy
+if [ "${VARIANT:-release}" = asan ]; then
 	echo "# skip: PKCS#11 public keys under ASan (it refuses the provider's RTLD_DEEPBIND dlopen)"
+elif ! softhsm_key "$TMP/p11" verify-img "$PIN" prime256v1; then
+	not_ok "PKCS#11: pkcs11-provider, softhsm2 and opensc are installed (scripts/install-deps.sh)"
 else
-	mkdir -p "$TMP/p11/tokens"
-	export SOFTHSM2_CONF=$TMP/p11/softhsm2.conf # the test's own token folder
-	printf 'directories.tokendir = %s\nobjectstore.backend = file\nlog.level = ERROR\n' "$TMP/p11/tokens" >"$SOFTHSM2_CONF"
-	PIN=pin-v3r1fy
-	softhsm2-util --init-token --free --label verify-img --pin "$PIN" --so-pin so-pin-v3r1 >/dev/null 2>&1
-	pkcs11-tool --module "$SOFTHSM" --token-label verify-img --login --pin "$PIN" --keypairgen \
-		--key-type EC:prime256v1 --label signer --id 03 >/dev/null 2>&1
 	"$ENCLAVER" copy -q --insecure "docker://$R/hello/app:enclave" "docker://$R/p11/app:v1" >/dev/null
 	P11=(env PKCS11_PROVIDER_MODULE="$SOFTHSM")
 	"${P11[@]}" ENCLAVER_PKCS11_PIN="$PIN" "$ENCLAVER" sign -q --insecure "$R/p11/app:v1" \
