@@ -7,6 +7,8 @@
 #include "common/json.h"
 #include "oci/oci.h"
 
+#include <openssl/types.h>
+
 /* ================================================================ cpio
  * A streaming writer of the newc ("070701") cpio format with linuxkit's
  * conventions (eif-format.md §6), so the bootstrap ramdisk is byte-identical
@@ -236,6 +238,12 @@ struct bld_build_opts {
 	const char *sign_key;      /* --sign-key: the pushed image signed with this key (keys/), or NULL */
 	const char *tmp_dir;       /* NULL: $TMPDIR, else /tmp */
 	bool no_ramdisk_cache;     /* always flatten; neither read nor keep a cached customer ramdisk */
+	/* A rebuild (`enclaver verify --rebuild`): the images pulled instead of sources.app and
+	 * sources.odyn (the recorded ones, pinned by digest; the manifest's bytes, which the EIF holds,
+	 * stay as recorded), and, with sde_pinned, sde (-1: unset) instead of $SOURCE_DATE_EPOCH. */
+	const char *app_pinned, *odyn_pinned;
+	bool sde_pinned;
+	int64_t sde;
 	struct oci_opts oci;       /* cache, credentials, TLS, offline */
 };
 
@@ -257,10 +265,65 @@ struct bld_image_signature {
 	char *identity;      /* the payload's docker-reference: "registry/repository" */
 	char *signature_ref; /* "docker://registry/repository:sha256-<hex>.sig" */
 };
+#define BLD_SIMPLE_SIGNING_MT "application/vnd.dev.cosign.simplesigning.v1+json"
+#define BLD_COSIGN_SIGNATURE_ANNOTATION "dev.cosignproject.cosign/signature"
 /* digest: the image's manifest digest as pushed, or NULL to ask the registry what image names. */
 int bld_sign_image(const char *image, const char *digest, struct sign_key *key, const struct oci_opts *opts,
                    struct bld_image_signature *out, struct err **err);
 void bld_image_signature_free(struct bld_image_signature *s);
+
+/* builder/simple_signing.c: the payload signed, as cosign writes it (identity "registry/repo"),
+ * and read back strictly, as containers/image reads it: exactly the fields "critical" {"type",
+ * "image" {"docker-manifest-digest"}, "identity" {"docker-reference"}} and "optional" (null or an
+ * object), the type "cosign container image signature", a valid digest. Errors name the field. */
+char *bld_simple_signing_payload(const char *identity, const char *digest);
+struct bld_simple_signing {
+	char *digest;    /* critical.image.docker-manifest-digest */
+	char *reference; /* critical.identity.docker-reference */
+};
+int bld_simple_signing_parse(const void *data, size_t len, struct bld_simple_signing *out, struct err **err);
+void bld_simple_signing_free(struct bld_simple_signing *p);
+
+/* ================================================================ verification
+ * builder/verify_signature.c: the image signature, as containers/image's sigstoreSigned policy
+ * checks it. Returns -1 only when the check could not be made (the registry failed); a missing or
+ * wrong signature is a result: verified false and the problem. */
+struct bld_signature_check {
+	bool verified;
+	char *identity;      /* verified: the payload's docker-reference */
+	char *signature_ref; /* where the signatures were looked for */
+	size_t n_signatures; /* simple-signing payloads found there */
+	char *problem;       /* !verified: why none was accepted */
+};
+int bld_image_signature_check(const struct oci_ref *ref, const char *digest, EVP_PKEY *key,
+                              const struct oci_opts *opts, struct bld_signature_check *out, struct err **err);
+void bld_signature_check_free(struct bld_signature_check *c);
+
+/* builder/verify.c: `enclaver verify` and `enclaver run --verify-key`: the image's signature by the
+ * key, then the EIF of that very digest, read whole (structure, CRC, its own signature) and
+ * measured. */
+struct bld_verify_opts {
+	const char *image;   /* a registry reference */
+	EVP_PKEY *key;       /* keys_public_open */
+	struct oci_opts oci;
+	const char *tmp_dir; /* NULL: $TMPDIR */
+	/* When set, the verified image's EIF and enclaver.yaml are kept here (what run then starts). */
+	const char *eif_out, *manifest_out;
+	/* --rebuild: the build the statement records, done again (builder/verify_rebuild.c) with this
+	 * machine's kernel bundle and odyn (as bld_build_opts: NULL for the defaults). */
+	bool rebuild;
+	const char *kernel_bundle, *odyn_path, *odyn_default;
+};
+/* 0 when the checks ran: *report is {"Valid", "Image", "Digest", "Checks", "Problem", "Signature",
+ * "Statement", "Measurements", "Rebuild"}, Valid false with the first Problem when one failed. -1 when they could not run
+ * (no registry, no such image). */
+int bld_verify_image(const struct bld_verify_opts *o, json_t **report, struct err **err);
+/* The rebuild: 0 with *report {"Identical", "EIF", "Measurements", "Difference"} and *difference
+ * (caller frees) the first difference from the statement, NULL when the EIF is identical; -1 when
+ * it could not be done. image_eif is the image's EIF, tmp a private folder. */
+struct bld_statement;
+int bld_verify_rebuild(const struct bld_verify_opts *o, const struct bld_statement *st, const char *image_eif,
+                       const char *tmp, json_t **report, char **difference, struct err **err);
 
 /* ================================================================ files out of an image
  * builder/image_files.c: pulls an image (any oci/ transport, through the cache), applies its

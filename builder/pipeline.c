@@ -159,6 +159,8 @@ static int step_kernel_bundle(struct build *b, struct err **err)
 static int step_odyn(struct build *b, struct err **err)
 {
 	const char *src = b->manifest->source_odyn;
+	if (src && b->opts->odyn_pinned)
+		src = b->opts->odyn_pinned;
 	if (b->opts->odyn_path) {
 		b->odyn_path = b->opts->odyn_path;
 		if (src)
@@ -211,7 +213,8 @@ static int pull_image(struct build *b, const char *key, const char *ref, struct 
 /* Pulls sources.app. */
 static int step_pull(struct build *b, struct err **err)
 {
-	return pull_image(b, "app", b->manifest->source_app, &b->app, err);
+	const char *pinned = b->opts->app_pinned;
+	return pull_image(b, "app", pinned ? pinned : b->manifest->source_app, &b->app, err);
 }
 
 /* Pulls sources.sleeve and checks it is an image for the build's platform: its config's os,
@@ -741,7 +744,9 @@ int bld_build(const struct bld_build_opts *opts, json_t **result, struct err **e
 	int r = -1;
 	if (manifest_load(opts->manifest_path, &b.manifest, err) < 0)
 		goto out;
-	if (getenv("SOURCE_DATE_EPOCH") && time_source_date_epoch(&b.sde, err) < 0)
+	if (opts->sde_pinned)
+		b.sde = opts->sde;
+	else if (getenv("SOURCE_DATE_EPOCH") && time_source_date_epoch(&b.sde, err) < 0)
 		goto out;
 	/* The signing key before any work: a wrong one must not cost a build, nor leave an image
 	 * pushed unsigned. */

@@ -15,18 +15,6 @@
 #include "common/json.h"
 #include "keys/keys.h"
 
-#define SIMPLESIGNING_MT "application/vnd.dev.cosign.simplesigning.v1+json"
-
-/* The payload cosign writes, field for field (containers/image reads it strictly: exactly
- * these critical fields, "optional" present). The reference grammar (oci_ref_parse) admits no
- * character JSON would need to escape. */
-static char *payload_text(const struct oci_ref *ref, const char *digest)
-{
-	return xasprintf("{\"critical\":{\"identity\":{\"docker-reference\":\"%s/%s\"},\"image\":{\"docker-manifest-"
-	                 "digest\":\"%s\"},\"type\":\"cosign container image signature\"},\"optional\":null}",
-	                 ref->registry, ref->repository, digest);
-}
-
 int bld_sign_image(const char *image, const char *digest, struct sign_key *key, const struct oci_opts *opts,
                    struct bld_image_signature *out, struct err **err)
 {
@@ -37,7 +25,8 @@ int bld_sign_image(const char *image, const char *digest, struct sign_key *key, 
 		return -1;
 	digest = resolved;
 	int r = 0;
-	_cleanup_free_ char *payload = payload_text(&ref, digest);
+	_cleanup_free_ char *identity = xasprintf("%s/%s", ref.registry, ref.repository);
+	_cleanup_free_ char *payload = bld_simple_signing_payload(identity, digest);
 	_cleanup_(cleanup_bufp) struct buf der = {0};
 	if (r == 0) {
 		uint8_t md[SHA256_DIGEST_LENGTH];
@@ -46,13 +35,13 @@ int bld_sign_image(const char *image, const char *digest, struct sign_key *key, 
 	}
 	_cleanup_free_ char *sig_b64 = r == 0 ? base64_encode(der.data, der.len) : NULL;
 	if (r == 0) {
-		_cleanup_json_ json_t *ann = json_pack("{s:s}", "dev.cosignproject.cosign/signature", sig_b64);
-		struct bld_cosign_layer layer = {SIMPLESIGNING_MT, payload, strlen(payload), ann};
+		_cleanup_json_ json_t *ann = json_pack("{s:s}", BLD_COSIGN_SIGNATURE_ANNOTATION, sig_b64);
+		struct bld_cosign_layer layer = {BLD_SIMPLE_SIGNING_MT, payload, strlen(payload), ann};
 		r = bld_cosign_tag_push(&ref, digest, "sig", &layer, opts, &out->signature_ref, err);
 	}
 	if (r == 0) {
 		out->digest = xstrdup(digest);
-		out->identity = xasprintf("%s/%s", ref.registry, ref.repository);
+		out->identity = steal_pointer(&identity);
 	}
 	oci_ref_free(&ref);
 	return r;

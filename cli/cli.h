@@ -17,6 +17,9 @@ int cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format
  * `sub`'s arguments, prints usage for -h/--help (exit 0) or anything else (exit 2). */
 int cli_one_subcommand(int argc, char **argv, const char *sub, int (*fn)(int argc, char **argv),
                        void (*usage)(FILE *f));
+/* A file shipped with enclaver: NAME beside the running binary (`make` puts odyn and
+ * enclaver-run.static in bin/ with enclaver). NULL when /proc/self/exe is unreadable; caller frees. */
+char *cli_beside_self(const char *name);
 /* Writes a JSON document to stdout as the reference tools do (serde_json pretty). */
 int cli_print_json(const json_t *doc, struct err **err);
 
@@ -31,6 +34,7 @@ int cmd_push(int argc, char **argv);
 int cmd_copy(int argc, char **argv);
 int cmd_inspect(int argc, char **argv);
 int cmd_sign(int argc, char **argv);
+int cmd_verify(int argc, char **argv);
 int cmd_emulate(int argc, char **argv);
 int cmd_ramdisk(int argc, char **argv);
 int cmd_kernel(int argc, char **argv);

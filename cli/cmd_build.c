@@ -57,22 +57,6 @@ enum {
 	OPT_HELP,
 };
 
-/* A file shipped with enclaver: NAME beside the running binary (`make` puts odyn and
- * enclaver-run.static in bin/ with enclaver). NULL when /proc/self/exe is unreadable. */
-static char *beside_self(const char *name)
-{
-	char self[PATH_MAX];
-	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
-	if (n <= 0)
-		return NULL;
-	self[n] = '\0';
-	char *slash = strrchr(self, '/');
-	if (!slash)
-		return NULL;
-	*slash = '\0';
-	return xasprintf("%s/%s", self, name);
-}
-
 int cmd_build(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -134,7 +118,7 @@ int cmd_build(int argc, char **argv)
 	const char *env_odyn = getenv("ENCLAVER_ODYN");
 	if (!o.odyn_path && env_odyn && *env_odyn)
 		o.odyn_path = env_odyn;
-	odyn = beside_self("odyn");
+	odyn = cli_beside_self("odyn");
 	if (odyn && access(odyn, R_OK) == 0)
 		o.odyn_default = odyn;
 	/* The release image's runtime: $ENCLAVER_RUN, else enclaver-run.static next to enclaver. */
@@ -142,7 +126,7 @@ int cmd_build(int argc, char **argv)
 	if (env_run && *env_run) {
 		o.runtime_path = env_run;
 	} else {
-		runtime = beside_self("enclaver-run.static");
+		runtime = cli_beside_self("enclaver-run.static");
 		if (runtime && access(runtime, R_OK) == 0)
 			o.runtime_path = runtime;
 	}

@@ -18,6 +18,7 @@ enum {
 	OPT_CID,
 	OPT_DEBUG,
 	OPT_VERIFY,
+	OPT_VERIFY_KEY,
 	OPT_EMULATE,
 	OPT_ACCEL,
 	OPT_LAUNCHER,
@@ -73,7 +74,10 @@ static void run_usage(FILE *f, bool entrypoint)
 	      "  -v                      more detail on stderr\n",
 	      f);
 	if (!entrypoint)
-		fputs("Pulling IMAGE:\n" CLI_OCI_USAGE, f);
+		fputs("  --verify-key KEY        refuse to start unless IMAGE is signed by KEY (cosign format), with a\n"
+		      "                          statement signed by KEY whose PCRs its EIF has (as enclaver verify)\n"
+		      "Pulling IMAGE:\n" CLI_OCI_USAGE,
+		      f);
 	fputs("The launch information (nitro-cli's run-enclave JSON) is printed on stderr; stdout carries the\n"
 	      "app's output, each line prefixed with \"[app] \".\n",
 	      f);
@@ -105,6 +109,7 @@ int run_parse(int argc, char **argv, bool entrypoint, struct run_opts *o)
 	    {"cid", required_argument, NULL, OPT_CID},
 	    {"debug-mode", no_argument, NULL, OPT_DEBUG},
 	    {"verify-before-run", required_argument, NULL, OPT_VERIFY},
+	    {"verify-key", required_argument, NULL, OPT_VERIFY_KEY},
 	    {"emulate", no_argument, NULL, OPT_EMULATE},
 	    {"accel", required_argument, NULL, OPT_ACCEL},
 	    {"launcher", required_argument, NULL, OPT_LAUNCHER},
@@ -152,6 +157,13 @@ int run_parse(int argc, char **argv, bool entrypoint, struct run_opts *o)
 			break;
 		case OPT_DEBUG: o->run.debug_mode = true; break;
 		case OPT_VERIFY: o->run.verify = optarg; break;
+		case OPT_VERIFY_KEY:
+			if (entrypoint)
+				return cli_usage_error(o->cmd, "--verify-key checks a registry's signature: %s runs the "
+				                               "files in its own image (use --verify-before-run FILE)",
+				                       o->cmd);
+			o->verify_key = optarg;
+			break;
 		case OPT_EMULATE: o->run.launcher = "emulator"; break;
 		case OPT_ACCEL:
 			if (emu_accel_parse(optarg, &o->run.accel) < 0)
@@ -202,6 +214,9 @@ int run_parse(int argc, char **argv, bool entrypoint, struct run_opts *o)
 			return cli_usage_error(o->cmd, "give an IMAGE, -f FILE, or --eif with --manifest: not several");
 		if (o->run.image && o->run.manifest_file)
 			return cli_usage_error(o->cmd, "give an IMAGE or -f FILE, not both");
+		if (o->verify_key && o->run.eif)
+			return cli_usage_error(o->cmd, "--verify-key checks a release image's signature: give IMAGE (or "
+			                               "-f's target), not --eif");
 	}
 	if (!o->run.launcher)
 		o->run.launcher = "nitro";

@@ -23,6 +23,7 @@ static const struct command commands[] = {
 	{"push", cmd_push, "send an image to a registry"},
 	{"copy", cmd_copy, "copy an image between registries, OCI layouts and archives"},
 	{"sign", cmd_sign, "sign an image in a registry as cosign does (see docs/security.md)"},
+	{"verify", cmd_verify, "check a release image's signature and its EIF (docs/security.md)"},
 	{"inspect", cmd_inspect, "print an image's manifest, config and digests as JSON"},
 	{"emulate", cmd_emulate, "boot an EIF in QEMU's nitro-enclave machine (docs/emulator.md)"},
 	{"cache", cmd_cache, "re-hash the cache and move aside what is corrupt: cache verify (docs/cli.md)"},

@@ -1,8 +1,11 @@
-/* output: how every command reports: errors once on stderr, usage complaints, JSON on stdout.
- * Apart from main.c so the static enclaver-run links without the command table. */
+/* output: how every command reports: errors once on stderr, usage complaints, JSON on stdout; and
+ * where the files shipped with enclaver are. Apart from main.c so the static enclaver-run links
+ * without the command table. */
 #include <getopt.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli/cli.h"
 
@@ -53,4 +56,20 @@ int cli_one_subcommand(int argc, char **argv, const char *sub, int (*fn)(int arg
 	}
 	usage(stderr);
 	return EXIT_USAGE;
+}
+
+/* A file shipped with enclaver: NAME beside the running binary (`make` puts odyn and
+ * enclaver-run.static in bin/ with enclaver). NULL when /proc/self/exe is unreadable. */
+char *cli_beside_self(const char *name)
+{
+	char self[PATH_MAX];
+	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+	if (n <= 0)
+		return NULL;
+	self[n] = '\0';
+	char *slash = strrchr(self, '/');
+	if (!slash)
+		return NULL;
+	*slash = '\0';
+	return xasprintf("%s/%s", self, name);
 }

@@ -13,6 +13,7 @@ struct run_opts {
 	struct run_options run;
 	struct outer_port *ports; /* -p, owned */
 	struct oci_opts oci;      /* how `enclaver run` pulls IMAGE (run.fetch_ctx) */
+	const char *verify_key;   /* --verify-key: IMAGE must be signed by this key (`enclaver run` only) */
 };
 
 /* Parses the options of `enclaver run` (entrypoint false) or `enclaver-run` (true). Returns an

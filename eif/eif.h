@@ -186,5 +186,7 @@ int eif_expected_load(const char *json_path, const char *option, struct eif_expe
 /* Every PCR `want` has must equal the measured one (PCR8 absent: the EIF is unsigned); the error
  * (EPERM) names each one that differs with both values. */
 int eif_expected_check(const struct eif_measurements *m, const struct eif_expected *want, struct err **err);
+/* The expectation that an EIF measures exactly m (PCR0, 1, 2, and PCR8 when m has one). */
+void eif_expected_from(const struct eif_measurements *m, struct eif_expected *out);
 
 #endif

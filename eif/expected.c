@@ -75,3 +75,14 @@ int eif_expected_check(const struct eif_measurements *me, const struct eif_expec
 		return err_set(err, EPERM, "%s", bad.data);
 	return 0;
 }
+
+void eif_expected_from(const struct eif_measurements *m, struct eif_expected *out)
+{
+	memset(out, 0, sizeof(*out));
+	const uint8_t *pcrs[EIF_EXPECTED_PCRS] = {m->pcr0, m->pcr1, m->pcr2, m->pcr8};
+	for (size_t i = 0; i < EIF_EXPECTED_PCRS; i++) {
+		out->has[i] = i < 3 || m->has_pcr8;
+		if (out->has[i])
+			memcpy(out->pcr[i], pcrs[i], 48);
+	}
+}

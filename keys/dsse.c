@@ -142,18 +142,6 @@ void dsse_envelope_free(struct dsse_envelope *e)
 	memset(e, 0, sizeof(*e));
 }
 
-/* 1: sig is a valid signature of digest by pub; 0: it is not (or is not even DER). */
-static int verify_one(EVP_PKEY *pub, const EVP_MD *md, const uint8_t *digest, size_t dlen, const uint8_t *sig,
-                      size_t sig_len)
-{
-	EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new(pub, NULL);
-	int ok = ctx && EVP_PKEY_verify_init(ctx) == 1 && EVP_PKEY_CTX_set_signature_md(ctx, md) == 1 &&
-	         EVP_PKEY_verify(ctx, sig, sig_len, digest, dlen) == 1;
-	EVP_PKEY_CTX_free(ctx);
-	ERR_clear_error();
-	return ok;
-}
-
 int dsse_envelope_verify(const struct dsse_envelope *e, const char *want_type, EVP_PKEY *pub, size_t *which,
                          struct err **err)
 {
@@ -168,7 +156,7 @@ int dsse_envelope_verify(const struct dsse_envelope *e, const char *want_type, E
 	if (pae_digest(pub, e->payload_type, e->payload, e->payload_len, &md, digest, &dlen, err) < 0)
 		return err_wrap(err, "public key");
 	for (size_t i = 0; i < e->n_sigs; i++) {
-		if (verify_one(pub, md, digest, dlen, e->sigs[i].sig, e->sigs[i].sig_len)) {
+		if (keys_verify_digest(pub, md, digest, dlen, e->sigs[i].sig, e->sigs[i].sig_len)) {
 			if (which)
 				*which = i;
 			return 0;

@@ -23,7 +23,8 @@ struct sign_key {
 /* key.c: a detached signature's bytes (DER, or raw r || s) as DER. */
 int keys_detached_parse(const uint8_t *data, size_t len, struct buf *der, struct err **err);
 /* pkcs11.c */
-int keys_pkcs11_open(const char *uri, struct sign_key *k, struct err **err);
+/* public_half: the object's public key (type=public, no login) instead of its private key. */
+int keys_pkcs11_open(const char *uri, bool public_half, struct sign_key *k, struct err **err);
 /* kms.c */
 bool keys_is_kms_arn(const char *spec);
 int keys_kms_open(const char *arn, struct sign_key *k, struct err **err);

@@ -34,7 +34,7 @@ int sign_key_open(const char *spec, struct sign_key **out, struct err **err)
 	struct sign_key *k = xcalloc(1, sizeof(*k));
 	int r;
 	if (str_has_prefix(spec, "pkcs11:"))
-		r = keys_pkcs11_open(spec, k, err); /* sets k->name, without the PIN */
+		r = keys_pkcs11_open(spec, false, k, err); /* sets k->name, without the PIN */
 	else if (keys_is_kms_arn(spec))
 		r = keys_kms_open(spec, k, err);
 	else

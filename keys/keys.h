@@ -34,4 +34,12 @@ int keys_eif_signer_open(const char *cert_path, const char *key_spec, const char
 			 struct keys_eif_signer *out, struct err **err);
 void keys_eif_signer_close(struct keys_eif_signer *s);
 
+/* keys/public.c: the public key that checks signatures: a PEM file as keys_public_key_load
+ * reads it (keys/dsse.h: public key, certificate, private key), or the public half of a KMS ARN
+ * (GetPublicKey) or a PKCS#11 URI (the token's public object: no PIN). Free with EVP_PKEY_free. */
+int keys_public_open(const char *spec, EVP_PKEY **out, struct err **err);
+/* True when sig (DER ECDSA) is pub's signature of digest, made with md. */
+bool keys_verify_digest(EVP_PKEY *pub, const EVP_MD *md, const uint8_t *digest, size_t len, const uint8_t *sig,
+                        size_t sig_len);
+
 #endif

@@ -172,21 +172,27 @@ static int load_first(OSSL_LIB_CTX *libctx, const char *uri, UI_METHOD *ui, stru
 	return 0;
 }
 
+/* The URI asking for the public key of the same object: type=public instead of type=private. */
+static void public_uri(const char *uri, struct buf *pub)
+{
+	const char *type = strstr(uri, "type=private");
+	if (type != NULL) {
+		buf_append(pub, uri, (size_t)(type - uri));
+		buf_puts(pub, "type=public");
+		buf_puts(pub, type + 12);
+	} else {
+		size_t path_len = strcspn(uri, "?");
+		buf_append(pub, uri, path_len);
+		buf_puts(pub, ";type=public");
+		buf_puts(pub, uri + path_len);
+	}
+}
+
 /* Whether the URI, asked for a public key instead, names one (no login needed). */
 static bool public_half_exists(OSSL_LIB_CTX *libctx, const char *uri, UI_METHOD *ui)
 {
 	struct buf pub = {0};
-	const char *type = strstr(uri, "type=private");
-	if (type != NULL) {
-		buf_append(&pub, uri, (size_t)(type - uri));
-		buf_puts(&pub, "type=public");
-		buf_puts(&pub, type + 12);
-	} else {
-		size_t path_len = strcspn(uri, "?");
-		buf_append(&pub, uri, path_len);
-		buf_puts(&pub, ";type=public");
-		buf_puts(&pub, uri + path_len);
-	}
+	public_uri(uri, &pub);
 	struct pin none = {0};
 	EVP_PKEY *key = NULL;
 	struct err *ignored = NULL;
@@ -199,7 +205,7 @@ static bool public_half_exists(OSSL_LIB_CTX *libctx, const char *uri, UI_METHOD 
 	return found;
 }
 
-int keys_pkcs11_open(const char *uri, struct sign_key *k, struct err **err)
+int keys_pkcs11_open(const char *uri, bool public_half, struct sign_key *k, struct err **err)
 {
 	struct pin pin = {0};
 	_cleanup_free_ char *clean = NULL;
@@ -232,6 +238,20 @@ int keys_pkcs11_open(const char *uri, struct sign_key *k, struct err **err)
 	ui = pin_ui();
 	if (ui == NULL) {
 		err_openssl(err, "UI method");
+		goto done;
+	}
+	if (public_half) {
+		/* To check signatures: the public object, which needs no login. */
+		_cleanup_buf_ struct buf pub = {0};
+		public_uri(clean, &pub);
+		struct pin none = {0};
+		if (load_first(k->libctx, buf_str(&pub), ui, &none, OSSL_STORE_INFO_PUBKEY, &k->pkey, err) == 0) {
+			if (k->pkey != NULL)
+				r = 0;
+			else
+				err_token(err, ENOENT, "the URI names no public key in any token");
+		}
+		ERR_clear_error();
 		goto done;
 	}
 	if (load_first(k->libctx, clean, ui, &pin, OSSL_STORE_INFO_PKEY, &k->pkey, err) < 0)

@@ -667,25 +667,47 @@ int oci_resolve_digest(const char *text, const struct oci_opts *opts, char diges
 	return r;
 }
 
-/* ---------------------------------------------------------------- inspect */
-static int read_config(struct oci_source *src, const struct oci_desc *d, json_t **out, struct err **err)
+int oci_source_open_manifest(const char *text, const struct oci_opts *opts, struct oci_cache *cache,
+                             struct oci_source **src, struct oci_manifest *m, char digest[OCI_DIGEST_MAX],
+                             struct err **err)
 {
-	if (d->size > OCI_CONFIG_MAX)
-		return err_set(err, EFBIG, "config %s: %lld bytes is over the %d-byte limit", d->digest, (long long)d->size,
-		               OCI_CONFIG_MAX);
+	struct resolved res = {0};
+	int r = source_open_top(text, opts, cache, src, &res, err);
+	if (r == 0) {
+		*m = res.top_parsed;
+		memset(&res.top_parsed, 0, sizeof(res.top_parsed));
+		memcpy(digest, res.top_digest, OCI_DIGEST_MAX);
+	}
+	resolved_free(&res);
+	return r;
+}
+
+/* ---------------------------------------------------------------- inspect */
+int oci_source_read_blob(struct oci_source *src, const struct oci_desc *d, struct buf *out, struct err **err)
+{
 	if (src->ops->prepare_blobs && src->ops->prepare_blobs(src, d, 1, err) < 0)
 		return -1;
 	_cleanup_close_ int fd = -1;
 	if (src->ops->open_blob(src, d, &fd, err) < 0)
 		return -1;
-	_cleanup_free_ char *text = xmalloc((size_t)d->size + 1);
-	ssize_t n = io_read_full(fd, text, (size_t)d->size, err);
+	_cleanup_free_ char *data = xmalloc((size_t)d->size + 1);
+	ssize_t n = io_read_full(fd, data, (size_t)d->size, err);
 	if (n < 0)
+		return -1;
+	buf_append(out, data, (size_t)n);
+	return oci_digest_verify_buf(out->data ? out->data : "", out->len, d->digest, err);
+}
+
+static int read_config(struct oci_source *src, const struct oci_desc *d, json_t **out, struct err **err)
+{
+	if (d->size > OCI_CONFIG_MAX)
+		return err_set(err, EFBIG, "config %s: %lld bytes is over the %d-byte limit", d->digest, (long long)d->size,
+		               OCI_CONFIG_MAX);
+	_cleanup_buf_ struct buf text = {0};
+	if (oci_source_read_blob(src, d, &text, err) < 0)
 		return err_wrap(err, "config %s", d->digest);
-	if (oci_digest_verify_buf(text, (size_t)n, d->digest, err) < 0)
-		return err_wrap(err, "config");
 	json_error_t je;
-	*out = json_loadb(text, (size_t)n, 0, &je);
+	*out = json_loadb(text.data ? text.data : "", text.len, 0, &je);
 	if (*out == NULL)
 		return err_set(err, EBADMSG, "config %s: line %d, column %d: %s", d->digest, je.line, je.column,
 		               je.text);

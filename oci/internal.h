@@ -105,6 +105,15 @@ int oci_dest_open(const char *text, const struct oci_opts *opts, struct oci_cach
                   struct err **err);
 void oci_dest_freep(struct oci_dest **d);
 
+/* The manifest a reference names (parsed; *digest its digest) and the open source it came from,
+ * registries.conf's candidates tried in order as a pull does (copy.c); artifact.c reads blobs. */
+int oci_source_open_manifest(const char *text, const struct oci_opts *opts, struct oci_cache *cache,
+                             struct oci_source **src, struct oci_manifest *m, char digest[OCI_DIGEST_MAX],
+                             struct err **err);
+
+/* A small blob (its size checked by the caller) read whole into out and checked against its digest. */
+int oci_source_read_blob(struct oci_source *src, const struct oci_desc *d, struct buf *out, struct err **err);
+
 /* Tars read by the archive sources (tar_read.c): a reader for a plain,
  * gzip or zstd tar; a member of at most OCI_MANIFEST_MAX bytes into *out
  * (replacing what it held); the current member streamed into the cache

@@ -398,6 +398,26 @@ int oci_put_image(const char *dst, const struct oci_opts *opts, const struct oci
                   const char *manifest, size_t manifest_len, const char *media_type, char digest[OCI_DIGEST_MAX],
                   struct err **err);
 
+/* ---------------------------------------------------------------- attached artifacts
+ * What cosign attaches beside an image in its repository (signatures at sha256-<hex>.sig,
+ * attestations at sha256-<hex>.att): a small image whose layers of one media type are read whole
+ * (artifact.c), each checked against its digest, with its descriptor's annotations. */
+struct oci_artifact_layer {
+	char *digest;
+	json_t *annotations; /* the descriptor's "annotations" object, or NULL */
+	struct buf data;
+};
+struct oci_artifact {
+	char digest[OCI_DIGEST_MAX]; /* the artifact's manifest's */
+	struct oci_artifact_layer *layers;
+	size_t n_layers;
+	size_t n_skipped; /* layers of the media type not read: over max_size, or too many */
+};
+/* ENOENT (from the registry's 404) when ref names nothing. */
+int oci_artifact_read(const char *ref, const struct oci_opts *opts, const char *media_type, size_t max_size,
+                      struct oci_artifact *out, struct err **err);
+void oci_artifact_free(struct oci_artifact *a);
+
 /* OCI 1.1 referrers (oci/referrers.c): *supported when image's registry answers the referrers API
  * for its repository; *subject gets the descriptor of the manifest `digest` (media type and size as
  * the registry serves it, checked against the digest) for a referrer's `subject`. Free it with

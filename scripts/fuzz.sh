@@ -104,6 +104,11 @@ for bin in build/fuzz/bin/fuzz_*; do
 		cp testdata/statement/signed.intoto.jsonl "$corpus/envelope.json"
 		python3 -c 'import base64,json,sys; sys.stdout.buffer.write(base64.b64decode(json.load(open(sys.argv[1]))["payload"]))' \
 			testdata/statement/signed.intoto.jsonl >"$corpus/statement.json"
+	elif [ "$name" = fuzz_simple_signing ]; then
+		# The payload enclaver sign writes, and one with containers/image's optional fields.
+		crit='"critical":{"identity":{"docker-reference":"r.example/a"},"image":{"docker-manifest-digest":"sha256:'$(printf '%064d' 0)'"},"type":"cosign container image signature"}'
+		printf '{%s,"optional":null}' "$crit" >"$corpus/cosign.json"
+		printf '{%s,"optional":{"creator":"c","timestamp":1700000000}}' "$crit" >"$corpus/optional.json"
 	elif [ "$name" = fuzz_eif_signature ]; then
 		# The signature section is the last one; its offset is in the
 		# table entry of section 3 (header bytes 28+8*3).
