@@ -107,16 +107,13 @@ int bld_fetch_attestations(const char *image, const char *digest, const struct o
 		return -1;
 	_cleanup_free_ char *tag = bld_cosign_tag_ref(&ref, resolved, "att");
 	oci_ref_free(&ref);
-	int r = 0;
-	struct oci_cache cache;
-	if (oci_cache_open(opts->cache_dir, &cache, err) < 0)
-		return -1;
 	struct oci_opts quiet = *opts;
 	quiet.progress = NULL;
-	struct oci_image img = {0};
+	/* Read as the signatures are: each envelope's size checked against MAX_ENVELOPE from its
+	 * descriptor before a byte of it is fetched, so a hostile .att costs no more than that. */
+	struct oci_artifact art;
 	struct err *e = NULL;
-	if (oci_pull_image(tag, &quiet, &cache, &img, &e) < 0) {
-		oci_cache_close(&cache);
+	if (oci_artifact_read(tag, &quiet, DSSE_MEDIA_TYPE, MAX_ENVELOPE, &art, &e) < 0) {
 		if (e->code == ENOENT) { /* no attestations */
 			err_free(&e);
 			return 0;
@@ -124,26 +121,14 @@ int bld_fetch_attestations(const char *image, const char *digest, const struct o
 		*err = e;
 		return err_wrap(err, "the attestations at %s", tag);
 	}
-	struct buf *envs = xcalloc(img.manifest.n_layers + 1, sizeof(*envs));
-	size_t k = 0;
-	for (size_t i = 0; r == 0 && i < img.manifest.n_layers; i++) {
-		const struct oci_desc *d = &img.manifest.layers[i];
-		if (strcmp(d->media_type, DSSE_MEDIA_TYPE) != 0)
-			continue;
-		r = oci_cache_read_blob(&cache, d->digest, d->size, MAX_ENVELOPE, &envs[k], err);
-		if (r < 0)
-			err_wrap(err, "%s layer %zu", tag, i);
-		else
-			k++;
-	}
-	oci_image_free(&img);
-	oci_cache_close(&cache);
-	if (r < 0) {
-		bld_envelopes_free(envs, k);
-		return -1;
+	struct buf *envs = xcalloc(art.n_layers + 1, sizeof(*envs));
+	for (size_t i = 0; i < art.n_layers; i++) {
+		envs[i] = art.layers[i].data;
+		memset(&art.layers[i].data, 0, sizeof(art.layers[i].data));
 	}
 	*out = envs;
-	*n = k;
+	*n = art.n_layers;
+	oci_artifact_free(&art);
 	return 0;
 }
 
