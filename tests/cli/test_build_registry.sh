@@ -6,23 +6,13 @@
 . "$(dirname "$0")/lib.sh"
 . "$ROOT/tests/cli/helpers/build_fixtures.sh"
 
-for tool in docker-registry skopeo; do
-	if ! command -v "$tool" >/dev/null; then
-		not_ok "$tool is installed (scripts/install-deps.sh)"
-		done_testing
-		exit 1
-	fi
-done
+require_tools docker-registry skopeo
 
 KB=$TMP/kb
 make_kernel_bundle "$KB"
 make_app_image "$TMP/app" v1
 
-REG=$TMP/reg
-mkdir -p "$REG"
-trap '"$ROOT/scripts/test-registry.sh" stop "$REG"; rm -rf "$TMP"' EXIT
-PORT=$("$ROOT/scripts/test-registry.sh" start "$REG" plain) || { not_ok "registry starts"; done_testing; exit 1; }
-R=127.0.0.1:$PORT
+registry_start
 export ENCLAVER_CACHE_DIR=$TMP/cache SOURCE_DATE_EPOCH=1700000000
 export HOME=$TMP/home XDG_RUNTIME_DIR=$TMP/run XDG_CONFIG_HOME=$TMP/config
 unset REGISTRY_AUTH_FILE DOCKER_CONFIG ENCLAVER_KERNEL_BUNDLE ENCLAVER_ODYN

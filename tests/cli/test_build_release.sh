@@ -7,24 +7,13 @@
 . "$(dirname "$0")/lib.sh"
 . "$ROOT/tests/cli/helpers/build_fixtures.sh"
 
-for tool in docker-registry skopeo; do
-	if ! command -v "$tool" >/dev/null; then
-		not_ok "$tool is installed (scripts/install-deps.sh)"
-		done_testing
-		exit 1
-	fi
-done
+require_tools docker-registry skopeo
 build_test_env
 printf 'version: v1\nname: hello\ntarget: hello:enclave\nsources:\n  app: oci:%s/app:v1\n' "$TMP" >"$TMP/enclaver.yaml"
 B+=(-f "$TMP/enclaver.yaml")
 STAGING=$ENCLAVER_CACHE_DIR/staging
 
-REG=$TMP/reg
-mkdir -p "$REG"
-PROXY_PID=
-trap 'kill "$PROXY_PID" 2>/dev/null; wait "$PROXY_PID" 2>/dev/null; "$ROOT/scripts/test-registry.sh" stop "$REG"; rm -rf "$TMP"' EXIT
-PORT=$("$ROOT/scripts/test-registry.sh" start "$REG" plain) || { not_ok "registry starts"; done_testing; exit 1; }
-R=127.0.0.1:$PORT
+registry_start
 
 # nothing_left: no build folder in the temp folder, no staging folder in the cache.
 nothing_left() { test -z "$(ls -A "$TMPDIR")" && test -z "$(ls -A "$STAGING" 2>/dev/null)"; }
@@ -84,11 +73,7 @@ fi
 # ---------------------------------------------------------------- while it is put
 # A registry whose blob uploads wait for a go: mid-push, the blobs are in the cache's staging
 # folder and the build's temp folder has no layout (no blobs/, index.json or oci-layout).
-rm -f "$TMP/proxy.port" "$TMP/proxy.log" "$TMP/proxy.log.go"
-python3 "$ROOT/tests/cli/fault_proxy.py" "$TMP/proxy.port" "$PORT" hold "$TMP/proxy.log" &
-PROXY_PID=$!
-wait_for test -s "$TMP/proxy.port"
-PR=127.0.0.1:$(cat "$TMP/proxy.port")
+proxy_start hold
 "${B[@]}" --tls-verify=false --push="$PR/hello/held:enclave" >"$TMP/held.json" 2>"$TMP/held.err" &
 build_pid=$!
 check "the push reaches the blob uploads" wait_for grep -q "upload held" "$TMP/proxy.log"
@@ -100,9 +85,7 @@ touch "$TMP/proxy.log.go"
 wait "$build_pid"
 check "the held push then completes" test $? -eq 0 -a "$(json_get "$TMP/held.json" "d['Image']['Digest']")" = "$digest"
 check "nothing left after it" nothing_left
-kill "$PROXY_PID" 2>/dev/null
-wait "$PROXY_PID" 2>/dev/null
-PROXY_PID=
+proxy_stop
 
 # ---------------------------------------------------------------- a failed --output
 # An existing layout where the EIF layer's blob path is taken by a folder (the digest is known
