@@ -102,6 +102,18 @@ static int write_with(struct test_ctx *t, struct fixture *f, const char *name, c
 	return bld_release_write(dir, &spec, img, err);
 }
 
+/* write_with that must work: its error, if any, is the test's failure. */
+static bool write_ok(struct test_ctx *t, struct fixture *f, const char *name, const char *config_text,
+                     struct bld_release_image *img)
+{
+	struct err *err = NULL;
+	if (write_with(t, f, name, config_text, img, &err) == 0)
+		return true;
+	test_fail(t, __FILE__, __LINE__, "%s: %s", name, err->msg);
+	err_free(&err);
+	return false;
+}
+
 /* A JSON blob of the blob folder DIR/name. */
 static json_t *blob_json(struct test_ctx *t, const char *name, const char *digest)
 {
@@ -137,20 +149,17 @@ static char *folder_names(const char *dir)
 	return (char *)out.data;
 }
 
-static const char *const HISTORY3 = ", \"history\": [{\"created_by\": \"a\"}, {\"created_by\": \"ENV\", "
-                                    "\"empty_layer\": true}, {\"created_by\": \"b\"}]";
+/* A sleeve config with three history entries (one an empty layer) for its two layers. */
+#define FULL_SLEEVE_CONFIG                                                                                             \
+	SLEEVE_CONFIG(DIFF_IDS, ", \"history\": [{\"created_by\": \"a\"}, {\"created_by\": \"ENV\", "                  \
+	                        "\"empty_layer\": true}, {\"created_by\": \"b\"}]")
 
 TEST(sleeve_layers_first_config_kept)
 {
 	struct fixture f = {0};
 	REQUIRE(fixture_make(t, &f));
-	struct err *err = NULL;
-	_cleanup_free_ char *cfg = xasprintf(SLEEVE_CONFIG(DIFF_IDS, "%s"), HISTORY3);
 	_cleanup_(bld_release_image_free) struct bld_release_image img = {0};
-	int r = write_with(t, &f, "out", cfg, &img, &err);
-	if (r < 0)
-		test_fail(t, __FILE__, __LINE__, "%s", err->msg);
-	REQUIRE(r == 0);
+	REQUIRE(write_ok(t, &f, "out", FULL_SLEEVE_CONFIG, &img));
 	_cleanup_json_ json_t *man = json_loadb(img.manifest, img.manifest_len, 0, NULL);
 	REQUIRE(man);
 	char digest[OCI_DIGEST_MAX];
@@ -208,7 +217,7 @@ TEST(sleeve_layers_first_config_kept)
 
 	/* The same inputs elsewhere: the same digest. */
 	_cleanup_(bld_release_image_free) struct bld_release_image again = {0};
-	REQUIRE(write_with(t, &f, "again", cfg, &again, &err) == 0);
+	REQUIRE(write_ok(t, &f, "again", FULL_SLEEVE_CONFIG, &again));
 	CHECK_STR_EQ(again.digest, img.digest);
 	fixture_free(&f);
 }
@@ -219,12 +228,10 @@ TEST(digests_as_before)
 {
 	struct fixture f = {0};
 	REQUIRE(fixture_make(t, &f));
-	struct err *err = NULL;
-	_cleanup_free_ char *cfg = xasprintf(SLEEVE_CONFIG(DIFF_IDS, "%s"), HISTORY3);
 	_cleanup_(bld_release_image_free) struct bld_release_image sleeved = {0}, bare = {0};
-	REQUIRE(write_with(t, &f, "sleeved", cfg, &sleeved, &err) == 0);
+	REQUIRE(write_ok(t, &f, "sleeved", FULL_SLEEVE_CONFIG, &sleeved));
 	CHECK_STR_EQ(sleeved.digest, "sha256:03ddc198a4b0799392eb1e5193d36742d5e0d2d62bc13a8cc4fd723654f73693");
-	REQUIRE(write_with(t, &f, "bare", NULL, &bare, &err) == 0);
+	REQUIRE(write_ok(t, &f, "bare", NULL, &bare));
 	CHECK_STR_EQ(bare.digest, "sha256:645324256681ad44b61030cac329d1f2c63e49629061d0d724e8faa069524e84");
 	CHECK_INT_EQ(bare.n_layers, 2);
 	fixture_free(&f);
@@ -248,9 +255,8 @@ TEST(put_links_the_written_blobs)
 	struct fixture f = {0};
 	REQUIRE(fixture_make(t, &f));
 	struct err *err = NULL;
-	_cleanup_free_ char *cfg = xasprintf(SLEEVE_CONFIG(DIFF_IDS, "%s"), HISTORY3);
 	_cleanup_(bld_release_image_free) struct bld_release_image img = {0};
-	REQUIRE(write_with(t, &f, "staged", cfg, &img, &err) == 0);
+	REQUIRE(write_ok(t, &f, "staged", FULL_SLEEVE_CONFIG, &img));
 	const char *dir = test_tmpdir(t);
 	_cleanup_free_ char *staged = xasprintf("%s/staged", dir);
 	struct oci_opts opts = {.cache_dir = f.cache.dir};
@@ -290,7 +296,7 @@ TEST(put_links_the_written_blobs)
 	/* A docker-archive unpacks every layer to check it against diff_ids: the image without the
 	 * fixture's sleeve (whose layers are not real tars). */
 	_cleanup_(bld_release_image_free) struct bld_release_image bare = {0};
-	REQUIRE(write_with(t, &f, "bare", NULL, &bare, &err) == 0);
+	REQUIRE(write_ok(t, &f, "bare", NULL, &bare));
 	_cleanup_free_ char *bare_dir = xasprintf("%s/bare", dir);
 	_cleanup_free_ char *oa = xasprintf("oci-archive:%s/rel.tar:rel", dir);
 	_cleanup_free_ char *da = xasprintf("docker-archive:%s/rel-docker.tar:rel:v1", dir);
@@ -316,7 +322,7 @@ TEST(put_failure_rolls_back)
 	REQUIRE(fixture_make(t, &f));
 	struct err *err = NULL;
 	_cleanup_(bld_release_image_free) struct bld_release_image img = {0};
-	REQUIRE(write_with(t, &f, "staged", NULL, &img, &err) == 0);
+	REQUIRE(write_ok(t, &f, "staged", NULL, &img));
 	const char *dir = test_tmpdir(t);
 	_cleanup_free_ char *staged = xasprintf("%s/staged", dir);
 	struct oci_opts opts = {.cache_dir = f.cache.dir};
@@ -362,11 +368,10 @@ TEST(sleeve_without_history_or_config)
 {
 	struct fixture f = {0};
 	REQUIRE(fixture_make(t, &f));
-	struct err *err = NULL;
 	const char *cfg = "{\"architecture\": \"amd64\", \"os\": \"linux\", \"config\": null, "
 	                  "\"rootfs\": {\"type\": \"layers\", \"diff_ids\": " DIFF_IDS "}}";
 	_cleanup_(bld_release_image_free) struct bld_release_image img = {0};
-	REQUIRE(write_with(t, &f, "out", cfg, &img, &err) == 0);
+	REQUIRE(write_ok(t, &f, "out", cfg, &img));
 	_cleanup_json_ json_t *man = json_loadb(img.manifest, img.manifest_len, 0, NULL);
 	REQUIRE(man);
 	_cleanup_json_ json_t *config =
