@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "builder/builder.h"
+#include "builder/statement.h"
 #include "manifest/manifest.h"
 #include "eif/eif.h"
 #include "keys/keys.h"
@@ -103,6 +104,7 @@ struct build {
 	bool customer_reused;                         /* from the cache: the EIF writer checks its PCR2 */
 	uint8_t customer_pcr2[48];                    /* the PCR2 it measured when it was made */
 	struct sign_key *sign_key;                    /* --sign-key, opened before any work */
+	char eif_sha256[OCI_DIGEST_MAX], eif_sha384[104]; /* the EIF's bytes, for the statement */
 	char *release_blobs; /* the release image's staging folder in the cache, removed at the end */
 };
 
@@ -489,6 +491,106 @@ static int step_eif(struct build *b, const char *out, const char *bootstrap, con
 	return 0;
 }
 
+/* The build's statement (builder/statement.h) with the given subject, in its DSSE envelope:
+ * signed with --sign-key, else unsigned. *digest gets the statement's own SHA-256. */
+static int step_statement(struct build *b, const char *subject_name, const char *subject_digest, char **envelope,
+                          char digest[OCI_DIGEST_MAX], struct err **err)
+{
+	char kernel_digest[OCI_DIGEST_MAX], runtime_digest[OCI_DIGEST_MAX];
+	_cleanup_json_ json_t *kernel_files = NULL;
+	if (bld_kernel_bundle_digest(b->bundle, kernel_digest, &kernel_files, err) < 0)
+		return err_wrap(err, "statement");
+	if (b->opts->runtime_path && !b->opts->eif_only && file_digest(b->opts->runtime_path, runtime_digest, err) < 0)
+		return err_wrap(err, "statement: enclaver-run");
+	const struct manifest *m = b->manifest;
+	struct bld_statement_spec spec = {
+	    .subject_name = subject_name,
+	    .subject_digest = subject_digest,
+	    .platform = b->platform_text,
+	    .app_ref = m->source_app,
+	    .app_digest = b->app.digest,
+	    .app_config_digest = b->app.manifest.config.digest,
+	    .odyn_source = b->odyn_extracted    ? BLD_ODYN_IMAGE
+	                   : b->opts->odyn_path ? BLD_ODYN_FILE
+	                                        : BLD_ODYN_BUNDLED,
+	    .odyn_digest = b->odyn_digest,
+	    .odyn_image_ref = m->source_odyn,
+	    .odyn_image_digest = b->odyn_image_digest,
+	    .kernel_digest = kernel_digest,
+	    .kernel_files = kernel_files,
+	    .kernel_dir = b->bundle_dir,
+	    .kernel_version = b->bundle->kernel_version,
+	    .kernel_os = b->bundle->os,
+	    .manifest_data = m->raw,
+	    .manifest_len = m->raw_len,
+	    .sleeve_ref = b->sleeve.config ? m->source_sleeve : NULL,
+	    .sleeve_digest = b->sleeve.digest,
+	    .runtime_digest = b->opts->runtime_path && !b->opts->eif_only ? runtime_digest : NULL,
+	    .source_date_epoch = b->sde,
+	    .eif_sha256 = b->eif_sha256,
+	    .eif_sha384 = b->eif_sha384,
+	    .measurements = &b->measurements,
+	};
+	_cleanup_free_ char *statement = NULL;
+	if (bld_statement_make(&spec, &statement, err) < 0 ||
+	    bld_statement_envelope(statement, b->sign_key, envelope, err) < 0)
+		return err_wrap(err, "statement");
+	oci_digest_buf(statement, strlen(statement), digest);
+	return 0;
+}
+
+/* --eif-only: the statement beside the EIF, <eif>.intoto.jsonl (one envelope, one line). */
+static int step_statement_file(struct build *b, const char *eif, json_t *image, struct err **err)
+{
+	const char *slash = strrchr(eif, '/');
+	_cleanup_free_ char *envelope = NULL, *path = xasprintf("%s" BLD_STATEMENT_FILE_SUFFIX, eif);
+	char digest[OCI_DIGEST_MAX];
+	if (step_statement(b, slash ? slash + 1 : eif, b->eif_sha256, &envelope, digest, err) < 0)
+		return -1;
+	_cleanup_free_ char *line = xasprintf("%s\n", envelope);
+	if (atomic_file_write(path, 0644, line, strlen(line), err) < 0)
+		return err_wrap(err, "statement");
+	say(b, "statement %.19s written to %s%s", digest, path,
+	    b->sign_key ? ", signed" : ", UNSIGNED (no --sign-key)");
+	json_object_set_new(
+	    image, "Statement",
+	    json_pack("{s:s, s:s, s:b}", "Path", path, "Digest", digest, "Signed", b->sign_key != NULL));
+	return 0;
+}
+
+/* --push: the statement attached to the pushed image (.att tag, and a referrer where the registry
+ * has the API); entry (the report's "Written" line) gets "Statement". */
+static int step_attest(struct build *b, const char *dst, const char *pushed, const struct oci_opts *o, json_t *entry,
+                       struct err **err)
+{
+	struct oci_ref ref;
+	if (oci_ref_parse(dst, &ref, err) < 0)
+		return -1;
+	_cleanup_free_ char *name = xasprintf("%s/%s", ref.registry, ref.repository);
+	bool registry = ref.transport == OCI_TRANSPORT_DOCKER;
+	oci_ref_free(&ref);
+	if (!registry) { /* cosign's attachments live beside an image in a registry only */
+		say(b, "no statement attached: %s is not a registry", dst);
+		return 0;
+	}
+	_cleanup_free_ char *envelope = NULL;
+	char digest[OCI_DIGEST_MAX];
+	if (step_statement(b, name, pushed, &envelope, digest, err) < 0)
+		return -1;
+	struct bld_attestation att;
+	if (bld_attach_attestation(dst, pushed, envelope, o, &att, err) < 0)
+		return -1;
+	say(b, "release image %.19s attested%s: %s%s%s", pushed,
+	    b->sign_key ? "" : " (UNSIGNED statement: no --sign-key)", att.att_ref,
+	    att.referrer ? ", referrer " : " (the registry has no referrers API)", att.referrer ? att.referrer : "");
+	json_object_set_new(entry, "Statement",
+	                    json_pack("{s:s, s:b, s:s, s:s?, s:b}", "Digest", digest, "Signed", b->sign_key != NULL,
+	                              "Attestation", att.att_ref, "Referrer", att.referrer, "ReferrersAPI",
+	                              att.referrers_api));
+	bld_attestation_free(&att);
+	return 0;
+}
+
 /* Writes the release image's new blobs once (into a staging folder beside the cache's blobs),
  * then puts it to --output and --push from there; *image gets the report's "Image". */
 static int step_release(struct build *b, const char *eif, json_t **image, struct err **err)
@@ -584,6 +686,12 @@ static int step_release(struct build *b, const char *eif, json_t **image, struct
 			json_object_set_new(entry, "Signature", json_string(sig.signature_ref));
 			bld_image_signature_free(&sig);
 		}
+		if (i == 1 && step_attest(b, dsts[i], res.manifest_digest, &b->opts->oci, entry, err) < 0) {
+			err_wrap(err, "the release image %s is pushed to %s NOT ATTESTED: attaching its statement",
+			         res.manifest_digest, dsts[i]);
+			oci_copy_result_free(&res);
+			return -1;
+		}
 		oci_copy_result_free(&res);
 	}
 	if (!b->opts->output && !push)
@@ -592,9 +700,12 @@ static int step_release(struct build *b, const char *eif, json_t **image, struct
 	return 0;
 }
 
-/* --sign-key: the push goes to a registry (only those hold signatures) and the key opens. */
+/* --sign-key: the push goes to a registry (only those hold signatures) and the key opens; with
+ * --eif-only it signs the statement beside the EIF. */
 static int sign_key_check_push(struct build *b, struct err **err)
 {
+	if (b->opts->eif_only)
+		return sign_key_open(b->opts->sign_key, &b->sign_key, err) < 0 ? err_wrap(err, "--sign-key") : 0;
 	const char *push = b->opts->push && *b->opts->push ? b->opts->push : b->manifest->target;
 	if (!b->opts->push || !push)
 		return err_set(err, EINVAL, "--sign-key signs the pushed image: add --push[=REF]");
@@ -685,10 +796,17 @@ int bld_build(const struct bld_build_opts *opts, json_t **result, struct err **e
 	}
 	if (!eif_ok)
 		goto out;
+	if (bld_file_digests(eif, b.eif_sha256, b.eif_sha384, err) < 0)
+		goto out;
 	if (!opts->eif_only && step_release(&b, eif, &image, err) < 0)
 		goto out;
-	if (opts->eif_only)
+	if (opts->eif_only) {
 		image = json_pack("{s:s}", "EIF", opts->eif_only);
+		if (step_statement_file(&b, eif, image, err) < 0) {
+			err_wrap(err, "the EIF %s is written, its statement is NOT", eif);
+			goto out;
+		}
+	}
 	*result = json_pack("{s:o, s:o, s:O}", "Sources", report_sources(&b), "Measurements",
 	                    eif_measurements_json(&b.measurements), "Image", image);
 	r = 0;

@@ -10,9 +10,11 @@
 
 #include "attest/attest.h"
 #include "builder/builder.h"
+#include "builder/statement.h"
 #include "cli/cli.h"
 #include "cli/oci_opts.h"
 #include "eif/eif.h"
+#include "keys/dsse.h"
 #include "oci/oci.h"
 
 #define MAX_DOC_SIZE (64u * 1024)
@@ -57,6 +59,42 @@ static int parse_hex_arg(const char *opt, const char *hex, uint8_t **out, size_t
 	return 0;
 }
 
+/* An expected PCR (48 bytes) unless one was given by hand. */
+static void expect_pcr(struct attest_expect *expect, uint8_t **owned, int index, const uint8_t pcr[48])
+{
+	if (expect->pcr[index])
+		return;
+	owned[index] = xmalloc(48);
+	memcpy(owned[index], pcr, 48);
+	expect->pcr[index] = owned[index];
+	expect->pcr_len[index] = 48;
+}
+
+/* --image IMAGE --key PUB: the PCRs of the image's statement that verifies with PUB
+ * (builder/statement.h); *about gets what the report says of it. */
+static int expect_from_image(const char *image, const char *key_path, const struct oci_opts *o,
+                             struct attest_expect *expect, uint8_t **owned, json_t **about, struct err **err)
+{
+	EVP_PKEY *pub = NULL;
+	if (keys_public_key_load(key_path, &pub, err) < 0)
+		return err_wrap(err, "--key");
+	struct bld_statement st;
+	int r = bld_image_statement(image, o, pub, &st, err);
+	EVP_PKEY_free(pub);
+	if (r < 0)
+		return err_wrap(err, "--image");
+	const struct eif_measurements *m = &st.measurements;
+	expect_pcr(expect, owned, 0, m->pcr0);
+	expect_pcr(expect, owned, 1, m->pcr1);
+	expect_pcr(expect, owned, 2, m->pcr2);
+	if (m->has_pcr8)
+		expect_pcr(expect, owned, 8, m->pcr8);
+	*about = json_pack("{s:s, s:s, s:s, s:b}", "Image", image, "Subject", st.subject_digest, "EIF", st.eif_sha384,
+	                   "PCR8", m->has_pcr8);
+	bld_statement_free(&st);
+	return 0;
+}
+
 int cmd_verify_attestation(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -67,12 +105,16 @@ int cmd_verify_attestation(int argc, char **argv)
 		{"root", required_argument, NULL, 'r'},   {"at-time", required_argument, NULL, 't'},
 		{"insecure-skip-signature", no_argument, NULL, 'S'},
 		{"pcrs-from", required_argument, NULL, 'F'},
+		{"image", required_argument, NULL, 'I'},  {"key", required_argument, NULL, 'K'},
+		CLI_OCI_LONG_OPTIONS,
 		{"help", no_argument, NULL, 'h'},         {0},
 	};
 	struct attest_expect expect = {0};
 	uint8_t *owned[ATTEST_MAX_PCRS + 1] = {0};
 	int c, rc = EXIT_USAGE;
-	const char *pcrs_from = NULL;
+	const char *pcrs_from = NULL, *image = NULL, *key_path = NULL;
+	struct oci_opts o = {0};
+	_cleanup_json_ json_t *about = NULL;
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		int index = -1;
 		const char *hex = optarg;
@@ -111,6 +153,8 @@ int cmd_verify_attestation(int argc, char **argv)
 			expect.nonce = owned[ATTEST_MAX_PCRS];
 			break;
 		case 'F': pcrs_from = optarg; break;
+		case 'I': image = optarg; break;
+		case 'K': key_path = optarg; break;
 		case 'r': expect.root_pem_path = optarg; break;
 		case 'S': expect.skip_signature = true; break;
 		case 't': {
@@ -135,14 +179,35 @@ int cmd_verify_attestation(int argc, char **argv)
 			     "--pcrs-from FILE expects the PCRs of `enclaver build`'s JSON output (or describe-eif's,\n"
 			     "or a bare {\"PCR0\": HEX, ...} object), as `enclaver run --verify-before-run` reads it;\n"
 			     "a PCR also given with --pcrN/--pcr N=HEX takes that value instead.\n\n"
+			     "--image IMAGE --key PUB expects the PCRs of the release image's signed statement instead\n"
+			     "(the in-toto statement `enclaver build --push --sign-key` attaches, sha256-<hex>.att):\n"
+			     "it must verify with the public key PUB (PEM) and name IMAGE's digest; PCR8 too when\n"
+			     "the EIF is signed. Image options (--tls-verify, --creds, --cert-dir...) apply.\n\n"
 			     "--insecure-skip-signature checks only the structure, PCRs and nonce: for documents\n"
 			     "that carry no signature, such as those of the emulator's NSM (QEMU). Such a\n"
 			     "verdict proves nothing about who made the document (\"Valid\" is null).");
 			rc = EXIT_OK;
 			goto out;
-		default: rc = cli_usage_error("verify-attestation", "unknown option"); goto out;
+		default: {
+			int r = cli_oci_option("verify-attestation", c, optarg, &o);
+			if (r == 1)
+				break;
+			rc = r == 0 ? cli_usage_error("verify-attestation", "unknown option") : r;
+			goto out;
+		}
 		}
 	}
+	if (!image != !key_path) {
+		rc = cli_usage_error("verify-attestation", "--image IMAGE and --key PUB go together");
+		goto out;
+	}
+	if (image && pcrs_from) {
+		rc = cli_usage_error("verify-attestation", "--image and --pcrs-from both name the PCRs: give one");
+		goto out;
+	}
+	if ((rc = cli_oci_options_check("verify-attestation", &o, true)) != 0)
+		goto out;
+	rc = EXIT_USAGE;
 	if (optind != argc - 1) {
 		rc = cli_usage_error("verify-attestation", "expected one attestation document");
 		goto out;
@@ -158,13 +223,13 @@ int cmd_verify_attestation(int argc, char **argv)
 				goto out;
 			}
 			for (int i = 0; i < EIF_EXPECTED_PCRS; i++) {
-				if (!want.has[i] || expect.pcr[index[i]])
-					continue;
-				owned[index[i]] = xmalloc(48);
-				memcpy(owned[index[i]], want.pcr[i], 48);
-				expect.pcr[index[i]] = owned[index[i]];
-				expect.pcr_len[index[i]] = 48;
+				if (want.has[i])
+					expect_pcr(&expect, owned, index[i], want.pcr[i]);
 			}
+		}
+		if (image && expect_from_image(image, key_path, &o, &expect, owned, &about, &err) < 0) {
+			rc = cli_fail(&err);
+			goto out;
 		}
 		_cleanup_free_ uint8_t *doc = NULL;
 		size_t len = 0;
@@ -174,6 +239,8 @@ int cmd_verify_attestation(int argc, char **argv)
 			goto out;
 		}
 		_cleanup_json_ json_t *out = attest_verdict_json(&v);
+		if (about)
+			json_object_set(out, "Statement", about);
 		if (cli_print_json(out, &err) < 0) {
 			attest_verdict_free(&v);
 			rc = cli_fail(&err);

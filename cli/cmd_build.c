@@ -16,16 +16,19 @@ static void build_usage(FILE *f)
 	      "Builds an enclave from enclaver.yaml (default ./enclaver.yaml; - reads stdin): pulls\n"
 	      "sources.app through the blob cache, flattens it, adds odyn and the manifest, makes the EIF\n"
 	      "with a kernel bundle (signed when the manifest has `signature`) and a release image holding\n"
-	      "it. Prints {\"Sources\", \"Measurements\", \"Image\"} as JSON on stdout; progress goes to\n"
+	      "it; a pushed image gets the build's in-toto statement attached (sha256-<hex>.att). Prints\n"
+	      "{\"Sources\", \"Measurements\", \"Image\"} as JSON on stdout; progress goes to\n"
 	      "stderr: a line per step, and on a terminal a status line for downloads and the flatten.\n"
 	      "\n"
 	      "Options:\n"
 	      "  -f, --file FILE              the manifest (- for stdin)\n"
-	      "  --eif-only FILE              write the EIF to FILE and stop (no release image)\n"
+	      "  --eif-only FILE              write the EIF to FILE and stop (no release image); its in-toto\n"
+	      "                               statement goes beside it, FILE.intoto.jsonl\n"
 	      "  -o, --output REF             write the release image there (oci:DIR[:TAG], oci-archive:FILE...)\n"
 	      "  --push[=REF]                 push the release image to REF (default: the manifest's target)\n"
-	      "  --sign-key KEY               sign the pushed image as cosign does (PEM file, pkcs11: URI or\n"
-	      "                               KMS key ARN; docs/security.md); a failed signing exits 1\n"
+	      "  --sign-key KEY               sign the pushed image and its statement as cosign does (PEM file,\n"
+	      "                               pkcs11: URI or KMS key ARN; docs/security.md); a failed signing\n"
+	      "                               exits 1. Without it the statement is attached UNSIGNED\n"
 	      "  --kernel-bundle DIR          kernel, cmdline[, init, nsm.ko, modules] (default: "
 	      "$ENCLAVER_KERNEL_BUNDLE,\n"
 	      "                               /usr/share/nitro_enclaves/blobs, then CACHE/kernel-bundle)\n"
@@ -117,8 +120,10 @@ int cmd_build(int argc, char **argv)
 		return cli_usage_error("build", "unexpected argument \"%s\"", argv[optind]);
 	if (o.eif_only && (o.output || o.push))
 		return cli_usage_error("build", "--eif-only makes no release image: drop --output/--push");
-	if (o.sign_key && !o.push)
-		return cli_usage_error("build", "--sign-key signs the pushed image: add --push[=REF]");
+	if (o.sign_key && !o.push && !o.eif_only)
+		return cli_usage_error("build",
+		                       "--sign-key signs the pushed image and its statement, or with --eif-only the "
+		                       "statement beside the EIF: add --push[=REF] or --eif-only FILE");
 	int rc = cli_oci_options_check("build", &o.oci, quiet);
 	if (rc)
 		return rc;

@@ -22,6 +22,8 @@ enum {
 	OPT_ACCEL,
 	OPT_LAUNCHER,
 	OPT_NAME,
+	OPT_LOG_FORMAT,
+	OPT_METRICS,
 	OPT_HELP,
 };
 
@@ -64,6 +66,10 @@ static void run_usage(FILE *f, bool entrypoint)
 	      "  --emulate               QEMU's nitro-enclave machine instead of /dev/nitro_enclaves\n"
 	      "  --accel auto|kvm|tcg    the emulator's accelerator (default $ENCLAVER_EMULATOR_ACCEL, else\n"
 	      "                          auto: KVM when it boots the enclave, else TCG)\n"
+	      "  --log-format text|json  text (default) or one JSON object a line: time, source (app, odyn,\n"
+	      "                          host, console), level, message (docs/run.md, Log format)\n"
+	      "  --metrics ADDR          serve /healthz, /livez and /metrics (Prometheus) on HOST:PORT, or\n"
+	      "                          :PORT for 127.0.0.1:PORT (docs/cli.md lists the metrics)\n"
 	      "  -v                      more detail on stderr\n",
 	      f);
 	if (!entrypoint)
@@ -103,6 +109,8 @@ int run_parse(int argc, char **argv, bool entrypoint, struct run_opts *o)
 	    {"accel", required_argument, NULL, OPT_ACCEL},
 	    {"launcher", required_argument, NULL, OPT_LAUNCHER},
 	    {"name", required_argument, NULL, OPT_NAME},
+	    {"log-format", required_argument, NULL, OPT_LOG_FORMAT},
+	    {"metrics", required_argument, NULL, OPT_METRICS},
 	    CLI_OCI_LONG_OPTIONS,
 	    {"verbose", no_argument, NULL, 'v'},
 	    {"help", no_argument, NULL, OPT_HELP},
@@ -151,6 +159,20 @@ int run_parse(int argc, char **argv, bool entrypoint, struct run_opts *o)
 			break;
 		case OPT_LAUNCHER: o->run.launcher = optarg; break;
 		case OPT_NAME: o->run.name = optarg; break;
+		case OPT_LOG_FORMAT: {
+			enum log_format f;
+			if (log_format_parse(optarg, &f) < 0)
+				return cli_usage_error(o->cmd, "--log-format %s: want text or json", optarg);
+			log_set_format(f); /* the whole run's output, the host's own messages too */
+			break;
+		}
+		case OPT_METRICS: {
+			struct transport_addr a;
+			if (outer_metrics_addr(optarg, &a, &e) < 0)
+				return cli_usage_error(o->cmd, "%s", e->msg);
+			o->run.metrics = optarg;
+			break;
+		}
 		case 'v': log_set_level(log_get_level() < LOG_DEBUG ? log_get_level() + 1 : LOG_DEBUG); break;
 		case 'h':
 		case OPT_HELP: run_usage(stdout, entrypoint); return EXIT_OK;
@@ -205,6 +227,13 @@ static void print_launch_info(void *ctx, const struct launch_info *info)
 	              "ProcessID", (json_int_t)info->process_id, "EnclaveCID", (json_int_t)info->cid, "NumberOfCPUs",
 	              (json_int_t)info->cpu_count, "CPUIDs", cpus, "MemoryMiB", (json_int_t)info->memory_mib);
 	_cleanup_buf_ struct buf b = {0};
+	if (log_get_format() == LOG_FORMAT_JSON) { /* one line, as the host's other messages */
+		_cleanup_free_ char *m = xasprintf("the enclave %s started: %s, CID %llu, %u CPUs, %llu MiB", info->name, info->enclave_id,
+		                                   (unsigned long long)info->cid, info->cpu_count,
+		                                   (unsigned long long)info->memory_mib);
+		log_line_write(STDERR_FILENO, "", "host", "info", m, strlen(m), NULL);
+		return;
+	}
 	if (json_serde_write(&b, doc, JSON_SERDE_PRETTY, NULL) == 0) {
 		buf_putc(&b, '\n');
 		io_write_full(STDERR_FILENO, b.data, b.len, NULL);

@@ -9,7 +9,10 @@
 int cli_fail(struct err **err)
 {
 	if (err && *err) {
-		fprintf(stderr, "enclaver: error: %s\n", (*err)->msg);
+		if (log_get_format() == LOG_FORMAT_JSON) /* enclaver run --log-format json */
+			log_line_write(STDERR_FILENO, "", "host", "error", (*err)->msg, strlen((*err)->msg), NULL);
+		else
+			fprintf(stderr, "enclaver: error: %s\n", (*err)->msg);
 		err_free(err);
 	}
 	return EXIT_FAIL;

@@ -3,14 +3,22 @@
  * terminal one status line redrawn in place ("\r", erase to the end of line) and cleared before
  * the next step line. */
 #include <stdio.h>
+#include <string.h>
 
 #include "cli/oci_opts.h"
 
 static void draw(void *ctx, enum oci_progress_kind kind, const char *text)
 {
 	bool tty = ctx != NULL;
+	if (log_get_format() == LOG_FORMAT_JSON && kind != OCI_PROGRESS_LINE)
+		return; /* a status line redrawn in place has no place among JSON lines */
 	switch (kind) {
-	case OCI_PROGRESS_LINE: fprintf(stderr, "%senclaver: %s\n", tty ? "\r\033[K" : "", text); break;
+	case OCI_PROGRESS_LINE:
+		if (log_get_format() == LOG_FORMAT_JSON) /* enclaver run IMAGE --log-format json */
+			log_line_write(STDERR_FILENO, "", "host", "info", text, strlen(text), NULL);
+		else
+			fprintf(stderr, "%senclaver: %s\n", tty ? "\r\033[K" : "", text);
+		break;
 	case OCI_PROGRESS_STATUS: fprintf(stderr, "\r\033[K%s", text); break;
 	case OCI_PROGRESS_CLEAR: fputs("\r\033[K", stderr); break;
 	}

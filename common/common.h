@@ -34,7 +34,7 @@ int err_wrap(struct err **err, const char *fmt, ...) __attribute__((format(print
 void err_free(struct err **err);
 
 /* ---------------------------------------------------------------- logging
- * Logs go to stderr. The level is the only process-wide mutable state. */
+ * Logs go to stderr. The level and the format are the only process-wide mutable state. */
 enum log_level { LOG_ERROR = 0, LOG_WARN = 1, LOG_INFO = 2, LOG_DEBUG = 3 };
 void log_set_level(enum log_level level);
 enum log_level log_get_level(void);
@@ -49,6 +49,36 @@ void log_msg(enum log_level level, const char *fmt, ...) __attribute__((format(p
 #define log_warn(...) log_msg(LOG_WARN, __VA_ARGS__)
 #define log_info(...) log_msg(LOG_INFO, __VA_ARGS__)
 #define log_debug(...) log_msg(LOG_DEBUG, __VA_ARGS__)
+
+/* The format of what a run prints about its enclave (common/logfmt.c, `--log-format`): text, or
+ * one JSON object a line {"time","source","stream"?,"level","message"}. Also process-wide logging
+ * configuration: log_msg follows it for the host's own messages. */
+struct buf;
+struct timespec;
+enum log_format { LOG_FORMAT_TEXT, LOG_FORMAT_JSON };
+void log_set_format(enum log_format f);
+enum log_format log_get_format(void);
+/* "text" or "json"; -1 for anything else. */
+int log_format_parse(const char *s, enum log_format *out);
+/* Appends len bytes of msg as the inside of a JSON string: well-formed UTF-8 as is (U+2028/2029
+ * escaped), control bytes, quote and backslash escaped, each byte of an ill-formed sequence as
+ * U+FFFD (escaped). Whatever the bytes, the result is one valid JSON string with no raw control byte. */
+void log_json_escape(struct buf *b, const char *msg, size_t len);
+/* Appends one JSON line (LF-terminated) at time t (RFC 3339 UTC, milliseconds); stream may be NULL. */
+void log_json_line(struct buf *b, const struct timespec *t, const char *source, const char *stream,
+                   const char *level, const char *msg, size_t len);
+/* Appends msg with control bytes (but TAB) and DEL as \xNN: a CR or escape sequence from the
+ * enclave cannot overwrite or fake a line on a terminal. */
+void log_text_escape(struct buf *b, const char *msg, size_t len);
+/* msg as text lines: each LF-separated part on a line of its own that starts with prefix, with
+ * log_text_escape's escapes, so no part can pass for a line of another source. */
+void log_text_lines(struct buf *b, const char *prefix, const char *msg, size_t len);
+/* One line in format f: text is log_text_lines with text_prefix, JSON a log_json_line now. */
+void log_line_format(struct buf *b, enum log_format f, const char *text_prefix, const char *source,
+                     const char *level, const char *msg, size_t len);
+/* log_line_format in the process's format, written to fd in one write. */
+int log_line_write(int fd, const char *text_prefix, const char *source, const char *level, const char *msg,
+                   size_t len, struct err **err);
 
 /* ---------------------------------------------------------------- cleanup
  * Scope-bound release, so every early return frees what it owns. */

@@ -1,6 +1,7 @@
 /* log: leveled messages on stderr, and to one optional sink. The level and the sink are the
  * process-wide mutable state the project allows (logging configuration). */
 #include <pthread.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "common.h"
@@ -47,13 +48,19 @@ void log_msg(enum log_level level, const char *fmt, ...)
 	               level <= __atomic_load_n(&sink_level, __ATOMIC_RELAXED);
 	if (level > current_level && !to_sink)
 		return;
-	/* One fprintf per line keeps lines whole when several threads log. */
+	/* One write per message (log_line_write) keeps lines whole when several threads log. */
 	char line[4096];
 	va_start(ap, fmt);
 	vsnprintf(line, sizeof(line), fmt, ap);
 	va_end(ap);
-	if (level <= current_level)
-		fprintf(stderr, "enclaver: %s: %s\n", names[level], line);
+	if (level <= current_level) {
+		/* Messages may carry what the enclave sent (a host name in an egress frame, a status
+		 * line): the formatter keeps it from starting a line of its own in either format. */
+		static const char *const json_names[] = {"error", "warn", "info", "debug"};
+		char prefix[32];
+		snprintf(prefix, sizeof(prefix), "enclaver: %s: ", names[level]);
+		log_line_write(STDERR_FILENO, prefix, "host", json_names[level], line, strlen(line), NULL);
+	}
 	if (to_sink) {
 		pthread_mutex_lock(&sink_lock);
 		if (sink_fn && level <= sink_level)

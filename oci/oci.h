@@ -414,6 +414,13 @@ int oci_put_image(const char *dst, const struct oci_opts *opts, const struct oci
                   const char *manifest, size_t manifest_len, const char *media_type, char digest[OCI_DIGEST_MAX],
                   struct err **err);
 
+/* OCI 1.1 referrers (oci/referrers.c): *supported when image's registry answers the referrers API
+ * for its repository; *subject gets the descriptor of the manifest `digest` (media type and size as
+ * the registry serves it, checked against the digest) for a referrer's `subject`. Free it with
+ * oci_desc_free. */
+int oci_referrers_probe(const char *image, const char *digest, const struct oci_opts *opts, bool *supported,
+                        struct oci_desc *subject, struct err **err);
+
 /* ---------------------------------------------------------------- pulling an image to use
  * What a build needs of an image, once: pulled into the cache (opts->platform's image of an index)
  * and read back parsed, its manifest and config checked against their digests. A copy changed in

@@ -146,7 +146,8 @@ int odyn_api_start(struct evloop *loop, const struct transport_addr *addr, const
 {
 	struct odyn_api *api = xcalloc(1, sizeof(*api));
 	api->nsm_path = xstrdup(nsm_path);
-	if (httpd_start(loop, addr, "attestation API", API_BODY_MAX, on_request, api, &api->srv, err) < 0) {
+	if (httpd_start(loop, addr, "attestation API", &(struct httpd_limits){.body_max = API_BODY_MAX}, on_request,
+	                api, &api->srv, err) < 0) {
 		free(api->nsm_path);
 		free(api);
 		return -1;

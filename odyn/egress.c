@@ -14,6 +14,7 @@ struct egress_proxy {
 	struct evloop *loop;
 	struct transport_addr host;
 	const struct egress_policy *policy;
+	struct odyn_counters *counters;
 	struct pconn *conns;
 	struct relay_list tunnels;
 };
@@ -289,6 +290,8 @@ static void handle_request(struct pconn *pc, struct http_request *req)
 		pc_respond(pc, 400, "Bad Request", "not a valid host name or address\n", true);
 		return;
 	}
+	odyn_counters_add(pc->px->counters, WIRE_COUNTER_EGRESS, rule ? rule : "(default)",
+	                  v == EGRESS_ALLOW ? "allowed" : "denied");
 	if (v != EGRESS_ALLOW) {
 		deny(pc, v, norm, port, rule);
 		return;
@@ -563,4 +566,10 @@ void egress_proxy_free(struct egress_proxy *px)
 	relay_list_close_all(&px->tunnels);
 	listener_close(&px->l);
 	free(px);
+}
+
+void egress_proxy_set_counters(struct egress_proxy *p, struct odyn_counters *k)
+{
+	if (p)
+		p->counters = k;
 }

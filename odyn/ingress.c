@@ -31,7 +31,7 @@ static void client_start(struct ingress *in, int fd)
 {
 	_cleanup_err_ struct err *e = NULL;
 	struct tls_conn *tls = in->tls ? tls_conn_new(in->tls) : NULL;
-	if (relay_start_connecting(in->loop, fd, tls, connect_app, in, in->connect_ms, in->what, &in->waiting,
+	if (relay_start_connecting(in->loop, fd, tls, connect_app, NULL, in, in->connect_ms, in->what, &in->waiting,
 	                           &in->relays, &e) < 0)
 		log_warn("ingress %s: %s", in->spec.listen.text, e->msg);
 }

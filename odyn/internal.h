@@ -60,22 +60,21 @@ int ingress_start(struct evloop *loop, const struct odyn_ingress *spec, int conn
                   struct ingress **out, struct err **err);
 void ingress_free(struct ingress *in);
 
-/* httpd: odyn's local HTTP endpoints, one request per connection. The
- * handler gets the whole request (body by Content-Length, at most body_max)
- * and answers with httpd_respond now or later; a connection that ends first
- * calls the cancel function given to httpd_set_pending. */
-struct httpd;
-struct httpd_conn;
-typedef void (*httpd_handler_fn)(void *arg, struct httpd_conn *c, const struct http_request *req,
-                                 const uint8_t *body, size_t len);
-int httpd_start(struct evloop *loop, const struct transport_addr *addr, const char *name, size_t body_max,
-                httpd_handler_fn handler, void *arg, struct httpd **out, struct err **err);
-void httpd_free(struct httpd *s);
-void httpd_respond(struct httpd_conn *c, int code, const char *reason, const char *content_type, const void *body,
-                   size_t len);
-void httpd_respond_text(struct httpd_conn *c, int code, const char *reason, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-void httpd_set_pending(struct httpd_conn *c, void *user, void (*cancel)(void *user));
+/* counters: egress decisions and KMS requests for the host's metrics, sent on the status stream
+ * as a counters line (wire/wire.h) once the host asked, at most once a second when one moved. add
+ * is a no-op on NULL. */
+struct odyn_counters;
+struct odyn_counters *odyn_counters_new(struct evloop *loop, struct stream *status);
+void odyn_counters_add(struct odyn_counters *k, enum wire_counter_family f, const char *a, const char *b);
+/* Sends what moved now (before the app's exit status); nothing until enabled. */
+void odyn_counters_flush(struct odyn_counters *k);
+/* The host asked (WIRE_STATUS_COUNTERS_ON): the totals now, then lines as they move. */
+void odyn_counters_enable(struct odyn_counters *k);
+void odyn_counters_free(struct odyn_counters *k);
+/* Where the proxies count (set after they start; NULL: not counted). */
+void egress_proxy_set_counters(struct egress_proxy *p, struct odyn_counters *k);
+struct odyn_kms;
+void odyn_kms_set_counters(struct odyn_kms *k, struct odyn_counters *c);
 
 /* api: POST /v1/attestation on the supervisor's loop. */
 struct odyn_api;

@@ -30,6 +30,7 @@
 
 struct odyn_kms {
 	struct httpd *srv;
+	struct odyn_counters *counters;
 	struct ev_handler pipe_h;
 	int pipe_rd, pipe_wr;
 	struct evloop *loop;
@@ -313,6 +314,7 @@ static void on_pipe(struct ev_handler *h, uint32_t events)
 	struct kms_job *j;
 	while (read(k->pipe_rd, &j, sizeof(j)) == (ssize_t)sizeof(j)) {
 		k->running--;
+		odyn_counters_add(k->counters, WIRE_COUNTER_KMS, j->action, j->status == 200 ? "ok" : "error");
 		if (j->conn)
 			httpd_respond(j->conn, j->status, j->status == 200 ? "OK" : "Error", j->content_type,
 			              j->out.data, j->out.len);
@@ -461,7 +463,8 @@ int odyn_kms_start(struct evloop *loop, const struct transport_addr *addr, const
 	}
 	k->pipe_h.fn = on_pipe;
 	if (evloop_add(loop, k->pipe_rd, EPOLLIN, &k->pipe_h, err) < 0 ||
-	    httpd_start(loop, addr, "kms proxy", KMS_BODY_MAX, on_request, k, &k->srv, err) < 0) {
+	    httpd_start(loop, addr, "kms proxy", &(struct httpd_limits){.body_max = KMS_BODY_MAX}, on_request, k,
+	                &k->srv, err) < 0) {
 		odyn_kms_free(k);
 		return -1;
 	}
@@ -498,4 +501,10 @@ void odyn_kms_free(struct odyn_kms *k)
 	EVP_PKEY_free(k->rsa);
 	pthread_mutex_destroy(&k->lock);
 	free(k);
+}
+
+void odyn_kms_set_counters(struct odyn_kms *k, struct odyn_counters *c)
+{
+	if (k)
+		k->counters = c;
 }

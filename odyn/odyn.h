@@ -10,37 +10,12 @@
 #include "common/common.h"
 #include "common/egress.h"
 #include "wire/wire.h"
+#include "wire/http.h"
 #include "wire/transport.h"
 
 #define ODYN_LOG_RING    (128 * 1024)
 /* odyn's own exit code when the app could not be started. */
 #define ODYN_EXIT_FATAL 108
-
-/* ---------------------------------------------------------------- HTTP request heads */
-#define HTTP_HEAD_MAX    (64 * 1024)
-#define HTTP_HEADERS_MAX 100
-struct http_header {
-	const char *name, *value; /* point into the parsed copy */
-	size_t name_len, value_len;
-};
-struct http_request {
-	char *head; /* a private copy, NUL-separated pieces */
-	const char *method, *target;
-	int minor_version; /* HTTP/1.minor */
-	struct http_header headers[HTTP_HEADERS_MAX];
-	size_t n_headers;
-	int64_t content_length; /* -1 when absent */
-	bool chunked;
-	bool connection_close;
-};
-/* Returns 0 when the head is incomplete, its length when complete, -1 when malformed. */
-ssize_t http_request_parse(const char *data, size_t len, struct http_request *out, struct err **err);
-void http_request_free(struct http_request *req);
-/* Splits "http://host[:port]/path" into host (brackets removed), port (80
- * by default) and the origin-form path. Caller frees host and path. */
-int http_target_split(const char *target, char **host, uint16_t *port, char **path, struct err **err);
-/* Splits a CONNECT target "host:port" / "[v6]:port". */
-int http_authority_split(const char *authority, char **host, uint16_t *port, struct err **err);
 
 /* ---------------------------------------------------------------- NSM
  * The Nitro Secure Module (/dev/nsm): CBOR requests and responses as

@@ -40,6 +40,7 @@ struct sup {
 	struct egress_proxy *egress;
 	struct odyn_api *api;
 	struct odyn_kms *kms;
+	struct odyn_counters *counters;
 	struct ingress **ingress;
 	struct ev_handler sig_h, timer_h;
 	int sigfd, timerfd;
@@ -323,6 +324,7 @@ static void app_exited(struct sup *s, int wstatus)
 	pid_t pgid = s->pid;
 	s->pid = 0;
 	bool failed;
+	odyn_counters_flush(s->counters); /* before the status that may end the run */
 	if (WIFEXITED(wstatus)) {
 		int code = WEXITSTATUS(wstatus);
 		if (!s->fatal) {
@@ -353,11 +355,17 @@ static void app_exited(struct sup *s, int wstatus)
 		if (delay > 60000)
 			delay = 60000;
 		s->restarts++;
-		log_info("restarting in %d ms (restart %d)", delay, s->restarts);
+		/* A warning, so the host shows it (odyn's records reach it from warnings up). */
+		if (c->max_restarts)
+			log_warn("the app failed: restart %d of %d in %d ms", s->restarts, c->max_restarts, delay);
+		else
+			log_warn("the app failed: restart %d in %d ms", s->restarts, delay);
 		s->state = SUP_BACKOFF;
 		timer_arm(s, TIMER_BACKOFF, delay);
 		return;
 	}
+	if (!s->stopping && !s->fatal && failed && c->restart == ODYN_RESTART_ON_FAILURE)
+		log_warn("the app failed after %d restarts: no more (restart.max_restarts)", s->restarts);
 	finish(s);
 }
 
@@ -410,6 +418,10 @@ static void on_signal(struct ev_handler *h, uint32_t events)
 static void on_status_command(void *arg, const char *line)
 {
 	struct sup *s = arg;
+	if (strcmp(line, WIRE_STATUS_COUNTERS_ON) == 0) {
+		odyn_counters_enable(s->counters);
+		return;
+	}
 	if (strcmp(line, WIRE_STATUS_STOP) != 0) {
 		log_warn("status stream: unknown command \"%s\" ignored", line);
 		return;
@@ -560,6 +572,7 @@ int odyn_run(const struct odyn_config *c, struct err **err)
 	}
 	if (odyn_msgs_start(s.loop, s.log, log_lag_limit(&s), &s.msgs, err) < 0)
 		goto out;
+	s.counters = odyn_counters_new(s.loop, s.status);
 	{
 		/* From here on failures are reported on the status stream too,
 		 * so the host learns why the enclave stops. */
@@ -570,6 +583,8 @@ int odyn_run(const struct odyn_config *c, struct err **err)
 			setup_ok = odyn_api_start(s.loop, &c->api_addr, c->nsm_path, &s.api, &e) == 0;
 		if (setup_ok && c->kms_enabled)
 			setup_ok = kms_start(&s, &e) == 0;
+		egress_proxy_set_counters(s.egress, s.counters);
+		odyn_kms_set_counters(s.kms, s.counters);
 		for (size_t i = 0; setup_ok && i < c->n_ingress; i++)
 			setup_ok = ingress_start(s.loop, &c->ingress[i], c->ingress_connect_ms, c->ingress_hold_ms,
 			                         &s.ingress[i], &e) == 0;
@@ -601,6 +616,7 @@ out:
 	egress_proxy_free(s.egress);
 	odyn_api_free(s.api);
 	odyn_kms_free(s.kms);
+	odyn_counters_free(s.counters);
 	while (s.pipes)
 		logpipe_close(s.pipes);
 	odyn_msgs_flush(s.msgs, true);

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "common/common.h"
+#include "wire/transport.h"
 
 /* What to start. Zero values mean the launcher's documented default. */
 struct launch_request {
@@ -54,10 +55,17 @@ struct launcher_ops {
 	 * ECONNREFUSED/ECONNRESET when nothing listens there yet: callers retry. The caller owns *fd. */
 	int (*connect_guest)(struct launcher *l, uint32_t port, int *fd, struct err **err);
 	/* Optional: the same connection without waiting, for the outer side's event loop: *fd is
-	 * non-blocking and, when *in_progress, still connecting (wait for it to be writable; see
-	 * relay_start_connecting). NULL: launcher_connect_guest_start falls back to connect_guest,
-	 * which waits (within the launcher's own bound). */
+	 * non-blocking and, when *in_progress, still connecting: wait for it to be writable, then
+	 * call connect_guest_step until it is done (relay_start_connecting's step). The caller bounds
+	 * the wait. NULL: launcher_connect_guest_start falls back to connect_guest, which waits
+	 * (within the launcher's own bound). */
 	int (*connect_guest_start)(struct launcher *l, uint32_t port, int *fd, bool *in_progress, struct err **err);
+	/* Optional: one step of a connect_guest_start still in progress, once fd is ready for what
+	 * was waited for: *events in, what fired; out, 0 when connected, else what to wait for next
+	 * (EPOLLIN: the emulator's backend answers once the guest accepted). -1 when it failed, with
+	 * the same codes as connect_guest (ECONNREFUSED: callers retry). NULL: the socket's own
+	 * connect is all (transport_connect_step). */
+	int (*connect_guest_step)(struct launcher *l, uint32_t port, int fd, uint32_t *events, struct err **err);
 	/* Polls readable or POLLHUP once the enclave has stopped; owned by the launcher. */
 	int (*exit_fd)(struct launcher *l);
 	/* The debug console as a readable stream (debug mode only), -1 otherwise; owned by the
@@ -101,6 +109,15 @@ static inline int launcher_connect_guest_start(struct launcher *l, uint32_t port
 		return err_sys(err, "connect to enclave port %u: fcntl", port);
 	}
 	return 0;
+}
+static inline int launcher_connect_guest_step(struct launcher *l, uint32_t port, int fd, uint32_t *events,
+                                              struct err **err)
+{
+	if (l->ops->connect_guest_step)
+		return l->ops->connect_guest_step(l, port, fd, events, err);
+	uint32_t fired = *events;
+	*events = 0;
+	return transport_connect_step(fd, fired, err);
 }
 static inline int launcher_exit_fd(struct launcher *l)
 {

@@ -5,6 +5,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
@@ -842,59 +843,131 @@ fail:;
 	return -1;
 }
 
-static int emu_connect_guest(struct launcher *l, uint32_t port, int *fd, struct err **err)
+/* The connection into the guest goes through the vsock backend's socket (uds_path): the caller
+ * sends "CONNECT <port>\n"; the backend answers "OK <host port>\n" once the guest accepted, or
+ * closes the socket when the guest refused. emu_connect_guest waits for the answer; the event
+ * loop's connect (connect_guest_start, then connect_guest_step) reads it when it comes. */
+
+static int backend_addr(struct emu_launcher *e, uint32_t port, struct transport_addr *a, struct err **err)
 {
-	struct emu_launcher *e = emu_of(l);
 	if (!e->started || e->stopped || !e->backend)
 		return err_set(err, ESRCH, "emulator: the enclave is not running");
-	/* One bound for the whole exchange: the backend taking the connection (a full backlog
-	 * would otherwise hold the caller as long as the kernel lets a connect wait), the CONNECT
-	 * line, and the guest's answer. */
-	double deadline = now_s() + e->connect_timeout_ms / 1000.0;
-	struct transport_addr a;
 	_cleanup_free_ char *text = xasprintf("unix:%s", e->uds_path);
-	if (transport_parse(text, &a, err) < 0)
+	if (transport_parse(text, a, err) < 0)
 		return err_wrap(err, "emulator: connect to enclave port %u", port);
-	_cleanup_close_ int s = transport_connect_timed(&a, (int)e->connect_timeout_ms, err);
-	if (s < 0)
-		return err_wrap(err, "emulator: connect to enclave port %u", port);
+	return 0;
+}
+
+static int connect_line_send(int s, uint32_t port, struct err **err)
+{
 	char line[32];
 	int n = snprintf(line, sizeof(line), "CONNECT %u\n", port);
 	if (send(s, line, (size_t)n, MSG_NOSIGNAL) != n)
 		return err_sys(err, "emulator: connect to enclave port %u", port);
-	/* "OK <host port>\n" once the guest accepts; the backend closes the socket when the guest
-	 * refuses. Read a byte at a time: the guest's first bytes may follow at once. */
-	size_t len = 0;
+	return 0;
+}
+
+/* One look at the backend's answer, without waiting: 0 with *waiting false once "OK <port>\n"
+ * was read (and nothing after it: the guest's first bytes may follow at once), 0 with *waiting
+ * true while it has not come; -1 with ECONNREFUSED when the guest refused, EPROTO for anything
+ * else. The backend writes the line with one send, so it arrives whole: a part of one is waited
+ * for like none. */
+static int connect_answer_read(int s, uint32_t port, bool *waiting, struct err **err)
+{
+	char line[32];
+	ssize_t n;
+	do
+		n = recv(s, line, sizeof(line) - 1, MSG_PEEK | MSG_DONTWAIT);
+	while (n < 0 && errno == EINTR);
+	*waiting = n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+	if (*waiting)
+		return 0;
+	if (n < 0 && errno != ECONNRESET)
+		return err_sys(err, "emulator: enclave port %u", port);
+	if (n <= 0)
+		return err_set(err, ECONNREFUSED, "emulator: enclave port %u: connection refused", port);
+	char *nl = memchr(line, '\n', (size_t)n);
+	if (!nl && (size_t)n < sizeof(line) - 1) {
+		*waiting = true;
+		return 0;
+	}
+	if (!nl)
+		return err_set(err, EPROTO, "emulator: enclave port %u: bad answer from the vsock backend", port);
+	size_t len = (size_t)(nl - line) + 1;
+	if (recv(s, line, len, MSG_DONTWAIT) != (ssize_t)len)
+		return err_sys(err, "emulator: enclave port %u", port);
+	line[len - 1] = '\0';
+	if (!str_has_prefix(line, "OK "))
+		return err_set(err, EPROTO, "emulator: enclave port %u: the vsock backend said \"%s\"", port, line);
+	return 0;
+}
+
+static int emu_connect_guest(struct launcher *l, uint32_t port, int *fd, struct err **err)
+{
+	struct emu_launcher *e = emu_of(l);
+	struct transport_addr a;
+	if (backend_addr(e, port, &a, err) < 0)
+		return -1;
+	/* One bound for the whole exchange: the backend taking the connection (a full backlog
+	 * would otherwise hold the caller as long as the kernel lets a connect wait), the CONNECT
+	 * line, and the guest's answer. */
+	double deadline = now_s() + e->connect_timeout_ms / 1000.0;
+	_cleanup_close_ int s = transport_connect_timed(&a, (int)e->connect_timeout_ms, err);
+	if (s < 0)
+		return err_wrap(err, "emulator: connect to enclave port %u", port);
+	if (connect_line_send(s, port, err) < 0)
+		return -1;
 	for (;;) {
+		bool waiting;
+		if (connect_answer_read(s, port, &waiting, err) < 0)
+			return -1;
+		if (!waiting)
+			break;
 		struct pollfd pfd = {.fd = s, .events = POLLIN};
 		double left = deadline - now_s();
 		int r = left <= 0 ? 0 : poll(&pfd, 1, (int)(left * 1000) + 1);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r < 0)
+		if (r < 0 && errno != EINTR)
 			return err_sys(err, "poll");
 		if (r == 0)
 			return err_set(err, ETIMEDOUT, "emulator: enclave port %u: no answer within %u ms", port,
 			               e->connect_timeout_ms);
-		char ch;
-		ssize_t got = recv(s, &ch, 1, 0);
-		if (got < 0 && errno == EINTR)
-			continue;
-		if (got < 0 && errno != ECONNRESET)
-			return err_sys(err, "emulator: enclave port %u", port);
-		if (got <= 0)
-			return err_set(err, ECONNREFUSED, "emulator: enclave port %u: connection refused", port);
-		if (ch == '\n')
-			break;
-		if (len + 1 >= sizeof(line))
-			return err_set(err, EPROTO, "emulator: enclave port %u: bad answer from the vsock backend", port);
-		line[len++] = ch;
 	}
-	line[len] = '\0';
-	if (!str_has_prefix(line, "OK "))
-		return err_set(err, EPROTO, "emulator: enclave port %u: the vsock backend said \"%s\"", port, line);
 	*fd = s;
 	s = -1; /* ours no more: _cleanup_close_ must not close it */
+	return 0;
+}
+
+/* The same for the event loop: the backend's socket takes the connection at once or not at all
+ * (a unix socket's connect does not wait when non-blocking: EAGAIN while its backlog is full),
+ * the CONNECT line goes into the new socket's empty buffer, and the answer is read by
+ * emu_connect_guest_step when it comes; the caller bounds the wait. */
+static int emu_connect_guest_start(struct launcher *l, uint32_t port, int *fd, bool *in_progress, struct err **err)
+{
+	struct emu_launcher *e = emu_of(l);
+	struct transport_addr a;
+	if (backend_addr(e, port, &a, err) < 0)
+		return -1;
+	bool unix_waits;
+	_cleanup_close_ int s = transport_connect_start(&a, &unix_waits, err);
+	if (s < 0)
+		return err_wrap(err, "emulator: connect to enclave port %u", port);
+	if (unix_waits) /* not on Linux: a unix socket connects or fails at once */
+		return err_set(err, EAGAIN, "emulator: connect to enclave port %u: %s still connecting", port, a.text);
+	if (connect_line_send(s, port, err) < 0)
+		return -1;
+	*in_progress = true;
+	*fd = s;
+	s = -1;
+	return 0;
+}
+
+static int emu_connect_guest_step(struct launcher *l, uint32_t port, int fd, uint32_t *events, struct err **err)
+{
+	(void)l;
+	bool waiting;
+	if (connect_answer_read(fd, port, &waiting, err) < 0)
+		return -1;
+	*events = waiting ? EPOLLIN : 0;
 	return 0;
 }
 
@@ -988,6 +1061,8 @@ static const struct launcher_ops emu_ops = {
     .listen_parent = emu_listen_parent,
     .start = emu_start,
     .connect_guest = emu_connect_guest,
+    .connect_guest_start = emu_connect_guest_start,
+    .connect_guest_step = emu_connect_guest_step,
     .exit_fd = emu_exit_fd,
     .console_fd = emu_console_fd,
     .stop = emu_stop,

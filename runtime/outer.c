@@ -26,6 +26,7 @@ struct outer {
 	struct outer_report report; /* what odyn reported */
 	int signo;                  /* SIGINT/SIGTERM received */
 	bool stop_asked;            /* "stop" sent to odyn; waiting for the enclave to end */
+	bool counters_asked;        /* "counters" sent on this status connection (--metrics) */
 	bool done;
 };
 
@@ -57,6 +58,10 @@ static void on_status_line(void *arg, const char *line, size_t len)
 	if (outer_report_status(&o->report, line, len))
 		for (size_t i = 0; i < o->n_ingress; i++)
 			outer_ingress_resume(&o->ingress[i]);
+	/* With --metrics, ask odyn for its counters once per connection (a line says it is up). */
+	static const char ask[] = WIRE_STATUS_COUNTERS_ON "\n";
+	if (o->ctx.metrics && !o->counters_asked && o->status.fd >= 0 && !o->status.connecting)
+		o->counters_asked = send(o->status.fd, ask, sizeof(ask) - 1, MSG_NOSIGNAL) == (ssize_t)sizeof(ask) - 1;
 }
 
 static void on_stream_retry(void *arg, unsigned ms)
@@ -67,6 +72,8 @@ static void on_stream_retry(void *arg, unsigned ms)
 static bool on_stream_closed(void *arg, enum gstream_kind kind)
 {
 	struct outer *o = arg;
+	if (kind == GSTREAM_STATUS)
+		o->counters_asked = false; /* the next connection asks again */
 	/* The log is replayed from odyn's ring on reconnect: after the app's end that would repeat it. */
 	return !o->done && !(kind == GSTREAM_LOG && o->report.have_final);
 }
@@ -108,10 +115,19 @@ static void on_exit_fd(struct ev_handler *h, uint32_t events)
 	evloop_stop(o->ctx.loop);
 }
 
-/* Console lines go to stderr as "[console] ...": in debug mode the console also carries odyn's
- * stderr and the app's output, which must not read as our own lines (or as the log stream's). */
+/* Console lines go to stderr as "[console] ..." (or source "console" in JSON): in debug mode the
+ * console also carries odyn's stderr and the app's output, which must not read as our own lines
+ * (or as the log stream's). */
 #define CONSOLE_PREFIX   "[console] "
 #define CONSOLE_LINE_MAX (64 * 1024)
+static void console_line(struct buf *out, struct buf *l)
+{
+	if (l->len && l->data[l->len - 1] == '\r') /* the serial console's CRLF */
+		l->len--;
+	log_line_format(out, log_get_format(), CONSOLE_PREFIX, "console", "info", l->data ? l->data : "", l->len);
+	l->len = 0;
+}
+
 static void console_bytes(struct outer *o, const char *data, size_t n, bool eof)
 {
 	struct buf *l = &o->console_line;
@@ -122,19 +138,10 @@ static void console_bytes(struct outer *o, const char *data, size_t n, bool eof)
 			if (l->len < CONSOLE_LINE_MAX)
 				continue;
 		}
-		if (l->len && l->data[l->len - 1] == '\r') /* the serial console's CRLF */
-			l->len--;
-		buf_puts(&out, CONSOLE_PREFIX);
-		buf_append(&out, l->data ? l->data : "", l->len);
-		buf_putc(&out, '\n');
-		l->len = 0;
+		console_line(&out, l);
 	}
-	if (eof && l->len) {
-		buf_puts(&out, CONSOLE_PREFIX);
-		buf_append(&out, l->data, l->len);
-		buf_putc(&out, '\n');
-		l->len = 0;
-	}
+	if (eof && l->len)
+		console_line(&out, l);
 	if (out.len)
 		io_write_full(STDERR_FILENO, out.data, out.len, NULL);
 	buf_free(&out);
@@ -210,6 +217,10 @@ int outer_new(const struct outer_config *cfg, struct outer **out, struct err **e
 	gstream_init(&o->ctx, &o->sink, &o->log, GSTREAM_LOG);
 	if (evloop_new(&o->ctx.loop, err) < 0)
 		goto fail;
+	/* Before the boot: probes are answered (not ready) while it lasts. */
+	if (cfg->metrics_addr && outer_metrics_start(cfg->metrics_addr, cfg->n_ports, &o->ctx.metrics, err) < 0)
+		goto fail;
+	o->report.metrics = o->ctx.metrics;
 	o->ingress = xcalloc(cfg->n_ports ? cfg->n_ports : 1, sizeof(*o->ingress));
 	for (size_t i = 0; i < cfg->n_ports; i++) {
 		if (outer_ingress_open(&o->ctx, &cfg->ports[i], &o->ingress[i], err) < 0)
@@ -248,6 +259,11 @@ fail:
 	return -1;
 }
 
+uint16_t outer_metrics_bound(const struct outer *o)
+{
+	return o->ctx.metrics ? outer_metrics_port(o->ctx.metrics) : 0;
+}
+
 uint16_t outer_port_bound(const struct outer *o, size_t i)
 {
 	return i < o->n_ingress ? o->ingress[i].bound_port : 0;
@@ -284,6 +300,7 @@ int outer_run(struct outer *o, struct outer_result *res, struct err **err)
 		if (evloop_add(o->ctx.loop, o->console_fd, EPOLLIN, &o->console_h, err) < 0)
 			return -1;
 	}
+	outer_metrics_heartbeat(o->ctx.metrics); /* the launcher returns at the heartbeat */
 	o->log.wanted = o->status.wanted = true;
 	retry_arm(o, 1);
 	if (evloop_run(o->ctx.loop, err) < 0)
@@ -308,6 +325,7 @@ int outer_run(struct outer *o, struct outer_result *res, struct err **err)
 			console_bytes(o, b, (size_t)n, false);
 	}
 	console_bytes(o, "", 0, true);
+	outer_metrics_stopped(o->ctx.metrics);
 	result_fill(o, res);
 	return 0;
 }
@@ -346,5 +364,6 @@ void outer_free(struct outer *o)
 	if (o->blocked)
 		sigprocmask(SIG_SETMASK, &o->old_mask, NULL);
 	free(o->report.final.message);
+	outer_metrics_free(o->ctx.metrics);
 	free(o);
 }

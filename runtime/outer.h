@@ -11,6 +11,7 @@
 #include "common/egress.h"
 #include "common/json.h"
 #include "runtime/launcher.h"
+#include "wire/transport.h"
 #include "wire/wire.h"
 
 /* enclaver-run's exit codes beyond the app's own (enclaver-compat.md). */
@@ -32,6 +33,9 @@ struct outer_port {
 };
 int outer_port_parse(const char *spec, struct outer_port *out, struct err **err);
 
+/* `--metrics ADDR`: HOST:PORT (a numeric address, [v6] or localhost) or :PORT (127.0.0.1). */
+int outer_metrics_addr(const char *text, struct transport_addr *out, struct err **err);
+
 /* ---------------------------------------------------------------- running */
 struct outer_config {
 	struct launcher *launcher;
@@ -43,6 +47,7 @@ struct outer_config {
 	const char *log_prefix;             /* before each app line; NULL: "[app] " */
 	unsigned stop_timeout_ms;           /* SIGINT/SIGTERM: how long the app gets to stop (odyn's "stop"
 	                                       on the status stream) before launcher_stop; 0: 30000 */
+	const char *metrics_addr;           /* --metrics HOST:PORT or :PORT; NULL: no metrics server */
 };
 
 enum outer_outcome {
@@ -69,6 +74,8 @@ int outer_new(const struct outer_config *cfg, struct outer **out, struct err **e
 /* After launcher_start: runs until the enclave stops (exit_fd), or SIGINT/SIGTERM (the launcher is
  * then stopped). Returns -1 only for the loop's own failures. */
 int outer_run(struct outer *o, struct outer_result *res, struct err **err);
+/* The metrics server's bound port, 0 without one (for :0 in tests). */
+uint16_t outer_metrics_bound(const struct outer *o);
 /* The bound host port of mapping i (for HOST_PORT 0 in tests). */
 uint16_t outer_port_bound(const struct outer *o, size_t i);
 void outer_free(struct outer *o);

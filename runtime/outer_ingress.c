@@ -16,6 +16,12 @@ static int connect_enclave(void *ctx, bool *in_progress, struct err **err)
 	return fd;
 }
 
+static int step_enclave(void *ctx, int fd, uint32_t *events, struct err **err)
+{
+	struct outer_ingress *in = ctx;
+	return launcher_connect_guest_step(in->o->cfg.launcher, in->port->enclave_port, fd, events, err);
+}
+
 static void on_accept(struct ev_handler *h, uint32_t events)
 {
 	struct outer_ingress *in = (struct outer_ingress *)h;
@@ -30,10 +36,11 @@ static void on_accept(struct ev_handler *h, uint32_t events)
 			return;
 		}
 		/* The connect to the enclave does not wait on the loop (an enclave whose listen backlog is
-		 * full would hold the egress endpoint, the streams and signals): the relay queue connects
-		 * one client at a time and holds the others, unread, for at most OUTER_INGRESS_CONNECT_MS. */
-		if (relay_start_connecting(o->loop, fd, NULL, connect_enclave, in, OUTER_INGRESS_CONNECT_MS, in->what,
-		                           &in->waiting, &o->relays, &e) < 0)
+		 * full, or an emulated guest slow to answer its vsock backend, would hold the egress
+		 * endpoint, the streams and signals): the relay queue connects one client at a time and
+		 * holds the others, unread, for at most OUTER_INGRESS_CONNECT_MS. */
+		if (relay_start_connecting(o->loop, fd, NULL, connect_enclave, step_enclave, in,
+		                           OUTER_INGRESS_CONNECT_MS, in->what, &in->waiting, &o->relays, &e) < 0)
 			log_warn("ingress: %s", e->msg);
 	}
 }
@@ -47,6 +54,7 @@ int outer_ingress_open(struct outer_ctx *o, const struct outer_port *p, struct o
 	 * unconnected, until odyn reports the app running (outer_ingress_resume), with one line. */
 	relay_queue_init(&in->waiting, OUTER_INGRESS_HOLD_MS, "the enclave listens");
 	relay_queue_pause(&in->waiting, "the enclave is up");
+	in->waiting.bytes = outer_metrics_ingress(o->metrics, (size_t)(p - o->cfg.ports), p->enclave_port);
 	_cleanup_free_ char *text = strchr(p->host_addr, ':') ? xasprintf("tcp:[%s]:%u", p->host_addr, p->host_port)
 	                                                      : xasprintf("tcp:%s:%u", p->host_addr, p->host_port);
 	struct transport_addr a;

@@ -16,8 +16,10 @@
 /* What the outer side's parts (ingress listeners, the egress endpoint, the stream clients) share
  * with the run loop: the configuration, the loop, the relays. The run's own state (signals, the
  * result, the parts themselves) is private to outer.c: the parts never reach back into it. */
+struct outer_metrics;
 struct outer_ctx {
 	struct outer_config cfg;
+	struct outer_metrics *metrics; /* NULL without --metrics */
 	struct evloop *loop;
 	struct relay_list relays; /* ingress and egress connections */
 	int reserve_fd;           /* for shedding connections at EMFILE */
@@ -54,8 +56,31 @@ struct outer_egress;
 int outer_egress_open(struct outer_ctx *o, struct outer_egress **out, struct err **err);
 void outer_egress_free(struct outer_egress *e);
 
+/* metrics (runtime/metrics.c): `--metrics ADDR` on a thread and loop of its own (the run's loop
+ * does not turn while the launcher boots). The run's parts tell it what they learn. */
+#define OUTER_METRICS_CONNS_MAX  16   /* connections at once; more are closed at accept */
+#define OUTER_METRICS_CONN_MS    5000 /* a connection's whole life, slow head or slow reader */
+#define OUTER_METRICS_SERIES_MAX 256  /* odyn's counters kept, whatever it sends */
+enum outer_metrics_state { OUTER_METRICS_BOOTING, OUTER_METRICS_RUNNING, OUTER_METRICS_EXITED, OUTER_METRICS_STOPPED };
+struct outer_metrics_port {
+	uint16_t enclave_port;
+	uint64_t bytes[2]; /* relay_queue.bytes: in from clients, out to them */
+};
+int outer_metrics_start(const char *addr, size_t n_ports, struct outer_metrics **out, struct err **err);
+uint16_t outer_metrics_port(const struct outer_metrics *m);
+/* The byte counters of ingress mapping i (NULL when m is NULL). */
+uint64_t *outer_metrics_ingress(struct outer_metrics *m, size_t i, uint16_t enclave_port);
+/* Each is a no-op on NULL. */
+void outer_metrics_heartbeat(struct outer_metrics *m);
+void outer_metrics_status(struct outer_metrics *m, const struct wire_status *st);
+void outer_metrics_stopped(struct outer_metrics *m);
+/* The /metrics page (appended). */
+void outer_metrics_render(struct outer_metrics *m, struct buf *b);
+void outer_metrics_free(struct outer_metrics *m);
+
 /* What odyn reported, from its status lines (wire/wire.h). */
 struct outer_report {
+	struct outer_metrics *metrics; /* told every line; may be NULL */
 	bool started;    /* a "running" status was seen */
 	bool have_final; /* final holds the app's end (a later "running", a restart, clears it) */
 	struct outer_result final;
@@ -66,6 +91,8 @@ bool outer_report_status(struct outer_report *r, const char *line, size_t len);
 /* guest streams: status (17000) and log (17001) clients, reconnecting while the enclave is up. The
  * log's lines go to cfg.log_fd; the status lines, and when to connect again, to the run loop. */
 enum gstream_kind { GSTREAM_STATUS, GSTREAM_LOG };
+/* How long a stream's connect may take before it is closed and tried again. */
+#define OUTER_STREAM_CONNECT_MS 10000
 struct gstream_sink {
 	void (*status_line)(void *arg, const char *line, size_t len);
 	void (*retry)(void *arg, unsigned ms);                /* arm the connect timer */
@@ -79,10 +106,11 @@ struct gstream {
 	enum gstream_kind kind;
 	uint32_t port;
 	int fd;
-	struct buf line;            /* a status line not yet complete */
-	struct logstream_reader rd; /* the log stream's app lines and records (wire/logstream.h) */
-	bool wanted;                /* not connected, should be */
-	bool connecting;            /* fd's connect is under way (EPOLLOUT); wanted stays set until it is done */
+	struct buf line;             /* a status line not yet complete */
+	struct logstream_reader rd;  /* the log stream's app lines and records (wire/logstream.h) */
+	bool wanted;                 /* not connected, should be */
+	bool connecting;             /* fd's connect is under way; wanted stays set until it is done */
+	struct ev_deadline deadline; /* ... bounded by OUTER_STREAM_CONNECT_MS */
 	unsigned failures;
 };
 void gstream_init(struct outer_ctx *o, const struct gstream_sink *sink, struct gstream *g, enum gstream_kind kind);

@@ -1,5 +1,6 @@
 /* outer_streams: the clients of odyn's status (17000) and log (17001) streams: newline-delimited
- * JSON status lines become the run's result, app output lines go to our stdout with a prefix. */
+ * JSON status lines become the run's result, app output lines and odyn's records go to our stdout
+ * through the run's log formatter (common/logfmt.c). */
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>
@@ -14,32 +15,44 @@
 
 static void log_line(const struct outer_config *cfg, const char *line, size_t len)
 {
-	struct buf b = {0};
-	buf_puts(&b, cfg->log_prefix);
-	buf_append(&b, line, len);
-	buf_putc(&b, '\n');
 	_cleanup_err_ struct err *e = NULL;
-	if (io_write_full(cfg->log_fd, b.data, b.len, &e) < 0)
+	if (log_line_write(cfg->log_fd, cfg->log_prefix, "app", "info", line, len, &e) < 0)
 		log_warn("app log: %s", e->msg);
-	buf_free(&b);
+}
+
+/* odyn's records read "LEVEL: message" (odyn/msgs.c): JSON gets the level as a field. */
+static const char *record_level(const char **text, size_t *len)
+{
+	static const struct {
+		const char *prefix, *level;
+	} levels[] = {{"error: ", "error"}, {"warning: ", "warn"}, {"info: ", "info"}, {"debug: ", "debug"}};
+	for (size_t i = 0; i < sizeof(levels) / sizeof(levels[0]); i++) {
+		size_t n = strlen(levels[i].prefix);
+		if (*len >= n && memcmp(*text, levels[i].prefix, n) == 0) {
+			*text += n;
+			*len -= n;
+			return levels[i].level;
+		}
+	}
+	return "info";
 }
 
 static void log_record_write(const struct outer_config *cfg, const char *tag, size_t tag_len, const char *text,
                              size_t len)
 {
-	struct buf b = {0};
-	buf_putc(&b, '[');
-	if (tag_len)
-		buf_append(&b, tag, tag_len);
-	else
-		buf_putc(&b, '?'); /* a malformed tag: still shown, never as the app's */
-	buf_puts(&b, "] ");
-	buf_append(&b, text, len);
-	buf_putc(&b, '\n');
 	_cleanup_err_ struct err *e = NULL;
-	if (io_write_full(cfg->log_fd, b.data, b.len, &e) < 0)
+	int r;
+	if (log_get_format() == LOG_FORMAT_JSON) {
+		/* Only odyn writes records (the app's RS bytes are replaced before they are sent). */
+		const char *level = record_level(&text, &len);
+		r = log_line_write(cfg->log_fd, "", "odyn", level, text, len, &e);
+	} else {
+		/* A malformed tag is still shown, never as the app's. */
+		_cleanup_free_ char *prefix = tag_len ? xasprintf("[%.*s] ", (int)tag_len, tag) : xstrdup("[?] ");
+		r = log_line_write(cfg->log_fd, prefix, "odyn", "info", text, len, &e);
+	}
+	if (r < 0)
 		log_warn("app log: %s", e->msg);
-	buf_free(&b);
 }
 
 bool outer_report_status(struct outer_report *o, const char *line, size_t len)
@@ -48,6 +61,11 @@ bool outer_report_status(struct outer_report *o, const char *line, size_t len)
 	_cleanup_err_ struct err *e = NULL;
 	if (wire_status_decode(line, len, &st, &e) < 0) {
 		log_warn("status stream: ignoring %s (%.*s)", e->msg, (int)(len > 200 ? 200 : len), line);
+		return false;
+	}
+	outer_metrics_status(o->metrics, &st);
+	if (st.kind == WIRE_STATUS_COUNTERS) {
+		wire_status_free(&st); /* for the metrics only: never the run's result */
 		return false;
 	}
 	if (st.kind == WIRE_STATUS_RUNNING) {
@@ -121,6 +139,7 @@ static void stream_lines(struct gstream *g, const char *data, size_t n, bool eof
 void gstream_close(struct gstream *g)
 {
 	g->connecting = false;
+	ev_deadline_stop(&g->deadline);
 	if (g->fd < 0)
 		return;
 	evloop_del(g->o->loop, g->fd);
@@ -147,31 +166,50 @@ static bool stream_read(struct gstream *g)
 	}
 }
 
-/* The stream's connect finished (EPOLLOUT): read from it, or retry after a backoff. */
-static void connect_done(struct gstream *g, uint32_t events)
+/* The stream's connect failed or took too long: closed, retried after a backoff. */
+static void connect_failed(struct gstream *g, const char *why)
 {
-	int soerr = 0;
-	socklen_t sl = sizeof(soerr);
-	if (getsockopt(g->fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) < 0)
-		soerr = errno;
-	if (soerr == 0 && !(events & EPOLLERR) && evloop_mod(g->o->loop, g->fd, EPOLLIN, &g->h, NULL) == 0) {
+	if (g->failures++ == 0 || log_get_level() >= LOG_DEBUG)
+		log_debug("%s stream (port %u): %s; retrying", g->kind == GSTREAM_STATUS ? "status" : "log", g->port,
+		          why);
+	gstream_close(g);
+	g->sink->retry(g->sink->arg, g->failures < 5 ? 20u << g->failures : 500);
+}
+
+static void on_connect_deadline(struct ev_handler *h, uint32_t events)
+{
+	struct gstream *g = outer_container_of(h, struct gstream, deadline.h);
+	(void)events;
+	char why[64];
+	snprintf(why, sizeof(why), "not connected within %d ms", OUTER_STREAM_CONNECT_MS);
+	if (g->fd >= 0 && g->connecting)
+		connect_failed(g, why);
+}
+
+/* The stream's connect made progress: the launcher's step says whether it is done (an emulated
+ * guest answers after the socket connected); then read from it. */
+static void connect_step(struct gstream *g, uint32_t events)
+{
+	_cleanup_err_ struct err *e = NULL;
+	uint32_t next = events;
+	if (launcher_connect_guest_step(g->o->cfg.launcher, g->port, g->fd, &next, &e) == 0 &&
+	    evloop_mod(g->o->loop, g->fd, next ? next : EPOLLIN, &g->h, &e) == 0) {
+		if (next)
+			return;
+		ev_deadline_stop(&g->deadline);
 		g->connecting = false;
 		g->wanted = false;
 		g->failures = 0;
 		return;
 	}
-	if (g->failures++ == 0 || log_get_level() >= LOG_DEBUG)
-		log_debug("%s stream (port %u): %s; retrying", g->kind == GSTREAM_STATUS ? "status" : "log", g->port,
-		          strerror(soerr ? soerr : ECONNREFUSED));
-	gstream_close(g);
-	g->sink->retry(g->sink->arg, g->failures < 5 ? 20u << g->failures : 500);
+	connect_failed(g, e ? e->msg : "connect failed");
 }
 
 static void on_stream(struct ev_handler *h, uint32_t events)
 {
 	struct gstream *g = (struct gstream *)h;
 	if (g->fd >= 0 && g->connecting) {
-		connect_done(g, events);
+		connect_step(g, events);
 		return;
 	}
 	if (g->fd < 0 || !stream_read(g))
@@ -194,6 +232,7 @@ void gstream_init(struct outer_ctx *o, const struct gstream_sink *sink, struct g
 	g->kind = kind;
 	g->port = kind == GSTREAM_STATUS ? WIRE_PORT_STATUS : WIRE_PORT_LOG;
 	g->fd = -1;
+	g->deadline.fd = -1;
 }
 
 bool gstream_try_connect(struct gstream *g)
@@ -201,8 +240,9 @@ bool gstream_try_connect(struct gstream *g)
 	_cleanup_err_ struct err *e = NULL;
 	int fd;
 	bool in_progress;
-	/* Never a blocking connect on the loop: an enclave whose listen backlog is full would hold
-	 * ingress, egress and signals. An unfinished connect completes in on_stream. */
+	/* Never a blocking connect on the loop: an enclave whose listen backlog is full, or an
+	 * emulated guest slow to answer, would hold ingress, egress and signals. An unfinished
+	 * connect completes in on_stream, within OUTER_STREAM_CONNECT_MS. */
 	if (launcher_connect_guest_start(g->o->cfg.launcher, g->port, &fd, &in_progress, &e) < 0) {
 		if (g->failures++ == 0 || log_get_level() >= LOG_DEBUG)
 			log_debug("%s stream (port %u): %s; retrying", g->kind == GSTREAM_STATUS ? "status" : "log",
@@ -211,6 +251,13 @@ bool gstream_try_connect(struct gstream *g)
 	}
 	if (evloop_add(g->o->loop, fd, in_progress ? EPOLLOUT : EPOLLIN, &g->h, &e) < 0) {
 		log_warn("%s", e->msg);
+		close(fd);
+		return false;
+	}
+	if (in_progress &&
+	    ev_deadline_arm(&g->deadline, g->o->loop, OUTER_STREAM_CONNECT_MS, on_connect_deadline, &e) < 0) {
+		log_warn("%s", e->msg);
+		evloop_del(g->o->loop, fd);
 		close(fd);
 		return false;
 	}

@@ -252,7 +252,8 @@ static int step_launch(struct run *r, int *exit_code, struct err **err)
 	                           .n_ports = r->n_ports,
 	                           .policy = &r->m->egress_policy,
 	                           .debug_mode = o->debug_mode,
-	                           .log_fd = STDOUT_FILENO};
+	                           .log_fd = STDOUT_FILENO,
+	                           .metrics_addr = o->metrics};
 	if (outer_new(&cfg, &r->outer, err) < 0)
 		return -1;
 	struct launch_request req = {.eif_path = r->eif,

@@ -39,6 +39,7 @@ struct run_options {
 	const char *launcher; /* a registered launcher's name; NULL: "nitro" */
 	enum emu_accel accel; /* the emulator's */
 	const char *name;     /* NULL: the manifest's name, else the EIF's file name */
+	const char *metrics;  /* --metrics HOST:PORT or :PORT (outer_metrics_addr); NULL: none */
 
 	/* Called once the enclave started, before the outer side runs (the CLI prints nitro-cli's
 	 * run-enclave JSON). May be NULL. */

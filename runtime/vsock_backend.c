@@ -49,7 +49,7 @@ struct conn {
 	int64_t connect_deadline; /* time_monotonic_ms() */
 };
 
-struct listener {
+struct host_listener {
 	int fd;
 	uint32_t guest_port; /* for config listens */
 	bool connect_line;   /* the uds_path listener */
@@ -60,7 +60,7 @@ struct vsock_backend {
 	int stop_fd;
 	int vhost_listen_fd;
 	struct vhost_dev dev;
-	struct listener *listeners;
+	struct host_listener *listeners;
 	size_t n_listeners;
 	struct vsock_forward *forwards;
 	size_t n_forwards;
@@ -587,7 +587,7 @@ static void rx_process(struct vsock_backend *b)
 
 /* ---------------------------------------------------------------- host side */
 
-static void listener_accept(struct vsock_backend *b, struct listener *l)
+static void host_listener_accept(struct vsock_backend *b, struct host_listener *l)
 {
 	for (;;) {
 		int fd = accept4(l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
@@ -766,7 +766,7 @@ static void *backend_thread(void *arg)
 				(void)k;
 				break;
 			}
-			case SLOT_LISTENER: listener_accept(b, slots[i].ptr); break;
+			case SLOT_LISTENER: host_listener_accept(b, slots[i].ptr); break;
 			case SLOT_CONN: break; /* below: a slot's conn may be freed by an earlier slot */
 			}
 			if (slots[i].kind == SLOT_VHOST)
@@ -875,7 +875,8 @@ int vsock_backend_start(const struct vsock_backend_config *cfg, struct vsock_bac
 			err_wrap(err, "listener for guest port %u", cfg->listens[i].guest_port);
 			goto fail;
 		}
-		b->listeners[b->n_listeners++] = (struct listener){.fd = fd, .guest_port = cfg->listens[i].guest_port};
+		b->listeners[b->n_listeners++] =
+		    (struct host_listener){.fd = fd, .guest_port = cfg->listens[i].guest_port};
 	}
 	if (cfg->uds_path) {
 		struct vsock_endpoint ep = {.unix_path = cfg->uds_path};
@@ -884,7 +885,7 @@ int vsock_backend_start(const struct vsock_backend_config *cfg, struct vsock_bac
 			err_wrap(err, "host socket");
 			goto fail;
 		}
-		b->listeners[b->n_listeners++] = (struct listener){.fd = fd, .connect_line = true};
+		b->listeners[b->n_listeners++] = (struct host_listener){.fd = fd, .connect_line = true};
 	}
 	/* Every signal blocked in the thread: they are the caller's (its signalfd, its handlers). */
 	sigset_t all, old;

@@ -21,30 +21,9 @@ has_machine() {
 	[ -x "$1" ] && "$1" -machine help 2>/dev/null | grep -q '^nitro-enclave '
 }
 
-find_qemu() {
-	local sys
-	sys=$(command -v qemu-system-x86_64 || true)
-	if [ -n "$sys" ] && has_machine "$sys"; then
-		echo "$sys"
-		return 0
-	fi
-	if has_machine "$OUT"; then
-		echo "$OUT"
-		return 0
-	fi
-	return 1
-}
-
-if find_qemu; then
-	exit 0
-fi
-if [ "${1:-}" = "--check" ]; then
-	exit 1
-fi
-
-as_root() {
-	if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
-}
+# use_or_build, as_root (scripts/lib/cached_tool.sh).
+. "$(dirname "$0")/lib/cached_tool.sh"
+use_or_build qemu-system-x86_64 "$OUT" has_machine "${1:-}"
 
 # enable_backports (scripts/lib/backports.sh): bookworm-backports from the machine's own mirror.
 . "$(dirname "$0")/lib/backports.sh"

@@ -62,6 +62,13 @@ for bin in build/fuzz/bin/fuzz_*; do
 		printf 'CONNECT [::1]:443 HTTP/1.1\r\nHost: [::1]:443\r\n\r\n' >"$corpus/connect"
 		printf 'POST /v1/attestation HTTP/1.1\r\nContent-Length: 2\r\n\r\n{}' >"$corpus/post"
 		printf 'GET / HTTP/1.1\nHost: x\n\n' >"$corpus/bare-lf"
+	elif [ "$name" = fuzz_status_line ]; then
+		# Status lines as odyn writes them, a counters line, and one with an escaped label.
+		printf '{"status":"exited","code":3}' >"$corpus/exited"
+		printf '{"status":"fatal","error":"exec: \\"x\\""}' >"$corpus/fatal"
+		printf '{"status":"counters","egress":[["*.example:443","allowed",7],["(default)","denied",1]],"kms":[["Decrypt","ok",2]]}' \
+			>"$corpus/counters"
+		printf '{"status":"counters","kms":[["a\\"b\\\\c","error",1]]}' >"$corpus/escaped"
 	elif [ "$name" = fuzz_detached_signature ]; then
 		# A P-384 signature as DER (what openssl pkeyutl writes) and as raw r || s.
 		openssl ecparam -name secp384r1 -genkey -noout 2>/dev/null | openssl pkeyutl -sign -inkey /dev/stdin \
@@ -92,6 +99,11 @@ for bin in build/fuzz/bin/fuzz_*; do
 		printf '{"schemaVersion":2,"manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:%064d","size":2,"platform":{"os":"linux","architecture":"amd64"}}]}' 0 \
 			>"$corpus/index.json"
 		: >"$corpus/empty"
+	elif [ "$name" = fuzz_statement ]; then
+		# A build's signed envelope, and the statement inside it.
+		cp testdata/statement/signed.intoto.jsonl "$corpus/envelope.json"
+		python3 -c 'import base64,json,sys; sys.stdout.buffer.write(base64.b64decode(json.load(open(sys.argv[1]))["payload"]))' \
+			testdata/statement/signed.intoto.jsonl >"$corpus/statement.json"
 	elif [ "$name" = fuzz_eif_signature ]; then
 		# The signature section is the last one; its offset is in the
 		# table entry of section 3 (header bytes 28+8*3).

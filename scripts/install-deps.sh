@@ -34,6 +34,8 @@ packages=(
 	# the cgroup hybrid mode here; catatonit: `podman kube play`'s pause container), the
 	# deployment files checked with real tools
 	podman runc catatonit systemd python3-yaml
+	# --metrics tests: promtool checks the /metrics page (Debian's prometheus package carries it)
+	prometheus
 )
 
 if [ "$(id -u)" -ne 0 ]; then

@@ -31,9 +31,9 @@ struct relay_dir {
 };
 
 /* relay_start_connecting: end B is not connected yet. QUEUED (end B is -1) behind the queue's
- * one connect under way, then CONNECTING (EPOLLOUT on end B), then OPEN like any relay. End A
- * is not read before OPEN, and the deadline, armed at the start, closes both ends when it
- * passes first. */
+ * one connect under way, then CONNECTING (end B watched for what its step asks: EPOLLOUT first),
+ * then OPEN like any relay. End A is not read before OPEN, and the deadline, armed at the start,
+ * closes both ends when it passes first. */
 enum relay_phase { RELAY_OPEN, RELAY_QUEUED, RELAY_CONNECTING };
 
 struct relay {
@@ -45,11 +45,13 @@ struct relay {
 	struct relay_queue *queue;
 	struct relay *q_next;
 	relay_connect_fn connect;
+	relay_step_fn step; /* NULL: transport_connect_step */
 	void *connect_ctx;
 	struct ev_deadline deadline;
 	int timeout_ms;
 	char *what;
 	struct relay_list *list;
+	uint64_t *bytes; /* the queue's byte counts (relay_queue.bytes), or NULL */
 	struct relay *next, **pprev;
 };
 
@@ -266,6 +268,8 @@ static int pump(struct relay *r, int i)
 			d->eof = true;
 			return flush_dir(r, i);
 		}
+		if (r->bytes)
+			__atomic_fetch_add(&r->bytes[i], (uint64_t)n, __ATOMIC_RELAXED);
 		size_t off = 0;
 		while (off < (size_t)n) {
 			ssize_t w = end_write(&r->end[1 - i], buf + off, (size_t)n - off);
@@ -425,7 +429,8 @@ static void queue_pump(struct relay_queue *q)
 	}
 }
 
-/* End B's connect finished (EPOLLOUT), or end A went away while it waited. */
+/* End B's connect made progress (its step says whether it is done), or end A went away while
+ * it waited. */
 static void on_waiting_event(struct relay *r, int i, uint32_t events)
 {
 	struct relay_queue *q = r->queue;
@@ -436,16 +441,25 @@ static void on_waiting_event(struct relay *r, int i, uint32_t events)
 		}
 		return;
 	}
-	int soerr = 0;
-	socklen_t sl = sizeof(soerr);
-	if (getsockopt(r->end[1].fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) < 0)
-		soerr = errno;
-	if (soerr == 0 && !(events & EPOLLERR) && (events & EPOLLOUT)) {
-		connected(r);
+	_cleanup_err_ struct err *e = NULL;
+	uint32_t next = 0;
+	int rc;
+	if (r->step) {
+		next = events;
+		rc = r->step(r->connect_ctx, r->end[1].fd, &next, &e);
 	} else {
-		soerr = soerr ? soerr : ECONNREFUSED;
-		connect_failed(r, soerr, strerror(soerr));
+		rc = transport_connect_step(r->end[1].fd, events, &e);
 	}
+	if (rc == 0 && next != 0 && next != r->end[1].events) {
+		if (evloop_mod(r->loop, r->end[1].fd, next, &r->end[1].h, &e) == 0)
+			r->end[1].events = next;
+		else
+			rc = -1;
+	}
+	if (rc < 0)
+		connect_failed(r, e ? e->code : 0, e ? e->msg : "connect failed");
+	else if (next == 0)
+		connected(r);
 	queue_pump(q);
 }
 
@@ -561,9 +575,9 @@ int relay_start_tls(struct evloop *loop, int fd_tls, struct tls_conn *tls, int f
 	return relay_begin(loop, fd_tls, tls, fd_plain, NULL, 0, NULL, 0, list, err);
 }
 
-int relay_start_connecting(struct evloop *loop, int fd_a, struct tls_conn *tls_a, relay_connect_fn connect, void *ctx,
-                           int timeout_ms, const char *what, struct relay_queue *q, struct relay_list *list,
-                           struct err **err)
+int relay_start_connecting(struct evloop *loop, int fd_a, struct tls_conn *tls_a, relay_connect_fn connect,
+                           relay_step_fn step, void *ctx, int timeout_ms, const char *what, struct relay_queue *q,
+                           struct relay_list *list, struct err **err)
 {
 	if (!what)
 		what = "relay";
@@ -579,6 +593,7 @@ int relay_start_connecting(struct evloop *loop, int fd_a, struct tls_conn *tls_a
 	r->end[0] = (struct relay_end){.h.fn = on_event, .r = r, .fd = fd_a, .tls = tls_a};
 	r->end[1] = (struct relay_end){.h.fn = on_event, .r = r, .fd = -1};
 	r->connect = connect;
+	r->step = step;
 	r->connect_ctx = ctx;
 	r->timeout_ms = timeout_ms > 0 ? timeout_ms : 1;
 	r->what = xstrdup(what);
@@ -595,6 +610,7 @@ int relay_start_connecting(struct evloop *loop, int fd_a, struct tls_conn *tls_a
 	}
 	list_link(r, list);
 	r->queue = q;
+	r->bytes = q->bytes;
 	r->phase = RELAY_QUEUED;
 	q->n++;
 	if (q->tail)

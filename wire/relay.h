@@ -52,6 +52,9 @@ struct relay_queue {
 	int backoff_ms;
 	char *what; /* the destination, for the hold's lines */
 	struct ev_deadline retry, hold;
+	/* NULL, or two counters the queue's relays add the bytes they read to: [0] from end A,
+	 * [1] from end B (atomically: another thread may read them, the host's metrics). */
+	uint64_t *bytes;
 };
 /* hold_ms 0: no holding. `until` must outlive the queue (a string literal). */
 void relay_queue_init(struct relay_queue *q, int hold_ms, const char *until);
@@ -61,9 +64,16 @@ void relay_queue_resume(struct relay_queue *q);
 /* Stops the queue's timers (after its relays are closed). */
 void relay_queue_stop(struct relay_queue *q);
 typedef int (*relay_connect_fn)(void *ctx, bool *in_progress, struct err **err);
-int relay_start_connecting(struct evloop *loop, int fd_a, struct tls_conn *tls_a, relay_connect_fn connect, void *ctx,
-                           int timeout_ms, const char *what, struct relay_queue *q, struct relay_list *list,
-                           struct err **err);
+/* A connect that takes more than the socket's own (a handshake after it, as the emulator's vsock
+ * backend answers "OK <port>" once the guest accepted) gives a step: called with end B's
+ * descriptor whenever it is ready for what was waited for (EPOLLOUT first), *events holding what
+ * fired; it sets *events to 0 once end B is connected, or to what to wait for next (EPOLLIN),
+ * and returns 0; -1 when the connect failed, err's code deciding as above (ECONNREFUSED holds).
+ * NULL: the socket's own connect is all (transport_connect_step). */
+typedef int (*relay_step_fn)(void *ctx, int fd, uint32_t *events, struct err **err);
+int relay_start_connecting(struct evloop *loop, int fd_a, struct tls_conn *tls_a, relay_connect_fn connect,
+                           relay_step_fn step, void *ctx, int timeout_ms, const char *what, struct relay_queue *q,
+                           struct relay_list *list, struct err **err);
 /* Closes every relay of the list (at shutdown). */
 void relay_list_close_all(struct relay_list *list);
 

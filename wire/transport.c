@@ -181,6 +181,18 @@ int transport_connect_finish(int fd, const struct transport_addr *addr, struct e
 	return 0;
 }
 
+int transport_connect_step(int fd, uint32_t events, struct err **err)
+{
+	int soerr = 0;
+	socklen_t sl = sizeof(soerr);
+	if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) < 0)
+		soerr = errno;
+	if (soerr == 0 && !(events & EPOLLERR) && (events & EPOLLOUT))
+		return 0;
+	soerr = soerr ? soerr : ECONNREFUSED;
+	return err_set(err, soerr, "%s", strerror(soerr));
+}
+
 int transport_connect(const struct transport_addr *addr, bool nonblock, struct err **err)
 {
 	_cleanup_close_ int fd = socket(addr->family, SOCK_STREAM | SOCK_CLOEXEC, 0);

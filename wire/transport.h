@@ -40,6 +40,10 @@ void transport_unlink(const struct transport_addr *addr);
  * wait for EPOLLOUT and then check transport_connect_finish(). */
 int transport_connect_start(const struct transport_addr *addr, bool *in_progress, struct err **err);
 int transport_connect_finish(int fd, const struct transport_addr *addr, struct err **err);
+/* The same check on the loop, for connects whose descriptor was waited for with epoll: `events`
+ * is what fired (EPOLLOUT, EPOLLERR); 0 once connected, -1 with the connect's errno as err's code
+ * (ECONNREFUSED when the socket names none), its strerror as the message. */
+int transport_connect_step(int fd, uint32_t events, struct err **err);
 /* accept4 with NONBLOCK|CLOEXEC; returns -1 without *err when none is
  * waiting, or -1 with *err on a failure. Out of descriptors (EMFILE/ENFILE)
  * with a reserve descriptor given (an open /dev/null, -1 if none), the waiting

@@ -31,12 +31,42 @@
  * The last one before the enclave ends decides enclaver-run's exit status. host -> odyn on the same
  * connection: the line "stop" asks for a graceful stop (SIGTERM to the app). */
 #define WIRE_STATUS_STOP "stop"
-enum wire_status_kind { WIRE_STATUS_RUNNING, WIRE_STATUS_EXITED, WIRE_STATUS_SIGNALED, WIRE_STATUS_FATAL };
+/* host -> odyn: "counters" asks for the counters lines below (a host without --metrics, or one
+ * older than them, never asks and gets none). */
+#define WIRE_STATUS_COUNTERS_ON "counters"
+/* Counters: what only the enclave sees, for the host's metrics (docs/architecture.md):
+ * {"status":"counters","egress":[[RULE,"allowed"|"denied",N],...],"kms":[[ACTION,RESULT,N],...]},
+ * each N the total since odyn started, sent once the host asked (WIRE_STATUS_COUNTERS_ON), then
+ * at most once a second when one moved. Not a status:
+ * it never decides the exit. The host decodes it as untrusted input: at most WIRE_COUNTERS_MAX
+ * entries, labels of 1 to WIRE_COUNTER_LABEL_MAX printable ASCII bytes, N a non-negative integer,
+ * no entry twice; any breach refuses the whole line. */
+#define WIRE_COUNTERS_MAX      64
+#define WIRE_COUNTER_LABEL_MAX 128
+enum wire_counter_family { WIRE_COUNTER_EGRESS, WIRE_COUNTER_KMS };
+struct wire_counter {
+	enum wire_counter_family family;
+	char label[2][WIRE_COUNTER_LABEL_MAX + 1]; /* EGRESS: rule, allowed|denied; KMS: action, result */
+	uint64_t n;
+};
+enum wire_status_kind {
+	WIRE_STATUS_RUNNING,
+	WIRE_STATUS_EXITED,
+	WIRE_STATUS_SIGNALED,
+	WIRE_STATUS_FATAL,
+	WIRE_STATUS_COUNTERS
+};
 struct wire_status {
 	enum wire_status_kind kind;
 	int code;    /* EXITED: the exit code; SIGNALED: the signal number */
 	char *error; /* FATAL: why (decode allocates it; wire_status_free) */
+	struct wire_counter *counters; /* COUNTERS (decode allocates them; wire_status_free) */
+	size_t n_counters;
 };
+/* A label as the counters line may carry it (length and bytes above). */
+bool wire_counter_label_ok(const char *s);
+/* Whether c counts the series (f, a, b): one name, one entry, on both sides. */
+bool wire_counter_is(const struct wire_counter *c, enum wire_counter_family f, const char *a, const char *b);
 /* Appends the line, LF included. */
 void wire_status_encode(const struct wire_status *s, struct buf *out);
 /* One line without its LF. EINVAL for a line that is not a status (malformed JSON, a missing or

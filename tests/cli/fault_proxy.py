@@ -14,6 +14,11 @@
 #              uploads ran at the same time
 #   refusesig  manifest PUTs to a cosign signature tag (sha256-<hex>.sig)
 #              answer 403 DENIED, as a registry whose policy forbids them
+#   refuseatt  the same for attestation tags (sha256-<hex>.att) only
+#   referrers  GET /v2/<name>/referrers/<digest> answers 200 with an empty OCI
+#              index, as a registry with the OCI 1.1 referrers API does (the
+#              test registry, distribution 2.8, answers 404); everything else,
+#              the referrer's own PUT included, goes to the real registry
 #   hold       blob upload PUTs wait until the file LOG.go exists (or 60 s
 #              pass), each logged with "upload held" as it arrives, so a
 #              test can look at the pusher while it is mid-push
@@ -46,6 +51,14 @@ class Proxy(http.server.BaseHTTPRequestHandler):
     def log_message(self, *args):
         pass
 
+    def answer(self, code, content_type, body):
+        """A whole response made here instead of the registry's."""
+        self.send_response(code)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
     def relay(self):
         with lock, open(log_path, "a") as log:
             log.write(f"{self.command} {self.path} range={self.headers.get('Range', '-')}\n")
@@ -53,12 +66,7 @@ class Proxy(http.server.BaseHTTPRequestHandler):
         kind = mode.split(":")[0]
         if is_blob_get and kind in ("fail500", "fail429") and take_fault():
             code = 500 if kind == "fail500" else 429
-            body = b'{"errors":[{"code":"UNAVAILABLE","message":"injected fault"}]}'
-            self.send_response(code)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+            self.answer(code, "application/json", b'{"errors":[{"code":"UNAVAILABLE","message":"injected fault"}]}')
             return
         if is_blob_get and kind == "range416" and "Range" in self.headers and take_fault():
             msg = b"invalid range: failed to overlap\n"
@@ -73,13 +81,14 @@ class Proxy(http.server.BaseHTTPRequestHandler):
             return
         length = int(self.headers.get("Content-Length", "0") or 0)
         body = self.rfile.read(length) if length else None
-        if kind == "refusesig" and self.command == "PUT" and "/manifests/sha256-" in self.path:
-            msg = b'{"errors":[{"code":"DENIED","message":"signature tags are not allowed here"}]}'
-            self.send_response(403)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(msg)))
-            self.end_headers()
-            self.wfile.write(msg)
+        refused = "/manifests/sha256-" if kind == "refusesig" else ".att" if kind == "refuseatt" else None
+        if refused and self.command == "PUT" and "/manifests/sha256-" in self.path and refused in self.path:
+            self.answer(403, "application/json",
+                        b'{"errors":[{"code":"DENIED","message":"signature tags are not allowed here"}]}')
+            return
+        if kind == "referrers" and self.command == "GET" and "/referrers/sha256:" in self.path:
+            index = "application/vnd.oci.image.index.v1+json"
+            self.answer(200, index, b'{"schemaVersion":2,"mediaType":"%s","manifests":[]}' % index.encode())
             return
         if kind == "together" and self.command == "PUT" and "/blobs/uploads/" in self.path:
             with arrived:

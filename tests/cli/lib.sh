@@ -52,18 +52,19 @@ wait_for() {
 	done
 	return 1
 }
-# A free TCP port on 127.0.0.1 (the kernel picks it).
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-# require_tools TOOL...: stops the test (one failure) when a tool it drives is missing.
+# require_tools TOOL...: each is on PATH, else one failure naming it and the script ends.
 require_tools() {
 	local tool
 	for tool in "$@"; do
-		command -v "$tool" >/dev/null && continue
-		not_ok "$tool is installed (scripts/install-deps.sh)"
-		done_testing
-		exit 1
+		if ! command -v "$tool" >/dev/null; then
+			not_ok "$tool is installed (scripts/install-deps.sh)"
+			done_testing
+			exit 1
+		fi
 	done
 }
+# A free TCP port on 127.0.0.1 (the kernel picks it).
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 # registry_start [MODE]: Debian's docker-registry on 127.0.0.1 in $REG=$TMP/reg
 # (scripts/test-registry.sh; MODE plain by default), stopped at exit, with the fault proxy
 # $PROXY_PID when one runs; sets PORT and R=127.0.0.1:PORT.

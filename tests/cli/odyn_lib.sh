@@ -15,17 +15,19 @@ bg_cleanup() {
 }
 trap bg_cleanup EXIT
 
-# log_records SOCKET: what odyn's log stream at unix SOCKET holds (app lines and odyn's records),
-# read until it is quiet for 1 s (10 s bound).
+# log_records SOCKET [LINE]: what odyn's log (or status) stream at unix SOCKET holds (app lines and
+# odyn's records), read until it is quiet for 1 s (10 s bound); LINE is sent first (a command such
+# as the status stream's "counters").
 log_records() {
 	timeout 10 python3 -c 'import socket, sys
 s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); s.settimeout(1)
+if len(sys.argv) > 2: s.sendall(sys.argv[2].encode() + b"\n")
 try:
     while True:
         c = s.recv(65536)
         if not c: break
         sys.stdout.buffer.write(c)
-except socket.timeout: pass' "$1"
+except socket.timeout: pass' "$@"
 }
 
 # The host's egress endpoint (vsock 17002) spoken to directly, as an app bypassing odyn would:
@@ -89,4 +91,14 @@ standin_eif() {
 	head -c 50000 /dev/urandom >"$TMP/standin-rd"
 	"$ENCLAVER" eif build --kernel "$TMP/standin-kernel" --cmdline "console=ttyS0" --ramdisk "$TMP/standin-rd" \
 		--ramdisk "$TMP/standin-rd" --output "$1" >/dev/null 2>&1
+}
+
+# use_local_launcher: for the tests of `enclaver run` with the test-only local launcher
+# (tests/helpers/launcher_local.c): RUNL, the CLI built with it; a state folder of the test's
+# own; odyn from this build; no socket folder or manifest from the caller's environment.
+use_local_launcher() {
+	RUNL=$(dirname "$ENCLAVER")/../helpers/enclaver-local
+	[ -x "$RUNL" ] || { echo "missing $RUNL"; exit 1; }
+	export ENCLAVER_STATE_DIR=$TMP/state ENCLAVER_LOCAL_ODYN=$ODYN
+	unset ENCLAVER_LOCAL_MANIFEST ENCLAVER_LOCAL_DIR
 }

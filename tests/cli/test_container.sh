@@ -2,7 +2,7 @@
 # test_container.sh: the release image of the built-in example as a container engine runs it
 # (docs/deploy.md): under podman, unprivileged, enclaver-run names the first missing piece of
 # the machine (the device, AF_VSOCK, hugepages) with its own exit code (110, 111, 112); `podman
-# kube play` runs deploy/kubernetes/deployment.yaml as written to the "no /dev/nitro_enclaves"
+# kube play` runs deploy/kubernetes/deployment.yaml as written (JSON logs) to the "no /dev/nitro_enclaves"
 # error; `systemd-analyze verify` passes deploy/systemd/enclaver@.service; the ECS task definition
 # has only documented fields of the right types. Without podman the podman checks are counted
 # as not run. Every container, pod and image the test makes is removed at the end.
@@ -222,6 +222,11 @@ if grep -q 'no Nitro Enclaves driver here: /dev/nitro_enclaves does not exist.*a
 else
 	not_ok "the Deployment's container stops at the clear no-device error" "state: $state" "$(head -c 2000 "$TMP/kube.log")" "$(cat "$TMP/play.out")"
 fi
+check "the Deployment's --log-format json: the error is one JSON object (source host, level error)" python3 -c '
+import json, sys
+ds = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+assert any(d["source"] == "host" and d["level"] == "error" and "no Nitro Enclaves driver here" in d["message"]
+           for d in ds), ds' "$TMP/kube.log"
 "${P[@]}" kube down "$KUBE" >/dev/null 2>&1
 podman pod rm -f hello-enclave-pod-0 >/dev/null 2>&1
 check "kube down leaves no pod behind" test -z "$(podman pod ps -q --filter name=hello-enclave-pod-0)"

@@ -96,6 +96,21 @@ c=$(kms Decrypt "{\"CiphertextBlob\": \"$(b64 blob-d)\", \"EncryptionContext\": 
 check "a chunk longer than its size: 502" test "$c" = 502
 check "... naming the chunked body's problem" grep -q "chunked body: offset [0-9]*: chunk 1 is longer than its size" "$TMP/r"
 
+# The host's /metrics learns of these requests from counters lines on odyn's status stream, sent
+# once a reader asks ("counters"), at most one a second: Decrypt answered both ok and with an error.
+log_records "$TMP/st.$KP" >"$TMP/st-noask"
+check "a status reader that did not ask gets no counters lines" sh -c "! grep -q '\"counters\"' '$TMP/st-noask'"
+check "... but the app's status" grep -q '"status":"running"' "$TMP/st-noask"
+kms_counted() {
+	log_records "$TMP/st.$KP" counters | python3 -c '
+import json, sys
+last = [json.loads(l) for l in sys.stdin if "\"counters\"" in l][-1]
+got = {(a, r): n for a, r, n in last["kms"]}
+sys.exit(not (got.get(("Decrypt", "ok"), 0) >= 2 and got.get(("Decrypt", "error"), 0) >= 1))' 2>/dev/null
+}
+wait_for kms_counted
+check "KMS requests are counted by action and result on the status stream" kms_counted
+
 # At most 16 requests at once: 16 TestHold requests are held by the test KMS (it answers chunked
 # at once and sends the JSON when released), the 17th is refused with 503 without leaving the
 # enclave, and once they are released a new request is served again.

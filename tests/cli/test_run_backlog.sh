@@ -7,10 +7,7 @@
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/odyn_lib.sh"
 
-RUNL=$(dirname "$ENCLAVER")/../helpers/enclaver-local
-[ -x "$RUNL" ] || { echo "missing $RUNL"; exit 1; }
-export ENCLAVER_STATE_DIR=$TMP/state ENCLAVER_LOCAL_ODYN=$ODYN
-unset ENCLAVER_LOCAL_MANIFEST ENCLAVER_LOCAL_DIR
+use_local_launcher
 
 standin_eif "$TMP/app.eif"
 EP=$(free_port)

@@ -2,12 +2,15 @@
 # test_sign_image: `enclaver sign` and `enclaver build --push --sign-key` write cosign-format
 # signatures (simple-signing payload, sha256-<hex>.sig tag, dev.cosignproject.cosign/signature
 # annotation) to a real registry (Debian's docker-registry on 127.0.0.1, started and stopped
-# here). skopeo (containers/image) is the peer: it fetches the signature as a sigstore
-# attachment (registries.d use-sigstore-attachments) and, where its sigstore verification is
-# built in, enforces a policy.json sigstoreSigned requirement. Debian's skopeo 1.9 ships with
-# that verification disabled ("Debian-local change: sigstore disabled"), so the signature skopeo
-# fetched is also checked here as containers/image checks it: the payload's exact fields, the
-# manifest digest, the identity, and the ECDSA signature by openssl with the public key.
+# here). skopeo (containers/image) is the peer: Debian's skopeo fetches the signature as a
+# sigstore attachment (registries.d use-sigstore-attachments), and a skopeo with sigstore
+# verification enforces a policy.json sigstoreSigned requirement: it accepts the signed image
+# with the right key and refuses it with another key or once the tag moves to an unsigned image.
+# Debian's skopeo 1.9 ships with that verification disabled ("Debian-local change: sigstore
+# disabled"), so the verifying one is the same skopeo 1.9.3 built by scripts/build-skopeo.sh from
+# Debian's sources with that patch reverted (CI builds it first). The signature skopeo fetched is
+# also checked here as containers/image checks it: the payload's exact fields, the manifest
+# digest, the identity, and the ECDSA signature by openssl with the public key.
 . "$(dirname "$0")/lib.sh"
 . "$ROOT/tests/cli/helpers/build_fixtures.sh"
 
@@ -18,6 +21,10 @@ for tool in docker-registry skopeo umoci; do
 		exit 1
 	fi
 done
+
+# The skopeo whose verdicts count (scripts/build-skopeo.sh --check: the system's when it verifies,
+# else the one built from Debian's sources), found before HOME moves to $TMP.
+VSKOPEO=$("$ROOT/scripts/build-skopeo.sh" --check 2>/dev/null) || VSKOPEO=
 
 REG=$TMP/reg TREG=$TMP/treg
 mkdir -p "$REG" "$TREG"
@@ -63,6 +70,22 @@ policy() { # policy FILE PUBKEY
 policy "$TMP/policy.json" "$K/key.pub"
 policy "$TMP/policy-other.json" "$K/other.pub"
 SK=(skopeo --registries.d "$TMP/registries.d")
+if [ -n "$VSKOPEO" ]; then
+	VSK=("$VSKOPEO" --registries.d "$TMP/registries.d")
+	echo "# sigstore verdicts by $VSKOPEO"
+else
+	VSK=()
+	not_ok "a skopeo with sigstore verification (scripts/build-skopeo.sh; Debian's has it disabled)"
+fi
+# vcopy POLICY IMAGE DEST: the verifying skopeo copies IMAGE to the OCI layout DEST under POLICY
+# (the policy judges the source; an OCI layout cannot hold the signatures, so they are not copied;
+# the layers are kept as they are, so the copy's manifest is the one that was signed).
+vcopy() {
+	[ ${#VSK[@]} -gt 0 ] || { echo "no skopeo with sigstore verification" >&2; return 1; }
+	"${VSK[@]}" --policy "$1" copy -q --remove-signatures --preserve-digests --src-tls-verify=false "docker://$2" "oci:$3"
+}
+# copied_digest LAYOUT: the manifest digest in an OCI layout skopeo wrote.
+copied_digest() { json_get "$1/index.json" 'd["manifests"][0]["digest"]' 2>/dev/null; }
 
 # fetch_sig IMAGE DIR: skopeo copies IMAGE with its sigstore attachments to dir:DIR.
 fetch_sig() { "${SK[@]}" --policy "$TMP/any.json" copy -q --src-tls-verify=false "docker://$1" "dir:$2" >/dev/null; }
@@ -113,20 +136,18 @@ check "skopeo stored one signature" test -s "$TMP/got/signature-1" -a ! -e "$TMP
 check "the signature verifies with the public key, over the digest skopeo copied" verify_sig "$TMP/got" "$K/key.pub" "$R/x/app"
 check "it does not verify with another key" not verify_sig "$TMP/got" "$K/other.pub" "$R/x/app"
 
-# skopeo's own verdict: sigstoreSigned with keyPath. Debian's skopeo refuses every sigstore
-# requirement whatever the signature; a skopeo with sigstore verification decides for itself.
-"${SK[@]}" --policy "$TMP/policy.json" copy -q --src-tls-verify=false "docker://$R/x/app:v1" "oci:$TMP/acc:v1" \
-	>"$TMP/acc.out" 2>&1
-SKOPEO_ACCEPTS=$?
-SIGSTORE_OFF=false
-grep -q "sigstore disabled" "$TMP/acc.out" && SIGSTORE_OFF=true
-if $SIGSTORE_OFF; then
-	echo "# SKIP skopeo policy checks: this skopeo has sigstore verification disabled ($(grep -o 'Debian-local change: sigstore disabled' "$TMP/acc.out" | head -1))"
-else
-	check "skopeo's sigstoreSigned policy accepts the signed image" test "$SKOPEO_ACCEPTS" -eq 0
-	check_fails "skopeo's policy with another key refuses it" "rejected" \
-		"${SK[@]}" --policy "$TMP/policy-other.json" copy -q --src-tls-verify=false "docker://$R/x/app:v1" "oci:$TMP/rej:v1"
-fi
+# skopeo's own verdict: sigstoreSigned with keyPath (containers/image checks the ECDSA signature,
+# the payload's manifest digest against what it pulls, and the identity).
+check "skopeo's sigstoreSigned policy accepts the signed image" vcopy "$TMP/policy.json" "$R/x/app:v1" "$TMP/acc:v1"
+check "... and the copy is the signed manifest" test "$(copied_digest "$TMP/acc")" = "$DIGEST"
+check_fails "skopeo's policy with another key refuses it" "rejected.*signature verification failed" \
+	vcopy "$TMP/policy-other.json" "$R/x/app:v1" "$TMP/rej:v1"
+check "... and copies nothing" test ! -e "$TMP/rej/index.json"
+# The signature names the repository it was made for: a policy that wants another refuses it.
+printf '{"default":[{"type":"reject"}],"transports":{"docker":{"%s":[{"type":"sigstoreSigned","keyPath":"%s","signedIdentity":{"type":"exactRepository","dockerRepository":"%s/y/app"}}]}}}\n' \
+	"$R" "$K/key.pub" "$R" >"$TMP/policy-ident.json"
+check_fails "skopeo's policy for another identity refuses it" "rejected.*not accepted" \
+	vcopy "$TMP/policy-ident.json" "$R/x/app:v1" "$TMP/rej-ident:v1"
 
 # A second signer's signature goes beside the first (as cosign appends): each verifier finds its own.
 check "signing again with another key" "$ENCLAVER" sign -q --insecure "docker://$R/x/app:v1" --key "$K/other.pem"
@@ -136,21 +157,28 @@ check "two signatures now, the first unchanged" cmp "$TMP/got/signature-1" "$TMP
 check "the second verifies with the other key" verify_sig "$TMP/got2" "$K/other.pub" "$R/x/app" 2
 check "and not with the first" not verify_sig "$TMP/got2" "$K/key.pub" "$R/x/app" 2
 check "no third signature" test ! -e "$TMP/got2/signature-3"
-if ! $SIGSTORE_OFF; then
-	check "skopeo's policy for the other key accepts the image now" \
-		"${SK[@]}" --policy "$TMP/policy-other.json" copy -q --src-tls-verify=false "docker://$R/x/app:v1" "oci:$TMP/acc2:v1"
-fi
+check "skopeo's policy for the other key accepts the image now" \
+	vcopy "$TMP/policy-other.json" "$R/x/app:v1" "$TMP/acc2:v1"
 
 # The tag moved to an unsigned image: no signature for its digest.
-"$ENCLAVER" push -q --insecure "oci:$L:v2" "docker://$R/x/app:v1" >/dev/null
+"$ENCLAVER" push -q --insecure "oci:$L:v2" "docker://$R/x/app:v1" >"$TMP/push2.json"
+V2=$(json_get "$TMP/push2.json" 'd["digest"]')
 rm -rf "$TMP/moved"
 check "skopeo copies the moved tag" fetch_sig "$R/x/app:v1" "$TMP/moved"
 check "the moved tag's image has no signature" test ! -e "$TMP/moved/signature-1"
 check "so nothing verifies for it" not verify_sig "$TMP/moved" "$K/key.pub" "$R/x/app"
-if ! $SIGSTORE_OFF; then
-	check_fails "skopeo's policy refuses the moved tag" "rejected" \
-		"${SK[@]}" --policy "$TMP/policy.json" copy -q --src-tls-verify=false "docker://$R/x/app:v1" "oci:$TMP/rej2:v1"
-fi
+check_fails "skopeo's policy refuses the moved tag" "rejected.*no signature exists" \
+	vcopy "$TMP/policy.json" "$R/x/app:v1" "$TMP/rej2:v1"
+check "... while the signed image, by digest, is still accepted" \
+	vcopy "$TMP/policy.json" "$R/x/app@$DIGEST" "$TMP/acc3"
+# A signature replayed onto another digest: the signed image's .sig image copied, unchanged, to
+# the moved tag's .sig tag. The signatures are genuine but name the first digest: refused.
+skopeo --insecure-policy copy -q --preserve-digests --src-tls-verify=false --dest-tls-verify=false \
+	"docker://$R/x/app:sha256-${DIGEST#sha256:}.sig" "docker://$R/x/app:sha256-${V2#sha256:}.sig"
+check "the moved tag now has the first image's signatures beside it" \
+	test -n "$(tags x/app | grep -o "sha256-${V2#sha256:}\.sig")"
+check_fails "skopeo's policy refuses a signature replayed from another digest" "rejected.*digest .* does not match" \
+	vcopy "$TMP/policy.json" "$R/x/app:v1" "$TMP/rej3:v1"
 # Signed by digest, the signature names the digest it was asked for.
 V1=$DIGEST
 check "signing by digest" "$ENCLAVER" sign -q --insecure "docker://$R/x/app@$V1" --key "$K/key.pem"
@@ -292,10 +320,9 @@ check "the report names the signature" test "$(json_get "$TMP/build.json" 'd["Im
 rm -rf "$TMP/bgot"
 check "skopeo fetches the release image with its signature" fetch_sig "$R/hello/app:enclave" "$TMP/bgot"
 check "the release image's signature verifies" verify_sig "$TMP/bgot" "$K/key.pub" "$R/hello/app"
-if ! $SIGSTORE_OFF; then
-	check "skopeo's policy accepts the signed release image" \
-		"${SK[@]}" --policy "$TMP/policy.json" copy -q --src-tls-verify=false "docker://$R/hello/app:enclave" "oci:$TMP/bacc:v1"
-fi
+check "skopeo's policy accepts the signed release image" \
+	vcopy "$TMP/policy.json" "$R/hello/app:enclave" "$TMP/bacc:v1"
+check "... and the copy is the manifest the build pushed and signed" test "$(copied_digest "$TMP/bacc")" = "$BD"
 # Through the refusing proxy: pushed, but unsigned, and said so with a failure.
 printf 'version: v1\nname: hello\ntarget: %s/hello/refused:enclave\nsources:\n  app: oci:%s/app:v1\n' \
 	"$PR" "$TMP" >"$TMP/refused.yaml"

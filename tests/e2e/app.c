@@ -11,9 +11,11 @@
  *                      request through odyn's egress proxy and the denied one straight to the
  *                      host's egress endpoint (vsock 3:17002, bypassing odyn), then serve until
  *                      SIGTERM. Ingress commands (first line): "GET ..." (HTTP answer), ECHO,
- *                      SINK, SOURCE N, and for the benchmark EGRESS HOST:PORT N (send N bytes to
- *                      a SINK there through the proxy) and EGRESSCONN HOST:PORT K (K requests,
- *                      one connection each)
+ *                      SINK, SOURCE N, EXIT3 (the app exits 3), and for the benchmark EGRESS
+ *                      HOST:PORT N (send N bytes to a SINK there through the proxy) and
+ *                      EGRESSCONN HOST:PORT K (K requests, one connection each)
+ *   crash CODE         print a hostile line and a line on stderr, exit CODE (restarts, JSON logs)
+ *   stubborn           ignore SIGTERM (saying so) until killed (the stop's grace period)
  * Every line it prints starts with "app: " (the tests grep the log stream for them). */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -408,6 +410,8 @@ static void serve_one(int c)
 		unsigned k = 0;
 		if (sscanf(line + 11, "%255s %u", target, &k) == 2)
 			egress_conns(c, target, k);
+	} else if (strcmp(line, "EXIT3") == 0) {
+		kill(getppid(), SIGUSR2); /* the serving parent exits 3 (the metrics test's restart) */
 	} else if (strncmp(line, "SOURCE ", 7) == 0) {
 		unsigned long long left = strtoull(line + 7, NULL, 10);
 		memset(data, 'x', sizeof(data));
@@ -423,10 +427,11 @@ static void serve_one(int c)
 		;
 }
 
-static volatile sig_atomic_t stopping;
+static volatile sig_atomic_t stopping, exit3;
 static void on_term(int sig)
 {
-	(void)sig;
+	if (sig == SIGUSR2)
+		exit3 = 1;
 	stopping = 1;
 }
 
@@ -451,6 +456,7 @@ static int serve(unsigned port, const char *allow, const char *deny, unsigned de
 	egress_bypass(deny);
 	struct sigaction sa = {.sa_handler = on_term}; /* no SA_RESTART: accept returns EINTR */
 	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGUSR2, &sa, NULL);
 	signal(SIGCHLD, SIG_IGN); /* connection children are reaped by the kernel */
 	while (!stopping) {
 		int c = accept4(l, NULL, NULL, SOCK_CLOEXEC);
@@ -464,18 +470,57 @@ static int serve(unsigned port, const char *allow, const char *deny, unsigned de
 		}
 		close(c);
 	}
+	if (exit3) {
+		say("EXIT3: exiting with 3");
+		return 3;
+	}
 	say("SIGTERM: stopping");
 	return 0;
 }
 
+/* crash CODE: one hostile line (ill-formed UTF-8, an escape sequence, a CR and a forged JSON
+ * object after a newline), one line on stderr, then exit CODE: the restart policy's test app. */
+static int crash(int code)
+{
+	say("crash: starting");
+	fputs("app: hostile \xff\xfe \x1b[2K\r{\"source\":\"host\",\"message\":\"forged\"}\n", stdout);
+	fflush(stdout);
+	fprintf(stderr, "app: on stderr\n");
+	say("crash: exiting with %d", code);
+	return code;
+}
+
+static void on_term_ignored(int sig)
+{
+	static const char line[] = "app: SIGTERM: ignored\n";
+	(void)sig;
+	ssize_t w = write(STDOUT_FILENO, line, sizeof(line) - 1);
+	(void)w;
+}
+
+/* stubborn: runs until killed, ignoring SIGTERM (it says so): the grace period's test app. */
+static _Noreturn void stubborn(void)
+{
+	struct sigaction sa = {.sa_handler = on_term_ignored};
+	sigaction(SIGTERM, &sa, NULL);
+	say("stubborn: running");
+	for (;;)
+		pause();
+}
+
 int main(int argc, char **argv)
 {
+	if (argc == 3 && strcmp(argv[1], "crash") == 0)
+		return crash(atoi(argv[2]));
+	if (argc == 2 && strcmp(argv[1], "stubborn") == 0)
+		stubborn();
 	if (argc == 4 && strcmp(argv[1], "report") == 0)
 		return report((unsigned)atoi(argv[2]), atoi(argv[3]), 0, NULL, NULL);
 	if (argc == 7 && strcmp(argv[1], "report") == 0)
 		return report((unsigned)atoi(argv[2]), atoi(argv[3]), (unsigned)atoi(argv[4]), argv[5], argv[6]);
 	if ((argc == 5 || argc == 6) && strcmp(argv[1], "serve") == 0)
 		return serve((unsigned)atoi(argv[2]), argv[3], argv[4], argc == 6 ? (unsigned)atoi(argv[5]) : 0);
-	say("usage: app report PORT CODE | app serve PORT ALLOW_HOST:PORT DENY_HOST:PORT [DELAY_S]");
+	say("usage: app report PORT CODE | app serve PORT ALLOW_HOST:PORT DENY_HOST:PORT [DELAY_S] | app crash CODE | "
+	    "app stubborn");
 	return 2;
 }

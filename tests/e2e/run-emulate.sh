@@ -12,6 +12,7 @@ set -u
 : "${QEMU:?QEMU must name a qemu-system-x86_64 with the nitro-enclave machine}"
 source "$(dirname "${BASH_SOURCE[0]}")/../cli/lib.sh"
 source "$ROOT/tests/cli/helpers/build_fixtures.sh"
+source "$ROOT/tests/cli/helpers/run_lib.sh" # wait_line, build_app
 # TCG is slow and CI machines are shared: generous bounds, never timed assertions.
 BOOT_TIMEOUT=${E2E_BOOT_TIMEOUT:-400}
 ODYN=$ROOT/build/release/bin/odyn # static: it runs inside the enclave
@@ -25,15 +26,6 @@ cleanup() {
 	rm -rf "$TMP"
 }
 trap cleanup EXIT
-# wait_line FILE REGEX PID: until FILE has a line matching REGEX, PID ends, or the boot bound.
-wait_line() {
-	for _ in $(seq $((BOOT_TIMEOUT * 10))); do
-		grep -qE "$2" "$1" 2>/dev/null && return 0
-		kill -0 "$3" 2>/dev/null || return 1
-		sleep 0.1
-	done
-	return 1
-}
 
 KB=$TMP/kb
 make_kernel_bundle "$KB"
@@ -49,17 +41,9 @@ pids+=($!)
 "$TMP/app-bin" serve "$DENY_PORT" none none >"$TMP/deny-server.log" 2>&1 &
 pids+=($!)
 
-# build NAME CMD_JSON EXTRA_YAML: an EIF of the app with that Cmd and manifest tail.
-build() {
-	APP_CMD="$2" make_app_image "$TMP/img-$1" v1 "$TMP/app-bin"
-	printf 'version: v1\nname: %s\ntarget: %s:enclave\nsources:\n  app: oci:%s\n%s' "$1" "$1" "$TMP/img-$1:v1" "$3" \
-		>"$TMP/$1.yaml"
-	check "enclaver build of the $1 app" "$ENCLAVER" build --odyn "$ODYN" --kernel-bundle "$KB" \
-		-f "$TMP/$1.yaml" --eif-only "$TMP/$1.eif"
-}
-build serve "[\"serve\", \"8080\", \"127.0.0.1:$ALLOW_PORT\", \"127.0.0.1:$DENY_PORT\", \"3\"]" \
+build_app serve "[\"serve\", \"8080\", \"127.0.0.1:$ALLOW_PORT\", \"127.0.0.1:$DENY_PORT\", \"3\"]" \
 	"$(printf 'ingress:\n  - listen_port: 8080\negress:\n  allow:\n    - "127.0.0.1:%s"\n' "$ALLOW_PORT")"
-build exit42 '["report", "5005", "42"]' ""
+build_app exit42 '["report", "5005", "42"]' ""
 
 # ---------------------------------------------------------------- the serving app, then SIGTERM
 INGRESS=$(free_port)

@@ -1,4 +1,4 @@
-/* fuzz_http_request: libFuzzer target for odyn's request-head parser (odyn/http.c), the one every
+/* fuzz_http_request: libFuzzer target for the request-head parser (wire/http.c), the one every
  * odyn server reads a client with (egress proxy, attestation API, KMS proxy), and the target
  * splitting the egress proxy applies to what it accepts. */
 #include <stdlib.h>

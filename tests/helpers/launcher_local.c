@@ -2,8 +2,11 @@
  * (not init mode), with unix sockets standing in for vsock. Linked into build/<v>/helpers/enclaver-local
  * (the enclaver CLI plus this file), where it registers itself as `enclaver run --launcher local`.
  * Environment: ENCLAVER_LOCAL_CMD (the app, run with sh -c, or "exec:PATH"; required), ENCLAVER_LOCAL_MANIFEST (odyn's
- * egress policy and ingress ports), ENCLAVER_LOCAL_DIR (the socket folder: guest-P.sock is the enclave's
- * port P, parent-P.sock the host's listener on P; default a temporary folder), ENCLAVER_LOCAL_ODYN. */
+ * egress policy, ingress ports and restart policy), ENCLAVER_LOCAL_DIR (the socket folder: guest-P.sock is the enclave's
+ * port P, parent-P.sock the host's listener on P; default a temporary folder), ENCLAVER_LOCAL_ODYN,
+ * ENCLAVER_LOCAL_GRACE_MS (odyn's --grace-ms, default 5000), ENCLAVER_LOCAL_STOP_KILL (set: launcher_stop
+ * SIGKILLs odyn at once, as closing a Nitro enclave's fd ends it; else SIGTERM, SIGKILL after 20 s),
+ * ENCLAVER_LOCAL_BOOT_MS (a boot that blocks the caller this long first, as a real launcher's does). */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -116,7 +119,8 @@ static int local_start(struct launcher *l, const struct launch_request *req, str
 	strv_add(&argv, &n, xstrdup("--linger-ms"));
 	strv_add(&argv, &n, xstrdup("30000"));
 	strv_add(&argv, &n, xstrdup("--grace-ms"));
-	strv_add(&argv, &n, xstrdup("5000"));
+	const char *grace = getenv("ENCLAVER_LOCAL_GRACE_MS");
+	strv_add(&argv, &n, xstrdup(grace && *grace ? grace : "5000"));
 	if (!req->debug_mode)
 		strv_add(&argv, &n, xstrdup("--no-console"));
 	if (m && manifest_egress_on(m)) {
@@ -133,11 +137,27 @@ static int local_start(struct launcher *l, const struct launch_request *req, str
 			strv_add(&argv, &n, xstrdup(m->egress_deny[i]));
 		}
 	}
+	if (m && m->restart_policy) {
+		strv_add(&argv, &n, xstrdup("--restart"));
+		strv_add(&argv, &n, xstrdup(m->restart_policy));
+		strv_add(&argv, &n, xstrdup("--max-restarts"));
+		strv_add(&argv, &n, xasprintf("%lld", (long long)m->restart_max));
+		if (m->restart_backoff_ms) {
+			strv_add(&argv, &n, xstrdup("--restart-backoff-ms"));
+			strv_add(&argv, &n, xasprintf("%lld", (long long)m->restart_backoff_ms));
+		}
+	}
 	for (size_t i = 0; m && i < m->n_ingress; i++) {
 		strv_add(&argv, &n, xstrdup("--ingress"));
 		strv_add(&argv, &n,
 		         xasprintf("unix:%s/guest-%u.sock=tcp:127.0.0.1:%u", lc->dir, m->ingress[i].listen_port,
 		                   m->ingress[i].listen_port));
+	}
+	if (m && m->restart_policy) { /* as the enclave's odyn reads it from the manifest */
+		strv_add(&argv, &n, xasprintf("--restart=%s", m->restart_policy));
+		strv_add(&argv, &n, xasprintf("--max-restarts=%lld", (long long)m->restart_max));
+		if (m->restart_backoff_ms)
+			strv_add(&argv, &n, xasprintf("--restart-backoff-ms=%lld", (long long)m->restart_backoff_ms));
 	}
 	manifest_free(m);
 	strv_add(&argv, &n, xstrdup("--"));
@@ -149,6 +169,9 @@ static int local_start(struct launcher *l, const struct launch_request *req, str
 		strv_add(&argv, &n, xstrdup(cmd));
 	}
 
+	const char *boot_ms = getenv("ENCLAVER_LOCAL_BOOT_MS");
+	if (boot_ms)
+		usleep((useconds_t)atoi(boot_ms) * 1000);
 	int cons[2] = {-1, -1};
 	if (req->debug_mode && pipe2(cons, O_CLOEXEC) < 0) {
 		err_sys(err, "pipe");
@@ -231,7 +254,9 @@ static int local_stop(struct launcher *l, struct err **err)
 	if (lc->pid <= 0 || lc->reaped)
 		return 0;
 	struct pollfd p = {.fd = lc->pidfd, .events = POLLIN};
-	if (poll(&p, 1, 0) == 0) {
+	if (poll(&p, 1, 0) == 0 && getenv("ENCLAVER_LOCAL_STOP_KILL")) {
+		kill(lc->pid, SIGKILL); /* as a Nitro enclave's fd closing: gone at once */
+	} else if (poll(&p, 1, 0) == 0) {
 		kill(lc->pid, SIGTERM);
 		if (poll(&p, 1, 20000) == 0)
 			kill(lc->pid, SIGKILL);

@@ -3,7 +3,8 @@
  * CA and a short-lived leaf (all P-384, as AWS's), and documents that are
  * valid, tampered, expired, truncated, or name another root, and one
  * unsigned as QEMU's emulated NSM writes them.
- * Usage: make_attestation DIR PCR0_HEX NONCE_HEX */
+ * Usage: make_attestation DIR PCR0_HEX NONCE_HEX [PCR1_HEX PCR2_HEX]
+ * (PCR1 and PCR2 default to bytes of 1 and 2, PCR3 and PCR4 are bytes of 3 and 4). */
 #include <openssl/ec.h>
 #include <openssl/pem.h>
 #include <openssl/x509v3.h>
@@ -67,6 +68,10 @@ static void write_pem(const char *dir, const char *name, X509 *x)
 	fclose(f);
 }
 
+/* PCR1 and PCR2 when given (a build's, for `verify-attestation --image`). */
+static uint8_t pcr12[2][48];
+static bool have_pcr12;
+
 /* The payload's fields before the certificates: module_id, digest, timestamp, 16 PCRs. */
 static void payload_head(struct buf *p, uint64_t ts_ms, const uint8_t *pcr0)
 {
@@ -83,6 +88,8 @@ static void payload_head(struct buf *p, uint64_t ts_ms, const uint8_t *pcr0)
 		uint8_t v[48] = {0};
 		if (i == 0)
 			memcpy(v, pcr0, 48);
+		else if ((i == 1 || i == 2) && have_pcr12)
+			memcpy(v, pcr12[i - 1], 48);
 		else if (i < 5)
 			memset(v, i, 48);
 		cbor_put_head(p, CBOR_UINT, (uint64_t)i);
@@ -146,8 +153,8 @@ static void make_emulated_doc(struct buf *out, uint64_t ts_ms, const uint8_t *pc
 
 int main(int argc, char **argv)
 {
-	if (argc != 4) {
-		fputs("usage: make_attestation DIR PCR0_HEX NONCE_HEX\n", stderr);
+	if (argc != 4 && argc != 6) {
+		fputs("usage: make_attestation DIR PCR0_HEX NONCE_HEX [PCR1_HEX PCR2_HEX]\n", stderr);
 		return 2;
 	}
 	const char *dir = argv[1];
@@ -156,6 +163,13 @@ int main(int argc, char **argv)
 	if (hex_decode(argv[2], pcr0, 48) < 0 || nonce_len > sizeof(nonce) || hex_decode(argv[3], nonce, nonce_len) < 0) {
 		fputs("bad hex\n", stderr);
 		return 2;
+	}
+	if (argc == 6) {
+		if (hex_decode(argv[4], pcr12[0], 48) < 0 || hex_decode(argv[5], pcr12[1], 48) < 0) {
+			fputs("bad hex\n", stderr);
+			return 2;
+		}
+		have_pcr12 = true;
 	}
 	const long day = 86400;
 	EVP_PKEY *root_key = new_key(), *inter_key = new_key(), *leaf_key = new_key(), *other_key = new_key();

@@ -10,6 +10,8 @@
 #include <openssl/x509.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -284,8 +286,8 @@ TEST(relay_connecting_bounded_then_relays)
 	relay_queue_init(&q, 0, "it listens");
 	for (int i = 0; i < 3; i++) {
 		REQUIRE(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sp[i]) == 0);
-		REQUIRE(relay_start_connecting(loop, sp[i][0], NULL, connect_to, &target, 300, "test", &q, &list, &e) ==
-		        0);
+		REQUIRE(relay_start_connecting(loop, sp[i][0], NULL, connect_to, NULL, &target, 300, "test", &q, &list,
+		                               &e) == 0);
 		REQUIRE(write(sp[i][1], "x", 1) == 1);
 	}
 	CHECK_INT_EQ(q.n, 3);
@@ -317,7 +319,7 @@ TEST(relay_connecting_bounded_then_relays)
 	REQUIRE(transport_parse(text, &target, &e) == 0);
 	for (int i = 0; i < 3; i++) {
 		REQUIRE(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sp[i]) == 0);
-		REQUIRE(relay_start_connecting(loop, sp[i][0], NULL, connect_to, &target, 5000, "test", &q, &list,
+		REQUIRE(relay_start_connecting(loop, sp[i][0], NULL, connect_to, NULL, &target, 5000, "test", &q, &list,
 		                               &e) == 0);
 		REQUIRE(write(sp[i][1], "hello", 5) == 5);
 	}
@@ -363,7 +365,8 @@ static int start_clients(struct evloop *loop, struct transport_addr *target, int
 	struct err *e = NULL;
 	for (int i = 0; i < n; i++) {
 		if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sp[i]) < 0 ||
-		    relay_start_connecting(loop, sp[i][0], NULL, connect_to, target, timeout_ms, "test", q, list, &e) < 0 ||
+		    relay_start_connecting(loop, sp[i][0], NULL, connect_to, NULL, target, timeout_ms, "test", q, list,
+		                           &e) < 0 ||
 		    write(sp[i][1], first, strlen(first)) != (ssize_t)strlen(first)) {
 			err_free(&e);
 			return -1;
@@ -434,7 +437,8 @@ TEST(relay_hold_gives_up)
 	CHECK(!q.holding);
 	int late[2];
 	REQUIRE(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, late) == 0);
-	REQUIRE(relay_start_connecting(loop, late[0], NULL, connect_to, &target, 5000, "test", &q, &list, &e) == 0);
+	REQUIRE(relay_start_connecting(loop, late[0], NULL, connect_to, NULL, &target, 5000, "test", &q, &list, &e) ==
+	        0);
 	evloop_run_once(loop, 20, &e);
 	CHECK_INT_EQ(list.n, 0); /* refused at once: not held */
 	CHECK(!q.holding);
@@ -446,50 +450,144 @@ TEST(relay_hold_gives_up)
 	err_free(&e);
 }
 
+/* One client of a holding queue (5 s) whose destination is a listener on a free port. */
+struct one_client {
+	struct evloop *loop;
+	struct transport_addr target;
+	int lfd;
+	struct relay_list list;
+	struct relay_queue q;
+	int sp[2]; /* sp[0] the relay's end A, sp[1] the client */
+};
+
+static int one_client_open(struct one_client *c)
+{
+	struct err *e = NULL;
+	*c = (struct one_client){.lfd = -1, .sp = {-1, -1}};
+	relay_queue_init(&c->q, 5000, "it listens");
+	bool ok = evloop_new(&c->loop, &e) == 0 && closed_port(&c->target) == 0 &&
+	          (c->lfd = transport_listen(&c->target, 16, &e)) >= 0 &&
+	          socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, c->sp) == 0;
+	err_free(&e);
+	return ok ? 0 : -1;
+}
+
+static void one_client_close(struct one_client *c)
+{
+	relay_list_close_all(&c->list);
+	relay_queue_stop(&c->q);
+	close(c->sp[1]);
+	close(c->lfd);
+	evloop_free(c->loop);
+}
+
 /* Paused (the host while the enclave boots): nothing is connected, even to a listener, and
  * nothing read, until resumed; then the clients are relayed. */
 TEST(relay_paused_until_resumed)
 {
-	struct evloop *loop = NULL;
+	struct one_client c;
+	REQUIRE(one_client_open(&c) == 0);
 	struct err *e = NULL;
-	REQUIRE(evloop_new(&loop, &e) == 0);
-	struct transport_addr target;
-	REQUIRE(closed_port(&target) == 0);
-	int lfd = transport_listen(&target, 16, &e);
-	REQUIRE(lfd >= 0);
-	struct relay_list list = {0};
-	struct relay_queue q;
-	relay_queue_init(&q, 5000, "it listens");
-	relay_queue_pause(&q, "it is up");
-	int sp[2];
-	REQUIRE(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sp) == 0);
-	REQUIRE(relay_start_connecting(loop, sp[0], NULL, connect_to, &target, 100, "test", &q, &list, &e) == 0);
-	REQUIRE(write(sp[1], "hello", 5) == 5);
+	relay_queue_pause(&c.q, "it is up");
+	REQUIRE(relay_start_connecting(c.loop, c.sp[0], NULL, connect_to, NULL, &c.target, 100, "test", &c.q, &c.list,
+	                               &e) == 0);
+	REQUIRE(write(c.sp[1], "hello", 5) == 5);
 	for (int i = 0; i < 15; i++)
-		evloop_run_once(loop, 20, &e);
-	CHECK(q.holding);
-	CHECK(!q.in_flight);
-	CHECK_INT_EQ(list.n, 1);
-	CHECK(accept4(lfd, NULL, NULL, SOCK_NONBLOCK) < 0); /* not connected */
-	relay_queue_resume(&q);
+		evloop_run_once(c.loop, 20, &e);
+	CHECK(c.q.holding);
+	CHECK(!c.q.in_flight);
+	CHECK_INT_EQ(c.list.n, 1);
+	CHECK(accept4(c.lfd, NULL, NULL, SOCK_NONBLOCK) < 0); /* not connected */
+	relay_queue_resume(&c.q);
 	int peer = -1;
 	char got[8];
 	ssize_t n = 0;
 	for (int i = 0; i < 500 && n <= 0; i++) {
-		evloop_run_once(loop, 20, &e);
+		evloop_run_once(c.loop, 20, &e);
 		if (peer < 0)
-			peer = accept4(lfd, NULL, NULL, SOCK_NONBLOCK);
+			peer = accept4(c.lfd, NULL, NULL, SOCK_NONBLOCK);
 		if (peer >= 0)
 			n = read(peer, got, sizeof(got));
 	}
 	CHECK_INT_EQ(n, 5);
-	CHECK(!q.holding);
-	relay_list_close_all(&list);
-	relay_queue_stop(&q);
+	CHECK(!c.q.holding);
 	if (peer >= 0)
 		close(peer);
-	close(sp[1]);
-	close(lfd);
-	evloop_free(loop);
+	one_client_close(&c);
+	err_free(&e);
+}
+
+/* A connect with a handshake after it (relay_start_connecting's step, as the emulator's vsock
+ * backend answers once the guest accepted): the target's "go\n" line connects and what follows it
+ * is relayed; a close before it refuses (held and retried); the client is not read meanwhile. */
+static int await_go(void *ctx, int fd, uint32_t *events, struct err **err)
+{
+	(void)ctx;
+	if ((*events & EPOLLOUT) && transport_connect_step(fd, *events, err) < 0)
+		return -1;
+	char b[3];
+	ssize_t n = recv(fd, b, sizeof(b), MSG_PEEK | MSG_DONTWAIT);
+	if ((n < 0 && errno == EAGAIN) || (n > 0 && n < 3)) {
+		*events = EPOLLIN;
+		return 0;
+	}
+	if (n <= 0)
+		return err_set(err, ECONNREFUSED, "closed before its answer");
+	if (memcmp(b, "go\n", 3) != 0 || recv(fd, b, sizeof(b), 0) != 3)
+		return err_set(err, EPROTO, "bad answer");
+	*events = 0;
+	return 0;
+}
+
+/* Runs the loop until lfd has a connection to accept (10 s bound); -1 when none came. */
+static int loop_accept(struct evloop *loop, int lfd)
+{
+	struct err *e = NULL;
+	int peer = -1;
+	for (int i = 0; i < 500 && peer < 0; i++) {
+		evloop_run_once(loop, 20, &e);
+		peer = accept4(lfd, NULL, NULL, SOCK_NONBLOCK);
+	}
+	err_free(&e);
+	return peer;
+}
+
+TEST(relay_connecting_with_a_step)
+{
+	struct one_client c;
+	REQUIRE(one_client_open(&c) == 0);
+	struct err *e = NULL;
+	REQUIRE(relay_start_connecting(c.loop, c.sp[0], NULL, connect_to, await_go, &c.target, 5000, "test", &c.q,
+	                               &c.list, &e) == 0);
+	REQUIRE(write(c.sp[1], "hello", 5) == 5);
+	/* The socket connected, the answer not given: still connecting, nothing read from the client. */
+	int first = loop_accept(c.loop, c.lfd);
+	REQUIRE(first >= 0);
+	for (int i = 0; i < 10; i++)
+		evloop_run_once(c.loop, 20, &e);
+	CHECK(c.q.in_flight);
+	char got[16];
+	CHECK(read(first, got, sizeof(got)) < 0 && errno == EAGAIN);
+	/* Closed before the answer: refused, so held and tried again. */
+	close(first);
+	int second = loop_accept(c.loop, c.lfd);
+	REQUIRE(second >= 0);
+	CHECK(c.q.holding);
+	REQUIRE(write(second, "go\nworld", 8) == 8);
+	ssize_t n = 0, m = 0;
+	for (int i = 0; i < 500 && (n <= 0 || m <= 0); i++) {
+		evloop_run_once(c.loop, 20, &e);
+		if (n <= 0)
+			n = read(second, got, sizeof(got));
+		if (m <= 0)
+			m = read(c.sp[1], got + 8, 8);
+	}
+	CHECK_INT_EQ(n, 5);
+	CHECK(memcmp(got, "hello", 5) == 0);
+	CHECK_INT_EQ(m, 5);
+	CHECK(memcmp(got + 8, "world", 5) == 0);
+	CHECK(!c.q.in_flight && !c.q.holding);
+	close(second);
+	one_client_close(&c);
 	err_free(&e);
 }

@@ -145,3 +145,24 @@ json.dump({"schemaVersion": 2, "manifests": [dict(manifest, mediaType="applicati
 open(os.path.join(lay, "oci-layout"), "w").write('{"imageLayoutVersion":"1.0.0"}')
 PY
 }
+
+# softhsm_key DIR TOKEN PIN CURVE: a SoftHSM2 token of its own in DIR (SOFTHSM2_CONF is exported)
+# holding an EC key pair made inside it (label "signer", never exported), its public key as
+# DIR/pub.pem; SOFTHSM is set to the module for PKCS11_PROVIDER_MODULE. Returns 1 (nothing made)
+# when pkcs11-provider, softhsm2 or opensc is missing, or the public key cannot be read out (this
+# opensc's pkcs11-tool cannot export a P-384 public key: "cannot create EVP_PKEY").
+softhsm_key() {
+	local dir=$1 token=$2 pin=$3 curve=$4
+	SOFTHSM=$(find /usr/lib -name libsofthsm2.so 2>/dev/null | head -n 1)
+	[ -n "$(find /usr/lib -name pkcs11.so -path '*ossl-modules*' 2>/dev/null | head -n 1)" ] && [ -n "$SOFTHSM" ] &&
+		command -v pkcs11-tool >/dev/null || return 1
+	mkdir -p "$dir/tokens"
+	export SOFTHSM2_CONF=$dir/softhsm2.conf
+	printf 'directories.tokendir = %s\nobjectstore.backend = file\nlog.level = ERROR\n' "$dir/tokens" >"$SOFTHSM2_CONF"
+	softhsm2-util --init-token --free --label "$token" --pin "$pin" --so-pin so-"$pin" >/dev/null 2>&1
+	pkcs11-tool --module "$SOFTHSM" --token-label "$token" --login --pin "$pin" --keypairgen \
+		--key-type "EC:$curve" --label signer --id 03 >/dev/null 2>&1
+	pkcs11-tool --module "$SOFTHSM" --token-label "$token" --read-object --type pubkey --label signer \
+		-o "$dir/pub.der" >/dev/null 2>&1
+	openssl pkey -pubin -inform DER -in "$dir/pub.der" -out "$dir/pub.pem" 2>/dev/null
+}

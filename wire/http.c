@@ -1,10 +1,10 @@
-/* http: a strict parser for HTTP/1.x request heads as a proxy receives them
- * (CRLF only: a bare LF is refused at once; no folded headers, no ambiguous
- * body framing), and splitting of absolute-form and CONNECT targets. */
+/* http: a strict parser for HTTP/1.x request heads as a proxy or a local endpoint receives them
+ * (CRLF only: a bare LF is refused at once; no folded headers, no ambiguous body framing), and
+ * splitting of absolute-form and CONNECT targets. */
 #include <errno.h>
 #include <string.h>
 
-#include "odyn/internal.h"
+#include "wire/http.h"
 
 static bool is_tchar(char c)
 {

@@ -1,17 +1,20 @@
-/* httpd: a small HTTP/1.1 server for odyn's local endpoints (the attestation
- * API, the KMS proxy): one request per connection, heads parsed by http.c,
- * bodies by Content-Length up to a limit; the handler answers now or later. */
+/* httpd: a small HTTP/1.1 server for local endpoints (odyn's attestation API and KMS proxy, the
+ * host's metrics): one request per connection, heads parsed by http.c, bodies by Content-Length
+ * up to a limit, connections capped in number and lifetime; the handler answers now or later. */
 #include <errno.h>
+#include <stdarg.h>
+#include <unistd.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
 
-#include "odyn/internal.h"
+#include "wire/http.h"
 
 struct httpd {
 	struct listener l; /* first: on_accept gets &l.h */
 	struct evloop *loop;
-	size_t body_max;
+	struct httpd_limits lim;
+	size_t n_conns;
 	httpd_handler_fn handler;
 	void *arg;
 	char *name;
@@ -21,6 +24,7 @@ struct httpd {
 struct httpd_conn {
 	struct ev_handler h;
 	struct httpd *srv;
+	struct ev_deadline deadline; /* lim.conn_timeout_ms */
 	int fd;
 	bool dead, handled, responded, draining;
 	size_t drained;
@@ -52,6 +56,8 @@ static void conn_close(struct httpd_conn *c)
 	c->dead = true;
 	if (c->user_cancel)
 		c->user_cancel(c->user);
+	ev_deadline_stop(&c->deadline);
+	c->srv->n_conns--;
 	evloop_del(c->srv->loop, c->fd);
 	close(c->fd);
 	*c->pprev = c->next;
@@ -96,6 +102,20 @@ void httpd_respond(struct httpd_conn *c, int code, const char *reason, const cha
 	buf_printf(&c->out, "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\nConnection: close\r\n\r\n",
 	           code, reason, content_type, len);
 	buf_append(&c->out, body, len);
+	conn_flush(c);
+}
+
+void httpd_respond_not_allowed(struct httpd_conn *c, const char *allow)
+{
+	if (c->dead || c->responded)
+		return;
+	c->responded = true;
+	c->user_cancel = NULL;
+	static const char body[] = "method not allowed\n";
+	buf_printf(&c->out,
+	           "HTTP/1.1 405 Method Not Allowed\r\nAllow: %s\r\nContent-Type: text/plain\r\nContent-Length: "
+	           "%zu\r\nConnection: close\r\n\r\n%s",
+	           allow, sizeof(body) - 1, body);
 	conn_flush(c);
 }
 
@@ -149,9 +169,10 @@ static void conn_process(struct httpd_conn *c)
 			httpd_respond_text(c, 411, "Length Required", "send the body with a Content-Length");
 			return;
 		}
-		if (c->req.content_length > (int64_t)c->srv->body_max) {
+		if (c->req.content_length > (int64_t)c->srv->lim.body_max) {
 			c->handled = true;
-			httpd_respond_text(c, 413, "Content Too Large", "the body is over %zu bytes", c->srv->body_max);
+			httpd_respond_text(c, 413, "Content Too Large", "the body is over %zu bytes",
+			                   c->srv->lim.body_max);
 			return;
 		}
 	}
@@ -195,12 +216,19 @@ static void on_conn(struct ev_handler *h, uint32_t events)
 		return;
 	}
 	buf_append(&c->in, b, (size_t)n);
-	if (c->in.len > HTTP_HEAD_MAX + c->srv->body_max && !c->have_req) {
+	if (c->in.len > HTTP_HEAD_MAX + c->srv->lim.body_max && !c->have_req) {
 		c->handled = true;
 		httpd_respond_text(c, 431, "Request Header Fields Too Large", "request head too large");
 		return;
 	}
 	conn_process(c);
+}
+
+static void on_timeout(struct ev_handler *h, uint32_t events)
+{
+	struct httpd_conn *c = (struct httpd_conn *)((char *)h - offsetof(struct httpd_conn, deadline));
+	(void)events;
+	conn_close(c); /* slow head, slow reader: either way it has had its time */
 }
 
 static void on_accept(struct ev_handler *h, uint32_t events)
@@ -215,16 +243,25 @@ static void on_accept(struct ev_handler *h, uint32_t events)
 				log_warn("%s: %s", s->name, e->msg);
 			return;
 		}
+		if (s->lim.conns_max && s->n_conns >= s->lim.conns_max) {
+			close(fd); /* shed: the cap bounds what a flood costs */
+			continue;
+		}
 		struct httpd_conn *c = xcalloc(1, sizeof(*c));
 		c->h.fn = on_conn;
 		c->srv = s;
 		c->fd = fd;
-		if (evloop_add(s->loop, fd, EPOLLIN, &c->h, &e) < 0) {
+		c->deadline.fd = -1;
+		if (evloop_add(s->loop, fd, EPOLLIN, &c->h, &e) < 0 ||
+		    (s->lim.conn_timeout_ms > 0 &&
+		     ev_deadline_arm(&c->deadline, s->loop, s->lim.conn_timeout_ms, on_timeout, &e) < 0)) {
 			log_warn("%s: %s", s->name, e->msg);
+			evloop_del(s->loop, fd);
 			close(fd);
 			free(c);
 			continue;
 		}
+		s->n_conns++;
 		c->next = s->conns;
 		if (s->conns)
 			s->conns->pprev = &c->next;
@@ -233,8 +270,9 @@ static void on_accept(struct ev_handler *h, uint32_t events)
 	}
 }
 
-int httpd_start(struct evloop *loop, const struct transport_addr *addr, const char *name, size_t body_max,
-                httpd_handler_fn handler, void *arg, struct httpd **out, struct err **err)
+int httpd_start(struct evloop *loop, const struct transport_addr *addr, const char *name,
+                const struct httpd_limits *limits, httpd_handler_fn handler, void *arg, struct httpd **out,
+                struct err **err)
 {
 	struct httpd *s = xcalloc(1, sizeof(*s));
 	if (listener_open(&s->l, loop, addr, 64, on_accept, err) < 0) {
@@ -242,13 +280,20 @@ int httpd_start(struct evloop *loop, const struct transport_addr *addr, const ch
 		return err_wrap(err, "%s", name);
 	}
 	s->loop = loop;
-	s->body_max = body_max;
+	s->lim = *limits;
 	s->handler = handler;
 	s->arg = arg;
 	s->name = xstrdup(name);
 	log_info("%s on %s", name, addr->text);
 	*out = s;
 	return 0;
+}
+
+uint16_t httpd_port(const struct httpd *s)
+{
+	uint32_t port = 0;
+	transport_local_port(s->l.fd, &port, NULL);
+	return (uint16_t)port;
 }
 
 void httpd_free(struct httpd *s)
