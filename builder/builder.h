@@ -390,7 +390,7 @@ void bld_ramdisk_pending_free(struct bld_ramdisk_pending *p);
 
 /* sources.sleeve: a base image under the release image. Its config is the
  * starting point (Env, WorkingDir, User, Labels... kept; Cmd dropped; history
- * and rootfs.diff_ids extended); its layer blobs are copied unchanged. */
+ * and rootfs.diff_ids extended); its layer blobs travel unchanged, from the cache. */
 struct bld_release_sleeve {
 	const char *ref;      /* as the manifest names it */
 	const char *digest;   /* its manifest digest */
@@ -412,10 +412,19 @@ struct bld_release_spec {
 	const char *const *label_values;
 	size_t n_labels;
 };
-/* Writes the image as an OCI layout in layout_dir (created; tagged `tag`);
- * *digest_out gets the manifest digest. */
-int bld_release_write(const char *layout_dir, const char *tag, const struct bld_release_spec *spec,
-                      char digest_out[OCI_DIGEST_MAX], struct err **err);
+/* The image made: its manifest (an OCI manifest, OCI_MT_MANIFEST) in memory. */
+struct bld_release_image {
+	char digest[OCI_DIGEST_MAX]; /* the manifest's */
+	char *manifest;
+	size_t manifest_len;
+	size_t n_layers;
+};
+/* Writes the new blobs (the runtime and EIF layers, the config) once into blob_dir, a folder of
+ * blobs by hex (a staging folder, oci_cache_staging_create), and makes the manifest; the sleeve's
+ * layers must be in its cache. oci_put_local_image then puts the image anywhere. */
+int bld_release_write(const char *blob_dir, const struct bld_release_spec *spec, struct bld_release_image *out,
+                      struct err **err);
+void bld_release_image_free(struct bld_release_image *img);
 
 /* Where a release image keeps its EIF. */
 #define BLD_RELEASE_EIF_PATH "/enclave/application.eif"

@@ -105,6 +105,7 @@ struct build {
 	uint8_t customer_pcr2[48];                    /* the PCR2 it measured when it was made */
 	struct sign_key *sign_key;                    /* --sign-key, opened before any work */
 	char eif_sha256[OCI_DIGEST_MAX], eif_sha384[104]; /* the EIF's bytes, for the statement */
+	char *release_blobs; /* the release image's staging folder in the cache, removed at the end */
 };
 
 static void build_free(struct build *b)
@@ -114,6 +115,10 @@ static void build_free(struct build *b)
 	if (b->tmp) {
 		io_remove_tree(b->tmp);
 		free(b->tmp);
+	}
+	if (b->release_blobs) {
+		io_remove_tree(b->release_blobs);
+		free(b->release_blobs);
 	}
 	if (b->cache_open)
 		oci_cache_close(&b->cache);
@@ -589,8 +594,8 @@ static int step_attest(struct build *b, const char *dst, const char *pushed, con
 	return 0;
 }
 
-/* Writes the release image into the temporary folder, then copies it to
- * --output and --push; *image gets the report's "Image". */
+/* Writes the release image's new blobs once (into a staging folder beside the cache's blobs),
+ * then puts it to --output and --push from there; *image gets the report's "Image". */
 static int step_release(struct build *b, const char *eif, json_t **image, struct err **err)
 {
 	const struct eif_measurements *me = &b->measurements;
@@ -628,23 +633,23 @@ static int step_release(struct build *b, const char *eif, json_t **image, struct
 	                                .label_keys = keys,
 	                                .label_values = values,
 	                                .n_labels = n_labels};
-	_cleanup_free_ char *layout = xasprintf("%s/release", b->tmp);
-	char digest[OCI_DIGEST_MAX];
-	if (bld_release_write(layout, "release", &spec, digest, err) < 0)
+	_cleanup_(bld_release_image_free) struct bld_release_image rel = {0};
+	if (oci_cache_staging_create(&b->cache, "release", &b->release_blobs, err) < 0 ||
+	    bld_release_write(b->release_blobs, &spec, &rel, err) < 0)
 		return -1;
-	say(b, "release image %.19s: %zu layer(s)", digest,
-	    (b->sleeve.manifest_parsed ? b->sleeve.manifest.n_layers : 0) + (b->opts->runtime_path ? 2 : 1));
+	say(b, "release image %.19s: %zu layer(s)", rel.digest, rel.n_layers);
 	json_t *written = json_array();
 	char runtime_digest[OCI_DIGEST_MAX];
-	if (b->opts->runtime_path && file_digest(b->opts->runtime_path, runtime_digest, err) < 0)
+	if (b->opts->runtime_path && file_digest(b->opts->runtime_path, runtime_digest, err) < 0) {
+		json_decref(written);
 		return err_wrap(err, "enclaver-run");
+	}
 	*image = b->opts->runtime_path
-	             ? json_pack("{s:s, s:o, s:{s:s, s:s}}", "Digest", digest, "Written", written, "Runtime", "Path",
-	                         b->opts->runtime_path, "Digest", runtime_digest)
-	             : json_pack("{s:s, s:o, s:s}", "Digest", digest, "Written", written, "Runtime",
+	             ? json_pack("{s:s, s:o, s:{s:s, s:s}}", "Digest", rel.digest, "Written", written, "Runtime",
+	                         "Path", b->opts->runtime_path, "Digest", runtime_digest)
+	             : json_pack("{s:s, s:o, s:s}", "Digest", rel.digest, "Written", written, "Runtime",
 	                         "not included: no static enclaver-run was found (ENCLAVER_RUN, or enclaver-run.static "
 	                         "next to enclaver); the image holds the EIF and manifest only");
-	_cleanup_free_ char *src = xasprintf("oci:%s:release", layout);
 	const char *push = b->opts->push;
 	if (push && !*push) {
 		if (!b->manifest->target)
@@ -660,9 +665,10 @@ static int step_release(struct build *b, const char *eif, json_t **image, struct
 		say(b, "%s the release image to %s", i ? "pushing" : "writing", dsts[i]);
 		struct oci_opts o = b->opts->oci;
 		o.mount_from = b->sleeve.config ? b->manifest->source_sleeve : NULL; /* its blobs need not travel */
-		if (oci_copy(src, dsts[i], &o, &res, err) < 0)
+		if (oci_put_local_image(dsts[i], &o, &b->cache, b->release_blobs, rel.manifest, rel.manifest_len,
+		                        OCI_MT_MANIFEST, &res, err) < 0)
 			return err_wrap(err, "release image to %s", dsts[i]);
-		if (strcmp(res.manifest_digest, digest) != 0) {
+		if (strcmp(res.manifest_digest, rel.digest) != 0) {
 			/* A destination that only takes Docker media types would change the digest. */
 			log_warn("%s holds the release image as %s", dsts[i], res.manifest_digest);
 		}
@@ -672,7 +678,7 @@ static int step_release(struct build *b, const char *eif, json_t **image, struct
 		json_array_append_new(written, entry);
 		if (i == 1 && b->sign_key) {
 			struct bld_image_signature sig;
-			int sr = bld_sign_image(dsts[i], res.manifest_digest, b->sign_key, &o, &sig, err);
+			int sr = bld_sign_image(dsts[i], res.manifest_digest, b->sign_key, &b->opts->oci, &sig, err);
 			if (sr < 0) {
 				err_wrap(err, "the release image %s is pushed to %s UNSIGNED: signing it", res.manifest_digest,
 				         dsts[i]);
@@ -683,7 +689,7 @@ static int step_release(struct build *b, const char *eif, json_t **image, struct
 			json_object_set_new(entry, "Signature", json_string(sig.signature_ref));
 			bld_image_signature_free(&sig);
 		}
-		if (i == 1 && step_attest(b, dsts[i], res.manifest_digest, &o, entry, err) < 0) {
+		if (i == 1 && step_attest(b, dsts[i], res.manifest_digest, &b->opts->oci, entry, err) < 0) {
 			err_wrap(err, "the release image %s is pushed to %s NOT ATTESTED: attaching its statement",
 			         res.manifest_digest, dsts[i]);
 			oci_copy_result_free(&res);
@@ -692,7 +698,8 @@ static int step_release(struct build *b, const char *eif, json_t **image, struct
 		oci_copy_result_free(&res);
 	}
 	if (!b->opts->output && !push)
-		say(b, "release image %.19s not written anywhere: pass --output oci:DIR[:TAG] or --push[=REF]", digest);
+		say(b, "release image %.19s not written anywhere: pass --output oci:DIR[:TAG] or --push[=REF]",
+		    rel.digest);
 	return 0;
 }
 

@@ -1,10 +1,10 @@
-/* release: the release image `enclaver build` ships, written as an OCI layout: the sleeve's
- * layers (when there is one), the runtime layer, the EIF layer, and a config built on the sleeve's. */
+/* release: the release image `enclaver build` ships: the sleeve's layers (when there is one,
+ * from the cache), the runtime layer, the EIF layer and a config built on the sleeve's, written
+ * once into a blob folder, and its manifest in memory, for oci_put_local_image to put anywhere. */
 #include <archive.h>
 #include <archive_entry.h>
 #include <fcntl.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "builder/builder.h"
@@ -130,32 +130,8 @@ static int json_blob_write(const char *blob_dir, const json_t *doc, char digest[
 	_cleanup_free_ char *text = json_dumps(doc, JSON_COMPACT | JSON_SORT_KEYS);
 	if (!text)
 		return err_set(err, ENOMEM, "encoding JSON");
-	struct oci_blob_writer *w = NULL;
-	if (oci_blob_writer_open(blob_dir, NULL, -1, &w, err) < 0)
-		return -1;
 	*size = (int64_t)strlen(text);
-	if (oci_blob_writer_write(w, text, strlen(text), err) < 0) {
-		oci_blob_writer_abort(w);
-		return -1;
-	}
-	return oci_blob_writer_commit(w, digest, err);
-}
-
-static int file_put(const char *path, const json_t *doc, struct err **err)
-{
-	_cleanup_free_ char *text = json_dumps(doc, JSON_COMPACT | JSON_SORT_KEYS);
-	return atomic_file_write(path, 0644, text, strlen(text), err);
-}
-
-/* Puts a blob of the cache into the layout: a hard link when both are on one file system,
- * else a copy (verified when it entered the cache). */
-static int sleeve_blob_put(const char *blob_dir, const struct oci_cache *cache, const struct oci_desc *d,
-                           struct err **err)
-{
-	_cleanup_close_ int fd = -1;
-	if (oci_cache_open_blob(cache, d->digest, &fd, err) < 0)
-		return -1;
-	return oci_blob_write_fd(blob_dir, d->digest, d->size, fd, true, err);
+	return oci_blob_write_buf(blob_dir, NULL, text, strlen(text), digest, err);
 }
 
 /* The sleeve's rootfs.diff_ids and history, checked against its layers. The history gets one
@@ -223,15 +199,16 @@ static json_t *config_make(const struct bld_release_spec *spec, const char *crea
 	return config;
 }
 
-int bld_release_write(const char *layout_dir, const char *tag, const struct bld_release_spec *spec,
-                      char digest_out[OCI_DIGEST_MAX], struct err **err)
+void bld_release_image_free(struct bld_release_image *img)
 {
-	_cleanup_free_ char *blobs = xasprintf("%s/blobs", layout_dir);
-	_cleanup_free_ char *blob_dir = xasprintf("%s/blobs/sha256", layout_dir);
-	if ((mkdir(layout_dir, 0755) < 0 && errno != EEXIST) || (mkdir(blobs, 0755) < 0 && errno != EEXIST) ||
-	    (mkdir(blob_dir, 0755) < 0 && errno != EEXIST))
-		return err_sys(err, "creating %s", blob_dir);
+	free(img->manifest);
+	memset(img, 0, sizeof(*img));
+}
 
+int bld_release_write(const char *blob_dir, const struct bld_release_spec *spec, struct bld_release_image *out,
+                      struct err **err)
+{
+	memset(out, 0, sizeof(*out));
 	/* Layers, bottom first: the runtime (when given), then the EIF and the manifest. */
 	const struct layer_entry runtime[] = {
 	    {"usr/", AE_IFDIR, 0755, NULL, NULL, 0},
@@ -254,11 +231,15 @@ int bld_release_write(const char *layout_dir, const char *tag, const struct bld_
 		diff_ids = json_array();
 		history = json_array();
 	}
+	/* The sleeve's blobs stay where the pull put them: each destination takes them from the cache. */
 	for (size_t i = 0; sl && i < sl->n_layers; i++) {
 		const struct oci_desc *d = &sl->layers[i];
 		const char *mt = oci_layer_media_type_oci(d->media_type);
-		int r = mt ? sleeve_blob_put(blob_dir, sl->cache, d, err)
-		           : err_set(err, ENOTSUP, "media type %s has no OCI equivalent", d->media_type);
+		int r = !mt ? err_set(err, ENOTSUP, "media type %s has no OCI equivalent", d->media_type)
+		        : !oci_cache_has(sl->cache, d->digest, d->size)
+		            ? err_set(err, ENOENT, "not in the cache (%s) with %lld bytes", sl->cache->dir,
+		                      (long long)d->size)
+		            : 0;
 		if (r < 0) {
 			json_decref(diff_ids), json_decref(history), json_decref(layers);
 			return err_wrap(err, "sources.sleeve %s: layer %zu (%s)", sl->ref, i + 1, d->digest);
@@ -266,8 +247,8 @@ int bld_release_write(const char *layout_dir, const char *tag, const struct bld_
 		json_array_append_new(layers, json_pack("{s:s, s:s, s:I}", "mediaType", mt, "digest", d->digest, "size",
 		                                        (json_int_t)d->size));
 	}
-	char layer_digest[2][OCI_DIGEST_MAX], config_digest[OCI_DIGEST_MAX], manifest_digest[OCI_DIGEST_MAX];
-	int64_t layer_size[2], config_size, manifest_size;
+	char layer_digest[2][OCI_DIGEST_MAX], config_digest[OCI_DIGEST_MAX];
+	int64_t layer_size[2], config_size = 0;
 	size_t n_layers = 0;
 	const char *failed = NULL;
 	if (spec->runtime_path && layer_write(blob_dir, runtime, sizeof(runtime) / sizeof(runtime[0]), spec->created,
@@ -309,22 +290,16 @@ int bld_release_write(const char *layout_dir, const char *tag, const struct bld_
 		return err_wrap(err, "release image config");
 	}
 
+	/* Compact with sorted keys, as the config: the same inputs give the same digest. */
 	_cleanup_json_ json_t *manifest = json_pack(
 	    "{s:i, s:s, s:{s:s, s:s, s:I}, s:o, s:o}", "schemaVersion", 2, "mediaType", OCI_MT_MANIFEST, "config",
 	    "mediaType", OCI_MT_CONFIG, "digest", config_digest, "size", (json_int_t)config_size, "layers", layers,
 	    "annotations", labels);
-	if (json_blob_write(blob_dir, manifest, manifest_digest, &manifest_size, err) < 0)
-		return err_wrap(err, "release image manifest");
-
-	_cleanup_json_ json_t *index =
-	    json_pack("{s:i, s:s, s:[{s:s, s:s, s:I, s:{s:s}}]}", "schemaVersion", 2, "mediaType", OCI_MT_INDEX,
-	              "manifests", "mediaType", OCI_MT_MANIFEST, "digest", manifest_digest, "size",
-	              (json_int_t)manifest_size, "annotations", "org.opencontainers.image.ref.name", tag);
-	_cleanup_json_ json_t *marker = json_pack("{s:s}", "imageLayoutVersion", "1.0.0");
-	_cleanup_free_ char *marker_path = xasprintf("%s/oci-layout", layout_dir);
-	_cleanup_free_ char *index_path = xasprintf("%s/index.json", layout_dir);
-	if (file_put(marker_path, marker, err) < 0 || file_put(index_path, index, err) < 0)
-		return err_wrap(err, "release image layout %s", layout_dir);
-	memcpy(digest_out, manifest_digest, OCI_DIGEST_MAX);
+	out->manifest = json_dumps(manifest, JSON_COMPACT | JSON_SORT_KEYS);
+	if (!out->manifest)
+		return err_set(err, ENOMEM, "release image manifest: encoding JSON");
+	out->manifest_len = strlen(out->manifest);
+	oci_digest_buf(out->manifest, out->manifest_len, out->digest);
+	out->n_layers = (sl ? sl->n_layers : 0) + n_layers;
 	return 0;
 }

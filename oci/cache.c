@@ -8,20 +8,29 @@
 
 #include "oci/internal.h"
 
-/* Temporary blobs of pulls killed long ago: nothing trusts them (they are
- * not named by a digest), but they take space. A day-old one is no live pull. */
-static void sweep_stale_temps(const char *blob_dir)
+#define STAGING_DIR "staging"
+
+/* What commands killed a day ago or more left in dir (a live pull or build is younger): every
+ * entry, or with temps_only the temporary blobs (.tmp-*, .partial-*). Nothing trusts them
+ * (temporary blobs are not named by a digest, a staging folder belongs to one build), but they
+ * take space. */
+static void sweep_stale(const char *dir, bool temps_only)
 {
-	DIR *d = opendir(blob_dir);
+	DIR *d = opendir(dir);
 	if (d == NULL)
 		return;
 	time_t now = time(NULL);
 	for (struct dirent *de; (de = readdir(d));) {
-		if (!str_has_prefix(de->d_name, ".tmp-") && !str_has_prefix(de->d_name, ".partial-"))
+		const char *name = de->d_name;
+		if (strcmp(name, ".") == 0 || strcmp(name, "..") == 0)
+			continue;
+		if (temps_only && !str_has_prefix(name, ".tmp-") && !str_has_prefix(name, ".partial-"))
 			continue;
 		struct stat st;
-		if (fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 && now - st.st_mtime > 24 * 3600)
-			unlinkat(dirfd(d), de->d_name, 0);
+		if (fstatat(dirfd(d), name, &st, AT_SYMLINK_NOFOLLOW) == 0 && now - st.st_mtime > 24 * 3600) {
+			_cleanup_free_ char *path = xasprintf("%s/%s", dir, name);
+			io_remove_tree(path);
+		}
 	}
 	closedir(d);
 }
@@ -50,7 +59,17 @@ int oci_cache_open(const char *dir, struct oci_cache *out, struct err **err)
 		oci_cache_close(out);
 		return -1;
 	}
-	sweep_stale_temps(out->blob_dir);
+	sweep_stale(out->blob_dir, true);
+	_cleanup_free_ char *staging = xasprintf("%s/" STAGING_DIR, out->dir);
+	sweep_stale(staging, false);
+	return 0;
+}
+
+int oci_cache_staging_create(const struct oci_cache *c, const char *name, char **dir, struct err **err)
+{
+	_cleanup_free_ char *base = xasprintf("%s/" STAGING_DIR, c->dir);
+	if (oci_mkdir_p(base, err) < 0 || io_tmpdir_create(base, name, dir, err) < 0)
+		return err_wrap(err, "blob cache");
 	return 0;
 }
 
@@ -261,10 +280,10 @@ int oci_cache_verify_all(const struct oci_cache *c, size_t *checked, size_t *bad
 	return 0;
 }
 
-int oci_cache_put_fd(const struct oci_cache *c, const struct oci_desc *desc, int fd, struct err **err)
+int oci_cache_put_fd(const struct oci_cache *c, const struct oci_desc *desc, int fd, bool verified, struct err **err)
 {
 	/* A registry source already streamed it here (verified). */
 	if (oci_cache_has(c, desc->digest, desc->size))
 		return 0;
-	return oci_blob_write_fd(c->blob_dir, desc->digest, desc->size, fd, false, err);
+	return oci_blob_write_fd(c->blob_dir, desc->digest, desc->size, fd, verified, err);
 }

@@ -28,7 +28,7 @@ static int cache_put_blob(struct oci_dest *d, const struct oci_desc *desc, int f
 {
 	(void)sent;
 	(void)verified; /* a blob from elsewhere is hashed on its way in */
-	return oci_cache_put_fd(d->cache, desc, fd, err);
+	return oci_cache_put_fd(d->cache, desc, fd, false, err);
 }
 
 static int cache_put_manifest(struct oci_dest *d, const char *data, size_t len, const char *media_type,
@@ -604,50 +604,77 @@ int oci_copy(const char *src_text, const char *dst_text, const struct oci_opts *
 	return r;
 }
 
+/* The rest of a copy once the source is open and its top manifest read: the destination opened,
+ * the image (or with opts->all the whole index) sent, committed. A destination that fails is
+ * rolled back by its free (a layout as it was). */
+static int copy_resolved(struct oci_source *src, struct resolved *res, const char *dst_text,
+                         const struct oci_opts *opts, struct oci_cache *cache, struct oci_copy_result *result,
+                         struct err **err)
+{
+	_cleanup_(oci_dest_freep) struct oci_dest *dst = NULL;
+	int r = oci_dest_open(dst_text, opts, cache, &dst, err);
+	bool whole = false;
+	if (r == 0) {
+		whole = opts->all && res->top_parsed.kind == OCI_KIND_INDEX;
+		if (!whole)
+			r = resolve_image(src, opts, res, err);
+	}
+	if (r == 0)
+		r = whole ? copy_index(src, dst, res, result, err) : copy_image(src, dst, res, "", false, result, err);
+	if (r == 0)
+		r = dst->ops->commit(dst, err);
+	if (r == 0) {
+		result->manifest_digest = xstrdup(res->image_digest);
+		result->media_type = xstrdup(res->image_type);
+		/* Remember what a registry tag resolved to, for --offline. */
+		if (src->ref.transport == OCI_TRANSPORT_DOCKER && src->ref.digest == NULL && !opts->offline)
+			r = oci_cache_put_buf(cache, res->top.data, res->top.len, res->top_digest, NULL, err) < 0 ||
+			            oci_cache_tag_set(cache, &src->ref, res->top_digest, err) < 0
+			        ? -1
+			        : 0;
+	}
+	oci_dest_freep(&dst);
+	dst = NULL;
+	return r;
+}
+
+/* A failed copy says where it went and reports nothing. */
+static int copy_failed(const char *dst_text, struct oci_copy_result *result, struct err **err)
+{
+	if (dst_text) {
+		_cleanup_free_ char *d = xstrdup(dst_text);
+		err_wrap(err, "copy to %s", d);
+	}
+	oci_copy_result_free(result);
+	return -1;
+}
+
 int oci_copy_cached(const char *src_text, const char *dst_text, const struct oci_opts *opts, struct oci_cache *cache,
                     struct oci_copy_result *result, struct err **err)
 {
 	memset(result, 0, sizeof(*result));
 	_cleanup_(source_freep) struct oci_source *src = NULL;
-	_cleanup_(oci_dest_freep) struct oci_dest *dst = NULL;
 	struct resolved res = {0};
 	/* The source first: a bad one leaves no destination folder behind. */
 	int r = source_open_top(src_text, opts, cache, &src, &res, err);
-	bool whole = false;
 	if (r == 0)
-		r = oci_dest_open(dst_text, opts, cache, &dst, err);
-	if (r == 0) {
-		whole = opts->all && res.top_parsed.kind == OCI_KIND_INDEX;
-		if (!whole)
-			r = resolve_image(src, opts, &res, err);
-	}
-	if (r == 0)
-		r = whole ? copy_index(src, dst, &res, result, err)
-		          : copy_image(src, dst, &res, "", false, result, err);
-	if (r == 0)
-		r = dst->ops->commit(dst, err);
-	if (r == 0) {
-		result->manifest_digest = xstrdup(res.image_digest);
-		result->media_type = xstrdup(res.image_type);
-		/* Remember what a registry tag resolved to, for --offline. */
-		if (src->ref.transport == OCI_TRANSPORT_DOCKER && src->ref.digest == NULL && !opts->offline)
-			r = oci_cache_put_buf(cache, res.top.data, res.top.len, res.top_digest, NULL, err) < 0 ||
-			            oci_cache_tag_set(cache, &src->ref, res.top_digest, err) < 0
-			        ? -1
-			        : 0;
-	}
-	if (r < 0 && dst_text) {
-		_cleanup_free_ char *d = xstrdup(dst_text);
-		err_wrap(err, "copy to %s", d);
-	}
+		r = copy_resolved(src, &res, dst_text, opts, cache, result, err);
 	resolved_free(&res);
 	source_freep(&src);
 	src = NULL;
-	oci_dest_freep(&dst);
-	dst = NULL;
-	if (r < 0)
-		oci_copy_result_free(result);
-	return r;
+	return r < 0 ? copy_failed(dst_text, result, err) : 0;
+}
+
+int oci_copy_source(struct oci_source *src, const char *dst_text, const struct oci_opts *opts, struct oci_cache *cache,
+                    struct oci_copy_result *result, struct err **err)
+{
+	memset(result, 0, sizeof(*result));
+	struct resolved res = {0};
+	int r = resolve_top(src, &res, err);
+	if (r == 0)
+		r = copy_resolved(src, &res, dst_text, opts, cache, result, err);
+	resolved_free(&res);
+	return r < 0 ? copy_failed(dst_text, result, err) : 0;
 }
 
 int oci_resolve_digest(const char *text, const struct oci_opts *opts, char digest[OCI_DIGEST_MAX], struct err **err)

@@ -28,8 +28,7 @@ static int da_put_blob(struct oci_dest *d, const struct oci_desc *desc, int fd, 
                        struct err **err)
 {
 	(void)sent;
-	(void)verified;
-	return oci_cache_put_fd(d->cache, desc, fd, err);
+	return oci_cache_put_fd(d->cache, desc, fd, verified, err);
 }
 
 static int da_put_manifest(struct oci_dest *d, const char *data, size_t len, const char *media_type, const char *digest,

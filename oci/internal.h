@@ -100,6 +100,10 @@ struct oci_dest_ops {
 	void (*free)(struct oci_dest *d);
 };
 
+/* Copies the image an open source names (get_manifest(NULL)) to dst_text as oci_copy_cached does
+ * once it opened its source (copy.c); the caller keeps and frees src. */
+int oci_copy_source(struct oci_source *src, const char *dst_text, const struct oci_opts *opts, struct oci_cache *cache,
+                    struct oci_copy_result *result, struct err **err);
 /* A destination by its reference text (copy.c); text NULL: the cache only. */
 int oci_dest_open(const char *text, const struct oci_opts *opts, struct oci_cache *cache, struct oci_dest **out,
                   struct err **err);
@@ -140,8 +144,9 @@ int oci_layout_source_open(const struct oci_ref *ref, struct oci_source **out, s
 int oci_layout_dest_open(const struct oci_ref *ref, struct oci_dest **out, struct err **err);
 int oci_docker_archive_dest_open(const struct oci_ref *ref, struct oci_dest **out, struct err **err);
 /* Streams a blob into the cache through the digest check (nothing to do
- * when it is there already). */
-int oci_cache_put_fd(const struct oci_cache *c, const struct oci_desc *desc, int fd, struct err **err);
+ * when it is there already); a verified one (from a staging folder) is
+ * hard-linked when it can be, as oci_blob_write_fd does. */
+int oci_cache_put_fd(const struct oci_cache *c, const struct oci_desc *desc, int fd, bool verified, struct err **err);
 int oci_docker_archive_source_open(const struct oci_ref *ref, struct oci_cache *cache, struct oci_source **out,
                                    struct err **err);
 /* insecure: opts->insecure or what registries.conf says for the registry. */

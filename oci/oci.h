@@ -208,6 +208,13 @@ int oci_cache_verify_blob(const struct oci_cache *c, const char *digest, int64_t
 /* `enclaver cache verify`: every blob of the cache re-hashed, what fails moved to DIR/quarantine/
  * and named on stderr. *checked and *bad count them. */
 int oci_cache_verify_all(const struct oci_cache *c, size_t *checked, size_t *bad, struct err **err);
+/* A private folder of blobs (named by hex, as DIR/blobs/sha256) in the cache folder, for an image
+ * being made (a build's release image): its new blobs are written there once, on the cache's file
+ * system, and put to each destination from there (oci_put_local_image), so a layout beside the
+ * cache hard-links them. Kept apart from the cache's blobs so that they go with the image: the
+ * caller removes the folder (io_remove_tree); one a day old (a killed build's) goes at a later
+ * oci_cache_open. *dir: CACHE/staging/NAME.XXXXXX. */
+int oci_cache_staging_create(const struct oci_cache *c, const char *name, char **dir, struct err **err);
 /* True when the blob is present with the given size (-1: any size). */
 bool oci_cache_has(const struct oci_cache *c, const char *digest, int64_t size);
 /* Opens a cached blob for reading. */
@@ -386,9 +393,18 @@ int oci_copy_cached(const char *src, const char *dst, const struct oci_opts *opt
  * wherever the reference points (registries.conf mirrors included). */
 int oci_resolve_digest(const char *ref, const struct oci_opts *opts, char digest[OCI_DIGEST_MAX], struct err **err);
 
-/* An image made in memory: its blobs (the config and layers its manifest names) and the
- * manifest, written to dst (any transport; a tag or digest reference). digest gets the
- * manifest's. */
+/* An image made here, written to dst (any transport; a tag or digest reference) as a copy of
+ * cached blobs is: what the destination lacks is sent (a registry mounts opts->mount_from's
+ * blobs when it can, a layout hard-links each file on the cache's file system), the manifest
+ * goes last, and a layout is put back as it was should anything fail. The manifest is in memory;
+ * the blobs it names are in blob_dir (a staging folder, oci_cache_staging_create; NULL: none) or
+ * the cache, written there by the verifying blob writer. result as oci_copy's. */
+int oci_put_local_image(const char *dst, const struct oci_opts *opts, struct oci_cache *cache, const char *blob_dir,
+                        const char *manifest, size_t manifest_len, const char *media_type,
+                        struct oci_copy_result *result, struct err **err);
+
+/* The same for an image made in memory: its blobs (the config and layers its manifest names) go
+ * into the cache first. digest gets the manifest's. */
 struct oci_blob {
 	const char *media_type;
 	const void *data;

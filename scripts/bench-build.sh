@@ -2,7 +2,8 @@
 # bench-build.sh: `enclaver build` of a cached one-layer app image (about 250 MB, then about
 # 1 GB), next to the daemonless peer chain on the same image in the same run:
 # `umoci unpack --rootless` + `find | cpio -o -H newc` + the EIF write and measure. Then a
-# rebuild with nothing changed. Prints figures and ratios only; asserts nothing.
+# rebuild with nothing changed, and the same writing the release image to an OCI layout. Prints
+# figures and ratios only; asserts nothing.
 #
 # Usage: scripts/bench-build.sh [ENCLAVER]   (default bin/enclaver; bin/odyn next to it)
 # The kernel bundle: $ENCLAVER_KERNEL_BUNDLE, else the cache's (made by
@@ -18,18 +19,19 @@ export SOURCE_DATE_EPOCH=1704067200
 w=$(mktemp -d "${TMPDIR:-/tmp}/bench-build.XXXXXX")
 trap 'chmod -R u+w "$w" 2>/dev/null; rm -rf "$w"' EXIT
 
-# run NAME CMD...: runs CMD under GNU time; prints wall, CPU, peak RSS; leaves "wall" in $w/NAME.
+# run NAME CMD...: runs CMD under GNU time; prints wall, CPU, peak RSS and the bytes it wrote to
+# disk (the kernel's count of dirtied blocks; 0 on tmpfs); leaves "wall" in $w/NAME.
 run() {
 	local name=$1
 	shift
-	/usr/bin/time -f '%e %U %S %M' -o "$w/$name.time" "$@" >/dev/null
-	read -r wall user sys rss <"$w/$name.time"
-	printf '  %-34s wall %7.2fs  cpu %7.2fs  peak RSS %6.0f MiB\n' "$name" "$wall" \
-		"$(echo "$user + $sys" | bc)" "$(echo "$rss / 1024" | bc)"
+	/usr/bin/time -f '%e %U %S %M %O' -o "$w/$name.time" "$@" >/dev/null
+	read -r wall user sys rss blocks <"$w/$name.time"
+	printf '  %-40s wall %7.2fs  cpu %7.2fs  peak RSS %6.0f MiB  written %6.0f MiB\n' "$name" "$wall" \
+		"$(echo "$user + $sys" | bc)" "$(echo "$rss / 1024" | bc)" "$(echo "$blocks / 2048" | bc)"
 	echo "$wall" >"$w/$name.wall"
 }
 wall() { cat "$w/$1.wall"; }
-ratio() { printf '  %-34s %.2fx\n' "$1" "$(echo "scale=4; $(wall "$2") / $(wall "$3")" | bc)"; }
+ratio() { printf '  %-40s %.2fx\n' "$1" "$(echo "scale=4; $(wall "$2") / $(wall "$3")" | bc)"; }
 
 # chain SIZE: the peer chain on the image in $w/layout-SIZE.
 chain() {
@@ -58,6 +60,11 @@ for spec in "250MB usr/lib/gcc" "1GB usr/share usr/include"; do
 		--cache-dir "$w/cache" --tmpdir "$w" --eif-only "$w/ours-$size.eif")
 	run "enclaver build ($size)" "${build[@]}"
 	run "enclaver rebuild, unchanged ($size)" "${build[@]}"
+	# The same rebuild with the release image (enclaver-run next to enclaver, the EIF) written to
+	# an OCI layout instead: what the release step costs.
+	release=("${build[@]:0:${#build[@]}-2}" --output "oci:$w/release-$size:b")
+	run "rebuild, release image to oci: ($size)" "${release[@]}"
+	rm -rf "$w/release-$size"
 	run "umoci+cpio+eif chain ($size)" bash -c "chain $size"
 	ratio "build / chain ($size)" "enclaver build ($size)" "umoci+cpio+eif chain ($size)"
 	run "sha384sum of our EIF ($size)" sha384sum "$w/ours-$size.eif"

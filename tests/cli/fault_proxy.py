@@ -19,10 +19,14 @@
 #              index, as a registry with the OCI 1.1 referrers API does (the
 #              test registry, distribution 2.8, answers 404); everything else,
 #              the referrer's own PUT included, goes to the real registry
+#   hold       blob upload PUTs wait until the file LOG.go exists (or 60 s
+#              pass), each logged with "upload held" as it arrives, so a
+#              test can look at the pusher while it is mid-push
 # Every request is logged (method, path, Range) to LOG so tests can see what
 # the client did. Usage: fault_proxy.py PORT_FILE UPSTREAM_PORT MODE LOG
 import http.client
 import http.server
+import os
 import sys
 import threading
 import time
@@ -100,6 +104,13 @@ class Proxy(http.server.BaseHTTPRequestHandler):
                 with arrived:
                     state["inflight"] -= 1
             return
+        if kind == "hold" and self.command == "PUT" and "/blobs/uploads/" in self.path:
+            with lock, open(log_path, "a") as log:
+                log.write("upload held\n")
+            for _ in range(600):
+                if os.path.exists(log_path + ".go"):
+                    break
+                time.sleep(0.1)
         self.forward(kind, is_blob_get, body)
 
     def forward(self, kind, is_blob_get, body):
@@ -137,7 +148,5 @@ class Proxy(http.server.BaseHTTPRequestHandler):
 server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Proxy)
 with open(port_file + ".tmp", "w") as f:
     f.write(str(server.server_port))
-import os
-
 os.rename(port_file + ".tmp", port_file)
 server.serve_forever()

@@ -65,6 +65,50 @@ require_tools() {
 }
 # A free TCP port on 127.0.0.1 (the kernel picks it).
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+# registry_start [MODE]: Debian's docker-registry on 127.0.0.1 in $REG=$TMP/reg
+# (scripts/test-registry.sh; MODE plain by default), stopped at exit, with the fault proxy
+# $PROXY_PID when one runs (and odyn_lib.sh's background processes when it is sourced); sets PORT
+# and R=127.0.0.1:PORT.
+registry_start() {
+	REG=$TMP/reg
+	PROXY_PID=
+	mkdir -p "$REG"
+	trap _registry_exit EXIT
+	PORT=$("$ROOT/scripts/test-registry.sh" start "$REG" "${1:-plain}") || {
+		not_ok "registry starts"
+		done_testing
+		exit 1
+	}
+	R=127.0.0.1:$PORT
+}
+_registry_exit() {
+	[ -n "$PROXY_PID" ] && kill "$PROXY_PID" 2>/dev/null
+	"$ROOT/scripts/test-registry.sh" stop "$REG"
+	if declare -F bg_cleanup >/dev/null; then bg_cleanup; fi
+	rm -rf "$TMP"
+}
+# registry_env: the blob cache, HOME and XDG folders under $TMP, no auth file from outside, so
+# nothing of the caller's is read (after make_kernel_bundle: its kernel is cached under the real HOME).
+registry_env() {
+	export ENCLAVER_CACHE_DIR=$TMP/cache
+	export HOME=$TMP/home XDG_RUNTIME_DIR=$TMP/run XDG_CONFIG_HOME=$TMP/config
+	unset REGISTRY_AUTH_FILE DOCKER_CONFIG
+	mkdir -p "$HOME" "$XDG_RUNTIME_DIR" "$XDG_CONFIG_HOME"
+}
+# proxy_start MODE: tests/cli/fault_proxy.py in MODE in front of the registry at $PORT
+# (registry_start), logging to $TMP/proxy.log; sets PROXY_PID and PR=127.0.0.1:its port.
+proxy_start() {
+	rm -f "$TMP/proxy.port" "$TMP/proxy.log" "$TMP/proxy.log.go"
+	python3 "$ROOT/tests/cli/fault_proxy.py" "$TMP/proxy.port" "$PORT" "$1" "$TMP/proxy.log" &
+	PROXY_PID=$!
+	wait_for test -s "$TMP/proxy.port"
+	PR=127.0.0.1:$(cat "$TMP/proxy.port")
+}
+proxy_stop() {
+	kill "$PROXY_PID" 2>/dev/null
+	wait "$PROXY_PID" 2>/dev/null
+	PROXY_PID=
+}
 done_testing() {
 	echo "# counts $_pass $_fail"
 	[ $_fail -eq 0 ]

@@ -5,15 +5,13 @@
 # manifest's target, read back by skopeo, and the EIF inside described.
 . "$(dirname "$0")/lib.sh"
 . "$ROOT/tests/cli/helpers/build_fixtures.sh"
-. "$ROOT/tests/cli/helpers/registry.sh"
 require_tools docker-registry skopeo
 
 KB=$TMP/kb
 make_kernel_bundle "$KB"
 make_app_image "$TMP/app" v1
 
-trap 'registry_stop_all; rm -rf "$TMP"' EXIT
-registry_start "$TMP/reg"
+registry_start
 registry_env
 export SOURCE_DATE_EPOCH=1700000000
 unset ENCLAVER_KERNEL_BUNDLE ENCLAVER_ODYN

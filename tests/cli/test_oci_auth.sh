@@ -5,14 +5,8 @@
 # ~/.docker/config.json, credential helpers) in podman/docker order.
 . "$(dirname "$0")/lib.sh"
 
-for tool in docker-registry skopeo htpasswd; do
-	command -v "$tool" >/dev/null || { not_ok "$tool is installed (scripts/install-deps.sh)"; done_testing; exit 1; }
-done
-REG=$TMP/reg
-mkdir -p "$REG"
-trap '"$ROOT/scripts/test-registry.sh" stop "$REG"; rm -rf "$TMP"' EXIT
-PORT=$("$ROOT/scripts/test-registry.sh" start "$REG" basic) || { not_ok "registry starts"; done_testing; exit 1; }
-R=127.0.0.1:$PORT
+require_tools docker-registry skopeo htpasswd
+registry_start basic
 PASS=s3cret-pass
 export ENCLAVER_CACHE_DIR=$TMP/cache
 export HOME=$TMP/home XDG_RUNTIME_DIR=$TMP/run XDG_CONFIG_HOME=$TMP/config

@@ -6,20 +6,9 @@
 # own storage.
 . "$(dirname "$0")/lib.sh"
 
-for tool in docker-registry skopeo umoci htpasswd; do
-	if ! command -v "$tool" >/dev/null; then
-		not_ok "$tool is installed (scripts/install-deps.sh)"
-		done_testing
-		exit 1
-	fi
-done
+require_tools docker-registry skopeo umoci htpasswd
 
-REG=$TMP/reg
-mkdir -p "$REG"
-PROXY_PID=
-trap '[ -n "$PROXY_PID" ] && kill "$PROXY_PID" 2>/dev/null; "$ROOT/scripts/test-registry.sh" stop "$REG"; rm -rf "$TMP"' EXIT
-PORT=$("$ROOT/scripts/test-registry.sh" start "$REG" plain) || { not_ok "registry starts"; done_testing; exit 1; }
-R=127.0.0.1:$PORT
+registry_start
 export ENCLAVER_CACHE_DIR=$TMP/cache
 # No credentials from the host running the tests.
 export HOME=$TMP/home XDG_RUNTIME_DIR=$TMP/run XDG_CONFIG_HOME=$TMP/config
@@ -354,63 +343,48 @@ check_fails "a truncated manifest is a clear error" "manifest sha256:$MD: manife
 check_fails "not a layout" "is not an OCI image layout" "$ENCLAVER" inspect "oci:$TMP"
 
 # ---------------------------------------------------------------- network faults
-# tests/cli/fault_proxy.py sits in front of the same registry and injects them.
-start_proxy() {
-	rm -f "$TMP/proxy.port" "$TMP/proxy.log"
-	python3 "$ROOT/tests/cli/fault_proxy.py" "$TMP/proxy.port" "$PORT" "$1" "$TMP/proxy.log" &
-	PROXY_PID=$!
-	for _ in $(seq 1 100); do
-		[ -s "$TMP/proxy.port" ] && break
-		sleep 0.05
-	done
-	PR=127.0.0.1:$(cat "$TMP/proxy.port")
-}
-stop_proxy() {
-	kill "$PROXY_PID" 2>/dev/null
-	wait "$PROXY_PID" 2>/dev/null
-	PROXY_PID=
-}
+# tests/cli/fault_proxy.py sits in front of the same registry and injects them (proxy_start).
 WANT=$(json_get "$TMP/sk_raw.json" 'd["layers"][1]["digest"]')
 
 # Uploads run in parallel: the proxy holds each blob PUT until three are in
 # flight at once (the image has three blobs), so the push gets through only
 # if they were sent together.
-start_proxy together:3
+proxy_start together:3
 check "a push sends its blobs in parallel" "$ENCLAVER" push -q --insecure "oci:$L:v1" "docker://$PR/parallel/app:v1"
 check "three uploads were in flight at once" grep -q "upload inflight=3" "$TMP/proxy.log"
 check "skopeo reads the parallel push back" "${SK[@]}" inspect --tls-verify=false "docker://$R/parallel/app:v1"
-stop_proxy
+proxy_stop
 
-start_proxy fail500:2
+proxy_start fail500:2
 export ENCLAVER_CACHE_DIR=$TMP/cache-500
 check "500 twice, then the pull succeeds" "$ENCLAVER" pull -q --insecure "$PR/fault/app:v1"
 check "the failed GETs were retried" test "$(grep -c 'GET /v2/fault/app/blobs/' "$TMP/proxy.log")" -ge 5
-stop_proxy
+proxy_stop
 
-start_proxy fail429:2
+proxy_start fail429:2
 export ENCLAVER_CACHE_DIR=$TMP/cache-429
 check "429 (rate limit) twice, then the pull succeeds" "$ENCLAVER" pull -q --insecure "$PR/fault/app:v1"
-stop_proxy
+proxy_stop
 
-start_proxy fail500:1000
+proxy_start fail500:1000
 export ENCLAVER_CACHE_DIR=$TMP/cache-500-forever
 check_fails "500 every time: gives up with the status" "unexpected HTTP 500: UNAVAILABLE injected fault" \
 	"$ENCLAVER" pull --insecure "$PR/fault/app:v1"
 check "no layer and nothing half-written in the cache" \
 	test -z "$(find "$ENCLAVER_CACHE_DIR/blobs" -name '.tmp-*' -o -name "${WANT:7}")"
-stop_proxy
+proxy_stop
 
-start_proxy drop
+proxy_start drop
 export ENCLAVER_CACHE_DIR=$TMP/cache-drop
 check "a connection cut mid-blob: the pull resumes" "$ENCLAVER" pull -q --insecure "$PR/fault/app:v1"
 check "the retry asked for the rest with Range" grep -q "GET /v2/fault/app/blobs/$WANT range=bytes=[1-9][0-9]*-" "$TMP/proxy.log"
 check "the resumed blob is whole and verified" test "sha256:$(sha "$ENCLAVER_CACHE_DIR/blobs/sha256/${WANT:7}")" = "$WANT"
-stop_proxy
+proxy_stop
 
 # A pull killed mid-blob (SIGKILL while the server stalls halfway): what it
 # leaves is the blob's partial file, never a blob under its digest; the next
 # run continues it with Range from where it stopped and verifies the whole.
-start_proxy stall
+proxy_start stall
 export ENCLAVER_CACHE_DIR=$TMP/cache-killed
 PARTIAL=$ENCLAVER_CACHE_DIR/blobs/sha256/.partial-${WANT:7}
 "$ENCLAVER" pull -q --insecure "$PR/fault/app:v1" >/dev/null 2>&1 &
@@ -423,28 +397,28 @@ kill -9 "$PULL_PID" 2>/dev/null
 wait "$PULL_PID" 2>/dev/null
 check "killed mid-blob: a partial file is all there is" \
 	test -n "$(find "$PARTIAL" -size +1k)" -a ! -e "$ENCLAVER_CACHE_DIR/blobs/sha256/${WANT:7}"
-stop_proxy
+proxy_stop
 HAVE=$(stat -c %s "$PARTIAL")
-start_proxy fail500:0
+proxy_start fail500:0
 check "the next run pulls the image" "$ENCLAVER" pull -q --insecure "$PR/fault/app:v1"
 check "it asked only for the rest of the blob, with Range" \
 	grep -q "GET /v2/fault/app/blobs/$WANT range=bytes=$HAVE-" "$TMP/proxy.log"
 check "the resumed blob hashes to its name" test "sha256:$(sha "$ENCLAVER_CACHE_DIR/blobs/sha256/${WANT:7}")" = "$WANT"
 check "and its partial file is gone" test ! -e "$PARTIAL"
-stop_proxy
+proxy_stop
 # A partial whose bytes went bad is caught by the digest over the whole blob,
 # thrown away, and the blob fetched again from byte 0 in the same pull.
 export ENCLAVER_CACHE_DIR=$TMP/cache-badpartial
 mkdir -p "$ENCLAVER_CACHE_DIR/blobs/sha256"
 head -c 100000 /dev/urandom >"$ENCLAVER_CACHE_DIR/blobs/sha256/.partial-${WANT:7}"
-start_proxy fail500:0
+proxy_start fail500:0
 check "a corrupt partial: the pull still succeeds" "$ENCLAVER" pull -q --insecure "$PR/fault/app:v1"
 check "it asked for the rest, then for the whole blob" \
 	test "$(grep "GET /v2/fault/app/blobs/$WANT" "$TMP/proxy.log" | cut -d' ' -f3 | tr '\n' ' ')" = "range=bytes=100000- range=- "
 check "the blob hashes to its name" \
 	test "sha256:$(sha "$ENCLAVER_CACHE_DIR/blobs/sha256/${WANT:7}")" = "$WANT"
 check "the corrupt partial is gone" test ! -e "$ENCLAVER_CACHE_DIR/blobs/sha256/.partial-${WANT:7}"
-stop_proxy
+proxy_stop
 # Only once: a registry whose blob itself is bad still fails the pull.
 rm -rf "$ENCLAVER_CACHE_DIR"
 mkdir -p "$ENCLAVER_CACHE_DIR/blobs/sha256"
@@ -464,12 +438,12 @@ export ENCLAVER_CACHE_DIR=$TMP/cache-wholepartial
 BLOBS=$ENCLAVER_CACHE_DIR/blobs/sha256
 # (A partial is writable; a filed blob is read-only: as root or not, the test's stand-in must be.)
 mv "$BLOBS/${WANT:7}" "$BLOBS/.partial-${WANT:7}" && chmod 0644 "$BLOBS/.partial-${WANT:7}"
-start_proxy fail500:0
+proxy_start fail500:0
 check "a partial holding the whole blob: the pull succeeds" "$ENCLAVER" pull -q --insecure "$PR/fault/app:v1"
 check "without a request for that blob" test "$(grep -c "GET /v2/fault/app/blobs/$WANT" "$TMP/proxy.log")" = 0
 check "the blob is filed under its digest" test "sha256:$(sha "$BLOBS/${WANT:7}")" = "$WANT"
 check "and its partial is gone" test ! -e "$BLOBS/.partial-${WANT:7}"
-stop_proxy
+proxy_stop
 mv "$BLOBS/${WANT:7}" "$BLOBS/.partial-${WANT:7}" && chmod 0644 "$BLOBS/.partial-${WANT:7}"
 printf 'X' | dd of="$BLOBS/.partial-${WANT:7}" bs=1 seek=5000 conv=notrunc status=none
 check "a whole-length partial with a bad byte: the pull fetches the blob" \
@@ -483,12 +457,12 @@ check "the blob is the right one" test "sha256:$(sha "$BLOBS/${WANT:7}")" = "$WA
 export ENCLAVER_CACHE_DIR=$TMP/cache-416
 mkdir -p "$ENCLAVER_CACHE_DIR/blobs/sha256"
 head -c 100000 "$BLOBS/${WANT:7}" >"$ENCLAVER_CACHE_DIR/blobs/sha256/.partial-${WANT:7}"
-start_proxy range416
+proxy_start range416
 check "a ranged GET answered 416: the pull succeeds" "$ENCLAVER" pull -q --insecure "$PR/fault/app:v1"
 check "it asked for the rest first" grep -q "GET /v2/fault/app/blobs/$WANT range=bytes=100000-" "$TMP/proxy.log"
 check "then for the whole blob" grep -q "GET /v2/fault/app/blobs/$WANT range=-" "$TMP/proxy.log"
 check "the blob hashes to its name" \
 	test "sha256:$(sha "$ENCLAVER_CACHE_DIR/blobs/sha256/${WANT:7}")" = "$WANT"
-stop_proxy
+proxy_stop
 
 done_testing

@@ -8,8 +8,6 @@
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/odyn_lib.sh"
 . "$ROOT/tests/cli/helpers/build_fixtures.sh"
-. "$ROOT/tests/cli/helpers/registry.sh"
-trap 'registry_stop_all; bg_cleanup' EXIT
 
 require_tools docker-registry
 RUNL=$(dirname "$ENCLAVER")/../helpers/enclaver-local
@@ -18,7 +16,7 @@ RUNL=$(dirname "$ENCLAVER")/../helpers/enclaver-local
 KB=$TMP/kb
 make_kernel_bundle "$KB" # before HOME moves: the kernel package is cached under the real one
 make_app_image "$TMP/app" v1
-registry_start "$TMP/reg"
+registry_start
 registry_env
 export SOURCE_DATE_EPOCH=1700000000 ENCLAVER_STATE_DIR=$TMP/state ENCLAVER_LOCAL_ODYN=$ODYN
 unset ENCLAVER_KERNEL_BUNDLE ENCLAVER_ODYN ENCLAVER_LOCAL_MANIFEST ENCLAVER_LOCAL_DIR
