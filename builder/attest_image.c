@@ -41,7 +41,7 @@ static int push_referrer(const struct oci_ref *ref, const struct oci_desc *subje
 	_cleanup_free_ char *manifest = json_dumps(doc, JSON_COMPACT | JSON_PRESERVE_ORDER);
 	oci_digest_buf(manifest, strlen(manifest), digest);
 	_cleanup_free_ char *dst = xasprintf("docker://%s/%s@%s", ref->registry, ref->repository, digest);
-	struct oci_blob blobs[] = {{OCI_MT_EMPTY, "{}", 2}, {DSSE_MEDIA_TYPE, envelope, len}};
+	struct oci_blob blobs[] = {{"{}", 2}, {envelope, len}};
 	return oci_put_image(dst, opts, blobs, 2, manifest, strlen(manifest), OCI_MT_MANIFEST, digest, err);
 }
 

@@ -108,8 +108,7 @@ int bld_cosign_tag_push(const struct oci_ref *ref, const char *digest, const cha
 	    "mediaType", OCI_MT_CONFIG, "size", (json_int_t)strlen(config), "digest", config_digest, "layers", layers);
 	_cleanup_free_ char *manifest = json_dumps(manifest_doc, JSON_COMPACT | JSON_PRESERVE_ORDER);
 	/* The earlier layers' blobs are in the repository already: only the new ones go up. */
-	struct oci_blob blobs[] = {{OCI_MT_CONFIG, config, strlen(config)},
-	                           {layer->media_type, layer->data, layer->len}};
+	struct oci_blob blobs[] = {{config, strlen(config)}, {layer->data, layer->len}};
 	if (oci_put_image(ref_text, opts, blobs, 2, manifest, strlen(manifest), OCI_MT_MANIFEST, manifest_digest, err) <
 	    0)
 		return -1;

@@ -304,8 +304,7 @@ int oci_registries_parse(const char *path, const char *text, size_t len, struct 
  * sets, the [[registry]] tables with its prefixes and the aliases it names.
  * Last, the aliases of recorded_aliases (podman's short-name-aliases.conf;
  * NULL: none), which win over the others; a missing file has none. */
-int oci_registries_load_at(const char *etc, const char *recorded_aliases, struct oci_registries *out,
-                           struct err **err);
+int oci_registries_load_at(const char *etc, const char *recorded_aliases, struct oci_registries *out, struct err **err);
 /* Where podman records short-name choices: /var/cache/containers/ for root,
  * else $XDG_CACHE_HOME (or ~/.cache)/containers/short-name-aliases.conf. */
 char *oci_short_name_aliases_path(void);
@@ -353,18 +352,18 @@ enum oci_progress_kind {
 typedef void (*oci_progress_fn)(void *ctx, enum oci_progress_kind kind, const char *text);
 
 struct oci_opts {
-	const char *cache_dir; /* NULL: the default */
-	const char *creds;     /* "user:pass" or NULL */
-	const char *platform;  /* "os/arch[/variant]" or NULL for the host */
-	const char *cert_dir;  /* extra CA certificates (*.crt), or NULL */
-	bool insecure;         /* no TLS verification; plain HTTP allowed */
-	bool offline;          /* the cache only */
+	const char *cache_dir;    /* NULL: the default */
+	const char *creds;        /* "user:pass" or NULL */
+	const char *platform;     /* "os/arch[/variant]" or NULL for the host */
+	const char *cert_dir;     /* extra CA certificates (*.crt), or NULL */
+	bool insecure;            /* no TLS verification; plain HTTP allowed */
+	bool offline;             /* the cache only */
 	oci_progress_fn progress; /* NULL: nothing reported */
 	void *progress_ctx;
-	bool progress_status;     /* also send OCI_PROGRESS_STATUS (the watcher has a terminal) */
-	bool all;              /* copy: a whole index, every platform's image (else the one platform's) */
-	int parallel;          /* concurrent blob transfers; 0: default (6) */
-	int64_t chunk_size;    /* push: blobs above this go up in PATCH chunks; 0: default */
+	bool progress_status; /* also send OCI_PROGRESS_STATUS (the watcher has a terminal) */
+	bool all;             /* copy: a whole index, every platform's image (else the one platform's) */
+	int parallel;         /* concurrent blob transfers; 0: default (6) */
+	int64_t chunk_size;   /* push: blobs above this go up in PATCH chunks; 0: default */
 	/* push: a registry reference whose repository holds some of the blobs (a base image): those
 	 * the destination lacks are mounted from it when the source is not that registry. NULL: none. */
 	const char *mount_from;
@@ -406,7 +405,6 @@ int oci_put_local_image(const char *dst, const struct oci_opts *opts, struct oci
 /* The same for an image made in memory: its blobs (the config and layers its manifest names) go
  * into the cache first. digest gets the manifest's. */
 struct oci_blob {
-	const char *media_type;
 	const void *data;
 	size_t len;
 };
@@ -446,11 +444,11 @@ int oci_referrers_probe(const char *image, const char *digest, const struct oci_
  * and read back parsed, its manifest and config checked against their digests. A copy changed in
  * the cache since it was filed is quarantined and pulled once more. */
 struct oci_image {
-	char digest[OCI_DIGEST_MAX]; /* the image manifest's */
-	char *media_type;            /* the manifest's */
+	char digest[OCI_DIGEST_MAX];  /* the image manifest's */
+	char *media_type;             /* the manifest's */
 	struct oci_manifest manifest; /* kind OCI_KIND_IMAGE */
 	bool manifest_parsed;
-	json_t *config;               /* the config document, a JSON object */
+	json_t *config;                /* the config document, a JSON object */
 	struct oci_copy_result pulled; /* what the pull did */
 };
 int oci_pull_image(const char *ref, const struct oci_opts *opts, struct oci_cache *cache, struct oci_image *out,

@@ -338,7 +338,7 @@ TEST(put_failure_rolls_back)
 	    xasprintf("{\"schemaVersion\":2,\"mediaType\":\"%s\",\"config\":{\"mediaType\":\"%s\",\"digest\":\"%s\","
 	              "\"size\":%zu},\"layers\":[]}",
 	              OCI_MT_MANIFEST, OCI_MT_CONFIG, config_digest, strlen(config));
-	struct oci_blob blobs[] = {{OCI_MT_CONFIG, config, strlen(config)}};
+	struct oci_blob blobs[] = {{config, strlen(config)}};
 	_cleanup_free_ char *out = xasprintf("%s/out", dir);
 	_cleanup_free_ char *old_ref = xasprintf("oci:%s:old", out);
 	REQUIRE(oci_put_image(old_ref, &opts, blobs, 1, old_manifest, strlen(old_manifest), OCI_MT_MANIFEST, old_digest,
