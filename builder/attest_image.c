@@ -53,11 +53,9 @@ int bld_attach_attestation(const char *image, const char *digest, const char *en
 	char checked[OCI_DIGEST_MAX];
 	if (bld_cosign_subject(image, digest, "attested", opts, &ref, checked, err) < 0)
 		return -1;
-	int r = 0;
 	/* The predicate type for the annotation, from the statement itself. */
 	struct dsse_envelope env = {0};
-	if (r == 0)
-		r = dsse_envelope_parse(envelope, strlen(envelope), &env, err);
+	int r = dsse_envelope_parse(envelope, strlen(envelope), &env, err);
 	_cleanup_json_ json_t *stmt = r == 0 ? json_loadb((const char *)env.payload, env.payload_len, 0, NULL) : NULL;
 	const char *ptype = json_string_value(json_object_get(stmt, "predicateType"));
 	if (r == 0 && ptype == NULL)
@@ -96,49 +94,6 @@ void bld_attestation_free(struct bld_attestation *a)
 	memset(a, 0, sizeof(*a));
 }
 
-int bld_fetch_attestations(const char *image, const char *digest, const struct oci_opts *opts, struct buf **out,
-                           size_t *n, struct err **err)
-{
-	*out = NULL;
-	*n = 0;
-	struct oci_ref ref;
-	char resolved[OCI_DIGEST_MAX];
-	if (bld_cosign_subject(image, digest, "attested", opts, &ref, resolved, err) < 0)
-		return -1;
-	_cleanup_free_ char *tag = bld_cosign_tag_ref(&ref, resolved, "att");
-	oci_ref_free(&ref);
-	struct oci_opts quiet = *opts;
-	quiet.progress = NULL;
-	/* Read as the signatures are: each envelope's size checked against MAX_ENVELOPE from its
-	 * descriptor before a byte of it is fetched, so a hostile .att costs no more than that. */
-	struct oci_artifact art;
-	struct err *e = NULL;
-	if (oci_artifact_read(tag, &quiet, DSSE_MEDIA_TYPE, MAX_ENVELOPE, &art, &e) < 0) {
-		if (e->code == ENOENT) { /* no attestations */
-			err_free(&e);
-			return 0;
-		}
-		*err = e;
-		return err_wrap(err, "the attestations at %s", tag);
-	}
-	struct buf *envs = xcalloc(art.n_layers + 1, sizeof(*envs));
-	for (size_t i = 0; i < art.n_layers; i++) {
-		envs[i] = art.layers[i].data;
-		memset(&art.layers[i].data, 0, sizeof(art.layers[i].data));
-	}
-	*out = envs;
-	*n = art.n_layers;
-	oci_artifact_free(&art);
-	return 0;
-}
-
-void bld_envelopes_free(struct buf *e, size_t n)
-{
-	for (size_t i = 0; e && i < n; i++)
-		buf_free(&e[i]);
-	free(e);
-}
-
 int bld_statement_open(const char *envelope, size_t len, EVP_PKEY *pub, struct bld_statement *out, struct err **err)
 {
 	memset(out, 0, sizeof(*out));
@@ -167,34 +122,44 @@ static int check_envelope(const struct buf *env, EVP_PKEY *pub, const char *dige
 	return r;
 }
 
-int bld_image_statement(const char *image, const struct oci_opts *opts, EVP_PKEY *pub, struct bld_statement *out,
-                        struct err **err)
+int bld_image_statement(const char *image, const char *digest, const struct oci_opts *opts, EVP_PKEY *pub,
+                        struct bld_statement *out, struct err **err)
 {
 	memset(out, 0, sizeof(*out));
-	char digest[OCI_DIGEST_MAX];
+	char resolved[OCI_DIGEST_MAX];
 	struct oci_ref ref;
-	if (bld_cosign_subject(image, NULL, "attested", opts, &ref, digest, err) < 0)
+	if (bld_cosign_subject(image, digest, "attested", opts, &ref, resolved, err) < 0)
 		return -1;
+	_cleanup_free_ char *tag = bld_cosign_tag_ref(&ref, resolved, "att");
 	oci_ref_free(&ref);
-	struct buf *envs = NULL;
-	size_t n = 0;
-	if (bld_fetch_attestations(image, digest, opts, &envs, &n, err) < 0)
-		return -1;
-	if (n == 0) {
-		bld_envelopes_free(envs, n);
-		return err_set(err, ENOENT, "%s (%s) has no attestation (no sha256-%s.att)", image, digest,
-		               oci_digest_hex(digest));
+	struct oci_opts quiet = *opts;
+	quiet.progress = NULL;
+	/* Read as the signatures are: each envelope's size checked against MAX_ENVELOPE from its
+	 * descriptor before a byte of it is fetched, so a hostile .att costs no more than that. */
+	struct oci_artifact art = {0};
+	struct err *e = NULL;
+	if (oci_artifact_read(tag, &quiet, DSSE_MEDIA_TYPE, MAX_ENVELOPE, &art, &e) < 0) {
+		if (e->code != ENOENT) {
+			*err = e;
+			return err_wrap(err, "the attestations at %s", tag);
+		}
+		err_free(&e); /* no .att tag: no attestation */
+	}
+	if (art.n_layers == 0) {
+		oci_artifact_free(&art);
+		return err_set(err, ENOENT, "%s (%s) has no attestation (no sha256-%s.att)", image, resolved,
+		               oci_digest_hex(resolved));
 	}
 	_cleanup_buf_ struct buf why = {0};
-	for (size_t i = 0; i < n; i++) {
-		struct err *e = NULL;
-		if (check_envelope(&envs[i], pub, digest, out, &e) == 0) {
-			bld_envelopes_free(envs, n);
+	for (size_t i = 0; i < art.n_layers; i++) {
+		if (check_envelope(&art.layers[i].data, pub, resolved, out, &e) == 0) {
+			oci_artifact_free(&art);
 			return 0;
 		}
 		buf_printf(&why, "%sattestation %zu: %s", i ? "; " : "", i + 1, e->msg);
 		err_free(&e);
 	}
-	bld_envelopes_free(envs, n);
-	return err_set(err, EPERM, "%s (%s): no attestation verifies with this key: %s", image, digest, buf_str(&why));
+	oci_artifact_free(&art);
+	return err_set(err, EPERM, "%s (%s): no attestation verifies with this key: %s", image, resolved,
+	               buf_str(&why));
 }

@@ -24,15 +24,12 @@ int bld_sign_image(const char *image, const char *digest, struct sign_key *key, 
 	if (bld_cosign_subject(image, digest, "signed", opts, &ref, resolved, err) < 0)
 		return -1;
 	digest = resolved;
-	int r = 0;
 	_cleanup_free_ char *identity = xasprintf("%s/%s", ref.registry, ref.repository);
 	_cleanup_free_ char *payload = bld_simple_signing_payload(identity, digest);
 	_cleanup_(cleanup_bufp) struct buf der = {0};
-	if (r == 0) {
-		uint8_t md[SHA256_DIGEST_LENGTH];
-		SHA256((const uint8_t *)payload, strlen(payload), md);
-		r = sign_key_sign_digest(key, EVP_sha256(), md, sizeof(md), &der, err);
-	}
+	uint8_t md[SHA256_DIGEST_LENGTH];
+	SHA256((const uint8_t *)payload, strlen(payload), md);
+	int r = sign_key_sign_digest(key, EVP_sha256(), md, sizeof(md), &der, err);
 	_cleanup_free_ char *sig_b64 = r == 0 ? base64_encode(der.data, der.len) : NULL;
 	if (r == 0) {
 		_cleanup_json_ json_t *ann = json_pack("{s:s}", BLD_COSIGN_SIGNATURE_ANNOTATION, sig_b64);

@@ -129,23 +129,18 @@ int bld_attach_attestation(const char *image, const char *digest, const char *en
                            struct bld_attestation *out, struct err **err);
 void bld_attestation_free(struct bld_attestation *a);
 
-/* The envelopes at image's sha256-<digest hex>.att tag (digest NULL: what image names), each as
- * its bytes, in layer order; none (n 0, no error) when the tag is absent. Free with
- * bld_envelopes_free. */
-int bld_fetch_attestations(const char *image, const char *digest, const struct oci_opts *opts, struct buf **out,
-                           size_t *n, struct err **err);
-void bld_envelopes_free(struct buf *e, size_t n);
-
 /* One envelope (a `.att` layer, a line of an .intoto.jsonl file) opened: parsed, its signature
  * verified with pub (NULL: not verified, for reading an unsigned statement; the caller then trusts
  * nothing in it), and its statement parsed into *out (free with bld_statement_free, also after a
  * failure). */
 int bld_statement_open(const char *envelope, size_t len, EVP_PKEY *pub, struct bld_statement *out, struct err **err);
 
-/* The statement an image carries that verifies with pub: fetches the .att envelopes, verifies
- * each against pub, parses the statement and checks its subject is image's digest. An error
- * says why none would do (none attached, unsigned, signed by another key, another digest). */
-int bld_image_statement(const char *image, const struct oci_opts *opts, EVP_PKEY *pub, struct bld_statement *out,
-                        struct err **err);
+/* The statement an image carries that verifies with pub: fetches the envelopes at the image's
+ * sha256-<hex>.att tag (each size-capped before it is fetched), verifies each against pub, parses
+ * the statement and checks its subject is the image's digest (digest when the caller resolved it
+ * already, else what the registry holds for image). An error says why none would do: ENOENT none
+ * attached; EPERM unsigned, signed by another key, another digest. */
+int bld_image_statement(const char *image, const char *digest, const struct oci_opts *opts, EVP_PKEY *pub,
+                        struct bld_statement *out, struct err **err);
 
 #endif

@@ -69,7 +69,7 @@ static int check_statement(struct verify *v, struct err **err)
 	struct oci_opts quiet = v->o->oci;
 	quiet.progress = NULL;
 	struct err *e = NULL;
-	if (bld_image_statement(v->pinned, &quiet, v->o->key, &v->st, &e) < 0) {
+	if (bld_image_statement(v->pinned, v->digest, &quiet, v->o->key, &v->st, &e) < 0) {
 		/* ENOENT: none attached; EPERM: none verifies with the key or names this digest. */
 		if (e->code != ENOENT && e->code != EPERM) {
 			*err = e;

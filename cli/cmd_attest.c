@@ -79,7 +79,7 @@ static int expect_from_image(const char *image, const char *key_path, const stru
 	if (keys_public_key_load(key_path, &pub, err) < 0)
 		return err_wrap(err, "--key");
 	struct bld_statement st;
-	int r = bld_image_statement(image, o, pub, &st, err);
+	int r = bld_image_statement(image, NULL, o, pub, &st, err);
 	EVP_PKEY_free(pub);
 	if (r < 0)
 		return err_wrap(err, "--image");
