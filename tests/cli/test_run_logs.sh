@@ -11,9 +11,7 @@
 
 use_local_launcher
 
-head -c 70000 /dev/urandom >"$TMP/kernel"
-"$ENCLAVER" eif build --kernel "$TMP/kernel" --cmdline "console=ttyS0" --ramdisk "$TMP/kernel" \
-	--output "$TMP/app.eif" >/dev/null 2>&1
+standin_eif "$TMP/app.eif"
 EIF=$TMP/app.eif
 printf 'version: v1\nname: plain\ntarget: "oci:x:y"\nsources:\n  app: "oci:x:y"\n' >"$TMP/plain.yaml"
 printf 'version: v1\nname: crashy\ntarget: "oci:x:y"\nsources:\n  app: "oci:x:y"\nrestart:\n  policy: on-failure\n  max_restarts: 2\n  backoff_ms: 50\n' \

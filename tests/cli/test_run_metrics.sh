@@ -7,16 +7,11 @@
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/odyn_lib.sh"
 
-RUNL=$(dirname "$ENCLAVER")/../helpers/enclaver-local
-[ -x "$RUNL" ] || { echo "missing $RUNL"; exit 1; }
-export ENCLAVER_STATE_DIR=$TMP/state ENCLAVER_LOCAL_ODYN=$ODYN
-unset ENCLAVER_LOCAL_MANIFEST ENCLAVER_LOCAL_DIR ENCLAVER_LOCAL_BOOT_MS
+use_local_launcher
+unset ENCLAVER_LOCAL_BOOT_MS
 PROBE="python3 $ROOT/tests/cli/helpers/http_probe.py"
 
-head -c 70000 /dev/urandom >"$TMP/kernel"
-head -c 5000 /dev/urandom >"$TMP/rd"
-"$ENCLAVER" eif build --kernel "$TMP/kernel" --cmdline "console=ttyS0" --ramdisk "$TMP/rd" \
-	--output "$TMP/app.eif" >/dev/null 2>&1
+standin_eif "$TMP/app.eif"
 EIF=$TMP/app.eif
 
 # --- ADDR values refused before anything starts (usage errors name the value)

@@ -14,13 +14,7 @@
 . "$(dirname "$0")/lib.sh"
 . "$ROOT/tests/cli/helpers/build_fixtures.sh"
 
-for tool in docker-registry skopeo umoci; do
-	if ! command -v "$tool" >/dev/null; then
-		not_ok "$tool is installed (scripts/install-deps.sh)"
-		done_testing
-		exit 1
-	fi
-done
+require_tools docker-registry skopeo umoci
 
 # The skopeo whose verdicts count (scripts/build-skopeo.sh --check: the system's when it verifies,
 # else the one built from Debian's sources), found before HOME moves to $TMP.
