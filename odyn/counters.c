@@ -52,29 +52,21 @@ struct odyn_counters *odyn_counters_new(struct evloop *loop, struct stream *stat
 	return k;
 }
 
-static ssize_t find(const struct odyn_counters *k, enum wire_counter_family f, const char *a, const char *b)
-{
-	for (size_t i = 0; i < k->n; i++)
-		if (wire_counter_is(&k->c[i], f, a, b))
-			return (ssize_t)i;
-	return -1;
-}
-
 void odyn_counters_add(struct odyn_counters *k, enum wire_counter_family f, const char *a, const char *b)
 {
 	if (k == NULL)
 		return;
 	const char *l0 = wire_counter_label_ok(a) ? a : COUNTER_OTHER;
 	const char *l1 = wire_counter_label_ok(b) ? b : COUNTER_OTHER;
-	ssize_t i = find(k, f, l0, l1);
+	size_t i = wire_counter_find(k->c, k->n, f, l0, l1);
 	/* Nearly full: new names are counted under "(other)" (the last slots are kept for those), so
 	 * a client inventing action names cannot push the line past the wire's limit. */
-	if (i < 0 && k->n >= WIRE_COUNTERS_MAX - COUNTERS_RESERVED)
-		i = find(k, f, l0 = COUNTER_OTHER, l1);
-	if (i < 0) {
+	if (i == k->n && k->n >= WIRE_COUNTERS_MAX - COUNTERS_RESERVED)
+		i = wire_counter_find(k->c, k->n, f, l0 = COUNTER_OTHER, l1);
+	if (i == k->n) {
 		if (k->n == WIRE_COUNTERS_MAX)
 			return;
-		i = (ssize_t)k->n++;
+		k->n++;
 		k->c[i] = (struct wire_counter){.family = f};
 		snprintf(k->c[i].label[0], sizeof(k->c[i].label[0]), "%s", l0);
 		snprintf(k->c[i].label[1], sizeof(k->c[i].label[1]), "%s", l1);

@@ -264,9 +264,7 @@ static void merge_counters(struct outer_metrics *m, const struct wire_status *st
 {
 	for (size_t i = 0; i < st->n_counters; i++) {
 		const struct wire_counter *c = &st->counters[i];
-		size_t j = 0;
-		while (j < m->n_series && !wire_counter_is(&m->series[j], c->family, c->label[0], c->label[1]))
-			j++;
+		size_t j = wire_counter_find(m->series, m->n_series, c->family, c->label[0], c->label[1]);
 		if (j == m->n_series) {
 			if (m->n_series == OUTER_METRICS_SERIES_MAX) {
 				if (!m->series_full_logged)

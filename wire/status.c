@@ -25,6 +25,15 @@ bool wire_counter_is(const struct wire_counter *c, enum wire_counter_family f, c
 	return c->family == f && !strcmp(c->label[0], a) && !strcmp(c->label[1], b);
 }
 
+size_t wire_counter_find(const struct wire_counter *v, size_t n, enum wire_counter_family f, const char *a,
+                         const char *b)
+{
+	size_t i = 0;
+	while (i < n && !wire_counter_is(&v[i], f, a, b))
+		i++;
+	return i;
+}
+
 static json_t *counters_pack(const struct wire_status *s)
 {
 	json_t *v = json_pack("{s:s}", "status", "counters");
@@ -70,9 +79,8 @@ static int counters_decode(json_t *v, enum wire_counter_family f, struct wire_st
 				               where, i, k, WIRE_COUNTER_LABEL_MAX);
 			memcpy(c->label[k], l, strlen(l) + 1);
 		}
-		for (size_t j = 0; j < out->n_counters; j++)
-			if (wire_counter_is(&out->counters[j], f, c->label[0], c->label[1]))
-				return err_set(err, EINVAL, "counters: %s[%zu] repeats an entry", where, i);
+		if (wire_counter_find(out->counters, out->n_counters, f, c->label[0], c->label[1]) < out->n_counters)
+			return err_set(err, EINVAL, "counters: %s[%zu] repeats an entry", where, i);
 		out->n_counters++;
 	}
 	return 0;

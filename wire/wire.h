@@ -67,6 +67,9 @@ struct wire_status {
 bool wire_counter_label_ok(const char *s);
 /* Whether c counts the series (f, a, b): one name, one entry, on both sides. */
 bool wire_counter_is(const struct wire_counter *c, enum wire_counter_family f, const char *a, const char *b);
+/* The index of the series (f, a, b) among v[0..n), n when it is not there. */
+size_t wire_counter_find(const struct wire_counter *v, size_t n, enum wire_counter_family f, const char *a,
+                         const char *b);
 /* Appends the line, LF included. */
 void wire_status_encode(const struct wire_status *s, struct buf *out);
 /* One line without its LF. EINVAL for a line that is not a status (malformed JSON, a missing or
