@@ -92,31 +92,32 @@ static void conn_flush(struct httpd_conn *c)
 	evloop_mod(c->srv->loop, c->fd, EPOLLIN, &c->h, NULL);
 }
 
-void httpd_respond(struct httpd_conn *c, int code, const char *reason, const char *content_type, const void *body,
-                   size_t len)
+/* The one answer a connection gets; `allow` (NULL: none) names the methods of a 405. */
+static void respond(struct httpd_conn *c, int code, const char *reason, const char *allow, const char *content_type,
+                    const void *body, size_t len)
 {
 	if (c->dead || c->responded)
 		return;
 	c->responded = true;
 	c->user_cancel = NULL;
-	buf_printf(&c->out, "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\nConnection: close\r\n\r\n",
-	           code, reason, content_type, len);
+	buf_printf(&c->out, "HTTP/1.1 %d %s\r\n", code, reason);
+	if (allow)
+		buf_printf(&c->out, "Allow: %s\r\n", allow);
+	buf_printf(&c->out, "Content-Type: %s\r\nContent-Length: %zu\r\nConnection: close\r\n\r\n", content_type, len);
 	buf_append(&c->out, body, len);
 	conn_flush(c);
 }
 
+void httpd_respond(struct httpd_conn *c, int code, const char *reason, const char *content_type, const void *body,
+                   size_t len)
+{
+	respond(c, code, reason, NULL, content_type, body, len);
+}
+
 void httpd_respond_not_allowed(struct httpd_conn *c, const char *allow)
 {
-	if (c->dead || c->responded)
-		return;
-	c->responded = true;
-	c->user_cancel = NULL;
 	static const char body[] = "method not allowed\n";
-	buf_printf(&c->out,
-	           "HTTP/1.1 405 Method Not Allowed\r\nAllow: %s\r\nContent-Type: text/plain\r\nContent-Length: "
-	           "%zu\r\nConnection: close\r\n\r\n%s",
-	           allow, sizeof(body) - 1, body);
-	conn_flush(c);
+	respond(c, 405, "Method Not Allowed", allow, "text/plain", body, sizeof(body) - 1);
 }
 
 void httpd_respond_text(struct httpd_conn *c, int code, const char *reason, const char *fmt, ...)
